@@ -1,0 +1,58 @@
+# integration: PGXS build.  `make test` and `make demo` install what a fresh Debian 12 machine lacks.
+
+EXTENSION  = integration
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = $(EXTENSION)
+OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c))
+HEADERS    = $(wildcard src/*.h)
+
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA       = $(wildcard sql/$(EXTENSION)--*--*.sql)
+
+PG_CPPFLAGS = -DEXTVERSION=\"$(EXTVERSION)\" -Wall -Wextra -Werror \
+              -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+SHLIB_LINK  = -lcurl -lcrypto
+
+EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling
+
+# Prefer the PostgreSQL 15 pg_config; PG_CONFIG=... overrides.
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS      := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all:
+	@echo "PostgreSQL server headers (PGXS) not found: run 'make deps' or 'make test'" >&2; exit 1
+endif
+
+$(DATA_built): sql/$(EXTENSION).sql $(EXTENSION).control
+	cp $< $@
+
+test/receiver/receiver: test/receiver/receiver.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench/curl_ceiling: bench/curl_ceiling.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lcurl
+
+.PHONY: deps demo test bench
+
+deps:
+	./scripts/install-deps
+
+# The two commands README promises: each installs what is missing, builds and installs first.
+demo: deps
+	$(MAKE) all
+	$(MAKE) install
+	./scripts/demo
+
+test: deps
+	$(MAKE) all
+	$(MAKE) install
+	./test/run
+
+bench: deps
+	$(MAKE) all
+	$(MAKE) install
+	./bench/run
