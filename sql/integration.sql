@@ -1,0 +1,623 @@
+-- integration: tenant-scoped webhooks, published in the writer's transaction and
+-- delivered by a background worker.  This is the one hand-edited source of the install
+-- script; `make` copies it to sql/integration--<version>.sql.
+
+\echo Use "CREATE EXTENSION integration" to load this file. \quit
+
+------------------------------------------------------------------------------------------
+-- Preconditions
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration._is_preloaded() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_is_preloaded'
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION integration._is_preloaded() IS
+	'Whether the library was loaded through shared_preload_libraries (internal).';
+
+DO $$
+BEGIN
+	IF NOT integration._is_preloaded() THEN
+		RAISE EXCEPTION 'integration must be loaded via shared_preload_libraries'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'The delivery worker and the commit-time wake-up need shared memory, which exists only when the library is preloaded.',
+				  HINT = 'Add integration to shared_preload_libraries in postgresql.conf, restart the server, then run CREATE EXTENSION again.';
+	END IF;
+	IF pg_catalog.current_setting('server_encoding') <> 'UTF8' THEN
+		RAISE EXCEPTION 'integration needs a UTF8 database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = pg_catalog.format('This database''s encoding is %s; webhook payloads are UTF-8 JSON sent byte for byte.',
+											 pg_catalog.current_setting('server_encoding')),
+				  HINT = 'Create the extension in a database created with ENCODING ''UTF8''.';
+	END IF;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Tenancy (src/tenant.c)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.current_tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_current_tenant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION integration.current_tenant() IS
+	'The tenant selected by integration.tenant_id, or NULL when none is set.';
+
+CREATE FUNCTION integration.require_tenant() RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_require_tenant'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION integration.require_tenant() IS
+	'The tenant selected by integration.tenant_id; raises insufficient_privilege when none is set.';
+
+CREATE FUNCTION integration.require_tenant_for_write() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_require_tenant_for_write'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.require_tenant_for_write() IS
+	'Statement trigger: a role bound by row-level security cannot write with no tenant selected.';
+
+------------------------------------------------------------------------------------------
+-- Validation (src/validate.c)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.validate_url(url text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_validate_url'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.validate_url(text) IS
+	'Returns url when it is an absolute http(s) URL without credentials or fragment; raises invalid_parameter_value otherwise.';
+
+CREATE FUNCTION integration.validate_headers(headers jsonb) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'integration_validate_headers'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.validate_headers(jsonb) IS
+	'Returns headers when it is a JSON object of valid, non-reserved header names to safe string values; raises invalid_parameter_value otherwise.';
+
+--@@SIGNING@@
+
+------------------------------------------------------------------------------------------
+-- Tables.  Every key starts with tenant_id, the distribution column if the schema is
+-- ever distributed with Citus; every table has forced row-level security.
+------------------------------------------------------------------------------------------
+
+CREATE TABLE integration.webhook_endpoints (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	name			text NOT NULL,
+	url				text NOT NULL,
+	events			jsonb NOT NULL,
+	secret			text NOT NULL DEFAULT integration.generate_secret(),
+	headers			jsonb NOT NULL DEFAULT '{}',
+	is_active		boolean NOT NULL DEFAULT true,
+	disabled_reason text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at		timestamptz,
+	PRIMARY KEY (tenant_id, id),
+	CONSTRAINT webhook_endpoints_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT webhook_endpoints_name_check
+		CHECK (pg_catalog.length(pg_catalog.btrim(name)) BETWEEN 1 AND 200),
+	CONSTRAINT webhook_endpoints_url_check CHECK (integration.validate_url(url) IS NOT NULL),
+	CONSTRAINT webhook_endpoints_events_check
+		CHECK (integration.validate_event_patterns(events) IS NOT NULL),
+	CONSTRAINT webhook_endpoints_secret_check CHECK (integration.validate_secret(secret) IS NOT NULL),
+	CONSTRAINT webhook_endpoints_headers_check CHECK (integration.validate_headers(headers) IS NOT NULL)
+);
+COMMENT ON TABLE integration.webhook_endpoints IS
+	'Webhook endpoints of each tenant; deleted_at marks a soft delete.';
+
+-- The per-tenant listing; the primary key already serves lookups by id.
+CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant_id, created_at)
+	WHERE deleted_at IS NULL;
+
+CREATE TABLE integration.webhook_events (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	event			text NOT NULL,
+	payload			text NOT NULL,
+	endpoint_ids	bigint[] NOT NULL,
+	fanout_pending	boolean NOT NULL DEFAULT true,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, id),
+	CONSTRAINT webhook_events_tenant_check CHECK (tenant_id <> '')
+);
+COMMENT ON TABLE integration.webhook_events IS
+	'One row per published event: the payload bytes, serialised once, and the endpoints it goes to. The worker fans each event out into integration.deliveries.';
+COMMENT ON COLUMN integration.webhook_events.payload IS
+	'The exact bytes sent and signed.';
+COMMENT ON COLUMN integration.webhook_events.fanout_pending IS
+	'True until the worker has created one row in integration.deliveries per endpoint.';
+
+CREATE INDEX webhook_events_fanout_idx ON integration.webhook_events (id) WHERE fanout_pending;
+
+CREATE TABLE integration.deliveries (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	event_id		bigint NOT NULL,
+	endpoint_id		bigint NOT NULL,
+	status			text NOT NULL DEFAULT 'pending',
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	lease_expires_at timestamptz,
+	last_attempt_at timestamptz,
+	last_status_code integer,
+	last_error		text,
+	last_response	text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	delivered_at	timestamptz,
+	PRIMARY KEY (tenant_id, id),
+	UNIQUE (tenant_id, event_id, endpoint_id),
+	FOREIGN KEY (tenant_id, event_id) REFERENCES integration.webhook_events (tenant_id, id)
+		ON DELETE CASCADE,
+	FOREIGN KEY (tenant_id, endpoint_id) REFERENCES integration.webhook_endpoints (tenant_id, id),
+	CONSTRAINT deliveries_status_check
+		CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
+	CONSTRAINT deliveries_attempts_check CHECK (attempts >= 0)
+);
+COMMENT ON TABLE integration.deliveries IS
+	'Delivery state of one event to one endpoint. Query integration.webhook_deliveries, which also shows events not yet fanned out.';
+COMMENT ON COLUMN integration.deliveries.status IS
+	'pending: waiting for next_attempt_at; sending: claimed by a worker until lease_expires_at; delivered; failed: out of attempts.';
+
+-- The worker's due scan touches only live rows, however many delivered rows pile up.
+CREATE INDEX deliveries_due_idx ON integration.deliveries (next_attempt_at)
+	WHERE status IN ('pending', 'sending');
+CREATE INDEX deliveries_endpoint_idx ON integration.deliveries (tenant_id, endpoint_id, id);
+
+CREATE TABLE integration.integration_logs (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	level			text NOT NULL DEFAULT 'info',
+	source			text NOT NULL,
+	event			text NOT NULL,
+	message			text NOT NULL,
+	context			jsonb NOT NULL DEFAULT '{}',
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, id),
+	CONSTRAINT integration_logs_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT integration_logs_level_check
+		CHECK (level IN ('debug', 'info', 'warning', 'error'))
+);
+COMMENT ON TABLE integration.integration_logs IS
+	'What the API and the worker did, per tenant: changes to endpoints, dispatches, delivery failures.';
+
+CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenant_id, created_at);
+
+------------------------------------------------------------------------------------------
+-- Row-level security: forced, so even the tables' owner is bound unless superuser or
+-- BYPASSRLS.
+------------------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']
+	LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE integration.%I ENABLE ROW LEVEL SECURITY', t);
+		EXECUTE pg_catalog.format('ALTER TABLE integration.%I FORCE ROW LEVEL SECURITY', t);
+		EXECUTE pg_catalog.format(
+			'CREATE POLICY tenant_isolation ON integration.%I
+				USING (tenant_id = integration.current_tenant())
+				WITH CHECK (tenant_id = integration.current_tenant())', t);
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER require_tenant BEFORE INSERT OR UPDATE OR DELETE ON integration.%I
+				FOR EACH STATEMENT EXECUTE FUNCTION integration.require_tenant_for_write()', t);
+	END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Views
+------------------------------------------------------------------------------------------
+
+-- security_invoker: the caller's row-level security applies, not the view owner's.
+CREATE VIEW integration.webhook_deliveries WITH (security_invoker = true) AS
+	SELECT d.tenant_id, d.id, d.event_id, d.endpoint_id, e.event, e.payload, d.status,
+		   d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code,
+		   d.last_error, d.last_response, d.created_at, d.delivered_at
+	  FROM integration.deliveries d
+	  JOIN integration.webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
+	UNION ALL
+	SELECT e.tenant_id, NULL::bigint, e.id, u.endpoint_id, e.event, e.payload, 'pending',
+		   0, e.created_at, NULL::timestamptz, NULL::integer, NULL::text, NULL::text,
+		   e.created_at, NULL::timestamptz
+	  FROM integration.webhook_events e
+	 CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id)
+	 WHERE e.fanout_pending;
+COMMENT ON VIEW integration.webhook_deliveries IS
+	'Every delivery of an event to an endpoint with its event, payload and status. A delivery whose event the worker has not fanned out yet shows status pending and a NULL id.';
+
+------------------------------------------------------------------------------------------
+-- SQL API: mirrors the REST routes.  SECURITY INVOKER throughout, so row-level security
+-- is what scopes every call to the caller's tenant.
+------------------------------------------------------------------------------------------
+
+CREATE TYPE integration.webhook AS (
+	id				bigint,
+	name			text,
+	url				text,
+	events			jsonb,
+	secret			text,
+	headers			jsonb,
+	is_active		boolean,
+	disabled_reason text,
+	created_at		timestamptz,
+	updated_at		timestamptz
+);
+COMMENT ON TYPE integration.webhook IS 'An endpoint as the API shows it.';
+
+CREATE FUNCTION integration.mask_secret(secret text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN CASE WHEN secret LIKE 'whsec\_%' THEN 'whsec_' ELSE '' END
+		   || '********' || pg_catalog.right(secret, 4);
+COMMENT ON FUNCTION integration.mask_secret(text) IS
+	'A secret as listings show it: only its last four characters.';
+
+CREATE FUNCTION integration.log(level text, source text, event text, message text,
+								context jsonb DEFAULT '{}') RETURNS bigint
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE
+	BEGIN ATOMIC
+		INSERT INTO integration.integration_logs (level, source, event, message, context)
+		VALUES (level, source, event, message, context)
+		RETURNING id;
+	END;
+COMMENT ON FUNCTION integration.log(text, text, text, text, jsonb) IS
+	'Writes one row to integration_logs for the current tenant.';
+
+CREATE FUNCTION integration.register_webhook(name text, url text, events jsonb,
+											 secret text DEFAULT NULL,
+											 headers jsonb DEFAULT '{}')
+	RETURNS integration.webhook
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ep integration.webhook_endpoints;
+BEGIN
+	PERFORM integration.require_tenant();
+	INSERT INTO integration.webhook_endpoints AS w (name, url, events, secret, headers)
+	VALUES (register_webhook.name, register_webhook.url, register_webhook.events,
+			coalesce(register_webhook.secret, integration.generate_secret()),
+			coalesce(register_webhook.headers, '{}'))
+	RETURNING w.* INTO ep;
+
+	PERFORM integration.log('info', 'api', 'webhook.registered',
+							format('webhook %s registered', ep.id),
+							jsonb_build_object('endpoint_id', ep.id, 'name', ep.name,
+											   'url', ep.url, 'events', ep.events));
+	-- The only time the whole secret is shown.
+	RETURN (ep.id, ep.name, ep.url, ep.events, ep.secret, ep.headers, ep.is_active,
+			ep.disabled_reason, ep.created_at, ep.updated_at)::integration.webhook;
+END
+$$;
+COMMENT ON FUNCTION integration.register_webhook(text, text, jsonb, text, jsonb) IS
+	'Registers an endpoint for the current tenant and returns it with its full secret, shown this once.';
+
+CREATE FUNCTION integration.list_webhooks() RETURNS SETOF integration.webhook
+	LANGUAGE sql STABLE PARALLEL SAFE
+	BEGIN ATOMIC
+		SELECT w.id, w.name, w.url, w.events, integration.mask_secret(w.secret), w.headers,
+			   w.is_active, w.disabled_reason, w.created_at, w.updated_at
+		  FROM integration.webhook_endpoints w
+		 WHERE w.tenant_id = integration.current_tenant() AND w.deleted_at IS NULL
+		 ORDER BY w.created_at, w.id;
+	END;
+COMMENT ON FUNCTION integration.list_webhooks() IS
+	'The current tenant''s endpoints that are not deleted, secrets masked.';
+
+CREATE FUNCTION integration.show_webhook(id bigint) RETURNS integration.webhook
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result integration.webhook;
+BEGIN
+	SELECT w.id, w.name, w.url, w.events, integration.mask_secret(w.secret), w.headers,
+		   w.is_active, w.disabled_reason, w.created_at, w.updated_at
+	  INTO result
+	  FROM integration.webhook_endpoints w
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = show_webhook.id
+	   AND w.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % not found', show_webhook.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION integration.show_webhook(bigint) IS
+	'One endpoint of the current tenant, secret masked; raises no_data_found when there is none.';
+
+CREATE FUNCTION integration.update_webhook(id bigint, name text DEFAULT NULL,
+										   url text DEFAULT NULL, events jsonb DEFAULT NULL,
+										   secret text DEFAULT NULL, headers jsonb DEFAULT NULL,
+										   is_active boolean DEFAULT NULL)
+	RETURNS integration.webhook
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ep integration.webhook_endpoints;
+	changed text[];
+BEGIN
+	PERFORM integration.require_tenant();
+	UPDATE integration.webhook_endpoints AS w
+	   SET name = coalesce(update_webhook.name, w.name),
+		   url = coalesce(update_webhook.url, w.url),
+		   events = coalesce(update_webhook.events, w.events),
+		   secret = coalesce(update_webhook.secret, w.secret),
+		   headers = coalesce(update_webhook.headers, w.headers),
+		   is_active = coalesce(update_webhook.is_active, w.is_active),
+		   disabled_reason = CASE WHEN update_webhook.is_active THEN NULL ELSE w.disabled_reason END,
+		   updated_at = now()
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = update_webhook.id
+	   AND w.deleted_at IS NULL
+	RETURNING w.* INTO ep;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % not found', update_webhook.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
+	END IF;
+
+	changed := array_remove(ARRAY[
+		CASE WHEN update_webhook.name IS NOT NULL THEN 'name' END,
+		CASE WHEN update_webhook.url IS NOT NULL THEN 'url' END,
+		CASE WHEN update_webhook.events IS NOT NULL THEN 'events' END,
+		CASE WHEN update_webhook.secret IS NOT NULL THEN 'secret' END,
+		CASE WHEN update_webhook.headers IS NOT NULL THEN 'headers' END,
+		CASE WHEN update_webhook.is_active IS NOT NULL THEN 'is_active' END], NULL);
+	PERFORM integration.log('info', 'api', 'webhook.updated',
+							format('webhook %s updated', ep.id),
+							jsonb_build_object('endpoint_id', ep.id, 'changed', to_jsonb(changed)));
+	RETURN (ep.id, ep.name, ep.url, ep.events, integration.mask_secret(ep.secret), ep.headers,
+			ep.is_active, ep.disabled_reason, ep.created_at, ep.updated_at)::integration.webhook;
+END
+$$;
+COMMENT ON FUNCTION integration.update_webhook(bigint, text, text, jsonb, text, jsonb, boolean) IS
+	'Changes the given fields of an endpoint (NULL leaves a field unchanged); returns it, secret masked.';
+
+CREATE FUNCTION integration.delete_webhook(id bigint) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM integration.require_tenant();
+	UPDATE integration.webhook_endpoints AS w
+	   SET deleted_at = now(), updated_at = now(), is_active = false
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = delete_webhook.id
+	   AND w.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % not found', delete_webhook.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
+	END IF;
+	PERFORM integration.log('info', 'api', 'webhook.deleted',
+							format('webhook %s deleted', delete_webhook.id),
+							jsonb_build_object('endpoint_id', delete_webhook.id));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION integration.delete_webhook(bigint) IS
+	'Soft-deletes an endpoint of the current tenant: it stops receiving events at once; its deliveries stay queryable.';
+
+
+------------------------------------------------------------------------------------------
+-- Publishing (src/publish.c, src/wakeup.c)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.endpoints_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_endpoints_changed'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.endpoints_changed() IS
+	'Statement trigger on webhook_endpoints: every backend''s endpoint cache is dropped when the transaction commits.';
+
+CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON integration.webhook_endpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.endpoints_changed();
+
+CREATE FUNCTION integration._wake_worker_at_commit() RETURNS void
+	AS 'MODULE_PATHNAME', 'integration_wake_worker_at_commit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration._wake_worker_at_commit() IS
+	'Arms the commit-time wake-up of this database''s delivery worker (internal).';
+
+CREATE FUNCTION integration.wakeup_stats(OUT commits_signalled bigint, OUT workers_woken bigint,
+										 OUT endpoints_generation bigint)
+	AS 'MODULE_PATHNAME', 'integration_wakeup_stats'
+	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.wakeup_stats() IS
+	'Commits that published events, how many of them woke a worker, and the endpoint-cache generation.';
+
+CREATE FUNCTION integration.envelope(event text, payload jsonb) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_envelope'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.envelope(text, jsonb) IS
+	'The bytes sent for an event: {"type": event, "timestamp": statement time in UTC, "data": payload}.';
+
+CREATE FUNCTION integration.publish_event(event text, payload jsonb) RETURNS integer
+	AS 'MODULE_PATHNAME', 'integration_publish_event'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.publish_event(text, jsonb) IS
+	'Enqueues, in the caller''s transaction, one delivery of the event per active endpoint of the current tenant that subscribes to it; returns how many.';
+
+CREATE FUNCTION integration.publish_row_event() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_publish_row_event'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.publish_row_event() IS
+	'AFTER INSERT/UPDATE/DELETE trigger (row level, or statement level with transition tables) publishing <prefix>.created/updated/deleted for the row''s tenant. Arguments: prefix [, tenant column].';
+
+CREATE FUNCTION integration.dispatch_webhook(id bigint, event text, payload jsonb) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	active boolean;
+	event_id bigint;
+	delivery_id bigint;
+BEGIN
+	PERFORM integration.require_tenant();
+	SELECT w.is_active INTO active
+	  FROM integration.webhook_endpoints w
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = dispatch_webhook.id
+	   AND w.deleted_at IS NULL
+	   FOR SHARE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % not found', dispatch_webhook.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
+	END IF;
+	IF NOT active THEN
+		RAISE EXCEPTION 'webhook % is disabled', dispatch_webhook.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Enable it with integration.update_webhook(id => ..., is_active => true).';
+	END IF;
+
+	INSERT INTO integration.webhook_events AS e (event, payload, endpoint_ids, fanout_pending)
+	VALUES (dispatch_webhook.event,
+			integration.envelope(dispatch_webhook.event, coalesce(dispatch_webhook.payload, 'null')),
+			ARRAY[dispatch_webhook.id], false)
+	RETURNING e.id INTO event_id;
+	INSERT INTO integration.deliveries AS d (event_id, endpoint_id)
+	VALUES (event_id, dispatch_webhook.id)
+	RETURNING d.id INTO delivery_id;
+
+	PERFORM integration.log('info', 'api', 'webhook.dispatched',
+							format('event %s dispatched to webhook %s', dispatch_webhook.event,
+								   dispatch_webhook.id),
+							jsonb_build_object('endpoint_id', dispatch_webhook.id,
+											   'delivery_id', delivery_id,
+											   'event_id', event_id,
+											   'event', dispatch_webhook.event));
+	PERFORM integration._wake_worker_at_commit();
+	RETURN delivery_id;
+END
+$$;
+COMMENT ON FUNCTION integration.dispatch_webhook(bigint, text, jsonb) IS
+	'Enqueues one delivery of an event to one endpoint of the current tenant; returns the delivery id.';
+
+CREATE FUNCTION integration.track_table(tbl regclass, event_prefix text,
+										tenant_column text DEFAULT 'tenant_id')
+	RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	kind "char";
+BEGIN
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = tbl;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '"%" is not a table', tbl
+			USING ERRCODE = 'wrong_object_type';
+	END IF;
+	PERFORM integration.validate_event_name(event_prefix || '.created');
+	IF NOT EXISTS (SELECT FROM pg_attribute a
+				   WHERE a.attrelid = tbl AND a.attname = tenant_column
+					 AND a.attnum > 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'table "%" has no tenant column "%"', tbl, tenant_column
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Pass the name of the table''s tenant column as tenant_column.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_trigger t
+			   WHERE t.tgrelid = tbl AND t.tgname LIKE 'integration\_publish\_%') THEN
+		RAISE EXCEPTION 'table "%" is already tracked', tbl
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Call integration.untrack_table() first to change its prefix or tenant column.';
+	END IF;
+
+	-- Statement-level triggers with transition tables: one call per statement, however
+	-- many rows it writes.
+	EXECUTE format('CREATE TRIGGER integration_publish_insert AFTER INSERT ON %s'
+				   ' REFERENCING NEW TABLE AS integration_new'
+				   ' FOR EACH STATEMENT EXECUTE FUNCTION integration.publish_row_event(%L, %L)',
+				   tbl, event_prefix, tenant_column);
+	EXECUTE format('CREATE TRIGGER integration_publish_update AFTER UPDATE ON %s'
+				   ' REFERENCING OLD TABLE AS integration_old NEW TABLE AS integration_new'
+				   ' FOR EACH STATEMENT EXECUTE FUNCTION integration.publish_row_event(%L, %L)',
+				   tbl, event_prefix, tenant_column);
+	EXECUTE format('CREATE TRIGGER integration_publish_delete AFTER DELETE ON %s'
+				   ' REFERENCING OLD TABLE AS integration_old'
+				   ' FOR EACH STATEMENT EXECUTE FUNCTION integration.publish_row_event(%L, %L)',
+				   tbl, event_prefix, tenant_column);
+END
+$$;
+COMMENT ON FUNCTION integration.track_table(regclass, text, text) IS
+	'Publishes <event_prefix>.created/updated/deleted for every row written to the table, in the writer''s transaction.';
+
+CREATE FUNCTION integration.untrack_table(tbl regclass) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	trg name;
+	found_any boolean := false;
+BEGIN
+	FOR trg IN SELECT t.tgname FROM pg_trigger t
+				WHERE t.tgrelid = tbl AND t.tgname LIKE 'integration\_publish\_%'
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
+		found_any := true;
+	END LOOP;
+	RETURN found_any;
+END
+$$;
+COMMENT ON FUNCTION integration.untrack_table(regclass) IS
+	'Stops publishing events for the table; returns false when it was not tracked.';
+
+CREATE VIEW integration.tracked_tables AS
+	SELECT t.tgrelid::regclass AS table_name,
+		   pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\000', 1) AS event_prefix,
+		   coalesce(pg_catalog.nullif(pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\000', 2), ''),
+					'tenant_id') AS tenant_column,
+		   pg_catalog.array_agg(t.tgname::text ORDER BY t.tgname) AS triggers
+	  FROM pg_catalog.pg_trigger t
+	 WHERE t.tgfoid = 'integration.publish_row_event()'::pg_catalog.regprocedure
+	 GROUP BY 1, 2, 3;
+COMMENT ON VIEW integration.tracked_tables IS
+	'Tables whose writes publish events, with their event prefix and tenant column.';
+
+CREATE FUNCTION integration.list_deliveries(endpoint_id bigint DEFAULT NULL,
+											status text DEFAULT NULL,
+											event text DEFAULT NULL,
+											since timestamptz DEFAULT NULL,
+											"limit" integer DEFAULT 100)
+	RETURNS SETOF integration.webhook_deliveries
+	LANGUAGE sql STABLE PARALLEL SAFE
+	BEGIN ATOMIC
+		SELECT d.*
+		  FROM integration.webhook_deliveries d
+		 WHERE d.tenant_id = integration.current_tenant()
+		   AND (list_deliveries.endpoint_id IS NULL OR d.endpoint_id = list_deliveries.endpoint_id)
+		   AND (list_deliveries.status IS NULL OR d.status = list_deliveries.status)
+		   AND (list_deliveries.event IS NULL OR d.event = list_deliveries.event)
+		   AND (list_deliveries.since IS NULL OR d.created_at >= list_deliveries.since)
+		 ORDER BY d.created_at DESC, d.event_id DESC, d.endpoint_id DESC
+		 LIMIT greatest(list_deliveries."limit", 0);
+	END;
+COMMENT ON FUNCTION integration.list_deliveries(bigint, text, text, timestamptz, integer) IS
+	'The current tenant''s deliveries, newest first, optionally filtered by endpoint, status, event and creation time.';
+
+CREATE FUNCTION integration.list_integration_logs(level text DEFAULT NULL,
+												  source text DEFAULT NULL,
+												  event text DEFAULT NULL,
+												  since timestamptz DEFAULT NULL,
+												  "limit" integer DEFAULT 100)
+	RETURNS SETOF integration.integration_logs
+	LANGUAGE sql STABLE PARALLEL SAFE
+	BEGIN ATOMIC
+		SELECT l.*
+		  FROM integration.integration_logs l
+		 WHERE l.tenant_id = integration.current_tenant()
+		   AND (list_integration_logs.level IS NULL OR l.level = list_integration_logs.level)
+		   AND (list_integration_logs.source IS NULL OR l.source = list_integration_logs.source)
+		   AND (list_integration_logs.event IS NULL OR l.event = list_integration_logs.event)
+		   AND (list_integration_logs.since IS NULL OR l.created_at >= list_integration_logs.since)
+		 ORDER BY l.created_at DESC, l.id DESC
+		 LIMIT greatest(list_integration_logs."limit", 0);
+	END;
+COMMENT ON FUNCTION integration.list_integration_logs(text, text, text, timestamptz, integer) IS
+	'The current tenant''s integration log, newest first, optionally filtered by level, source, event and time.';
+
+------------------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; README lists the grants an application role needs.
+------------------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA integration FROM PUBLIC;

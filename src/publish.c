@@ -1,0 +1,554 @@
+/*
+ * publish.c
+ *		Transactional event publishing: publish_event() and the table trigger.
+ *
+ * An event is one row in integration.webhook_events written in the publisher's own
+ * transaction, so it exists if and only if the business write commits.  The row holds
+ * the payload once (the exact bytes the worker will sign and send) and the ids of the
+ * endpoints it goes to; the worker fans it out into per-endpoint deliveries after
+ * commit.  Writing one narrow row per event, rather than one row per endpoint, is what
+ * keeps tracked writes cheap.
+ *
+ * publish_row_event() works as a row trigger and, for bulk statements, as a statement
+ * trigger with transition tables (what track_table() installs): then one call sees all
+ * rows of the statement, serialises them with one cached column plan, finds each
+ * tenant's endpoints once, and inserts the events with one INSERT ... SELECT per batch.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/tuplestore.h"
+
+#include "endpoint_cache.h"
+#include "event_pattern.h"
+#include "row_json.h"
+#include "tenant.h"
+#include "validate.h"
+#include "wakeup.h"
+
+/* Events buffered before one INSERT writes them. */
+#define PUBLISH_BATCH_ROWS 5000
+
+#define EVENT_NAME_MAX_LEN 200
+
+/*
+ * Events waiting to be written: they share a tenant, an event name and the endpoints
+ * they go to, so one INSERT ... SELECT over an array of payloads writes them all.
+ */
+typedef struct EventBatch
+{
+	char		tenant[TENANT_ID_MAX_LEN + 1];
+	char		event[EVENT_NAME_MAX_LEN + 1];
+	int			nendpoints;
+	Datum	   *endpoint_ids;
+	int			npayloads;
+	int			maxpayloads;
+	Datum	   *payloads;		/* text */
+	int64		published;		/* deliveries enqueued so far */
+	MemoryContext mcxt;			/* where the batch's memory lives */
+} EventBatch;
+
+static SPIPlanPtr insert_plan = NULL;
+
+static void
+validate_event_name_or_error(const char *event, int len)
+{
+	if (len > EVENT_NAME_MAX_LEN || !event_name_is_valid(event, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event name \"%.*s\"", Min(len, EVENT_NAME_MAX_LEN), event),
+				 errdetail("An event name is dot-separated segments of letters, digits, \"_\" and \"-\", at most %d characters.",
+						   EVENT_NAME_MAX_LEN),
+				 errhint("For example: order.created.")));
+}
+
+/*
+ * A role bound by row-level security may publish only for its own tenant: say so
+ * clearly rather than let the policy's WITH CHECK fail on webhook_events.
+ */
+static void
+check_publish_tenant(const char *tenant, bool rls_applies)
+{
+	const char *mine;
+
+	if (!rls_applies)
+		return;
+	mine = current_tenant();
+	if (mine == NULL || strcmp(mine, tenant) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot publish an event for tenant \"%s\"", tenant),
+				 mine ? errdetail("The current tenant is \"%s\"; row-level security applies to role \"%s\".",
+								  mine, GetUserNameFromId(GetUserId(), false))
+				 : errdetail("No tenant is selected; row-level security applies to role \"%s\".",
+							 GetUserNameFromId(GetUserId(), false)),
+				 errhint("Set integration.tenant_id to the row's tenant, or publish as a role with BYPASSRLS.")));
+}
+
+static bool
+rls_applies_to_events(void)
+{
+	Oid			nsp = get_namespace_oid("integration", false);
+	Oid			relid = get_relname_relid("webhook_events", nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "integration.webhook_events does not exist");
+	return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED;
+}
+
+/* Writes the batch's events with one INSERT and empties it. */
+static void
+flush_batch(EventBatch *b)
+{
+	Datum		args[4];
+	ArrayType  *payloads;
+	ArrayType  *endpoints;
+	int			rc;
+
+	if (b->npayloads == 0)
+		return;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (insert_plan == NULL)
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO integration.webhook_events"
+						   " (tenant_id, event, payload, endpoint_ids)"
+						   " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
+						   4, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+
+	payloads = construct_array(b->payloads, b->npayloads, TEXTOID, -1, false, TYPALIGN_INT);
+	endpoints = construct_array(b->endpoint_ids, b->nendpoints, INT8OID, 8,
+								FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	args[0] = CStringGetTextDatum(b->tenant);
+	args[1] = CStringGetTextDatum(b->event);
+	args[2] = PointerGetDatum(endpoints);
+	args[3] = PointerGetDatum(payloads);
+
+	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "inserting events failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+
+	b->published += (int64) b->npayloads * b->nendpoints;
+	for (int i = 0; i < b->npayloads; i++)
+		pfree(DatumGetPointer(b->payloads[i]));
+	pfree(payloads);
+	pfree(endpoints);
+	b->npayloads = 0;
+	wake_worker_at_commit();
+}
+
+/*
+ * Makes b the batch for (tenant, event), flushing what it held for another pair.
+ * Returns false when no endpoint of the tenant wants the event.
+ */
+static bool
+batch_target(EventBatch *b, const char *tenant, const char *event)
+{
+	int			eventlen = strlen(event);
+
+	if (b->tenant[0] != '\0' && strcmp(b->tenant, tenant) == 0 && strcmp(b->event, event) == 0)
+		return b->nendpoints > 0;
+
+	flush_batch(b);
+	if (b->endpoint_ids)
+		pfree(b->endpoint_ids);
+	strlcpy(b->tenant, tenant, sizeof(b->tenant));
+	strlcpy(b->event, event, sizeof(b->event));
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->mcxt);
+
+		b->nendpoints = endpoints_matching(tenant, event, eventlen, &b->endpoint_ids);
+		MemoryContextSwitchTo(old);
+	}
+	return b->nendpoints > 0;
+}
+
+/* Adds one envelope to the batch; the batch takes ownership of the text. */
+static void
+batch_add(EventBatch *b, text *payload)
+{
+	if (b->npayloads == b->maxpayloads)
+	{
+		b->maxpayloads = Max(16, b->maxpayloads * 2);
+		if (b->payloads)
+			b->payloads = repalloc(b->payloads, sizeof(Datum) * b->maxpayloads);
+		else
+			b->payloads = MemoryContextAlloc(b->mcxt, sizeof(Datum) * b->maxpayloads);
+	}
+	b->payloads[b->npayloads++] = PointerGetDatum(payload);
+	if (b->npayloads >= PUBLISH_BATCH_ROWS)
+		flush_batch(b);
+}
+
+/* Starts an envelope {"type":<event>,"timestamp":<now UTC>,"data": in buf. */
+static void
+envelope_start(StringInfo buf, const char *event)
+{
+	resetStringInfo(buf);
+	/* Room for the varlena header, so the text datum is built in place. */
+	appendStringInfoSpaces(buf, VARHDRSZ);
+	appendStringInfoString(buf, "{\"type\":");
+	escape_json(buf, event);
+	appendStringInfoString(buf, ",\"timestamp\":");
+	append_json_utc_timestamp(buf, GetCurrentStatementStartTimestamp());
+	appendStringInfoString(buf, ",\"data\":");
+}
+
+/* Closes the envelope and returns it as a text allocated in mcxt, checking its size. */
+static text *
+envelope_finish(StringInfo buf, MemoryContext mcxt)
+{
+	text	   *t;
+
+	appendStringInfoChar(buf, '}');
+	check_payload_size(buf->len - VARHDRSZ);
+	t = (text *) MemoryContextAlloc(mcxt, buf->len);
+	memcpy(t, buf->data, buf->len);
+	SET_VARSIZE(t, buf->len);
+	return t;
+}
+
+static text *
+build_envelope(const char *event, Jsonb *payload)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	envelope_start(&buf, event);
+	(void) JsonbToCString(&buf, &payload->root, VARSIZE(payload));
+	return envelope_finish(&buf, CurrentMemoryContext);
+}
+
+PG_FUNCTION_INFO_V1(integration_envelope);
+
+/* The envelope publish_event() sends for (event, payload): for dispatch_webhook(). */
+Datum
+integration_envelope(PG_FUNCTION_ARGS)
+{
+	text	   *event = PG_GETARG_TEXT_PP(0);
+	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
+	char	   *ev = text_to_cstring(event);
+
+	validate_event_name_or_error(ev, strlen(ev));
+	PG_RETURN_TEXT_P(build_envelope(ev, payload));
+}
+
+PG_FUNCTION_INFO_V1(integration_publish_event);
+
+/*
+ * publish_event(event, payload): one event for every active endpoint of the current
+ * tenant that subscribes to it, in the caller's transaction.  Returns the number of
+ * deliveries enqueued.
+ */
+Datum
+integration_publish_event(PG_FUNCTION_ARGS)
+{
+	text	   *event_t = PG_GETARG_TEXT_PP(0);
+	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
+	char	   *event = text_to_cstring(event_t);
+	const char *tenant = require_tenant();
+	EventBatch	batch;
+
+	validate_event_name_or_error(event, strlen(event));
+
+	memset(&batch, 0, sizeof(batch));
+	batch.mcxt = CurrentMemoryContext;
+	if (batch_target(&batch, tenant, event))
+	{
+		batch_add(&batch, build_envelope(event, payload));
+		flush_batch(&batch);
+	}
+	PG_RETURN_INT32((int32) batch.published);
+}
+
+/* What a trigger needs to know about its table, planned once per statement. */
+typedef struct TriggerPlan
+{
+	Oid			relid;
+	int			tenant_attno;
+	FmgrInfo	tenant_output;
+	bool		tenant_is_text;
+	RowJsonWriter *writer;
+	bool		rls_applies;
+	char		created[EVENT_NAME_MAX_LEN + 1];
+	char		updated[EVENT_NAME_MAX_LEN + 1];
+	char		deleted[EVENT_NAME_MAX_LEN + 1];
+} TriggerPlan;
+
+static TriggerPlan *
+plan_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
+{
+	TriggerPlan *plan = (TriggerPlan *) fcinfo->flinfo->fn_extra;
+	Relation	rel = trigdata->tg_relation;
+	Trigger    *trigger = trigdata->tg_trigger;
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *prefix;
+	const char *tenant_col;
+	MemoryContext old;
+
+	if (plan != NULL && plan->relid == RelationGetRelid(rel))
+		return plan;
+
+	if (trigger->tgnargs < 1 || trigger->tgnargs > 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("publish_row_event() takes an event prefix and optionally a tenant column"),
+				 errhint("For example: EXECUTE FUNCTION integration.publish_row_event('order', 'tenant_id').")));
+	prefix = trigger->tgargs[0];
+	tenant_col = trigger->tgnargs > 1 ? trigger->tgargs[1] : "tenant_id";
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	plan = palloc0(sizeof(TriggerPlan));
+	plan->relid = RelationGetRelid(rel);
+	snprintf(plan->created, sizeof(plan->created), "%s.created", prefix);
+	snprintf(plan->updated, sizeof(plan->updated), "%s.updated", prefix);
+	snprintf(plan->deleted, sizeof(plan->deleted), "%s.deleted", prefix);
+	if (strlen(prefix) + strlen(".created") > EVENT_NAME_MAX_LEN)
+		validate_event_name_or_error(prefix, EVENT_NAME_MAX_LEN + 1);
+	validate_event_name_or_error(plan->created, strlen(plan->created));
+
+	plan->tenant_attno = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), tenant_col) == 0)
+		{
+			Oid			outfn;
+			bool		varlena;
+
+			plan->tenant_attno = i + 1;
+			plan->tenant_is_text = (att->atttypid == TEXTOID || att->atttypid == VARCHAROID);
+			getTypeOutputInfo(att->atttypid, &outfn, &varlena);
+			fmgr_info_cxt(outfn, &plan->tenant_output, fcinfo->flinfo->fn_mcxt);
+			break;
+		}
+	}
+	if (plan->tenant_attno == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table \"%s\" has no tenant column \"%s\"",
+						RelationGetRelationName(rel), tenant_col),
+				 errhint("Name the table's tenant column as the trigger's second argument.")));
+
+	plan->writer = row_json_writer_create(desc, fcinfo->flinfo->fn_mcxt);
+	plan->rls_applies = rls_applies_to_events();
+	MemoryContextSwitchTo(old);
+
+	fcinfo->flinfo->fn_extra = plan;
+	return plan;
+}
+
+/* The row's tenant as a validated C string in tenant (TENANT_ID_MAX_LEN + 1 bytes). */
+static void
+row_tenant(TriggerPlan *plan, TriggerData *trigdata, TupleTableSlot *slot, char *tenant)
+{
+	bool		isnull;
+	Datum		v = slot_getattr(slot, plan->tenant_attno, &isnull);
+	char	   *s;
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("cannot publish an event for a row of \"%s\" without a tenant",
+						RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("Its tenant column is NULL.")));
+	s = plan->tenant_is_text ? TextDatumGetCString(v) : OutputFunctionCall(&plan->tenant_output, v);
+	if (!tenant_id_is_valid(s, strlen(s)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant id \"%s\" in a row of \"%s\"", s,
+						RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("A tenant id is 1 to %d characters from A-Z, a-z, 0-9, \"_\", \"-\", \".\" and \":\".",
+						   TENANT_ID_MAX_LEN)));
+	strlcpy(tenant, s, TENANT_ID_MAX_LEN + 1);
+	pfree(s);
+}
+
+/* True when an UPDATE changed no column: such an update publishes nothing. */
+static bool
+row_unchanged(TupleTableSlot *oldslot, TupleTableSlot *newslot)
+{
+	TupleDesc	desc = oldslot->tts_tupleDescriptor;
+
+	slot_getallattrs(oldslot);
+	slot_getallattrs(newslot);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (oldslot->tts_isnull[i] != newslot->tts_isnull[i])
+			return false;
+		if (!oldslot->tts_isnull[i] &&
+			!datumIsEqual(oldslot->tts_values[i], newslot->tts_values[i],
+						  att->attbyval, att->attlen))
+			return false;
+	}
+	return true;
+}
+
+/* Serialises and batches the event for one changed row. */
+static void
+publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringInfo buf,
+			TupleTableSlot *oldslot, TupleTableSlot *newslot)
+{
+	char		tenant[TENANT_ID_MAX_LEN + 1];
+	const char *event;
+
+	if (oldslot && newslot)
+	{
+		if (row_unchanged(oldslot, newslot))
+			return;
+		event = plan->updated;
+	}
+	else
+		event = newslot ? plan->created : plan->deleted;
+
+	row_tenant(plan, trigdata, newslot ? newslot : oldslot, tenant);
+	check_publish_tenant(tenant, plan->rls_applies);
+	if (!batch_target(batch, tenant, event))
+		return;
+
+	envelope_start(buf, event);
+	appendStringInfoChar(buf, '{');
+	if (newslot)
+	{
+		appendStringInfoString(buf, "\"new\":");
+		row_json_append(plan->writer, buf, newslot);
+	}
+	if (oldslot)
+	{
+		appendStringInfoString(buf, newslot ? ",\"old\":" : "\"old\":");
+		row_json_append(plan->writer, buf, oldslot);
+	}
+	appendStringInfoChar(buf, '}');
+	batch_add(batch, envelope_finish(buf, batch->mcxt));
+}
+
+PG_FUNCTION_INFO_V1(integration_publish_row_event);
+
+/*
+ * publish_row_event(prefix [, tenant_column]): AFTER INSERT/UPDATE/DELETE trigger,
+ * FOR EACH ROW, or FOR EACH STATEMENT with transition tables.
+ */
+Datum
+integration_publish_row_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerPlan *plan;
+	EventBatch	batch;
+	StringInfoData buf;
+	TupleDesc	desc;
+	MemoryContext rowcxt;
+	MemoryContext old;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("publish_row_event() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("publish_row_event() must be fired AFTER INSERT, UPDATE or DELETE"),
+				 errhint("Use integration.track_table() to create the triggers.")));
+
+	plan = plan_trigger(fcinfo, trigdata);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	memset(&batch, 0, sizeof(batch));
+	batch.mcxt = CurrentMemoryContext;
+	initStringInfo(&buf);
+
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	{
+		TupleTableSlot *oldslot = NULL;
+		TupleTableSlot *newslot = NULL;
+
+		if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+			newslot = trigdata->tg_trigslot;
+		else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+			oldslot = trigdata->tg_trigslot;
+		else
+		{
+			oldslot = trigdata->tg_trigslot;
+			newslot = trigdata->tg_newslot;
+		}
+		publish_one(plan, trigdata, &batch, &buf, oldslot, newslot);
+		flush_batch(&batch);
+		return PointerGetDatum(NULL);
+	}
+
+	/* Statement level: walk the transition tables. */
+	{
+		Tuplestorestate *olds = trigdata->tg_oldtable;
+		Tuplestorestate *news = trigdata->tg_newtable;
+		TupleTableSlot *oldslot = NULL;
+		TupleTableSlot *newslot = NULL;
+
+		if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? news == NULL :
+			TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? olds == NULL :
+			(olds == NULL || news == NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("statement-level publish_row_event() needs transition tables"),
+					 errhint("Use integration.track_table() to create the triggers.")));
+		if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		{
+			oldslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+			tuplestore_rescan(olds);
+		}
+		if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		{
+			newslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+			tuplestore_rescan(news);
+		}
+
+		rowcxt = AllocSetContextCreate(CurrentMemoryContext, "integration publish row",
+									   ALLOCSET_DEFAULT_SIZES);
+		for (;;)
+		{
+			/* Old and new transition rows of an UPDATE are stored in step. */
+			if (oldslot && !tuplestore_gettupleslot(olds, true, false, oldslot))
+				break;
+			if (newslot && !tuplestore_gettupleslot(news, true, false, newslot))
+				break;
+			old = MemoryContextSwitchTo(rowcxt);
+			publish_one(plan, trigdata, &batch, &buf, oldslot, newslot);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+		flush_batch(&batch);
+		if (oldslot)
+			ExecDropSingleTupleTableSlot(oldslot);
+		if (newslot)
+			ExecDropSingleTupleTableSlot(newslot);
+		MemoryContextDelete(rowcxt);
+	}
+	return PointerGetDatum(NULL);
+}

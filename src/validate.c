@@ -1,0 +1,256 @@
+/*
+ * validate.c
+ *		Validation of endpoint URLs, custom headers and payload sizes.
+ *
+ * The checks are exposed as raising SQL functions that the tables use in CHECK
+ * constraints, so a row written through the API and a row written with plain DML meet
+ * the same rules with the same messages.  URLs are parsed with libcurl's own parser: the
+ * worker sends exactly what was validated here.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+
+#include "integration.h"
+#include "validate.h"
+
+int			integration_max_payload_bytes = 256 * 1024;
+
+/* Headers the extension sets itself, or that only the transport may set. */
+static const char *const reserved_headers[] = {
+	"content-type", "content-length", "user-agent", "host", "connection",
+	"transfer-encoding", "expect", "upgrade", "te", "trailer", "keep-alive",
+	"proxy-authorization", "proxy-connection",
+	"webhook-id", "webhook-timestamp", "webhook-signature",
+	NULL
+};
+
+void
+validate_define_gucs(void)
+{
+	DefineCustomIntVariable("integration.max_payload_bytes",
+							"Largest event payload, serialised, that may be published or dispatched.",
+							NULL,
+							&integration_max_payload_bytes,
+							256 * 1024, 1024, 64 * 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}
+
+/* Errors out when a serialised payload is larger than integration.max_payload_bytes. */
+void
+check_payload_size(size_t len)
+{
+	if (len > (size_t) integration_max_payload_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("payload is too large: %zu bytes", len),
+				 errdetail("The limit integration.max_payload_bytes is %d bytes.",
+						   integration_max_payload_bytes),
+				 errhint("Send a reference to the data instead of the data itself, or raise integration.max_payload_bytes.")));
+}
+
+bool
+header_name_is_reserved(const char *name, size_t len)
+{
+	for (int i = 0; reserved_headers[i] != NULL; i++)
+		if (strlen(reserved_headers[i]) == len &&
+			pg_strncasecmp(reserved_headers[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+static void
+url_error(const char *url, const char *detail, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid webhook url \"%s\"", url),
+			 errdetail("%s", detail),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/* Raises unless url is an absolute http(s) URL without credentials or fragment. */
+static void
+validate_url(const char *url, size_t len)
+{
+	CURLU	   *h;
+	CURLUcode	rc;
+	char	   *part = NULL;
+
+	if (len == 0)
+		url_error(url, "The URL is empty.", NULL);
+	if (len > ENDPOINT_URL_MAX_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid webhook url: %zu characters is too long", len),
+				 errdetail("A webhook URL has at most %d characters.", ENDPOINT_URL_MAX_LEN)));
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) url[i];
+
+		if (c <= 0x20 || c == 0x7f)
+			url_error(url, "The URL contains a space or a control character.",
+					  "Percent-encode it.");
+	}
+
+	h = curl_url();
+	if (h == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	/* Without a scheme libcurl would guess one; a webhook URL must say it. */
+	rc = curl_url_set(h, CURLUPART_URL, url, 0);
+	if (rc != CURLUE_OK)
+	{
+		const char *why = curl_url_strerror(rc);
+
+		curl_url_cleanup(h);
+		url_error(url, psprintf("It is not an absolute URL: %s.", why),
+				  "Write it as https://host/path.");
+	}
+
+#define URL_PART_PRESENT(which) \
+	(curl_url_get(h, (which), &part, 0) == CURLUE_OK && (curl_free(part), part = NULL, true))
+
+	if (curl_url_get(h, CURLUPART_SCHEME, &part, 0) == CURLUE_OK)
+	{
+		bool		ok = (strcmp(part, "http") == 0 || strcmp(part, "https") == 0);
+
+		curl_free(part);
+		part = NULL;
+		if (!ok)
+		{
+			curl_url_cleanup(h);
+			url_error(url, "Only http and https URLs are allowed.", NULL);
+		}
+	}
+	if (URL_PART_PRESENT(CURLUPART_USER) || URL_PART_PRESENT(CURLUPART_PASSWORD))
+	{
+		curl_url_cleanup(h);
+		url_error(url, "The URL contains credentials.",
+				  "Put credentials in a custom header such as Authorization.");
+	}
+	if (URL_PART_PRESENT(CURLUPART_FRAGMENT))
+	{
+		curl_url_cleanup(h);
+		url_error(url, "The URL contains a fragment (#...), which is never sent to the server.", NULL);
+	}
+	if (!URL_PART_PRESENT(CURLUPART_HOST))
+	{
+		curl_url_cleanup(h);
+		url_error(url, "The URL has no host.", NULL);
+	}
+#undef URL_PART_PRESENT
+
+	curl_url_cleanup(h);
+
+	/* curl accepts "http:/x" and "http:x"; a stored URL should be unambiguous. */
+	if (!(pg_strncasecmp(url, "http://", 7) == 0 || pg_strncasecmp(url, "https://", 8) == 0))
+		url_error(url, "It is not an absolute URL.", "Write it as https://host/path.");
+}
+
+PG_FUNCTION_INFO_V1(integration_validate_url);
+
+Datum
+integration_validate_url(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+
+	validate_url(text_to_cstring(t), VARSIZE_ANY_EXHDR(t));
+	PG_RETURN_TEXT_P(t);
+}
+
+/* RFC 9110 token characters. */
+static bool
+is_token_char(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return true;
+	return strchr("!#$%&'*+-.^_`|~", c) != NULL && c != '\0';
+}
+
+static void
+header_error(const char *name, int namelen, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid custom header \"%.*s\"", Min(namelen, 100), name),
+			 errdetail("%s", detail)));
+}
+
+/* Raises unless headers is a JSON object of valid header names to safe string values. */
+static void
+validate_headers(Jsonb *headers)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			count = 0;
+	char	   *name = NULL;
+	int			namelen = 0;
+
+	if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("custom headers must be a JSON object"),
+				 errdetail("Write them as {\"Header-Name\": \"value\"}.")));
+
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			name = v.val.string.val;
+			namelen = v.val.string.len;
+			if (++count > ENDPOINT_MAX_HEADERS)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("too many custom headers"),
+						 errdetail("An endpoint has at most %d custom headers.", ENDPOINT_MAX_HEADERS)));
+			if (namelen == 0)
+				header_error(name, namelen, "A header name cannot be empty.");
+			for (int i = 0; i < namelen; i++)
+				if (!is_token_char((unsigned char) name[i]))
+					header_error(name, namelen,
+								 "A header name consists of letters, digits and !#$%&'*+-.^_`|~ only.");
+			if (header_name_is_reserved(name, namelen))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("custom header \"%.*s\" is reserved", namelen, name),
+						 errdetail("The extension sets this header itself on every delivery.")));
+		}
+		else if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString)
+				header_error(name, namelen, "A header value must be a JSON string.");
+			if (v.val.string.len > HEADER_VALUE_MAX_LEN)
+				header_error(name, namelen, psprintf("A header value has at most %d bytes.",
+													 HEADER_VALUE_MAX_LEN));
+			for (int i = 0; i < v.val.string.len; i++)
+			{
+				unsigned char c = (unsigned char) v.val.string.val[i];
+
+				if (c == '\r' || c == '\n' || c == '\0' || (c < 0x20 && c != '\t') || c == 0x7f)
+					header_error(name, namelen,
+								 "A header value cannot contain CR, LF, NUL or other control characters.");
+			}
+		}
+	}
+}
+
+PG_FUNCTION_INFO_V1(integration_validate_headers);
+
+Datum
+integration_validate_headers(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *headers = PG_GETARG_JSONB_P(0);
+
+	validate_headers(headers);
+	PG_RETURN_JSONB_P(headers);
+}

@@ -1,0 +1,134 @@
+/*
+ * wakeup.c
+ *		Wakes the delivery worker when a transaction that published events commits.
+ *
+ * The first publish in a transaction arms a flag; the transaction callback, registered
+ * once per backend (RegisterXactCallback keeps registrations for the life of the
+ * backend), sets the worker's latch at COMMIT and does nothing on ABORT.  The same
+ * callback publishes "webhook_endpoints changed" to other backends by bumping a shared
+ * generation counter, so their endpoint caches are rebuilt on next use.
+ *
+ * A prepared transaction cannot wake anyone when COMMIT PREPARED runs elsewhere; the
+ * worker's idle recheck (integration.idle_recheck_interval) picks its events up.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+
+#include "shared_state.h"
+#include "wakeup.h"
+
+static bool callback_registered = false;
+static bool wake_armed = false;
+static bool endpoints_dirty = false;
+
+static void
+wakeup_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (endpoints_dirty && integration_shared != NULL)
+				pg_atomic_fetch_add_u64(&integration_shared->endpoints_generation, 1);
+			if (wake_armed)
+				wake_database_worker(MyDatabaseId);
+			wake_armed = false;
+			endpoints_dirty = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_armed = false;
+			endpoints_dirty = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+ensure_callback(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wakeup_xact_callback, NULL);
+		callback_registered = true;
+	}
+}
+
+/* Called by every publish: the worker is woken once, when the transaction commits. */
+void
+wake_worker_at_commit(void)
+{
+	if (wake_armed)
+		return;
+	ensure_callback();
+	wake_armed = true;
+}
+
+/* Called when this transaction writes webhook_endpoints. */
+void
+endpoints_changed_in_xact(void)
+{
+	ensure_callback();
+	endpoints_dirty = true;
+}
+
+bool
+endpoints_changed_in_this_xact(void)
+{
+	return endpoints_dirty;
+}
+
+PG_FUNCTION_INFO_V1(integration_endpoints_changed);
+
+/* Statement trigger on webhook_endpoints: invalidate every backend's cache at commit. */
+Datum
+integration_endpoints_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("endpoints_changed() must be called as a trigger")));
+	endpoints_changed_in_xact();
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(integration_wake_worker_at_commit);
+
+Datum
+integration_wake_worker_at_commit(PG_FUNCTION_ARGS)
+{
+	wake_worker_at_commit();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(integration_wakeup_stats);
+
+/* The shared wake-up counters, for monitoring and tests. */
+Datum
+integration_wakeup_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (integration_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("integration shared memory is not initialised"),
+				 errhint("Add integration to shared_preload_libraries and restart.")));
+
+	values[0] = Int64GetDatum((int64) pg_atomic_read_u64(&integration_shared->commits_signalled));
+	values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&integration_shared->workers_woken));
+	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&integration_shared->endpoints_generation));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
