@@ -1,0 +1,29 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_pattern.h
+ *	  Event names and the subscription patterns that select them.
+ *
+ * An event name is one or more non-empty dot-separated segments of
+ * [A-Za-z0-9_-].  A pattern segment is a literal segment, "*" for exactly
+ * one segment, or, as the last segment only, "**" for one or more
+ * segments.  The lone pattern "*" matches every event.
+ *
+ * Only validate_event_patterns() ereports; the other functions are safe to
+ * call from the delivery worker on any input.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INTEGRATION_EVENT_PATTERN_H
+#define INTEGRATION_EVENT_PATTERN_H
+
+#include "utils/jsonb.h"
+
+extern bool event_name_is_valid(const char *name, int len);
+extern bool event_pattern_is_valid(const char *pat, int len);
+extern bool event_pattern_matches(const char *pat, int patlen,
+								  const char *event, int eventlen);
+extern bool event_patterns_match(Jsonb *patterns,
+								 const char *event, int eventlen);
+extern void validate_event_patterns(Jsonb *patterns);
+
+#endif							/* INTEGRATION_EVENT_PATTERN_H */
