@@ -27,6 +27,8 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -61,6 +63,7 @@ typedef struct EventBatch
 	Datum	   *payloads;		/* text */
 	int64		published;		/* deliveries enqueued so far */
 	MemoryContext mcxt;			/* where the batch's memory lives */
+	MemoryContext payload_cxt;	/* the payloads, reset at each flush */
 } EventBatch;
 
 static SPIPlanPtr insert_plan = NULL;
@@ -111,6 +114,15 @@ rls_applies_to_events(void)
 	return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED;
 }
 
+static void
+batch_init(EventBatch *b)
+{
+	memset(b, 0, sizeof(EventBatch));
+	b->mcxt = CurrentMemoryContext;
+	b->payload_cxt = AllocSetContextCreate(CurrentMemoryContext, "integration event batch",
+										   ALLOCSET_DEFAULT_SIZES);
+}
+
 /* Writes the batch's events with one INSERT and empties it. */
 static void
 flush_batch(EventBatch *b)
@@ -118,10 +130,18 @@ flush_batch(EventBatch *b)
 	Datum		args[4];
 	ArrayType  *payloads;
 	ArrayType  *endpoints;
+	MemoryContext old;
 	int			rc;
 
 	if (b->npayloads == 0)
 		return;
+
+	/* Built before SPI_connect: SPI_finish frees what is allocated after it. */
+	old = MemoryContextSwitchTo(b->payload_cxt);
+	payloads = construct_array(b->payloads, b->npayloads, TEXTOID, -1, false, TYPALIGN_INT);
+	endpoints = construct_array(b->endpoint_ids, b->nendpoints, INT8OID, 8,
+								FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	MemoryContextSwitchTo(old);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -140,9 +160,6 @@ flush_batch(EventBatch *b)
 		insert_plan = plan;
 	}
 
-	payloads = construct_array(b->payloads, b->npayloads, TEXTOID, -1, false, TYPALIGN_INT);
-	endpoints = construct_array(b->endpoint_ids, b->nendpoints, INT8OID, 8,
-								FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	args[0] = CStringGetTextDatum(b->tenant);
 	args[1] = CStringGetTextDatum(b->event);
 	args[2] = PointerGetDatum(endpoints);
@@ -154,10 +171,7 @@ flush_batch(EventBatch *b)
 	SPI_finish();
 
 	b->published += (int64) b->npayloads * b->nendpoints;
-	for (int i = 0; i < b->npayloads; i++)
-		pfree(DatumGetPointer(b->payloads[i]));
-	pfree(payloads);
-	pfree(endpoints);
+	MemoryContextReset(b->payload_cxt);
 	b->npayloads = 0;
 	wake_worker_at_commit();
 }
@@ -276,11 +290,14 @@ integration_publish_event(PG_FUNCTION_ARGS)
 
 	validate_event_name_or_error(event, strlen(event));
 
-	memset(&batch, 0, sizeof(batch));
-	batch.mcxt = CurrentMemoryContext;
+	batch_init(&batch);
 	if (batch_target(&batch, tenant, event))
 	{
-		batch_add(&batch, build_envelope(event, payload));
+		MemoryContext old = MemoryContextSwitchTo(batch.payload_cxt);
+		text	   *envelope = build_envelope(event, payload);
+
+		MemoryContextSwitchTo(old);
+		batch_add(&batch, envelope);
 		flush_batch(&batch);
 	}
 	PG_RETURN_INT32((int32) batch.published);
@@ -449,7 +466,7 @@ publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringI
 		row_json_append(plan->writer, buf, oldslot);
 	}
 	appendStringInfoChar(buf, '}');
-	batch_add(batch, envelope_finish(buf, batch->mcxt));
+	batch_add(batch, envelope_finish(buf, batch->payload_cxt));
 }
 
 PG_FUNCTION_INFO_V1(integration_publish_row_event);
@@ -481,8 +498,7 @@ integration_publish_row_event(PG_FUNCTION_ARGS)
 
 	plan = plan_trigger(fcinfo, trigdata);
 	desc = RelationGetDescr(trigdata->tg_relation);
-	memset(&batch, 0, sizeof(batch));
-	batch.mcxt = CurrentMemoryContext;
+	batch_init(&batch);
 	initStringInfo(&buf);
 
 	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
