@@ -210,6 +210,29 @@ HexDecode(const char *src, size_t len, unsigned char *dst)
 	return true;
 }
 
+/*
+ * Decode a received base64 HMAC-SHA256 (44 characters, padded, as every
+ * sender writes it) into 32 bytes.  The unused low bits of the last
+ * character must be zero, so that each MAC has exactly one accepted
+ * spelling.  Comparing decoded bytes, rather than base64 text, keeps the
+ * expected MAC out of the table lookups of an encoder.
+ */
+static bool
+DecodeSha256Base64(const char *s, size_t len, unsigned char *dst)
+{
+	unsigned char buf[SHA256_LEN + 2];
+
+	if (len != SHA256_B64_LEN || s[SHA256_B64_LEN - 1] != '=' ||
+		s[SHA256_B64_LEN - 2] == '=')
+		return false;
+	if ((Base64Value((unsigned char) s[SHA256_B64_LEN - 2]) & 0x03) != 0)
+		return false;
+	if (Base64Decode(s, len, buf, sizeof(buf)) != SHA256_LEN)
+		return false;
+	memcpy(dst, buf, SHA256_LEN);
+	return true;
+}
+
 /* Look up a scheme name, case-insensitively; false if unknown */
 static bool
 LookupScheme(const char *name, int len, WebhookScheme *scheme)
@@ -490,6 +513,12 @@ webhook_standard_signature(const char *secrets, const char *msg_id,
 	StringInfoData buf;
 	bool		ok;
 
+	Assert(msg_id != NULL);
+	if (secrets == NULL)
+	{
+		*error = error_empty;
+		return NULL;
+	}
 	nkeys = ParseKeys(SCHEME_STANDARD, secrets, strlen(secrets),
 					  &keys, &keybuf, error);
 	if (nkeys == 0)
@@ -517,6 +546,11 @@ webhook_secret_is_valid(const char *secrets, const char **error)
 	unsigned char *keybuf;
 	int			nkeys;
 
+	if (secrets == NULL)
+	{
+		*error = error_empty;
+		return false;
+	}
 	nkeys = ParseKeys(SCHEME_STANDARD, secrets, strlen(secrets),
 					  &keys, &keybuf, error);
 	if (nkeys == 0)
@@ -936,7 +970,7 @@ VerifyStandard(Jsonb *headers, const WebhookKey *keys, int nkeys,
 	};
 	HeaderValue h[3];
 	int64		ts;
-	char	   *expected;
+	unsigned char *expected;
 	const char *sig;
 	size_t		siglen;
 	size_t		pos = 0;
@@ -952,21 +986,15 @@ VerifyStandard(Jsonb *headers, const WebhookKey *keys, int nkeys,
 		!TimestampWithinTolerance(ts, now, tolerance))
 		return false;
 
-	expected = palloc((size_t) nkeys * SHA256_B64_LEN);
+	expected = palloc((size_t) nkeys * SHA256_LEN);
 	for (int k = 0; k < nkeys; k++)
 	{
-		unsigned char mac[SHA256_LEN];
-		char		b64[SHA256_B64_LEN + 1];
-
 		if (!Sha256Mac(&keys[k], h[0].val, h[0].len, h[1].val, h[1].len,
-					   body, bodylen, mac) ||
-			pg_b64_encode((const char *) mac, SHA256_LEN, b64, sizeof(b64))
-			!= SHA256_B64_LEN)
+					   body, bodylen, expected + (size_t) k * SHA256_LEN))
 		{
 			pfree(expected);
 			return false;
 		}
-		memcpy(expected + (size_t) k * SHA256_B64_LEN, b64, SHA256_B64_LEN);
 	}
 
 	/* Entries of other versions ("v1a,", "v2,") are skipped */
@@ -974,11 +1002,14 @@ VerifyStandard(Jsonb *headers, const WebhookKey *keys, int nkeys,
 	siglen = h[2].len;
 	while (NextToken(sig, siglen, &pos, &tok, &toklen))
 	{
-		if (toklen != 3 + SHA256_B64_LEN || !HasPrefix(tok, toklen, "v1,"))
+		unsigned char got[SHA256_LEN];
+
+		if (!HasPrefix(tok, toklen, "v1,") ||
+			!DecodeSha256Base64(tok + 3, toklen - 3, got))
 			continue;
 		for (int k = 0; k < nkeys; k++)
-			if (CRYPTO_memcmp(tok + 3, expected + (size_t) k * SHA256_B64_LEN,
-							  SHA256_B64_LEN) == 0)
+			if (CRYPTO_memcmp(got, expected + (size_t) k * SHA256_LEN,
+							  SHA256_LEN) == 0)
 				match = true;
 	}
 	pfree(expected);
@@ -1099,13 +1130,10 @@ VerifyBodyOnly(WebhookScheme scheme, Jsonb *headers, const WebhookKey *key,
 	}
 	else
 	{
-		char		b64[SHA256_B64_LEN + 1];
+		unsigned char got[SHA256_LEN];
 
-		if (pg_b64_encode((const char *) mac, SHA256_LEN, b64, sizeof(b64))
-			!= SHA256_B64_LEN)
-			return false;
-		return h.len == SHA256_B64_LEN &&
-			CRYPTO_memcmp(h.val, b64, SHA256_B64_LEN) == 0;
+		return DecodeSha256Base64(h.val, h.len, got) &&
+			CRYPTO_memcmp(got, mac, SHA256_LEN) == 0;
 	}
 }
 
