@@ -591,7 +591,42 @@ log_puts(struct request_log *log, const char *s)
 	log_put(log, s, strlen(s));
 }
 
-/* JSON string body: bytes >= 0x80 pass through, they are expected to be UTF-8. */
+/* Length of the valid UTF-8 sequence at s[0], or 0 if it is not one (RFC 3629). */
+static size_t
+utf8_sequence_len(const unsigned char *s, size_t avail)
+{
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t need;
+
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		need = 2;
+	else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		need = 3;
+		if (s[0] == 0xE0)
+			lo = 0xA0;	/* overlong */
+		else if (s[0] == 0xED)
+			hi = 0x9F;	/* surrogates */
+	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		need = 4;
+		if (s[0] == 0xF0)
+			lo = 0x90;
+		else if (s[0] == 0xF4)
+			hi = 0x8F;	/* above U+10FFFF */
+	} else
+		return 0;
+	if (avail < need || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	return need;
+}
+
+/*
+ * JSON string contents.  Valid UTF-8 passes through unchanged; a byte that is
+ * not part of valid UTF-8 is written as \u00XX so the line stays parseable
+ * whatever a misbehaving client sends.
+ */
 static void
 log_put_escaped(struct request_log *log, const char *s, size_t len)
 {
@@ -601,8 +636,16 @@ log_put_escaped(struct request_log *log, const char *s, size_t len)
 		unsigned char ch = (unsigned char) s[i];
 		char esc[8];
 
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
+		if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\')
 			continue;
+		if (ch >= 0x80) {
+			size_t n = utf8_sequence_len((const unsigned char *) s + i, len - i);
+
+			if (n > 0) {
+				i += n - 1;
+				continue;
+			}
+		}
 		log_put(log, s + run, i - run);
 		if (ch == '"' || ch == '\\') {
 			esc[0] = '\\';
