@@ -145,6 +145,19 @@ COMMENT ON FUNCTION integration.validate_event_name(text) IS
 'Returns its input if it is a valid event name (dot-separated segments of [A-Za-z0-9_-]), raises invalid_parameter_value otherwise';
 
 ------------------------------------------------------------------------------------------
+-- Retry policy (src/retry_policy.c)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.retry_delay(attempts_done integer, schedule text DEFAULT NULL,
+										retry_after text DEFAULT NULL,
+										jitter double precision DEFAULT NULL)
+	RETURNS interval
+	AS 'MODULE_PATHNAME', 'integration_retry_delay'
+	LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION integration.retry_delay(integer, text, text, double precision) IS
+	'The delay before the next attempt after attempts_done attempts (NULL: none left), for a schedule (default integration.retry_schedule), a Retry-After header value and a jitter draw in [0, 1) (default random).';
+
+------------------------------------------------------------------------------------------
 -- Tables.  Every key starts with tenant_id, the distribution column if the schema is
 -- ever distributed with Citus; every table has forced row-level security.
 ------------------------------------------------------------------------------------------
@@ -159,10 +172,16 @@ CREATE TABLE integration.webhook_endpoints (
 	headers			jsonb NOT NULL DEFAULT '{}',
 	is_active		boolean NOT NULL DEFAULT true,
 	disabled_reason text,
+	timeout_ms		integer,
+	retry_schedule	text,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at		timestamptz,
 	PRIMARY KEY (tenant_id, id),
+	CONSTRAINT webhook_endpoints_timeout_check CHECK (timeout_ms BETWEEN 1 AND 600000),
+	CONSTRAINT webhook_endpoints_retry_schedule_check
+		CHECK (retry_schedule IS NULL OR integration.retry_delay(1, retry_schedule, NULL, 0) IS NOT NULL
+			   OR retry_schedule = ''),
 	CONSTRAINT webhook_endpoints_tenant_check CHECK (tenant_id <> ''),
 	CONSTRAINT webhook_endpoints_name_check
 		CHECK (pg_catalog.length(pg_catalog.btrim(name)) BETWEEN 1 AND 200),
@@ -174,6 +193,12 @@ CREATE TABLE integration.webhook_endpoints (
 );
 COMMENT ON TABLE integration.webhook_endpoints IS
 	'Webhook endpoints of each tenant; deleted_at marks a soft delete.';
+COMMENT ON COLUMN integration.webhook_endpoints.timeout_ms IS
+	'Request timeout for this endpoint; NULL: integration.request_timeout.';
+COMMENT ON COLUMN integration.webhook_endpoints.retry_schedule IS
+	'Retry delays for this endpoint, e.g. ''10s, 1min, 1h''; empty: no retries; NULL: integration.retry_schedule.';
+COMMENT ON COLUMN integration.webhook_endpoints.disabled_reason IS
+	'Why the worker disabled the endpoint (e.g. the receiver answered 410 Gone).';
 
 -- The per-tenant listing; the primary key already serves lookups by id.
 CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant_id, created_at)
@@ -233,6 +258,28 @@ CREATE INDEX deliveries_due_idx ON integration.deliveries (next_attempt_at)
 	WHERE status IN ('pending', 'sending');
 CREATE INDEX deliveries_endpoint_idx ON integration.deliveries (tenant_id, endpoint_id, id);
 
+CREATE TABLE integration.delivery_attempts (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	delivery_id		bigint NOT NULL,
+	attempt			integer NOT NULL,
+	started_at		timestamptz NOT NULL,
+	duration_ms		integer NOT NULL,
+	status_code		integer,
+	error_class		text,
+	error			text,
+	response_excerpt text,
+	PRIMARY KEY (tenant_id, id),
+	FOREIGN KEY (tenant_id, delivery_id) REFERENCES integration.deliveries (tenant_id, id)
+		ON DELETE CASCADE
+);
+COMMENT ON TABLE integration.delivery_attempts IS
+	'Every attempt to deliver: when, how long, the status code or error class and message, and the start of the response.';
+COMMENT ON COLUMN integration.delivery_attempts.error_class IS
+	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, invalid_request or endpoint_disabled.';
+
+CREATE INDEX delivery_attempts_delivery_idx ON integration.delivery_attempts (tenant_id, delivery_id);
+
 CREATE TABLE integration.integration_logs (
 	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
 	id				bigint GENERATED ALWAYS AS IDENTITY,
@@ -261,7 +308,8 @@ DO $$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']
+	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'deliveries',
+							 'delivery_attempts', 'integration_logs']
 	LOOP
 		EXECUTE pg_catalog.format('ALTER TABLE integration.%I ENABLE ROW LEVEL SECURITY', t);
 		EXECUTE pg_catalog.format('ALTER TABLE integration.%I FORCE ROW LEVEL SECURITY', t);
@@ -688,8 +736,115 @@ CREATE FUNCTION integration.list_integration_logs(level text DEFAULT NULL,
 COMMENT ON FUNCTION integration.list_integration_logs(text, text, text, timestamptz, integer) IS
 	'The current tenant''s integration log, newest first, optionally filtered by level, source, event and time.';
 
+
+------------------------------------------------------------------------------------------
+-- Delivery worker controls (src/worker.c)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.start_worker() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_start_worker'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.start_worker() IS
+	'Starts this database''s delivery worker when the transaction commits; false when it already runs.';
+
+CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OUT state text,
+										  OUT in_flight integer, OUT sent bigint,
+										  OUT delivered bigint, OUT failed_attempts bigint,
+										  OUT started_at timestamptz, OUT last_error text,
+										  OUT last_error_at timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'integration_worker_status'
+	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.worker_status() IS
+	'One row per running delivery worker: pid, database, state, requests in flight, counters since start and the last error.';
+
+CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
+COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';
+
+CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	st text;
+BEGIN
+	PERFORM integration.require_tenant();
+	SELECT d.status INTO st FROM integration.deliveries d
+	 WHERE d.tenant_id = integration.current_tenant() AND d.id = redeliver.delivery_id
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'delivery % not found', redeliver.delivery_id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_deliveries() lists the current tenant''s deliveries.';
+	END IF;
+	IF st = 'sending' THEN
+		RAISE EXCEPTION 'delivery % is being sent right now', redeliver.delivery_id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Wait for the attempt to finish.';
+	END IF;
+	UPDATE integration.deliveries d
+	   SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL
+	 WHERE d.tenant_id = integration.current_tenant() AND d.id = redeliver.delivery_id;
+	PERFORM integration.log('info', 'api', 'delivery.redelivered',
+							format('delivery %s requeued', redeliver.delivery_id),
+							jsonb_build_object('delivery_id', redeliver.delivery_id,
+											   'previous_status', st));
+	PERFORM integration._wake_worker_at_commit();
+	RETURN redeliver.delivery_id;
+END
+$$;
+COMMENT ON FUNCTION integration.redeliver(bigint) IS
+	'Requeues one delivery of the current tenant now, with a fresh retry schedule and the same event id (webhook-id).';
+
+CREATE FUNCTION integration.retry_failed(endpoint_id bigint DEFAULT NULL, event text DEFAULT NULL,
+										 since timestamptz DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	PERFORM integration.require_tenant();
+	UPDATE integration.deliveries d
+	   SET status = 'pending', attempts = 0, next_attempt_at = now()
+	 WHERE d.tenant_id = integration.current_tenant() AND d.status = 'failed'
+	   AND (retry_failed.endpoint_id IS NULL OR d.endpoint_id = retry_failed.endpoint_id)
+	   AND (retry_failed.since IS NULL OR d.created_at >= retry_failed.since)
+	   AND (retry_failed.event IS NULL OR EXISTS (
+			SELECT FROM integration.webhook_events e
+			 WHERE e.tenant_id = d.tenant_id AND e.id = d.event_id AND e.event = retry_failed.event));
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM integration.log('info', 'api', 'delivery.retried',
+								format('%s failed deliveries requeued', n),
+								jsonb_build_object('count', n, 'endpoint_id', retry_failed.endpoint_id,
+												   'event', retry_failed.event, 'since', retry_failed.since));
+		PERFORM integration._wake_worker_at_commit();
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION integration.retry_failed(bigint, text, timestamptz) IS
+	'Requeues the current tenant''s failed deliveries, optionally only for one endpoint, event or since a time; returns how many.';
+
+CREATE FUNCTION integration.list_delivery_attempts(delivery_id bigint)
+	RETURNS SETOF integration.delivery_attempts
+	LANGUAGE sql STABLE PARALLEL SAFE
+	BEGIN ATOMIC
+		SELECT a.* FROM integration.delivery_attempts a
+		 WHERE a.tenant_id = integration.current_tenant()
+		   AND a.delivery_id = list_delivery_attempts.delivery_id
+		 ORDER BY a.id;
+	END;
+COMMENT ON FUNCTION integration.list_delivery_attempts(bigint) IS
+	'Every attempt of one delivery of the current tenant, oldest first.';
+
 ------------------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; README lists the grants an application role needs.
 ------------------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA integration FROM PUBLIC;
+
+-- This database's worker starts when CREATE EXTENSION commits.
+SELECT integration.start_worker();

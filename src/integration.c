@@ -17,6 +17,8 @@
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
+#include "retry_policy.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -31,11 +33,15 @@ _PG_init(void)
 
 	tenant_define_gucs();
 	validate_define_gucs();
+	retry_policy_define_gucs();
+	worker_define_gucs();
 
 	/* Shared memory and the worker exist only when the postmaster loads the library. */
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 	{
 		shared_state_request();
+		worker_register_launcher();
+		worker_install_hooks();
 	}
 
 	MarkGUCPrefixReserved("integration");

@@ -40,7 +40,7 @@ integration_shmem_startup(void)
 		pg_atomic_init_u64(&integration_shared->commits_signalled, 0);
 		pg_atomic_init_u64(&integration_shared->workers_woken, 0);
 		pg_atomic_init_u64(&integration_shared->endpoints_generation, 1);
-		pg_atomic_init_u32(&integration_shared->launcher_pid, 0);
+		SpinLockInit(&integration_shared->slots_mutex);
 		for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 			SpinLockInit(&integration_shared->workers[i].mutex);
 	}

@@ -21,6 +21,7 @@ typedef struct IntegrationWorkerSlot
 	Oid			dboid;
 	pid_t		pid;
 	Latch	   *latch;
+	bool		stop_requested; /* exit with code 0: not restarted */
 	char		state[WORKER_STATE_LEN];
 	int			in_flight;
 	uint64		sent;
@@ -38,8 +39,8 @@ typedef struct IntegrationSharedState
 	pg_atomic_uint64 workers_woken;
 	/* Bumped by every commit that changed webhook_endpoints: backends drop their caches. */
 	pg_atomic_uint64 endpoints_generation;
-	/* Launcher bookkeeping (worker.c). */
-	pg_atomic_uint32 launcher_pid;
+	/* Serialises taking a worker slot, so a database never gets two workers. */
+	slock_t		slots_mutex;
 	IntegrationWorkerSlot workers[INTEGRATION_MAX_WORKERS];
 } IntegrationSharedState;
 

@@ -1,0 +1,292 @@
+/*
+ * retry_policy.c
+ *		When a failed delivery is tried again.
+ *
+ * The schedule is a list of delays after the first, second, ... attempt, each a whole
+ * number and a unit ("5s, 5min, 30min, 2h, 5h, 10h, 10h" by default: 8 attempts in
+ * about 27 hours).  It is parsed without palloc or ereport because GUC check hooks run
+ * in the postmaster too.  Each delay gets +/-20% jitter so that endpoints recovering from an
+ * outage are not hit by a synchronized wave of retries.  A Retry-After header (seconds
+ * or an HTTP date) replaces the scheduled delay, clamped to [1 s,
+ * integration.max_retry_after].
+ *
+ * Everything here is a pure function of its arguments (the clock and the random draw
+ * are passed in), so schedules are tested from SQL through integration.retry_delay()
+ * without sleeping.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/pg_prng.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "retry_policy.h"
+
+#define RETRY_JITTER 0.20
+
+char	   *integration_retry_schedule_string = NULL;
+int			integration_max_retry_after_s = 3600;
+
+static RetrySchedule current_schedule;
+
+/* Parses one delay such as "500ms", "5s", "5min", "2h" or "1d" into ms; -1 if invalid. */
+static int64
+parse_delay_ms(const char *s)
+{
+	int64		n = 0;
+	const char *p = s;
+	static const struct
+	{
+		const char *unit;
+		int64		ms;
+	}			units[] = {
+		{"ms", 1}, {"s", 1000}, {"sec", 1000}, {"m", 60000}, {"min", 60000},
+		{"h", 3600000}, {"d", 86400000}, {NULL, 0}
+	};
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		n = n * 10 + (*p - '0');
+		if (n > (int64) 1000 * 86400 * 1000)
+			return -1;
+	}
+	while (*p == ' ')
+		p++;
+	for (int i = 0; units[i].unit != NULL; i++)
+	{
+		size_t		len = strlen(units[i].unit);
+
+		if (strncmp(p, units[i].unit, len) == 0)
+		{
+			const char *q = p + len;
+
+			while (*q == ' ')
+				q++;
+			if (*q == '\0')
+				return n * units[i].ms;
+		}
+	}
+	return -1;
+}
+
+/* Parses "5s, 5min, 2h" into ms delays; false with *error set when malformed. */
+bool
+parse_retry_schedule(const char *s, RetrySchedule *out, const char **error)
+{
+	char	   *copy = strdup(s);
+	char	   *tok;
+	char	   *save = NULL;
+	bool		ok = true;
+
+	if (copy == NULL)
+	{
+		*error = "Out of memory.";
+		return false;
+	}
+	out->nsteps = 0;
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+	{
+		int64		ms;
+		char	   *end;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (out->nsteps >= RETRY_SCHEDULE_MAX_STEPS)
+		{
+			*error = "The list has more than 32 entries.";
+			ok = false;
+			break;
+		}
+		ms = parse_delay_ms(tok);
+		if (ms < 0 || ms > (int64) 30 * 86400 * 1000)
+		{
+			*error = "Each entry is a whole number and a unit (ms, s, min, h, d), at most 30 days.";
+			ok = false;
+			break;
+		}
+		out->delay_ms[out->nsteps++] = ms;
+	}
+	free(copy);
+	return ok;
+}
+
+static bool
+check_retry_schedule(char **newval, void **extra, GucSource source)
+{
+	RetrySchedule *parsed;
+	const char *error = NULL;
+
+	parsed = malloc(sizeof(RetrySchedule));
+	if (parsed == NULL)
+		return false;
+	if (!parse_retry_schedule(*newval ? *newval : "", parsed, &error))
+	{
+		free(parsed);
+		GUC_check_errdetail("%s", error);
+		return false;
+	}
+	*extra = parsed;
+	return true;
+}
+
+static void
+assign_retry_schedule(const char *newval, void *extra)
+{
+	current_schedule = *(RetrySchedule *) extra;
+}
+
+void
+retry_policy_define_gucs(void)
+{
+	DefineCustomStringVariable("integration.retry_schedule",
+							   "Delays before each retry of a failed delivery, as a comma-separated list of intervals.",
+							   "A delivery is attempted once plus once per entry; an endpoint's retry_schedule overrides it.",
+							   &integration_retry_schedule_string,
+							   "5s, 5min, 30min, 2h, 5h, 10h, 10h",
+							   PGC_SIGHUP, 0,
+							   check_retry_schedule, assign_retry_schedule, NULL);
+	DefineCustomIntVariable("integration.max_retry_after",
+							"Longest Retry-After delay honoured; longer ones are clamped.",
+							NULL,
+							&integration_max_retry_after_s,
+							3600, 1, 7 * 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+const RetrySchedule *
+default_retry_schedule(void)
+{
+	return &current_schedule;
+}
+
+/*
+ * The delay a Retry-After header asks for, in ms, or -1 when absent or unparsable.
+ * Both forms of RFC 9110 are accepted: delay-seconds and an HTTP date.
+ */
+int64
+retry_after_ms(const char *header, TimestampTz now)
+{
+	const char *p = header;
+	int64		secs = 0;
+
+	if (header == NULL)
+		return -1;
+	while (*p == ' ')
+		p++;
+	if (*p >= '0' && *p <= '9')
+	{
+		for (; *p >= '0' && *p <= '9'; p++)
+		{
+			secs = secs * 10 + (*p - '0');
+			if (secs > (int64) 365 * 86400)
+				return (int64) 365 * 86400 * 1000;
+		}
+		while (*p == ' ')
+			p++;
+		return *p == '\0' ? secs * 1000 : -1;
+	}
+	else
+	{
+		/* An HTTP date such as "Wed, 21 Oct 2015 07:28:00 GMT": let the date parser try. */
+		char		workbuf[MAXDATELEN + 1];
+		char	   *field[MAXDATEFIELDS];
+		int			ftype[MAXDATEFIELDS];
+		int			nf;
+		int			dtype;
+		int			tz = 0;
+		struct pg_tm tm;
+		fsec_t		fsec;
+		TimestampTz when;
+
+		if (strlen(p) > MAXDATELEN ||
+			ParseDateTime(p, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
+			DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
+			dtype != DTK_DATE ||
+			tm2timestamp(&tm, fsec, &tz, &when) != 0)
+			return -1;
+		return when > now ? (when - now) / 1000 : 0;
+	}
+}
+
+/*
+ * Delay in ms before the next attempt after attempts_done attempts, or -1 when the
+ * schedule is exhausted.  retry_after is a Retry-After delay in ms (or -1);
+ * jitter_unit is a draw from [0, 1).
+ */
+int64
+next_retry_delay_ms(const RetrySchedule *schedule, int attempts_done, int64 retry_after,
+					double jitter_unit)
+{
+	int64		base;
+	double		factor;
+
+	if (attempts_done < 1 || attempts_done > schedule->nsteps)
+		return -1;
+	if (retry_after >= 0)
+		return Max((int64) 1000, Min(retry_after, (int64) integration_max_retry_after_s * 1000));
+
+	base = schedule->delay_ms[attempts_done - 1];
+	factor = 1.0 - RETRY_JITTER + 2.0 * RETRY_JITTER * jitter_unit;
+	return (int64) llround((double) base * factor);
+}
+
+PG_FUNCTION_INFO_V1(integration_retry_delay);
+
+/*
+ * retry_delay(attempts_done, schedule, retry_after, jitter): the interval before the
+ * next attempt, or NULL when no attempt is left.  For tests and for planning schedules.
+ */
+Datum
+integration_retry_delay(PG_FUNCTION_ARGS)
+{
+	int32		attempts_done = PG_GETARG_INT32(0);
+	RetrySchedule parsed;
+	const RetrySchedule *schedule = default_retry_schedule();
+	int64		ra = -1;
+	double		jitter;
+	int64		ms;
+	Interval   *result;
+
+	if (!PG_ARGISNULL(1))
+	{
+		const char *error = NULL;
+		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		if (!parse_retry_schedule(s, &parsed, &error))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid retry schedule \"%s\"", s),
+					 errdetail("%s", error)));
+		schedule = &parsed;
+	}
+	if (!PG_ARGISNULL(2))
+		ra = retry_after_ms(text_to_cstring(PG_GETARG_TEXT_PP(2)), GetCurrentTimestamp());
+	if (!PG_ARGISNULL(3))
+	{
+		jitter = PG_GETARG_FLOAT8(3);
+		if (jitter < 0 || jitter >= 1 || isnan(jitter))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("jitter must be in [0, 1)")));
+	}
+	else
+		jitter = pg_prng_double(&pg_global_prng_state);
+
+	ms = next_retry_delay_ms(schedule, attempts_done, ra, jitter);
+	if (ms < 0)
+		PG_RETURN_NULL();
+	result = palloc0(sizeof(Interval));
+	result->time = ms * 1000;
+	PG_RETURN_INTERVAL_P(result);
+}

@@ -1,0 +1,29 @@
+/*
+ * retry_policy.h
+ *		When a failed delivery is tried again: the backoff schedule, jitter and Retry-After.
+ */
+#ifndef INTEGRATION_RETRY_POLICY_H
+#define INTEGRATION_RETRY_POLICY_H
+
+#include "datatype/timestamp.h"
+
+#define RETRY_SCHEDULE_MAX_STEPS 32
+
+/* A parsed schedule: delay in ms after attempt 1, 2, ...; attempts allowed = nsteps + 1. */
+typedef struct RetrySchedule
+{
+	int			nsteps;
+	int64		delay_ms[RETRY_SCHEDULE_MAX_STEPS];
+} RetrySchedule;
+
+extern char *integration_retry_schedule_string;
+extern int	integration_max_retry_after_s;
+
+extern void retry_policy_define_gucs(void);
+extern const RetrySchedule *default_retry_schedule(void);
+extern bool parse_retry_schedule(const char *s, RetrySchedule *out, const char **error);
+extern int64 retry_after_ms(const char *header, TimestampTz now);
+extern int64 next_retry_delay_ms(const RetrySchedule *schedule, int attempts_done,
+								 int64 retry_after, double jitter_unit);
+
+#endif

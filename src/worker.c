@@ -1,0 +1,1077 @@
+/*
+ * worker.c
+ *		The delivery worker: a launcher plus one background worker per database that has
+ *		the extension, each draining integration.deliveries over HTTP.
+ *
+ * Processes.  The launcher is a static worker registered from _PG_init.  It reads
+ * pg_database once and starts a database worker for each database that accepts
+ * connections (or only integration.database_name); a database worker that finds no
+ * extension exits with code 0, which unregisters it.  CREATE EXTENSION starts the
+ * worker of its database when it commits (integration.start_worker()), and a worker
+ * exits when the extension is dropped.  Shared memory has one slot per running worker;
+ * taking a slot is serialised, so a database never has two workers.
+ *
+ * The loop.  One WaitEventSet holds the latch, postmaster death and the epoll
+ * descriptor of the HTTP client (http_client.c); its timeout is the earliest of
+ * libcurl's timer, the next due retry, the result-flush deadline and the idle recheck.
+ * Publishing transactions set the latch at commit (wakeup.c), so new events are claimed
+ * within milliseconds, and nothing polls a table on a short timer.  Each turn:
+ *   1. let libcurl progress; turn finished requests into results;
+ *   2. write results back in one transaction when a batch is full, nothing is in
+ *      flight, or the oldest result has waited RESULT_FLUSH_MS;
+ *   3. when woken, due, or capacity freed up: fan out new events and claim due
+ *      deliveries in one transaction, then start their requests.
+ * No transaction is open while requests are in flight, and locks are held only for the
+ * duration of each short transaction, so the worker never blocks DDL.
+ *
+ * Failure containment.  A request libcurl refuses, an endpoint that was disabled, a
+ * secret that no longer parses: each becomes that delivery's failed attempt.  A failed
+ * transaction (a deadlock, a dropped table) is caught, logged, recorded as the worker's
+ * last error and retried after a pause, with its results kept, so no single delivery
+ * can crash the loop.  If the worker dies anyway, its claims ('sending') go back to
+ * 'pending' when the next one starts: every committed delivery is sent at least once.
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "common/pg_prng.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "mb/pg_wchar.h"
+
+#include "delivery_store.h"
+#include "http_client.h"
+#include "integration.h"
+#include "retry_policy.h"
+#include "shared_state.h"
+#include "signature.h"
+#include "worker.h"
+
+#define FAN_OUT_BATCH 1000
+#define RESULT_BATCH 512
+#define RESULT_FLUSH_MS 10
+#define ERROR_PAUSE_MS 1000
+#define LEASE_MARGIN_MS 60000
+
+/* Settings. */
+static char *integration_database_name = NULL;
+static int	integration_max_concurrency = 64;
+static int	integration_max_concurrency_per_endpoint = 16;
+static int	integration_connect_timeout_ms = 5000;
+static int	integration_request_timeout_ms = 30000;
+static int	integration_max_response_bytes = 16 * 1024;
+static char *integration_proxy = NULL;
+static int	integration_idle_recheck_ms = 60000;
+
+void
+worker_define_gucs(void)
+{
+	DefineCustomStringVariable("integration.database_name",
+							   "Only this database gets a delivery worker; empty: every database with the extension.",
+							   NULL, &integration_database_name, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.max_concurrency",
+							"Most HTTP requests a delivery worker has in flight.",
+							NULL, &integration_max_concurrency, 64, 1, 1024,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.max_concurrency_per_endpoint",
+							"Most requests in flight to one endpoint, so a slow endpoint cannot take every slot.",
+							NULL, &integration_max_concurrency_per_endpoint, 16, 1, 1024,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.connect_timeout",
+							"Time allowed to connect to an endpoint.",
+							NULL, &integration_connect_timeout_ms, 5000, 1, 300000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.request_timeout",
+							"Time allowed for a whole request; an endpoint's timeout_ms overrides it.",
+							NULL, &integration_request_timeout_ms, 30000, 1, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.max_response_bytes",
+							"Bytes of each response body read and stored; reading stops there.",
+							NULL, &integration_max_response_bytes, 16 * 1024, 0, 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomStringVariable("integration.proxy",
+							   "Proxy for webhook requests, e.g. http://proxy:3128; empty: none, whatever the environment says.",
+							   NULL, &integration_proxy, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.idle_recheck_interval",
+							"How often an idle worker looks for work nobody woke it for (e.g. prepared transactions).",
+							NULL, &integration_idle_recheck_ms, 60000, 1000, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Starting workers
+ * ------------------------------------------------------------------------------------ */
+
+PGDLLEXPORT void integration_launcher_main(Datum arg);
+PGDLLEXPORT void integration_database_worker_main(Datum arg);
+
+void
+worker_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	strlcpy(bgw.bgw_library_name, "integration", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "integration_launcher_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "integration launcher", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "integration launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* Asks the postmaster for a worker for dboid; false when no slot is free. */
+static bool
+start_database_worker(Oid dboid)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	strlcpy(bgw.bgw_library_name, "integration", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "integration_database_worker_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "integration worker for database %u", dboid);
+	strlcpy(bgw.bgw_type, "integration worker", BGW_MAXLEN);
+	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&bgw, &handle);
+}
+
+static bool
+database_has_worker(Oid dboid)
+{
+	bool		found = false;
+
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS && !found; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		SpinLockAcquire(&slot->mutex);
+		found = slot->in_use && slot->dboid == dboid;
+		SpinLockRelease(&slot->mutex);
+	}
+	return found;
+}
+
+/* The launcher: starts a worker per database, then waits for shutdown. */
+void
+integration_launcher_main(Datum arg)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	List	   *dbs = NIL;
+	ListCell   *lc;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	/* No database: pg_database is a shared catalog. */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		if (integration_database_name[0] != '\0' &&
+			strcmp(NameStr(db->datname), integration_database_name) != 0)
+			continue;
+		dbs = lappend_oid(dbs, db->oid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+
+	foreach(lc, dbs)
+	{
+		if (!database_has_worker(lfirst_oid(lc)) && !start_database_worker(lfirst_oid(lc)))
+			ereport(WARNING,
+					(errmsg("integration launcher could not start a worker for database %u",
+							lfirst_oid(lc)),
+					 errhint("Raise max_worker_processes.")));
+	}
+	ereport(LOG, (errmsg("integration launcher checked %d databases", list_length(dbs))));
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+static bool start_at_commit = false;
+static bool start_callback_registered = false;
+
+static void
+start_worker_xact_callback(XactEvent event, void *arg)
+{
+	if (!start_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT && !database_has_worker(MyDatabaseId))
+	{
+		if (!start_database_worker(MyDatabaseId))
+			ereport(WARNING,
+					(errmsg("could not start the integration worker for this database"),
+					 errhint("Raise max_worker_processes, then restart the server.")));
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		start_at_commit = false;
+}
+
+PG_FUNCTION_INFO_V1(integration_start_worker);
+
+/*
+ * start_worker(): this database's worker starts when the transaction commits (so it
+ * sees the extension CREATE EXTENSION just made).  Returns false when it already runs
+ * or integration.database_name names another database.
+ */
+Datum
+integration_start_worker(PG_FUNCTION_ARGS)
+{
+	if (integration_shared == NULL)
+		PG_RETURN_BOOL(false);
+	if (integration_database_name[0] != '\0' &&
+		strcmp(get_database_name(MyDatabaseId), integration_database_name) != 0)
+		PG_RETURN_BOOL(false);
+	if (database_has_worker(MyDatabaseId))
+		PG_RETURN_BOOL(false);
+	if (!start_callback_registered)
+	{
+		RegisterXactCallback(start_worker_xact_callback, NULL);
+		start_callback_registered = true;
+	}
+	start_at_commit = true;
+	PG_RETURN_BOOL(true);
+}
+
+/* ------------------------------------------------------------------------------------
+ * The database worker
+ * ------------------------------------------------------------------------------------ */
+
+static IntegrationWorkerSlot *my_slot = NULL;
+
+static void
+slot_set_state(const char *state)
+{
+	SpinLockAcquire(&my_slot->mutex);
+	strlcpy(my_slot->state, state, WORKER_STATE_LEN);
+	SpinLockRelease(&my_slot->mutex);
+}
+
+static void
+slot_set_error(const char *error)
+{
+	SpinLockAcquire(&my_slot->mutex);
+	strlcpy(my_slot->last_error, error, WORKER_ERROR_LEN);
+	my_slot->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&my_slot->mutex);
+}
+
+static void
+release_slot(int code, Datum arg)
+{
+	if (my_slot == NULL)
+		return;
+	SpinLockAcquire(&my_slot->mutex);
+	my_slot->in_use = false;
+	my_slot->latch = NULL;
+	my_slot->pid = 0;
+	SpinLockRelease(&my_slot->mutex);
+	my_slot = NULL;
+}
+
+/* Takes a free slot for dboid; NULL when the database already has a worker. */
+static IntegrationWorkerSlot *
+take_slot(Oid dboid)
+{
+	IntegrationWorkerSlot *free_slot = NULL;
+
+	SpinLockAcquire(&integration_shared->slots_mutex);
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		if (slot->in_use && slot->dboid == dboid)
+		{
+			SpinLockRelease(&integration_shared->slots_mutex);
+			return NULL;
+		}
+		if (!slot->in_use && free_slot == NULL)
+			free_slot = slot;
+	}
+	if (free_slot)
+	{
+		SpinLockAcquire(&free_slot->mutex);
+		free_slot->in_use = true;
+		free_slot->dboid = dboid;
+		free_slot->pid = MyProcPid;
+		free_slot->latch = MyLatch;
+		free_slot->stop_requested = false;
+		strlcpy(free_slot->state, "starting", WORKER_STATE_LEN);
+		free_slot->in_flight = 0;
+		free_slot->sent = free_slot->delivered = free_slot->failed_attempts = 0;
+		free_slot->started_at = GetCurrentTimestamp();
+		free_slot->last_error[0] = '\0';
+		free_slot->last_error_at = 0;
+		SpinLockRelease(&free_slot->mutex);
+	}
+	SpinLockRelease(&integration_shared->slots_mutex);
+	return free_slot;
+}
+
+/* The requests of one claim: their memory goes when the last one is recorded. */
+typedef struct ClaimBatch
+{
+	MemoryContext cxt;
+	int			refs;
+} ClaimBatch;
+
+typedef struct InFlight
+{
+	HttpRequest req;
+	ClaimedDelivery *claim;
+	ClaimBatch *batch;
+	dlist_node node;
+} InFlight;
+
+typedef struct WorkerState
+{
+	HttpClient *client;
+	dlist_head	in_flight;
+	int			n_in_flight;
+	MemoryContext results_cxt;
+	DeliveryResult *results;
+	int			nresults;
+	int			maxresults;
+	TimestampTz first_result_at;
+	TimestampTz next_due;		/* 0: nothing pending */
+	TimestampTz next_recheck;
+	bool		scan_needed;
+	bool		extension_gone;
+	int			claimed;		/* by the last scan */
+	ClaimedDelivery *claims;
+	MemoryContext claims_cxt;
+	char	   *dbname;
+} WorkerState;
+
+/* Text safe to store: valid UTF-8 without NULs (invalid bytes become '?'). */
+static char *
+storable_text(const char *s, size_t len)
+{
+	char	   *out = palloc(len + 1);
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		int			l = pg_utf_mblen((const unsigned char *) s + i);
+
+		if (s[i] != '\0' && i + l <= len && pg_utf8_islegal((const unsigned char *) s + i, l))
+		{
+			memcpy(out + i, s + i, l);
+			i += l;
+		}
+		else
+			out[i++] = '?';
+	}
+	out[len] = '\0';
+	return out;
+}
+
+static void
+add_result(WorkerState *ws, ClaimedDelivery *c, const char *outcome, int attempt,
+		   TimestampTz started, int64 duration_us, int status_code, const char *error_class,
+		   const char *error, const char *response, size_t response_len, TimestampTz next_at)
+{
+	MemoryContext old = MemoryContextSwitchTo(ws->results_cxt);
+	DeliveryResult *r;
+
+	if (ws->nresults == ws->maxresults)
+	{
+		ws->maxresults = Max(64, ws->maxresults * 2);
+		ws->results = ws->results ? repalloc(ws->results, sizeof(DeliveryResult) * ws->maxresults)
+			: palloc(sizeof(DeliveryResult) * ws->maxresults);
+	}
+	if (ws->nresults == 0)
+		ws->first_result_at = GetCurrentTimestamp();
+	r = &ws->results[ws->nresults++];
+	r->tenant_id = pstrdup(c->tenant_id);
+	r->id = c->id;
+	r->endpoint_id = c->endpoint_id;
+	r->outcome = outcome;
+	r->attempt = attempt;
+	r->started_at = started;
+	r->duration_ms = (int) Min(duration_us / 1000, (int64) PG_INT32_MAX);
+	r->status_code = status_code;
+	r->error_class = error_class;
+	r->error = error ? storable_text(error, strlen(error)) : NULL;
+	r->response = response ? storable_text(response, response_len) : NULL;
+	r->next_attempt_at = next_at;
+	MemoryContextSwitchTo(old);
+
+	SpinLockAcquire(&my_slot->mutex);
+	if (strcmp(outcome, "delivered") == 0)
+		my_slot->delivered++;
+	else
+		my_slot->failed_attempts++;
+	SpinLockRelease(&my_slot->mutex);
+}
+
+/* Records a failed attempt of c: scheduled again, or failed for good. */
+static void
+add_failure(WorkerState *ws, ClaimedDelivery *c, TimestampTz started, int64 duration_us,
+			int status_code, const char *error_class, const char *error,
+			const char *response, size_t response_len, const char *retry_after, bool final)
+{
+	int			attempt = c->attempts + 1;
+	const RetrySchedule *schedule = default_retry_schedule();
+	RetrySchedule own;
+	int64		delay = -1;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (c->retry_schedule != NULL)
+	{
+		const char *perr;
+
+		if (parse_retry_schedule(c->retry_schedule, &own, &perr))
+			schedule = &own;
+	}
+	if (!final)
+		delay = next_retry_delay_ms(schedule, attempt, retry_after_ms(retry_after, now),
+									pg_prng_double(&pg_global_prng_state));
+	if (delay < 0)
+		add_result(ws, c, "failed", attempt, started, duration_us, status_code, error_class,
+				   error, response, response_len, 0);
+	else
+		add_result(ws, c, "pending", attempt, started, duration_us, status_code, error_class,
+				   error, response, response_len, TimestampTzPlusMilliseconds(now, delay));
+}
+
+static void
+batch_unref(ClaimBatch *batch)
+{
+	if (--batch->refs == 0)
+		MemoryContextDelete(batch->cxt);
+}
+
+/* Turns a finished request into a result. */
+static void
+finish_request(WorkerState *ws, InFlight *f)
+{
+	HttpRequest *req = &f->req;
+	ClaimedDelivery *c = f->claim;
+
+	if (req->error_class == HTTP_OK && req->status_code >= 200 && req->status_code < 300)
+		add_result(ws, c, "delivered", c->attempts + 1, req->started_at, req->duration_us,
+				   (int) req->status_code, NULL, NULL, req->response, req->response_len, 0);
+	else if (req->error_class == HTTP_OK)
+	{
+		char		msg[128];
+
+		if (req->status_code >= 300 && req->status_code < 400)
+			snprintf(msg, sizeof(msg), "HTTP %ld: redirects are not followed", req->status_code);
+		else
+			snprintf(msg, sizeof(msg), "HTTP %ld", req->status_code);
+		add_failure(ws, c, req->started_at, req->duration_us, (int) req->status_code,
+					req->status_code >= 300 && req->status_code < 400 ? "redirect" : "http_status",
+					msg, req->response, req->response_len, req->retry_after,
+					req->status_code == 410);
+	}
+	else
+		add_failure(ws, c, req->started_at, req->duration_us, 0,
+					http_error_class_name(req->error_class), req->error, NULL, 0, NULL, false);
+
+	http_request_release(req);
+	dlist_delete(&f->node);
+	ws->n_in_flight--;
+	batch_unref(f->batch);
+}
+
+static struct curl_slist *
+append_header(struct curl_slist *list, const char *name, int namelen,
+			  const char *value, int valuelen, bool *ok)
+{
+	char	   *line;
+	struct curl_slist *next;
+
+	if (!*ok)
+		return list;
+	line = psprintf("%.*s: %.*s", namelen, name, valuelen, value);
+	next = curl_slist_append(list, line);
+	pfree(line);
+	if (next == NULL)
+		*ok = false;
+	return next ? next : list;
+}
+
+/* Builds and starts the request for claim c; a delivery that cannot be sent fails here. */
+static void
+start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
+{
+	InFlight   *f;
+	char		msg_id[32];
+	char		ts[24];
+	const char *sig_error = NULL;
+	char	   *signature;
+	int64		now_s = (int64) time(NULL);
+	bool		ok = true;
+	struct curl_slist *h = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!c->usable)
+	{
+		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "endpoint_disabled",
+				   "the endpoint is disabled or deleted", NULL, 0, 0);
+		return;
+	}
+
+	snprintf(msg_id, sizeof(msg_id), "evt_" INT64_FORMAT, c->event_id);
+	snprintf(ts, sizeof(ts), INT64_FORMAT, now_s);
+	signature = webhook_standard_signature(c->secret, msg_id, now_s, c->payload,
+										   c->payload_len, &sig_error);
+	if (signature == NULL)
+	{
+		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "invalid_request",
+				   sig_error ? sig_error : "the endpoint secret cannot sign", NULL, 0, 0);
+		return;
+	}
+
+	h = append_header(h, "Content-Type", 12, "application/json", 16, &ok);
+	h = append_header(h, "User-Agent", 10, INTEGRATION_USER_AGENT, strlen(INTEGRATION_USER_AGENT), &ok);
+	h = append_header(h, "webhook-id", 10, msg_id, strlen(msg_id), &ok);
+	h = append_header(h, "webhook-timestamp", 17, ts, strlen(ts), &ok);
+	h = append_header(h, "webhook-signature", 17, signature, strlen(signature), &ok);
+	/* No "Expect: 100-continue" round trip for larger bodies. */
+	h = append_header(h, "Expect", 6, "", 0, &ok);
+	if (c->headers != NULL && JB_ROOT_IS_OBJECT(c->headers))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&c->headers->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *name = NULL;
+		int			namelen = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				name = v.val.string.val;
+				namelen = v.val.string.len;
+			}
+			else if (tok == WJB_VALUE && v.type == jbvString)
+				h = append_header(h, name, namelen, v.val.string.val, v.val.string.len, &ok);
+		}
+	}
+	if (!ok)
+	{
+		curl_slist_free_all(h);
+		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "invalid_request",
+				   "could not build the request headers", NULL, 0, 0);
+		return;
+	}
+
+	f = MemoryContextAllocZero(batch->cxt, sizeof(InFlight));
+	f->claim = c;
+	f->batch = batch;
+	f->req.owner = f;
+	f->req.url = c->url;
+	f->req.body = c->payload;
+	f->req.body_len = c->payload_len;
+	f->req.headers = h;
+	f->req.connect_timeout_ms = integration_connect_timeout_ms;
+	f->req.timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : integration_request_timeout_ms;
+	f->req.max_response_bytes = integration_max_response_bytes;
+
+	batch->refs++;
+	dlist_push_tail(&ws->in_flight, &f->node);
+	ws->n_in_flight++;
+	SpinLockAcquire(&my_slot->mutex);
+	my_slot->sent++;
+	SpinLockRelease(&my_slot->mutex);
+
+	if (!http_client_start(ws->client, &f->req))
+		finish_request(ws, f);
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* Endpoints already at integration.max_concurrency_per_endpoint requests. */
+static int
+saturated_endpoints(WorkerState *ws, int64 **out)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(ws->n_in_flight, 1));
+	int64	   *sat = palloc(sizeof(int64) * Max(ws->n_in_flight, 1));
+	int			n = 0;
+	int			nsat = 0;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &ws->in_flight)
+		ids[n++] = dlist_container(InFlight, node, iter.cur)->claim->endpoint_id;
+	qsort(ids, n, sizeof(int64), cmp_int64);
+	for (int i = 0; i < n;)
+	{
+		int			j = i;
+
+		while (j < n && ids[j] == ids[i])
+			j++;
+		if (j - i >= integration_max_concurrency_per_endpoint)
+			sat[nsat++] = ids[i];
+		i = j;
+	}
+	pfree(ids);
+	*out = sat;
+	return nsat;
+}
+
+/*
+ * Runs one store transaction; on error, logs it, records it as the worker's last error,
+ * rolls back and returns false.  The caller keeps its state and tries again later.
+ */
+typedef void (*StoreStep) (WorkerState *ws);
+
+static bool
+run_transaction(WorkerState *ws, StoreStep step, const char *activity)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		store_begin(activity);
+		step(ws);
+		store_commit();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
+		slot_set_error(edata->message);
+		FreeErrorData(edata);
+		store_forget_plans();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return ok;
+}
+
+static void
+step_record(WorkerState *ws)
+{
+	store_record(ws->results, ws->nresults);
+}
+
+static void
+step_scan(WorkerState *ws)
+{
+	int			capacity = integration_max_concurrency - ws->n_in_flight;
+	int64	   *excluded;
+	int			nexcluded;
+
+	ws->claimed = 0;
+	ws->claims = NULL;
+	if (!store_extension_present())
+	{
+		ws->extension_gone = true;
+		return;
+	}
+	if (store_fan_out(FAN_OUT_BATCH) >= FAN_OUT_BATCH)
+		ws->scan_needed = true;
+	nexcluded = saturated_endpoints(ws, &excluded);
+	if (capacity > 0)
+		ws->claimed = store_claim(capacity,
+								  integration_request_timeout_ms + LEASE_MARGIN_MS,
+								  excluded, nexcluded, &ws->claims, ws->claims_cxt);
+	ws->next_due = store_next_due();
+}
+
+static void
+flush_results(WorkerState *ws)
+{
+	slot_set_state("recording");
+	if (run_transaction(ws, step_record, "recording delivery results"))
+	{
+		MemoryContextReset(ws->results_cxt);
+		ws->results = NULL;
+		ws->nresults = ws->maxresults = 0;
+	}
+}
+
+static void
+scan(WorkerState *ws)
+{
+	ClaimBatch *batch;
+	MemoryContext old;
+
+	slot_set_state("claiming");
+	ws->scan_needed = false;
+	ws->claims_cxt = AllocSetContextCreate(TopMemoryContext, "integration claim batch",
+										   ALLOCSET_DEFAULT_SIZES);
+	if (!run_transaction(ws, step_scan, "claiming deliveries"))
+	{
+		MemoryContextDelete(ws->claims_cxt);
+		return;
+	}
+	if (ws->claimed == 0)
+	{
+		MemoryContextDelete(ws->claims_cxt);
+		return;
+	}
+
+	batch = MemoryContextAllocZero(ws->claims_cxt, sizeof(ClaimBatch));
+	batch->cxt = ws->claims_cxt;
+	batch->refs = 1;			/* held until every request is started */
+	old = MemoryContextSwitchTo(batch->cxt);
+	for (int i = 0; i < ws->claimed; i++)
+		start_request(ws, &ws->claims[i], batch);
+	MemoryContextSwitchTo(old);
+	batch_unref(batch);
+
+	/* A full claim means more may be due right now. */
+	if (ws->claimed >= integration_max_concurrency - ws->n_in_flight)
+		ws->scan_needed = true;
+}
+
+static long
+ms_until(TimestampTz when, TimestampTz now)
+{
+	if (when <= now)
+		return 0;
+	return (long) Min((when - now + 999) / 1000, (int64) LONG_MAX);
+}
+
+static void
+update_slot_counts(WorkerState *ws, const char *state)
+{
+	SpinLockAcquire(&my_slot->mutex);
+	my_slot->in_flight = ws->n_in_flight;
+	strlcpy(my_slot->state, state, WORKER_STATE_LEN);
+	SpinLockRelease(&my_slot->mutex);
+}
+
+static void
+step_start(WorkerState *ws)
+{
+	ws->dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	if (!store_extension_present())
+	{
+		ws->extension_gone = true;
+		return;
+	}
+	(void) store_reconcile_leases(true);
+}
+
+void
+integration_database_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	WorkerState ws;
+	WaitEventSet *set;
+	MemoryContext loop_cxt;
+	bool		paused = false;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	my_slot = take_slot(dboid);
+	if (my_slot == NULL)
+		proc_exit(0);			/* this database has its worker */
+	before_shmem_exit(release_slot, 0);
+
+	memset(&ws, 0, sizeof(ws));
+	dlist_init(&ws.in_flight);
+	ws.results_cxt = AllocSetContextCreate(TopMemoryContext, "integration results",
+										   ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "integration worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	if (!run_transaction(&ws, step_start, "starting"))
+		proc_exit(1);
+	if (ws.extension_gone)
+	{
+		ereport(LOG,
+				(errmsg("integration worker: extension not installed in database \"%s\", exiting",
+						ws.dbname)));
+		proc_exit(0);
+	}
+	ereport(LOG,
+			(errmsg("integration worker started for database \"%s\"", ws.dbname)));
+
+	ws.client = http_client_create(integration_max_concurrency, integration_proxy);
+	set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(set, WL_SOCKET_READABLE, http_client_fd(ws.client), NULL, NULL);
+	ws.scan_needed = true;
+
+	for (;;)
+	{
+		WaitEvent	event;
+		TimestampTz now;
+		long		timeout = -1;
+		long		t;
+		HttpRequest *done;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+
+		SpinLockAcquire(&my_slot->mutex);
+		if (my_slot->stop_requested)
+		{
+			SpinLockRelease(&my_slot->mutex);
+			ereport(LOG,
+					(errmsg("integration worker for database \"%s\" stopping on request", ws.dbname)));
+			proc_exit(0);
+		}
+		SpinLockRelease(&my_slot->mutex);
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			ws.scan_needed = true;
+		}
+
+		http_client_drive(ws.client);
+		while ((done = http_client_next_done(ws.client)) != NULL)
+			finish_request(&ws, (InFlight *) done->owner);
+
+		now = GetCurrentTimestamp();
+		paused = false;
+		if (ws.nresults > 0 &&
+			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
+			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS)))
+		{
+			flush_results(&ws);
+			if (ws.nresults > 0)
+				paused = true;	/* the write failed: try again after a pause */
+			else
+				ws.scan_needed = true;
+		}
+
+		if (ws.next_due != 0 && now >= ws.next_due)
+			ws.scan_needed = true;
+		if (now >= ws.next_recheck)
+		{
+			ws.scan_needed = true;
+			ws.next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
+		}
+		/* Claim in batches: when a quarter of the slots are free, or nothing is in flight. */
+		if (!paused && ws.scan_needed &&
+			(ws.n_in_flight == 0 ||
+			 integration_max_concurrency - ws.n_in_flight >= Max(1, integration_max_concurrency / 4)))
+		{
+			scan(&ws);
+			if (ws.extension_gone)
+			{
+				ereport(LOG,
+						(errmsg("integration worker: extension dropped from database \"%s\", exiting",
+								ws.dbname)));
+				proc_exit(0);
+			}
+		}
+		update_slot_counts(&ws, ws.n_in_flight > 0 ? "sending" : "idle");
+
+		/* Sleep until libcurl, a due retry, a flush or the recheck needs us. */
+		now = GetCurrentTimestamp();
+		timeout = ms_until(ws.next_recheck, now);
+		t = http_client_timeout_ms(ws.client);
+		if (t >= 0)
+			timeout = Min(timeout, t);
+		if (ws.nresults > 0)
+			timeout = Min(timeout, paused ? ERROR_PAUSE_MS :
+						  ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
+		if (ws.next_due != 0)
+			timeout = Min(timeout, ms_until(ws.next_due, now));
+		if (ws.scan_needed && !paused &&
+			integration_max_concurrency - ws.n_in_flight >= Max(1, integration_max_concurrency / 4))
+			timeout = 0;
+		if (paused)
+			timeout = Max(timeout, ERROR_PAUSE_MS);
+
+		if (WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
+			(event.events & WL_LATCH_SET))
+		{
+			ResetLatch(MyLatch);
+			ws.scan_needed = true;
+		}
+	}
+}
+
+/*
+ * Asks the worker of dboid to exit for good and waits up to 10 s for it to go.  Its
+ * claims return to 'pending' when a worker starts again.  Returns whether it is gone.
+ */
+static bool
+stop_database_worker(Oid dboid)
+{
+	bool		signalled = false;
+
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		SpinLockAcquire(&slot->mutex);
+		if (slot->in_use && slot->dboid == dboid)
+		{
+			slot->stop_requested = true;
+			if (slot->latch)
+				SetLatch(slot->latch);
+			signalled = true;
+		}
+		SpinLockRelease(&slot->mutex);
+	}
+	if (!signalled)
+		return true;
+	for (int waited = 0; waited < 10000; waited += 10)
+	{
+		if (!database_has_worker(dboid))
+			return true;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+	return false;
+}
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/*
+ * DROP DATABASE refuses while anyone is connected, and our worker always is: stop it
+ * first.  If the drop then fails, the database has no worker until the server restarts
+ * or someone runs integration.start_worker() there.
+ */
+static void
+integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+							ProcessUtilityContext context, ParamListInfo params,
+							QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (integration_shared != NULL && IsA(parsetree, DropdbStmt))
+	{
+		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+
+		if (OidIsValid(dboid))
+			(void) stop_database_worker(dboid);
+	}
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
+
+void
+worker_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = integration_process_utility;
+}
+
+PG_FUNCTION_INFO_V1(integration_worker_status);
+
+/* worker_status(): one row per running delivery worker. */
+Datum
+integration_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (integration_shared == NULL)
+		return (Datum) 0;
+
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+		IntegrationWorkerSlot copy;
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		char	   *dbname;
+
+		SpinLockAcquire(&slot->mutex);
+		memcpy(&copy, slot, sizeof(copy));
+		SpinLockRelease(&slot->mutex);
+		if (!copy.in_use)
+			continue;
+
+		values[0] = Int32GetDatum(copy.pid);
+		dbname = get_database_name(copy.dboid);
+		if (dbname)
+			values[1] = CStringGetTextDatum(dbname);
+		else
+			nulls[1] = true;
+		values[2] = CStringGetTextDatum(copy.state);
+		values[3] = Int32GetDatum(copy.in_flight);
+		values[4] = Int64GetDatum((int64) copy.sent);
+		values[5] = Int64GetDatum((int64) copy.delivered);
+		values[6] = Int64GetDatum((int64) copy.failed_attempts);
+		values[7] = TimestampTzGetDatum(copy.started_at);
+		if (copy.last_error[0])
+		{
+			values[8] = CStringGetTextDatum(copy.last_error);
+			values[9] = TimestampTzGetDatum(copy.last_error_at);
+		}
+		else
+			nulls[8] = nulls[9] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
