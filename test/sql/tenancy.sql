@@ -164,15 +164,16 @@ SELECT tenant_id, count(*) AS events FROM integration.webhook_events
 
 -- Every table has forced row-level security and is crash-safe; the view over tenant data
 -- runs as the invoker (tracked_tables shows only catalog data).
+SELECT count(*) >= 4 AS has_tables,
+	   count(*) FILTER (WHERE NOT c.relrowsecurity) AS without_rls,
+	   count(*) FILTER (WHERE NOT c.relforcerowsecurity) AS without_forced_rls,
+	   count(*) FILTER (WHERE c.relpersistence <> 'p') AS not_permanent,
+	   count(*) FILTER (WHERE NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)) AS without_policy
+  FROM pg_class c
+ WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind IN ('r', 'p');
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence
   FROM pg_class c
  WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind IN ('r', 'p')
- ORDER BY 1;
-SELECT count(*) AS tables_without_policy
-  FROM pg_class c
- WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind IN ('r', 'p')
-   AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid);
-SELECT c.relname, c.reloptions
-  FROM pg_class c
- WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind = 'v'
- ORDER BY 1;
+   AND NOT (c.relrowsecurity AND c.relforcerowsecurity AND c.relpersistence = 'p');
+SELECT c.reloptions AS webhook_deliveries_options
+  FROM pg_class c WHERE c.oid = 'integration.webhook_deliveries'::regclass;
