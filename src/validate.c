@@ -153,6 +153,14 @@ validate_url(const char *url, size_t len)
 	/* curl accepts "http:/x" and "http:x"; a stored URL should be unambiguous. */
 	if (!(pg_strncasecmp(url, "http://", 7) == 0 || pg_strncasecmp(url, "https://", 8) == 0))
 		url_error(url, "It is not an absolute URL.", "Write it as https://host/path.");
+
+	/* curl reads "https:///x" as host "x"; an empty authority has no host. */
+	{
+		const char *authority = url + (pg_strncasecmp(url, "https://", 8) == 0 ? 8 : 7);
+
+		if (*authority == '\0' || *authority == '/' || *authority == '?' || *authority == '#')
+			url_error(url, "The URL has no host.", NULL);
+	}
 }
 
 PG_FUNCTION_INFO_V1(integration_validate_url);

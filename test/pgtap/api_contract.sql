@@ -1,0 +1,108 @@
+-- The API contract: every function's exact signature, argument names, return type and
+-- volatility; every table's key columns; every key and foreign key leads with tenant_id.
+BEGIN;
+SELECT plan(113);
+
+CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
+	ON COMMIT DROP;
+INSERT INTO api VALUES
+	('register_webhook', '{text,text,jsonb,text,jsonb}', '{name,url,events,secret,headers}', 'integration.webhook', 'volatile'),
+	('list_webhooks', '{}', NULL, 'setof integration.webhook', 'stable'),
+	('show_webhook', '{bigint}', '{id}', 'integration.webhook', 'stable'),
+	('update_webhook', '{bigint,text,text,jsonb,text,jsonb,boolean}', '{id,name,url,events,secret,headers,is_active}', 'integration.webhook', 'volatile'),
+	('delete_webhook', '{bigint}', '{id}', 'boolean', 'volatile'),
+	('dispatch_webhook', '{bigint,text,jsonb}', '{id,event,payload}', 'bigint', 'volatile'),
+	('list_deliveries', '{bigint,text,text,"timestamp with time zone",integer}', '{endpoint_id,status,event,since,limit}', 'setof integration.webhook_deliveries', 'stable'),
+	('list_integration_logs', '{text,text,text,"timestamp with time zone",integer}', '{level,source,event,since,limit}', 'setof integration.integration_logs', 'stable'),
+	('publish_event', '{text,jsonb}', '{event,payload}', 'integer', 'volatile'),
+	('track_table', '{regclass,text,text}', '{tbl,event_prefix,tenant_column}', 'void', 'volatile'),
+	('untrack_table', '{regclass}', '{tbl}', 'boolean', 'volatile'),
+	('hmac', '{bytea,bytea,text}', '{key,data,algorithm}', 'bytea', 'immutable'),
+	('sign', '{text,text,text,text,bigint}', '{scheme,secret,body,msg_id,timestamp}', 'jsonb', 'volatile'),
+	('verify', '{text,text,jsonb,text,interval,"timestamp with time zone"}', '{scheme,secret,headers,body,tolerance,now}', 'boolean', 'immutable'),
+	('event_matches', '{jsonb,text}', '{patterns,event}', 'boolean', 'immutable');
+
+-- 15 functions x 4 assertions
+SELECT has_function('integration', a.name, a.args, format('integration.%s(%s) exists', a.name, array_to_string(a.args, ', ')))
+  FROM api a ORDER BY a.name;
+SELECT function_returns('integration', a.name, a.args, a.returns) FROM api a ORDER BY a.name;
+SELECT volatility_is('integration', a.name, a.args, a.volatility) FROM api a ORDER BY a.name;
+SELECT is((SELECT p.proargnames::text[]
+			 FROM pg_proc p
+			WHERE p.pronamespace = 'integration'::regnamespace AND p.proname = a.name),
+		  a.argnames, format('integration.%s has argument names %s', a.name, coalesce(a.argnames::text, 'none')))
+  FROM api a ORDER BY a.name;
+-- One overload each: named-argument calls are never ambiguous.  (1)
+SELECT is_empty($$SELECT proname FROM pg_proc WHERE pronamespace = 'integration'::regnamespace
+				   GROUP BY proname HAVING count(*) > 1$$, 'no API function is overloaded');
+-- Defaults: only the trailing optional arguments have them.  (5)
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.register_webhook(text,text,jsonb,text,jsonb)'::regprocedure), 2, 'register_webhook: secret and headers are optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean)'::regprocedure), 6, 'update_webhook: every field is optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_deliveries(bigint,text,text,timestamptz,integer)'::regprocedure), 5, 'list_deliveries: every filter is optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_integration_logs(text,text,text,timestamptz,integer)'::regprocedure), 5, 'list_integration_logs: every filter is optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.track_table(regclass,text,text)'::regprocedure), 1, 'track_table: tenant_column is optional');
+-- No SECURITY DEFINER anywhere: row-level security scopes every call.  (1)
+SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
+				   WHERE pronamespace = 'integration'::regnamespace AND prosecdef$$,
+				'no function is SECURITY DEFINER');
+
+-- Tables and views.  (6)
+SELECT has_table('integration', t, format('table integration.%s exists', t))
+  FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
+SELECT has_view('integration', 'webhook_deliveries', 'view integration.webhook_deliveries exists');
+SELECT has_view('integration', 'tracked_tables', 'view integration.tracked_tables exists');
+
+-- Key columns of every table.  (4 tables x 5 = 20)
+SELECT col_type_is('integration', t, 'tenant_id', 'text', format('%s.tenant_id is text', t))
+  FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
+SELECT col_not_null('integration', t, 'tenant_id', format('%s.tenant_id is NOT NULL', t))
+  FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
+SELECT col_type_is('integration', t, 'id', 'bigint', format('%s.id is bigint', t))
+  FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
+SELECT col_is_pk('integration', t, ARRAY['tenant_id', 'id']::name[], format('%s has primary key (tenant_id, id)', t))
+  FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
+SELECT is((SELECT attidentity FROM pg_attribute
+			WHERE attrelid = format('integration.%I', t)::regclass AND attname = 'id'),
+		  'a'::"char", format('%s.id is GENERATED ALWAYS AS IDENTITY', t))
+  FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
+
+-- Other columns the API and the worker rely on.  (16)
+SELECT col_type_is('integration', 'webhook_endpoints', c, ty, format('webhook_endpoints.%s is %s', c, ty))
+  FROM (VALUES ('name'::name, 'text'), ('url', 'text'), ('events', 'jsonb'), ('secret', 'text'),
+			   ('headers', 'jsonb'), ('is_active', 'boolean'), ('deleted_at', 'timestamp with time zone')) v(c, ty);
+SELECT col_type_is('integration', 'webhook_events', c, ty, format('webhook_events.%s is %s', c, ty))
+  FROM (VALUES ('event'::name, 'text'), ('payload', 'text'), ('endpoint_ids', 'bigint[]')) v(c, ty);
+SELECT col_type_is('integration', 'deliveries', c, ty, format('deliveries.%s is %s', c, ty))
+  FROM (VALUES ('event_id'::name, 'bigint'), ('endpoint_id', 'bigint'), ('status', 'text'),
+			   ('attempts', 'integer'), ('next_attempt_at', 'timestamp with time zone')) v(c, ty);
+SELECT col_type_is('integration', 'integration_logs', 'context', 'jsonb', 'integration_logs.context is jsonb');
+
+-- Every primary key, unique constraint and unique index leads with tenant_id, and every
+-- foreign key pairs tenant_id with tenant_id.  (4)
+SELECT is_empty($$
+	SELECT c.conname FROM pg_constraint c
+	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype IN ('p', 'u', 'f')
+	   AND (SELECT attname FROM pg_attribute WHERE attrelid = c.conrelid AND attnum = c.conkey[1]) <> 'tenant_id'$$,
+	'every key and foreign key starts with tenant_id');
+SELECT is_empty($$
+	SELECT c.conname FROM pg_constraint c
+	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f'
+	   AND (SELECT attname FROM pg_attribute WHERE attrelid = c.confrelid AND attnum = c.confkey[1]) <> 'tenant_id'$$,
+	'every foreign key references tenant_id first');
+SELECT is_empty($$
+	SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+	 WHERE t.relnamespace = 'integration'::regnamespace AND i.indisunique
+	   AND (SELECT attname FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = i.indkey[0]) IS DISTINCT FROM 'tenant_id'$$,
+	'every unique index starts with tenant_id');
+SELECT results_eq($$
+	SELECT c.conrelid::regclass::text, c.confrelid::regclass::text,
+		   (SELECT array_agg(attname::text COLLATE "default" ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
+			  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
+	  FROM pg_constraint c
+	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2$$,
+	$$VALUES ('integration.deliveries', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id']),
+			 ('integration.deliveries', 'integration.webhook_events', ARRAY['tenant_id', 'event_id'])$$,
+	'the foreign keys of deliveries are (tenant_id, endpoint_id) and (tenant_id, event_id)');
+
+SELECT * FROM finish();
+ROLLBACK;
