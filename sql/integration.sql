@@ -144,6 +144,22 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.validate_event_name(text) IS
 'Returns its input if it is a valid event name (dot-separated segments of [A-Za-z0-9_-]), raises invalid_parameter_value otherwise';
 
+CREATE FUNCTION integration.validate_name(name text) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF length(btrim(name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'invalid webhook name'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A webhook name has 1 to 200 characters and is not blank.';
+	END IF;
+	RETURN name;
+END
+$$;
+COMMENT ON FUNCTION integration.validate_name(text) IS
+	'Returns name when it is a non-blank endpoint name of at most 200 characters; raises invalid_parameter_value otherwise.';
+
 ------------------------------------------------------------------------------------------
 -- Retry policy (src/retry_policy.c)
 ------------------------------------------------------------------------------------------
@@ -183,8 +199,7 @@ CREATE TABLE integration.webhook_endpoints (
 		CHECK (retry_schedule IS NULL OR integration.retry_delay(1, retry_schedule, NULL, 0) IS NOT NULL
 			   OR retry_schedule = ''),
 	CONSTRAINT webhook_endpoints_tenant_check CHECK (tenant_id <> ''),
-	CONSTRAINT webhook_endpoints_name_check
-		CHECK (pg_catalog.length(pg_catalog.btrim(name)) BETWEEN 1 AND 200),
+	CONSTRAINT webhook_endpoints_name_check CHECK (integration.validate_name(name) IS NOT NULL),
 	CONSTRAINT webhook_endpoints_url_check CHECK (integration.validate_url(url) IS NOT NULL),
 	CONSTRAINT webhook_endpoints_events_check
 		CHECK (integration.validate_event_patterns(events) IS NOT NULL),
@@ -460,6 +475,18 @@ DECLARE
 	changed text[];
 BEGIN
 	PERFORM integration.require_tenant();
+	changed := array_remove(ARRAY[
+		CASE WHEN update_webhook.name IS NOT NULL THEN 'name' END,
+		CASE WHEN update_webhook.url IS NOT NULL THEN 'url' END,
+		CASE WHEN update_webhook.events IS NOT NULL THEN 'events' END,
+		CASE WHEN update_webhook.secret IS NOT NULL THEN 'secret' END,
+		CASE WHEN update_webhook.headers IS NOT NULL THEN 'headers' END,
+		CASE WHEN update_webhook.is_active IS NOT NULL THEN 'is_active' END], NULL);
+	IF cardinality(changed) = 0 THEN
+		-- Nothing to change: no write, no log row.
+		RETURN integration.show_webhook(update_webhook.id);
+	END IF;
+
 	UPDATE integration.webhook_endpoints AS w
 	   SET name = coalesce(update_webhook.name, w.name),
 		   url = coalesce(update_webhook.url, w.url),
@@ -478,13 +505,6 @@ BEGIN
 				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
 	END IF;
 
-	changed := array_remove(ARRAY[
-		CASE WHEN update_webhook.name IS NOT NULL THEN 'name' END,
-		CASE WHEN update_webhook.url IS NOT NULL THEN 'url' END,
-		CASE WHEN update_webhook.events IS NOT NULL THEN 'events' END,
-		CASE WHEN update_webhook.secret IS NOT NULL THEN 'secret' END,
-		CASE WHEN update_webhook.headers IS NOT NULL THEN 'headers' END,
-		CASE WHEN update_webhook.is_active IS NOT NULL THEN 'is_active' END], NULL);
 	PERFORM integration.log('info', 'api', 'webhook.updated',
 							format('webhook %s updated', ep.id),
 							jsonb_build_object('endpoint_id', ep.id, 'changed', to_jsonb(changed)));

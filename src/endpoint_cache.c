@@ -5,9 +5,12 @@
  * Publishing sits on every tracked business write, so it must not query
  * webhook_endpoints for every row.  This cache holds, per tenant, the id and event
  * patterns of each active, non-deleted endpoint.  Validity rule: a commit that changed
- * webhook_endpoints bumps a generation counter in shared memory (wakeup.c); a backend
- * that sees a new generation drops the whole cache.  The counter is read before the
- * endpoints are, so a change committed in between only causes one extra rebuild.  A
+ * webhook_endpoints bumps a generation counter in shared memory (wakeup.c) after it
+ * became visible; a backend that sees a new generation drops the whole cache.  The
+ * counter is read first and the endpoints then under a fresh snapshot, so a change
+ * committed in between only causes one extra rebuild, never a stale entry.  Routing
+ * therefore uses the endpoints committed when the event is published, whatever the
+ * publishing transaction's isolation level.  A
  * transaction that itself changed endpoints bypasses the cache, since only it can see
  * its uncommitted changes.
  */
@@ -19,6 +22,7 @@
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "endpoint_cache.h"
 #include "event_pattern.h"
@@ -65,9 +69,14 @@ reset_cache(void)
 						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/* Reads a tenant's active endpoints into te, allocating in mcxt. */
+/*
+ * Reads a tenant's active endpoints into te, allocating in mcxt.  For the cache
+ * (latest = true) they are read under a snapshot taken after the caller read the
+ * generation counter: every change whose commit bumped the counter before that is
+ * visible, even in a REPEATABLE READ transaction with an older snapshot.
+ */
 static void
-load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
+load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool latest)
 {
 	Datum		arg = CStringGetTextDatum(tenant);
 	int			rc;
@@ -87,7 +96,11 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
 		SPI_keepplan(plan);
 		load_plan = plan;
 	}
-	rc = SPI_execute_plan(load_plan, &arg, NULL, true, 0);
+	if (latest)
+		rc = SPI_execute_snapshot(load_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								  true, false, 0);
+	else
+		rc = SPI_execute_plan(load_plan, &arg, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 
@@ -125,7 +138,7 @@ endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **
 	if (endpoints_changed_in_this_xact())
 	{
 		te = &local;
-		load_tenant(tenant, te, CurrentMemoryContext);
+		load_tenant(tenant, te, CurrentMemoryContext, false);
 	}
 	else
 	{
@@ -142,7 +155,7 @@ endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **
 		if (!found)
 		{
 			/* Load first, then enter: an error while loading leaves no half entry. */
-			load_tenant(tenant, &local, cache_context);
+			load_tenant(tenant, &local, cache_context, true);
 			te = hash_search(cache, tenant, HASH_ENTER, &found);
 			te->count = local.count;
 			te->endpoints = local.endpoints;

@@ -77,6 +77,7 @@
 #define LEASE_MARGIN_MS 60000
 
 /* Settings. */
+static bool integration_worker_enabled = true;
 static char *integration_database_name = NULL;
 static int	integration_max_concurrency = 64;
 static int	integration_max_concurrency_per_endpoint = 16;
@@ -89,6 +90,10 @@ static int	integration_idle_recheck_ms = 60000;
 void
 worker_define_gucs(void)
 {
+	DefineCustomBoolVariable("integration.worker_enabled",
+							 "Whether delivery workers run; off leaves deliveries queued (e.g. for maintenance or tests).",
+							 NULL, &integration_worker_enabled, true,
+							 PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("integration.database_name",
 							   "Only this database gets a delivery worker; empty: every database with the extension.",
 							   NULL, &integration_database_name, "",
@@ -134,6 +139,9 @@ void
 worker_register_launcher(void)
 {
 	BackgroundWorker bgw;
+
+	if (!integration_worker_enabled)
+		return;
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -269,7 +277,7 @@ PG_FUNCTION_INFO_V1(integration_start_worker);
 Datum
 integration_start_worker(PG_FUNCTION_ARGS)
 {
-	if (integration_shared == NULL)
+	if (integration_shared == NULL || !integration_worker_enabled)
 		PG_RETURN_BOOL(false);
 	if (integration_database_name[0] != '\0' &&
 		strcmp(get_database_name(MyDatabaseId), integration_database_name) != 0)

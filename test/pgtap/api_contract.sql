@@ -100,9 +100,10 @@ SELECT results_eq($$
 			  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
 	  FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2$$,
-	$$VALUES ('integration.deliveries', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id']),
+	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
+			 ('integration.deliveries', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id']),
 			 ('integration.deliveries', 'integration.webhook_events', ARRAY['tenant_id', 'event_id'])$$,
-	'the foreign keys of deliveries are (tenant_id, endpoint_id) and (tenant_id, event_id)');
+	'the foreign keys are deliveries (tenant_id, endpoint_id), (tenant_id, event_id) and delivery_attempts (tenant_id, delivery_id)');
 
 SELECT * FROM finish();
 ROLLBACK;
