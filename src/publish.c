@@ -150,10 +150,11 @@ flush_batch(EventBatch *b)
 		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID};
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("INSERT INTO integration.webhook_events"
-						   " (tenant_id, event, payload, endpoint_ids)"
-						   " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
-						   4, argtypes);
+		/* Generic from the start: re-planning per statement is most of a small write's cost. */
+		plan = SPI_prepare_cursor("INSERT INTO integration.webhook_events"
+								  " (tenant_id, event, payload, endpoint_ids)"
+								  " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
+								  4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);

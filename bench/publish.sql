@@ -1,0 +1,98 @@
+-- Publishing cost on the business write, run by bench/run (psql -X -f, database with
+-- the extension, worker disabled so only the writes are measured).
+--
+-- Three copies of one orders table: plain; tracked by integration.track_table() with 3
+-- matching endpoints; and, as the baseline users write by hand, a PL/pgSQL row trigger
+-- inserting one delivery row per matching endpoint into a deliveries table of the usual
+-- shape.  Each is loaded with one INSERT of :rows rows, best of 3 runs.  The one-row
+-- transaction figures come from pgbench in bench/run.
+
+\set ON_ERROR_STOP 1
+\set QUIET 1
+SET client_min_messages = warning;
+SET integration.tenant_id = 'bench';
+
+SELECT count(*) FROM (
+	SELECT integration.register_webhook(name => 'bench ' || i, url => 'https://bench.invalid/' || i,
+										events => '["order.*"]')
+	  FROM generate_series(1, 3) AS i) AS r;
+
+CREATE TABLE orders_plain (
+	tenant_id	text NOT NULL,
+	id			bigint PRIMARY KEY,
+	customer	text NOT NULL,
+	amount		numeric(12, 2) NOT NULL,
+	status		text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE orders_tracked (LIKE orders_plain INCLUDING ALL);
+CREATE TABLE orders_plpgsql (LIKE orders_plain INCLUDING ALL);
+SELECT integration.track_table('orders_tracked', 'order');
+
+-- The hand-written alternative: one delivery row per matching endpoint.
+CREATE TABLE naive_deliveries (
+	tenant_id	text NOT NULL,
+	id			bigint GENERATED ALWAYS AS IDENTITY,
+	endpoint_id bigint NOT NULL,
+	event		text NOT NULL,
+	payload		jsonb NOT NULL,
+	status		text NOT NULL DEFAULT 'pending',
+	attempts	integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz NOT NULL DEFAULT now(),
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX ON naive_deliveries (next_attempt_at) WHERE status = 'pending';
+
+CREATE FUNCTION naive_publish() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO naive_deliveries (tenant_id, endpoint_id, event, payload)
+	SELECT NEW.tenant_id, e.id, 'order.created',
+		   jsonb_build_object('type', 'order.created', 'timestamp', now(), 'data', to_jsonb(NEW))
+	  FROM integration.webhook_endpoints e
+	 WHERE e.tenant_id = NEW.tenant_id AND e.is_active AND e.deleted_at IS NULL
+	   AND integration.event_matches(e.events, 'order.created');
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER naive_publish AFTER INSERT ON orders_plpgsql
+	FOR EACH ROW EXECUTE FUNCTION naive_publish();
+
+CREATE FUNCTION pg_temp.load(tbl text, n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+	best float8 := 'Infinity';
+	t0 timestamptz;
+BEGIN
+	FOR run IN 1..3 LOOP
+		EXECUTE format('TRUNCATE %I', tbl);
+		TRUNCATE integration.webhook_events CASCADE;
+		TRUNCATE naive_deliveries;
+		t0 := clock_timestamp();
+		EXECUTE format('INSERT INTO %I (tenant_id, id, customer, amount, status)'
+					   ' SELECT ''bench'', g, ''customer '' || g, g * 1.25, ''new'''
+					   '   FROM generate_series(1, %s) AS g', tbl, n);
+		best := least(best, extract(epoch FROM clock_timestamp() - t0));
+	END LOOP;
+	RETURN n / best;
+END
+$$;
+
+\if :{?rows}
+\else
+\set rows 100000
+\endif
+
+SELECT pg_temp.load('orders_plain', :rows) AS plain \gset
+SELECT pg_temp.load('orders_tracked', :rows) AS tracked \gset
+SELECT count(*) = :rows AS all_published FROM integration.webhook_events \gset
+SELECT pg_temp.load('orders_plpgsql', :rows) AS plpgsql \gset
+SELECT count(*) = 3 * :rows AS naive_complete FROM naive_deliveries \gset
+
+\echo
+\echo 'publishing: one INSERT of' :rows 'rows, 3 matching endpoints, best of 3'
+SELECT format('%-28s %12s %10s', 'table', 'rows/s', 'of plain')
+UNION ALL SELECT format('%-28s %12s %9s%%', 'plain (the ceiling)', round(:plain), 100)
+UNION ALL SELECT format('%-28s %12s %9s%%', 'tracked by integration', round(:tracked), round(100 * :tracked / :plain, 1))
+UNION ALL SELECT format('%-28s %12s %9s%%', 'PL/pgSQL row trigger', round(:plpgsql), round(100 * :plpgsql / :plain, 1))
+UNION ALL SELECT format('tracked / PL/pgSQL: %sx   (events complete: %s, naive rows complete: %s)',
+						round(:tracked / :plpgsql, 2), :'all_published', :'naive_complete') \g (tuples_only=on format=unaligned)
