@@ -252,6 +252,7 @@ CREATE TABLE integration.deliveries (
 	last_status_code integer,
 	last_error		text,
 	last_response	text,
+	last_duration_ms integer,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	delivered_at	timestamptz,
 	PRIMARY KEY (tenant_id, id),
@@ -289,7 +290,7 @@ CREATE TABLE integration.delivery_attempts (
 		ON DELETE CASCADE
 );
 COMMENT ON TABLE integration.delivery_attempts IS
-	'Every attempt to deliver: when, how long, the status code or error class and message, and the start of the response.';
+	'Every attempt that did not deliver: when, how long, the status code or error class and message, and the start of the response. The delivering attempt is recorded on the delivery row; integration.webhook_delivery_attempts shows all attempts.';
 COMMENT ON COLUMN integration.delivery_attempts.error_class IS
 	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, invalid_request or endpoint_disabled.';
 
@@ -550,7 +551,11 @@ CREATE FUNCTION integration.endpoints_changed() RETURNS trigger
 COMMENT ON FUNCTION integration.endpoints_changed() IS
 	'Statement trigger on webhook_endpoints: every backend''s endpoint cache is dropped when the transaction commits.';
 
-CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+-- Row level: a statement that changes no endpoint must not flush every backend's cache.
+CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE
+	ON integration.webhook_endpoints
+	FOR EACH ROW EXECUTE FUNCTION integration.endpoints_changed();
+CREATE TRIGGER endpoints_truncated AFTER TRUNCATE
 	ON integration.webhook_endpoints
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.endpoints_changed();
 
@@ -848,14 +853,28 @@ $$;
 COMMENT ON FUNCTION integration.retry_failed(bigint, text, timestamptz) IS
 	'Requeues the current tenant''s failed deliveries, optionally only for one endpoint, event or since a time; returns how many.';
 
+-- Every attempt: failed ones from delivery_attempts, the delivering one from the
+-- delivery row (writing it twice would cost every delivery a row).
+CREATE VIEW integration.webhook_delivery_attempts WITH (security_invoker = true) AS
+	SELECT a.tenant_id, a.delivery_id, a.attempt, a.started_at, a.duration_ms, a.status_code,
+		   a.error_class, a.error, a.response_excerpt
+	  FROM integration.delivery_attempts a
+	UNION ALL
+	SELECT d.tenant_id, d.id, d.attempts, d.last_attempt_at, d.last_duration_ms,
+		   d.last_status_code, NULL, NULL, d.last_response
+	  FROM integration.deliveries d
+	 WHERE d.status = 'delivered' AND d.last_attempt_at IS NOT NULL;
+COMMENT ON VIEW integration.webhook_delivery_attempts IS
+	'Every attempt of every delivery: when, how long, status code, error class and message, response excerpt.';
+
 CREATE FUNCTION integration.list_delivery_attempts(delivery_id bigint)
-	RETURNS SETOF integration.delivery_attempts
+	RETURNS SETOF integration.webhook_delivery_attempts
 	LANGUAGE sql STABLE PARALLEL SAFE
 	BEGIN ATOMIC
-		SELECT a.* FROM integration.delivery_attempts a
+		SELECT a.* FROM integration.webhook_delivery_attempts a
 		 WHERE a.tenant_id = integration.current_tenant()
 		   AND a.delivery_id = list_delivery_attempts.delivery_id
-		 ORDER BY a.id;
+		 ORDER BY a.started_at, a.attempt;
 	END;
 COMMENT ON FUNCTION integration.list_delivery_attempts(bigint) IS
 	'Every attempt of one delivery of the current tenant, oldest first.';

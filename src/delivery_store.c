@@ -5,7 +5,11 @@
  *
  * Claiming sets status 'sending' with a lease (lease_expires_at) under FOR UPDATE SKIP
  * LOCKED, so two workers never send the same delivery at the same time, and commits
- * before any request starts: no transaction is open while HTTP is in flight.  A worker
+ * before any request starts: no transaction is open while HTTP is in flight.  Fresh
+ * events are fanned out straight into claimed deliveries, so a first attempt costs one
+ * INSERT and one UPDATE of the delivery row, not two UPDATEs more.  Rows are found again
+ * by ctid (stable while locked or claimed), which keeps every statement an index or TID
+ * lookup however large the tables grow.  A worker
  * that dies leaves its claims 'sending'; store_reconcile_leases() returns them to
  * 'pending' when the next worker starts (or when their lease expires), so a delivery
  * whose transaction committed is sent at least once.
@@ -34,6 +38,7 @@ static SPIPlanPtr fan_out_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
+static SPIPlanPtr record_failures_plan = NULL;
 
 /* The transaction bracket of worker_spi.c, in its order. */
 void
@@ -67,7 +72,7 @@ store_extension_present(void)
 void
 store_forget_plans(void)
 {
-	fan_out_plan = claim_plan = next_due_plan = record_plan = NULL;
+	fan_out_plan = claim_plan = next_due_plan = record_plan = record_failures_plan = NULL;
 }
 
 static SPIPlanPtr
@@ -75,7 +80,8 @@ prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		/* Generic from the start: these run thousands of times a second. */
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -86,52 +92,37 @@ prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	return *slot;
 }
 
-/* Returns claims of dead workers to 'pending'; with all, every claim of this database. */
+/*
+ * Returns claims to 'pending': at start every claim of this database (a database has
+ * one worker, so they belong to a dead one); later only expired leases, except the
+ * deliveries this worker still holds (held, nheld ids).
+ */
 int
-store_reconcile_leases(bool all)
+store_reconcile_leases(bool all, int64 *held, int nheld)
 {
 	int			rc;
 
-	rc = SPI_execute(all ?
-					 "UPDATE integration.deliveries SET status = 'pending', lease_expires_at = NULL"
-					 " WHERE status = 'sending'" :
-					 "UPDATE integration.deliveries SET status = 'pending', lease_expires_at = NULL"
-					 " WHERE status = 'sending' AND lease_expires_at < pg_catalog.now()",
-					 false, 0);
+	if (all)
+		rc = SPI_execute("UPDATE integration.deliveries SET status = 'pending', lease_expires_at = NULL"
+						 " WHERE status = 'sending'", false, 0);
+	else
+	{
+		Oid			argtypes[1] = {INT8ARRAYOID};
+		Datum		args[1];
+		Datum	   *ids = palloc(sizeof(Datum) * Max(nheld, 1));
+
+		for (int i = 0; i < nheld; i++)
+			ids[i] = Int64GetDatum(held[i]);
+		args[0] = PointerGetDatum(construct_array(ids, nheld, INT8OID, 8, FLOAT8PASSBYVAL,
+												  TYPALIGN_DOUBLE));
+		rc = SPI_execute_with_args("UPDATE integration.deliveries SET status = 'pending',"
+								   " lease_expires_at = NULL"
+								   " WHERE status = 'sending' AND lease_expires_at < pg_catalog.now()"
+								   "   AND NOT (id = ANY ($1))",
+								   1, argtypes, args, NULL, false, 0);
+	}
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "reconciling leases failed: %s", SPI_result_code_string(rc));
-	return (int) SPI_processed;
-}
-
-/* Creates one pending delivery per endpoint for up to limit published events. */
-int
-store_fan_out(int limit)
-{
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1] = {Int32GetDatum(limit)};
-	int			rc;
-
-	prepare(&fan_out_plan,
-			"WITH ev AS ("
-			"  SELECT e.tenant_id, e.id, e.endpoint_ids, e.created_at"
-			"    FROM integration.webhook_events e"
-			"   WHERE e.fanout_pending"
-			"   ORDER BY e.id LIMIT $1"
-			"   FOR UPDATE SKIP LOCKED),"
-			" done AS ("
-			"  UPDATE integration.webhook_events e SET fanout_pending = false"
-			"    FROM ev WHERE e.tenant_id = ev.tenant_id AND e.id = ev.id)"
-			" INSERT INTO integration.deliveries"
-			"   (tenant_id, event_id, endpoint_id, status, next_attempt_at, created_at)"
-			" SELECT ev.tenant_id, ev.id, ep.id, 'pending', pg_catalog.now(), ev.created_at"
-			"   FROM ev CROSS JOIN LATERAL pg_catalog.unnest(ev.endpoint_ids) AS u(endpoint_id)"
-			"   JOIN integration.webhook_endpoints ep"
-			"     ON ep.tenant_id = ev.tenant_id AND ep.id = u.endpoint_id"
-			" ON CONFLICT DO NOTHING",
-			1, argtypes);
-	rc = SPI_execute_plan(fan_out_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
 	return (int) SPI_processed;
 }
 
@@ -158,13 +149,129 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, int *len)
 	return s;
 }
 
+/* Appends SPI's result rows (the claim column list) to list, copied into its context. */
+static int
+append_claims(ClaimList *list)
+{
+	MemoryContext old;
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	int			n = (int) SPI_processed;
+
+	if (n == 0)
+		return 0;
+	old = MemoryContextSwitchTo(list->mcxt);
+	if (list->count + n > list->capacity)
+	{
+		list->capacity = Max(list->count + n, list->capacity * 2);
+		list->items = list->items ? repalloc(list->items, sizeof(ClaimedDelivery) * list->capacity)
+			: palloc(sizeof(ClaimedDelivery) * list->capacity);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		ClaimedDelivery *c = &list->items[list->count++];
+		bool		isnull;
+		Datum		d;
+
+		memset(c, 0, sizeof(*c));
+		c->tenant_id = copy_text(tup, desc, 1, NULL);
+		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		c->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		c->endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		c->event = copy_text(tup, desc, 6, NULL);
+		c->payload = copy_text(tup, desc, 7, &c->payload_len);
+		c->url = copy_text(tup, desc, 8, NULL);
+		c->secret = copy_text(tup, desc, 9, NULL);
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		c->headers = isnull ? NULL : DatumGetJsonbPCopy(d);
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		c->timeout_ms = isnull ? 0 : DatumGetInt32(d);
+		c->retry_schedule = copy_text(tup, desc, 12, NULL);
+		d = SPI_getbinval(tup, desc, 13, &isnull);
+		c->usable = !isnull && DatumGetBool(d);
+		d = SPI_getbinval(tup, desc, 14, &isnull);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &c->tid);
+	}
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/* The endpoint columns every claim returns, probed by index per row. */
+#define CLAIM_ENDPOINT_LATERAL(alias) \
+	"   CROSS JOIN LATERAL (SELECT ep.url, ep.secret, ep.headers, ep.timeout_ms," \
+	"                              ep.retry_schedule, ep.is_active, ep.deleted_at" \
+	"                         FROM integration.webhook_endpoints ep" \
+	"                        WHERE ep.tenant_id = " alias ".tenant_id" \
+	"                          AND ep.id = " alias ".endpoint_id) ep"
+
 /*
- * Claims up to limit due deliveries, skipping endpoints in excluded, and returns them
- * in *out, allocated in mcxt (SPI_finish frees SPI's own memory).
+ * Fans out up to STORE_BATCH published events: one delivery per endpoint, created
+ * already claimed ('sending' with a lease), since fresh deliveries are due at once.
+ * Appends them to list and returns how many events were fanned out.
+ *
+ * Batch sizes are constants in the SQL: with a LIMIT parameter the generic plan
+ * would assume a tenth of the table and sort it all.
  */
 int
-store_claim(int limit, int lease_ms, int64 *excluded, int nexcluded, ClaimedDelivery **out,
-			MemoryContext mcxt)
+store_fan_out_and_claim(int lease_ms, ClaimList *list)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2] = {Int32GetDatum(0), Int32GetDatum(lease_ms)};
+	int			rc;
+
+	prepare(&fan_out_plan,
+			"WITH ev AS ("
+			"  SELECT e.ctid, e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at"
+			"    FROM integration.webhook_events e"
+			"   WHERE e.fanout_pending"
+			"   ORDER BY e.id LIMIT " CppAsString2(STORE_BATCH)
+			"   FOR UPDATE SKIP LOCKED),"
+			/* By ctid (locked rows cannot move): a TID scan, never a join over the table. */
+			" done AS ("
+			"  UPDATE integration.webhook_events e SET fanout_pending = false"
+			"   WHERE e.ctid = ANY (ARRAY(SELECT ev.ctid FROM ev))),"
+			" ins AS ("
+			"  INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status,"
+			"         next_attempt_at, lease_expires_at, created_at)"
+			"  SELECT ev.tenant_id, ev.id, u.endpoint_id, 'sending', pg_catalog.now(),"
+			"         pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), ev.created_at"
+			"    FROM ev CROSS JOIN LATERAL pg_catalog.unnest(ev.endpoint_ids) AS u(endpoint_id)"
+			"   WHERE EXISTS (SELECT FROM integration.webhook_endpoints ep"
+			"                  WHERE ep.tenant_id = ev.tenant_id AND ep.id = u.endpoint_id)"
+			"  ON CONFLICT DO NOTHING"
+			"  RETURNING ctid, tenant_id, id, event_id, endpoint_id, attempts)"
+			" SELECT i.tenant_id, i.id, i.event_id, i.endpoint_id, i.attempts, ev.event, ev.payload,"
+			"        ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule,"
+			"        (ep.is_active AND ep.deleted_at IS NULL), i.ctid,"
+			"        (SELECT pg_catalog.count(*) FROM ev)"
+			"   FROM ins i JOIN ev ON ev.tenant_id = i.tenant_id AND ev.id = i.event_id"
+			CLAIM_ENDPOINT_LATERAL("i"),
+			2, argtypes);
+	rc = SPI_execute_plan(fan_out_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		/* Events whose endpoints were all deleted fan out to nothing. */
+		return 0;
+	}
+	{
+		bool		isnull;
+		int			events = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 15, &isnull));
+
+		(void) append_claims(list);
+		return events;
+	}
+}
+
+/*
+ * Claims up to STORE_BATCH due pending deliveries (retries, dispatches, redeliveries),
+ * skipping endpoints in excluded, and appends them to list.  Returns how many.
+ */
+int
+store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 {
 	Oid			argtypes[3] = {INT4OID, INT4OID, INT8ARRAYOID};
 	Datum		args[3];
@@ -174,74 +281,37 @@ store_claim(int limit, int lease_ms, int64 *excluded, int nexcluded, ClaimedDeli
 	ex = palloc(sizeof(Datum) * Max(nexcluded, 1));
 	for (int i = 0; i < nexcluded; i++)
 		ex[i] = Int64GetDatum(excluded[i]);
-	args[0] = Int32GetDatum(limit);
+	args[0] = Int32GetDatum(0);
 	args[1] = Int32GetDatum(lease_ms);
 	args[2] = PointerGetDatum(construct_array(ex, nexcluded, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
 
 	prepare(&claim_plan,
 			"WITH due AS ("
-			"  SELECT d.tenant_id, d.id FROM integration.deliveries d"
+			"  SELECT d.ctid FROM integration.deliveries d"
 			"   WHERE d.status = 'pending' AND d.next_attempt_at <= pg_catalog.now()"
 			"     AND NOT (d.endpoint_id = ANY ($3))"
-			"   ORDER BY d.next_attempt_at LIMIT $1"
+			"   ORDER BY d.next_attempt_at LIMIT " CppAsString2(STORE_BATCH)
 			"   FOR UPDATE SKIP LOCKED),"
 			" claimed AS ("
 			"  UPDATE integration.deliveries d"
 			"     SET status = 'sending',"
 			"         lease_expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0)"
-			"    FROM due WHERE d.tenant_id = due.tenant_id AND d.id = due.id"
-			"  RETURNING d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
+			"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))"
+			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
+			/* LATERAL: one index probe per claimed row, never a scan of all events. */
 			" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload,"
 			"        ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule,"
-			"        (ep.is_active AND ep.deleted_at IS NULL)"
+			"        (ep.is_active AND ep.deleted_at IS NULL), c.ctid"
 			"   FROM claimed c"
-			"   JOIN integration.webhook_events e ON e.tenant_id = c.tenant_id AND e.id = c.event_id"
-			"   JOIN integration.webhook_endpoints ep"
-			"     ON ep.tenant_id = c.tenant_id AND ep.id = c.endpoint_id",
+			"   CROSS JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
+			"                        WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e"
+			CLAIM_ENDPOINT_LATERAL("c"),
 			3, argtypes);
 	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "claiming deliveries failed: %s", SPI_result_code_string(rc));
-
-	*out = NULL;
-	if (SPI_processed == 0)
-		return 0;
-
-	{
-		/* Copy into the caller's context: SPI_finish frees SPI's. */
-		MemoryContext spicxt = MemoryContextSwitchTo(mcxt);
-		ClaimedDelivery *claims = palloc0(sizeof(ClaimedDelivery) * SPI_processed);
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			ClaimedDelivery *c = &claims[i];
-			bool		isnull;
-			Datum		d;
-
-			c->tenant_id = copy_text(tup, desc, 1, NULL);
-			c->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			c->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-			c->endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-			c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-			c->event = copy_text(tup, desc, 6, NULL);
-			c->payload = copy_text(tup, desc, 7, &c->payload_len);
-			c->url = copy_text(tup, desc, 8, NULL);
-			c->secret = copy_text(tup, desc, 9, NULL);
-			d = SPI_getbinval(tup, desc, 10, &isnull);
-			c->headers = isnull ? NULL : DatumGetJsonbPCopy(d);
-			d = SPI_getbinval(tup, desc, 11, &isnull);
-			c->timeout_ms = isnull ? 0 : DatumGetInt32(d);
-			c->retry_schedule = copy_text(tup, desc, 12, NULL);
-			d = SPI_getbinval(tup, desc, 13, &isnull);
-			c->usable = !isnull && DatumGetBool(d);
-		}
-		MemoryContextSwitchTo(spicxt);
-		*out = claims;
-	}
-	return (int) SPI_processed;
+	return append_claims(list);
 }
 
 /* When the earliest pending delivery is due; 0 when none is pending. */
@@ -320,57 +390,127 @@ store_record(DeliveryResult *results, int n)
 	for (int c = 0; c < RECORD_COLUMNS; c++)
 		args[c] = text_array(cols[c], nulls[c], n);
 
-	prepare(&record_plan,
-			"WITH r AS ("
-			"  SELECT r.tenant_id, r.id::bigint AS id, r.endpoint_id::bigint AS endpoint_id,"
-			"         r.outcome, r.attempt::integer AS attempt,"
-			"         r.started_at::timestamptz AS started_at, r.duration_ms::integer AS duration_ms,"
-			"         r.status_code::integer AS status_code, r.error_class, r.error, r.response,"
-			"         r.next_attempt_at::timestamptz AS next_attempt_at"
-			"    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-			"                    pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
-			"                    pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
-			"                    pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12))"
-			"      AS r(tenant_id, id, endpoint_id, outcome, attempt, started_at, duration_ms,"
-			"           status_code, error_class, error, response, next_attempt_at)),"
-			" upd AS ("
-			"  UPDATE integration.deliveries d"
-			"     SET status = r.outcome, attempts = r.attempt, last_attempt_at = r.started_at,"
-			"         last_status_code = r.status_code, last_error = r.error,"
-			"         last_response = r.response,"
-			"         next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),"
-			"         lease_expires_at = NULL,"
-			"         delivered_at = CASE WHEN r.outcome = 'delivered'"
-			"             THEN r.started_at + pg_catalog.make_interval(secs => r.duration_ms / 1000.0) END"
-			"    FROM r WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.status = 'sending'),"
-			" att AS ("
-			"  INSERT INTO integration.delivery_attempts (tenant_id, delivery_id, attempt,"
-			"         started_at, duration_ms, status_code, error_class, error, response_excerpt)"
-			"  SELECT tenant_id, id, attempt, started_at, duration_ms, status_code, error_class,"
-			"         error, response FROM r),"
-			" logs AS ("
-			"  INSERT INTO integration.integration_logs (tenant_id, level, source, event, message, context)"
-			"  SELECT tenant_id, CASE WHEN outcome = 'failed' THEN 'error' ELSE 'warning' END, 'worker',"
-			"         CASE WHEN outcome = 'failed' THEN 'delivery.failed' ELSE 'delivery.retrying' END,"
-			"         pg_catalog.format('delivery %s to webhook %s: attempt %s %s%s', id, endpoint_id, attempt,"
-			"             CASE WHEN outcome = 'failed' THEN 'failed for good' ELSE 'failed, retrying' END,"
-			"             coalesce(': ' || error, '')),"
-			"         pg_catalog.jsonb_build_object('delivery_id', id, 'endpoint_id', endpoint_id,"
-			"             'attempt', attempt, 'status_code', status_code, 'error_class', error_class,"
-			"             'error', error, 'next_attempt_at', next_attempt_at)"
-			"    FROM r WHERE outcome <> 'delivered'"
-			"  UNION ALL"
-			"  SELECT DISTINCT tenant_id, 'warning', 'worker', 'webhook.disabled',"
-			"         pg_catalog.format('webhook %s disabled: the receiver answered 410 Gone', endpoint_id),"
-			"         pg_catalog.jsonb_build_object('endpoint_id', endpoint_id)"
-			"    FROM r WHERE status_code = 410)"
-			" UPDATE integration.webhook_endpoints ep"
-			"    SET is_active = false, disabled_reason = 'the receiver answered 410 Gone',"
-			"        updated_at = pg_catalog.now()"
-			"   FROM (SELECT DISTINCT tenant_id, endpoint_id FROM r WHERE status_code = 410) g"
-			"  WHERE ep.tenant_id = g.tenant_id AND ep.id = g.endpoint_id AND ep.is_active",
-			RECORD_COLUMNS, argtypes);
-	rc = SPI_execute_plan(record_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "recording delivery results failed: %s", SPI_result_code_string(rc));
+	/*
+	 * One UPDATE per delivery, by the claim's ctid: a TID scan whatever the table's
+	 * size or statistics (a join against the batch lets the planner pick a nested loop
+	 * over all claimed rows).  id and the lease guard against a row that moved or was
+	 * requeued meanwhile; claimed rows, and only they, have a lease.
+	 */
+	{
+		Oid			types[10] = {TIDOID, INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT4OID,
+		INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+
+		prepare(&record_plan,
+				"UPDATE integration.deliveries"
+				"   SET status = $3, attempts = $4, last_attempt_at = $5,"
+				"       last_duration_ms = $6, last_status_code = $7, last_error = $8,"
+				"       last_response = $9, next_attempt_at = coalesce($10, next_attempt_at),"
+				"       lease_expires_at = NULL,"
+				"       delivered_at = CASE WHEN $3 = 'delivered'"
+				"           THEN $5 + pg_catalog.make_interval(secs => $6 / 1000.0) END"
+				" WHERE ctid = $1 AND id = $2 AND lease_expires_at IS NOT NULL",
+				10, types);
+		for (int i = 0; i < n; i++)
+		{
+			DeliveryResult *r = &results[i];
+			Datum		v[10];
+			char		nl[10];
+
+			memset(nl, ' ', sizeof(nl));
+			v[0] = PointerGetDatum(&r->tid);
+			v[1] = Int64GetDatum(r->id);
+			v[2] = CStringGetTextDatum(r->outcome);
+			v[3] = Int32GetDatum(r->attempt);
+			v[4] = TimestampTzGetDatum(r->started_at);
+			v[5] = Int32GetDatum(r->duration_ms);
+			v[6] = Int32GetDatum(r->status_code);
+			if (r->status_code == 0)
+				nl[6] = 'n';
+			v[7] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+			if (!r->error)
+				nl[7] = 'n';
+			v[8] = r->response ? CStringGetTextDatum(r->response) : (Datum) 0;
+			if (!r->response)
+				nl[8] = 'n';
+			v[9] = TimestampTzGetDatum(r->next_attempt_at);
+			if (r->next_attempt_at == 0)
+				nl[9] = 'n';
+			rc = SPI_execute_plan(record_plan, v, nl, false, 0);
+			if (rc != SPI_OK_UPDATE)
+				elog(ERROR, "recording a delivery result failed: %s", SPI_result_code_string(rc));
+		}
+	}
+
+	/*
+	 * Failed attempts go to the attempts history and the log; the delivering attempt
+	 * lives on the delivery row, so the common case writes nothing more.
+	 */
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(results[i].outcome, "delivered") == 0)
+			continue;
+		prepare(&record_failures_plan,
+				"WITH r AS ("
+				"  SELECT r.tenant_id, r.id::bigint AS id, r.endpoint_id::bigint AS endpoint_id,"
+				"         r.outcome, r.attempt::integer AS attempt,"
+				"         r.started_at::timestamptz AS started_at, r.duration_ms::integer AS duration_ms,"
+				"         r.status_code::integer AS status_code, r.error_class, r.error, r.response,"
+				"         r.next_attempt_at::timestamptz AS next_attempt_at"
+				"    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+				"                    pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+				"                    pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
+				"                    pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12))"
+				"      AS r(tenant_id, id, endpoint_id, outcome, attempt, started_at, duration_ms,"
+				"           status_code, error_class, error, response, next_attempt_at)"
+				"   WHERE r.outcome <> 'delivered'),"
+				" att AS ("
+				"  INSERT INTO integration.delivery_attempts (tenant_id, delivery_id, attempt,"
+				"         started_at, duration_ms, status_code, error_class, error, response_excerpt)"
+				"  SELECT r.tenant_id, r.id, r.attempt, r.started_at, r.duration_ms, r.status_code,"
+				"         r.error_class, r.error, r.response FROM r"
+				"   WHERE EXISTS (SELECT FROM integration.deliveries d"
+				"                  WHERE d.tenant_id = r.tenant_id AND d.id = r.id))"
+				" INSERT INTO integration.integration_logs (tenant_id, level, source, event, message, context)"
+				" SELECT tenant_id, CASE WHEN outcome = 'failed' THEN 'error' ELSE 'warning' END, 'worker',"
+				"        CASE WHEN outcome = 'failed' THEN 'delivery.failed' ELSE 'delivery.retrying' END,"
+				"        pg_catalog.format('delivery %s to webhook %s: attempt %s %s%s', id, endpoint_id, attempt,"
+				"            CASE WHEN outcome = 'failed' THEN 'failed for good' ELSE 'failed, retrying' END,"
+				"            coalesce(': ' || error, '')),"
+				"        pg_catalog.jsonb_build_object('delivery_id', id, 'endpoint_id', endpoint_id,"
+				"            'attempt', attempt, 'status_code', status_code, 'error_class', error_class,"
+				"            'error', error, 'next_attempt_at', next_attempt_at)"
+				"   FROM r",
+				RECORD_COLUMNS, argtypes);
+		rc = SPI_execute_plan(record_failures_plan, args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "recording failed attempts failed: %s", SPI_result_code_string(rc));
+		break;
+	}
+
+	/* 410 Gone: the receiver asks never to be called again. */
+	for (int i = 0; i < n; i++)
+	{
+		Oid			gone_types[2] = {TEXTOID, INT8OID};
+		Datum		gone_args[2];
+
+		if (results[i].status_code != 410)
+			continue;
+		gone_args[0] = CStringGetTextDatum(results[i].tenant_id);
+		gone_args[1] = Int64GetDatum(results[i].endpoint_id);
+		rc = SPI_execute_with_args("WITH off AS ("
+								   "  UPDATE integration.webhook_endpoints"
+								   "     SET is_active = false, updated_at = pg_catalog.now(),"
+								   "         disabled_reason = 'the receiver answered 410 Gone'"
+								   "   WHERE tenant_id = $1 AND id = $2 AND is_active"
+								   "  RETURNING tenant_id, id)"
+								   " INSERT INTO integration.integration_logs"
+								   "   (tenant_id, level, source, event, message, context)"
+								   " SELECT tenant_id, 'warning', 'worker', 'webhook.disabled',"
+								   "        pg_catalog.format('webhook %s disabled: the receiver answered 410 Gone', id),"
+								   "        pg_catalog.jsonb_build_object('endpoint_id', id)"
+								   "   FROM off",
+								   2, gone_types, gone_args, NULL, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "disabling an endpoint failed: %s", SPI_result_code_string(rc));
+	}
 }

@@ -6,6 +6,7 @@
 #define INTEGRATION_DELIVERY_STORE_H
 
 #include "datatype/timestamp.h"
+#include "storage/itemptr.h"
 #include "utils/jsonb.h"
 
 /* A delivery claimed for sending, with what the request needs. */
@@ -25,7 +26,17 @@ typedef struct ClaimedDelivery
 	int			timeout_ms;		/* 0: integration.request_timeout */
 	char	   *retry_schedule; /* NULL: integration.retry_schedule */
 	bool		usable;			/* endpoint active and not deleted */
+	ItemPointerData tid;		/* of the claimed row version, for the result update */
 } ClaimedDelivery;
+
+/* Claimed deliveries, growing in mcxt. */
+typedef struct ClaimList
+{
+	MemoryContext mcxt;
+	ClaimedDelivery *items;
+	int			count;
+	int			capacity;
+} ClaimList;
 
 /* The outcome of one attempt, as written back. */
 typedef struct DeliveryResult
@@ -42,16 +53,19 @@ typedef struct DeliveryResult
 	char	   *error;
 	char	   *response;
 	TimestampTz next_attempt_at;	/* for pending */
+	ItemPointerData tid;		/* ClaimedDelivery.tid */
 } DeliveryResult;
 
 extern void store_begin(const char *activity);
 extern void store_commit(void);
 extern bool store_extension_present(void);
 extern void store_forget_plans(void);
-extern int	store_reconcile_leases(bool all);
-extern int	store_fan_out(int limit);
-extern int	store_claim(int limit, int lease_ms, int64 *excluded, int nexcluded,
-						ClaimedDelivery **out, MemoryContext mcxt);
+extern int	store_reconcile_leases(bool all, int64 *held, int nheld);
+/* Most events fanned out, or deliveries claimed, by one statement. */
+#define STORE_BATCH 256
+
+extern int	store_fan_out_and_claim(int lease_ms, ClaimList *list);
+extern int	store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list);
 extern TimestampTz store_next_due(void);
 extern void store_record(DeliveryResult *results, int n);
 

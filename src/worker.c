@@ -70,10 +70,14 @@
 #include "signature.h"
 #include "worker.h"
 
-#define FAN_OUT_BATCH 1000
 #define RESULT_BATCH 512
 #define RESULT_FLUSH_MS 10
+/* Claimed deliveries kept ahead of the request slots, in units of max_concurrency. */
+#define PREFETCH_ROUNDS 8
+/* While slow endpoints block the queue, claim for others up to this many rounds. */
+#define QUEUE_LIMIT_ROUNDS 16
 #define ERROR_PAUSE_MS 1000
+#define RECORD_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
 
 /* Settings. */
@@ -383,11 +387,33 @@ typedef struct InFlight
 	dlist_node node;
 } InFlight;
 
+/* A claimed delivery waiting for a free request slot. */
+typedef struct Queued
+{
+	ClaimedDelivery *claim;
+	ClaimBatch *batch;
+} Queued;
+
+/* Requests in flight to one endpoint. */
+typedef struct EndpointLoad
+{
+	int64		endpoint_id;	/* hash key */
+	int			in_flight;
+} EndpointLoad;
+
 typedef struct WorkerState
 {
 	HttpClient *client;
 	dlist_head	in_flight;
 	int			n_in_flight;
+	HTAB	   *endpoint_load;
+	Queued	   *queue;			/* claimed, not started, in claim order */
+	int			queue_len;
+	int			queue_cap;
+	bool		queue_blocked;	/* free slots, but every queued endpoint is at its limit */
+	bool		fanout_needed;
+	int			record_failures;	/* consecutive */
+	bool		reconcile_needed;	/* look for expired leases */
 	MemoryContext results_cxt;
 	DeliveryResult *results;
 	int			nresults;
@@ -397,11 +423,17 @@ typedef struct WorkerState
 	TimestampTz next_recheck;
 	bool		scan_needed;
 	bool		extension_gone;
-	int			claimed;		/* by the last scan */
-	ClaimedDelivery *claims;
-	MemoryContext claims_cxt;
+	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
 } WorkerState;
+
+static EndpointLoad *
+endpoint_load(WorkerState *ws, int64 endpoint_id, bool create)
+{
+	bool		found;
+
+	return hash_search(ws->endpoint_load, &endpoint_id, create ? HASH_ENTER : HASH_FIND, &found);
+}
 
 /* Text safe to store: valid UTF-8 without NULs (invalid bytes become '?'). */
 static char *
@@ -455,6 +487,7 @@ add_result(WorkerState *ws, ClaimedDelivery *c, const char *outcome, int attempt
 	r->error = error ? storable_text(error, strlen(error)) : NULL;
 	r->response = response ? storable_text(response, response_len) : NULL;
 	r->next_attempt_at = next_at;
+	ItemPointerCopy(&c->tid, &r->tid);
 	MemoryContextSwitchTo(old);
 
 	SpinLockAcquire(&my_slot->mutex);
@@ -532,6 +565,12 @@ finish_request(WorkerState *ws, InFlight *f)
 	http_request_release(req);
 	dlist_delete(&f->node);
 	ws->n_in_flight--;
+	{
+		EndpointLoad *load = endpoint_load(ws, c->endpoint_id, false);
+
+		if (load && --load->in_flight <= 0)
+			hash_search(ws->endpoint_load, &c->endpoint_id, HASH_REMOVE, NULL);
+	}
 	batch_unref(f->batch);
 }
 
@@ -630,9 +669,10 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	f->req.timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : integration_request_timeout_ms;
 	f->req.max_response_bytes = integration_max_response_bytes;
 
-	batch->refs++;
+	batch->refs++;				/* released in finish_request() */
 	dlist_push_tail(&ws->in_flight, &f->node);
 	ws->n_in_flight++;
+	endpoint_load(ws, c->endpoint_id, true)->in_flight++;
 	SpinLockAcquire(&my_slot->mutex);
 	my_slot->sent++;
 	SpinLockRelease(&my_slot->mutex);
@@ -648,34 +688,6 @@ cmp_int64(const void *a, const void *b)
 	int64		y = *(const int64 *) b;
 
 	return (x > y) - (x < y);
-}
-
-/* Endpoints already at integration.max_concurrency_per_endpoint requests. */
-static int
-saturated_endpoints(WorkerState *ws, int64 **out)
-{
-	int64	   *ids = palloc(sizeof(int64) * Max(ws->n_in_flight, 1));
-	int64	   *sat = palloc(sizeof(int64) * Max(ws->n_in_flight, 1));
-	int			n = 0;
-	int			nsat = 0;
-	dlist_iter	iter;
-
-	dlist_foreach(iter, &ws->in_flight)
-		ids[n++] = dlist_container(InFlight, node, iter.cur)->claim->endpoint_id;
-	qsort(ids, n, sizeof(int64), cmp_int64);
-	for (int i = 0; i < n;)
-	{
-		int			j = i;
-
-		while (j < n && ids[j] == ids[i])
-			j++;
-		if (j - i >= integration_max_concurrency_per_endpoint)
-			sat[nsat++] = ids[i];
-		i = j;
-	}
-	pfree(ids);
-	*out = sat;
-	return nsat;
 }
 
 /*
@@ -717,81 +729,216 @@ run_transaction(WorkerState *ws, StoreStep step, const char *activity)
 	return ok;
 }
 
-static void
-step_record(WorkerState *ws)
+/* What one store transaction does: record results, then fan out and claim. */
+typedef struct CycleRequest
 {
-	store_record(ws->results, ws->nresults);
+	bool		record;
+	bool		claim;
+} CycleRequest;
+
+static CycleRequest cycle_request;
+
+/* Ids of the deliveries this worker holds (queued or in flight). */
+static int
+held_deliveries(WorkerState *ws, int64 **out)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(ws->n_in_flight + ws->queue_len, 1));
+	int			n = 0;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &ws->in_flight)
+		ids[n++] = dlist_container(InFlight, node, iter.cur)->claim->id;
+	for (int i = 0; i < ws->queue_len; i++)
+		ids[n++] = ws->queue[i].claim->id;
+	*out = ids;
+	return n;
 }
 
-static void
-step_scan(WorkerState *ws)
+/* Endpoints whose queued plus in-flight deliveries reach the per-endpoint limit. */
+static int
+saturated_endpoints(WorkerState *ws, int64 **out)
 {
-	int			capacity = integration_max_concurrency - ws->n_in_flight;
-	int64	   *excluded;
-	int			nexcluded;
+	int			total = ws->n_in_flight + ws->queue_len;
+	int64	   *ids = palloc(sizeof(int64) * Max(total, 1));
+	int64	   *sat = palloc(sizeof(int64) * Max(total, 1));
+	int			n = 0;
+	int			nsat = 0;
+	dlist_iter	iter;
 
-	ws->claimed = 0;
-	ws->claims = NULL;
-	if (!store_extension_present())
+	dlist_foreach(iter, &ws->in_flight)
+		ids[n++] = dlist_container(InFlight, node, iter.cur)->claim->endpoint_id;
+	for (int i = 0; i < ws->queue_len; i++)
+		ids[n++] = ws->queue[i].claim->endpoint_id;
+	qsort(ids, n, sizeof(int64), cmp_int64);
+	for (int i = 0; i < n;)
 	{
-		ws->extension_gone = true;
-		return;
+		int			j = i;
+
+		while (j < n && ids[j] == ids[i])
+			j++;
+		if (j - i >= integration_max_concurrency_per_endpoint)
+			sat[nsat++] = ids[i];
+		i = j;
 	}
-	if (store_fan_out(FAN_OUT_BATCH) >= FAN_OUT_BATCH)
-		ws->scan_needed = true;
-	nexcluded = saturated_endpoints(ws, &excluded);
-	if (capacity > 0)
-		ws->claimed = store_claim(capacity,
-								  integration_request_timeout_ms + LEASE_MARGIN_MS,
-								  excluded, nexcluded, &ws->claims, ws->claims_cxt);
-	ws->next_due = store_next_due();
+	pfree(ids);
+	*out = sat;
+	return nsat;
 }
 
 static void
-flush_results(WorkerState *ws)
+step_cycle(WorkerState *ws)
 {
-	slot_set_state("recording");
-	if (run_transaction(ws, step_record, "recording delivery results"))
+	int			lease_ms = integration_request_timeout_ms + LEASE_MARGIN_MS;
+
+	if (cycle_request.record)
+		store_record(ws->results, ws->nresults);
+	if (cycle_request.claim)
 	{
+		int			want = Max(PREFETCH_ROUNDS * integration_max_concurrency -
+							   ws->queue_len - ws->n_in_flight, integration_max_concurrency);
+		int64	   *ids;
+		int			n;
+
+		if (!store_extension_present())
+		{
+			ws->extension_gone = true;
+			return;
+		}
+		if (ws->reconcile_needed)
+		{
+			n = held_deliveries(ws, &ids);
+			(void) store_reconcile_leases(false, ids, n);
+			ws->reconcile_needed = false;
+		}
+		ws->scan_needed = false;
+		if (ws->fanout_needed)
+			ws->fanout_needed = store_fan_out_and_claim(lease_ms, &ws->claims) >= STORE_BATCH;
+		if (ws->claims.count < want)
+		{
+			n = saturated_endpoints(ws, &ids);
+			if (store_claim(lease_ms, ids, n, &ws->claims) >= STORE_BATCH)
+				ws->scan_needed = true;
+		}
+		/* More may be due now; else sleep until the next one is. */
+		if (ws->fanout_needed)
+			ws->scan_needed = true;
+		if (!ws->scan_needed)
+			ws->next_due = store_next_due();
+	}
+}
+
+/*
+ * Starts queued deliveries, in claim order, while request slots are free, skipping
+ * endpoints at integration.max_concurrency_per_endpoint: a slow endpoint waits for its
+ * own slots and never holds up the others.
+ */
+static void
+start_queued(WorkerState *ws)
+{
+	MemoryContext old = CurrentMemoryContext;
+	int			kept = 0;
+	int			i;
+
+	ws->queue_blocked = false;
+	for (i = 0; i < ws->queue_len && ws->n_in_flight < integration_max_concurrency; i++)
+	{
+		Queued		q = ws->queue[i];
+		EndpointLoad *load = endpoint_load(ws, q.claim->endpoint_id, false);
+
+		if (load && load->in_flight >= integration_max_concurrency_per_endpoint)
+		{
+			ws->queue[kept++] = q;
+			continue;
+		}
+		MemoryContextSwitchTo(q.batch->cxt);
+		start_request(ws, q.claim, q.batch);
+		MemoryContextSwitchTo(old);
+		batch_unref(q.batch);	/* the queue's reference; a started request holds its own */
+	}
+	if (i < ws->queue_len)
+		memmove(&ws->queue[kept], &ws->queue[i], sizeof(Queued) * (ws->queue_len - i));
+	else if (kept > 0)
+		ws->queue_blocked = true;
+	ws->queue_len = kept + (ws->queue_len - i);
+}
+
+static void
+queue_push(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
+{
+	if (ws->queue_len == ws->queue_cap)
+	{
+		ws->queue_cap = Max(256, ws->queue_cap * 2);
+		ws->queue = ws->queue ? repalloc(ws->queue, sizeof(Queued) * ws->queue_cap)
+			: MemoryContextAlloc(TopMemoryContext, sizeof(Queued) * ws->queue_cap);
+	}
+	ws->queue[ws->queue_len].claim = c;
+	ws->queue[ws->queue_len].batch = batch;
+	ws->queue_len++;
+}
+
+/*
+ * One store transaction: writes back finished results and/or claims more deliveries.
+ * Returns false when it failed; results are then kept and retried after a pause.
+ */
+static bool
+run_cycle(WorkerState *ws, bool record, bool claim)
+{
+	ClaimBatch *batch;
+
+	cycle_request.record = record;
+	cycle_request.claim = claim;
+	slot_set_state(claim ? "claiming" : "recording");
+	memset(&ws->claims, 0, sizeof(ws->claims));
+	if (claim)
+		ws->claims.mcxt = AllocSetContextCreate(TopMemoryContext, "integration claim batch",
+												ALLOCSET_DEFAULT_SIZES);
+	if (!run_transaction(ws, step_cycle, claim ? "claiming deliveries" : "recording delivery results"))
+	{
+		if (ws->claims.mcxt)
+			MemoryContextDelete(ws->claims.mcxt);
+		memset(&ws->claims, 0, sizeof(ws->claims));
+
+		/*
+		 * Results that cannot be written after several tries (their deliveries were
+		 * deleted mid-flight, say) must not stall the worker: drop them.  Their
+		 * deliveries, if any remain, are still 'sending' and go back to 'pending'
+		 * when their lease expires, so at worst they are sent again.
+		 */
+		if (record && ++ws->record_failures >= RECORD_MAX_FAILURES)
+		{
+			ereport(WARNING,
+					(errmsg("integration worker: dropping %d delivery results that could not be recorded",
+							ws->nresults)));
+			MemoryContextReset(ws->results_cxt);
+			ws->results = NULL;
+			ws->nresults = ws->maxresults = 0;
+			ws->record_failures = 0;
+		}
+		return false;
+	}
+	if (record)
+	{
+		ws->record_failures = 0;
 		MemoryContextReset(ws->results_cxt);
 		ws->results = NULL;
 		ws->nresults = ws->maxresults = 0;
 	}
-}
-
-static void
-scan(WorkerState *ws)
-{
-	ClaimBatch *batch;
-	MemoryContext old;
-
-	slot_set_state("claiming");
-	ws->scan_needed = false;
-	ws->claims_cxt = AllocSetContextCreate(TopMemoryContext, "integration claim batch",
-										   ALLOCSET_DEFAULT_SIZES);
-	if (!run_transaction(ws, step_scan, "claiming deliveries"))
+	if (!claim)
+		return true;
+	if (ws->claims.count == 0)
 	{
-		MemoryContextDelete(ws->claims_cxt);
-		return;
-	}
-	if (ws->claimed == 0)
-	{
-		MemoryContextDelete(ws->claims_cxt);
-		return;
+		MemoryContextDelete(ws->claims.mcxt);
+		memset(&ws->claims, 0, sizeof(ws->claims));
+		return true;
 	}
 
-	batch = MemoryContextAllocZero(ws->claims_cxt, sizeof(ClaimBatch));
-	batch->cxt = ws->claims_cxt;
-	batch->refs = 1;			/* held until every request is started */
-	old = MemoryContextSwitchTo(batch->cxt);
-	for (int i = 0; i < ws->claimed; i++)
-		start_request(ws, &ws->claims[i], batch);
-	MemoryContextSwitchTo(old);
-	batch_unref(batch);
-
-	/* A full claim means more may be due right now. */
-	if (ws->claimed >= integration_max_concurrency - ws->n_in_flight)
-		ws->scan_needed = true;
+	batch = MemoryContextAllocZero(ws->claims.mcxt, sizeof(ClaimBatch));
+	batch->cxt = ws->claims.mcxt;
+	batch->refs = ws->claims.count;
+	for (int i = 0; i < ws->claims.count; i++)
+		queue_push(ws, &ws->claims.items[i], batch);
+	memset(&ws->claims, 0, sizeof(ws->claims));
+	return true;
 }
 
 static long
@@ -820,7 +967,7 @@ step_start(WorkerState *ws)
 		ws->extension_gone = true;
 		return;
 	}
-	(void) store_reconcile_leases(true);
+	(void) store_reconcile_leases(true, NULL, 0);
 }
 
 void
@@ -836,6 +983,13 @@ integration_database_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/*
+	 * The worker's statements are prepared once with generic plans and touch a few
+	 * rows by index or ctid.  Planned while a table is empty, a sequential scan would
+	 * look free and stay in the plan as the queue grows; forbid it in this session.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
 
 	my_slot = take_slot(dboid);
 	if (my_slot == NULL)
@@ -862,18 +1016,30 @@ integration_database_worker_main(Datum arg)
 			(errmsg("integration worker started for database \"%s\"", ws.dbname)));
 
 	ws.client = http_client_create(integration_max_concurrency, integration_proxy);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(EndpointLoad);
+		ctl.hcxt = TopMemoryContext;
+		ws.endpoint_load = hash_create("integration endpoint load", 256, &ctl,
+									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(set, WL_SOCKET_READABLE, http_client_fd(ws.client), NULL, NULL);
 	ws.scan_needed = true;
+	ws.fanout_needed = true;
 
 	for (;;)
 	{
 		WaitEvent	event;
 		TimestampTz now;
-		long		timeout = -1;
+		long		timeout;
 		long		t;
+		bool		record;
+		bool		claim;
 		HttpRequest *done;
 
 		CHECK_FOR_INTERRUPTS();
@@ -900,40 +1066,45 @@ integration_database_worker_main(Datum arg)
 		http_client_drive(ws.client);
 		while ((done = http_client_next_done(ws.client)) != NULL)
 			finish_request(&ws, (InFlight *) done->owner);
+		start_queued(&ws);
 
 		now = GetCurrentTimestamp();
-		paused = false;
-		if (ws.nresults > 0 &&
-			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
-			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS)))
-		{
-			flush_results(&ws);
-			if (ws.nresults > 0)
-				paused = true;	/* the write failed: try again after a pause */
-			else
-				ws.scan_needed = true;
-		}
-
 		if (ws.next_due != 0 && now >= ws.next_due)
+		{
+			ws.next_due = 0;
 			ws.scan_needed = true;
+		}
 		if (now >= ws.next_recheck)
 		{
 			ws.scan_needed = true;
+			ws.fanout_needed = true;
+			ws.reconcile_needed = true;
 			ws.next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
 		}
-		/* Claim in batches: when a quarter of the slots are free, or nothing is in flight. */
-		if (!paused && ws.scan_needed &&
-			(ws.n_in_flight == 0 ||
-			 integration_max_concurrency - ws.n_in_flight >= Max(1, integration_max_concurrency / 4)))
+
+		/*
+		 * Write results back when a batch is full, nothing else is in flight, or the
+		 * oldest has waited RESULT_FLUSH_MS; claim more when the queue runs low.  Both
+		 * share one transaction (one commit) when they fall together.
+		 */
+		record = ws.nresults > 0 &&
+			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
+			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS));
+		claim = ws.scan_needed &&
+			(ws.queue_len < integration_max_concurrency ||
+			 (ws.queue_blocked && ws.queue_len < QUEUE_LIMIT_ROUNDS * integration_max_concurrency));
+		if (!paused && (record || claim))
 		{
-			scan(&ws);
-			if (ws.extension_gone)
+			if (!run_cycle(&ws, record, claim))
+				paused = true;
+			else if (ws.extension_gone)
 			{
 				ereport(LOG,
 						(errmsg("integration worker: extension dropped from database \"%s\", exiting",
 								ws.dbname)));
 				proc_exit(0);
 			}
+			start_queued(&ws);
 		}
 		update_slot_counts(&ws, ws.n_in_flight > 0 ? "sending" : "idle");
 
@@ -944,22 +1115,23 @@ integration_database_worker_main(Datum arg)
 		if (t >= 0)
 			timeout = Min(timeout, t);
 		if (ws.nresults > 0)
-			timeout = Min(timeout, paused ? ERROR_PAUSE_MS :
-						  ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
+			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
 		if (ws.next_due != 0)
 			timeout = Min(timeout, ms_until(ws.next_due, now));
-		if (ws.scan_needed && !paused &&
-			integration_max_concurrency - ws.n_in_flight >= Max(1, integration_max_concurrency / 4))
+		if (claim && ws.scan_needed)
 			timeout = 0;
 		if (paused)
-			timeout = Max(timeout, ERROR_PAUSE_MS);
+			timeout = ERROR_PAUSE_MS;
 
 		if (WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
 			(event.events & WL_LATCH_SET))
 		{
 			ResetLatch(MyLatch);
 			ws.scan_needed = true;
+			ws.fanout_needed = true;
 		}
+		if (paused && timeout == ERROR_PAUSE_MS)
+			paused = false;
 	}
 }
 
