@@ -199,11 +199,11 @@ append_claims(ClaimList *list)
 
 /* The endpoint columns every claim returns, probed by index per row. */
 #define CLAIM_ENDPOINT_LATERAL(alias) \
-	"   CROSS JOIN LATERAL (SELECT ep.url, ep.secret, ep.headers, ep.timeout_ms," \
-	"                              ep.retry_schedule, ep.is_active, ep.deleted_at" \
-	"                         FROM integration.webhook_endpoints ep" \
-	"                        WHERE ep.tenant_id = " alias ".tenant_id" \
-	"                          AND ep.id = " alias ".endpoint_id) ep"
+	"   LEFT JOIN LATERAL (SELECT ep.url, ep.secret, ep.headers, ep.timeout_ms," \
+	"                             ep.retry_schedule, ep.is_active, ep.deleted_at" \
+	"                        FROM integration.webhook_endpoints ep" \
+	"                       WHERE ep.tenant_id = " alias ".tenant_id" \
+	"                         AND ep.id = " alias ".endpoint_id) ep ON true"
 
 /*
  * Fans out up to STORE_BATCH published events: one delivery per endpoint, created
@@ -243,7 +243,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			"  RETURNING ctid, tenant_id, id, event_id, endpoint_id, attempts)"
 			" SELECT i.tenant_id, i.id, i.event_id, i.endpoint_id, i.attempts, ev.event, ev.payload,"
 			"        ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule,"
-			"        (ep.is_active AND ep.deleted_at IS NULL), i.ctid,"
+			"        coalesce(ep.is_active AND ep.deleted_at IS NULL, false), i.ctid,"
 			"        (SELECT pg_catalog.count(*) FROM ev)"
 			"   FROM ins i JOIN ev ON ev.tenant_id = i.tenant_id AND ev.id = i.event_id"
 			CLAIM_ENDPOINT_LATERAL("i"),
@@ -302,10 +302,12 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 			/* LATERAL: one index probe per claimed row, never a scan of all events. */
 			" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload,"
 			"        ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule,"
-			"        (ep.is_active AND ep.deleted_at IS NULL), c.ctid"
+			/* Outer joins: a claim whose event or endpoint vanished fails, never hangs. */
+			"        coalesce(ep.is_active AND ep.deleted_at IS NULL AND e.payload IS NOT NULL, false),"
+			"        c.ctid"
 			"   FROM claimed c"
-			"   CROSS JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
-			"                        WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e"
+			"   LEFT JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
+			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true"
 			CLAIM_ENDPOINT_LATERAL("c"),
 			3, argtypes);
 	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);

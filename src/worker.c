@@ -608,7 +608,8 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	if (!c->usable)
 	{
 		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "endpoint_disabled",
-				   "the endpoint is disabled or deleted", NULL, 0, 0);
+				   c->payload ? "the endpoint is disabled or deleted" : "the event no longer exists",
+				   NULL, 0, 0);
 		return;
 	}
 
