@@ -47,7 +47,7 @@ demo: deps
 	$(MAKE) install
 	./scripts/demo
 
-test: deps
+test: deps test/receiver/receiver
 	$(MAKE) all
 	$(MAKE) install
 	./test/run

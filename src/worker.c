@@ -68,6 +68,7 @@
 #include "retry_policy.h"
 #include "shared_state.h"
 #include "signature.h"
+#include "wakeup.h"
 #include "worker.h"
 
 #define RESULT_BATCH 512
@@ -1175,7 +1176,8 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /*
  * DROP DATABASE refuses while anyone is connected, and our worker always is: stop it
- * first.  If the drop then fails, the database has no worker until the server restarts
+ * first.  DROP EXTENSION (or DROP SCHEMA) wakes the worker at commit, so it sees the
+ * extension is gone.  If the drop then fails, the database has no worker until the server restarts
  * or someone runs integration.start_worker() there.
  */
 static void
@@ -1192,6 +1194,16 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 		if (OidIsValid(dboid))
 			(void) stop_database_worker(dboid);
 	}
+
+	/*
+	 * An idle worker only looks for its extension when it scans: wake it when a
+	 * transaction that may drop the extension commits, so it exits at once instead
+	 * of at the next idle recheck.  A needless wake-up costs one scan.
+	 */
+	if (integration_shared != NULL && IsA(parsetree, DropStmt) &&
+		(((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
+		 ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA))
+		wake_worker_at_commit();
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 							 dest, qc);

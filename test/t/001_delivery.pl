@@ -1,0 +1,342 @@
+# End-to-end delivery through the background worker to a real HTTP receiver on
+# loopback: what is sent (bytes, headers, signature), retries, final failure,
+# timeouts, redirects, response caps, 410 Gone, Retry-After, isolation of a slow
+# endpoint, redelivery, and that a rolled-back transaction sends nothing.
+
+use strict;
+use warnings;
+
+use Encode ();
+use IntegrationTest;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $node = new_integration_node('delivery',
+	"integration.retry_schedule = '100ms, 100ms'");
+my $recv = start_receiver();
+my $json = JSON::PP->new->utf8;
+
+# 32 bytes of key, as integration.generate_secret() makes them.
+my $secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwJ0Fb6qZ7Lw8=';
+
+# Registers an endpoint for tenant acme; returns its id.
+sub register
+{
+	my ($name, $url, $events, %opt) = @_;
+	my $headers = $opt{headers} // '{}';
+	my $id = tenant_psql($node, qq{
+		SELECT id FROM integration.register_webhook(name => '$name', url => '$url',
+			events => '$events', secret => '$secret', headers => '$headers')});
+	my @set;
+	push @set, "timeout_ms = $opt{timeout_ms}" if defined $opt{timeout_ms};
+	push @set, "retry_schedule = '$opt{retry_schedule}'"
+	  if defined $opt{retry_schedule};
+	tenant_psql($node,
+		"UPDATE integration.webhook_endpoints SET " . join(', ', @set) . " WHERE id = $id")
+	  if @set;
+	return $id;
+}
+
+sub q1 { return tenant_psql($node, $_[0]); }
+
+# Waits until the query returns 't'.  The test user is a superuser, so row-level
+# security does not hide other tenants' rows: no tenant needed to read.
+sub poll_ok
+{
+	my ($sql, $what) = @_;
+	ok($node->poll_query_until('postgres', $sql), $what);
+}
+
+sub requests_to
+{
+	my ($path) = @_;
+	return grep { $_->{path_only} eq $path } read_log($recv);
+}
+
+sub hex_of { return unpack('H*', $_[0]); }
+
+########################################################################
+# 1. A write to a tracked table is delivered byte for byte, signed.
+########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE TABLE orders (tenant_id text NOT NULL, id int PRIMARY KEY, item text,
+						 amount numeric);
+	SELECT integration.track_table('orders', 'order');
+});
+my $e2e = register('e2e', receiver_url($recv, '/e2e'), '["order.*"]',
+	headers => '{"X-Api-Key": "k-123", "X-Trace": "t\u00e9st"}');
+
+q1(q{INSERT INTO orders VALUES ('acme', 1, 'café ☃ "quoted"', 12.50)});
+poll_ok(
+	"SELECT status = 'delivered' FROM integration.deliveries WHERE endpoint_id = $e2e",
+	'tracked insert is delivered');
+
+my ($e2e_delivery, $e2e_event, $payload_hex, $payload_len) = split /\|/, q1(qq{
+	SELECT d.id, d.event_id, encode(convert_to(e.payload, 'UTF8'), 'hex'),
+		   octet_length(e.payload)
+	  FROM integration.deliveries d JOIN integration.webhook_events e ON e.id = d.event_id
+	 WHERE d.endpoint_id = $e2e});
+
+my @r = wait_for_requests($recv, 1, 10, sub { $_[0]{path_only} eq '/e2e' });
+is(scalar @r, 1, 'exactly one request for the insert');
+my $req = $r[0];
+is($req->{method}, 'POST', 'method is POST');
+is(hex_of($req->{body}), $payload_hex,
+	'body is byte for byte the stored payload');
+is($req->{body_len}, $payload_len, 'body length equals the payload length');
+is($req->{headers}{'content-type'}, 'application/json', 'content-type');
+like($req->{headers}{'user-agent'}, qr{^pg-integration/\S+$}, 'user-agent');
+is($req->{headers}{'webhook-id'}, "evt_$e2e_event", 'webhook-id is evt_<event id>');
+like($req->{headers}{'webhook-timestamp'}, qr/^\d+$/, 'webhook-timestamp is unix seconds');
+ok(abs($req->{headers}{'webhook-timestamp'} - time()) < 60,
+	'webhook-timestamp is now');
+ok(verify_signature($secret, $req->{headers}, $req->{body}),
+	'signature verifies independently with the endpoint secret');
+ok(!verify_signature('whsec_' . ('A' x 43) . '=', $req->{headers}, $req->{body}),
+	'and does not verify with another secret');
+ok(!verify_signature($secret, $req->{headers}, $req->{body} . ' '),
+	'and does not verify for another body');
+is($req->{headers}{'x-api-key'}, 'k-123', 'custom header sent');
+is($req->{headers}{'x-trace'}, "t\xc3\xa9st", 'custom header value sent as UTF-8');
+my $doc = $json->decode($req->{body});
+is($doc->{type}, 'order.created', 'envelope type');
+is($doc->{data}{new}{item}, Encode::decode_utf8('café ☃ "quoted"'),
+	'row data survives the round trip');
+is($doc->{data}{new}{id}, 1, 'row id in the payload');
+
+########################################################################
+# 2. 500 once, then 200: retried with the same webhook-id.
+########################################################################
+
+my $retry = register('retry', receiver_url($recv, '/retry', status => '500x1'),
+	'["retry.*"]');
+q1(q{SELECT integration.publish_event('retry.test', '{"n": 1}')});
+poll_ok(
+	"SELECT status = 'delivered' AND attempts = 2 FROM integration.deliveries WHERE endpoint_id = $retry",
+	'500 then 200: delivered on the second attempt');
+@r = requests_to('/retry');
+is(scalar @r, 2, 'receiver saw two requests');
+my $retry_event = q1("SELECT event_id FROM integration.deliveries WHERE endpoint_id = $retry");
+is_deeply([ map { $_->{headers}{'webhook-id'} } @r ],
+	[ "evt_$retry_event", "evt_$retry_event" ],
+	'both attempts carry the same webhook-id');
+ok(verify_signature($secret, $_->{headers}, $_->{body}), 'retry signature verifies')
+  for @r;
+is(q1(qq{SELECT string_agg(attempt || ':' || coalesce(status_code::text, '-') || ':'
+								|| coalesce(error_class, '-'), ',' ORDER BY attempt)
+		   FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+		  WHERE d.endpoint_id = $retry}),
+	'1:500:http_status,2:200:-', 'attempt history: 500 then 200');
+
+########################################################################
+# 3. 500 always: failed after 1 + 2 retries, logged.
+########################################################################
+
+my $fail = register('fail', receiver_url($recv, '/fail', status => '500'),
+	'["fail.*"]');
+q1(q{SELECT integration.publish_event('fail.test', '{"n": 2}')});
+poll_ok(
+	"SELECT status = 'failed' FROM integration.deliveries WHERE endpoint_id = $fail",
+	'always 500: delivery fails');
+my $fail_delivery = q1("SELECT id FROM integration.deliveries WHERE endpoint_id = $fail");
+is(q1("SELECT attempts || '|' || last_status_code || '|' || last_error FROM integration.deliveries WHERE id = $fail_delivery"),
+	'3|500|HTTP 500', 'attempts 3, last status 500');
+is(q1("SELECT count(*) FROM integration.delivery_attempts WHERE delivery_id = $fail_delivery"),
+	'3', 'three rows in delivery_attempts');
+is(q1(qq{SELECT count(*) FROM integration.integration_logs
+		  WHERE event = 'delivery.failed' AND level = 'error'
+			AND (context->>'delivery_id')::bigint = $fail_delivery}),
+	'1', 'one delivery.failed log row');
+is(q1(qq{SELECT count(*) FROM integration.integration_logs
+		  WHERE event = 'delivery.retrying' AND (context->>'delivery_id')::bigint = $fail_delivery}),
+	'2', 'two delivery.retrying log rows');
+is(scalar(requests_to('/fail')), 3, 'receiver saw exactly three requests');
+
+########################################################################
+# 4. Timeout: the endpoint's timeout_ms, error class timeout.
+########################################################################
+
+my $slow = register('timeout', receiver_url($recv, '/timeout', delay_ms => 3000),
+	'["timeout.*"]', timeout_ms => 300, retry_schedule => '');
+my $t0 = time();
+q1(q{SELECT integration.publish_event('timeout.test', '{}')});
+poll_ok(
+	"SELECT status = 'failed' FROM integration.deliveries WHERE endpoint_id = $slow",
+	'timed-out delivery fails (no retries for this endpoint)');
+ok(time() - $t0 < 2.5, 'it failed well before the receiver would have answered');
+is(q1(qq{SELECT a.error_class || '|' || (a.duration_ms BETWEEN 250 AND 1500) || '|'
+			  || (a.status_code IS NULL) || '|' || d.attempts
+		   FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+		  WHERE d.endpoint_id = $slow}),
+	'timeout|true|true|1', 'error_class timeout after about 300 ms');
+
+########################################################################
+# 5. Redirects are not followed.
+########################################################################
+
+my $target = "http%3A%2F%2F127.0.0.1%3A$recv->{port}%2Fredirect-target";
+my $redir = register('redirect', receiver_url($recv, '/redir', redirect => $target),
+	'["redir.*"]', retry_schedule => '');
+q1(q{SELECT integration.publish_event('redir.test', '{}')});
+poll_ok(
+	"SELECT status = 'failed' FROM integration.deliveries WHERE endpoint_id = $redir",
+	'redirected delivery fails');
+is(q1(qq{SELECT d.last_status_code || '|' || a.error_class || '|' || d.last_error
+		   FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+		  WHERE d.endpoint_id = $redir}),
+	'302|redirect|HTTP 302: redirects are not followed', 'last_status_code 302, error_class redirect');
+usleep(200_000);    # longer than the receiver's 20 ms log flush
+is(scalar(requests_to('/redir')), 1, 'receiver saw one request');
+is(scalar(requests_to('/redirect-target')), 0, 'the redirect target was never requested');
+
+########################################################################
+# 6. A large response is read only up to integration.max_response_bytes.
+########################################################################
+
+my $big = register('big', receiver_url($recv, '/big', body_bytes => 100000), '["big.*"]');
+q1(q{SELECT integration.publish_event('big.test', '{}')});
+poll_ok(
+	"SELECT status = 'delivered' FROM integration.deliveries WHERE endpoint_id = $big",
+	'delivery with a 100 kB response is delivered');
+is(q1("SELECT last_status_code || '|' || length(last_response) || '|' || (last_response = repeat('x', 16384)) FROM integration.deliveries WHERE endpoint_id = $big"),
+	'200|16384|true', 'response stored capped at 16384 bytes');
+
+########################################################################
+# 7. 410 Gone disables the endpoint and fails the delivery at once.
+########################################################################
+
+my $gone = register('gone', receiver_url($recv, '/gone', status => 410), '["gone.*"]');
+q1(q{SELECT integration.publish_event('gone.test', '{}')});
+poll_ok(
+	"SELECT status = 'failed' FROM integration.deliveries WHERE endpoint_id = $gone",
+	'410: delivery failed');
+is(q1("SELECT attempts || '|' || last_status_code FROM integration.deliveries WHERE endpoint_id = $gone"),
+	'1|410', 'no retry after 410');
+is(q1("SELECT is_active || '|' || coalesce(disabled_reason, '-') FROM integration.webhook_endpoints WHERE id = $gone"),
+	'false|the receiver answered 410 Gone', 'endpoint disabled');
+is(q1("SELECT count(*) FROM integration.integration_logs WHERE event = 'webhook.disabled' AND (context->>'endpoint_id')::bigint = $gone"),
+	'1', 'webhook.disabled logged');
+is(q1(q{SELECT integration.publish_event('gone.test', '{}')}), '0',
+	'a disabled endpoint gets no new deliveries');
+is(scalar(requests_to('/gone')), 1, 'receiver saw one request');
+
+########################################################################
+# 8. Retry-After replaces the scheduled delay.
+########################################################################
+
+my $ra = register('retry-after',
+	receiver_url($recv, '/ra', status => '503x1', retry_after => 2), '["ra.*"]');
+q1(q{SELECT integration.publish_event('ra.test', '{}')});
+poll_ok(
+	"SELECT attempts = 1 AND status = 'pending' FROM integration.deliveries WHERE endpoint_id = $ra",
+	'503 with Retry-After: pending after one attempt');
+my $gap = q1("SELECT extract(epoch FROM next_attempt_at - last_attempt_at) FROM integration.deliveries WHERE endpoint_id = $ra");
+ok($gap >= 1.9 && $gap <= 2.5, "next attempt 2 s later (gap $gap s)");
+poll_ok(
+	"SELECT status = 'delivered' AND attempts = 2 FROM integration.deliveries WHERE endpoint_id = $ra",
+	'delivered on the second attempt');
+@r = requests_to('/ra');
+is(scalar @r, 2, 'receiver saw two requests');
+my $arrival_gap = $r[1]{t} - $r[0]{t};
+ok($arrival_gap >= 1.9 && $arrival_gap <= 3.0,
+	"second request arrived 2 s after the first ($arrival_gap s)");
+
+########################################################################
+# 9. A slow endpoint does not delay a fast one.
+########################################################################
+
+my $slowlane = register('slow lane', receiver_url($recv, '/slowlane', delay_ms => 3000),
+	'["lane.slow"]');
+my $fastlane = register('fast lane', receiver_url($recv, '/fastlane'), '["lane.fast"]');
+q1(q{SELECT integration.publish_event('lane.slow', jsonb_build_object('i', i))
+	   FROM generate_series(1, 10) i});
+@r = wait_for_requests($recv, 10, 10, sub { $_[0]{path_only} eq '/slowlane' });
+is(scalar @r, 10, 'ten slow requests are in flight');
+q1(q{SELECT integration.publish_event('lane.fast', jsonb_build_object('i', i))
+	   FROM generate_series(1, 10) i});
+poll_ok(
+	"SELECT count(*) = 10 FROM integration.deliveries WHERE endpoint_id = $fastlane AND status = 'delivered'",
+	'ten fast deliveries delivered');
+is(q1("SELECT count(*) FILTER (WHERE status = 'sending') || '|' || count(*) FILTER (WHERE status = 'delivered') FROM integration.deliveries WHERE endpoint_id = $slowlane"),
+	'10|0', 'while the slow ones are still in flight');
+my $fast_latency = q1(qq{SELECT extract(epoch FROM max(delivered_at) - min(created_at))
+						   FROM integration.deliveries WHERE endpoint_id = $fastlane});
+ok($fast_latency < 1.0, "fast ones delivered within 1 s of commit ($fast_latency s)");
+poll_ok(
+	"SELECT count(*) = 10 FROM integration.deliveries WHERE endpoint_id = $slowlane AND status = 'delivered'",
+	'the slow ones are delivered too');
+is(q1(qq{SELECT (SELECT max(delivered_at) FROM integration.deliveries WHERE endpoint_id = $fastlane)
+			  < (SELECT min(delivered_at) FROM integration.deliveries WHERE endpoint_id = $slowlane)}),
+	't', 'every fast delivery completed before any slow one');
+
+########################################################################
+# 10. redeliver() sends again with the same webhook-id.
+########################################################################
+
+is(q1("SELECT integration.redeliver($e2e_delivery)"), $e2e_delivery, 'redeliver returns the id');
+@r = wait_for_requests($recv, 2, 10, sub { $_[0]{path_only} eq '/e2e' });
+is(scalar @r, 2, 'receiver saw the delivery again');
+is($r[1]{headers}{'webhook-id'}, "evt_$e2e_event", 'redelivery has the same webhook-id');
+is(hex_of($r[1]{body}), $payload_hex, 'redelivery has the same body');
+ok(verify_signature($secret, $r[1]{headers}, $r[1]{body}), 'redelivery signature verifies');
+poll_ok(
+	"SELECT status = 'delivered' AND attempts = 1 FROM integration.deliveries WHERE id = $e2e_delivery",
+	'redelivered delivery is delivered with a fresh attempt count');
+
+########################################################################
+# 11. retry_failed() requeues failed deliveries.
+########################################################################
+
+q1(qq{SELECT integration.update_webhook(id => $fail, url => '@{[receiver_url($recv, '/fail-fixed')]}')});
+is(q1("SELECT integration.retry_failed(endpoint_id => $fail)"), '1',
+	'retry_failed requeues the failed delivery');
+poll_ok(
+	"SELECT status = 'delivered' AND attempts = 1 FROM integration.deliveries WHERE id = $fail_delivery",
+	'requeued delivery is delivered');
+@r = requests_to('/fail-fixed');
+is(scalar @r, 1, 'it arrived at the fixed URL');
+my $fail_event = q1("SELECT event_id FROM integration.deliveries WHERE id = $fail_delivery");
+is($r[0]{headers}{'webhook-id'}, "evt_$fail_event", 'with the original webhook-id');
+is(q1("SELECT integration.retry_failed(endpoint_id => $fail)"), '0',
+	'nothing left to requeue for that endpoint');
+
+########################################################################
+# 12. Monitoring: worker_status() and pg_stat_activity.
+########################################################################
+
+my ($wpid, $wstate, $wdelivered) = split /\|/, $node->safe_psql('postgres',
+	"SELECT pid, state, delivered FROM integration.worker_status() WHERE database = 'postgres'");
+ok($wpid > 0, "worker_status shows the worker (pid $wpid)");
+ok($wdelivered > 0, "its delivered counter is positive ($wdelivered)");
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'integration worker' AND datname = 'postgres' AND pid = $wpid"),
+	'1', "pg_stat_activity lists it as 'integration worker'");
+
+########################################################################
+# 13. A rolled-back transaction sends nothing.
+########################################################################
+
+my $rb = register('rollback', receiver_url($recv, '/rb'), '["rb.*"]');
+q1(q{
+	BEGIN;
+	SELECT integration.publish_event('rb.rolledback', '{"n": 1}');
+	ROLLBACK;
+	SELECT integration.publish_event('rb.committed', '{"n": 2}');
+});
+poll_ok(
+	"SELECT count(*) = 1 AND bool_and(status = 'delivered') FROM integration.deliveries WHERE endpoint_id = $rb",
+	'the committed event is delivered');
+usleep(200_000);
+@r = requests_to('/rb');
+is(scalar @r, 1, 'the receiver saw one request');
+is($json->decode($r[0]{body})->{type}, 'rb.committed', 'for the committed event only');
+is(q1("SELECT count(*) FROM integration.webhook_events WHERE event = 'rb.rolledback'"),
+	'0', 'no event row for the rolled-back transaction');
+
+stop_receiver($recv);
+$node->stop;
+done_testing();

@@ -1,0 +1,144 @@
+# The delivery worker's life: restarted after pg_terminate_backend, a fast shutdown
+# that does not wait for hanging requests (which are sent again after the restart),
+# exit on DROP EXTENSION, start on CREATE EXTENSION, and DROP DATABASE of a database
+# whose worker is running.
+
+use strict;
+use warnings;
+
+use IntegrationTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $node = new_integration_node('lifecycle',
+	"integration.retry_schedule = '100ms, 100ms'");
+my $recv = start_receiver();
+
+sub worker_pid
+{
+	my ($db) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity"
+		  . " WHERE backend_type = 'integration worker' AND datname = '$db'");
+}
+
+sub register
+{
+	my ($name, $url, $events, $extra) = @_;
+	return tenant_psql($node, qq{
+		SELECT id FROM integration.register_webhook(name => '$name', url => '$url',
+			events => '$events')});
+}
+
+########################################################################
+# 1. pg_terminate_backend: a new worker takes over.
+########################################################################
+
+my $pid1 = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres'");
+ok($pid1 > 0, "worker runs (pid $pid1)");
+is(worker_pid('postgres'), $pid1, 'pg_stat_activity agrees');
+is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid1)"), 't',
+	'worker terminated');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 AND bool_and(pid <> $pid1) FROM integration.worker_status() WHERE database = 'postgres'"),
+	'a new worker appears');
+my $pid2 = worker_pid('postgres');
+isnt($pid2, $pid1, "new worker pid $pid2");
+
+my $after = register('after', receiver_url($recv, '/after-terminate'), '["after.*"]');
+tenant_psql($node, q{SELECT integration.publish_event('after.x', '{}')});
+my @r = wait_for_requests($recv, 1, 10, sub { $_[0]{path_only} eq '/after-terminate' });
+is(scalar @r, 1, 'a delivery published afterwards arrives');
+ok($node->poll_query_until('postgres',
+		"SELECT status = 'delivered' FROM integration.deliveries WHERE endpoint_id = $after"),
+	'and is recorded as delivered');
+
+########################################################################
+# 2. Fast shutdown with 20 requests hanging at the receiver.
+########################################################################
+
+# The endpoint's timeout bounds the second round of hanging after the restart.
+my $hang = register('hang', receiver_url($recv, '/hang', hang => 1), '["hang.*"]');
+tenant_psql($node, "UPDATE integration.webhook_endpoints SET timeout_ms = 3000 WHERE id = $hang");
+tenant_psql($node, q{SELECT integration.publish_event('hang.x', jsonb_build_object('i', i))
+					  FROM generate_series(1, 20) i});
+@r = wait_for_requests($recv, 20, 10, sub { $_[0]{path_only} eq '/hang' });
+is(scalar @r, 20, '20 requests hang at the receiver');
+my %hung = map { $_->{headers}{'webhook-id'} => 1 } @r;
+is(scalar(keys %hung), 20, '20 distinct webhook-ids');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $hang AND status = 'sending'"),
+	'20', 'all 20 are sending');
+
+my $t0 = time();
+$node->stop('fast');
+my $stop_s = time() - $t0;
+note sprintf('fast shutdown took %.2f s', $stop_s);
+ok($stop_s < 10, sprintf('fast shutdown completes within 10 s (%.2f s)', $stop_s));
+
+$node->start;
+# The new worker returns the stale claims to pending and sends them again: they hang
+# once more (until the 3 s timeout), so point the endpoint somewhere that answers.
+@r = wait_for_requests($recv, 40, 10, sub { $_[0]{path_only} eq '/hang' });
+is(scalar @r, 40, 'after the restart the 20 hanging deliveries are sent again');
+is_deeply([ sort map { $_->{headers}{'webhook-id'} } @r[20 .. 39] ], [ sort keys %hung ],
+	'with the same webhook-ids');
+tenant_psql($node, qq{SELECT integration.update_webhook(id => $hang,
+						url => '@{[receiver_url($recv, '/hang-fixed')]}')});
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $hang AND status = 'delivered'",
+		'20'),
+	'all 20 are delivered in the end');
+@r = wait_for_requests($recv, 20, 5, sub { $_[0]{path_only} eq '/hang-fixed' });
+is_deeply([ sort map { $_->{headers}{'webhook-id'} } @r ], [ sort keys %hung ],
+	'each arrived once at the fixed URL');
+is($node->safe_psql('postgres', qq{
+		SELECT string_agg(DISTINCT coalesce(a.error_class, 'ok'), ',' ORDER BY coalesce(a.error_class, 'ok'))
+		  FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+		 WHERE d.endpoint_id = $hang}),
+	'ok,timeout', 'recorded attempts: the post-restart timeout, then success');
+
+########################################################################
+# 3. DROP EXTENSION stops the worker; CREATE EXTENSION starts it.
+########################################################################
+
+ok(worker_pid('postgres') ne '', 'worker runs before DROP EXTENSION');
+$t0 = time();
+$node->safe_psql('postgres', 'DROP EXTENSION integration');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'integration worker' AND datname = 'postgres'",
+		'0'),
+	'DROP EXTENSION makes the worker exit');
+note sprintf('worker gone %.2f s after DROP EXTENSION', time() - $t0);
+ok(time() - $t0 < 5, 'promptly');
+
+$node->safe_psql('postgres', 'CREATE EXTENSION integration');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) FROM integration.worker_status() WHERE database = 'postgres'", '1'),
+	'CREATE EXTENSION starts the worker again');
+is(worker_pid('postgres') =~ /^\d+$/ ? 1 : 0, 1, 'one integration worker in pg_stat_activity');
+
+########################################################################
+# 4. DROP DATABASE of a database whose worker runs.
+########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE app');
+$node->safe_psql('app', 'CREATE EXTENSION integration');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) FROM integration.worker_status() WHERE database = 'app'", '1'),
+	'database app has a worker');
+my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app');
+is($ret, 0, 'DROP DATABASE succeeds') or diag($stderr);
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname = 'app'"),
+	'0', 'the database is gone');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM integration.worker_status() WHERE database IS DISTINCT FROM 'postgres'"),
+	'0', 'and so is its worker');
+isnt(worker_pid('postgres'), '', "postgres' worker is unaffected");
+
+stop_receiver($recv);
+$node->stop;
+done_testing();

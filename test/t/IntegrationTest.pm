@@ -1,0 +1,322 @@
+=pod
+
+=head1 NAME
+
+IntegrationTest - helpers for the TAP tests of the integration extension's delivery worker
+
+=head1 SYNOPSIS
+
+  use IntegrationTest;
+
+  my $node = new_integration_node('main', "integration.retry_schedule = '100ms, 100ms'");
+  my $recv = start_receiver();
+  my $url  = receiver_url($recv, '/hook', status => 200);
+  ...
+  my @reqs = wait_for_requests($recv, 3, 10);
+  ok(verify_signature($secret, $reqs[0]{headers}, $reqs[0]{body}));
+  stop_receiver($recv);
+
+=head1 DESCRIPTION
+
+Starts the controllable receiver (test/receiver/receiver, path in
+$ENV{INTEGRATION_RECEIVER}) on 127.0.0.1, reads its JSON-lines request log, and
+checks Standard Webhooks signatures independently of the extension's C code.
+Receivers still running when the test script exits are killed by an END block.
+
+=cut
+
+package IntegrationTest;
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(hmac_sha256);
+use Exporter 'import';
+use JSON::PP;
+use MIME::Base64 qw(decode_base64 encode_base64);
+use POSIX ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Time::HiRes qw(time usleep);
+
+our @EXPORT = qw(
+  new_integration_node tenant_psql
+  start_receiver stop_receiver receiver_url read_log wait_for_requests
+  verify_signature expected_signature
+);
+
+# Every wait in these tests is bounded; poll_query_until's default of 180 s would
+# make a hung test look like a slow one.
+$PostgreSQL::Test::Utils::timeout_default = 30
+  unless defined $ENV{PG_TEST_TIMEOUT_DEFAULT};
+
+my $owner_pid = $$;
+my @receivers;
+
+=pod
+
+=over
+
+=item new_integration_node($name, @conf_lines)
+
+Initialises and starts a cluster that preloads the extension, appends the given
+postgresql.conf lines, and creates the extension in database postgres.  Returns
+the PostgreSQL::Test::Cluster.
+
+=cut
+
+sub new_integration_node
+{
+	my ($name, @conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init;
+	$node->append_conf('postgresql.conf', join("\n",
+		"shared_preload_libraries = 'integration'",
+		'max_worker_processes = 16',
+		'fsync = off',
+		"log_min_messages = 'log'",
+		@conf) . "\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
+	return $node;
+}
+
+=pod
+
+=item tenant_psql($node, $sql [, $tenant [, $db]])
+
+safe_psql with integration.tenant_id set (default tenant 'acme', database postgres).
+
+=cut
+
+sub tenant_psql
+{
+	my ($node, $sql, $tenant, $db) = @_;
+	$tenant //= 'acme';
+	$db     //= 'postgres';
+	return $node->safe_psql($db, "SET integration.tenant_id = '$tenant';\n$sql");
+}
+
+=pod
+
+=item start_receiver(%opts)
+
+Starts a receiver on a free port of 127.0.0.1 and waits until it listens.
+Returns {pid, port, log, dir}.  Option max_seconds (default 600) bounds its life
+even if every cleanup fails.
+
+=cut
+
+sub start_receiver
+{
+	my (%opts) = @_;
+	my $bin = $ENV{INTEGRATION_RECEIVER}
+	  or die "INTEGRATION_RECEIVER is not set: run the tests through test/run";
+	die "receiver binary $bin is not executable" unless -x $bin;
+
+	my $dir = PostgreSQL::Test::Utils::tempdir('receiver');
+	my $port_file = "$dir/port";
+	my $log = "$dir/requests.jsonl";
+
+	my $pid = fork();
+	die "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>>', "$dir/receiver.out");
+		open(STDERR, '>&', \*STDOUT);
+		exec($bin, '--port', '0', '--port-file', $port_file, '--log', $log,
+			'--quiet', '--max-seconds', $opts{max_seconds} // 600)
+		  or POSIX::_exit(127);
+	}
+
+	my $deadline = time() + 10;
+	my $port;
+	while (time() < $deadline)
+	{
+		if (-s $port_file && open(my $fh, '<', $port_file))
+		{
+			my $line = <$fh>;
+			close $fh;
+			if (defined $line && $line =~ /^(\d+)\s*$/)
+			{
+				$port = $1;
+				last;
+			}
+		}
+		die "receiver exited at start (see $dir/receiver.out)"
+		  if waitpid($pid, POSIX::WNOHANG()) == $pid;
+		usleep(20_000);
+	}
+	die "receiver did not write its port file within 10 s" unless $port;
+
+	my $r = { pid => $pid, port => $port, log => $log, dir => $dir };
+	push @receivers, $r;
+	return $r;
+}
+
+=pod
+
+=item receiver_url($recv, $path, %query)
+
+http://127.0.0.1:PORT$path?k=v&... (query keys sorted, so URLs are stable).
+
+=cut
+
+sub receiver_url
+{
+	my ($r, $path, %q) = @_;
+	my $url = "http://127.0.0.1:$r->{port}$path";
+	my @q = map { "$_=$q{$_}" } sort keys %q;
+	$url .= '?' . join('&', @q) if @q;
+	return $url;
+}
+
+=pod
+
+=item stop_receiver($recv)
+
+SIGTERM, then SIGKILL after 5 s; waits for the process.  The receiver writes its
+buffered log when it exits on SIGTERM.
+
+=cut
+
+sub stop_receiver
+{
+	my ($r) = @_;
+	return unless $r->{pid};
+	kill 'TERM', $r->{pid};
+	my $deadline = time() + 5;
+	while (time() < $deadline)
+	{
+		last if waitpid($r->{pid}, POSIX::WNOHANG()) != 0;
+		usleep(20_000);
+	}
+	if (kill(0, $r->{pid}))
+	{
+		kill 'KILL', $r->{pid};
+		waitpid($r->{pid}, 0);
+	}
+	$r->{pid} = undef;
+	return;
+}
+
+=pod
+
+=item read_log($recv)
+
+The requests logged so far, oldest first: hashes with t, method, path, headers
+(names lowercased by the receiver), body, body_len, conn.  A partly written last
+line is left for the next call.
+
+Strings are decoded without JSON::PP's utf8 flag: the log holds raw UTF-8 bytes
+and \u00XX for bytes that are not UTF-8, so every character of the result is one
+byte of what was on the wire and body compares byte for byte with the payload.
+
+=cut
+
+my $json_bytes = JSON::PP->new;
+
+sub read_log
+{
+	my ($r) = @_;
+	my @reqs;
+	open(my $fh, '<:raw', $r->{log}) or return ();
+	while (my $line = <$fh>)
+	{
+		last unless $line =~ /\n\z/;
+		push @reqs, $json_bytes->decode($line);
+	}
+	close $fh;
+	for my $q (@reqs)
+	{
+		($q->{path_only}) = split /\?/, $q->{path}, 2;
+	}
+	return @reqs;
+}
+
+=pod
+
+=item wait_for_requests($recv, $n, $timeout_s [, $filter])
+
+Waits until the log holds at least $n requests (for which $filter->($req) is true
+when given) or $timeout_s passes; returns those requests.
+
+=cut
+
+sub wait_for_requests
+{
+	my ($r, $n, $timeout, $filter) = @_;
+	my $deadline = time() + ($timeout // 10);
+	my @reqs;
+	while (1)
+	{
+		@reqs = read_log($r);
+		@reqs = grep { $filter->($_) } @reqs if $filter;
+		return @reqs if @reqs >= $n || time() >= $deadline;
+		usleep(20_000);
+	}
+}
+
+=pod
+
+=item expected_signature($secret, $msg_id, $timestamp, $body)
+
+The Standard Webhooks signature "v1,<base64>": HMAC-SHA256 keyed with the base64
+decoding of the secret after whsec_, over "$msg_id.$timestamp.$body".
+
+=item verify_signature($secret, \%headers, $body)
+
+True when webhook-signature (one or more space-separated v1 signatures) holds a
+valid signature of body under any of the space-separated secrets, for the
+headers webhook-id and webhook-timestamp.
+
+=cut
+
+sub expected_signature
+{
+	my ($secret, $id, $ts, $body) = @_;
+	(my $b64 = $secret) =~ s/^whsec_//;
+	my $key = decode_base64($b64);
+	return 'v1,' . encode_base64(hmac_sha256("$id.$ts.$body", $key), '');
+}
+
+sub verify_signature
+{
+	my ($secrets, $h, $body) = @_;
+	my ($id, $ts, $sigs) =
+	  @{$h}{qw(webhook-id webhook-timestamp webhook-signature)};
+	return 0 unless defined $id && defined $ts && defined $sigs;
+	return 0 unless $ts =~ /^\d+$/;
+	for my $secret (split ' ', $secrets)
+	{
+		my $want = expected_signature($secret, $id, $ts, $body);
+		for my $sig (split ' ', $sigs)
+		{
+			return 1 if $sig eq $want;
+		}
+	}
+	return 0;
+}
+
+=pod
+
+=back
+
+=cut
+
+END
+{
+	if ($$ == $owner_pid)
+	{
+		for my $r (@receivers)
+		{
+			next unless $r->{pid};
+			kill 'KILL', $r->{pid};
+			waitpid($r->{pid}, 0);
+		}
+	}
+}
+
+1;
