@@ -432,8 +432,12 @@ static EndpointLoad *
 endpoint_load(WorkerState *ws, int64 endpoint_id, bool create)
 {
 	bool		found;
+	EndpointLoad *load;
 
-	return hash_search(ws->endpoint_load, &endpoint_id, create ? HASH_ENTER : HASH_FIND, &found);
+	load = hash_search(ws->endpoint_load, &endpoint_id, create ? HASH_ENTER : HASH_FIND, &found);
+	if (create && !found)
+		load->in_flight = 0;
+	return load;
 }
 
 /* Text safe to store: valid UTF-8 without NULs (invalid bytes become '?'). */
@@ -833,6 +837,10 @@ step_cycle(WorkerState *ws)
  * Starts queued deliveries, in claim order, while request slots are free, skipping
  * endpoints at integration.max_concurrency_per_endpoint: a slow endpoint waits for its
  * own slots and never holds up the others.
+ *
+ * A finished request keeps its slot until its result is committed.  So at most
+ * integration.max_concurrency deliveries are ever sent but not recorded, which bounds
+ * the duplicates a crash can cause.
  */
 static void
 start_queued(WorkerState *ws)
@@ -842,7 +850,7 @@ start_queued(WorkerState *ws)
 	int			i;
 
 	ws->queue_blocked = false;
-	for (i = 0; i < ws->queue_len && ws->n_in_flight < integration_max_concurrency; i++)
+	for (i = 0; i < ws->queue_len && ws->n_in_flight + ws->nresults < integration_max_concurrency; i++)
 	{
 		Queued		q = ws->queue[i];
 		EndpointLoad *load = endpoint_load(ws, q.claim->endpoint_id, false);
@@ -920,6 +928,11 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 	}
 	if (record)
 	{
+		/* The retries just scheduled: sleep no longer than until the first is due. */
+		for (int i = 0; i < ws->nresults; i++)
+			if (ws->results[i].next_attempt_at != 0 &&
+				(ws->next_due == 0 || ws->results[i].next_attempt_at < ws->next_due))
+				ws->next_due = ws->results[i].next_attempt_at;
 		ws->record_failures = 0;
 		MemoryContextReset(ws->results_cxt);
 		ws->results = NULL;
@@ -1091,13 +1104,15 @@ integration_database_worker_main(Datum arg)
 		 */
 		record = ws.nresults > 0 &&
 			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
+			 ws.n_in_flight + ws.nresults >= integration_max_concurrency ||
 			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS));
 		claim = ws.scan_needed &&
 			(ws.queue_len < integration_max_concurrency ||
 			 (ws.queue_blocked && ws.queue_len < QUEUE_LIMIT_ROUNDS * integration_max_concurrency));
 		if (!paused && (record || claim))
 		{
-			if (!run_cycle(&ws, record, claim))
+			/* A claim also writes what has finished: one commit instead of two. */
+			if (!run_cycle(&ws, record || ws.nresults > 0, claim))
 				paused = true;
 			else if (ws.extension_gone)
 			{

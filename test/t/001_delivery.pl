@@ -128,9 +128,9 @@ ok(verify_signature($secret, $_->{headers}, $_->{body}), 'retry signature verifi
   for @r;
 is(q1(qq{SELECT string_agg(attempt || ':' || coalesce(status_code::text, '-') || ':'
 								|| coalesce(error_class, '-'), ',' ORDER BY attempt)
-		   FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+		   FROM integration.webhook_delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
 		  WHERE d.endpoint_id = $retry}),
-	'1:500:http_status,2:200:-', 'attempt history: 500 then 200');
+	'1:500:http_status,2:200:-', 'attempt history (every attempt): 500 then 200');
 
 ########################################################################
 # 3. 500 always: failed after 1 + 2 retries, logged.

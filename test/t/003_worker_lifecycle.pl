@@ -12,8 +12,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+# 20 requests hang at one endpoint at once: allow that many per endpoint.
 my $node = new_integration_node('lifecycle',
-	"integration.retry_schedule = '100ms, 100ms'");
+	"integration.retry_schedule = '100ms, 100ms'",
+	'integration.max_concurrency_per_endpoint = 32');
 my $recv = start_receiver();
 
 sub worker_pid
@@ -97,7 +99,7 @@ is_deeply([ sort map { $_->{headers}{'webhook-id'} } @r ], [ sort keys %hung ],
 	'each arrived once at the fixed URL');
 is($node->safe_psql('postgres', qq{
 		SELECT string_agg(DISTINCT coalesce(a.error_class, 'ok'), ',' ORDER BY coalesce(a.error_class, 'ok'))
-		  FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+		  FROM integration.webhook_delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
 		 WHERE d.endpoint_id = $hang}),
 	'ok,timeout', 'recorded attempts: the post-restart timeout, then success');
 
