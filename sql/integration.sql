@@ -288,37 +288,39 @@ COMMENT ON FUNCTION integration.delete_event_deliveries() IS
 	'Deleting events deletes their deliveries (what ON DELETE CASCADE would do).';
 
 -- What the foreign key to webhook_events would check, once per statement instead of
--- once per row (and without locking each event row).
+-- once per row (and without locking each event row).  The worker, which creates
+-- deliveries from the events it has just read, skips it.
 CREATE FUNCTION integration.check_delivery_events() RETURNS trigger
-	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	missing record;
-BEGIN
-	SELECT n.tenant_id, n.event_id INTO missing
-	  FROM added n
-	 WHERE NOT EXISTS (SELECT FROM integration.webhook_events e
-						WHERE e.tenant_id = n.tenant_id AND e.id = n.event_id)
-	 LIMIT 1;
-	IF FOUND THEN
-		RAISE EXCEPTION 'insert or update on table "deliveries" violates the reference to webhook_events'
-			USING ERRCODE = 'foreign_key_violation',
-				  DETAIL = format('Key (tenant_id, event_id)=(%s, %s) is not present in table "webhook_events".',
-								  missing.tenant_id, missing.event_id);
-	END IF;
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'integration_check_delivery_events'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.check_delivery_events() IS
 	'Statement trigger: every delivery refers to an event of its own tenant.';
 
 CREATE TRIGGER deliveries_events_inserted AFTER INSERT ON integration.deliveries
 	REFERENCING NEW TABLE AS added
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_delivery_events();
-CREATE TRIGGER deliveries_events_updated AFTER UPDATE ON integration.deliveries
-	REFERENCING NEW TABLE AS added
-	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_delivery_events();
+-- A delivery's keys never change: that keeps the check above to inserts, and the
+-- worker's per-delivery updates free of any trigger.
+CREATE FUNCTION integration.forbid_key_change() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF (NEW.tenant_id, NEW.event_id, NEW.endpoint_id) IS DISTINCT FROM
+	   (OLD.tenant_id, OLD.event_id, OLD.endpoint_id) THEN
+		RAISE EXCEPTION 'the tenant, event and endpoint of a delivery cannot change'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Dispatch a new delivery instead.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION integration.forbid_key_change() IS
+	'Row trigger: deliveries keep their tenant, event and endpoint.';
+
+CREATE TRIGGER deliveries_keys_fixed BEFORE UPDATE OF tenant_id, event_id, endpoint_id
+	ON integration.deliveries
+	FOR EACH ROW EXECUTE FUNCTION integration.forbid_key_change();
 
 CREATE TRIGGER events_deleted AFTER DELETE ON integration.webhook_events
 	REFERENCING OLD TABLE AS gone

@@ -25,6 +25,8 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/array.h"
@@ -41,9 +43,13 @@ static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 
 /* The transaction bracket of worker_spi.c, in its order. */
+/* Set while the worker's own fan-out inserts deliveries from the events it read. */
+static bool worker_creates_deliveries = false;
+
 void
 store_begin(const char *activity)
 {
+	worker_creates_deliveries = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -75,13 +81,19 @@ store_forget_plans(void)
 	fan_out_plan = claim_plan = next_due_plan = record_plan = record_failures_plan = NULL;
 }
 
+/*
+ * Prepares sql once.  generic: plan once for good (statements that reach rows by ctid
+ * or primary key, whose plan never depends on table sizes); else plan at every
+ * execution, since a plan made while the queue was empty (a sort looks free then)
+ * must not stay when it holds a million rows.
+ */
 static SPIPlanPtr
-prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+prepare_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, bool generic)
 {
 	if (*slot == NULL)
 	{
-		/* Generic from the start: these run thousands of times a second. */
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+											  generic ? CURSOR_OPT_GENERIC_PLAN : CURSOR_OPT_CUSTOM_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -91,6 +103,8 @@ prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	}
 	return *slot;
 }
+
+#define prepare(slot, sql, nargs, argtypes) prepare_plan(slot, sql, nargs, argtypes, false)
 
 /*
  * Returns claims to 'pending': at start every claim of this database (a database has
@@ -237,8 +251,10 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			"  SELECT ev.tenant_id, ev.id, u.endpoint_id, 'sending', pg_catalog.now(),"
 			"         pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), ev.created_at"
 			"    FROM ev CROSS JOIN LATERAL pg_catalog.unnest(ev.endpoint_ids) AS u(endpoint_id)"
-			"   WHERE EXISTS (SELECT FROM integration.webhook_endpoints ep"
-			"                  WHERE ep.tenant_id = ev.tenant_id AND ep.id = u.endpoint_id)"
+			/* LATERAL ... LIMIT 1: an index probe per delivery, not a hash per event. */
+			"   CROSS JOIN LATERAL (SELECT FROM integration.webhook_endpoints ep"
+			"                        WHERE ep.tenant_id = ev.tenant_id AND ep.id = u.endpoint_id"
+			"                        LIMIT 1) known"
 			"  ON CONFLICT DO NOTHING"
 			"  RETURNING ctid, tenant_id, id, event_id, endpoint_id, attempts)"
 			" SELECT i.tenant_id, i.id, i.event_id, i.endpoint_id, i.attempts, ev.event, ev.payload,"
@@ -248,7 +264,10 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			"   FROM ins i JOIN ev ON ev.tenant_id = i.tenant_id AND ev.id = i.event_id"
 			CLAIM_ENDPOINT_LATERAL("i"),
 			2, argtypes);
+	/* Reset by store_begin() too, in case the statement fails. */
+	worker_creates_deliveries = true;
 	rc = SPI_execute_plan(fan_out_plan, args, NULL, false, 0);
+	worker_creates_deliveries = false;
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -402,7 +421,7 @@ store_record(DeliveryResult *results, int n)
 		Oid			types[10] = {TIDOID, INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT4OID,
 		INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
-		prepare(&record_plan,
+		prepare_plan(&record_plan,
 				"UPDATE integration.deliveries"
 				"   SET status = $3, attempts = $4, last_attempt_at = $5,"
 				"       last_duration_ms = $6, last_status_code = $7, last_error = $8,"
@@ -411,7 +430,7 @@ store_record(DeliveryResult *results, int n)
 				"       delivered_at = CASE WHEN $3 = 'delivered'"
 				"           THEN $5 + pg_catalog.make_interval(secs => $6 / 1000.0) END"
 				" WHERE ctid = $1 AND id = $2 AND lease_expires_at IS NOT NULL",
-				10, types);
+				10, types, true);
 		for (int i = 0; i < n; i++)
 		{
 			DeliveryResult *r = &results[i];
@@ -515,4 +534,45 @@ store_record(DeliveryResult *results, int n)
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "disabling an endpoint failed: %s", SPI_result_code_string(rc));
 	}
+}
+
+PG_FUNCTION_INFO_V1(integration_check_delivery_events);
+
+/*
+ * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): every
+ * new delivery refers to an event of its own tenant.  The worker's fan-out, which
+ * creates deliveries from events it has just locked, needs no check.
+ */
+Datum
+integration_check_delivery_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("check_delivery_events() must be an AFTER INSERT statement trigger with a transition table")));
+	if (worker_creates_deliveries)
+		return PointerGetDatum(NULL);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SPI_register_trigger_data(trigdata);
+	rc = SPI_execute("SELECT n.tenant_id, n.event_id FROM added n"
+					 " LEFT JOIN LATERAL (SELECT true AS found FROM integration.webhook_events e"
+					 "                     WHERE e.tenant_id = n.tenant_id AND e.id = n.event_id"
+					 "                     LIMIT 1) x ON true"
+					 " WHERE x.found IS NULL LIMIT 1", true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "checking deliveries failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_events"),
+				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2))));
+	SPI_finish();
+	return PointerGetDatum(NULL);
 }
