@@ -42,7 +42,7 @@ deps:
 	./scripts/install-deps
 
 # The two commands README promises: each installs what is missing, builds and installs first.
-demo: deps
+demo: deps test/receiver/receiver
 	$(MAKE) all
 	$(MAKE) install
 	./scripts/demo
