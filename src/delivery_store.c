@@ -117,7 +117,8 @@ store_reconcile_leases(bool all, int64 *held, int nheld)
 	int			rc;
 
 	if (all)
-		rc = SPI_execute("UPDATE integration.deliveries SET status = 'pending', lease_expires_at = NULL"
+		rc = SPI_execute("UPDATE integration.deliveries SET status = 'pending', lease_expires_at = NULL,"
+						 " next_attempt_at = pg_catalog.now()"
 						 " WHERE status = 'sending'", false, 0);
 	else
 	{
@@ -130,7 +131,7 @@ store_reconcile_leases(bool all, int64 *held, int nheld)
 		args[0] = PointerGetDatum(construct_array(ids, nheld, INT8OID, 8, FLOAT8PASSBYVAL,
 												  TYPALIGN_DOUBLE));
 		rc = SPI_execute_with_args("UPDATE integration.deliveries SET status = 'pending',"
-								   " lease_expires_at = NULL"
+								   " lease_expires_at = NULL, next_attempt_at = pg_catalog.now()"
 								   " WHERE status = 'sending' AND lease_expires_at < pg_catalog.now()"
 								   "   AND NOT (id = ANY ($1))",
 								   1, argtypes, args, NULL, false, 0);
@@ -248,7 +249,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			" ins AS ("
 			"  INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status,"
 			"         next_attempt_at, lease_expires_at, created_at)"
-			"  SELECT ev.tenant_id, ev.id, u.endpoint_id, 'sending', pg_catalog.now(),"
+			"  SELECT ev.tenant_id, ev.id, u.endpoint_id, 'sending', NULL,"
 			"         pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), ev.created_at"
 			"    FROM ev CROSS JOIN LATERAL pg_catalog.unnest(ev.endpoint_ids) AS u(endpoint_id)"
 			/* LATERAL ... LIMIT 1: an index probe per delivery, not a hash per event. */
@@ -308,13 +309,13 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 	prepare(&claim_plan,
 			"WITH due AS ("
 			"  SELECT d.ctid FROM integration.deliveries d"
-			"   WHERE d.status = 'pending' AND d.next_attempt_at <= pg_catalog.now()"
+			"   WHERE d.next_attempt_at <= pg_catalog.now()"
 			"     AND NOT (d.endpoint_id = ANY ($3))"
 			"   ORDER BY d.next_attempt_at LIMIT " CppAsString2(STORE_BATCH)
 			"   FOR UPDATE SKIP LOCKED),"
 			" claimed AS ("
 			"  UPDATE integration.deliveries d"
-			"     SET status = 'sending',"
+			"     SET status = 'sending', next_attempt_at = NULL,"
 			"         lease_expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0)"
 			"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))"
 			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
@@ -345,7 +346,7 @@ store_next_due(void)
 
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
-			" WHERE status = 'pending'", 0, NULL);
+			" WHERE next_attempt_at IS NOT NULL", 0, NULL);
 	rc = SPI_execute_plan(next_due_plan, NULL, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "finding the next due delivery failed: %s", SPI_result_code_string(rc));
@@ -412,54 +413,89 @@ store_record(DeliveryResult *results, int n)
 		args[c] = text_array(cols[c], nulls[c], n);
 
 	/*
-	 * One UPDATE per delivery, by the claim's ctid: a TID scan whatever the table's
-	 * size or statistics (a join against the batch lets the planner pick a nested loop
-	 * over all claimed rows).  id and the lease guard against a row that moved or was
-	 * requeued meanwhile; claimed rows, and only they, have a lease.
+	 * One UPDATE for the batch, reaching each delivery by the claim's ctid: with no
+	 * other indexable condition the plan is a TID scan whatever the table's size or
+	 * statistics (a join against the batch let the planner pick nested loops over all
+	 * claimed rows).  Each row finds its values by its position in the ctid array.
+	 * id and the lease guard against a row that moved or was requeued meanwhile;
+	 * claimed rows, and only they, have a lease.
 	 */
 	{
-		Oid			types[10] = {TIDOID, INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT4OID,
-		INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+		Oid			types[10] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID};
+		Datum		v[10];
+		Datum	   *col[10];
+		bool	   *isnull[10];
+		static const struct
+		{
+			Oid			type;
+			int			len;
+			bool		byval;
+			char		align;
+		}			elem[10] = {
+			{TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT},
+			{INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+			{TEXTOID, -1, false, TYPALIGN_INT},
+			{INT4OID, 4, true, TYPALIGN_INT},
+			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+			{INT4OID, 4, true, TYPALIGN_INT},
+			{INT4OID, 4, true, TYPALIGN_INT},
+			{TEXTOID, -1, false, TYPALIGN_INT},
+			{TEXTOID, -1, false, TYPALIGN_INT},
+			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+		};
 
-		prepare_plan(&record_plan,
-				"UPDATE integration.deliveries"
-				"   SET status = $3, attempts = $4, last_attempt_at = $5,"
-				"       last_duration_ms = $6, last_status_code = $7, last_error = $8,"
-				"       last_response = $9, next_attempt_at = coalesce($10, next_attempt_at),"
-				"       lease_expires_at = NULL,"
-				"       delivered_at = CASE WHEN $3 = 'delivered'"
-				"           THEN $5 + pg_catalog.make_interval(secs => $6 / 1000.0) END"
-				" WHERE ctid = $1 AND id = $2 AND lease_expires_at IS NOT NULL",
-				10, types, true);
+		for (int c = 0; c < 10; c++)
+		{
+			col[c] = palloc(sizeof(Datum) * n);
+			isnull[c] = palloc0(sizeof(bool) * n);
+		}
 		for (int i = 0; i < n; i++)
 		{
 			DeliveryResult *r = &results[i];
-			Datum		v[10];
-			char		nl[10];
 
-			memset(nl, ' ', sizeof(nl));
-			v[0] = PointerGetDatum(&r->tid);
-			v[1] = Int64GetDatum(r->id);
-			v[2] = CStringGetTextDatum(r->outcome);
-			v[3] = Int32GetDatum(r->attempt);
-			v[4] = TimestampTzGetDatum(r->started_at);
-			v[5] = Int32GetDatum(r->duration_ms);
-			v[6] = Int32GetDatum(r->status_code);
-			if (r->status_code == 0)
-				nl[6] = 'n';
-			v[7] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
-			if (!r->error)
-				nl[7] = 'n';
-			v[8] = r->response ? CStringGetTextDatum(r->response) : (Datum) 0;
-			if (!r->response)
-				nl[8] = 'n';
-			v[9] = TimestampTzGetDatum(r->next_attempt_at);
-			if (r->next_attempt_at == 0)
-				nl[9] = 'n';
-			rc = SPI_execute_plan(record_plan, v, nl, false, 0);
-			if (rc != SPI_OK_UPDATE)
-				elog(ERROR, "recording a delivery result failed: %s", SPI_result_code_string(rc));
+			col[0][i] = PointerGetDatum(&r->tid);
+			col[1][i] = Int64GetDatum(r->id);
+			col[2][i] = CStringGetTextDatum(r->outcome);
+			col[3][i] = Int32GetDatum(r->attempt);
+			col[4][i] = TimestampTzGetDatum(r->started_at);
+			col[5][i] = Int32GetDatum(r->duration_ms);
+			col[6][i] = Int32GetDatum(r->status_code);
+			isnull[6][i] = (r->status_code == 0);
+			col[7][i] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+			isnull[7][i] = (r->error == NULL);
+			col[8][i] = r->response ? CStringGetTextDatum(r->response) : (Datum) 0;
+			isnull[8][i] = (r->response == NULL);
+			col[9][i] = TimestampTzGetDatum(r->next_attempt_at);
+			isnull[9][i] = (r->next_attempt_at == 0);
 		}
+		for (int c = 0; c < 10; c++)
+		{
+			int			dims[1] = {n};
+			int			lbs[1] = {1};
+
+			v[c] = PointerGetDatum(construct_md_array(col[c], isnull[c], 1, dims, lbs,
+													  elem[c].type, elem[c].len,
+													  elem[c].byval, elem[c].align));
+		}
+
+		prepare_plan(&record_plan,
+				"UPDATE integration.deliveries d"
+				"   SET (status, attempts, last_attempt_at, last_duration_ms, last_status_code,"
+				"        last_error, last_response, next_attempt_at, lease_expires_at, delivered_at) ="
+				"       (SELECT $3[x.i], $4[x.i], $5[x.i], $6[x.i], $7[x.i], $8[x.i], $9[x.i],"
+				"               $10[x.i], NULL::timestamptz,"
+				"               CASE WHEN $3[x.i] = 'delivered'"
+				"                    THEN $5[x.i] + pg_catalog.make_interval(secs => $6[x.i] / 1000.0) END"
+				"          FROM (SELECT pg_catalog.array_position($1, d.ctid) AS i) x)"
+				" WHERE d.ctid = ANY ($1)"
+				"   AND d.id = $2[pg_catalog.array_position($1, d.ctid)]"
+				"   AND d.lease_expires_at IS NOT NULL",
+				10, types, true);
+		rc = SPI_execute_plan(record_plan, v, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "recording delivery results failed: %s", SPI_result_code_string(rc));
 	}
 
 	/*

@@ -415,6 +415,7 @@ typedef struct WorkerState
 	bool		fanout_needed;
 	int			record_failures;	/* consecutive */
 	bool		reconcile_needed;	/* look for expired leases */
+	TimestampTz reconcile_at;	/* when to, after results were dropped; 0: never */
 	MemoryContext results_cxt;
 	DeliveryResult *results;
 	int			nresults;
@@ -923,6 +924,8 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 			ws->results = NULL;
 			ws->nresults = ws->maxresults = 0;
 			ws->record_failures = 0;
+			ws->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   integration_request_timeout_ms + LEASE_MARGIN_MS + 1000);
 		}
 		return false;
 	}
@@ -1093,8 +1096,14 @@ integration_database_worker_main(Datum arg)
 		{
 			ws.scan_needed = true;
 			ws.fanout_needed = true;
-			ws.reconcile_needed = true;
 			ws.next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
+		}
+		if (ws.reconcile_at != 0 && now >= ws.reconcile_at)
+		{
+			/* Results were dropped: their leases have run out by now. */
+			ws.reconcile_needed = true;
+			ws.scan_needed = true;
+			ws.reconcile_at = 0;
 		}
 
 		/*
