@@ -1,5 +1,5 @@
 -- Publishing cost on the business write, run by bench/run (psql -X -f, database with
--- the extension, worker disabled so only the writes are measured).
+-- the extension and no delivery worker, so only the writes are measured).
 --
 -- Three copies of one orders table: plain; tracked by integration.track_table() with 3
 -- matching endpoints; and, as the baseline users write by hand, a PL/pgSQL row trigger
