@@ -74,9 +74,6 @@ COMMENT ON FUNCTION integration.validate_headers(jsonb) IS
 -- Signing, verification and event matching (src/hmac.c, src/signature.c, src/event_pattern.c)
 ------------------------------------------------------------------------------------------
 
--- Signing, verification and event matching (issue 3).  To be pasted into
--- sql/integration.sql; every object lives in schema integration.
-
 CREATE FUNCTION integration.hmac(key bytea, data bytea, algorithm text DEFAULT 'sha256')
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'integration_hmac'
@@ -646,7 +643,7 @@ COMMENT ON FUNCTION integration.envelope(text, jsonb) IS
 
 CREATE FUNCTION integration.publish_event(event text, payload jsonb) RETURNS integer
 	AS 'MODULE_PATHNAME', 'integration_publish_event'
-	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+	LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.publish_event(text, jsonb) IS
 	'Enqueues, in the caller''s transaction, one delivery of the event per active endpoint of the current tenant that subscribes to it; returns how many.';
 

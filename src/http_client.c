@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "http_client.h"
@@ -113,7 +114,7 @@ http_client_create(int max_connections, const char *proxy)
 	if (client->multi == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("curl_multi_init failed")));
 	dlist_init(&client->done);
-	client->proxy = pstrdup(proxy ? proxy : "");
+	client->proxy = pstrdup(proxy ? proxy : "");	/* same context as client */
 
 	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
 	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
@@ -122,6 +123,19 @@ http_client_create(int max_connections, const char *proxy)
 	curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
 	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
 	return client;
+}
+
+/* Applies reloaded settings: later requests use them; requests in flight keep theirs. */
+void
+http_client_configure(HttpClient *client, int max_connections, const char *proxy)
+{
+	curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
+	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
+	if (strcmp(client->proxy, proxy ? proxy : "") != 0)
+	{
+		pfree(client->proxy);
+		client->proxy = MemoryContextStrdup(GetMemoryChunkContext(client), proxy ? proxy : "");
+	}
 }
 
 void

@@ -53,6 +53,7 @@ typedef struct HttpRequest
 } HttpRequest;
 
 extern HttpClient *http_client_create(int max_connections, const char *proxy);
+extern void http_client_configure(HttpClient *client, int max_connections, const char *proxy);
 extern void http_client_destroy(HttpClient *client);
 extern bool http_client_start(HttpClient *client, HttpRequest *req);
 extern int	http_client_fd(HttpClient *client);

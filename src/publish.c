@@ -283,11 +283,21 @@ PG_FUNCTION_INFO_V1(integration_publish_event);
 Datum
 integration_publish_event(PG_FUNCTION_ARGS)
 {
-	text	   *event_t = PG_GETARG_TEXT_PP(0);
-	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
-	char	   *event = text_to_cstring(event_t);
+	text	   *event_t;
+	Jsonb	   *payload;
+	char	   *event;
 	const char *tenant = require_tenant();
 	EventBatch	batch;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event name must not be null")));
+	event_t = PG_GETARG_TEXT_PP(0);
+	event = text_to_cstring(event_t);
+	/* A NULL payload is sent as JSON null rather than silently publishing nothing. */
+	payload = PG_ARGISNULL(1) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")))
+		: PG_GETARG_JSONB_P(1);
 
 	validate_event_name_or_error(event, strlen(event));
 

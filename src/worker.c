@@ -1011,7 +1011,14 @@ integration_database_worker_main(Datum arg)
 
 	my_slot = take_slot(dboid);
 	if (my_slot == NULL)
+	{
+		if (!database_has_worker(dboid))
+			ereport(WARNING,
+					(errmsg("integration worker for database %u not started: all %d worker slots are in use",
+							dboid, INTEGRATION_MAX_WORKERS),
+					 errhint("Set integration.database_name to the database that needs delivery.")));
 		proc_exit(0);			/* this database has its worker */
+	}
 	before_shmem_exit(release_slot, 0);
 
 	memset(&ws, 0, sizeof(ws));
@@ -1078,6 +1085,7 @@ integration_database_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			http_client_configure(ws.client, integration_max_concurrency, integration_proxy);
 			ws.scan_needed = true;
 		}
 
