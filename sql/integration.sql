@@ -218,7 +218,7 @@ CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant
 
 CREATE TABLE integration.webhook_events (
 	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
-	id				bigint GENERATED ALWAYS AS IDENTITY,
+	id				bigint GENERATED ALWAYS AS IDENTITY (CACHE 100),
 	event			text NOT NULL,
 	payload			text NOT NULL,
 	endpoint_ids	bigint[] NOT NULL,
@@ -238,7 +238,7 @@ CREATE INDEX webhook_events_fanout_idx ON integration.webhook_events (id) WHERE 
 
 CREATE TABLE integration.deliveries (
 	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
-	id				bigint GENERATED ALWAYS AS IDENTITY,
+	id				bigint GENERATED ALWAYS AS IDENTITY (CACHE 100),
 	event_id		bigint NOT NULL,
 	endpoint_id		bigint NOT NULL,
 	status			text NOT NULL DEFAULT 'pending',

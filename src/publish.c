@@ -64,6 +64,7 @@ typedef struct EventBatch
 	int64		published;		/* deliveries enqueued so far */
 	MemoryContext mcxt;			/* where the batch's memory lives */
 	MemoryContext payload_cxt;	/* the payloads, reset at each flush */
+	StringInfoData prefix;		/* the envelope up to "data": for this event */
 } EventBatch;
 
 static SPIPlanPtr insert_plan = NULL;
@@ -177,6 +178,20 @@ flush_batch(EventBatch *b)
 	wake_worker_at_commit();
 }
 
+/* Starts an envelope {"type":<event>,"timestamp":<now UTC>,"data": in buf. */
+static void
+envelope_start(StringInfo buf, const char *event)
+{
+	resetStringInfo(buf);
+	/* Room for the varlena header, so the text datum is built in place. */
+	appendStringInfoSpaces(buf, VARHDRSZ);
+	appendStringInfoString(buf, "{\"type\":");
+	escape_json(buf, event);
+	appendStringInfoString(buf, ",\"timestamp\":");
+	append_json_utc_timestamp(buf, GetCurrentStatementStartTimestamp());
+	appendStringInfoString(buf, ",\"data\":");
+}
+
 /*
  * Makes b the batch for (tenant, event), flushing what it held for another pair.
  * Returns false when no endpoint of the tenant wants the event.
@@ -198,6 +213,10 @@ batch_target(EventBatch *b, const char *tenant, const char *event)
 		MemoryContext old = MemoryContextSwitchTo(b->mcxt);
 
 		b->nendpoints = endpoints_matching(tenant, event, eventlen, &b->endpoint_ids);
+		/* Every event of the batch shares its envelope's start: build it once. */
+		if (b->prefix.data == NULL)
+			initStringInfo(&b->prefix);
+		envelope_start(&b->prefix, event);
 		MemoryContextSwitchTo(old);
 	}
 	return b->nendpoints > 0;
@@ -218,20 +237,6 @@ batch_add(EventBatch *b, text *payload)
 	b->payloads[b->npayloads++] = PointerGetDatum(payload);
 	if (b->npayloads >= PUBLISH_BATCH_ROWS)
 		flush_batch(b);
-}
-
-/* Starts an envelope {"type":<event>,"timestamp":<now UTC>,"data": in buf. */
-static void
-envelope_start(StringInfo buf, const char *event)
-{
-	resetStringInfo(buf);
-	/* Room for the varlena header, so the text datum is built in place. */
-	appendStringInfoSpaces(buf, VARHDRSZ);
-	appendStringInfoString(buf, "{\"type\":");
-	escape_json(buf, event);
-	appendStringInfoString(buf, ",\"timestamp\":");
-	append_json_utc_timestamp(buf, GetCurrentStatementStartTimestamp());
-	appendStringInfoString(buf, ",\"data\":");
 }
 
 /* Closes the envelope and returns it as a text allocated in mcxt, checking its size. */
@@ -464,7 +469,8 @@ publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringI
 	if (!batch_target(batch, tenant, event))
 		return;
 
-	envelope_start(buf, event);
+	resetStringInfo(buf);
+	appendBinaryStringInfo(buf, batch->prefix.data, batch->prefix.len);
 	appendStringInfoChar(buf, '{');
 	if (newslot)
 	{
