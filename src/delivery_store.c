@@ -78,7 +78,15 @@ store_extension_present(void)
 void
 store_forget_plans(void)
 {
-	fan_out_plan = claim_plan = next_due_plan = record_plan = record_failures_plan = NULL;
+	SPIPlanPtr *plans[] = {&fan_out_plan, &claim_plan, &next_due_plan, &record_plan,
+	&record_failures_plan};
+
+	for (int i = 0; i < lengthof(plans); i++)
+	{
+		if (*plans[i] != NULL)
+			SPI_freeplan(*plans[i]);
+		*plans[i] = NULL;
+	}
 }
 
 /*
@@ -250,7 +258,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			"  INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status,"
 			"         next_attempt_at, lease_expires_at, created_at)"
 			"  SELECT ev.tenant_id, ev.id, u.endpoint_id, 'sending', NULL,"
-			"         pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0), ev.created_at"
+			"         pg_catalog.now() + pg_catalog.make_interval(secs => $2::numeric / 1000.0), ev.created_at"
 			"    FROM ev CROSS JOIN LATERAL pg_catalog.unnest(ev.endpoint_ids) AS u(endpoint_id)"
 			/* LATERAL ... LIMIT 1: an index probe per delivery, not a hash per event. */
 			"   CROSS JOIN LATERAL (SELECT FROM integration.webhook_endpoints ep"
@@ -316,7 +324,7 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 			" claimed AS ("
 			"  UPDATE integration.deliveries d"
 			"     SET status = 'sending', next_attempt_at = NULL,"
-			"         lease_expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2 / 1000.0)"
+			"         lease_expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2::numeric / 1000.0)"
 			"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))"
 			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
 			/* LATERAL: one index probe per claimed row, never a scan of all events. */
@@ -487,7 +495,7 @@ store_record(DeliveryResult *results, int n)
 				"       (SELECT $3[x.i], $4[x.i], $5[x.i], $6[x.i], $7[x.i], $8[x.i], $9[x.i],"
 				"               $10[x.i], NULL::timestamptz,"
 				"               CASE WHEN $3[x.i] = 'delivered'"
-				"                    THEN $5[x.i] + pg_catalog.make_interval(secs => $6[x.i] / 1000.0) END"
+				"                    THEN $5[x.i] + pg_catalog.make_interval(secs => $6[x.i]::numeric / 1000.0) END"
 				"          FROM (SELECT pg_catalog.array_position($1, d.ctid) AS i) x)"
 				" WHERE d.ctid = ANY ($1)"
 				"   AND d.id = $2[pg_catalog.array_position($1, d.ctid)]"

@@ -135,6 +135,13 @@ endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **
 	TenantEndpoints *te;
 	int			n = 0;
 
+	if (integration_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("integration is not loaded via shared_preload_libraries"),
+				 errdetail("Publishing needs the extension's shared memory."),
+				 errhint("Add integration to shared_preload_libraries and restart the server.")));
+
 	if (endpoints_changed_in_this_xact())
 	{
 		te = &local;

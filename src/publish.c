@@ -465,6 +465,22 @@ publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringI
 		event = newslot ? plan->created : plan->deleted;
 
 	row_tenant(plan, trigdata, newslot ? newslot : oldslot, tenant);
+	if (oldslot && newslot)
+	{
+		char		old_tenant[TENANT_ID_MAX_LEN + 1];
+
+		/*
+		 * A row moved to another tenant: the old tenant sees it deleted and the new
+		 * one sees it created, so neither receives the other's version of the row.
+		 */
+		row_tenant(plan, trigdata, oldslot, old_tenant);
+		if (strcmp(old_tenant, tenant) != 0)
+		{
+			publish_one(plan, trigdata, batch, buf, oldslot, NULL);
+			publish_one(plan, trigdata, batch, buf, NULL, newslot);
+			return;
+		}
+	}
 	check_publish_tenant(tenant, plan->rls_applies);
 	if (!batch_target(batch, tenant, event))
 		return;

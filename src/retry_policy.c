@@ -82,7 +82,6 @@ parse_retry_schedule(const char *s, RetrySchedule *out, const char **error)
 {
 	char	   *copy = strdup(s);
 	char	   *tok;
-	char	   *save = NULL;
 	bool		ok = true;
 
 	if (copy == NULL)
@@ -91,16 +90,23 @@ parse_retry_schedule(const char *s, RetrySchedule *out, const char **error)
 		return false;
 	}
 	out->nsteps = 0;
-	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+	/* Split by hand: strtok would skip an empty entry ("5s,,10s") instead of refusing it. */
+	for (char *next = copy; next != NULL;)
 	{
 		int64		ms;
 		char	   *end;
 
+		tok = next;
+		next = strchr(next, ',');
+		if (next)
+			*next++ = '\0';
 		while (*tok == ' ' || *tok == '\t')
 			tok++;
 		end = tok + strlen(tok);
 		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
 			*--end = '\0';
+		if (*tok == '\0' && next == NULL && out->nsteps == 0)
+			break;				/* the empty schedule: no retries */
 		if (out->nsteps >= RETRY_SCHEDULE_MAX_STEPS)
 		{
 			*error = "The list has more than 32 entries.";
@@ -198,22 +204,45 @@ retry_after_ms(const char *header, TimestampTz now)
 	}
 	else
 	{
-		/* An HTTP date such as "Wed, 21 Oct 2015 07:28:00 GMT": let the date parser try. */
-		char		workbuf[MAXDATELEN + 1];
-		char	   *field[MAXDATEFIELDS];
-		int			ftype[MAXDATEFIELDS];
-		int			nf;
-		int			dtype;
-		int			tz = 0;
+		/*
+		 * An HTTP date, IMF-fixdate only ("Wed, 21 Oct 2015 07:28:00 GMT"), parsed by
+		 * hand: the header comes from a receiver, and PostgreSQL's date parser can
+		 * raise an error (an unknown time zone), which would take the worker down.
+		 */
+		static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+		char		wday[4];
+		char		mon[4];
+		int			day,
+					year,
+					hh,
+					mm,
+					ss,
+					consumed = 0;
 		struct pg_tm tm;
-		fsec_t		fsec;
 		TimestampTz when;
 
-		if (strlen(p) > MAXDATELEN ||
-			ParseDateTime(p, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
-			DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
-			dtype != DTK_DATE ||
-			tm2timestamp(&tm, fsec, &tz, &when) != 0)
+		if (sscanf(p, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n",
+				   wday, &day, mon, &year, &hh, &mm, &ss, &consumed) != 7 || consumed == 0)
+			return -1;
+		while (p[consumed] == ' ')
+			consumed++;
+		if (p[consumed] != '\0')
+			return -1;
+		memset(&tm, 0, sizeof(tm));
+		tm.tm_mon = 0;
+		for (int i = 0; i < 12; i++)
+			if (pg_strcasecmp(mon, months[i]) == 0)
+				tm.tm_mon = i + 1;
+		if (tm.tm_mon == 0 || day < 1 || day > 31 || year < 1970 || year > 9999 ||
+			hh > 23 || mm > 59 || ss > 60)
+			return -1;
+		tm.tm_mday = day;
+		tm.tm_year = year;
+		tm.tm_hour = hh;
+		tm.tm_min = mm;
+		tm.tm_sec = ss;
+		if (tm2timestamp(&tm, 0, NULL, &when) != 0)
 			return -1;
 		return when > now ? (when - now) / 1000 : 0;
 	}

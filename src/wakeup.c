@@ -41,6 +41,13 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			wake_armed = false;
 			endpoints_dirty = false;
 			break;
+		case XACT_EVENT_PRE_PREPARE:
+			/* COMMIT PREPARED runs elsewhere: nobody would flush the endpoint caches. */
+			if (endpoints_dirty)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has changed webhook endpoints")));
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:

@@ -54,6 +54,7 @@
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "nodes/parsenodes.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -315,9 +316,11 @@ slot_set_state(const char *state)
 static void
 slot_set_error(const char *error)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	SpinLockAcquire(&my_slot->mutex);
 	strlcpy(my_slot->last_error, error, WORKER_ERROR_LEN);
-	my_slot->last_error_at = GetCurrentTimestamp();
+	my_slot->last_error_at = now;
 	SpinLockRelease(&my_slot->mutex);
 }
 
@@ -339,6 +342,7 @@ static IntegrationWorkerSlot *
 take_slot(Oid dboid)
 {
 	IntegrationWorkerSlot *free_slot = NULL;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&integration_shared->slots_mutex);
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
@@ -364,7 +368,7 @@ take_slot(Oid dboid)
 		strlcpy(free_slot->state, "starting", WORKER_STATE_LEN);
 		free_slot->in_flight = 0;
 		free_slot->sent = free_slot->delivered = free_slot->failed_attempts = 0;
-		free_slot->started_at = GetCurrentTimestamp();
+		free_slot->started_at = now;
 		free_slot->last_error[0] = '\0';
 		free_slot->last_error_at = 0;
 		SpinLockRelease(&free_slot->mutex);
@@ -995,12 +999,20 @@ integration_database_worker_main(Datum arg)
 	WorkerState ws;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
-	bool		paused = false;
+	TimestampTz pause_until = 0;	/* after a failed transaction */
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	/* There is no query to cancel: a cancel must not kill the loop mid-batch. */
+	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/*
+	 * The worker runs as the bootstrap superuser: objects that users may create in
+	 * other schemas (an operator, a function) must never be picked up by its queries.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * The worker's statements are prepared once with generic plans and touch a few
@@ -1126,11 +1138,14 @@ integration_database_worker_main(Datum arg)
 		claim = ws.scan_needed &&
 			(ws.queue_len < integration_max_concurrency ||
 			 (ws.queue_blocked && ws.queue_len < QUEUE_LIMIT_ROUNDS * integration_max_concurrency));
-		if (!paused && (record || claim))
+		/* After a failure, retry the results alone: a claim may be what fails. */
+		if (ws.record_failures > 0)
+			claim = false;
+		if (now >= pause_until && (record || claim))
 		{
 			/* A claim also writes what has finished: one commit instead of two. */
 			if (!run_cycle(&ws, record || ws.nresults > 0, claim))
-				paused = true;
+				pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 			else if (ws.extension_gone)
 			{
 				ereport(LOG,
@@ -1142,20 +1157,26 @@ integration_database_worker_main(Datum arg)
 		}
 		update_slot_counts(&ws, ws.n_in_flight > 0 ? "sending" : "idle");
 
-		/* Sleep until libcurl, a due retry, a flush or the recheck needs us. */
+		/*
+		 * Sleep until libcurl, a due retry, a flush or the recheck needs us; while
+		 * paused after a failure, only libcurl and the end of the pause count.
+		 */
 		now = GetCurrentTimestamp();
-		timeout = ms_until(ws.next_recheck, now);
+		if (pause_until > now)
+			timeout = ms_until(pause_until, now);
+		else
+		{
+			timeout = ms_until(ws.next_recheck, now);
+			if (ws.nresults > 0)
+				timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
+			if (ws.next_due != 0)
+				timeout = Min(timeout, ms_until(ws.next_due, now));
+			if (claim && ws.scan_needed)
+				timeout = 0;
+		}
 		t = http_client_timeout_ms(ws.client);
 		if (t >= 0)
 			timeout = Min(timeout, t);
-		if (ws.nresults > 0)
-			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
-		if (ws.next_due != 0)
-			timeout = Min(timeout, ms_until(ws.next_due, now));
-		if (claim && ws.scan_needed)
-			timeout = 0;
-		if (paused)
-			timeout = ERROR_PAUSE_MS;
 
 		if (WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
 			(event.events & WL_LATCH_SET))
@@ -1164,8 +1185,6 @@ integration_database_worker_main(Datum arg)
 			ws.scan_needed = true;
 			ws.fanout_needed = true;
 		}
-		if (paused && timeout == ERROR_PAUSE_MS)
-			paused = false;
 	}
 }
 
@@ -1182,15 +1201,18 @@ stop_database_worker(Oid dboid)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
 
+		Latch	   *latch = NULL;
+
 		SpinLockAcquire(&slot->mutex);
 		if (slot->in_use && slot->dboid == dboid)
 		{
 			slot->stop_requested = true;
-			if (slot->latch)
-				SetLatch(slot->latch);
+			latch = slot->latch;
 			signalled = true;
 		}
 		SpinLockRelease(&slot->mutex);
+		if (latch)
+			SetLatch(latch);
 	}
 	if (!signalled)
 		return true;
@@ -1219,12 +1241,34 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
-	if (integration_shared != NULL && IsA(parsetree, DropdbStmt))
+	if (integration_shared != NULL && IsA(parsetree, DropdbStmt) &&
+		context == PROCESS_UTILITY_TOPLEVEL && !IsTransactionBlock())
 	{
 		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
 
-		if (OidIsValid(dboid))
+		/* Only for a drop that can succeed: anyone else must not stop the worker. */
+		if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) &&
+			database_has_worker(dboid))
+		{
 			(void) stop_database_worker(dboid);
+			PG_TRY();
+			{
+				if (prev_process_utility)
+					prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+										 queryEnv, dest, qc);
+				else
+					standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+											params, queryEnv, dest, qc);
+			}
+			PG_CATCH();
+			{
+				/* The database stays: so does its worker. */
+				(void) start_database_worker(dboid);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			return;
+		}
 	}
 
 	/*

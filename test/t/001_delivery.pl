@@ -50,9 +50,12 @@ sub poll_ok
 	ok($node->poll_query_until('postgres', $sql), $what);
 }
 
+# The receiver writes its log up to 20 ms after a request: give it that time before
+# counting, since the delivery may be recorded sooner.
 sub requests_to
 {
 	my ($path) = @_;
+	usleep(100_000);
 	return grep { $_->{path_only} eq $path } read_log($recv);
 }
 
