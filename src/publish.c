@@ -12,7 +12,7 @@
  * publish_row_event() works as a row trigger and, for bulk statements, as a statement
  * trigger with transition tables (what track_table() installs): then one call sees all
  * rows of the statement, serialises them with one cached column plan, finds each
- * tenant's endpoints once, and inserts the events with one INSERT ... SELECT per batch.
+ * tenant's endpoints once, and writes the events in bulk (event_store.c).
  */
 #include "postgres.h"
 
@@ -37,6 +37,7 @@
 #include "utils/tuplestore.h"
 
 #include "endpoint_cache.h"
+#include "event_store.h"
 #include "event_pattern.h"
 #include "row_json.h"
 #include "tenant.h"
@@ -67,7 +68,6 @@ typedef struct EventBatch
 	StringInfoData prefix;		/* the envelope up to "data": for this event */
 } EventBatch;
 
-static SPIPlanPtr insert_plan = NULL;
 
 static void
 validate_event_name_or_error(const char *event, int len)
@@ -124,54 +124,14 @@ batch_init(EventBatch *b)
 										   ALLOCSET_DEFAULT_SIZES);
 }
 
-/* Writes the batch's events with one INSERT and empties it. */
+/* Writes the batch's events (event_store.c) and empties it. */
 static void
 flush_batch(EventBatch *b)
 {
-	Datum		args[4];
-	ArrayType  *payloads;
-	ArrayType  *endpoints;
-	MemoryContext old;
-	int			rc;
-
 	if (b->npayloads == 0)
 		return;
-
-	/* Built before SPI_connect: SPI_finish frees what is allocated after it. */
-	old = MemoryContextSwitchTo(b->payload_cxt);
-	payloads = construct_array(b->payloads, b->npayloads, TEXTOID, -1, false, TYPALIGN_INT);
-	endpoints = construct_array(b->endpoint_ids, b->nendpoints, INT8OID, 8,
-								FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-	MemoryContextSwitchTo(old);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
-	{
-		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID};
-		SPIPlanPtr	plan;
-
-		/* Generic from the start: re-planning per statement is most of a small write's cost. */
-		plan = SPI_prepare_cursor("INSERT INTO integration.webhook_events"
-								  " (tenant_id, event, payload, endpoint_ids)"
-								  " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
-								  4, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
-	}
-
-	args[0] = CStringGetTextDatum(b->tenant);
-	args[1] = CStringGetTextDatum(b->event);
-	args[2] = PointerGetDatum(endpoints);
-	args[3] = PointerGetDatum(payloads);
-
-	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "inserting events failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-
+	insert_events(b->tenant, b->event, b->endpoint_ids, b->nendpoints, b->payloads,
+				  b->npayloads);
 	b->published += (int64) b->npayloads * b->nendpoints;
 	MemoryContextReset(b->payload_cxt);
 	b->npayloads = 0;
