@@ -1016,10 +1016,12 @@ integration_database_worker_main(Datum arg)
 
 	/*
 	 * The worker's statements are prepared once with generic plans and touch a few
-	 * rows by index or ctid.  Planned while a table is empty, a sequential scan would
-	 * look free and stay in the plan as the queue grows; forbid it in this session.
+	 * rows by index or ctid.  Planned while a table is empty, a sequential scan or a
+	 * sort would look free and stay in the plan as the queue grows; forbid both in this
+	 * session (every ORDER BY here has an index that provides the order).
 	 */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("enable_sort", "off", PGC_USERSET, PGC_S_SESSION);
 
 	my_slot = take_slot(dboid);
 	if (my_slot == NULL)

@@ -249,6 +249,27 @@ ok($arrival_gap >= 1.9 && $arrival_gap <= 3.0,
 	"second request arrived 2 s after the first ($arrival_gap s)");
 
 ########################################################################
+# 8b. A receiver that resets the connection, or closes it without answering: a
+#     network error, recorded and retried like any failure.
+########################################################################
+
+for my $mode ('rst', '1')
+{
+	my $ep = register("close-$mode", receiver_url($recv, "/close-$mode", close => $mode),
+		'["close.*"]', retry_schedule => '100ms');
+	q1(qq{SELECT integration.publish_event('close.test', '{}')});
+	poll_ok(
+		"SELECT status = 'failed' FROM integration.deliveries WHERE endpoint_id = $ep",
+		"close=$mode: the delivery fails after its two attempts");
+	is(q1(qq{SELECT string_agg(a.attempt || ':' || a.error_class || ':' || (a.status_code IS NULL),
+								',' ORDER BY a.attempt)
+			   FROM integration.delivery_attempts a JOIN integration.deliveries d ON d.id = a.delivery_id
+			  WHERE d.endpoint_id = $ep}),
+		'1:network:true,2:network:true', "close=$mode: both attempts are network errors without a status");
+	tenant_psql($node, "SELECT integration.delete_webhook($ep)");
+}
+
+########################################################################
 # 9. A slow endpoint does not delay a fast one.
 ########################################################################
 
