@@ -132,7 +132,25 @@ $node->safe_psql('app', 'CREATE EXTENSION integration');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) FROM integration.worker_status() WHERE database = 'app'", '1'),
 	'database app has a worker');
-my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app');
+# Someone who may not drop it must not stop its worker by trying.
+$node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
+my $app_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'app'");
+my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app',
+	extra_params => [ '-U', 'intruder' ]);
+isnt($ret, 0, 'a non-owner cannot drop the database');
+like($stderr, qr/must be owner/, 'and is told why');
+usleep(300_000);
+is($node->safe_psql('postgres',
+		"SELECT pid FROM integration.worker_status() WHERE database = 'app'"),
+	$app_pid, 'the worker of app is untouched');
+($ret, $stdout, $stderr) = $node->psql('postgres', 'BEGIN; DROP DATABASE app; COMMIT');
+isnt($ret, 0, 'DROP DATABASE inside a transaction block fails');
+is($node->safe_psql('postgres',
+		"SELECT pid FROM integration.worker_status() WHERE database = 'app'"),
+	$app_pid, 'and leaves the worker alone');
+
+($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app');
 is($ret, 0, 'DROP DATABASE succeeds') or diag($stderr);
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname = 'app'"),
 	'0', 'the database is gone');
