@@ -797,7 +797,7 @@ CREATE FUNCTION integration.list_deliveries(endpoint_id bigint DEFAULT NULL,
 		   AND (list_deliveries.status IS NULL OR d.status = list_deliveries.status)
 		   AND (list_deliveries.event IS NULL OR d.event = list_deliveries.event)
 		   AND (list_deliveries.since IS NULL OR d.created_at >= list_deliveries.since)
-		 ORDER BY d.created_at DESC, d.event_id DESC, d.endpoint_id DESC
+		 ORDER BY d.event_id DESC, d.endpoint_id DESC
 		 LIMIT greatest(list_deliveries."limit", 0);
 	END;
 COMMENT ON FUNCTION integration.list_deliveries(bigint, text, text, timestamptz, integer) IS
