@@ -717,9 +717,10 @@ BEGIN
 			USING ERRCODE = 'wrong_object_type';
 	END IF;
 	PERFORM integration.validate_event_name(event_prefix || '.created');
-	IF NOT EXISTS (SELECT FROM pg_attribute a
-				   WHERE a.attrelid = tbl AND a.attname = tenant_column
-					 AND a.attnum > 0 AND NOT a.attisdropped) THEN
+	PERFORM FROM pg_attribute a
+	 WHERE a.attrelid = tbl AND a.attname = tenant_column
+	   AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
 		RAISE EXCEPTION 'table "%" has no tenant column "%"', tbl, tenant_column
 			USING ERRCODE = 'undefined_column',
 				  HINT = 'Pass the name of the table''s tenant column as tenant_column.';
