@@ -1153,7 +1153,14 @@ integration_database_worker_main(Datum arg)
 				ereport(LOG,
 						(errmsg("integration worker: extension dropped from database \"%s\", exiting",
 								ws.dbname)));
-				proc_exit(0);
+
+				/*
+				 * Exit code 1: the postmaster starts the worker once more a second later.
+				 * If CREATE EXTENSION ran meanwhile (its start request saw this worker
+				 * still running), that worker carries on; else it finds no extension and
+				 * exits for good.
+				 */
+				proc_exit(1);
 			}
 			start_queued(&ws);
 		}
