@@ -12,7 +12,9 @@
 SET client_min_messages = warning;
 SET integration.tenant_id = 'bench';
 
-SELECT count(*) FROM (
+-- Setup prints nothing; the figures come at the end.
+\o /dev/null
+SELECT count(*) AS endpoints FROM (
 	SELECT integration.register_webhook(name => 'bench ' || i, url => 'https://bench.invalid/' || i,
 										events => '["order.*"]')
 	  FROM generate_series(1, 3) AS i) AS r;
@@ -58,18 +60,26 @@ $$;
 CREATE TRIGGER naive_publish AFTER INSERT ON orders_plpgsql
 	FOR EACH ROW EXECUTE FUNCTION naive_publish();
 
--- One timed load; rounds interleave the three tables so that all see the same
--- conditions (WAL recycling, checkpoints, page cache), each run after a checkpoint.
-CREATE TEMP TABLE runs (tbl text, rows_per_s float8);
+-- One timed load; three rounds interleave the three tables so that all see the same
+-- conditions (WAL recycling, checkpoints, page cache), each run after a checkpoint and
+-- on empty tables.  Each run also checks that publishing wrote what it should.
+CREATE TEMP TABLE runs (tbl text, rows_per_s float8, complete boolean);
 CREATE FUNCTION pg_temp.load(tbl text, n int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	t0 timestamptz;
+	rate float8;
 BEGIN
+	TRUNCATE orders_plain, orders_tracked, orders_plpgsql, naive_deliveries;
+	TRUNCATE integration.webhook_events;
 	t0 := clock_timestamp();
 	EXECUTE format('INSERT INTO %I (tenant_id, id, customer, amount, status)'
 				   ' SELECT ''bench'', g, ''customer '' || g, g * 1.25, ''new'''
 				   '   FROM generate_series(1, %s) AS g', tbl, n);
-	INSERT INTO runs VALUES (tbl, n / extract(epoch FROM clock_timestamp() - t0));
+	rate := n / extract(epoch FROM clock_timestamp() - t0);
+	INSERT INTO runs SELECT tbl, rate,
+		CASE tbl WHEN 'orders_tracked' THEN (SELECT count(*) FROM integration.webhook_events) = n
+				 WHEN 'orders_plpgsql' THEN (SELECT count(*) FROM naive_deliveries) = 3 * n
+				 ELSE true END;
 END
 $$;
 
@@ -78,37 +88,18 @@ $$;
 \set rows 100000
 \endif
 
-\o /dev/null
-\set reset 'TRUNCATE orders_plain, orders_tracked, orders_plpgsql, naive_deliveries; TRUNCATE integration.webhook_events;'
-:reset
-CHECKPOINT;
-SELECT pg_temp.load('orders_plain', :rows);
-CHECKPOINT;
-SELECT pg_temp.load('orders_tracked', :rows);
-SELECT count(*) = :rows AS all_published FROM integration.webhook_events \gset
-CHECKPOINT;
-SELECT pg_temp.load('orders_plpgsql', :rows);
-SELECT count(*) = 3 * :rows AS naive_complete FROM naive_deliveries \gset
-:reset
-CHECKPOINT;
-SELECT pg_temp.load('orders_plain', :rows);
-CHECKPOINT;
-SELECT pg_temp.load('orders_tracked', :rows);
-CHECKPOINT;
-SELECT pg_temp.load('orders_plpgsql', :rows);
-:reset
-CHECKPOINT;
-SELECT pg_temp.load('orders_plain', :rows);
-CHECKPOINT;
-SELECT pg_temp.load('orders_tracked', :rows);
-CHECKPOINT;
-SELECT pg_temp.load('orders_plpgsql', :rows);
-:reset
+SELECT cmd
+  FROM generate_series(1, 3) AS round,
+	   unnest(ARRAY['orders_plain', 'orders_tracked', 'orders_plpgsql']) AS t,
+	   unnest(ARRAY['CHECKPOINT', format('SELECT pg_temp.load(%L, %s)', t, :rows)]) AS cmd
+\gexec
 \o
 
 SELECT max(rows_per_s) FILTER (WHERE tbl = 'orders_plain') AS plain,
 	   max(rows_per_s) FILTER (WHERE tbl = 'orders_tracked') AS tracked,
-	   max(rows_per_s) FILTER (WHERE tbl = 'orders_plpgsql') AS plpgsql
+	   max(rows_per_s) FILTER (WHERE tbl = 'orders_plpgsql') AS plpgsql,
+	   bool_and(complete) FILTER (WHERE tbl = 'orders_tracked') AS all_published,
+	   bool_and(complete) FILTER (WHERE tbl = 'orders_plpgsql') AS naive_complete
   FROM runs \gset
 
 \echo

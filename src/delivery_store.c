@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "delivery_store.h"
+#include "spi_plan.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
@@ -89,30 +90,9 @@ store_forget_plans(void)
 	}
 }
 
-/*
- * Prepares sql once.  generic: plan once for good (statements that reach rows by ctid
- * or primary key, whose plan never depends on table sizes); else plan at every
- * execution, since a plan made while the queue was empty (a sort looks free then)
- * must not stay when it holds a million rows.
- */
-static SPIPlanPtr
-prepare_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, bool generic)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-											  generic ? CURSOR_OPT_GENERIC_PLAN : CURSOR_OPT_CUSTOM_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
-
-#define prepare(slot, sql, nargs, argtypes) prepare_plan(slot, sql, nargs, argtypes, false)
+/* Size-dependent statements are planned at each execution (see spi_plan.c). */
+#define prepare(slot, sql, nargs, argtypes) \
+	saved_plan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN)
 
 /*
  * Returns claims to 'pending': at start every claim of this database (a database has
@@ -488,7 +468,7 @@ store_record(DeliveryResult *results, int n)
 													  elem[c].byval, elem[c].align));
 		}
 
-		prepare_plan(&record_plan,
+		saved_plan(&record_plan,
 				"UPDATE integration.deliveries d"
 				"   SET (status, attempts, last_attempt_at, last_duration_ms, last_status_code,"
 				"        last_error, last_response, next_attempt_at, lease_expires_at, delivered_at) ="
@@ -500,7 +480,7 @@ store_record(DeliveryResult *results, int n)
 				" WHERE d.ctid = ANY ($1)"
 				"   AND d.id = $2[pg_catalog.array_position($1, d.ctid)]"
 				"   AND d.lease_expires_at IS NOT NULL",
-				10, types, true);
+				10, types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(record_plan, v, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "recording delivery results failed: %s", SPI_result_code_string(rc));

@@ -27,6 +27,7 @@
 #include "endpoint_cache.h"
 #include "event_pattern.h"
 #include "shared_state.h"
+#include "spi_plan.h"
 #include "tenant.h"
 #include "wakeup.h"
 
@@ -83,18 +84,13 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (load_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("SELECT id, events FROM integration.webhook_endpoints"
-						   " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
-						   " ORDER BY id", 1, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		load_plan = plan;
+		saved_plan(&load_plan,
+				   "SELECT id, events FROM integration.webhook_endpoints"
+				   " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
+				   " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	if (latest)
 		rc = SPI_execute_snapshot(load_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,

@@ -285,11 +285,19 @@ integration_validate_event_name(PG_FUNCTION_ARGS)
 {
 	text	   *event = PG_GETARG_TEXT_PP(0);
 
-	if (!event_name_is_valid(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event)))
+	validate_event_name(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event));
+	PG_RETURN_TEXT_P(event);
+}
+
+/* Raises invalid_parameter_value unless name is a valid event name of at most EVENT_NAME_MAX_LEN bytes. */
+void
+validate_event_name(const char *name, int len)
+{
+	if (len > EVENT_NAME_MAX_LEN || !event_name_is_valid(name, len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid event name \"%s\"", text_to_cstring(event)),
-				 errdetail("An event name is one or more dot-separated segments of letters, digits, \"_\" and \"-\"."),
-				 errhint("Write for example \"order.created\".")));
-	PG_RETURN_TEXT_P(event);
+				 errmsg("invalid event name \"%.*s\"", Min(len, EVENT_NAME_MAX_LEN), name),
+				 errdetail("An event name is dot-separated segments of letters, digits, \"_\" and \"-\", at most %d characters.",
+						   EVENT_NAME_MAX_LEN),
+				 errhint("For example: order.created.")));
 }

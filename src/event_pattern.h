@@ -8,7 +8,7 @@
  * one segment, or, as the last segment only, "**" for one or more
  * segments.  The lone pattern "*" matches every event.
  *
- * Only validate_event_patterns() ereports; the other functions are safe to
+ * Only validate_event_patterns() and validate_event_name() ereport; the other functions are safe to
  * call from the delivery worker on any input.
  *
  *-------------------------------------------------------------------------
@@ -25,5 +25,9 @@ extern bool event_pattern_matches(const char *pat, int patlen,
 extern bool event_patterns_match(Jsonb *patterns,
 								 const char *event, int eventlen);
 extern void validate_event_patterns(Jsonb *patterns);
+extern void validate_event_name(const char *name, int len);
+
+/* Longest event name (publish, dispatch, track_table prefixes + ".created"). */
+#define EVENT_NAME_MAX_LEN 200
 
 #endif							/* INTEGRATION_EVENT_PATTERN_H */

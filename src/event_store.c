@@ -37,6 +37,7 @@
 #include "utils/rel.h"
 
 #include "event_store.h"
+#include "spi_plan.h"
 
 #define EVENT_STORE_MULTI_INSERT 1000
 
@@ -91,19 +92,13 @@ insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum 
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
 	{
 		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare_cursor("INSERT INTO integration.webhook_events"
-								  " (tenant_id, event, payload, endpoint_ids)"
-								  " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
-								  4, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
+		saved_plan(&insert_plan,
+				   "INSERT INTO integration.webhook_events (tenant_id, event, payload, endpoint_ids)"
+				   " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
+				   4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	args[0] = CStringGetTextDatum(tenant);
 	args[1] = CStringGetTextDatum(event);

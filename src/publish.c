@@ -38,6 +38,7 @@
 
 #include "endpoint_cache.h"
 #include "event_store.h"
+#include "spi_plan.h"
 #include "event_pattern.h"
 #include "row_json.h"
 #include "tenant.h"
@@ -47,7 +48,6 @@
 /* Events buffered before one INSERT writes them. */
 #define PUBLISH_BATCH_ROWS 5000
 
-#define EVENT_NAME_MAX_LEN 200
 
 /*
  * Events waiting to be written: they share a tenant, an event name and the endpoints
@@ -68,18 +68,6 @@ typedef struct EventBatch
 	StringInfoData prefix;		/* the envelope up to "data": for this event */
 } EventBatch;
 
-
-static void
-validate_event_name_or_error(const char *event, int len)
-{
-	if (len > EVENT_NAME_MAX_LEN || !event_name_is_valid(event, len))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid event name \"%.*s\"", Min(len, EVENT_NAME_MAX_LEN), event),
-				 errdetail("An event name is dot-separated segments of letters, digits, \"_\" and \"-\", at most %d characters.",
-						   EVENT_NAME_MAX_LEN),
-				 errhint("For example: order.created.")));
-}
 
 /*
  * A role bound by row-level security may publish only for its own tenant: say so
@@ -234,7 +222,7 @@ integration_envelope(PG_FUNCTION_ARGS)
 	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
 	char	   *ev = text_to_cstring(event);
 
-	validate_event_name_or_error(ev, strlen(ev));
+	validate_event_name(ev, strlen(ev));
 	PG_RETURN_TEXT_P(build_envelope(ev, payload));
 }
 
@@ -252,21 +240,16 @@ log_published(const char *tenant, const char *event, int64 deliveries)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (log_plan == NULL)
 	{
 		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare_cursor("INSERT INTO integration.integration_logs"
-								  " (tenant_id, level, source, event, message, context)"
-								  " VALUES ($1, 'info', 'api', 'event.published',"
-								  "         pg_catalog.format('event %s published to %s endpoints', $2, $3),"
-								  "         pg_catalog.jsonb_build_object('event', $2, 'deliveries', $3))",
-								  3, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		log_plan = plan;
+		saved_plan(&log_plan,
+				   "INSERT INTO integration.integration_logs"
+				   " (tenant_id, level, source, event, message, context)"
+				   " VALUES ($1, 'info', 'api', 'event.published',"
+				   "         pg_catalog.format('event %s published to %s endpoints', $2, $3),"
+				   "         pg_catalog.jsonb_build_object('event', $2, 'deliveries', $3))",
+				   3, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	args[0] = CStringGetTextDatum(tenant);
 	args[1] = CStringGetTextDatum(event);
@@ -303,7 +286,7 @@ integration_publish_event(PG_FUNCTION_ARGS)
 	payload = PG_ARGISNULL(1) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")))
 		: PG_GETARG_JSONB_P(1);
 
-	validate_event_name_or_error(event, strlen(event));
+	validate_event_name(event, strlen(event));
 
 	batch_init(&batch);
 	if (batch_target(&batch, tenant, event))
@@ -363,8 +346,8 @@ plan_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
 	snprintf(plan->updated, sizeof(plan->updated), "%s.updated", prefix);
 	snprintf(plan->deleted, sizeof(plan->deleted), "%s.deleted", prefix);
 	if (strlen(prefix) + strlen(".created") > EVENT_NAME_MAX_LEN)
-		validate_event_name_or_error(prefix, EVENT_NAME_MAX_LEN + 1);
-	validate_event_name_or_error(plan->created, strlen(plan->created));
+		validate_event_name(prefix, EVENT_NAME_MAX_LEN + 1);
+	validate_event_name(plan->created, strlen(plan->created));
 
 	plan->tenant_attno = 0;
 	for (int i = 0; i < desc->natts; i++)

@@ -1,0 +1,13 @@
+/*
+ * spi_plan.h
+ *		SPI plans prepared once per backend and kept.
+ */
+#ifndef INTEGRATION_SPI_PLAN_H
+#define INTEGRATION_SPI_PLAN_H
+
+#include "executor/spi.h"
+
+extern SPIPlanPtr saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+							 int cursor_options);
+
+#endif
