@@ -187,6 +187,7 @@ struct server {
 	uint64_t stat_body_bytes;
 	uint64_t stat_open_conns;
 	uint64_t stat_accepted;
+	struct timespec stat_last_at;	/* wall clock of the latest counted request */
 	/* Only their addresses matter: epoll tags for the non-connection fds. */
 	char listen_tag;
 	char signal_tag;
@@ -1329,9 +1330,11 @@ handle_control(struct server *srv, struct conn *c, const char *path, size_t path
 	if (path_len == 8 && memcmp(path, "/__stats", 8) == 0)
 		n = snprintf(body, sizeof body,
 			     "{\"requests\":%" PRIu64 ",\"bytes\":%" PRIu64
-			     ",\"connections\":%" PRIu64 ",\"accepted\":%" PRIu64 "}\n",
+			     ",\"connections\":%" PRIu64 ",\"accepted\":%" PRIu64
+			     ",\"last_at\":%lld.%06ld}\n",
 			     srv->stat_requests, srv->stat_body_bytes,
-			     srv->stat_open_conns, srv->stat_accepted);
+			     srv->stat_open_conns, srv->stat_accepted,
+			     (long long) srv->stat_last_at.tv_sec, srv->stat_last_at.tv_nsec / 1000);
 	else if (path_len == 8 && memcmp(path, "/__reset", 8) == 0) {
 		counters_clear(&srv->counters);
 		srv->stat_requests = srv->stat_body_bytes = 0;
@@ -1363,6 +1366,7 @@ handle_request(struct server *srv, struct conn *c)
 		return;
 	srv->stat_requests++;
 	srv->stat_body_bytes += r->body_len;
+	clock_gettime(CLOCK_REALTIME, &srv->stat_last_at);
 	log_request(srv, c);	/* before the query is decoded in place below */
 
 	plan.status = 200;
@@ -1720,7 +1724,7 @@ usage(FILE *f)
 	"  retry_after=S    add Retry-After: S\n"
 	"  close=1|rst      close without answering (FIN, or a TCP reset)\n"
 	"  hang=1           never answer\n"
-	"GET /__stats returns {\"requests\":N,\"bytes\":M,...}; /__reset clears counters.\n"
+	"GET /__stats returns {\"requests\":N,\"bytes\":M,...,\"last_at\":T}; /__reset clears counters.\n"
 	"--port 0 picks a free port; --log appends one JSON line per request.\n",
 	f);
 }
