@@ -1,27 +1,48 @@
 /*
  * http_client.c
- *		Concurrent HTTP POSTs with libcurl multi, driven from a PostgreSQL wait loop.
+ *		Concurrent HTTP POSTs with libcurl multi, on a thread of their own.
  *
- * The worker must see SIGTERM, reloads, postmaster death and new commits while requests
- * are in flight, so it never blocks inside libcurl.  libcurl tells us through its socket
- * callback which sockets it wants watched; we keep them in a private epoll set whose
- * descriptor the worker adds to its WaitEventSet next to its latch.  When the epoll
- * descriptor becomes readable, http_client_drive() collects the ready sockets and hands
- * each to curl_multi_socket_action(); libcurl's timer callback gives the deadline the
- * wait loop must not sleep past.  (The same design as core's libpq-oauth curl code.)
+ * The delivery worker spends its time in two kinds of work that do not depend on each
+ * other from one request to the next: SQL (claiming, recording) and HTTP (libcurl,
+ * the kernel's TCP stack).  Done by one process they take turns on one core; so
+ * libcurl's event loop runs on a dedicated thread of the worker process, and the two
+ * overlap on two cores.
  *
- * libcurl callbacks never palloc or ereport: a longjmp through libcurl would corrupt
- * it.  The response buffer is allocated before the transfer starts, and the body is
- * capped: past max_response_bytes the transfer is ended, keeping the status code.
+ * The thread's contract.  It calls libcurl, epoll, eventfd and libc, and nothing of
+ * PostgreSQL: no palloc, no elog, no latches, no shared memory.  It starts with every
+ * signal blocked, so PostgreSQL's handlers (die, reload, latch wake-ups) always run
+ * on the main thread.  Everything it touches besides its own libcurl state is an
+ * HttpRequest that the main thread filled in completely (the response buffer is
+ * allocated before the request is handed over) and does not touch again until the
+ * thread hands it back.  (libcurl's threaded DNS resolver already runs threads in
+ * this process under the same rules.)
  *
- * Easy handles are pooled; connections live in the multi handle's cache, so requests
- * to the same host reuse keep-alive connections.
+ * Hand-over.  Two lists under one mutex: submitted (main -> thread) and done
+ * (thread -> main), each with an eventfd that is written when its list stops being
+ * empty.  The thread waits in epoll on libcurl's sockets and its eventfd, with
+ * libcurl's timer as the timeout; the main thread puts its eventfd in the worker's
+ * WaitEventSet next to the latch and postmaster death, so a finished request, SIGTERM,
+ * a reload and a commit all wake it at once.  A request libcurl refuses comes back
+ * through the done list like any other, marked as an invalid request.
+ *
+ * libcurl callbacks never allocate: the response buffer exists before the transfer
+ * starts, and the body is capped: past max_response_bytes the transfer is ended,
+ * keeping the status code.  Easy handles are pooled; connections live in the multi
+ * handle's cache, so requests to the same host reuse keep-alive connections.
+ *
+ * The thread is stopped and joined when the process exits (before_shmem_exit), or by
+ * http_client_destroy().
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "storage/ipc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -30,18 +51,67 @@
 
 #define HTTP_POOL_MAX 256
 #define HTTP_EPOLL_BATCH 64
+#define HTTP_PROXY_MAX 1024
 
 struct HttpClient
 {
+	/* Shared between the threads, under lock. */
+	pthread_mutex_t lock;
+	dlist_head	submitted;
+	dlist_head	done;
+	bool		stop;
+	bool		config_changed;
+	long		max_connections;
+	char		proxy[HTTP_PROXY_MAX];
+
+	int			to_thread_fd;	/* eventfd: submitted is no longer empty, or stop */
+	int			to_main_fd;		/* eventfd: done is no longer empty */
+
+	/* The HTTP thread's own. */
+	pthread_t	thread;
+	bool		thread_running;
 	CURLM	   *multi;
 	int			epfd;
-	TimestampTz timer_deadline; /* 0 when libcurl has no timer */
-	int			in_flight;
-	dlist_head	done;
-	char	   *proxy;
+	int64		timer_deadline_us;	/* 0 when libcurl has no timer */
+	char		thread_proxy[HTTP_PROXY_MAX];
 	int			npool;
 	CURL	   *pool[HTTP_POOL_MAX];
+
+	/* The main thread's own. */
+	int			in_flight;
+	dlist_head	ready;			/* taken from done, not yet returned */
 };
+
+/* Microseconds since the PostgreSQL epoch, like GetCurrentTimestamp(), for the thread. */
+static int64
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64) ts.tv_sec - ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) *
+		USECS_PER_SEC + ts.tv_nsec / 1000;
+}
+
+static void
+eventfd_signal(int fd)
+{
+	uint64		one = 1;
+
+	/* Fails only when the counter would overflow, and then the fd is readable anyway. */
+	if (write(fd, &one, sizeof(one)) < 0)
+		return;
+}
+
+static void
+eventfd_drain(int fd)
+{
+	uint64		n;
+
+	/* EAGAIN: nothing was signalled. */
+	if (read(fd, &n, sizeof(n)) < 0)
+		return;
+}
 
 static int
 socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -72,9 +142,9 @@ timer_callback(CURLM *multi, long timeout_ms, void *userp)
 	HttpClient *client = (HttpClient *) userp;
 
 	if (timeout_ms < 0)
-		client->timer_deadline = 0;
+		client->timer_deadline_us = 0;
 	else
-		client->timer_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+		client->timer_deadline_us = now_us() + (int64) timeout_ms * 1000;
 	return 0;
 }
 
@@ -98,81 +168,6 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	req->response_len += n;
 	req->response[req->response_len] = '\0';
 	return n;
-}
-
-HttpClient *
-http_client_create(int max_connections, const char *proxy)
-{
-	HttpClient *client = palloc0(sizeof(HttpClient));
-
-	client->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (client->epfd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create epoll descriptor: %m")));
-	client->multi = curl_multi_init();
-	if (client->multi == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("curl_multi_init failed")));
-	dlist_init(&client->done);
-	client->proxy = pstrdup(proxy ? proxy : "");	/* same context as client */
-
-	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
-	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
-	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, timer_callback);
-	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
-	curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
-	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
-	return client;
-}
-
-/* Applies reloaded settings: later requests use them; requests in flight keep theirs. */
-void
-http_client_configure(HttpClient *client, int max_connections, const char *proxy)
-{
-	curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
-	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
-	if (strcmp(client->proxy, proxy ? proxy : "") != 0)
-	{
-		pfree(client->proxy);
-		client->proxy = MemoryContextStrdup(GetMemoryChunkContext(client), proxy ? proxy : "");
-	}
-}
-
-void
-http_client_destroy(HttpClient *client)
-{
-	for (int i = 0; i < client->npool; i++)
-		curl_easy_cleanup(client->pool[i]);
-	curl_multi_cleanup(client->multi);
-	close(client->epfd);
-	pfree(client->proxy);
-	pfree(client);
-}
-
-int
-http_client_fd(HttpClient *client)
-{
-	return client->epfd;
-}
-
-int
-http_client_in_flight(HttpClient *client)
-{
-	return client->in_flight;
-}
-
-/* Milliseconds until libcurl needs a call without socket activity; -1 for never. */
-long
-http_client_timeout_ms(HttpClient *client)
-{
-	TimestampTz now;
-
-	if (client->timer_deadline == 0)
-		return -1;
-	now = GetCurrentTimestamp();
-	if (now >= client->timer_deadline)
-		return 0;
-	return (long) ((client->timer_deadline - now + 999) / 1000);
 }
 
 static HttpErrorClass
@@ -230,57 +225,60 @@ http_error_class_name(HttpErrorClass c)
 	return "network";
 }
 
+/* ------------------------------------------------------------------------------------
+ * The HTTP thread
+ * ------------------------------------------------------------------------------------ */
+
+static void
+pool_put(HttpClient *client, CURL *easy)
+{
+	curl_easy_reset(easy);
+	if (client->npool < HTTP_POOL_MAX)
+		client->pool[client->npool++] = easy;
+	else
+		curl_easy_cleanup(easy);
+}
+
 /* Marks req as failed before it ever reached libcurl's event loop. */
-static bool
-fail_at_start(HttpClient *client, HttpRequest *req, CURLcode rc)
+static void
+fail_at_start(HttpClient *client, HttpRequest *req, CURLcode rc, dlist_head *finished)
 {
 	req->error_class = HTTP_ERR_INVALID_REQUEST;
 	if (req->error[0] == '\0')
 		strlcpy(req->error, curl_easy_strerror(rc), sizeof(req->error));
 	if (req->easy)
 	{
-		curl_easy_reset(req->easy);
-		if (client->npool < HTTP_POOL_MAX)
-			client->pool[client->npool++] = req->easy;
-		else
-			curl_easy_cleanup(req->easy);
+		/* Never added to the multi handle. */
+		pool_put(client, req->easy);
 		req->easy = NULL;
 	}
-	return false;
+	req->duration_us = now_us() - req->started_at;
+	dlist_push_tail(finished, &req->node);
 }
 
 #define SETOPT(opt, val) \
 	do { \
 		CURLcode	rc_ = curl_easy_setopt(easy, (opt), (val)); \
 		if (rc_ != CURLE_OK) \
-			return fail_at_start(client, req, rc_); \
+		{ \
+			fail_at_start(client, req, rc_, finished); \
+			return; \
+		} \
 	} while (0)
 
-/*
- * Starts POSTing req->body to req->url.  Returns false, with req->error set, when
- * libcurl refuses the request outright; the request is then already complete.
- */
-bool
-http_client_start(HttpClient *client, HttpRequest *req)
+/* Hands req to libcurl; a request it refuses goes to finished at once. */
+static void
+thread_start_request(HttpClient *client, HttpRequest *req, dlist_head *finished)
 {
 	CURL	   *easy;
 	CURLMcode	mrc;
-
-	req->status_code = 0;
-	req->error_class = HTTP_OK;
-	req->error[0] = '\0';
-	req->response = palloc(req->max_response_bytes + 1);
-	req->response[0] = '\0';
-	req->response_len = 0;
-	req->response_truncated = false;
-	req->retry_after[0] = '\0';
-	req->started_at = GetCurrentTimestamp();
 
 	easy = client->npool > 0 ? client->pool[--client->npool] : curl_easy_init();
 	if (easy == NULL)
 	{
 		strlcpy(req->error, "curl_easy_init failed", sizeof(req->error));
-		return fail_at_start(client, req, CURLE_OUT_OF_MEMORY);
+		fail_at_start(client, req, CURLE_OUT_OF_MEMORY, finished);
+		return;
 	}
 	req->easy = easy;
 
@@ -290,7 +288,7 @@ http_client_start(HttpClient *client, HttpRequest *req)
 	SETOPT(CURLOPT_URL, req->url);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-	SETOPT(CURLOPT_PROXY, client->proxy);	/* "" ignores *_proxy variables */
+	SETOPT(CURLOPT_PROXY, client->thread_proxy);	/* "" ignores *_proxy variables */
 	SETOPT(CURLOPT_POST, 1L);
 	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	SETOPT(CURLOPT_POSTFIELDS, req->body);
@@ -307,15 +305,18 @@ http_client_start(HttpClient *client, HttpRequest *req)
 	if (mrc != CURLM_OK)
 	{
 		strlcpy(req->error, curl_multi_strerror(mrc), sizeof(req->error));
-		return fail_at_start(client, req, CURLE_FAILED_INIT);
+		/* Not added: nothing to remove. */
+		pool_put(client, easy);
+		req->easy = NULL;
+		fail_at_start(client, req, CURLE_FAILED_INIT, finished);
 	}
-	client->in_flight++;
-	return true;
 }
 
-/* Moves finished transfers to the done list. */
+#undef SETOPT
+
+/* Moves libcurl's finished transfers to finished. */
 static void
-collect_done(HttpClient *client)
+thread_collect_done(HttpClient *client, dlist_head *finished)
 {
 	CURLMsg    *msg;
 	int			left;
@@ -330,7 +331,7 @@ collect_done(HttpClient *client)
 			continue;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status_code);
-		req->duration_us = GetCurrentTimestamp() - req->started_at;
+		req->duration_us = now_us() - req->started_at;
 
 		/* A body cut at the cap is not a failure: the status decides. */
 		if (msg->data.result == CURLE_WRITE_ERROR && req->response_truncated)
@@ -349,32 +350,45 @@ collect_done(HttpClient *client)
 			strlcpy(req->retry_after, h->value, sizeof(req->retry_after));
 
 		curl_multi_remove_handle(client->multi, easy);
-		curl_easy_reset(easy);
-		if (client->npool < HTTP_POOL_MAX)
-			client->pool[client->npool++] = easy;
-		else
-			curl_easy_cleanup(easy);
+		pool_put(client, easy);
 		req->easy = NULL;
-		client->in_flight--;
-		dlist_push_tail(&client->done, &req->node);
+		dlist_push_tail(finished, &req->node);
 	}
 }
 
-/* Lets libcurl act on ready sockets and expired timers; never blocks. */
-void
-http_client_drive(HttpClient *client)
+static void *
+http_thread_main(void *arg)
 {
+	HttpClient *client = (HttpClient *) arg;
 	struct epoll_event evs[HTTP_EPOLL_BATCH];
+	dlist_head	incoming;
+	dlist_head	finished;
 	int			running;
-	int			n;
 
-	do
+	dlist_init(&incoming);
+	dlist_init(&finished);
+	for (;;)
 	{
-		n = epoll_wait(client->epfd, evs, HTTP_EPOLL_BATCH, 0);
+		int			timeout = -1;
+		int			n;
+		bool		stop;
+
+		if (client->timer_deadline_us != 0)
+		{
+			int64		left = client->timer_deadline_us - now_us();
+
+			timeout = left <= 0 ? 0 : (int) Min((left + 999) / 1000, (int64) INT_MAX);
+		}
+		n = epoll_wait(client->epfd, evs, HTTP_EPOLL_BATCH, timeout);
 		for (int i = 0; i < n; i++)
 		{
 			int			flags = 0;
 
+			if (evs[i].data.fd == client->to_thread_fd)
+			{
+				eventfd_drain(client->to_thread_fd);
+				continue;
+			}
 			if (evs[i].events & EPOLLIN)
 				flags |= CURL_CSELECT_IN;
 			if (evs[i].events & EPOLLOUT)
@@ -383,22 +397,243 @@ http_client_drive(HttpClient *client)
 				flags |= CURL_CSELECT_ERR;
 			curl_multi_socket_action(client->multi, evs[i].data.fd, flags, &running);
 		}
-	} while (n == HTTP_EPOLL_BATCH);
+		if (client->timer_deadline_us != 0 && now_us() >= client->timer_deadline_us)
+		{
+			client->timer_deadline_us = 0;
+			curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
 
-	if (client->timer_deadline != 0 && GetCurrentTimestamp() >= client->timer_deadline)
-	{
-		client->timer_deadline = 0;
-		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		pthread_mutex_lock(&client->lock);
+		stop = client->stop;
+		while (!dlist_is_empty(&client->submitted))
+			dlist_push_tail(&incoming, dlist_pop_head_node(&client->submitted));
+		if (client->config_changed)
+		{
+			curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, client->max_connections);
+			curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, client->max_connections);
+			strlcpy(client->thread_proxy, client->proxy, sizeof(client->thread_proxy));
+			client->config_changed = false;
+		}
+		pthread_mutex_unlock(&client->lock);
+		if (stop)
+			break;
+
+		while (!dlist_is_empty(&incoming))
+			thread_start_request(client, dlist_container(HttpRequest, node,
+														 dlist_pop_head_node(&incoming)),
+								 &finished);
+		/* Let new transfers start now rather than at the next timer tick. */
+		if (client->timer_deadline_us != 0 && now_us() >= client->timer_deadline_us)
+		{
+			client->timer_deadline_us = 0;
+			curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		}
+		thread_collect_done(client, &finished);
+
+		if (!dlist_is_empty(&finished))
+		{
+			bool		was_empty;
+
+			pthread_mutex_lock(&client->lock);
+			was_empty = dlist_is_empty(&client->done);
+			while (!dlist_is_empty(&finished))
+				dlist_push_tail(&client->done, dlist_pop_head_node(&finished));
+			pthread_mutex_unlock(&client->lock);
+			if (was_empty)
+				eventfd_signal(client->to_main_fd);
+		}
 	}
-	collect_done(client);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------------------
+ * The main thread's interface
+ * ------------------------------------------------------------------------------------ */
+
+static void
+stop_thread(HttpClient *client)
+{
+	if (!client->thread_running)
+		return;
+	pthread_mutex_lock(&client->lock);
+	client->stop = true;
+	pthread_mutex_unlock(&client->lock);
+	eventfd_signal(client->to_thread_fd);
+	pthread_join(client->thread, NULL);
+	client->thread_running = false;
+}
+
+static void
+stop_thread_at_exit(int code, Datum arg)
+{
+	stop_thread((HttpClient *) DatumGetPointer(arg));
+}
+
+static int
+make_eventfd(void)
+{
+	int			fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not create eventfd: %m")));
+	return fd;
+}
+
+/* Creates the client in the current memory context and starts its thread. */
+HttpClient *
+http_client_create(int max_connections, const char *proxy)
+{
+	HttpClient *client = palloc0(sizeof(HttpClient));
+	struct epoll_event ev;
+	sigset_t	all;
+	sigset_t	old;
+	int			rc;
+
+	pthread_mutex_init(&client->lock, NULL);
+	dlist_init(&client->submitted);
+	dlist_init(&client->done);
+	dlist_init(&client->ready);
+	client->max_connections = max_connections;
+	strlcpy(client->proxy, proxy ? proxy : "", sizeof(client->proxy));
+	strlcpy(client->thread_proxy, client->proxy, sizeof(client->thread_proxy));
+
+	client->to_thread_fd = make_eventfd();
+	client->to_main_fd = make_eventfd();
+	client->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (client->epfd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not create epoll descriptor: %m")));
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.fd = client->to_thread_fd;
+	if (epoll_ctl(client->epfd, EPOLL_CTL_ADD, client->to_thread_fd, &ev) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not watch the HTTP thread's eventfd: %m")));
+
+	client->multi = curl_multi_init();
+	if (client->multi == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("curl_multi_init failed")));
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
+	curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
+	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
+
+	/* The thread inherits this mask: every signal stays with the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&client->thread, NULL, http_thread_main, client);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start the HTTP thread: %s", strerror(rc))));
+	client->thread_running = true;
+	before_shmem_exit(stop_thread_at_exit, PointerGetDatum(client));
+	return client;
+}
+
+/* Applies reloaded settings: later requests use them; requests in flight keep theirs. */
+void
+http_client_configure(HttpClient *client, int max_connections, const char *proxy)
+{
+	pthread_mutex_lock(&client->lock);
+	client->max_connections = max_connections;
+	strlcpy(client->proxy, proxy ? proxy : "", sizeof(client->proxy));
+	client->config_changed = true;
+	pthread_mutex_unlock(&client->lock);
+	eventfd_signal(client->to_thread_fd);
+}
+
+void
+http_client_destroy(HttpClient *client)
+{
+	stop_thread(client);
+	cancel_before_shmem_exit(stop_thread_at_exit, PointerGetDatum(client));
+	for (int i = 0; i < client->npool; i++)
+		curl_easy_cleanup(client->pool[i]);
+	curl_multi_cleanup(client->multi);
+	close(client->epfd);
+	close(client->to_thread_fd);
+	close(client->to_main_fd);
+	pthread_mutex_destroy(&client->lock);
+	pfree(client);
+}
+
+/* Readable when finished requests wait for http_client_drive(). */
+int
+http_client_fd(HttpClient *client)
+{
+	return client->to_main_fd;
+}
+
+int
+http_client_in_flight(HttpClient *client)
+{
+	return client->in_flight;
+}
+
+/* libcurl's timers run on the HTTP thread: the main thread never needs a timeout. */
+long
+http_client_timeout_ms(HttpClient *client)
+{
+	return -1;
+}
+
+/*
+ * Hands req to the HTTP thread.  Its outcome, including a request that libcurl
+ * refuses outright, comes back through http_client_next_done().
+ */
+bool
+http_client_start(HttpClient *client, HttpRequest *req)
+{
+	bool		was_empty;
+
+	req->status_code = 0;
+	req->error_class = HTTP_OK;
+	req->error[0] = '\0';
+	req->response = palloc(req->max_response_bytes + 1);
+	req->response[0] = '\0';
+	req->response_len = 0;
+	req->response_truncated = false;
+	req->retry_after[0] = '\0';
+	req->easy = NULL;
+	req->started_at = GetCurrentTimestamp();
+
+	pthread_mutex_lock(&client->lock);
+	was_empty = dlist_is_empty(&client->submitted);
+	dlist_push_tail(&client->submitted, &req->node);
+	pthread_mutex_unlock(&client->lock);
+	if (was_empty)
+		eventfd_signal(client->to_thread_fd);
+	client->in_flight++;
+	return true;
+}
+
+/* Takes the requests the HTTP thread has finished; never blocks. */
+void
+http_client_drive(HttpClient *client)
+{
+	/* Drain first: a hand-over after this point signals again. */
+	eventfd_drain(client->to_main_fd);
+	pthread_mutex_lock(&client->lock);
+	while (!dlist_is_empty(&client->done))
+		dlist_push_tail(&client->ready, dlist_pop_head_node(&client->done));
+	pthread_mutex_unlock(&client->lock);
 }
 
 HttpRequest *
 http_client_next_done(HttpClient *client)
 {
-	if (dlist_is_empty(&client->done))
+	if (dlist_is_empty(&client->ready))
 		return NULL;
-	return dlist_container(HttpRequest, node, dlist_pop_head_node(&client->done));
+	client->in_flight--;
+	return dlist_container(HttpRequest, node, dlist_pop_head_node(&client->ready));
 }
 
 /* Frees what a finished request holds outside palloc. */

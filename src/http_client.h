@@ -1,6 +1,7 @@
 /*
  * http_client.h
- *		Concurrent HTTP POSTs with libcurl multi, driven from a PostgreSQL wait loop.
+ *		Concurrent HTTP POSTs with libcurl multi on a thread of their own; the caller
+ *		waits for finished requests on http_client_fd() in its PostgreSQL wait loop.
  */
 #ifndef INTEGRATION_HTTP_CLIENT_H
 #define INTEGRATION_HTTP_CLIENT_H
