@@ -27,6 +27,9 @@ all:
 	@echo "PostgreSQL server headers (PGXS) not found: run 'make deps' or 'make test'" >&2; exit 1
 endif
 
+# PGXS tracks no header dependencies: rebuild every object when a header changes.
+$(OBJS): $(HEADERS)
+
 $(DATA_built): sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
 

@@ -31,6 +31,8 @@
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -38,6 +40,8 @@
 #include "spi_plan.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
+static SPIPlanPtr fan_out_endpoints_plan = NULL;
+static SPIPlanPtr fan_out_insert_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
@@ -79,7 +83,7 @@ store_extension_present(void)
 void
 store_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&fan_out_plan, &claim_plan, &next_due_plan, &record_plan,
+	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &claim_plan, &next_due_plan, &record_plan,
 	&record_failures_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -152,6 +156,28 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, int *len)
 	return s;
 }
 
+/*
+ * Copies the endpoint columns every claim needs, which start at col: url, secret,
+ * headers, timeout_ms, retry_schedule and whether the endpoint is usable.
+ */
+static void
+copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, char **url, char **secret,
+					  Jsonb **headers, int *timeout_ms, char **retry_schedule, bool *usable)
+{
+	bool		isnull;
+	Datum		d;
+
+	*url = copy_text(tup, desc, col, NULL);
+	*secret = copy_text(tup, desc, col + 1, NULL);
+	d = SPI_getbinval(tup, desc, col + 2, &isnull);
+	*headers = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, col + 3, &isnull);
+	*timeout_ms = isnull ? 0 : DatumGetInt32(d);
+	*retry_schedule = copy_text(tup, desc, col + 4, NULL);
+	d = SPI_getbinval(tup, desc, col + 5, &isnull);
+	*usable = !isnull && DatumGetBool(d);
+}
+
 /* Appends SPI's result rows (the claim column list) to list, copied into its context. */
 static int
 append_claims(ClaimList *list)
@@ -184,15 +210,8 @@ append_claims(ClaimList *list)
 		c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 		c->event = copy_text(tup, desc, 6, NULL);
 		c->payload = copy_text(tup, desc, 7, &c->payload_len);
-		c->url = copy_text(tup, desc, 8, NULL);
-		c->secret = copy_text(tup, desc, 9, NULL);
-		d = SPI_getbinval(tup, desc, 10, &isnull);
-		c->headers = isnull ? NULL : DatumGetJsonbPCopy(d);
-		d = SPI_getbinval(tup, desc, 11, &isnull);
-		c->timeout_ms = isnull ? 0 : DatumGetInt32(d);
-		c->retry_schedule = copy_text(tup, desc, 12, NULL);
-		d = SPI_getbinval(tup, desc, 13, &isnull);
-		c->usable = !isnull && DatumGetBool(d);
+		copy_endpoint_columns(tup, desc, 8, &c->url, &c->secret, &c->headers, &c->timeout_ms,
+							  &c->retry_schedule, &c->usable);
 		d = SPI_getbinval(tup, desc, 14, &isnull);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &c->tid);
 	}
@@ -208,70 +227,352 @@ append_claims(ClaimList *list)
 	"                       WHERE ep.tenant_id = " alias ".tenant_id" \
 	"                         AND ep.id = " alias ".endpoint_id) ep ON true"
 
+/* A published event taken for fan-out, and the endpoints it goes to. */
+typedef struct FanOutEvent
+{
+	char	   *tenant_id;
+	int64		id;
+	char	   *event;
+	char	   *payload;
+	int			payload_len;
+	int64	   *endpoint_ids;
+	int			nendpoints;
+	TimestampTz created_at;
+} FanOutEvent;
+
+/* An endpoint of a tenant; a key of its own so that no event reaches another's. */
+typedef struct FanOutEndpointKey
+{
+	int64		id;
+	const char *tenant_id;
+} FanOutEndpointKey;
+
+/* An endpoint some event of the batch goes to, with what its requests need. */
+typedef struct FanOutEndpoint
+{
+	FanOutEndpointKey key;		/* hash key */
+	bool		found;			/* false: no such endpoint (hard-deleted) */
+	char	   *url;
+	char	   *secret;
+	Jsonb	   *headers;
+	int			timeout_ms;
+	char	   *retry_schedule;
+	bool		usable;
+} FanOutEndpoint;
+
+/* A delivery the fan-out creates: which event and endpoint. */
+typedef struct FanOutKey
+{
+	int64		event_id;
+	int64		endpoint_id;
+} FanOutKey;
+
+typedef struct FanOutCandidate
+{
+	FanOutKey	key;			/* hash key */
+	FanOutEvent *ev;
+	FanOutEndpoint *ep;
+} FanOutCandidate;
+
+static uint32
+endpoint_key_hash(const void *key, Size keysize)
+{
+	const FanOutEndpointKey *k = key;
+
+	return hash_combine(hash_bytes_uint32((uint32) k->id ^ (uint32) (k->id >> 32)),
+						hash_bytes((const unsigned char *) k->tenant_id, strlen(k->tenant_id)));
+}
+
+static int
+endpoint_key_match(const void *a, const void *b, Size keysize)
+{
+	const FanOutEndpointKey *x = a;
+	const FanOutEndpointKey *y = b;
+
+	return x->id == y->id && strcmp(x->tenant_id, y->tenant_id) == 0 ? 0 : 1;
+}
+
+static Datum
+int8_array(int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static Datum
+cstring_text_array(char **values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 /*
  * Fans out up to STORE_BATCH published events: one delivery per endpoint, created
  * already claimed ('sending' with a lease), since fresh deliveries are due at once.
  * Appends them to list and returns how many events were fanned out.
  *
- * Batch sizes are constants in the SQL: with a LIMIT parameter the generic plan
- * would assume a tenth of the table and sort it all.
+ * Three statements, each a plain index or TID walk with a generic plan, joined in C:
+ * the events are taken and marked fanned out in one UPDATE by ctid (no separate row
+ * lock: the worker is the only writer of fanout_pending, and an event deleted or
+ * changed meanwhile no longer has the ctid, so it is skipped; the ctid is the only
+ * condition, so no plan can walk an index instead); their endpoints are read once each, not once per
+ * delivery; the deliveries are inserted from arrays.  An endpoint that no longer
+ * exists gets no delivery, and a delivery that already exists (inserted by hand for
+ * a pending event) is not made twice, so no single row can make the batch fail.
  */
 int
 store_fan_out_and_claim(int lease_ms, ClaimList *list)
 {
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		args[2] = {Int32GetDatum(0), Int32GetDatum(lease_ms)};
+	MemoryContext old;
+	FanOutEvent *events;
+	int			nevents;
+	HTAB	   *endpoints;
+	HTAB	   *candidates;
+	HASHCTL		ctl;
+	int			ncand = 0;
 	int			rc;
 
-	prepare(&fan_out_plan,
-			"WITH ev AS ("
-			"  SELECT e.ctid, e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at"
-			"    FROM integration.webhook_events e"
-			"   WHERE e.fanout_pending"
-			"   ORDER BY e.id LIMIT " CppAsString2(STORE_BATCH)
-			"   FOR UPDATE SKIP LOCKED),"
-			/* By ctid (locked rows cannot move): a TID scan, never a join over the table. */
-			" done AS ("
-			"  UPDATE integration.webhook_events e SET fanout_pending = false"
-			"   WHERE e.ctid = ANY (ARRAY(SELECT ev.ctid FROM ev))),"
-			" ins AS ("
-			"  INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status,"
-			"         next_attempt_at, lease_expires_at, created_at)"
-			"  SELECT ev.tenant_id, ev.id, u.endpoint_id, 'sending', NULL,"
-			"         pg_catalog.now() + pg_catalog.make_interval(secs => $2::numeric / 1000.0), ev.created_at"
-			"    FROM ev CROSS JOIN LATERAL pg_catalog.unnest(ev.endpoint_ids) AS u(endpoint_id)"
-			/* LATERAL ... LIMIT 1: an index probe per delivery, not a hash per event. */
-			"   CROSS JOIN LATERAL (SELECT FROM integration.webhook_endpoints ep"
-			"                        WHERE ep.tenant_id = ev.tenant_id AND ep.id = u.endpoint_id"
-			"                        LIMIT 1) known"
-			"  ON CONFLICT DO NOTHING"
-			"  RETURNING ctid, tenant_id, id, event_id, endpoint_id, attempts)"
-			" SELECT i.tenant_id, i.id, i.event_id, i.endpoint_id, i.attempts, ev.event, ev.payload,"
-			"        ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule,"
-			"        coalesce(ep.is_active AND ep.deleted_at IS NULL, false), i.ctid,"
-			"        (SELECT pg_catalog.count(*) FROM ev)"
-			"   FROM ins i JOIN ev ON ev.tenant_id = i.tenant_id AND ev.id = i.event_id"
-			CLAIM_ENDPOINT_LATERAL("i"),
-			2, argtypes);
-	/* Reset by store_begin() too, in case the statement fails. */
-	worker_creates_deliveries = true;
-	rc = SPI_execute_plan(fan_out_plan, args, NULL, false, 0);
-	worker_creates_deliveries = false;
-	if (rc != SPI_OK_SELECT)
+	/* 1. Take the events. */
+	saved_plan(&fan_out_plan,
+			   "UPDATE integration.webhook_events e SET fanout_pending = false"
+			   " WHERE e.ctid = ANY (ARRAY("
+			   "         SELECT p.ctid FROM integration.webhook_events p"
+			   "          WHERE p.fanout_pending"
+			   "          ORDER BY p.id LIMIT " CppAsString2(STORE_BATCH) "))"
+			   " RETURNING e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at",
+			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	rc = SPI_execute_plan(fan_out_plan, NULL, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-	{
-		/* Events whose endpoints were all deleted fan out to nothing. */
+	nevents = (int) SPI_processed;
+	if (nevents == 0)
 		return 0;
-	}
-	{
-		bool		isnull;
-		int			events = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-															   SPI_tuptable->tupdesc, 15, &isnull));
 
-		(void) append_claims(list);
-		return events;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(FanOutEndpointKey);
+	ctl.entrysize = sizeof(FanOutEndpoint);
+	ctl.hash = endpoint_key_hash;
+	ctl.match = endpoint_key_match;
+	ctl.hcxt = CurrentMemoryContext;
+	endpoints = hash_create("integration fan-out endpoints", 16, &ctl,
+							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	/* The batch's strings live as long as its claims; the rest goes with SPI. */
+	events = palloc(sizeof(FanOutEvent) * nevents);
+	for (int i = 0; i < nevents; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		FanOutEvent *ev = &events[i];
+		bool		isnull;
+		ArrayType  *arr;
+		Datum	   *elems;
+		int			nelems;
+
+		old = MemoryContextSwitchTo(list->mcxt);
+		ev->tenant_id = copy_text(tup, desc, 1, NULL);
+		ev->event = copy_text(tup, desc, 3, NULL);
+		ev->payload = copy_text(tup, desc, 4, &ev->payload_len);
+		MemoryContextSwitchTo(old);
+		ev->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		ev->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
+		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, NULL, &nelems);
+		ev->endpoint_ids = palloc(sizeof(int64) * Max(nelems, 1));
+		ev->nendpoints = 0;
+		for (int j = 0; j < nelems; j++)
+		{
+			FanOutEndpointKey key = {DatumGetInt64(elems[j]), ev->tenant_id};
+			bool		found;
+			FanOutEndpoint *ep = hash_search(endpoints, &key, HASH_ENTER, &found);
+
+			if (!found)
+				ep->found = false;
+			ev->endpoint_ids[ev->nendpoints++] = key.id;
+		}
 	}
+
+	/* 2. Read each endpoint once. */
+	{
+		long		nep = hash_get_num_entries(endpoints);
+		int64	   *ids = palloc(sizeof(int64) * Max(nep, 1));
+		char	  **tenants = palloc(sizeof(char *) * Max(nep, 1));
+		HASH_SEQ_STATUS seq;
+		FanOutEndpoint *ep;
+		int			n = 0;
+		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+		Datum		args[2];
+
+		hash_seq_init(&seq, endpoints);
+		while ((ep = hash_seq_search(&seq)) != NULL)
+		{
+			tenants[n] = (char *) ep->key.tenant_id;
+			ids[n++] = ep->key.id;
+		}
+		args[0] = cstring_text_array(tenants, n);
+		args[1] = int8_array(ids, n);
+		saved_plan(&fan_out_endpoints_plan,
+				   "SELECT ep.tenant_id, ep.id, ep.url, ep.secret, ep.headers, ep.timeout_ms,"
+				   "       ep.retry_schedule, ep.is_active AND ep.deleted_at IS NULL"
+				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
+				   "  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep"
+				   "                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1) ep ON true",
+				   2, types, CURSOR_OPT_GENERIC_PLAN);
+		rc = SPI_execute_plan(fan_out_endpoints_plan, args, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "reading endpoints failed: %s", SPI_result_code_string(rc));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			FanOutEndpointKey key;
+
+			key.tenant_id = copy_text(tup, desc, 1, NULL);
+			key.id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			ep = hash_search(endpoints, &key, HASH_FIND, NULL);
+			if (ep == NULL || ep->found)
+				continue;
+			ep->found = true;
+			old = MemoryContextSwitchTo(list->mcxt);
+			copy_endpoint_columns(tup, desc, 3, &ep->url, &ep->secret, &ep->headers,
+								  &ep->timeout_ms, &ep->retry_schedule, &ep->usable);
+			MemoryContextSwitchTo(old);
+		}
+	}
+
+	/*
+	 * 3. Insert one delivery per event and endpoint of the same tenant (an id listed
+	 * twice counts once).
+	 */
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(FanOutKey);
+	ctl.entrysize = sizeof(FanOutCandidate);
+	ctl.hcxt = CurrentMemoryContext;
+	candidates = hash_create("integration fan-out deliveries", 256, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	{
+		int			max = 0;
+		char	  **tenants;
+		int64	   *event_ids;
+		int64	   *endpoint_ids;
+		Datum	   *created;
+		Oid			types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
+		Datum		args[5];
+
+		for (int i = 0; i < nevents; i++)
+			max += events[i].nendpoints;
+		tenants = palloc(sizeof(char *) * Max(max, 1));
+		event_ids = palloc(sizeof(int64) * Max(max, 1));
+		endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
+		created = palloc(sizeof(Datum) * Max(max, 1));
+		for (int i = 0; i < nevents; i++)
+		{
+			FanOutEvent *ev = &events[i];
+
+			for (int j = 0; j < ev->nendpoints; j++)
+			{
+				FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
+				FanOutEndpoint *ep = hash_search(endpoints, &epkey, HASH_FIND, NULL);
+				FanOutKey	key;
+				FanOutCandidate *cand;
+				bool		found;
+
+				if (ep == NULL || !ep->found)
+					continue;
+				key.event_id = ev->id;
+				key.endpoint_id = ep->key.id;
+				cand = hash_search(candidates, &key, HASH_ENTER, &found);
+				if (found)
+					continue;
+				cand->ev = ev;
+				cand->ep = ep;
+				tenants[ncand] = ev->tenant_id;
+				event_ids[ncand] = ev->id;
+				endpoint_ids[ncand] = ep->key.id;
+				created[ncand] = TimestampTzGetDatum(ev->created_at);
+				ncand++;
+			}
+		}
+		if (ncand == 0)
+			return nevents;		/* every endpoint of these events is gone */
+
+		args[0] = cstring_text_array(tenants, ncand);
+		args[1] = int8_array(event_ids, ncand);
+		args[2] = int8_array(endpoint_ids, ncand);
+		args[3] = PointerGetDatum(construct_array(created, ncand, TIMESTAMPTZOID, 8,
+												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = Int32GetDatum(lease_ms);
+		saved_plan(&fan_out_insert_plan,
+				   "INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status,"
+				   "       next_attempt_at, lease_expires_at, created_at)"
+				   " SELECT r.tenant_id, r.event_id, r.endpoint_id, 'sending', NULL,"
+				   "        pg_catalog.now() + pg_catalog.make_interval(secs => $5::numeric / 1000.0),"
+				   "        r.created_at"
+				   "   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+				   "                   pg_catalog.unnest($3), pg_catalog.unnest($4))"
+				   "        AS r(tenant_id, event_id, endpoint_id, created_at)"
+				   /* The unique key itself says what exists: no plan can choose another index. */
+				   " ON CONFLICT (tenant_id, event_id, endpoint_id) DO NOTHING"
+				   " RETURNING ctid, id, event_id, endpoint_id",
+				   5, types, CURSOR_OPT_GENERIC_PLAN);
+		/* Reset by store_begin() too, in case the statement fails. */
+		worker_creates_deliveries = true;
+		rc = SPI_execute_plan(fan_out_insert_plan, args, NULL, false, 0);
+		worker_creates_deliveries = false;
+		if (rc != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
+	}
+
+	/* 4. What each request needs, from the rows just inserted. */
+	old = MemoryContextSwitchTo(list->mcxt);
+	if (list->count + (int) SPI_processed > list->capacity)
+	{
+		list->capacity = Max(list->count + (int) SPI_processed, list->capacity * 2);
+		list->items = list->items ? repalloc(list->items, sizeof(ClaimedDelivery) * list->capacity)
+			: palloc(sizeof(ClaimedDelivery) * list->capacity);
+	}
+	MemoryContextSwitchTo(old);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		FanOutKey	key;
+		FanOutCandidate *cand;
+		ClaimedDelivery *c;
+
+		key.event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		key.endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		cand = hash_search(candidates, &key, HASH_FIND, NULL);
+		if (cand == NULL)
+			elog(ERROR, "fan-out returned a delivery it did not insert");
+		c = &list->items[list->count++];
+		memset(c, 0, sizeof(*c));
+		c->tenant_id = cand->ev->tenant_id;
+		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		c->event_id = cand->ev->id;
+		c->endpoint_id = cand->ep->key.id;
+		c->attempts = 0;
+		c->event = cand->ev->event;
+		c->payload = cand->ev->payload;
+		c->payload_len = cand->ev->payload_len;
+		c->url = cand->ep->url;
+		c->secret = cand->ep->secret;
+		c->headers = cand->ep->headers;
+		c->timeout_ms = cand->ep->timeout_ms;
+		c->retry_schedule = cand->ep->retry_schedule;
+		c->usable = cand->ep->usable;
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
+	}
+	return nevents;
 }
 
 /*
