@@ -702,12 +702,11 @@ store_record(DeliveryResult *results, int n)
 		args[c] = text_array(cols[c], nulls[c], n);
 
 	/*
-	 * One UPDATE for the batch, reaching each delivery by the claim's ctid: with no
-	 * other indexable condition the plan is a TID scan whatever the table's size or
-	 * statistics (a join against the batch let the planner pick nested loops over all
-	 * claimed rows).  Each row finds its values by its position in the ctid array.
-	 * id and the lease guard against a row that moved or was requeued meanwhile;
-	 * claimed rows, and only they, have a lease.
+	 * One UPDATE for the batch, reaching each delivery by the claim's ctid: the batch's
+	 * arrays drive a nested loop whose inner side is a TID lookup, whatever the table's
+	 * size or statistics (ctid and id are the only join conditions, and no index leads
+	 * with id).  id and the lease guard against a row that moved or was requeued
+	 * meanwhile; claimed rows, and only they, have a lease.
 	 */
 	{
 		Oid			types[10] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
@@ -773,14 +772,17 @@ store_record(DeliveryResult *results, int n)
 				"UPDATE integration.deliveries d"
 				"   SET (status, attempts, last_attempt_at, last_duration_ms, last_status_code,"
 				"        last_error, last_response, next_attempt_at, lease_expires_at, delivered_at) ="
-				"       (SELECT $3[x.i], $4[x.i], $5[x.i], $6[x.i], $7[x.i], $8[x.i], $9[x.i],"
-				"               $10[x.i], NULL::timestamptz,"
-				"               CASE WHEN $3[x.i] = 'delivered'"
-				"                    THEN $5[x.i] + pg_catalog.make_interval(secs => $6[x.i]::numeric / 1000.0) END"
-				"          FROM (SELECT pg_catalog.array_position($1, d.ctid) AS i) x)"
-				" WHERE d.ctid = ANY ($1)"
-				"   AND d.id = $2[pg_catalog.array_position($1, d.ctid)]"
-				"   AND d.lease_expires_at IS NOT NULL",
+				"       (r.status, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error,"
+				"        r.response, r.next_attempt_at, NULL::timestamptz,"
+				"        CASE WHEN r.status = 'delivered'"
+				"             THEN r.started_at + pg_catalog.make_interval(secs => r.duration_ms::numeric / 1000.0) END)"
+				"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+				"                  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+				"                  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
+				"                  pg_catalog.unnest($10))"
+				"       AS r(tid, id, status, attempt, started_at, duration_ms, status_code, error,"
+				"            response, next_attempt_at)"
+				" WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at IS NOT NULL",
 				10, types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(record_plan, v, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE)
