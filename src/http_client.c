@@ -12,9 +12,8 @@
  * PostgreSQL: no palloc, no elog, no latches, no shared memory.  It starts with every
  * signal blocked, so PostgreSQL's handlers (die, reload, latch wake-ups) always run
  * on the main thread.  Everything it touches besides its own libcurl state is an
- * HttpRequest that the main thread filled in completely (the response buffer is
- * allocated before the request is handed over) and does not touch again until the
- * thread hands it back.  (libcurl's threaded DNS resolver already runs threads in
+ * HttpRequest that the main thread filled in completely and does not touch again
+ * until the thread hands it back.  (libcurl's threaded DNS resolver already runs threads in
  * this process under the same rules.)
  *
  * Hand-over.  Two lists under one mutex: submitted (main -> thread) and done
@@ -25,9 +24,10 @@
  * a reload and a commit all wake it at once.  A request libcurl refuses comes back
  * through the done list like any other, marked as an invalid request.
  *
- * libcurl callbacks never allocate: the response buffer exists before the transfer
- * starts, and the body is capped: past max_response_bytes the transfer is ended,
- * keeping the status code.  Easy handles are pooled; connections live in the multi
+ * libcurl callbacks never palloc: the response buffer grows with malloc on the HTTP
+ * thread and is freed by http_request_release(), and the body is capped: past
+ * max_response_bytes the transfer is ended, keeping the status code.  Easy handles
+ * are pooled with the options all requests share; connections live in the multi
  * handle's cache, so requests to the same host reuse keep-alive connections.
  *
  * The thread is stopped and joined when the process exits (before_shmem_exit), or by
@@ -148,25 +148,39 @@ timer_callback(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* Keeps the first max_response_bytes of the body; past that, ends the transfer. */
+/*
+ * Keeps the first max_response_bytes of the body; past that, ends the transfer.  The
+ * buffer grows with malloc on the HTTP thread as the body arrives: most receivers
+ * answer with a few bytes, and max_response_bytes per request would be wasted.
+ */
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *userp)
 {
 	HttpRequest *req = (HttpRequest *) userp;
 	size_t		n = size * nmemb;
 	size_t		room = req->max_response_bytes - req->response_len;
+	size_t		take = Min(n, room);
 
-	if (n > room)
+	if (req->response_len + take + 1 > req->response_cap)
 	{
-		memcpy(req->response + req->response_len, data, room);
-		req->response_len += room;
-		req->response[req->response_len] = '\0';
+		size_t		cap = Max(req->response_cap * 2, 256);
+		char	   *grown;
+
+		cap = Min(Max(cap, req->response_len + take + 1), req->max_response_bytes + 1);
+		grown = realloc(req->response, cap);
+		if (grown == NULL)
+			return 0;			/* CURLE_WRITE_ERROR: a network error */
+		req->response = grown;
+		req->response_cap = cap;
+	}
+	memcpy(req->response + req->response_len, data, take);
+	req->response_len += take;
+	req->response[req->response_len] = '\0';
+	if (take < n)
+	{
 		req->response_truncated = true;
 		return 0;				/* CURLE_WRITE_ERROR: stop reading */
 	}
-	memcpy(req->response + req->response_len, data, n);
-	req->response_len += n;
-	req->response[req->response_len] = '\0';
 	return n;
 }
 
@@ -229,10 +243,35 @@ http_error_class_name(HttpErrorClass c)
  * The HTTP thread
  * ------------------------------------------------------------------------------------ */
 
+/*
+ * A pooled handle keeps the options that every request shares; each request sets all
+ * of the others, so nothing of the previous request survives.
+ */
+static CURL *
+easy_new(void)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		return NULL;
+	if (curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_POST, 1L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK)
+	{
+		curl_easy_cleanup(easy);
+		return NULL;
+	}
+	return easy;
+}
+
 static void
 pool_put(HttpClient *client, CURL *easy)
 {
-	curl_easy_reset(easy);
 	if (client->npool < HTTP_POOL_MAX)
 		client->pool[client->npool++] = easy;
 	else
@@ -273,10 +312,10 @@ thread_start_request(HttpClient *client, HttpRequest *req, dlist_head *finished)
 	CURL	   *easy;
 	CURLMcode	mrc;
 
-	easy = client->npool > 0 ? client->pool[--client->npool] : curl_easy_init();
+	easy = client->npool > 0 ? client->pool[--client->npool] : easy_new();
 	if (easy == NULL)
 	{
-		strlcpy(req->error, "curl_easy_init failed", sizeof(req->error));
+		strlcpy(req->error, "could not create a libcurl handle", sizeof(req->error));
 		fail_at_start(client, req, CURLE_OUT_OF_MEMORY, finished);
 		return;
 	}
@@ -284,22 +323,14 @@ thread_start_request(HttpClient *client, HttpRequest *req, dlist_head *finished)
 
 	SETOPT(CURLOPT_ERRORBUFFER, req->error);
 	SETOPT(CURLOPT_PRIVATE, req);
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	SETOPT(CURLOPT_URL, req->url);
-	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(CURLOPT_PROXY, client->thread_proxy);	/* "" ignores *_proxy variables */
-	SETOPT(CURLOPT_POST, 1L);
 	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	SETOPT(CURLOPT_POSTFIELDS, req->body);
 	SETOPT(CURLOPT_HTTPHEADER, req->headers);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
 	SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
-	SETOPT(CURLOPT_WRITEFUNCTION, write_callback);
 	SETOPT(CURLOPT_WRITEDATA, req);
-	SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
-	SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
-	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
 
 	mrc = curl_multi_add_handle(client->multi, easy);
 	if (mrc != CURLM_OK)
@@ -597,8 +628,8 @@ http_client_start(HttpClient *client, HttpRequest *req)
 	req->status_code = 0;
 	req->error_class = HTTP_OK;
 	req->error[0] = '\0';
-	req->response = palloc(req->max_response_bytes + 1);
-	req->response[0] = '\0';
+	req->response = NULL;		/* malloc'd by the HTTP thread as the body arrives */
+	req->response_cap = 0;
 	req->response_len = 0;
 	req->response_truncated = false;
 	req->retry_after[0] = '\0';
@@ -630,10 +661,15 @@ http_client_drive(HttpClient *client)
 HttpRequest *
 http_client_next_done(HttpClient *client)
 {
+	HttpRequest *req;
+
 	if (dlist_is_empty(&client->ready))
 		return NULL;
 	client->in_flight--;
-	return dlist_container(HttpRequest, node, dlist_pop_head_node(&client->ready));
+	req = dlist_container(HttpRequest, node, dlist_pop_head_node(&client->ready));
+	if (req->response == NULL)
+		req->response = "";		/* an empty body; response_cap 0: nothing to free */
+	return req;
 }
 
 /* Frees what a finished request holds outside palloc. */
@@ -643,4 +679,8 @@ http_request_release(HttpRequest *req)
 	if (req->headers)
 		curl_slist_free_all(req->headers);
 	req->headers = NULL;
+	if (req->response_cap > 0)
+		free(req->response);
+	req->response = NULL;
+	req->response_cap = 0;
 }

@@ -43,8 +43,9 @@ typedef struct HttpRequest
 	long		status_code;	/* 0 when no response arrived */
 	HttpErrorClass error_class;
 	char		error[CURL_ERROR_SIZE];
-	char	   *response;		/* max_response_bytes + 1, NUL-terminated */
+	char	   *response;		/* NUL-terminated, at most max_response_bytes */
 	size_t		response_len;
+	size_t		response_cap;	/* malloc'd size of response; 0: not malloc'd */
 	bool		response_truncated;
 	char		retry_after[64];	/* the Retry-After header, or "" */
 
