@@ -1135,7 +1135,7 @@ integration_database_worker_main(Datum arg)
 		 */
 		record = ws.nresults > 0 &&
 			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
-			 ws.nresults >= Max(integration_max_concurrency / 2, 1) ||
+			 ws.n_in_flight + ws.nresults >= integration_max_concurrency ||
 			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS));
 		claim = ws.scan_needed &&
 			(ws.queue_len < integration_max_concurrency ||
