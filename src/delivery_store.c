@@ -7,7 +7,9 @@
  * LOCKED, so two workers never send the same delivery at the same time, and commits
  * before any request starts: no transaction is open while HTTP is in flight.  Fresh
  * events are fanned out straight into claimed deliveries, so a first attempt costs one
- * INSERT and one UPDATE of the delivery row, not two UPDATEs more.  Rows are found again
+ * INSERT and one UPDATE of the delivery row, not two UPDATEs more; the fan-out takes
+ * its events with an UPDATE by ctid, which a concurrent taker would find moved and
+ * skip, so an event is fanned out once however many run it.  Rows are found again
  * by ctid (stable while locked or claimed), which keeps every statement an index or TID
  * lookup however large the tables grow.  A worker
  * that dies leaves its claims 'sending'; store_reconcile_leases() returns them to
@@ -218,14 +220,6 @@ append_claims(ClaimList *list)
 	MemoryContextSwitchTo(old);
 	return n;
 }
-
-/* The endpoint columns every claim returns, probed by index per row. */
-#define CLAIM_ENDPOINT_LATERAL(alias) \
-	"   LEFT JOIN LATERAL (SELECT ep.url, ep.secret, ep.headers, ep.timeout_ms," \
-	"                             ep.retry_schedule, ep.is_active, ep.deleted_at" \
-	"                        FROM integration.webhook_endpoints ep" \
-	"                       WHERE ep.tenant_id = " alias ".tenant_id" \
-	"                         AND ep.id = " alias ".endpoint_id) ep ON true"
 
 /* A published event taken for fan-out, and the endpoints it goes to. */
 typedef struct FanOutEvent
@@ -617,7 +611,11 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 			"   FROM claimed c"
 			"   LEFT JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
 			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true"
-			CLAIM_ENDPOINT_LATERAL("c"),
+			/* The endpoint: one index probe per claimed row. */
+			"   LEFT JOIN LATERAL (SELECT ep.url, ep.secret, ep.headers, ep.timeout_ms,"
+			"                             ep.retry_schedule, ep.is_active, ep.deleted_at"
+			"                        FROM integration.webhook_endpoints ep"
+			"                       WHERE ep.tenant_id = c.tenant_id AND ep.id = c.endpoint_id) ep ON true",
 			3, argtypes);
 	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
