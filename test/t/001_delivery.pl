@@ -361,6 +361,56 @@ is($json->decode($r[0]{body})->{type}, 'rb.committed', 'for the committed event 
 is(q1("SELECT count(*) FROM integration.webhook_events WHERE event = 'rb.rolledback'"),
 	'0', 'no event row for the rolled-back transaction');
 
+########################################################################
+# 14. Fan-out of events whose endpoint list the worker cannot take as it is.
+########################################################################
+
+# An event written by hand lists its endpoint twice, an endpoint that was hard-deleted,
+# and another tenant's endpoint: one delivery, to the one real endpoint of its tenant.
+my $fan = register('fan-out', receiver_url($recv, '/fan'), '["fan.*"]');
+my $gone = register('gone', receiver_url($recv, '/gone-hard'), '["nothing.*"]');
+q1("DELETE FROM integration.webhook_endpoints WHERE id = $gone");
+my $foreign = tenant_psql($node, qq{
+	SELECT id FROM integration.register_webhook(name => 'other tenant',
+		url => '@{[receiver_url($recv, '/foreign')]}', events => '["fan.*"]')}, 'globex');
+# (A hand-written event wakes nobody: _wake_worker_at_commit() does what publishing does.)
+my $odd = q1(qq{
+	BEGIN;
+	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
+	VALUES ('fan.odd', '{"type":"fan.odd"}', ARRAY[$fan, $gone, $fan, $foreign]);
+	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
+	COMMIT;
+	SELECT id FROM integration.webhook_events WHERE event = 'fan.odd'});
+poll_ok("SELECT NOT fanout_pending FROM integration.webhook_events WHERE id = $odd",
+	'the odd event is fanned out');
+poll_ok(
+	"SELECT count(*) = 1 AND bool_and(status = 'delivered' AND endpoint_id = $fan) FROM integration.deliveries WHERE event_id = $odd",
+	'into one delivery, to its own tenant\'s live endpoint, delivered');
+is(scalar(requests_to('/fan')), 1, 'one request for it');
+is(scalar(requests_to('/foreign')) + scalar(requests_to('/gone-hard')), 0,
+	'none to the deleted or the foreign endpoint');
+
+# A delivery inserted by hand for an event not yet fanned out: the fan-out makes no
+# second one, and neither it nor later events get stuck.
+my $manual = q1(qq{
+	BEGIN;
+	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
+	VALUES ('fan.manual', '{"type":"fan.manual"}', ARRAY[$fan]);
+	INSERT INTO integration.deliveries (event_id, endpoint_id)
+	SELECT id, $fan FROM integration.webhook_events WHERE event = 'fan.manual';
+	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
+	COMMIT;
+	SELECT id FROM integration.webhook_events WHERE event = 'fan.manual'});
+q1(q{SELECT integration.publish_event('fan.after', '{"n": 1}')});
+poll_ok(
+	"SELECT count(*) = 1 AND bool_and(status = 'delivered') FROM integration.deliveries WHERE event_id = $manual",
+	'the event with a hand-made delivery has that one delivery, delivered');
+poll_ok(
+	"SELECT count(*) = 1 FROM integration.deliveries d JOIN integration.webhook_events e ON e.id = d.event_id WHERE e.event = 'fan.after' AND d.status = 'delivered'",
+	'and the event after it is delivered too');
+is(q1("SELECT count(*) FROM integration.webhook_events WHERE fanout_pending"), '0',
+	'nothing is left to fan out');
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
