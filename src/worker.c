@@ -428,6 +428,7 @@ typedef struct WorkerState
 	TimestampTz next_due;		/* 0: nothing pending */
 	TimestampTz next_recheck;
 	bool		scan_needed;
+	bool		due_needed;		/* pending deliveries may be due: claim them */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -824,11 +825,21 @@ step_cycle(WorkerState *ws)
 		ws->scan_needed = false;
 		if (ws->fanout_needed)
 			ws->fanout_needed = store_fan_out_and_claim(lease_ms, &ws->claims) >= STORE_BATCH;
-		if (ws->claims.count < want)
+		/*
+		 * Due deliveries appear when a retry comes due or someone requeues (both wake
+		 * the worker), not because events were fanned out: a cycle that only
+		 * continues a fan-out skips this scan.  Endpoints left out for being at their
+		 * limit keep it on, so their deliveries are claimed once they have room.
+		 */
+		if (ws->claims.count < want && ws->due_needed)
 		{
+			int			claimed;
+
 			n = saturated_endpoints(ws, &ids);
-			if (store_claim(lease_ms, ids, n, &ws->claims) >= STORE_BATCH)
+			claimed = store_claim(lease_ms, ids, n, &ws->claims);
+			if (claimed >= STORE_BATCH)
 				ws->scan_needed = true;
+			ws->due_needed = claimed >= STORE_BATCH || n > 0;
 		}
 		/* More may be due now; else sleep until the next one is. */
 		if (ws->fanout_needed)
@@ -912,6 +923,9 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 		if (ws->claims.mcxt)
 			MemoryContextDelete(ws->claims.mcxt);
 		memset(&ws->claims, 0, sizeof(ws->claims));
+		/* What the rolled-back cycle took is there to take again, after the pause. */
+		if (claim)
+			ws->scan_needed = ws->fanout_needed = ws->due_needed = true;
 
 		/*
 		 * Results that cannot be written after several tries (their deliveries were
@@ -1070,6 +1084,7 @@ integration_database_worker_main(Datum arg)
 	AddWaitEventToSet(set, WL_SOCKET_READABLE, http_client_fd(ws.client), NULL, NULL);
 	ws.scan_needed = true;
 	ws.fanout_needed = true;
+	ws.due_needed = true;
 
 	for (;;)
 	{
@@ -1101,6 +1116,7 @@ integration_database_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			http_client_configure(ws.client, integration_max_concurrency, integration_proxy);
 			ws.scan_needed = true;
+			ws.due_needed = true;
 		}
 
 		http_client_drive(ws.client);
@@ -1113,11 +1129,13 @@ integration_database_worker_main(Datum arg)
 		{
 			ws.next_due = 0;
 			ws.scan_needed = true;
+			ws.due_needed = true;
 		}
 		if (now >= ws.next_recheck)
 		{
 			ws.scan_needed = true;
 			ws.fanout_needed = true;
+			ws.due_needed = true;
 			ws.next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
 		}
 		if (ws.reconcile_at != 0 && now >= ws.reconcile_at)
@@ -1125,6 +1143,7 @@ integration_database_worker_main(Datum arg)
 			/* Results were dropped: their leases have run out by now. */
 			ws.reconcile_needed = true;
 			ws.scan_needed = true;
+			ws.due_needed = true;
 			ws.reconcile_at = 0;
 		}
 
@@ -1193,6 +1212,7 @@ integration_database_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 			ws.scan_needed = true;
 			ws.fanout_needed = true;
+			ws.due_needed = true;
 		}
 	}
 }
