@@ -51,6 +51,7 @@
 
 #define HTTP_POOL_MAX 256
 #define HTTP_EPOLL_BATCH 64
+#define HTTP_START_BATCH 8
 #define HTTP_PROXY_MAX 1024
 
 struct HttpClient
@@ -404,7 +405,9 @@ http_thread_main(void *arg)
 		int			n;
 		bool		stop;
 
-		if (client->timer_deadline_us != 0)
+		if (!dlist_is_empty(&incoming))
+			timeout = 0;
+		else if (client->timer_deadline_us != 0)
 		{
 			int64		left = client->timer_deadline_us - now_us();
 
@@ -449,7 +452,12 @@ http_thread_main(void *arg)
 		if (stop)
 			break;
 
-		while (!dlist_is_empty(&incoming))
+		/*
+		 * Start a few at a time, and read what has arrived in between: a burst of new
+		 * requests would otherwise keep every earlier response waiting until the last
+		 * of them is sent.
+		 */
+		for (int i = 0; i < HTTP_START_BATCH && !dlist_is_empty(&incoming); i++)
 			thread_start_request(client, dlist_container(HttpRequest, node,
 														 dlist_pop_head_node(&incoming)),
 								 &finished);
