@@ -35,6 +35,7 @@
 #include "utils/builtins.h"
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -44,6 +45,7 @@
 static SPIPlanPtr fan_out_plan = NULL;
 static SPIPlanPtr fan_out_endpoints_plan = NULL;
 static SPIPlanPtr fan_out_insert_plan = NULL;
+static SPIPlanPtr fan_out_insert_safe_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
@@ -85,7 +87,7 @@ store_extension_present(void)
 void
 store_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &claim_plan, &next_due_plan, &record_plan,
+	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan,
 	&record_failures_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -306,6 +308,77 @@ cstring_text_array(char **values, int n)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+#define FAN_OUT_INSERT \
+	"INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status," \
+	"       next_attempt_at, lease_expires_at, created_at)" \
+	" SELECT r.tenant_id, r.event_id, r.endpoint_id, 'sending', NULL," \
+	"        pg_catalog.now() + pg_catalog.make_interval(secs => $5::numeric / 1000.0)," \
+	"        r.created_at" \
+	"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)," \
+	"                   pg_catalog.unnest($3), pg_catalog.unnest($4))" \
+	"        AS r(tenant_id, event_id, endpoint_id, created_at)"
+#define FAN_OUT_RETURNING " RETURNING ctid, id, event_id, endpoint_id"
+
+/*
+ * Inserts the fan-out's deliveries (tenants, event ids, endpoint ids, created_at, lease
+ * ms in args) and leaves them in SPI_tuptable.
+ *
+ * A delivery can only exist already if someone inserted it by hand for an event still
+ * to be fanned out, so the plain INSERT runs first, in a subtransaction: ON CONFLICT's
+ * speculative insertion would cost every delivery an extra index probe and WAL record.
+ * If it hits the unique key, the batch is inserted again with ON CONFLICT DO NOTHING
+ * (the unique key itself says what exists, so no plan can choose another index).
+ */
+static void
+insert_fanned_out(Datum *args)
+{
+	static const Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool conflict = false;
+	volatile int rc = 0;
+
+	saved_plan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
+			   5, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(fan_out_insert_plan, args, NULL, false, 0);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		conflict = true;
+	}
+	PG_END_TRY();
+
+	if (conflict)
+	{
+		saved_plan(&fan_out_insert_safe_plan,
+				   FAN_OUT_INSERT
+				   " ON CONFLICT (tenant_id, event_id, endpoint_id) DO NOTHING"
+				   FAN_OUT_RETURNING,
+				   5, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
+	}
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
+}
+
 /*
  * Fans out up to STORE_BATCH published events: one delivery per endpoint, created
  * already claimed ('sending' with a lease), since fresh deliveries are due at once.
@@ -458,7 +531,6 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 		int64	   *event_ids;
 		int64	   *endpoint_ids;
 		Datum	   *created;
-		Oid			types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
 		Datum		args[5];
 
 		for (int i = 0; i < nevents; i++)
@@ -504,25 +576,10 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 		args[3] = PointerGetDatum(construct_array(created, ncand, TIMESTAMPTZOID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[4] = Int32GetDatum(lease_ms);
-		saved_plan(&fan_out_insert_plan,
-				   "INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status,"
-				   "       next_attempt_at, lease_expires_at, created_at)"
-				   " SELECT r.tenant_id, r.event_id, r.endpoint_id, 'sending', NULL,"
-				   "        pg_catalog.now() + pg_catalog.make_interval(secs => $5::numeric / 1000.0),"
-				   "        r.created_at"
-				   "   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-				   "                   pg_catalog.unnest($3), pg_catalog.unnest($4))"
-				   "        AS r(tenant_id, event_id, endpoint_id, created_at)"
-				   /* The unique key itself says what exists: no plan can choose another index. */
-				   " ON CONFLICT (tenant_id, event_id, endpoint_id) DO NOTHING"
-				   " RETURNING ctid, id, event_id, endpoint_id",
-				   5, types, CURSOR_OPT_GENERIC_PLAN);
 		/* Reset by store_begin() too, in case the statement fails. */
 		worker_creates_deliveries = true;
-		rc = SPI_execute_plan(fan_out_insert_plan, args, NULL, false, 0);
+		insert_fanned_out(args);
 		worker_creates_deliveries = false;
-		if (rc != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
 	}
 
 	/* 4. What each request needs, from the rows just inserted. */
