@@ -256,11 +256,12 @@ typedef struct FanOutEndpoint
 	bool		usable;
 } FanOutEndpoint;
 
-/* A delivery the fan-out creates: which event and endpoint. */
+/* A delivery the fan-out creates: which tenant's event and endpoint. */
 typedef struct FanOutKey
 {
 	int64		event_id;
 	int64		endpoint_id;
+	const char *tenant_id;
 } FanOutKey;
 
 typedef struct FanOutCandidate
@@ -286,6 +287,26 @@ endpoint_key_match(const void *a, const void *b, Size keysize)
 	const FanOutEndpointKey *y = b;
 
 	return x->id == y->id && strcmp(x->tenant_id, y->tenant_id) == 0 ? 0 : 1;
+}
+
+static uint32
+delivery_key_hash(const void *key, Size keysize)
+{
+	const FanOutKey *k = key;
+
+	return hash_combine(hash_combine(hash_bytes_uint32((uint32) k->event_id ^ (uint32) (k->event_id >> 32)),
+									 hash_bytes_uint32((uint32) k->endpoint_id ^ (uint32) (k->endpoint_id >> 32))),
+						hash_bytes((const unsigned char *) k->tenant_id, strlen(k->tenant_id)));
+}
+
+static int
+delivery_key_match(const void *a, const void *b, Size keysize)
+{
+	const FanOutKey *x = a;
+	const FanOutKey *y = b;
+
+	return x->event_id == y->event_id && x->endpoint_id == y->endpoint_id &&
+		strcmp(x->tenant_id, y->tenant_id) == 0 ? 0 : 1;
 }
 
 static Datum
@@ -317,7 +338,7 @@ cstring_text_array(char **values, int n)
 	"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)," \
 	"                   pg_catalog.unnest($3), pg_catalog.unnest($4))" \
 	"        AS r(tenant_id, event_id, endpoint_id, created_at)"
-#define FAN_OUT_RETURNING " RETURNING ctid, id, event_id, endpoint_id"
+#define FAN_OUT_RETURNING " RETURNING ctid, id, event_id, endpoint_id, tenant_id"
 
 /*
  * Inserts the fan-out's deliveries (tenants, event ids, endpoint ids, created_at, lease
@@ -326,8 +347,7 @@ cstring_text_array(char **values, int n)
  * A delivery can only exist already if someone inserted it by hand for an event still
  * to be fanned out, so the plain INSERT runs first, in a subtransaction: ON CONFLICT's
  * speculative insertion would cost every delivery an extra index probe and WAL record.
- * If it hits the unique key, the batch is inserted again with ON CONFLICT DO NOTHING
- * (the unique key itself says what exists, so no plan can choose another index).
+ * If it hits a unique key, the batch is inserted again with ON CONFLICT DO NOTHING.
  */
 static void
 insert_fanned_out(Datum *args)
@@ -370,7 +390,7 @@ insert_fanned_out(Datum *args)
 	{
 		saved_plan(&fan_out_insert_safe_plan,
 				   FAN_OUT_INSERT
-				   " ON CONFLICT (tenant_id, event_id, endpoint_id) DO NOTHING"
+				   " ON CONFLICT DO NOTHING"
 				   FAN_OUT_RETURNING,
 				   5, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
@@ -385,9 +405,9 @@ insert_fanned_out(Datum *args)
  * Appends them to list and returns how many events were fanned out.
  *
  * Three statements, each a plain index or TID walk with a generic plan, joined in C:
- * the events are taken and marked fanned out in one UPDATE by ctid (no separate row
- * lock: the worker is the only writer of fanout_pending, and an event deleted or
- * changed meanwhile no longer has the ctid, so it is skipped; the ctid is the only
+ * the events are locked (SKIP LOCKED: an event someone else holds waits for a later
+ * batch, and the worker never blocks or deadlocks on it) and marked fanned out in one
+ * UPDATE by ctid, which stays valid while the lock is held (the ctid is the only
  * condition, so no plan can walk an index instead); their endpoints are read once each, not once per
  * delivery; the deliveries are inserted from arrays.  An endpoint that no longer
  * exists gets no delivery, and a delivery that already exists (inserted by hand for
@@ -407,11 +427,13 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 
 	/* 1. Take the events. */
 	saved_plan(&fan_out_plan,
-			   "UPDATE integration.webhook_events e SET fanout_pending = false"
-			   " WHERE e.ctid = ANY (ARRAY("
-			   "         SELECT p.ctid FROM integration.webhook_events p"
-			   "          WHERE p.fanout_pending"
-			   "          ORDER BY p.id LIMIT " CppAsString2(STORE_BATCH) "))"
+			   "WITH p AS ("
+			   "  SELECT p.ctid FROM integration.webhook_events p"
+			   "   WHERE p.fanout_pending"
+			   "   ORDER BY p.id LIMIT " CppAsString2(STORE_BATCH)
+			   "   FOR UPDATE SKIP LOCKED)"
+			   " UPDATE integration.webhook_events e SET fanout_pending = false"
+			   " WHERE e.ctid = ANY (ARRAY(SELECT p.ctid FROM p))"
 			   " RETURNING e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at",
 			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
 	rc = SPI_execute_plan(fan_out_plan, NULL, NULL, false, 0);
@@ -522,9 +544,11 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(FanOutKey);
 	ctl.entrysize = sizeof(FanOutCandidate);
+	ctl.hash = delivery_key_hash;
+	ctl.match = delivery_key_match;
 	ctl.hcxt = CurrentMemoryContext;
 	candidates = hash_create("integration fan-out deliveries", 256, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	{
 		int			max = 0;
 		char	  **tenants;
@@ -555,6 +579,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 					continue;
 				key.event_id = ev->id;
 				key.endpoint_id = ep->key.id;
+				key.tenant_id = ev->tenant_id;
 				cand = hash_search(candidates, &key, HASH_ENTER, &found);
 				if (found)
 					continue;
@@ -602,6 +627,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 
 		key.event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		key.endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		key.tenant_id = copy_text(tup, desc, 5, NULL);
 		cand = hash_search(candidates, &key, HASH_FIND, NULL);
 		if (cand == NULL)
 			elog(ERROR, "fan-out returned a delivery it did not insert");
@@ -691,7 +717,8 @@ store_next_due(void)
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
 			" WHERE next_attempt_at IS NOT NULL", 0, NULL);
-	rc = SPI_execute_plan(next_due_plan, NULL, NULL, true, 1);
+	/* Not read-only: it must see what this transaction claimed and requeued. */
+	rc = SPI_execute_plan(next_due_plan, NULL, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "finding the next due delivery failed: %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -837,7 +864,9 @@ store_record(DeliveryResult *results, int n)
 				"                  pg_catalog.unnest($10))"
 				"       AS r(tid, id, status, attempt, started_at, duration_ms, status_code, error,"
 				"            response, next_attempt_at)"
-				" WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at IS NOT NULL",
+				" WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at IS NOT NULL"
+				/* Whatever join is chosen, deliveries is read only at the batch's rows. */
+				"   AND d.ctid = ANY ($1)",
 				10, types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(record_plan, v, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE)

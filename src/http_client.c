@@ -273,6 +273,12 @@ easy_new(void)
 static void
 pool_put(HttpClient *client, CURL *easy)
 {
+	/* Nothing of the finished request, which is freed soon, stays referenced. */
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
 	if (client->npool < HTTP_POOL_MAX)
 		client->pool[client->npool++] = easy;
 	else
@@ -530,6 +536,9 @@ http_client_create(int max_connections, const char *proxy)
 	sigset_t	old;
 	int			rc;
 
+	/* Before any thread exists: libcurl's global state is set up once, here. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("curl_global_init failed")));
 	pthread_mutex_init(&client->lock, NULL);
 	dlist_init(&client->submitted);
 	dlist_init(&client->done);

@@ -977,6 +977,18 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 	return true;
 }
 
+/*
+ * Whether to fan out and claim now: something may be waiting and the queue has room.
+ * After a failure the results are retried alone first: a claim may be what fails.
+ */
+static bool
+claim_wanted(WorkerState *ws)
+{
+	return ws->scan_needed && ws->record_failures == 0 &&
+		(ws->queue_len < integration_max_concurrency ||
+		 (ws->queue_blocked && ws->queue_len < QUEUE_LIMIT_ROUNDS * integration_max_concurrency));
+}
+
 static long
 ms_until(TimestampTz when, TimestampTz now)
 {
@@ -1156,12 +1168,7 @@ integration_database_worker_main(Datum arg)
 			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
 			 ws.n_in_flight + ws.nresults >= integration_max_concurrency ||
 			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS));
-		claim = ws.scan_needed &&
-			(ws.queue_len < integration_max_concurrency ||
-			 (ws.queue_blocked && ws.queue_len < QUEUE_LIMIT_ROUNDS * integration_max_concurrency));
-		/* After a failure, retry the results alone: a claim may be what fails. */
-		if (ws.record_failures > 0)
-			claim = false;
+		claim = claim_wanted(&ws);
 		if (now >= pause_until && (record || claim))
 		{
 			/* A claim also writes what has finished: one commit instead of two. */
@@ -1199,7 +1206,8 @@ integration_database_worker_main(Datum arg)
 				timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
 			if (ws.next_due != 0)
 				timeout = Min(timeout, ms_until(ws.next_due, now));
-			if (claim && ws.scan_needed)
+			/* Asked again: the cycle just run may have been a retry of results alone. */
+			if (claim_wanted(&ws))
 				timeout = 0;
 		}
 		t = http_client_timeout_ms(ws.client);
