@@ -309,6 +309,22 @@ delivery_key_match(const void *a, const void *b, Size keysize)
 		strcmp(x->tenant_id, y->tenant_id) == 0 ? 0 : 1;
 }
 
+/* A hash table for one fan-out batch, in the current (SPI) memory context. */
+static HTAB *
+batch_hash(const char *name, long nelem, Size keysize, Size entrysize,
+		   HashValueFunc hash, HashCompareFunc match)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hash = hash;
+	ctl.match = match;
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
 static Datum
 int8_array(int64 *values, int n)
 {
@@ -421,7 +437,6 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	int			nevents;
 	HTAB	   *endpoints;
 	HTAB	   *candidates;
-	HASHCTL		ctl;
 	int			ncand = 0;
 	int			rc;
 
@@ -443,14 +458,8 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	if (nevents == 0)
 		return 0;
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(FanOutEndpointKey);
-	ctl.entrysize = sizeof(FanOutEndpoint);
-	ctl.hash = endpoint_key_hash;
-	ctl.match = endpoint_key_match;
-	ctl.hcxt = CurrentMemoryContext;
-	endpoints = hash_create("integration fan-out endpoints", 16, &ctl,
-							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	endpoints = batch_hash("integration fan-out endpoints", 16, sizeof(FanOutEndpointKey),
+						   sizeof(FanOutEndpoint), endpoint_key_hash, endpoint_key_match);
 
 	/* The batch's strings live as long as its claims; the rest goes with SPI. */
 	events = palloc(sizeof(FanOutEvent) * nevents);
@@ -541,14 +550,8 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	 * 3. Insert one delivery per event and endpoint of the same tenant (an id listed
 	 * twice counts once).
 	 */
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(FanOutKey);
-	ctl.entrysize = sizeof(FanOutCandidate);
-	ctl.hash = delivery_key_hash;
-	ctl.match = delivery_key_match;
-	ctl.hcxt = CurrentMemoryContext;
-	candidates = hash_create("integration fan-out deliveries", 256, &ctl,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	candidates = batch_hash("integration fan-out deliveries", 256, sizeof(FanOutKey),
+							sizeof(FanOutCandidate), delivery_key_hash, delivery_key_match);
 	{
 		int			max = 0;
 		char	  **tenants;

@@ -637,7 +637,7 @@ http_client_timeout_ms(HttpClient *client)
  * Hands req to the HTTP thread.  Its outcome, including a request that libcurl
  * refuses outright, comes back through http_client_next_done().
  */
-bool
+void
 http_client_start(HttpClient *client, HttpRequest *req)
 {
 	bool		was_empty;
@@ -660,7 +660,6 @@ http_client_start(HttpClient *client, HttpRequest *req)
 	if (was_empty)
 		eventfd_signal(client->to_thread_fd);
 	client->in_flight++;
-	return true;
 }
 
 /* Takes the requests the HTTP thread has finished; never blocks. */

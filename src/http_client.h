@@ -57,7 +57,7 @@ typedef struct HttpRequest
 extern HttpClient *http_client_create(int max_connections, const char *proxy);
 extern void http_client_configure(HttpClient *client, int max_connections, const char *proxy);
 extern void http_client_destroy(HttpClient *client);
-extern bool http_client_start(HttpClient *client, HttpRequest *req);
+extern void http_client_start(HttpClient *client, HttpRequest *req);
 extern int	http_client_fd(HttpClient *client);
 extern long http_client_timeout_ms(HttpClient *client);
 extern void http_client_drive(HttpClient *client);

@@ -11,12 +11,13 @@
  * exits when the extension is dropped.  Shared memory has one slot per running worker;
  * taking a slot is serialised, so a database never has two workers.
  *
- * The loop.  One WaitEventSet holds the latch, postmaster death and the epoll
- * descriptor of the HTTP client (http_client.c); its timeout is the earliest of
- * libcurl's timer, the next due retry, the result-flush deadline and the idle recheck.
+ * The loop.  One WaitEventSet holds the latch, postmaster death and the eventfd the
+ * HTTP client's thread writes when requests finish (http_client.c runs libcurl on a
+ * thread of its own, so SQL here and HTTP there overlap); its timeout is the earliest
+ * of the next due retry, the result-flush deadline and the idle recheck.
  * Publishing transactions set the latch at commit (wakeup.c), so new events are claimed
  * within milliseconds, and nothing polls a table on a short timer.  Each turn:
- *   1. let libcurl progress; turn finished requests into results;
+ *   1. take the requests the HTTP thread has finished; turn them into results;
  *   2. write results back in one transaction when a batch is full, nothing is in
  *      flight, or the oldest result has waited RESULT_FLUSH_MS;
  *   3. when woken, due, or capacity freed up: fan out new events and claim due
@@ -689,8 +690,7 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	my_slot->sent++;
 	SpinLockRelease(&my_slot->mutex);
 
-	if (!http_client_start(ws->client, &f->req))
-		finish_request(ws, f);
+	http_client_start(ws->client, &f->req);
 }
 
 static int
