@@ -27,7 +27,6 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
-#include "commands/trigger.h"
 #include "fmgr.h"
 #include "executor/spi.h"
 #include "pgstat.h"
@@ -51,10 +50,17 @@ static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 
-/* The transaction bracket of worker_spi.c, in its order. */
 /* Set while the worker's own fan-out inserts deliveries from the events it read. */
 static bool worker_creates_deliveries = false;
 
+/* Whether the statement running is the worker's own fan-out (delivery_references.c). */
+bool
+store_creating_deliveries(void)
+{
+	return worker_creates_deliveries;
+}
+
+/* The transaction bracket of worker_spi.c, in its order. */
 void
 store_begin(const char *activity)
 {
@@ -424,8 +430,10 @@ insert_fanned_out(Datum *args)
  * the events are locked (SKIP LOCKED: an event someone else holds waits for a later
  * batch, and the worker never blocks or deadlocks on it) and marked fanned out in one
  * UPDATE by ctid, which stays valid while the lock is held (the ctid is the only
- * condition, so no plan can walk an index instead); their endpoints are read once each, not once per
- * delivery; the deliveries are inserted from arrays.  An endpoint that no longer
+ * condition, so no plan can walk an index instead); their endpoints are read and
+ * locked FOR KEY SHARE once each, not once per delivery, which is what lets the
+ * deliveries go in without a foreign-key check per row (delivery_references.c); the
+ * deliveries are inserted from arrays.  An endpoint that no longer
  * exists gets no delivery, and a delivery that already exists (inserted by hand for
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
@@ -497,7 +505,11 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 		}
 	}
 
-	/* 2. Read each endpoint once. */
+	/*
+	 * 2. Read and lock each endpoint once, FOR KEY SHARE as a foreign key would: an
+	 * endpoint deleted first gets no delivery, and a delete that comes later waits for
+	 * this transaction and then finds the deliveries it made.
+	 */
 	{
 		long		nep = hash_get_num_entries(endpoints);
 		int64	   *ids = palloc(sizeof(int64) * Max(nep, 1));
@@ -521,9 +533,10 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 				   "       ep.retry_schedule, ep.is_active AND ep.deleted_at IS NULL"
 				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
 				   "  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep"
-				   "                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1) ep ON true",
+				   "                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1"
+				   "                   FOR KEY SHARE) ep ON true",
 				   2, types, CURSOR_OPT_GENERIC_PLAN);
-		rc = SPI_execute_plan(fan_out_endpoints_plan, args, NULL, true, 0);
+		rc = SPI_execute_plan(fan_out_endpoints_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "reading endpoints failed: %s", SPI_result_code_string(rc));
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -740,23 +753,31 @@ text_array(Datum *values, bool *nulls, int n)
 											  TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* Writes a batch of attempt outcomes back in one statement. */
-void
-store_record(DeliveryResult *results, int n)
+/*
+ * Failed attempts go to the attempts history and the log, in one statement over text
+ * arrays of the failed results only; the delivering attempt lives on the delivery row,
+ * so a batch that only delivered builds and runs nothing here.
+ */
+static void
+record_failed_attempts(DeliveryResult *results, int n)
 {
 	Oid			argtypes[RECORD_COLUMNS];
 	Datum		args[RECORD_COLUMNS];
 	Datum	   *cols[RECORD_COLUMNS];
 	bool	   *nulls[RECORD_COLUMNS];
+	int			nfailed = 0;
 	int			rc;
 
-	if (n == 0)
+	for (int i = 0; i < n; i++)
+		if (strcmp(results[i].outcome, "delivered") != 0)
+			nfailed++;
+	if (nfailed == 0)
 		return;
 	for (int c = 0; c < RECORD_COLUMNS; c++)
 	{
 		argtypes[c] = TEXTARRAYOID;
-		cols[c] = palloc(sizeof(Datum) * n);
-		nulls[c] = palloc0(sizeof(bool) * n);
+		cols[c] = palloc(sizeof(Datum) * nfailed);
+		nulls[c] = palloc0(sizeof(bool) * nfailed);
 	}
 
 #define SET_TEXT(c, i, s) \
@@ -765,10 +786,15 @@ store_record(DeliveryResult *results, int n)
 		else cols[c][i] = CStringGetTextDatum(s); \
 	} while (0)
 
-	for (int i = 0; i < n; i++)
+	nfailed = 0;
+	for (int j = 0; j < n; j++)
 	{
-		DeliveryResult *r = &results[i];
+		DeliveryResult *r = &results[j];
+		int			i = nfailed;
 
+		if (strcmp(r->outcome, "delivered") == 0)
+			continue;
+		nfailed++;
 		SET_TEXT(0, i, r->tenant_id);
 		SET_TEXT(1, i, psprintf(INT64_FORMAT, r->id));
 		SET_TEXT(2, i, psprintf(INT64_FORMAT, r->endpoint_id));
@@ -784,7 +810,53 @@ store_record(DeliveryResult *results, int n)
 	}
 #undef SET_TEXT
 	for (int c = 0; c < RECORD_COLUMNS; c++)
-		args[c] = text_array(cols[c], nulls[c], n);
+		args[c] = text_array(cols[c], nulls[c], nfailed);
+
+	prepare(&record_failures_plan,
+			"WITH r AS ("
+			"  SELECT r.tenant_id, r.id::bigint AS id, r.endpoint_id::bigint AS endpoint_id,"
+			"         r.outcome, r.attempt::integer AS attempt,"
+			"         r.started_at::timestamptz AS started_at, r.duration_ms::integer AS duration_ms,"
+			"         r.status_code::integer AS status_code, r.error_class, r.error, r.response,"
+			"         r.next_attempt_at::timestamptz AS next_attempt_at"
+			"    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+			"                    pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+			"                    pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
+			"                    pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12))"
+			"      AS r(tenant_id, id, endpoint_id, outcome, attempt, started_at, duration_ms,"
+			"           status_code, error_class, error, response, next_attempt_at)"
+			"   WHERE r.outcome <> 'delivered'),"
+			" att AS ("
+			"  INSERT INTO integration.delivery_attempts (tenant_id, delivery_id, attempt,"
+			"         started_at, duration_ms, status_code, error_class, error, response_excerpt)"
+			"  SELECT r.tenant_id, r.id, r.attempt, r.started_at, r.duration_ms, r.status_code,"
+			"         r.error_class, r.error, r.response FROM r"
+			"   WHERE EXISTS (SELECT FROM integration.deliveries d"
+			"                  WHERE d.tenant_id = r.tenant_id AND d.id = r.id))"
+			" INSERT INTO integration.integration_logs (tenant_id, level, source, event, message, context)"
+			" SELECT tenant_id, CASE WHEN outcome = 'failed' THEN 'error' ELSE 'warning' END, 'worker',"
+			"        CASE WHEN outcome = 'failed' THEN 'delivery.failed' ELSE 'delivery.retrying' END,"
+			"        pg_catalog.format('delivery %s to webhook %s: attempt %s %s%s', id, endpoint_id, attempt,"
+			"            CASE WHEN outcome = 'failed' THEN 'failed for good' ELSE 'failed, retrying' END,"
+			"            coalesce(': ' || error, '')),"
+			"        pg_catalog.jsonb_build_object('delivery_id', id, 'endpoint_id', endpoint_id,"
+			"            'attempt', attempt, 'status_code', status_code, 'error_class', error_class,"
+			"            'error', error, 'next_attempt_at', next_attempt_at)"
+			"   FROM r",
+			RECORD_COLUMNS, argtypes);
+	rc = SPI_execute_plan(record_failures_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "recording failed attempts failed: %s", SPI_result_code_string(rc));
+}
+
+/* Writes a batch of attempt outcomes back. */
+void
+store_record(DeliveryResult *results, int n)
+{
+	int			rc;
+
+	if (n == 0)
+		return;
 
 	/*
 	 * One UPDATE for the batch, reaching each delivery by the claim's ctid: the batch's
@@ -876,51 +948,7 @@ store_record(DeliveryResult *results, int n)
 			elog(ERROR, "recording delivery results failed: %s", SPI_result_code_string(rc));
 	}
 
-	/*
-	 * Failed attempts go to the attempts history and the log; the delivering attempt
-	 * lives on the delivery row, so the common case writes nothing more.
-	 */
-	for (int i = 0; i < n; i++)
-	{
-		if (strcmp(results[i].outcome, "delivered") == 0)
-			continue;
-		prepare(&record_failures_plan,
-				"WITH r AS ("
-				"  SELECT r.tenant_id, r.id::bigint AS id, r.endpoint_id::bigint AS endpoint_id,"
-				"         r.outcome, r.attempt::integer AS attempt,"
-				"         r.started_at::timestamptz AS started_at, r.duration_ms::integer AS duration_ms,"
-				"         r.status_code::integer AS status_code, r.error_class, r.error, r.response,"
-				"         r.next_attempt_at::timestamptz AS next_attempt_at"
-				"    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-				"                    pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
-				"                    pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
-				"                    pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12))"
-				"      AS r(tenant_id, id, endpoint_id, outcome, attempt, started_at, duration_ms,"
-				"           status_code, error_class, error, response, next_attempt_at)"
-				"   WHERE r.outcome <> 'delivered'),"
-				" att AS ("
-				"  INSERT INTO integration.delivery_attempts (tenant_id, delivery_id, attempt,"
-				"         started_at, duration_ms, status_code, error_class, error, response_excerpt)"
-				"  SELECT r.tenant_id, r.id, r.attempt, r.started_at, r.duration_ms, r.status_code,"
-				"         r.error_class, r.error, r.response FROM r"
-				"   WHERE EXISTS (SELECT FROM integration.deliveries d"
-				"                  WHERE d.tenant_id = r.tenant_id AND d.id = r.id))"
-				" INSERT INTO integration.integration_logs (tenant_id, level, source, event, message, context)"
-				" SELECT tenant_id, CASE WHEN outcome = 'failed' THEN 'error' ELSE 'warning' END, 'worker',"
-				"        CASE WHEN outcome = 'failed' THEN 'delivery.failed' ELSE 'delivery.retrying' END,"
-				"        pg_catalog.format('delivery %s to webhook %s: attempt %s %s%s', id, endpoint_id, attempt,"
-				"            CASE WHEN outcome = 'failed' THEN 'failed for good' ELSE 'failed, retrying' END,"
-				"            coalesce(': ' || error, '')),"
-				"        pg_catalog.jsonb_build_object('delivery_id', id, 'endpoint_id', endpoint_id,"
-				"            'attempt', attempt, 'status_code', status_code, 'error_class', error_class,"
-				"            'error', error, 'next_attempt_at', next_attempt_at)"
-				"   FROM r",
-				RECORD_COLUMNS, argtypes);
-		rc = SPI_execute_plan(record_failures_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "recording failed attempts failed: %s", SPI_result_code_string(rc));
-		break;
-	}
+	record_failed_attempts(results, n);
 
 	/* 410 Gone: the receiver asks never to be called again. */
 	for (int i = 0; i < n; i++)
@@ -948,45 +976,4 @@ store_record(DeliveryResult *results, int n)
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "disabling an endpoint failed: %s", SPI_result_code_string(rc));
 	}
-}
-
-PG_FUNCTION_INFO_V1(integration_check_delivery_events);
-
-/*
- * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): every
- * new delivery refers to an event of its own tenant.  The worker's fan-out, which
- * creates deliveries from events it has just locked, needs no check.
- */
-Datum
-integration_check_delivery_events(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	int			rc;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("check_delivery_events() must be an AFTER INSERT statement trigger with a transition table")));
-	if (worker_creates_deliveries)
-		return PointerGetDatum(NULL);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SPI_register_trigger_data(trigdata);
-	rc = SPI_execute("SELECT n.tenant_id, n.event_id FROM added n"
-					 " LEFT JOIN LATERAL (SELECT true AS found FROM integration.webhook_events e"
-					 "                     WHERE e.tenant_id = n.tenant_id AND e.id = n.event_id"
-					 "                     LIMIT 1) x ON true"
-					 " WHERE x.found IS NULL LIMIT 1", true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "checking deliveries failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_events"),
-				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
-						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2))));
-	SPI_finish();
-	return PointerGetDatum(NULL);
 }

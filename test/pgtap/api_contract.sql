@@ -1,7 +1,7 @@
 -- The API contract: every function's exact signature, argument names, return type and
 -- volatility; every table's key columns; every key and foreign key leads with tenant_id.
 BEGIN;
-SELECT plan(113);
+SELECT plan(118);
 
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
@@ -100,9 +100,28 @@ SELECT results_eq($$
 			  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
 	  FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2$$,
-	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
-			 ('integration.deliveries', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
-	'the foreign keys are deliveries (tenant_id, endpoint_id) and delivery_attempts (tenant_id, delivery_id); deliveries -> events is checked per statement by a trigger');
+	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id'])$$,
+	'the one foreign key is delivery_attempts (tenant_id, delivery_id); deliveries -> events and endpoints are checked per statement by triggers');
+
+-- What those triggers enforce, as foreign keys would, whoever asks.  (5)
+SET LOCAL integration.tenant_id = 'tap-ref';
+CREATE TEMP TABLE ref_ids ON COMMIT DROP AS
+	SELECT w.id AS ep, integration.dispatch_webhook(w.id, 'ref.x', '{}') AS d
+	  FROM integration.register_webhook('ref', 'https://ref.example.invalid/', '["*"]') w;
+SELECT throws_ok(format('INSERT INTO integration.deliveries (event_id, endpoint_id) SELECT event_id, %s + 1000 FROM integration.deliveries WHERE id = %s',
+						(SELECT ep FROM ref_ids), (SELECT d FROM ref_ids)),
+				 '23503', 'insert or update on table "deliveries" violates the reference to webhook_endpoints',
+				 'a delivery must refer to an existing endpoint');
+SELECT throws_ok(format('DELETE FROM integration.webhook_endpoints WHERE id = %s', (SELECT ep FROM ref_ids)),
+				 '23503', 'update or delete on table "webhook_endpoints" violates the reference from table "deliveries"',
+				 'an endpoint that deliveries refer to cannot be deleted');
+SELECT throws_ok(format('UPDATE integration.webhook_endpoints SET id = DEFAULT WHERE id = %s', (SELECT ep FROM ref_ids)),
+				 '23503', 'update or delete on table "webhook_endpoints" violates the reference from table "deliveries"',
+				 'an endpoint that deliveries refer to keeps its key');
+SELECT throws_ok('TRUNCATE integration.webhook_endpoints', '0A000', NULL,
+				 'webhook_endpoints cannot be truncated while deliveries refer to it');
+SELECT ok(integration.delete_webhook((SELECT ep FROM ref_ids)),
+		  'delete_webhook() soft-deletes an endpoint that deliveries refer to');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -60,7 +60,7 @@ SELECT is_empty(format('DELETE FROM integration.deliveries WHERE id = %s RETURNI
 				'A''s DELETE of B''s delivery touches no row');
 SELECT throws_ok(format('INSERT INTO integration.deliveries (event_id, endpoint_id) SELECT event_id, %s FROM integration.deliveries WHERE id = %s',
 						(SELECT v FROM ids WHERE k = 'ep_b'), (SELECT v FROM ids WHERE k = 'd_a')),
-				 '23503', NULL, 'A cannot attach a delivery to B''s endpoint (the foreign key includes tenant_id)');
+				 '23503', NULL, 'A cannot attach a delivery to B''s endpoint (the reference includes tenant_id)');
 SELECT throws_ok(format('INSERT INTO integration.deliveries (event_id, endpoint_id) VALUES (%s, %s)',
 						(SELECT v FROM ids WHERE k = 'ev_b'), (SELECT v FROM ids WHERE k = 'ep_a')),
 				 '23503', NULL, 'A cannot attach a delivery to B''s event');

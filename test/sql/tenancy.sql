@@ -76,7 +76,7 @@ WITH w AS (DELETE FROM integration.webhook_events WHERE id = :ev_b RETURNING 1)
 SELECT count(*) AS b_events_deleted FROM w;
 WITH w AS (DELETE FROM integration.webhook_endpoints WHERE tenant_id = 'ten-b' RETURNING 1)
 SELECT count(*) AS b_endpoints_deleted FROM w;
--- A delivery with A's tenant cannot point at B's endpoint or event: the foreign keys
+-- A delivery with A's tenant cannot point at B's endpoint or event: the references
 -- include tenant_id.
 SELECT event_id AS ev_a FROM integration.deliveries WHERE id = :d_a \gset
 INSERT INTO integration.deliveries (event_id, endpoint_id) VALUES (:ev_a, :ep_b);

@@ -1,0 +1,200 @@
+/*
+ * delivery_references.c
+ *		What foreign keys from integration.deliveries to webhook_events and
+ *		webhook_endpoints would enforce, as triggers that check a statement at a time.
+ *
+ * A foreign key checks every inserted row with a query and a row lock of its own.  The
+ * worker inserts thousands of deliveries a second, each made from an event it has
+ * just locked and an endpoint it has locked FOR KEY SHARE once per batch, so those
+ * checks would only repeat what it knows, at a tenth of its time.  Its fan-out skips
+ * the insert check (store_creating_deliveries()); every other insert is checked once
+ * per statement over its transition table.
+ *
+ * The checks behave like PostgreSQL's own (ri_triggers.c): they run as the table's
+ * owner with row-level security off, since a reference is a fact about keys and not
+ * about what the caller may see; the insert check locks the rows it finds FOR KEY
+ * SHARE, so a concurrent delete waits for the inserting transaction; and the
+ * checks on the referenced side read with a fresh snapshot, so a serializable caller
+ * also sees deliveries committed after its snapshot was taken.  On the referenced
+ * side, an endpoint that deliveries refer to cannot be deleted, get another key or be
+ * truncated (ON DELETE NO ACTION); deleting events deletes their deliveries (ON DELETE
+ * CASCADE: integration.delete_event_deliveries() in the SQL script).
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "delivery_store.h"
+
+/*
+ * Runs sql (reading the trigger's transition tables, with up to two parameters) as
+ * rel's owner without row-level security, and returns the first row's two columns
+ * as text in *a and *b; false when it finds no row.  latest: read with a fresh
+ * snapshot rather than the transaction's.
+ */
+static bool
+first_row(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
+		  bool latest, char **a, char **b)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	SPIPlanPtr	plan;
+	int			rc;
+	bool		found;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, args, NULL,
+							  latest ? GetLatestSnapshot() : InvalidSnapshot,
+							  InvalidSnapshot, false, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "checking the references of deliveries failed: %s", SPI_result_code_string(rc));
+	found = SPI_processed > 0;
+	if (found)
+	{
+		*a = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		*b = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return found;
+}
+
+PG_FUNCTION_INFO_V1(integration_check_delivery_references);
+
+/*
+ * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): every
+ * new delivery refers to an event and an endpoint of its own tenant.
+ */
+Datum
+integration_check_delivery_references(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	char	   *tenant;
+	char	   *key;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("check_delivery_references() must be an AFTER INSERT statement trigger with a transition table")));
+	if (store_creating_deliveries())
+		return PointerGetDatum(NULL);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SPI_register_trigger_data(trigdata);
+	if (first_row(trigdata->tg_relation,
+				  "SELECT a.tenant_id, a.event_id FROM added a"
+				  " WHERE NOT EXISTS (SELECT FROM integration.webhook_events e"
+				  "                    WHERE e.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
+				  "                      AND e.id OPERATOR(pg_catalog.=) a.event_id"
+				  "                      FOR KEY SHARE OF e)",
+				  0, NULL, NULL, false, &tenant, &key))
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_events"),
+				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
+						   tenant, key)));
+	if (first_row(trigdata->tg_relation,
+				  "SELECT a.tenant_id, a.endpoint_id FROM added a"
+				  " WHERE NOT EXISTS (SELECT FROM integration.webhook_endpoints w"
+				  "                    WHERE w.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
+				  "                      AND w.id OPERATOR(pg_catalog.=) a.endpoint_id"
+				  "                      FOR KEY SHARE OF w)",
+				  0, NULL, NULL, false, &tenant, &key))
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_endpoints"),
+				 errdetail("Key (tenant_id, endpoint_id)=(%s, %s) is not present in table \"webhook_endpoints\".",
+						   tenant, key)));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(integration_check_endpoint_unreferenced);
+
+/*
+ * On webhook_endpoints: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone"),
+ * AFTER UPDATE OF tenant_id, id ... FOR EACH ROW (when the key changed) and AFTER
+ * TRUNCATE: no delivery refers to an endpoint key that is gone.
+ */
+Datum
+integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	char	   *tenant;
+	char	   *key;
+	bool		found;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("check_endpoint_unreferenced() must be an AFTER trigger")));
+	rel = trigdata->tg_relation;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		if (first_row(rel, "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d LIMIT 1",
+					  0, NULL, NULL, true, &tenant, &key))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot truncate table \"webhook_endpoints\": table \"deliveries\" refers to it"),
+					 errhint("Truncate integration.webhook_events first, which truncates the deliveries too, or name it before webhook_endpoints in the same command.")));
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	{
+		HeapTuple	old = trigdata->tg_trigtuple;
+		TupleDesc	desc = RelationGetDescr(rel);
+		Oid			types[2] = {TEXTOID, INT8OID};
+		Datum		args[2];
+		bool		isnull;
+
+		args[0] = heap_getattr(old, SPI_fnumber(desc, "tenant_id"), desc, &isnull);
+		args[1] = heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull);
+		found = first_row(rel,
+						  "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
+						  " WHERE d.tenant_id OPERATOR(pg_catalog.=) $1"
+						  "   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1",
+						  2, types, args, true, &tenant, &key);
+	}
+	else if (trigdata->tg_oldtable != NULL)
+	{
+		SPI_register_trigger_data(trigdata);
+		found = first_row(rel,
+						  "SELECT g.tenant_id, g.id FROM gone g"
+						  " WHERE EXISTS (SELECT FROM integration.deliveries d"
+						  "                WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+						  "                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id)",
+						  0, NULL, NULL, true, &tenant, &key);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("check_endpoint_unreferenced() on DELETE needs the transition table \"gone\"")));
+
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("update or delete on table \"webhook_endpoints\" violates the reference from table \"deliveries\""),
+				 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"deliveries\".",
+						   tenant, key),
+				 errhint("integration.delete_webhook() soft-deletes an endpoint and keeps its deliveries.")));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
