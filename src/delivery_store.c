@@ -351,12 +351,21 @@ cstring_text_array(char **values, int n)
 	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * When a lease taken now runs out.  now() in SQL is the transaction's start, so the
+ * expiry is computed once here and passed in, rather than per row.
+ */
+static TimestampTz
+lease_expiry(int lease_ms)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), lease_ms);
+}
+
 #define FAN_OUT_INSERT \
 	"INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status," \
 	"       next_attempt_at, lease_expires_at, created_at)" \
 	" SELECT r.tenant_id, r.event_id, r.endpoint_id, 'sending', NULL," \
-	"        pg_catalog.now() + pg_catalog.make_interval(secs => $5::numeric / 1000.0)," \
-	"        r.created_at" \
+	"        $5, r.created_at" \
 	"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)," \
 	"                   pg_catalog.unnest($3), pg_catalog.unnest($4))" \
 	"        AS r(tenant_id, event_id, endpoint_id, created_at)"
@@ -364,7 +373,7 @@ cstring_text_array(char **values, int n)
 
 /*
  * Inserts the fan-out's deliveries (tenants, event ids, endpoint ids, created_at, lease
- * ms in args) and leaves them in SPI_tuptable.
+ * expiry in args) and leaves them in SPI_tuptable.
  *
  * A delivery can only exist already if someone inserted it by hand for an event still
  * to be fanned out, so the plain INSERT runs first, in a subtransaction: ON CONFLICT's
@@ -374,7 +383,7 @@ cstring_text_array(char **values, int n)
 static void
 insert_fanned_out(Datum *args)
 {
-	static const Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT4OID};
+	static const Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool conflict = false;
@@ -616,7 +625,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 		args[2] = int8_array(endpoint_ids, ncand);
 		args[3] = PointerGetDatum(construct_array(created, ncand, TIMESTAMPTZOID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[4] = Int32GetDatum(lease_ms);
+		args[4] = TimestampTzGetDatum(lease_expiry(lease_ms));
 		/* Reset by store_begin() too, in case the statement fails. */
 		worker_creates_deliveries = true;
 		insert_fanned_out(args);
@@ -675,7 +684,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 int
 store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 {
-	Oid			argtypes[3] = {INT4OID, INT4OID, INT8ARRAYOID};
+	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];
 	Datum	   *ex;
 	int			rc;
@@ -684,7 +693,7 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 	for (int i = 0; i < nexcluded; i++)
 		ex[i] = Int64GetDatum(excluded[i]);
 	args[0] = Int32GetDatum(0);
-	args[1] = Int32GetDatum(lease_ms);
+	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
 	args[2] = PointerGetDatum(construct_array(ex, nexcluded, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
 
@@ -698,7 +707,7 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 			" claimed AS ("
 			"  UPDATE integration.deliveries d"
 			"     SET status = 'sending', next_attempt_at = NULL,"
-			"         lease_expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2::numeric / 1000.0)"
+			"         lease_expires_at = $2"
 			"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))"
 			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
 			/* LATERAL: one index probe per claimed row, never a scan of all events. */
@@ -866,19 +875,19 @@ store_record(DeliveryResult *results, int n)
 	 * meanwhile; claimed rows, and only they, have a lease.
 	 */
 	{
-		Oid			types[10] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		Oid			types[11] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TIMESTAMPTZARRAYOID};
-		Datum		v[10];
-		Datum	   *col[10];
-		bool	   *isnull[10];
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+		Datum		v[11];
+		Datum	   *col[11];
+		bool	   *isnull[11];
 		static const struct
 		{
 			Oid			type;
 			int			len;
 			bool		byval;
 			char		align;
-		}			elem[10] = {
+		}			elem[11] = {
 			{TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT},
 			{INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 			{TEXTOID, -1, false, TYPALIGN_INT},
@@ -889,9 +898,10 @@ store_record(DeliveryResult *results, int n)
 			{TEXTOID, -1, false, TYPALIGN_INT},
 			{TEXTOID, -1, false, TYPALIGN_INT},
 			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 		};
 
-		for (int c = 0; c < 10; c++)
+		for (int c = 0; c < 11; c++)
 		{
 			col[c] = palloc(sizeof(Datum) * n);
 			isnull[c] = palloc0(sizeof(bool) * n);
@@ -914,8 +924,10 @@ store_record(DeliveryResult *results, int n)
 			isnull[8][i] = (r->response == NULL);
 			col[9][i] = TimestampTzGetDatum(r->next_attempt_at);
 			isnull[9][i] = (r->next_attempt_at == 0);
+			col[10][i] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(r->started_at, r->duration_ms));
+			isnull[10][i] = (strcmp(r->outcome, "delivered") != 0);
 		}
-		for (int c = 0; c < 10; c++)
+		for (int c = 0; c < 11; c++)
 		{
 			int			dims[1] = {n};
 			int			lbs[1] = {1};
@@ -930,19 +942,17 @@ store_record(DeliveryResult *results, int n)
 				"   SET (status, attempts, last_attempt_at, last_duration_ms, last_status_code,"
 				"        last_error, last_response, next_attempt_at, lease_expires_at, delivered_at) ="
 				"       (r.status, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error,"
-				"        r.response, r.next_attempt_at, NULL::timestamptz,"
-				"        CASE WHEN r.status = 'delivered'"
-				"             THEN r.started_at + pg_catalog.make_interval(secs => r.duration_ms::numeric / 1000.0) END)"
+				"        r.response, r.next_attempt_at, NULL::timestamptz, r.delivered_at)"
 				"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
 				"                  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
 				"                  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
-				"                  pg_catalog.unnest($10))"
+				"                  pg_catalog.unnest($10), pg_catalog.unnest($11))"
 				"       AS r(tid, id, status, attempt, started_at, duration_ms, status_code, error,"
-				"            response, next_attempt_at)"
+				"            response, next_attempt_at, delivered_at)"
 				" WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at IS NOT NULL"
 				/* Whatever join is chosen, deliveries is read only at the batch's rows. */
 				"   AND d.ctid = ANY ($1)",
-				10, types, CURSOR_OPT_GENERIC_PLAN);
+				11, types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(record_plan, v, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "recording delivery results failed: %s", SPI_result_code_string(rc));
