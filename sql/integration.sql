@@ -222,7 +222,6 @@ CREATE TABLE integration.webhook_events (
 	event			text NOT NULL,
 	payload			text NOT NULL,
 	endpoint_ids	bigint[] NOT NULL,
-	fanout_pending	boolean NOT NULL DEFAULT true,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (tenant_id, id),
 	CONSTRAINT webhook_events_tenant_check CHECK (tenant_id <> '')
@@ -231,10 +230,41 @@ COMMENT ON TABLE integration.webhook_events IS
 	'One row per published event: the payload bytes, serialised once, and the endpoints it goes to. The worker fans each event out into integration.deliveries.';
 COMMENT ON COLUMN integration.webhook_events.payload IS
 	'The exact bytes sent and signed.';
-COMMENT ON COLUMN integration.webhook_events.fanout_pending IS
-	'True until the worker has created one row in integration.deliveries per endpoint.';
 
-CREATE INDEX webhook_events_fanout_idx ON integration.webhook_events (id) WHERE fanout_pending;
+-- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A
+-- flag on webhook_events would cost every fan-out a non-HOT update of the whole event
+-- row (a flag in an index predicate rules HOT out), that is a copy of the row, a new
+-- primary-key entry and a WAL record the size of the payload; here it is a deleted
+-- tuple.  Events stay insert-only.  No primary key, since nothing looks a row up by
+-- key; REPLICA IDENTITY FULL lets logical replication carry the deletes.
+CREATE TABLE integration.webhook_event_queue (
+	tenant_id		text COLLATE "C" NOT NULL,
+	event_id		bigint NOT NULL
+);
+ALTER TABLE integration.webhook_event_queue REPLICA IDENTITY FULL;
+COMMENT ON TABLE integration.webhook_event_queue IS
+	'Published events the worker has not fanned out into integration.deliveries yet.';
+-- The fan-out takes events in id order, across tenants.
+CREATE INDEX webhook_event_queue_order_idx ON integration.webhook_event_queue (event_id);
+
+-- Events inserted by hand are queued like published ones (publishing queues its own
+-- events, src/event_store.c, unless the table has triggers of someone else's).
+CREATE FUNCTION integration.queue_events() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO integration.webhook_event_queue (tenant_id, event_id)
+	SELECT a.tenant_id, a.id FROM added a;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration.queue_events() IS
+	'Statement trigger: every new event is queued for fan-out.';
+
+CREATE TRIGGER events_queued AFTER INSERT ON integration.webhook_events
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.queue_events();
 
 CREATE TABLE integration.deliveries (
 	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
@@ -282,8 +312,14 @@ CREATE FUNCTION integration.delete_event_deliveries() RETURNS trigger
 AS $$
 BEGIN
 	IF TG_OP = 'TRUNCATE' THEN
-		TRUNCATE integration.deliveries, integration.delivery_attempts;
+		TRUNCATE integration.deliveries, integration.delivery_attempts,
+				 integration.webhook_event_queue;
 	ELSE
+		-- The queue first: a fan-out of these events in progress holds their queue
+		-- rows, so this waits for it, and the next statement's snapshot then sees the
+		-- deliveries it made.
+		DELETE FROM integration.webhook_event_queue q
+		 USING gone g WHERE q.tenant_id = g.tenant_id AND q.event_id = g.id;
 		DELETE FROM integration.deliveries d
 		 USING gone g WHERE d.tenant_id = g.tenant_id AND d.event_id = g.id;
 	END IF;
@@ -291,7 +327,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.delete_event_deliveries() IS
-	'Deleting events deletes their deliveries (what ON DELETE CASCADE would do).';
+	'Deleting events deletes their deliveries and queue rows (what ON DELETE CASCADE would do).';
 
 -- What the foreign keys to webhook_events and webhook_endpoints would check, once per
 -- statement instead of once per row.  The worker, which creates deliveries from the
@@ -412,8 +448,8 @@ DO $$
 DECLARE
 	t text;
 BEGIN
-	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'deliveries',
-							 'delivery_attempts', 'integration_logs']
+	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'webhook_event_queue',
+							 'deliveries', 'delivery_attempts', 'integration_logs']
 	LOOP
 		EXECUTE pg_catalog.format('ALTER TABLE integration.%I ENABLE ROW LEVEL SECURITY', t);
 		EXECUTE pg_catalog.format('ALTER TABLE integration.%I FORCE ROW LEVEL SECURITY', t);
@@ -443,9 +479,9 @@ CREATE VIEW integration.webhook_deliveries WITH (security_invoker = true) AS
 	SELECT e.tenant_id, NULL::bigint, e.id, u.endpoint_id, e.event, e.payload, 'pending',
 		   0, e.created_at, NULL::timestamptz, NULL::integer, NULL::text, NULL::text,
 		   e.created_at, NULL::timestamptz
-	  FROM integration.webhook_events e
-	 CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id)
-	 WHERE e.fanout_pending;
+	  FROM integration.webhook_event_queue q
+	  JOIN integration.webhook_events e ON e.tenant_id = q.tenant_id AND e.id = q.event_id
+	 CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id);
 COMMENT ON VIEW integration.webhook_deliveries IS
 	'Every delivery of an event to an endpoint with its event, payload and status. A delivery whose event the worker has not fanned out yet shows status pending and a NULL id.';
 
@@ -684,7 +720,7 @@ CREATE FUNCTION integration.dispatch_webhook(id bigint, event text, payload json
 AS $$
 DECLARE
 	active boolean;
-	event_id bigint;
+	new_event_id bigint;
 	delivery_id bigint;
 BEGIN
 	PERFORM integration.require_tenant();
@@ -704,13 +740,16 @@ BEGIN
 				  HINT = 'Enable it with integration.update_webhook(id => ..., is_active => true).';
 	END IF;
 
-	INSERT INTO integration.webhook_events AS e (event, payload, endpoint_ids, fanout_pending)
+	INSERT INTO integration.webhook_events AS e (event, payload, endpoint_ids)
 	VALUES (dispatch_webhook.event,
 			integration.envelope(dispatch_webhook.event, coalesce(dispatch_webhook.payload, 'null')),
-			ARRAY[dispatch_webhook.id], false)
-	RETURNING e.id INTO event_id;
+			ARRAY[dispatch_webhook.id])
+	RETURNING e.id INTO new_event_id;
+	-- Its one delivery is made here: the event needs no fan-out.
+	DELETE FROM integration.webhook_event_queue q
+	 WHERE q.tenant_id = integration.current_tenant() AND q.event_id = new_event_id;
 	INSERT INTO integration.deliveries AS d (event_id, endpoint_id)
-	VALUES (event_id, dispatch_webhook.id)
+	VALUES (new_event_id, dispatch_webhook.id)
 	RETURNING d.id INTO delivery_id;
 
 	PERFORM integration.log('info', 'api', 'webhook.dispatched',
@@ -718,7 +757,7 @@ BEGIN
 								   dispatch_webhook.id),
 							jsonb_build_object('endpoint_id', dispatch_webhook.id,
 											   'delivery_id', delivery_id,
-											   'event_id', event_id,
+											   'event_id', new_event_id,
 											   'event', dispatch_webhook.event));
 	PERFORM integration._wake_worker_at_commit();
 	RETURN delivery_id;

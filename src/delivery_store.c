@@ -8,8 +8,8 @@
  * before any request starts: no transaction is open while HTTP is in flight.  Fresh
  * events are fanned out straight into claimed deliveries, so a first attempt costs one
  * INSERT and one UPDATE of the delivery row, not two UPDATEs more; the fan-out takes
- * its events with an UPDATE by ctid, which a concurrent taker would find moved and
- * skip, so an event is fanned out once however many run it.  Rows are found again
+ * its events by deleting their rows of webhook_event_queue by ctid, which a concurrent
+ * taker would find gone and skip, so an event is fanned out once however many run it.  Rows are found again
  * by ctid (stable while locked or claimed), which keeps every statement an index or TID
  * lookup however large the tables grow.  A worker
  * that dies leaves its claims 'sending'; store_reconcile_leases() returns them to
@@ -436,10 +436,11 @@ insert_fanned_out(Datum *args)
  * Appends them to list and returns how many events were fanned out.
  *
  * Three statements, each a plain index or TID walk with a generic plan, joined in C:
- * the events are locked (SKIP LOCKED: an event someone else holds waits for a later
- * batch, and the worker never blocks or deadlocks on it) and marked fanned out in one
- * UPDATE by ctid, which stays valid while the lock is held (the ctid is the only
- * condition, so no plan can walk an index instead); their endpoints are read and
+ * the events' queue rows are locked (SKIP LOCKED: an event someone else holds, a
+ * delete of it say, waits for a later batch, and the worker never blocks or deadlocks
+ * on it) and deleted in one statement by ctid, which stays valid while the lock is
+ * held (the ctid is the only condition, so no plan can walk an index instead), and
+ * the events read by key; their endpoints are read and
  * locked FOR KEY SHARE once each, not once per delivery, which is what lets the
  * deliveries go in without a foreign-key check per row (delivery_references.c); the
  * deliveries are inserted from arrays.  An endpoint that no longer
@@ -457,19 +458,27 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	int			ncand = 0;
 	int			rc;
 
-	/* 1. Take the events. */
+	/*
+	 * 1. Take the events: their queue rows, oldest event first across tenants, and
+	 * the events themselves (an event deleted meanwhile has taken its queue row along).
+	 */
 	saved_plan(&fan_out_plan,
 			   "WITH p AS ("
-			   "  SELECT p.ctid FROM integration.webhook_events p"
-			   "   WHERE p.fanout_pending"
-			   "   ORDER BY p.id LIMIT " CppAsString2(STORE_BATCH)
-			   "   FOR UPDATE SKIP LOCKED)"
-			   " UPDATE integration.webhook_events e SET fanout_pending = false"
-			   " WHERE e.ctid = ANY (ARRAY(SELECT p.ctid FROM p))"
-			   " RETURNING e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at",
+			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
+			   "   ORDER BY p.event_id LIMIT " CppAsString2(STORE_BATCH)
+			   "   FOR UPDATE SKIP LOCKED),"
+			   " taken AS ("
+			   "  DELETE FROM integration.webhook_event_queue q"
+			   "   WHERE q.ctid = ANY (ARRAY(SELECT p.ctid FROM p))"
+			   "  RETURNING q.tenant_id, q.event_id)"
+			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at"
+			   "   FROM taken t"
+			   "   JOIN LATERAL (SELECT * FROM integration.webhook_events e"
+			   "                  WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
+			   "                  LIMIT 1) e ON true",
 			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
 	rc = SPI_execute_plan(fan_out_plan, NULL, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE_RETURNING)
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
 	nevents = (int) SPI_processed;
 	if (nevents == 0)

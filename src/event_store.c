@@ -1,6 +1,7 @@
 /*
  * event_store.c
- *		Writes published events into integration.webhook_events.
+ *		Writes published events into integration.webhook_events, and queues them for
+ *		fan-out in integration.webhook_event_queue.
  *
  * Publishing sits on the business write, and its cost is mostly writing the event rows.
  * So they are written the way COPY writes: table_multi_insert() with a bulk-insert
@@ -9,7 +10,8 @@
  * only when that is nothing we need:
  *   - the table has exactly the columns the extension created (a DBA who added one
  *     gets the plain INSERT, with its defaults and constraints);
- *   - no row-level or transition-table INSERT trigger exists on it;
+ *   - no row-level or transition-table INSERT trigger exists on it but the
+ *     extension's own events_queued, whose work (queueing each event) it does itself;
  *   - the caller has INSERT on the table (else the plain INSERT reports the error).
  * Row-level security needs no evaluation here: callers publish only for the current
  * tenant when RLS applies to them (publish.c checks it, with a clearer message), which
@@ -24,6 +26,7 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -52,7 +55,6 @@ static const struct
 	{"event", TEXTOID},
 	{"payload", TEXTOID},
 	{"endpoint_ids", INT8ARRAYOID},
-	{"fanout_pending", BOOLOID},
 	{"created_at", TIMESTAMPTZOID},
 };
 
@@ -78,9 +80,77 @@ fast_path_allowed(Relation rel)
 			return false;
 	}
 	if (trig && (trig->trig_insert_before_row || trig->trig_insert_after_row ||
-				 trig->trig_insert_instead_row || trig->trig_insert_new_table))
+				 trig->trig_insert_instead_row))
 		return false;
+	for (int i = 0; trig && trig->trig_insert_new_table && i < trig->numtriggers; i++)
+	{
+		Trigger    *t = &trig->triggers[i];
+
+		if (TRIGGER_FOR_INSERT(t->tgtype) && t->tgnewtable != NULL &&
+			!(strcmp(t->tgname, "events_queued") == 0 &&
+			  get_func_namespace(t->tgfoid) == RelationGetNamespace(rel) &&
+			  strcmp(get_func_name(t->tgfoid), "queue_events") == 0))
+			return false;
+	}
 	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+}
+
+/* Rows written to one table the way COPY writes them. */
+typedef struct BulkTarget
+{
+	Relation	rel;
+	ResultRelInfo *rri;
+	BulkInsertState bistate;
+	TupleTableSlot *slots[EVENT_STORE_MULTI_INSERT];
+	int			nslots;			/* slots created so far */
+} BulkTarget;
+
+static void
+bulk_open(BulkTarget *t, Relation rel)
+{
+	memset(t, 0, sizeof(*t));
+	t->rel = rel;
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, rel, 1, NULL, 0);
+	CheckValidResultRel(t->rri, CMD_INSERT);
+	ExecOpenIndices(t->rri, false);
+	t->bistate = GetBulkInsertState();
+}
+
+/* Slot i, emptied, for the caller to fill. */
+static TupleTableSlot *
+bulk_slot(BulkTarget *t, int i)
+{
+	if (i == t->nslots)
+		t->slots[t->nslots++] = table_slot_create(t->rel, NULL);
+	ExecClearTuple(t->slots[i]);
+	memset(t->slots[i]->tts_isnull, false, sizeof(bool) * RelationGetDescr(t->rel)->natts);
+	return t->slots[i];
+}
+
+/* Writes slots [0, n) and their index entries. */
+static void
+bulk_write(BulkTarget *t, int n, CommandId cid, EState *estate)
+{
+	for (int i = 0; i < n; i++)
+		ExecStoreVirtualTuple(t->slots[i]);
+	table_multi_insert(t->rel, t->slots, n, cid, 0, t->bistate);
+	for (int i = 0; i < n; i++)
+	{
+		ResetPerTupleExprContext(estate);
+		(void) ExecInsertIndexTuples(t->rri, t->slots[i], estate, false, false, NULL, NIL);
+	}
+}
+
+static void
+bulk_close(BulkTarget *t)
+{
+	for (int i = 0; i < t->nslots; i++)
+		ExecDropSingleTupleTableSlot(t->slots[i]);
+	FreeBulkInsertState(t->bistate);
+	table_finish_bulk_insert(t->rel, 0);
+	ExecCloseIndices(t->rri);
+	table_close(t->rel, NoLock);
 }
 
 /* The plain INSERT, through SPI: for tables the fast path must not bypass. */
@@ -120,21 +190,20 @@ insert_events(const char *tenant, const char *event, Datum *endpoint_ids, int ne
 {
 	Oid			nsp = get_namespace_oid("integration", false);
 	Oid			relid = get_relname_relid("webhook_events", nsp);
+	Oid			queue_relid = get_relname_relid("webhook_event_queue", nsp);
 	Relation	rel;
 	EState	   *estate;
-	ResultRelInfo *rri;
-	BulkInsertState bistate;
-	TupleTableSlot *slots[EVENT_STORE_MULTI_INSERT];
+	BulkTarget	events;
+	BulkTarget	queue;
 	CommandId	cid;
 	Oid			seqid;
 	Datum		tenant_d;
 	Datum		event_d;
 	Datum		endpoints_d;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	int			nslots = 0;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "integration.webhook_events does not exist");
+	if (!OidIsValid(relid) || !OidIsValid(queue_relid))
+		elog(ERROR, "integration.webhook_events or integration.webhook_event_queue does not exist");
 	endpoints_d = PointerGetDatum(construct_array(endpoint_ids, nendpoints, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	rel = table_open(relid, RowExclusiveLock);
@@ -153,46 +222,34 @@ insert_events(const char *tenant, const char *event, Datum *endpoint_ids, int ne
 	cid = GetCurrentCommandId(true);
 
 	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	CheckValidResultRel(rri, CMD_INSERT);
-	ExecOpenIndices(rri, false);
-	bistate = GetBulkInsertState();
+	bulk_open(&events, rel);
+	bulk_open(&queue, table_open(queue_relid, RowExclusiveLock));
 
-	for (int done = 0; done < npayloads; done += nslots)
+	for (int done = 0; done < npayloads;)
 	{
-		nslots = Min(npayloads - done, EVENT_STORE_MULTI_INSERT);
-		for (int i = 0; i < nslots; i++)
-		{
-			TupleTableSlot *slot;
+		int			n = Min(npayloads - done, EVENT_STORE_MULTI_INSERT);
 
-			if (done == 0)
-				slots[i] = table_slot_create(rel, NULL);
-			slot = slots[i];
-			ExecClearTuple(slot);
-			memset(slot->tts_isnull, false, sizeof(bool) * EVENT_NATTS);
-			slot->tts_values[0] = tenant_d;
-			slot->tts_values[1] = Int64GetDatum(nextval_internal(seqid, true));
-			slot->tts_values[2] = event_d;
-			slot->tts_values[3] = payloads[done + i];
-			slot->tts_values[4] = endpoints_d;
-			slot->tts_values[5] = BoolGetDatum(true);
-			slot->tts_values[6] = TimestampTzGetDatum(now);
-			ExecStoreVirtualTuple(slot);
-		}
-		table_multi_insert(rel, slots, nslots, cid, 0, bistate);
-		for (int i = 0; i < nslots; i++)
+		for (int i = 0; i < n; i++)
 		{
-			ResetPerTupleExprContext(estate);
-			(void) ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+			TupleTableSlot *ev = bulk_slot(&events, i);
+			TupleTableSlot *q = bulk_slot(&queue, i);
+			Datum		id = Int64GetDatum(nextval_internal(seqid, true));
+
+			ev->tts_values[0] = tenant_d;
+			ev->tts_values[1] = id;
+			ev->tts_values[2] = event_d;
+			ev->tts_values[3] = payloads[done + i];
+			ev->tts_values[4] = endpoints_d;
+			ev->tts_values[5] = TimestampTzGetDatum(now);
+			q->tts_values[0] = tenant_d;
+			q->tts_values[1] = id;
 		}
+		bulk_write(&events, n, cid, estate);
+		bulk_write(&queue, n, cid, estate);
+		done += n;
 	}
 
-	for (int i = 0; i < Min(npayloads, EVENT_STORE_MULTI_INSERT); i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
-	FreeBulkInsertState(bistate);
-	table_finish_bulk_insert(rel, 0);
-	ExecCloseIndices(rri);
+	bulk_close(&queue);
+	bulk_close(&events);
 	FreeExecutorState(estate);
-	table_close(rel, NoLock);
 }

@@ -10,8 +10,9 @@ SELECT id AS ep FROM integration.register_webhook(name => 'fallback', url => 'ht
 BEGIN;
 SELECT integration.publish_event('fb.fast', '{"n": 1}');
 SELECT tenant_id, event, payload::jsonb -> 'data' AS data, endpoint_ids = ARRAY[:ep]::bigint[] AS routed,
-       fanout_pending, created_at = now() AS created_now, id IS NOT NULL AS has_id
-  FROM integration.webhook_events WHERE event = 'fb.fast';
+       EXISTS (SELECT FROM integration.webhook_event_queue q WHERE q.tenant_id = e.tenant_id AND q.event_id = e.id) AS queued,
+       created_at = now() AS created_now, id IS NOT NULL AS has_id
+  FROM integration.webhook_events e WHERE event = 'fb.fast';
 COMMIT;
 
 -- A column with a default, and a row trigger that audits inserts.
@@ -26,8 +27,8 @@ CREATE TRIGGER fb_audit AFTER INSERT ON integration.webhook_events
 	FOR EACH ROW EXECUTE FUNCTION fb_audit();
 
 SELECT integration.publish_event('fb.slow', '{"n": 2}');
-SELECT event, source, payload::jsonb -> 'data' AS data FROM integration.webhook_events
- WHERE event = 'fb.slow';
+SELECT event, source, payload::jsonb -> 'data' AS data, EXISTS (SELECT FROM integration.webhook_event_queue q WHERE q.tenant_id = e.tenant_id AND q.event_id = e.id) AS queued
+  FROM integration.webhook_events e WHERE event = 'fb.slow';
 SELECT * FROM fb_audit;
 
 -- Tracked tables take the same path.

@@ -381,7 +381,7 @@ my $odd = q1(qq{
 	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
 	COMMIT;
 	SELECT id FROM integration.webhook_events WHERE event = 'fan.odd'});
-poll_ok("SELECT NOT fanout_pending FROM integration.webhook_events WHERE id = $odd",
+poll_ok("SELECT NOT EXISTS (SELECT FROM integration.webhook_event_queue WHERE event_id = $odd)",
 	'the odd event is fanned out');
 poll_ok(
 	"SELECT count(*) = 1 AND bool_and(status = 'delivered' AND endpoint_id = $fan) FROM integration.deliveries WHERE event_id = $odd",
@@ -408,7 +408,7 @@ poll_ok(
 poll_ok(
 	"SELECT count(*) = 1 FROM integration.deliveries d JOIN integration.webhook_events e ON e.id = d.event_id WHERE e.event = 'fan.after' AND d.status = 'delivered'",
 	'and the event after it is delivered too');
-is(q1("SELECT count(*) FROM integration.webhook_events WHERE fanout_pending"), '0',
+is(q1("SELECT count(*) FROM integration.webhook_event_queue"), '0',
 	'nothing is left to fan out');
 
 stop_receiver($recv);

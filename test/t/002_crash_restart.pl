@@ -60,7 +60,7 @@ $node->start;
 
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) FROM integration.deliveries WHERE status IN ('pending', 'sending')"
-		  . " OR (SELECT count(*) FROM integration.webhook_events WHERE fanout_pending) > 0",
+		  . " OR (SELECT count(*) FROM integration.webhook_event_queue) > 0",
 		'0'),
 	'after the restart no delivery is left pending or sending');
 is($node->safe_psql('postgres',
