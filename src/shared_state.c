@@ -59,10 +59,12 @@ shared_state_request(void)
 
 /*
  * Sets the latch of the delivery worker of database dboid, if one runs.  Latches are
- * idempotent, so many commits in a burst share one wake-up of the worker.
+ * idempotent, so many commits in a burst share one wake-up of the worker.  due: the
+ * commit also made deliveries due (a requeue, a dispatch), so the worker looks for
+ * them; a wake-up for published events alone only fans out.
  */
 void
-wake_database_worker(Oid dboid)
+wake_database_worker(Oid dboid, bool due)
 {
 	if (integration_shared == NULL)
 		return;
@@ -74,7 +76,11 @@ wake_database_worker(Oid dboid)
 
 		SpinLockAcquire(&slot->mutex);
 		if (slot->in_use && slot->dboid == dboid)
+		{
 			latch = slot->latch;
+			if (due)
+				slot->due_requested = true;
+		}
 		SpinLockRelease(&slot->mutex);
 		if (latch != NULL)
 		{

@@ -22,6 +22,7 @@ typedef struct IntegrationWorkerSlot
 	pid_t		pid;
 	Latch	   *latch;
 	bool		stop_requested; /* exit with code 0: not restarted */
+	bool		due_requested;	/* deliveries were requeued or dispatched: scan for due ones */
 	char		state[WORKER_STATE_LEN];
 	int			in_flight;
 	uint64		sent;
@@ -47,6 +48,6 @@ typedef struct IntegrationSharedState
 extern IntegrationSharedState *integration_shared;
 
 extern void shared_state_request(void);
-extern void wake_database_worker(Oid dboid);
+extern void wake_database_worker(Oid dboid, bool due);
 
 #endif

@@ -8,6 +8,10 @@
  * callback publishes "webhook_endpoints changed" to other backends by bumping a shared
  * generation counter, so their endpoint caches are rebuilt on next use.
  *
+ * Publishing wakes the worker to fan events out.  The SQL API's requeues and
+ * dispatches (integration._wake_worker_at_commit()) also ask it to look for due
+ * deliveries, a scan that publishing alone does not need.
+ *
  * A prepared transaction cannot wake anyone when COMMIT PREPARED runs elsewhere; the
  * worker's idle recheck (integration.idle_recheck_interval) picks its events up.
  */
@@ -25,6 +29,7 @@
 
 static bool callback_registered = false;
 static bool wake_armed = false;
+static bool due_armed = false;
 static bool endpoints_dirty = false;
 
 static void
@@ -37,8 +42,9 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			if (endpoints_dirty && integration_shared != NULL)
 				pg_atomic_fetch_add_u64(&integration_shared->endpoints_generation, 1);
 			if (wake_armed)
-				wake_database_worker(MyDatabaseId);
+				wake_database_worker(MyDatabaseId, due_armed);
 			wake_armed = false;
+			due_armed = false;
 			endpoints_dirty = false;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
@@ -52,6 +58,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_armed = false;
+			due_armed = false;
 			endpoints_dirty = false;
 			break;
 		default:
@@ -77,6 +84,14 @@ wake_worker_at_commit(void)
 		return;
 	ensure_callback();
 	wake_armed = true;
+}
+
+/* The same, for a transaction that made deliveries due. */
+void
+wake_worker_for_due_at_commit(void)
+{
+	wake_worker_at_commit();
+	due_armed = true;
 }
 
 /* Called when this transaction writes webhook_endpoints. */
@@ -112,7 +127,7 @@ PG_FUNCTION_INFO_V1(integration_wake_worker_at_commit);
 Datum
 integration_wake_worker_at_commit(PG_FUNCTION_ARGS)
 {
-	wake_worker_at_commit();
+	wake_worker_for_due_at_commit();
 	PG_RETURN_VOID();
 }
 

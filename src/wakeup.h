@@ -6,6 +6,7 @@
 #define INTEGRATION_WAKEUP_H
 
 extern void wake_worker_at_commit(void);
+extern void wake_worker_for_due_at_commit(void);
 extern void endpoints_changed_in_xact(void);
 extern bool endpoints_changed_in_this_xact(void);
 

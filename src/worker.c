@@ -366,6 +366,7 @@ take_slot(Oid dboid)
 		free_slot->pid = MyProcPid;
 		free_slot->latch = MyLatch;
 		free_slot->stop_requested = false;
+		free_slot->due_requested = false;
 		strlcpy(free_slot->state, "starting", WORKER_STATE_LEN);
 		free_slot->in_flight = 0;
 		free_slot->sent = free_slot->delivered = free_slot->failed_attempts = 0;
@@ -430,6 +431,7 @@ typedef struct WorkerState
 	TimestampTz next_recheck;
 	bool		scan_needed;
 	bool		due_needed;		/* pending deliveries may be due: claim them */
+	bool		next_due_stale; /* claims ran since next_due was last read */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -837,15 +839,24 @@ step_cycle(WorkerState *ws)
 
 			n = saturated_endpoints(ws, &ids);
 			claimed = store_claim(lease_ms, ids, n, &ws->claims);
+			ws->next_due_stale = true;
 			if (claimed >= STORE_BATCH)
 				ws->scan_needed = true;
 			ws->due_needed = claimed >= STORE_BATCH || n > 0;
 		}
-		/* More may be due now; else sleep until the next one is. */
+		/*
+		 * More may be due now; else sleep until the next one is.  Only claims change
+		 * which pending delivery is due first (the retries that results schedule are
+		 * folded in by run_cycle()), so a cycle that only fans out skips the query,
+		 * unless a claim is still owed (due_needed): then the timer must be re-armed.
+		 */
 		if (ws->fanout_needed)
 			ws->scan_needed = true;
-		if (!ws->scan_needed)
+		if (!ws->scan_needed && (ws->next_due_stale || ws->due_needed))
+		{
 			ws->next_due = store_next_due();
+			ws->next_due_stale = false;
+		}
 	}
 }
 
@@ -1220,7 +1231,12 @@ integration_database_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 			ws.scan_needed = true;
 			ws.fanout_needed = true;
-			ws.due_needed = true;
+			/* Publishing needs only the fan-out; a requeue or dispatch also asks for this. */
+			SpinLockAcquire(&my_slot->mutex);
+			if (my_slot->due_requested)
+				ws.due_needed = true;
+			my_slot->due_requested = false;
+			SpinLockRelease(&my_slot->mutex);
 		}
 	}
 }
