@@ -285,9 +285,9 @@ CREATE TABLE integration.deliveries (
 	PRIMARY KEY (tenant_id, id),
 	UNIQUE (tenant_id, event_id, endpoint_id),
 	-- No foreign keys to webhook_events and webhook_endpoints: the worker creates every
-	-- delivery from an event and an endpoint it has locked, and a key check per delivery
-	-- would cost it a third of its fan-out.  The triggers below enforce what the keys
-	-- would, once per statement (src/delivery_references.c).
+	-- delivery from an event whose queue row it has taken and an endpoint it has
+	-- locked, and a key check per delivery would cost it a tenth of its time.  The
+	-- triggers below enforce what the keys would (src/delivery_references.c).
 	CONSTRAINT deliveries_status_check
 		CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
 	CONSTRAINT deliveries_attempts_check CHECK (attempts >= 0),
@@ -331,7 +331,7 @@ COMMENT ON FUNCTION integration.delete_event_deliveries() IS
 
 -- What the foreign keys to webhook_events and webhook_endpoints would check, once per
 -- statement instead of once per row.  The worker, which creates deliveries from the
--- events and endpoints it has just locked, skips it.
+-- queue rows it has just taken and the endpoints it has just locked, skips it.
 CREATE FUNCTION integration.check_delivery_references() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'integration_check_delivery_references'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;

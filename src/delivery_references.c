@@ -4,9 +4,9 @@
  *		webhook_endpoints would enforce, as triggers that check a statement at a time.
  *
  * A foreign key checks every inserted row with a query and a row lock of its own.  The
- * worker inserts thousands of deliveries a second, each made from an event it has
- * just locked and an endpoint it has locked FOR KEY SHARE once per batch, so those
- * checks would only repeat what it knows, at a tenth of its time.  Its fan-out skips
+ * worker inserts thousands of deliveries a second, each made from an event whose
+ * queue row it has just taken and an endpoint it has locked FOR KEY SHARE once per
+ * batch, so those checks would only repeat what it knows, at a tenth of its time.  Its fan-out skips
  * the insert check (store_creating_deliveries()); every other insert is checked once
  * per statement over its transition table.
  *
@@ -15,7 +15,9 @@
  * about what the caller may see; the insert check locks the rows it finds FOR KEY
  * SHARE, so a concurrent delete waits for the inserting transaction; and the
  * checks on the referenced side read with a fresh snapshot, so a serializable caller
- * also sees deliveries committed after its snapshot was taken.  On the referenced
+ * also sees deliveries committed after its snapshot was taken (unlike ri_triggers.c
+ * they lock nothing there: a delete racing the deletion of an endpoint's last
+ * deliveries fails rather than waits).  On the referenced
  * side, an endpoint that deliveries refer to cannot be deleted, get another key or be
  * truncated (ON DELETE NO ACTION); deleting events deletes their deliveries (ON DELETE
  * CASCADE: integration.delete_event_deliveries() in the SQL script).

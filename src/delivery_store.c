@@ -433,7 +433,7 @@ insert_fanned_out(Datum *args)
 /*
  * Fans out up to STORE_BATCH published events: one delivery per endpoint, created
  * already claimed ('sending' with a lease), since fresh deliveries are due at once.
- * Appends them to list and returns how many events were fanned out.
+ * Appends them to list and returns how many queued events it took.
  *
  * Three statements, each a plain index or TID walk with a generic plan, joined in C:
  * the events' queue rows are locked (SKIP LOCKED: an event someone else holds, a
@@ -453,6 +453,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	MemoryContext old;
 	FanOutEvent *events;
 	int			nevents;
+	int			taken;
 	HTAB	   *endpoints;
 	HTAB	   *candidates;
 	int			ncand = 0;
@@ -473,32 +474,38 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			   "  RETURNING q.tenant_id, q.event_id)"
 			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at"
 			   "   FROM taken t"
-			   "   JOIN LATERAL (SELECT * FROM integration.webhook_events e"
-			   "                  WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
-			   "                  LIMIT 1) e ON true",
+			   "   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e"
+			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
+			   "                       LIMIT 1) e ON true",
 			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
 	rc = SPI_execute_plan(fan_out_plan, NULL, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
-	nevents = (int) SPI_processed;
-	if (nevents == 0)
+	/* A queue row without its event (left behind by hand) counts as taken, no more. */
+	taken = (int) SPI_processed;
+	if (taken == 0)
 		return 0;
 
 	endpoints = batch_hash("integration fan-out endpoints", 16, sizeof(FanOutEndpointKey),
 						   sizeof(FanOutEndpoint), endpoint_key_hash, endpoint_key_match);
 
 	/* The batch's strings live as long as its claims; the rest goes with SPI. */
-	events = palloc(sizeof(FanOutEvent) * nevents);
-	for (int i = 0; i < nevents; i++)
+	events = palloc(sizeof(FanOutEvent) * taken);
+	nevents = 0;
+	for (int i = 0; i < taken; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		FanOutEvent *ev = &events[i];
+		FanOutEvent *ev = &events[nevents];
 		bool		isnull;
 		ArrayType  *arr;
 		Datum	   *elems;
 		int			nelems;
 
+		(void) SPI_getbinval(tup, desc, 2, &isnull);
+		if (isnull)
+			continue;
+		nevents++;
 		old = MemoryContextSwitchTo(list->mcxt);
 		ev->tenant_id = copy_text(tup, desc, 1, NULL);
 		ev->event = copy_text(tup, desc, 3, NULL);
@@ -627,7 +634,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			}
 		}
 		if (ncand == 0)
-			return nevents;		/* every endpoint of these events is gone */
+			return taken;		/* every endpoint of these events is gone */
 
 		args[0] = cstring_text_array(tenants, ncand);
 		args[1] = int8_array(event_ids, ncand);
@@ -683,7 +690,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 		c->usable = cand->ep->usable;
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
 	}
-	return nevents;
+	return taken;
 }
 
 /*

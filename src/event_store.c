@@ -8,11 +8,11 @@
  * state (one WAL record per page of rows, no executor per row), then the index
  * entries.  This bypasses what a plain INSERT would do for us, so the fast path is taken
  * only when that is nothing we need:
- *   - the table has exactly the columns the extension created (a DBA who added one
+ *   - both tables have exactly the columns the extension created (a DBA who added one
  *     gets the plain INSERT, with its defaults and constraints);
- *   - no row-level or transition-table INSERT trigger exists on it but the
+ *   - no row-level or transition-table INSERT trigger exists on them but the
  *     extension's own events_queued, whose work (queueing each event) it does itself;
- *   - the caller has INSERT on the table (else the plain INSERT reports the error).
+ *   - the caller has INSERT on both (else the plain INSERT reports the error).
  * Row-level security needs no evaluation here: callers publish only for the current
  * tenant when RLS applies to them (publish.c checks it, with a clearer message), which
  * is exactly what the table's policy allows.  The CHECK constraint (a non-empty tenant)
@@ -44,12 +44,14 @@
 
 #define EVENT_STORE_MULTI_INSERT 1000
 
-/* The columns of integration.webhook_events as the extension creates them. */
-static const struct
+typedef struct ColumnSpec
 {
 	const char *name;
 	Oid			type;
-}			event_columns[] = {
+} ColumnSpec;
+
+/* The columns of integration.webhook_events as the extension creates them. */
+static const ColumnSpec event_columns[] = {
 	{"tenant_id", TEXTOID},
 	{"id", INT8OID},
 	{"event", TEXTOID},
@@ -58,41 +60,73 @@ static const struct
 	{"created_at", TIMESTAMPTZOID},
 };
 
-#define EVENT_NATTS lengthof(event_columns)
+/* And of integration.webhook_event_queue. */
+static const ColumnSpec queue_columns[] = {
+	{"tenant_id", TEXTOID},
+	{"event_id", INT8OID},
+};
 
 static SPIPlanPtr insert_plan = NULL;
 
-/* Whether rel can take the fast path (see the file header). */
+/* Whether rel has exactly the columns cols, in order. */
 static bool
-fast_path_allowed(Relation rel)
+has_columns(Relation rel, const ColumnSpec *cols, int ncols)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	TriggerDesc *trig = rel->trigdesc;
 
-	if (desc->natts != EVENT_NATTS)
+	if (desc->natts != ncols)
 		return false;
-	for (int i = 0; i < EVENT_NATTS; i++)
+	for (int i = 0; i < ncols; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (att->attisdropped || att->atttypid != event_columns[i].type ||
-			strcmp(NameStr(att->attname), event_columns[i].name) != 0)
+		if (att->attisdropped || att->atttypid != cols[i].type ||
+			strcmp(NameStr(att->attname), cols[i].name) != 0)
 			return false;
 	}
-	if (trig && (trig->trig_insert_before_row || trig->trig_insert_after_row ||
-				 trig->trig_insert_instead_row))
+	return true;
+}
+
+/*
+ * Whether no INSERT trigger on rel would do anything the bulk path skips: none at row
+ * level, and none with a transition table but, on webhook_events, the extension's own
+ * events_queued, whose work the bulk path does.
+ */
+static bool
+no_insert_triggers(Relation rel, bool events_queued_allowed)
+{
+	TriggerDesc *trig = rel->trigdesc;
+
+	if (trig == NULL)
+		return true;
+	if (trig->trig_insert_before_row || trig->trig_insert_after_row ||
+		trig->trig_insert_instead_row)
 		return false;
-	for (int i = 0; trig && trig->trig_insert_new_table && i < trig->numtriggers; i++)
+	for (int i = 0; trig->trig_insert_new_table && i < trig->numtriggers; i++)
 	{
 		Trigger    *t = &trig->triggers[i];
 
+		/* Ours only as created: firing on origin, as it does unless someone changed it. */
 		if (TRIGGER_FOR_INSERT(t->tgtype) && t->tgnewtable != NULL &&
-			!(strcmp(t->tgname, "events_queued") == 0 &&
+			!(events_queued_allowed && strcmp(t->tgname, "events_queued") == 0 &&
+			  t->tgenabled == TRIGGER_FIRES_ON_ORIGIN &&
+			  SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA &&
 			  get_func_namespace(t->tgfoid) == RelationGetNamespace(rel) &&
 			  strcmp(get_func_name(t->tgfoid), "queue_events") == 0))
 			return false;
 	}
-	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+	return true;
+}
+
+/* Whether events and their queue can take the fast path (see the file header). */
+static bool
+fast_path_allowed(Relation events, Relation queue)
+{
+	return has_columns(events, event_columns, lengthof(event_columns)) &&
+		has_columns(queue, queue_columns, lengthof(queue_columns)) &&
+		no_insert_triggers(events, true) && no_insert_triggers(queue, false) &&
+		pg_class_aclcheck(RelationGetRelid(events), GetUserId(), ACL_INSERT) == ACLCHECK_OK &&
+		pg_class_aclcheck(RelationGetRelid(queue), GetUserId(), ACL_INSERT) == ACLCHECK_OK;
 }
 
 /* Rows written to one table the way COPY writes them. */
@@ -192,6 +226,7 @@ insert_events(const char *tenant, const char *event, Datum *endpoint_ids, int ne
 	Oid			relid = get_relname_relid("webhook_events", nsp);
 	Oid			queue_relid = get_relname_relid("webhook_event_queue", nsp);
 	Relation	rel;
+	Relation	queue_rel;
 	EState	   *estate;
 	BulkTarget	events;
 	BulkTarget	queue;
@@ -207,8 +242,10 @@ insert_events(const char *tenant, const char *event, Datum *endpoint_ids, int ne
 	endpoints_d = PointerGetDatum(construct_array(endpoint_ids, nendpoints, INT8OID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	rel = table_open(relid, RowExclusiveLock);
-	if (!fast_path_allowed(rel))
+	queue_rel = table_open(queue_relid, RowExclusiveLock);
+	if (!fast_path_allowed(rel, queue_rel))
 	{
+		table_close(queue_rel, NoLock);
 		table_close(rel, NoLock);
 		insert_events_spi(tenant, event, endpoints_d,
 						  PointerGetDatum(construct_array(payloads, npayloads, TEXTOID, -1,
@@ -223,7 +260,7 @@ insert_events(const char *tenant, const char *event, Datum *endpoint_ids, int ne
 
 	estate = CreateExecutorState();
 	bulk_open(&events, rel);
-	bulk_open(&queue, table_open(queue_relid, RowExclusiveLock));
+	bulk_open(&queue, queue_rel);
 
 	for (int done = 0; done < npayloads;)
 	{

@@ -44,3 +44,11 @@ DROP TRIGGER fb_audit ON integration.webhook_events;
 ALTER TABLE integration.webhook_events DROP COLUMN source;
 INSERT INTO fb_orders VALUES ('fallback', 4);
 SELECT count(*) AS created FROM integration.webhook_events WHERE event = 'fb.created';
+
+-- A column added to the queue takes the plain path too: the trigger queues the event,
+-- and the column gets its default.
+ALTER TABLE integration.webhook_event_queue ADD COLUMN note text NOT NULL DEFAULT 'by trigger';
+SELECT integration.publish_event('fb.queue', '{"n": 3}');
+SELECT q.note FROM integration.webhook_event_queue q
+  JOIN integration.webhook_events e ON e.tenant_id = q.tenant_id AND e.id = q.event_id
+ WHERE e.event = 'fb.queue';
