@@ -457,7 +457,6 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	HTAB	   *endpoints;
 	HTAB	   *candidates;
 	int			ncand = 0;
-	int			rc;
 
 	/*
 	 * 1. Take the events: their queue rows, oldest event first across tenants, and
@@ -478,9 +477,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
 			   "                       LIMIT 1) e ON true",
 			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
-	rc = SPI_execute_plan(fan_out_plan, NULL, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "fan-out failed: %s", SPI_result_code_string(rc));
+	run_plan(fan_out_plan, NULL, false, SPI_OK_SELECT, "fan-out");
 	/* A queue row without its event (left behind by hand) counts as taken, no more. */
 	taken = (int) SPI_processed;
 	if (taken == 0)
@@ -561,9 +558,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 				   "                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1"
 				   "                   FOR KEY SHARE) ep ON true",
 				   2, types, CURSOR_OPT_GENERIC_PLAN);
-		rc = SPI_execute_plan(fan_out_endpoints_plan, args, NULL, false, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "reading endpoints failed: %s", SPI_result_code_string(rc));
+		run_plan(fan_out_endpoints_plan, args, false, SPI_OK_SELECT, "reading endpoints");
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
@@ -703,7 +698,6 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];
 	Datum	   *ex;
-	int			rc;
 
 	ex = palloc(sizeof(Datum) * Max(nexcluded, 1));
 	for (int i = 0; i < nexcluded; i++)
@@ -741,9 +735,7 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 			"                        FROM integration.webhook_endpoints ep"
 			"                       WHERE ep.tenant_id = c.tenant_id AND ep.id = c.endpoint_id) ep ON true",
 			3, argtypes);
-	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "claiming deliveries failed: %s", SPI_result_code_string(rc));
+	run_plan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
 	return append_claims(list);
 }
 
@@ -751,7 +743,6 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 TimestampTz
 store_next_due(void)
 {
-	int			rc;
 	bool		isnull;
 	Datum		d;
 
@@ -759,9 +750,9 @@ store_next_due(void)
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
 			" WHERE next_attempt_at IS NOT NULL", 0, NULL);
 	/* Not read-only: it must see what this transaction claimed and requeued. */
-	rc = SPI_execute_plan(next_due_plan, NULL, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "finding the next due delivery failed: %s", SPI_result_code_string(rc));
+	run_plan(next_due_plan, NULL, false, SPI_OK_SELECT, "finding the next due delivery");
+	if (SPI_processed != 1)
+		elog(ERROR, "finding the next due delivery returned " UINT64_FORMAT " rows", SPI_processed);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
@@ -791,7 +782,6 @@ record_failed_attempts(DeliveryResult *results, int n)
 	Datum	   *cols[RECORD_COLUMNS];
 	bool	   *nulls[RECORD_COLUMNS];
 	int			nfailed = 0;
-	int			rc;
 
 	for (int i = 0; i < n; i++)
 		if (strcmp(results[i].outcome, "delivered") != 0)
@@ -869,9 +859,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 			"            'error', error, 'next_attempt_at', next_attempt_at)"
 			"   FROM r",
 			RECORD_COLUMNS, argtypes);
-	rc = SPI_execute_plan(record_failures_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "recording failed attempts failed: %s", SPI_result_code_string(rc));
+	run_plan(record_failures_plan, args, false, SPI_OK_INSERT, "recording failed attempts");
 }
 
 /* Writes a batch of attempt outcomes back. */
@@ -969,9 +957,7 @@ store_record(DeliveryResult *results, int n)
 				/* Whatever join is chosen, deliveries is read only at the batch's rows. */
 				"   AND d.ctid = ANY ($1)",
 				11, types, CURSOR_OPT_GENERIC_PLAN);
-		rc = SPI_execute_plan(record_plan, v, NULL, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "recording delivery results failed: %s", SPI_result_code_string(rc));
+		run_plan(record_plan, v, false, SPI_OK_UPDATE, "recording delivery results");
 	}
 
 	record_failed_attempts(results, n);

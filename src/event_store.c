@@ -192,7 +192,6 @@ static void
 insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum payloads)
 {
 	Datum		args[4];
-	int			rc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -208,9 +207,7 @@ insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum 
 	args[1] = CStringGetTextDatum(event);
 	args[2] = endpoints;
 	args[3] = payloads;
-	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "inserting events failed: %s", SPI_result_code_string(rc));
+	run_plan(insert_plan, args, false, SPI_OK_INSERT, "inserting events");
 	SPI_finish();
 }
 

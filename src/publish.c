@@ -236,7 +236,6 @@ static void
 log_published(const char *tenant, const char *event, int64 deliveries)
 {
 	Datum		args[3];
-	int			rc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -254,9 +253,7 @@ log_published(const char *tenant, const char *event, int64 deliveries)
 	args[0] = CStringGetTextDatum(tenant);
 	args[1] = CStringGetTextDatum(event);
 	args[2] = Int64GetDatum(deliveries);
-	rc = SPI_execute_plan(log_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "logging a publish failed: %s", SPI_result_code_string(rc));
+	run_plan(log_plan, args, false, SPI_OK_INSERT, "logging a publish");
 	SPI_finish();
 }
 

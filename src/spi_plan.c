@@ -7,6 +7,7 @@
  * plan when the objects it uses change (after DROP and CREATE EXTENSION, say).  Callers
  * choose CURSOR_OPT_GENERIC_PLAN for statements whose plan cannot depend on table sizes
  * (rows reached by key or ctid) and CURSOR_OPT_CUSTOM_PLAN for the others.
+ * run_plan() executes one and turns an unexpected result code into an error.
  */
 #include "postgres.h"
 
@@ -27,4 +28,17 @@ saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int curs
 		*slot = plan;
 	}
 	return *slot;
+}
+
+/*
+ * Executes plan with args (NULL for none); raises an error naming what unless SPI
+ * returns expected.  The rows are left in SPI_tuptable.
+ */
+void
+run_plan(SPIPlanPtr plan, Datum *args, bool read_only, int expected, const char *what)
+{
+	int			rc = SPI_execute_plan(plan, args, NULL, read_only, 0);
+
+	if (rc != expected)
+		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
 }
