@@ -360,8 +360,10 @@ CREATE TRIGGER endpoints_rekeyed_unreferenced AFTER UPDATE OF tenant_id, id
 CREATE TRIGGER endpoints_truncated_unreferenced AFTER TRUNCATE ON integration.webhook_endpoints
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_endpoint_unreferenced();
 
--- A delivery's keys never change: that keeps the check above to inserts, and the
--- worker's per-delivery updates free of any trigger.
+-- A delivery's keys never change: that keeps the check above to inserts.  An AFTER
+-- trigger, not BEFORE: a BEFORE row trigger on UPDATE locks each old row before it
+-- looks at the columns being set, so every outcome the worker records would pay for
+-- a tuple lock; an AFTER trigger of columns the worker never sets costs a fetch.
 CREATE FUNCTION integration.forbid_key_change() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -373,13 +375,13 @@ BEGIN
 			USING ERRCODE = 'feature_not_supported',
 				  HINT = 'Dispatch a new delivery instead.';
 	END IF;
-	RETURN NEW;
+	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION integration.forbid_key_change() IS
 	'Row trigger: deliveries keep their tenant, event and endpoint.';
 
-CREATE TRIGGER deliveries_keys_fixed BEFORE UPDATE OF tenant_id, event_id, endpoint_id
+CREATE TRIGGER deliveries_keys_fixed AFTER UPDATE OF tenant_id, event_id, endpoint_id
 	ON integration.deliveries
 	FOR EACH ROW EXECUTE FUNCTION integration.forbid_key_change();
 

@@ -1,7 +1,7 @@
 -- The API contract: every function's exact signature, argument names, return type and
 -- volatility; every table's key columns; every key and foreign key leads with tenant_id.
 BEGIN;
-SELECT plan(118);
+SELECT plan(119);
 
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
@@ -103,7 +103,7 @@ SELECT results_eq($$
 	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id'])$$,
 	'the one foreign key is delivery_attempts (tenant_id, delivery_id); deliveries -> events and endpoints are checked per statement by triggers');
 
--- What those triggers enforce, as foreign keys would, whoever asks.  (5)
+-- What those triggers enforce, as foreign keys would, whoever asks.  (6)
 SET LOCAL integration.tenant_id = 'tap-ref';
 CREATE TEMP TABLE ref_ids ON COMMIT DROP AS
 	SELECT w.id AS ep, integration.dispatch_webhook(w.id, 'ref.x', '{}') AS d
@@ -118,6 +118,9 @@ SELECT throws_ok(format('DELETE FROM integration.webhook_endpoints WHERE id = %s
 SELECT throws_ok(format('UPDATE integration.webhook_endpoints SET id = DEFAULT WHERE id = %s', (SELECT ep FROM ref_ids)),
 				 '23503', 'update or delete on table "webhook_endpoints" violates the reference from table "deliveries"',
 				 'an endpoint that deliveries refer to keeps its key');
+SELECT throws_ok(format('UPDATE integration.deliveries SET endpoint_id = endpoint_id + 1000 WHERE id = %s', (SELECT d FROM ref_ids)),
+				 '0A000', 'the tenant, event and endpoint of a delivery cannot change',
+				 'a delivery keeps its endpoint: checking inserts is enough');
 SELECT throws_ok('TRUNCATE integration.webhook_endpoints', '0A000', NULL,
 				 'webhook_endpoints cannot be truncated while deliveries refer to it');
 SELECT ok(integration.delete_webhook((SELECT ep FROM ref_ids)),
