@@ -739,7 +739,14 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 	return append_claims(list);
 }
 
-/* When the earliest pending delivery is due; 0 when none is pending. */
+/*
+ * When the earliest pending delivery comes due after now; 0 when none will.  Those due
+ * already are the claim's to take: what it left behind is an endpoint's at its limit,
+ * which the worker claims when the endpoint has room, or rows someone else held
+ * locked.  Looking past them keeps this one step of the due index however large the
+ * backlog of a saturated endpoint, and the worker from waking at once for rows it
+ * cannot take.
+ */
 TimestampTz
 store_next_due(void)
 {
@@ -748,7 +755,7 @@ store_next_due(void)
 
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
-			" WHERE next_attempt_at IS NOT NULL", 0, NULL);
+			" WHERE next_attempt_at > pg_catalog.now()", 0, NULL);
 	/* Not read-only: it must see what this transaction claimed and requeued. */
 	run_plan(next_due_plan, NULL, false, SPI_OK_SELECT, "finding the next due delivery");
 	if (SPI_processed != 1)

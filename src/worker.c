@@ -401,11 +401,12 @@ typedef struct Queued
 	ClaimBatch *batch;
 } Queued;
 
-/* Requests in flight to one endpoint. */
+/* Deliveries this worker holds for one endpoint; no entry while it holds none. */
 typedef struct EndpointLoad
 {
 	int64		endpoint_id;	/* hash key */
 	int			in_flight;
+	int			queued;
 } EndpointLoad;
 
 typedef struct WorkerState
@@ -432,6 +433,8 @@ typedef struct WorkerState
 	bool		scan_needed;
 	bool		due_needed;		/* pending deliveries may be due: claim them */
 	bool		next_due_stale; /* claims ran since next_due was last read */
+	int64	   *skipped;		/* endpoints the last claim left out, at their limit */
+	int			nskipped;
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -445,7 +448,7 @@ endpoint_load(WorkerState *ws, int64 endpoint_id, bool create)
 
 	load = hash_search(ws->endpoint_load, &endpoint_id, create ? HASH_ENTER : HASH_FIND, &found);
 	if (create && !found)
-		load->in_flight = 0;
+		load->in_flight = load->queued = 0;
 	return load;
 }
 
@@ -542,11 +545,38 @@ add_failure(WorkerState *ws, ClaimedDelivery *c, TimestampTz started, int64 dura
 				   error, response, response_len, TimestampTzPlusMilliseconds(now, delay));
 }
 
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
 static void
 batch_unref(ClaimBatch *batch)
 {
 	if (--batch->refs == 0)
 		MemoryContextDelete(batch->cxt);
+}
+
+/*
+ * Called when the worker holds one delivery fewer for endpoint_id (held now).  If the
+ * last claim left that endpoint out for being at its limit and it has room again, its
+ * due deliveries can be claimed now.  This, not a timer, is what brings them in: a
+ * saturated endpoint with a backlog never makes the worker spin.
+ */
+static void
+endpoint_has_room(WorkerState *ws, int64 endpoint_id, int held)
+{
+	if (ws->nskipped > 0 && held < integration_max_concurrency_per_endpoint &&
+		bsearch(&endpoint_id, ws->skipped, ws->nskipped, sizeof(int64), cmp_int64))
+	{
+		ws->nskipped = 0;
+		ws->due_needed = true;
+		ws->scan_needed = true;
+	}
 }
 
 /* Turns a finished request into a result. */
@@ -581,9 +611,17 @@ finish_request(WorkerState *ws, InFlight *f)
 	ws->n_in_flight--;
 	{
 		EndpointLoad *load = endpoint_load(ws, c->endpoint_id, false);
+		int			held = 0;
 
-		if (load && --load->in_flight <= 0)
-			hash_search(ws->endpoint_load, &c->endpoint_id, HASH_REMOVE, NULL);
+		if (load)
+		{
+			load->in_flight--;
+			held = load->in_flight + load->queued;
+			if (held <= 0)
+				hash_search(ws->endpoint_load, &c->endpoint_id, HASH_REMOVE, NULL);
+		}
+
+		endpoint_has_room(ws, c->endpoint_id, held);
 	}
 	batch_unref(f->batch);
 }
@@ -605,8 +643,11 @@ append_header(struct curl_slist *list, const char *name, int namelen,
 	return next ? next : list;
 }
 
-/* Builds and starts the request for claim c; a delivery that cannot be sent fails here. */
-static void
+/*
+ * Builds and starts the request for claim c; a delivery that cannot be sent fails here.
+ * Returns whether a request started.
+ */
+static bool
 start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 {
 	InFlight   *f;
@@ -624,7 +665,7 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "endpoint_disabled",
 				   c->payload ? "the endpoint is disabled or deleted" : "the event no longer exists",
 				   NULL, 0, 0);
-		return;
+		return false;
 	}
 
 	snprintf(msg_id, sizeof(msg_id), "evt_" INT64_FORMAT, c->event_id);
@@ -635,7 +676,7 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	{
 		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "invalid_request",
 				   sig_error ? sig_error : "the endpoint secret cannot sign", NULL, 0, 0);
-		return;
+		return false;
 	}
 
 	h = append_header(h, "Content-Type", 12, "application/json", 16, &ok);
@@ -669,7 +710,7 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 		curl_slist_free_all(h);
 		add_result(ws, c, "failed", c->attempts + 1, now, 0, 0, "invalid_request",
 				   "could not build the request headers", NULL, 0, 0);
-		return;
+		return false;
 	}
 
 	f = MemoryContextAllocZero(batch->cxt, sizeof(InFlight));
@@ -687,21 +728,13 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	batch->refs++;				/* released in finish_request() */
 	dlist_push_tail(&ws->in_flight, &f->node);
 	ws->n_in_flight++;
-	endpoint_load(ws, c->endpoint_id, true)->in_flight++;
+	endpoint_load(ws, c->endpoint_id, true)->in_flight++;	/* queued-- in start_queued() */
 	SpinLockAcquire(&my_slot->mutex);
 	my_slot->sent++;
 	SpinLockRelease(&my_slot->mutex);
 
 	http_client_start(ws->client, &f->req);
-}
-
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
+	return true;
 }
 
 /*
@@ -768,33 +801,24 @@ held_deliveries(WorkerState *ws, int64 **out)
 	return n;
 }
 
-/* Endpoints whose queued plus in-flight deliveries reach the per-endpoint limit. */
+/*
+ * Endpoints whose queued plus in-flight deliveries reach the per-endpoint limit,
+ * sorted, in TopMemoryContext (they are kept in ws->skipped).
+ */
 static int
 saturated_endpoints(WorkerState *ws, int64 **out)
 {
-	int			total = ws->n_in_flight + ws->queue_len;
-	int64	   *ids = palloc(sizeof(int64) * Max(total, 1));
-	int64	   *sat = palloc(sizeof(int64) * Max(total, 1));
-	int			n = 0;
+	int64	   *sat = MemoryContextAlloc(TopMemoryContext,
+										 sizeof(int64) * Max(hash_get_num_entries(ws->endpoint_load), 1));
 	int			nsat = 0;
-	dlist_iter	iter;
+	HASH_SEQ_STATUS seq;
+	EndpointLoad *load;
 
-	dlist_foreach(iter, &ws->in_flight)
-		ids[n++] = dlist_container(InFlight, node, iter.cur)->claim->endpoint_id;
-	for (int i = 0; i < ws->queue_len; i++)
-		ids[n++] = ws->queue[i].claim->endpoint_id;
-	qsort(ids, n, sizeof(int64), cmp_int64);
-	for (int i = 0; i < n;)
-	{
-		int			j = i;
-
-		while (j < n && ids[j] == ids[i])
-			j++;
-		if (j - i >= integration_max_concurrency_per_endpoint)
-			sat[nsat++] = ids[i];
-		i = j;
-	}
-	pfree(ids);
+	hash_seq_init(&seq, ws->endpoint_load);
+	while ((load = hash_seq_search(&seq)) != NULL)
+		if (load->in_flight + load->queued >= integration_max_concurrency_per_endpoint)
+			sat[nsat++] = load->endpoint_id;
+	qsort(sat, nsat, sizeof(int64), cmp_int64);
 	*out = sat;
 	return nsat;
 }
@@ -837,22 +861,31 @@ step_cycle(WorkerState *ws)
 		{
 			int			claimed;
 
+			/*
+			 * Endpoints at their limit are left out, and their due deliveries stay
+			 * pending until one of their requests finishes (finish_request()).
+			 */
 			n = saturated_endpoints(ws, &ids);
 			claimed = store_claim(lease_ms, ids, n, &ws->claims);
 			ws->next_due_stale = true;
-			if (claimed >= STORE_BATCH)
-				ws->scan_needed = true;
-			ws->due_needed = claimed >= STORE_BATCH || n > 0;
+			if (ws->skipped)
+				pfree(ws->skipped);
+			ws->skipped = ids;
+			ws->nskipped = n;
+			/* A full batch: more may be due now. */
+			ws->due_needed = claimed >= STORE_BATCH;
 		}
+
 		/*
-		 * More may be due now; else sleep until the next one is.  Only claims change
-		 * which pending delivery is due first (the retries that results schedule are
-		 * folded in by run_cycle()), so a cycle that only fans out skips the query,
-		 * unless a claim is still owed (due_needed): then the timer must be re-armed.
+		 * Continue a fan-out, or a claim that is still owed (a full batch, or one the
+		 * queue had no room for: it runs once the queue drains); else sleep until the
+		 * next delivery comes due.  Only claims change which pending delivery that is
+		 * (the retries that results schedule are folded in by run_cycle()), so a cycle
+		 * that only fans out skips the query.
 		 */
-		if (ws->fanout_needed)
+		if (ws->fanout_needed || ws->due_needed)
 			ws->scan_needed = true;
-		if (!ws->scan_needed && (ws->next_due_stale || ws->due_needed))
+		if (!ws->scan_needed && ws->next_due_stale)
 		{
 			ws->next_due = store_next_due();
 			ws->next_due_stale = false;
@@ -880,15 +913,20 @@ start_queued(WorkerState *ws)
 	for (i = 0; i < ws->queue_len && ws->n_in_flight + ws->nresults < integration_max_concurrency; i++)
 	{
 		Queued		q = ws->queue[i];
-		EndpointLoad *load = endpoint_load(ws, q.claim->endpoint_id, false);
+		EndpointLoad *load = endpoint_load(ws, q.claim->endpoint_id, false);	/* queue_push() made it */
+		int			held;
 
-		if (load && load->in_flight >= integration_max_concurrency_per_endpoint)
+		if (load->in_flight >= integration_max_concurrency_per_endpoint)
 		{
 			ws->queue[kept++] = q;
 			continue;
 		}
+		held = --load->queued + load->in_flight;
+		if (held <= 0)
+			hash_search(ws->endpoint_load, &q.claim->endpoint_id, HASH_REMOVE, NULL);
 		MemoryContextSwitchTo(q.batch->cxt);
-		start_request(ws, q.claim, q.batch);
+		if (!start_request(ws, q.claim, q.batch))
+			endpoint_has_room(ws, q.claim->endpoint_id, held);	/* it failed at once */
 		MemoryContextSwitchTo(old);
 		batch_unref(q.batch);	/* the queue's reference; a started request holds its own */
 	}
@@ -911,6 +949,7 @@ queue_push(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	ws->queue[ws->queue_len].claim = c;
 	ws->queue[ws->queue_len].batch = batch;
 	ws->queue_len++;
+	endpoint_load(ws, c->endpoint_id, true)->queued++;
 }
 
 /*

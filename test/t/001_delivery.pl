@@ -298,6 +298,45 @@ is(q1(qq{SELECT (SELECT max(delivered_at) FROM integration.deliveries WHERE endp
 	't', 'every fast delivery completed before any slow one');
 
 ########################################################################
+# 9b. An endpoint at integration.max_concurrency_per_endpoint (16 here) with a
+#     backlog of due deliveries: the worker waits for it without spinning, and
+#     another endpoint's retry still runs on time.
+########################################################################
+
+my $full = register('full', receiver_url($recv, '/full', delay_ms => 3000), '["full.*"]');
+q1("SELECT integration.dispatch_webhook($full, 'full.x', jsonb_build_object('i', i)) FROM generate_series(1, 16) i");
+@r = wait_for_requests($recv, 16, 10, sub { $_[0]{path_only} eq '/full' });
+is(scalar @r, 16, 'sixteen requests to the full endpoint are in flight');
+q1("SELECT integration.dispatch_webhook($full, 'full.x', jsonb_build_object('i', i)) FROM generate_series(17, 24) i");
+my $retry2 = register('retry beside full', receiver_url($recv, '/beside', status => '500x1'),
+	'["beside.*"]', retry_schedule => '200ms');
+my $worker_pid = q1('SELECT pid FROM integration.worker_status()');
+sub cpu_ticks
+{
+	my @f = split ' ', slurp_file("/proc/$worker_pid/stat") =~ s/^.*\) //sr;
+	return $f[11] + $f[12];    # utime + stime
+}
+my $ticks0 = cpu_ticks();
+my $t0 = time;
+q1("SELECT integration.dispatch_webhook($retry2, 'beside.x', '{}')");
+poll_ok(
+	"SELECT status = 'delivered' AND attempts = 2 FROM integration.deliveries WHERE endpoint_id = $retry2",
+	'a retry beside the full endpoint is delivered');
+my $beside_s = time - $t0;
+ok($beside_s < 1.5, "its retry ran on schedule while the other endpoint was full (${beside_s} s)");
+usleep((1.2 - (time - $t0)) * 1e6) if time - $t0 < 1.2;
+my $ticks = cpu_ticks() - $ticks0;
+my $window = sprintf('%.1f', time - $t0);
+is(q1("SELECT count(*) FILTER (WHERE status = 'pending') || '|' || count(*) FILTER (WHERE status = 'sending') FROM integration.deliveries WHERE endpoint_id = $full"),
+	'8|16', 'the backlog waits pending while the endpoint is full');
+# A worker that re-ran its claim while waiting would use all of a core: about 100
+# ticks a second.
+cmp_ok($ticks, '<', 25, "the worker idles while the endpoint is full ($ticks CPU ticks in $window s)");
+poll_ok(
+	"SELECT count(*) = 24 FROM integration.deliveries WHERE endpoint_id = $full AND status = 'delivered'",
+	'the backlog is delivered once the endpoint has room');
+
+########################################################################
 # 10. redeliver() sends again with the same webhook-id.
 ########################################################################
 
