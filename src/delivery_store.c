@@ -431,7 +431,7 @@ insert_fanned_out(Datum *args)
 }
 
 /*
- * Fans out up to STORE_BATCH published events: one delivery per endpoint, created
+ * Fans out up to limit (at most STORE_BATCH) published events: one delivery per endpoint, created
  * already claimed ('sending' with a lease), since fresh deliveries are due at once.
  * Appends them to list and returns how many queued events it took.
  *
@@ -448,7 +448,7 @@ insert_fanned_out(Datum *args)
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
 int
-store_fan_out_and_claim(int lease_ms, ClaimList *list)
+store_fan_out_and_claim(int lease_ms, int limit, ClaimList *list)
 {
 	MemoryContext old;
 	FanOutEvent *events;
@@ -457,6 +457,8 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	HTAB	   *endpoints;
 	HTAB	   *candidates;
 	int			ncand = 0;
+	Oid			limit_type[1] = {INT8OID};
+	Datum		limit_arg[1];
 
 	/*
 	 * 1. Take the events: their queue rows, oldest event first across tenants, and
@@ -465,7 +467,7 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 	saved_plan(&fan_out_plan,
 			   "WITH p AS ("
 			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
-			   "   ORDER BY p.event_id LIMIT " CppAsString2(STORE_BATCH)
+			   "   ORDER BY p.event_id LIMIT $1"
 			   "   FOR UPDATE SKIP LOCKED),"
 			   " taken AS ("
 			   "  DELETE FROM integration.webhook_event_queue q"
@@ -476,8 +478,9 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 			   "   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e"
 			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
 			   "                       LIMIT 1) e ON true",
-			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
-	run_plan(fan_out_plan, NULL, false, SPI_OK_SELECT, "fan-out");
+			   1, limit_type, CURSOR_OPT_GENERIC_PLAN);
+	limit_arg[0] = Int64GetDatum(Min(limit, STORE_BATCH));
+	run_plan(fan_out_plan, limit_arg, false, SPI_OK_SELECT, "fan-out");
 	/* A queue row without its event (left behind by hand) counts as taken, no more. */
 	taken = (int) SPI_processed;
 	if (taken == 0)
@@ -689,20 +692,20 @@ store_fan_out_and_claim(int lease_ms, ClaimList *list)
 }
 
 /*
- * Claims up to STORE_BATCH due pending deliveries (retries, dispatches, redeliveries),
+ * Claims up to limit (at most STORE_BATCH) due pending deliveries (retries, dispatches, redeliveries),
  * skipping endpoints in excluded, and appends them to list.  Returns how many.
  */
 int
-store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
+store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list)
 {
-	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT8ARRAYOID};
+	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];
 	Datum	   *ex;
 
 	ex = palloc(sizeof(Datum) * Max(nexcluded, 1));
 	for (int i = 0; i < nexcluded; i++)
 		ex[i] = Int64GetDatum(excluded[i]);
-	args[0] = Int32GetDatum(0);
+	args[0] = Int64GetDatum(Min(limit, STORE_BATCH));
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
 	args[2] = PointerGetDatum(construct_array(ex, nexcluded, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
@@ -712,7 +715,7 @@ store_claim(int lease_ms, int64 *excluded, int nexcluded, ClaimList *list)
 			"  SELECT d.ctid FROM integration.deliveries d"
 			"   WHERE d.next_attempt_at <= pg_catalog.now()"
 			"     AND NOT (d.endpoint_id = ANY ($3))"
-			"   ORDER BY d.next_attempt_at LIMIT " CppAsString2(STORE_BATCH)
+			"   ORDER BY d.next_attempt_at LIMIT $1"
 			"   FOR UPDATE SKIP LOCKED),"
 			" claimed AS ("
 			"  UPDATE integration.deliveries d"
