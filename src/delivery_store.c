@@ -431,9 +431,17 @@ insert_fanned_out(Datum *args)
 }
 
 /*
- * Fans out up to limit (at most STORE_BATCH) published events: one delivery per endpoint, created
- * already claimed ('sending' with a lease), since fresh deliveries are due at once.
- * Appends them to list and returns how many queued events it took.
+ * Fans out up to limit (at most STORE_BATCH) published events whose id is above
+ * *after: one delivery per endpoint, created already claimed ('sending' with a lease),
+ * since fresh deliveries are due at once.  Appends them to list, sets *after to the
+ * largest event id taken, and returns how many queued events it took.
+ *
+ * Why a lower bound: the queue is read oldest event first, and every event taken leaves
+ * a dead entry at the front of its index until VACUUM.  While a large backlog drains,
+ * a scan from the start walks all the entries of the events taken so far, so each
+ * batch would cost more than the last; the worker continues a full batch from where
+ * it ended, and scans from the start only now and then, for events committed late
+ * with lower ids.
  *
  * Three statements, each a plain index or TID walk with a generic plan, joined in C:
  * the events' queue rows are locked (SKIP LOCKED: an event someone else holds, a
@@ -448,7 +456,7 @@ insert_fanned_out(Datum *args)
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
 int
-store_fan_out_and_claim(int lease_ms, int limit, ClaimList *list)
+store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 {
 	MemoryContext old;
 	FanOutEvent *events;
@@ -457,8 +465,8 @@ store_fan_out_and_claim(int lease_ms, int limit, ClaimList *list)
 	HTAB	   *endpoints;
 	HTAB	   *candidates;
 	int			ncand = 0;
-	Oid			limit_type[1] = {INT8OID};
-	Datum		limit_arg[1];
+	Oid			scan_types[2] = {INT8OID, INT8OID};
+	Datum		scan_args[2];
 
 	/*
 	 * 1. Take the events: their queue rows, oldest event first across tenants, and
@@ -467,24 +475,35 @@ store_fan_out_and_claim(int lease_ms, int limit, ClaimList *list)
 	saved_plan(&fan_out_plan,
 			   "WITH p AS ("
 			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
+			   "   WHERE p.event_id > $2"
 			   "   ORDER BY p.event_id LIMIT $1"
 			   "   FOR UPDATE SKIP LOCKED),"
 			   " taken AS ("
 			   "  DELETE FROM integration.webhook_event_queue q"
 			   "   WHERE q.ctid = ANY (ARRAY(SELECT p.ctid FROM p))"
 			   "  RETURNING q.tenant_id, q.event_id)"
-			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at"
+			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at,"
+			   "        t.event_id"
 			   "   FROM taken t"
 			   "   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e"
 			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
 			   "                       LIMIT 1) e ON true",
-			   1, limit_type, CURSOR_OPT_GENERIC_PLAN);
-	limit_arg[0] = Int64GetDatum(Min(limit, STORE_BATCH));
-	run_plan(fan_out_plan, limit_arg, false, SPI_OK_SELECT, "fan-out");
+			   2, scan_types, CURSOR_OPT_GENERIC_PLAN);
+	scan_args[0] = Int64GetDatum(Min(limit, STORE_BATCH));
+	scan_args[1] = Int64GetDatum(*after);
+	run_plan(fan_out_plan, scan_args, false, SPI_OK_SELECT, "fan-out");
 	/* A queue row without its event (left behind by hand) counts as taken, no more. */
 	taken = (int) SPI_processed;
 	if (taken == 0)
 		return 0;
+	for (int i = 0; i < taken; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													 7, &isnull));
+
+		*after = Max(*after, id);
+	}
 
 	endpoints = batch_hash("integration fan-out endpoints", 16, sizeof(FanOutEndpointKey),
 						   sizeof(FanOutEndpoint), endpoint_key_hash, endpoint_key_match);

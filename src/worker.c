@@ -79,6 +79,8 @@
 #define PREFETCH_ROUNDS 8
 /* While slow endpoints block the queue, claim for others up to this many rounds. */
 #define QUEUE_LIMIT_ROUNDS 16
+/* Full fan-out batches continued from where the last ended before one from the start. */
+#define FANOUT_RESTART_ROUNDS 16
 #define ERROR_PAUSE_MS 1000
 #define RECORD_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
@@ -420,6 +422,8 @@ typedef struct WorkerState
 	int			queue_cap;
 	bool		queue_blocked;	/* free slots, but every queued endpoint is at its limit */
 	bool		fanout_needed;
+	int64		fanout_after;	/* fan out events above this id; PG_INT64_MIN: all */
+	int			fanout_continued;	/* batches since the last from the start */
 	int			record_failures;	/* consecutive */
 	bool		reconcile_needed;	/* look for expired leases */
 	TimestampTz reconcile_at;	/* when to, after results were dropped; 0: never */
@@ -865,7 +869,23 @@ step_cycle(WorkerState *ws)
 		}
 		ws->scan_needed = false;
 		if (ws->fanout_needed)
-			ws->fanout_needed = store_fan_out_and_claim(lease_ms, batch, &ws->claims) >= batch;
+		{
+			bool		from_start = (ws->fanout_after == PG_INT64_MIN);
+			int64		last = ws->fanout_after;
+			int			taken = store_fan_out_and_claim(lease_ms, batch, &last, &ws->claims);
+
+			/*
+			 * A full batch: continue after its last event, from the start every
+			 * FANOUT_RESTART_ROUNDS.  A batch that was not full ends the fan-out, after
+			 * one more from the start if this one was continued.
+			 */
+			ws->fanout_needed = taken >= batch || !from_start;
+			ws->fanout_after = PG_INT64_MIN;
+			if (taken >= batch && ++ws->fanout_continued < FANOUT_RESTART_ROUNDS)
+				ws->fanout_after = last;
+			else
+				ws->fanout_continued = 0;
+		}
 		/*
 		 * Due deliveries appear when a retry comes due or someone requeues (both wake
 		 * the worker), not because events were fanned out: a cycle that only
@@ -991,6 +1011,8 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 		/* What the rolled-back cycle took is there to take again, after the pause. */
 		if (claim)
 			ws->scan_needed = ws->fanout_needed = ws->due_needed = true;
+		/* Its fan-out is undone too: the events it took are queued again. */
+		ws->fanout_after = PG_INT64_MIN;
 
 		/*
 		 * Results that cannot be written after several tries (their deliveries were
@@ -1161,6 +1183,7 @@ integration_database_worker_main(Datum arg)
 	AddWaitEventToSet(set, WL_SOCKET_READABLE, http_client_fd(ws.client), NULL, NULL);
 	ws.scan_needed = true;
 	ws.fanout_needed = true;
+	ws.fanout_after = PG_INT64_MIN;
 	ws.due_needed = true;
 
 	for (;;)

@@ -450,6 +450,29 @@ poll_ok(
 is(q1("SELECT count(*) FROM integration.webhook_event_queue"), '0',
 	'nothing is left to fan out');
 
+########################################################################
+# 15. An event that commits late, with a lower id than a backlog being drained: the
+#     fan-out, which continues each full batch after its last event, still takes it.
+########################################################################
+
+my $late = register('late', receiver_url($recv, '/late'), '["late.*"]');
+my $bg = $node->background_psql('postgres');
+$bg->query_safe(q{BEGIN});
+$bg->query_safe(q{SET LOCAL integration.tenant_id = 'acme'});
+$bg->query_safe(q{SELECT integration.publish_event('late.first', '{}')});
+my $late_id = $bg->query_safe(q{SELECT id FROM integration.webhook_events WHERE event = 'late.first'});
+q1(q{SELECT count(integration.publish_event('late.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 3000) i});
+$bg->query_safe(q{COMMIT});
+my $late_committed = time;
+$bg->quit;
+poll_ok("SELECT count(*) = 3001 FROM integration.deliveries WHERE endpoint_id = $late AND status = 'delivered'",
+	'the backlog and the late event are delivered');
+# Not delivered (or no delivery at all) reads as infinitely late.
+my $late_s = q1(qq{SELECT coalesce(max(extract(epoch FROM d.delivered_at)), 'Infinity')
+					 FROM integration.deliveries d
+					WHERE d.endpoint_id = $late AND d.event_id = $late_id}) - $late_committed;
+ok($late_s < 5, "the late event was delivered ${late_s} s after its commit, not at the idle recheck");
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
