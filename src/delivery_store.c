@@ -762,24 +762,33 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
 }
 
 /*
- * When the earliest pending delivery comes due after now; 0 when none will.  Those due
- * already are the claim's to take: what it left behind is an endpoint's at its limit,
- * which the worker claims when the endpoint has room, or rows someone else held
- * locked.  Looking past them keeps this one step of the due index however large the
- * backlog of a saturated endpoint, and the worker from waking at once for rows it
- * cannot take.
+ * When the earliest pending delivery comes due after the given time (the last claim's
+ * now()), leaving out endpoints in excluded; 0 when none will.  What was due by then
+ * was the claim's to take: what it left behind is an excluded endpoint's, at its
+ * limit, which the worker claims when that endpoint has room, or rows someone else
+ * held locked.  Looking past them keeps this a short walk of the due index however
+ * large the backlog of a saturated endpoint, and keeps the worker from waking for
+ * rows it cannot take.
  */
 TimestampTz
-store_next_due(void)
+store_next_due(TimestampTz after, int64 *excluded, int nexcluded)
 {
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
+	Datum		args[2];
+	Datum	   *ex = palloc(sizeof(Datum) * Max(nexcluded, 1));
 	bool		isnull;
 	Datum		d;
 
+	for (int i = 0; i < nexcluded; i++)
+		ex[i] = Int64GetDatum(excluded[i]);
+	args[0] = TimestampTzGetDatum(after);
+	args[1] = PointerGetDatum(construct_array(ex, nexcluded, INT8OID, 8, FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
-			" WHERE next_attempt_at > pg_catalog.now()", 0, NULL);
+			" WHERE next_attempt_at > $1 AND NOT (endpoint_id = ANY ($2))", 2, argtypes);
 	/* Not read-only: it must see what this transaction claimed and requeued. */
-	run_plan(next_due_plan, NULL, false, SPI_OK_SELECT, "finding the next due delivery");
+	run_plan(next_due_plan, args, false, SPI_OK_SELECT, "finding the next due delivery");
 	if (SPI_processed != 1)
 		elog(ERROR, "finding the next due delivery returned " UINT64_FORMAT " rows", SPI_processed);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

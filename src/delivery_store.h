@@ -67,7 +67,7 @@ extern int	store_reconcile_leases(bool all, int64 *held, int nheld);
 
 extern int	store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list);
 extern int	store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
-extern TimestampTz store_next_due(void);
+extern TimestampTz store_next_due(TimestampTz after, int64 *excluded, int nexcluded);
 extern void store_record(DeliveryResult *results, int n);
 
 #endif

@@ -437,6 +437,7 @@ typedef struct WorkerState
 	bool		scan_needed;
 	bool		due_needed;		/* pending deliveries may be due: claim them */
 	bool		next_due_stale; /* claims ran since next_due was last read */
+	TimestampTz claimed_at;		/* now() of the last claim: what was due then it took */
 	int64	   *skipped;		/* endpoints the last claim left out, at their limit */
 	int			nskipped;
 	bool		extension_gone;
@@ -901,12 +902,13 @@ step_cycle(WorkerState *ws)
 			 * pending until one of their requests finishes (finish_request()).
 			 */
 			n = saturated_endpoints(ws, &ids);
-			claimed = store_claim(lease_ms, batch, ids, n, &ws->claims);
-			ws->next_due_stale = true;
 			if (ws->skipped)
 				pfree(ws->skipped);
-			ws->skipped = ids;
+			ws->skipped = ids;	/* kept here before the claim, which may throw */
 			ws->nskipped = n;
+			claimed = store_claim(lease_ms, batch, ids, n, &ws->claims);
+			ws->next_due_stale = true;
+			ws->claimed_at = GetCurrentTransactionStartTimestamp();
 			/* A full batch: more may be due now. */
 			ws->due_needed = claimed >= batch;
 		}
@@ -922,7 +924,13 @@ step_cycle(WorkerState *ws)
 			ws->scan_needed = true;
 		if (!ws->scan_needed && ws->next_due_stale)
 		{
-			ws->next_due = store_next_due();
+			/*
+			 * Due after the last claim looked, perhaps in an earlier transaction (a
+			 * fan-out continued meanwhile): what came due since is in the past now,
+			 * and wakes the worker at once.  Endpoints the claim left out count only
+			 * once they have room (endpoint_has_room()).
+			 */
+			ws->next_due = store_next_due(ws->claimed_at, ws->skipped, ws->nskipped);
 			ws->next_due_stale = false;
 		}
 	}
@@ -1013,6 +1021,7 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 			ws->scan_needed = ws->fanout_needed = ws->due_needed = true;
 		/* Its fan-out is undone too: the events it took are queued again. */
 		ws->fanout_after = PG_INT64_MIN;
+		ws->fanout_continued = 0;
 
 		/*
 		 * Results that cannot be written after several tries (their deliveries were

@@ -303,7 +303,7 @@ is(q1(qq{SELECT (SELECT max(delivered_at) FROM integration.deliveries WHERE endp
 #     another endpoint's retry still runs on time.
 ########################################################################
 
-my $full = register('full', receiver_url($recv, '/full', delay_ms => 3000), '["full.*"]');
+my $full = register('full', receiver_url($recv, '/full', delay_ms => 5000), '["full.*"]');
 q1("SELECT integration.dispatch_webhook($full, 'full.x', jsonb_build_object('i', i)) FROM generate_series(1, 16) i");
 @r = wait_for_requests($recv, 16, 10, sub { $_[0]{path_only} eq '/full' });
 is(scalar @r, 16, 'sixteen requests to the full endpoint are in flight');
@@ -472,6 +472,24 @@ my $late_s = q1(qq{SELECT coalesce(max(extract(epoch FROM d.delivered_at)), 'Inf
 					 FROM integration.deliveries d
 					WHERE d.endpoint_id = $late AND d.event_id = $late_id}) - $late_committed;
 ok($late_s < 5, "the late event was delivered ${late_s} s after its commit, not at the idle recheck");
+
+########################################################################
+# 16. Retries that come due while a fan-out of many batches runs: none waits for the
+#     idle recheck.  1,000 events each go to an endpoint that always answers 500
+#     (3 attempts, 100 ms and 150 ms apart) and to one that answers 200.
+########################################################################
+
+my $always500 = register('always 500', receiver_url($recv, '/always500', status => 500),
+	'["mixed.*"]', retry_schedule => '100ms, 150ms');
+my $beside_ok = register('beside it', receiver_url($recv, '/mixedok'), '["mixed.*"]');
+my $t_mixed = time;
+q1(q{SELECT count(integration.publish_event('mixed.x', jsonb_build_object('i', i))) FROM generate_series(1, 1000) i});
+poll_ok("SELECT count(*) = 1000 FROM integration.deliveries WHERE endpoint_id = $always500 AND status = 'failed' AND attempts = 3",
+	'every delivery to the failing endpoint failed after its 3 attempts');
+my $mixed_s = time - $t_mixed;
+ok($mixed_s < 20, "all their retries ran as they came due (${mixed_s} s; a lost one waits for the 60 s recheck)");
+is(q1("SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $beside_ok AND status = 'delivered'"),
+	'1000', 'and the endpoint beside it got all 1,000');
 
 stop_receiver($recv);
 $node->stop;
