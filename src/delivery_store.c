@@ -108,6 +108,17 @@ store_forget_plans(void)
 #define prepare(slot, sql, nargs, argtypes) \
 	saved_plan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN)
 
+/* An int8[] of values, for a statement parameter. */
+static Datum
+int8_array(int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
 /*
  * Returns claims to 'pending': at start every claim of this database (a database has
  * one worker, so they belong to a dead one); later only expired leases, except the
@@ -126,12 +137,8 @@ store_reconcile_leases(bool all, int64 *held, int nheld)
 	{
 		Oid			argtypes[1] = {INT8ARRAYOID};
 		Datum		args[1];
-		Datum	   *ids = palloc(sizeof(Datum) * Max(nheld, 1));
 
-		for (int i = 0; i < nheld; i++)
-			ids[i] = Int64GetDatum(held[i]);
-		args[0] = PointerGetDatum(construct_array(ids, nheld, INT8OID, 8, FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
+		args[0] = int8_array(held, nheld);
 		rc = SPI_execute_with_args("UPDATE integration.deliveries SET status = 'pending',"
 								   " lease_expires_at = NULL, next_attempt_at = pg_catalog.now()"
 								   " WHERE status = 'sending' AND lease_expires_at < pg_catalog.now()"
@@ -329,16 +336,6 @@ batch_hash(const char *name, long nelem, Size keysize, Size entrysize,
 	ctl.match = match;
 	ctl.hcxt = CurrentMemoryContext;
 	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-}
-
-static Datum
-int8_array(int64 *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 static Datum
@@ -719,15 +716,10 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
 {
 	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];
-	Datum	   *ex;
 
-	ex = palloc(sizeof(Datum) * Max(nexcluded, 1));
-	for (int i = 0; i < nexcluded; i++)
-		ex[i] = Int64GetDatum(excluded[i]);
 	args[0] = Int64GetDatum(Min(limit, STORE_BATCH));
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
-	args[2] = PointerGetDatum(construct_array(ex, nexcluded, INT8OID, 8, FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
+	args[2] = int8_array(excluded, nexcluded);
 
 	prepare(&claim_plan,
 			"WITH due AS ("
@@ -775,15 +767,11 @@ store_next_due(TimestampTz after, int64 *excluded, int nexcluded)
 {
 	Oid			argtypes[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[2];
-	Datum	   *ex = palloc(sizeof(Datum) * Max(nexcluded, 1));
 	bool		isnull;
 	Datum		d;
 
-	for (int i = 0; i < nexcluded; i++)
-		ex[i] = Int64GetDatum(excluded[i]);
 	args[0] = TimestampTzGetDatum(after);
-	args[1] = PointerGetDatum(construct_array(ex, nexcluded, INT8OID, 8, FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
+	args[1] = int8_array(excluded, nexcluded);
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
 			" WHERE next_attempt_at > $1 AND NOT (endpoint_id = ANY ($2))", 2, argtypes);
