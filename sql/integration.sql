@@ -306,28 +306,14 @@ COMMENT ON COLUMN integration.deliveries.status IS
 COMMENT ON COLUMN integration.deliveries.next_attempt_at IS
 	'When the next attempt is due; set exactly while the delivery is pending.';
 
+-- What ON DELETE CASCADE would do, including a REPEATABLE READ or SERIALIZABLE
+-- transaction's serialization failure when a delivery of these events committed after
+-- its snapshot (src/delivery_references.c).
 CREATE FUNCTION integration.delete_event_deliveries() RETURNS trigger
-	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF TG_OP = 'TRUNCATE' THEN
-		TRUNCATE integration.deliveries, integration.delivery_attempts,
-				 integration.webhook_event_queue;
-	ELSE
-		-- The queue first: a fan-out of these events in progress holds their queue
-		-- rows, so this waits for it, and the next statement's snapshot then sees the
-		-- deliveries it made.
-		DELETE FROM integration.webhook_event_queue q
-		 USING gone g WHERE q.tenant_id = g.tenant_id AND q.event_id = g.id;
-		DELETE FROM integration.deliveries d
-		 USING gone g WHERE d.tenant_id = g.tenant_id AND d.event_id = g.id;
-	END IF;
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'integration_delete_event_deliveries'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.delete_event_deliveries() IS
-	'Deleting events deletes their deliveries and queue rows (what ON DELETE CASCADE would do).';
+	'Statement trigger: deleting events deletes their deliveries and queue rows (what ON DELETE CASCADE would do); truncating them truncates both.';
 
 -- What the foreign keys to webhook_events and webhook_endpoints would check, once per
 -- statement instead of once per row.  The worker, which creates deliveries from the

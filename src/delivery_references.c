@@ -19,12 +19,15 @@
  * they lock nothing there: a delete racing the deletion of an endpoint's last
  * deliveries fails rather than waits).  On the referenced
  * side, an endpoint that deliveries refer to cannot be deleted, get another key or be
- * truncated (ON DELETE NO ACTION); deleting events deletes their deliveries (ON DELETE
- * CASCADE: integration.delete_event_deliveries() in the SQL script).
+ * truncated (ON DELETE NO ACTION); deleting events deletes their queue rows and
+ * deliveries (ON DELETE CASCADE), and in a REPEATABLE READ or SERIALIZABLE transaction
+ * a delivery committed after its snapshot makes the delete fail with a serialization
+ * failure instead of being left behind, as ri_triggers.c's cascade does.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -36,6 +39,33 @@
 #include "delivery_store.h"
 
 /*
+ * Runs sql (reading the trigger's transition tables, with up to nargs parameters) as
+ * rel's owner without row-level security, as ri_triggers.c does: a reference is a fact
+ * about keys, not about what the caller may see.  snapshot and crosscheck as for
+ * SPI_execute_snapshot(); the result must be expected.
+ */
+static void
+execute_as_owner(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
+				 Snapshot snapshot, Snapshot crosscheck, long limit, int expected)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	SPIPlanPtr	plan;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, args, NULL, snapshot, crosscheck, false, false, limit);
+	if (rc != expected)
+		elog(ERROR, "enforcing the references of deliveries failed: %s", SPI_result_code_string(rc));
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
  * Runs sql (reading the trigger's transition tables, with up to two parameters) as
  * rel's owner without row-level security, and returns the first row's two columns
  * as text in *a and *b; false when it finds no row.  latest: read with a fresh
@@ -45,31 +75,14 @@ static bool
 first_row(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
 		  bool latest, char **a, char **b)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	SPIPlanPtr	plan;
-	int			rc;
-	bool		found;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(rel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	plan = SPI_prepare(sql, nargs, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	rc = SPI_execute_snapshot(plan, args, NULL,
-							  latest ? GetLatestSnapshot() : InvalidSnapshot,
-							  InvalidSnapshot, false, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "checking the references of deliveries failed: %s", SPI_result_code_string(rc));
-	found = SPI_processed > 0;
-	if (found)
-	{
-		*a = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		*b = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	}
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return found;
+	execute_as_owner(rel, sql, nargs, argtypes, args,
+					 latest ? GetLatestSnapshot() : InvalidSnapshot, InvalidSnapshot,
+					 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*a = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*b = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(integration_check_delivery_references);
@@ -197,6 +210,75 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 				 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"deliveries\".",
 						   tenant, key),
 				 errhint("integration.delete_webhook() soft-deletes an endpoint and keeps its deliveries.")));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(integration_delete_event_deliveries);
+
+/*
+ * On webhook_events: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone") and
+ * AFTER TRUNCATE.  Deleting events deletes their queue rows and deliveries (their
+ * attempts go with them, by foreign key); truncating the events truncates the three.
+ *
+ * The queue rows go first: a fan-out of these events in progress holds them, so the
+ * delete waits for it, and the deliveries it made are then found by the next statement.
+ * In READ COMMITTED that statement's fresh snapshot sees them.  A transaction-snapshot
+ * transaction reads with the latest snapshot instead, checked against its own as
+ * ri_triggers.c does for ON DELETE CASCADE: a delivery committed after its snapshot
+ * (one inserted by hand for an old event, say) ends it with a serialization failure,
+ * where the transaction's snapshot would have left that delivery without its event.
+ */
+Datum
+integration_delete_event_deliveries(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	Snapshot	snapshot = InvalidSnapshot;
+	Snapshot	crosscheck = InvalidSnapshot;
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("delete_event_deliveries() must be an AFTER ... FOR EACH STATEMENT trigger")));
+	rel = trigdata->tg_relation;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		/* As the caller, who needs the right to truncate these too. */
+		rc = SPI_execute("TRUNCATE integration.deliveries, integration.delivery_attempts,"
+						 " integration.webhook_event_queue", false, 0);
+		if (rc != SPI_OK_UTILITY)
+			elog(ERROR, "truncating the deliveries failed: %s", SPI_result_code_string(rc));
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) || trigdata->tg_oldtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("delete_event_deliveries() on DELETE needs the transition table \"gone\"")));
+
+	SPI_register_trigger_data(trigdata);
+	execute_as_owner(rel,
+					 "DELETE FROM integration.webhook_event_queue q USING gone g"
+					 " WHERE q.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+					 "   AND q.event_id OPERATOR(pg_catalog.=) g.id",
+					 0, NULL, NULL, InvalidSnapshot, InvalidSnapshot, 0, SPI_OK_DELETE);
+	if (IsolationUsesXactSnapshot())
+	{
+		CommandCounterIncrement();	/* the latest snapshot sees the queue rows gone */
+		snapshot = GetLatestSnapshot();
+		crosscheck = GetTransactionSnapshot();
+	}
+	execute_as_owner(rel,
+					 "DELETE FROM integration.deliveries d USING gone g"
+					 " WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+					 "   AND d.event_id OPERATOR(pg_catalog.=) g.id",
+					 0, NULL, NULL, snapshot, crosscheck, 0, SPI_OK_DELETE);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
