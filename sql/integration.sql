@@ -224,7 +224,11 @@ CREATE TABLE integration.webhook_events (
 	endpoint_ids	bigint[] NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (tenant_id, id),
-	CONSTRAINT webhook_events_tenant_check CHECK (tenant_id <> '')
+	CONSTRAINT webhook_events_tenant_check CHECK (tenant_id <> ''),
+	-- A list of ids: one dimension, no NULLs.
+	CONSTRAINT webhook_events_endpoint_ids_check CHECK (
+		CASE WHEN pg_catalog.array_ndims(endpoint_ids) > 1 THEN false
+			 ELSE pg_catalog.array_position(endpoint_ids, NULL) IS NULL END)
 );
 COMMENT ON TABLE integration.webhook_events IS
 	'One row per published event: the payload bytes, serialised once, and the endpoints it goes to. The worker fans each event out into integration.deliveries.';
@@ -712,6 +716,10 @@ DECLARE
 	delivery_id bigint;
 BEGIN
 	PERFORM integration.require_tenant();
+	IF dispatch_webhook.event IS NULL THEN
+		RAISE EXCEPTION 'event name must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	SELECT w.is_active INTO active
 	  FROM integration.webhook_endpoints w
 	 WHERE w.tenant_id = integration.current_tenant() AND w.id = dispatch_webhook.id
@@ -908,9 +916,10 @@ CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
 AS $$
 DECLARE
 	st text;
+	lease timestamptz;
 BEGIN
 	PERFORM integration.require_tenant();
-	SELECT d.status INTO st FROM integration.deliveries d
+	SELECT d.status, d.lease_expires_at INTO st, lease FROM integration.deliveries d
 	 WHERE d.tenant_id = integration.current_tenant() AND d.id = redeliver.delivery_id
 	   FOR UPDATE;
 	IF NOT FOUND THEN
@@ -918,7 +927,8 @@ BEGIN
 			USING ERRCODE = 'no_data_found',
 				  HINT = 'integration.list_deliveries() lists the current tenant''s deliveries.';
 	END IF;
-	IF st = 'sending' THEN
+	-- A claim whose lease ran out has no worker behind it any more.
+	IF st = 'sending' AND lease > now() THEN
 		RAISE EXCEPTION 'delivery % is being sent right now', redeliver.delivery_id
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  HINT = 'Wait for the attempt to finish.';

@@ -39,6 +39,7 @@
 #include "utils/timestamp.h"
 
 #include "delivery_store.h"
+#include "integration.h"
 #include "spi_plan.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
@@ -48,6 +49,7 @@ static SPIPlanPtr fan_out_insert_safe_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
+static SPIPlanPtr record_by_key_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 
 /* Set while the worker's own fan-out inserts deliveries from the events it read. */
@@ -83,17 +85,28 @@ store_commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Whether the extension this worker started with is still installed.  A DROP and
+ * CREATE EXTENSION in one transaction leaves an extension of the same name whose
+ * tables reuse the old ids and ctids: results of requests sent from the old tables
+ * must never be written into the new ones.
+ */
 bool
 store_extension_present(void)
 {
-	return OidIsValid(get_extension_oid("integration", true));
+	static Oid	started_with = InvalidOid;
+	Oid			oid = get_extension_oid("integration", true);
+
+	if (!OidIsValid(started_with))
+		started_with = oid;
+	return OidIsValid(oid) && oid == started_with;
 }
 
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
 void
 store_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan,
+	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan,
 	&record_failures_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -516,6 +529,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 		bool		isnull;
 		ArrayType  *arr;
 		Datum	   *elems;
+		bool	   *elem_nulls;
 		int			nelems;
 
 		(void) SPI_getbinval(tup, desc, 2, &isnull);
@@ -531,14 +545,21 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 		ev->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
 		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &elems, NULL, &nelems);
+						  &elems, &elem_nulls, &nelems);
 		ev->endpoint_ids = palloc(sizeof(int64) * Max(nelems, 1));
 		ev->nendpoints = 0;
 		for (int j = 0; j < nelems; j++)
 		{
-			FanOutEndpointKey key = {DatumGetInt64(elems[j]), ev->tenant_id};
+			FanOutEndpointKey key;
 			bool		found;
-			FanOutEndpoint *ep = hash_search(endpoints, &key, HASH_ENTER, &found);
+			FanOutEndpoint *ep;
+
+			/* Refused by a CHECK constraint; an event written before it names no one. */
+			if (elem_nulls[j])
+				continue;
+			key.id = DatumGetInt64(elems[j]);
+			key.tenant_id = ev->tenant_id;
+			ep = hash_search(endpoints, &key, HASH_ENTER, &found);
 
 			if (!found)
 				ep->found = false;
@@ -798,7 +819,8 @@ text_array(Datum *values, bool *nulls, int n)
 /*
  * Failed attempts go to the attempts history and the log, in one statement over text
  * arrays of the failed results only; the delivering attempt lives on the delivery row,
- * so a batch that only delivered builds and runs nothing here.
+ * so a batch that only delivered builds and runs nothing here.  results are those just
+ * written to their deliveries, which this transaction has locked.
  */
 static void
 record_failed_attempts(DeliveryResult *results, int n)
@@ -871,9 +893,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 			"  INSERT INTO integration.delivery_attempts (tenant_id, delivery_id, attempt,"
 			"         started_at, duration_ms, status_code, error_class, error, response_excerpt)"
 			"  SELECT r.tenant_id, r.id, r.attempt, r.started_at, r.duration_ms, r.status_code,"
-			"         r.error_class, r.error, r.response FROM r"
-			"   WHERE EXISTS (SELECT FROM integration.deliveries d"
-			"                  WHERE d.tenant_id = r.tenant_id AND d.id = r.id))"
+			"         r.error_class, r.error, r.response FROM r)"
 			" INSERT INTO integration.integration_logs (tenant_id, level, source, event, message, context)"
 			" SELECT tenant_id, CASE WHEN outcome = 'failed' THEN 'error' ELSE 'warning' END, 'worker',"
 			"        CASE WHEN outcome = 'failed' THEN 'delivery.failed' ELSE 'delivery.retrying' END,"
@@ -888,110 +908,193 @@ record_failed_attempts(DeliveryResult *results, int n)
 	run_plan(record_failures_plan, args, false, SPI_OK_INSERT, "recording failed attempts");
 }
 
-/* Writes a batch of attempt outcomes back. */
+#define RECORD_SET \
+	"UPDATE integration.deliveries d" \
+	"   SET (status, attempts, last_attempt_at, last_duration_ms, last_status_code," \
+	"        last_error, last_response, next_attempt_at, lease_expires_at, delivered_at) =" \
+	"       (r.status, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error," \
+	"        r.response, r.next_attempt_at, NULL::timestamptz, r.delivered_at)" \
+	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)," \
+	"                  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6)," \
+	"                  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)," \
+	"                  pg_catalog.unnest($10), pg_catalog.unnest($11))"
+
+/*
+ * Writes outcomes into their deliveries, reached by the claim's ctid, or with by_key by
+ * (tenant_id, id), and returns the ids of the deliveries written (in SPI_tuptable).
+ *
+ * The ctid way runs for every batch: the batch's arrays drive a nested loop whose inner
+ * side is a TID lookup, whatever the table's size or statistics.  id and the lease
+ * guard against a row that moved or was requeued meanwhile; claimed rows, and only
+ * they, have a lease.  The id is compared with IS NOT DISTINCT FROM (both are NOT
+ * NULL), which no index can serve: with "d.id = r.id", a plan made while the table
+ * looked tiny (just after TRUNCATE, or on a new install) took a full scan of
+ * deliveries_endpoint_idx, which has id as its last column, for every row, and kept it
+ * until the next ANALYZE: the worker then delivered a tenth as fast.
+ */
+static void
+record_outcomes(DeliveryResult *results, int n, bool by_key)
+{
+	Oid			types[11] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		v[11];
+	Datum	   *col[11];
+	bool	   *isnull[11];
+	static const struct
+	{
+		Oid			type;
+		int			len;
+		bool		byval;
+		char		align;
+	}			elem[11] = {
+		{TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT},
+		{INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+		{TEXTOID, -1, false, TYPALIGN_INT},
+		{INT4OID, 4, true, TYPALIGN_INT},
+		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+		{INT4OID, 4, true, TYPALIGN_INT},
+		{INT4OID, 4, true, TYPALIGN_INT},
+		{TEXTOID, -1, false, TYPALIGN_INT},
+		{TEXTOID, -1, false, TYPALIGN_INT},
+		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+	};
+	/* By key, the first array holds the tenants instead of the ctids. */
+	const int	tenant_col = 0;
+
+	if (by_key)
+		types[tenant_col] = TEXTARRAYOID;
+	for (int c = 0; c < 11; c++)
+	{
+		col[c] = palloc(sizeof(Datum) * n);
+		isnull[c] = palloc0(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		DeliveryResult *r = &results[i];
+
+		col[0][i] = by_key ? CStringGetTextDatum(r->tenant_id) : PointerGetDatum(&r->tid);
+		col[1][i] = Int64GetDatum(r->id);
+		col[2][i] = CStringGetTextDatum(r->outcome);
+		col[3][i] = Int32GetDatum(r->attempt);
+		col[4][i] = TimestampTzGetDatum(r->started_at);
+		col[5][i] = Int32GetDatum(r->duration_ms);
+		col[6][i] = Int32GetDatum(r->status_code);
+		isnull[6][i] = (r->status_code == 0);
+		col[7][i] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+		isnull[7][i] = (r->error == NULL);
+		col[8][i] = r->response ? CStringGetTextDatum(r->response) : (Datum) 0;
+		isnull[8][i] = (r->response == NULL);
+		col[9][i] = TimestampTzGetDatum(r->next_attempt_at);
+		isnull[9][i] = (r->next_attempt_at == 0);
+		col[10][i] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(r->started_at, r->duration_ms));
+		isnull[10][i] = (strcmp(r->outcome, "delivered") != 0);
+	}
+	for (int c = 0; c < 11; c++)
+	{
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
+		bool		text0 = (c == tenant_col && by_key);
+
+		v[c] = PointerGetDatum(construct_md_array(col[c], isnull[c], 1, dims, lbs,
+												  text0 ? TEXTOID : elem[c].type,
+												  text0 ? -1 : elem[c].len,
+												  text0 ? false : elem[c].byval,
+												  text0 ? TYPALIGN_INT : elem[c].align));
+	}
+
+	if (!by_key)
+	{
+		saved_plan(&record_plan,
+				   RECORD_SET
+				   "       AS r(tid, id, status, attempt, started_at, duration_ms, status_code, error,"
+				   "            response, next_attempt_at, delivered_at)"
+				   " WHERE d.ctid = r.tid AND d.id IS NOT DISTINCT FROM r.id"
+				   "   AND d.lease_expires_at IS NOT NULL"
+		/* Whatever join is chosen, deliveries is read only at the batch's rows. */
+				   "   AND d.ctid = ANY ($1)"
+				   " RETURNING d.id",
+				   11, types, CURSOR_OPT_GENERIC_PLAN);
+		run_plan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");
+	}
+	else
+	{
+		/* Rare (see store_record()), so planned for its arrays each time. */
+		prepare(&record_by_key_plan,
+				RECORD_SET
+				"       AS r(tenant_id, id, status, attempt, started_at, duration_ms, status_code,"
+				"            error, response, next_attempt_at, delivered_at)"
+				" WHERE d.tenant_id = r.tenant_id AND d.id = r.id"
+				"   AND d.lease_expires_at IS NOT NULL"
+				" RETURNING d.id",
+				11, types);
+		run_plan(record_by_key_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording moved delivery results");
+	}
+}
+
+/* The ids in SPI_tuptable's first column, sorted. */
+static int64 *
+returned_ids(int *n)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	*n = (int) SPI_processed;
+	qsort(ids, *n, sizeof(int64), int64_cmp);
+	return ids;
+}
+
+/*
+ * Writes a batch of attempt outcomes back.  Results whose delivery is gone (its event
+ * was deleted) or no longer claimed (requeued by hand) are dropped, attempts history
+ * and logs included.
+ */
 void
 store_record(DeliveryResult *results, int n)
 {
 	int			rc;
+	int			nmatched;
+	int64	   *matched;
+	DeliveryResult *written;
+	DeliveryResult *moved;
+	int			nwritten = 0;
+	int			nmoved = 0;
 
 	if (n == 0)
 		return;
+	record_outcomes(results, n, false);
+	matched = returned_ids(&nmatched);
 
 	/*
-	 * One UPDATE for the batch, reaching each delivery by the claim's ctid: the batch's
-	 * arrays drive a nested loop whose inner side is a TID lookup, whatever the table's
-	 * size or statistics.  id and the lease guard against a row that moved or was
-	 * requeued meanwhile; claimed rows, and only they, have a lease.  The id is compared
-	 * with IS NOT DISTINCT FROM (both are NOT NULL), which no index can serve: with
-	 * "d.id = r.id", a plan made while the table looked tiny (just after TRUNCATE, or
-	 * on a new install) took a full scan of deliveries_endpoint_idx, which has id as its
-	 * last column, for every row, and kept it until the next ANALYZE: the worker then
-	 * delivered a tenth as fast.
+	 * A row that moved while its request was out (VACUUM FULL, CLUSTER, an UPDATE by
+	 * hand) is not at its ctid any more: those go by key, else they would stay
+	 * 'sending' until the worker restarted.
 	 */
+	written = palloc(sizeof(DeliveryResult) * n);
+	moved = palloc(sizeof(DeliveryResult) * n);
+	for (int i = 0; i < n; i++)
 	{
-		Oid			types[11] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-		Datum		v[11];
-		Datum	   *col[11];
-		bool	   *isnull[11];
-		static const struct
-		{
-			Oid			type;
-			int			len;
-			bool		byval;
-			char		align;
-		}			elem[11] = {
-			{TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT},
-			{INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
-			{TEXTOID, -1, false, TYPALIGN_INT},
-			{INT4OID, 4, true, TYPALIGN_INT},
-			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
-			{INT4OID, 4, true, TYPALIGN_INT},
-			{INT4OID, 4, true, TYPALIGN_INT},
-			{TEXTOID, -1, false, TYPALIGN_INT},
-			{TEXTOID, -1, false, TYPALIGN_INT},
-			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
-			{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
-		};
-
-		for (int c = 0; c < 11; c++)
-		{
-			col[c] = palloc(sizeof(Datum) * n);
-			isnull[c] = palloc0(sizeof(bool) * n);
-		}
-		for (int i = 0; i < n; i++)
-		{
-			DeliveryResult *r = &results[i];
-
-			col[0][i] = PointerGetDatum(&r->tid);
-			col[1][i] = Int64GetDatum(r->id);
-			col[2][i] = CStringGetTextDatum(r->outcome);
-			col[3][i] = Int32GetDatum(r->attempt);
-			col[4][i] = TimestampTzGetDatum(r->started_at);
-			col[5][i] = Int32GetDatum(r->duration_ms);
-			col[6][i] = Int32GetDatum(r->status_code);
-			isnull[6][i] = (r->status_code == 0);
-			col[7][i] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
-			isnull[7][i] = (r->error == NULL);
-			col[8][i] = r->response ? CStringGetTextDatum(r->response) : (Datum) 0;
-			isnull[8][i] = (r->response == NULL);
-			col[9][i] = TimestampTzGetDatum(r->next_attempt_at);
-			isnull[9][i] = (r->next_attempt_at == 0);
-			col[10][i] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(r->started_at, r->duration_ms));
-			isnull[10][i] = (strcmp(r->outcome, "delivered") != 0);
-		}
-		for (int c = 0; c < 11; c++)
-		{
-			int			dims[1] = {n};
-			int			lbs[1] = {1};
-
-			v[c] = PointerGetDatum(construct_md_array(col[c], isnull[c], 1, dims, lbs,
-													  elem[c].type, elem[c].len,
-													  elem[c].byval, elem[c].align));
-		}
-
-		saved_plan(&record_plan,
-				"UPDATE integration.deliveries d"
-				"   SET (status, attempts, last_attempt_at, last_duration_ms, last_status_code,"
-				"        last_error, last_response, next_attempt_at, lease_expires_at, delivered_at) ="
-				"       (r.status, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error,"
-				"        r.response, r.next_attempt_at, NULL::timestamptz, r.delivered_at)"
-				"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-				"                  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
-				"                  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
-				"                  pg_catalog.unnest($10), pg_catalog.unnest($11))"
-				"       AS r(tid, id, status, attempt, started_at, duration_ms, status_code, error,"
-				"            response, next_attempt_at, delivered_at)"
-				" WHERE d.ctid = r.tid AND d.id IS NOT DISTINCT FROM r.id"
-				"   AND d.lease_expires_at IS NOT NULL"
-				/* Whatever join is chosen, deliveries is read only at the batch's rows. */
-				"   AND d.ctid = ANY ($1)",
-				11, types, CURSOR_OPT_GENERIC_PLAN);
-		run_plan(record_plan, v, false, SPI_OK_UPDATE, "recording delivery results");
+		if (bsearch(&results[i].id, matched, nmatched, sizeof(int64), int64_cmp))
+			written[nwritten++] = results[i];
+		else
+			moved[nmoved++] = results[i];
+	}
+	if (nmoved > 0)
+	{
+		record_outcomes(moved, nmoved, true);
+		matched = returned_ids(&nmatched);
+		for (int i = 0; i < nmoved; i++)
+			if (bsearch(&moved[i].id, matched, nmatched, sizeof(int64), int64_cmp))
+				written[nwritten++] = moved[i];
 	}
 
-	record_failed_attempts(results, n);
+	record_failed_attempts(written, nwritten);
 
 	/* 410 Gone: the receiver asks never to be called again. */
 	for (int i = 0; i < n; i++)

@@ -15,8 +15,8 @@
  *   - the caller has INSERT on both (else the plain INSERT reports the error).
  * Row-level security needs no evaluation here: callers publish only for the current
  * tenant when RLS applies to them (publish.c checks it, with a clearer message), which
- * is exactly what the table's policy allows.  The CHECK constraint (a non-empty tenant)
- * holds by construction.
+ * is exactly what the table's policy allows.  The CHECK constraints (a non-empty tenant,
+ * a flat list of endpoint ids without NULLs) hold by construction.
  */
 #include "postgres.h"
 

@@ -550,15 +550,6 @@ add_failure(WorkerState *ws, ClaimedDelivery *c, TimestampTz started, int64 dura
 				   error, response, response_len, TimestampTzPlusMilliseconds(now, delay));
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 static void
 batch_unref(ClaimBatch *batch)
 {
@@ -576,7 +567,7 @@ static void
 endpoint_has_room(WorkerState *ws, int64 endpoint_id, int held)
 {
 	if (ws->nskipped > 0 && held < integration_max_concurrency_per_endpoint &&
-		bsearch(&endpoint_id, ws->skipped, ws->nskipped, sizeof(int64), cmp_int64))
+		bsearch(&endpoint_id, ws->skipped, ws->nskipped, sizeof(int64), int64_cmp))
 	{
 		ws->nskipped = 0;
 		ws->due_needed = true;
@@ -823,7 +814,7 @@ saturated_endpoints(WorkerState *ws, int64 **out)
 	while ((load = hash_seq_search(&seq)) != NULL)
 		if (load->in_flight + load->queued >= integration_max_concurrency_per_endpoint)
 			sat[nsat++] = load->endpoint_id;
-	qsort(sat, nsat, sizeof(int64), cmp_int64);
+	qsort(sat, nsat, sizeof(int64), int64_cmp);
 	*out = sat;
 	return nsat;
 }
@@ -848,6 +839,12 @@ step_cycle(WorkerState *ws)
 	int			lease_ms = integration_request_timeout_ms + LEASE_MARGIN_MS;
 	int			batch = cycle_batch();
 
+	/* Dropped, or dropped and created again: nothing here belongs to its tables. */
+	if (!store_extension_present())
+	{
+		ws->extension_gone = true;
+		return;
+	}
 	if (cycle_request.record)
 		store_record(ws->results, ws->nresults);
 	if (cycle_request.claim)
@@ -857,11 +854,6 @@ step_cycle(WorkerState *ws)
 		int64	   *ids;
 		int			n;
 
-		if (!store_extension_present())
-		{
-			ws->extension_gone = true;
-			return;
-		}
 		if (ws->reconcile_needed)
 		{
 			n = held_deliveries(ws, &ids);
@@ -1274,7 +1266,7 @@ integration_database_worker_main(Datum arg)
 			else if (ws.extension_gone)
 			{
 				ereport(LOG,
-						(errmsg("integration worker: extension dropped from database \"%s\", exiting",
+						(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
 								ws.dbname)));
 
 				/*

@@ -180,9 +180,18 @@ VALUES ('dml', 'https://x.example.invalid/', '["*"]', '{"Webhook-Id": "x"}');
 \echo :LAST_ERROR_SQLSTATE
 UPDATE integration.webhook_endpoints SET events = '["a..b"]' WHERE id = :good;
 \echo :LAST_ERROR_SQLSTATE
+-- An event's endpoint list is a flat list of ids, without NULLs.
+INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
+VALUES ('order.dml', '{}', ARRAY[NULL, :good]::bigint[]);
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
+VALUES ('order.dml', '{}', ARRAY[[:good], [:good]]::bigint[]);
+\echo :LAST_ERROR_SQLSTATE
 :counts;
 
 -- Event names at dispatch and publish.
+SELECT integration.dispatch_webhook(id => :good, event => NULL, payload => '{}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT integration.dispatch_webhook(id => :good, event => 'order.', payload => '{}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.dispatch_webhook(id => :good, event => '', payload => '{}');

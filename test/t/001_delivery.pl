@@ -429,6 +429,20 @@ is(scalar(requests_to('/fan')), 1, 'one request for it');
 is(scalar(requests_to('/foreign')) + scalar(requests_to('/gone-hard')), 0,
 	'none to the deleted or the foreign endpoint');
 
+# An event written while the endpoint-list constraint was not there (dropped here)
+# names a NULL endpoint: the fan-out skips that one, and goes on for everyone.
+q1("ALTER TABLE integration.webhook_events DROP CONSTRAINT webhook_events_endpoint_ids_check");
+my $with_null = q1(qq{
+	BEGIN;
+	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
+	VALUES ('fan.null', '{"type":"fan.null"}', ARRAY[NULL, $fan]::bigint[]);
+	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
+	COMMIT;
+	SELECT id FROM integration.webhook_events WHERE event = 'fan.null'});
+poll_ok(
+	"SELECT count(*) = 1 AND bool_and(status = 'delivered' AND endpoint_id = $fan) FROM integration.deliveries WHERE event_id = $with_null",
+	'an event naming a NULL endpoint is delivered to the endpoint it also names');
+
 # A delivery inserted by hand for an event not yet fanned out: the fan-out makes no
 # second one, and neither it nor later events get stuck.
 my $manual = q1(qq{
@@ -490,6 +504,39 @@ my $mixed_s = time - $t_mixed;
 ok($mixed_s < 20, "all their retries ran as they came due (${mixed_s} s; a lost one waits for the 60 s recheck)");
 is(q1("SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $beside_ok AND status = 'delivered'"),
 	'1000', 'and the endpoint beside it got all 1,000');
+
+########################################################################
+# 17. Rows that change under a request in flight.  VACUUM FULL moves the delivery
+#     rows, so their outcomes are written by key instead of by ctid; a delivery
+#     deleted with its event leaves no attempt or log behind.
+########################################################################
+
+my $moving = register('moving', receiver_url($recv, '/moving', delay_ms => 1500), '["move.*"]');
+q1(q{SELECT count(integration.publish_event('move.x', jsonb_build_object('i', i))) FROM generate_series(1, 3) i});
+poll_ok("SELECT count(*) = 3 FROM integration.deliveries WHERE endpoint_id = $moving AND status = 'sending'",
+	'three requests out');
+my $ctids_before = q1("SELECT string_agg(ctid::text, ' ' ORDER BY id) FROM integration.deliveries WHERE endpoint_id = $moving");
+$node->safe_psql('postgres', 'VACUUM FULL integration.deliveries');
+isnt(q1("SELECT string_agg(ctid::text, ' ' ORDER BY id) FROM integration.deliveries WHERE endpoint_id = $moving"),
+	$ctids_before, 'VACUUM FULL moved their rows');
+poll_ok("SELECT count(*) = 3 FROM integration.deliveries WHERE endpoint_id = $moving AND status = 'delivered'",
+	'their outcomes are written all the same');
+is(scalar(requests_to('/moving')), 3, 'each was sent once');
+
+my $doomed = register('doomed', receiver_url($recv, '/doomed', status => 500, delay_ms => 1000), '["doom.*"]');
+q1(q{SELECT integration.publish_event('doom.x', '{}')});
+poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $doomed AND status = 'sending'",
+	'a request out to an endpoint that will answer 500');
+my $doomed_id = q1("SELECT id FROM integration.deliveries WHERE endpoint_id = $doomed");
+q1("DELETE FROM integration.webhook_events WHERE event = 'doom.x'");
+# worker_status() counts a request out of flight once its result went through a
+# store transaction.
+poll_ok("SELECT in_flight = 0 FROM integration.worker_status()",
+	'the receiver answered it after its event was deleted');
+is(scalar(requests_to('/doomed')), 1, 'one request');
+is(q1("SELECT count(*) FROM integration.integration_logs WHERE context ->> 'delivery_id' = '$doomed_id'")
+	  . ' ' . q1("SELECT count(*) FROM integration.delivery_attempts WHERE delivery_id = $doomed_id"),
+	'0 0', 'no log line and no attempt for the deleted delivery');
 
 stop_receiver($recv);
 $node->stop;

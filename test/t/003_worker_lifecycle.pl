@@ -124,6 +124,37 @@ ok($node->poll_query_until('postgres',
 is(worker_pid('postgres') =~ /^\d+$/ ? 1 : 0, 1, 'one integration worker in pg_stat_activity');
 
 ########################################################################
+# 3b. DROP and CREATE EXTENSION in one transaction while requests are in flight.
+#     The new tables reuse the old delivery ids and ctids: the old requests'
+#     results must not land on the new deliveries.  The worker restarts instead.
+########################################################################
+
+register('before', receiver_url($recv, '/before-recreate', delay_ms => 2000), '["old.*"]');
+tenant_psql($node,
+	q{SELECT count(integration.publish_event('old.x', jsonb_build_object('i', i))) FROM generate_series(1, 5) i});
+ok($node->poll_query_until('postgres',
+		"SELECT in_flight = 5 FROM integration.worker_status() WHERE database = 'postgres'"),
+	'five requests in flight before the extension is created again');
+my $old_pid = worker_pid('postgres');
+$t0 = time();
+$node->safe_psql('postgres', 'BEGIN; DROP EXTENSION integration; CREATE EXTENSION integration; COMMIT;');
+# The new deliveries hang at their endpoint, so they are still 'sending' when the old
+# requests (2 s) answer 200.
+my $after = register('after', receiver_url($recv, '/after-recreate', hang => 1), '["new.*"]');
+tenant_psql($node, "UPDATE integration.webhook_endpoints SET timeout_ms = 20000 WHERE id = $after");
+tenant_psql($node,
+	q{SELECT count(integration.publish_event('new.x', jsonb_build_object('i', i))) FROM generate_series(1, 5) i});
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 5 FROM integration.deliveries WHERE status = 'sending'"),
+	'the new deliveries are being sent');
+usleep(1_000_000) while time() - $t0 < 3;
+is($node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE status = 'sending') || ' sending, ' || count(*) FILTER (WHERE status = 'delivered') || ' delivered' FROM integration.deliveries"),
+	'5 sending, 0 delivered', 'after the old requests answered, no new delivery reads delivered');
+isnt(worker_pid('postgres'), $old_pid, 'a new worker serves the new extension');
+tenant_psql($node, "SELECT integration.update_webhook(id => $after, is_active => false)");
+
+########################################################################
 # 4. DROP DATABASE of a database whose worker runs.
 ########################################################################
 
