@@ -50,6 +50,7 @@ static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr record_by_key_plan = NULL;
+static SPIPlanPtr read_endpoints_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 
 /* Set while the worker's own fan-out inserts deliveries from the events it read. */
@@ -106,7 +107,7 @@ store_extension_present(void)
 void
 store_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan,
+	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan,
 	&record_failures_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -273,13 +274,7 @@ typedef struct FanOutEndpointKey
 typedef struct FanOutEndpoint
 {
 	FanOutEndpointKey key;		/* hash key */
-	bool		found;			/* false: no such endpoint (hard-deleted) */
-	char	   *url;
-	char	   *secret;
-	Jsonb	   *headers;
-	int			timeout_ms;
-	char	   *retry_schedule;
-	bool		usable;
+	EndpointSettings *settings; /* url NULL: no such endpoint (hard-deleted) */
 } FanOutEndpoint;
 
 /* A delivery the fan-out creates: which tenant's event and endpoint. */
@@ -369,6 +364,55 @@ static TimestampTz
 lease_expiry(int lease_ms)
 {
 	return TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), lease_ms);
+}
+
+#define READ_ENDPOINTS(lock) \
+	"SELECT k.i, ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule," \
+	"       ep.is_active AND ep.deleted_at IS NULL" \
+	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))" \
+	"       WITH ORDINALITY AS k(tenant_id, id, i)" \
+	"  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep" \
+	"                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1" \
+	lock ") ep ON true"
+
+/*
+ * Fills in the settings of the endpoints keyed in eps (n of them, distinct), copied
+ * into mcxt; an endpoint that does not exist gets url NULL and is unusable.  key_share:
+ * lock them FOR KEY SHARE, as a foreign key check would.
+ */
+static void
+read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool key_share)
+{
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+	Datum		args[2];
+	char	  **tenants = palloc(sizeof(char *) * Max(n, 1));
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	SPIPlanPtr *plan = key_share ? &fan_out_endpoints_plan : &read_endpoints_plan;
+
+	for (int i = 0; i < n; i++)
+	{
+		tenants[i] = (char *) eps[i].tenant_id;
+		ids[i] = eps[i].id;
+		eps[i].url = NULL;
+		eps[i].usable = false;
+	}
+	args[0] = cstring_text_array(tenants, n);
+	args[1] = int8_array(ids, n);
+	saved_plan(plan, key_share ? READ_ENDPOINTS(" FOR KEY SHARE") : READ_ENDPOINTS(""),
+			   2, types, CURSOR_OPT_GENERIC_PLAN);
+	run_plan(*plan, args, !key_share, SPI_OK_SELECT, "reading endpoints");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		int64		i = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)) - 1;
+		EndpointSettings *ep = &eps[i];
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, &ep->url, &ep->secret,
+							  &ep->headers, &ep->timeout_ms, &ep->retry_schedule, &ep->usable);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 #define FAN_OUT_INSERT \
@@ -562,7 +606,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 			ep = hash_search(endpoints, &key, HASH_ENTER, &found);
 
 			if (!found)
-				ep->found = false;
+				ep->settings = NULL;
 			ev->endpoint_ids[ev->nendpoints++] = key.id;
 		}
 	}
@@ -573,50 +617,20 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 	 * this transaction and then finds the deliveries it made.
 	 */
 	{
-		long		nep = hash_get_num_entries(endpoints);
-		int64	   *ids = palloc(sizeof(int64) * Max(nep, 1));
-		char	  **tenants = palloc(sizeof(char *) * Max(nep, 1));
+		EndpointSettings *eps = palloc(sizeof(EndpointSettings) *
+									   Max(hash_get_num_entries(endpoints), 1));
 		HASH_SEQ_STATUS seq;
 		FanOutEndpoint *ep;
 		int			n = 0;
-		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
-		Datum		args[2];
 
 		hash_seq_init(&seq, endpoints);
 		while ((ep = hash_seq_search(&seq)) != NULL)
 		{
-			tenants[n] = (char *) ep->key.tenant_id;
-			ids[n++] = ep->key.id;
+			eps[n].tenant_id = ep->key.tenant_id;
+			eps[n].id = ep->key.id;
+			ep->settings = &eps[n++];
 		}
-		args[0] = cstring_text_array(tenants, n);
-		args[1] = int8_array(ids, n);
-		saved_plan(&fan_out_endpoints_plan,
-				   "SELECT ep.tenant_id, ep.id, ep.url, ep.secret, ep.headers, ep.timeout_ms,"
-				   "       ep.retry_schedule, ep.is_active AND ep.deleted_at IS NULL"
-				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
-				   "  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep"
-				   "                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1"
-				   "                   FOR KEY SHARE) ep ON true",
-				   2, types, CURSOR_OPT_GENERIC_PLAN);
-		run_plan(fan_out_endpoints_plan, args, false, SPI_OK_SELECT, "reading endpoints");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			FanOutEndpointKey key;
-
-			key.tenant_id = copy_text(tup, desc, 1, NULL);
-			key.id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			ep = hash_search(endpoints, &key, HASH_FIND, NULL);
-			if (ep == NULL || ep->found)
-				continue;
-			ep->found = true;
-			old = MemoryContextSwitchTo(list->mcxt);
-			copy_endpoint_columns(tup, desc, 3, &ep->url, &ep->secret, &ep->headers,
-								  &ep->timeout_ms, &ep->retry_schedule, &ep->usable);
-			MemoryContextSwitchTo(old);
-		}
+		read_endpoint_settings(eps, n, list->mcxt, true);
 	}
 
 	/*
@@ -651,7 +665,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 				FanOutCandidate *cand;
 				bool		found;
 
-				if (ep == NULL || !ep->found)
+				if (ep == NULL || ep->settings->url == NULL)
 					continue;
 				key.event_id = ev->id;
 				key.endpoint_id = ep->key.id;
@@ -717,15 +731,25 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 		c->event = cand->ev->event;
 		c->payload = cand->ev->payload;
 		c->payload_len = cand->ev->payload_len;
-		c->url = cand->ep->url;
-		c->secret = cand->ep->secret;
-		c->headers = cand->ep->headers;
-		c->timeout_ms = cand->ep->timeout_ms;
-		c->retry_schedule = cand->ep->retry_schedule;
-		c->usable = cand->ep->usable;
+		c->url = cand->ep->settings->url;
+		c->secret = cand->ep->settings->secret;
+		c->headers = cand->ep->settings->headers;
+		c->timeout_ms = cand->ep->settings->timeout_ms;
+		c->retry_schedule = cand->ep->settings->retry_schedule;
+		c->usable = cand->ep->settings->usable;
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
 	}
 	return taken;
+}
+
+/*
+ * The current settings of the endpoints keyed in eps, for claims made earlier: a plain
+ * read, since the worker sends with whatever the latest committed change says.
+ */
+void
+store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt)
+{
+	read_endpoint_settings(eps, n, mcxt, false);
 }
 
 /*

@@ -56,12 +56,26 @@ typedef struct DeliveryResult
 	ItemPointerData tid;		/* ClaimedDelivery.tid */
 } DeliveryResult;
 
+/* An endpoint's request settings now, as store_read_endpoints() finds them. */
+typedef struct EndpointSettings
+{
+	const char *tenant_id;		/* the key, filled in by the caller */
+	int64		id;
+	char	   *url;			/* NULL: no such endpoint any more */
+	char	   *secret;
+	Jsonb	   *headers;
+	int			timeout_ms;
+	char	   *retry_schedule;
+	bool		usable;
+} EndpointSettings;
+
 extern void store_begin(const char *activity);
 extern bool store_creating_deliveries(void);
 extern void store_commit(void);
 extern bool store_extension_present(void);
 extern void store_forget_plans(void);
 extern int	store_reconcile_leases(bool all, int64 *held, int nheld);
+extern void store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256
 

@@ -440,6 +440,7 @@ typedef struct WorkerState
 	TimestampTz claimed_at;		/* now() of the last claim: what was due then it took */
 	int64	   *skipped;		/* endpoints the last claim left out, at their limit */
 	int			nskipped;
+	uint64		endpoints_seen; /* endpoints generation the queued claims are as of */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -929,6 +930,79 @@ step_cycle(WorkerState *ws)
 }
 
 /*
+ * Claims wait in the queue for a slot, up to many rounds of requests: an endpoint
+ * changed meanwhile (a new URL, secret or headers; disabled; deleted) must apply to
+ * them, as to any attempt that starts after the change committed.  Re-reads the
+ * settings of their endpoints; the queue keeps its order.
+ */
+static void
+step_refresh_endpoints(WorkerState *ws)
+{
+	HASHCTL		ctl;
+	HTAB	   *index;
+	EndpointSettings *eps = palloc(sizeof(EndpointSettings) * ws->queue_len);
+	int			n = 0;
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(int64) + sizeof(int);
+	ctl.hcxt = CurrentMemoryContext;
+	index = hash_create("integration queued endpoints", 64, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int i = 0; i < ws->queue_len; i++)
+	{
+		ClaimedDelivery *c = ws->queue[i].claim;
+		bool		found;
+		int64	   *entry = hash_search(index, &c->endpoint_id, HASH_ENTER, &found);
+
+		if (found)
+			continue;
+		*(int *) (entry + 1) = n;
+		eps[n].tenant_id = c->tenant_id;
+		eps[n].id = c->endpoint_id;
+		n++;
+	}
+	store_read_endpoints(eps, n, CurrentMemoryContext);
+	for (int i = 0; i < ws->queue_len; i++)
+	{
+		Queued		q = ws->queue[i];
+		ClaimedDelivery *c = q.claim;
+		int64	   *entry = hash_search(index, &c->endpoint_id, HASH_FIND, NULL);
+		EndpointSettings *ep = &eps[*(int *) (entry + 1)];
+		MemoryContext old = MemoryContextSwitchTo(q.batch->cxt);
+
+		/* The old strings stay with the batch; nothing in flight points at them. */
+		c->usable = ep->usable && ep->url != NULL;
+		if (ep->url != NULL)
+		{
+			c->url = pstrdup(ep->url);
+			c->secret = ep->secret ? pstrdup(ep->secret) : NULL;
+			c->headers = ep->headers ? (Jsonb *) pg_detoast_datum_copy((struct varlena *) ep->headers) : NULL;
+			c->timeout_ms = ep->timeout_ms;
+			c->retry_schedule = ep->retry_schedule ? pstrdup(ep->retry_schedule) : NULL;
+		}
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Refreshes the queued claims when endpoints changed since they were read.  Returns
+ * false when that failed (the claims then go out as they are).
+ */
+static bool
+refresh_queued_endpoints(WorkerState *ws)
+{
+	uint64		generation = pg_atomic_read_u64(&integration_shared->endpoints_generation);
+
+	if (ws->queue_len == 0 || generation == ws->endpoints_seen)
+		return true;
+	/* Read before the snapshot: a change committed later is seen next time. */
+	if (!run_transaction(ws, step_refresh_endpoints, "reading changed endpoints"))
+		return false;
+	ws->endpoints_seen = generation;
+	return true;
+}
+
+/*
  * Starts queued deliveries, in claim order, while request slots are free, skipping
  * endpoints at integration.max_concurrency_per_endpoint: a slow endpoint waits for its
  * own slots and never holds up the others.
@@ -996,6 +1070,10 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 {
 	ClaimBatch *batch;
 
+	/* Read before the cycle's snapshot, as in refresh_queued_endpoints(). */
+	uint64		generation = pg_atomic_read_u64(&integration_shared->endpoints_generation);
+	bool		queue_was_empty = (ws->queue_len == 0);
+
 	cycle_request.record = record;
 	cycle_request.claim = claim;
 	slot_set_state(claim ? "claiming" : "recording");
@@ -1056,6 +1134,8 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 		return true;
 	}
 
+	if (queue_was_empty)
+		ws->endpoints_seen = generation;
 	batch = MemoryContextAllocZero(ws->claims.mcxt, sizeof(ClaimBatch));
 	batch->cxt = ws->claims.mcxt;
 	batch->refs = ws->claims.count;
@@ -1223,6 +1303,8 @@ integration_database_worker_main(Datum arg)
 		http_client_drive(ws.client);
 		while ((done = http_client_next_done(ws.client)) != NULL)
 			finish_request(&ws, (InFlight *) done->owner);
+		if (GetCurrentTimestamp() >= pause_until && !refresh_queued_endpoints(&ws))
+			pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		start_queued(&ws);
 
 		now = GetCurrentTimestamp();

@@ -538,6 +538,29 @@ is(q1("SELECT count(*) FROM integration.integration_logs WHERE context ->> 'deli
 	  . ' ' . q1("SELECT count(*) FROM integration.delivery_attempts WHERE delivery_id = $doomed_id"),
 	'0 0', 'no log line and no attempt for the deleted delivery');
 
+########################################################################
+# 18. A change to an endpoint applies to its deliveries that are claimed and wait
+#     for a slot.  40 events go to each of two slow endpoints, 16 requests at a time
+#     (integration.max_concurrency_per_endpoint); while the first 16 are out, one
+#     endpoint gets a new URL and the other is disabled.
+########################################################################
+
+my $re_url = register('new url', receiver_url($recv, '/url-old', delay_ms => 1500), '["chg.url"]');
+my $re_off = register('switched off', receiver_url($recv, '/url-off', delay_ms => 1500), '["chg.off"]');
+q1(q{SELECT count(integration.publish_event(e, jsonb_build_object('i', i)))
+	   FROM generate_series(1, 40) i, unnest(ARRAY['chg.url', 'chg.off']) e});
+poll_ok("SELECT count(*) = 80 FROM integration.deliveries WHERE endpoint_id IN ($re_url, $re_off) AND status = 'sending'",
+	'all 80 deliveries are claimed');
+q1(qq{SELECT integration.update_webhook(id => $re_url, url => '@{[receiver_url($recv, '/url-new')]}')});
+q1("SELECT integration.update_webhook(id => $re_off, is_active => false)");
+poll_ok("SELECT count(*) = 80 FROM integration.deliveries WHERE endpoint_id IN ($re_url, $re_off) AND status IN ('delivered', 'failed')",
+	'all 80 are done');
+is(scalar(requests_to('/url-old')) . ' old, ' . scalar(requests_to('/url-new')) . ' new',
+	'16 old, 24 new', 'the 24 that waited for a slot went to the new URL');
+is(scalar(requests_to('/url-off')), 16, 'only the 16 already out reached the disabled endpoint');
+is(q1("SELECT count(*) FILTER (WHERE status = 'delivered') || ' delivered, ' || count(*) FILTER (WHERE status = 'failed') || ' failed' FROM integration.deliveries WHERE endpoint_id = $re_off"),
+	'16 delivered, 24 failed', 'the others failed as sent to a disabled endpoint');
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
