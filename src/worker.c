@@ -632,7 +632,9 @@ append_header(struct curl_slist *list, const char *name, int namelen,
 
 	if (!*ok)
 		return list;
-	line = psprintf("%.*s: %.*s", namelen, name, valuelen, value);
+	/* To libcurl "Name:" means: leave the header out; "Name;" sends it empty. */
+	line = valuelen > 0 ? psprintf("%.*s: %.*s", namelen, name, valuelen, value)
+		: psprintf("%.*s;", namelen, name);
 	next = curl_slist_append(list, line);
 	pfree(line);
 	if (next == NULL)
@@ -655,6 +657,7 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	int64		now_s = (int64) time(NULL);
 	bool		ok = true;
 	struct curl_slist *h = NULL;
+	struct curl_slist *next;
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (!c->usable)
@@ -681,8 +684,11 @@ start_request(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 	h = append_header(h, "webhook-id", 10, msg_id, strlen(msg_id), &ok);
 	h = append_header(h, "webhook-timestamp", 17, ts, strlen(ts), &ok);
 	h = append_header(h, "webhook-signature", 17, signature, strlen(signature), &ok);
-	/* No "Expect: 100-continue" round trip for larger bodies. */
-	h = append_header(h, "Expect", 6, "", 0, &ok);
+	/* No "Expect: 100-continue" round trip for larger bodies ("Expect:" removes it). */
+	if (ok && (next = curl_slist_append(h, "Expect:")) != NULL)
+		h = next;
+	else
+		ok = false;
 	if (c->headers != NULL && JB_ROOT_IS_OBJECT(c->headers))
 	{
 		JsonbIterator *it = JsonbIteratorInit(&c->headers->root);

@@ -71,7 +71,7 @@ $node->safe_psql('postgres', q{
 	SELECT integration.track_table('orders', 'order');
 });
 my $e2e = register('e2e', receiver_url($recv, '/e2e'), '["order.*"]',
-	headers => '{"X-Api-Key": "k-123", "X-Trace": "t\u00e9st"}');
+	headers => '{"X-Api-Key": "k-123", "X-Trace": "t\u00e9st", "X-Empty": ""}');
 
 q1(q{INSERT INTO orders VALUES ('acme', 1, 'café ☃ "quoted"', 12.50)});
 poll_ok(
@@ -105,6 +105,8 @@ ok(!verify_signature($secret, $req->{headers}, $req->{body} . ' '),
 	'and does not verify for another body');
 is($req->{headers}{'x-api-key'}, 'k-123', 'custom header sent');
 is($req->{headers}{'x-trace'}, "t\xc3\xa9st", 'custom header value sent as UTF-8');
+is($req->{headers}{'x-empty'}, '', 'a custom header with an empty value is sent, empty');
+ok(!exists $req->{headers}{expect}, 'no Expect header');
 my $doc = $json->decode($req->{body});
 is($doc->{type}, 'order.created', 'envelope type');
 is($doc->{data}{new}{item}, Encode::decode_utf8('café ☃ "quoted"'),
