@@ -26,14 +26,17 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "fmgr.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -90,17 +93,32 @@ store_commit(void)
  * Whether the extension this worker started with is still installed.  A DROP and
  * CREATE EXTENSION in one transaction leaves an extension of the same name whose
  * tables reuse the old ids and ctids: results of requests sent from the old tables
- * must never be written into the new ones.
+ * must never be written into the new ones.  So after the first call, which looks the
+ * extension up, this compares the deliveries table with the one seen then: two
+ * syscache lookups, cheap enough for every store transaction.
  */
 bool
 store_extension_present(void)
 {
 	static Oid	started_with = InvalidOid;
-	Oid			oid = get_extension_oid("integration", true);
+	Oid			nsp;
+	Oid			deliveries;
 
+	/*
+	 * The lock the transaction's statements take anyway, taken first: a DROP that has
+	 * not committed yet waits for this transaction, and one that has is seen below.
+	 */
+	if (OidIsValid(started_with))
+		LockRelationOid(started_with, RowExclusiveLock);
+	nsp = get_namespace_oid("integration", true);
+	deliveries = OidIsValid(nsp) ? get_relname_relid("deliveries", nsp) : InvalidOid;
 	if (!OidIsValid(started_with))
-		started_with = oid;
-	return OidIsValid(oid) && oid == started_with;
+	{
+		if (!OidIsValid(get_extension_oid("integration", true)))
+			return false;
+		started_with = deliveries;
+	}
+	return OidIsValid(deliveries) && deliveries == started_with;
 }
 
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
@@ -209,9 +227,12 @@ copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, char **url, char *
 	*usable = !isnull && DatumGetBool(d);
 }
 
-/* Appends SPI's result rows (the claim column list) to list, copied into its context. */
+/*
+ * Appends SPI's result rows (the claim column list), claimed with lease, to list,
+ * copied into its context.
+ */
 static int
-append_claims(ClaimList *list)
+append_claims(ClaimList *list, TimestampTz lease)
 {
 	MemoryContext old;
 	TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -245,6 +266,7 @@ append_claims(ClaimList *list)
 							  &c->retry_schedule, &c->usable);
 		d = SPI_getbinval(tup, desc, 14, &isnull);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &c->tid);
+		c->lease = lease;
 	}
 	MemoryContextSwitchTo(old);
 	return n;
@@ -519,6 +541,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 	HTAB	   *endpoints;
 	HTAB	   *candidates;
 	int			ncand = 0;
+	TimestampTz lease = 0;
 	Oid			scan_types[2] = {INT8OID, INT8OID};
 	Datum		scan_args[2];
 
@@ -690,7 +713,8 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 		args[2] = int8_array(endpoint_ids, ncand);
 		args[3] = PointerGetDatum(construct_array(created, ncand, TIMESTAMPTZOID, 8,
 												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[4] = TimestampTzGetDatum(lease_expiry(lease_ms));
+		lease = lease_expiry(lease_ms);
+		args[4] = TimestampTzGetDatum(lease);
 		/* Reset by store_begin() too, in case the statement fails. */
 		worker_creates_deliveries = true;
 		insert_fanned_out(args);
@@ -738,6 +762,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 		c->retry_schedule = cand->ep->settings->retry_schedule;
 		c->usable = cand->ep->settings->usable;
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
+		c->lease = lease;
 	}
 	return taken;
 }
@@ -795,7 +820,7 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
 			"                       WHERE ep.tenant_id = c.tenant_id AND ep.id = c.endpoint_id) ep ON true",
 			3, argtypes);
 	run_plan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
-	return append_claims(list);
+	return append_claims(list, DatumGetTimestampTz(args[1]));
 }
 
 /*
@@ -941,37 +966,41 @@ record_failed_attempts(DeliveryResult *results, int n)
 	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)," \
 	"                  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6)," \
 	"                  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)," \
-	"                  pg_catalog.unnest($10), pg_catalog.unnest($11))"
+	"                  pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12))"
+#define RECORD_COLUMNS_OUT \
+	"status, attempt, started_at, duration_ms, status_code, error, response," \
+	" next_attempt_at, delivered_at, lease)"
 
 /*
  * Writes outcomes into their deliveries, reached by the claim's ctid, or with by_key by
- * (tenant_id, id), and returns the ids of the deliveries written (in SPI_tuptable).
+ * (tenant_id, id), and leaves the keys of the deliveries written in SPI_tuptable.
  *
- * The ctid way runs for every batch: the batch's arrays drive a nested loop whose inner
- * side is a TID lookup, whatever the table's size or statistics.  id and the lease
- * guard against a row that moved or was requeued meanwhile; claimed rows, and only
- * they, have a lease.  The id is compared with IS NOT DISTINCT FROM (both are NOT
- * NULL), which no index can serve: with "d.id = r.id", a plan made while the table
- * looked tiny (just after TRUNCATE, or on a new install) took a full scan of
- * deliveries_endpoint_idx, which has id as its last column, for every row, and kept it
- * until the next ANALYZE: the worker then delivered a tenth as fast.
+ * A result belongs to one claim: its row must still carry the lease that claim set
+ * (a delivery requeued and claimed again has another lease, or none).  The ctid way
+ * runs for every batch: the batch's arrays drive a nested loop whose inner side is a
+ * TID lookup, whatever the table's size or statistics.  The id is compared with IS NOT
+ * DISTINCT FROM (both are NOT NULL), which no index can serve: with "d.id = r.id", a
+ * plan made while the table looked tiny (just after TRUNCATE, or on a new install)
+ * took a full scan of deliveries_endpoint_idx, which has id as its last column, for
+ * every row, and kept it until the next ANALYZE: the worker then delivered a tenth as
+ * fast.
  */
 static void
 record_outcomes(DeliveryResult *results, int n, bool by_key)
 {
-	Oid			types[11] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	Oid			types[12] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 	TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		v[11];
-	Datum	   *col[11];
-	bool	   *isnull[11];
-	static const struct
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		v[12];
+	Datum	   *col[12];
+	bool	   *isnull[12];
+	struct
 	{
 		Oid			type;
 		int			len;
 		bool		byval;
 		char		align;
-	}			elem[11] = {
+	}			elem[12] = {
 		{TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT},
 		{INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 		{TEXTOID, -1, false, TYPALIGN_INT},
@@ -983,13 +1012,19 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		{TEXTOID, -1, false, TYPALIGN_INT},
 		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 	};
-	/* By key, the first array holds the tenants instead of the ctids. */
-	const int	tenant_col = 0;
 
+	/* By key, the first array holds the tenants instead of the ctids. */
 	if (by_key)
-		types[tenant_col] = TEXTARRAYOID;
-	for (int c = 0; c < 11; c++)
+	{
+		types[0] = TEXTARRAYOID;
+		elem[0].type = TEXTOID;
+		elem[0].len = -1;
+		elem[0].byval = false;
+		elem[0].align = TYPALIGN_INT;
+	}
+	for (int c = 0; c < 12; c++)
 	{
 		col[c] = palloc(sizeof(Datum) * n);
 		isnull[c] = palloc0(sizeof(bool) * n);
@@ -1014,32 +1049,29 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		isnull[9][i] = (r->next_attempt_at == 0);
 		col[10][i] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(r->started_at, r->duration_ms));
 		isnull[10][i] = (strcmp(r->outcome, "delivered") != 0);
+		col[11][i] = TimestampTzGetDatum(r->lease);
 	}
-	for (int c = 0; c < 11; c++)
+	for (int c = 0; c < 12; c++)
 	{
 		int			dims[1] = {n};
 		int			lbs[1] = {1};
-		bool		text0 = (c == tenant_col && by_key);
 
 		v[c] = PointerGetDatum(construct_md_array(col[c], isnull[c], 1, dims, lbs,
-												  text0 ? TEXTOID : elem[c].type,
-												  text0 ? -1 : elem[c].len,
-												  text0 ? false : elem[c].byval,
-												  text0 ? TYPALIGN_INT : elem[c].align));
+												  elem[c].type, elem[c].len,
+												  elem[c].byval, elem[c].align));
 	}
 
 	if (!by_key)
 	{
 		saved_plan(&record_plan,
 				   RECORD_SET
-				   "       AS r(tid, id, status, attempt, started_at, duration_ms, status_code, error,"
-				   "            response, next_attempt_at, delivered_at)"
+				   "       AS r(tid, id, " RECORD_COLUMNS_OUT
 				   " WHERE d.ctid = r.tid AND d.id IS NOT DISTINCT FROM r.id"
-				   "   AND d.lease_expires_at IS NOT NULL"
+				   "   AND d.lease_expires_at = r.lease"
 		/* Whatever join is chosen, deliveries is read only at the batch's rows. */
 				   "   AND d.ctid = ANY ($1)"
-				   " RETURNING d.id",
-				   11, types, CURSOR_OPT_GENERIC_PLAN);
+				   " RETURNING d.tenant_id, d.id",
+				   12, types, CURSOR_OPT_GENERIC_PLAN);
 		run_plan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");
 	}
 	else
@@ -1047,44 +1079,70 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		/* Rare (see store_record()), so planned for its arrays each time. */
 		prepare(&record_by_key_plan,
 				RECORD_SET
-				"       AS r(tenant_id, id, status, attempt, started_at, duration_ms, status_code,"
-				"            error, response, next_attempt_at, delivered_at)"
+				"       AS r(tenant_id, id, " RECORD_COLUMNS_OUT
 				" WHERE d.tenant_id = r.tenant_id AND d.id = r.id"
-				"   AND d.lease_expires_at IS NOT NULL"
-				" RETURNING d.id",
-				11, types);
+				"   AND d.lease_expires_at = r.lease"
+				" RETURNING d.tenant_id, d.id",
+				12, types);
 		run_plan(record_by_key_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording moved delivery results");
 	}
 }
 
-/* The ids in SPI_tuptable's first column, sorted. */
-static int64 *
-returned_ids(int *n)
+/* A delivery's key, as the record statements return it. */
+typedef struct DeliveryKey
 {
-	int64	   *ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	int64		id;
+	char	   *tenant_id;
+} DeliveryKey;
+
+static int
+delivery_key_cmp(const void *a, const void *b)
+{
+	const DeliveryKey *x = a;
+	const DeliveryKey *y = b;
+
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return strcmp(x->tenant_id, y->tenant_id);
+}
+
+/* The keys in SPI_tuptable, sorted. */
+static DeliveryKey *
+returned_keys(int *n)
+{
+	DeliveryKey *keys = palloc(sizeof(DeliveryKey) * Max(SPI_processed, 1));
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 
-		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		keys[i].tenant_id = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, NULL);
+		keys[i].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	*n = (int) SPI_processed;
-	qsort(ids, *n, sizeof(int64), int64_cmp);
-	return ids;
+	qsort(keys, *n, sizeof(DeliveryKey), delivery_key_cmp);
+	return keys;
+}
+
+static bool
+was_written(DeliveryResult *r, DeliveryKey *keys, int n)
+{
+	DeliveryKey key = {r->id, r->tenant_id};
+
+	return bsearch(&key, keys, n, sizeof(DeliveryKey), delivery_key_cmp) != NULL;
 }
 
 /*
  * Writes a batch of attempt outcomes back.  Results whose delivery is gone (its event
- * was deleted) or no longer claimed (requeued by hand) are dropped, attempts history
- * and logs included.
+ * was deleted) or no longer holds their claim are dropped, attempts history and logs
+ * included.
  */
 void
 store_record(DeliveryResult *results, int n)
 {
 	int			rc;
-	int			nmatched;
-	int64	   *matched;
+	int			nkeys;
+	DeliveryKey *keys;
 	DeliveryResult *written;
 	DeliveryResult *moved;
 	int			nwritten = 0;
@@ -1093,7 +1151,7 @@ store_record(DeliveryResult *results, int n)
 	if (n == 0)
 		return;
 	record_outcomes(results, n, false);
-	matched = returned_ids(&nmatched);
+	keys = returned_keys(&nkeys);
 
 	/*
 	 * A row that moved while its request was out (VACUUM FULL, CLUSTER, an UPDATE by
@@ -1104,7 +1162,7 @@ store_record(DeliveryResult *results, int n)
 	moved = palloc(sizeof(DeliveryResult) * n);
 	for (int i = 0; i < n; i++)
 	{
-		if (bsearch(&results[i].id, matched, nmatched, sizeof(int64), int64_cmp))
+		if (was_written(&results[i], keys, nkeys))
 			written[nwritten++] = results[i];
 		else
 			moved[nmoved++] = results[i];
@@ -1112,9 +1170,9 @@ store_record(DeliveryResult *results, int n)
 	if (nmoved > 0)
 	{
 		record_outcomes(moved, nmoved, true);
-		matched = returned_ids(&nmatched);
+		keys = returned_keys(&nkeys);
 		for (int i = 0; i < nmoved; i++)
-			if (bsearch(&moved[i].id, matched, nmatched, sizeof(int64), int64_cmp))
+			if (was_written(&moved[i], keys, nkeys))
 				written[nwritten++] = moved[i];
 	}
 

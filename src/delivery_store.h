@@ -25,8 +25,9 @@ typedef struct ClaimedDelivery
 	Jsonb	   *headers;
 	int			timeout_ms;		/* 0: integration.request_timeout */
 	char	   *retry_schedule; /* NULL: integration.retry_schedule */
-	bool		usable;			/* endpoint active and not deleted */
+	bool		usable;			/* endpoint active and not deleted, event present */
 	ItemPointerData tid;		/* of the claimed row version, for the result update */
+	TimestampTz lease;			/* lease_expires_at the claim set: identifies the claim */
 } ClaimedDelivery;
 
 /* Claimed deliveries, growing in mcxt. */
@@ -54,6 +55,7 @@ typedef struct DeliveryResult
 	char	   *response;
 	TimestampTz next_attempt_at;	/* for pending */
 	ItemPointerData tid;		/* ClaimedDelivery.tid */
+	TimestampTz lease;			/* ClaimedDelivery.lease */
 } DeliveryResult;
 
 /* An endpoint's request settings now, as store_read_endpoints() finds them. */

@@ -70,6 +70,7 @@
 #include "retry_policy.h"
 #include "shared_state.h"
 #include "signature.h"
+#include "tenant.h"
 #include "wakeup.h"
 #include "worker.h"
 
@@ -511,6 +512,7 @@ add_result(WorkerState *ws, ClaimedDelivery *c, const char *outcome, int attempt
 	r->response = response ? storable_text(response, response_len) : NULL;
 	r->next_attempt_at = next_at;
 	ItemPointerCopy(&c->tid, &r->tid);
+	r->lease = c->lease;
 	MemoryContextSwitchTo(old);
 
 	SpinLockAcquire(&my_slot->mutex);
@@ -629,11 +631,17 @@ append_header(struct curl_slist *list, const char *name, int namelen,
 {
 	char	   *line;
 	struct curl_slist *next;
+	int			blanks = 0;
 
 	if (!*ok)
 		return list;
-	/* To libcurl "Name:" means: leave the header out; "Name;" sends it empty. */
-	line = valuelen > 0 ? psprintf("%.*s: %.*s", namelen, name, valuelen, value)
+	/*
+	 * To libcurl "Name:" (blanks after the colon included) means: leave the header out;
+	 * "Name;" sends it empty.  A value of blanks is the empty value in HTTP anyway.
+	 */
+	while (blanks < valuelen && (value[blanks] == ' ' || value[blanks] == '\t'))
+		blanks++;
+	line = blanks < valuelen ? psprintf("%.*s: %.*s", namelen, name, valuelen, value)
 		: psprintf("%.*s;", namelen, name);
 	next = curl_slist_append(list, line);
 	pfree(line);
@@ -935,6 +943,31 @@ step_cycle(WorkerState *ws)
 	}
 }
 
+typedef struct QueuedEndpointKey
+{
+	int64		id;
+	char		tenant_id[TENANT_ID_MAX_LEN + 1];
+} QueuedEndpointKey;
+
+typedef struct QueuedEndpoint
+{
+	QueuedEndpointKey key;
+	int			index;			/* into the settings read */
+} QueuedEndpoint;
+
+/* The settings of one endpoint, copied once into one batch's context. */
+typedef struct BatchCopyKey
+{
+	ClaimBatch *batch;
+	int			index;
+} BatchCopyKey;
+
+typedef struct BatchCopy
+{
+	BatchCopyKey key;
+	EndpointSettings settings;
+} BatchCopy;
+
 /*
  * Claims wait in the queue for a slot, up to many rounds of requests: an endpoint
  * changed meanwhile (a new URL, secret or headers; disabled; deleted) must apply to
@@ -945,48 +978,91 @@ static void
 step_refresh_endpoints(WorkerState *ws)
 {
 	HASHCTL		ctl;
-	HTAB	   *index;
+	HTAB	   *endpoints;
+	HTAB	   *copies;
 	EndpointSettings *eps = palloc(sizeof(EndpointSettings) * ws->queue_len);
 	int			n = 0;
 
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(int64) + sizeof(int);
+	/* Dropped, or dropped and created again: these claims have no endpoints left. */
+	if (!store_extension_present())
+	{
+		ws->extension_gone = true;
+		return;
+	}
+	ctl.keysize = sizeof(QueuedEndpointKey);
+	ctl.entrysize = sizeof(QueuedEndpoint);
 	ctl.hcxt = CurrentMemoryContext;
-	index = hash_create("integration queued endpoints", 64, &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	endpoints = hash_create("integration queued endpoints", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = sizeof(BatchCopyKey);
+	ctl.entrysize = sizeof(BatchCopy);
+	copies = hash_create("integration refreshed settings", 64, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	for (int i = 0; i < ws->queue_len; i++)
 	{
 		ClaimedDelivery *c = ws->queue[i].claim;
+		QueuedEndpointKey key;
 		bool		found;
-		int64	   *entry = hash_search(index, &c->endpoint_id, HASH_ENTER, &found);
+		QueuedEndpoint *ep;
 
+		memset(&key, 0, sizeof(key));
+		key.id = c->endpoint_id;
+		strlcpy(key.tenant_id, c->tenant_id, sizeof(key.tenant_id));
+		ep = hash_search(endpoints, &key, HASH_ENTER, &found);
 		if (found)
 			continue;
-		*(int *) (entry + 1) = n;
+		ep->index = n;
 		eps[n].tenant_id = c->tenant_id;
 		eps[n].id = c->endpoint_id;
 		n++;
 	}
 	store_read_endpoints(eps, n, CurrentMemoryContext);
+
 	for (int i = 0; i < ws->queue_len; i++)
 	{
 		Queued		q = ws->queue[i];
 		ClaimedDelivery *c = q.claim;
-		int64	   *entry = hash_search(index, &c->endpoint_id, HASH_FIND, NULL);
-		EndpointSettings *ep = &eps[*(int *) (entry + 1)];
-		MemoryContext old = MemoryContextSwitchTo(q.batch->cxt);
+		QueuedEndpointKey key;
+		BatchCopyKey copy_key;
+		BatchCopy  *copy;
+		bool		found;
 
-		/* The old strings stay with the batch; nothing in flight points at them. */
-		c->usable = ep->usable && ep->url != NULL;
-		if (ep->url != NULL)
+		memset(&key, 0, sizeof(key));
+		key.id = c->endpoint_id;
+		strlcpy(key.tenant_id, c->tenant_id, sizeof(key.tenant_id));
+		memset(&copy_key, 0, sizeof(copy_key));
+		copy_key.batch = q.batch;
+		copy_key.index = ((QueuedEndpoint *) hash_search(endpoints, &key, HASH_FIND, NULL))->index;
+		copy = hash_search(copies, &copy_key, HASH_ENTER, &found);
+		if (!found)
 		{
-			c->url = pstrdup(ep->url);
-			c->secret = ep->secret ? pstrdup(ep->secret) : NULL;
-			c->headers = ep->headers ? (Jsonb *) pg_detoast_datum_copy((struct varlena *) ep->headers) : NULL;
-			c->timeout_ms = ep->timeout_ms;
-			c->retry_schedule = ep->retry_schedule ? pstrdup(ep->retry_schedule) : NULL;
+			/* Into the batch, as the claim's own strings; nothing in flight points at the old ones. */
+			EndpointSettings *ep = &eps[copy_key.index];
+			MemoryContext old = MemoryContextSwitchTo(q.batch->cxt);
+
+			copy->settings = *ep;
+			if (ep->url != NULL)
+			{
+				copy->settings.url = pstrdup(ep->url);
+				copy->settings.secret = ep->secret ? pstrdup(ep->secret) : NULL;
+				copy->settings.headers = ep->headers ?
+					(Jsonb *) pg_detoast_datum_copy((struct varlena *) ep->headers) : NULL;
+				copy->settings.retry_schedule = ep->retry_schedule ? pstrdup(ep->retry_schedule) : NULL;
+			}
+			MemoryContextSwitchTo(old);
 		}
-		MemoryContextSwitchTo(old);
+		if (copy->settings.url == NULL)
+		{
+			c->usable = false;	/* the endpoint was hard-deleted */
+			continue;
+		}
+		/* A claim whose event is gone stays unusable, whatever its endpoint says. */
+		c->usable = copy->settings.usable && c->payload != NULL;
+		c->url = copy->settings.url;
+		c->secret = copy->settings.secret;
+		c->headers = copy->settings.headers;
+		c->timeout_ms = copy->settings.timeout_ms;
+		c->retry_schedule = copy->settings.retry_schedule;
 	}
 }
 
@@ -1006,6 +1082,37 @@ refresh_queued_endpoints(WorkerState *ws)
 		return false;
 	ws->endpoints_seen = generation;
 	return true;
+}
+
+static void
+exit_extension_gone(WorkerState *ws)
+{
+	ereport(LOG,
+			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
+					ws->dbname)));
+
+	/*
+	 * Exit code 1: the postmaster starts the worker once more a second later.  If
+	 * CREATE EXTENSION ran meanwhile (its start request saw this worker still
+	 * running), that worker carries on; else it finds no extension and exits for good.
+	 */
+	proc_exit(1);
+}
+
+static void start_queued(WorkerState *ws);
+
+/*
+ * Starts what the queue holds, with the endpoints' settings of now; after a failed
+ * transaction the refresh waits for the end of the pause.
+ */
+static void
+start_requests(WorkerState *ws, TimestampTz *pause_until)
+{
+	if (GetCurrentTimestamp() >= *pause_until && !refresh_queued_endpoints(ws))
+		*pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+	if (ws->extension_gone)
+		exit_extension_gone(ws);
+	start_queued(ws);
 }
 
 /*
@@ -1309,9 +1416,7 @@ integration_database_worker_main(Datum arg)
 		http_client_drive(ws.client);
 		while ((done = http_client_next_done(ws.client)) != NULL)
 			finish_request(&ws, (InFlight *) done->owner);
-		if (GetCurrentTimestamp() >= pause_until && !refresh_queued_endpoints(&ws))
-			pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
-		start_queued(&ws);
+		start_requests(&ws, &pause_until);
 
 		now = GetCurrentTimestamp();
 		if (ws.next_due != 0 && now >= ws.next_due)
@@ -1352,20 +1457,8 @@ integration_database_worker_main(Datum arg)
 			if (!run_cycle(&ws, record || ws.nresults > 0, claim))
 				pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 			else if (ws.extension_gone)
-			{
-				ereport(LOG,
-						(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
-								ws.dbname)));
-
-				/*
-				 * Exit code 1: the postmaster starts the worker once more a second later.
-				 * If CREATE EXTENSION ran meanwhile (its start request saw this worker
-				 * still running), that worker carries on; else it finds no extension and
-				 * exits for good.
-				 */
-				proc_exit(1);
-			}
-			start_queued(&ws);
+				exit_extension_gone(&ws);
+			start_requests(&ws, &pause_until);
 		}
 		update_slot_counts(&ws, ws.n_in_flight > 0 ? "sending" : "idle");
 

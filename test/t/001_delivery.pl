@@ -525,6 +525,18 @@ poll_ok("SELECT count(*) = 3 FROM integration.deliveries WHERE endpoint_id = $mo
 	'their outcomes are written all the same');
 is(scalar(requests_to('/moving')), 3, 'each was sent once');
 
+# A result belongs to its claim: a row claimed again meanwhile (by hand here: another
+# lease, and the row moves) does not take the old claim's outcome.
+my $reclaimed = register('reclaimed', receiver_url($recv, '/reclaimed', delay_ms => 1500), '["reclaim.*"]');
+q1(q{SELECT integration.publish_event('reclaim.x', '{}')});
+poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $reclaimed AND status = 'sending'",
+	'a request out');
+q1("UPDATE integration.deliveries SET lease_expires_at = lease_expires_at + interval '1 hour' WHERE endpoint_id = $reclaimed");
+poll_ok("SELECT in_flight = 0 FROM integration.worker_status()", 'its answer came back');
+is(q1("SELECT status || ' ' || attempts FROM integration.deliveries WHERE endpoint_id = $reclaimed"),
+	'sending 0', "the old claim's outcome is not written over the new claim");
+q1("UPDATE integration.deliveries SET status = 'failed', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
+
 my $doomed = register('doomed', receiver_url($recv, '/doomed', status => 500, delay_ms => 1000), '["doom.*"]');
 q1(q{SELECT integration.publish_event('doom.x', '{}')});
 poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $doomed AND status = 'sending'",
