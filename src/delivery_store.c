@@ -54,6 +54,9 @@ static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr record_by_key_plan = NULL;
 static SPIPlanPtr read_endpoints_plan = NULL;
+static SPIPlanPtr record_lock_plan = NULL;
+static SPIPlanPtr fan_out_endpoints_skip_plan = NULL;
+static SPIPlanPtr fan_out_put_back_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 
 /* Set while the worker's own fan-out inserts deliveries from the events it read. */
@@ -125,7 +128,7 @@ store_extension_present(void)
 void
 store_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan,
+	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
 	&record_failures_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -171,10 +174,14 @@ store_reconcile_leases(bool all, int64 *held, int nheld)
 		Datum		args[1];
 
 		args[0] = int8_array(held, nheld);
+		/* Never waits: a row someone holds locked is theirs to finish. */
 		rc = SPI_execute_with_args("UPDATE integration.deliveries SET status = 'pending',"
 								   " lease_expires_at = NULL, next_attempt_at = pg_catalog.now()"
-								   " WHERE status = 'sending' AND lease_expires_at < pg_catalog.now()"
-								   "   AND NOT (id = ANY ($1))",
+								   " WHERE ctid = ANY (ARRAY("
+								   "   SELECT ctid FROM integration.deliveries"
+								   "    WHERE status = 'sending' AND lease_expires_at < pg_catalog.now()"
+								   "      AND NOT (id = ANY ($1))"
+								   "      FOR NO KEY UPDATE SKIP LOCKED))",
 								   1, argtypes, args, NULL, false, 0);
 	}
 	if (rc != SPI_OK_UPDATE)
@@ -297,6 +304,7 @@ typedef struct FanOutEndpoint
 {
 	FanOutEndpointKey key;		/* hash key */
 	EndpointSettings *settings; /* url NULL: no such endpoint (hard-deleted) */
+	bool		locked;			/* careful: someone else holds it locked */
 } FanOutEndpoint;
 
 /* A delivery the fan-out creates: which tenant's event and endpoint. */
@@ -400,16 +408,19 @@ lease_expiry(int lease_ms)
 /*
  * Fills in the settings of the endpoints keyed in eps (n of them, distinct), copied
  * into mcxt; an endpoint that does not exist gets url NULL and is unusable.  key_share:
- * lock them FOR KEY SHARE, as a foreign key check would.
+ * lock them FOR KEY SHARE, as a foreign key check would; skip_locked: an endpoint
+ * someone else holds locked counts as not found instead of being waited for.
  */
 static void
-read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool key_share)
+read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool key_share,
+					   bool skip_locked)
 {
 	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
 	Datum		args[2];
 	char	  **tenants = palloc(sizeof(char *) * Max(n, 1));
 	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
-	SPIPlanPtr *plan = key_share ? &fan_out_endpoints_plan : &read_endpoints_plan;
+	SPIPlanPtr *plan = !key_share ? &read_endpoints_plan :
+		skip_locked ? &fan_out_endpoints_skip_plan : &fan_out_endpoints_plan;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -420,7 +431,8 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 	}
 	args[0] = cstring_text_array(tenants, n);
 	args[1] = int8_array(ids, n);
-	saved_plan(plan, key_share ? READ_ENDPOINTS(" FOR KEY SHARE") : READ_ENDPOINTS(""),
+	saved_plan(plan, !key_share ? READ_ENDPOINTS("") :
+			   skip_locked ? READ_ENDPOINTS(" FOR KEY SHARE SKIP LOCKED") : READ_ENDPOINTS(" FOR KEY SHARE"),
 			   2, types, CURSOR_OPT_GENERIC_PLAN);
 	run_plan(*plan, args, !key_share, SPI_OK_SELECT, "reading endpoints");
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -510,7 +522,9 @@ insert_fanned_out(Datum *args)
  * Fans out up to limit (at most STORE_BATCH) published events whose id is above
  * *after: one delivery per endpoint, created already claimed ('sending' with a lease),
  * since fresh deliveries are due at once.  Appends them to list, sets *after to the
- * largest event id taken, and returns how many queued events it took.
+ * largest event id taken, and returns how many queued events it took.  careful: an
+ * event with an endpoint someone else holds locked is queued again, not waited for,
+ * and *put_back set.
  *
  * Why a lower bound: the queue is read oldest event first, and every event taken leaves
  * a dead entry at the front of its index until VACUUM.  While a large backlog drains,
@@ -532,7 +546,8 @@ insert_fanned_out(Datum *args)
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
 int
-store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
+store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, bool *put_back,
+						ClaimList *list)
 {
 	MemoryContext old;
 	FanOutEvent *events;
@@ -652,8 +667,30 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 			eps[n].tenant_id = ep->key.tenant_id;
 			eps[n].id = ep->key.id;
 			ep->settings = &eps[n++];
+			ep->locked = false;
 		}
-		read_endpoint_settings(eps, n, list->mcxt, true);
+		read_endpoint_settings(eps, n, list->mcxt, true, careful);
+		if (careful)
+		{
+			/* Not found, or locked: a plain read tells which. */
+			EndpointSettings *again = palloc(sizeof(EndpointSettings) * Max(n, 1));
+			int			nagain = 0;
+
+			for (int i = 0; i < n; i++)
+				if (eps[i].url == NULL)
+					again[nagain++] = eps[i];
+			if (nagain > 0)
+			{
+				read_endpoint_settings(again, nagain, CurrentMemoryContext, false, false);
+				for (int i = 0; i < nagain; i++)
+				{
+					FanOutEndpointKey key = {again[i].id, again[i].tenant_id};
+
+					if (again[i].url != NULL)
+						((FanOutEndpoint *) hash_search(endpoints, &key, HASH_FIND, NULL))->locked = true;
+				}
+			}
+		}
 	}
 
 	/*
@@ -666,6 +703,9 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 		int			max = 0;
 		char	  **tenants;
 		int64	   *event_ids;
+		char	  **back_tenants;
+		int64	   *back_ids;
+		int			nback = 0;
 		int64	   *endpoint_ids;
 		Datum	   *created;
 		Datum		args[5];
@@ -674,12 +714,32 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 			max += events[i].nendpoints;
 		tenants = palloc(sizeof(char *) * Max(max, 1));
 		event_ids = palloc(sizeof(int64) * Max(max, 1));
+		back_tenants = palloc(sizeof(char *) * Max(nevents, 1));
+		back_ids = palloc(sizeof(int64) * Max(nevents, 1));
 		endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
 		created = palloc(sizeof(Datum) * Max(max, 1));
 		for (int i = 0; i < nevents; i++)
 		{
 			FanOutEvent *ev = &events[i];
+			bool		wait = false;
 
+			/*
+			 * An endpoint someone holds locked may be on its way out: this event waits
+			 * in the queue, whole, for a later fan-out (the worker comes back to it).
+			 */
+			for (int j = 0; j < ev->nendpoints && careful; j++)
+			{
+				FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
+				FanOutEndpoint *ep = hash_search(endpoints, &epkey, HASH_FIND, NULL);
+
+				wait = wait || (ep != NULL && ep->locked);
+			}
+			if (wait)
+			{
+				back_tenants[nback] = ev->tenant_id;
+				back_ids[nback++] = ev->id;
+				continue;
+			}
 			for (int j = 0; j < ev->nendpoints; j++)
 			{
 				FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
@@ -705,8 +765,22 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 				ncand++;
 			}
 		}
+		if (nback > 0)
+		{
+			Oid			back_types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+			Datum		back_args[2];
+
+			back_args[0] = cstring_text_array(back_tenants, nback);
+			back_args[1] = int8_array(back_ids, nback);
+			saved_plan(&fan_out_put_back_plan,
+					   "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
+					   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
+					   2, back_types, CURSOR_OPT_GENERIC_PLAN);
+			run_plan(fan_out_put_back_plan, back_args, false, SPI_OK_INSERT, "queueing events again");
+			*put_back = true;
+		}
 		if (ncand == 0)
-			return taken;		/* every endpoint of these events is gone */
+			return taken;		/* every endpoint of these events is gone, or held */
 
 		args[0] = cstring_text_array(tenants, ncand);
 		args[1] = int8_array(event_ids, ncand);
@@ -774,7 +848,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list)
 void
 store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt)
 {
-	read_endpoint_settings(eps, n, mcxt, false);
+	read_endpoint_settings(eps, n, mcxt, false, false);
 }
 
 /*
@@ -1133,12 +1207,56 @@ was_written(DeliveryResult *r, DeliveryKey *keys, int n)
 }
 
 /*
+ * careful: the rows of results that someone else holds locked.  Locks the others
+ * (SKIP LOCKED, never waiting) and returns the keys of those it could not lock but
+ * that still carry their claim's lease (sorted), their number in *nheld.
+ */
+static DeliveryKey *
+lock_for_recording(DeliveryResult *results, int n, int *nheld)
+{
+	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[3];
+	char	  **tenants = palloc(sizeof(char *) * n);
+	int64	   *ids = palloc(sizeof(int64) * n);
+	Datum	   *leases = palloc(sizeof(Datum) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		tenants[i] = results[i].tenant_id;
+		ids[i] = results[i].id;
+		leases[i] = TimestampTzGetDatum(results[i].lease);
+	}
+	args[0] = cstring_text_array(tenants, n);
+	args[1] = int8_array(ids, n);
+	args[2] = PointerGetDatum(construct_array(leases, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+											  TYPALIGN_DOUBLE));
+	/* Rare: planned for its arrays each time. */
+	prepare(&record_lock_plan,
+			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+			"                                    pg_catalog.unnest($3)) AS r(tenant_id, id, lease)),"
+			" mine AS (SELECT d.tenant_id, d.id FROM integration.deliveries d, r"
+			"           WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.lease_expires_at = r.lease"
+			"             FOR NO KEY UPDATE OF d SKIP LOCKED)"
+			" SELECT d.tenant_id, d.id FROM integration.deliveries d, r"
+			"  WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.lease_expires_at = r.lease"
+			"    AND (d.tenant_id, d.id) NOT IN (SELECT tenant_id, id FROM mine)",
+			3, types);
+	run_plan(record_lock_plan, args, false, SPI_OK_SELECT, "locking deliveries to record");
+	return returned_keys(nheld);
+}
+
+/*
  * Writes a batch of attempt outcomes back.  Results whose delivery is gone (its event
  * was deleted) or no longer holds their claim are dropped, attempts history and logs
  * included.
+ *
+ * careful (the worker has met a lock it had to wait for): results whose row someone
+ * else holds locked are not written but moved to the front of results, to be tried
+ * again, and their number is returned; the others are written without waiting.
+ * Otherwise writing waits for such locks, and the function returns 0.
  */
-void
-store_record(DeliveryResult *results, int n)
+int
+store_record(DeliveryResult *results, int n, bool careful)
 {
 	int			rc;
 	int			nkeys;
@@ -1147,9 +1265,29 @@ store_record(DeliveryResult *results, int n)
 	DeliveryResult *moved;
 	int			nwritten = 0;
 	int			nmoved = 0;
+	int			ndeferred = 0;
 
 	if (n == 0)
-		return;
+		return 0;
+	if (careful)
+	{
+		DeliveryKey *held = lock_for_recording(results, n, &nkeys);
+		DeliveryResult *rest = palloc(sizeof(DeliveryResult) * n);
+		int			nrest = 0;
+
+		for (int i = 0; i < n; i++)
+		{
+			if (was_written(&results[i], held, nkeys))
+				results[ndeferred++] = results[i];
+			else
+				rest[nrest++] = results[i];
+		}
+		memcpy(results + ndeferred, rest, sizeof(DeliveryResult) * nrest);
+		results += ndeferred;
+		n = nrest;
+		if (n == 0)
+			return ndeferred;
+	}
 	record_outcomes(results, n, false);
 	keys = returned_keys(&nkeys);
 
@@ -1192,7 +1330,10 @@ store_record(DeliveryResult *results, int n)
 								   "  UPDATE integration.webhook_endpoints"
 								   "     SET is_active = false, updated_at = pg_catalog.now(),"
 								   "         disabled_reason = 'the receiver answered 410 Gone'"
-								   "   WHERE tenant_id = $1 AND id = $2 AND is_active"
+								   /* Never waits: an endpoint someone holds stays on until the next 410. */
+								   "   WHERE ctid = (SELECT ctid FROM integration.webhook_endpoints"
+								   "                  WHERE tenant_id = $1 AND id = $2 AND is_active"
+								   "                    FOR NO KEY UPDATE SKIP LOCKED)"
 								   "  RETURNING tenant_id, id)"
 								   " INSERT INTO integration.integration_logs"
 								   "   (tenant_id, level, source, event, message, context)"
@@ -1204,4 +1345,5 @@ store_record(DeliveryResult *results, int n)
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "disabling an endpoint failed: %s", SPI_result_code_string(rc));
 	}
+	return ndeferred;
 }

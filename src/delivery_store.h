@@ -81,9 +81,10 @@ extern void store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcx
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256
 
-extern int	store_fan_out_and_claim(int lease_ms, int limit, int64 *after, ClaimList *list);
+extern int	store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful,
+									bool *put_back, ClaimList *list);
 extern int	store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
 extern TimestampTz store_next_due(TimestampTz after, int64 *excluded, int nexcluded);
-extern void store_record(DeliveryResult *results, int n);
+extern int	store_record(DeliveryResult *results, int n, bool careful);
 
 #endif

@@ -83,6 +83,14 @@
 /* Full fan-out batches continued from where the last ended before one from the start. */
 #define FANOUT_RESTART_ROUNDS 16
 #define ERROR_PAUSE_MS 1000
+/*
+ * Longest wait for a lock in a store transaction.  Past it the transaction fails and
+ * the worker turns careful for CAREFUL_MS: it stops waiting for row locks held by
+ * others, and retries what they hold every LOCKED_RETRY_MS.
+ */
+#define WORKER_LOCK_TIMEOUT "1s"
+#define CAREFUL_MS 60000
+#define LOCKED_RETRY_MS 1000
 #define RECORD_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
 
@@ -442,6 +450,11 @@ typedef struct WorkerState
 	int64	   *skipped;		/* endpoints the last claim left out, at their limit */
 	int			nskipped;
 	uint64		endpoints_seen; /* endpoints generation the queued claims are as of */
+	TimestampTz careful_until;	/* after a lock wait timed out: skip locked rows */
+	int			ndeferred;		/* results[0..ndeferred): their rows were locked */
+	TimestampTz deferred_retry_at;
+	TimestampTz fanout_retry_at;	/* events were queued again for a locked endpoint */
+	bool		lock_timed_out; /* the last failed transaction waited too long */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -496,7 +509,7 @@ add_result(WorkerState *ws, ClaimedDelivery *c, const char *outcome, int attempt
 		ws->results = ws->results ? repalloc(ws->results, sizeof(DeliveryResult) * ws->maxresults)
 			: palloc(sizeof(DeliveryResult) * ws->maxresults);
 	}
-	if (ws->nresults == 0)
+	if (ws->nresults == ws->ndeferred)
 		ws->first_result_at = GetCurrentTimestamp();
 	r = &ws->results[ws->nresults++];
 	r->tenant_id = pstrdup(c->tenant_id);
@@ -777,6 +790,11 @@ run_transaction(WorkerState *ws, StoreStep step, const char *activity)
 		ereport(LOG,
 				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
 		slot_set_error(edata->message);
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			ws->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
+			ws->lock_timed_out = true;
+		}
 		FreeErrorData(edata);
 		store_forget_plans();
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -792,7 +810,17 @@ typedef struct CycleRequest
 {
 	bool		record;
 	bool		claim;
+	bool		careful;
+	int			deferred;		/* out: results left for later */
+	bool		put_back;		/* out: events queued again */
 } CycleRequest;
+
+/* Whether store transactions should skip rows others hold locked (see CAREFUL_MS). */
+static bool
+careful(WorkerState *ws)
+{
+	return ws->ndeferred > 0 || GetCurrentTimestamp() < ws->careful_until;
+}
 
 static CycleRequest cycle_request;
 
@@ -861,7 +889,7 @@ step_cycle(WorkerState *ws)
 		return;
 	}
 	if (cycle_request.record)
-		store_record(ws->results, ws->nresults);
+		cycle_request.deferred = store_record(ws->results, ws->nresults, cycle_request.careful);
 	if (cycle_request.claim)
 	{
 		int			want = Max(PREFETCH_ROUNDS * integration_max_concurrency -
@@ -880,7 +908,8 @@ step_cycle(WorkerState *ws)
 		{
 			bool		from_start = (ws->fanout_after == PG_INT64_MIN);
 			int64		last = ws->fanout_after;
-			int			taken = store_fan_out_and_claim(lease_ms, batch, &last, &ws->claims);
+			int			taken = store_fan_out_and_claim(lease_ms, batch, &last, cycle_request.careful,
+														&cycle_request.put_back, &ws->claims);
 
 			/*
 			 * A full batch: continue after its last event, from the start every
@@ -1175,6 +1204,48 @@ queue_push(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 }
 
 /*
+ * After a store transaction wrote the results: drops them, except the first n, whose
+ * rows someone else held locked; those stay (and keep their request slots, which
+ * bounds the duplicates a crash can cause) and are tried again after LOCKED_RETRY_MS.
+ */
+static void
+keep_deferred_results(WorkerState *ws, int n)
+{
+	MemoryContext cxt;
+	DeliveryResult *kept;
+
+	if (n == 0)
+	{
+		MemoryContextReset(ws->results_cxt);
+		ws->results = NULL;
+		ws->nresults = ws->maxresults = ws->ndeferred = 0;
+		return;
+	}
+	cxt = AllocSetContextCreate(TopMemoryContext, "integration results", ALLOCSET_DEFAULT_SIZES);
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		kept = palloc(sizeof(DeliveryResult) * Max(n, 64));
+		for (int i = 0; i < n; i++)
+		{
+			DeliveryResult *r = &ws->results[i];
+
+			kept[i] = *r;
+			kept[i].tenant_id = pstrdup(r->tenant_id);
+			kept[i].error = r->error ? pstrdup(r->error) : NULL;
+			kept[i].response = r->response ? pstrdup(r->response) : NULL;
+		}
+		MemoryContextSwitchTo(old);
+		ws->deferred_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LOCKED_RETRY_MS);
+	}
+	MemoryContextDelete(ws->results_cxt);
+	ws->results_cxt = cxt;
+	ws->results = kept;
+	ws->nresults = ws->ndeferred = n;
+	ws->maxresults = Max(n, 64);
+}
+
+/*
  * One store transaction: writes back finished results and/or claims more deliveries.
  * Returns false when it failed; results are then kept and retried after a pause.
  */
@@ -1189,6 +1260,10 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 
 	cycle_request.record = record;
 	cycle_request.claim = claim;
+	cycle_request.careful = careful(ws);
+	cycle_request.deferred = 0;
+	cycle_request.put_back = false;
+	ws->lock_timed_out = false;
 	slot_set_state(claim ? "claiming" : "recording");
 	memset(&ws->claims, 0, sizeof(ws->claims));
 	if (claim)
@@ -1212,14 +1287,14 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 		 * deliveries, if any remain, are still 'sending' and go back to 'pending'
 		 * when their lease expires, so at worst they are sent again.
 		 */
-		if (record && ++ws->record_failures >= RECORD_MAX_FAILURES)
+		if (record && !ws->lock_timed_out && ++ws->record_failures >= RECORD_MAX_FAILURES)
 		{
 			ereport(WARNING,
 					(errmsg("integration worker: dropping %d delivery results that could not be recorded",
 							ws->nresults)));
 			MemoryContextReset(ws->results_cxt);
 			ws->results = NULL;
-			ws->nresults = ws->maxresults = 0;
+			ws->nresults = ws->maxresults = ws->ndeferred = 0;
 			ws->record_failures = 0;
 			ws->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   integration_request_timeout_ms + LEASE_MARGIN_MS + 1000);
@@ -1228,16 +1303,18 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 	}
 	if (record)
 	{
+		int			deferred = cycle_request.deferred;
+
 		/* The retries just scheduled: sleep no longer than until the first is due. */
-		for (int i = 0; i < ws->nresults; i++)
+		for (int i = deferred; i < ws->nresults; i++)
 			if (ws->results[i].next_attempt_at != 0 &&
 				(ws->next_due == 0 || ws->results[i].next_attempt_at < ws->next_due))
 				ws->next_due = ws->results[i].next_attempt_at;
 		ws->record_failures = 0;
-		MemoryContextReset(ws->results_cxt);
-		ws->results = NULL;
-		ws->nresults = ws->maxresults = 0;
+		keep_deferred_results(ws, deferred);
 	}
+	if (cycle_request.put_back)
+		ws->fanout_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LOCKED_RETRY_MS);
 	if (!claim)
 		return true;
 	if (ws->claims.count == 0)
@@ -1310,8 +1387,12 @@ integration_database_worker_main(Datum arg)
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	/* There is no query to cancel: a cancel must not kill the loop mid-batch. */
-	pqsignal(SIGINT, SIG_IGN);
+	/*
+	 * Cancels (pg_cancel_backend(), and lock_timeout, which works by one) end the store
+	 * transaction running, whose failure the loop handles; between transactions there
+	 * is nothing to cancel and the loop drops them (below).
+	 */
+	pqsignal(SIGINT, StatementCancelHandler);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
@@ -1329,6 +1410,13 @@ integration_database_worker_main(Datum arg)
 	 */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
 	SetConfigOption("enable_sort", "off", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * A row lock that another session holds for long (a SELECT ... FOR UPDATE left open)
+	 * must not stall every tenant's deliveries: past this the store transaction fails
+	 * and the worker goes around what is locked (careful()).
+	 */
+	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_USERSET, PGC_S_OVERRIDE);
 
 	my_slot = take_slot(dboid);
 	if (my_slot == NULL)
@@ -1388,8 +1476,10 @@ integration_database_worker_main(Datum arg)
 		long		t;
 		bool		record;
 		bool		claim;
+		int			fresh;
 		HttpRequest *done;
 
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
@@ -1432,6 +1522,15 @@ integration_database_worker_main(Datum arg)
 			ws.due_needed = true;
 			ws.next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
 		}
+		if (ws.fanout_retry_at != 0 && now >= ws.fanout_retry_at)
+		{
+			/* Events queued again while an endpoint was locked: from the start. */
+			ws.fanout_retry_at = 0;
+			ws.scan_needed = true;
+			ws.fanout_needed = true;
+			ws.fanout_after = PG_INT64_MIN;
+			ws.fanout_continued = 0;
+		}
 		if (ws.reconcile_at != 0 && now >= ws.reconcile_at)
 		{
 			/* Results were dropped: their leases have run out by now. */
@@ -1446,10 +1545,12 @@ integration_database_worker_main(Datum arg)
 		 * oldest has waited RESULT_FLUSH_MS; claim more when the queue runs low.  Both
 		 * share one transaction (one commit) when they fall together.
 		 */
-		record = ws.nresults > 0 &&
-			(ws.n_in_flight == 0 || ws.nresults >= RESULT_BATCH ||
-			 ws.n_in_flight + ws.nresults >= integration_max_concurrency ||
-			 now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS));
+		fresh = ws.nresults - ws.ndeferred;
+		record = (fresh > 0 &&
+				  (ws.n_in_flight == 0 || fresh >= RESULT_BATCH ||
+				   ws.n_in_flight + ws.nresults >= integration_max_concurrency ||
+				   now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS))) ||
+			(ws.ndeferred > 0 && now >= ws.deferred_retry_at);
 		claim = claim_wanted(&ws);
 		if (now >= pause_until && (record || claim))
 		{
@@ -1472,8 +1573,12 @@ integration_database_worker_main(Datum arg)
 		else
 		{
 			timeout = ms_until(ws.next_recheck, now);
-			if (ws.nresults > 0)
+			if (ws.nresults > ws.ndeferred)
 				timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS), now));
+			if (ws.ndeferred > 0)
+				timeout = Min(timeout, ms_until(ws.deferred_retry_at, now));
+			if (ws.fanout_retry_at != 0)
+				timeout = Min(timeout, ms_until(ws.fanout_retry_at, now));
 			if (ws.next_due != 0)
 				timeout = Min(timeout, ms_until(ws.next_due, now));
 			/* Asked again: the cycle just run may have been a retry of results alone. */

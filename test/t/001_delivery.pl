@@ -575,6 +575,42 @@ is(scalar(requests_to('/url-off')), 16, 'only the 16 already out reached the dis
 is(q1("SELECT count(*) FILTER (WHERE status = 'delivered') || ' delivered, ' || count(*) FILTER (WHERE status = 'failed') || ' failed' FROM integration.deliveries WHERE endpoint_id = $re_off"),
 	'16 delivered, 24 failed', 'the others failed as sent to a disabled endpoint');
 
+########################################################################
+# 19. A row lock another session holds for long stalls nobody else: one on a
+#     delivery whose request is out, one FOR UPDATE on an endpoint.  The worker
+#     waits a second for each (lock_timeout), then goes around them, and comes
+#     back to them once they are released.
+########################################################################
+
+my $held_d = register('held delivery', receiver_url($recv, '/held-d', delay_ms => 500), '["held.d"]');
+my $held_e = register('held endpoint', receiver_url($recv, '/held-e'), '["held.e"]');
+my $free = register('free', receiver_url($recv, '/free'), '["free.*"]');
+q1(q{SELECT integration.publish_event('held.d', '{}')});
+poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $held_d AND status = 'sending'",
+	'a request out');
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe("SELECT id FROM integration.deliveries WHERE endpoint_id = $held_d FOR UPDATE");
+$locker->query_safe("SELECT id FROM integration.webhook_endpoints WHERE id = $held_e FOR UPDATE");
+q1(q{SELECT integration.publish_event('held.e', '{}')});
+my $t_held = time;
+q1(q{SELECT count(integration.publish_event('free.x', jsonb_build_object('i', i))) FROM generate_series(1, 20) i});
+poll_ok("SELECT count(*) = 20 FROM integration.deliveries WHERE endpoint_id = $free AND status = 'delivered'",
+	'other deliveries go out while the locks are held');
+my $held_s = time - $t_held;
+ok($held_s < 10, "within ${held_s} s");
+is(q1("SELECT status FROM integration.deliveries WHERE endpoint_id = $held_d"), 'sending',
+	'the locked delivery keeps its outcome for later');
+is(q1("SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $held_e"), '0',
+	'the event for the locked endpoint waits in the queue');
+$locker->query_safe('COMMIT');
+$locker->quit;
+poll_ok("SELECT status = 'delivered' FROM integration.deliveries WHERE endpoint_id = $held_d",
+	'once the lock is gone, the outcome is written');
+poll_ok("SELECT status = 'delivered' FROM integration.deliveries WHERE endpoint_id = $held_e",
+	'and the held event is fanned out and delivered');
+is(scalar(requests_to('/held-d')) . ' ' . scalar(requests_to('/held-e')), '1 1', 'each sent once');
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
