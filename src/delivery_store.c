@@ -434,7 +434,8 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 	saved_plan(plan, !key_share ? READ_ENDPOINTS("") :
 			   skip_locked ? READ_ENDPOINTS(" FOR KEY SHARE SKIP LOCKED") : READ_ENDPOINTS(" FOR KEY SHARE"),
 			   2, types, CURSOR_OPT_GENERIC_PLAN);
-	run_plan(*plan, args, !key_share, SPI_OK_SELECT, "reading endpoints");
+	/* Not read-only: a fresh snapshot, the one a locking read would use. */
+	run_plan(*plan, args, false, SPI_OK_SELECT, "reading endpoints");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];

@@ -455,6 +455,8 @@ typedef struct WorkerState
 	TimestampTz deferred_retry_at;
 	TimestampTz fanout_retry_at;	/* events were queued again for a locked endpoint */
 	bool		lock_timed_out; /* the last failed transaction waited too long */
+	bool		record_alone;	/* after a lock timeout: results first, then claims */
+	bool		fanout_put_back;	/* this fan-out sweep queued events again */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -776,13 +778,23 @@ run_transaction(WorkerState *ws, StoreStep step, const char *activity)
 	PG_TRY();
 	{
 		store_begin(activity);
+		/* Cancels count from here on; one that came in between transactions is void. */
+		QueryCancelPending = false;
+		RESUME_CANCEL_INTERRUPTS();
 		step(ws);
+		HOLD_CANCEL_INTERRUPTS();
 		store_commit();
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
+		/*
+		 * Held again, whatever the error left: logging checks for interrupts, and
+		 * lock_timeout signals twice, so a cancel can still be pending here.
+		 */
+		QueryCancelHoldoffCount = 1;
+		QueryCancelPending = false;
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -794,6 +806,7 @@ run_transaction(WorkerState *ws, StoreStep step, const char *activity)
 		{
 			ws->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
 			ws->lock_timed_out = true;
+			ws->record_alone = true;	/* the claim part may be what waited */
 		}
 		FreeErrorData(edata);
 		store_forget_plans();
@@ -824,11 +837,11 @@ careful(WorkerState *ws)
 
 static CycleRequest cycle_request;
 
-/* Ids of the deliveries this worker holds (queued or in flight). */
+/* Ids of the deliveries this worker holds (queued, in flight, or answered). */
 static int
 held_deliveries(WorkerState *ws, int64 **out)
 {
-	int64	   *ids = palloc(sizeof(int64) * Max(ws->n_in_flight + ws->queue_len, 1));
+	int64	   *ids = palloc(sizeof(int64) * Max(ws->n_in_flight + ws->queue_len + ws->nresults, 1));
 	int			n = 0;
 	dlist_iter	iter;
 
@@ -836,6 +849,9 @@ held_deliveries(WorkerState *ws, int64 **out)
 		ids[n++] = dlist_container(InFlight, node, iter.cur)->claim->id;
 	for (int i = 0; i < ws->queue_len; i++)
 		ids[n++] = ws->queue[i].claim->id;
+	/* Answered, not written yet (deferred ones included). */
+	for (int i = 0; i < ws->nresults; i++)
+		ids[n++] = ws->results[i].id;
 	*out = ids;
 	return n;
 }
@@ -902,6 +918,9 @@ step_cycle(WorkerState *ws)
 			n = held_deliveries(ws, &ids);
 			(void) store_reconcile_leases(false, ids, n);
 			ws->reconcile_needed = false;
+			/* It skips locked rows: look again while locks are around. */
+			if (cycle_request.careful)
+				ws->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
 		}
 		ws->scan_needed = false;
 		if (ws->fanout_needed)
@@ -914,9 +933,15 @@ step_cycle(WorkerState *ws)
 			/*
 			 * A full batch: continue after its last event, from the start every
 			 * FANOUT_RESTART_ROUNDS.  A batch that was not full ends the fan-out, after
-			 * one more from the start if this one was continued.
+			 * one more from the start if this one was continued, unless this sweep
+			 * queued events again: those would fill that pass again and again, so the
+			 * next one from the start waits for fanout_retry_at.
 			 */
-			ws->fanout_needed = taken >= batch || !from_start;
+			if (from_start)
+				ws->fanout_put_back = false;
+			if (cycle_request.put_back)
+				ws->fanout_put_back = true;
+			ws->fanout_needed = taken >= batch || (!from_start && !ws->fanout_put_back);
 			ws->fanout_after = PG_INT64_MIN;
 			if (taken >= batch && ++ws->fanout_continued < FANOUT_RESTART_ROUNDS)
 				ws->fanout_after = last;
@@ -1151,7 +1176,9 @@ start_requests(WorkerState *ws, TimestampTz *pause_until)
  *
  * A finished request keeps its slot until its result is committed.  So at most
  * integration.max_concurrency deliveries are ever sent but not recorded, which bounds
- * the duplicates a crash can cause.
+ * the duplicates a crash can cause; results whose rows someone else holds locked
+ * (keep_deferred_results()) give their slots up, so those locks stall nobody else,
+ * and add at most as many again.
  */
 static void
 start_queued(WorkerState *ws)
@@ -1161,7 +1188,8 @@ start_queued(WorkerState *ws)
 	int			i;
 
 	ws->queue_blocked = false;
-	for (i = 0; i < ws->queue_len && ws->n_in_flight + ws->nresults < integration_max_concurrency; i++)
+	for (i = 0; i < ws->queue_len &&
+		 ws->n_in_flight + ws->nresults - ws->ndeferred < integration_max_concurrency; i++)
 	{
 		Queued		q = ws->queue[i];
 		EndpointLoad *load = endpoint_load(ws, q.claim->endpoint_id, false);	/* queue_push() made it */
@@ -1205,14 +1233,26 @@ queue_push(WorkerState *ws, ClaimedDelivery *c, ClaimBatch *batch)
 
 /*
  * After a store transaction wrote the results: drops them, except the first n, whose
- * rows someone else held locked; those stay (and keep their request slots, which
- * bounds the duplicates a crash can cause) and are tried again after LOCKED_RETRY_MS.
+ * rows someone else held locked; those stay, without their request slots, and are
+ * tried again after LOCKED_RETRY_MS.  More than integration.max_concurrency of them
+ * are not kept, which bounds the duplicates a crash can add.
  */
 static void
 keep_deferred_results(WorkerState *ws, int n)
 {
 	MemoryContext cxt;
 	DeliveryResult *kept;
+
+	if (n > integration_max_concurrency)
+	{
+		/* As after failed writes (run_cycle()): their leases bring them back. */
+		ereport(WARNING,
+				(errmsg("integration worker: dropping %d delivery results whose rows stay locked",
+						n - integration_max_concurrency)));
+		n = integration_max_concurrency;
+		ws->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   integration_request_timeout_ms + LEASE_MARGIN_MS + 1000);
+	}
 
 	if (n == 0)
 	{
@@ -1315,6 +1355,10 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 	}
 	if (cycle_request.put_back)
 		ws->fanout_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LOCKED_RETRY_MS);
+	/* Locks are still around: stay careful a while longer. */
+	if (cycle_request.put_back || cycle_request.deferred > 0)
+		ws->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
+	ws->record_alone = false;
 	if (!claim)
 		return true;
 	if (ws->claims.count == 0)
@@ -1342,7 +1386,7 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 static bool
 claim_wanted(WorkerState *ws)
 {
-	return ws->scan_needed && ws->record_failures == 0 &&
+	return ws->scan_needed && ws->record_failures == 0 && !(ws->record_alone && ws->nresults > ws->ndeferred) &&
 		(ws->queue_len < integration_max_concurrency ||
 		 (ws->queue_blocked && ws->queue_len < QUEUE_LIMIT_ROUNDS * integration_max_concurrency));
 }
@@ -1390,9 +1434,10 @@ integration_database_worker_main(Datum arg)
 	/*
 	 * Cancels (pg_cancel_backend(), and lock_timeout, which works by one) end the store
 	 * transaction running, whose failure the loop handles; between transactions there
-	 * is nothing to cancel and the loop drops them (below).
+	 * is nothing to cancel, and they are held off and dropped (run_transaction()).
 	 */
 	pqsignal(SIGINT, StatementCancelHandler);
+	HOLD_CANCEL_INTERRUPTS();	/* run_transaction() lets them in */
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
@@ -1479,7 +1524,6 @@ integration_database_worker_main(Datum arg)
 		int			fresh;
 		HttpRequest *done;
 
-		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
@@ -1548,7 +1592,7 @@ integration_database_worker_main(Datum arg)
 		fresh = ws.nresults - ws.ndeferred;
 		record = (fresh > 0 &&
 				  (ws.n_in_flight == 0 || fresh >= RESULT_BATCH ||
-				   ws.n_in_flight + ws.nresults >= integration_max_concurrency ||
+				   ws.n_in_flight + fresh >= integration_max_concurrency ||
 				   now >= TimestampTzPlusMilliseconds(ws.first_result_at, RESULT_FLUSH_MS))) ||
 			(ws.ndeferred > 0 && now >= ws.deferred_retry_at);
 		claim = claim_wanted(&ws);
