@@ -108,11 +108,11 @@ store_extension_present(void)
 	Oid			deliveries;
 
 	/*
-	 * The lock the transaction's statements take anyway, taken first: a DROP that has
-	 * not committed yet waits for this transaction, and one that has is seen below.
+	 * The weakest lock that a DROP conflicts with, taken first: a DROP that has not
+	 * committed yet waits for this transaction, and one that has is seen below.
 	 */
 	if (OidIsValid(started_with))
-		LockRelationOid(started_with, RowExclusiveLock);
+		LockRelationOid(started_with, AccessShareLock);
 	nsp = get_namespace_oid("integration", true);
 	deliveries = OidIsValid(nsp) ? get_relname_relid("deliveries", nsp) : InvalidOid;
 	if (!OidIsValid(started_with))

@@ -91,6 +91,7 @@
 #define WORKER_LOCK_TIMEOUT "1s"
 #define CAREFUL_MS 60000
 #define LOCKED_RETRY_MS 1000
+#define LOCKED_RETRY_MAX_MS 10000
 #define RECORD_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
 
@@ -457,6 +458,7 @@ typedef struct WorkerState
 	bool		lock_timed_out; /* the last failed transaction waited too long */
 	bool		record_alone;	/* after a lock timeout: results first, then claims */
 	bool		fanout_put_back;	/* this fan-out sweep queued events again */
+	int			fanout_retry_ms;	/* the last retry's delay; 0: none pending */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
@@ -938,15 +940,28 @@ step_cycle(WorkerState *ws)
 			 * next one from the start waits for fanout_retry_at.
 			 */
 			if (from_start)
+			{
+				/* The last sweep put nothing back: the locks are gone. */
+				if (!ws->fanout_put_back)
+					ws->fanout_retry_ms = 0;
 				ws->fanout_put_back = false;
+			}
 			if (cycle_request.put_back)
 				ws->fanout_put_back = true;
 			ws->fanout_needed = taken >= batch || (!from_start && !ws->fanout_put_back);
 			ws->fanout_after = PG_INT64_MIN;
-			if (taken >= batch && ++ws->fanout_continued < FANOUT_RESTART_ROUNDS)
+			/* Events put back sit at the front: a restart would only take them again. */
+			if (taken >= batch &&
+				(++ws->fanout_continued < FANOUT_RESTART_ROUNDS || ws->fanout_put_back))
 				ws->fanout_after = last;
 			else
 				ws->fanout_continued = 0;
+			/*
+			 * And a sweep that put events back keeps its place: the fan-outs that new
+			 * events wake continue past those, and only fanout_retry_at starts over.
+			 */
+			if (ws->fanout_put_back && taken < batch)
+				ws->fanout_after = last;
 		}
 		/*
 		 * Due deliveries appear when a retry comes due or someone requeues (both wake
@@ -1122,7 +1137,7 @@ step_refresh_endpoints(WorkerState *ws)
 
 /*
  * Refreshes the queued claims when endpoints changed since they were read.  Returns
- * false when that failed (the claims then go out as they are).
+ * false when that failed: the claims must not go out as they are.
  */
 static bool
 refresh_queued_endpoints(WorkerState *ws)
@@ -1157,16 +1172,29 @@ static void start_queued(WorkerState *ws);
 
 /*
  * Starts what the queue holds, with the endpoints' settings of now; after a failed
- * transaction the refresh waits for the end of the pause.
+ * transaction the refresh, and so the queue, waits for the end of the pause.
  */
 static void
 start_requests(WorkerState *ws, TimestampTz *pause_until)
 {
-	if (GetCurrentTimestamp() >= *pause_until && !refresh_queued_endpoints(ws))
-		*pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+	bool		fresh = true;
+
+	if (ws->queue_len > 0 &&
+		pg_atomic_read_u64(&integration_shared->endpoints_generation) != ws->endpoints_seen)
+	{
+		fresh = false;
+		if (GetCurrentTimestamp() >= *pause_until)
+		{
+			fresh = refresh_queued_endpoints(ws);
+			if (!fresh)
+				*pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+		}
+	}
 	if (ws->extension_gone)
 		exit_extension_gone(ws);
-	start_queued(ws);
+	/* Until the refresh works (a table lock, say), the queue waits. */
+	if (fresh)
+		start_queued(ws);
 }
 
 /*
@@ -1353,8 +1381,16 @@ run_cycle(WorkerState *ws, bool record, bool claim)
 		ws->record_failures = 0;
 		keep_deferred_results(ws, deferred);
 	}
-	if (cycle_request.put_back)
-		ws->fanout_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LOCKED_RETRY_MS);
+	if (cycle_request.put_back && ws->fanout_retry_at == 0)
+	{
+		/*
+		 * Each retry takes every event put back again; while the lock lasts, retry
+		 * less often, up to LOCKED_RETRY_MAX_MS apart.
+		 */
+		ws->fanout_retry_ms = ws->fanout_retry_ms == 0 ? LOCKED_RETRY_MS :
+			Min(ws->fanout_retry_ms * 2, LOCKED_RETRY_MAX_MS);
+		ws->fanout_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ws->fanout_retry_ms);
+	}
 	/* Locks are still around: stay careful a while longer. */
 	if (cycle_request.put_back || cycle_request.deferred > 0)
 		ws->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
