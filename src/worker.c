@@ -458,7 +458,7 @@ typedef struct WorkerState
 	bool		lock_timed_out; /* the last failed transaction waited too long */
 	bool		record_alone;	/* after a lock timeout: results first, then claims */
 	bool		fanout_put_back;	/* this fan-out sweep queued events again */
-	int			fanout_retry_ms;	/* the last retry's delay; 0: none pending */
+	int			fanout_retry_ms;	/* delay of the last retry; 0: the next waits LOCKED_RETRY_MS */
 	bool		extension_gone;
 	ClaimList	claims;			/* by the last cycle */
 	char	   *dbname;
