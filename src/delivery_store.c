@@ -154,6 +154,14 @@ int8_array(int64 *values, int n)
 	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/* A timestamptz[] of values (timestamptz Datums), for a statement parameter. */
+static Datum
+timestamptz_array(Datum *values, int n)
+{
+	return PointerGetDatum(construct_array(values, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
 /*
  * Returns claims to 'pending': at start every claim of this database (a database has
  * one worker, so they belong to a dead one); later only expired leases, except the
@@ -786,8 +794,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		args[0] = cstring_text_array(tenants, ncand);
 		args[1] = int8_array(event_ids, ncand);
 		args[2] = int8_array(endpoint_ids, ncand);
-		args[3] = PointerGetDatum(construct_array(created, ncand, TIMESTAMPTZOID, 8,
-												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[3] = timestamptz_array(created, ncand);
 		lease = lease_expiry(lease_ms);
 		args[4] = TimestampTzGetDatum(lease);
 		/* Reset by store_begin() too, in case the statement fails. */
@@ -1229,8 +1236,7 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 	}
 	args[0] = cstring_text_array(tenants, n);
 	args[1] = int8_array(ids, n);
-	args[2] = PointerGetDatum(construct_array(leases, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
+	args[2] = timestamptz_array(leases, n);
 	/* Rare: planned for its arrays each time. */
 	prepare(&record_lock_plan,
 			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -1263,8 +1269,8 @@ store_record(DeliveryResult *results, int n, bool careful)
 	int			nkeys;
 	DeliveryKey *keys;
 	DeliveryResult *written;
-	DeliveryResult *moved;
-	int			nwritten = 0;
+	DeliveryResult *moved = NULL;
+	int			nwritten;
 	int			nmoved = 0;
 	int			ndeferred = 0;
 
@@ -1290,21 +1296,28 @@ store_record(DeliveryResult *results, int n, bool careful)
 			return ndeferred;
 	}
 	record_outcomes(results, n, false);
-	keys = returned_keys(&nkeys);
 
 	/*
-	 * A row that moved while its request was out (VACUUM FULL, CLUSTER, an UPDATE by
+	 * Every row found (the rule; each result is a claim of its own): all written.  Else
+	 * a row that moved while its request was out (VACUUM FULL, CLUSTER, an UPDATE by
 	 * hand) is not at its ctid any more: those go by key, else they would stay
 	 * 'sending' until the worker restarted.
 	 */
-	written = palloc(sizeof(DeliveryResult) * n);
-	moved = palloc(sizeof(DeliveryResult) * n);
-	for (int i = 0; i < n; i++)
+	written = results;
+	nwritten = n;
+	if (SPI_processed < (uint64) n)
 	{
-		if (was_written(&results[i], keys, nkeys))
-			written[nwritten++] = results[i];
-		else
-			moved[nmoved++] = results[i];
+		keys = returned_keys(&nkeys);
+		written = palloc(sizeof(DeliveryResult) * n);
+		moved = palloc(sizeof(DeliveryResult) * n);
+		nwritten = 0;
+		for (int i = 0; i < n; i++)
+		{
+			if (was_written(&results[i], keys, nkeys))
+				written[nwritten++] = results[i];
+			else
+				moved[nmoved++] = results[i];
+		}
 	}
 	if (nmoved > 0)
 	{

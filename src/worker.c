@@ -1136,17 +1136,13 @@ step_refresh_endpoints(WorkerState *ws)
 }
 
 /*
- * Refreshes the queued claims when endpoints changed since they were read.  Returns
- * false when that failed: the claims must not go out as they are.
+ * Refreshes the queued claims, read as of an older endpoints generation, to the
+ * given one.  Returns false when that failed: the claims must not go out as they are.
  */
 static bool
-refresh_queued_endpoints(WorkerState *ws)
+refresh_queued_endpoints(WorkerState *ws, uint64 generation)
 {
-	uint64		generation = pg_atomic_read_u64(&integration_shared->endpoints_generation);
-
-	if (ws->queue_len == 0 || generation == ws->endpoints_seen)
-		return true;
-	/* Read before the snapshot: a change committed later is seen next time. */
+	/* generation was read before the snapshot: a change committed later is seen next time. */
 	if (!run_transaction(ws, step_refresh_endpoints, "reading changed endpoints"))
 		return false;
 	ws->endpoints_seen = generation;
@@ -1178,14 +1174,14 @@ static void
 start_requests(WorkerState *ws, TimestampTz *pause_until)
 {
 	bool		fresh = true;
+	uint64		generation = pg_atomic_read_u64(&integration_shared->endpoints_generation);
 
-	if (ws->queue_len > 0 &&
-		pg_atomic_read_u64(&integration_shared->endpoints_generation) != ws->endpoints_seen)
+	if (ws->queue_len > 0 && generation != ws->endpoints_seen)
 	{
 		fresh = false;
 		if (GetCurrentTimestamp() >= *pause_until)
 		{
-			fresh = refresh_queued_endpoints(ws);
+			fresh = refresh_queued_endpoints(ws, generation);
 			if (!fresh)
 				*pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		}
