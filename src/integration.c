@@ -1,11 +1,15 @@
 /*
  * integration.c
- *		Module entry point: wires up each subsystem when the library loads.
+ *		Module entry point: refuses the wrong load mode, then wires up each subsystem.
  *
- * The library is meant for shared_preload_libraries: the delivery worker and the
- * commit-time wake-up need shared memory, which only exists when the library is loaded
- * by the postmaster.  Loaded later (by a plain backend), it defines its settings so
- * that SQL functions work, and the install script refuses CREATE EXTENSION with a hint.
+ * The library works only from shared_preload_libraries: the delivery worker and the
+ * commit-time wake-up need shared memory, which exists only when the postmaster loads
+ * the library, and the worker's settings are PGC_POSTMASTER.  Loaded any other way (LOAD,
+ * CREATE EXTENSION, or a call to one of its functions in a server started without the
+ * preload), _PG_init raises an ERROR with a hint before it defines anything: defining a
+ * PGC_POSTMASTER setting after startup would end the session with FATAL instead.  Under
+ * pg_upgrade (IsBinaryUpgrade) it loads and does nothing, so the upgrade can check that
+ * the library exists.
  */
 #include "postgres.h"
 
@@ -29,27 +33,34 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	integration_loaded_at_preload = process_shared_preload_libraries_in_progress;
+	if (IsBinaryUpgrade)
+		return;
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("integration must be loaded via shared_preload_libraries"),
+				 errdetail("The delivery worker and the commit-time wake-up need shared memory, which exists only when the library is preloaded."),
+				 errhint("Add integration to shared_preload_libraries in postgresql.conf and restart the server.")));
+	integration_loaded_at_preload = true;
 
 	tenant_define_gucs();
 	validate_define_gucs();
 	retry_policy_define_gucs();
 	worker_define_gucs();
 
-	/* Shared memory and the worker exist only when the postmaster loads the library. */
-	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
-	{
-		shared_state_request();
-		worker_register_launcher();
-		worker_install_hooks();
-	}
+	shared_state_request();
+	worker_register_launcher();
+	worker_install_hooks();
 
 	MarkGUCPrefixReserved("integration");
 }
 
 PG_FUNCTION_INFO_V1(integration_is_preloaded);
 
-/* Tells the install script whether the library came from shared_preload_libraries. */
+/*
+ * Kept for the install script's check.  A library that is not preloaded never gets this
+ * far (_PG_init refuses it), so this answers true, or false under pg_upgrade.
+ */
 Datum
 integration_is_preloaded(PG_FUNCTION_ARGS)
 {
