@@ -58,6 +58,7 @@ static SPIPlanPtr record_lock_plan = NULL;
 static SPIPlanPtr fan_out_endpoints_skip_plan = NULL;
 static SPIPlanPtr fan_out_put_back_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
+static SPIPlanPtr newest_queued_plan = NULL;
 
 /* Set while the worker's own fan-out inserts deliveries from the events it read. */
 static bool worker_creates_deliveries = false;
@@ -129,7 +130,7 @@ void
 store_forget_plans(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
-	&record_failures_plan};
+	&record_failures_plan, &newest_queued_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -313,6 +314,7 @@ typedef struct FanOutEndpoint
 	FanOutEndpointKey key;		/* hash key */
 	EndpointSettings *settings; /* url NULL: no such endpoint (hard-deleted) */
 	bool		locked;			/* careful: someone else holds it locked */
+	int			room;			/* claims it may still take; -1: not asked yet */
 } FanOutEndpoint;
 
 /* A delivery the fan-out creates: which tenant's event and endpoint. */
@@ -461,12 +463,14 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 #define FAN_OUT_INSERT \
 	"INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status," \
 	"       next_attempt_at, lease_expires_at, created_at)" \
-	" SELECT r.tenant_id, r.event_id, r.endpoint_id, 'sending', NULL," \
-	"        $5, r.created_at" \
+	" SELECT r.tenant_id, r.event_id, r.endpoint_id," \
+	"        CASE WHEN r.claimed THEN 'sending' ELSE 'pending' END," \
+	"        CASE WHEN r.claimed THEN NULL ELSE pg_catalog.now() END," \
+	"        CASE WHEN r.claimed THEN $5 END, r.created_at" \
 	"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)," \
-	"                   pg_catalog.unnest($3), pg_catalog.unnest($4))" \
-	"        AS r(tenant_id, event_id, endpoint_id, created_at)"
-#define FAN_OUT_RETURNING " RETURNING ctid, id, event_id, endpoint_id, tenant_id"
+	"                   pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($6))" \
+	"        AS r(tenant_id, event_id, endpoint_id, created_at, claimed)"
+#define FAN_OUT_RETURNING " RETURNING ctid, id, event_id, endpoint_id, tenant_id, lease_expires_at IS NOT NULL"
 
 /*
  * Inserts the fan-out's deliveries (tenants, event ids, endpoint ids, created_at, lease
@@ -480,14 +484,15 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 static void
 insert_fanned_out(Datum *args)
 {
-	static const Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
+	static const Oid types[6] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+	TIMESTAMPTZOID, BOOLARRAYOID};
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool conflict = false;
 	volatile int rc = 0;
 
 	saved_plan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
-			   5, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+			   6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -520,7 +525,7 @@ insert_fanned_out(Datum *args)
 				   FAN_OUT_INSERT
 				   " ON CONFLICT DO NOTHING"
 				   FAN_OUT_RETURNING,
-				   5, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+				   6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
 	}
 	if (rc != SPI_OK_INSERT_RETURNING)
@@ -528,19 +533,26 @@ insert_fanned_out(Datum *args)
 }
 
 /*
- * Fans out up to limit (at most STORE_BATCH) published events whose id is above
- * *after: one delivery per endpoint, created already claimed ('sending' with a lease),
- * since fresh deliveries are due at once.  Appends them to list, sets *after to the
- * largest event id taken, and returns how many queued events it took.  careful: an
- * event with an endpoint someone else holds locked is queued again, not waited for,
- * and *put_back set.
+ * Fans out published events into deliveries, one per endpoint, from two lanes of the
+ * queue (lanes): the backlog lane takes up to lanes->limit events above lanes->after,
+ * oldest first; the fresh lane up to lanes->fresh_limit events above
+ * lanes->fresh_after, the newest the worker knew of when a backlog began.  So an event
+ * published while another tenant's million events drain is fanned out in the next
+ * cycle, not after them.  Each lane's cursor moves to the largest event id it took,
+ * and lanes->taken / fresh_taken tell how many each took.
  *
- * Why a lower bound: the queue is read oldest event first, and every event taken leaves
- * a dead entry at the front of its index until VACUUM.  While a large backlog drains,
- * a scan from the start walks all the entries of the events taken so far, so each
- * batch would cost more than the last; the worker continues a full batch from where
- * it ended, and scans from the start only now and then, for events committed late
- * with lower ids.
+ * A delivery is created already claimed ('sending' with a lease) while its endpoint has
+ * room in the worker (room(), asked once per endpoint and batch), since fresh
+ * deliveries are due at once; the rest go in 'pending' and due now
+ * (lanes->overflowed), to be claimed when their endpoint has room.  Claims are appended
+ * to list.  careful: an event with an endpoint someone else holds locked is queued
+ * again, not waited for, and lanes->put_back set.  Returns how many events it took.
+ *
+ * Why cursors: every event taken leaves a dead entry in the queue's index until
+ * VACUUM.  While a large backlog drains, a scan from the start walks all the entries
+ * of the events taken so far, so each batch would cost more than the last; the worker
+ * continues each lane from where it ended, and scans from the start only now and then,
+ * for events committed late with lower ids.
  *
  * Three statements, each a plain index or TID walk with a generic plan, joined in C:
  * the events' queue rows are locked (SKIP LOCKED: an event someone else holds, a
@@ -555,8 +567,8 @@ insert_fanned_out(Datum *args)
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
 int
-store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, bool *put_back,
-						ClaimList *list)
+store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful, FanOutRoom room,
+						void *room_arg, ClaimList *list)
 {
 	MemoryContext old;
 	FanOutEvent *events;
@@ -566,22 +578,33 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 	HTAB	   *candidates;
 	int			ncand = 0;
 	TimestampTz lease = 0;
-	Oid			scan_types[2] = {INT8OID, INT8OID};
-	Datum		scan_args[2];
+	Oid			scan_types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		scan_args[4];
+	int64		fresh_from = lanes->fresh_limit > 0 ? lanes->fresh_after : PG_INT64_MAX;
+
+	lanes->taken = lanes->fresh_taken = 0;
+	lanes->put_back = lanes->overflowed = false;
 
 	/*
-	 * 1. Take the events: their queue rows, oldest event first across tenants, and
-	 * the events themselves (an event deleted meanwhile has taken its queue row along).
+	 * 1. Take the events: their queue rows, oldest event first in each lane, and the
+	 * events themselves (an event deleted meanwhile has taken its queue row along).
+	 * Within one statement the lanes' row locks are this transaction's own, so a row in
+	 * both is not skipped by either: the UNION takes it once.
 	 */
 	saved_plan(&fan_out_plan,
-			   "WITH p AS ("
+			   "WITH backlog AS ("
 			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
 			   "   WHERE p.event_id > $2"
 			   "   ORDER BY p.event_id LIMIT $1"
 			   "   FOR UPDATE SKIP LOCKED),"
+			   " fresh AS ("
+			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
+			   "   WHERE p.event_id > $3"
+			   "   ORDER BY p.event_id LIMIT $4"
+			   "   FOR UPDATE SKIP LOCKED),"
 			   " taken AS ("
 			   "  DELETE FROM integration.webhook_event_queue q"
-			   "   WHERE q.ctid = ANY (ARRAY(SELECT p.ctid FROM p))"
+			   "   WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM backlog UNION SELECT ctid FROM fresh))"
 			   "  RETURNING q.tenant_id, q.event_id)"
 			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at,"
 			   "        t.event_id"
@@ -589,9 +612,11 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 			   "   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e"
 			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
 			   "                       LIMIT 1) e ON true",
-			   2, scan_types, CURSOR_OPT_GENERIC_PLAN);
-	scan_args[0] = Int64GetDatum(Min(limit, STORE_BATCH));
-	scan_args[1] = Int64GetDatum(*after);
+			   4, scan_types, CURSOR_OPT_GENERIC_PLAN);
+	scan_args[0] = Int64GetDatum(Min(lanes->limit, STORE_BATCH));
+	scan_args[1] = Int64GetDatum(lanes->after);
+	scan_args[2] = Int64GetDatum(fresh_from);
+	scan_args[3] = Int64GetDatum(Min(lanes->fresh_limit, STORE_BATCH));
 	run_plan(fan_out_plan, scan_args, false, SPI_OK_SELECT, "fan-out");
 	/* A queue row without its event (left behind by hand) counts as taken, no more. */
 	taken = (int) SPI_processed;
@@ -603,7 +628,17 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 													 7, &isnull));
 
-		*after = Max(*after, id);
+		/* Above the fresh lane's start, an event is the fresh lane's, whoever took it. */
+		if (id > fresh_from)
+		{
+			lanes->fresh_taken++;
+			lanes->fresh_after = Max(lanes->fresh_after, id);
+		}
+		else
+		{
+			lanes->taken++;
+			lanes->after = Max(lanes->after, id);
+		}
 	}
 
 	endpoints = batch_hash("integration fan-out endpoints", 16, sizeof(FanOutEndpointKey),
@@ -677,6 +712,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 			eps[n].id = ep->key.id;
 			ep->settings = &eps[n++];
 			ep->locked = false;
+			ep->room = -1;
 		}
 		read_endpoint_settings(eps, n, list->mcxt, true, careful);
 		if (careful)
@@ -717,7 +753,8 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		int			nback = 0;
 		int64	   *endpoint_ids;
 		Datum	   *created;
-		Datum		args[5];
+		Datum	   *claimed;
+		Datum		args[6];
 
 		for (int i = 0; i < nevents; i++)
 			max += events[i].nendpoints;
@@ -727,6 +764,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		back_ids = palloc(sizeof(int64) * Max(nevents, 1));
 		endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
 		created = palloc(sizeof(Datum) * Max(max, 1));
+		claimed = palloc(sizeof(Datum) * Max(max, 1));
 		for (int i = 0; i < nevents; i++)
 		{
 			FanOutEvent *ev = &events[i];
@@ -771,6 +809,13 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 				event_ids[ncand] = ev->id;
 				endpoint_ids[ncand] = ep->key.id;
 				created[ncand] = TimestampTzGetDatum(ev->created_at);
+				if (ep->room < 0)
+					ep->room = room(room_arg, ev->tenant_id, ep->key.id);
+				claimed[ncand] = BoolGetDatum(ep->room > 0);
+				if (ep->room > 0)
+					ep->room--;
+				else
+					lanes->overflowed = true;
 				ncand++;
 			}
 		}
@@ -786,7 +831,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 					   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
 					   2, back_types, CURSOR_OPT_GENERIC_PLAN);
 			run_plan(fan_out_put_back_plan, back_args, false, SPI_OK_INSERT, "queueing events again");
-			*put_back = true;
+			lanes->put_back = true;
 		}
 		if (ncand == 0)
 			return taken;		/* every endpoint of these events is gone, or held */
@@ -797,6 +842,7 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		args[3] = timestamptz_array(created, ncand);
 		lease = lease_expiry(lease_ms);
 		args[4] = TimestampTzGetDatum(lease);
+		args[5] = PointerGetDatum(construct_array(claimed, ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
 		/* Reset by store_begin() too, in case the statement fails. */
 		worker_creates_deliveries = true;
 		insert_fanned_out(args);
@@ -821,6 +867,9 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		FanOutCandidate *cand;
 		ClaimedDelivery *c;
 
+		/* Went in pending: claimed later, when its endpoint has room. */
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
+			continue;
 		key.event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		key.endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 		key.tenant_id = copy_text(tup, desc, 5, NULL);
@@ -847,6 +896,21 @@ store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful, boo
 		c->lease = lease;
 	}
 	return taken;
+}
+
+/* The newest event waiting to be fanned out; PG_INT64_MIN when none. */
+int64
+store_newest_queued(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	saved_plan(&newest_queued_plan,
+			   "SELECT pg_catalog.max(event_id) FROM integration.webhook_event_queue",
+			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	run_plan(newest_queued_plan, NULL, true, SPI_OK_SELECT, "finding the newest queued event");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? PG_INT64_MIN : DatumGetInt64(d);
 }
 
 /*

@@ -56,6 +56,7 @@ typedef struct DeliveryResult
 	TimestampTz next_attempt_at;	/* for pending */
 	ItemPointerData tid;		/* ClaimedDelivery.tid */
 	TimestampTz lease;			/* ClaimedDelivery.lease */
+	void	   *slot;			/* the worker's: the request slot it holds; NULL: none */
 } DeliveryResult;
 
 /* An endpoint's request settings now, as store_read_endpoints() finds them. */
@@ -81,8 +82,25 @@ extern void store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcx
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256
 
-extern int	store_fan_out_and_claim(int lease_ms, int limit, int64 *after, bool careful,
-									bool *put_back, ClaimList *list);
+/* The two lanes of one fan-out (store_fan_out_and_claim()). */
+typedef struct FanOutLanes
+{
+	int64		after;			/* in/out: the backlog lane takes events above this */
+	int			limit;			/* its batch; 0: it takes none */
+	int64		fresh_after;	/* in/out: the fresh lane takes events above this */
+	int			fresh_limit;	/* its batch; 0: no fresh lane */
+	int			taken;			/* out: events the backlog lane took */
+	int			fresh_taken;	/* out: events the fresh lane took */
+	bool		put_back;		/* out: events were queued again (careful) */
+	bool		overflowed;		/* out: deliveries went in pending, for want of room */
+} FanOutLanes;
+
+/* How many more claims the worker takes for an endpoint (asked once per batch). */
+typedef int (*FanOutRoom) (void *arg, const char *tenant_id, int64 endpoint_id);
+
+extern int	store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful,
+									FanOutRoom room, void *room_arg, ClaimList *list);
+extern int64 store_newest_queued(void);
 extern int	store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
 extern TimestampTz store_next_due(TimestampTz after, int64 *excluded, int nexcluded);
 extern int	store_record(DeliveryResult *results, int n, bool careful);

@@ -273,6 +273,54 @@ next_retry_delay_ms(const RetrySchedule *schedule, int attempts_done, int64 retr
 PG_FUNCTION_INFO_V1(integration_retry_delay);
 
 /*
+ * The schedule of an endpoint's retry_schedule text, parsed into mcxt (claims carry it
+ * parsed); the default schedule when the text is NULL or no longer parses (the
+ * endpoint's CHECK constraint refuses such text, so only a changed grammar gets here).
+ */
+const RetrySchedule *
+retry_policy_for(const char *schedule_text, MemoryContext mcxt)
+{
+	RetrySchedule *own;
+	const char *error;
+
+	if (schedule_text == NULL)
+		return default_retry_schedule();
+	own = MemoryContextAlloc(mcxt, sizeof(RetrySchedule));
+	if (!parse_retry_schedule(schedule_text, own, &error))
+	{
+		pfree(own);
+		return default_retry_schedule();
+	}
+	return own;
+}
+
+/*
+ * Whether a failure is never worth another attempt, whatever the schedule: 410 Gone
+ * (the receiver asks never to be called again).  Every other status, a redirect (they
+ * are not followed) and every transport error may be transient.
+ */
+bool
+retry_is_final(const AttemptFailure *failure)
+{
+	return failure->status_code == 410;
+}
+
+/*
+ * The delay before the next attempt after a failed one (attempts_done includes it),
+ * in ms, with jitter and the response's Retry-After; -1: the delivery fails for good.
+ */
+int64
+retry_decide(const RetrySchedule *schedule, int attempts_done, const AttemptFailure *failure,
+			 TimestampTz now, double jitter_unit)
+{
+	if (retry_is_final(failure))
+		return -1;
+	return next_retry_delay_ms(schedule, attempts_done,
+							   failure->retry_after ? retry_after_ms(failure->retry_after, now) : -1,
+							   jitter_unit);
+}
+
+/*
  * retry_delay(attempts_done, schedule, retry_after, jitter): the interval before the
  * next attempt, or NULL when no attempt is left.  For tests and for planning schedules.
  */

@@ -26,4 +26,16 @@ extern int64 retry_after_ms(const char *header, TimestampTz now);
 extern int64 next_retry_delay_ms(const RetrySchedule *schedule, int attempts_done,
 								 int64 retry_after, double jitter_unit);
 
+/* A failed attempt, as far as the retry decision needs to know it. */
+typedef struct AttemptFailure
+{
+	int			status_code;	/* the response's status; 0: no response arrived */
+	const char *retry_after;	/* its Retry-After header, or NULL */
+} AttemptFailure;
+
+extern const RetrySchedule *retry_policy_for(const char *schedule_text, MemoryContext mcxt);
+extern bool retry_is_final(const AttemptFailure *failure);
+extern int64 retry_decide(const RetrySchedule *schedule, int attempts_done,
+						  const AttemptFailure *failure, TimestampTz now, double jitter_unit);
+
 #endif

@@ -22,6 +22,7 @@ integration_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(IntegrationSharedState)));
+	RequestNamedLWLockTranche("integration", 1);
 }
 
 static void
@@ -40,9 +41,19 @@ integration_shmem_startup(void)
 		pg_atomic_init_u64(&integration_shared->commits_signalled, 0);
 		pg_atomic_init_u64(&integration_shared->workers_woken, 0);
 		pg_atomic_init_u64(&integration_shared->endpoints_generation, 1);
-		SpinLockInit(&integration_shared->slots_mutex);
+		integration_shared->slots_lock = &(GetNamedLWLockTranche("integration"))->lock;
+		ConditionVariableInit(&integration_shared->slot_released);
 		for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
-			SpinLockInit(&integration_shared->workers[i].mutex);
+		{
+			IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+			pg_atomic_init_u32(&slot->due_requested, 0);
+			pg_atomic_init_u32(&slot->activity, 0);
+			pg_atomic_init_u32(&slot->in_flight, 0);
+			pg_atomic_init_u64(&slot->sent, 0);
+			pg_atomic_init_u64(&slot->delivered, 0);
+			pg_atomic_init_u64(&slot->failed_attempts, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -55,37 +66,4 @@ shared_state_request(void)
 	shmem_request_hook = integration_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = integration_shmem_startup;
-}
-
-/*
- * Sets the latch of the delivery worker of database dboid, if one runs.  Latches are
- * idempotent, so many commits in a burst share one wake-up of the worker.  due: the
- * commit also made deliveries due (a requeue, a dispatch), so the worker looks for
- * them; a wake-up for published events alone only fans out.
- */
-void
-wake_database_worker(Oid dboid, bool due)
-{
-	if (integration_shared == NULL)
-		return;
-	pg_atomic_fetch_add_u64(&integration_shared->commits_signalled, 1);
-	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
-	{
-		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Latch	   *latch = NULL;
-
-		SpinLockAcquire(&slot->mutex);
-		if (slot->in_use && slot->dboid == dboid)
-		{
-			latch = slot->latch;
-			if (due)
-				slot->due_requested = true;
-		}
-		SpinLockRelease(&slot->mutex);
-		if (latch != NULL)
-		{
-			SetLatch(latch);
-			pg_atomic_fetch_add_u64(&integration_shared->workers_woken, 1);
-		}
-	}
 }

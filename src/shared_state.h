@@ -1,36 +1,41 @@
 /*
  * shared_state.h
  *		The extension's shared memory: wake-up counters, the endpoint-cache generation and
- *		one slot per delivery worker.
+ *		one slot per delivery worker (worker_slots.c owns the slots).
  */
 #ifndef INTEGRATION_SHARED_STATE_H
 #define INTEGRATION_SHARED_STATE_H
 
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
+#include "storage/lwlock.h"
 
 #define INTEGRATION_MAX_WORKERS 32
 #define WORKER_ERROR_LEN 256
-#define WORKER_STATE_LEN 24
 
+/*
+ * One running delivery worker.  The fields above the counters are written under
+ * slots_lock (exclusive) and read under it (shared); the counters and flags below are
+ * atomics that only their slot's worker writes (due_requested: any committer sets it).
+ */
 typedef struct IntegrationWorkerSlot
 {
-	slock_t		mutex;			/* protects every field below */
 	bool		in_use;
 	Oid			dboid;
 	pid_t		pid;
 	Latch	   *latch;
 	bool		stop_requested; /* exit with code 0: not restarted */
-	bool		due_requested;	/* deliveries were requeued or dispatched: scan for due ones */
-	char		state[WORKER_STATE_LEN];
-	int			in_flight;
-	uint64		sent;
-	uint64		delivered;
-	uint64		failed_attempts;
 	TimestampTz started_at;
 	TimestampTz last_error_at;
 	char		last_error[WORKER_ERROR_LEN];
+
+	pg_atomic_uint32 due_requested; /* deliveries were requeued or dispatched */
+	pg_atomic_uint32 activity;	/* a WorkerActivity */
+	pg_atomic_uint32 in_flight;
+	pg_atomic_uint64 sent;
+	pg_atomic_uint64 delivered;
+	pg_atomic_uint64 failed_attempts;
 } IntegrationWorkerSlot;
 
 typedef struct IntegrationSharedState
@@ -40,14 +45,15 @@ typedef struct IntegrationSharedState
 	pg_atomic_uint64 workers_woken;
 	/* Bumped by every commit that changed webhook_endpoints: backends drop their caches. */
 	pg_atomic_uint64 endpoints_generation;
-	/* Serialises taking a worker slot, so a database never gets two workers. */
-	slock_t		slots_mutex;
+	/* Protects the slots' assignment; taking a slot holds it exclusively. */
+	LWLock	   *slots_lock;
+	/* Broadcast when a slot is released: DROP DATABASE waits on it for its worker. */
+	ConditionVariable slot_released;
 	IntegrationWorkerSlot workers[INTEGRATION_MAX_WORKERS];
 } IntegrationSharedState;
 
 extern IntegrationSharedState *integration_shared;
 
 extern void shared_state_request(void);
-extern void wake_database_worker(Oid dboid, bool due);
 
 #endif

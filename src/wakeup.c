@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 
 #include "shared_state.h"
+#include "worker_slots.h"
 #include "wakeup.h"
 
 static bool callback_registered = false;
@@ -42,7 +43,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			if (endpoints_dirty && integration_shared != NULL)
 				pg_atomic_fetch_add_u64(&integration_shared->endpoints_generation, 1);
 			if (wake_armed)
-				wake_database_worker(MyDatabaseId, due_armed);
+				WakeDatabaseWorker(MyDatabaseId, due_armed);
 			wake_armed = false;
 			due_armed = false;
 			endpoints_dirty = false;

@@ -1,0 +1,1174 @@
+/*
+ * delivery_job.c
+ *		Webhook deliveries as a kind of work of the worker.
+ *
+ * Where deliveries come from.  One store transaction at a time (a cycle): it writes back
+ * the outcomes of finished requests, then fans new events out into deliveries and
+ * claims due ones (retries, dispatches, redeliveries).  Fan-out has two lanes
+ * (store_fan_out_and_claim()): the backlog lane takes the oldest events and runs while
+ * the scheduler wants work; the fresh lane takes what was published after a backlog
+ * began and runs whenever a commit wakes the worker, so a fresh event never waits
+ * behind another tenant's backlog.  A delivery is claimed ('sending' with a lease)
+ * only while its endpoint has room in the scheduler; beyond that it waits in the
+ * table, pending, and is claimed when the endpoint has room again (slot_released()).
+ *
+ * Where they go.  Each claim becomes a DeliveryItem queued in the scheduler under its
+ * endpoint (the target); the scheduler decides when it starts.  A finished request's
+ * outcome keeps its request slot until it is committed, so at most
+ * integration.max_concurrency deliveries are ever sent but not recorded, which bounds
+ * the duplicates a crash can cause.  Results whose rows someone else holds locked are
+ * kept for later and give their slots up, so those locks stall nobody else.
+ *
+ * Locks.  A store transaction that waits too long for a lock (lock_timeout) fails; the
+ * job then turns careful for CAREFUL_MS: its statements skip rows others hold locked,
+ * and it retries what they hold every LOCKED_RETRY_MS.  A failed transaction is logged
+ * and retried after ERROR_PAUSE_MS with its results kept.
+ *
+ * Claims wait in the scheduler, up to many rounds of requests: an endpoint changed
+ * meanwhile (a new URL, secret or headers; disabled; deleted) must apply to them, as to
+ * any attempt that starts after the change committed; prepare() re-reads the settings
+ * of their endpoints when the endpoints generation moved.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "delivery_job.h"
+#include "delivery_request.h"
+#include "delivery_store.h"
+#include "integration.h"
+#include "retry_policy.h"
+#include "shared_state.h"
+#include "worker_slots.h"
+
+#define RESULT_BATCH 512
+#define RESULT_FLUSH_MS 10
+/* Full fan-out batches continued from where the last ended before one from the start. */
+#define FANOUT_RESTART_ROUNDS 16
+/* Claims held ahead per endpoint, in units of its concurrency limit. */
+#define HOLD_ROUNDS 8
+#define ERROR_PAUSE_MS 1000
+#define CAREFUL_MS 60000
+#define LOCKED_RETRY_MS 1000
+#define LOCKED_RETRY_MAX_MS 10000
+#define RECORD_MAX_FAILURES 3
+#define LEASE_MARGIN_MS 60000
+
+/* The claims of one store transaction: their memory goes when the last is recorded. */
+typedef struct ClaimBatch
+{
+	MemoryContext cxt;
+	int			refs;
+} ClaimBatch;
+
+/* One claimed delivery, queued in the scheduler and then in flight. */
+typedef struct DeliveryItem
+{
+	SchedItem	item;			/* first: the scheduler hands this back */
+	HttpRequest req;
+	ClaimedDelivery *claim;
+	ClaimBatch *batch;
+	const RetrySchedule *policy;
+	dlist_node	flight;			/* in DeliveryJob.in_flight while its request runs */
+} DeliveryItem;
+
+/* The fan-out's two lanes and their cursors (store_fan_out_and_claim()). */
+typedef struct FanOut
+{
+	bool		needed;			/* the backlog lane has events to take */
+	int64		after;			/* its cursor; PG_INT64_MIN: from the start */
+	int			continued;		/* batches since the last from the start */
+	bool		fresh_on;		/* a backlog is draining: the fresh lane runs */
+	bool		fresh_needed;	/* a commit woke the worker since the fresh lane ran */
+	int64		fresh_after;	/* the fresh lane's cursor */
+	bool		sweep_put_back; /* this sweep from the start queued events again */
+	int			retry_ms;		/* delay of the last retry; 0: the next waits LOCKED_RETRY_MS */
+	TimestampTz retry_at;		/* events were queued again for a locked endpoint */
+} FanOut;
+
+typedef struct DeliveryJob
+{
+	WorkerServices *svc;
+	dlist_head	in_flight;
+
+	/* Outcomes not written yet; results[0..ndeferred) had their rows locked. */
+	MemoryContext results_cxt;
+	DeliveryResult *results;
+	int			nresults;
+	int			maxresults;
+	int			ndeferred;
+	TimestampTz first_result_at;
+	TimestampTz deferred_retry_at;
+	int			record_failures;	/* consecutive */
+
+	/* What to look for in the next cycle. */
+	bool		scan_needed;	/* claim or fan out: something may be waiting */
+	bool		due_needed;		/* pending deliveries may be due */
+	bool		reconcile_needed;	/* look for expired leases */
+	TimestampTz reconcile_at;	/* when to, after results were dropped; 0: never */
+	TimestampTz next_due;		/* 0: nothing pending */
+	bool		next_due_stale; /* claims ran since next_due was read */
+	TimestampTz claimed_at;		/* now() of the last claim */
+	int64	   *skipped;		/* endpoints the last claim left out, full; sorted */
+	int			nskipped;
+	TimestampTz next_recheck;
+	FanOut		fanout;
+
+	/* After a failure. */
+	TimestampTz pause_until;
+	TimestampTz careful_until;
+	bool		lock_timed_out; /* the last failed transaction waited too long */
+	bool		record_alone;	/* after a lock timeout: results first, then claims */
+
+	uint64		endpoints_seen; /* endpoints generation the queued claims are as of */
+	bool		extension_gone;
+} DeliveryJob;
+
+/* What one store transaction is asked to do, and what it found. */
+typedef struct Cycle
+{
+	DeliveryJob *job;
+	bool		record;
+	bool		claim;
+	bool		fresh_only;		/* claim: only the fresh lane */
+	bool		careful;
+	int			deferred;		/* out: results left for later */
+	bool		put_back;		/* out: events queued again */
+	ClaimList	claims;			/* out */
+} Cycle;
+
+static bool delivery_start(SchedItem *item, void *arg);
+
+const JobKind delivery_job_kind = {
+	.name = "delivery",
+	.start = delivery_start,
+};
+
+static int
+lease_ms(void)
+{
+	return integration_request_timeout_ms + LEASE_MARGIN_MS;
+}
+
+/*
+ * Events fanned out, or due deliveries claimed, by one cycle: one round of requests
+ * (integration.max_concurrency), within [16, STORE_BATCH].  Requests that finish while
+ * a cycle runs keep their slots until the next one commits, so a cycle that writes
+ * more than a round of deliveries leaves the slots idle for its last part: at 64 in
+ * flight, batches of 64 delivered about a sixth more per second than batches of 256
+ * (bench/run, interleaved rounds), with fewer commits per delivery.
+ */
+static int
+cycle_batch(void)
+{
+	return Min(Max(integration_max_concurrency, 16), STORE_BATCH);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Outcomes
+ * ------------------------------------------------------------------------------------ */
+
+static void
+add_result(DeliveryJob *j, DeliveryItem *di, const char *outcome, TimestampTz started,
+		   int64 duration_us, int status_code, const char *error_class, const char *error,
+		   const char *response, size_t response_len, TimestampTz next_at)
+{
+	MemoryContext old = MemoryContextSwitchTo(j->results_cxt);
+	ClaimedDelivery *c = di->claim;
+	DeliveryResult *r;
+
+	if (j->nresults == j->maxresults)
+	{
+		j->maxresults = Max(64, j->maxresults * 2);
+		j->results = j->results ? repalloc(j->results, sizeof(DeliveryResult) * j->maxresults)
+			: palloc(sizeof(DeliveryResult) * j->maxresults);
+	}
+	if (j->nresults == j->ndeferred)
+		j->first_result_at = GetCurrentTimestamp();
+	r = &j->results[j->nresults++];
+	r->tenant_id = pstrdup(c->tenant_id);
+	r->id = c->id;
+	r->endpoint_id = c->endpoint_id;
+	r->outcome = outcome;
+	r->attempt = c->attempts + 1;
+	r->started_at = started;
+	r->duration_ms = (int) Min(duration_us / 1000, (int64) PG_INT32_MAX);
+	r->status_code = status_code;
+	r->error_class = error_class;
+	r->error = error ? StorableText(error, strlen(error)) : NULL;
+	r->response = response ? StorableText(response, response_len) : NULL;
+	r->next_attempt_at = next_at;
+	ItemPointerCopy(&c->tid, &r->tid);
+	r->lease = c->lease;
+	r->slot = di->item.target;	/* its request slot, given back once recorded */
+	MemoryContextSwitchTo(old);
+
+	WorkerSlotCountOutcome(strcmp(outcome, "delivered") == 0);
+}
+
+/* Records a failed attempt: scheduled again, or failed for good (retry_policy.c). */
+static void
+add_failure(DeliveryJob *j, DeliveryItem *di, TimestampTz started, int64 duration_us,
+			const DeliveryVerdict *v, const char *response, size_t response_len)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		delay = retry_decide(di->policy, di->claim->attempts + 1, &v->failure, now,
+									 pg_prng_double(&pg_global_prng_state));
+
+	add_result(j, di, delay < 0 ? "failed" : "pending", started, duration_us, v->status_code,
+			   v->error_class, v->error, response, response_len,
+			   delay < 0 ? 0 : TimestampTzPlusMilliseconds(now, delay));
+}
+
+static void
+batch_unref(ClaimBatch *batch)
+{
+	if (--batch->refs == 0)
+		MemoryContextDelete(batch->cxt);
+}
+
+/*
+ * Gives a result's request slot back to the scheduler.  If the last claim left its
+ * endpoint out for being at its limit and it is below it now, its due deliveries can be claimed:
+ * this, not a timer, brings them in, so a full endpoint with a backlog never makes the
+ * worker spin.
+ */
+static void
+release_slot(DeliveryJob *j, DeliveryResult *r)
+{
+	if (r->slot == NULL)
+		return;
+	if (SchedulerFinished(j->svc->scheduler, (SchedTarget *) r->slot) && j->nskipped > 0 &&
+		bsearch(&r->endpoint_id, j->skipped, j->nskipped, sizeof(int64), int64_cmp))
+	{
+		j->nskipped = 0;
+		j->due_needed = true;
+		j->scan_needed = true;
+	}
+	r->slot = NULL;
+}
+
+/* The scheduler's JobKind.start: builds and starts the request of a queued delivery. */
+static bool
+delivery_start(SchedItem *item, void *arg)
+{
+	DeliveryJob *j = arg;
+	DeliveryItem *di = (DeliveryItem *) item;
+	const char *error_class = NULL;
+	const char *error = NULL;
+	MemoryContext old = MemoryContextSwitchTo(di->batch->cxt);
+	bool		ok;
+
+	memset(&di->req, 0, sizeof(di->req));
+	ok = DeliveryRequestBuild(di->claim, &di->req, &error_class, &error);
+	MemoryContextSwitchTo(old);
+	if (!ok)
+	{
+		add_result(j, di, "failed", GetCurrentTimestamp(), 0, 0, error_class, error, NULL, 0, 0);
+		batch_unref(di->batch);
+		return false;
+	}
+	di->req.owner = di;
+	dlist_push_tail(&j->in_flight, &di->flight);
+	WorkerSlotCountSent();
+	http_client_start(j->svc->client, &di->req);
+	return true;
+}
+
+/* WorkerKindOps.finished: a request came back; its outcome waits to be written. */
+static void
+delivery_finished(void *state, SchedItem *item, HttpRequest *req)
+{
+	DeliveryJob *j = state;
+	DeliveryItem *di = (DeliveryItem *) item;
+	DeliveryVerdict v;
+
+	DeliveryRequestJudge(req, &v);
+	if (v.delivered)
+		add_result(j, di, "delivered", req->started_at, req->duration_us, v.status_code,
+				   NULL, NULL, req->response, req->response_len, 0);
+	else
+		add_failure(j, di, req->started_at, req->duration_us, &v,
+					v.status_code ? req->response : NULL,
+					v.status_code ? req->response_len : 0);
+	http_request_release(req);
+	dlist_delete(&di->flight);
+	batch_unref(di->batch);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Store transactions
+ * ------------------------------------------------------------------------------------ */
+
+typedef void (*StoreStep) (void *arg);
+
+/*
+ * Runs one store transaction; on error, logs it, records it as the worker's last error,
+ * rolls back and returns false.  The caller keeps its state and tries again later.
+ */
+static bool
+run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		store_begin(activity);
+		/* Cancels count from here on; one that came in between transactions is void. */
+		QueryCancelPending = false;
+		RESUME_CANCEL_INTERRUPTS();
+		step(arg);
+		HOLD_CANCEL_INTERRUPTS();
+		store_commit();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * Held again, whatever the error left: logging checks for interrupts, and
+		 * lock_timeout signals twice, so a cancel can still be pending here.
+		 */
+		QueryCancelHoldoffCount = 1;
+		QueryCancelPending = false;
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
+		WorkerSlotSetError(edata->message);
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			j->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
+			j->lock_timed_out = true;
+			j->record_alone = true; /* the claim part may be what waited */
+		}
+		FreeErrorData(edata);
+		store_forget_plans();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return ok;
+}
+
+/* Whether store transactions should skip rows others hold locked (see CAREFUL_MS). */
+static bool
+careful(DeliveryJob *j)
+{
+	return j->ndeferred > 0 || GetCurrentTimestamp() < j->careful_until;
+}
+
+/* Ids of the deliveries this worker holds (queued, in flight, or answered). */
+typedef struct HeldIds
+{
+	int64	   *ids;
+	int			n;
+} HeldIds;
+
+static void
+collect_queued_id(SchedItem *item, void *arg)
+{
+	HeldIds    *held = arg;
+
+	if (item->kind == &delivery_job_kind)
+		held->ids[held->n++] = ((DeliveryItem *) item)->claim->id;
+}
+
+static int
+held_deliveries(DeliveryJob *j, int64 **out)
+{
+	HeldIds		held;
+	dlist_iter	iter;
+
+	held.ids = palloc(sizeof(int64) * Max(SchedulerInFlight(j->svc->scheduler) +
+										  SchedulerQueued(j->svc->scheduler) + j->nresults, 1));
+	held.n = 0;
+	dlist_foreach(iter, &j->in_flight)
+		held.ids[held.n++] = dlist_container(DeliveryItem, flight, iter.cur)->claim->id;
+	SchedulerForEachQueued(j->svc->scheduler, collect_queued_id, &held);
+	/* Answered, not written yet (deferred ones included). */
+	for (int i = 0; i < j->nresults; i++)
+		held.ids[held.n++] = j->results[i].id;
+	*out = held.ids;
+	return held.n;
+}
+
+/* FanOutRoom for the store: how many more claims the scheduler takes for an endpoint. */
+static int
+endpoint_room(void *arg, const char *tenant_id, int64 endpoint_id)
+{
+	DeliveryJob *j = arg;
+
+	return SchedulerRoom(j->svc->scheduler, &delivery_job_kind, tenant_id, endpoint_id);
+}
+
+/*
+ * The fan-out of one cycle: the backlog lane when the scheduler wants work, the fresh
+ * lane while a backlog drains.  A full backlog batch continues after its last event,
+ * from the start every FANOUT_RESTART_ROUNDS; a batch that was not full ends the
+ * sweep, after one more from the start if this one was continued, unless this sweep
+ * queued events again: those would fill that pass again and again, so the next pass
+ * from the start waits for fanout.retry_at.
+ */
+static void
+fan_out(Cycle *cy)
+{
+	DeliveryJob *j = cy->job;
+	FanOut	   *f = &j->fanout;
+	int			batch = cycle_batch();
+	bool		backlog = f->needed && !cy->fresh_only;
+	bool		from_start = (f->after == PG_INT64_MIN);
+	FanOutLanes lanes;
+
+	memset(&lanes, 0, sizeof(lanes));
+	lanes.after = f->after;
+	lanes.limit = backlog ? batch : 0;
+	lanes.fresh_after = f->fresh_after;
+	lanes.fresh_limit = f->fresh_on ? batch : 0;
+	if (lanes.limit == 0 && lanes.fresh_limit == 0)
+		return;
+	(void) store_fan_out_and_claim(lease_ms(), &lanes, cy->careful, endpoint_room, j, &cy->claims);
+	cy->put_back = lanes.put_back;
+	if (lanes.overflowed)
+		j->due_needed = true;	/* what went in pending is claimed as room frees up */
+
+	if (f->fresh_on)
+	{
+		f->fresh_after = lanes.fresh_after;
+		f->fresh_needed = lanes.fresh_taken >= batch;
+		/* The fresh lane has a backlog of its own: it joins the backlog lane's. */
+		if (lanes.fresh_taken >= batch)
+			f->fresh_after = Max(f->fresh_after, store_newest_queued());
+	}
+	else
+		f->fresh_needed = false;
+	if (!backlog)
+		return;
+
+	if (from_start)
+	{
+		/* The last sweep put nothing back: the locks are gone. */
+		if (!f->sweep_put_back)
+			f->retry_ms = 0;
+		f->sweep_put_back = false;
+	}
+	if (lanes.put_back)
+		f->sweep_put_back = true;
+	f->needed = lanes.taken >= batch || (!from_start && !f->sweep_put_back);
+	/* Events put back sit at the front: a restart would only take them again. */
+	if (lanes.taken >= batch &&
+		(++f->continued < FANOUT_RESTART_ROUNDS || f->sweep_put_back))
+		f->after = lanes.after;
+	else
+	{
+		f->after = PG_INT64_MIN;
+		f->continued = 0;
+	}
+	/*
+	 * And a sweep that put events back keeps its place: the fan-outs that new events
+	 * wake continue past those, and only fanout.retry_at starts over.
+	 */
+	if (f->sweep_put_back && lanes.taken < batch)
+		f->after = lanes.after;
+
+	/*
+	 * A full batch means a backlog: what is published from now on goes through the
+	 * fresh lane, which starts above the newest event queued now.  A backlog lane that
+	 * took less than a batch has reached the fresh lane's events: one lane again.
+	 */
+	if (lanes.taken >= batch && !f->fresh_on)
+	{
+		f->fresh_on = true;
+		f->fresh_after = Max(store_newest_queued(), lanes.after);
+	}
+	else if (f->fresh_on && lanes.taken < batch)
+	{
+		f->fresh_on = false;
+		f->fresh_needed = false;
+		if (f->after != PG_INT64_MIN)
+			f->after = Max(f->after, f->fresh_after);
+	}
+}
+
+/* The cycle's transaction: record results, then fan out and claim. */
+static void
+cycle_step(void *arg)
+{
+	Cycle	   *cy = arg;
+	DeliveryJob *j = cy->job;
+	int			batch = cycle_batch();
+
+	/* Dropped, or dropped and created again: nothing here belongs to its tables. */
+	if (!store_extension_present())
+	{
+		j->extension_gone = true;
+		return;
+	}
+	if (cy->record)
+		cy->deferred = store_record(j->results, j->nresults, cy->careful);
+	if (!cy->claim)
+		return;
+
+	if (j->reconcile_needed && !cy->fresh_only)
+	{
+		int64	   *ids;
+		int			n = held_deliveries(j, &ids);
+
+		(void) store_reconcile_leases(false, ids, n);
+		j->reconcile_needed = false;
+		/* It skips locked rows: look again while locks are around. */
+		if (cy->careful)
+			j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
+	}
+	if (!cy->fresh_only)
+		j->scan_needed = false;
+	fan_out(cy);
+	if (cy->fresh_only)
+		return;
+
+	/*
+	 * Due deliveries appear when a retry comes due, someone requeues (both wake the
+	 * worker) or a fan-out had no room for some; endpoints left out for being full keep
+	 * this on, so their deliveries are claimed once they have room.
+	 */
+	if (cy->claims.count < batch && j->due_needed)
+	{
+		int64	   *ids;
+		int			n;
+		int			claimed;
+
+		n = SchedulerSaturatedTargets(j->svc->scheduler, &delivery_job_kind, &ids);
+		if (j->skipped)
+			pfree(j->skipped);
+		j->skipped = ids;		/* kept before the claim, which may throw */
+		/* In the scheduler's context: it outlives this transaction. */
+		j->nskipped = n;
+		claimed = store_claim(lease_ms(), batch, ids, n, &cy->claims);
+		j->next_due_stale = true;
+		j->claimed_at = GetCurrentTransactionStartTimestamp();
+		/* A full batch: more may be due now. */
+		j->due_needed = claimed >= batch;
+	}
+
+	/*
+	 * Continue a fan-out, or a claim that is still owed; else sleep until the next
+	 * delivery comes due.  Only claims change which pending delivery that is (the
+	 * retries that results schedule are folded in by run_cycle()).
+	 */
+	if (j->fanout.needed || j->due_needed)
+		j->scan_needed = true;
+	if (!j->scan_needed && j->next_due_stale)
+	{
+		/* Endpoints the claim left out count only once they have room (release_slot()). */
+		j->next_due = store_next_due(j->claimed_at, j->skipped, j->nskipped);
+		j->next_due_stale = false;
+	}
+}
+
+/*
+ * After a store transaction wrote the results: drops them, except the first n, whose
+ * rows someone else held locked; those stay, without their request slots, and are
+ * tried again after LOCKED_RETRY_MS.  More than integration.max_concurrency of them
+ * are not kept, which bounds the duplicates a crash can add.
+ */
+static void
+keep_deferred_results(DeliveryJob *j, int n)
+{
+	MemoryContext cxt;
+	DeliveryResult *kept;
+
+	for (int i = 0; i < j->nresults; i++)
+		release_slot(j, &j->results[i]);
+	if (n > integration_max_concurrency)
+	{
+		/* As after failed writes (run_cycle()): their leases bring them back. */
+		ereport(WARNING,
+				(errmsg("integration worker: dropping %d delivery results whose rows stay locked",
+						n - integration_max_concurrency)));
+		n = integration_max_concurrency;
+		j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms() + 1000);
+	}
+
+	if (n == 0)
+	{
+		MemoryContextReset(j->results_cxt);
+		j->results = NULL;
+		j->nresults = j->maxresults = j->ndeferred = 0;
+		return;
+	}
+	cxt = AllocSetContextCreate(TopMemoryContext, "integration results", ALLOCSET_DEFAULT_SIZES);
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		kept = palloc(sizeof(DeliveryResult) * Max(n, 64));
+		for (int i = 0; i < n; i++)
+		{
+			DeliveryResult *r = &j->results[i];
+
+			kept[i] = *r;
+			kept[i].tenant_id = pstrdup(r->tenant_id);
+			kept[i].error = r->error ? pstrdup(r->error) : NULL;
+			kept[i].response = r->response ? pstrdup(r->response) : NULL;
+		}
+		MemoryContextSwitchTo(old);
+		j->deferred_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LOCKED_RETRY_MS);
+	}
+	MemoryContextDelete(j->results_cxt);
+	j->results_cxt = cxt;
+	j->results = kept;
+	j->nresults = j->ndeferred = n;
+	j->maxresults = Max(n, 64);
+}
+
+/* Drops every result not written; their leases bring their deliveries back. */
+static void
+drop_results(DeliveryJob *j)
+{
+	for (int i = 0; i < j->nresults; i++)
+		release_slot(j, &j->results[i]);
+	MemoryContextReset(j->results_cxt);
+	j->results = NULL;
+	j->nresults = j->maxresults = j->ndeferred = 0;
+	j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms() + 1000);
+}
+
+/* Queues the claims of a committed cycle in the scheduler, under their endpoints. */
+static void
+queue_claims(DeliveryJob *j, ClaimList *claims)
+{
+	ClaimBatch *batch;
+	MemoryContext old;
+
+	batch = MemoryContextAllocZero(claims->mcxt, sizeof(ClaimBatch));
+	batch->cxt = claims->mcxt;
+	batch->refs = claims->count;
+	old = MemoryContextSwitchTo(batch->cxt);
+	for (int i = 0; i < claims->count; i++)
+	{
+		ClaimedDelivery *c = &claims->items[i];
+		DeliveryItem *di = palloc0(sizeof(DeliveryItem));
+
+		di->item.kind = &delivery_job_kind;
+		di->claim = c;
+		di->batch = batch;
+		di->policy = retry_policy_for(c->retry_schedule, batch->cxt);
+		SchedulerEnqueue(j->svc->scheduler,
+						 SchedulerTarget(j->svc->scheduler, &delivery_job_kind, c->tenant_id,
+										 c->endpoint_id),
+						 &di->item);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * One store transaction: writes back finished results and/or fans out and claims.
+ * Returns false when it failed; results are then kept and retried after a pause.
+ */
+static bool
+run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
+{
+	/* Read before the cycle's snapshot, as in refresh_queued(). */
+	uint64		generation = pg_atomic_read_u64(&integration_shared->endpoints_generation);
+	bool		queue_was_empty = (SchedulerQueued(j->svc->scheduler) == 0);
+	Cycle		cy;
+
+	memset(&cy, 0, sizeof(cy));
+	cy.job = j;
+	cy.record = record;
+	cy.claim = claim;
+	cy.fresh_only = fresh_only;
+	cy.careful = careful(j);
+	j->lock_timed_out = false;
+	WorkerSlotSetActivity(claim ? WORKER_CLAIMING : WORKER_RECORDING);
+	if (claim)
+		cy.claims.mcxt = AllocSetContextCreate(TopMemoryContext, "integration claim batch",
+											   ALLOCSET_DEFAULT_SIZES);
+	if (!run_transaction(j, cycle_step, &cy, claim ? "claiming deliveries" : "recording delivery results"))
+	{
+		if (cy.claims.mcxt)
+			MemoryContextDelete(cy.claims.mcxt);
+		/* What the rolled-back cycle took is there to take again, after the pause. */
+		if (claim)
+			j->scan_needed = j->fanout.needed = j->due_needed = true;
+		/* Its fan-out is undone too: the events it took are queued again. */
+		j->fanout.after = PG_INT64_MIN;
+		j->fanout.continued = 0;
+		j->fanout.fresh_on = false;
+
+		/*
+		 * Results that cannot be written after several tries (their deliveries were
+		 * deleted mid-flight, say) must not stall the worker: drop them.  Their
+		 * deliveries, if any remain, are still 'sending' and go back to 'pending'
+		 * when their lease expires, so at worst they are sent again.
+		 */
+		if (record && !j->lock_timed_out && ++j->record_failures >= RECORD_MAX_FAILURES)
+		{
+			ereport(WARNING,
+					(errmsg("integration worker: dropping %d delivery results that could not be recorded",
+							j->nresults)));
+			drop_results(j);
+			j->record_failures = 0;
+		}
+		return false;
+	}
+	if (record)
+	{
+		/* The retries just scheduled: sleep no longer than until the first is due. */
+		for (int i = cy.deferred; i < j->nresults; i++)
+			if (j->results[i].next_attempt_at != 0 &&
+				(j->next_due == 0 || j->results[i].next_attempt_at < j->next_due))
+				j->next_due = j->results[i].next_attempt_at;
+		j->record_failures = 0;
+		keep_deferred_results(j, cy.deferred);
+	}
+	if (cy.put_back && j->fanout.retry_at == 0)
+	{
+		/* Each retry takes every event put back again: while the lock lasts, less often. */
+		j->fanout.retry_ms = j->fanout.retry_ms == 0 ? LOCKED_RETRY_MS :
+			Min(j->fanout.retry_ms * 2, LOCKED_RETRY_MAX_MS);
+		j->fanout.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), j->fanout.retry_ms);
+	}
+	/* Locks are still around: stay careful a while longer. */
+	if (cy.put_back || cy.deferred > 0)
+		j->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
+	j->record_alone = false;
+	if (!claim)
+		return true;
+	if (cy.claims.count == 0)
+	{
+		MemoryContextDelete(cy.claims.mcxt);
+		return true;
+	}
+	if (queue_was_empty)
+		j->endpoints_seen = generation;
+	queue_claims(j, &cy.claims);
+	return true;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Refreshing queued claims
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct QueuedEndpointKey
+{
+	int64		id;
+	char		tenant_id[TENANT_ID_MAX_LEN + 1];
+} QueuedEndpointKey;
+
+typedef struct QueuedEndpoint
+{
+	QueuedEndpointKey key;
+	int			index;			/* into the settings read */
+} QueuedEndpoint;
+
+/* The settings of one endpoint, copied once into one batch's context. */
+typedef struct BatchCopyKey
+{
+	ClaimBatch *batch;
+	int			index;
+} BatchCopyKey;
+
+typedef struct BatchCopy
+{
+	BatchCopyKey key;
+	EndpointSettings settings;
+} BatchCopy;
+
+typedef struct QueuedItems
+{
+	DeliveryItem **items;
+	int			n;
+} QueuedItems;
+
+static void
+collect_queued_item(SchedItem *item, void *arg)
+{
+	QueuedItems *q = arg;
+
+	if (item->kind == &delivery_job_kind)
+		q->items[q->n++] = (DeliveryItem *) item;
+}
+
+static void
+endpoint_key(QueuedEndpointKey *key, ClaimedDelivery *c)
+{
+	memset(key, 0, sizeof(*key));
+	key->id = c->endpoint_id;
+	strlcpy(key->tenant_id, c->tenant_id, sizeof(key->tenant_id));
+}
+
+/* Re-reads the settings of the queued claims' endpoints, in one transaction. */
+static void
+refresh_step(void *arg)
+{
+	DeliveryJob *j = arg;
+	HASHCTL		ctl;
+	HTAB	   *endpoints;
+	HTAB	   *copies;
+	QueuedItems q;
+	EndpointSettings *eps;
+	int			n = 0;
+
+	/* Dropped, or dropped and created again: these claims have no endpoints left. */
+	if (!store_extension_present())
+	{
+		j->extension_gone = true;
+		return;
+	}
+	q.items = palloc(sizeof(DeliveryItem *) * Max(SchedulerQueued(j->svc->scheduler), 1));
+	q.n = 0;
+	SchedulerForEachQueued(j->svc->scheduler, collect_queued_item, &q);
+	eps = palloc(sizeof(EndpointSettings) * Max(q.n, 1));
+
+	ctl.keysize = sizeof(QueuedEndpointKey);
+	ctl.entrysize = sizeof(QueuedEndpoint);
+	ctl.hcxt = CurrentMemoryContext;
+	endpoints = hash_create("integration queued endpoints", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = sizeof(BatchCopyKey);
+	ctl.entrysize = sizeof(BatchCopy);
+	copies = hash_create("integration refreshed settings", 64, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int i = 0; i < q.n; i++)
+	{
+		ClaimedDelivery *c = q.items[i]->claim;
+		QueuedEndpointKey key;
+		bool		found;
+		QueuedEndpoint *ep;
+
+		endpoint_key(&key, c);
+		ep = hash_search(endpoints, &key, HASH_ENTER, &found);
+		if (found)
+			continue;
+		ep->index = n;
+		eps[n].tenant_id = c->tenant_id;
+		eps[n].id = c->endpoint_id;
+		n++;
+	}
+	store_read_endpoints(eps, n, CurrentMemoryContext);
+
+	for (int i = 0; i < q.n; i++)
+	{
+		DeliveryItem *di = q.items[i];
+		ClaimedDelivery *c = di->claim;
+		QueuedEndpointKey key;
+		BatchCopyKey copy_key;
+		BatchCopy  *copy;
+		bool		found;
+
+		endpoint_key(&key, c);
+		memset(&copy_key, 0, sizeof(copy_key));
+		copy_key.batch = di->batch;
+		copy_key.index = ((QueuedEndpoint *) hash_search(endpoints, &key, HASH_FIND, NULL))->index;
+		copy = hash_search(copies, &copy_key, HASH_ENTER, &found);
+		if (!found)
+		{
+			/* Into the batch, as the claim's own strings; nothing in flight points at the old ones. */
+			EndpointSettings *ep = &eps[copy_key.index];
+			MemoryContext old = MemoryContextSwitchTo(di->batch->cxt);
+
+			copy->settings = *ep;
+			if (ep->url != NULL)
+			{
+				copy->settings.url = pstrdup(ep->url);
+				copy->settings.secret = ep->secret ? pstrdup(ep->secret) : NULL;
+				copy->settings.headers = ep->headers ?
+					(Jsonb *) pg_detoast_datum_copy((struct varlena *) ep->headers) : NULL;
+				copy->settings.retry_schedule = ep->retry_schedule ? pstrdup(ep->retry_schedule) : NULL;
+			}
+			MemoryContextSwitchTo(old);
+		}
+		if (copy->settings.url == NULL)
+		{
+			c->usable = false;	/* the endpoint was hard-deleted */
+			continue;
+		}
+		/* A claim whose event is gone stays unusable, whatever its endpoint says. */
+		c->usable = copy->settings.usable && c->payload != NULL;
+		c->url = copy->settings.url;
+		c->secret = copy->settings.secret;
+		c->headers = copy->settings.headers;
+		c->timeout_ms = copy->settings.timeout_ms;
+		c->retry_schedule = copy->settings.retry_schedule;
+		di->policy = retry_policy_for(c->retry_schedule, di->batch->cxt);
+	}
+}
+
+static void
+exit_extension_gone(DeliveryJob *j)
+{
+	ereport(LOG,
+			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
+					j->svc->dbname)));
+
+	/*
+	 * Exit code 1: the postmaster starts the worker once more a second later.  If
+	 * CREATE EXTENSION ran meanwhile (its start request saw this worker still
+	 * running), that worker carries on; else it finds no extension and exits for good.
+	 */
+	proc_exit(1);
+}
+
+/*
+ * WorkerKindOps.prepare: brings queued claims up to the endpoints' latest settings.
+ * Returns false while that fails (a table lock, say): the claims must not go out as
+ * they are, and wait until the refresh works.
+ */
+static bool
+delivery_prepare(void *state, TimestampTz now)
+{
+	DeliveryJob *j = state;
+	uint64		generation = pg_atomic_read_u64(&integration_shared->endpoints_generation);
+	bool		fresh = true;
+
+	if (SchedulerQueued(j->svc->scheduler) > 0 && generation != j->endpoints_seen)
+	{
+		fresh = false;
+		if (now >= j->pause_until)
+		{
+			/* generation was read before the snapshot: a later change is seen next time. */
+			WorkerSlotSetActivity(WORKER_REFRESHING);
+			fresh = run_transaction(j, refresh_step, j, "reading changed endpoints");
+			if (fresh)
+				j->endpoints_seen = generation;
+			else
+				j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+		}
+	}
+	if (j->extension_gone)
+		exit_extension_gone(j);
+	return fresh;
+}
+
+/* ------------------------------------------------------------------------------------
+ * The kind's part in the loop
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Whether to run the backlog lane and claim now: something may be waiting and the
+ * scheduler wants work.  After a failure the results are retried alone first: a claim
+ * may be what fails.
+ */
+static bool
+claim_wanted(DeliveryJob *j)
+{
+	return j->scan_needed && j->record_failures == 0 &&
+		!(j->record_alone && j->nresults > j->ndeferred) &&
+		SchedulerWantsWork(j->svc->scheduler, GetCurrentTimestamp());
+}
+
+/* Whether the fresh lane has events to take, whatever the scheduler holds. */
+static bool
+fresh_wanted(DeliveryJob *j)
+{
+	return j->fanout.fresh_on && j->fanout.fresh_needed && j->record_failures == 0 &&
+		!(j->record_alone && j->nresults > j->ndeferred);
+}
+
+static void
+delivery_woken(void *state, bool due)
+{
+	DeliveryJob *j = state;
+
+	j->scan_needed = true;
+	j->fanout.needed = true;
+	j->fanout.fresh_needed = true;
+	/* Publishing needs only the fan-out; a requeue or dispatch also asks for this. */
+	if (due)
+		j->due_needed = true;
+}
+
+static void
+delivery_reload(void *state)
+{
+	DeliveryJob *j = state;
+
+	j->scan_needed = true;
+	j->due_needed = true;
+}
+
+/* Timers that came due: retries, the idle recheck, put-back events, dropped results. */
+static void
+fire_timers(DeliveryJob *j, TimestampTz now)
+{
+	if (j->next_due != 0 && now >= j->next_due)
+	{
+		j->next_due = 0;
+		j->scan_needed = true;
+		j->due_needed = true;
+	}
+	if (now >= j->next_recheck)
+	{
+		j->scan_needed = true;
+		j->fanout.needed = true;
+		j->due_needed = true;
+		j->next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
+	}
+	if (j->fanout.retry_at != 0 && now >= j->fanout.retry_at)
+	{
+		/* Events queued again while an endpoint was locked: from the start. */
+		j->fanout.retry_at = 0;
+		j->scan_needed = true;
+		j->fanout.needed = true;
+		j->fanout.after = PG_INT64_MIN;
+		j->fanout.continued = 0;
+	}
+	if (j->reconcile_at != 0 && now >= j->reconcile_at)
+	{
+		/* Results were dropped: their leases have run out by now. */
+		j->reconcile_needed = true;
+		j->scan_needed = true;
+		j->due_needed = true;
+		j->reconcile_at = 0;
+	}
+}
+
+/*
+ * WorkerKindOps.step: at most one store transaction.  Results are written when a batch
+ * is full, nothing else is in flight, or the oldest has waited RESULT_FLUSH_MS; claims
+ * are made when the scheduler wants work, and the fresh lane runs when a commit woke
+ * the worker during a backlog.  Both share one transaction when they fall together.
+ */
+static bool
+delivery_step(void *state, TimestampTz now)
+{
+	DeliveryJob *j = state;
+	int			fresh = j->nresults - j->ndeferred;
+	int			in_flight = SchedulerInFlight(j->svc->scheduler);
+	bool		record;
+	bool		claim;
+	bool		fresh_lane;
+
+	fire_timers(j, now);
+	if (now < j->pause_until)
+		return false;
+	record = (fresh > 0 &&
+			  (dlist_is_empty(&j->in_flight) || fresh >= RESULT_BATCH ||
+			   in_flight >= integration_max_concurrency ||
+			   now >= TimestampTzPlusMilliseconds(j->first_result_at, RESULT_FLUSH_MS))) ||
+		(j->ndeferred > 0 && now >= j->deferred_retry_at);
+	claim = claim_wanted(j);
+	fresh_lane = !claim && fresh_wanted(j);
+	if (!record && !claim && !fresh_lane)
+		return false;
+	/* A claim also writes what has finished: one commit instead of two. */
+	if (!run_cycle(j, record || j->nresults > 0, claim || fresh_lane, fresh_lane))
+		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+	else if (j->extension_gone)
+		exit_extension_gone(j);
+	return true;
+}
+
+static long
+earliest(TimestampTz a, TimestampTz b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
+}
+
+/* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
+static TimestampTz
+delivery_next_wake(void *state, TimestampTz now)
+{
+	DeliveryJob *j = state;
+	TimestampTz wake;
+
+	if (j->pause_until > now)
+		return j->pause_until;
+	wake = j->next_recheck;
+	if (j->nresults > j->ndeferred)
+		wake = earliest(wake, TimestampTzPlusMilliseconds(j->first_result_at, RESULT_FLUSH_MS));
+	if (j->ndeferred > 0)
+		wake = earliest(wake, j->deferred_retry_at);
+	wake = earliest(wake, j->fanout.retry_at);
+	wake = earliest(wake, j->next_due);
+	wake = earliest(wake, j->reconcile_at);
+	/* Asked again: the cycle just run may have been a retry of results alone. */
+	if (claim_wanted(j) || fresh_wanted(j))
+		wake = now;
+	return wake;
+}
+
+static int
+delivery_pending_results(void *state)
+{
+	return ((DeliveryJob *) state)->nresults;
+}
+
+const WorkerKindOps delivery_job_ops = {
+	.kind = &delivery_job_kind,
+	.woken = delivery_woken,
+	.reload = delivery_reload,
+	.prepare = delivery_prepare,
+	.step = delivery_step,
+	.finished = delivery_finished,
+	.next_wake = delivery_next_wake,
+	.pending_results = delivery_pending_results,
+};
+
+void *
+DeliveryJobCreate(WorkerServices *svc)
+{
+	DeliveryJob *j = MemoryContextAllocZero(TopMemoryContext, sizeof(DeliveryJob));
+
+	j->svc = svc;
+	dlist_init(&j->in_flight);
+	j->results_cxt = AllocSetContextCreate(TopMemoryContext, "integration results",
+										   ALLOCSET_DEFAULT_SIZES);
+	j->scan_needed = true;
+	j->due_needed = true;
+	j->fanout.needed = true;
+	j->fanout.after = PG_INT64_MIN;
+	j->fanout.fresh_after = PG_INT64_MIN;
+	return j;
+}
+
+static void
+startup_step(void *arg)
+{
+	DeliveryJob *j = arg;
+
+	if (!store_extension_present())
+	{
+		j->extension_gone = true;
+		return;
+	}
+	/* A database has one worker: every claim left 'sending' belongs to a dead one. */
+	(void) store_reconcile_leases(true, NULL, 0);
+}
+
+/*
+ * The first transaction: returns claims of a dead worker to 'pending'.  Exits when the
+ * extension is not installed; false when the transaction failed.
+ */
+bool
+DeliveryJobStartup(void *state)
+{
+	DeliveryJob *j = state;
+
+	if (!run_transaction(j, startup_step, j, "starting"))
+		return false;
+	if (j->extension_gone)
+	{
+		ereport(LOG,
+				(errmsg("integration worker: extension not installed in database \"%s\", exiting",
+						j->svc->dbname)));
+		proc_exit(0);
+	}
+	return true;
+}

@@ -1,0 +1,183 @@
+/*
+ * delivery_request.c
+ *		Builds the HTTP request of a claimed delivery and judges its answer.
+ *
+ * A request carries the event's payload as its body, the Standard Webhooks headers
+ * (webhook-id, webhook-timestamp, webhook-signature over "id.timestamp.body" with
+ * every secret of the endpoint) and the endpoint's own headers.  Nothing here ereports
+ * for a bad secret or header: the caller stores the problem as the delivery's failed
+ * attempt, so one endpoint's bad setting never takes the worker down.
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "mb/pg_wchar.h"
+#include "utils/jsonb.h"
+
+#include "delivery_request.h"
+#include "integration.h"
+#include "signature.h"
+#include "worker.h"
+
+/*
+ * Appends "name: value" to list.  To libcurl "Name:" (blanks after the colon
+ * included) means: leave the header out; "Name;" sends it empty.  A value of blanks
+ * is the empty value in HTTP anyway.
+ */
+static struct curl_slist *
+append_header(struct curl_slist *list, const char *name, int namelen,
+			  const char *value, int valuelen, bool *ok)
+{
+	char	   *line;
+	struct curl_slist *next;
+	int			blanks = 0;
+
+	if (!*ok)
+		return list;
+	while (blanks < valuelen && (value[blanks] == ' ' || value[blanks] == '\t'))
+		blanks++;
+	line = blanks < valuelen ? psprintf("%.*s: %.*s", namelen, name, valuelen, value)
+		: psprintf("%.*s;", namelen, name);
+	next = curl_slist_append(list, line);
+	pfree(line);
+	if (next == NULL)
+		*ok = false;
+	return next ? next : list;
+}
+
+/*
+ * Fills in req (the caller's, zeroed) for claim c.  Returns false, with the error's
+ * class and message, when the delivery cannot be sent: its endpoint is disabled or
+ * gone, its event gone, its secret unusable or its headers unbuildable.
+ */
+bool
+DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_class,
+					 const char **error)
+{
+	char		msg_id[32];
+	char		ts[24];
+	const char *sig_error = NULL;
+	char	   *signature;
+	int64		now_s = (int64) time(NULL);
+	bool		ok = true;
+	struct curl_slist *h = NULL;
+	struct curl_slist *next;
+
+	if (!c->usable)
+	{
+		*error_class = "endpoint_disabled";
+		*error = c->payload ? "the endpoint is disabled or deleted" : "the event no longer exists";
+		return false;
+	}
+
+	snprintf(msg_id, sizeof(msg_id), "evt_" INT64_FORMAT, c->event_id);
+	snprintf(ts, sizeof(ts), INT64_FORMAT, now_s);
+	signature = webhook_standard_signature(c->secret, msg_id, now_s, c->payload,
+										   c->payload_len, &sig_error);
+	if (signature == NULL)
+	{
+		*error_class = "invalid_request";
+		*error = sig_error ? sig_error : "the endpoint secret cannot sign";
+		return false;
+	}
+
+	h = append_header(h, "Content-Type", 12, "application/json", 16, &ok);
+	h = append_header(h, "User-Agent", 10, INTEGRATION_USER_AGENT, strlen(INTEGRATION_USER_AGENT), &ok);
+	h = append_header(h, "webhook-id", 10, msg_id, strlen(msg_id), &ok);
+	h = append_header(h, "webhook-timestamp", 17, ts, strlen(ts), &ok);
+	h = append_header(h, "webhook-signature", 17, signature, strlen(signature), &ok);
+	/* No "Expect: 100-continue" round trip for larger bodies ("Expect:" removes it). */
+	if (ok && (next = curl_slist_append(h, "Expect:")) != NULL)
+		h = next;
+	else
+		ok = false;
+	if (c->headers != NULL && JB_ROOT_IS_OBJECT(c->headers))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&c->headers->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		char	   *name = NULL;
+		int			namelen = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				name = v.val.string.val;
+				namelen = v.val.string.len;
+			}
+			else if (tok == WJB_VALUE && v.type == jbvString)
+				h = append_header(h, name, namelen, v.val.string.val, v.val.string.len, &ok);
+		}
+	}
+	if (!ok)
+	{
+		curl_slist_free_all(h);
+		*error_class = "invalid_request";
+		*error = "could not build the request headers";
+		return false;
+	}
+
+	req->url = c->url;
+	req->body = c->payload;
+	req->body_len = c->payload_len;
+	req->headers = h;
+	req->connect_timeout_ms = integration_connect_timeout_ms;
+	req->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : integration_request_timeout_ms;
+	req->max_response_bytes = integration_max_response_bytes;
+	return true;
+}
+
+/* What a finished request means: delivered (2xx), or a failed attempt and why. */
+void
+DeliveryRequestJudge(const HttpRequest *req, DeliveryVerdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->status_code = (int) req->status_code;
+	if (req->error_class == HTTP_OK && req->status_code >= 200 && req->status_code < 300)
+	{
+		v->delivered = true;
+		return;
+	}
+	if (req->error_class == HTTP_OK)
+	{
+		bool		redirect = req->status_code >= 300 && req->status_code < 400;
+
+		v->error_class = redirect ? "redirect" : "http_status";
+		v->error = redirect ?
+			psprintf("HTTP %ld: redirects are not followed", req->status_code) :
+			psprintf("HTTP %ld", req->status_code);
+		v->failure.status_code = (int) req->status_code;
+		v->failure.retry_after = req->retry_after;
+	}
+	else
+	{
+		v->status_code = 0;
+		v->error_class = http_error_class_name(req->error_class);
+		v->error = pstrdup(req->error);
+	}
+}
+
+/* Text safe to store: valid UTF-8 without NULs (invalid bytes become '?'). */
+char *
+StorableText(const char *s, size_t len)
+{
+	char	   *out = palloc(len + 1);
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		int			l = pg_utf_mblen((const unsigned char *) s + i);
+
+		if (s[i] != '\0' && i + l <= len && pg_utf8_islegal((const unsigned char *) s + i, l))
+		{
+			memcpy(out + i, s + i, l);
+			i += l;
+		}
+		else
+			out[i++] = '?';
+	}
+	out[len] = '\0';
+	return out;
+}

@@ -1,0 +1,257 @@
+/*
+ * worker_launcher.c
+ *		Starting and stopping delivery workers: the launcher, CREATE EXTENSION's start at
+ *		commit, and DROP DATABASE's stop.
+ *
+ * The launcher is a static worker registered from _PG_init.  It reads pg_database once
+ * and starts a database worker for each database that accepts connections (or only
+ * integration.database_name); a database worker that finds no extension exits with
+ * code 0, which unregisters it.  CREATE EXTENSION starts the worker of its database
+ * when it commits (integration.start_worker()), and a worker exits when the extension
+ * is dropped.  DROP DATABASE refuses while anyone is connected, and the worker always
+ * is: the utility hook stops it first.
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+
+#include "shared_state.h"
+#include "wakeup.h"
+#include "worker.h"
+#include "worker_slots.h"
+
+/* How long DROP DATABASE waits for the database's worker to exit. */
+#define STOP_WAIT_MS 10000
+
+PGDLLEXPORT void integration_launcher_main(Datum arg);
+
+void
+worker_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	if (!integration_worker_enabled)
+		return;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	strlcpy(bgw.bgw_library_name, "integration", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "integration_launcher_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "integration launcher", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "integration launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* Asks the postmaster for a worker for dboid; false when no slot is free. */
+bool
+StartDatabaseWorker(Oid dboid)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	strlcpy(bgw.bgw_library_name, "integration", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "integration_database_worker_main", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "integration worker for database %u", dboid);
+	strlcpy(bgw.bgw_type, "integration worker", BGW_MAXLEN);
+	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&bgw, &handle);
+}
+
+/* The launcher: starts a worker per database, then waits for shutdown. */
+void
+integration_launcher_main(Datum arg)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	List	   *dbs = NIL;
+	ListCell   *lc;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	/* No database: pg_database is a shared catalog. */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		if (integration_database_name[0] != '\0' &&
+			strcmp(NameStr(db->datname), integration_database_name) != 0)
+			continue;
+		dbs = lappend_oid(dbs, db->oid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+
+	foreach(lc, dbs)
+	{
+		if (!WorkerSlotExists(lfirst_oid(lc)) && !StartDatabaseWorker(lfirst_oid(lc)))
+			ereport(WARNING,
+					(errmsg("integration launcher could not start a worker for database %u",
+							lfirst_oid(lc)),
+					 errhint("Raise max_worker_processes.")));
+	}
+	ereport(LOG, (errmsg("integration launcher checked %d databases", list_length(dbs))));
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+static bool start_at_commit = false;
+static bool start_callback_registered = false;
+
+static void
+start_worker_xact_callback(XactEvent event, void *arg)
+{
+	if (!start_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT && !WorkerSlotExists(MyDatabaseId))
+	{
+		if (!StartDatabaseWorker(MyDatabaseId))
+			ereport(WARNING,
+					(errmsg("could not start the integration worker for this database"),
+					 errhint("Raise max_worker_processes, then restart the server.")));
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		start_at_commit = false;
+}
+
+PG_FUNCTION_INFO_V1(integration_start_worker);
+
+/*
+ * start_worker(): this database's worker starts when the transaction commits (so it
+ * sees the extension CREATE EXTENSION just made).  Returns false when it already runs
+ * or integration.database_name names another database.
+ */
+Datum
+integration_start_worker(PG_FUNCTION_ARGS)
+{
+	if (integration_shared == NULL || !integration_worker_enabled)
+		PG_RETURN_BOOL(false);
+	if (integration_database_name[0] != '\0' &&
+		strcmp(get_database_name(MyDatabaseId), integration_database_name) != 0)
+		PG_RETURN_BOOL(false);
+	if (WorkerSlotExists(MyDatabaseId))
+		PG_RETURN_BOOL(false);
+	if (!start_callback_registered)
+	{
+		RegisterXactCallback(start_worker_xact_callback, NULL);
+		start_callback_registered = true;
+	}
+	start_at_commit = true;
+	PG_RETURN_BOOL(true);
+}
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void
+call_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
+
+/*
+ * DROP DATABASE: stop the database's worker first.  DROP EXTENSION (or DROP SCHEMA)
+ * wakes the worker at commit, so it sees the extension is gone.  If the drop then
+ * fails, the database's worker is started again.
+ */
+static void
+integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+							ProcessUtilityContext context, ParamListInfo params,
+							QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (integration_shared != NULL && IsA(parsetree, DropdbStmt) &&
+		context == PROCESS_UTILITY_TOPLEVEL && !IsTransactionBlock())
+	{
+		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+
+		/* Only for a drop that can succeed: anyone else must not stop the worker. */
+		if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) &&
+			WorkerSlotExists(dboid))
+		{
+			(void) StopDatabaseWorker(dboid, STOP_WAIT_MS);
+			PG_TRY();
+			{
+				call_process_utility(pstmt, queryString, readOnlyTree, context, params,
+									 queryEnv, dest, qc);
+			}
+			PG_CATCH();
+			{
+				/* The database stays: so does its worker. */
+				(void) StartDatabaseWorker(dboid);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			return;
+		}
+	}
+
+	/*
+	 * An idle worker only looks for its extension when it scans: wake it when a
+	 * transaction that may drop the extension commits, so it exits at once instead
+	 * of at the next idle recheck.  A needless wake-up costs one scan.
+	 */
+	if (integration_shared != NULL && IsA(parsetree, DropStmt) &&
+		(((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
+		 ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA))
+		wake_worker_at_commit();
+	call_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+						 dest, qc);
+}
+
+void
+worker_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = integration_process_utility;
+}

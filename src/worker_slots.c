@@ -1,0 +1,314 @@
+/*
+ * worker_slots.c
+ *		The registry of running delivery workers: one slot per worker in shared memory.
+ *
+ * Locking.  slots_lock guards which slot belongs to which database (in_use, dboid, pid,
+ * latch, stop_requested) and the last error; taking a slot holds it exclusively, so a
+ * database never gets two workers.  Everything a worker updates on every turn of its
+ * loop (its activity, requests in flight, counters) is an atomic that only that worker
+ * writes, so neither its loop nor the committing backends that wake it contend for the
+ * lock beyond a shared acquisition.  A released slot is announced on the
+ * slot_released condition variable, which DROP DATABASE sleeps on while the database's
+ * worker exits.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "commands/dbcommands.h"
+
+#include "shared_state.h"
+#include "worker_slots.h"
+
+static IntegrationWorkerSlot *my_slot = NULL;
+
+static const char *const activity_names[] = {
+	[WORKER_STARTING] = "starting",
+	[WORKER_IDLE] = "idle",
+	[WORKER_SENDING] = "sending",
+	[WORKER_CLAIMING] = "claiming",
+	[WORKER_RECORDING] = "recording",
+	[WORKER_REFRESHING] = "refreshing",
+};
+
+/* Whether a worker holds a slot for dboid. */
+bool
+WorkerSlotExists(Oid dboid)
+{
+	bool		found = false;
+
+	if (integration_shared == NULL)
+		return false;
+	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS && !found; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		found = slot->in_use && slot->dboid == dboid;
+	}
+	LWLockRelease(integration_shared->slots_lock);
+	return found;
+}
+
+/*
+ * Sets the latch of the delivery worker of database dboid, if one runs.  Latches are
+ * idempotent, so many commits in a burst share one wake-up of the worker.  due: the
+ * commit also made deliveries due (a requeue, a dispatch), so the worker looks for
+ * them; a wake-up for published events alone only fans out.
+ */
+void
+WakeDatabaseWorker(Oid dboid, bool due)
+{
+	Latch	   *latch = NULL;
+
+	if (integration_shared == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&integration_shared->commits_signalled, 1);
+	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		if (slot->in_use && slot->dboid == dboid)
+		{
+			if (due)
+				pg_atomic_write_u32(&slot->due_requested, 1);
+			latch = slot->latch;
+			break;
+		}
+	}
+	/* Set under the lock: a worker releases its slot, and its latch, only exclusively. */
+	if (latch != NULL)
+	{
+		SetLatch(latch);
+		pg_atomic_fetch_add_u64(&integration_shared->workers_woken, 1);
+	}
+	LWLockRelease(integration_shared->slots_lock);
+}
+
+/*
+ * Asks the worker of dboid to exit for good and waits up to timeout_ms for it to go,
+ * sleeping on the slot_released condition variable (interruptible).  Its claims return
+ * to 'pending' when a worker starts again.  Returns whether it is gone.
+ */
+bool
+StopDatabaseWorker(Oid dboid, int timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	bool		gone = false;
+
+	LWLockAcquire(integration_shared->slots_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		if (slot->in_use && slot->dboid == dboid)
+		{
+			slot->stop_requested = true;
+			if (slot->latch)
+				SetLatch(slot->latch);
+		}
+	}
+	LWLockRelease(integration_shared->slots_lock);
+
+	ConditionVariablePrepareToSleep(&integration_shared->slot_released);
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+		if (!WorkerSlotExists(dboid))
+		{
+			gone = true;
+			break;
+		}
+		if (left <= 0)
+			break;
+		(void) ConditionVariableTimedSleep(&integration_shared->slot_released, left,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	return gone;
+}
+
+static void
+release_slot(int code, Datum arg)
+{
+	if (my_slot == NULL)
+		return;
+	LWLockAcquire(integration_shared->slots_lock, LW_EXCLUSIVE);
+	my_slot->in_use = false;
+	my_slot->latch = NULL;
+	my_slot->pid = 0;
+	LWLockRelease(integration_shared->slots_lock);
+	my_slot = NULL;
+	ConditionVariableBroadcast(&integration_shared->slot_released);
+}
+
+/*
+ * Takes a free slot for dboid, released when the process exits; false when the
+ * database already has a worker or no slot is free (WorkerSlotExists() tells which).
+ */
+bool
+WorkerSlotTake(Oid dboid)
+{
+	IntegrationWorkerSlot *free_slot = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(integration_shared->slots_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		if (slot->in_use && slot->dboid == dboid)
+		{
+			LWLockRelease(integration_shared->slots_lock);
+			return false;
+		}
+		if (!slot->in_use && free_slot == NULL)
+			free_slot = slot;
+	}
+	if (free_slot)
+	{
+		free_slot->in_use = true;
+		free_slot->dboid = dboid;
+		free_slot->pid = MyProcPid;
+		free_slot->latch = MyLatch;
+		free_slot->stop_requested = false;
+		free_slot->started_at = now;
+		free_slot->last_error[0] = '\0';
+		free_slot->last_error_at = 0;
+		pg_atomic_write_u32(&free_slot->due_requested, 0);
+		pg_atomic_write_u32(&free_slot->activity, WORKER_STARTING);
+		pg_atomic_write_u32(&free_slot->in_flight, 0);
+		pg_atomic_write_u64(&free_slot->sent, 0);
+		pg_atomic_write_u64(&free_slot->delivered, 0);
+		pg_atomic_write_u64(&free_slot->failed_attempts, 0);
+	}
+	LWLockRelease(integration_shared->slots_lock);
+	if (free_slot == NULL)
+		return false;
+	my_slot = free_slot;
+	before_shmem_exit(release_slot, 0);
+	return true;
+}
+
+bool
+WorkerSlotStopRequested(void)
+{
+	bool		stop;
+
+	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+	stop = my_slot->stop_requested;
+	LWLockRelease(integration_shared->slots_lock);
+	return stop;
+}
+
+/* Whether a committer asked for a scan of due deliveries since the last call. */
+bool
+WorkerSlotTakeDueRequest(void)
+{
+	return pg_atomic_exchange_u32(&my_slot->due_requested, 0) != 0;
+}
+
+void
+WorkerSlotSetActivity(WorkerActivity activity)
+{
+	pg_atomic_write_u32(&my_slot->activity, (uint32) activity);
+}
+
+void
+WorkerSlotSetError(const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(integration_shared->slots_lock, LW_EXCLUSIVE);
+	strlcpy(my_slot->last_error, message, WORKER_ERROR_LEN);
+	my_slot->last_error_at = now;
+	LWLockRelease(integration_shared->slots_lock);
+}
+
+void
+WorkerSlotSetInFlight(int n)
+{
+	pg_atomic_write_u32(&my_slot->in_flight, (uint32) n);
+}
+
+void
+WorkerSlotCountSent(void)
+{
+	pg_atomic_fetch_add_u64(&my_slot->sent, 1);
+}
+
+void
+WorkerSlotCountOutcome(bool delivered)
+{
+	pg_atomic_fetch_add_u64(delivered ? &my_slot->delivered : &my_slot->failed_attempts, 1);
+}
+
+PG_FUNCTION_INFO_V1(integration_worker_status);
+
+/* worker_status(): one row per running delivery worker. */
+Datum
+integration_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (integration_shared == NULL)
+		return (Datum) 0;
+
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		bool		in_use;
+		Oid			dboid;
+		pid_t		pid;
+		TimestampTz started_at;
+		TimestampTz last_error_at;
+		char		last_error[WORKER_ERROR_LEN];
+		uint32		activity;
+		char	   *dbname;
+
+		LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+		in_use = slot->in_use;
+		dboid = slot->dboid;
+		pid = slot->pid;
+		started_at = slot->started_at;
+		last_error_at = slot->last_error_at;
+		strlcpy(last_error, slot->last_error, sizeof(last_error));
+		LWLockRelease(integration_shared->slots_lock);
+		if (!in_use)
+			continue;
+
+		values[0] = Int32GetDatum(pid);
+		dbname = get_database_name(dboid);
+		if (dbname)
+			values[1] = CStringGetTextDatum(dbname);
+		else
+			nulls[1] = true;
+		activity = pg_atomic_read_u32(&slot->activity);
+		values[2] = CStringGetTextDatum(activity < lengthof(activity_names) ?
+										activity_names[activity] : "unknown");
+		values[3] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->in_flight));
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->sent));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->failed_attempts));
+		values[7] = TimestampTzGetDatum(started_at);
+		if (last_error[0])
+		{
+			values[8] = CStringGetTextDatum(last_error);
+			values[9] = TimestampTzGetDatum(last_error_at);
+		}
+		else
+			nulls[8] = nulls[9] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
