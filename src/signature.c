@@ -795,6 +795,13 @@ const WebhookSigner webhook_signers[] = {
 			[STANDARD_TIMESTAMP] = "webhook-timestamp",
 			[STANDARD_SIGNATURE] = "webhook-signature",
 		},
+		/* The Svix-branded names of the same headers, which Svix's own
+		 * libraries accept as well */
+		.aliases = {
+			[STANDARD_ID] = "svix-id",
+			[STANDARD_TIMESTAMP] = "svix-timestamp",
+			[STANDARD_SIGNATURE] = "svix-signature",
+		},
 		.sign = SignStandard,
 		.verify = VerifyStandard,
 	},

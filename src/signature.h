@@ -100,6 +100,8 @@ typedef struct WebhookSigner
 	int			nheaders;
 	/* names sign produces and verify reads, in this order */
 	const char *headers[WEBHOOK_SIGNER_MAX_HEADERS];
+	/* another name verify accepts for headers[i], or NULL */
+	const char *aliases[WEBHOOK_SIGNER_MAX_HEADERS];
 	WebhookSignFunction sign;
 	WebhookVerifyFunction verify;
 } WebhookSigner;

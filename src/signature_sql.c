@@ -11,8 +11,9 @@
  * malformed and never raises.
  *
  * Finding a scheme's headers in the jsonb object is done here, once for
- * every scheme: names match case-insensitively, and a header that appears
- * twice under different spellings is ambiguous, so it answers false.
+ * every scheme: names match case-insensitively, a scheme may accept an
+ * alias for a name (standard: Svix's svix-id for webhook-id, and so on),
+ * and a header whose value is ambiguous answers false.
  *
  *-------------------------------------------------------------------------
  */
@@ -229,20 +230,45 @@ typedef struct HeaderMatch
 	bool		is_string;
 } HeaderMatch;
 
+/* A signer's name for a header, and its alias */
+#define HEADER_SPELLINGS 2
+
+/* The spelling of header i that matches a jsonb key, or -1 */
+static int
+MatchSpelling(const WebhookSigner *s, int i, const JsonbValue *key)
+{
+	const char *names[HEADER_SPELLINGS] = {s->headers[i], s->aliases[i]};
+
+	for (int j = 0; j < HEADER_SPELLINGS; j++)
+	{
+		if (names[j] != NULL &&
+			strlen(names[j]) == (size_t) key->val.string.len &&
+			pg_strncasecmp(names[j], key->val.string.val,
+						   key->val.string.len) == 0)
+			return j;
+	}
+	return -1;
+}
+
 /*
  * Find the signer's headers in a jsonb object, matching names
  * case-insensitively, into values (in the signer's order).  Returns false
- * unless headers is an object and every name occurs exactly once with a
- * string value.
+ * unless headers is an object and every header occurs, under its name or
+ * its alias, with a string value.
+ *
+ * A name sent twice in different cases is ambiguous, so false.  A header
+ * sent under both its name and its alias (webhook-id and svix-id) is
+ * accepted only if both carry the same value: otherwise the application
+ * could act on the one that was not verified.
  */
 static bool
 FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 {
-	HeaderMatch matches[WEBHOOK_SIGNER_MAX_HEADERS];
+	HeaderMatch matches[WEBHOOK_SIGNER_MAX_HEADERS][HEADER_SPELLINGS];
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	int			current = -1;
+	HeaderMatch *current = NULL;
 
 	if (!JB_ROOT_IS_OBJECT(headers))
 		return false;
@@ -254,40 +280,54 @@ FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 	{
 		if (tok == WJB_KEY)
 		{
-			current = -1;
-			for (int i = 0; i < s->nheaders; i++)
+			current = NULL;
+			for (int i = 0; i < s->nheaders && current == NULL; i++)
 			{
-				if (strlen(s->headers[i]) == (size_t) v.val.string.len &&
-					pg_strncasecmp(s->headers[i], v.val.string.val,
-								   v.val.string.len) == 0)
+				int			j = MatchSpelling(s, i, &v);
+
+				if (j >= 0)
 				{
-					current = i;
-					matches[i].count++;
-					break;
+					current = &matches[i][j];
+					current->count++;
 				}
 			}
 		}
-		else if (tok == WJB_VALUE && current >= 0)
+		else if (tok == WJB_VALUE && current != NULL)
 		{
 			if (v.type == jbvString)
 			{
-				matches[current].is_string = true;
-				matches[current].val = v.val.string.val;
-				matches[current].len = v.val.string.len;
+				current->is_string = true;
+				current->val = v.val.string.val;
+				current->len = v.val.string.len;
 			}
 			else
-				matches[current].is_string = false;
-			current = -1;
+				current->is_string = false;
+			current = NULL;
 		}
 	}
 
-	/* A header sent twice with different spellings is ambiguous */
 	for (int i = 0; i < s->nheaders; i++)
 	{
-		if (matches[i].count != 1 || !matches[i].is_string)
+		const HeaderMatch *found = NULL;
+
+		for (int j = 0; j < HEADER_SPELLINGS; j++)
+		{
+			const HeaderMatch *m = &matches[i][j];
+
+			if (m->count == 0)
+				continue;
+			if (m->count != 1 || !m->is_string)
+				return false;
+			if (found != NULL &&
+				(found->len != m->len ||
+				 memcmp(found->val, m->val, m->len) != 0))
+				return false;
+			found = m;
+		}
+		if (found == NULL)
 			return false;
-		values[i].val = matches[i].val;
-		values[i].len = matches[i].len;
+		values[i].val = found->val;
+		values[i].len = found->len;
 	}
 	return true;
 }
