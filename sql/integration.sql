@@ -71,7 +71,7 @@ COMMENT ON FUNCTION integration.validate_headers(jsonb) IS
 	'Returns headers when it is a JSON object of valid, non-reserved header names to safe string values; raises invalid_parameter_value otherwise.';
 
 ------------------------------------------------------------------------------------------
--- Signing, verification and event matching (src/hmac.c, src/signature.c, src/event_pattern.c)
+-- Signing, verification and event matching (src/hmac.c, src/signature.c, src/signature_sql.c, src/event_pattern.c)
 ------------------------------------------------------------------------------------------
 
 CREATE FUNCTION integration.hmac(key bytea, data bytea, algorithm text DEFAULT 'sha256')

@@ -1,25 +1,162 @@
 /*-------------------------------------------------------------------------
  *
  * signature.h
- *	  Webhook signature schemes: Standard Webhooks secrets and signatures
- *	  for the delivery worker.  The SQL functions sign() and verify() cover
- *	  the other schemes (stripe, shopify, woocommerce, github).
+ *	  Webhook signature schemes as one table of signers: Standard Webhooks,
+ *	  Stripe, Shopify, WooCommerce and GitHub.  The SQL functions sign()
+ *	  and verify() and the delivery worker look schemes up in the same
+ *	  table, so a scheme is added in one place.
  *
- * webhook_standard_signature() and webhook_secret_is_valid() report a bad
- * secret through *error instead of ereport, so that the worker can store
- * the problem as the result of one delivery.  They still palloc, in the
- * caller's memory context.
+ * Nothing here ereports because of a bad secret or a malformed request:
+ * a bad secret comes back through *error (a static message that never
+ * echoes the secret), so that the worker can store the problem as the
+ * result of one delivery, and verifiers answer false.  Functions still
+ * palloc, in the caller's memory context; only the random generators
+ * ereport, when OpenSSL cannot produce random bytes.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef INTEGRATION_SIGNATURE_H
 #define INTEGRATION_SIGNATURE_H
 
+#include "common/int128.h"
+#include "datatype/timestamp.h"
+
+/* Most headers one scheme produces or reads (standard: id, timestamp, signature) */
+#define WEBHOOK_SIGNER_MAX_HEADERS 3
+
+/* How a scheme turns the operator's secret string into HMAC keys */
+typedef enum WebhookKeyFormat
+{
+	/* space-separated list of "whsec_" (optional) + base64 of 24 to 64 bytes */
+	WEBHOOK_KEY_STANDARD,
+	/* space-separated list of strings, each used as it is (stripe) */
+	WEBHOOK_KEY_RAW_LIST,
+	/* the whole string is one key, spaces included */
+	WEBHOOK_KEY_RAW
+} WebhookKeyFormat;
+
+/* A secret parsed into HMAC keys (see webhook_signer_parse_secret) */
+typedef struct WebhookKeySet WebhookKeySet;
+
+/* What a sender signs */
+typedef struct WebhookMessage
+{
+	const char *msg_id;			/* NUL-terminated; only for schemes that sign it */
+	int64		timestamp;		/* unix seconds; only for schemes that sign it */
+	const char *body;
+	size_t		bodylen;
+} WebhookMessage;
+
+/* One outbound header: the name is the signer table's, the value palloc'd */
+typedef struct WebhookHeader
+{
+	const char *name;
+	char	   *value;
+} WebhookHeader;
+
+/* A header value as received: not NUL-terminated (jsonb strings are not) */
+typedef struct WebhookHeaderValue
+{
+	const char *val;
+	int			len;
+} WebhookHeaderValue;
+
+/*
+ * A received timestamp is accepted within tolerance microseconds of now,
+ * in either direction.  128 bits because both may be anywhere in their
+ * ranges (an interval of 1000 years, a now near the end of time).
+ */
+typedef struct WebhookTimeWindow
+{
+	TimestampTz now;
+	INT128		tolerance;		/* non-negative */
+} WebhookTimeWindow;
+
+/*
+ * Sign msg with every key: values[i] gets the palloc'd value of header i of
+ * the signer.  False only if HMAC fails.
+ */
+typedef bool (*WebhookSignFunction) (const WebhookKeySet *keys,
+									 const WebhookMessage *msg,
+									 char **values);
+
+/*
+ * Does any key's signature of body match the received headers (headers[i]
+ * is header i of the signer, found by the caller)?  False for anything
+ * malformed and for a timestamp outside window.
+ */
+typedef bool (*WebhookVerifyFunction) (const WebhookKeySet *keys,
+									   const WebhookHeaderValue *headers,
+									   const char *body, size_t bodylen,
+									   const WebhookTimeWindow *window);
+
+/* One signature scheme */
+typedef struct WebhookSigner
+{
+	const char *name;			/* lower case; looked up case-insensitively */
+	WebhookKeyFormat key_format;
+	bool		signs_msg_id;	/* WebhookMessage.msg_id is signed and sent */
+	bool		signs_timestamp;	/* WebhookMessage.timestamp is signed and sent */
+	int			nheaders;
+	/* names sign produces and verify reads, in this order */
+	const char *headers[WEBHOOK_SIGNER_MAX_HEADERS];
+	/* another name verify accepts for headers[i], or NULL */
+	const char *aliases[WEBHOOK_SIGNER_MAX_HEADERS];
+	WebhookSignFunction sign;
+	WebhookVerifyFunction verify;
+} WebhookSigner;
+
+/* The table, in the order error hints list the schemes */
+extern const WebhookSigner webhook_signers[];
+extern const int webhook_num_signers;
+
+/* The signer of a scheme name (case-insensitive), or NULL if unknown */
+extern const WebhookSigner *webhook_signer_lookup(const char *scheme);
+
+/*
+ * Parse the operator's secret (len bytes, not necessarily NUL-terminated)
+ * as the signer's keys.  Returns NULL with *error set if it is bad.  Raw
+ * keys point into secret, which must outlive the result.
+ */
+extern WebhookKeySet *webhook_signer_parse_secret(const WebhookSigner *s,
+												  const char *secret,
+												  size_t len,
+												  const char **error);
+
+/* Wipe decoded key material and free a key set */
+extern void webhook_signer_free_keys(WebhookKeySet *keys);
+
+/*
+ * The headers signing msg under keys: out (room for
+ * WEBHOOK_SIGNER_MAX_HEADERS) gets *nout = s->nheaders headers, in the
+ * signer's order.  False with *error set if HMAC fails.
+ */
+extern bool webhook_signer_sign(const WebhookSigner *s,
+								const WebhookKeySet *keys,
+								const WebhookMessage *msg,
+								WebhookHeader *out, int *nout,
+								const char **error);
+
+/*
+ * The outbound headers of one message, for the worker: the secret is
+ * parsed and msg_id, timestamp (unix seconds) and body signed with every
+ * key.  out has room for WEBHOOK_SIGNER_MAX_HEADERS; *nout gets the
+ * number filled.  False with *error set, never an ereport, if the secret
+ * is bad, msg_id is missing for a scheme that signs it, or HMAC fails.
+ */
+extern bool webhook_signer_headers(const WebhookSigner *s,
+								   const char *secret,
+								   const char *msg_id,
+								   int64 timestamp,
+								   const char *body, size_t len,
+								   WebhookHeader *out, int *nout,
+								   const char **error);
+
 /*
  * Value of the webhook-signature header ("v1,<base64> v1,<base64> ...", one
  * entry per space-separated secret, in order) for msg_id, timestamp (unix
  * seconds) and body.  Returns NULL and sets *error to a static message if a
- * secret is bad.
+ * secret is bad.  The "standard" entry of the table, for existing callers.
  */
 extern char *webhook_standard_signature(const char *secrets,
 										const char *msg_id,
@@ -36,5 +173,8 @@ extern bool webhook_secret_is_valid(const char *secrets, const char **error);
 
 /* A fresh "whsec_" secret holding 32 random bytes; ereports on failure */
 extern char *webhook_generate_secret(void);
+
+/* A fresh "msg_" id of 24 random base62 characters; ereports on failure */
+extern char *webhook_generate_message_id(void);
 
 #endif							/* INTEGRATION_SIGNATURE_H */

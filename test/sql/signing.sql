@@ -286,3 +286,44 @@ SELECT integration.verify('standard', :'std_secret', :'std_headers', :'std_body'
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.verify('standard', :'std_secret', :'std_headers', :'std_body', NULL, :std_now);
 \echo :LAST_ERROR_SQLSTATE
+
+--
+-- verify: standard accepts Svix's names for its headers
+--
+\set svix_headers '{"svix-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "svix-timestamp": "1614265330", "svix-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}'
+SELECT integration.verify('standard', :'std_secret', :'svix_headers', :'std_body', '5 minutes', :std_now) AS svix_known_answer;
+SELECT label, integration.verify('standard', :'std_secret', h, b, '5 minutes', :std_now)
+  FROM (VALUES
+    ('mixed-case names', '{"Svix-Id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "SVIX-TIMESTAMP": "1614265330", "Svix-Signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}'::jsonb, :'std_body'),
+    ('both names, same values', :'std_headers'::jsonb || :'svix_headers'::jsonb, :'std_body'),
+    ('webhook-id with svix timestamp and signature', (:'svix_headers'::jsonb - 'svix-id') || '{"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek"}', :'std_body'),
+    ('rotation list in svix-signature', jsonb_set(:'svix_headers', '{svix-signature}', to_jsonb('v1a,AAAA ' || :'std_sig')), :'std_body'),
+    ('changed body', :'svix_headers'::jsonb, '{"test": 2432232315}'),
+    ('changed id', jsonb_set(:'svix_headers', '{svix-id}', '"msg_p5jXN8AQM9LWM0D4loKWxJeK"'), :'std_body'),
+    ('changed timestamp', jsonb_set(:'svix_headers', '{svix-timestamp}', '"1614265331"'), :'std_body'),
+    ('empty id', jsonb_set(:'svix_headers', '{svix-id}', '""'), :'std_body'),
+    ('both names, different ids', :'std_headers'::jsonb || jsonb_set(:'svix_headers', '{svix-id}', '"msg_other"'), :'std_body'),
+    ('both names, different signatures', :'std_headers'::jsonb || jsonb_set(:'svix_headers', '{svix-signature}', '"v1,LWNXyPrvK+64LFb1orDAasBCHCVIOFaIcdNs1RM59BQ="'), :'std_body'),
+    ('both names, one empty', :'std_headers'::jsonb || jsonb_set(:'svix_headers', '{svix-timestamp}', '""'), :'std_body'),
+    ('both names, one not a string', :'std_headers'::jsonb || jsonb_set(:'svix_headers', '{svix-timestamp}', '1614265330'), :'std_body'),
+    ('duplicate name, other case', :'svix_headers'::jsonb || '{"Svix-Id": "msg_p5jXN8AQM9LWM0D4loKWxJek"}', :'std_body'),
+    ('missing signature', :'svix_headers'::jsonb - 'svix-signature', :'std_body'),
+    ('missing id', :'svix_headers'::jsonb - 'svix-id', :'std_body'),
+    ('null signature', jsonb_set(:'svix_headers', '{svix-signature}', 'null'), :'std_body'),
+    ('prefix only', '{"svix-": "msg_p5jXN8AQM9LWM0D4loKWxJek", "svix-timestamp": "1614265330", "svix-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}', :'std_body')
+  ) AS t(label, h, b);
+-- the timestamp tolerance applies under either name
+SELECT offset_s, integration.verify('standard', :'std_secret', :'svix_headers', :'std_body', '5 minutes', to_timestamp(1614265330 + offset_s))
+  FROM unnest(ARRAY[-301, -300, 300, 301]) AS offset_s;
+-- a signature made by sign() verifies after its headers are renamed
+WITH s AS (SELECT integration.sign('standard', :'std_secret', 'renamed', 'msg_renamed', 1614265330) AS h)
+SELECT integration.verify('standard', :'std_secret',
+         jsonb_build_object('svix-id', h -> 'webhook-id', 'svix-timestamp', h -> 'webhook-timestamp',
+                            'svix-signature', h -> 'webhook-signature'),
+         'renamed', '5 minutes', :std_now) AS renamed_round_trip
+  FROM s;
+-- sign() still writes only the webhook- names; other schemes have no aliases
+SELECT jsonb_object_keys(integration.sign('standard', :'std_secret', :'std_body', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330)) AS signed_names
+ ORDER BY 1;
+SELECT integration.verify('github', 'It''s a Secret to Everybody',
+         '{"svix-signature": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}', 'Hello, World!') AS github_ignores_svix_names;

@@ -1,0 +1,419 @@
+/*-------------------------------------------------------------------------
+ *
+ * signature_sql.c
+ *	  The SQL functions sign(), verify(), generate_secret() and
+ *	  validate_secret(), over the signer table of signature.c.
+ *
+ * The scheme and the secret are supplied by the operator, so an unknown
+ * scheme or a bad secret is an error, raised before anything else is
+ * looked at and never echoing the secret.  Headers and body come from
+ * whoever sent the request, so verify() answers false to anything
+ * malformed and never raises.
+ *
+ * Finding a scheme's headers in the jsonb object is done here, once for
+ * every scheme: names match case-insensitively, a scheme may accept an
+ * alias for a name (standard: Svix's svix-id for webhook-id, and so on),
+ * and a header whose value is ambiguous answers false.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "signature.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(integration_sign);
+PG_FUNCTION_INFO_V1(integration_verify);
+PG_FUNCTION_INFO_V1(integration_generate_secret);
+PG_FUNCTION_INFO_V1(integration_validate_secret);
+
+#define UNIX_EPOCH_OFFSET_SECS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)
+
+/* Current wall-clock time in unix seconds */
+static int64
+UnixNow(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		secs = now / USECS_PER_SEC;
+
+	if (now < 0 && now % USECS_PER_SEC != 0)
+		secs--;
+	return secs + UNIX_EPOCH_OFFSET_SECS;
+}
+
+/* "standard, stripe, ... and github": the table's schemes, for hints */
+static char *
+SchemeList(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < webhook_num_signers; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf,
+								   i == webhook_num_signers - 1 ? " and " : ", ");
+		appendStringInfoString(&buf, webhook_signers[i].name);
+	}
+	return buf.data;
+}
+
+/* Signer from a SQL argument, or raise */
+static const WebhookSigner *
+SignerFromText(text *name)
+{
+	char	   *cname = text_to_cstring(name);
+	const WebhookSigner *s = webhook_signer_lookup(cname);
+
+	if (s == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown webhook signature scheme \"%s\"", cname),
+				 errhint("Supported schemes are %s.", SchemeList())));
+	pfree(cname);
+	return s;
+}
+
+/* Raise the error for a bad Standard Webhooks secret */
+static void
+ReportBadSecret(const char *error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", error),
+			 errhint("A Standard Webhooks secret is \"whsec_\" followed by the base64 encoding of 24 to 64 random bytes; separate several secrets with spaces.")));
+}
+
+/*
+ * Keys from a SQL secret argument, or raise (never echoing the secret).
+ * Raw keys point into secret, so it must stay until the keys are freed.
+ */
+static WebhookKeySet *
+KeysFromText(const WebhookSigner *s, text *secret)
+{
+	const char *error = NULL;
+	WebhookKeySet *keys;
+
+	keys = webhook_signer_parse_secret(s, VARDATA_ANY(secret),
+									   VARSIZE_ANY_EXHDR(secret), &error);
+	if (keys == NULL)
+	{
+		if (s->key_format == WEBHOOK_KEY_STANDARD)
+			ReportBadSecret(error);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", error)));
+	}
+	return keys;
+}
+
+/* Raise if a required argument is NULL */
+static void
+RequireArgument(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/* Add one string member to an object under construction */
+static void
+PushHeader(JsonbParseState **state, const char *name,
+		   const char *value, int valuelen)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) name;
+	v.val.string.len = strlen(name);
+	pushJsonbValue(state, WJB_KEY, &v);
+
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = valuelen;
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* Raise that OpenSSL failed */
+static void
+ReportHmacFailure(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("could not compute HMAC")));
+}
+
+/*
+ * integration.sign(scheme text, secret text, body text, msg_id text,
+ *					"timestamp" bigint) RETURNS jsonb
+ */
+Datum
+integration_sign(PG_FUNCTION_ARGS)
+{
+	const WebhookSigner *s;
+	text	   *body;
+	WebhookKeySet *keys;
+	WebhookMessage msg;
+	WebhookHeader headers[WEBHOOK_SIGNER_MAX_HEADERS];
+	int			nheaders;
+	const char *error = NULL;
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	Jsonb	   *result;
+
+	RequireArgument(fcinfo, 0, "scheme");
+	RequireArgument(fcinfo, 1, "secret");
+	RequireArgument(fcinfo, 2, "body");
+
+	s = SignerFromText(PG_GETARG_TEXT_PP(0));
+	keys = KeysFromText(s, PG_GETARG_TEXT_PP(1));
+	body = PG_GETARG_TEXT_PP(2);
+
+	if (PG_ARGISNULL(4))
+		msg.timestamp = UnixNow();
+	else
+	{
+		msg.timestamp = PG_GETARG_INT64(4);
+		if (msg.timestamp < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timestamp must not be negative"),
+					 errdetail("The timestamp is in seconds since 1970-01-01 00:00:00 UTC.")));
+	}
+
+	/* Schemes that sign no id ignore msg_id, even an empty one */
+	msg.msg_id = NULL;
+	if (s->signs_msg_id)
+	{
+		if (PG_ARGISNULL(3))
+			msg.msg_id = webhook_generate_message_id();
+		else
+			msg.msg_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		if (msg.msg_id[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("msg_id must not be empty"),
+					 errhint("Pass NULL to generate a message id.")));
+	}
+	msg.body = VARDATA_ANY(body);
+	msg.bodylen = VARSIZE_ANY_EXHDR(body);
+
+	if (!webhook_signer_sign(s, keys, &msg, headers, &nheaders, &error))
+		ReportHmacFailure();
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < nheaders; i++)
+		PushHeader(&state, headers[i].name, headers[i].value,
+				   strlen(headers[i].value));
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	result = JsonbValueToJsonb(res);	/* copies the strings pushed above */
+
+	for (int i = 0; i < nheaders; i++)
+		pfree(headers[i].value);
+	webhook_signer_free_keys(keys);
+	PG_FREE_IF_COPY(body, 2);
+	PG_RETURN_JSONB_P(result);
+}
+
+/* How often one header name was found in the request, and its value */
+typedef struct HeaderMatch
+{
+	const char *val;
+	int			len;
+	int			count;			/* keys matching the name */
+	bool		is_string;
+} HeaderMatch;
+
+/* A signer's name for a header, and its alias */
+#define HEADER_SPELLINGS 2
+
+/* The spelling of header i that matches a jsonb key, or -1 */
+static int
+MatchSpelling(const WebhookSigner *s, int i, const JsonbValue *key)
+{
+	const char *names[HEADER_SPELLINGS] = {s->headers[i], s->aliases[i]};
+
+	for (int j = 0; j < HEADER_SPELLINGS; j++)
+	{
+		if (names[j] != NULL &&
+			strlen(names[j]) == (size_t) key->val.string.len &&
+			pg_strncasecmp(names[j], key->val.string.val,
+						   key->val.string.len) == 0)
+			return j;
+	}
+	return -1;
+}
+
+/*
+ * Find the signer's headers in a jsonb object, matching names
+ * case-insensitively, into values (in the signer's order).  Returns false
+ * unless headers is an object and every header occurs, under its name or
+ * its alias, with a string value.
+ *
+ * A name sent twice in different cases is ambiguous, so false.  A header
+ * sent under both its name and its alias (webhook-id and svix-id) is
+ * accepted only if both carry the same value: otherwise the application
+ * could act on the one that was not verified.
+ */
+static bool
+FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
+{
+	HeaderMatch matches[WEBHOOK_SIGNER_MAX_HEADERS][HEADER_SPELLINGS];
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	HeaderMatch *current = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(headers))
+		return false;
+
+	memset(matches, 0, sizeof(matches));
+
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			current = NULL;
+			for (int i = 0; i < s->nheaders && current == NULL; i++)
+			{
+				int			j = MatchSpelling(s, i, &v);
+
+				if (j >= 0)
+				{
+					current = &matches[i][j];
+					current->count++;
+				}
+			}
+		}
+		else if (tok == WJB_VALUE && current != NULL)
+		{
+			if (v.type == jbvString)
+			{
+				current->is_string = true;
+				current->val = v.val.string.val;
+				current->len = v.val.string.len;
+			}
+			else
+				current->is_string = false;
+			current = NULL;
+		}
+	}
+
+	for (int i = 0; i < s->nheaders; i++)
+	{
+		const HeaderMatch *found = NULL;
+
+		for (int j = 0; j < HEADER_SPELLINGS; j++)
+		{
+			const HeaderMatch *m = &matches[i][j];
+
+			if (m->count == 0)
+				continue;
+			if (m->count != 1 || !m->is_string)
+				return false;
+			if (found != NULL &&
+				(found->len != m->len ||
+				 memcmp(found->val, m->val, m->len) != 0))
+				return false;
+			found = m;
+		}
+		if (found == NULL)
+			return false;
+		values[i].val = found->val;
+		values[i].len = found->len;
+	}
+	return true;
+}
+
+/*
+ * integration.verify(scheme text, secret text, headers jsonb, body text,
+ *					  tolerance interval, now timestamptz) RETURNS boolean
+ *
+ * Not strict: a NULL from a strict function would read as "not false" in
+ * IF NOT verify(...), so missing headers or body answer false, and missing
+ * operator arguments raise.
+ */
+Datum
+integration_verify(PG_FUNCTION_ARGS)
+{
+	const WebhookSigner *s;
+	WebhookKeySet *keys;
+	Interval   *tolerance_iv;
+	WebhookTimeWindow window;
+	INT128		zero = int64_to_int128(0);
+	Jsonb	   *headers;
+	text	   *body;
+	WebhookHeaderValue values[WEBHOOK_SIGNER_MAX_HEADERS];
+	bool		result;
+
+	RequireArgument(fcinfo, 0, "scheme");
+	RequireArgument(fcinfo, 1, "secret");
+	RequireArgument(fcinfo, 4, "tolerance");
+	RequireArgument(fcinfo, 5, "now");
+
+	s = SignerFromText(PG_GETARG_TEXT_PP(0));
+
+	tolerance_iv = PG_GETARG_INTERVAL_P(4);
+	window.tolerance = int64_to_int128(tolerance_iv->time);
+	int128_add_int64_mul_int64(&window.tolerance, tolerance_iv->day,
+							   USECS_PER_DAY);
+	int128_add_int64_mul_int64(&window.tolerance, tolerance_iv->month,
+							   (int64) DAYS_PER_MONTH * USECS_PER_DAY);
+	if (int128_compare(window.tolerance, zero) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tolerance must not be negative")));
+
+	window.now = PG_GETARG_TIMESTAMPTZ(5);
+	if (TIMESTAMP_NOT_FINITE(window.now))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("now must be finite")));
+
+	keys = KeysFromText(s, PG_GETARG_TEXT_PP(1));
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	{
+		webhook_signer_free_keys(keys);
+		PG_RETURN_BOOL(false);
+	}
+	headers = PG_GETARG_JSONB_P(2);
+	body = PG_GETARG_TEXT_PP(3);
+
+	result = FindHeaders(headers, s, values) &&
+		s->verify(keys, values, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
+				  &window);
+
+	webhook_signer_free_keys(keys);
+	PG_FREE_IF_COPY(body, 3);
+	PG_RETURN_BOOL(result);
+}
+
+/*
+ * integration.generate_secret() RETURNS text
+ */
+Datum
+integration_generate_secret(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(webhook_generate_secret()));
+}
+
+/*
+ * integration.validate_secret(secret text) RETURNS text
+ */
+Datum
+integration_validate_secret(PG_FUNCTION_ARGS)
+{
+	text	   *secret = PG_GETARG_TEXT_PP(0);
+
+	webhook_signer_free_keys(KeysFromText(webhook_signer_lookup("standard"),
+										  secret));
+	PG_RETURN_TEXT_P(secret);
+}
