@@ -56,9 +56,9 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 					 const char **error)
 {
 	char		msg_id[32];
-	char		ts[24];
+	WebhookHeader signed_headers[WEBHOOK_SIGNER_MAX_HEADERS];
+	int			nsigned = 0;
 	const char *sig_error = NULL;
-	char	   *signature;
 	int64		now_s = (int64) time(NULL);
 	bool		ok = true;
 	struct curl_slist *h = NULL;
@@ -72,10 +72,10 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 	}
 
 	snprintf(msg_id, sizeof(msg_id), "evt_" INT64_FORMAT, c->event_id);
-	snprintf(ts, sizeof(ts), INT64_FORMAT, now_s);
-	signature = webhook_standard_signature(c->secret, msg_id, now_s, c->payload,
-										   c->payload_len, &sig_error);
-	if (signature == NULL)
+	/* The same signer table as sign() and verify(): the Standard Webhooks scheme. */
+	if (!webhook_signer_headers(webhook_signer_lookup("standard"), c->secret, msg_id, now_s,
+								c->payload, c->payload_len, signed_headers, &nsigned,
+								&sig_error))
 	{
 		*error_class = "invalid_request";
 		*error = sig_error ? sig_error : "the endpoint secret cannot sign";
@@ -84,9 +84,9 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 
 	h = append_header(h, "Content-Type", 12, "application/json", 16, &ok);
 	h = append_header(h, "User-Agent", 10, INTEGRATION_USER_AGENT, strlen(INTEGRATION_USER_AGENT), &ok);
-	h = append_header(h, "webhook-id", 10, msg_id, strlen(msg_id), &ok);
-	h = append_header(h, "webhook-timestamp", 17, ts, strlen(ts), &ok);
-	h = append_header(h, "webhook-signature", 17, signature, strlen(signature), &ok);
+	for (int i = 0; i < nsigned; i++)
+		h = append_header(h, signed_headers[i].name, strlen(signed_headers[i].name),
+						  signed_headers[i].value, strlen(signed_headers[i].value), &ok);
 	/* No "Expect: 100-continue" round trip for larger bodies ("Expect:" removes it). */
 	if (ok && (next = curl_slist_append(h, "Expect:")) != NULL)
 		h = next;
