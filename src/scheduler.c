@@ -387,6 +387,46 @@ SchedulerTargetSaturated(Scheduler *s, SchedTarget *t)
 	return t->in_flight + t->queued >= s->limits.per_target;
 }
 
+/* Calls visit for every target with queued work, until it returns false. */
+typedef bool (*TargetVisitor) (Scheduler *s, SchedTarget *t, void *arg);
+
+static void
+visit_waiting_targets(Scheduler *s, TargetVisitor visit, void *arg)
+{
+	dlist_iter	ti;
+
+	dlist_foreach(ti, &s->tenants_ring)
+	{
+		SchedTenant *tenant = dlist_container(SchedTenant, ring, ti.cur);
+		dlist_iter	gi;
+
+		dlist_foreach(gi, &tenant->targets)
+		{
+			if (!visit(s, dlist_container(SchedTarget, ring, gi.cur), arg))
+				return;
+		}
+	}
+}
+
+typedef struct WaitingCount
+{
+	TimestampTz now;
+	bool		slots_taken;
+	int			waiting;
+} WaitingCount;
+
+static bool
+count_waiting(Scheduler *s, SchedTarget *t, void *arg)
+{
+	WaitingCount *wc = arg;
+	SchedVerdict v = SchedulerMaySend(s, t, wc->now, NULL);
+
+	if (!SchedulerTargetFull(s, t) &&
+		(v == SCHED_SEND || v == SCHED_NO_SLOT || (v == SCHED_TARGET_FULL && wc->slots_taken)))
+		wc->waiting += t->queued;
+	return wc->waiting < s->limits.max_concurrency;
+}
+
 /*
  * Whether claiming more work is worth it: less than a round of work waits that could
  * use the slots as they free up.  What waits for a target that holds all the claims
@@ -397,32 +437,15 @@ SchedulerTargetSaturated(Scheduler *s, SchedTarget *t)
 bool
 SchedulerWantsWork(Scheduler *s, TimestampTz now)
 {
-	int			waiting = 0;
-	bool		slots_taken = s->in_flight >= s->limits.max_concurrency;
-	dlist_iter	ti;
+	WaitingCount wc;
 
 	if (s->queued >= QUEUE_LIMIT_ROUNDS * s->limits.max_concurrency)
 		return false;
-	dlist_foreach(ti, &s->tenants_ring)
-	{
-		SchedTenant *tenant = dlist_container(SchedTenant, ring, ti.cur);
-		dlist_iter	gi;
-
-		dlist_foreach(gi, &tenant->targets)
-		{
-			SchedTarget *t = dlist_container(SchedTarget, ring, gi.cur);
-			SchedVerdict v = SchedulerMaySend(s, t, now, NULL);
-
-			if (SchedulerTargetFull(s, t))
-				continue;
-			if (v == SCHED_SEND || v == SCHED_NO_SLOT ||
-				(v == SCHED_TARGET_FULL && slots_taken))
-				waiting += t->queued;
-		}
-		if (waiting >= s->limits.max_concurrency)
-			return false;
-	}
-	return true;
+	wc.now = now;
+	wc.slots_taken = s->in_flight >= s->limits.max_concurrency;
+	wc.waiting = 0;
+	visit_waiting_targets(s, count_waiting, &wc);
+	return wc.waiting < s->limits.max_concurrency;
 }
 
 /*
@@ -448,26 +471,23 @@ SchedulerSaturatedTargets(Scheduler *s, const JobKind *kind, int64 **ids)
 	return n;
 }
 
+static bool
+earliest_back_off(Scheduler *s, SchedTarget *t, void *arg)
+{
+	TimestampTz *wake = arg;
+
+	if (t->not_before != 0 && (*wake == 0 || t->not_before < *wake))
+		*wake = t->not_before;
+	return true;
+}
+
 /* When a held-back target with queued work may send again; 0: none is held back. */
 TimestampTz
 SchedulerNextWake(Scheduler *s)
 {
 	TimestampTz wake = 0;
-	dlist_iter	ti;
 
-	dlist_foreach(ti, &s->tenants_ring)
-	{
-		SchedTenant *tenant = dlist_container(SchedTenant, ring, ti.cur);
-		dlist_iter	gi;
-
-		dlist_foreach(gi, &tenant->targets)
-		{
-			SchedTarget *t = dlist_container(SchedTarget, ring, gi.cur);
-
-			if (t->not_before != 0 && (wake == 0 || t->not_before < wake))
-				wake = t->not_before;
-		}
-	}
+	visit_waiting_targets(s, earliest_back_off, &wake);
 	return wake;
 }
 
@@ -483,23 +503,27 @@ SchedulerQueued(Scheduler *s)
 	return s->queued;
 }
 
+typedef struct ItemVisit
+{
+	SchedItemVisitor visit;
+	void	   *arg;
+} ItemVisit;
+
+static bool
+visit_items(Scheduler *s, SchedTarget *t, void *arg)
+{
+	ItemVisit  *iv = arg;
+	dlist_iter	ii;
+
+	dlist_foreach(ii, &t->queue)
+		iv->visit(dlist_container(SchedItem, node, ii.cur), iv->arg);
+	return true;
+}
+
 void
 SchedulerForEachQueued(Scheduler *s, SchedItemVisitor visit, void *arg)
 {
-	dlist_iter	ti;
+	ItemVisit	iv = {visit, arg};
 
-	dlist_foreach(ti, &s->tenants_ring)
-	{
-		SchedTenant *tenant = dlist_container(SchedTenant, ring, ti.cur);
-		dlist_iter	gi;
-
-		dlist_foreach(gi, &tenant->targets)
-		{
-			SchedTarget *t = dlist_container(SchedTarget, ring, gi.cur);
-			dlist_iter	ii;
-
-			dlist_foreach(ii, &t->queue)
-				visit(dlist_container(SchedItem, node, ii.cur), arg);
-		}
-	}
+	visit_waiting_targets(s, visit_items, &iv);
 }
