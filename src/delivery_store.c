@@ -60,21 +60,10 @@ static SPIPlanPtr fan_out_put_back_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 static SPIPlanPtr newest_queued_plan = NULL;
 
-/* Set while the worker's own fan-out inserts deliveries from the events it read. */
-static bool worker_creates_deliveries = false;
-
-/* Whether the statement running is the worker's own fan-out (delivery_references.c). */
-bool
-store_creating_deliveries(void)
-{
-	return worker_creates_deliveries;
-}
-
 /* The transaction bracket of worker_spi.c, in its order. */
 void
 store_begin(const char *activity)
 {
-	worker_creates_deliveries = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -560,9 +549,8 @@ insert_fanned_out(Datum *args)
  * on it) and deleted in one statement by ctid, which stays valid while the lock is
  * held (the ctid is the only condition, so no plan can walk an index instead), and
  * the events read by key; their endpoints are read and
- * locked FOR KEY SHARE once each, not once per delivery, which is what lets the
- * deliveries go in without a foreign-key check per row (delivery_references.c); the
- * deliveries are inserted from arrays.  An endpoint that no longer
+ * locked FOR KEY SHARE once each, so the foreign-key check of each delivery finds its
+ * endpoint locked already; the deliveries are inserted from arrays.  An endpoint that no longer
  * exists gets no delivery, and a delivery that already exists (inserted by hand for
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
@@ -843,10 +831,7 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful, FanOutRo
 		lease = lease_expiry(lease_ms);
 		args[4] = TimestampTzGetDatum(lease);
 		args[5] = PointerGetDatum(construct_array(claimed, ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
-		/* Reset by store_begin() too, in case the statement fails. */
-		worker_creates_deliveries = true;
 		insert_fanned_out(args);
-		worker_creates_deliveries = false;
 	}
 
 	/* 4. What each request needs, from the rows just inserted. */

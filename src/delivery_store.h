@@ -73,7 +73,6 @@ typedef struct EndpointSettings
 } EndpointSettings;
 
 extern void store_begin(const char *activity);
-extern bool store_creating_deliveries(void);
 extern void store_commit(void);
 extern bool store_extension_present(void);
 extern void store_forget_plans(void);

@@ -1,0 +1,78 @@
+/*
+ * event_queue.c
+ *		The trigger that keeps integration.webhook_event_queue in step with
+ *		integration.webhook_events when events are deleted or truncated.
+ *
+ * Deliveries follow their event by foreign key (ON DELETE CASCADE); the queue has no
+ * key to follow (it is a narrow heap the fan-out deletes from, and a key check per
+ * queued event would cost publishing), so this statement trigger does for it what the
+ * cascade does for deliveries.
+ *
+ * Order on delete: the cascade's row triggers run first and delete the deliveries the
+ * transaction can see (with a fresh snapshot, as ri_triggers.c does); then the queue
+ * rows go.  A fan-out that has taken an event's queue row but not yet inserted its
+ * deliveries holds the queue row, and its insert's key check waits for the deleting
+ * transaction: the two wait for each other, and the deadlock detector (or the worker's
+ * lock_timeout) ends one of them.  The window is the few milliseconds between the
+ * fan-out's two statements; a fan-out that has inserted first holds its event FOR KEY
+ * SHARE, so the delete waits for it and its cascade finds the deliveries.
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(integration_dequeue_events);
+
+/*
+ * On webhook_events: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone")
+ * deletes the events' queue rows, as the table's owner without row-level security, as
+ * ri_triggers.c runs a cascade; AFTER TRUNCATE truncates the queue, as the caller, who
+ * needs the right to truncate it too.
+ */
+Datum
+integration_dequeue_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("dequeue_events() must be an AFTER ... FOR EACH STATEMENT trigger")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+	{
+		rc = SPI_execute("TRUNCATE integration.webhook_event_queue", false, 0);
+		if (rc != SPI_OK_UTILITY)
+			elog(ERROR, "truncating the event queue failed: %s", SPI_result_code_string(rc));
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && trigdata->tg_oldtable != NULL)
+	{
+		Oid			save_userid;
+		int			save_sec_context;
+
+		SPI_register_trigger_data(trigdata);
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+		rc = SPI_execute("DELETE FROM integration.webhook_event_queue q USING gone g"
+						 " WHERE q.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+						 "   AND q.event_id OPERATOR(pg_catalog.=) g.id", false, 0);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		if (rc != SPI_OK_DELETE)
+			elog(ERROR, "dequeueing deleted events failed: %s", SPI_result_code_string(rc));
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("dequeue_events() must fire on TRUNCATE, or on DELETE with the transition table \"gone\"")));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
