@@ -311,35 +311,73 @@ delivery_finished(void *state, SchedItem *item, HttpRequest *req)
 typedef void (*StoreStep) (void *arg);
 
 /*
+ * Lets a cancel that came in while none was wanted (between transactions: cancel
+ * interrupts are held there) take effect now, through ProcessInterrupts() like any
+ * other, and drops it: there was nothing to cancel.  lock_timeout signals twice, so
+ * its second signal often lands here.
+ */
+void
+DeliveryJobDropStrayCancel(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!QueryCancelPending)
+		return;
+	RESUME_CANCEL_INTERRUPTS();
+	PG_TRY();
+	{
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(DEBUG1,
+				(errmsg("integration worker: cancel request between transactions ignored")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	HOLD_CANCEL_INTERRUPTS();
+}
+
+/*
  * Runs one store transaction; on error, logs it, records it as the worker's last error,
  * rolls back and returns false.  The caller keeps its state and tries again later.
+ *
+ * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
+ * held off everywhere but inside these transactions, so a cancel ends the transaction
+ * running, whose failure the caller handles, and never the worker.
  */
 static bool
 run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool cancellable = false;
 	volatile bool ok = true;
 
+	DeliveryJobDropStrayCancel();
 	PG_TRY();
 	{
 		store_begin(activity);
-		/* Cancels count from here on; one that came in between transactions is void. */
-		QueryCancelPending = false;
 		RESUME_CANCEL_INTERRUPTS();
+		cancellable = true;
 		step(arg);
 		HOLD_CANCEL_INTERRUPTS();
+		cancellable = false;
 		store_commit();
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		/*
-		 * Held again, whatever the error left: logging checks for interrupts, and
-		 * lock_timeout signals twice, so a cancel can still be pending here.
-		 */
-		QueryCancelHoldoffCount = 1;
-		QueryCancelPending = false;
+		/* Held again before anything here can check for interrupts (logging does). */
+		if (cancellable)
+			HOLD_CANCEL_INTERRUPTS();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -516,6 +554,7 @@ cycle_step(void *arg)
 		j->extension_gone = true;
 		return;
 	}
+	store_replan_if_grown();
 	if (cy->record)
 		cy->deferred = store_record(j->results, j->nresults, cy->careful);
 	if (!cy->claim)

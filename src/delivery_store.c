@@ -31,12 +31,15 @@
 #include "fmgr.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "access/relation.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -59,6 +62,8 @@ static SPIPlanPtr fan_out_endpoints_skip_plan = NULL;
 static SPIPlanPtr fan_out_put_back_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 static SPIPlanPtr newest_queued_plan = NULL;
+
+static void store_forget_plans_only(void);
 
 /* The transaction bracket of worker_spi.c, in its order. */
 void
@@ -114,9 +119,71 @@ store_extension_present(void)
 	return OidIsValid(deliveries) && deliveries == started_with;
 }
 
+/*
+ * The tables whose size decides the worker's plans, and their size in blocks when the
+ * saved plans were last dropped (InvalidBlockNumber: not known).
+ */
+static const char *const planned_tables[] = {
+	"deliveries", "webhook_event_queue", "webhook_events", "webhook_endpoints"
+};
+static BlockNumber planned_blocks[lengthof(planned_tables)] = {
+	InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber
+};
+
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
 void
 store_forget_plans(void)
+{
+	for (int i = 0; i < lengthof(planned_blocks); i++)
+		planned_blocks[i] = InvalidBlockNumber;
+	store_forget_plans_only();
+}
+
+/*
+ * Drops the saved plans once a table they read has more than doubled since they were
+ * made, so that each is planned again for the size the table has now.
+ *
+ * The worker's statements keep generic plans (spi_plan.c), and PostgreSQL's plan cache
+ * re-plans them when ANALYZE changes the tables' statistics.  Between two ANALYZEs a
+ * plan made while a table was empty stays: made after VACUUM emptied the queue, the
+ * fan-out's "ORDER BY event_id LIMIT n" became a sequential scan and a sort, and every
+ * batch then read the whole of a 100,000-event backlog.  The planner estimates a
+ * table's rows from its current number of blocks, so a plan made again now is the
+ * right one; this asks for that, instead of switching plan types off for the session.
+ * Cost: one smgrnblocks() per table and store transaction.
+ */
+void
+store_replan_if_grown(void)
+{
+	Oid			nsp = get_namespace_oid("integration", true);
+	BlockNumber now[lengthof(planned_tables)];
+	bool		grown = false;
+
+	if (!OidIsValid(nsp))
+		return;
+	for (int i = 0; i < lengthof(planned_tables); i++)
+	{
+		Oid			relid = get_relname_relid(planned_tables[i], nsp);
+		Relation	rel;
+
+		if (!OidIsValid(relid))
+			return;
+		rel = relation_open(relid, AccessShareLock);
+		now[i] = RelationGetNumberOfBlocks(rel);
+		relation_close(rel, NoLock);
+		if (planned_blocks[i] != InvalidBlockNumber && now[i] > 2 * planned_blocks[i] + 8)
+			grown = true;
+	}
+	if (grown)
+		store_forget_plans_only();
+	for (int i = 0; i < lengthof(planned_tables); i++)
+		if (grown || planned_blocks[i] == InvalidBlockNumber)
+			planned_blocks[i] = now[i];
+}
+
+/* Drops the saved plans; they are made again on their next use. */
+static void
+store_forget_plans_only(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
 	&record_failures_plan, &newest_queued_plan};
@@ -1109,12 +1176,10 @@ record_failed_attempts(DeliveryResult *results, int n)
  * A result belongs to one claim: its row must still carry the lease that claim set
  * (a delivery requeued and claimed again has another lease, or none).  The ctid way
  * runs for every batch: the batch's arrays drive a nested loop whose inner side is a
- * TID lookup, whatever the table's size or statistics.  The id is compared with IS NOT
- * DISTINCT FROM (both are NOT NULL), which no index can serve: with "d.id = r.id", a
- * plan made while the table looked tiny (just after TRUNCATE, or on a new install)
- * took a full scan of deliveries_endpoint_idx, which has id as its last column, for
- * every row, and kept it until the next ANALYZE: the worker then delivered a tenth as
- * fast.
+ * TID lookup.  A plan made while the table looked tiny (just after TRUNCATE, or on a
+ * new install) once took a full scan of deliveries_endpoint_idx for every row instead,
+ * and kept it until the next ANALYZE, which made the worker deliver a tenth as fast:
+ * store_replan_if_grown() plans it again as the table grows.
  */
 static void
 record_outcomes(DeliveryResult *results, int n, bool by_key)
@@ -1197,7 +1262,7 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		saved_plan(&record_plan,
 				   RECORD_SET
 				   "       AS r(tid, id, " RECORD_COLUMNS_OUT
-				   " WHERE d.ctid = r.tid AND d.id IS NOT DISTINCT FROM r.id"
+				   " WHERE d.ctid = r.tid AND d.id = r.id"
 				   "   AND d.lease_expires_at = r.lease"
 		/* Whatever join is chosen, deliveries is read only at the batch's rows. */
 				   "   AND d.ctid = ANY ($1)"

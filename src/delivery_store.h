@@ -76,6 +76,7 @@ extern void store_begin(const char *activity);
 extern void store_commit(void);
 extern bool store_extension_present(void);
 extern void store_forget_plans(void);
+extern void store_replan_if_grown(void);
 extern int	store_reconcile_leases(bool all, int64 *held, int nheld);
 extern void store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
 /* Most events fanned out, or deliveries claimed, by one statement. */

@@ -186,14 +186,9 @@ integration_database_worker_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
-	 * The worker's statements are prepared once with generic plans and touch a few
-	 * rows by index or ctid.  Planned while a table is empty, a sequential scan or a
-	 * sort would look free and stay in the plan as the queue grows; forbid both in this
-	 * session (every ORDER BY here has an index that provides the order).
+	 * No planner settings of its own: the store's statements are planned again as the
+	 * tables grow (store_replan_if_grown()).
 	 */
-	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("enable_sort", "off", PGC_USERSET, PGC_S_SESSION);
-
 	/*
 	 * A row lock that another session holds for long (a SELECT ... FOR UPDATE left open)
 	 * must not stall every tenant's deliveries: past this the store transaction fails
@@ -244,6 +239,7 @@ integration_database_worker_main(Datum arg)
 		HttpRequest *done;
 
 		CHECK_FOR_INTERRUPTS();
+		DeliveryJobDropStrayCancel();
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
 
