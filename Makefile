@@ -16,6 +16,19 @@ SHLIB_LINK  = -lcurl -lcrypto
 
 EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling
 
+# Tests on PostgreSQL's own harness, run by `make installcheck` after `make install`:
+#   pg_regress            test/sql/*.sql     against expected/*.out
+# It looks for a test's expected output under the output directory first (here the
+# project, hence top-level expected/), then under --inputdir (test/).  The library must
+# be preloaded, which an existing server cannot be assumed to do, so the suite starts
+# its own server (--temp-instance) with test/regress.conf, as pg_cron does; run it as a
+# user initdb accepts (not root).  The database is UTF8 with the C locale whatever the
+# caller's environment.
+REGRESS        = $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql))
+REGRESS_OPTS   = --inputdir=test --temp-config=test/regress.conf --temp-instance=tmp_check
+ENCODING       = UTF8
+NO_LOCALE      = 1
+
 # Prefer the PostgreSQL 15 pg_config; PG_CONFIG=... overrides.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS      := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -32,6 +45,16 @@ $(OBJS): $(HEADERS)
 
 $(DATA_built): sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
+
+# PostgreSQL refuses to run as root, and so does initdb for --temp-instance.
+installcheck: installcheck-not-root
+.PHONY: installcheck-not-root
+installcheck-not-root:
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		echo "make installcheck: initdb cannot run as root; run it as an unprivileged user" \
+			"in a tree that user can write, e.g. su postgres -c 'make installcheck'" >&2; \
+		exit 1; \
+	fi
 
 test/receiver/receiver: test/receiver/receiver.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
