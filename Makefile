@@ -18,14 +18,18 @@ EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling
 
 # Tests on PostgreSQL's own harness, run by `make installcheck` after `make install`:
 #   pg_regress            test/sql/*.sql     against expected/*.out
-# It looks for a test's expected output under the output directory first (here the
-# project, hence top-level expected/), then under --inputdir (test/).  The library must
-# be preloaded, which an existing server cannot be assumed to do, so the suite starts
-# its own server (--temp-instance) with test/regress.conf, as pg_cron does; run it as a
-# user initdb accepts (not root).  The database is UTF8 with the C locale whatever the
-# caller's environment.
+#   pg_isolation_regress  test/specs/*.spec  against expected/*.out
+# Both look for a test's expected output under the output directory first (here the
+# project, hence top-level expected/), then under --inputdir (test/).  A spec and a SQL
+# file must therefore not share a name.  The library must be preloaded, which an existing
+# server cannot be assumed to do, so each suite starts its own server (--temp-instance)
+# with test/regress.conf, as pg_cron does; run it as a user initdb accepts (not root).
+# The database is UTF8 with the C locale whatever the caller's environment.
 REGRESS        = $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql))
 REGRESS_OPTS   = --inputdir=test --temp-config=test/regress.conf --temp-instance=tmp_check
+ISOLATION      = $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec))
+ISOLATION_OPTS = --inputdir=test --outputdir=. --temp-config=test/regress.conf \
+                 --temp-instance=tmp_check_iso
 ENCODING       = UTF8
 NO_LOCALE      = 1
 
