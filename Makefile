@@ -25,6 +25,7 @@ EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling
 # server cannot be assumed to do, so each suite starts its own server (--temp-instance)
 # with test/regress.conf, as pg_cron does; run it as a user initdb accepts (not root).
 # The database is UTF8 with the C locale whatever the caller's environment.
+# test/run (`make test`) runs these same lists through this same target.
 REGRESS        = $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql))
 REGRESS_OPTS   = --inputdir=test --temp-config=test/regress.conf --temp-instance=tmp_check
 ISOLATION      = $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec))
@@ -49,6 +50,12 @@ $(OBJS): $(HEADERS)
 
 $(DATA_built): sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
+
+# The test lists, for test/run, which runs `make installcheck` once per suite.
+.PHONY: test-lists
+test-lists:
+	@echo "REGRESS='$(REGRESS)'"
+	@echo "ISOLATION='$(ISOLATION)'"
 
 # PostgreSQL refuses to run as root, and so does initdb for --temp-instance.
 installcheck: installcheck-not-root
