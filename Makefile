@@ -16,6 +16,24 @@ SHLIB_LINK  = -lcurl -lcrypto
 
 EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling
 
+# Tests on PostgreSQL's own harness, run by `make installcheck` after `make install`:
+#   pg_regress            test/sql/*.sql     against expected/*.out
+#   pg_isolation_regress  test/specs/*.spec  against expected/*.out
+# Both look for a test's expected output under the output directory first (here the
+# project, hence top-level expected/), then under --inputdir (test/).  A spec and a SQL
+# file must therefore not share a name.  The library must be preloaded, which an existing
+# server cannot be assumed to do, so each suite starts its own server (--temp-instance)
+# with test/regress.conf, as pg_cron does; run it as a user initdb accepts (not root).
+# The database is UTF8 with the C locale whatever the caller's environment.
+# test/run (`make test`) runs these same lists through this same target.
+REGRESS        = $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql))
+REGRESS_OPTS   = --inputdir=test --temp-config=test/regress.conf --temp-instance=tmp_check
+ISOLATION      = $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec))
+ISOLATION_OPTS = --inputdir=test --outputdir=. --temp-config=test/regress.conf \
+                 --temp-instance=tmp_check_iso
+ENCODING       = UTF8
+NO_LOCALE      = 1
+
 # Prefer the PostgreSQL 15 pg_config; PG_CONFIG=... overrides.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS      := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -32,6 +50,22 @@ $(OBJS): $(HEADERS)
 
 $(DATA_built): sql/$(EXTENSION).sql $(EXTENSION).control
 	cp $< $@
+
+# The test lists, for test/run, which runs `make installcheck` once per suite.
+.PHONY: test-lists
+test-lists:
+	@echo "REGRESS='$(REGRESS)'"
+	@echo "ISOLATION='$(ISOLATION)'"
+
+# PostgreSQL refuses to run as root, and so does initdb for --temp-instance.
+installcheck: installcheck-not-root
+.PHONY: installcheck-not-root
+installcheck-not-root:
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		echo "make installcheck: initdb cannot run as root; run it as an unprivileged user" \
+			"in a tree that user can write, e.g. su postgres -c 'make installcheck'" >&2; \
+		exit 1; \
+	fi
 
 test/receiver/receiver: test/receiver/receiver.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<

@@ -1,6 +1,6 @@
--- Runs first: installs the extension in integration_regress and creates the roles the
--- other files use.  Roles are cluster-wide and the pgTAP database shares the cluster,
--- so they may already exist.
+-- Runs first: installs the extension in the test database and creates the roles the
+-- other files use.  Roles are cluster-wide, so they may already exist on a server
+-- that is not pg_regress's own.
 SET client_min_messages = warning;
 CREATE EXTENSION integration;
 RESET client_min_messages;
