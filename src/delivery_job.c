@@ -19,10 +19,14 @@
  * the duplicates a crash can cause.  Results whose rows someone else holds locked are
  * kept for later and give their slots up, so those locks stall nobody else.
  *
- * Locks.  A store transaction that waits too long for a lock (lock_timeout) fails; the
- * job then turns careful for CAREFUL_MS: its statements skip rows others hold locked,
- * and it retries what they hold every LOCKED_RETRY_MS.  A failed transaction is logged
- * and retried after ERROR_PAUSE_MS with its results kept.
+ * Locks.  No store statement waits for a row lock that others hold: they skip such
+ * rows (SKIP LOCKED) and say which they skipped; the job retries those results every
+ * LOCKED_RETRY_MS (deferred), and the fan-out puts back events whose endpoint is
+ * locked and comes back to them (fanout.retry_at).  lock_timeout stays only as a
+ * backstop for the waits no statement can skip (a foreign-key check of an event that
+ * an open transaction is deleting; a duplicate delivery inserted by hand in an open
+ * transaction): past it the transaction fails, is logged, and is retried after
+ * ERROR_PAUSE_MS with its results kept, results alone first.
  *
  * Claims wait in the scheduler, up to many rounds of requests: an endpoint changed
  * meanwhile (a new URL, secret or headers; disabled; deleted) must apply to them, as to
@@ -56,7 +60,6 @@
 /* Claims held ahead per endpoint, in units of its concurrency limit. */
 #define HOLD_ROUNDS 8
 #define ERROR_PAUSE_MS 1000
-#define CAREFUL_MS 60000
 #define LOCKED_RETRY_MS 1000
 #define LOCKED_RETRY_MAX_MS 10000
 #define RECORD_MAX_FAILURES 3
@@ -124,7 +127,6 @@ typedef struct DeliveryJob
 
 	/* After a failure. */
 	TimestampTz pause_until;
-	TimestampTz careful_until;
 	bool		lock_timed_out; /* the last failed transaction waited too long */
 	bool		record_alone;	/* after a lock timeout: results first, then claims */
 
@@ -139,7 +141,6 @@ typedef struct Cycle
 	bool		record;
 	bool		claim;
 	bool		fresh_only;		/* claim: only the fresh lane */
-	bool		careful;
 	int			deferred;		/* out: results left for later */
 	bool		put_back;		/* out: events queued again */
 	ClaimList	claims;			/* out */
@@ -387,7 +388,6 @@ run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
 		WorkerSlotSetError(edata->message);
 		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 		{
-			j->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
 			j->lock_timed_out = true;
 			j->record_alone = true; /* the claim part may be what waited */
 		}
@@ -399,13 +399,6 @@ run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	return ok;
-}
-
-/* Whether store transactions should skip rows others hold locked (see CAREFUL_MS). */
-static bool
-careful(DeliveryJob *j)
-{
-	return j->ndeferred > 0 || GetCurrentTimestamp() < j->careful_until;
 }
 
 /* Ids of the deliveries this worker holds (queued, in flight, or answered). */
@@ -477,7 +470,7 @@ fan_out(Cycle *cy)
 	lanes.fresh_limit = f->fresh_on ? batch : 0;
 	if (lanes.limit == 0 && lanes.fresh_limit == 0)
 		return;
-	(void) store_fan_out_and_claim(lease_ms(), &lanes, cy->careful, endpoint_room, j, &cy->claims);
+	(void) store_fan_out_and_claim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
 	cy->put_back = lanes.put_back;
 	if (lanes.overflowed)
 		j->due_needed = true;	/* what went in pending is claimed as room frees up */
@@ -556,7 +549,7 @@ cycle_step(void *arg)
 	}
 	store_replan_if_grown();
 	if (cy->record)
-		cy->deferred = store_record(j->results, j->nresults, cy->careful);
+		cy->deferred = store_record(j->results, j->nresults);
 	if (!cy->claim)
 		return;
 
@@ -567,9 +560,9 @@ cycle_step(void *arg)
 
 		(void) store_reconcile_leases(false, ids, n);
 		j->reconcile_needed = false;
-		/* It skips locked rows: look again while locks are around. */
-		if (cy->careful)
-			j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
+		/* It skips rows others hold locked: while some are (deferred results), again later. */
+		if (j->ndeferred > 0)
+			j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
 	}
 	if (!cy->fresh_only)
 		j->scan_needed = false;
@@ -728,7 +721,6 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	cy.record = record;
 	cy.claim = claim;
 	cy.fresh_only = fresh_only;
-	cy.careful = careful(j);
 	j->lock_timed_out = false;
 	WorkerSlotSetActivity(claim ? WORKER_CLAIMING : WORKER_RECORDING);
 	if (claim)
@@ -779,9 +771,6 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 			Min(j->fanout.retry_ms * 2, LOCKED_RETRY_MAX_MS);
 		j->fanout.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), j->fanout.retry_ms);
 	}
-	/* Locks are still around: stay careful a while longer. */
-	if (cy.put_back || cy.deferred > 0)
-		j->careful_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), CAREFUL_MS);
 	j->record_alone = false;
 	if (!claim)
 		return true;

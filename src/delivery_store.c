@@ -173,6 +173,12 @@ store_replan_if_grown(void)
 		relation_close(rel, NoLock);
 		if (planned_blocks[i] != InvalidBlockNumber && now[i] > 2 * planned_blocks[i] + 8)
 			grown = true;
+		/*
+		 * Shrunk (TRUNCATE; VACUUM giving pages back): the plan cache plans again for
+		 * the small table by itself, so growth counts from here.
+		 */
+		else if (planned_blocks[i] != InvalidBlockNumber && now[i] < planned_blocks[i] / 2)
+			planned_blocks[i] = now[i];
 	}
 	if (grown)
 		store_forget_plans_only();
@@ -369,7 +375,7 @@ typedef struct FanOutEndpoint
 {
 	FanOutEndpointKey key;		/* hash key */
 	EndpointSettings *settings; /* url NULL: no such endpoint (hard-deleted) */
-	bool		locked;			/* careful: someone else holds it locked */
+	bool		locked;			/* someone else holds it locked */
 	int			room;			/* claims it may still take; -1: not asked yet */
 } FanOutEndpoint;
 
@@ -601,8 +607,8 @@ insert_fanned_out(Datum *args)
  * room in the worker (room(), asked once per endpoint and batch), since fresh
  * deliveries are due at once; the rest go in 'pending' and due now
  * (lanes->overflowed), to be claimed when their endpoint has room.  Claims are appended
- * to list.  careful: an event with an endpoint someone else holds locked is queued
- * again, not waited for, and lanes->put_back set.  Returns how many events it took.
+ * to list.  An event with an endpoint someone else holds locked is queued again, not
+ * waited for, and lanes->put_back set.  Returns how many events it took.
  *
  * Why cursors: every event taken leaves a dead entry in the queue's index until
  * VACUUM.  While a large backlog drains, a scan from the start walks all the entries
@@ -622,8 +628,8 @@ insert_fanned_out(Datum *args)
  * a pending event) is not made twice, so no single row can make the batch fail.
  */
 int
-store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful, FanOutRoom room,
-						void *room_arg, ClaimList *list)
+store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *room_arg,
+						ClaimList *list)
 {
 	MemoryContext old;
 	FanOutEvent *events;
@@ -749,9 +755,10 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful, FanOutRo
 	}
 
 	/*
-	 * 2. Read and lock each endpoint once, FOR KEY SHARE as a foreign key would: an
+	 * 2. Read and lock each endpoint once, FOR KEY SHARE as the foreign key will: an
 	 * endpoint deleted first gets no delivery, and a delete that comes later waits for
-	 * this transaction and then finds the deliveries it made.
+	 * this transaction and then finds the deliveries it made.  SKIP LOCKED: an endpoint
+	 * someone else holds locked is not waited for (its events wait in the queue).
 	 */
 	{
 		EndpointSettings *eps = palloc(sizeof(EndpointSettings) *
@@ -769,8 +776,7 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful, FanOutRo
 			ep->locked = false;
 			ep->room = -1;
 		}
-		read_endpoint_settings(eps, n, list->mcxt, true, careful);
-		if (careful)
+		read_endpoint_settings(eps, n, list->mcxt, true, true);
 		{
 			/* Not found, or locked: a plain read tells which. */
 			EndpointSettings *again = palloc(sizeof(EndpointSettings) * Max(n, 1));
@@ -829,7 +835,7 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful, FanOutRo
 			 * An endpoint someone holds locked may be on its way out: this event waits
 			 * in the queue, whole, for a later fan-out (the worker comes back to it).
 			 */
-			for (int j = 0; j < ev->nendpoints && careful; j++)
+			for (int j = 0; j < ev->nendpoints; j++)
 			{
 				FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
 				FanOutEndpoint *ep = hash_search(endpoints, &epkey, HASH_FIND, NULL);
@@ -1264,8 +1270,13 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 				   "       AS r(tid, id, " RECORD_COLUMNS_OUT
 				   " WHERE d.ctid = r.tid AND d.id = r.id"
 				   "   AND d.lease_expires_at = r.lease"
-		/* Whatever join is chosen, deliveries is read only at the batch's rows. */
-				   "   AND d.ctid = ANY ($1)"
+		/*
+		 * Only the batch's rows, and of those only the ones nobody else holds
+		 * locked: the worker never waits for a row lock (store_record()).
+		 */
+				   "   AND d.ctid = ANY (ARRAY(SELECT l.ctid FROM integration.deliveries l"
+				   "                            WHERE l.ctid = ANY ($1)"
+				   "                              FOR NO KEY UPDATE SKIP LOCKED))"
 				   " RETURNING d.tenant_id, d.id",
 				   12, types, CURSOR_OPT_GENERIC_PLAN);
 		run_plan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");
@@ -1329,9 +1340,9 @@ was_written(DeliveryResult *r, DeliveryKey *keys, int n)
 }
 
 /*
- * careful: the rows of results that someone else holds locked.  Locks the others
- * (SKIP LOCKED, never waiting) and returns the keys of those it could not lock but
- * that still carry their claim's lease (sorted), their number in *nheld.
+ * The rows of results that someone else holds locked.  Locks the others (SKIP LOCKED,
+ * never waiting) and returns the keys of those it could not lock but that still carry
+ * their claim's lease (sorted), their number in *nheld.
  */
 static DeliveryKey *
 lock_for_recording(DeliveryResult *results, int n, int *nheld)
@@ -1367,93 +1378,103 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 }
 
 /*
- * Writes a batch of attempt outcomes back.  Results whose delivery is gone (its event
- * was deleted) or no longer holds their claim are dropped, attempts history and logs
- * included.
+ * Writes a batch of attempt outcomes back, without ever waiting for a row lock.
+ * Results whose delivery is gone (its event was deleted) or no longer holds their
+ * claim are dropped, attempts history and logs included.  Results whose row someone
+ * else holds locked (a hand-run UPDATE in an open transaction, say) are not written but
+ * moved to the front of results, to be tried again, and their number is returned.
  *
- * careful (the worker has met a lock it had to wait for): results whose row someone
- * else holds locked are not written but moved to the front of results, to be tried
- * again, and their number is returned; the others are written without waiting.
- * Otherwise writing waits for such locks, and the function returns 0.
+ * The common case is one statement: every row is found at its ctid and written.  Only
+ * for the rows it did not write does a second statement tell the locked ones (held by
+ * someone else, still carrying their claim's lease) from the others, which it locks;
+ * those go by key, as a row that moved while its request was out (VACUUM FULL,
+ * CLUSTER, an UPDATE by hand) is not at its ctid any more, and would otherwise stay
+ * 'sending' until the worker restarted.
  */
 int
-store_record(DeliveryResult *results, int n, bool careful)
+store_record(DeliveryResult *results, int n)
 {
 	int			rc;
 	int			nkeys;
 	DeliveryKey *keys;
-	DeliveryResult *written;
-	DeliveryResult *moved = NULL;
-	int			nwritten;
-	int			nmoved = 0;
+	DeliveryResult *written = results;
+	int			nwritten = n;
 	int			ndeferred = 0;
 
 	if (n == 0)
 		return 0;
-	if (careful)
-	{
-		DeliveryKey *held = lock_for_recording(results, n, &nkeys);
-		DeliveryResult *rest = palloc(sizeof(DeliveryResult) * n);
-		int			nrest = 0;
-
-		for (int i = 0; i < n; i++)
-		{
-			if (was_written(&results[i], held, nkeys))
-				results[ndeferred++] = results[i];
-			else
-				rest[nrest++] = results[i];
-		}
-		memcpy(results + ndeferred, rest, sizeof(DeliveryResult) * nrest);
-		results += ndeferred;
-		n = nrest;
-		if (n == 0)
-			return ndeferred;
-	}
 	record_outcomes(results, n, false);
-
-	/*
-	 * Every row found (the rule; each result is a claim of its own): all written.  Else
-	 * a row that moved while its request was out (VACUUM FULL, CLUSTER, an UPDATE by
-	 * hand) is not at its ctid any more: those go by key, else they would stay
-	 * 'sending' until the worker restarted.
-	 */
-	written = results;
-	nwritten = n;
 	if (SPI_processed < (uint64) n)
 	{
+		DeliveryResult *left = palloc(sizeof(DeliveryResult) * n);
+		DeliveryResult *deferred = palloc(sizeof(DeliveryResult) * n);
+		DeliveryKey *held;
+		int			nleft = 0;
+
 		keys = returned_keys(&nkeys);
 		written = palloc(sizeof(DeliveryResult) * n);
-		moved = palloc(sizeof(DeliveryResult) * n);
 		nwritten = 0;
 		for (int i = 0; i < n; i++)
 		{
 			if (was_written(&results[i], keys, nkeys))
 				written[nwritten++] = results[i];
 			else
-				moved[nmoved++] = results[i];
+				left[nleft++] = results[i];
 		}
-	}
-	if (nmoved > 0)
-	{
-		record_outcomes(moved, nmoved, true);
-		keys = returned_keys(&nkeys);
-		for (int i = 0; i < nmoved; i++)
-			if (was_written(&moved[i], keys, nkeys))
-				written[nwritten++] = moved[i];
+		held = lock_for_recording(left, nleft, &nkeys);
+		{
+			DeliveryResult *rest = palloc(sizeof(DeliveryResult) * Max(nleft, 1));
+			int			nrest = 0;
+
+			for (int i = 0; i < nleft; i++)
+			{
+				if (was_written(&left[i], held, nkeys))
+					deferred[ndeferred++] = left[i];
+				else
+					rest[nrest++] = left[i];
+			}
+			if (nrest > 0)
+			{
+				record_outcomes(rest, nrest, true);
+				keys = returned_keys(&nkeys);
+				for (int i = 0; i < nrest; i++)
+					if (was_written(&rest[i], keys, nkeys))
+						written[nwritten++] = rest[i];
+			}
+		}
+		/* The deferred ones first, as the caller keeps results[0..ndeferred). */
+		if (ndeferred > 0)
+		{
+			DeliveryResult *others = palloc(sizeof(DeliveryResult) * n);
+			int			nothers = 0;
+
+			keys = palloc(sizeof(DeliveryKey) * ndeferred);
+			for (int i = 0; i < ndeferred; i++)
+			{
+				keys[i].id = deferred[i].id;
+				keys[i].tenant_id = deferred[i].tenant_id;
+			}
+			qsort(keys, ndeferred, sizeof(DeliveryKey), delivery_key_cmp);
+			for (int i = 0; i < n; i++)
+				if (!was_written(&results[i], keys, ndeferred))
+					others[nothers++] = results[i];
+			memcpy(results, deferred, sizeof(DeliveryResult) * ndeferred);
+			memcpy(results + ndeferred, others, sizeof(DeliveryResult) * nothers);
+		}
 	}
 
 	record_failed_attempts(written, nwritten);
 
 	/* 410 Gone: the receiver asks never to be called again. */
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < nwritten; i++)
 	{
 		Oid			gone_types[2] = {TEXTOID, INT8OID};
 		Datum		gone_args[2];
 
-		if (results[i].status_code != 410)
+		if (written[i].status_code != 410)
 			continue;
-		gone_args[0] = CStringGetTextDatum(results[i].tenant_id);
-		gone_args[1] = Int64GetDatum(results[i].endpoint_id);
+		gone_args[0] = CStringGetTextDatum(written[i].tenant_id);
+		gone_args[1] = Int64GetDatum(written[i].endpoint_id);
 		rc = SPI_execute_with_args("WITH off AS ("
 								   "  UPDATE integration.webhook_endpoints"
 								   "     SET is_active = false, updated_at = pg_catalog.now(),"

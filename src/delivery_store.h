@@ -91,18 +91,18 @@ typedef struct FanOutLanes
 	int			fresh_limit;	/* its batch; 0: no fresh lane */
 	int			taken;			/* out: events the backlog lane took */
 	int			fresh_taken;	/* out: events the fresh lane took */
-	bool		put_back;		/* out: events were queued again (careful) */
+	bool		put_back;		/* out: events were queued again (an endpoint was locked) */
 	bool		overflowed;		/* out: deliveries went in pending, for want of room */
 } FanOutLanes;
 
 /* How many more claims the worker takes for an endpoint (asked once per batch). */
 typedef int (*FanOutRoom) (void *arg, const char *tenant_id, int64 endpoint_id);
 
-extern int	store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, bool careful,
-									FanOutRoom room, void *room_arg, ClaimList *list);
+extern int	store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room,
+									void *room_arg, ClaimList *list);
 extern int64 store_newest_queued(void);
 extern int	store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
 extern TimestampTz store_next_due(TimestampTz after, int64 *excluded, int nexcluded);
-extern int	store_record(DeliveryResult *results, int n, bool careful);
+extern int	store_record(DeliveryResult *results, int n);
 
 #endif

@@ -190,9 +190,11 @@ integration_database_worker_main(Datum arg)
 	 * tables grow (store_replan_if_grown()).
 	 */
 	/*
-	 * A row lock that another session holds for long (a SELECT ... FOR UPDATE left open)
-	 * must not stall every tenant's deliveries: past this the store transaction fails
-	 * and the delivery kind goes around what is locked (delivery_job.c, careful()).
+	 * The store's statements skip rows that others hold locked instead of waiting for
+	 * them (delivery_job.c).  A backstop for the waits no statement can skip (a
+	 * foreign-key check of an event that an open transaction is deleting): past this
+	 * the store transaction fails and is retried after a pause, and no other tenant's
+	 * deliveries wait longer than that.
 	 */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_OVERRIDE);
 
