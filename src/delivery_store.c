@@ -62,6 +62,7 @@ static SPIPlanPtr fan_out_endpoints_skip_plan = NULL;
 static SPIPlanPtr fan_out_put_back_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 static SPIPlanPtr newest_queued_plan = NULL;
+static SPIPlanPtr fan_out_locked_events_plan = NULL;
 
 static void store_forget_plans_only(void);
 
@@ -192,7 +193,7 @@ static void
 store_forget_plans_only(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
-	&record_failures_plan, &newest_queued_plan};
+	&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 	{
@@ -617,15 +618,17 @@ insert_fanned_out(Datum *args)
  * for events committed late with lower ids.
  *
  * Three statements, each a plain index or TID walk with a generic plan, joined in C:
- * the events' queue rows are locked (SKIP LOCKED: an event someone else holds, a
- * delete of it say, waits for a later batch, and the worker never blocks or deadlocks
- * on it) and deleted in one statement by ctid, which stays valid while the lock is
- * held (the ctid is the only condition, so no plan can walk an index instead), and
- * the events read by key; their endpoints are read and
- * locked FOR KEY SHARE once each, so the foreign-key check of each delivery finds its
- * endpoint locked already; the deliveries are inserted from arrays.  An endpoint that no longer
- * exists gets no delivery, and a delivery that already exists (inserted by hand for
- * a pending event) is not made twice, so no single row can make the batch fail.
+ * the events' queue rows are locked and deleted in one statement by ctid, which stays
+ * valid while the lock is held (the ctid is the only condition, so no plan can walk
+ * an index instead), and the events read by key and locked FOR KEY SHARE; their
+ * endpoints are read and locked FOR KEY SHARE once each.  So the foreign-key checks of
+ * the deliveries, inserted from arrays, find their event and endpoint locked already
+ * and never wait.  Every lock is taken SKIP LOCKED: a queue row someone else holds is
+ * left for a later batch, and an event or endpoint someone else holds (a DELETE of it
+ * not yet committed, a SELECT ... FOR UPDATE) sends its event back to the queue; the
+ * worker never blocks or deadlocks on them.  An endpoint that no longer exists gets no
+ * delivery, and a delivery that already exists (inserted by hand for a pending event)
+ * is not made twice, so no single row can make the batch fail.
  */
 int
 store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *room_arg,
@@ -642,6 +645,10 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 	Oid			scan_types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
 	Datum		scan_args[4];
 	int64		fresh_from = lanes->fresh_limit > 0 ? lanes->fresh_after : PG_INT64_MAX;
+	char	  **unread_tenants;
+	int64	   *unread_ids;
+	int			nunread = 0;
+	int			nlocked = 0;
 
 	lanes->taken = lanes->fresh_taken = 0;
 	lanes->put_back = lanes->overflowed = false;
@@ -668,11 +675,15 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 			   "   WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM backlog UNION SELECT ctid FROM fresh))"
 			   "  RETURNING q.tenant_id, q.event_id)"
 			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at,"
-			   "        t.event_id"
+			   "        t.event_id, t.tenant_id"
 			   "   FROM taken t"
+		/*
+		 * Locked FOR KEY SHARE as the foreign key to it will be, SKIP LOCKED: an event
+		 * that an open transaction is deleting is put back (below), not waited for.
+		 */
 			   "   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e"
 			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
-			   "                       LIMIT 1) e ON true",
+			   "                       LIMIT 1 FOR KEY SHARE SKIP LOCKED) e ON true",
 			   4, scan_types, CURSOR_OPT_GENERIC_PLAN);
 	scan_args[0] = Int64GetDatum(Min(lanes->limit, STORE_BATCH));
 	scan_args[1] = Int64GetDatum(lanes->after);
@@ -708,6 +719,8 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 	/* The batch's strings live as long as its claims; the rest goes with SPI. */
 	events = palloc(sizeof(FanOutEvent) * taken);
 	nevents = 0;
+	unread_tenants = palloc(sizeof(char *) * taken);
+	unread_ids = palloc(sizeof(int64) * taken);
 	for (int i = 0; i < taken; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -721,7 +734,12 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 
 		(void) SPI_getbinval(tup, desc, 2, &isnull);
 		if (isnull)
+		{
+			/* Deleted, or locked by someone else: told apart below. */
+			unread_tenants[nunread] = copy_text(tup, desc, 8, NULL);
+			unread_ids[nunread++] = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 			continue;
+		}
 		nevents++;
 		old = MemoryContextSwitchTo(list->mcxt);
 		ev->tenant_id = copy_text(tup, desc, 1, NULL);
@@ -751,6 +769,35 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 			if (!found)
 				ep->settings = NULL;
 			ev->endpoint_ids[ev->nendpoints++] = key.id;
+		}
+	}
+
+	/*
+	 * Events the statement could not read: those that still exist are locked by
+	 * someone else and go back to the queue (a plain read tells); the others were
+	 * deleted, and their queue rows with them.
+	 */
+	if (nunread > 0)
+	{
+		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+		Datum		args[2];
+
+		args[0] = cstring_text_array(unread_tenants, nunread);
+		args[1] = int8_array(unread_ids, nunread);
+		saved_plan(&fan_out_locked_events_plan,
+				   "SELECT e.tenant_id, e.id"
+				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
+				   "  JOIN LATERAL (SELECT e.tenant_id, e.id FROM integration.webhook_events e"
+				   "                 WHERE e.tenant_id = k.tenant_id AND e.id = k.id LIMIT 1) e ON true",
+				   2, types, CURSOR_OPT_GENERIC_PLAN);
+		run_plan(fan_out_locked_events_plan, args, false, SPI_OK_SELECT, "finding locked events");
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+
+			unread_tenants[nlocked] = copy_text(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, NULL);
+			unread_ids[nlocked++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																SPI_tuptable->tupdesc, 2, &isnull));
 		}
 	}
 
@@ -821,8 +868,13 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 			max += events[i].nendpoints;
 		tenants = palloc(sizeof(char *) * Max(max, 1));
 		event_ids = palloc(sizeof(int64) * Max(max, 1));
-		back_tenants = palloc(sizeof(char *) * Max(nevents, 1));
-		back_ids = palloc(sizeof(int64) * Max(nevents, 1));
+		back_tenants = palloc(sizeof(char *) * Max(nevents + nlocked, 1));
+		back_ids = palloc(sizeof(int64) * Max(nevents + nlocked, 1));
+		for (int i = 0; i < nlocked; i++)
+		{
+			back_tenants[nback] = unread_tenants[i];
+			back_ids[nback++] = unread_ids[i];
+		}
 		endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
 		created = palloc(sizeof(Datum) * Max(max, 1));
 		claimed = palloc(sizeof(Datum) * Max(max, 1));
@@ -1270,13 +1322,17 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 				   "       AS r(tid, id, " RECORD_COLUMNS_OUT
 				   " WHERE d.ctid = r.tid AND d.id = r.id"
 				   "   AND d.lease_expires_at = r.lease"
+		/* Whatever join is chosen, deliveries is read only at the batch's rows. */
+				   "   AND d.ctid = ANY ($1)"
 		/*
-		 * Only the batch's rows, and of those only the ones nobody else holds
-		 * locked: the worker never waits for a row lock (store_record()).
+		 * And only rows that nobody has locked since the claim wrote them: a row
+		 * version that a SELECT ... FOR UPDATE locks gets that locker's xmax, and the
+		 * worker must not wait for it (store_record()).  The claim's own version has
+		 * none, so this costs nothing where there is no lock, unlike a locking
+		 * subquery (FOR NO KEY UPDATE SKIP LOCKED), which wrote a WAL record per row
+		 * more.  A row whose xmax a finished locker left behind goes the slower way.
 		 */
-				   "   AND d.ctid = ANY (ARRAY(SELECT l.ctid FROM integration.deliveries l"
-				   "                            WHERE l.ctid = ANY ($1)"
-				   "                              FOR NO KEY UPDATE SKIP LOCKED))"
+				   "   AND d.xmax = 0"
 				   " RETURNING d.tenant_id, d.id",
 				   12, types, CURSOR_OPT_GENERIC_PLAN);
 		run_plan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");

@@ -640,6 +640,38 @@ poll_ok("SELECT count(*) = 1100 AND bool_and(status = 'delivered') FROM integrat
 	'and the held events are fanned out and delivered');
 is(scalar(requests_to('/held-d')) . ' ' . scalar(requests_to('/held-e')), '1 1100', 'each sent once');
 
+########################################################################
+# 19b. An event row another session holds locked (FOR UPDATE, as a DELETE of it not
+#      yet committed would): its fan-out waits for the lock, nothing else does, and
+#      the worker takes it once the lock is released.
+########################################################################
+
+my $held_ev_ep = register('held event', receiver_url($recv, '/held-ev'), '["held.ev"]');
+# The endpoint locked first, so the event waits in the queue; then the event locked by
+# a second session, and the endpoint released: the fan-out's retries meet the event.
+my $ep_locker = $node->background_psql('postgres');
+$ep_locker->query_safe('BEGIN');
+$ep_locker->query_safe("SELECT id FROM integration.webhook_endpoints WHERE id = $held_ev_ep FOR UPDATE");
+q1(q{SELECT integration.publish_event('held.ev', '{"locked": true}')});
+usleep(300_000);
+my $ev_locker = $node->background_psql('postgres');
+$ev_locker->query_safe('BEGIN');
+$ev_locker->query_safe(q{SELECT id FROM integration.webhook_events WHERE event = 'held.ev' FOR UPDATE});
+$ep_locker->query_safe('COMMIT');
+$ep_locker->quit;
+is(q1("SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $held_ev_ep"), '0',
+	'the event whose endpoint was locked is still queued');
+q1(q{SELECT count(integration.publish_event('free.z', jsonb_build_object('i', i))) FROM generate_series(1, 10) i});
+poll_ok("SELECT count(*) = 10 FROM integration.deliveries d JOIN integration.webhook_events e"
+	  . " ON e.tenant_id = d.tenant_id AND e.id = d.event_id"
+	  . " WHERE d.endpoint_id = $free AND e.event = 'free.z' AND d.status = 'delivered'",
+	'events published after a locked one go out while it is held');
+$ev_locker->query_safe('COMMIT');
+$ev_locker->quit;
+poll_ok("SELECT count(*) = 1 AND bool_and(status = 'delivered') FROM integration.deliveries WHERE endpoint_id = $held_ev_ep",
+	'the locked event is delivered once the lock is gone');
+is(scalar(requests_to('/held-ev')), 1, 'once');
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
