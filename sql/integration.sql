@@ -251,18 +251,13 @@ COMMENT ON TABLE integration.webhook_event_queue IS
 -- The fan-out takes events in id order, across tenants.
 CREATE INDEX webhook_event_queue_order_idx ON integration.webhook_event_queue (event_id);
 
--- Events inserted by hand are queued like published ones (publishing queues its own
--- events, src/event_store.c, unless the table has triggers of someone else's).
+-- Events inserted by hand are queued like published ones.  Publishing writes events in
+-- bulk and queues them itself when the only triggers on the two tables are this one
+-- and require_tenant, which it recognises by the C function they run
+-- (src/event_store.c, src/event_queue.c).
 CREATE FUNCTION integration.queue_events() RETURNS trigger
-	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	INSERT INTO integration.webhook_event_queue (tenant_id, event_id)
-	SELECT a.tenant_id, a.id FROM added a;
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'integration_queue_events'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.queue_events() IS
 	'Statement trigger: every new event is queued for fan-out.';
 
