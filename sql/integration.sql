@@ -289,8 +289,10 @@ CREATE TABLE integration.deliveries (
 	-- key above and deliveries_endpoint_idx serve the lookups from the referenced side.
 	-- The key checks cost the worker's fan-out a lookup per delivery and key and a row
 	-- lock per event: about 7 us of its SQL thread's CPU and 60 bytes of WAL per
-	-- delivery, and 3% to 4% of its deliveries/s (bench/run delivery, against the
-	-- statement triggers that stood in for these keys; README, Performance).
+	-- delivery, and 5% (10,000 queued) to 10% (100,000) of its deliveries/s, +3% to -4%
+	-- relative to the ceiling of the same rounds (DELIVERIES="10000 100000"
+	-- CONCURRENCY=64 ROUNDS=3 bench/run delivery, two interleaved runs each against
+	-- the statement triggers these keys replaced; README, Performance).
 	CONSTRAINT deliveries_event_fkey FOREIGN KEY (tenant_id, event_id)
 		REFERENCES integration.webhook_events (tenant_id, id) ON DELETE CASCADE,
 	CONSTRAINT deliveries_endpoint_fkey FOREIGN KEY (tenant_id, endpoint_id)
