@@ -292,7 +292,7 @@ CREATE TABLE integration.deliveries (
 	-- delivery, and 5% (10,000 queued) to 10% (100,000) of its deliveries/s, +3% to -4%
 	-- relative to the ceiling of the same rounds (DELIVERIES="10000 100000"
 	-- CONCURRENCY=64 ROUNDS=3 bench/run delivery, two interleaved runs each against
-	-- the statement triggers these keys replaced; README, Performance).
+	-- the fan-out that skipped the triggers these keys replaced; README, Performance).
 	CONSTRAINT deliveries_event_fkey FOREIGN KEY (tenant_id, event_id)
 		REFERENCES integration.webhook_events (tenant_id, id) ON DELETE CASCADE,
 	CONSTRAINT deliveries_endpoint_fkey FOREIGN KEY (tenant_id, endpoint_id)
