@@ -1,11 +1,12 @@
 /*
  * event_queue.c
- *		The trigger that keeps integration.webhook_event_queue in step with
- *		integration.webhook_events when events are deleted or truncated.
+ *		The triggers that keep integration.webhook_event_queue in step with
+ *		integration.webhook_events: a new event is queued, a deleted or truncated one
+ *		leaves the queue.
  *
  * Deliveries follow their event by foreign key (ON DELETE CASCADE); the queue has no
  * key to follow (it is a narrow heap the fan-out deletes from, and a key check per
- * queued event would cost publishing), so this statement trigger does for it what the
+ * queued event would cost publishing), so these statement triggers do for it what the
  * cascade does for deliveries.
  *
  * Order on delete: the cascade's row triggers run first and delete the deliveries the
@@ -16,6 +17,9 @@
  * lock_timeout) ends one of them.  The window is the few milliseconds between the
  * fan-out's two statements; a fan-out that has inserted first holds its event FOR KEY
  * SHARE, so the delete waits for it and its cascade finds the deliveries.
+ *
+ * integration_queue_events is also how event_store.c recognises the extension's own
+ * queueing trigger, by the function it runs rather than by any name.
  */
 #include "postgres.h"
 
@@ -24,6 +28,37 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/rel.h"
+
+#include "event_queue.h"
+
+PG_FUNCTION_INFO_V1(integration_queue_events);
+
+/*
+ * AFTER INSERT ... FOR EACH STATEMENT on webhook_events (transition table "added"):
+ * every new event is queued for fan-out, as the caller (who needs INSERT on the queue).
+ */
+Datum
+integration_queue_events(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) || trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("queue_events() must be an AFTER INSERT statement trigger with a transition table")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SPI_register_trigger_data(trigdata);
+	rc = SPI_execute("INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
+					 " SELECT a.tenant_id, a.id FROM added a", false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "queueing events failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
 
 PG_FUNCTION_INFO_V1(integration_dequeue_events);
 

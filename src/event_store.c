@@ -10,8 +10,13 @@
  * only when that is nothing we need:
  *   - both tables have exactly the columns the extension created (a DBA who added one
  *     gets the plain INSERT, with its defaults and constraints);
- *   - no row-level or transition-table INSERT trigger exists on them but the
- *     extension's own events_queued, whose work (queueing each event) it does itself;
+ *   - every INSERT trigger that would fire on them is one of the extension's two
+ *     statement triggers whose work the fast path does itself: require_tenant, whose
+ *     check publish.c makes first, and events_queued, one queue row per event.  They
+ *     are known by the C function they run, which fmgr resolves to its address, and
+ *     by how they fire (statement level, timing, transition table, no WHEN clause or
+ *     arguments), never by a name: a trigger of anyone else's, a foreign key's
+ *     included, or one of ours attached differently, gets the plain INSERT;
  *   - the caller has INSERT on both (else the plain INSERT reports the error).
  * Row-level security needs no evaluation here: callers publish only for the current
  * tenant when RLS applies to them (publish.c checks it, with a clearer message), which
@@ -39,8 +44,10 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "event_queue.h"
 #include "event_store.h"
 #include "spi_plan.h"
+#include "tenant.h"
 
 #define EVENT_STORE_MULTI_INSERT 1000
 
@@ -87,35 +94,63 @@ has_columns(Relation rel, const ColumnSpec *cols, int ncols)
 	return true;
 }
 
+/* Whether trigger t fires in this session (trigger.c's TriggerEnabled, first part). */
+static bool
+trigger_fires(const Trigger *t)
+{
+	if (t->tgenabled == TRIGGER_DISABLED)
+		return false;
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		return t->tgenabled != TRIGGER_FIRES_ON_ORIGIN;
+	return t->tgenabled != TRIGGER_FIRES_ON_REPLICA;
+}
+
 /*
- * Whether no INSERT trigger on rel would do anything the bulk path skips: none at row
- * level, and none with a transition table but, on webhook_events, the extension's own
- * events_queued, whose work the bulk path does.
+ * The address fmgr calls for trigger t's function: the C function itself, or for
+ * another language its handler (which a plain INSERT would load to fire it anyway).
+ */
+static PGFunction
+trigger_function(const Trigger *t)
+{
+	FmgrInfo	flinfo;
+
+	fmgr_info(t->tgfoid, &flinfo);
+	return flinfo.fn_addr;
+}
+
+/*
+ * Whether every INSERT trigger on rel that fires in this session is one whose work the
+ * bulk path does itself (see the file header): the extension's require_tenant, and on
+ * webhook_events (events true) exactly one events_queued.
  */
 static bool
-no_insert_triggers(Relation rel, bool events_queued_allowed)
+insert_triggers_known(Relation rel, bool events)
 {
 	TriggerDesc *trig = rel->trigdesc;
+	int			queueing = 0;
 
-	if (trig == NULL)
-		return true;
-	if (trig->trig_insert_before_row || trig->trig_insert_after_row ||
-		trig->trig_insert_instead_row)
-		return false;
-	for (int i = 0; trig->trig_insert_new_table && i < trig->numtriggers; i++)
+	for (int i = 0; trig != NULL && i < trig->numtriggers; i++)
 	{
 		Trigger    *t = &trig->triggers[i];
+		PGFunction	fn;
 
-		/* Ours only as created: firing on origin, as it does unless someone changed it. */
-		if (TRIGGER_FOR_INSERT(t->tgtype) && t->tgnewtable != NULL &&
-			!(events_queued_allowed && strcmp(t->tgname, "events_queued") == 0 &&
-			  t->tgenabled == TRIGGER_FIRES_ON_ORIGIN &&
-			  SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA &&
-			  get_func_namespace(t->tgfoid) == RelationGetNamespace(rel) &&
-			  strcmp(get_func_name(t->tgfoid), "queue_events") == 0))
+		if (!TRIGGER_FOR_INSERT(t->tgtype) || !trigger_fires(t))
+			continue;
+		if (TRIGGER_FOR_ROW(t->tgtype) || t->tgqual != NULL || t->tgnargs != 0)
 			return false;
+		fn = trigger_function(t);
+		if (TRIGGER_FOR_BEFORE(t->tgtype) && fn == integration_require_tenant_for_write)
+			continue;
+		if (events && TRIGGER_FOR_AFTER(t->tgtype) && t->tgnewtable != NULL &&
+			fn == integration_queue_events)
+		{
+			queueing++;
+			continue;
+		}
+		return false;
 	}
-	return true;
+	/* Without it (disabled, say) a plain INSERT queues nothing. */
+	return !events || queueing == 1;
 }
 
 /* Whether events and their queue can take the fast path (see the file header). */
@@ -124,7 +159,7 @@ fast_path_allowed(Relation events, Relation queue)
 {
 	return has_columns(events, event_columns, lengthof(event_columns)) &&
 		has_columns(queue, queue_columns, lengthof(queue_columns)) &&
-		no_insert_triggers(events, true) && no_insert_triggers(queue, false) &&
+		insert_triggers_known(events, true) && insert_triggers_known(queue, false) &&
 		pg_class_aclcheck(RelationGetRelid(events), GetUserId(), ACL_INSERT) == ACLCHECK_OK &&
 		pg_class_aclcheck(RelationGetRelid(queue), GetUserId(), ACL_INSERT) == ACLCHECK_OK;
 }
