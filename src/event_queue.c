@@ -11,12 +11,12 @@
  *
  * Order on delete: the cascade's row triggers run first and delete the deliveries the
  * transaction can see (with a fresh snapshot, as ri_triggers.c does); then the queue
- * rows go.  A fan-out that has taken an event's queue row but not yet inserted its
- * deliveries holds the queue row, and its insert's key check waits for the deleting
- * transaction: the two wait for each other, and the deadlock detector (or the worker's
- * lock_timeout) ends one of them.  The window is the few milliseconds between the
- * fan-out's two statements; a fan-out that has inserted first holds its event FOR KEY
- * SHARE, so the delete waits for it and its cascade finds the deliveries.
+ * rows go.  The fan-out takes an event's queue row and locks the event FOR KEY SHARE
+ * SKIP LOCKED in one statement (delivery_store.c): if the delete locked the event
+ * first, the fan-out puts the queue row back instead of waiting, and the put-back row,
+ * whose event is gone once the delete commits, is dropped by a later fan-out; if the
+ * fan-out locked it first, the delete waits for it and its cascade finds the
+ * deliveries.  Neither waits for the other both ways, so they cannot deadlock.
  *
  * integration_queue_events is also how event_store.c recognises the extension's own
  * queueing trigger, by the function it runs rather than by any name.
