@@ -918,18 +918,8 @@ refresh_step(void *arg)
 			}
 			MemoryContextSwitchTo(old);
 		}
-		if (copy->settings.url == NULL)
-		{
-			c->usable = false;	/* the endpoint was hard-deleted */
-			continue;
-		}
-		/* A claim whose event is gone stays unusable, whatever its endpoint says. */
-		c->usable = copy->settings.usable && c->payload != NULL;
-		c->url = copy->settings.url;
-		c->secret = copy->settings.secret;
-		c->headers = copy->settings.headers;
-		c->timeout_ms = copy->settings.timeout_ms;
-		c->retry_schedule = copy->settings.retry_schedule;
+		/* Hard-deleted (no url): unusable; its event gone: unusable too. */
+		store_claim_take_settings(c, &copy->settings);
 		di->policy = retry_policy_for(c->retry_schedule, di->batch->cxt);
 	}
 }

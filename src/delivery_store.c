@@ -49,6 +49,7 @@
 #include "spi_plan.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
+static SPIPlanPtr fan_out_lanes_plan = NULL;
 static SPIPlanPtr fan_out_endpoints_plan = NULL;
 static SPIPlanPtr fan_out_insert_plan = NULL;
 static SPIPlanPtr fan_out_insert_safe_plan = NULL;
@@ -65,6 +66,9 @@ static SPIPlanPtr newest_queued_plan = NULL;
 static SPIPlanPtr fan_out_locked_events_plan = NULL;
 
 static void store_forget_plans_only(void);
+
+/* How often store_replan_if_grown() looks at the tables' sizes. */
+#define REPLAN_CHECK_MS 200
 
 /* The transaction bracket of worker_spi.c, in its order. */
 void
@@ -121,28 +125,47 @@ store_extension_present(void)
 }
 
 /*
- * The tables whose size decides the worker's plans, and their size in blocks when the
- * saved plans were last dropped (InvalidBlockNumber: not known).
+ * The tables whose size decides the worker's generic plans, the plans that read each
+ * (the others are planned at every execution, see prepare()), and the table's size
+ * in blocks when those plans were last dropped (InvalidBlockNumber: not known).
  */
-static const char *const planned_tables[] = {
-	"deliveries", "webhook_event_queue", "webhook_events", "webhook_endpoints"
+typedef struct PlannedTable
+{
+	const char *name;
+	SPIPlanPtr *plans[4];
+	BlockNumber blocks;
+} PlannedTable;
+
+static PlannedTable planned_tables[] = {
+	{"deliveries", {&record_plan}, InvalidBlockNumber},
+	{"webhook_event_queue", {&fan_out_plan, &fan_out_lanes_plan, &newest_queued_plan},
+	InvalidBlockNumber},
+	{"webhook_events", {&fan_out_plan, &fan_out_lanes_plan, &fan_out_locked_events_plan},
+	InvalidBlockNumber},
+	{"webhook_endpoints", {&read_endpoints_plan, &fan_out_endpoints_plan,
+	&fan_out_endpoints_skip_plan}, InvalidBlockNumber},
 };
-static BlockNumber planned_blocks[lengthof(planned_tables)] = {
-	InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber, InvalidBlockNumber
-};
+
+static void
+forget_plan(SPIPlanPtr *plan)
+{
+	if (*plan != NULL)
+		SPI_freeplan(*plan);
+	*plan = NULL;
+}
 
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
 void
 store_forget_plans(void)
 {
-	for (int i = 0; i < lengthof(planned_blocks); i++)
-		planned_blocks[i] = InvalidBlockNumber;
+	for (int i = 0; i < lengthof(planned_tables); i++)
+		planned_tables[i].blocks = InvalidBlockNumber;
 	store_forget_plans_only();
 }
 
 /*
- * Drops the saved plans once a table they read has more than doubled since they were
- * made, so that each is planned again for the size the table has now.
+ * Drops the saved plans that read a table once it has more than doubled since they
+ * were made, so that each is planned again for the size the table has now.
  *
  * The worker's statements keep generic plans (spi_plan.c), and PostgreSQL's plan cache
  * re-plans them when ANALYZE changes the tables' statistics.  Between two ANALYZEs a
@@ -151,41 +174,51 @@ store_forget_plans(void)
  * batch then read the whole of a 100,000-event backlog.  The planner estimates a
  * table's rows from its current number of blocks, so a plan made again now is the
  * right one; this asks for that, instead of switching plan types off for the session.
- * Cost: one smgrnblocks() per table and store transaction.
+ * Cost: one smgrnblocks() per table and store transaction, and a new plan of the
+ * statements that read a table each time it doubles.
  */
 void
 store_replan_if_grown(void)
 {
-	Oid			nsp = get_namespace_oid("integration", true);
-	BlockNumber now[lengthof(planned_tables)];
-	bool		grown = false;
+	static TimestampTz checked_at = 0;
+	TimestampTz now_ts = GetCurrentTransactionStartTimestamp();
+	Oid			nsp;
 
+	/* A table doubles in no less than that while the worker writes it. */
+	if (now_ts < TimestampTzPlusMilliseconds(checked_at, REPLAN_CHECK_MS))
+		return;
+	checked_at = now_ts;
+	nsp = get_namespace_oid("integration", true);
 	if (!OidIsValid(nsp))
 		return;
 	for (int i = 0; i < lengthof(planned_tables); i++)
 	{
-		Oid			relid = get_relname_relid(planned_tables[i], nsp);
+		PlannedTable *t = &planned_tables[i];
+		Oid			relid = get_relname_relid(t->name, nsp);
 		Relation	rel;
+		BlockNumber now;
 
 		if (!OidIsValid(relid))
 			return;
 		rel = relation_open(relid, AccessShareLock);
-		now[i] = RelationGetNumberOfBlocks(rel);
+		now = RelationGetNumberOfBlocks(rel);
 		relation_close(rel, NoLock);
-		if (planned_blocks[i] != InvalidBlockNumber && now[i] > 2 * planned_blocks[i] + 8)
-			grown = true;
-		/*
-		 * Shrunk (TRUNCATE; VACUUM giving pages back): the plan cache plans again for
-		 * the small table by itself, so growth counts from here.
-		 */
-		else if (planned_blocks[i] != InvalidBlockNumber && now[i] < planned_blocks[i] / 2)
-			planned_blocks[i] = now[i];
+		if (t->blocks == InvalidBlockNumber || now < t->blocks / 2)
+		{
+			/*
+			 * Not known yet, or shrunk (TRUNCATE; VACUUM giving pages back): the plan
+			 * cache plans again for the small table by itself, so growth counts from
+			 * here.
+			 */
+			t->blocks = now;
+		}
+		else if (now > 2 * t->blocks + 8)
+		{
+			for (int p = 0; p < lengthof(t->plans) && t->plans[p] != NULL; p++)
+				forget_plan(t->plans[p]);
+			t->blocks = now;
+		}
 	}
-	if (grown)
-		store_forget_plans_only();
-	for (int i = 0; i < lengthof(planned_tables); i++)
-		if (grown || planned_blocks[i] == InvalidBlockNumber)
-			planned_blocks[i] = now[i];
 }
 
 /* Drops the saved plans; they are made again on their next use. */
@@ -193,14 +226,11 @@ static void
 store_forget_plans_only(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
-	&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan};
+	&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan,
+	&fan_out_lanes_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+		forget_plan(plans[i]);
 }
 
 /* Size-dependent statements are planned at each execution (see spi_plan.c). */
@@ -307,8 +337,9 @@ copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, char **url, char *
 }
 
 /*
- * Appends SPI's result rows (the claim column list), claimed with lease, to list,
- * copied into its context.
+ * Appends SPI's result rows (tenant_id, id, event_id, endpoint_id, attempts, event,
+ * payload, ctid), claimed with lease, to list, copied into its context; their
+ * endpoints' settings come later (claims_read_endpoints()).
  */
 static int
 append_claims(ClaimList *list, TimestampTz lease)
@@ -341,14 +372,29 @@ append_claims(ClaimList *list, TimestampTz lease)
 		c->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 		c->event = copy_text(tup, desc, 6, NULL);
 		c->payload = copy_text(tup, desc, 7, &c->payload_len);
-		copy_endpoint_columns(tup, desc, 8, &c->url, &c->secret, &c->headers, &c->timeout_ms,
-							  &c->retry_schedule, &c->usable);
-		d = SPI_getbinval(tup, desc, 14, &isnull);
+		d = SPI_getbinval(tup, desc, 8, &isnull);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &c->tid);
 		c->lease = lease;
 	}
 	MemoryContextSwitchTo(old);
 	return n;
+}
+
+/*
+ * Gives claim c the request settings of its endpoint.  Every path that makes or
+ * refreshes a claim (fan-out, claim of due deliveries, the worker's refresh) reads
+ * them with read_endpoint_settings() and hands them over here; the strings are
+ * shared, not copied.  A claim whose event is gone stays unusable.
+ */
+void
+store_claim_take_settings(ClaimedDelivery *c, const EndpointSettings *ep)
+{
+	c->url = ep->url;
+	c->secret = ep->secret;
+	c->headers = ep->headers;
+	c->timeout_ms = ep->timeout_ms;
+	c->retry_schedule = ep->retry_schedule;
+	c->usable = ep->url != NULL && ep->usable && c->payload != NULL;
 }
 
 /* A published event taken for fan-out, and the endpoints it goes to. */
@@ -499,7 +545,12 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 	{
 		tenants[i] = (char *) eps[i].tenant_id;
 		ids[i] = eps[i].id;
+		/* Not found: no settings at all, and unusable. */
 		eps[i].url = NULL;
+		eps[i].secret = NULL;
+		eps[i].headers = NULL;
+		eps[i].timeout_ms = 0;
+		eps[i].retry_schedule = NULL;
 		eps[i].usable = false;
 	}
 	args[0] = cstring_text_array(tenants, n);
@@ -595,6 +646,402 @@ insert_fanned_out(Datum *args)
 		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
 }
 
+/* One fan-out batch, handed from phase to phase of store_fan_out_and_claim(). */
+typedef struct FanOutBatch
+{
+	ClaimList  *list;			/* claims go here; the batch's strings live in its context */
+	FanOutEvent *events;		/* the events read */
+	int			nevents;
+	HTAB	   *endpoints;		/* FanOutEndpoint by tenant and id */
+	HTAB	   *candidates;		/* FanOutCandidate by tenant, event and endpoint */
+	char	  **back_tenants;	/* events to queue again: locked, or an endpoint locked */
+	int64	   *back_ids;
+	int			nback;
+	/* The deliveries to insert, as the insert's arrays. */
+	int			ncand;
+	char	  **tenants;
+	int64	   *event_ids;
+	int64	   *endpoint_ids;
+	Datum	   *created;
+	Datum	   *claimed;
+} FanOutBatch;
+
+static void
+put_back_later(FanOutBatch *b, char *tenant_id, int64 event_id)
+{
+	b->back_tenants[b->nback] = tenant_id;
+	b->back_ids[b->nback++] = event_id;
+}
+
+/*
+ * Phase 1: takes the lanes' events: their queue rows, oldest event first in each lane,
+ * and the events themselves, locked FOR KEY SHARE SKIP LOCKED (as the foreign key to
+ * them will be).  Within one statement the lanes' row locks are this transaction's
+ * own, so a row in both is not skipped by either: the UNION takes it once.  Leaves the
+ * rows in SPI_tuptable and returns how many queue rows were taken.
+ */
+static int
+take_events(FanOutLanes *lanes, int64 fresh_from)
+{
+	Oid			types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		args[4];
+	SPIPlanPtr	plan;
+
+	/* Most batches have no fresh lane: a statement without it plans no UNION. */
+#define TAKE_EVENTS(from, ctids) \
+	"WITH " from ", taken AS (" \
+	"  DELETE FROM integration.webhook_event_queue q" \
+	"   WHERE q.ctid = ANY (ARRAY(" ctids "))" \
+	"  RETURNING q.tenant_id, q.event_id)" \
+	" SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at," \
+	"        t.event_id, t.tenant_id" \
+	"   FROM taken t" \
+	"   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e" \
+	"                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id" \
+	"                       LIMIT 1 FOR KEY SHARE SKIP LOCKED) e ON true"
+#define BACKLOG_LANE \
+	"backlog AS (" \
+	"  SELECT p.ctid FROM integration.webhook_event_queue p" \
+	"   WHERE p.event_id > $2" \
+	"   ORDER BY p.event_id LIMIT $1" \
+	"   FOR UPDATE SKIP LOCKED)"
+#define FRESH_LANE \
+	"fresh AS (" \
+	"  SELECT p.ctid FROM integration.webhook_event_queue p" \
+	"   WHERE p.event_id > $3" \
+	"   ORDER BY p.event_id LIMIT $4" \
+	"   FOR UPDATE SKIP LOCKED)"
+	if (lanes->fresh_limit > 0)
+		plan = saved_plan(&fan_out_lanes_plan,
+						  TAKE_EVENTS(BACKLOG_LANE ", " FRESH_LANE,
+									  "SELECT ctid FROM backlog UNION SELECT ctid FROM fresh"),
+						  4, types, CURSOR_OPT_GENERIC_PLAN);
+	else
+		plan = saved_plan(&fan_out_plan, TAKE_EVENTS(BACKLOG_LANE, "SELECT ctid FROM backlog"),
+						  2, types, CURSOR_OPT_GENERIC_PLAN);
+#undef TAKE_EVENTS
+#undef BACKLOG_LANE
+#undef FRESH_LANE
+	args[0] = Int64GetDatum(Min(lanes->limit, STORE_BATCH));
+	args[1] = Int64GetDatum(lanes->after);
+	args[2] = Int64GetDatum(fresh_from);
+	args[3] = Int64GetDatum(Min(lanes->fresh_limit, STORE_BATCH));
+	run_plan(plan, args, false, SPI_OK_SELECT, "fan-out");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													 7, &isnull));
+
+		/* Above the fresh lane's start, an event is the fresh lane's, whoever took it. */
+		if (id > fresh_from)
+		{
+			lanes->fresh_taken++;
+			lanes->fresh_after = Max(lanes->fresh_after, id);
+		}
+		else
+		{
+			lanes->taken++;
+			lanes->after = Max(lanes->after, id);
+		}
+	}
+	return (int) SPI_processed;
+}
+
+/*
+ * Phase 1, continued: copies the events in SPI_tuptable into the batch, and notes
+ * each endpoint they name once.  An event the statement could not read was deleted
+ * (its queue row went with it) or is locked by someone else: a plain read tells which,
+ * and a locked one goes back to the queue.
+ */
+static void
+read_taken_events(FanOutBatch *b, int taken)
+{
+	char	  **unread_tenants = palloc(sizeof(char *) * taken);
+	int64	   *unread_ids = palloc(sizeof(int64) * taken);
+	int			nunread = 0;
+
+	b->events = palloc(sizeof(FanOutEvent) * taken);
+	b->nevents = 0;
+	for (int i = 0; i < taken; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		FanOutEvent *ev = &b->events[b->nevents];
+		bool		isnull;
+		ArrayType  *arr;
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			nelems;
+		MemoryContext old;
+
+		(void) SPI_getbinval(tup, desc, 2, &isnull);
+		if (isnull)
+		{
+			unread_tenants[nunread] = copy_text(tup, desc, 8, NULL);
+			unread_ids[nunread++] = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+			continue;
+		}
+		b->nevents++;
+		old = MemoryContextSwitchTo(b->list->mcxt);
+		ev->tenant_id = copy_text(tup, desc, 1, NULL);
+		ev->event = copy_text(tup, desc, 3, NULL);
+		ev->payload = copy_text(tup, desc, 4, &ev->payload_len);
+		MemoryContextSwitchTo(old);
+		ev->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		ev->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
+		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &elem_nulls, &nelems);
+		ev->endpoint_ids = palloc(sizeof(int64) * Max(nelems, 1));
+		ev->nendpoints = 0;
+		for (int j = 0; j < nelems; j++)
+		{
+			FanOutEndpointKey key;
+			bool		found;
+			FanOutEndpoint *ep;
+
+			/* Refused by a CHECK constraint; an event written before it names no one. */
+			if (elem_nulls[j])
+				continue;
+			key.id = DatumGetInt64(elems[j]);
+			key.tenant_id = ev->tenant_id;
+			ep = hash_search(b->endpoints, &key, HASH_ENTER, &found);
+			if (!found)
+				ep->settings = NULL;
+			ev->endpoint_ids[ev->nendpoints++] = key.id;
+		}
+	}
+
+	b->back_tenants = palloc(sizeof(char *) * Max(taken, 1));
+	b->back_ids = palloc(sizeof(int64) * Max(taken, 1));
+	b->nback = 0;
+	if (nunread > 0)
+	{
+		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+		Datum		args[2];
+
+		args[0] = cstring_text_array(unread_tenants, nunread);
+		args[1] = int8_array(unread_ids, nunread);
+		saved_plan(&fan_out_locked_events_plan,
+				   "SELECT e.tenant_id, e.id"
+				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
+				   "  JOIN LATERAL (SELECT e.tenant_id, e.id FROM integration.webhook_events e"
+				   "                 WHERE e.tenant_id = k.tenant_id AND e.id = k.id LIMIT 1) e ON true",
+				   2, types, CURSOR_OPT_GENERIC_PLAN);
+		run_plan(fan_out_locked_events_plan, args, false, SPI_OK_SELECT, "finding locked events");
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+
+			put_back_later(b, copy_text(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, NULL),
+						   DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													   SPI_tuptable->tupdesc, 2, &isnull)));
+		}
+	}
+}
+
+/*
+ * Phase 2: reads and locks each endpoint once, FOR KEY SHARE as the foreign key will:
+ * an endpoint deleted first gets no delivery, and a delete that comes later waits for
+ * this transaction and then finds the deliveries it made.  SKIP LOCKED: an endpoint
+ * someone else holds locked is not waited for but marked, and a plain read tells it
+ * from one that does not exist.
+ */
+static void
+lock_endpoints(FanOutBatch *b)
+{
+	EndpointSettings *eps = palloc(sizeof(EndpointSettings) *
+								   Max(hash_get_num_entries(b->endpoints), 1));
+	EndpointSettings *again;
+	int			nagain = 0;
+	HASH_SEQ_STATUS seq;
+	FanOutEndpoint *ep;
+	int			n = 0;
+
+	hash_seq_init(&seq, b->endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+	{
+		eps[n].tenant_id = ep->key.tenant_id;
+		eps[n].id = ep->key.id;
+		ep->settings = &eps[n++];
+		ep->locked = false;
+		ep->room = -1;
+	}
+	read_endpoint_settings(eps, n, b->list->mcxt, true, true);
+
+	again = palloc(sizeof(EndpointSettings) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (eps[i].url == NULL)
+			again[nagain++] = eps[i];
+	if (nagain == 0)
+		return;
+	read_endpoint_settings(again, nagain, CurrentMemoryContext, false, false);
+	for (int i = 0; i < nagain; i++)
+	{
+		FanOutEndpointKey key = {again[i].id, again[i].tenant_id};
+
+		if (again[i].url != NULL)
+			((FanOutEndpoint *) hash_search(b->endpoints, &key, HASH_FIND, NULL))->locked = true;
+	}
+}
+
+/*
+ * Phase 3: one delivery per event and endpoint of the same tenant (an id listed twice
+ * counts once), claimed while its endpoint has room (room(), asked once per endpoint),
+ * else pending.  An event with an endpoint someone holds locked (it may be on its way
+ * out) goes back to the queue whole, for a later fan-out.
+ */
+static void
+plan_deliveries(FanOutBatch *b, FanOutLanes *lanes, FanOutRoom room, void *room_arg)
+{
+	int			max = 0;
+
+	for (int i = 0; i < b->nevents; i++)
+		max += b->events[i].nendpoints;
+	b->candidates = batch_hash("integration fan-out deliveries", 256, sizeof(FanOutKey),
+							   sizeof(FanOutCandidate), delivery_key_hash, delivery_key_match);
+	b->tenants = palloc(sizeof(char *) * Max(max, 1));
+	b->event_ids = palloc(sizeof(int64) * Max(max, 1));
+	b->endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
+	b->created = palloc(sizeof(Datum) * Max(max, 1));
+	b->claimed = palloc(sizeof(Datum) * Max(max, 1));
+	b->ncand = 0;
+
+	for (int i = 0; i < b->nevents; i++)
+	{
+		FanOutEvent *ev = &b->events[i];
+		bool		wait = false;
+
+		for (int j = 0; j < ev->nendpoints; j++)
+		{
+			FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
+			FanOutEndpoint *ep = hash_search(b->endpoints, &epkey, HASH_FIND, NULL);
+
+			wait = wait || (ep != NULL && ep->locked);
+		}
+		if (wait)
+		{
+			put_back_later(b, ev->tenant_id, ev->id);
+			continue;
+		}
+		for (int j = 0; j < ev->nendpoints; j++)
+		{
+			FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
+			FanOutEndpoint *ep = hash_search(b->endpoints, &epkey, HASH_FIND, NULL);
+			FanOutKey	key;
+			FanOutCandidate *cand;
+			bool		found;
+			int			k = b->ncand;
+
+			if (ep == NULL || ep->settings->url == NULL)
+				continue;
+			key.event_id = ev->id;
+			key.endpoint_id = ep->key.id;
+			key.tenant_id = ev->tenant_id;
+			cand = hash_search(b->candidates, &key, HASH_ENTER, &found);
+			if (found)
+				continue;
+			cand->ev = ev;
+			cand->ep = ep;
+			b->tenants[k] = ev->tenant_id;
+			b->event_ids[k] = ev->id;
+			b->endpoint_ids[k] = ep->key.id;
+			b->created[k] = TimestampTzGetDatum(ev->created_at);
+			if (ep->room < 0)
+				ep->room = room(room_arg, ev->tenant_id, ep->key.id);
+			b->claimed[k] = BoolGetDatum(ep->room > 0);
+			if (ep->room > 0)
+				ep->room--;
+			else
+				lanes->overflowed = true;
+			b->ncand++;
+		}
+	}
+}
+
+/* Phase 4: queues again the events put aside (put_back_later()). */
+static void
+put_back(FanOutBatch *b, FanOutLanes *lanes)
+{
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+	Datum		args[2];
+
+	if (b->nback == 0)
+		return;
+	args[0] = cstring_text_array(b->back_tenants, b->nback);
+	args[1] = int8_array(b->back_ids, b->nback);
+	saved_plan(&fan_out_put_back_plan,
+			   "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
+			   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
+			   2, types, CURSOR_OPT_GENERIC_PLAN);
+	run_plan(fan_out_put_back_plan, args, false, SPI_OK_INSERT, "queueing events again");
+	lanes->put_back = true;
+}
+
+/*
+ * Phase 5: inserts the deliveries and turns the claimed ones among the rows inserted
+ * into claims, with what each request needs.
+ */
+static void
+insert_and_claim(FanOutBatch *b, int lease_ms)
+{
+	TimestampTz lease = lease_expiry(lease_ms);
+	ClaimList  *list = b->list;
+	Datum		args[6];
+	MemoryContext old;
+
+	args[0] = cstring_text_array(b->tenants, b->ncand);
+	args[1] = int8_array(b->event_ids, b->ncand);
+	args[2] = int8_array(b->endpoint_ids, b->ncand);
+	args[3] = timestamptz_array(b->created, b->ncand);
+	args[4] = TimestampTzGetDatum(lease);
+	args[5] = PointerGetDatum(construct_array(b->claimed, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
+	insert_fanned_out(args);
+
+	old = MemoryContextSwitchTo(list->mcxt);
+	if (list->count + (int) SPI_processed > list->capacity)
+	{
+		list->capacity = Max(list->count + (int) SPI_processed, list->capacity * 2);
+		list->items = list->items ? repalloc(list->items, sizeof(ClaimedDelivery) * list->capacity)
+			: palloc(sizeof(ClaimedDelivery) * list->capacity);
+	}
+	MemoryContextSwitchTo(old);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		FanOutKey	key;
+		FanOutCandidate *cand;
+		ClaimedDelivery *c;
+
+		/* Went in pending: claimed later, when its endpoint has room. */
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
+			continue;
+		key.event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		key.endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		key.tenant_id = copy_text(tup, desc, 5, NULL);
+		cand = hash_search(b->candidates, &key, HASH_FIND, NULL);
+		if (cand == NULL)
+			elog(ERROR, "fan-out returned a delivery it did not insert");
+		c = &list->items[list->count++];
+		memset(c, 0, sizeof(*c));
+		c->tenant_id = cand->ev->tenant_id;
+		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		c->event_id = cand->ev->id;
+		c->endpoint_id = cand->ep->key.id;
+		c->attempts = 0;
+		c->event = cand->ev->event;
+		c->payload = cand->ev->payload;
+		c->payload_len = cand->ev->payload_len;
+		store_claim_take_settings(c, cand->ep->settings);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
+		c->lease = lease;
+	}
+}
+
 /*
  * Fans out published events into deliveries, one per endpoint, from two lanes of the
  * queue (lanes): the backlog lane takes up to lanes->limit events above lanes->after,
@@ -634,377 +1081,26 @@ int
 store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *room_arg,
 						ClaimList *list)
 {
-	MemoryContext old;
-	FanOutEvent *events;
-	int			nevents;
+	FanOutBatch b;
 	int			taken;
-	HTAB	   *endpoints;
-	HTAB	   *candidates;
-	int			ncand = 0;
-	TimestampTz lease = 0;
-	Oid			scan_types[4] = {INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		scan_args[4];
-	int64		fresh_from = lanes->fresh_limit > 0 ? lanes->fresh_after : PG_INT64_MAX;
-	char	  **unread_tenants;
-	int64	   *unread_ids;
-	int			nunread = 0;
-	int			nlocked = 0;
 
 	lanes->taken = lanes->fresh_taken = 0;
 	lanes->put_back = lanes->overflowed = false;
+	memset(&b, 0, sizeof(b));
+	b.list = list;
 
-	/*
-	 * 1. Take the events: their queue rows, oldest event first in each lane, and the
-	 * events themselves (an event deleted meanwhile has taken its queue row along).
-	 * Within one statement the lanes' row locks are this transaction's own, so a row in
-	 * both is not skipped by either: the UNION takes it once.
-	 */
-	saved_plan(&fan_out_plan,
-			   "WITH backlog AS ("
-			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
-			   "   WHERE p.event_id > $2"
-			   "   ORDER BY p.event_id LIMIT $1"
-			   "   FOR UPDATE SKIP LOCKED),"
-			   " fresh AS ("
-			   "  SELECT p.ctid FROM integration.webhook_event_queue p"
-			   "   WHERE p.event_id > $3"
-			   "   ORDER BY p.event_id LIMIT $4"
-			   "   FOR UPDATE SKIP LOCKED),"
-			   " taken AS ("
-			   "  DELETE FROM integration.webhook_event_queue q"
-			   "   WHERE q.ctid = ANY (ARRAY(SELECT ctid FROM backlog UNION SELECT ctid FROM fresh))"
-			   "  RETURNING q.tenant_id, q.event_id)"
-			   " SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at,"
-			   "        t.event_id, t.tenant_id"
-			   "   FROM taken t"
-		/*
-		 * Locked FOR KEY SHARE as the foreign key to it will be, SKIP LOCKED: an event
-		 * that an open transaction is deleting is put back (below), not waited for.
-		 */
-			   "   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e"
-			   "                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id"
-			   "                       LIMIT 1 FOR KEY SHARE SKIP LOCKED) e ON true",
-			   4, scan_types, CURSOR_OPT_GENERIC_PLAN);
-	scan_args[0] = Int64GetDatum(Min(lanes->limit, STORE_BATCH));
-	scan_args[1] = Int64GetDatum(lanes->after);
-	scan_args[2] = Int64GetDatum(fresh_from);
-	scan_args[3] = Int64GetDatum(Min(lanes->fresh_limit, STORE_BATCH));
-	run_plan(fan_out_plan, scan_args, false, SPI_OK_SELECT, "fan-out");
-	/* A queue row without its event (left behind by hand) counts as taken, no more. */
-	taken = (int) SPI_processed;
+	taken = take_events(lanes, lanes->fresh_limit > 0 ? lanes->fresh_after : PG_INT64_MAX);
 	if (taken == 0)
 		return 0;
-	for (int i = 0; i < taken; i++)
-	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-													 7, &isnull));
-
-		/* Above the fresh lane's start, an event is the fresh lane's, whoever took it. */
-		if (id > fresh_from)
-		{
-			lanes->fresh_taken++;
-			lanes->fresh_after = Max(lanes->fresh_after, id);
-		}
-		else
-		{
-			lanes->taken++;
-			lanes->after = Max(lanes->after, id);
-		}
-	}
-
-	endpoints = batch_hash("integration fan-out endpoints", 16, sizeof(FanOutEndpointKey),
-						   sizeof(FanOutEndpoint), endpoint_key_hash, endpoint_key_match);
-
-	/* The batch's strings live as long as its claims; the rest goes with SPI. */
-	events = palloc(sizeof(FanOutEvent) * taken);
-	nevents = 0;
-	unread_tenants = palloc(sizeof(char *) * taken);
-	unread_ids = palloc(sizeof(int64) * taken);
-	for (int i = 0; i < taken; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		FanOutEvent *ev = &events[nevents];
-		bool		isnull;
-		ArrayType  *arr;
-		Datum	   *elems;
-		bool	   *elem_nulls;
-		int			nelems;
-
-		(void) SPI_getbinval(tup, desc, 2, &isnull);
-		if (isnull)
-		{
-			/* Deleted, or locked by someone else: told apart below. */
-			unread_tenants[nunread] = copy_text(tup, desc, 8, NULL);
-			unread_ids[nunread++] = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-			continue;
-		}
-		nevents++;
-		old = MemoryContextSwitchTo(list->mcxt);
-		ev->tenant_id = copy_text(tup, desc, 1, NULL);
-		ev->event = copy_text(tup, desc, 3, NULL);
-		ev->payload = copy_text(tup, desc, 4, &ev->payload_len);
-		MemoryContextSwitchTo(old);
-		ev->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		ev->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
-		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
-		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &elems, &elem_nulls, &nelems);
-		ev->endpoint_ids = palloc(sizeof(int64) * Max(nelems, 1));
-		ev->nendpoints = 0;
-		for (int j = 0; j < nelems; j++)
-		{
-			FanOutEndpointKey key;
-			bool		found;
-			FanOutEndpoint *ep;
-
-			/* Refused by a CHECK constraint; an event written before it names no one. */
-			if (elem_nulls[j])
-				continue;
-			key.id = DatumGetInt64(elems[j]);
-			key.tenant_id = ev->tenant_id;
-			ep = hash_search(endpoints, &key, HASH_ENTER, &found);
-
-			if (!found)
-				ep->settings = NULL;
-			ev->endpoint_ids[ev->nendpoints++] = key.id;
-		}
-	}
-
-	/*
-	 * Events the statement could not read: those that still exist are locked by
-	 * someone else and go back to the queue (a plain read tells); the others were
-	 * deleted, and their queue rows with them.
-	 */
-	if (nunread > 0)
-	{
-		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
-		Datum		args[2];
-
-		args[0] = cstring_text_array(unread_tenants, nunread);
-		args[1] = int8_array(unread_ids, nunread);
-		saved_plan(&fan_out_locked_events_plan,
-				   "SELECT e.tenant_id, e.id"
-				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
-				   "  JOIN LATERAL (SELECT e.tenant_id, e.id FROM integration.webhook_events e"
-				   "                 WHERE e.tenant_id = k.tenant_id AND e.id = k.id LIMIT 1) e ON true",
-				   2, types, CURSOR_OPT_GENERIC_PLAN);
-		run_plan(fan_out_locked_events_plan, args, false, SPI_OK_SELECT, "finding locked events");
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-
-			unread_tenants[nlocked] = copy_text(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, NULL);
-			unread_ids[nlocked++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-																SPI_tuptable->tupdesc, 2, &isnull));
-		}
-	}
-
-	/*
-	 * 2. Read and lock each endpoint once, FOR KEY SHARE as the foreign key will: an
-	 * endpoint deleted first gets no delivery, and a delete that comes later waits for
-	 * this transaction and then finds the deliveries it made.  SKIP LOCKED: an endpoint
-	 * someone else holds locked is not waited for (its events wait in the queue).
-	 */
-	{
-		EndpointSettings *eps = palloc(sizeof(EndpointSettings) *
-									   Max(hash_get_num_entries(endpoints), 1));
-		HASH_SEQ_STATUS seq;
-		FanOutEndpoint *ep;
-		int			n = 0;
-
-		hash_seq_init(&seq, endpoints);
-		while ((ep = hash_seq_search(&seq)) != NULL)
-		{
-			eps[n].tenant_id = ep->key.tenant_id;
-			eps[n].id = ep->key.id;
-			ep->settings = &eps[n++];
-			ep->locked = false;
-			ep->room = -1;
-		}
-		read_endpoint_settings(eps, n, list->mcxt, true, true);
-		{
-			/* Not found, or locked: a plain read tells which. */
-			EndpointSettings *again = palloc(sizeof(EndpointSettings) * Max(n, 1));
-			int			nagain = 0;
-
-			for (int i = 0; i < n; i++)
-				if (eps[i].url == NULL)
-					again[nagain++] = eps[i];
-			if (nagain > 0)
-			{
-				read_endpoint_settings(again, nagain, CurrentMemoryContext, false, false);
-				for (int i = 0; i < nagain; i++)
-				{
-					FanOutEndpointKey key = {again[i].id, again[i].tenant_id};
-
-					if (again[i].url != NULL)
-						((FanOutEndpoint *) hash_search(endpoints, &key, HASH_FIND, NULL))->locked = true;
-				}
-			}
-		}
-	}
-
-	/*
-	 * 3. Insert one delivery per event and endpoint of the same tenant (an id listed
-	 * twice counts once).
-	 */
-	candidates = batch_hash("integration fan-out deliveries", 256, sizeof(FanOutKey),
-							sizeof(FanOutCandidate), delivery_key_hash, delivery_key_match);
-	{
-		int			max = 0;
-		char	  **tenants;
-		int64	   *event_ids;
-		char	  **back_tenants;
-		int64	   *back_ids;
-		int			nback = 0;
-		int64	   *endpoint_ids;
-		Datum	   *created;
-		Datum	   *claimed;
-		Datum		args[6];
-
-		for (int i = 0; i < nevents; i++)
-			max += events[i].nendpoints;
-		tenants = palloc(sizeof(char *) * Max(max, 1));
-		event_ids = palloc(sizeof(int64) * Max(max, 1));
-		back_tenants = palloc(sizeof(char *) * Max(nevents + nlocked, 1));
-		back_ids = palloc(sizeof(int64) * Max(nevents + nlocked, 1));
-		for (int i = 0; i < nlocked; i++)
-		{
-			back_tenants[nback] = unread_tenants[i];
-			back_ids[nback++] = unread_ids[i];
-		}
-		endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
-		created = palloc(sizeof(Datum) * Max(max, 1));
-		claimed = palloc(sizeof(Datum) * Max(max, 1));
-		for (int i = 0; i < nevents; i++)
-		{
-			FanOutEvent *ev = &events[i];
-			bool		wait = false;
-
-			/*
-			 * An endpoint someone holds locked may be on its way out: this event waits
-			 * in the queue, whole, for a later fan-out (the worker comes back to it).
-			 */
-			for (int j = 0; j < ev->nendpoints; j++)
-			{
-				FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
-				FanOutEndpoint *ep = hash_search(endpoints, &epkey, HASH_FIND, NULL);
-
-				wait = wait || (ep != NULL && ep->locked);
-			}
-			if (wait)
-			{
-				back_tenants[nback] = ev->tenant_id;
-				back_ids[nback++] = ev->id;
-				continue;
-			}
-			for (int j = 0; j < ev->nendpoints; j++)
-			{
-				FanOutEndpointKey epkey = {ev->endpoint_ids[j], ev->tenant_id};
-				FanOutEndpoint *ep = hash_search(endpoints, &epkey, HASH_FIND, NULL);
-				FanOutKey	key;
-				FanOutCandidate *cand;
-				bool		found;
-
-				if (ep == NULL || ep->settings->url == NULL)
-					continue;
-				key.event_id = ev->id;
-				key.endpoint_id = ep->key.id;
-				key.tenant_id = ev->tenant_id;
-				cand = hash_search(candidates, &key, HASH_ENTER, &found);
-				if (found)
-					continue;
-				cand->ev = ev;
-				cand->ep = ep;
-				tenants[ncand] = ev->tenant_id;
-				event_ids[ncand] = ev->id;
-				endpoint_ids[ncand] = ep->key.id;
-				created[ncand] = TimestampTzGetDatum(ev->created_at);
-				if (ep->room < 0)
-					ep->room = room(room_arg, ev->tenant_id, ep->key.id);
-				claimed[ncand] = BoolGetDatum(ep->room > 0);
-				if (ep->room > 0)
-					ep->room--;
-				else
-					lanes->overflowed = true;
-				ncand++;
-			}
-		}
-		if (nback > 0)
-		{
-			Oid			back_types[2] = {TEXTARRAYOID, INT8ARRAYOID};
-			Datum		back_args[2];
-
-			back_args[0] = cstring_text_array(back_tenants, nback);
-			back_args[1] = int8_array(back_ids, nback);
-			saved_plan(&fan_out_put_back_plan,
-					   "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
-					   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
-					   2, back_types, CURSOR_OPT_GENERIC_PLAN);
-			run_plan(fan_out_put_back_plan, back_args, false, SPI_OK_INSERT, "queueing events again");
-			lanes->put_back = true;
-		}
-		if (ncand == 0)
-			return taken;		/* every endpoint of these events is gone, or held */
-
-		args[0] = cstring_text_array(tenants, ncand);
-		args[1] = int8_array(event_ids, ncand);
-		args[2] = int8_array(endpoint_ids, ncand);
-		args[3] = timestamptz_array(created, ncand);
-		lease = lease_expiry(lease_ms);
-		args[4] = TimestampTzGetDatum(lease);
-		args[5] = PointerGetDatum(construct_array(claimed, ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
-		insert_fanned_out(args);
-	}
-
-	/* 4. What each request needs, from the rows just inserted. */
-	old = MemoryContextSwitchTo(list->mcxt);
-	if (list->count + (int) SPI_processed > list->capacity)
-	{
-		list->capacity = Max(list->count + (int) SPI_processed, list->capacity * 2);
-		list->items = list->items ? repalloc(list->items, sizeof(ClaimedDelivery) * list->capacity)
-			: palloc(sizeof(ClaimedDelivery) * list->capacity);
-	}
-	MemoryContextSwitchTo(old);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		FanOutKey	key;
-		FanOutCandidate *cand;
-		ClaimedDelivery *c;
-
-		/* Went in pending: claimed later, when its endpoint has room. */
-		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
-			continue;
-		key.event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		key.endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		key.tenant_id = copy_text(tup, desc, 5, NULL);
-		cand = hash_search(candidates, &key, HASH_FIND, NULL);
-		if (cand == NULL)
-			elog(ERROR, "fan-out returned a delivery it did not insert");
-		c = &list->items[list->count++];
-		memset(c, 0, sizeof(*c));
-		c->tenant_id = cand->ev->tenant_id;
-		c->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		c->event_id = cand->ev->id;
-		c->endpoint_id = cand->ep->key.id;
-		c->attempts = 0;
-		c->event = cand->ev->event;
-		c->payload = cand->ev->payload;
-		c->payload_len = cand->ev->payload_len;
-		c->url = cand->ep->settings->url;
-		c->secret = cand->ep->settings->secret;
-		c->headers = cand->ep->settings->headers;
-		c->timeout_ms = cand->ep->settings->timeout_ms;
-		c->retry_schedule = cand->ep->settings->retry_schedule;
-		c->usable = cand->ep->settings->usable;
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
-		c->lease = lease;
-	}
+	b.endpoints = batch_hash("integration fan-out endpoints", 16, sizeof(FanOutEndpointKey),
+							 sizeof(FanOutEndpoint), endpoint_key_hash, endpoint_key_match);
+	read_taken_events(&b, taken);
+	lock_endpoints(&b);
+	plan_deliveries(&b, lanes, room, room_arg);
+	put_back(&b, lanes);
+	/* No delivery: every endpoint of these events is gone or held, or none was named. */
+	if (b.ncand > 0)
+		insert_and_claim(&b, lease_ms);
 	return taken;
 }
 
@@ -1034,6 +1130,45 @@ store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt)
 }
 
 /*
+ * Gives the claims list->items[first..] their endpoints' settings: each endpoint read
+ * once, by the reader every path uses (read_endpoint_settings()).
+ */
+static void
+claims_read_endpoints(ClaimList *list, int first)
+{
+	HTAB	   *index;
+	EndpointSettings *eps;
+	int			n = 0;
+
+	if (list->count == first)
+		return;
+	index = batch_hash("integration claimed endpoints", 64, sizeof(FanOutEndpointKey),
+					   sizeof(FanOutEndpoint), endpoint_key_hash, endpoint_key_match);
+	eps = palloc(sizeof(EndpointSettings) * (list->count - first));
+	for (int i = first; i < list->count; i++)
+	{
+		FanOutEndpointKey key = {list->items[i].endpoint_id, list->items[i].tenant_id};
+		bool		found;
+		FanOutEndpoint *ep = hash_search(index, &key, HASH_ENTER, &found);
+
+		if (!found)
+		{
+			eps[n].tenant_id = list->items[i].tenant_id;
+			eps[n].id = list->items[i].endpoint_id;
+			ep->settings = &eps[n++];
+		}
+	}
+	read_endpoint_settings(eps, n, list->mcxt, false, false);
+	for (int i = first; i < list->count; i++)
+	{
+		FanOutEndpointKey key = {list->items[i].endpoint_id, list->items[i].tenant_id};
+
+		store_claim_take_settings(&list->items[i],
+								  ((FanOutEndpoint *) hash_search(index, &key, HASH_FIND, NULL))->settings);
+	}
+}
+
+/*
  * Claims up to limit (at most STORE_BATCH) due pending deliveries (retries, dispatches, redeliveries),
  * skipping endpoints in excluded, and appends them to list.  Returns how many.
  */
@@ -1042,6 +1177,8 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
 {
 	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];
+	int			first;
+	int			n;
 
 	args[0] = Int64GetDatum(Min(limit, STORE_BATCH));
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
@@ -1062,21 +1199,17 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
 			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
 			/* LATERAL: one index probe per claimed row, never a scan of all events. */
 			" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload,"
-			"        ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule,"
-			/* Outer joins: a claim whose event or endpoint vanished fails, never hangs. */
-			"        coalesce(ep.is_active AND ep.deleted_at IS NULL AND e.payload IS NOT NULL, false),"
 			"        c.ctid"
 			"   FROM claimed c"
+			/* An outer join: a claim whose event vanished fails, never hangs. */
 			"   LEFT JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
-			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true"
-			/* The endpoint: one index probe per claimed row. */
-			"   LEFT JOIN LATERAL (SELECT ep.url, ep.secret, ep.headers, ep.timeout_ms,"
-			"                             ep.retry_schedule, ep.is_active, ep.deleted_at"
-			"                        FROM integration.webhook_endpoints ep"
-			"                       WHERE ep.tenant_id = c.tenant_id AND ep.id = c.endpoint_id) ep ON true",
+			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true",
 			3, argtypes);
 	run_plan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
-	return append_claims(list, DatumGetTimestampTz(args[1]));
+	first = list->count;
+	n = append_claims(list, DatumGetTimestampTz(args[1]));
+	claims_read_endpoints(list, first);
+	return n;
 }
 
 /*

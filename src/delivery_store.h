@@ -79,6 +79,7 @@ extern void store_forget_plans(void);
 extern void store_replan_if_grown(void);
 extern int	store_reconcile_leases(bool all, int64 *held, int nheld);
 extern void store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
+extern void store_claim_take_settings(ClaimedDelivery *c, const EndpointSettings *ep);
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256
 
