@@ -982,6 +982,40 @@ COMMENT ON FUNCTION integration.list_delivery_attempts(bigint) IS
 	'Every attempt of one delivery of the current tenant, oldest first.';
 
 ------------------------------------------------------------------------------------------
+-- The worker's own statements, for tests and operators (src/store_sql.c).  Internal:
+-- each runs what the worker runs, through the worker's code, in the caller's
+-- transaction, so the isolation specs (test/specs) can interleave it with the API.  A
+-- claim made here is real: nothing sends it, and it stays 'sending' until its lease
+-- runs out and a reconcile returns it to 'pending'.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration._claim_due(max integer, lease interval DEFAULT '90s')
+	RETURNS TABLE (id bigint, usable boolean)
+	AS 'MODULE_PATHNAME', 'integration_claim_due'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION integration._claim_due(integer, interval) FROM PUBLIC;
+COMMENT ON FUNCTION integration._claim_due(integer, interval) IS
+	'Claims up to max due pending deliveries with the worker''s statement (status sending, lease_expires_at the transaction''s start plus lease; rows others hold locked are skipped) and returns their ids and whether each one''s endpoint was active and not deleted. Nothing sends them (internal, for tests and operators).';
+
+CREATE FUNCTION integration._fan_out(max integer, lease interval DEFAULT '90s')
+	RETURNS TABLE (id bigint, usable boolean)
+	AS 'MODULE_PATHNAME', 'integration_fan_out'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION integration._fan_out(integer, interval) FROM PUBLIC;
+COMMENT ON FUNCTION integration._fan_out(integer, interval) IS
+	'Fans out up to max queued events, oldest first, with the worker''s statements (queue rows others hold locked are skipped) and returns the deliveries created, all claimed as if every endpoint had room, with whether each one''s endpoint was active and not deleted. Nothing sends them (internal, for tests and operators).';
+
+CREATE FUNCTION integration._reconcile_leases() RETURNS integer
+	AS 'MODULE_PATHNAME', 'integration_reconcile_leases'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION integration._reconcile_leases() FROM PUBLIC;
+COMMENT ON FUNCTION integration._reconcile_leases() IS
+	'Returns claimed deliveries whose lease has run out to pending, due now, with the worker''s statement (rows others hold locked are skipped); returns how many (internal, for tests and operators).';
+
+------------------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; README lists the grants an application role needs.
 ------------------------------------------------------------------------------------------
 

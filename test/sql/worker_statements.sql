@@ -1,0 +1,100 @@
+-- The worker's own statements called from SQL (src/store_sql.c): _fan_out(),
+-- _claim_due() and _reconcile_leases(), one call at a time.  They run as the app role,
+-- so row-level security keeps them to this file's tenant and leaves the other files'
+-- deliveries alone.  What concurrent calls see and who waits for whom is in the
+-- isolation specs (test/specs).
+\set SHOW_CONTEXT never
+-- Ids are stable whatever ran before: this file numbers from 7001.
+ALTER TABLE integration.webhook_endpoints ALTER COLUMN id RESTART WITH 7001;
+ALTER TABLE integration.webhook_events ALTER COLUMN id RESTART WITH 7001;
+ALTER TABLE integration.deliveries ALTER COLUMN id RESTART WITH 7001;
+ALTER TABLE integration.integration_logs ALTER COLUMN id RESTART WITH 7001;
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'store';
+SELECT id AS ep_a FROM integration.register_webhook(name => 'a', url => 'https://a.example.invalid/',
+													 events => '["order.*"]') \gset
+SELECT id AS ep_b FROM integration.register_webhook(name => 'b', url => 'https://b.example.invalid/',
+													 events => '["order.*"]') \gset
+\set state 'SELECT id, event_id, endpoint_id, status, next_attempt_at IS NOT NULL AS due, lease_expires_at IS NOT NULL AS leased FROM integration.deliveries ORDER BY id'
+
+-- Fan-out: up to max events, oldest first; one delivery per event and endpoint, each
+-- created claimed ('sending', with a lease from the transaction's start); the events
+-- taken leave the queue.
+SELECT integration.publish_event('order.created', '{"n": 1}') AS deliveries;
+SELECT integration.publish_event('order.created', '{"n": 2}') AS deliveries;
+SELECT event_id FROM integration.webhook_event_queue ORDER BY 1;
+BEGIN;
+SELECT * FROM integration._fan_out(1, lease => '10 min') ORDER BY id;
+SELECT count(*) AS leased_10_min FROM integration.deliveries
+ WHERE lease_expires_at = now() + interval '10 min';
+COMMIT;
+BEGIN;
+SELECT * FROM integration._fan_out(10) ORDER BY id;
+SELECT count(*) AS leased_90_s FROM integration.deliveries
+ WHERE lease_expires_at = now() + interval '90 s';
+COMMIT;
+SELECT event_id FROM integration.webhook_event_queue ORDER BY 1;
+SELECT * FROM integration._fan_out(10);
+:state;
+
+-- Nothing is due and no lease has run out: neither claims nor reconciling change a row.
+SELECT * FROM integration._claim_due(10);
+SELECT integration._reconcile_leases() AS returned;
+
+-- A claim with a lease of 0 runs out at once: the next transaction's reconcile returns
+-- it to pending, due now, and a claim takes it again.  A claim reports whether its
+-- endpoint is usable: a disabled one is claimed all the same (the worker fails it).
+SELECT integration.dispatch_webhook(:ep_a, 'order.shipped', '{}') AS dispatched_a;
+SELECT integration.dispatch_webhook(:ep_b, 'order.shipped', '{}') AS dispatched_b;
+SELECT is_active FROM integration.update_webhook(:ep_b, is_active => false);
+SELECT * FROM integration._claim_due(10, lease => '0') ORDER BY id;
+:state;
+SELECT integration._reconcile_leases() AS returned;
+:state;
+SELECT integration._reconcile_leases() AS returned_again;
+SELECT * FROM integration._claim_due(1) ORDER BY id;
+SELECT * FROM integration._claim_due(10) ORDER BY id;
+:state;
+
+-- max counts claimed deliveries (_claim_due) or events taken (_fan_out), across batches
+-- of the worker's size (256).
+SELECT count(integration.dispatch_webhook(:ep_a, 'order.bulk', jsonb_build_object('n', g))) AS dispatched
+  FROM generate_series(1, 300) g;
+SELECT count(*) AS claimed FROM integration._claim_due(280);
+SELECT count(*) AS claimed FROM integration._claim_due(1000);
+SELECT is_active FROM integration.update_webhook(:ep_b, is_active => true);
+SELECT sum(integration.publish_event('order.bulk', jsonb_build_object('n', g))) AS published
+  FROM generate_series(1, 300) g;
+SELECT count(*) AS deliveries, count(DISTINCT (id)) AS distinct_ids, bool_and(usable) AS usable
+  FROM integration._fan_out(270);
+SELECT count(*) AS deliveries FROM integration._fan_out(1000);
+SELECT count(*) AS queued FROM integration.webhook_event_queue;
+SELECT status, count(*) FROM integration.deliveries GROUP BY status ORDER BY status;
+
+-- Row-level security: another tenant's calls see none of these rows; with no tenant
+-- the claim's UPDATE is refused.
+UPDATE integration.deliveries SET status = 'pending', next_attempt_at = now(), lease_expires_at = NULL
+ WHERE event_id = (SELECT min(event_id) FROM integration.deliveries WHERE status = 'sending');
+SET integration.tenant_id = 'store-other';
+SELECT * FROM integration._claim_due(10);
+SELECT integration._reconcile_leases() AS returned;
+RESET integration.tenant_id;
+SELECT * FROM integration._claim_due(10);
+\echo :LAST_ERROR_SQLSTATE
+SET integration.tenant_id = 'store';
+SELECT count(*) AS still_due FROM integration.deliveries WHERE status = 'pending';
+
+-- Refused arguments; NULL ones (STRICT) claim nothing.
+SELECT * FROM integration._claim_due(-1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM integration._claim_due(1, lease => '-1 s');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM integration._fan_out(1, lease => '1 mon');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM integration._fan_out(1, lease => '24 days 00:00:00.001');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS claimed FROM integration._claim_due(NULL);
+SELECT count(*) AS claimed FROM integration._claim_due(10, lease => NULL);
+SELECT count(*) AS still_due FROM integration.deliveries WHERE status = 'pending';
+RESET ROLE;
+RESET integration.tenant_id;
