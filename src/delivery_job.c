@@ -5,7 +5,7 @@
  * Where deliveries come from.  One store transaction at a time (a cycle): it writes back
  * the outcomes of finished requests, then fans new events out into deliveries and
  * claims due ones (retries, dispatches, redeliveries).  Fan-out has two lanes
- * (store_fan_out_and_claim()): the backlog lane takes the oldest events and runs while
+ * (StoreFanOutAndClaim()): the backlog lane takes the oldest events and runs while
  * the scheduler wants work; the fresh lane takes what was published after a backlog
  * began and runs whenever a commit wakes the worker, so a fresh event never waits
  * behind another tenant's backlog.  A delivery is claimed ('sending' with a lease)
@@ -80,21 +80,26 @@ typedef struct DeliveryItem
 	ClaimedDelivery *claim;
 	ClaimBatch *batch;
 	const RetrySchedule *policy;
-	dlist_node	flight;			/* in DeliveryJob.in_flight while its request runs */
+	dlist_node	flight;			/* in DeliveryJob.in_flight while its request
+								 * runs */
 } DeliveryItem;
 
-/* The fan-out's two lanes and their cursors (store_fan_out_and_claim()). */
+/* The fan-out's two lanes and their cursors (StoreFanOutAndClaim()). */
 typedef struct FanOut
 {
 	bool		needed;			/* the backlog lane has events to take */
 	int64		after;			/* its cursor; PG_INT64_MIN: from the start */
 	int			continued;		/* batches since the last from the start */
 	bool		fresh_on;		/* a backlog is draining: the fresh lane runs */
-	bool		fresh_needed;	/* a commit woke the worker since the fresh lane ran */
+	bool		fresh_needed;	/* a commit woke the worker since the fresh
+								 * lane ran */
 	int64		fresh_after;	/* the fresh lane's cursor */
-	bool		sweep_put_back; /* this sweep from the start queued events again */
-	int			retry_ms;		/* delay of the last retry; 0: the next waits LOCKED_RETRY_MS */
-	TimestampTz retry_at;		/* events were queued again for a locked endpoint */
+	bool		sweep_put_back; /* this sweep from the start queued events
+								 * again */
+	int			retry_ms;		/* delay of the last retry; 0: the next waits
+								 * LOCKED_RETRY_MS */
+	TimestampTz retry_at;		/* events were queued again for a locked
+								 * endpoint */
 } FanOut;
 
 typedef struct DeliveryJob
@@ -116,11 +121,13 @@ typedef struct DeliveryJob
 	bool		scan_needed;	/* claim or fan out: something may be waiting */
 	bool		due_needed;		/* pending deliveries may be due */
 	bool		reconcile_needed;	/* look for expired leases */
-	TimestampTz reconcile_at;	/* when to, after results were dropped; 0: never */
+	TimestampTz reconcile_at;	/* when to, after results were dropped; 0:
+								 * never */
 	TimestampTz next_due;		/* 0: nothing pending */
 	bool		next_due_stale; /* claims ran since next_due was read */
 	TimestampTz claimed_at;		/* now() of the last claim */
-	int64	   *skipped;		/* endpoints the last claim left out, full; sorted */
+	int64	   *skipped;		/* endpoints the last claim left out, full;
+								 * sorted */
 	int			nskipped;
 	TimestampTz next_recheck;
 	FanOut		fanout;
@@ -128,9 +135,11 @@ typedef struct DeliveryJob
 	/* After a failure. */
 	TimestampTz pause_until;
 	bool		lock_timed_out; /* the last failed transaction waited too long */
-	bool		record_alone;	/* after a lock timeout: results first, then claims */
+	bool		record_alone;	/* after a lock timeout: results first, then
+								 * claims */
 
-	uint64		endpoints_seen; /* endpoints generation the queued claims are as of */
+	uint64		endpoints_seen; /* endpoints generation the queued claims are
+								 * as of */
 	bool		extension_gone;
 } DeliveryJob;
 
@@ -221,8 +230,8 @@ add_failure(DeliveryJob *j, DeliveryItem *di, TimestampTz started, int64 duratio
 			const DeliveryVerdict *v, const char *response, size_t response_len)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	int64		delay = retry_decide(di->policy, di->claim->attempts + 1, &v->failure, now,
-									 pg_prng_double(&pg_global_prng_state));
+	int64		delay = RetryDecide(di->policy, di->claim->attempts + 1, &v->failure, now,
+									pg_prng_double(&pg_global_prng_state));
 
 	add_result(j, di, delay < 0 ? "failed" : "pending", started, duration_us, v->status_code,
 			   v->error_class, v->error, response, response_len,
@@ -364,19 +373,22 @@ run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
 	DeliveryJobDropStrayCancel();
 	PG_TRY();
 	{
-		store_begin(activity);
+		StoreBegin(activity);
 		RESUME_CANCEL_INTERRUPTS();
 		cancellable = true;
 		step(arg);
 		HOLD_CANCEL_INTERRUPTS();
 		cancellable = false;
-		store_commit();
+		StoreCommit();
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		/* Held again before anything here can check for interrupts (logging does). */
+		/*
+		 * Held again before anything here can check for interrupts (logging
+		 * does).
+		 */
 		if (cancellable)
 			HOLD_CANCEL_INTERRUPTS();
 		MemoryContextSwitchTo(cxt);
@@ -392,7 +404,7 @@ run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
 			j->record_alone = true; /* the claim part may be what waited */
 		}
 		FreeErrorData(edata);
-		store_forget_plans();
+		StoreForgetPlans();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		ok = false;
 	}
@@ -470,18 +482,23 @@ fan_out(Cycle *cy)
 	lanes.fresh_limit = f->fresh_on ? batch : 0;
 	if (lanes.limit == 0 && lanes.fresh_limit == 0)
 		return;
-	(void) store_fan_out_and_claim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
+	(void) StoreFanOutAndClaim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
 	cy->put_back = lanes.put_back;
 	if (lanes.overflowed)
-		j->due_needed = true;	/* what went in pending is claimed as room frees up */
+		j->due_needed = true;	/* what went in pending is claimed as room
+								 * frees up */
 
 	if (f->fresh_on)
 	{
 		f->fresh_after = lanes.fresh_after;
 		f->fresh_needed = lanes.fresh_taken >= batch;
-		/* The fresh lane has a backlog of its own: it joins the backlog lane's. */
+
+		/*
+		 * The fresh lane has a backlog of its own: it joins the backlog
+		 * lane's.
+		 */
 		if (lanes.fresh_taken >= batch)
-			f->fresh_after = Max(f->fresh_after, store_newest_queued());
+			f->fresh_after = Max(f->fresh_after, StoreNewestQueued());
 	}
 	else
 		f->fresh_needed = false;
@@ -507,22 +524,24 @@ fan_out(Cycle *cy)
 		f->after = PG_INT64_MIN;
 		f->continued = 0;
 	}
+
 	/*
-	 * And a sweep that put events back keeps its place: the fan-outs that new events
-	 * wake continue past those, and only fanout.retry_at starts over.
+	 * And a sweep that put events back keeps its place: the fan-outs that new
+	 * events wake continue past those, and only fanout.retry_at starts over.
 	 */
 	if (f->sweep_put_back && lanes.taken < batch)
 		f->after = lanes.after;
 
 	/*
-	 * A full batch means a backlog: what is published from now on goes through the
-	 * fresh lane, which starts above the newest event queued now.  A backlog lane that
-	 * took less than a batch has reached the fresh lane's events: one lane again.
+	 * A full batch means a backlog: what is published from now on goes
+	 * through the fresh lane, which starts above the newest event queued now.
+	 * A backlog lane that took less than a batch has reached the fresh lane's
+	 * events: one lane again.
 	 */
 	if (lanes.taken >= batch && !f->fresh_on)
 	{
 		f->fresh_on = true;
-		f->fresh_after = Max(store_newest_queued(), lanes.after);
+		f->fresh_after = Max(StoreNewestQueued(), lanes.after);
 	}
 	else if (f->fresh_on && lanes.taken < batch)
 	{
@@ -541,15 +560,18 @@ cycle_step(void *arg)
 	DeliveryJob *j = cy->job;
 	int			batch = cycle_batch();
 
-	/* Dropped, or dropped and created again: nothing here belongs to its tables. */
-	if (!store_extension_present())
+	/*
+	 * Dropped, or dropped and created again: nothing here belongs to its
+	 * tables.
+	 */
+	if (!StoreExtensionPresent())
 	{
 		j->extension_gone = true;
 		return;
 	}
-	store_replan_if_grown();
+	StoreReplanIfGrown();
 	if (cy->record)
-		cy->deferred = store_record(j->results, j->nresults);
+		cy->deferred = StoreRecord(j->results, j->nresults);
 	if (!cy->claim)
 		return;
 
@@ -558,9 +580,13 @@ cycle_step(void *arg)
 		int64	   *ids;
 		int			n = held_deliveries(j, &ids);
 
-		(void) store_reconcile_leases(false, ids, n);
+		(void) StoreReconcileLeases(false, ids, n);
 		j->reconcile_needed = false;
-		/* It skips rows others hold locked: while some are (deferred results), again later. */
+
+		/*
+		 * It skips rows others hold locked: while some are (deferred
+		 * results), again later.
+		 */
 		if (j->ndeferred > 0)
 			j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
 	}
@@ -571,9 +597,10 @@ cycle_step(void *arg)
 		return;
 
 	/*
-	 * Due deliveries appear when a retry comes due, someone requeues (both wake the
-	 * worker) or a fan-out had no room for some; endpoints left out for being full keep
-	 * this on, so their deliveries are claimed once they have room.
+	 * Due deliveries appear when a retry comes due, someone requeues (both
+	 * wake the worker) or a fan-out had no room for some; endpoints left out
+	 * for being full keep this on, so their deliveries are claimed once they
+	 * have room.
 	 */
 	if (cy->claims.count < batch && j->due_needed)
 	{
@@ -587,7 +614,7 @@ cycle_step(void *arg)
 		j->skipped = ids;		/* kept before the claim, which may throw */
 		/* In the scheduler's context: it outlives this transaction. */
 		j->nskipped = n;
-		claimed = store_claim(lease_ms(), batch, ids, n, &cy->claims);
+		claimed = StoreClaim(lease_ms(), batch, ids, n, &cy->claims);
 		j->next_due_stale = true;
 		j->claimed_at = GetCurrentTransactionStartTimestamp();
 		/* A full batch: more may be due now. */
@@ -595,16 +622,20 @@ cycle_step(void *arg)
 	}
 
 	/*
-	 * Continue a fan-out, or a claim that is still owed; else sleep until the next
-	 * delivery comes due.  Only claims change which pending delivery that is (the
-	 * retries that results schedule are folded in by run_cycle()).
+	 * Continue a fan-out, or a claim that is still owed; else sleep until the
+	 * next delivery comes due.  Only claims change which pending delivery
+	 * that is (the retries that results schedule are folded in by
+	 * run_cycle()).
 	 */
 	if (j->fanout.needed || j->due_needed)
 		j->scan_needed = true;
 	if (!j->scan_needed && j->next_due_stale)
 	{
-		/* Endpoints the claim left out count only once they have room (release_slot()). */
-		j->next_due = store_next_due(j->claimed_at, j->skipped, j->nskipped);
+		/*
+		 * Endpoints the claim left out count only once they have room
+		 * (release_slot()).
+		 */
+		j->next_due = StoreNextDue(j->claimed_at, j->skipped, j->nskipped);
 		j->next_due_stale = false;
 	}
 }
@@ -695,7 +726,7 @@ queue_claims(DeliveryJob *j, ClaimList *claims)
 		di->item.kind = &delivery_job_kind;
 		di->claim = c;
 		di->batch = batch;
-		di->policy = retry_policy_for(c->retry_schedule, batch->cxt);
+		di->policy = RetryPolicyFor(c->retry_schedule, batch->cxt);
 		SchedulerEnqueue(j->svc->scheduler,
 						 SchedulerTarget(j->svc->scheduler, &delivery_job_kind, c->tenant_id,
 										 c->endpoint_id),
@@ -730,7 +761,11 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	{
 		if (cy.claims.mcxt)
 			MemoryContextDelete(cy.claims.mcxt);
-		/* What the rolled-back cycle took is there to take again, after the pause. */
+
+		/*
+		 * What the rolled-back cycle took is there to take again, after the
+		 * pause.
+		 */
 		if (claim)
 			j->scan_needed = j->fanout.needed = j->due_needed = true;
 		/* Its fan-out is undone too: the events it took are queued again. */
@@ -739,10 +774,11 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 		j->fanout.fresh_on = false;
 
 		/*
-		 * Results that cannot be written after several tries (their deliveries were
-		 * deleted mid-flight, say) must not stall the worker: drop them.  Their
-		 * deliveries, if any remain, are still 'sending' and go back to 'pending'
-		 * when their lease expires, so at worst they are sent again.
+		 * Results that cannot be written after several tries (their
+		 * deliveries were deleted mid-flight, say) must not stall the worker:
+		 * drop them.  Their deliveries, if any remain, are still 'sending'
+		 * and go back to 'pending' when their lease expires, so at worst they
+		 * are sent again.
 		 */
 		if (record && !j->lock_timed_out && ++j->record_failures >= RECORD_MAX_FAILURES)
 		{
@@ -756,7 +792,10 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	}
 	if (record)
 	{
-		/* The retries just scheduled: sleep no longer than until the first is due. */
+		/*
+		 * The retries just scheduled: sleep no longer than until the first is
+		 * due.
+		 */
 		for (int i = cy.deferred; i < j->nresults; i++)
 			if (j->results[i].next_attempt_at != 0 &&
 				(j->next_due == 0 || j->results[i].next_attempt_at < j->next_due))
@@ -766,7 +805,10 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	}
 	if (cy.put_back && j->fanout.retry_at == 0)
 	{
-		/* Each retry takes every event put back again: while the lock lasts, less often. */
+		/*
+		 * Each retry takes every event put back again: while the lock lasts,
+		 * less often.
+		 */
 		j->fanout.retry_ms = j->fanout.retry_ms == 0 ? LOCKED_RETRY_MS :
 			Min(j->fanout.retry_ms * 2, LOCKED_RETRY_MAX_MS);
 		j->fanout.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), j->fanout.retry_ms);
@@ -849,8 +891,11 @@ refresh_step(void *arg)
 	EndpointSettings *eps;
 	int			n = 0;
 
-	/* Dropped, or dropped and created again: these claims have no endpoints left. */
-	if (!store_extension_present())
+	/*
+	 * Dropped, or dropped and created again: these claims have no endpoints
+	 * left.
+	 */
+	if (!StoreExtensionPresent())
 	{
 		j->extension_gone = true;
 		return;
@@ -885,7 +930,7 @@ refresh_step(void *arg)
 		eps[n].id = c->endpoint_id;
 		n++;
 	}
-	store_read_endpoints(eps, n, CurrentMemoryContext);
+	StoreReadEndpoints(eps, n, CurrentMemoryContext);
 
 	for (int i = 0; i < q.n; i++)
 	{
@@ -903,7 +948,10 @@ refresh_step(void *arg)
 		copy = hash_search(copies, &copy_key, HASH_ENTER, &found);
 		if (!found)
 		{
-			/* Into the batch, as the claim's own strings; nothing in flight points at the old ones. */
+			/*
+			 * Into the batch, as the claim's own strings; nothing in flight
+			 * points at the old ones.
+			 */
 			EndpointSettings *ep = &eps[copy_key.index];
 			MemoryContext old = MemoryContextSwitchTo(di->batch->cxt);
 
@@ -919,8 +967,8 @@ refresh_step(void *arg)
 			MemoryContextSwitchTo(old);
 		}
 		/* Hard-deleted (no url): unusable; its event gone: unusable too. */
-		store_claim_take_settings(c, &copy->settings);
-		di->policy = retry_policy_for(c->retry_schedule, di->batch->cxt);
+		StoreClaimTakeSettings(c, &copy->settings);
+		di->policy = RetryPolicyFor(c->retry_schedule, di->batch->cxt);
 	}
 }
 
@@ -932,9 +980,10 @@ exit_extension_gone(DeliveryJob *j)
 					j->svc->dbname)));
 
 	/*
-	 * Exit code 1: the postmaster starts the worker once more a second later.  If
-	 * CREATE EXTENSION ran meanwhile (its start request saw this worker still
-	 * running), that worker carries on; else it finds no extension and exits for good.
+	 * Exit code 1: the postmaster starts the worker once more a second later.
+	 * If CREATE EXTENSION ran meanwhile (its start request saw this worker
+	 * still running), that worker carries on; else it finds no extension and
+	 * exits for good.
 	 */
 	proc_exit(1);
 }
@@ -956,7 +1005,10 @@ delivery_prepare(void *state, TimestampTz now)
 		fresh = false;
 		if (now >= j->pause_until)
 		{
-			/* generation was read before the snapshot: a later change is seen next time. */
+			/*
+			 * generation was read before the snapshot: a later change is seen
+			 * next time.
+			 */
 			WorkerSlotSetActivity(WORKER_REFRESHING);
 			fresh = run_transaction(j, refresh_step, j, "reading changed endpoints");
 			if (fresh)
@@ -1003,7 +1055,11 @@ delivery_woken(void *state, bool due)
 	j->scan_needed = true;
 	j->fanout.needed = true;
 	j->fanout.fresh_needed = true;
-	/* Publishing needs only the fan-out; a requeue or dispatch also asks for this. */
+
+	/*
+	 * Publishing needs only the fan-out; a requeue or dispatch also asks for
+	 * this.
+	 */
 	if (due)
 		j->due_needed = true;
 }
@@ -1161,13 +1217,17 @@ startup_step(void *arg)
 {
 	DeliveryJob *j = arg;
 
-	if (!store_extension_present())
+	if (!StoreExtensionPresent())
 	{
 		j->extension_gone = true;
 		return;
 	}
-	/* A database has one worker: every claim left 'sending' belongs to a dead one. */
-	(void) store_reconcile_leases(true, NULL, 0);
+
+	/*
+	 * A database has one worker: every claim left 'sending' belongs to a dead
+	 * one.
+	 */
+	(void) StoreReconcileLeases(true, NULL, 0);
 }
 
 /*

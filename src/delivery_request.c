@@ -72,10 +72,14 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 	}
 
 	snprintf(msg_id, sizeof(msg_id), "evt_" INT64_FORMAT, c->event_id);
-	/* The same signer table as sign() and verify(): the Standard Webhooks scheme. */
-	if (!webhook_signer_headers(webhook_signer_lookup("standard"), c->secret, msg_id, now_s,
-								c->payload, c->payload_len, signed_headers, &nsigned,
-								&sig_error))
+
+	/*
+	 * The same signer table as sign() and verify(): the Standard Webhooks
+	 * scheme.
+	 */
+	if (!WebhookSignerHeaders(WebhookSignerLookup("standard"), c->secret, msg_id, now_s,
+							  c->payload, c->payload_len, signed_headers, &nsigned,
+							  &sig_error))
 	{
 		*error_class = "invalid_request";
 		*error = sig_error ? sig_error : "the endpoint secret cannot sign";
@@ -87,7 +91,11 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 	for (int i = 0; i < nsigned; i++)
 		h = append_header(h, signed_headers[i].name, strlen(signed_headers[i].name),
 						  signed_headers[i].value, strlen(signed_headers[i].value), &ok);
-	/* No "Expect: 100-continue" round trip for larger bodies ("Expect:" removes it). */
+
+	/*
+	 * No "Expect: 100-continue" round trip for larger bodies ("Expect:"
+	 * removes it).
+	 */
 	if (ok && (next = curl_slist_append(h, "Expect:")) != NULL)
 		h = next;
 	else

@@ -17,7 +17,7 @@ typedef struct DeliveryVerdict
 	int			status_code;	/* 0: no response */
 	const char *error_class;	/* NULL when delivered */
 	char	   *error;			/* message, palloc'd; NULL when delivered */
-	AttemptFailure failure;		/* for retry_decide() */
+	AttemptFailure failure;		/* for RetryDecide() */
 } DeliveryVerdict;
 
 extern bool DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req,

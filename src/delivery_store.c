@@ -12,7 +12,7 @@
  * taker would find gone and skip, so an event is fanned out once however many run it.  Rows are found again
  * by ctid (stable while locked or claimed), which keeps every statement an index or TID
  * lookup however large the tables grow.  A worker
- * that dies leaves its claims 'sending'; store_reconcile_leases() returns them to
+ * that dies leaves its claims 'sending'; StoreReconcileLeases() returns them to
  * 'pending' when the next worker starts (or when their lease expires), so a delivery
  * whose transaction committed is sent at least once.
  *
@@ -20,7 +20,7 @@
  * INSERT into the attempts history, failures into integration_logs and endpoints that
  * answered 410 Gone disabled, all in one statement.
  *
- * Every function here runs inside store_begin() / store_commit().
+ * Every function here runs inside StoreBegin() / StoreCommit().
  */
 #include "postgres.h"
 
@@ -67,12 +67,12 @@ static SPIPlanPtr fan_out_locked_events_plan = NULL;
 
 static void store_forget_plans_only(void);
 
-/* How often store_replan_if_grown() looks at the tables' sizes. */
+/* How often StoreReplanIfGrown() looks at the tables' sizes. */
 #define REPLAN_CHECK_MS 200
 
 /* The transaction bracket of worker_spi.c, in its order. */
 void
-store_begin(const char *activity)
+StoreBegin(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -83,7 +83,7 @@ store_begin(const char *activity)
 }
 
 void
-store_commit(void)
+StoreCommit(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
@@ -101,15 +101,16 @@ store_commit(void)
  * syscache lookups, cheap enough for every store transaction.
  */
 bool
-store_extension_present(void)
+StoreExtensionPresent(void)
 {
 	static Oid	started_with = InvalidOid;
 	Oid			nsp;
 	Oid			deliveries;
 
 	/*
-	 * The weakest lock that a DROP conflicts with, taken first: a DROP that has not
-	 * committed yet waits for this transaction, and one that has is seen below.
+	 * The weakest lock that a DROP conflicts with, taken first: a DROP that
+	 * has not committed yet waits for this transaction, and one that has is
+	 * seen below.
 	 */
 	if (OidIsValid(started_with))
 		LockRelationOid(started_with, AccessShareLock);
@@ -156,7 +157,7 @@ forget_plan(SPIPlanPtr *plan)
 
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
 void
-store_forget_plans(void)
+StoreForgetPlans(void)
 {
 	for (int i = 0; i < lengthof(planned_tables); i++)
 		planned_tables[i].blocks = InvalidBlockNumber;
@@ -178,7 +179,7 @@ store_forget_plans(void)
  * statements that read a table each time it doubles.
  */
 void
-store_replan_if_grown(void)
+StoreReplanIfGrown(void)
 {
 	static TimestampTz checked_at = 0;
 	TimestampTz now_ts = GetCurrentTransactionStartTimestamp();
@@ -206,9 +207,9 @@ store_replan_if_grown(void)
 		if (t->blocks == InvalidBlockNumber || now < t->blocks / 2)
 		{
 			/*
-			 * Not known yet, or shrunk (TRUNCATE; VACUUM giving pages back): the plan
-			 * cache plans again for the small table by itself, so growth counts from
-			 * here.
+			 * Not known yet, or shrunk (TRUNCATE; VACUUM giving pages back):
+			 * the plan cache plans again for the small table by itself, so
+			 * growth counts from here.
 			 */
 			t->blocks = now;
 		}
@@ -226,7 +227,7 @@ static void
 store_forget_plans_only(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
-	&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan,
+		&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan,
 	&fan_out_lanes_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
@@ -235,7 +236,7 @@ store_forget_plans_only(void)
 
 /* Size-dependent statements are planned at each execution (see spi_plan.c). */
 #define prepare(slot, sql, nargs, argtypes) \
-	saved_plan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN)
+	SavedPlan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN)
 
 /* An int8[] of values, for a statement parameter. */
 static Datum
@@ -262,7 +263,7 @@ timestamptz_array(Datum *values, int n)
  * deliveries this worker still holds (held, nheld ids).
  */
 int
-store_reconcile_leases(bool all, int64 *held, int nheld)
+StoreReconcileLeases(bool all, int64 *held, int nheld)
 {
 	int			rc;
 
@@ -387,7 +388,7 @@ append_claims(ClaimList *list, TimestampTz lease)
  * shared, not copied.  A claim whose event is gone stays unusable.
  */
 void
-store_claim_take_settings(ClaimedDelivery *c, const EndpointSettings *ep)
+StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep)
 {
 	c->url = ep->url;
 	c->secret = ep->secret;
@@ -539,7 +540,7 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 	char	  **tenants = palloc(sizeof(char *) * Max(n, 1));
 	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
 	SPIPlanPtr *plan = !key_share ? &read_endpoints_plan :
-		skip_locked ? &fan_out_endpoints_skip_plan : &fan_out_endpoints_plan;
+	skip_locked ? &fan_out_endpoints_skip_plan : &fan_out_endpoints_plan;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -555,11 +556,11 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 	}
 	args[0] = cstring_text_array(tenants, n);
 	args[1] = int8_array(ids, n);
-	saved_plan(plan, !key_share ? READ_ENDPOINTS("") :
-			   skip_locked ? READ_ENDPOINTS(" FOR KEY SHARE SKIP LOCKED") : READ_ENDPOINTS(" FOR KEY SHARE"),
-			   2, types, CURSOR_OPT_GENERIC_PLAN);
+	SavedPlan(plan, !key_share ? READ_ENDPOINTS("") :
+			  skip_locked ? READ_ENDPOINTS(" FOR KEY SHARE SKIP LOCKED") : READ_ENDPOINTS(" FOR KEY SHARE"),
+			  2, types, CURSOR_OPT_GENERIC_PLAN);
 	/* Not read-only: a fresh snapshot, the one a locking read would use. */
-	run_plan(*plan, args, false, SPI_OK_SELECT, "reading endpoints");
+	RunPlan(*plan, args, false, SPI_OK_SELECT, "reading endpoints");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -605,8 +606,8 @@ insert_fanned_out(Datum *args)
 	volatile bool conflict = false;
 	volatile int rc = 0;
 
-	saved_plan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
-			   6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+	SavedPlan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
+			  6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -635,26 +636,29 @@ insert_fanned_out(Datum *args)
 
 	if (conflict)
 	{
-		saved_plan(&fan_out_insert_safe_plan,
-				   FAN_OUT_INSERT
-				   " ON CONFLICT DO NOTHING"
-				   FAN_OUT_RETURNING,
-				   6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+		SavedPlan(&fan_out_insert_safe_plan,
+				  FAN_OUT_INSERT
+				  " ON CONFLICT DO NOTHING"
+				  FAN_OUT_RETURNING,
+				  6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
 	}
 	if (rc != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
 }
 
-/* One fan-out batch, handed from phase to phase of store_fan_out_and_claim(). */
+/* One fan-out batch, handed from phase to phase of StoreFanOutAndClaim(). */
 typedef struct FanOutBatch
 {
-	ClaimList  *list;			/* claims go here; the batch's strings live in its context */
+	ClaimList  *list;			/* claims go here; the batch's strings live in
+								 * its context */
 	FanOutEvent *events;		/* the events read */
 	int			nevents;
 	HTAB	   *endpoints;		/* FanOutEndpoint by tenant and id */
-	HTAB	   *candidates;		/* FanOutCandidate by tenant, event and endpoint */
-	char	  **back_tenants;	/* events to queue again: locked, or an endpoint locked */
+	HTAB	   *candidates;		/* FanOutCandidate by tenant, event and
+								 * endpoint */
+	char	  **back_tenants;	/* events to queue again: locked, or an
+								 * endpoint locked */
 	int64	   *back_ids;
 	int			nback;
 	/* The deliveries to insert, as the insert's arrays. */
@@ -712,13 +716,13 @@ take_events(FanOutLanes *lanes, int64 fresh_from)
 	"   ORDER BY p.event_id LIMIT $4" \
 	"   FOR UPDATE SKIP LOCKED)"
 	if (lanes->fresh_limit > 0)
-		plan = saved_plan(&fan_out_lanes_plan,
-						  TAKE_EVENTS(BACKLOG_LANE ", " FRESH_LANE,
-									  "SELECT ctid FROM backlog UNION SELECT ctid FROM fresh"),
-						  4, types, CURSOR_OPT_GENERIC_PLAN);
+		plan = SavedPlan(&fan_out_lanes_plan,
+						 TAKE_EVENTS(BACKLOG_LANE ", " FRESH_LANE,
+									 "SELECT ctid FROM backlog UNION SELECT ctid FROM fresh"),
+						 4, types, CURSOR_OPT_GENERIC_PLAN);
 	else
-		plan = saved_plan(&fan_out_plan, TAKE_EVENTS(BACKLOG_LANE, "SELECT ctid FROM backlog"),
-						  2, types, CURSOR_OPT_GENERIC_PLAN);
+		plan = SavedPlan(&fan_out_plan, TAKE_EVENTS(BACKLOG_LANE, "SELECT ctid FROM backlog"),
+						 2, types, CURSOR_OPT_GENERIC_PLAN);
 #undef TAKE_EVENTS
 #undef BACKLOG_LANE
 #undef FRESH_LANE
@@ -726,7 +730,7 @@ take_events(FanOutLanes *lanes, int64 fresh_from)
 	args[1] = Int64GetDatum(lanes->after);
 	args[2] = Int64GetDatum(fresh_from);
 	args[3] = Int64GetDatum(Min(lanes->fresh_limit, STORE_BATCH));
-	run_plan(plan, args, false, SPI_OK_SELECT, "fan-out");
+	RunPlan(plan, args, false, SPI_OK_SELECT, "fan-out");
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -734,7 +738,10 @@ take_events(FanOutLanes *lanes, int64 fresh_from)
 		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 													 7, &isnull));
 
-		/* Above the fresh lane's start, an event is the fresh lane's, whoever took it. */
+		/*
+		 * Above the fresh lane's start, an event is the fresh lane's, whoever
+		 * took it.
+		 */
 		if (id > fresh_from)
 		{
 			lanes->fresh_taken++;
@@ -802,7 +809,10 @@ read_taken_events(FanOutBatch *b, int taken)
 			bool		found;
 			FanOutEndpoint *ep;
 
-			/* Refused by a CHECK constraint; an event written before it names no one. */
+			/*
+			 * Refused by a CHECK constraint; an event written before it names
+			 * no one.
+			 */
 			if (elem_nulls[j])
 				continue;
 			key.id = DatumGetInt64(elems[j]);
@@ -824,13 +834,13 @@ read_taken_events(FanOutBatch *b, int taken)
 
 		args[0] = cstring_text_array(unread_tenants, nunread);
 		args[1] = int8_array(unread_ids, nunread);
-		saved_plan(&fan_out_locked_events_plan,
-				   "SELECT e.tenant_id, e.id"
-				   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
-				   "  JOIN LATERAL (SELECT e.tenant_id, e.id FROM integration.webhook_events e"
-				   "                 WHERE e.tenant_id = k.tenant_id AND e.id = k.id LIMIT 1) e ON true",
-				   2, types, CURSOR_OPT_GENERIC_PLAN);
-		run_plan(fan_out_locked_events_plan, args, false, SPI_OK_SELECT, "finding locked events");
+		SavedPlan(&fan_out_locked_events_plan,
+				  "SELECT e.tenant_id, e.id"
+				  "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
+				  "  JOIN LATERAL (SELECT e.tenant_id, e.id FROM integration.webhook_events e"
+				  "                 WHERE e.tenant_id = k.tenant_id AND e.id = k.id LIMIT 1) e ON true",
+				  2, types, CURSOR_OPT_GENERIC_PLAN);
+		RunPlan(fan_out_locked_events_plan, args, false, SPI_OK_SELECT, "finding locked events");
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
@@ -972,11 +982,11 @@ put_back(FanOutBatch *b, FanOutLanes *lanes)
 		return;
 	args[0] = cstring_text_array(b->back_tenants, b->nback);
 	args[1] = int8_array(b->back_ids, b->nback);
-	saved_plan(&fan_out_put_back_plan,
-			   "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
-			   " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
-			   2, types, CURSOR_OPT_GENERIC_PLAN);
-	run_plan(fan_out_put_back_plan, args, false, SPI_OK_INSERT, "queueing events again");
+	SavedPlan(&fan_out_put_back_plan,
+			  "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
+			  " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
+			  2, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(fan_out_put_back_plan, args, false, SPI_OK_INSERT, "queueing events again");
 	lanes->put_back = true;
 }
 
@@ -1036,7 +1046,7 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 		c->event = cand->ev->event;
 		c->payload = cand->ev->payload;
 		c->payload_len = cand->ev->payload_len;
-		store_claim_take_settings(c, cand->ep->settings);
+		StoreClaimTakeSettings(c, cand->ep->settings);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
 		c->lease = lease;
 	}
@@ -1078,8 +1088,8 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
  * is not made twice, so no single row can make the batch fail.
  */
 int
-store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *room_arg,
-						ClaimList *list)
+StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *room_arg,
+					ClaimList *list)
 {
 	FanOutBatch b;
 	int			taken;
@@ -1098,7 +1108,11 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 	lock_endpoints(&b);
 	plan_deliveries(&b, lanes, room, room_arg);
 	put_back(&b, lanes);
-	/* No delivery: every endpoint of these events is gone or held, or none was named. */
+
+	/*
+	 * No delivery: every endpoint of these events is gone or held, or none
+	 * was named.
+	 */
 	if (b.ncand > 0)
 		insert_and_claim(&b, lease_ms);
 	return taken;
@@ -1106,15 +1120,15 @@ store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void 
 
 /* The newest event waiting to be fanned out; PG_INT64_MIN when none. */
 int64
-store_newest_queued(void)
+StoreNewestQueued(void)
 {
 	bool		isnull;
 	Datum		d;
 
-	saved_plan(&newest_queued_plan,
-			   "SELECT pg_catalog.max(event_id) FROM integration.webhook_event_queue",
-			   0, NULL, CURSOR_OPT_GENERIC_PLAN);
-	run_plan(newest_queued_plan, NULL, true, SPI_OK_SELECT, "finding the newest queued event");
+	SavedPlan(&newest_queued_plan,
+			  "SELECT pg_catalog.max(event_id) FROM integration.webhook_event_queue",
+			  0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(newest_queued_plan, NULL, true, SPI_OK_SELECT, "finding the newest queued event");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? PG_INT64_MIN : DatumGetInt64(d);
 }
@@ -1124,7 +1138,7 @@ store_newest_queued(void)
  * read, since the worker sends with whatever the latest committed change says.
  */
 void
-store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt)
+StoreReadEndpoints(EndpointSettings *eps, int n, MemoryContext mcxt)
 {
 	read_endpoint_settings(eps, n, mcxt, false, false);
 }
@@ -1163,8 +1177,8 @@ claims_read_endpoints(ClaimList *list, int first)
 	{
 		FanOutEndpointKey key = {list->items[i].endpoint_id, list->items[i].tenant_id};
 
-		store_claim_take_settings(&list->items[i],
-								  ((FanOutEndpoint *) hash_search(index, &key, HASH_FIND, NULL))->settings);
+		StoreClaimTakeSettings(&list->items[i],
+							   ((FanOutEndpoint *) hash_search(index, &key, HASH_FIND, NULL))->settings);
 	}
 }
 
@@ -1173,7 +1187,7 @@ claims_read_endpoints(ClaimList *list, int first)
  * skipping endpoints in excluded, and appends them to list.  Returns how many.
  */
 int
-store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list)
+StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list)
 {
 	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];
@@ -1197,15 +1211,15 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
 			"         lease_expires_at = $2"
 			"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))"
 			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
-			/* LATERAL: one index probe per claimed row, never a scan of all events. */
+	/* LATERAL: one index probe per claimed row, never a scan of all events. */
 			" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload,"
 			"        c.ctid"
 			"   FROM claimed c"
-			/* An outer join: a claim whose event vanished fails, never hangs. */
+	/* An outer join: a claim whose event vanished fails, never hangs. */
 			"   LEFT JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
 			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true",
 			3, argtypes);
-	run_plan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
+	RunPlan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
 	first = list->count;
 	n = append_claims(list, DatumGetTimestampTz(args[1]));
 	claims_read_endpoints(list, first);
@@ -1222,7 +1236,7 @@ store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *
  * rows it cannot take.
  */
 TimestampTz
-store_next_due(TimestampTz after, int64 *excluded, int nexcluded)
+StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 {
 	Oid			argtypes[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[2];
@@ -1235,7 +1249,7 @@ store_next_due(TimestampTz after, int64 *excluded, int nexcluded)
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
 			" WHERE next_attempt_at > $1 AND NOT (endpoint_id = ANY ($2))", 2, argtypes);
 	/* Not read-only: it must see what this transaction claimed and requeued. */
-	run_plan(next_due_plan, args, false, SPI_OK_SELECT, "finding the next due delivery");
+	RunPlan(next_due_plan, args, false, SPI_OK_SELECT, "finding the next due delivery");
 	if (SPI_processed != 1)
 		elog(ERROR, "finding the next due delivery returned " UINT64_FORMAT " rows", SPI_processed);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1343,7 +1357,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 			"            'error', error, 'next_attempt_at', next_attempt_at)"
 			"   FROM r",
 			RECORD_COLUMNS, argtypes);
-	run_plan(record_failures_plan, args, false, SPI_OK_INSERT, "recording failed attempts");
+	RunPlan(record_failures_plan, args, false, SPI_OK_INSERT, "recording failed attempts");
 }
 
 #define RECORD_SET \
@@ -1370,13 +1384,13 @@ record_failed_attempts(DeliveryResult *results, int n)
  * TID lookup.  A plan made while the table looked tiny (just after TRUNCATE, or on a
  * new install) once took a full scan of deliveries_endpoint_idx for every row instead,
  * and kept it until the next ANALYZE, which made the worker deliver a tenth as fast:
- * store_replan_if_grown() plans it again as the table grows.
+ * StoreReplanIfGrown() plans it again as the table grows.
  */
 static void
 record_outcomes(DeliveryResult *results, int n, bool by_key)
 {
 	Oid			types[12] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-	TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		v[12];
 	Datum	   *col[12];
@@ -1450,29 +1464,35 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 
 	if (!by_key)
 	{
-		saved_plan(&record_plan,
-				   RECORD_SET
-				   "       AS r(tid, id, " RECORD_COLUMNS_OUT
-				   " WHERE d.ctid = r.tid AND d.id = r.id"
-				   "   AND d.lease_expires_at = r.lease"
-		/* Whatever join is chosen, deliveries is read only at the batch's rows. */
-				   "   AND d.ctid = ANY ($1)"
+		SavedPlan(&record_plan,
+				  RECORD_SET
+				  "       AS r(tid, id, " RECORD_COLUMNS_OUT
+				  " WHERE d.ctid = r.tid AND d.id = r.id"
+				  "   AND d.lease_expires_at = r.lease"
+
 		/*
-		 * And only rows that nobody has locked since the claim wrote them: a row
-		 * version that a SELECT ... FOR UPDATE locks gets that locker's xmax, and the
-		 * worker must not wait for it (store_record()).  The claim's own version has
-		 * none, so this costs nothing where there is no lock, unlike a locking
-		 * subquery (FOR NO KEY UPDATE SKIP LOCKED), which wrote a WAL record per row
-		 * more.  A row whose xmax a finished locker left behind goes the slower way.
+		 * Whatever join is chosen, deliveries is read only at the batch's
+		 * rows.
 		 */
-				   "   AND d.xmax = 0"
-				   " RETURNING d.tenant_id, d.id",
-				   12, types, CURSOR_OPT_GENERIC_PLAN);
-		run_plan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");
+				  "   AND d.ctid = ANY ($1)"
+
+		/*
+		 * And only rows that nobody has locked since the claim wrote them: a
+		 * row version that a SELECT ... FOR UPDATE locks gets that locker's
+		 * xmax, and the worker must not wait for it (StoreRecord()).  The
+		 * claim's own version has none, so this costs nothing where there is
+		 * no lock, unlike a locking subquery (FOR NO KEY UPDATE SKIP LOCKED),
+		 * which wrote a WAL record per row more.  A row whose xmax a finished
+		 * locker left behind goes the slower way.
+		 */
+				  "   AND d.xmax = 0"
+				  " RETURNING d.tenant_id, d.id",
+				  12, types, CURSOR_OPT_GENERIC_PLAN);
+		RunPlan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");
 	}
 	else
 	{
-		/* Rare (see store_record()), so planned for its arrays each time. */
+		/* Rare (see StoreRecord()), so planned for its arrays each time. */
 		prepare(&record_by_key_plan,
 				RECORD_SET
 				"       AS r(tenant_id, id, " RECORD_COLUMNS_OUT
@@ -1480,7 +1500,7 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 				"   AND d.lease_expires_at = r.lease"
 				" RETURNING d.tenant_id, d.id",
 				12, types);
-		run_plan(record_by_key_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording moved delivery results");
+		RunPlan(record_by_key_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording moved delivery results");
 	}
 }
 
@@ -1562,7 +1582,7 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 			"  WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.lease_expires_at = r.lease"
 			"    AND (d.tenant_id, d.id) NOT IN (SELECT tenant_id, id FROM mine)",
 			3, types);
-	run_plan(record_lock_plan, args, false, SPI_OK_SELECT, "locking deliveries to record");
+	RunPlan(record_lock_plan, args, false, SPI_OK_SELECT, "locking deliveries to record");
 	return returned_keys(nheld);
 }
 
@@ -1581,7 +1601,7 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
  * 'sending' until the worker restarted.
  */
 int
-store_record(DeliveryResult *results, int n)
+StoreRecord(DeliveryResult *results, int n)
 {
 	int			rc;
 	int			nkeys;
@@ -1668,7 +1688,7 @@ store_record(DeliveryResult *results, int n)
 								   "  UPDATE integration.webhook_endpoints"
 								   "     SET is_active = false, updated_at = pg_catalog.now(),"
 								   "         disabled_reason = 'the receiver answered 410 Gone'"
-								   /* Never waits: an endpoint someone holds stays on until the next 410. */
+		/* Never waits: an endpoint someone holds stays on until the next 410. */
 								   "   WHERE ctid = (SELECT ctid FROM integration.webhook_endpoints"
 								   "                  WHERE tenant_id = $1 AND id = $2 AND is_active"
 								   "                    FOR NO KEY UPDATE SKIP LOCKED)"

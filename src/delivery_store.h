@@ -25,9 +25,12 @@ typedef struct ClaimedDelivery
 	Jsonb	   *headers;
 	int			timeout_ms;		/* 0: integration.request_timeout */
 	char	   *retry_schedule; /* NULL: integration.retry_schedule */
-	bool		usable;			/* endpoint active and not deleted, event present */
-	ItemPointerData tid;		/* of the claimed row version, for the result update */
-	TimestampTz lease;			/* lease_expires_at the claim set: identifies the claim */
+	bool		usable;			/* endpoint active and not deleted, event
+								 * present */
+	ItemPointerData tid;		/* of the claimed row version, for the result
+								 * update */
+	TimestampTz lease;			/* lease_expires_at the claim set: identifies
+								 * the claim */
 } ClaimedDelivery;
 
 /* Claimed deliveries, growing in mcxt. */
@@ -56,10 +59,11 @@ typedef struct DeliveryResult
 	TimestampTz next_attempt_at;	/* for pending */
 	ItemPointerData tid;		/* ClaimedDelivery.tid */
 	TimestampTz lease;			/* ClaimedDelivery.lease */
-	void	   *slot;			/* the worker's: the request slot it holds; NULL: none */
+	void	   *slot;			/* the worker's: the request slot it holds;
+								 * NULL: none */
 } DeliveryResult;
 
-/* An endpoint's request settings now, as store_read_endpoints() finds them. */
+/* An endpoint's request settings now, as StoreReadEndpoints() finds them. */
 typedef struct EndpointSettings
 {
 	const char *tenant_id;		/* the key, filled in by the caller */
@@ -72,38 +76,43 @@ typedef struct EndpointSettings
 	bool		usable;
 } EndpointSettings;
 
-extern void store_begin(const char *activity);
-extern void store_commit(void);
-extern bool store_extension_present(void);
-extern void store_forget_plans(void);
-extern void store_replan_if_grown(void);
-extern int	store_reconcile_leases(bool all, int64 *held, int nheld);
-extern void store_read_endpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
-extern void store_claim_take_settings(ClaimedDelivery *c, const EndpointSettings *ep);
+extern void StoreBegin(const char *activity);
+extern void StoreCommit(void);
+extern bool StoreExtensionPresent(void);
+extern void StoreForgetPlans(void);
+extern void StoreReplanIfGrown(void);
+extern int	StoreReconcileLeases(bool all, int64 *held, int nheld);
+extern void StoreReadEndpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
+extern void StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep);
+
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256
 
-/* The two lanes of one fan-out (store_fan_out_and_claim()). */
+/* The two lanes of one fan-out (StoreFanOutAndClaim()). */
 typedef struct FanOutLanes
 {
-	int64		after;			/* in/out: the backlog lane takes events above this */
+	int64		after;			/* in/out: the backlog lane takes events above
+								 * this */
 	int			limit;			/* its batch; 0: it takes none */
-	int64		fresh_after;	/* in/out: the fresh lane takes events above this */
+	int64		fresh_after;	/* in/out: the fresh lane takes events above
+								 * this */
 	int			fresh_limit;	/* its batch; 0: no fresh lane */
 	int			taken;			/* out: events the backlog lane took */
 	int			fresh_taken;	/* out: events the fresh lane took */
-	bool		put_back;		/* out: events were queued again (an endpoint was locked) */
-	bool		overflowed;		/* out: deliveries went in pending, for want of room */
+	bool		put_back;		/* out: events were queued again (an endpoint
+								 * was locked) */
+	bool		overflowed;		/* out: deliveries went in pending, for want
+								 * of room */
 } FanOutLanes;
 
 /* How many more claims the worker takes for an endpoint (asked once per batch). */
 typedef int (*FanOutRoom) (void *arg, const char *tenant_id, int64 endpoint_id);
 
-extern int	store_fan_out_and_claim(int lease_ms, FanOutLanes *lanes, FanOutRoom room,
-									void *room_arg, ClaimList *list);
-extern int64 store_newest_queued(void);
-extern int	store_claim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
-extern TimestampTz store_next_due(TimestampTz after, int64 *excluded, int nexcluded);
-extern int	store_record(DeliveryResult *results, int n);
+extern int	StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room,
+								void *room_arg, ClaimList *list);
+extern int64 StoreNewestQueued(void);
+extern int	StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
+extern TimestampTz StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded);
+extern int	StoreRecord(DeliveryResult *results, int n);
 
 #endif

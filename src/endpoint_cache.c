@@ -87,10 +87,10 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		saved_plan(&load_plan,
-				   "SELECT id, events FROM integration.webhook_endpoints"
-				   " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
-				   " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		SavedPlan(&load_plan,
+				  "SELECT id, events FROM integration.webhook_endpoints"
+				  " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
+				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	if (latest)
 		rc = SPI_execute_snapshot(load_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
@@ -125,7 +125,7 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
  * endpoints whose event patterns match event.  Returns how many.
  */
 int
-endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **ids)
+EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids)
 {
 	TenantEndpoints local;
 	TenantEndpoints *te;
@@ -138,7 +138,7 @@ endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **
 				 errdetail("Publishing needs the extension's shared memory."),
 				 errhint("Add integration to shared_preload_libraries and restart the server.")));
 
-	if (endpoints_changed_in_this_xact())
+	if (EndpointsChangedInThisXact())
 	{
 		te = &local;
 		load_tenant(tenant, te, CurrentMemoryContext, false);
@@ -157,7 +157,10 @@ endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **
 		te = hash_search(cache, tenant, HASH_FIND, &found);
 		if (!found)
 		{
-			/* Load first, then enter: an error while loading leaves no half entry. */
+			/*
+			 * Load first, then enter: an error while loading leaves no half
+			 * entry.
+			 */
 			load_tenant(tenant, &local, cache_context, true);
 			te = hash_search(cache, tenant, HASH_ENTER, &found);
 			te->count = local.count;
@@ -167,7 +170,7 @@ endpoints_matching(const char *tenant, const char *event, int eventlen, Datum **
 
 	*ids = palloc(sizeof(Datum) * Max(te->count, 1));
 	for (int i = 0; i < te->count; i++)
-		if (event_patterns_match(te->endpoints[i].events, event, eventlen))
+		if (EventPatternsMatch(te->endpoints[i].events, event, eventlen))
 			(*ids)[n++] = Int64GetDatum(te->endpoints[i].id);
 	return n;
 }

@@ -5,7 +5,7 @@
 #ifndef INTEGRATION_ENDPOINT_CACHE_H
 #define INTEGRATION_ENDPOINT_CACHE_H
 
-extern int	endpoints_matching(const char *tenant, const char *event, int eventlen,
-							   Datum **ids);
+extern int	EndpointsMatching(const char *tenant, const char *event, int eventlen,
+							  Datum **ids);
 
 #endif

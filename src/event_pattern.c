@@ -2,14 +2,14 @@
  *
  * event_pattern.c
  *	  Matching event names against subscription patterns, and the SQL
- *	  functions event_matches(), validate_event_patterns() and
- *	  validate_event_name().
+ *	  functions event_matches(), ValidateEventPatterns() and
+ *	  ValidateEventName().
  *
  * Matching runs for every (event, subscription) pair, so it walks the
  * pattern and the name once, side by side, without allocating, and reads
  * the jsonb array in place instead of converting it to text.  Invalid names
  * and invalid patterns never match rather than raise: patterns are checked
- * when a subscription is written (validate_event_patterns), and one bad row
+ * when a subscription is written (ValidateEventPatterns), and one bad row
  * must not abort the transaction that publishes an event.
  *
  *-------------------------------------------------------------------------
@@ -49,7 +49,7 @@ SegmentLength(const char *s, const char *end)
  * [A-Za-z0-9_-].
  */
 bool
-event_name_is_valid(const char *name, int len)
+EventNameIsValid(const char *name, int len)
 {
 	bool		segment_start = true;
 
@@ -79,7 +79,7 @@ event_name_is_valid(const char *name, int len)
  * segments or "*", with an optional final "**".
  */
 bool
-event_pattern_is_valid(const char *pat, int len)
+EventPatternIsValid(const char *pat, int len)
 {
 	const char *p = pat;
 	const char *end = pat + len;
@@ -115,15 +115,15 @@ event_pattern_is_valid(const char *pat, int len)
  * Does the event name match the pattern?  False if either is invalid.
  */
 bool
-event_pattern_matches(const char *pat, int patlen,
-					  const char *event, int eventlen)
+EventPatternMatches(const char *pat, int patlen,
+					const char *event, int eventlen)
 {
 	const char *p = pat;
 	const char *pend = pat + patlen;
 	const char *e = event;
 	const char *eend = event + eventlen;
 
-	if (pat == NULL || patlen <= 0 || !event_name_is_valid(event, eventlen))
+	if (pat == NULL || patlen <= 0 || !EventNameIsValid(event, eventlen))
 		return false;
 
 	/* The lone "*" is the catch-all, not "exactly one segment" */
@@ -131,9 +131,9 @@ event_pattern_matches(const char *pat, int patlen,
 		return true;
 
 	/*
-	 * Each turn consumes one segment of each.  The event is known valid, so
-	 * a literal pattern segment that equals an event segment is valid too;
-	 * only wildcards and empty segments need separate checks.
+	 * Each turn consumes one segment of each.  The event is known valid, so a
+	 * literal pattern segment that equals an event segment is valid too; only
+	 * wildcards and empty segments need separate checks.
 	 */
 	for (;;)
 	{
@@ -161,9 +161,9 @@ event_pattern_matches(const char *pat, int patlen,
 		if (plast || elast)
 		{
 			/*
-			 * Both must end here, except that a pattern with one segment
-			 * left may continue with "**"; that still needs an event
-			 * segment, which elast says there is not.
+			 * Both must end here, except that a pattern with one segment left
+			 * may continue with "**"; that still needs an event segment,
+			 * which elast says there is not.
 			 */
 			return plast && elast;
 		}
@@ -178,7 +178,7 @@ event_pattern_matches(const char *pat, int patlen,
  * patterns are skipped.
  */
 bool
-event_patterns_match(Jsonb *patterns, const char *event, int eventlen)
+EventPatternsMatch(Jsonb *patterns, const char *event, int eventlen)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -187,19 +187,19 @@ event_patterns_match(Jsonb *patterns, const char *event, int eventlen)
 	if (patterns == NULL || !JB_ROOT_IS_ARRAY(patterns) ||
 		JB_ROOT_IS_SCALAR(patterns))
 		return false;
-	if (!event_name_is_valid(event, eventlen))
+	if (!EventNameIsValid(event, eventlen))
 		return false;
 
 	it = JsonbIteratorInit(&patterns->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_ELEM && v.type == jbvString &&
-			event_pattern_matches(v.val.string.val, v.val.string.len,
-								  event, eventlen))
+			EventPatternMatches(v.val.string.val, v.val.string.len,
+								event, eventlen))
 		{
 			/*
-			 * With skipNested there is only the one top-level iterator;
-			 * free it since we leave before the iterator frees itself.
+			 * With skipNested there is only the one top-level iterator; free
+			 * it since we leave before the iterator frees itself.
 			 */
 			pfree(it);
 			return true;
@@ -213,7 +213,7 @@ event_patterns_match(Jsonb *patterns, const char *event, int eventlen)
  * of valid pattern strings.
  */
 void
-validate_event_patterns(Jsonb *patterns)
+ValidateEventPatterns(Jsonb *patterns)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -241,7 +241,7 @@ validate_event_patterns(Jsonb *patterns)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("event pattern %d is not a string", index + 1),
 					 errhint("Event patterns must be a JSON array of strings.")));
-		if (!event_pattern_is_valid(v.val.string.val, v.val.string.len))
+		if (!EventPatternIsValid(v.val.string.val, v.val.string.len))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid event pattern \"%s\"",
@@ -261,39 +261,39 @@ integration_event_matches(PG_FUNCTION_ARGS)
 	Jsonb	   *patterns = PG_GETARG_JSONB_P(0);
 	text	   *event = PG_GETARG_TEXT_PP(1);
 
-	PG_RETURN_BOOL(event_patterns_match(patterns, VARDATA_ANY(event),
-										VARSIZE_ANY_EXHDR(event)));
+	PG_RETURN_BOOL(EventPatternsMatch(patterns, VARDATA_ANY(event),
+									  VARSIZE_ANY_EXHDR(event)));
 }
 
 /*
- * integration.validate_event_patterns(patterns jsonb) RETURNS jsonb
+ * integration.ValidateEventPatterns(patterns jsonb) RETURNS jsonb
  */
 Datum
 integration_validate_event_patterns(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *patterns = PG_GETARG_JSONB_P(0);
 
-	validate_event_patterns(patterns);
+	ValidateEventPatterns(patterns);
 	PG_RETURN_JSONB_P(patterns);
 }
 
 /*
- * integration.validate_event_name(event text) RETURNS text
+ * integration.ValidateEventName(event text) RETURNS text
  */
 Datum
 integration_validate_event_name(PG_FUNCTION_ARGS)
 {
 	text	   *event = PG_GETARG_TEXT_PP(0);
 
-	validate_event_name(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event));
+	ValidateEventName(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event));
 	PG_RETURN_TEXT_P(event);
 }
 
 /* Raises invalid_parameter_value unless name is a valid event name of at most EVENT_NAME_MAX_LEN bytes. */
 void
-validate_event_name(const char *name, int len)
+ValidateEventName(const char *name, int len)
 {
-	if (len > EVENT_NAME_MAX_LEN || !event_name_is_valid(name, len))
+	if (len > EVENT_NAME_MAX_LEN || !EventNameIsValid(name, len))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid event name \"%.*s\"", Min(len, EVENT_NAME_MAX_LEN), name),

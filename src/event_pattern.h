@@ -8,7 +8,7 @@
  * one segment, or, as the last segment only, "**" for one or more
  * segments.  The lone pattern "*" matches every event.
  *
- * Only validate_event_patterns() and validate_event_name() ereport; the other functions are safe to
+ * Only ValidateEventPatterns() and ValidateEventName() ereport; the other functions are safe to
  * call from the delivery worker on any input.
  *
  *-------------------------------------------------------------------------
@@ -18,14 +18,14 @@
 
 #include "utils/jsonb.h"
 
-extern bool event_name_is_valid(const char *name, int len);
-extern bool event_pattern_is_valid(const char *pat, int len);
-extern bool event_pattern_matches(const char *pat, int patlen,
-								  const char *event, int eventlen);
-extern bool event_patterns_match(Jsonb *patterns,
-								 const char *event, int eventlen);
-extern void validate_event_patterns(Jsonb *patterns);
-extern void validate_event_name(const char *name, int len);
+extern bool EventNameIsValid(const char *name, int len);
+extern bool EventPatternIsValid(const char *pat, int len);
+extern bool EventPatternMatches(const char *pat, int patlen,
+								const char *event, int eventlen);
+extern bool EventPatternsMatch(Jsonb *patterns,
+							   const char *event, int eventlen);
+extern void ValidateEventPatterns(Jsonb *patterns);
+extern void ValidateEventName(const char *name, int len);
 
 /* Longest event name (publish, dispatch, track_table prefixes + ".created"). */
 #define EVENT_NAME_MAX_LEN 200

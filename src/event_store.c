@@ -11,7 +11,7 @@
  *   - both tables have exactly the columns the extension created (a DBA who added one
  *     gets the plain INSERT, with its defaults and constraints);
  *   - every INSERT trigger that would fire on them is one of the extension's two
- *     statement triggers whose work the fast path does itself: require_tenant, whose
+ *     statement triggers whose work the fast path does itself: RequireTenant, whose
  *     check publish.c makes first, and events_queued, one queue row per event.  They
  *     are known by the C function they run, which fmgr resolves to its address, and
  *     by how they fire (statement level, timing, transition table, no WHEN clause or
@@ -120,7 +120,7 @@ trigger_function(const Trigger *t)
 
 /*
  * Whether every INSERT trigger on rel that fires in this session is one whose work the
- * bulk path does itself (see the file header): the extension's require_tenant, and on
+ * bulk path does itself (see the file header): the extension's RequireTenant, and on
  * webhook_events (events true) exactly one events_queued.
  */
 static bool
@@ -233,16 +233,16 @@ insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum 
 	{
 		Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8ARRAYOID, TEXTARRAYOID};
 
-		saved_plan(&insert_plan,
-				   "INSERT INTO integration.webhook_events (tenant_id, event, payload, endpoint_ids)"
-				   " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
-				   4, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		SavedPlan(&insert_plan,
+				  "INSERT INTO integration.webhook_events (tenant_id, event, payload, endpoint_ids)"
+				  " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
+				  4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	args[0] = CStringGetTextDatum(tenant);
 	args[1] = CStringGetTextDatum(event);
 	args[2] = endpoints;
 	args[3] = payloads;
-	run_plan(insert_plan, args, false, SPI_OK_INSERT, "inserting events");
+	RunPlan(insert_plan, args, false, SPI_OK_INSERT, "inserting events");
 	SPI_finish();
 }
 
@@ -251,8 +251,8 @@ insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum 
  * endpoints endpoint_ids (int8 datums).
  */
 void
-insert_events(const char *tenant, const char *event, Datum *endpoint_ids, int nendpoints,
-			  Datum *payloads, int npayloads)
+InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nendpoints,
+			 Datum *payloads, int npayloads)
 {
 	Oid			nsp = get_namespace_oid("integration", false);
 	Oid			relid = get_relname_relid("webhook_events", nsp);

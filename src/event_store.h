@@ -5,7 +5,7 @@
 #ifndef INTEGRATION_EVENT_STORE_H
 #define INTEGRATION_EVENT_STORE_H
 
-extern void insert_events(const char *tenant, const char *event, Datum *endpoint_ids,
-						  int nendpoints, Datum *payloads, int npayloads);
+extern void InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids,
+						 int nendpoints, Datum *payloads, int npayloads);
 
 #endif

@@ -38,8 +38,8 @@ static const HmacAlgorithmInfo hmac_algorithms[WEBHOOK_HMAC_NUM_ALGORITHMS] = {
 	[WEBHOOK_HMAC_SHA512] = {"sha512", "SHA512", 64},
 };
 
-static EVP_MAC *hmac_impl = NULL;
-static EVP_MAC_CTX *hmac_contexts[WEBHOOK_HMAC_NUM_ALGORITHMS];
+static EVP_MAC * hmac_impl = NULL;
+static EVP_MAC_CTX * hmac_contexts[WEBHOOK_HMAC_NUM_ALGORITHMS];
 
 /* Return this backend's context for an algorithm, creating it on first use */
 static EVP_MAC_CTX *
@@ -81,8 +81,8 @@ HmacContext(WebhookHmacAlgorithm algorithm)
  * its enum value.  Returns false for any other name.
  */
 bool
-webhook_hmac_algorithm_lookup(const char *name, int len,
-							  WebhookHmacAlgorithm *algorithm)
+WebhookHmacAlgorithmLookup(const char *name, int len,
+						   WebhookHmacAlgorithm *algorithm)
 {
 	for (int i = 0; i < WEBHOOK_HMAC_NUM_ALGORITHMS; i++)
 	{
@@ -105,10 +105,10 @@ webhook_hmac_algorithm_lookup(const char *name, int len,
  * never ereports.
  */
 bool
-webhook_hmac(WebhookHmacAlgorithm algorithm,
-			 const void *key, size_t keylen,
-			 const WebhookHmacPart *parts, int nparts,
-			 unsigned char *out, size_t *outlen)
+WebhookHmac(WebhookHmacAlgorithm algorithm,
+			const void *key, size_t keylen,
+			const WebhookHmacPart *parts, int nparts,
+			unsigned char *out, size_t *outlen)
 {
 	static const unsigned char empty_key[1] = {0};
 	EVP_MAC_CTX *ctx;
@@ -161,9 +161,9 @@ integration_hmac(PG_FUNCTION_ARGS)
 	size_t		maclen;
 	bytea	   *result;
 
-	if (!webhook_hmac_algorithm_lookup(VARDATA_ANY(algname),
-									   VARSIZE_ANY_EXHDR(algname),
-									   &algorithm))
+	if (!WebhookHmacAlgorithmLookup(VARDATA_ANY(algname),
+									VARSIZE_ANY_EXHDR(algname),
+									&algorithm))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unsupported HMAC algorithm \"%s\"",
@@ -172,8 +172,8 @@ integration_hmac(PG_FUNCTION_ARGS)
 
 	part.data = VARDATA_ANY(data);
 	part.len = VARSIZE_ANY_EXHDR(data);
-	if (!webhook_hmac(algorithm, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-					  &part, 1, mac, &maclen))
+	if (!WebhookHmac(algorithm, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+					 &part, 1, mac, &maclen))
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not compute HMAC")));

@@ -30,11 +30,11 @@ typedef struct WebhookHmacPart
 	size_t		len;
 } WebhookHmacPart;
 
-extern bool webhook_hmac_algorithm_lookup(const char *name, int len,
-										  WebhookHmacAlgorithm *algorithm);
-extern bool webhook_hmac(WebhookHmacAlgorithm algorithm,
-						 const void *key, size_t keylen,
-						 const WebhookHmacPart *parts, int nparts,
-						 unsigned char *out, size_t *outlen);
+extern bool WebhookHmacAlgorithmLookup(const char *name, int len,
+									   WebhookHmacAlgorithm *algorithm);
+extern bool WebhookHmac(WebhookHmacAlgorithm algorithm,
+						const void *key, size_t keylen,
+						const WebhookHmacPart *parts, int nparts,
+						unsigned char *out, size_t *outlen);
 
 #endif							/* INTEGRATION_HMAC_H */

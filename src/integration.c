@@ -43,14 +43,14 @@ _PG_init(void)
 				 errhint("Add integration to shared_preload_libraries in postgresql.conf and restart the server.")));
 	integration_loaded_at_preload = true;
 
-	tenant_define_gucs();
-	validate_define_gucs();
-	retry_policy_define_gucs();
-	worker_define_gucs();
+	TenantDefineGucs();
+	ValidateDefineGucs();
+	RetryPolicyDefineGucs();
+	WorkerDefineGucs();
 
-	shared_state_request();
-	worker_register_launcher();
-	worker_install_hooks();
+	SharedStateRequest();
+	WorkerRegisterLauncher();
+	WorkerInstallHooks();
 
 	MarkGUCPrefixReserved("integration");
 }

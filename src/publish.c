@@ -80,7 +80,7 @@ check_publish_tenant(const char *tenant, bool rls_applies)
 
 	if (!rls_applies)
 		return;
-	mine = current_tenant();
+	mine = CurrentTenant();
 	if (mine == NULL || strcmp(mine, tenant) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -118,12 +118,12 @@ flush_batch(EventBatch *b)
 {
 	if (b->npayloads == 0)
 		return;
-	insert_events(b->tenant, b->event, b->endpoint_ids, b->nendpoints, b->payloads,
-				  b->npayloads);
+	InsertEvents(b->tenant, b->event, b->endpoint_ids, b->nendpoints, b->payloads,
+				 b->npayloads);
 	b->published += (int64) b->npayloads * b->nendpoints;
 	MemoryContextReset(b->payload_cxt);
 	b->npayloads = 0;
-	wake_worker_at_commit();
+	WakeWorkerAtCommit();
 }
 
 /* Starts an envelope {"type":<event>,"timestamp":<now UTC>,"data": in buf. */
@@ -136,7 +136,7 @@ envelope_start(StringInfo buf, const char *event)
 	appendStringInfoString(buf, "{\"type\":");
 	escape_json(buf, event);
 	appendStringInfoString(buf, ",\"timestamp\":");
-	append_json_utc_timestamp(buf, GetCurrentStatementStartTimestamp());
+	AppendJsonUtcTimestamp(buf, GetCurrentStatementStartTimestamp());
 	appendStringInfoString(buf, ",\"data\":");
 }
 
@@ -160,8 +160,12 @@ batch_target(EventBatch *b, const char *tenant, const char *event)
 	{
 		MemoryContext old = MemoryContextSwitchTo(b->mcxt);
 
-		b->nendpoints = endpoints_matching(tenant, event, eventlen, &b->endpoint_ids);
-		/* Every event of the batch shares its envelope's start: build it once. */
+		b->nendpoints = EndpointsMatching(tenant, event, eventlen, &b->endpoint_ids);
+
+		/*
+		 * Every event of the batch shares its envelope's start: build it
+		 * once.
+		 */
 		if (b->prefix.data == NULL)
 			initStringInfo(&b->prefix);
 		envelope_start(&b->prefix, event);
@@ -194,7 +198,7 @@ envelope_finish(StringInfo buf, MemoryContext mcxt)
 	text	   *t;
 
 	appendStringInfoChar(buf, '}');
-	check_payload_size(buf->len - VARHDRSZ);
+	CheckPayloadSize(buf->len - VARHDRSZ);
 	t = (text *) MemoryContextAlloc(mcxt, buf->len);
 	memcpy(t, buf->data, buf->len);
 	SET_VARSIZE(t, buf->len);
@@ -222,7 +226,7 @@ integration_envelope(PG_FUNCTION_ARGS)
 	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
 	char	   *ev = text_to_cstring(event);
 
-	validate_event_name(ev, strlen(ev));
+	ValidateEventName(ev, strlen(ev));
 	PG_RETURN_TEXT_P(build_envelope(ev, payload));
 }
 
@@ -242,18 +246,18 @@ log_published(const char *tenant, const char *event, int64 deliveries)
 	{
 		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
 
-		saved_plan(&log_plan,
-				   "INSERT INTO integration.integration_logs"
-				   " (tenant_id, level, source, event, message, context)"
-				   " VALUES ($1, 'info', 'api', 'event.published',"
-				   "         pg_catalog.format('event %s published to %s endpoints', $2, $3),"
-				   "         pg_catalog.jsonb_build_object('event', $2, 'deliveries', $3))",
-				   3, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		SavedPlan(&log_plan,
+				  "INSERT INTO integration.integration_logs"
+				  " (tenant_id, level, source, event, message, context)"
+				  " VALUES ($1, 'info', 'api', 'event.published',"
+				  "         pg_catalog.format('event %s published to %s endpoints', $2, $3),"
+				  "         pg_catalog.jsonb_build_object('event', $2, 'deliveries', $3))",
+				  3, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	args[0] = CStringGetTextDatum(tenant);
 	args[1] = CStringGetTextDatum(event);
 	args[2] = Int64GetDatum(deliveries);
-	run_plan(log_plan, args, false, SPI_OK_INSERT, "logging a publish");
+	RunPlan(log_plan, args, false, SPI_OK_INSERT, "logging a publish");
 	SPI_finish();
 }
 
@@ -270,7 +274,7 @@ integration_publish_event(PG_FUNCTION_ARGS)
 	text	   *event_t;
 	Jsonb	   *payload;
 	char	   *event;
-	const char *tenant = require_tenant();
+	const char *tenant = RequireTenant();
 	EventBatch	batch;
 
 	if (PG_ARGISNULL(0))
@@ -279,11 +283,15 @@ integration_publish_event(PG_FUNCTION_ARGS)
 				 errmsg("event name must not be null")));
 	event_t = PG_GETARG_TEXT_PP(0);
 	event = text_to_cstring(event_t);
-	/* A NULL payload is sent as JSON null rather than silently publishing nothing. */
+
+	/*
+	 * A NULL payload is sent as JSON null rather than silently publishing
+	 * nothing.
+	 */
 	payload = PG_ARGISNULL(1) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")))
 		: PG_GETARG_JSONB_P(1);
 
-	validate_event_name(event, strlen(event));
+	ValidateEventName(event, strlen(event));
 
 	batch_init(&batch);
 	if (batch_target(&batch, tenant, event))
@@ -343,8 +351,8 @@ plan_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
 	snprintf(plan->updated, sizeof(plan->updated), "%s.updated", prefix);
 	snprintf(plan->deleted, sizeof(plan->deleted), "%s.deleted", prefix);
 	if (strlen(prefix) + strlen(".created") > EVENT_NAME_MAX_LEN)
-		validate_event_name(prefix, EVENT_NAME_MAX_LEN + 1);
-	validate_event_name(plan->created, strlen(plan->created));
+		ValidateEventName(prefix, EVENT_NAME_MAX_LEN + 1);
+	ValidateEventName(plan->created, strlen(plan->created));
 
 	plan->tenant_attno = 0;
 	for (int i = 0; i < desc->natts; i++)
@@ -370,7 +378,7 @@ plan_trigger(FunctionCallInfo fcinfo, TriggerData *trigdata)
 						RelationGetRelationName(rel), tenant_col),
 				 errhint("Name the table's tenant column as the trigger's second argument.")));
 
-	plan->writer = row_json_writer_create(desc, fcinfo->flinfo->fn_mcxt);
+	plan->writer = RowJsonWriterCreate(desc, fcinfo->flinfo->fn_mcxt);
 	plan->rls_applies = rls_applies_to_events();
 	MemoryContextSwitchTo(old);
 
@@ -393,7 +401,7 @@ row_tenant(TriggerPlan *plan, TriggerData *trigdata, TupleTableSlot *slot, char 
 						RelationGetRelationName(trigdata->tg_relation)),
 				 errdetail("Its tenant column is NULL.")));
 	s = plan->tenant_is_text ? TextDatumGetCString(v) : OutputFunctionCall(&plan->tenant_output, v);
-	if (!tenant_id_is_valid(s, strlen(s)))
+	if (!TenantIdIsValid(s, strlen(s)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid tenant id \"%s\" in a row of \"%s\"", s,
@@ -451,8 +459,9 @@ publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringI
 		char		old_tenant[TENANT_ID_MAX_LEN + 1];
 
 		/*
-		 * A row moved to another tenant: the old tenant sees it deleted and the new
-		 * one sees it created, so neither receives the other's version of the row.
+		 * A row moved to another tenant: the old tenant sees it deleted and
+		 * the new one sees it created, so neither receives the other's
+		 * version of the row.
 		 */
 		row_tenant(plan, trigdata, oldslot, old_tenant);
 		if (strcmp(old_tenant, tenant) != 0)
@@ -472,12 +481,12 @@ publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringI
 	if (newslot)
 	{
 		appendStringInfoString(buf, "\"new\":");
-		row_json_append(plan->writer, buf, newslot);
+		RowJsonAppend(plan->writer, buf, newslot);
 	}
 	if (oldslot)
 	{
 		appendStringInfoString(buf, newslot ? ",\"old\":" : "\"old\":");
-		row_json_append(plan->writer, buf, oldslot);
+		RowJsonAppend(plan->writer, buf, oldslot);
 	}
 	appendStringInfoChar(buf, '}');
 	batch_add(batch, envelope_finish(buf, batch->payload_cxt));

@@ -78,7 +78,7 @@ parse_delay_ms(const char *s)
 
 /* Parses "5s, 5min, 2h" into ms delays; false with *error set when malformed. */
 bool
-parse_retry_schedule(const char *s, RetrySchedule *out, const char **error)
+ParseRetrySchedule(const char *s, RetrySchedule *out, const char **error)
 {
 	char	   *copy = strdup(s);
 	char	   *tok;
@@ -90,7 +90,11 @@ parse_retry_schedule(const char *s, RetrySchedule *out, const char **error)
 		return false;
 	}
 	out->nsteps = 0;
-	/* Split by hand: strtok would skip an empty entry ("5s,,10s") instead of refusing it. */
+
+	/*
+	 * Split by hand: strtok would skip an empty entry ("5s,,10s") instead of
+	 * refusing it.
+	 */
 	for (char *next = copy; next != NULL;)
 	{
 		int64		ms;
@@ -135,7 +139,7 @@ check_retry_schedule(char **newval, void **extra, GucSource source)
 	parsed = malloc(sizeof(RetrySchedule));
 	if (parsed == NULL)
 		return false;
-	if (!parse_retry_schedule(*newval ? *newval : "", parsed, &error))
+	if (!ParseRetrySchedule(*newval ? *newval : "", parsed, &error))
 	{
 		free(parsed);
 		GUC_check_errdetail("%s", error);
@@ -152,7 +156,7 @@ assign_retry_schedule(const char *newval, void *extra)
 }
 
 void
-retry_policy_define_gucs(void)
+RetryPolicyDefineGucs(void)
 {
 	DefineCustomStringVariable("integration.retry_schedule",
 							   "Delays before each retry of a failed delivery, as a comma-separated list of intervals.",
@@ -171,7 +175,7 @@ retry_policy_define_gucs(void)
 }
 
 const RetrySchedule *
-default_retry_schedule(void)
+DefaultRetrySchedule(void)
 {
 	return &current_schedule;
 }
@@ -181,7 +185,7 @@ default_retry_schedule(void)
  * Both forms of RFC 9110 are accepted: delay-seconds and an HTTP date.
  */
 int64
-retry_after_ms(const char *header, TimestampTz now)
+RetryAfterMs(const char *header, TimestampTz now)
 {
 	const char *p = header;
 	int64		secs = 0;
@@ -205,9 +209,10 @@ retry_after_ms(const char *header, TimestampTz now)
 	else
 	{
 		/*
-		 * An HTTP date, IMF-fixdate only ("Wed, 21 Oct 2015 07:28:00 GMT"), parsed by
-		 * hand: the header comes from a receiver, and PostgreSQL's date parser can
-		 * raise an error (an unknown time zone), which would take the worker down.
+		 * An HTTP date, IMF-fixdate only ("Wed, 21 Oct 2015 07:28:00 GMT"),
+		 * parsed by hand: the header comes from a receiver, and PostgreSQL's
+		 * date parser can raise an error (an unknown time zone), which would
+		 * take the worker down.
 		 */
 		static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 		"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -254,8 +259,8 @@ retry_after_ms(const char *header, TimestampTz now)
  * jitter_unit is a draw from [0, 1).
  */
 int64
-next_retry_delay_ms(const RetrySchedule *schedule, int attempts_done, int64 retry_after,
-					double jitter_unit)
+NextRetryDelayMs(const RetrySchedule *schedule, int attempts_done, int64 retry_after,
+				 double jitter_unit)
 {
 	int64		base;
 	double		factor;
@@ -278,18 +283,18 @@ PG_FUNCTION_INFO_V1(integration_retry_delay);
  * endpoint's CHECK constraint refuses such text, so only a changed grammar gets here).
  */
 const RetrySchedule *
-retry_policy_for(const char *schedule_text, MemoryContext mcxt)
+RetryPolicyFor(const char *schedule_text, MemoryContext mcxt)
 {
 	RetrySchedule *own;
 	const char *error;
 
 	if (schedule_text == NULL)
-		return default_retry_schedule();
+		return DefaultRetrySchedule();
 	own = MemoryContextAlloc(mcxt, sizeof(RetrySchedule));
-	if (!parse_retry_schedule(schedule_text, own, &error))
+	if (!ParseRetrySchedule(schedule_text, own, &error))
 	{
 		pfree(own);
-		return default_retry_schedule();
+		return DefaultRetrySchedule();
 	}
 	return own;
 }
@@ -300,7 +305,7 @@ retry_policy_for(const char *schedule_text, MemoryContext mcxt)
  * are not followed) and every transport error may be transient.
  */
 bool
-retry_is_final(const AttemptFailure *failure)
+RetryIsFinal(const AttemptFailure *failure)
 {
 	return failure->status_code == 410;
 }
@@ -310,14 +315,14 @@ retry_is_final(const AttemptFailure *failure)
  * in ms, with jitter and the response's Retry-After; -1: the delivery fails for good.
  */
 int64
-retry_decide(const RetrySchedule *schedule, int attempts_done, const AttemptFailure *failure,
-			 TimestampTz now, double jitter_unit)
+RetryDecide(const RetrySchedule *schedule, int attempts_done, const AttemptFailure *failure,
+			TimestampTz now, double jitter_unit)
 {
-	if (retry_is_final(failure))
+	if (RetryIsFinal(failure))
 		return -1;
-	return next_retry_delay_ms(schedule, attempts_done,
-							   failure->retry_after ? retry_after_ms(failure->retry_after, now) : -1,
-							   jitter_unit);
+	return NextRetryDelayMs(schedule, attempts_done,
+							failure->retry_after ? RetryAfterMs(failure->retry_after, now) : -1,
+							jitter_unit);
 }
 
 /*
@@ -329,7 +334,7 @@ integration_retry_delay(PG_FUNCTION_ARGS)
 {
 	int32		attempts_done = PG_GETARG_INT32(0);
 	RetrySchedule parsed;
-	const RetrySchedule *schedule = default_retry_schedule();
+	const RetrySchedule *schedule = DefaultRetrySchedule();
 	int64		ra = -1;
 	double		jitter;
 	int64		ms;
@@ -340,7 +345,7 @@ integration_retry_delay(PG_FUNCTION_ARGS)
 		const char *error = NULL;
 		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-		if (!parse_retry_schedule(s, &parsed, &error))
+		if (!ParseRetrySchedule(s, &parsed, &error))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid retry schedule \"%s\"", s),
@@ -348,7 +353,7 @@ integration_retry_delay(PG_FUNCTION_ARGS)
 		schedule = &parsed;
 	}
 	if (!PG_ARGISNULL(2))
-		ra = retry_after_ms(text_to_cstring(PG_GETARG_TEXT_PP(2)), GetCurrentTimestamp());
+		ra = RetryAfterMs(text_to_cstring(PG_GETARG_TEXT_PP(2)), GetCurrentTimestamp());
 	if (!PG_ARGISNULL(3))
 	{
 		jitter = PG_GETARG_FLOAT8(3);
@@ -360,7 +365,7 @@ integration_retry_delay(PG_FUNCTION_ARGS)
 	else
 		jitter = pg_prng_double(&pg_global_prng_state);
 
-	ms = next_retry_delay_ms(schedule, attempts_done, ra, jitter);
+	ms = NextRetryDelayMs(schedule, attempts_done, ra, jitter);
 	if (ms < 0)
 		PG_RETURN_NULL();
 	result = palloc0(sizeof(Interval));

@@ -19,23 +19,24 @@ typedef struct RetrySchedule
 extern char *integration_retry_schedule_string;
 extern int	integration_max_retry_after_s;
 
-extern void retry_policy_define_gucs(void);
-extern const RetrySchedule *default_retry_schedule(void);
-extern bool parse_retry_schedule(const char *s, RetrySchedule *out, const char **error);
-extern int64 retry_after_ms(const char *header, TimestampTz now);
-extern int64 next_retry_delay_ms(const RetrySchedule *schedule, int attempts_done,
-								 int64 retry_after, double jitter_unit);
+extern void RetryPolicyDefineGucs(void);
+extern const RetrySchedule *DefaultRetrySchedule(void);
+extern bool ParseRetrySchedule(const char *s, RetrySchedule *out, const char **error);
+extern int64 RetryAfterMs(const char *header, TimestampTz now);
+extern int64 NextRetryDelayMs(const RetrySchedule *schedule, int attempts_done,
+							  int64 retry_after, double jitter_unit);
 
 /* A failed attempt, as far as the retry decision needs to know it. */
 typedef struct AttemptFailure
 {
-	int			status_code;	/* the response's status; 0: no response arrived */
+	int			status_code;	/* the response's status; 0: no response
+								 * arrived */
 	const char *retry_after;	/* its Retry-After header, or NULL */
 } AttemptFailure;
 
-extern const RetrySchedule *retry_policy_for(const char *schedule_text, MemoryContext mcxt);
-extern bool retry_is_final(const AttemptFailure *failure);
-extern int64 retry_decide(const RetrySchedule *schedule, int attempts_done,
-						  const AttemptFailure *failure, TimestampTz now, double jitter_unit);
+extern const RetrySchedule *RetryPolicyFor(const char *schedule_text, MemoryContext mcxt);
+extern bool RetryIsFinal(const AttemptFailure *failure);
+extern int64 RetryDecide(const RetrySchedule *schedule, int attempts_done,
+						 const AttemptFailure *failure, TimestampTz now, double jitter_unit);
 
 #endif

@@ -98,7 +98,7 @@ classify(Oid typid)
 
 /* Plans every column of desc once; the writer lives in mcxt. */
 RowJsonWriter *
-row_json_writer_create(TupleDesc desc, MemoryContext mcxt)
+RowJsonWriterCreate(TupleDesc desc, MemoryContext mcxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(mcxt);
 	RowJsonWriter *w = palloc(sizeof(RowJsonWriter));
@@ -154,7 +154,7 @@ append_text_value(StringInfo buf, Datum value)
 
 /* Appends the row in slot to buf as a JSON object. */
 void
-row_json_append(RowJsonWriter *w, StringInfo buf, TupleTableSlot *slot)
+RowJsonAppend(RowJsonWriter *w, StringInfo buf, TupleTableSlot *slot)
 {
 	slot_getallattrs(slot);
 	appendStringInfoChar(buf, '{');
@@ -245,7 +245,7 @@ row_json_append(RowJsonWriter *w, StringInfo buf, TupleTableSlot *slot)
 
 /* Appends ts as a quoted ISO 8601 UTC timestamp with microseconds, e.g. "2026-01-02T03:04:05.123456Z". */
 void
-append_json_utc_timestamp(StringInfo buf, TimestampTz ts)
+AppendJsonUtcTimestamp(StringInfo buf, TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;

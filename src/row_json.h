@@ -10,8 +10,8 @@
 
 typedef struct RowJsonWriter RowJsonWriter;
 
-extern RowJsonWriter *row_json_writer_create(TupleDesc desc, MemoryContext mcxt);
-extern void row_json_append(RowJsonWriter *writer, StringInfo buf, TupleTableSlot *slot);
-extern void append_json_utc_timestamp(StringInfo buf, TimestampTz ts);
+extern RowJsonWriter *RowJsonWriterCreate(TupleDesc desc, MemoryContext mcxt);
+extern void RowJsonAppend(RowJsonWriter *writer, StringInfo buf, TupleTableSlot *slot);
+extern void AppendJsonUtcTimestamp(StringInfo buf, TimestampTz ts);
 
 #endif

@@ -151,7 +151,10 @@ SchedulerTarget(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 
 	}
 	else if (t->in_flight == 0 && t->queued == 0)
 	{
-		/* Kept for its back-off only: its tenant may have been forgotten meanwhile. */
+		/*
+		 * Kept for its back-off only: its tenant may have been forgotten
+		 * meanwhile.
+		 */
 		t->tenant = tenant_entry(s, tenant_id);
 	}
 	return t;

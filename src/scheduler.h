@@ -32,7 +32,11 @@ typedef struct SchedItem
 struct JobKind
 {
 	const char *name;
-	/* Starts item's request; false when it ended at once (its outcome is recorded). */
+
+	/*
+	 * Starts item's request; false when it ended at once (its outcome is
+	 * recorded).
+	 */
 	bool		(*start) (SchedItem *item, void *arg);
 };
 
@@ -60,7 +64,8 @@ typedef struct SchedLimits
 	int			max_concurrency;	/* request slots in all */
 	int			per_tenant;		/* most slots one tenant may hold */
 	int			per_target;		/* most requests in flight to one target */
-	int			hold_rounds;	/* claims held per target, in units of per_target */
+	int			hold_rounds;	/* claims held per target, in units of
+								 * per_target */
 } SchedLimits;
 
 extern Scheduler *SchedulerCreate(MemoryContext mcxt, const SchedLimits *limits);

@@ -60,7 +60,7 @@ integration_shmem_startup(void)
 
 /* Called from _PG_init while shared_preload_libraries are processed. */
 void
-shared_state_request(void)
+SharedStateRequest(void)
 {
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = integration_shmem_request;

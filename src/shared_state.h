@@ -43,17 +43,25 @@ typedef struct IntegrationSharedState
 	/* Commits that published something, and how many found a worker to wake. */
 	pg_atomic_uint64 commits_signalled;
 	pg_atomic_uint64 workers_woken;
-	/* Bumped by every commit that changed webhook_endpoints: backends drop their caches. */
+
+	/*
+	 * Bumped by every commit that changed webhook_endpoints: backends drop
+	 * their caches.
+	 */
 	pg_atomic_uint64 endpoints_generation;
 	/* Protects the slots' assignment; taking a slot holds it exclusively. */
 	LWLock	   *slots_lock;
-	/* Broadcast when a slot is released: DROP DATABASE waits on it for its worker. */
+
+	/*
+	 * Broadcast when a slot is released: DROP DATABASE waits on it for its
+	 * worker.
+	 */
 	ConditionVariable slot_released;
 	IntegrationWorkerSlot workers[INTEGRATION_MAX_WORKERS];
 } IntegrationSharedState;
 
 extern IntegrationSharedState *integration_shared;
 
-extern void shared_state_request(void);
+extern void SharedStateRequest(void);
 
 #endif

@@ -341,8 +341,8 @@ DecodeStandardSecret(const char *s, size_t len, unsigned char *dst,
  * them all.
  */
 WebhookKeySet *
-webhook_signer_parse_secret(const WebhookSigner *s, const char *secret,
-							size_t len, const char **error)
+WebhookSignerParseSecret(const WebhookSigner *s, const char *secret,
+						 size_t len, const char **error)
 {
 	WebhookKeySet *set;
 	int			n;
@@ -393,7 +393,7 @@ webhook_signer_parse_secret(const WebhookSigner *s, const char *secret,
 
 		if (keylen < 0)
 		{
-			webhook_signer_free_keys(set);
+			WebhookSignerFreeKeys(set);
 			return NULL;
 		}
 		set->keys[i].data = dst;
@@ -404,7 +404,7 @@ webhook_signer_parse_secret(const WebhookSigner *s, const char *secret,
 
 /* See signature.h */
 void
-webhook_signer_free_keys(WebhookKeySet *keys)
+WebhookSignerFreeKeys(WebhookKeySet *keys)
 {
 	if (keys == NULL)
 		return;
@@ -443,8 +443,8 @@ Sha256Mac(const WebhookKey *key, const char *id, size_t idlen,
 	parts[nparts].data = body;
 	parts[nparts++].len = bodylen;
 
-	if (!webhook_hmac(WEBHOOK_HMAC_SHA256, key->data, key->len,
-					  parts, nparts, mac, &maclen))
+	if (!WebhookHmac(WEBHOOK_HMAC_SHA256, key->data, key->len,
+					 parts, nparts, mac, &maclen))
 		return false;
 	Assert(maclen == SHA256_LEN);
 	return true;
@@ -795,8 +795,11 @@ const WebhookSigner webhook_signers[] = {
 			[STANDARD_TIMESTAMP] = "webhook-timestamp",
 			[STANDARD_SIGNATURE] = "webhook-signature",
 		},
-		/* The Svix-branded names of the same headers, which Svix's own
-		 * libraries accept as well */
+
+		/*
+		 * The Svix-branded names of the same headers, which Svix's own
+		 * libraries accept as well
+		 */
 		.aliases = {
 			[STANDARD_ID] = "svix-id",
 			[STANDARD_TIMESTAMP] = "svix-timestamp",
@@ -844,7 +847,7 @@ const int	webhook_num_signers = lengthof(webhook_signers);
 
 /* See signature.h */
 const WebhookSigner *
-webhook_signer_lookup(const char *scheme)
+WebhookSignerLookup(const char *scheme)
 {
 	for (int i = 0; i < webhook_num_signers; i++)
 		if (pg_strcasecmp(webhook_signers[i].name, scheme) == 0)
@@ -854,9 +857,9 @@ webhook_signer_lookup(const char *scheme)
 
 /* See signature.h */
 bool
-webhook_signer_sign(const WebhookSigner *s, const WebhookKeySet *keys,
-					const WebhookMessage *msg, WebhookHeader *out, int *nout,
-					const char **error)
+WebhookSignerSign(const WebhookSigner *s, const WebhookKeySet *keys,
+				  const WebhookMessage *msg, WebhookHeader *out, int *nout,
+				  const char **error)
 {
 	char	   *values[WEBHOOK_SIGNER_MAX_HEADERS];
 
@@ -877,7 +880,7 @@ webhook_signer_sign(const WebhookSigner *s, const WebhookKeySet *keys,
 
 /*
  * Sign one message with a secret string, for the worker.  An empty msg_id
- * is refused only when check_msg_id is set: webhook_standard_signature()
+ * is refused only when check_msg_id is set: WebhookStandardSignature()
  * has always signed whatever id it was given.
  */
 static bool
@@ -893,27 +896,27 @@ SignWithSecret(const WebhookSigner *s, const char *secret, bool check_msg_id,
 		*error = error_empty;
 		return false;
 	}
-	keys = webhook_signer_parse_secret(s, secret, strlen(secret), error);
+	keys = WebhookSignerParseSecret(s, secret, strlen(secret), error);
 	if (keys == NULL)
 		return false;
 	if (s->signs_msg_id && check_msg_id &&
 		(msg->msg_id == NULL || msg->msg_id[0] == '\0'))
 	{
-		webhook_signer_free_keys(keys);
+		WebhookSignerFreeKeys(keys);
 		*error = error_msg_id;
 		return false;
 	}
-	ok = webhook_signer_sign(s, keys, msg, out, nout, error);
-	webhook_signer_free_keys(keys);
+	ok = WebhookSignerSign(s, keys, msg, out, nout, error);
+	WebhookSignerFreeKeys(keys);
 	return ok;
 }
 
 /* See signature.h */
 bool
-webhook_signer_headers(const WebhookSigner *s, const char *secret,
-					   const char *msg_id, int64 timestamp,
-					   const char *body, size_t len,
-					   WebhookHeader *out, int *nout, const char **error)
+WebhookSignerHeaders(const WebhookSigner *s, const char *secret,
+					 const char *msg_id, int64 timestamp,
+					 const char *body, size_t len,
+					 WebhookHeader *out, int *nout, const char **error)
 {
 	WebhookMessage msg;
 
@@ -926,9 +929,9 @@ webhook_signer_headers(const WebhookSigner *s, const char *secret,
 
 /* See signature.h */
 char *
-webhook_standard_signature(const char *secrets, const char *msg_id,
-						   int64 timestamp, const char *body, size_t bodylen,
-						   const char **error)
+WebhookStandardSignature(const char *secrets, const char *msg_id,
+						 int64 timestamp, const char *body, size_t bodylen,
+						 const char **error)
 {
 	const WebhookSigner *s = &webhook_signers[SIGNER_STANDARD];
 	WebhookMessage msg;
@@ -949,7 +952,7 @@ webhook_standard_signature(const char *secrets, const char *msg_id,
 
 /* See signature.h */
 bool
-webhook_secret_is_valid(const char *secrets, const char **error)
+WebhookSecretIsValid(const char *secrets, const char **error)
 {
 	WebhookKeySet *keys;
 
@@ -958,11 +961,11 @@ webhook_secret_is_valid(const char *secrets, const char **error)
 		*error = error_empty;
 		return false;
 	}
-	keys = webhook_signer_parse_secret(&webhook_signers[SIGNER_STANDARD],
-									   secrets, strlen(secrets), error);
+	keys = WebhookSignerParseSecret(&webhook_signers[SIGNER_STANDARD],
+									secrets, strlen(secrets), error);
 	if (keys == NULL)
 		return false;
-	webhook_signer_free_keys(keys);
+	WebhookSignerFreeKeys(keys);
 	return true;
 }
 
@@ -978,7 +981,7 @@ RandomBytes(unsigned char *dst, int n)
 
 /* See signature.h */
 char *
-webhook_generate_secret(void)
+WebhookGenerateSecret(void)
 {
 	const size_t prefixlen = sizeof(STANDARD_SECRET_PREFIX) - 1;
 	unsigned char raw[GENERATED_SECRET_BYTES];
@@ -999,10 +1002,10 @@ webhook_generate_secret(void)
  * sampling so that every one is equally likely.
  */
 char *
-webhook_generate_message_id(void)
+WebhookGenerateMessageId(void)
 {
 	static const char alphabet[] =
-		"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 	const size_t prefixlen = sizeof(MSG_ID_PREFIX) - 1;
 	char	   *result = palloc(prefixlen + MSG_ID_RANDOM_CHARS + 1);
 	int			filled = 0;

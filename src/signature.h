@@ -35,13 +35,14 @@ typedef enum WebhookKeyFormat
 	WEBHOOK_KEY_RAW
 } WebhookKeyFormat;
 
-/* A secret parsed into HMAC keys (see webhook_signer_parse_secret) */
+/* A secret parsed into HMAC keys (see WebhookSignerParseSecret) */
 typedef struct WebhookKeySet WebhookKeySet;
 
 /* What a sender signs */
 typedef struct WebhookMessage
 {
-	const char *msg_id;			/* NUL-terminated; only for schemes that sign it */
+	const char *msg_id;			/* NUL-terminated; only for schemes that sign
+								 * it */
 	int64		timestamp;		/* unix seconds; only for schemes that sign it */
 	const char *body;
 	size_t		bodylen;
@@ -96,7 +97,8 @@ typedef struct WebhookSigner
 	const char *name;			/* lower case; looked up case-insensitively */
 	WebhookKeyFormat key_format;
 	bool		signs_msg_id;	/* WebhookMessage.msg_id is signed and sent */
-	bool		signs_timestamp;	/* WebhookMessage.timestamp is signed and sent */
+	bool		signs_timestamp;	/* WebhookMessage.timestamp is signed and
+									 * sent */
 	int			nheaders;
 	/* names sign produces and verify reads, in this order */
 	const char *headers[WEBHOOK_SIGNER_MAX_HEADERS];
@@ -111,31 +113,31 @@ extern const WebhookSigner webhook_signers[];
 extern const int webhook_num_signers;
 
 /* The signer of a scheme name (case-insensitive), or NULL if unknown */
-extern const WebhookSigner *webhook_signer_lookup(const char *scheme);
+extern const WebhookSigner *WebhookSignerLookup(const char *scheme);
 
 /*
  * Parse the operator's secret (len bytes, not necessarily NUL-terminated)
  * as the signer's keys.  Returns NULL with *error set if it is bad.  Raw
  * keys point into secret, which must outlive the result.
  */
-extern WebhookKeySet *webhook_signer_parse_secret(const WebhookSigner *s,
-												  const char *secret,
-												  size_t len,
-												  const char **error);
+extern WebhookKeySet *WebhookSignerParseSecret(const WebhookSigner *s,
+											   const char *secret,
+											   size_t len,
+											   const char **error);
 
 /* Wipe decoded key material and free a key set */
-extern void webhook_signer_free_keys(WebhookKeySet *keys);
+extern void WebhookSignerFreeKeys(WebhookKeySet *keys);
 
 /*
  * The headers signing msg under keys: out (room for
  * WEBHOOK_SIGNER_MAX_HEADERS) gets *nout = s->nheaders headers, in the
  * signer's order.  False with *error set if HMAC fails.
  */
-extern bool webhook_signer_sign(const WebhookSigner *s,
-								const WebhookKeySet *keys,
-								const WebhookMessage *msg,
-								WebhookHeader *out, int *nout,
-								const char **error);
+extern bool WebhookSignerSign(const WebhookSigner *s,
+							  const WebhookKeySet *keys,
+							  const WebhookMessage *msg,
+							  WebhookHeader *out, int *nout,
+							  const char **error);
 
 /*
  * The outbound headers of one message, for the worker: the secret is
@@ -144,13 +146,13 @@ extern bool webhook_signer_sign(const WebhookSigner *s,
  * number filled.  False with *error set, never an ereport, if the secret
  * is bad, msg_id is missing for a scheme that signs it, or HMAC fails.
  */
-extern bool webhook_signer_headers(const WebhookSigner *s,
-								   const char *secret,
-								   const char *msg_id,
-								   int64 timestamp,
-								   const char *body, size_t len,
-								   WebhookHeader *out, int *nout,
-								   const char **error);
+extern bool WebhookSignerHeaders(const WebhookSigner *s,
+								 const char *secret,
+								 const char *msg_id,
+								 int64 timestamp,
+								 const char *body, size_t len,
+								 WebhookHeader *out, int *nout,
+								 const char **error);
 
 /*
  * Value of the webhook-signature header ("v1,<base64> v1,<base64> ...", one
@@ -158,23 +160,23 @@ extern bool webhook_signer_headers(const WebhookSigner *s,
  * seconds) and body.  Returns NULL and sets *error to a static message if a
  * secret is bad.  The "standard" entry of the table, for existing callers.
  */
-extern char *webhook_standard_signature(const char *secrets,
-										const char *msg_id,
-										int64 timestamp,
-										const char *body, size_t bodylen,
-										const char **error);
+extern char *WebhookStandardSignature(const char *secrets,
+									  const char *msg_id,
+									  int64 timestamp,
+									  const char *body, size_t bodylen,
+									  const char **error);
 
 /*
  * True if secrets is a non-empty space-separated list of Standard Webhooks
  * secrets ("whsec_" optional, base64 of 24 to 64 bytes); otherwise false
  * with *error set to a static message.
  */
-extern bool webhook_secret_is_valid(const char *secrets, const char **error);
+extern bool WebhookSecretIsValid(const char *secrets, const char **error);
 
 /* A fresh "whsec_" secret holding 32 random bytes; ereports on failure */
-extern char *webhook_generate_secret(void);
+extern char *WebhookGenerateSecret(void);
 
 /* A fresh "msg_" id of 24 random base62 characters; ereports on failure */
-extern char *webhook_generate_message_id(void);
+extern char *WebhookGenerateMessageId(void);
 
 #endif							/* INTEGRATION_SIGNATURE_H */

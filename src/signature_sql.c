@@ -68,7 +68,7 @@ static const WebhookSigner *
 SignerFromText(text *name)
 {
 	char	   *cname = text_to_cstring(name);
-	const WebhookSigner *s = webhook_signer_lookup(cname);
+	const WebhookSigner *s = WebhookSignerLookup(cname);
 
 	if (s == NULL)
 		ereport(ERROR,
@@ -99,8 +99,8 @@ KeysFromText(const WebhookSigner *s, text *secret)
 	const char *error = NULL;
 	WebhookKeySet *keys;
 
-	keys = webhook_signer_parse_secret(s, VARDATA_ANY(secret),
-									   VARSIZE_ANY_EXHDR(secret), &error);
+	keys = WebhookSignerParseSecret(s, VARDATA_ANY(secret),
+									VARSIZE_ANY_EXHDR(secret), &error);
 	if (keys == NULL)
 	{
 		if (s->key_format == WEBHOOK_KEY_STANDARD)
@@ -192,7 +192,7 @@ integration_sign(PG_FUNCTION_ARGS)
 	if (s->signs_msg_id)
 	{
 		if (PG_ARGISNULL(3))
-			msg.msg_id = webhook_generate_message_id();
+			msg.msg_id = WebhookGenerateMessageId();
 		else
 			msg.msg_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
 		if (msg.msg_id[0] == '\0')
@@ -204,7 +204,7 @@ integration_sign(PG_FUNCTION_ARGS)
 	msg.body = VARDATA_ANY(body);
 	msg.bodylen = VARSIZE_ANY_EXHDR(body);
 
-	if (!webhook_signer_sign(s, keys, &msg, headers, &nheaders, &error))
+	if (!WebhookSignerSign(s, keys, &msg, headers, &nheaders, &error))
 		ReportHmacFailure();
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -216,7 +216,7 @@ integration_sign(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < nheaders; i++)
 		pfree(headers[i].value);
-	webhook_signer_free_keys(keys);
+	WebhookSignerFreeKeys(keys);
 	PG_FREE_IF_COPY(body, 2);
 	PG_RETURN_JSONB_P(result);
 }
@@ -381,7 +381,7 @@ integration_verify(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
 	{
-		webhook_signer_free_keys(keys);
+		WebhookSignerFreeKeys(keys);
 		PG_RETURN_BOOL(false);
 	}
 	headers = PG_GETARG_JSONB_P(2);
@@ -391,7 +391,7 @@ integration_verify(PG_FUNCTION_ARGS)
 		s->verify(keys, values, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
 				  &window);
 
-	webhook_signer_free_keys(keys);
+	WebhookSignerFreeKeys(keys);
 	PG_FREE_IF_COPY(body, 3);
 	PG_RETURN_BOOL(result);
 }
@@ -402,7 +402,7 @@ integration_verify(PG_FUNCTION_ARGS)
 Datum
 integration_generate_secret(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(webhook_generate_secret()));
+	PG_RETURN_TEXT_P(cstring_to_text(WebhookGenerateSecret()));
 }
 
 /*
@@ -413,7 +413,7 @@ integration_validate_secret(PG_FUNCTION_ARGS)
 {
 	text	   *secret = PG_GETARG_TEXT_PP(0);
 
-	webhook_signer_free_keys(KeysFromText(webhook_signer_lookup("standard"),
-										  secret));
+	WebhookSignerFreeKeys(KeysFromText(WebhookSignerLookup("standard"),
+									   secret));
 	PG_RETURN_TEXT_P(secret);
 }

@@ -7,7 +7,7 @@
  * plan when the objects it uses change (after DROP and CREATE EXTENSION, say).  Callers
  * choose CURSOR_OPT_GENERIC_PLAN for statements whose plan cannot depend on table sizes
  * (rows reached by key or ctid) and CURSOR_OPT_CUSTOM_PLAN for the others.
- * run_plan() executes one and turns an unexpected result code into an error.
+ * RunPlan() executes one and turns an unexpected result code into an error.
  */
 #include "postgres.h"
 
@@ -15,7 +15,7 @@
 
 /* *slot, prepared from sql on first use.  Must be called while SPI is connected. */
 SPIPlanPtr
-saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
+SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
 	if (*slot == NULL)
 	{
@@ -35,7 +35,7 @@ saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int curs
  * returns expected.  The rows are left in SPI_tuptable.
  */
 void
-run_plan(SPIPlanPtr plan, Datum *args, bool read_only, int expected, const char *what)
+RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected, const char *what)
 {
 	int			rc = SPI_execute_plan(plan, args, NULL, read_only, 0);
 

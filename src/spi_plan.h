@@ -7,9 +7,9 @@
 
 #include "executor/spi.h"
 
-extern SPIPlanPtr saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
-							 int cursor_options);
-extern void run_plan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
-					 const char *what);
+extern SPIPlanPtr SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+							int cursor_options);
+extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
+					const char *what);
 
 #endif

@@ -91,7 +91,7 @@ EveryEndpointHasRoom(void *arg, const char *tenant_id, int64 endpoint_id)
 
 /*
  * integration._claim_due(max, lease): claims up to max due pending deliveries with
- * store_claim(), in batches of at most STORE_BATCH, and returns them.
+ * StoreClaim(), in batches of at most STORE_BATCH, and returns them.
  */
 Datum
 integration_claim_due(PG_FUNCTION_ARGS)
@@ -111,7 +111,7 @@ integration_claim_due(PG_FUNCTION_ARGS)
 	{
 		int			want = Min(max - list.count, STORE_BATCH);
 
-		if (store_claim(lease_ms, want, NULL, 0, &list) < want)
+		if (StoreClaim(lease_ms, want, NULL, 0, &list) < want)
 			break;
 	}
 	SPI_finish();
@@ -122,7 +122,7 @@ integration_claim_due(PG_FUNCTION_ARGS)
 
 /*
  * integration._fan_out(max, lease): fans out up to max queued events, oldest first,
- * with store_fan_out_and_claim()'s backlog lane alone, and returns the deliveries it
+ * with StoreFanOutAndClaim()'s backlog lane alone, and returns the deliveries it
  * created, all claimed.
  */
 Datum
@@ -148,7 +148,7 @@ integration_fan_out(PG_FUNCTION_ARGS)
 		/* The cursor moves past each batch; events put back stay behind it. */
 		lanes.limit = Min(max - taken, STORE_BATCH);
 		lanes.fresh_limit = 0;
-		(void) store_fan_out_and_claim(lease_ms, &lanes, EveryEndpointHasRoom, NULL, &list);
+		(void) StoreFanOutAndClaim(lease_ms, &lanes, EveryEndpointHasRoom, NULL, &list);
 		taken += lanes.taken;
 		if (lanes.taken < lanes.limit)
 			break;
@@ -161,7 +161,7 @@ integration_fan_out(PG_FUNCTION_ARGS)
 
 /*
  * integration._reconcile_leases(): returns claims whose lease ran out to 'pending' with
- * store_reconcile_leases(), skipping rows others hold locked; returns how many.
+ * StoreReconcileLeases(), skipping rows others hold locked; returns how many.
  */
 Datum
 integration_reconcile_leases(PG_FUNCTION_ARGS)
@@ -170,7 +170,7 @@ integration_reconcile_leases(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	n = store_reconcile_leases(false, NULL, 0);
+	n = StoreReconcileLeases(false, NULL, 0);
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }

@@ -3,7 +3,7 @@
  *		The current tenant: the integration.tenant_id setting and the checks built on it.
  *
  * Every table of the extension carries tenant_id and a forced row-level security policy
- * comparing it with integration.current_tenant().  The setting is meant to be set per
+ * comparing it with integration.CurrentTenant().  The setting is meant to be set per
  * transaction (SET LOCAL) so it works behind transaction-mode poolers.  An empty value
  * means "no tenant": RLS-bound roles then see nothing, and require_tenant_for_write()
  * turns their writes into a clear error instead of a silent no-op.
@@ -24,7 +24,7 @@ char	   *integration_tenant_id = NULL;
 
 /* Tenant ids are short identifiers (numbers, slugs, UUIDs): nothing to quote or escape. */
 bool
-tenant_id_is_valid(const char *s, size_t len)
+TenantIdIsValid(const char *s, size_t len)
 {
 	if (len == 0 || len > TENANT_ID_MAX_LEN)
 		return false;
@@ -44,7 +44,7 @@ check_tenant_id(char **newval, void **extra, GucSource source)
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
-	if (!tenant_id_is_valid(*newval, strlen(*newval)))
+	if (!TenantIdIsValid(*newval, strlen(*newval)))
 	{
 		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 		GUC_check_errdetail("A tenant id is 1 to %d characters from A-Z, a-z, 0-9, \"_\", \"-\", \".\" and \":\".",
@@ -55,7 +55,7 @@ check_tenant_id(char **newval, void **extra, GucSource source)
 }
 
 void
-tenant_define_gucs(void)
+TenantDefineGucs(void)
 {
 	DefineCustomStringVariable("integration.tenant_id",
 							   "The tenant whose rows this session reads and writes.",
@@ -69,7 +69,7 @@ tenant_define_gucs(void)
 
 /* The current tenant, or NULL when none is set. */
 const char *
-current_tenant(void)
+CurrentTenant(void)
 {
 	if (integration_tenant_id == NULL || integration_tenant_id[0] == '\0')
 		return NULL;
@@ -78,9 +78,9 @@ current_tenant(void)
 
 /* The current tenant; an error when none is set. */
 const char *
-require_tenant(void)
+RequireTenant(void)
 {
-	const char *t = current_tenant();
+	const char *t = CurrentTenant();
 
 	if (t == NULL)
 		ereport(ERROR,
@@ -96,7 +96,7 @@ PG_FUNCTION_INFO_V1(integration_current_tenant);
 Datum
 integration_current_tenant(PG_FUNCTION_ARGS)
 {
-	const char *t = current_tenant();
+	const char *t = CurrentTenant();
 
 	if (t == NULL)
 		PG_RETURN_NULL();
@@ -108,7 +108,7 @@ PG_FUNCTION_INFO_V1(integration_require_tenant);
 Datum
 integration_require_tenant(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(require_tenant()));
+	PG_RETURN_TEXT_P(cstring_to_text(RequireTenant()));
 }
 
 PG_FUNCTION_INFO_V1(integration_require_tenant_for_write);
@@ -128,7 +128,7 @@ integration_require_tenant_for_write(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("require_tenant_for_write() must be called as a trigger")));
 
-	if (current_tenant() == NULL &&
+	if (CurrentTenant() == NULL &&
 		check_enable_rls(RelationGetRelid(trigdata->tg_relation), InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -9,10 +9,10 @@
 
 #define TENANT_ID_MAX_LEN 64
 
-extern bool tenant_id_is_valid(const char *s, size_t len);
-extern void tenant_define_gucs(void);
-extern const char *current_tenant(void);
-extern const char *require_tenant(void);
+extern bool TenantIdIsValid(const char *s, size_t len);
+extern void TenantDefineGucs(void);
+extern const char *CurrentTenant(void);
+extern const char *RequireTenant(void);
 
 /* BEFORE ... FOR EACH STATEMENT on every extension table. */
 extern PGDLLEXPORT Datum integration_require_tenant_for_write(PG_FUNCTION_ARGS);

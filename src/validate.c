@@ -31,7 +31,7 @@ static const char *const reserved_headers[] = {
 };
 
 void
-validate_define_gucs(void)
+ValidateDefineGucs(void)
 {
 	DefineCustomIntVariable("integration.max_payload_bytes",
 							"Largest event payload, serialised, that may be published or dispatched.",
@@ -45,7 +45,7 @@ validate_define_gucs(void)
 
 /* Errors out when a serialised payload is larger than integration.max_payload_bytes. */
 void
-check_payload_size(size_t len)
+CheckPayloadSize(size_t len)
 {
 	if (len > (size_t) integration_max_payload_bytes)
 		ereport(ERROR,
@@ -57,7 +57,7 @@ check_payload_size(size_t len)
 }
 
 bool
-header_name_is_reserved(const char *name, size_t len)
+HeaderNameIsReserved(const char *name, size_t len)
 {
 	for (int i = 0; reserved_headers[i] != NULL; i++)
 		if (strlen(reserved_headers[i]) == len &&
@@ -150,7 +150,10 @@ validate_url(const char *url, size_t len)
 
 	curl_url_cleanup(h);
 
-	/* curl accepts "http:/x" and "http:x"; a stored URL should be unambiguous. */
+	/*
+	 * curl accepts "http:/x" and "http:x"; a stored URL should be
+	 * unambiguous.
+	 */
 	if (!(pg_strncasecmp(url, "http://", 7) == 0 || pg_strncasecmp(url, "https://", 8) == 0))
 		url_error(url, "It is not an absolute URL.", "Write it as https://host/path.");
 
@@ -227,7 +230,7 @@ validate_headers(Jsonb *headers)
 				if (!is_token_char((unsigned char) name[i]))
 					header_error(name, namelen,
 								 "A header name consists of letters, digits and !#$%&'*+-.^_`|~ only.");
-			if (header_name_is_reserved(name, namelen))
+			if (HeaderNameIsReserved(name, namelen))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("custom header \"%.*s\" is reserved", namelen, name),

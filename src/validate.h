@@ -11,8 +11,8 @@
 
 extern int	integration_max_payload_bytes;
 
-extern void validate_define_gucs(void);
-extern void check_payload_size(size_t len);
-extern bool header_name_is_reserved(const char *name, size_t len);
+extern void ValidateDefineGucs(void);
+extern void CheckPayloadSize(size_t len);
+extern bool HeaderNameIsReserved(const char *name, size_t len);
 
 #endif

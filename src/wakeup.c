@@ -49,7 +49,11 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			endpoints_dirty = false;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
-			/* COMMIT PREPARED runs elsewhere: nobody would flush the endpoint caches. */
+
+			/*
+			 * COMMIT PREPARED runs elsewhere: nobody would flush the endpoint
+			 * caches.
+			 */
 			if (endpoints_dirty)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -79,7 +83,7 @@ ensure_callback(void)
 
 /* Called by every publish: the worker is woken once, when the transaction commits. */
 void
-wake_worker_at_commit(void)
+WakeWorkerAtCommit(void)
 {
 	if (wake_armed)
 		return;
@@ -89,22 +93,22 @@ wake_worker_at_commit(void)
 
 /* The same, for a transaction that made deliveries due. */
 void
-wake_worker_for_due_at_commit(void)
+WakeWorkerForDueAtCommit(void)
 {
-	wake_worker_at_commit();
+	WakeWorkerAtCommit();
 	due_armed = true;
 }
 
 /* Called when this transaction writes webhook_endpoints. */
 void
-endpoints_changed_in_xact(void)
+EndpointsChangedInXact(void)
 {
 	ensure_callback();
 	endpoints_dirty = true;
 }
 
 bool
-endpoints_changed_in_this_xact(void)
+EndpointsChangedInThisXact(void)
 {
 	return endpoints_dirty;
 }
@@ -119,7 +123,7 @@ integration_endpoints_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("endpoints_changed() must be called as a trigger")));
-	endpoints_changed_in_xact();
+	EndpointsChangedInXact();
 	return PointerGetDatum(NULL);
 }
 
@@ -128,7 +132,7 @@ PG_FUNCTION_INFO_V1(integration_wake_worker_at_commit);
 Datum
 integration_wake_worker_at_commit(PG_FUNCTION_ARGS)
 {
-	wake_worker_for_due_at_commit();
+	WakeWorkerForDueAtCommit();
 	PG_RETURN_VOID();
 }
 

@@ -5,9 +5,9 @@
 #ifndef INTEGRATION_WAKEUP_H
 #define INTEGRATION_WAKEUP_H
 
-extern void wake_worker_at_commit(void);
-extern void wake_worker_for_due_at_commit(void);
-extern void endpoints_changed_in_xact(void);
-extern bool endpoints_changed_in_this_xact(void);
+extern void WakeWorkerAtCommit(void);
+extern void WakeWorkerForDueAtCommit(void);
+extern void EndpointsChangedInXact(void);
+extern bool EndpointsChangedInThisXact(void);
 
 #endif

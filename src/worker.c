@@ -58,7 +58,7 @@ char	   *integration_proxy = NULL;
 int			integration_idle_recheck_ms = 60000;
 
 void
-worker_define_gucs(void)
+WorkerDefineGucs(void)
 {
 	DefineCustomBoolVariable("integration.worker_enabled",
 							 "Whether delivery workers run; off leaves deliveries queued (e.g. for maintenance or tests).",
@@ -148,7 +148,10 @@ start_work(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 	TimestampTz now = GetCurrentTimestamp();
 	SchedItem  *item;
 
-	/* A kind whose queued work is out of date holds everything back (one kind today). */
+	/*
+	 * A kind whose queued work is out of date holds everything back (one kind
+	 * today).
+	 */
 	for (int i = 0; i < nkinds; i++)
 		if (!kinds[i].ops->prepare(kinds[i].state, now))
 			return;
@@ -169,10 +172,12 @@ integration_database_worker_main(Datum arg)
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+
 	/*
-	 * Cancels (pg_cancel_backend(), and lock_timeout, which works by one) end the store
-	 * transaction running, whose failure its kind handles; between transactions there
-	 * is nothing to cancel, and they are held off and dropped (delivery_job.c).
+	 * Cancels (pg_cancel_backend(), and lock_timeout, which works by one) end
+	 * the store transaction running, whose failure its kind handles; between
+	 * transactions there is nothing to cancel, and they are held off and
+	 * dropped (delivery_job.c).
 	 */
 	pqsignal(SIGINT, StatementCancelHandler);
 	HOLD_CANCEL_INTERRUPTS();
@@ -180,21 +185,24 @@ integration_database_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
 	/*
-	 * The worker runs as the bootstrap superuser: objects that users may create in
-	 * other schemas (an operator, a function) must never be picked up by its queries.
+	 * The worker runs as the bootstrap superuser: objects that users may
+	 * create in other schemas (an operator, a function) must never be picked
+	 * up by its queries.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
-	 * No planner settings of its own: the store's statements are planned again as the
-	 * tables grow (store_replan_if_grown()).
+	 * No planner settings of its own: the store's statements are planned
+	 * again as the tables grow (StoreReplanIfGrown()).
 	 */
+
 	/*
-	 * The store's statements skip rows that others hold locked instead of waiting for
-	 * them (delivery_job.c).  A backstop for the waits no statement can skip (a
-	 * foreign-key check of an event that an open transaction is deleting): past this
-	 * the store transaction fails and is retried after a pause, and no other tenant's
-	 * deliveries wait longer than that.
+	 * The store's statements skip rows that others hold locked instead of
+	 * waiting for them (delivery_job.c).  A backstop for the waits no
+	 * statement can skip (a foreign-key check of an event that an open
+	 * transaction is deleting): past this the store transaction fails and is
+	 * retried after a pause, and no other tenant's deliveries wait longer
+	 * than that.
 	 */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_OVERRIDE);
 
@@ -274,7 +282,10 @@ integration_database_worker_main(Datum arg)
 		}
 		start_work(&svc, kinds, nkinds);
 
-		/* 2. At most one store transaction per kind; 3. then start what may start. */
+		/*
+		 * 2. At most one store transaction per kind; 3. then start what may
+		 * start.
+		 */
 		now = GetCurrentTimestamp();
 		for (int i = 0; i < nkinds; i++)
 			if (kinds[i].ops->step(kinds[i].state, now))

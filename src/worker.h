@@ -23,11 +23,11 @@ extern int	integration_max_response_bytes;
 extern char *integration_proxy;
 extern int	integration_idle_recheck_ms;
 
-extern void worker_define_gucs(void);
+extern void WorkerDefineGucs(void);
 
 /* worker_launcher.c */
-extern void worker_register_launcher(void);
-extern void worker_install_hooks(void);
+extern void WorkerRegisterLauncher(void);
+extern void WorkerInstallHooks(void);
 extern bool StartDatabaseWorker(Oid dboid);
 
 /*

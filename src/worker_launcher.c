@@ -42,7 +42,7 @@
 PGDLLEXPORT void integration_launcher_main(Datum arg);
 
 void
-worker_register_launcher(void)
+WorkerRegisterLauncher(void)
 {
 	BackgroundWorker bgw;
 
@@ -215,7 +215,10 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 	{
 		Oid			dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
 
-		/* Only for a drop that can succeed: anyone else must not stop the worker. */
+		/*
+		 * Only for a drop that can succeed: anyone else must not stop the
+		 * worker.
+		 */
 		if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) &&
 			WorkerSlotExists(dboid))
 		{
@@ -237,20 +240,21 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 	}
 
 	/*
-	 * An idle worker only looks for its extension when it scans: wake it when a
-	 * transaction that may drop the extension commits, so it exits at once instead
-	 * of at the next idle recheck.  A needless wake-up costs one scan.
+	 * An idle worker only looks for its extension when it scans: wake it when
+	 * a transaction that may drop the extension commits, so it exits at once
+	 * instead of at the next idle recheck.  A needless wake-up costs one
+	 * scan.
 	 */
 	if (integration_shared != NULL && IsA(parsetree, DropStmt) &&
 		(((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
 		 ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA))
-		wake_worker_at_commit();
+		WakeWorkerAtCommit();
 	call_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 						 dest, qc);
 }
 
 void
-worker_install_hooks(void)
+WorkerInstallHooks(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = integration_process_utility;

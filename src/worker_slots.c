@@ -82,7 +82,11 @@ WakeDatabaseWorker(Oid dboid, bool due)
 			break;
 		}
 	}
-	/* Set under the lock: a worker releases its slot, and its latch, only exclusively. */
+
+	/*
+	 * Set under the lock: a worker releases its slot, and its latch, only
+	 * exclusively.
+	 */
 	if (latch != NULL)
 	{
 		SetLatch(latch);
