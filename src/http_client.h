@@ -1,7 +1,10 @@
 /*
  * http_client.h
- *		Concurrent HTTP POSTs with libcurl multi on a thread of their own; the caller
- *		waits for finished requests on http_client_fd() in its PostgreSQL wait loop.
+ *		Concurrent HTTP POSTs with libcurl multi; the caller waits on http_client_fd()
+ *		in its PostgreSQL wait loop, for at most http_client_timeout_ms(), then calls
+ *		http_client_drive() and takes finished requests with http_client_next_done().
+ *		libcurl runs on the calling thread or on a thread of its own, as
+ *		integration.http_thread says (http_client.c).
  */
 #ifndef INTEGRATION_HTTP_CLIENT_H
 #define INTEGRATION_HTTP_CLIENT_H

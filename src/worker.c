@@ -56,6 +56,7 @@ int			integration_request_timeout_ms = 30000;
 int			integration_max_response_bytes = 16 * 1024;
 char	   *integration_proxy = NULL;
 int			integration_idle_recheck_ms = 60000;
+bool		integration_http_thread = true;
 
 void
 WorkerDefineGucs(void)
@@ -100,6 +101,10 @@ WorkerDefineGucs(void)
 							"How often an idle worker looks for work nobody woke it for (e.g. prepared transactions).",
 							NULL, &integration_idle_recheck_ms, 60000, 1000, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomBoolVariable("integration.http_thread",
+							 "Whether a delivery worker runs libcurl on a thread of its own; off: on its main thread, from its wait loop.",
+							 NULL, &integration_http_thread, true,
+							 PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
 

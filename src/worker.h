@@ -22,6 +22,7 @@ extern int	integration_request_timeout_ms;
 extern int	integration_max_response_bytes;
 extern char *integration_proxy;
 extern int	integration_idle_recheck_ms;
+extern bool integration_http_thread;
 
 extern void WorkerDefineGucs(void);
 
