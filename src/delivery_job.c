@@ -289,7 +289,7 @@ delivery_start(SchedItem *item, void *arg)
 	di->req.owner = di;
 	dlist_push_tail(&j->in_flight, &di->flight);
 	WorkerSlotCountSent();
-	http_client_start(j->svc->client, &di->req);
+	HttpClientStart(j->svc->client, &di->req);
 	return true;
 }
 
@@ -309,7 +309,7 @@ delivery_finished(void *state, SchedItem *item, HttpRequest *req)
 		add_failure(j, di, req->started_at, req->duration_us, &v,
 					v.status_code ? req->response : NULL,
 					v.status_code ? req->response_len : 0);
-	http_request_release(req);
+	HttpRequestRelease(req);
 	dlist_delete(&di->flight);
 	batch_unref(di->batch);
 }

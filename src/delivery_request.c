@@ -162,7 +162,7 @@ DeliveryRequestJudge(const HttpRequest *req, DeliveryVerdict *v)
 	else
 	{
 		v->status_code = 0;
-		v->error_class = http_error_class_name(req->error_class);
+		v->error_class = HttpErrorClassName(req->error_class);
 		v->error = pstrdup(req->error);
 	}
 }

@@ -3,23 +3,23 @@
  *		Concurrent HTTP POSTs with libcurl multi, driven from the worker's wait loop:
  *		the HttpClient API and its two modes.
  *
- * The caller (worker.c) waits on http_client_fd() in its WaitEventSet, next to the
- * latch and postmaster death, for at most http_client_timeout_ms(); then calls
- * http_client_drive() and takes finished requests with http_client_next_done().  So a
+ * The caller (worker.c) waits on HttpClientFd() in its WaitEventSet, next to the
+ * latch and postmaster death, for at most HttpClientTimeoutMs(); then calls
+ * HttpClientDrive() and takes finished requests with HttpClientNextDone().  So a
  * finished request, SIGTERM, a reload and a commit all wake it at once, whichever mode
  * is on.  integration.http_thread (read once, when the client is created) chooses:
  *
  * Single-threaded (off).  libcurl runs on the calling thread, as core's libpq-oauth
- * client does.  http_client_fd() is the epoll set that holds libcurl's sockets
+ * client does.  HttpClientFd() is the epoll set that holds libcurl's sockets
  * (an epoll fd is readable when any of its sockets is ready), libcurl's timer is
- * http_client_timeout_ms(), and http_client_drive() runs epoll_wait(..., 0), hands the
+ * HttpClientTimeoutMs(), and HttpClientDrive() runs epoll_wait(..., 0), hands the
  * ready sockets and an expired timer to curl_multi_socket_action and collects the
- * finished transfers.  http_client_start() adds the transfer and runs libcurl's timer
+ * finished transfers.  HttpClientStart() adds the transfer and runs libcurl's timer
  * at once, so that the request is on the wire before the caller's next transaction.
  *
  * Threaded (on).  libcurl runs on a thread of its own (http_thread.c, which states
- * what that thread may and may not call); http_client_fd() is an eventfd the thread
- * writes when requests finish, and http_client_drive() takes them.
+ * what that thread may and may not call); HttpClientFd() is an eventfd the thread
+ * writes when requests finish, and HttpClientDrive() takes them.
  *
  * Both modes share everything that touches libcurl (http_curl.c): the callbacks, the
  * easy handle pool, the response buffer, the error classes.  Requests come back in
@@ -50,7 +50,7 @@ struct HttpClient
 
 /* Creates the client in the current memory context, in the mode the setting says. */
 HttpClient *
-http_client_create(int max_connections, const char *proxy)
+HttpClientCreate(int max_connections, const char *proxy)
 {
 	HttpClient *client = palloc0(sizeof(HttpClient));
 
@@ -66,7 +66,7 @@ http_client_create(int max_connections, const char *proxy)
 
 /* Applies reloaded settings: later requests use them; requests in flight keep theirs. */
 void
-http_client_configure(HttpClient *client, int max_connections, const char *proxy)
+HttpClientConfigure(HttpClient *client, int max_connections, const char *proxy)
 {
 	if (client->thread)
 		HttpThreadConfigure(client->thread, (long) max_connections, proxy);
@@ -75,7 +75,7 @@ http_client_configure(HttpClient *client, int max_connections, const char *proxy
 }
 
 void
-http_client_destroy(HttpClient *client)
+HttpClientDestroy(HttpClient *client)
 {
 	if (client->thread)
 		HttpThreadStop(client->thread);
@@ -83,26 +83,26 @@ http_client_destroy(HttpClient *client)
 	pfree(client);
 }
 
-/* What the caller waits on: readable when http_client_drive() has work. */
+/* What the caller waits on: readable when HttpClientDrive() has work. */
 int
-http_client_fd(HttpClient *client)
+HttpClientFd(HttpClient *client)
 {
 	return client->thread ? HttpThreadFd(client->thread) : client->curl.epfd;
 }
 
 int
-http_client_in_flight(HttpClient *client)
+HttpClientInFlight(HttpClient *client)
 {
 	return client->in_flight;
 }
 
 /*
- * How long the caller may wait on http_client_fd() before calling
- * http_client_drive(): libcurl's timer, or 0 when finished requests wait already.
+ * How long the caller may wait on HttpClientFd() before calling
+ * HttpClientDrive(): libcurl's timer, or 0 when finished requests wait already.
  * -1: as long as it likes (the HTTP thread runs libcurl's timers itself).
  */
 long
-http_client_timeout_ms(HttpClient *client)
+HttpClientTimeoutMs(HttpClient *client)
 {
 	if (!dlist_is_empty(&client->ready))
 		return 0;
@@ -113,15 +113,16 @@ http_client_timeout_ms(HttpClient *client)
 
 /*
  * Starts req.  Its outcome, including a request that libcurl refuses outright, comes
- * back through http_client_next_done().
+ * back through HttpClientNextDone().
  */
 void
-http_client_start(HttpClient *client, HttpRequest *req)
+HttpClientStart(HttpClient *client, HttpRequest *req)
 {
 	req->status_code = 0;
 	req->error_class = HTTP_OK;
 	req->error[0] = '\0';
-	req->response = NULL;		/* malloc'd by libcurl's write callback as the body arrives */
+	req->response = NULL;		/* malloc'd by libcurl's write callback as the
+								 * body arrives */
 	req->response_cap = 0;
 	req->response_len = 0;
 	req->response_truncated = false;
@@ -136,14 +137,18 @@ http_client_start(HttpClient *client, HttpRequest *req)
 		return;
 	}
 	HttpCurlStart(&client->curl, req, &client->ready);
-	/* Connect, or send on a kept-alive connection, now rather than at the next wait. */
+
+	/*
+	 * Connect, or send on a kept-alive connection, now rather than at the
+	 * next wait.
+	 */
 	HttpCurlRunTimer(&client->curl);
 	HttpCurlCollect(&client->curl, &client->ready);
 }
 
 /* Moves what has finished to the ready list; never blocks. */
 void
-http_client_drive(HttpClient *client)
+HttpClientDrive(HttpClient *client)
 {
 	HttpCurl   *hc = &client->curl;
 	struct epoll_event evs[HTTP_EPOLL_BATCH];
@@ -167,7 +172,7 @@ http_client_drive(HttpClient *client)
 }
 
 HttpRequest *
-http_client_next_done(HttpClient *client)
+HttpClientNextDone(HttpClient *client)
 {
 	HttpRequest *req;
 
@@ -176,13 +181,14 @@ http_client_next_done(HttpClient *client)
 	client->in_flight--;
 	req = dlist_container(HttpRequest, node, dlist_pop_head_node(&client->ready));
 	if (req->response == NULL)
-		req->response = "";		/* an empty body; response_cap 0: nothing to free */
+		req->response = "";		/* an empty body; response_cap 0: nothing to
+								 * free */
 	return req;
 }
 
 /* Frees what a finished request holds outside palloc. */
 void
-http_request_release(HttpRequest *req)
+HttpRequestRelease(HttpRequest *req)
 {
 	if (req->headers)
 		curl_slist_free_all(req->headers);

@@ -1,8 +1,8 @@
 /*
  * http_client.h
- *		Concurrent HTTP POSTs with libcurl multi; the caller waits on http_client_fd()
- *		in its PostgreSQL wait loop, for at most http_client_timeout_ms(), then calls
- *		http_client_drive() and takes finished requests with http_client_next_done().
+ *		Concurrent HTTP POSTs with libcurl multi; the caller waits on HttpClientFd()
+ *		in its PostgreSQL wait loop, for at most HttpClientTimeoutMs(), then calls
+ *		HttpClientDrive() and takes finished requests with HttpClientNextDone().
  *		libcurl runs on the calling thread or on a thread of its own, as
  *		integration.http_thread says (http_client.c).
  */
@@ -30,17 +30,17 @@ typedef enum HttpErrorClass
 
 typedef struct HttpRequest
 {
-	/* Set by the caller before http_client_start(); owned by the caller. */
+	/* Set by the caller before HttpClientStart(); owned by the caller. */
 	void	   *owner;
 	const char *url;
 	const char *body;
 	size_t		body_len;
-	struct curl_slist *headers; /* freed by http_request_release() */
+	struct curl_slist *headers; /* freed by HttpRequestRelease() */
 	long		connect_timeout_ms;
 	long		timeout_ms;
 	size_t		max_response_bytes;
 
-	/* Results, valid once the request is returned by http_client_next_done(). */
+	/* Results, valid once the request is returned by HttpClientNextDone(). */
 	TimestampTz started_at;
 	int64		duration_us;
 	long		status_code;	/* 0 when no response arrived */
@@ -57,16 +57,16 @@ typedef struct HttpRequest
 	dlist_node	node;
 } HttpRequest;
 
-extern HttpClient *http_client_create(int max_connections, const char *proxy);
-extern void http_client_configure(HttpClient *client, int max_connections, const char *proxy);
-extern void http_client_destroy(HttpClient *client);
-extern void http_client_start(HttpClient *client, HttpRequest *req);
-extern int	http_client_fd(HttpClient *client);
-extern long http_client_timeout_ms(HttpClient *client);
-extern void http_client_drive(HttpClient *client);
-extern HttpRequest *http_client_next_done(HttpClient *client);
-extern int	http_client_in_flight(HttpClient *client);
-extern void http_request_release(HttpRequest *req);
-extern const char *http_error_class_name(HttpErrorClass c);
+extern HttpClient *HttpClientCreate(int max_connections, const char *proxy);
+extern void HttpClientConfigure(HttpClient *client, int max_connections, const char *proxy);
+extern void HttpClientDestroy(HttpClient *client);
+extern void HttpClientStart(HttpClient *client, HttpRequest *req);
+extern int	HttpClientFd(HttpClient *client);
+extern long HttpClientTimeoutMs(HttpClient *client);
+extern void HttpClientDrive(HttpClient *client);
+extern HttpRequest *HttpClientNextDone(HttpClient *client);
+extern int	HttpClientInFlight(HttpClient *client);
+extern void HttpRequestRelease(HttpRequest *req);
+extern const char *HttpErrorClassName(HttpErrorClass c);
 
 #endif

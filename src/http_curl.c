@@ -11,7 +11,7 @@
  * HttpCurlInit().
  *
  * libcurl callbacks never palloc: the response buffer grows with malloc as the body
- * arrives and is freed by http_request_release(), and the body is capped: past
+ * arrives and is freed by HttpRequestRelease(), and the body is capped: past
  * max_response_bytes the transfer is ended, keeping the status code.  Easy handles
  * are pooled with the options all requests share; connections live in the multi
  * handle's cache, so requests to the same host reuse keep-alive connections.
@@ -45,7 +45,10 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 
 	if (what == CURL_POLL_REMOVE)
 	{
-		/* The socket may already be closed, and then it left the set by itself. */
+		/*
+		 * The socket may already be closed, and then it left the set by
+		 * itself.
+		 */
 		(void) epoll_ctl(hc->epfd, EPOLL_CTL_DEL, s, NULL);
 		return 0;
 	}
@@ -142,7 +145,7 @@ classify(CURLcode rc)
 }
 
 const char *
-http_error_class_name(HttpErrorClass c)
+HttpErrorClassName(HttpErrorClass c)
 {
 	switch (c)
 	{

@@ -24,9 +24,11 @@
 typedef struct HttpCurl
 {
 	CURLM	   *multi;
-	int			epfd;			/* libcurl's sockets (and the thread's eventfd) */
+	int			epfd;			/* libcurl's sockets (and the thread's
+								 * eventfd) */
 	int64		timer_deadline_us;	/* 0 when libcurl has no timer */
-	char		proxy[HTTP_PROXY_MAX];	/* what requests started from now on use */
+	char		proxy[HTTP_PROXY_MAX];	/* what requests started from now on
+										 * use */
 	int			npool;
 	CURL	   *pool[HTTP_POOL_MAX];
 } HttpCurl;

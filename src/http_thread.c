@@ -55,7 +55,8 @@ struct HttpThread
 	long		max_connections;
 	char		proxy[HTTP_PROXY_MAX];
 
-	int			to_thread_fd;	/* eventfd: submitted is no longer empty, or stop */
+	int			to_thread_fd;	/* eventfd: submitted is no longer empty, or
+								 * stop */
 	int			to_main_fd;		/* eventfd: done is no longer empty */
 
 	/* The HTTP thread's own once it runs. */
@@ -71,7 +72,10 @@ eventfd_signal(int fd)
 {
 	uint64		one = 1;
 
-	/* Fails only when the counter would overflow, and then the fd is readable anyway. */
+	/*
+	 * Fails only when the counter would overflow, and then the fd is readable
+	 * anyway.
+	 */
 	if (write(fd, &one, sizeof(one)) < 0)
 		return;
 }
@@ -132,9 +136,9 @@ http_thread_main(void *arg)
 			break;
 
 		/*
-		 * Start a few at a time, and read what has arrived in between: a burst of new
-		 * requests would otherwise keep every earlier response waiting until the last
-		 * of them is sent.
+		 * Start a few at a time, and read what has arrived in between: a
+		 * burst of new requests would otherwise keep every earlier response
+		 * waiting until the last of them is sent.
 		 */
 		for (int i = 0; i < HTTP_START_BATCH && !dlist_is_empty(&incoming); i++)
 			HttpCurlStart(hc, dlist_container(HttpRequest, node,

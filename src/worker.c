@@ -3,9 +3,11 @@
  *		The delivery worker's settings and its main loop: one background worker per
  *		database that has the extension.
  *
- * The loop.  One WaitEventSet holds the latch, postmaster death and the eventfd the
- * HTTP client's thread writes when requests finish (http_client.c runs libcurl on a
- * thread of its own, so SQL here and HTTP there overlap).  Each turn:
+ * The loop.  One WaitEventSet holds the latch, postmaster death and the HTTP client's
+ * fd (HttpClientFd()): the eventfd its libcurl thread writes when requests finish
+ * (integration.http_thread = on, the default: SQL here and HTTP there overlap on two
+ * cores), or the epoll set of libcurl's own sockets, driven on this thread (off).
+ * Each turn:
  *   1. hand finished requests to their kind of work (WorkerKindOps.finished);
  *   2. let each kind run at most one store transaction (step): write results back,
  *      claim more work;
@@ -236,13 +238,13 @@ integration_database_worker_main(Datum arg)
 	ereport(LOG,
 			(errmsg("integration worker started for database \"%s\"", svc.dbname)));
 
-	svc.client = http_client_create(integration_max_concurrency, integration_proxy);
+	svc.client = HttpClientCreate(integration_max_concurrency, integration_proxy);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "integration worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(set, WL_SOCKET_READABLE, http_client_fd(svc.client), NULL, NULL);
+	AddWaitEventToSet(set, WL_SOCKET_READABLE, HttpClientFd(svc.client), NULL, NULL);
 
 	for (;;)
 	{
@@ -268,7 +270,7 @@ integration_database_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			http_client_configure(svc.client, integration_max_concurrency, integration_proxy);
+			HttpClientConfigure(svc.client, integration_max_concurrency, integration_proxy);
 			scheduler_limits(&limits);
 			SchedulerConfigure(svc.scheduler, &limits);
 			for (int i = 0; i < nkinds; i++)
@@ -276,8 +278,8 @@ integration_database_worker_main(Datum arg)
 		}
 
 		/* 1. Finished requests go to their kinds. */
-		http_client_drive(svc.client);
-		while ((done = http_client_next_done(svc.client)) != NULL)
+		HttpClientDrive(svc.client);
+		while ((done = HttpClientNextDone(svc.client)) != NULL)
 		{
 			SchedItem  *item = (SchedItem *) done->owner;
 
@@ -309,7 +311,7 @@ integration_database_worker_main(Datum arg)
 				wake = w;
 		}
 		timeout = wake == 0 ? -1 : ms_until(wake, now);
-		t = http_client_timeout_ms(svc.client);
+		t = HttpClientTimeoutMs(svc.client);
 		if (t >= 0)
 			timeout = timeout < 0 ? t : Min(timeout, t);
 
