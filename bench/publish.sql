@@ -70,7 +70,7 @@ DECLARE
 	rate float8;
 BEGIN
 	TRUNCATE orders_plain, orders_tracked, orders_plpgsql, naive_deliveries;
-	TRUNCATE integration.webhook_events CASCADE;
+	TRUNCATE integration.webhook_events;
 	t0 := clock_timestamp();
 	EXECUTE format('INSERT INTO %I (tenant_id, id, customer, amount, status)'
 				   ' SELECT ''bench'', g, ''customer '' || g, g * 1.25, ''new'''

@@ -283,20 +283,11 @@ CREATE TABLE integration.deliveries (
 	delivered_at	timestamptz,
 	PRIMARY KEY (tenant_id, id),
 	UNIQUE (tenant_id, event_id, endpoint_id),
-	-- Deleting events deletes their deliveries (and, by the key of delivery_attempts,
-	-- their attempts); an endpoint that deliveries refer to keeps its key and cannot
-	-- be deleted or truncated: integration.delete_webhook() soft-deletes.  The unique
-	-- key above and deliveries_endpoint_idx serve the lookups from the referenced side.
-	-- The key checks cost the worker's fan-out a lookup per delivery and key and a row
-	-- lock per event: about 7 us of its SQL thread's CPU and 60 bytes of WAL per
-	-- delivery, and 5% (10,000 queued) to 10% (100,000) of its deliveries/s, +3% to -4%
-	-- relative to the ceiling of the same rounds (DELIVERIES="10000 100000"
-	-- CONCURRENCY=64 ROUNDS=3 bench/run delivery, two interleaved runs each against
-	-- the fan-out that skipped the triggers these keys replaced; README, Performance).
-	CONSTRAINT deliveries_event_fkey FOREIGN KEY (tenant_id, event_id)
-		REFERENCES integration.webhook_events (tenant_id, id) ON DELETE CASCADE,
-	CONSTRAINT deliveries_endpoint_fkey FOREIGN KEY (tenant_id, endpoint_id)
-		REFERENCES integration.webhook_endpoints (tenant_id, id),
+	-- No foreign keys to webhook_events and webhook_endpoints: their per-row checks
+	-- took the worker's SQL thread from about 23 to 33-38 us per delivery and its
+	-- deliveries/s down by 20% to 30% (bench/ab, README's Performance section), beyond
+	-- the 10% keys were allowed to cost.  The statement triggers below enforce what the
+	-- keys would, one set-based check per statement (src/delivery_references.c).
 	CONSTRAINT deliveries_status_check
 		CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
 	CONSTRAINT deliveries_attempts_check CHECK (attempts >= 0),
@@ -315,13 +306,49 @@ COMMENT ON COLUMN integration.deliveries.status IS
 COMMENT ON COLUMN integration.deliveries.next_attempt_at IS
 	'When the next attempt is due; set exactly while the delivery is pending.';
 
--- A delivery's keys never change: the foreign keys would let one move to another
--- event or endpoint that exists, but a delivery is the sending of one event to one
--- endpoint, and the worker keeps a claimed delivery's event and endpoint while the
--- request is in flight.  An AFTER trigger, not BEFORE: a BEFORE row trigger on UPDATE
--- locks each old row before it looks at the columns being set, so every outcome the
--- worker records would pay for a tuple lock; an AFTER trigger of columns the worker
--- never sets costs a fetch.
+-- What ON DELETE CASCADE would do, including a REPEATABLE READ or SERIALIZABLE
+-- transaction's serialization failure when a delivery of these events committed after
+-- its snapshot (src/delivery_references.c).
+CREATE FUNCTION integration.delete_event_deliveries() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_delete_event_deliveries'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.delete_event_deliveries() IS
+	'Statement trigger: deleting events deletes their deliveries and queue rows (what ON DELETE CASCADE would do); truncating them truncates both.';
+
+-- What the foreign keys to webhook_events and webhook_endpoints would check, once per
+-- statement instead of once per row, for every insert, the worker's fan-out included.
+CREATE FUNCTION integration.check_delivery_references() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_check_delivery_references'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.check_delivery_references() IS
+	'Statement trigger: every delivery refers to an event and an endpoint of its own tenant.';
+
+CREATE TRIGGER deliveries_references_checked AFTER INSERT ON integration.deliveries
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_delivery_references();
+
+-- ON DELETE NO ACTION for webhook_endpoints: an endpoint that deliveries refer to keeps
+-- its key and cannot be deleted or truncated (delete_webhook() soft-deletes).
+CREATE FUNCTION integration.check_endpoint_unreferenced() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_check_endpoint_unreferenced'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.check_endpoint_unreferenced() IS
+	'Trigger: no delivery refers to an endpoint key that was deleted, changed or truncated.';
+
+CREATE TRIGGER endpoints_deleted_unreferenced AFTER DELETE ON integration.webhook_endpoints
+	REFERENCING OLD TABLE AS gone
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_endpoint_unreferenced();
+CREATE TRIGGER endpoints_rekeyed_unreferenced AFTER UPDATE OF tenant_id, id
+	ON integration.webhook_endpoints
+	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id OR OLD.id IS DISTINCT FROM NEW.id)
+	EXECUTE FUNCTION integration.check_endpoint_unreferenced();
+CREATE TRIGGER endpoints_truncated_unreferenced AFTER TRUNCATE ON integration.webhook_endpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_endpoint_unreferenced();
+
+-- A delivery's keys never change: that keeps the check above to inserts.  An AFTER
+-- trigger, not BEFORE: a BEFORE row trigger on UPDATE locks each old row before it
+-- looks at the columns being set, so every outcome the worker records would pay for
+-- a tuple lock; an AFTER trigger of columns the worker never sets costs a fetch.
 CREATE FUNCTION integration.forbid_key_change() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -343,19 +370,11 @@ CREATE TRIGGER deliveries_keys_fixed AFTER UPDATE OF tenant_id, event_id, endpoi
 	ON integration.deliveries
 	FOR EACH ROW EXECUTE FUNCTION integration.forbid_key_change();
 
--- The queue has no foreign key to follow (src/event_queue.c): deleting or truncating
--- events takes their queue rows along.
-CREATE FUNCTION integration.dequeue_events() RETURNS trigger
-	AS 'MODULE_PATHNAME', 'integration_dequeue_events'
-	LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION integration.dequeue_events() IS
-	'Statement trigger: deleting events deletes their queue rows; truncating them truncates the queue.';
-
 CREATE TRIGGER events_deleted AFTER DELETE ON integration.webhook_events
 	REFERENCING OLD TABLE AS gone
-	FOR EACH STATEMENT EXECUTE FUNCTION integration.dequeue_events();
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.delete_event_deliveries();
 CREATE TRIGGER events_truncated AFTER TRUNCATE ON integration.webhook_events
-	FOR EACH STATEMENT EXECUTE FUNCTION integration.dequeue_events();
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.delete_event_deliveries();
 
 -- The worker's due scan touches only pending rows, however many delivered rows pile up;
 -- a delivery leaves the index when claimed and a delivered one never enters it.

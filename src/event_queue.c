@@ -1,22 +1,8 @@
 /*
  * event_queue.c
- *		The triggers that keep integration.webhook_event_queue in step with
- *		integration.webhook_events: a new event is queued, a deleted or truncated one
- *		leaves the queue.
- *
- * Deliveries follow their event by foreign key (ON DELETE CASCADE); the queue has no
- * key to follow (it is a narrow heap the fan-out deletes from, and a key check per
- * queued event would cost publishing), so these statement triggers do for it what the
- * cascade does for deliveries.
- *
- * Order on delete: the cascade's row triggers run first and delete the deliveries the
- * transaction can see (with a fresh snapshot, as ri_triggers.c does); then the queue
- * rows go.  The fan-out takes an event's queue row and locks the event FOR KEY SHARE
- * SKIP LOCKED in one statement (delivery_store.c): if the delete locked the event
- * first, the fan-out puts the queue row back instead of waiting, and the put-back row,
- * whose event is gone once the delete commits, is dropped by a later fan-out; if the
- * fan-out locked it first, the delete waits for it and its cascade finds the
- * deliveries.  Neither waits for the other both ways, so they cannot deadlock.
+ *		The trigger that queues every new event of integration.webhook_events in
+ *		integration.webhook_event_queue for fan-out.  (Deleting or truncating events
+ *		takes their queue rows along: delivery_references.c.)
  *
  * integration_queue_events is also how event_store.c recognises the extension's own
  * queueing trigger, by the function it runs rather than by any name.
@@ -56,58 +42,6 @@ integration_queue_events(PG_FUNCTION_ARGS)
 					 " SELECT a.tenant_id, a.id FROM added a", false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "queueing events failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	return PointerGetDatum(NULL);
-}
-
-PG_FUNCTION_INFO_V1(integration_dequeue_events);
-
-/*
- * On webhook_events: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone")
- * deletes the events' queue rows, as the table's owner without row-level security, as
- * ri_triggers.c runs a cascade; AFTER TRUNCATE truncates the queue, as the caller, who
- * needs the right to truncate it too.
- */
-Datum
-integration_dequeue_events(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	int			rc;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("dequeue_events() must be an AFTER ... FOR EACH STATEMENT trigger")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-	{
-		rc = SPI_execute("TRUNCATE integration.webhook_event_queue", false, 0);
-		if (rc != SPI_OK_UTILITY)
-			elog(ERROR, "truncating the event queue failed: %s", SPI_result_code_string(rc));
-	}
-	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && trigdata->tg_oldtable != NULL)
-	{
-		Oid			save_userid;
-		int			save_sec_context;
-
-		SPI_register_trigger_data(trigdata);
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(trigdata->tg_relation->rd_rel->relowner,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-		rc = SPI_execute("DELETE FROM integration.webhook_event_queue q USING gone g"
-						 " WHERE q.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
-						 "   AND q.event_id OPERATOR(pg_catalog.=) g.id", false, 0);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		if (rc != SPI_OK_DELETE)
-			elog(ERROR, "dequeueing deleted events failed: %s", SPI_result_code_string(rc));
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("dequeue_events() must fire on TRUNCATE, or on DELETE with the transition table \"gone\"")));
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

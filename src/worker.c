@@ -189,6 +189,19 @@ integration_database_worker_main(Datum arg)
 	pqsignal(SIGINT, StatementCancelHandler);
 	HOLD_CANCEL_INTERRUPTS();
 	BackgroundWorkerUnblockSignals();
+
+	/*
+	 * Its database was dropped while this worker waited to be started again: exit code
+	 * 0 unregisters it.  Connecting would fail, and the postmaster would try again
+	 * every second, forever.
+	 */
+	if (DatabaseDropped(dboid))
+	{
+		ereport(LOG,
+				(errmsg("integration worker for database %u not started: the database was dropped",
+						dboid)));
+		proc_exit(0);
+	}
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
 	/*

@@ -110,6 +110,8 @@ integration_launcher_main(Datum arg)
 			strcmp(NameStr(db->datname), integration_database_name) != 0)
 			continue;
 		dbs = lappend_oid(dbs, db->oid);
+		/* It exists: an old record of a dropped database with its oid is stale. */
+		DatabaseDropping(db->oid, false);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -172,6 +174,8 @@ integration_start_worker(PG_FUNCTION_ARGS)
 	if (integration_database_name[0] != '\0' &&
 		strcmp(get_database_name(MyDatabaseId), integration_database_name) != 0)
 		PG_RETURN_BOOL(false);
+	/* This database exists: an old record of a dropped one with its oid is stale. */
+	DatabaseDropping(MyDatabaseId, false);
 	if (WorkerSlotExists(MyDatabaseId))
 		PG_RETURN_BOOL(false);
 	if (!start_callback_registered)
@@ -219,10 +223,18 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 		 * Only for a drop that can succeed: anyone else must not stop the
 		 * worker.
 		 */
-		if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) &&
-			WorkerSlotExists(dboid))
+		if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()))
 		{
-			(void) StopDatabaseWorker(dboid, STOP_WAIT_MS);
+			bool		had_worker = WorkerSlotExists(dboid);
+
+			/*
+			 * First, so that a worker that has just exited and waits to be
+			 * started again stops for good instead of failing to connect
+			 * forever.
+			 */
+			DatabaseDropping(dboid, true);
+			if (had_worker)
+				(void) StopDatabaseWorker(dboid, STOP_WAIT_MS);
 			PG_TRY();
 			{
 				call_process_utility(pstmt, queryString, readOnlyTree, context, params,
@@ -231,7 +243,9 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 			PG_CATCH();
 			{
 				/* The database stays: so does its worker. */
-				(void) StartDatabaseWorker(dboid);
+				DatabaseDropping(dboid, false);
+				if (had_worker)
+					(void) StartDatabaseWorker(dboid);
 				PG_RE_THROW();
 			}
 			PG_END_TRY();

@@ -139,6 +139,43 @@ StopDatabaseWorker(Oid dboid, int timeout_ms)
 	return gone;
 }
 
+/*
+ * Records that dboid is being dropped (dropping), or that it is not after all, or may
+ * have a worker again (!dropping).  DROP DATABASE records it before the database goes,
+ * so a worker for it that exited a moment ago and waits for the postmaster to start it
+ * again (after DROP EXTENSION, pg_terminate_backend(), a crash) stops for good.
+ */
+void
+DatabaseDropping(Oid dboid, bool dropping)
+{
+	if (integration_shared == NULL)
+		return;
+	LWLockAcquire(integration_shared->slots_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < INTEGRATION_DROPPED_DBS; i++)
+		if (integration_shared->dropped_dbs[i] == dboid)
+			integration_shared->dropped_dbs[i] = InvalidOid;
+	if (dropping)
+	{
+		integration_shared->dropped_dbs[integration_shared->dropped_next] = dboid;
+		integration_shared->dropped_next =
+			(integration_shared->dropped_next + 1) % INTEGRATION_DROPPED_DBS;
+	}
+	LWLockRelease(integration_shared->slots_lock);
+}
+
+/* Whether dboid was dropped (or is being): its worker must not connect. */
+bool
+DatabaseDropped(Oid dboid)
+{
+	bool		dropped = false;
+
+	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+	for (int i = 0; i < INTEGRATION_DROPPED_DBS && !dropped; i++)
+		dropped = integration_shared->dropped_dbs[i] == dboid;
+	LWLockRelease(integration_shared->slots_lock);
+	return dropped;
+}
+
 static void
 release_slot(int code, Datum arg)
 {

@@ -21,6 +21,8 @@ typedef enum WorkerActivity
 extern bool WorkerSlotExists(Oid dboid);
 extern void WakeDatabaseWorker(Oid dboid, bool due);
 extern bool StopDatabaseWorker(Oid dboid, int timeout_ms);
+extern void DatabaseDropping(Oid dboid, bool dropping);
+extern bool DatabaseDropped(Oid dboid);
 
 /* The worker itself, about its own slot. */
 extern bool WorkerSlotTake(Oid dboid);

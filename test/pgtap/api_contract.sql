@@ -100,33 +100,29 @@ SELECT results_eq($$
 			  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
 	  FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2$$,
-	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
-			 ('integration.deliveries', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id']),
-			 ('integration.deliveries', 'integration.webhook_events', ARRAY['tenant_id', 'event_id'])$$,
-	'the foreign keys: attempts -> deliveries, deliveries -> endpoints and events, each with tenant_id');
+	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id'])$$,
+	'the one foreign key is delivery_attempts (tenant_id, delivery_id); deliveries -> events and endpoints are checked per statement by triggers');
 
--- What those keys enforce, whoever asks.  (6)
+-- What those triggers enforce, as foreign keys would, whoever asks.  (6)
 SET LOCAL integration.tenant_id = 'tap-ref';
 CREATE TEMP TABLE ref_ids ON COMMIT DROP AS
-	SELECT w.id AS ep, integration.dispatch_webhook(w.id, 'ref.x', '{}') AS d, o.id AS other
-	  FROM integration.register_webhook('ref', 'https://ref.example.invalid/', '["*"]') w,
-		   integration.register_webhook('ref other', 'https://ref.example.invalid/o', '["*"]') o;
+	SELECT w.id AS ep, integration.dispatch_webhook(w.id, 'ref.x', '{}') AS d
+	  FROM integration.register_webhook('ref', 'https://ref.example.invalid/', '["*"]') w;
 SELECT throws_ok(format('INSERT INTO integration.deliveries (event_id, endpoint_id) SELECT event_id, %s + 1000 FROM integration.deliveries WHERE id = %s',
 						(SELECT ep FROM ref_ids), (SELECT d FROM ref_ids)),
-				 '23503', 'insert or update on table "deliveries" violates foreign key constraint "deliveries_endpoint_fkey"',
+				 '23503', 'insert or update on table "deliveries" violates the reference to webhook_endpoints',
 				 'a delivery must refer to an existing endpoint');
 SELECT throws_ok(format('DELETE FROM integration.webhook_endpoints WHERE id = %s', (SELECT ep FROM ref_ids)),
-				 '23503', 'update or delete on table "webhook_endpoints" violates foreign key constraint "deliveries_endpoint_fkey" on table "deliveries"',
+				 '23503', 'update or delete on table "webhook_endpoints" violates the reference from table "deliveries"',
 				 'an endpoint that deliveries refer to cannot be deleted');
 SELECT throws_ok(format('UPDATE integration.webhook_endpoints SET id = DEFAULT WHERE id = %s', (SELECT ep FROM ref_ids)),
-				 '23503', 'update or delete on table "webhook_endpoints" violates foreign key constraint "deliveries_endpoint_fkey" on table "deliveries"',
+				 '23503', 'update or delete on table "webhook_endpoints" violates the reference from table "deliveries"',
 				 'an endpoint that deliveries refer to keeps its key');
--- (To an endpoint that exists: the foreign key refuses one that does not, 23503.)
-SELECT throws_ok(format('UPDATE integration.deliveries SET endpoint_id = %s WHERE id = %s', (SELECT other FROM ref_ids), (SELECT d FROM ref_ids)),
+SELECT throws_ok(format('UPDATE integration.deliveries SET endpoint_id = endpoint_id + 1000 WHERE id = %s', (SELECT d FROM ref_ids)),
 				 '0A000', 'the tenant, event and endpoint of a delivery cannot change',
-				 'a delivery keeps its endpoint, even for another that exists');
+				 'a delivery keeps its endpoint: checking inserts is enough');
 SELECT throws_ok('TRUNCATE integration.webhook_endpoints', '0A000', NULL,
-				 'webhook_endpoints cannot be truncated on its own: deliveries refer to it');
+				 'webhook_endpoints cannot be truncated while deliveries refer to it');
 SELECT ok(integration.delete_webhook((SELECT ep FROM ref_ids)),
 		  'delete_webhook() soft-deletes an endpoint that deliveries refer to');
 

@@ -190,6 +190,52 @@ is($node->safe_psql('postgres',
 	'0', 'and so is its worker');
 isnt(worker_pid('postgres'), '', "postgres' worker is unaffected");
 
+########################################################################
+# 5. The teardown sequence test scripts use: DROP EXTENSION and DROP DATABASE at once,
+#    and DROP DATABASE right after the worker was terminated.  The worker, which
+#    exited and waits to be started again, must stop for good, not fail to connect to
+#    the dropped database every second forever.
+########################################################################
+
+sub teardown_case
+{
+	my ($db, $first) = @_;
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, 'CREATE EXTENSION integration');
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) FROM integration.worker_status() WHERE database = '$db'", '1'),
+		"database $db has a worker");
+	my $log_from = -s $node->logfile;
+	if ($first eq 'drop extension')
+	{
+		$node->safe_psql($db, 'DROP EXTENSION integration');
+	}
+	else
+	{
+		$node->safe_psql('postgres',
+			"SELECT pg_terminate_backend(pid) FROM integration.worker_status() WHERE database = '$db'");
+	}
+	my ($ret, $stdout, $stderr) = $node->psql('postgres', "DROP DATABASE $db");
+	is($ret, 0, "$first, then DROP DATABASE $db at once: it is dropped") or diag($stderr);
+	# Well past the postmaster's 1 s restart delay, several times over.
+	sleep(6);
+	my $log = substr(slurp_file($node->logfile), $log_from);
+	my @fatal = ($log =~ /FATAL:  database \d+ does not exist/g);
+	is(scalar @fatal, 0, "$first, DROP DATABASE: no worker tries to connect to it");
+	is($node->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'integration worker'"
+			  . " AND datname IS DISTINCT FROM 'postgres'"),
+		'0', "$first, DROP DATABASE: no worker of it runs");
+	my $log2_from = -s $node->logfile;
+	sleep(2);
+	$log = substr(slurp_file($node->logfile), $log2_from);
+	unlike($log, qr/integration worker for database/, "$first, DROP DATABASE: and none is started again");
+}
+
+teardown_case('teardown1', 'drop extension');
+teardown_case('teardown2', 'terminate');
+isnt(worker_pid('postgres'), '', "postgres' worker is unaffected by the teardowns");
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
