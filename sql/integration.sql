@@ -403,7 +403,7 @@ CREATE TABLE integration.delivery_attempts (
 COMMENT ON TABLE integration.delivery_attempts IS
 	'Every attempt that did not deliver: when, how long, the status code or error class and message, and the start of the response. The delivering attempt is recorded on the delivery row; integration.webhook_delivery_attempts shows all attempts.';
 COMMENT ON COLUMN integration.delivery_attempts.error_class IS
-	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, invalid_request or endpoint_disabled.';
+	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, protocol, invalid_request or endpoint_disabled.';
 
 CREATE INDEX delivery_attempts_delivery_idx ON integration.delivery_attempts (tenant_id, delivery_id);
 

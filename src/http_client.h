@@ -25,7 +25,8 @@ typedef enum HttpErrorClass
 	HTTP_ERR_DNS,
 	HTTP_ERR_TLS,
 	HTTP_ERR_INVALID_REQUEST,	/* URL or option libcurl rejects */
-	HTTP_ERR_NETWORK			/* reset, empty reply, other transport error */
+	HTTP_ERR_NETWORK,			/* reset, empty reply, other transport error */
+	HTTP_ERR_PROTOCOL			/* the answer is not HTTP libcurl can read */
 } HttpErrorClass;
 
 typedef struct HttpRequest

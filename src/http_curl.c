@@ -112,9 +112,19 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/*
+ * The class of a transfer that ended with rc.  libcurl reports an answer it
+ * cannot read with the codes it also uses before anything is sent: a status
+ * line that is not HTTP is CURLE_UNSUPPORTED_PROTOCOL (as is a URL scheme
+ * outside CURLOPT_PROTOCOLS_STR), and response headers past its 100 kB limit
+ * are CURLE_OUT_OF_MEMORY.  Once the request has gone out, neither can come
+ * from the request, so they are the receiver's protocol errors.
+ */
 static HttpErrorClass
-classify(CURLcode rc)
+classify(CURL *easy, CURLcode rc)
 {
+	long		request_size = 0;
+
 	switch (rc)
 	{
 		case CURLE_OK:
@@ -135,8 +145,18 @@ classify(CURLcode rc)
 		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
 		case CURLE_SSL_INVALIDCERTSTATUS:
 			return HTTP_ERR_TLS;
-		case CURLE_URL_MALFORMAT:
 		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_OUT_OF_MEMORY:
+			if (curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size) == CURLE_OK &&
+				request_size > 0)
+				return HTTP_ERR_PROTOCOL;
+			return rc == CURLE_OUT_OF_MEMORY ? HTTP_ERR_NETWORK : HTTP_ERR_INVALID_REQUEST;
+		case CURLE_WEIRD_SERVER_REPLY:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+		case CURLE_BAD_CONTENT_ENCODING:
+			return HTTP_ERR_PROTOCOL;
+		case CURLE_URL_MALFORMAT:
 		case CURLE_BAD_FUNCTION_ARGUMENT:
 			return HTTP_ERR_INVALID_REQUEST;
 		default:
@@ -163,6 +183,8 @@ HttpErrorClassName(HttpErrorClass c)
 			return "invalid_request";
 		case HTTP_ERR_NETWORK:
 			return "network";
+		case HTTP_ERR_PROTOCOL:
+			return "protocol";
 	}
 	return "network";
 }
@@ -390,7 +412,7 @@ HttpCurlCollect(HttpCurl *hc, dlist_head *finished)
 		if (msg->data.result == CURLE_WRITE_ERROR && req->response_truncated)
 			req->error_class = HTTP_OK;
 		else
-			req->error_class = classify(msg->data.result);
+			req->error_class = classify(easy, msg->data.result);
 		if (req->error_class != HTTP_OK)
 		{
 			if (req->error[0] == '\0')

@@ -89,6 +89,9 @@ typedef enum StandardHeader
 
 static const char error_empty[] = "webhook secret is empty";
 static const char error_base64[] = "webhook secret is not valid base64";
+static const char error_urlsafe[] = "webhook secret uses the URL-safe base64 alphabet";
+static const char error_padding[] = "webhook secret is base64 without its \"=\" padding";
+static const char error_count[] = "too many webhook secrets";
 static const char error_size[] = "webhook secret must decode to 24 to 64 bytes";
 static const char error_hmac[] = "could not compute HMAC";
 static const char error_msg_id[] = "webhook message id is empty";
@@ -285,6 +288,12 @@ NextToken(const char *s, size_t len, size_t *pos,
 /*
  * Decode one Standard Webhooks secret into dst (STANDARD_KEY_MAX bytes).
  * Returns the key length, or -1 with *error set.
+ *
+ * Only what the official Standard Webhooks libraries decode to the same
+ * key is accepted: the standard alphabet with its padding.  Python's
+ * b64decode() drops "-" and "_" and so decodes another key, and refuses
+ * missing padding; a secret that the receiver cannot use is refused here
+ * rather than signing deliveries nobody can verify.
  */
 static int
 DecodeStandardSecret(const char *s, size_t len, unsigned char *dst,
@@ -308,6 +317,11 @@ DecodeStandardSecret(const char *s, size_t len, unsigned char *dst,
 	/* Decode into a roomier buffer so "too long" and "not base64" differ */
 	for (size_t i = 0; i < len; i++)
 	{
+		if (s[i] == '-' || s[i] == '_')
+		{
+			*error = error_urlsafe;
+			return -1;
+		}
 		if (Base64Value((unsigned char) s[i]) < 0 && s[i] != '=')
 		{
 			*error = error_base64;
@@ -329,6 +343,12 @@ DecodeStandardSecret(const char *s, size_t len, unsigned char *dst,
 	{
 		explicit_bzero(buf, sizeof(buf));
 		*error = error_size;
+		return -1;
+	}
+	if (len % 4 != 0)
+	{
+		explicit_bzero(buf, sizeof(buf));
+		*error = error_padding;
 		return -1;
 	}
 	memcpy(dst, buf, n);
@@ -368,6 +388,11 @@ WebhookSignerParseSecret(const WebhookSigner *s, const char *secret,
 	if (n == 0)
 	{
 		*error = error_empty;
+		return NULL;
+	}
+	if (n > WEBHOOK_MAX_SECRETS)
+	{
+		*error = error_count;
 		return NULL;
 	}
 	set = palloc0(offsetof(WebhookKeySet, keys) + sizeof(WebhookKey) * n);
@@ -588,7 +613,9 @@ VerifyStandard(const WebhookKeySet *keys, const WebhookHeaderValue *h,
 	size_t		toklen;
 	bool		match = false;
 
-	if (id->len == 0)
+	if (id->len == 0 ||
+		CountTokens(h[STANDARD_SIGNATURE].val,
+					h[STANDARD_SIGNATURE].len) > WEBHOOK_MAX_SECRETS)
 		return false;
 	if (!ParseTimestamp(tsh->val, tsh->len, &ts) ||
 		!TimestampWithinTolerance(ts, window))
@@ -664,13 +691,19 @@ VerifyStripe(const WebhookKeySet *keys, const WebhookHeaderValue *h,
 	int64		ts;
 	unsigned char *expected;
 	bool		match = false;
+	int			nitems = 0;
 
-	/* First pass: the single t= item */
+	/*
+	 * First pass: the single t= item, and the number of items: at most one
+	 * signature per secret besides it
+	 */
 	for (size_t start = 0; start <= len;)
 	{
 		const char *comma = memchr(s + start, ',', len - start);
 		size_t		end = comma ? (size_t) (comma - s) : len;
 
+		if (++nitems > WEBHOOK_MAX_SECRETS + 1)
+			return false;
 		if (HasPrefix(s + start, end - start, "t="))
 		{
 			if (tsval != NULL)
@@ -967,6 +1000,20 @@ WebhookSecretIsValid(const char *secrets, const char **error)
 		return false;
 	WebhookSignerFreeKeys(keys);
 	return true;
+}
+
+/* See signature.h */
+const char *
+WebhookSecretErrorHint(const char *error)
+{
+	if (error == error_urlsafe)
+		return "The Standard Webhooks libraries that receivers verify with decode only standard base64: replace \"-\" with \"+\" and \"_\" with \"/\", and keep the \"=\" padding, or make a new secret with integration.generate_secret().";
+	if (error == error_padding)
+		return "The Standard Webhooks libraries that receivers verify with refuse base64 without padding: add \"=\" until the length after \"whsec_\" is a multiple of 4.";
+	if (error == error_count)
+		return psprintf("A list holds at most %d secrets; remove those that receivers no longer use.",
+						WEBHOOK_MAX_SECRETS);
+	return NULL;
 }
 
 /* Fill dst with n random bytes or raise */

@@ -24,10 +24,23 @@
 /* Most headers one scheme produces or reads (standard: id, timestamp, signature) */
 #define WEBHOOK_SIGNER_MAX_HEADERS 3
 
+/*
+ * Most secrets in one space-separated list (standard, stripe), and so most
+ * signatures one header carries: verify answers false to a header with
+ * more, or to a header value longer than WEBHOOK_VERIFY_MAX_HEADER_BYTES,
+ * so that a hostile request costs little.  64 signatures of the largest
+ * kind fit in the header limit.
+ */
+#define WEBHOOK_MAX_SECRETS 64
+#define WEBHOOK_VERIFY_MAX_HEADER_BYTES 8192
+
 /* How a scheme turns the operator's secret string into HMAC keys */
 typedef enum WebhookKeyFormat
 {
-	/* space-separated list of "whsec_" (optional) + base64 of 24 to 64 bytes */
+	/*
+	 * space-separated list of "whsec_" (optional) + standard, padded base64
+	 * of 24 to 64 bytes: what the Standard Webhooks libraries decode
+	 */
 	WEBHOOK_KEY_STANDARD,
 	/* space-separated list of strings, each used as it is (stripe) */
 	WEBHOOK_KEY_RAW_LIST,
@@ -167,11 +180,18 @@ extern char *WebhookStandardSignature(const char *secrets,
 									  const char **error);
 
 /*
- * True if secrets is a non-empty space-separated list of Standard Webhooks
- * secrets ("whsec_" optional, base64 of 24 to 64 bytes); otherwise false
- * with *error set to a static message.
+ * True if secrets is a non-empty space-separated list of at most
+ * WEBHOOK_MAX_SECRETS Standard Webhooks secrets ("whsec_" optional,
+ * standard padded base64 of 24 to 64 bytes); otherwise false with *error
+ * set to a static message.
  */
 extern bool WebhookSecretIsValid(const char *secrets, const char **error);
+
+/*
+ * The hint that goes with a secret error from this file when it has one of
+ * its own (a URL-safe or unpadded secret, too many secrets), else NULL
+ */
+extern const char *WebhookSecretErrorHint(const char *error);
 
 /* A fresh "whsec_" secret holding 32 random bytes; ereports on failure */
 extern char *WebhookGenerateSecret(void);

@@ -13,7 +13,8 @@
  * Finding a scheme's headers in the jsonb object is done here, once for
  * every scheme: names match case-insensitively, a scheme may accept an
  * alias for a name (standard: Svix's svix-id for webhook-id, and so on),
- * and a header whose value is ambiguous answers false.
+ * and a header whose value is ambiguous answers false, as does one longer
+ * than WEBHOOK_VERIFY_MAX_HEADER_BYTES.
  *
  *-------------------------------------------------------------------------
  */
@@ -86,7 +87,8 @@ ReportBadSecret(const char *error)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("%s", error),
-			 errhint("A Standard Webhooks secret is \"whsec_\" followed by the base64 encoding of 24 to 64 random bytes; separate several secrets with spaces.")));
+			 errhint("%s", WebhookSecretErrorHint(error) ? WebhookSecretErrorHint(error) :
+					 "A Standard Webhooks secret is \"whsec_\" followed by the base64 encoding of 24 to 64 random bytes; separate several secrets with spaces.")));
 }
 
 /*
@@ -107,7 +109,9 @@ KeysFromText(const WebhookSigner *s, text *secret)
 			ReportBadSecret(error);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s", error)));
+				 errmsg("%s", error),
+				 WebhookSecretErrorHint(error) ?
+				 errhint("%s", WebhookSecretErrorHint(error)) : 0));
 	}
 	return keys;
 }
@@ -324,7 +328,7 @@ FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 				return false;
 			found = m;
 		}
-		if (found == NULL)
+		if (found == NULL || found->len > WEBHOOK_VERIFY_MAX_HEADER_BYTES)
 			return false;
 		values[i].val = found->val;
 		values[i].len = found->len;

@@ -148,6 +148,21 @@ validate_url(const char *url, size_t len)
 	}
 #undef URL_PART_PRESENT
 
+	/* libcurl parses port 0 (also written "00"), which no server listens on. */
+	if (curl_url_get(h, CURLUPART_PORT, &part, 0) == CURLUE_OK)
+	{
+		bool		zero = part[0] != '\0' && strspn(part, "0") == strlen(part);
+
+		curl_free(part);
+		part = NULL;
+		if (zero)
+		{
+			curl_url_cleanup(h);
+			url_error(url, "Port 0 is not a port a server can listen on.",
+					  "Leave the port out for the scheme's default, or write the receiver's port, as in https://host:8443/path.");
+		}
+	}
+
 	curl_url_cleanup(h);
 
 	/*
@@ -226,6 +241,9 @@ validate_headers(Jsonb *headers)
 						 errdetail("An endpoint has at most %d custom headers.", ENDPOINT_MAX_HEADERS)));
 			if (namelen == 0)
 				header_error(name, namelen, "A header name cannot be empty.");
+			if (namelen > HEADER_NAME_MAX_LEN)
+				header_error(name, namelen, psprintf("A header name has at most %d bytes.",
+													 HEADER_NAME_MAX_LEN));
 			for (int i = 0; i < namelen; i++)
 				if (!is_token_char((unsigned char) name[i]))
 					header_error(name, namelen,

@@ -8,6 +8,7 @@
 #define ENDPOINT_URL_MAX_LEN 2048
 #define ENDPOINT_MAX_HEADERS 50
 #define HEADER_VALUE_MAX_LEN 4096
+#define HEADER_NAME_MAX_LEN 256
 
 extern int	integration_max_payload_bytes;
 

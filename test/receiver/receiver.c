@@ -66,6 +66,7 @@
 #define MAX_TRAILER_BYTES	(16 * 1024)
 #define MAX_RESPONSE_BODY	(64ULL * 1024 * 1024)
 #define MAX_DELAY_MS		(3600ULL * 1000)
+#define MAX_HEADER_PAD		(16ULL * 1024 * 1024)
 #define PATTERN_BYTES		(64 * 1024)
 #define LINGER_US		(2 * 1000000LL)
 #define LOG_FLUSH_US		(20 * 1000LL)
@@ -209,6 +210,8 @@ struct plan {
 	size_t key_len;
 	int close_mode;			/* 0 no, 1 FIN, 2 RST */
 	bool hang;
+	bool garbage;			/* answer without an HTTP status line */
+	uint64_t header_bytes;		/* pad the answer with one header this long */
 };
 
 struct reply {
@@ -221,6 +224,7 @@ struct reply {
 	const char *body;
 	size_t body_len;
 	uint64_t pattern_len;		/* streamed body instead of body/body_len */
+	uint64_t header_pad;		/* an X-Padding header of this many bytes */
 	bool close;
 };
 
@@ -855,6 +859,19 @@ queue_reply(struct conn *c, const struct reply *rep)
 		ok = ok && out_append(c, rep->retry_after, rep->retry_after_len);
 		ok = ok && out_append(c, "\r\n", 2);
 	}
+	if (rep->header_pad) {
+		static const char pad[4096] = {[0 ... 4095] = 'x'};
+		uint64_t left = rep->header_pad;
+
+		ok = ok && out_append(c, "X-Padding: ", 11);
+		while (ok && left > 0) {
+			size_t n = left < sizeof pad ? (size_t) left : sizeof pad;
+
+			ok = out_append(c, pad, n);
+			left -= n;
+		}
+		ok = ok && out_append(c, "\r\n", 2);
+	}
 	ok = ok && out_append(c, "\r\n", 2);
 	if (!no_body && !c->req.is_head) {
 		if (rep->pattern_len)
@@ -1310,6 +1327,13 @@ parse_plan(char *query, size_t len, struct plan *plan)
 			if (value_len != 1 || (value[0] != '0' && value[0] != '1'))
 				return "hang must be 0 or 1";
 			plan->hang = value[0] == '1';
+		} else if (NAME_IS("garbage")) {
+			if (value_len != 1 || (value[0] != '0' && value[0] != '1'))
+				return "garbage must be 0 or 1";
+			plan->garbage = value[0] == '1';
+		} else if (NAME_IS("header_bytes")) {
+			if (!parse_u64(value, value_len, MAX_HEADER_PAD, &plan->header_bytes))
+				return "header_bytes must be 0..16777216";
 		} else if (NAME_IS("key")) {
 			plan->key = value;
 			plan->key_len = value_len;
@@ -1406,6 +1430,12 @@ handle_request(struct server *srv, struct conn *c)
 		c->reset_on_close = plan.close_mode == 2;
 		c->close_planned = true;
 		c->state = ST_CLOSED;
+	} else if (plan.garbage) {
+		static const char garbage[] = "THIS IS NOT HTTP\r\n\r\n";
+
+		c->close_after = true;
+		c->state = out_append(c, garbage, sizeof garbage - 1) ?
+			ST_RESPONDING : ST_CLOSED;
 	} else {
 		rep.status = plan.status;
 		rep.location = plan.redirect;
@@ -1414,6 +1444,7 @@ handle_request(struct server *srv, struct conn *c)
 		rep.retry_after_len = plan.retry_after_len;
 		rep.content_type = plan.body_bytes ? "text/plain" : NULL;
 		rep.pattern_len = plan.body_bytes;
+		rep.header_pad = plan.header_bytes;
 		rep.close = !r->keep_alive;
 		c->state = queue_reply(c, &rep) ? ST_RESPONDING : ST_CLOSED;
 	}
@@ -1724,6 +1755,8 @@ usage(FILE *f)
 	"  retry_after=S    add Retry-After: S\n"
 	"  close=1|rst      close without answering (FIN, or a TCP reset)\n"
 	"  hang=1           never answer\n"
+	"  garbage=1        answer with a line that is not an HTTP status line, then close\n"
+	"  header_bytes=N   add an X-Padding header of N bytes (max 16 MiB)\n"
 	"GET /__stats returns {\"requests\":N,\"bytes\":M,...,\"last_at\":T}; /__reset clears counters.\n"
 	"--port 0 picks a free port; --log appends one JSON line per request.\n",
 	f);

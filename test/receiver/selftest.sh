@@ -90,6 +90,10 @@ check "close=1 gives empty reply (curl exit 52)" "$?" 52
 c -o /dev/null --max-time 0.5 "$base/hang?hang=1"
 check "hang=1 never answers (curl exit 28)" "$?" 28
 
+c -o /dev/null "$base/junk?garbage=1"
+check "garbage=1 is not HTTP (curl exit 1, unsupported protocol)" "$?" 1
+check "header_bytes=1000" "$(c -o /dev/null -D - "$base/pad?header_bytes=1000" | sed -n 's/^X-Padding: //p' | tr -d '\r' | wc -c)" 1001
+
 c -o /dev/null -w '%{http_code}' -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/json' \
 	--data-binary '{"chunked":true}' "$base/chunked" >"$work/chunked.code"
 check "chunked request body" "$(cat "$work/chunked.code")" 200

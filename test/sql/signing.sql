@@ -25,7 +25,8 @@ SELECT integration.hmac('key', 'data', NULL) IS NULL AS strict;
 --
 SELECT integration.sign('standard', :'std_secret', :'std_body',
                         'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330);
--- the prefix is optional, and so is base64 padding
+-- the prefix is optional; base64 padding and the standard alphabet are not, as
+-- the Standard Webhooks libraries decode neither unpadded nor URL-safe base64
 SELECT integration.sign('standard', 'MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', :'std_body',
                         'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330) ->> 'webhook-signature' AS without_prefix;
 SELECT integration.sign('standard', 'whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
@@ -204,7 +205,7 @@ WITH s AS (
 )
 SELECT integration.verify('standard', :'std_secret', h, 'rotated', '5 minutes', :std_now) AS old_secret,
        integration.verify('standard', 'whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=', h, 'rotated', '5 minutes', :std_now) AS new_secret,
-       integration.verify('standard', 'whsec_yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc', h, 'rotated', '5 minutes', :std_now) AS unrelated_secret
+       integration.verify('standard', 'whsec_yMnKy8zNzs/Q0dLT1NXW19jZ2tvc3d7f4OHi4+Tl5uc=', h, 'rotated', '5 minutes', :std_now) AS unrelated_secret
   FROM s;
 
 -- timestamp tolerance, both directions; exactly at the edge is accepted
@@ -327,3 +328,50 @@ SELECT jsonb_object_keys(integration.sign('standard', :'std_secret', :'std_body'
  ORDER BY 1;
 SELECT integration.verify('github', 'It''s a Secret to Everybody',
          '{"svix-signature": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}', 'Hello, World!') AS github_ignores_svix_names;
+
+--
+-- secrets the Standard Webhooks libraries cannot decode are refused (22023)
+--
+-- URL-safe alphabet, with or without padding
+SELECT integration.validate_secret('whsec_yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc=');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.validate_secret('yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc');
+\echo :LAST_ERROR_SQLSTATE
+-- missing padding
+SELECT integration.validate_secret('whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8');
+\echo :LAST_ERROR_SQLSTATE
+-- the same keys in standard, padded base64 are accepted
+SELECT integration.validate_secret('whsec_yMnKy8zNzs/Q0dLT1NXW19jZ2tvc3d7f4OHi4+Tl5uc=') IS NOT NULL AS standard_alphabet_ok,
+       integration.validate_secret('whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=') IS NOT NULL AS padded_ok;
+-- at most 64 secrets in a rotation list, for standard and stripe
+SELECT integration.validate_secret(rtrim(repeat(:'std_secret' || ' ', 64))) IS NOT NULL AS sixty_four_secrets_ok;
+SELECT integration.validate_secret(rtrim(repeat(:'std_secret' || ' ', 65)));
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.sign('stripe', rtrim(repeat('sk ', 65)), 'x');
+\echo :LAST_ERROR_SQLSTATE
+
+--
+-- verify: at most 64 signatures and 8192 bytes per header, else false
+--
+SELECT n, integration.verify('standard', :'std_secret',
+         jsonb_set(:'std_headers', '{webhook-signature}',
+                   to_jsonb(repeat('v1a,AAAA ', n - 1) || :'std_sig')),
+         :'std_body', '5 minutes', :std_now) AS verifies
+  FROM unnest(ARRAY[64, 65]) AS n;
+SELECT len, integration.verify('standard', :'std_secret',
+         jsonb_set(:'std_headers', '{webhook-signature}', to_jsonb(rpad(:'std_sig', len))),
+         :'std_body', '5 minutes', :std_now) AS verifies
+  FROM unnest(ARRAY[8192, 8193]) AS len;
+-- the length cap holds for every header and under the svix- names
+SELECT integration.verify('standard', :'std_secret',
+         jsonb_set(:'svix_headers', '{svix-signature}', to_jsonb(rpad(:'std_sig', 8193))),
+         :'std_body', '5 minutes', :std_now) AS long_svix_signature;
+SELECT integration.verify('standard', :'std_secret',
+         jsonb_set(:'std_headers', '{webhook-timestamp}', to_jsonb(rpad('1614265330', 8193))),
+         :'std_body', '5 minutes', :std_now) AS long_timestamp;
+-- stripe: t= and at most 64 signatures
+WITH s AS (SELECT integration.sign('stripe', 'whsec_test_secret', '{"id":"evt_1"}', NULL, 1700000000) ->> 'Stripe-Signature' AS sig)
+SELECT n, integration.verify('stripe', 'whsec_test_secret',
+         jsonb_build_object('Stripe-Signature', sig || repeat(',v0=x', n - 1)),
+         '{"id":"evt_1"}', '5 minutes', to_timestamp(1700000000)) AS verifies
+  FROM s, unnest(ARRAY[64, 65]) AS n;

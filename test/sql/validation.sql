@@ -53,6 +53,14 @@ SELECT integration.register_webhook(name => 'n', url => 'javascript:alert(1)', e
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.register_webhook(name => 'n', url => 'file:///etc/passwd', events => '["*"]');
 \echo :LAST_ERROR_SQLSTATE
+-- Port 0, however written, is refused; so is it by plain validate_url().
+SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid:0/in', events => '["*"]');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.validate_url('http://127.0.0.1:00/');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.validate_url('http://127.0.0.1:1/') AS port_1_ok,
+	   integration.validate_url('http://127.0.0.1:10/') AS port_10_ok,
+	   integration.validate_url('http://127.0.0.1:65535/') AS port_65535_ok;
 -- 2048 characters is the limit, and is accepted; so are ports, queries and IPs.
 SELECT length(url) AS url_length
   FROM integration.register_webhook(name => 'long url', url => 'https://example.invalid/' || repeat('a', 2024), events => '["*"]');
@@ -134,6 +142,11 @@ SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid
 SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid/', events => '["*"]',
 									headers => jsonb_build_object('X-Big', repeat('v', 4097)));
 \echo :LAST_ERROR_SQLSTATE
+-- A header name has at most 256 bytes (the message shows the first 100).
+SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid/', events => '["*"]',
+									headers => jsonb_build_object('X-' || repeat('n', 255), 'v'));
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.validate_headers(jsonb_build_object('X-' || repeat('n', 254), 'v')) IS NOT NULL AS name_256_ok;
 -- 50 headers, a 4096-byte value and a tab are accepted.
 SELECT (SELECT count(*) FROM jsonb_object_keys(headers)) AS header_count
   FROM integration.register_webhook(name => 'many headers', url => 'https://example.invalid/', events => '["*"]',
@@ -153,6 +166,11 @@ SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid/', events => '["*"]', secret => '');
 \echo :LAST_ERROR_SQLSTATE
+-- URL-safe or unpadded base64: the Standard Webhooks libraries cannot use them.
+SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid/', events => '["*"]', secret => 'whsec_yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc=');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.register_webhook(name => 'n', url => 'https://example.invalid/', events => '["*"]', secret => 'whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8');
+\echo :LAST_ERROR_SQLSTATE
 :counts;
 
 -- update_webhook applies the same rules, and a refused update changes nothing.
@@ -166,6 +184,12 @@ SELECT integration.update_webhook(id => :good, events => '[]');
 SELECT integration.update_webhook(id => :good, headers => '{"Content-Length": "1"}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.update_webhook(id => :good, secret => 'nope');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_webhook(id => :good, secret => 'whsec_yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_webhook(id => :good, url => 'https://ok.example.invalid:0/in');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_webhook(id => :good, headers => jsonb_build_object(repeat('h', 257), 'v'));
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.update_webhook(id => :good, name => 'renamed', url => 'https://x.example.invalid/#frag');
 \echo :LAST_ERROR_SQLSTATE
