@@ -236,6 +236,10 @@ CREATE TABLE integration.webhook_events (
 	-- plain SQL too (checked in name order: the event's name before the payload that
 	-- must carry it).  Publishing's bulk path (src/event_store.c) meets them by
 	-- construction.  The endpoints' tenant is checked by the events_queued trigger.
+	-- Cost on the plain INSERT path (dispatch_webhook, hand-written rows, the bulk
+	-- path's fallback): 20,000 events of 260 bytes in one INSERT took 180-280 ms with
+	-- these two checks and 148-184 ms without (3 runs each, a busy machine), about
+	-- 1-4 us per event; the bulk path pays nothing.
 	CONSTRAINT webhook_events_event_check CHECK (integration.validate_event_name(event) IS NOT NULL),
 	CONSTRAINT webhook_events_payload_check
 		CHECK (integration.validate_envelope(event, payload) IS NOT NULL),
