@@ -319,9 +319,15 @@ envelope_field_start(void *state, char *fname, bool isnull)
 		return;
 	scan->field = NULL;
 	if (strcmp(fname, "type") == 0)
-		scan->ntype++, scan->field = "type";
+	{
+		scan->ntype++;
+		scan->field = "type";
+	}
 	else if (strcmp(fname, "timestamp") == 0)
-		scan->ntimestamp++, scan->field = "timestamp";
+	{
+		scan->ntimestamp++;
+		scan->field = "timestamp";
+	}
 	else if (strcmp(fname, "data") == 0)
 		scan->ndata++;
 }
