@@ -1,6 +1,6 @@
 /*
  * event_queue.h
- *		The triggers that queue new events and dequeue deleted ones.
+ *		The triggers that queue new events and check the endpoints they list.
  */
 #ifndef INTEGRATION_EVENT_QUEUE_H
 #define INTEGRATION_EVENT_QUEUE_H

@@ -1,6 +1,6 @@
 /*
  * validate.c
- *		Validation of endpoint URLs, custom headers and payload sizes.
+ *		Validation of endpoint URLs, custom headers, payload sizes and event envelopes.
  *
  * The checks are exposed as raising SQL functions that the tables use in CHECK
  * constraints, so a row written through the API and a row written with plain DML meet
@@ -11,7 +11,9 @@
 
 #include <curl/curl.h>
 
+#include "common/jsonapi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -282,4 +284,151 @@ integration_validate_headers(PG_FUNCTION_ARGS)
 
 	validate_headers(headers);
 	PG_RETURN_JSONB_P(headers);
+}
+
+/* What the parse of an event payload found at the top level of the envelope. */
+typedef struct EnvelopeScan
+{
+	int			depth;			/* objects and arrays open */
+	bool		top_is_object;
+	const char *field;			/* the top-level field whose value comes next */
+	int			ntype;
+	int			ntimestamp;
+	int			ndata;
+	bool		type_is_string;
+	bool		timestamp_is_string;
+	char	   *type;
+} EnvelopeScan;
+
+static void
+envelope_container_start(void *state, bool object)
+{
+	EnvelopeScan *scan = state;
+
+	if (scan->depth == 0)
+		scan->top_is_object = object;
+	scan->depth++;
+}
+
+static void
+envelope_object_start(void *state)
+{
+	envelope_container_start(state, true);
+}
+
+static void
+envelope_array_start(void *state)
+{
+	envelope_container_start(state, false);
+}
+
+static void
+envelope_end(void *state)
+{
+	((EnvelopeScan *) state)->depth--;
+}
+
+static void
+envelope_field_start(void *state, char *fname, bool isnull)
+{
+	EnvelopeScan *scan = state;
+
+	if (scan->depth != 1)
+		return;
+	scan->field = NULL;
+	if (strcmp(fname, "type") == 0)
+	{
+		scan->ntype++;
+		scan->field = "type";
+	}
+	else if (strcmp(fname, "timestamp") == 0)
+	{
+		scan->ntimestamp++;
+		scan->field = "timestamp";
+	}
+	else if (strcmp(fname, "data") == 0)
+		scan->ndata++;
+}
+
+static void
+envelope_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	EnvelopeScan *scan = state;
+
+	if (scan->depth != 1 || scan->field == NULL)
+		return;
+	if (strcmp(scan->field, "type") == 0)
+	{
+		scan->type_is_string = (tokentype == JSON_TOKEN_STRING);
+		scan->type = token;
+	}
+	else
+		scan->timestamp_is_string = (tokentype == JSON_TOKEN_STRING);
+}
+
+static void
+envelope_error(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid event payload"),
+			 errdetail("%s", detail),
+			 errhint("Publish with integration.publish_event(), or build the payload with integration.envelope(event, data).")));
+}
+
+/*
+ * Raises unless payload, the bytes stored for event, is at most
+ * integration.max_payload_bytes long and is the envelope that integration.envelope()
+ * builds: a JSON object with exactly one "type" (the event's name), one "timestamp"
+ * (a string) and one "data".  The size comes first, so an oversized payload is never
+ * parsed.
+ */
+static void
+ValidateEnvelope(const char *event, char *payload, int len)
+{
+	EnvelopeScan scan;
+	JsonSemAction sem;
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+
+	CheckPayloadSize(len);
+
+	memset(&scan, 0, sizeof(scan));
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &scan;
+	sem.object_start = envelope_object_start;
+	sem.object_end = envelope_end;
+	sem.array_start = envelope_array_start;
+	sem.array_end = envelope_end;
+	sem.object_field_start = envelope_field_start;
+	sem.scalar = envelope_scalar;
+	lex = makeJsonLexContextCstringLen(payload, len, PG_UTF8, true);
+	rc = pg_parse_json(lex, &sem);
+	if (rc != JSON_SUCCESS)
+		envelope_error(psprintf("The payload is not valid JSON: %s", json_errdetail(rc, lex)));
+	if (!scan.top_is_object)
+		envelope_error("The payload is not a JSON object.");
+	if (scan.ntype != 1 || scan.ntimestamp != 1 || scan.ndata != 1)
+		envelope_error("The payload does not have exactly one each of the fields \"type\", \"timestamp\" and \"data\".");
+	if (!scan.type_is_string || strcmp(scan.type, event) != 0)
+		envelope_error(psprintf("The payload's \"type\" is not the event's name \"%s\".", event));
+	if (!scan.timestamp_is_string)
+		envelope_error("The payload's \"timestamp\" is not a string.");
+}
+
+PG_FUNCTION_INFO_V1(integration_validate_envelope);
+
+/*
+ * validate_envelope(event text, payload text) RETURNS text: the CHECK constraint of
+ * integration.webhook_events, so that a row written with plain SQL meets the rules of
+ * publish_event() and dispatch_webhook().
+ */
+Datum
+integration_validate_envelope(PG_FUNCTION_ARGS)
+{
+	char	   *event = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *payload = PG_GETARG_TEXT_PP(1);
+
+	ValidateEnvelope(event, VARDATA_ANY(payload), VARSIZE_ANY_EXHDR(payload));
+	PG_RETURN_TEXT_P(payload);
 }

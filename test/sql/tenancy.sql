@@ -100,12 +100,15 @@ SET integration.tenant_id = 'ten-b';
 SELECT name, url FROM integration.list_webhooks();
 SELECT event, status FROM integration.list_deliveries() ORDER BY event;
 
--- No tenant selected: nothing is visible ...
+-- No tenant selected: nothing is visible in the tables, the API's reads fail ...
 RESET integration.tenant_id;
 :visible;
 SELECT count(*) AS listed FROM integration.list_webhooks();
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS listed FROM integration.list_deliveries();
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS listed FROM integration.list_integration_logs();
+\echo :LAST_ERROR_SQLSTATE
 SELECT * FROM integration.show_webhook(id => :ep_a);
 \echo :LAST_ERROR_SQLSTATE
 -- ... and every write fails with insufficient_privilege.

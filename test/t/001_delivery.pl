@@ -406,19 +406,32 @@ is(q1("SELECT count(*) FROM integration.webhook_events WHERE event = 'rb.rolledb
 # 14. Fan-out of events whose endpoint list the worker cannot take as it is.
 ########################################################################
 
-# An event written by hand lists its endpoint twice, an endpoint that was hard-deleted,
-# and another tenant's endpoint: one delivery, to the one real endpoint of its tenant.
+# An event written by hand lists its endpoint twice, an endpoint hard-deleted after the
+# event was written, and another tenant's endpoint: one delivery, to the one real
+# endpoint of its tenant.  A plain INSERT or UPDATE cannot name another tenant's
+# endpoint (issue #13): a superuser's session_replication_role = replica, which skips
+# the check, writes it here.
 my $fan = register('fan-out', receiver_url($recv, '/fan'), '["fan.*"]');
 my $gone = register('gone', receiver_url($recv, '/gone-hard'), '["nothing.*"]');
-q1("DELETE FROM integration.webhook_endpoints WHERE id = $gone");
 my $foreign = tenant_psql($node, qq{
 	SELECT id FROM integration.register_webhook(name => 'other tenant',
 		url => '@{[receiver_url($recv, '/foreign')]}', events => '["fan.*"]')}, 'globex');
+my ($rc, $out, $err) = $node->psql('postgres', qq{
+	SET integration.tenant_id = 'acme';
+	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
+	VALUES ('fan.forged', integration.envelope('fan.forged', '{}'), ARRAY[$fan, $foreign])});
+like($err, qr/webhook $foreign of an event is not an endpoint of tenant "acme"/,
+	'a plain INSERT cannot name another tenant\'s endpoint');
 # (A hand-written event wakes nobody: _wake_worker_at_commit() does what publishing does.)
 my $odd = q1(qq{
 	BEGIN;
 	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
-	VALUES ('fan.odd', '{"type":"fan.odd"}', ARRAY[$fan, $gone, $fan, $foreign]);
+	VALUES ('fan.odd', integration.envelope('fan.odd', '{}'), ARRAY[$fan, $gone, $fan]);
+	DELETE FROM integration.webhook_endpoints WHERE id = $gone;
+	SET LOCAL session_replication_role = replica;
+	UPDATE integration.webhook_events SET endpoint_ids = endpoint_ids || ARRAY[$foreign]::bigint[]
+	 WHERE event = 'fan.odd';
+	SET LOCAL session_replication_role = origin;
 	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
 	COMMIT;
 	SELECT id FROM integration.webhook_events WHERE event = 'fan.odd'});
@@ -437,7 +450,7 @@ q1("ALTER TABLE integration.webhook_events DROP CONSTRAINT webhook_events_endpoi
 my $with_null = q1(qq{
 	BEGIN;
 	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
-	VALUES ('fan.null', '{"type":"fan.null"}', ARRAY[NULL, $fan]::bigint[]);
+	VALUES ('fan.null', integration.envelope('fan.null', '{}'), ARRAY[NULL, $fan]::bigint[]);
 	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
 	COMMIT;
 	SELECT id FROM integration.webhook_events WHERE event = 'fan.null'});
@@ -450,7 +463,7 @@ poll_ok(
 my $manual = q1(qq{
 	BEGIN;
 	INSERT INTO integration.webhook_events (event, payload, endpoint_ids)
-	VALUES ('fan.manual', '{"type":"fan.manual"}', ARRAY[$fan]);
+	VALUES ('fan.manual', integration.envelope('fan.manual', '{}'), ARRAY[$fan]);
 	INSERT INTO integration.deliveries (event_id, endpoint_id)
 	SELECT id, $fan FROM integration.webhook_events WHERE event = 'fan.manual';
 	DO \$\$ BEGIN PERFORM integration._wake_worker_at_commit(); END \$\$;
