@@ -39,6 +39,44 @@
 
 
 /*
+ * The checks' statements, prepared once per backend and kept, as PL/pgSQL keeps the
+ * plans of a trigger function (a plan may read the transition tables the trigger
+ * registers anew each time).  The worker runs the insert check for every batch it
+ * fans out: parsed and planned each time, its two statements cost more than the
+ * checking.  Keyed by the statement's text, which is a literal of this file.
+ */
+#define KEPT_PLANS 8
+static struct
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+}			kept_plans[KEPT_PLANS];
+
+static SPIPlanPtr
+find_kept_plan(const char *sql)
+{
+	for (int i = 0; i < KEPT_PLANS; i++)
+		if (kept_plans[i].sql == sql)
+			return kept_plans[i].plan;
+	return NULL;
+}
+
+static void
+keep_plan(const char *sql, SPIPlanPtr plan)
+{
+	for (int i = 0; i < KEPT_PLANS; i++)
+	{
+		if (kept_plans[i].sql == NULL)
+		{
+			SPI_keepplan(plan);
+			kept_plans[i].sql = sql;
+			kept_plans[i].plan = plan;
+			return;
+		}
+	}
+}
+
+/*
  * Runs sql (reading the trigger's transition tables, with up to nargs parameters) as
  * rel's owner without row-level security, as ri_triggers.c does: a reference is a fact
  * about keys, not about what the caller may see.  snapshot and crosscheck as for
@@ -56,9 +94,14 @@ execute_as_owner(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	plan = SPI_prepare(sql, nargs, argtypes);
+	plan = find_kept_plan(sql);
 	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	{
+		plan = SPI_prepare(sql, nargs, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		keep_plan(sql, plan);
+	}
 	rc = SPI_execute_snapshot(plan, args, NULL, snapshot, crosscheck, false, false, limit);
 	if (rc != expected)
 		elog(ERROR, "enforcing the references of deliveries failed: %s", SPI_result_code_string(rc));
