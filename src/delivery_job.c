@@ -321,41 +321,6 @@ delivery_finished(void *state, SchedItem *item, HttpRequest *req)
 typedef void (*StoreStep) (void *arg);
 
 /*
- * Lets a cancel that came in while none was wanted (between transactions: cancel
- * interrupts are held there) take effect now, through ProcessInterrupts() like any
- * other, and drops it: there was nothing to cancel.  lock_timeout signals twice, so
- * its second signal often lands here.
- */
-void
-DeliveryJobDropStrayCancel(void)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	if (!QueryCancelPending)
-		return;
-	RESUME_CANCEL_INTERRUPTS();
-	PG_TRY();
-	{
-		CHECK_FOR_INTERRUPTS();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
-			PG_RE_THROW();
-		FlushErrorState();
-		ereport(DEBUG1,
-				(errmsg("integration worker: cancel request between transactions ignored")));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	HOLD_CANCEL_INTERRUPTS();
-}
-
-/*
  * Runs one store transaction; on error, logs it, records it as the worker's last error,
  * rolls back and returns false.  The caller keeps its state and tries again later.
  *
@@ -370,7 +335,7 @@ run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
 	volatile bool cancellable = false;
 	volatile bool ok = true;
 
-	DeliveryJobDropStrayCancel();
+	WorkerDropStrayCancel();
 	PG_TRY();
 	{
 		StoreBegin(activity);
@@ -1145,7 +1110,7 @@ delivery_step(void *state, TimestampTz now)
 	return true;
 }
 
-static long
+static TimestampTz
 earliest(TimestampTz a, TimestampTz b)
 {
 	if (a == 0)
@@ -1178,12 +1143,6 @@ delivery_next_wake(void *state, TimestampTz now)
 	return wake;
 }
 
-static int
-delivery_pending_results(void *state)
-{
-	return ((DeliveryJob *) state)->nresults;
-}
-
 const WorkerKindOps delivery_job_ops = {
 	.kind = &delivery_job_kind,
 	.woken = delivery_woken,
@@ -1192,7 +1151,6 @@ const WorkerKindOps delivery_job_ops = {
 	.step = delivery_step,
 	.finished = delivery_finished,
 	.next_wake = delivery_next_wake,
-	.pending_results = delivery_pending_results,
 };
 
 void *

@@ -13,6 +13,5 @@ extern const WorkerKindOps delivery_job_ops;
 
 extern void *DeliveryJobCreate(WorkerServices *svc);
 extern bool DeliveryJobStartup(void *state);
-extern void DeliveryJobDropStrayCancel(void);
 
 #endif

@@ -160,12 +160,6 @@ SchedulerTarget(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 
 	return t;
 }
 
-int64
-SchedTargetId(const SchedTarget *t)
-{
-	return t->key.id;
-}
-
 static SchedTarget *
 find_target(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id)
 {
@@ -323,16 +317,6 @@ SchedulerNext(Scheduler *s, TimestampTz now)
 		}
 	}
 	return NULL;
-}
-
-/* A queued item goes away without being started. */
-void
-SchedulerDropped(Scheduler *s, SchedItem *item)
-{
-	SchedTarget *t = item->target;
-
-	take_item(s, t, item);
-	forget_if_idle(s, t);
 }
 
 /*

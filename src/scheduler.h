@@ -73,14 +73,12 @@ extern void SchedulerConfigure(Scheduler *s, const SchedLimits *limits);
 
 extern SchedTarget *SchedulerTarget(Scheduler *s, const JobKind *kind, const char *tenant_id,
 									int64 id);
-extern int64 SchedTargetId(const SchedTarget *t);
 extern void SchedulerEnqueue(Scheduler *s, SchedTarget *t, SchedItem *item);
 extern SchedVerdict SchedulerMaySend(Scheduler *s, SchedTarget *t, TimestampTz now,
 									 TimestampTz *when);
 extern void SchedulerBackOff(Scheduler *s, SchedTarget *t, TimestampTz until);
 extern SchedItem *SchedulerNext(Scheduler *s, TimestampTz now);
 extern void SchedulerStarted(Scheduler *s, SchedItem *item);
-extern void SchedulerDropped(Scheduler *s, SchedItem *item);
 extern bool SchedulerFinished(Scheduler *s, SchedTarget *t);
 
 extern int	SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id);

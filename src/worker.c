@@ -110,6 +110,41 @@ WorkerDefineGucs(void)
 }
 
 
+/*
+ * Lets a cancel that came in while none was wanted (between transactions: cancel
+ * interrupts are held there) take effect now, through ProcessInterrupts() like any
+ * other, and drops it: there was nothing to cancel.  lock_timeout signals twice, so
+ * its second signal often lands here.
+ */
+void
+WorkerDropStrayCancel(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!QueryCancelPending)
+		return;
+	RESUME_CANCEL_INTERRUPTS();
+	PG_TRY();
+	{
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(DEBUG1,
+				(errmsg("integration worker: cancel request between transactions ignored")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	HOLD_CANCEL_INTERRUPTS();
+}
+
 PGDLLEXPORT void integration_database_worker_main(Datum arg);
 
 /* A kind of work in this worker, and its state. */
@@ -191,9 +226,9 @@ integration_database_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 
 	/*
-	 * Its database was dropped while this worker waited to be started again: exit code
-	 * 0 unregisters it.  Connecting would fail, and the postmaster would try again
-	 * every second, forever.
+	 * Its database was dropped while this worker waited to be started again:
+	 * exit code 0 unregisters it.  Connecting would fail, and the postmaster
+	 * would try again every second, forever.
 	 */
 	if (DatabaseDropped(dboid))
 	{
@@ -269,7 +304,7 @@ integration_database_worker_main(Datum arg)
 		HttpRequest *done;
 
 		CHECK_FOR_INTERRUPTS();
-		DeliveryJobDropStrayCancel();
+		WorkerDropStrayCancel();
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
 

@@ -25,6 +25,7 @@ extern int	integration_idle_recheck_ms;
 extern bool integration_http_thread;
 
 extern void WorkerDefineGucs(void);
+extern void WorkerDropStrayCancel(void);
 
 /* worker_launcher.c */
 extern void WorkerRegisterLauncher(void);
@@ -46,7 +47,6 @@ typedef struct WorkerKindOps
 	bool		(*step) (void *state, TimestampTz now);
 	void		(*finished) (void *state, SchedItem *item, HttpRequest *req);
 	TimestampTz (*next_wake) (void *state, TimestampTz now);
-	int			(*pending_results) (void *state);
 } WorkerKindOps;
 
 /* What every kind gets from the worker: its scheduler and HTTP client. */
