@@ -315,7 +315,7 @@ CREATE TABLE integration.deliveries (
 	UNIQUE (tenant_id, event_id, endpoint_id),
 	-- No foreign keys to webhook_events and webhook_endpoints: their per-row checks
 	-- took the worker's SQL thread from about 23 to 33-38 us per delivery and its
-	-- deliveries/s down by 20% to 30% (bench/ab, README's Performance section), beyond
+	-- deliveries/s down by 20% to 30% (bench/ab, docs/performance.md), beyond
 	-- the 10% keys were allowed to cost.  The statement triggers below enforce what the
 	-- keys would, one set-based check per statement (src/delivery_references.c).
 	CONSTRAINT deliveries_status_check
@@ -1093,7 +1093,7 @@ COMMENT ON FUNCTION integration._reconcile_leases() IS
 	'Returns claimed deliveries whose lease has run out to pending, due now, with the worker''s statement (rows others hold locked are skipped); returns how many (internal, for tests and operators).';
 
 ------------------------------------------------------------------------------------------
--- Privileges: nothing for PUBLIC; README lists the grants an application role needs.
+-- Privileges: nothing for PUBLIC; docs/tenancy-and-security.md lists the grants an application role needs.
 ------------------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA integration FROM PUBLIC;

@@ -16,7 +16,7 @@ BEGIN
 END
 $$;
 
--- The grants README documents for an application role.
+-- The grants docs/tenancy-and-security.md documents for an application role.
 GRANT USAGE ON SCHEMA integration TO integration_test_app, integration_test_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA integration
 	TO integration_test_app, integration_test_admin;
