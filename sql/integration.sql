@@ -223,15 +223,27 @@ COMMENT ON COLUMN integration.webhook_endpoints.disabled_reason IS
 CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant_id, created_at)
 	WHERE deleted_at IS NULL;
 
+-- A webhook-id unique across databases, re-created extensions and restores, which a
+-- sequence is not (src/message_id.c).
+CREATE FUNCTION integration.new_message_id() RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_new_message_id'
+	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.new_message_id() IS
+	'A fresh message id: msg_ and 22 base62 characters, 48 bits of Unix milliseconds then 80 random bits.';
+
 CREATE TABLE integration.webhook_events (
 	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
 	id				bigint GENERATED ALWAYS AS IDENTITY (CACHE 100),
+	message_id		text COLLATE "C" NOT NULL DEFAULT integration.new_message_id(),
 	event			text NOT NULL,
 	payload			text NOT NULL,
 	endpoint_ids	bigint[] NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (tenant_id, id),
 	CONSTRAINT webhook_events_tenant_check CHECK (tenant_id <> ''),
+	-- It goes out as a header: printable ASCII without spaces, as new_message_id()
+	-- makes, also where a row written with plain SQL sets its own.
+	CONSTRAINT webhook_events_message_id_check CHECK (message_id ~ '^[!-~]{1,255}$'),
 	-- The rules publish_event() and dispatch_webhook() apply, for rows written with
 	-- plain SQL too (checked in name order: the event's name before the payload that
 	-- must carry it).  Publishing's bulk path (src/event_store.c) meets them by
@@ -250,6 +262,8 @@ CREATE TABLE integration.webhook_events (
 );
 COMMENT ON TABLE integration.webhook_events IS
 	'One row per published event: the payload bytes, serialised once, and the endpoints it goes to. The worker fans each event out into integration.deliveries.';
+COMMENT ON COLUMN integration.webhook_events.message_id IS
+	'The webhook-id the event is sent with, to every endpoint, on every attempt and redelivery; receivers deduplicate on it.';
 COMMENT ON COLUMN integration.webhook_events.payload IS
 	'The exact bytes sent and signed.';
 
@@ -489,13 +503,13 @@ $$;
 CREATE VIEW integration.webhook_deliveries WITH (security_invoker = true) AS
 	SELECT d.tenant_id, d.id, d.event_id, d.endpoint_id, e.event, e.payload, d.status,
 		   d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code,
-		   d.last_error, d.last_response, d.created_at, d.delivered_at
+		   d.last_error, d.last_response, d.created_at, d.delivered_at, e.message_id
 	  FROM integration.deliveries d
 	  JOIN integration.webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
 	UNION ALL
 	SELECT e.tenant_id, NULL::bigint, e.id, u.endpoint_id, e.event, e.payload, 'pending',
 		   0, e.created_at, NULL::timestamptz, NULL::integer, NULL::text, NULL::text,
-		   e.created_at, NULL::timestamptz
+		   e.created_at, NULL::timestamptz, e.message_id
 	  FROM integration.webhook_event_queue q
 	  JOIN integration.webhook_events e ON e.tenant_id = q.tenant_id AND e.id = q.event_id
 	 CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id);

@@ -55,7 +55,6 @@ bool
 DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_class,
 					 const char **error)
 {
-	char		msg_id[32];
 	WebhookHeader signed_headers[WEBHOOK_SIGNER_MAX_HEADERS];
 	int			nsigned = 0;
 	const char *sig_error = NULL;
@@ -71,13 +70,11 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 		return false;
 	}
 
-	snprintf(msg_id, sizeof(msg_id), "evt_" INT64_FORMAT, c->event_id);
-
 	/*
 	 * The same signer table as sign() and verify(): the Standard Webhooks
 	 * scheme.
 	 */
-	if (!WebhookSignerHeaders(WebhookSignerLookup("standard"), c->secret, msg_id, now_s,
+	if (!WebhookSignerHeaders(WebhookSignerLookup("standard"), c->secret, c->message_id, now_s,
 							  c->payload, c->payload_len, signed_headers, &nsigned,
 							  &sig_error))
 	{

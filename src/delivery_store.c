@@ -339,7 +339,7 @@ copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, char **url, char *
 
 /*
  * Appends SPI's result rows (tenant_id, id, event_id, endpoint_id, attempts, event,
- * payload, ctid), claimed with lease, to list, copied into its context; their
+ * payload, ctid, message_id), claimed with lease, to list, copied into its context; their
  * endpoints' settings come later (claims_read_endpoints()).
  */
 static int
@@ -375,6 +375,7 @@ append_claims(ClaimList *list, TimestampTz lease)
 		c->payload = copy_text(tup, desc, 7, &c->payload_len);
 		d = SPI_getbinval(tup, desc, 8, &isnull);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &c->tid);
+		c->message_id = copy_text(tup, desc, 9, NULL);
 		c->lease = lease;
 	}
 	MemoryContextSwitchTo(old);
@@ -403,6 +404,7 @@ typedef struct FanOutEvent
 {
 	char	   *tenant_id;
 	int64		id;
+	char	   *message_id;
 	char	   *event;
 	char	   *payload;
 	int			payload_len;
@@ -698,7 +700,7 @@ take_events(FanOutLanes *lanes, int64 fresh_from)
 	"   WHERE q.ctid = ANY (ARRAY(" ctids "))" \
 	"  RETURNING q.tenant_id, q.event_id)" \
 	" SELECT e.tenant_id, e.id, e.event, e.payload, e.endpoint_ids, e.created_at," \
-	"        t.event_id, t.tenant_id" \
+	"        t.event_id, t.tenant_id, e.message_id" \
 	"   FROM taken t" \
 	"   LEFT JOIN LATERAL (SELECT * FROM integration.webhook_events e" \
 	"                       WHERE e.tenant_id = t.tenant_id AND e.id = t.event_id" \
@@ -795,6 +797,7 @@ read_taken_events(FanOutBatch *b, int taken)
 		ev->tenant_id = copy_text(tup, desc, 1, NULL);
 		ev->event = copy_text(tup, desc, 3, NULL);
 		ev->payload = copy_text(tup, desc, 4, &ev->payload_len);
+		ev->message_id = copy_text(tup, desc, 9, NULL);
 		MemoryContextSwitchTo(old);
 		ev->id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		ev->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
@@ -1043,6 +1046,7 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 		c->event_id = cand->ev->id;
 		c->endpoint_id = cand->ep->key.id;
 		c->attempts = 0;
+		c->message_id = cand->ev->message_id;
 		c->event = cand->ev->event;
 		c->payload = cand->ev->payload;
 		c->payload_len = cand->ev->payload_len;
@@ -1213,10 +1217,10 @@ StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *l
 			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
 	/* LATERAL: one index probe per claimed row, never a scan of all events. */
 			" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload,"
-			"        c.ctid"
+			"        c.ctid, e.message_id"
 			"   FROM claimed c"
 	/* An outer join: a claim whose event vanished fails, never hangs. */
-			"   LEFT JOIN LATERAL (SELECT e.event, e.payload FROM integration.webhook_events e"
+			"   LEFT JOIN LATERAL (SELECT e.event, e.payload, e.message_id FROM integration.webhook_events e"
 			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true",
 			3, argtypes);
 	RunPlan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");

@@ -17,6 +17,7 @@ typedef struct ClaimedDelivery
 	int64		event_id;
 	int64		endpoint_id;
 	int			attempts;		/* attempts made before this one */
+	char	   *message_id;		/* the webhook-id; NULL when the event is gone */
 	char	   *event;
 	char	   *payload;
 	int			payload_len;

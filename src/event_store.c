@@ -21,7 +21,8 @@
  * Row-level security needs no evaluation here: callers publish only for the current
  * tenant when RLS applies to them (publish.c checks it, with a clearer message), which
  * is exactly what the table's policy allows.  The CHECK constraints (a non-empty tenant,
- * a flat list of endpoint ids without NULLs) hold by construction.
+ * a flat list of endpoint ids without NULLs, a printable message id) hold by
+ * construction, and the message id is the column default's, new_message_id().
  */
 #include "postgres.h"
 
@@ -46,6 +47,7 @@
 
 #include "event_queue.h"
 #include "event_store.h"
+#include "message_id.h"
 #include "spi_plan.h"
 #include "tenant.h"
 
@@ -61,6 +63,7 @@ typedef struct ColumnSpec
 static const ColumnSpec event_columns[] = {
 	{"tenant_id", TEXTOID},
 	{"id", INT8OID},
+	{"message_id", TEXTOID},
 	{"event", TEXTOID},
 	{"payload", TEXTOID},
 	{"endpoint_ids", INT8ARRAYOID},
@@ -268,6 +271,7 @@ InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nen
 	Datum		event_d;
 	Datum		endpoints_d;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	MemoryContext ids_cxt;
 
 	if (!OidIsValid(relid) || !OidIsValid(queue_relid))
 		elog(ERROR, "integration.webhook_events or integration.webhook_event_queue does not exist");
@@ -294,22 +298,31 @@ InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nen
 	bulk_open(&events, rel);
 	bulk_open(&queue, queue_rel);
 
+	ids_cxt = AllocSetContextCreate(CurrentMemoryContext, "event message ids",
+									ALLOCSET_SMALL_SIZES);
 	for (int done = 0; done < npayloads;)
 	{
 		int			n = Min(npayloads - done, EVENT_STORE_MULTI_INSERT);
+
+		MemoryContextReset(ids_cxt);
 
 		for (int i = 0; i < n; i++)
 		{
 			TupleTableSlot *ev = bulk_slot(&events, i);
 			TupleTableSlot *q = bulk_slot(&queue, i);
 			Datum		id = Int64GetDatum(nextval_internal(seqid, true));
+			MemoryContext old = MemoryContextSwitchTo(ids_cxt);
+			Datum		message_id = MessageIdGenerateText();
+
+			MemoryContextSwitchTo(old);
 
 			ev->tts_values[0] = tenant_d;
 			ev->tts_values[1] = id;
-			ev->tts_values[2] = event_d;
-			ev->tts_values[3] = payloads[done + i];
-			ev->tts_values[4] = endpoints_d;
-			ev->tts_values[5] = TimestampTzGetDatum(now);
+			ev->tts_values[2] = message_id;
+			ev->tts_values[3] = event_d;
+			ev->tts_values[4] = payloads[done + i];
+			ev->tts_values[5] = endpoints_d;
+			ev->tts_values[6] = TimestampTzGetDatum(now);
 			q->tts_values[0] = tenant_d;
 			q->tts_values[1] = id;
 		}
@@ -321,4 +334,5 @@ InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nen
 	bulk_close(&queue);
 	bulk_close(&events);
 	FreeExecutorState(estate);
+	MemoryContextDelete(ids_cxt);
 }

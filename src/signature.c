@@ -71,8 +71,6 @@ typedef enum StandardHeader
 #define STANDARD_KEY_MAX 64
 #define STANDARD_SECRET_PREFIX "whsec_"
 #define GENERATED_SECRET_BYTES 32
-#define MSG_ID_PREFIX "msg_"
-#define MSG_ID_RANDOM_CHARS 24
 
 /* HMAC-SHA256 sizes */
 #define SHA256_LEN 32
@@ -1041,35 +1039,5 @@ WebhookGenerateSecret(void)
 	n = Base64Encode(raw, sizeof(raw), result + prefixlen, enclen);
 	result[prefixlen + n] = '\0';
 	explicit_bzero(raw, sizeof(raw));
-	return result;
-}
-
-/*
- * See signature.h.  The characters are drawn from RAND_bytes with rejection
- * sampling so that every one is equally likely.
- */
-char *
-WebhookGenerateMessageId(void)
-{
-	static const char alphabet[] =
-	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-	const size_t prefixlen = sizeof(MSG_ID_PREFIX) - 1;
-	char	   *result = palloc(prefixlen + MSG_ID_RANDOM_CHARS + 1);
-	int			filled = 0;
-
-	memcpy(result, MSG_ID_PREFIX, prefixlen);
-	while (filled < MSG_ID_RANDOM_CHARS)
-	{
-		unsigned char raw[32];
-
-		RandomBytes(raw, sizeof(raw));
-		for (int i = 0; i < (int) sizeof(raw) && filled < MSG_ID_RANDOM_CHARS; i++)
-		{
-			/* 248 = 4 * 62: bytes above it would favour the first letters */
-			if (raw[i] < 248)
-				result[prefixlen + filled++] = alphabet[raw[i] % 62];
-		}
-	}
-	result[prefixlen + MSG_ID_RANDOM_CHARS] = '\0';
 	return result;
 }

@@ -196,7 +196,4 @@ extern const char *WebhookSecretErrorHint(const char *error);
 /* A fresh "whsec_" secret holding 32 random bytes; ereports on failure */
 extern char *WebhookGenerateSecret(void);
 
-/* A fresh "msg_" id of 24 random base62 characters; ereports on failure */
-extern char *WebhookGenerateMessageId(void);
-
 #endif							/* INTEGRATION_SIGNATURE_H */

@@ -22,10 +22,12 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "signature.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
+
+#include "message_id.h"
+#include "signature.h"
 
 PG_FUNCTION_INFO_V1(integration_sign);
 PG_FUNCTION_INFO_V1(integration_verify);
@@ -196,7 +198,7 @@ integration_sign(PG_FUNCTION_ARGS)
 	if (s->signs_msg_id)
 	{
 		if (PG_ARGISNULL(3))
-			msg.msg_id = WebhookGenerateMessageId();
+			msg.msg_id = MessageIdGenerate();
 		else
 			msg.msg_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
 		if (msg.msg_id[0] == '\0')

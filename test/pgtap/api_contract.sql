@@ -1,7 +1,7 @@
 -- The API contract: every function's exact signature, argument names, return type and
 -- volatility; every table's key columns; every key and foreign key leads with tenant_id.
 BEGIN;
-SELECT plan(119);
+SELECT plan(121);
 
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
@@ -66,12 +66,15 @@ SELECT is((SELECT attidentity FROM pg_attribute
 		  'a'::"char", format('%s.id is GENERATED ALWAYS AS IDENTITY', t))
   FROM unnest(ARRAY['webhook_endpoints', 'webhook_events', 'deliveries', 'integration_logs']::name[]) t;
 
--- Other columns the API and the worker rely on.  (16)
+-- Other columns the API and the worker rely on.  (18)
 SELECT col_type_is('integration', 'webhook_endpoints', c, ty, format('webhook_endpoints.%s is %s', c, ty))
   FROM (VALUES ('name'::name, 'text'), ('url', 'text'), ('events', 'jsonb'), ('secret', 'text'),
 			   ('headers', 'jsonb'), ('is_active', 'boolean'), ('deleted_at', 'timestamp with time zone')) v(c, ty);
 SELECT col_type_is('integration', 'webhook_events', c, ty, format('webhook_events.%s is %s', c, ty))
-  FROM (VALUES ('event'::name, 'text'), ('payload', 'text'), ('endpoint_ids', 'bigint[]')) v(c, ty);
+  FROM (VALUES ('event'::name, 'text'), ('payload', 'text'), ('endpoint_ids', 'bigint[]'),
+			   ('message_id', 'text')) v(c, ty);
+SELECT col_type_is('integration', 'webhook_deliveries', 'message_id', 'text',
+				   'webhook_deliveries.message_id is text: the webhook-id sent');
 SELECT col_type_is('integration', 'deliveries', c, ty, format('deliveries.%s is %s', c, ty))
   FROM (VALUES ('event_id'::name, 'bigint'), ('endpoint_id', 'bigint'), ('status', 'text'),
 			   ('attempts', 'integer'), ('next_attempt_at', 'timestamp with time zone')) v(c, ty);

@@ -93,7 +93,11 @@ is(hex_of($req->{body}), $payload_hex,
 is($req->{body_len}, $payload_len, 'body length equals the payload length');
 is($req->{headers}{'content-type'}, 'application/json', 'content-type');
 like($req->{headers}{'user-agent'}, qr{^pg-integration/\S+$}, 'user-agent');
-is($req->{headers}{'webhook-id'}, "evt_$e2e_event", 'webhook-id is evt_<event id>');
+my $e2e_msg = q1("SELECT message_id FROM integration.webhook_events WHERE id = $e2e_event");
+like($e2e_msg, qr/^msg_[0-9A-Za-z]{22}$/, 'the event has a message id: msg_ and 22 base62 characters');
+is($req->{headers}{'webhook-id'}, $e2e_msg, "webhook-id is the event's message id");
+is(q1("SELECT message_id FROM integration.webhook_deliveries WHERE event_id = $e2e_event"), $e2e_msg,
+	'webhook_deliveries shows it');
 like($req->{headers}{'webhook-timestamp'}, qr/^\d+$/, 'webhook-timestamp is unix seconds');
 ok(abs($req->{headers}{'webhook-timestamp'} - time()) < 60,
 	'webhook-timestamp is now');
@@ -126,8 +130,10 @@ poll_ok(
 @r = requests_to('/retry');
 is(scalar @r, 2, 'receiver saw two requests');
 my $retry_event = q1("SELECT event_id FROM integration.deliveries WHERE endpoint_id = $retry");
+my $retry_msg = q1("SELECT message_id FROM integration.webhook_events WHERE id = $retry_event");
+isnt($retry_msg, $e2e_msg, 'another event has another message id');
 is_deeply([ map { $_->{headers}{'webhook-id'} } @r ],
-	[ "evt_$retry_event", "evt_$retry_event" ],
+	[ $retry_msg, $retry_msg ],
 	'both attempts carry the same webhook-id');
 ok(verify_signature($secret, $_->{headers}, $_->{body}), 'retry signature verifies')
   for @r;
@@ -345,7 +351,7 @@ poll_ok(
 is(q1("SELECT integration.redeliver($e2e_delivery)"), $e2e_delivery, 'redeliver returns the id');
 @r = wait_for_requests($recv, 2, 10, sub { $_[0]{path_only} eq '/e2e' });
 is(scalar @r, 2, 'receiver saw the delivery again');
-is($r[1]{headers}{'webhook-id'}, "evt_$e2e_event", 'redelivery has the same webhook-id');
+is($r[1]{headers}{'webhook-id'}, $e2e_msg, 'redelivery has the same webhook-id');
 is(hex_of($r[1]{body}), $payload_hex, 'redelivery has the same body');
 ok(verify_signature($secret, $r[1]{headers}, $r[1]{body}), 'redelivery signature verifies');
 poll_ok(
@@ -365,7 +371,9 @@ poll_ok(
 @r = requests_to('/fail-fixed');
 is(scalar @r, 1, 'it arrived at the fixed URL');
 my $fail_event = q1("SELECT event_id FROM integration.deliveries WHERE id = $fail_delivery");
-is($r[0]{headers}{'webhook-id'}, "evt_$fail_event", 'with the original webhook-id');
+is($r[0]{headers}{'webhook-id'},
+	q1("SELECT message_id FROM integration.webhook_events WHERE id = $fail_event"),
+	'with the original webhook-id');
 is(q1("SELECT integration.retry_failed(endpoint_id => $fail)"), '0',
 	'nothing left to requeue for that endpoint');
 

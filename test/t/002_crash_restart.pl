@@ -79,9 +79,10 @@ for my $r (read_log($recv))
 
 my %expected;
 for my $row (split /\n/, $node->safe_psql('postgres', q{
-	SELECT regexp_replace(ep.url, '^http://[^/]+(/[^?]*).*$', '\1') || ' evt_' || d.event_id
+	SELECT regexp_replace(ep.url, '^http://[^/]+(/[^?]*).*$', '\1') || ' ' || e.message_id
 	  FROM integration.deliveries d
-	  JOIN integration.webhook_endpoints ep ON ep.tenant_id = d.tenant_id AND ep.id = d.endpoint_id}))
+	  JOIN integration.webhook_endpoints ep ON ep.tenant_id = d.tenant_id AND ep.id = d.endpoint_id
+	  JOIN integration.webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id}))
 {
 	$expected{$row} = 1;
 }
