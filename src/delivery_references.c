@@ -132,7 +132,10 @@ PG_FUNCTION_INFO_V1(integration_check_delivery_references);
 
 /*
  * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): every
- * new delivery refers to an event and an endpoint of its own tenant.
+ * new delivery refers to an event and an endpoint of its own tenant.  Each key is
+ * looked up and locked once however many of the rows carry it: a batch of the
+ * fan-out has one endpoint for many deliveries, and an event for each of its
+ * endpoints.
  */
 Datum
 integration_check_delivery_references(PG_FUNCTION_ARGS)
@@ -149,7 +152,8 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	SPI_register_trigger_data(trigdata);
 	if (first_row(trigdata->tg_relation,
-				  "SELECT a.tenant_id, a.event_id FROM added a"
+				  "SELECT a.tenant_id, a.event_id"
+				  "  FROM (SELECT DISTINCT tenant_id, event_id FROM added) a"
 				  " WHERE NOT EXISTS (SELECT FROM integration.webhook_events e"
 				  "                    WHERE e.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
 				  "                      AND e.id OPERATOR(pg_catalog.=) a.event_id"
@@ -161,7 +165,8 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
 						   tenant, key)));
 	if (first_row(trigdata->tg_relation,
-				  "SELECT a.tenant_id, a.endpoint_id FROM added a"
+				  "SELECT a.tenant_id, a.endpoint_id"
+				  "  FROM (SELECT DISTINCT tenant_id, endpoint_id FROM added) a"
 				  " WHERE NOT EXISTS (SELECT FROM integration.webhook_endpoints w"
 				  "                    WHERE w.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
 				  "                      AND w.id OPERATOR(pg_catalog.=) a.endpoint_id"
