@@ -48,8 +48,10 @@ endif
 # PGXS tracks no header dependencies: rebuild every object when a header changes.
 $(OBJS): $(HEADERS)
 
-$(DATA_built): sql/$(EXTENSION).sql $(EXTENSION).control
-	cp $< $@
+# One script from the schema and its parts, in this order.
+EXTENSION_SQL = sql/$(EXTENSION).sql sql/openapi.sql
+$(DATA_built): $(EXTENSION_SQL) $(EXTENSION).control
+	cat $(EXTENSION_SQL) > $@
 
 # The test lists, for test/run, which runs `make installcheck` once per suite.
 .PHONY: test-lists

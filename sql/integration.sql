@@ -570,6 +570,7 @@ BEGIN
 			coalesce(register_webhook.headers, '{}'))
 	RETURNING w.* INTO ep;
 
+	PERFORM integration._notice_unknown_patterns(register_webhook.events);
 	PERFORM integration.log('info', 'api', 'webhook.registered',
 							format('webhook %s registered', ep.id),
 							jsonb_build_object('endpoint_id', ep.id, 'name', ep.name,
@@ -670,6 +671,7 @@ BEGIN
 				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
 	END IF;
 
+	PERFORM integration._notice_unknown_patterns(update_webhook.events);
 	PERFORM integration.log('info', 'api', 'webhook.updated',
 							format('webhook %s updated', ep.id),
 							jsonb_build_object('endpoint_id', ep.id, 'changed', to_jsonb(changed)));

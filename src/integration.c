@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 
 #include "integration.h"
+#include "json_schema.h"
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
@@ -46,6 +47,7 @@ _PG_init(void)
 	TenantDefineGucs();
 	ValidateDefineGucs();
 	RetryPolicyDefineGucs();
+	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
 
 	SharedStateRequest();

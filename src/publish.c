@@ -20,6 +20,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -38,7 +39,9 @@
 #include "endpoint_cache.h"
 #include "event_store.h"
 #include "event_pattern.h"
+#include "json_schema.h"
 #include "row_json.h"
+#include "spi_plan.h"
 #include "tenant.h"
 #include "validate.h"
 #include "wakeup.h"
@@ -229,6 +232,42 @@ integration_envelope(PG_FUNCTION_ARGS)
 }
 
 
+static SPIPlanPtr schema_plan = NULL;
+
+/*
+ * With integration.validate_payloads on, checks payload against the schema the tenant
+ * registered for event (register_event_type()), if any.  Read as the caller, so
+ * row-level security gives the tenant's own schema.
+ */
+static void
+check_registered_schema(const char *tenant, const char *event, Jsonb *payload)
+{
+	Datum		args[2];
+	bool		isnull;
+	Datum		schema;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+		SavedPlan(&schema_plan,
+				  "SELECT s.schema FROM integration.event_schemas s"
+				  " WHERE s.tenant_id OPERATOR(pg_catalog.=) $1 AND s.event OPERATOR(pg_catalog.=) $2",
+				  2, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	args[0] = CStringGetTextDatum(tenant);
+	args[1] = CStringGetTextDatum(event);
+	RunPlan(schema_plan, args, true, SPI_OK_SELECT, "reading the event's schema");
+	if (SPI_processed == 1)
+	{
+		schema = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			JsonSchemaCheckValue(DatumGetJsonbP(schema), payload, psprintf("event %s", event));
+	}
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(integration_publish_event);
 
 /*
@@ -260,6 +299,8 @@ integration_publish_event(PG_FUNCTION_ARGS)
 		: PG_GETARG_JSONB_P(1);
 
 	ValidateEventName(event, strlen(event));
+	if (integration_validate_payloads)
+		check_registered_schema(tenant, event, payload);
 
 	batch_init(&batch);
 	if (batch_target(&batch, tenant, event))

@@ -1,0 +1,582 @@
+------------------------------------------------------------------------------------------
+-- Event types and the OpenAPI 3.1 document (appended to integration.sql by the Makefile).
+--
+-- The document is derived from the catalog each time it is asked for: the routes' request
+-- and response schemas from the SQL functions that serve them (argument names, types
+-- and defaults, the composite types and views they return, CHECK constraints that
+-- translate), and the webhooks from the event types the calling tenant can receive (the
+-- tracked tables' columns, the schemas registered with register_event_type(), and the
+-- names the tenant published lately).  Nothing is written down twice, so the document
+-- cannot drift from the code.
+------------------------------------------------------------------------------------------
+
+-- The subset of JSON Schema (2020-12) that src/json_schema.c implements.
+CREATE FUNCTION integration.validate_json_schema(schema jsonb) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'integration_validate_json_schema'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.validate_json_schema(jsonb) IS
+	'Returns the schema, or raises 22023 naming a keyword it does not support or a malformed part.';
+
+CREATE FUNCTION integration.json_schema_matches(schema jsonb, value jsonb) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_json_schema_matches'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.json_schema_matches(jsonb, jsonb) IS
+	'Whether value matches the JSON Schema, with the checks publish_event() makes when integration.validate_payloads is on.';
+
+-- Schemas of the data of events published with publish_event(), per tenant.
+CREATE TABLE integration.event_schemas (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	event			text NOT NULL,
+	schema			jsonb,
+	description		text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, event),
+	CONSTRAINT event_schemas_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT event_schemas_event_check CHECK (integration.validate_event_name(event) IS NOT NULL),
+	CONSTRAINT event_schemas_schema_check
+		CHECK (schema IS NULL OR integration.validate_json_schema(schema) IS NOT NULL)
+);
+COMMENT ON TABLE integration.event_schemas IS
+	'JSON Schemas of the data of events a tenant publishes with publish_event(); written by register_event_type().';
+
+ALTER TABLE integration.event_schemas ENABLE ROW LEVEL SECURITY;
+ALTER TABLE integration.event_schemas FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON integration.event_schemas
+	USING (tenant_id = integration.current_tenant())
+	WITH CHECK (tenant_id = integration.current_tenant());
+CREATE TRIGGER require_tenant BEFORE INSERT OR UPDATE OR DELETE ON integration.event_schemas
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.require_tenant_for_write();
+
+-- The JSON Schema (2020-12, as OpenAPI 3.1 uses) of a value of type typ as the
+-- extension serialises it (row_to_json()'s rendering, src/row_json.c).
+CREATE FUNCTION integration.json_schema_of_type(typ oid, typmod integer DEFAULT -1)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t pg_type;
+BEGIN
+	SELECT * INTO t FROM pg_type WHERE oid = typ;
+	IF NOT FOUND THEN
+		RETURN '{}';
+	END IF;
+	IF t.typtype = 'd' THEN
+		RETURN integration.json_schema_of_type(t.typbasetype, t.typtypmod);
+	END IF;
+	IF t.typtype = 'e' THEN
+		RETURN jsonb_build_object('type', 'string', 'enum',
+			(SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = typ));
+	END IF;
+	IF t.typcategory = 'A' AND t.typelem <> 0 THEN
+		RETURN jsonb_build_object('type', 'array', 'items', integration.json_schema_of_type(t.typelem, typmod));
+	END IF;
+	IF t.typtype = 'c' THEN
+		RETURN integration.json_schema_of_relation(t.typrelid);
+	END IF;
+	RETURN CASE typ
+		WHEN 'smallint'::regtype THEN '{"type": "integer", "format": "int32"}'
+		WHEN 'integer'::regtype THEN '{"type": "integer", "format": "int32"}'
+		WHEN 'bigint'::regtype THEN '{"type": "integer", "format": "int64"}'
+		WHEN 'oid'::regtype THEN '{"type": "integer", "format": "int64"}'
+		WHEN 'real'::regtype THEN '{"type": "number", "format": "float"}'
+		WHEN 'double precision'::regtype THEN '{"type": "number", "format": "double"}'
+		WHEN 'numeric'::regtype THEN '{"type": "number"}'
+		WHEN 'boolean'::regtype THEN '{"type": "boolean"}'
+		WHEN 'uuid'::regtype THEN '{"type": "string", "format": "uuid"}'
+		WHEN 'date'::regtype THEN '{"type": "string", "format": "date"}'
+		WHEN 'timestamp with time zone'::regtype THEN '{"type": "string", "format": "date-time"}'
+		WHEN 'timestamp without time zone'::regtype
+			THEN '{"type": "string", "description": "ISO 8601 date and time without a time zone"}'
+		WHEN 'time without time zone'::regtype
+			THEN '{"type": "string", "description": "ISO 8601 time without a time zone"}'
+		WHEN 'time with time zone'::regtype THEN '{"type": "string", "format": "time"}'
+		WHEN 'interval'::regtype THEN '{"type": "string", "description": "PostgreSQL interval"}'
+		WHEN 'json'::regtype THEN '{}'
+		WHEN 'jsonb'::regtype THEN '{}'
+		WHEN 'bytea'::regtype THEN '{"type": "string", "description": "hex, \\x followed by two digits per byte"}'
+		WHEN 'character varying'::regtype THEN
+			CASE WHEN typmod >= 4 THEN jsonb_build_object('type', 'string', 'maxLength', typmod - 4)
+				 ELSE '{"type": "string"}' END
+		WHEN 'character'::regtype THEN
+			CASE WHEN typmod >= 4 THEN jsonb_build_object('type', 'string', 'maxLength', typmod - 4)
+				 ELSE '{"type": "string"}' END
+		ELSE '{"type": "string"}'
+	END::jsonb;
+END
+$$;
+COMMENT ON FUNCTION integration.json_schema_of_type(oid, integer) IS
+	'The JSON Schema of a value of a PostgreSQL type as row_to_json() renders it.';
+
+-- Allows null in schema s.
+CREATE FUNCTION integration._json_schema_nullable(s jsonb) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN s ? 'enum' THEN jsonb_set(s, '{enum}', (s -> 'enum') || '[null]')
+			|| CASE WHEN s ? 'type' THEN jsonb_build_object('type', jsonb_build_array(s -> 'type', 'null'))
+					ELSE '{}' END
+		WHEN jsonb_typeof(s -> 'type') = 'string' THEN jsonb_set(s, '{type}', jsonb_build_array(s -> 'type', 'null'))
+		ELSE s
+	END
+$$;
+
+-- What a CHECK constraint on one column says about its values, where it translates:
+-- "col IN ('a', 'b')" becomes enum, "col >= n" / "col > n" a minimum.
+CREATE FUNCTION integration._json_schema_of_checks(rel oid, attnum smallint) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result jsonb := '{}';
+	def text;
+	m text[];
+BEGIN
+	FOR def IN
+		SELECT pg_get_constraintdef(c.oid)
+		  FROM pg_constraint c
+		 WHERE c.conrelid = rel AND c.contype = 'c' AND c.conkey = ARRAY[attnum]
+	LOOP
+		m := regexp_match(def, '^CHECK \(\(\(?\w+\)? = ANY \(\(?ARRAY\[(.*)\]\)?(::\w+\[\])?\)\)\)$');
+		IF m IS NOT NULL THEN
+			result := result || jsonb_build_object('enum',
+				(SELECT jsonb_agg(replace(x[1], '''''', '''') ORDER BY n)
+				   FROM regexp_matches(m[1], '''((?:[^'']|'''')*)''', 'g') WITH ORDINALITY AS r(x, n)));
+			CONTINUE;
+		END IF;
+		m := regexp_match(def, '^CHECK \(\(\w+ (>=|>) (-?[0-9]+)\)\)$');
+		IF m IS NOT NULL THEN
+			result := result || jsonb_build_object(
+				CASE m[1] WHEN '>=' THEN 'minimum' ELSE 'exclusiveMinimum' END, m[2]::numeric);
+		END IF;
+	END LOOP;
+	RETURN result;
+END
+$$;
+
+-- A literal default expression as JSON, or NULL when it is not a literal.
+CREATE FUNCTION integration._json_of_default(expr text, typ oid) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text[];
+BEGIN
+	IF expr IS NULL OR expr ~ '^NULL(::|$)' THEN
+		RETURN NULL;
+	END IF;
+	IF expr ~ '^\(?-?[0-9]+(\.[0-9]+)?\)?(::[a-z ]+)?$' THEN
+		RETURN to_jsonb(regexp_replace(expr, '[()]|::.*$', '', 'g')::numeric);
+	END IF;
+	IF expr IN ('true', 'false') THEN
+		RETURN to_jsonb(expr::boolean);
+	END IF;
+	m := regexp_match(expr, '^''((?:[^'']|'''')*)''(::[a-z ]+)?$');
+	IF m IS NOT NULL THEN
+		IF typ IN ('json'::regtype, 'jsonb'::regtype) THEN
+			RETURN replace(m[1], '''''', '''')::jsonb;
+		END IF;
+		RETURN to_jsonb(replace(m[1], '''''', ''''));
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- The JSON Schema of a row of rel (a table, view or composite type): one property per
+-- column, in order, every one present (row_to_json() writes them all), null allowed
+-- where the column allows it.
+CREATE FUNCTION integration.json_schema_of_relation(rel oid) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	props jsonb := '{}';
+	required jsonb := '[]';
+	a record;
+	s jsonb;
+BEGIN
+	FOR a IN
+		SELECT att.attname, att.atttypid, att.atttypmod, att.attnotnull, att.attnum,
+			   col_description(att.attrelid, att.attnum) AS description,
+			   pg_get_expr(d.adbin, d.adrelid) AS default_expr
+		  FROM pg_attribute att
+		  LEFT JOIN pg_attrdef d ON d.adrelid = att.attrelid AND d.adnum = att.attnum
+		 WHERE att.attrelid = rel AND att.attnum > 0 AND NOT att.attisdropped
+		 ORDER BY att.attnum
+	LOOP
+		s := integration.json_schema_of_type(a.atttypid, a.atttypmod)
+			 || integration._json_schema_of_checks(rel, a.attnum);
+		IF a.description IS NOT NULL THEN
+			s := s || jsonb_build_object('description', a.description);
+		END IF;
+		IF integration._json_of_default(a.default_expr, a.atttypid) IS NOT NULL THEN
+			s := s || jsonb_build_object('default', integration._json_of_default(a.default_expr, a.atttypid));
+		END IF;
+		IF NOT a.attnotnull THEN
+			s := integration._json_schema_nullable(s);
+		END IF;
+		props := props || jsonb_build_object(a.attname, s);
+		required := required || to_jsonb(a.attname::text);
+	END LOOP;
+	RETURN jsonb_build_object('type', 'object', 'properties', props, 'required', required);
+END
+$$;
+COMMENT ON FUNCTION integration.json_schema_of_relation(oid) IS
+	'The JSON Schema of a row of a table, view or composite type as row_to_json() renders it.';
+
+-- Every event type the current tenant can receive: the events of tracked tables (and of
+-- hand-made publish_row_event() triggers), the types registered with
+-- register_event_type(), and the names among the tenant's last 10,000 events that
+-- neither knows (with free-form data).  security_invoker: the caller's row-level
+-- security applies.
+CREATE VIEW integration.event_types WITH (security_invoker = true) AS
+	WITH tracked AS (
+		SELECT DISTINCT t.tgrelid::regclass AS source_table,
+			   split_part(encode(t.tgargs, 'escape'), '\000', 1) || '.' || op.name AS event,
+			   op.name AS operation
+		  FROM pg_catalog.pg_trigger t
+		 CROSS JOIN LATERAL (VALUES ('created', 4), ('updated', 16), ('deleted', 8)) AS op(name, bit)
+		 WHERE t.tgfoid = 'integration.publish_row_event()'::pg_catalog.regprocedure
+		   AND NOT t.tgisinternal
+		   -- An UPDATE that moves a row to another tenant publishes created and deleted.
+		   AND (t.tgtype::integer & op.bit <> 0 OR (t.tgtype::integer & 16 <> 0 AND op.name <> 'updated'))),
+	registered AS (
+		SELECT s.event, s.schema, s.description FROM integration.event_schemas s
+		 WHERE s.tenant_id = integration.current_tenant()),
+	published AS (
+		SELECT DISTINCT e.event
+		  FROM (SELECT e.event FROM integration.webhook_events e
+				 WHERE e.tenant_id = integration.current_tenant()
+				 ORDER BY e.id DESC LIMIT 10000) e)
+	SELECT tr.event, 'tracked_table'::text AS source, tr.source_table,
+		   jsonb_build_object('type', 'object',
+			   'properties',
+				   CASE tr.operation
+					   WHEN 'created' THEN jsonb_build_object('new', integration.json_schema_of_relation(tr.source_table))
+					   WHEN 'deleted' THEN jsonb_build_object('old', integration.json_schema_of_relation(tr.source_table))
+					   ELSE jsonb_build_object('new', integration.json_schema_of_relation(tr.source_table),
+											   'old', integration.json_schema_of_relation(tr.source_table))
+				   END,
+			   'required',
+				   CASE tr.operation WHEN 'created' THEN '["new"]'::jsonb WHEN 'deleted' THEN '["old"]'::jsonb
+						ELSE '["new", "old"]'::jsonb END) AS schema,
+		   format('A row of %s was %s: %s.', tr.source_table, tr.operation,
+				  CASE tr.operation WHEN 'created' THEN 'the new row'
+						WHEN 'deleted' THEN 'the old row' ELSE 'the row after and before' END) AS description
+	  FROM tracked tr
+	 WHERE tr.event NOT IN (SELECT r.event FROM registered r)
+	UNION ALL
+	SELECT r.event, 'registered', NULL::regclass, coalesce(r.schema, '{}'), r.description
+	  FROM registered r
+	UNION ALL
+	SELECT p.event, 'published', NULL::regclass, '{}'::jsonb,
+		   'Published with publish_event(); no schema registered.'
+	  FROM published p
+	 WHERE p.event NOT IN (SELECT r.event FROM registered r)
+	   AND p.event NOT IN (SELECT tr.event FROM tracked tr);
+COMMENT ON VIEW integration.event_types IS
+	'Every event type the current tenant can receive: tracked tables'' events, registered types and recently published names, with the JSON Schema of their data.';
+
+CREATE FUNCTION integration.register_event_type(event text, schema jsonb DEFAULT NULL,
+												description text DEFAULT NULL)
+	RETURNS integration.event_schemas
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+	result integration.event_schemas;
+BEGIN
+	INSERT INTO integration.event_schemas AS s (tenant_id, event, schema, description)
+	VALUES (tenant, register_event_type.event, register_event_type.schema,
+			register_event_type.description)
+	ON CONFLICT ON CONSTRAINT event_schemas_pkey DO UPDATE
+		SET schema = excluded.schema, description = excluded.description, updated_at = now()
+	RETURNING s.* INTO result;
+	PERFORM integration.log('info', 'api', 'event_type.registered',
+							format('event type %s registered', register_event_type.event),
+							jsonb_build_object('event', register_event_type.event));
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION integration.register_event_type(text, jsonb, text) IS
+	'Registers (or replaces) the JSON Schema and description of the data of an event the current tenant publishes; publish_event() checks payloads against it when integration.validate_payloads is on.';
+
+CREATE FUNCTION integration.unregister_event_type(event text) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+BEGIN
+	DELETE FROM integration.event_schemas s
+	 WHERE s.tenant_id = tenant AND s.event = unregister_event_type.event;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	PERFORM integration.log('info', 'api', 'event_type.unregistered',
+							format('event type %s unregistered', unregister_event_type.event),
+							jsonb_build_object('event', unregister_event_type.event));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION integration.unregister_event_type(text) IS
+	'Forgets the registered schema of an event type of the current tenant; returns whether there was one.';
+
+-- register_webhook() and update_webhook(): a pattern that matches no known event type is
+-- most likely a typo ("ordr.*"), said at once, once the catalogue knows event types.
+CREATE FUNCTION integration._notice_unknown_patterns(patterns jsonb) RETURNS void
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p jsonb;
+	known text[];
+BEGIN
+	IF patterns IS NULL OR jsonb_typeof(patterns) <> 'array' THEN
+		RETURN;
+	END IF;
+	SELECT array_agg(t.event ORDER BY t.event) INTO known FROM integration.event_types t;
+	IF known IS NULL THEN
+		RETURN;
+	END IF;
+	FOR p IN SELECT * FROM jsonb_array_elements(patterns)
+	LOOP
+		IF NOT EXISTS (SELECT FROM unnest(known) k WHERE integration.event_matches(jsonb_build_array(p), k)) THEN
+			RAISE NOTICE 'pattern % matches no known event type', p #>> '{}'
+				USING DETAIL = format('Known event types: %s.',
+									  array_to_string(known[1:20], ', ') ||
+									  CASE WHEN cardinality(known) > 20 THEN ', ...' ELSE '' END),
+					  HINT = 'integration.event_types lists them; register_event_type() adds one.';
+		END IF;
+	END LOOP;
+END
+$$;
+
+-- The routes of the original REST API and the functions that serve them.
+CREATE FUNCTION integration._openapi_routes()
+	RETURNS TABLE (path text, method text, fn regprocedure, operation_id text, summary text,
+				   success text, body_args text[])
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	VALUES
+	('/webhooks', 'get', 'integration.list_webhooks()'::regprocedure, 'listWebhooks',
+	 'List the tenant''s webhooks (secrets masked)', '200', NULL::text[]),
+	('/webhooks', 'post', 'integration.register_webhook(text,text,jsonb,text,jsonb)'::regprocedure,
+	 'registerWebhook', 'Register a webhook; the response shows its secret, once', '201',
+	 '{name,url,events,secret,headers}'),
+	('/webhooks/{id}', 'get', 'integration.show_webhook(bigint)'::regprocedure, 'showWebhook',
+	 'Show one webhook (secret masked)', '200', NULL),
+	('/webhooks/{id}', 'put', 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean)'::regprocedure,
+	 'updateWebhook', 'Change a webhook; omitted fields keep their values', '200',
+	 '{name,url,events,secret,headers,is_active}'),
+	('/webhooks/{id}', 'delete', 'integration.delete_webhook(bigint)'::regprocedure, 'deleteWebhook',
+	 'Delete a webhook (its deliveries stay listed)', '200', NULL),
+	('/webhooks/{id}/dispatch', 'post', 'integration.dispatch_webhook(bigint,text,jsonb)'::regprocedure,
+	 'dispatchWebhook', 'Send one event to this webhook, whatever its patterns; returns the delivery id',
+	 '201', '{event,payload}'),
+	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz)'::regprocedure,
+	 'listLogs', 'List the tenant''s log, newest first', '200', NULL),
+	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz)'::regprocedure,
+	 'listDeliveries', 'List the tenant''s deliveries, newest event first', '200', NULL)
+$$;
+
+-- The JSON Schema of what fn returns, with $refs to the named schemas of the document.
+CREATE FUNCTION integration._openapi_result_schema(fn regprocedure) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p pg_proc;
+	s jsonb;
+BEGIN
+	SELECT * INTO p FROM pg_proc WHERE oid = fn;
+	s := CASE p.prorettype
+		WHEN 'integration.webhook'::regtype THEN '{"$ref": "#/components/schemas/Webhook"}'
+		WHEN 'integration.webhook_deliveries'::regtype THEN '{"$ref": "#/components/schemas/Delivery"}'
+		WHEN 'integration.integration_logs'::regtype THEN '{"$ref": "#/components/schemas/LogEntry"}'
+		ELSE integration.json_schema_of_type(p.prorettype)
+	END::jsonb;
+	IF p.proretset THEN
+		s := jsonb_build_object('type', 'array', 'items', s);
+	END IF;
+	RETURN s;
+END
+$$;
+
+-- The arguments of fn: name, JSON Schema (with its literal default) and whether required.
+CREATE FUNCTION integration._openapi_args(fn regprocedure)
+	RETURNS TABLE (name text, schema jsonb, required boolean)
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.name,
+		   integration.json_schema_of_type(a.typ)
+			|| CASE WHEN d.value IS NULL THEN '{}' ELSE jsonb_build_object('default', d.value) END,
+		   a.n <= p.pronargs - p.pronargdefaults
+	  FROM pg_proc p
+	 CROSS JOIN LATERAL unnest(p.proargnames, p.proargtypes::oid[]) WITH ORDINALITY AS a(name, typ, n)
+	 CROSS JOIN LATERAL (SELECT integration._json_of_default(
+							 pg_get_function_arg_default(p.oid, a.n::integer), a.typ) AS value) d
+	 WHERE p.oid = fn
+	 ORDER BY a.n
+$$;
+
+CREATE FUNCTION integration.openapi(server_url text DEFAULT NULL) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	paths jsonb := '{}';
+	webhooks jsonb := '{}';
+	r record;
+	op jsonb;
+	params jsonb;
+	body_props jsonb;
+	body_required jsonb;
+	a record;
+	doc jsonb;
+	errors jsonb := jsonb_build_object(
+		'400', jsonb_build_object('$ref', '#/components/responses/BadRequest'),
+		'403', jsonb_build_object('$ref', '#/components/responses/Forbidden'),
+		'404', jsonb_build_object('$ref', '#/components/responses/NotFound'),
+		'default', jsonb_build_object('$ref', '#/components/responses/Error'));
+BEGIN
+	FOR r IN SELECT * FROM integration._openapi_routes() LOOP
+		params := jsonb_build_array(jsonb_build_object('$ref', '#/components/parameters/TenantId'));
+		body_props := '{}';
+		body_required := '[]';
+		FOR a IN SELECT * FROM integration._openapi_args(r.fn) LOOP
+			IF r.path LIKE '%{' || a.name || '}%' THEN
+				params := params || jsonb_build_object('name', a.name, 'in', 'path', 'required', true,
+													   'schema', a.schema);
+			ELSIF a.name = ANY (r.body_args) THEN
+				body_props := body_props || jsonb_build_object(a.name, a.schema);
+				IF a.required THEN
+					body_required := body_required || to_jsonb(a.name);
+				END IF;
+			ELSE
+				params := params || jsonb_build_object('name', a.name, 'in', 'query',
+													   'required', a.required, 'schema', a.schema);
+			END IF;
+		END LOOP;
+		op := jsonb_build_object(
+			'operationId', r.operation_id,
+			'summary', r.summary,
+			'description', coalesce(obj_description(r.fn, 'pg_proc'), r.summary),
+			'tags', jsonb_build_array(CASE WHEN r.path LIKE '/webhooks%' THEN 'webhooks'
+										   WHEN r.path = '/logs' THEN 'logs' ELSE 'deliveries' END),
+			'x-sql-function', r.fn::text,
+			'parameters', params,
+			'responses', jsonb_build_object(r.success, jsonb_build_object(
+				'description', CASE r.success WHEN '201' THEN 'Created' ELSE 'OK' END,
+				'content', jsonb_build_object('application/json',
+					jsonb_build_object('schema', integration._openapi_result_schema(r.fn))))) || errors);
+		IF r.body_args IS NOT NULL THEN
+			op := op || jsonb_build_object('requestBody', jsonb_build_object(
+				'required', true,
+				'content', jsonb_build_object('application/json', jsonb_build_object(
+					'schema', jsonb_build_object('type', 'object', 'properties', body_props)
+							  || CASE WHEN jsonb_array_length(body_required) > 0
+									  THEN jsonb_build_object('required', body_required) ELSE '{}' END))));
+		END IF;
+		paths := jsonb_set(paths, ARRAY[r.path], coalesce(paths -> r.path, '{}') || jsonb_build_object(r.method, op));
+	END LOOP;
+
+	FOR r IN SELECT * FROM integration.event_types ORDER BY event LOOP
+		webhooks := webhooks || jsonb_build_object(r.event, jsonb_build_object('post', jsonb_build_object(
+			'operationId', 'event_' || regexp_replace(r.event, '[^A-Za-z0-9_]', '_', 'g'),
+			'summary', r.event,
+			'description', coalesce(r.description, r.event),
+			'x-event-source', r.source,
+			'parameters', jsonb_build_array(
+				jsonb_build_object('$ref', '#/components/parameters/WebhookId'),
+				jsonb_build_object('$ref', '#/components/parameters/WebhookTimestamp'),
+				jsonb_build_object('$ref', '#/components/parameters/WebhookSignature')),
+			'requestBody', jsonb_build_object('required', true, 'content', jsonb_build_object(
+				'application/json', jsonb_build_object('schema', jsonb_build_object(
+					'type', 'object',
+					'required', jsonb_build_array('type', 'timestamp', 'data'),
+					'properties', jsonb_build_object(
+						'type', jsonb_build_object('const', r.event),
+						'timestamp', jsonb_build_object('type', 'string', 'format', 'date-time',
+							'description', 'When the event was published, UTC, microseconds'),
+						'data', r.schema))))),
+			'responses', jsonb_build_object(
+				'2XX', jsonb_build_object('description', 'Any 2xx status acknowledges the delivery.'),
+				'default', jsonb_build_object('description',
+					'Anything else, or no answer within the timeout, is retried on the endpoint''s schedule; 410 Gone disables the endpoint.')))));
+	END LOOP;
+
+	doc := jsonb_build_object(
+		'openapi', '3.1.0',
+		'info', jsonb_build_object(
+			'title', 'integration',
+			'version', (SELECT extversion FROM pg_extension WHERE extname = 'integration'),
+			'description', 'Webhook endpoints per tenant, and the events they receive. The API is SQL: each operation names the function that serves it (x-sql-function); an HTTP layer such as PostgREST or an application server puts it on HTTP, setting integration.tenant_id from the tenant header.'),
+		'paths', '{}'::jsonb,
+		'webhooks', webhooks,
+		'components', jsonb_build_object(
+			'schemas', jsonb_build_object(
+				'Webhook', integration.json_schema_of_type('integration.webhook'::regtype),
+				'Delivery', integration.json_schema_of_relation('integration.webhook_deliveries'::regclass)
+					|| jsonb_build_object('properties',
+						integration.json_schema_of_relation('integration.webhook_deliveries'::regclass) -> 'properties'
+						|| jsonb_build_object('status', integration.json_schema_of_relation('integration.deliveries'::regclass) #> '{properties,status}')),
+				'LogEntry', integration.json_schema_of_relation('integration.integration_logs'::regclass),
+				'Error', jsonb_build_object(
+					'type', 'object',
+					'required', jsonb_build_array('sqlstate', 'message'),
+					'properties', jsonb_build_object(
+						'sqlstate', jsonb_build_object('type', 'string', 'pattern', '^[0-9A-Z]{5}$',
+							'description', 'The SQLSTATE of the error, e.g. 22023 invalid_parameter_value, 42501 no tenant selected, P0002 not found'),
+						'message', jsonb_build_object('type', 'string'),
+						'detail', jsonb_build_object('type', jsonb_build_array('string', 'null')),
+						'hint', jsonb_build_object('type', jsonb_build_array('string', 'null'))))),
+			'parameters', jsonb_build_object(
+				'TenantId', jsonb_build_object('name', 'X-Tenant-Id', 'in', 'header', 'required', true,
+					'description', 'The tenant the call acts for: the HTTP layer sets integration.tenant_id to it for the call.',
+					'schema', jsonb_build_object('type', 'string', 'minLength', 1)),
+				'WebhookId', jsonb_build_object('name', 'webhook-id', 'in', 'header', 'required', true,
+					'description', 'The event''s message id: the same on every retry and redelivery; deduplicate on it.',
+					'schema', jsonb_build_object('type', 'string')),
+				'WebhookTimestamp', jsonb_build_object('name', 'webhook-timestamp', 'in', 'header', 'required', true,
+					'description', 'Unix seconds at which this attempt was signed.',
+					'schema', jsonb_build_object('type', 'string', 'pattern', '^[0-9]+$')),
+				'WebhookSignature', jsonb_build_object('name', 'webhook-signature', 'in', 'header', 'required', true,
+					'description', 'Standard Webhooks signature: space-separated v1,<base64 HMAC-SHA256 of id.timestamp.body>, one per secret of the endpoint.',
+					'schema', jsonb_build_object('type', 'string'))),
+			'responses', jsonb_build_object(
+				'BadRequest', jsonb_build_object('description', 'Invalid input (SQLSTATE class 22 or 23).',
+					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))),
+				'Forbidden', jsonb_build_object('description', 'No tenant selected, or not allowed (SQLSTATE 42501).',
+					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))),
+				'NotFound', jsonb_build_object('description', 'No such webhook for this tenant (SQLSTATE P0002).',
+					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))),
+				'Error', jsonb_build_object('description', 'Any other error.',
+					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))))));
+	-- Routes under the original API's prefix.
+	doc := jsonb_set(doc, '{paths}', (SELECT coalesce(jsonb_object_agg('/api/v1/integration' || k, v), '{}')
+										FROM jsonb_each(paths) AS e(k, v)));
+	IF server_url IS NOT NULL THEN
+		doc := doc || jsonb_build_object('servers', jsonb_build_array(jsonb_build_object('url', server_url)));
+	END IF;
+	RETURN doc;
+END
+$$;
+COMMENT ON FUNCTION integration.openapi(text) IS
+	'An OpenAPI 3.1 document of the API (the original REST routes, each mapped to its SQL function) and of every event the current tenant can receive (webhooks), derived from the catalog.';
+
+REVOKE ALL ON TABLE integration.event_schemas FROM PUBLIC;
+REVOKE ALL ON FUNCTION integration.validate_json_schema(jsonb),
+	integration.json_schema_matches(jsonb, jsonb), integration.json_schema_of_type(oid, integer),
+	integration.json_schema_of_relation(oid),
+	integration._json_schema_nullable(jsonb), integration._json_schema_of_checks(oid, smallint),
+	integration._json_of_default(text, oid), integration.register_event_type(text, jsonb, text),
+	integration.unregister_event_type(text), integration._notice_unknown_patterns(jsonb),
+	integration._openapi_routes(), integration._openapi_result_schema(regprocedure),
+	integration._openapi_args(regprocedure), integration.openapi(text)
+	FROM PUBLIC;
