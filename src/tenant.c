@@ -105,8 +105,8 @@ TenantDefineGucs(void)
 }
 
 /*
- * The tenant the session acts as, by the setting and the bindings of its roles; the
- * pointer stays valid for the caller, unlike TenantBindingResolve()'s.
+ * The tenant the session acts as, by the setting and the bindings of its roles, or
+ * NULL; a pointer valid until the next call.
  */
 static const char *
 resolve_tenant(void)
@@ -139,13 +139,13 @@ CurrentTenant(void)
 
 /* The "no tenant selected" error, saying why when the session is bound. */
 static void
-report_no_tenant(const char *message)
+report_no_tenant(void)
 {
 	char	   *bound = TenantBindingUnchosenDetail();
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg_internal("%s", message),
+			 errmsg("no tenant selected"),
 			 bound ? errdetail_internal("%s", bound)
 			 : errdetail("The setting integration.tenant_id is empty."),
 			 errhint("Run SET LOCAL integration.tenant_id = '<tenant>' in the transaction first.")));
@@ -158,7 +158,7 @@ RequireTenant(void)
 	const char *t = CurrentTenant();
 
 	if (t == NULL)
-		report_no_tenant("no tenant selected");
+		report_no_tenant();
 	return t;
 }
 
