@@ -146,7 +146,7 @@ BEGIN
 				   FROM regexp_matches(m[1], '''((?:[^'']|'''')*)''', 'g') WITH ORDINALITY AS r(x, n)));
 			CONTINUE;
 		END IF;
-		m := regexp_match(def, '^CHECK \(\(\w+ (>=|>) (-?[0-9]+)\)\)$');
+		m := regexp_match(def, '^CHECK \(\(\w+ (>=|>) \(?(-?[0-9]+(?:\.[0-9]+)?)\)?(?:::[a-z ]+)?\)\)$');
 		IF m IS NOT NULL THEN
 			result := result || jsonb_build_object(
 				CASE m[1] WHEN '>=' THEN 'minimum' ELSE 'exclusiveMinimum' END, m[2]::numeric);
@@ -167,13 +167,13 @@ BEGIN
 	IF expr IS NULL OR expr ~ '^NULL(::|$)' THEN
 		RETURN NULL;
 	END IF;
-	IF expr ~ '^\(?-?[0-9]+(\.[0-9]+)?\)?(::[a-z ]+)?$' THEN
+	IF expr ~ '^\(?-?[0-9]+(\.[0-9]+)?\)?(::.+)?$' THEN
 		RETURN to_jsonb(regexp_replace(expr, '[()]|::.*$', '', 'g')::numeric);
 	END IF;
 	IF expr IN ('true', 'false') THEN
 		RETURN to_jsonb(expr::boolean);
 	END IF;
-	m := regexp_match(expr, '^''((?:[^'']|'''')*)''(::[a-z ]+)?$');
+	m := regexp_match(expr, '^''((?:[^'']|'''')*)''(::[^'']+)?$');
 	IF m IS NOT NULL THEN
 		IF typ IN ('json'::regtype, 'jsonb'::regtype) THEN
 			RETURN replace(m[1], '''''', '''')::jsonb;
@@ -569,6 +569,21 @@ END
 $$;
 COMMENT ON FUNCTION integration.openapi(text) IS
 	'An OpenAPI 3.1 document of the API (the original REST routes, each mapped to its SQL function) and of every event the current tenant can receive (webhooks), derived from the catalog.';
+
+COMMENT ON FUNCTION integration._json_schema_nullable(jsonb) IS
+	'Schema s, allowing null as well (internal, for the JSON Schemas of columns).';
+COMMENT ON FUNCTION integration._json_schema_of_checks(oid, smallint) IS
+	'What the CHECK constraints on one column translate to in JSON Schema: enum, minimum (internal).';
+COMMENT ON FUNCTION integration._json_of_default(text, oid) IS
+	'A literal default expression as JSON; NULL when it is not a literal (internal).';
+COMMENT ON FUNCTION integration._notice_unknown_patterns(jsonb) IS
+	'Raises a NOTICE for each pattern that matches no known event type, once any is known (internal, for register_webhook() and update_webhook()).';
+COMMENT ON FUNCTION integration._openapi_routes() IS
+	'The original REST routes and the SQL functions that serve them (internal, for openapi()).';
+COMMENT ON FUNCTION integration._openapi_result_schema(regprocedure) IS
+	'The JSON Schema of what a function of the API returns (internal, for openapi()).';
+COMMENT ON FUNCTION integration._openapi_args(regprocedure) IS
+	'The arguments of a function of the API: name, JSON Schema with its literal default, and whether required (internal, for openapi()).';
 
 REVOKE ALL ON TABLE integration.event_schemas FROM PUBLIC;
 REVOKE ALL ON FUNCTION integration.validate_json_schema(jsonb),
