@@ -22,6 +22,7 @@
 #include "tenant.h"
 #include "validate.h"
 #include "retry_policy.h"
+#include "secret_key.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -47,6 +48,10 @@ _PG_init(void)
 	ValidateDefineGucs();
 	RetryPolicyDefineGucs();
 	WorkerDefineGucs();
+	SecretKeyDefineGucs();
+
+	/* In the postmaster, so that every backend inherits the keys. */
+	SecretKeyLoad();
 
 	SharedStateRequest();
 	WorkerRegisterLauncher();
