@@ -356,6 +356,8 @@ sub verify_signature
 
 END
 {
+	# waitpid() sets $?, which would become the script's exit status.
+	local $?;
 	if ($$ == $owner_pid)
 	{
 		for my $r (@receivers)
