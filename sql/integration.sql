@@ -40,19 +40,141 @@ CREATE FUNCTION integration.current_tenant() RETURNS text
 	AS 'MODULE_PATHNAME', 'integration_current_tenant'
 	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION integration.current_tenant() IS
-	'The tenant selected by integration.tenant_id, or NULL when none is set.';
+	'The tenant this session acts as: integration.tenant_id, or when that is empty the one tenant its roles are bound to; NULL when none. Raises insufficient_privilege for a tenant a bound role of the session is not bound to.';
 
 CREATE FUNCTION integration.require_tenant() RETURNS text
 	AS 'MODULE_PATHNAME', 'integration_require_tenant'
 	LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION integration.require_tenant() IS
-	'The tenant selected by integration.tenant_id; raises insufficient_privilege when none is set.';
+	'The tenant current_tenant() returns; raises insufficient_privilege when there is none.';
 
 CREATE FUNCTION integration.require_tenant_for_write() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'integration_require_tenant_for_write'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.require_tenant_for_write() IS
 	'Statement trigger: a role bound by row-level security cannot write with no tenant selected.';
+
+------------------------------------------------------------------------------------------
+-- Tenants bound to roles (src/tenant_binding.c).  A bound role may act only as its
+-- tenants: current_tenant() and require_tenant() refuse any other, whatever
+-- integration.tenant_id says (docs/tenancy-and-security.md).
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.validate_tenant_id(tenant text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_validate_tenant_id'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.validate_tenant_id(text) IS
+	'Returns tenant when it is a valid tenant id (1 to 64 characters from A-Z a-z 0-9 _ - . :); raises invalid_parameter_value otherwise.';
+
+-- Not tenant-scoped: each row lets a role (and its members) act as a tenant.  The
+-- library reads it directly into a per-backend cache, not through SQL, so neither the
+-- reader's privileges nor the policy below stand in its way; the trigger keeps every
+-- backend's cache current.  regrole, not a name: the binding follows ALTER ROLE
+-- RENAME, and pg_dump writes the role's name, so a restore binds the same role.
+CREATE TABLE integration.tenant_roles (
+	tenant_id		text COLLATE "C" NOT NULL,
+	role			regrole NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, role),
+	CONSTRAINT tenant_roles_tenant_check CHECK (integration.validate_tenant_id(tenant_id) IS NOT NULL),
+	CONSTRAINT tenant_roles_role_check CHECK (role::oid <> 0)
+);
+COMMENT ON TABLE integration.tenant_roles IS
+	'Tenants bound to roles: a role listed here, or a member of it, may act only as the tenants listed for it. Change it with integration.bind_role() and integration.unbind_role().';
+-- Configuration, not data of the extension: pg_dump keeps it.
+SELECT pg_catalog.pg_extension_config_dump('integration.tenant_roles', '');
+
+CREATE FUNCTION integration.may_bind_roles() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_may_bind_roles'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.may_bind_roles() IS
+	'Whether the current user may change tenant bindings: a superuser or a role with the privileges of the owner of integration.tenant_roles.';
+
+CREATE FUNCTION integration.tenant_roles_written() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_tenant_roles_written'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.tenant_roles_written() IS
+	'Statement trigger on tenant_roles: only integration.may_bind_roles() roles change bindings, and every backend''s binding cache learns of the change.';
+
+-- Whatever was granted on the table (GRANT ... ON ALL TABLES IN SCHEMA integration
+-- includes it), only administrators write it, TRUNCATE included; the others see none
+-- of its rows (integration.bound_tenants() tells a session its own).
+CREATE TRIGGER tenant_roles_written BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON integration.tenant_roles
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.tenant_roles_written();
+ALTER TABLE integration.tenant_roles ENABLE ROW LEVEL SECURITY;
+ALTER TABLE integration.tenant_roles FORCE ROW LEVEL SECURITY;
+CREATE POLICY administrators_only ON integration.tenant_roles
+	USING (integration.may_bind_roles()) WITH CHECK (integration.may_bind_roles());
+
+CREATE FUNCTION integration.bound_tenants() RETURNS text[]
+	AS 'MODULE_PATHNAME', 'integration_bound_tenants'
+	LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION integration.bound_tenants() IS
+	'The tenants this session may act as, sorted; NULL when none of its roles is bound (it may act as any tenant).';
+
+CREATE FUNCTION integration.bind_role(role regrole, tenant text) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	attrs record;
+	added integer;
+BEGIN
+	IF bind_role.role IS NULL OR bind_role.tenant IS NULL THEN
+		RAISE EXCEPTION 'role and tenant must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM integration.validate_tenant_id(bind_role.tenant);
+	SELECT r.rolname, r.rolsuper, r.rolbypassrls INTO attrs
+	  FROM pg_catalog.pg_roles r WHERE r.oid = bind_role.role;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'role with OID % does not exist', bind_role.role::oid
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Pass an existing role, e.g. ''tenant_acme''::regrole.';
+	END IF;
+	IF attrs.rolsuper OR attrs.rolbypassrls THEN
+		RAISE EXCEPTION 'role "%" cannot be bound to a tenant', attrs.rolname
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Role "%s" is a superuser or has BYPASSRLS: row-level security does not apply to it, so it sees every tenant''s rows whatever it is bound to.', attrs.rolname),
+				  HINT = 'Bind a role with NOSUPERUSER and NOBYPASSRLS.';
+	END IF;
+	-- A dropped role's rows bind nothing; a role created later with its OID must not
+	-- inherit them.
+	DELETE FROM integration.tenant_roles t
+	 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = t.role);
+	INSERT INTO integration.tenant_roles AS t (tenant_id, role)
+	VALUES (bind_role.tenant, bind_role.role)
+	ON CONFLICT DO NOTHING;
+	GET DIAGNOSTICS added = ROW_COUNT;
+	RETURN added > 0;
+END
+$$;
+COMMENT ON FUNCTION integration.bind_role(regrole, text) IS
+	'Binds a role, and its members, to a tenant: sessions acting as it may act only as its tenants. Returns false when the binding existed. Superusers and roles with the privileges of the owner of integration.tenant_roles only.';
+
+CREATE FUNCTION integration.unbind_role(role regrole, tenant text DEFAULT NULL) RETURNS integer
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	removed integer;
+BEGIN
+	IF unbind_role.role IS NULL THEN
+		RAISE EXCEPTION 'role must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	DELETE FROM integration.tenant_roles t
+	 WHERE t.role = unbind_role.role
+	   AND (unbind_role.tenant IS NULL OR t.tenant_id = unbind_role.tenant);
+	GET DIAGNOSTICS removed = ROW_COUNT;
+	DELETE FROM integration.tenant_roles t
+	 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = t.role);
+	RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION integration.unbind_role(regrole, text) IS
+	'Removes a role''s binding to a tenant, or all its bindings when tenant is NULL; returns how many. Without bindings a role may act as any tenant again.';
 
 ------------------------------------------------------------------------------------------
 -- Validation (src/validate.c)

@@ -20,7 +20,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -38,7 +37,6 @@
 
 #include "endpoint_cache.h"
 #include "event_store.h"
-#include "spi_plan.h"
 #include "event_pattern.h"
 #include "row_json.h"
 #include "tenant.h"
@@ -230,36 +228,6 @@ integration_envelope(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(build_envelope(ev, payload));
 }
 
-static SPIPlanPtr log_plan = NULL;
-
-/*
- * publish_event() is an API call that changes something, so it leaves a log row like
- * the others.  (The table trigger does not: it would double the rows of a bulk write.)
- */
-static void
-log_published(const char *tenant, const char *event, int64 deliveries)
-{
-	Datum		args[3];
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	{
-		Oid			argtypes[3] = {TEXTOID, TEXTOID, INT8OID};
-
-		SavedPlan(&log_plan,
-				  "INSERT INTO integration.integration_logs"
-				  " (tenant_id, level, source, event, message, context)"
-				  " VALUES ($1, 'info', 'api', 'event.published',"
-				  "         pg_catalog.format('event %s published to %s endpoints', $2, $3),"
-				  "         pg_catalog.jsonb_build_object('event', $2, 'deliveries', $3))",
-				  3, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	}
-	args[0] = CStringGetTextDatum(tenant);
-	args[1] = CStringGetTextDatum(event);
-	args[2] = Int64GetDatum(deliveries);
-	RunPlan(log_plan, args, false, SPI_OK_INSERT, "logging a publish");
-	SPI_finish();
-}
 
 PG_FUNCTION_INFO_V1(integration_publish_event);
 
@@ -303,8 +271,11 @@ integration_publish_event(PG_FUNCTION_ARGS)
 		batch_add(&batch, envelope);
 		flush_batch(&batch);
 	}
-	if (batch.published > 0)
-		log_published(tenant, event, batch.published);
+	/*
+	 * No log row: the event is the record of itself, and a row per event
+	 * doubled what publishing wrote (issue #20).  Logs are for changes of
+	 * configuration, failures and operators' actions.
+	 */
 	PG_RETURN_INT32((int32) batch.published);
 }
 

@@ -6,7 +6,9 @@
  * comparing it with integration.CurrentTenant().  The setting is meant to be set per
  * transaction (SET LOCAL) so it works behind transaction-mode poolers.  An empty value
  * means "no tenant": RLS-bound roles then see nothing, and require_tenant_for_write()
- * turns their writes into a clear error instead of a silent no-op.
+ * turns their writes into a clear error instead of a silent no-op.  Roles bound to
+ * tenants (tenant_binding.c) may act only as those: CurrentTenant() enforces it, and
+ * the check hook refuses an interactive SET of another tenant early.
  */
 #include "postgres.h"
 
@@ -19,6 +21,7 @@
 
 #include "integration.h"
 #include "tenant.h"
+#include "tenant_binding.h"
 
 char	   *integration_tenant_id = NULL;
 
@@ -39,9 +42,18 @@ TenantIdIsValid(const char *s, size_t len)
 	return true;
 }
 
+/*
+ * A bound role's SET of another tenant fails here already, for SET and set_config()
+ * (PGC_S_SESSION) only: other sources come at startup or from ALTER ROLE/DATABASE SET,
+ * where the roles that will use the value are not known yet.  CurrentTenant() checks
+ * every use whatever the source.
+ */
 static bool
 check_tenant_id(char **newval, void **extra, GucSource source)
 {
+	char	   *detail;
+	char	   *hint;
+
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	if (!TenantIdIsValid(*newval, strlen(*newval)))
@@ -51,7 +63,32 @@ check_tenant_id(char **newval, void **extra, GucSource source)
 							TENANT_ID_MAX_LEN);
 		return false;
 	}
+	if (source == PGC_S_SESSION && !TenantBindingAllowsSet(*newval, &detail, &hint))
+	{
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errdetail("%s", detail);
+		GUC_check_errhint("%s", hint);
+		return false;
+	}
 	return true;
+}
+
+PG_FUNCTION_INFO_V1(integration_validate_tenant_id);
+
+/* validate_tenant_id(tenant): the rule of the setting, for tables that store tenant ids. */
+Datum
+integration_validate_tenant_id(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+
+	if (!TenantIdIsValid(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid tenant id \"%s\"", text_to_cstring(t)),
+				 errdetail("A tenant id is 1 to %d characters from A-Z, a-z, 0-9, \"_\", \"-\", \".\" and \":\".",
+						   TENANT_ID_MAX_LEN),
+				 errhint("Use the value integration.tenant_id is set to for this tenant.")));
+	PG_RETURN_TEXT_P(t);
 }
 
 void
@@ -67,13 +104,51 @@ TenantDefineGucs(void)
 							   check_tenant_id, NULL, NULL);
 }
 
-/* The current tenant, or NULL when none is set. */
+/*
+ * The tenant the session acts as, by the setting and the bindings of its roles, or
+ * NULL; a pointer valid until the next call.
+ */
+static const char *
+resolve_tenant(void)
+{
+	const char *requested = integration_tenant_id;
+
+	if (requested != NULL && requested[0] == '\0')
+		requested = NULL;
+	return TenantBindingResolve(requested);
+}
+
+/*
+ * The current tenant, or NULL when none is set (or the session is bound to several
+ * and the setting is empty); an error when the setting names a tenant the session's
+ * roles are not bound to.
+ */
 const char *
 CurrentTenant(void)
 {
-	if (integration_tenant_id == NULL || integration_tenant_id[0] == '\0')
-		return NULL;
-	return integration_tenant_id;
+	const char *t = resolve_tenant();
+
+	/*
+	 * The one bound tenant lives in the binding cache, which the next call
+	 * may reuse.
+	 */
+	if (t != NULL && t != integration_tenant_id)
+		return pstrdup(t);
+	return t;
+}
+
+/* The "no tenant selected" error, saying why when the session is bound. */
+static void
+report_no_tenant(void)
+{
+	char	   *bound = TenantBindingUnchosenDetail();
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("no tenant selected"),
+			 bound ? errdetail_internal("%s", bound)
+			 : errdetail("The setting integration.tenant_id is empty."),
+			 errhint("Run SET LOCAL integration.tenant_id = '<tenant>' in the transaction first.")));
 }
 
 /* The current tenant; an error when none is set. */
@@ -83,20 +158,17 @@ RequireTenant(void)
 	const char *t = CurrentTenant();
 
 	if (t == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("no tenant selected"),
-				 errdetail("The setting integration.tenant_id is empty."),
-				 errhint("Run SET LOCAL integration.tenant_id = '<tenant>' in the transaction first.")));
+		report_no_tenant();
 	return t;
 }
 
 PG_FUNCTION_INFO_V1(integration_current_tenant);
 
+/* current_tenant(): in every policy, so for every row; no copy in between. */
 Datum
 integration_current_tenant(PG_FUNCTION_ARGS)
 {
-	const char *t = CurrentTenant();
+	const char *t = resolve_tenant();
 
 	if (t == NULL)
 		PG_RETURN_NULL();
@@ -128,15 +200,20 @@ integration_require_tenant_for_write(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("require_tenant_for_write() must be called as a trigger")));
 
-	if (CurrentTenant() == NULL &&
+	if (resolve_tenant() == NULL &&
 		check_enable_rls(RelationGetRelid(trigdata->tg_relation), InvalidOid, true) == RLS_ENABLED)
+	{
+		char	   *bound = TenantBindingUnchosenDetail();
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("no tenant selected for write to %s",
 						RelationGetRelationName(trigdata->tg_relation)),
-				 errdetail("The setting integration.tenant_id is empty, and row-level security applies to role \"%s\".",
-						   GetUserNameFromId(GetUserId(), false)),
+				 bound ? errdetail_internal("%s", bound)
+				 : errdetail("The setting integration.tenant_id is empty, and row-level security applies to role \"%s\".",
+							 GetUserNameFromId(GetUserId(), false)),
 				 errhint("Run SET LOCAL integration.tenant_id = '<tenant>' in the transaction first.")));
+	}
 
 	return PointerGetDatum(NULL);
 }

@@ -1,7 +1,7 @@
 -- The API contract: every function's exact signature, argument names, return type and
 -- volatility; every table's key columns; every key and foreign key leads with tenant_id.
 BEGIN;
-SELECT plan(121);
+SELECT plan(134);
 
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
@@ -20,9 +20,12 @@ INSERT INTO api VALUES
 	('hmac', '{bytea,bytea,text}', '{key,data,algorithm}', 'bytea', 'immutable'),
 	('sign', '{text,text,text,text,bigint}', '{scheme,secret,body,msg_id,timestamp}', 'jsonb', 'volatile'),
 	('verify', '{text,text,jsonb,text,interval,"timestamp with time zone"}', '{scheme,secret,headers,body,tolerance,now}', 'boolean', 'immutable'),
-	('event_matches', '{jsonb,text}', '{patterns,event}', 'boolean', 'immutable');
+	('event_matches', '{jsonb,text}', '{patterns,event}', 'boolean', 'immutable'),
+	('bind_role', '{regrole,text}', '{role,tenant}', 'boolean', 'volatile'),
+	('unbind_role', '{regrole,text}', '{role,tenant}', 'integer', 'volatile'),
+	('bound_tenants', '{}', NULL, 'text[]', 'stable');
 
--- 15 functions x 4 assertions
+-- 18 functions x 4 assertions
 SELECT has_function('integration', a.name, a.args, format('integration.%s(%s) exists', a.name, array_to_string(a.args, ', ')))
   FROM api a ORDER BY a.name;
 SELECT function_returns('integration', a.name, a.args, a.returns) FROM api a ORDER BY a.name;
@@ -35,12 +38,13 @@ SELECT is((SELECT p.proargnames::text[]
 -- One overload each: named-argument calls are never ambiguous.  (1)
 SELECT is_empty($$SELECT proname FROM pg_proc WHERE pronamespace = 'integration'::regnamespace
 				   GROUP BY proname HAVING count(*) > 1$$, 'no API function is overloaded');
--- Defaults: only the trailing optional arguments have them.  (5)
+-- Defaults: only the trailing optional arguments have them.  (6)
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.register_webhook(text,text,jsonb,text,jsonb)'::regprocedure), 2, 'register_webhook: secret and headers are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean)'::regprocedure), 6, 'update_webhook: every field is optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_deliveries(integer,bigint,text,text,timestamptz)'::regprocedure), 5, 'list_deliveries: "limit" and every filter are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_integration_logs(integer,text,text,text,timestamptz)'::regprocedure), 5, 'list_integration_logs: "limit" and every filter are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.track_table(regclass,text,text)'::regprocedure), 1, 'track_table: tenant_column is optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.unbind_role(regrole,text)'::regprocedure), 1, 'unbind_role: tenant is optional (all of the role''s bindings)');
 -- No SECURITY DEFINER anywhere: row-level security scopes every call.  (1)
 SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
 				   WHERE pronamespace = 'integration'::regnamespace AND prosecdef$$,

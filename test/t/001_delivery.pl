@@ -693,6 +693,33 @@ poll_ok("SELECT count(*) = 1 AND bool_and(status = 'delivered') FROM integration
 	'the locked event is delivered once the lock is gone');
 is(scalar(requests_to('/held-ev')), 1, 'once');
 
+########################################################################
+# 20. Bindings of roles to tenants leave the worker (a superuser) alone: a bound role's
+#     event, published with no tenant set, and another tenant's go out alike.
+########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE ROLE bound_acme NOLOGIN;
+	GRANT USAGE ON SCHEMA integration TO bound_acme;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA integration TO bound_acme;
+	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA integration TO bound_acme;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA integration TO bound_acme;
+	SELECT integration.bind_role('bound_acme', 'acme');
+});
+my $bound_ep = register('bound', receiver_url($recv, '/bound'), '["bound.*"]');
+my $bound_url = receiver_url($recv, '/bound-globex');
+my $globex_ep = tenant_psql($node, qq{
+	SELECT id FROM integration.register_webhook(name => 'globex', url => '$bound_url',
+		events => '["bound.*"]')}, 'globex');
+is($node->safe_psql('postgres', q{SET ROLE bound_acme;
+	SELECT integration.publish_event('bound.x', '{"by": "bound_acme"}')}), '1',
+	'a role bound to acme publishes with no tenant set');
+tenant_psql($node, q{SELECT integration.publish_event('bound.x', '{"by": "globex"}')}, 'globex');
+poll_ok("SELECT count(*) = 2 AND bool_and(status = 'delivered') FROM integration.deliveries"
+	  . " WHERE endpoint_id IN ($bound_ep, $globex_ep) AND tenant_id IN ('acme', 'globex')",
+	'the worker delivers both');
+is(scalar(requests_to('/bound')) . ' ' . scalar(requests_to('/bound-globex')), '1 1', 'once each');
+
 stop_receiver($recv);
 $node->stop;
 done_testing();
