@@ -14,7 +14,7 @@ PG_CPPFLAGS = -DEXTVERSION=\"$(EXTVERSION)\" -Wall -Wextra -Werror \
               -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 SHLIB_LINK  = -lcurl -lcrypto
 
-EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling
+EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling test/regress.key
 
 # Tests on PostgreSQL's own harness, run by `make installcheck` after `make install`:
 #   pg_regress            test/sql/*.sql     against expected/*.out
@@ -60,7 +60,13 @@ test-lists:
 	@echo "ISOLATION='$(ISOLATION)'"
 
 # PostgreSQL refuses to run as root, and so does initdb for --temp-instance.
-installcheck: installcheck-not-root
+installcheck: installcheck-not-root test/regress.key
+
+# The key the servers of pg_regress and the isolation specs encrypt endpoint secrets
+# with (test/regress.conf): made on first use by the user who runs the suites, readable
+# by that user alone, as the server demands of integration.encryption_key_file.
+test/regress.key:
+	@umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >$@
 .PHONY: installcheck-not-root
 installcheck-not-root:
 	@if [ "$$(id -u)" -eq 0 ]; then \

@@ -39,18 +39,29 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.clos
 PY
 }
 
+# make_key_file PATH: a fresh key for integration.encryption_key_file (64 hex digits),
+# owned by $owner and readable by nobody else, as the server demands.
+make_key_file() {
+	( umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$1" )
+	chown "$owner" "$1" 2>/dev/null || true
+}
+
 # cluster_start DATADIR PORT [CONF_LINE...]: initdb, configure for loopback only, start.
+# Endpoint secrets are encrypted under a fresh key in DATADIR.key; a CONF_LINE
+# "integration.encryption_key_file = ''" turns that off.
 cluster_start() {
 	local datadir=$1 port=$2
 	shift 2
 	"${runas[@]}" initdb -D "$datadir" -A trust -E UTF8 --locale=C.UTF-8 >"$datadir.initdb.log" 2>&1 ||
 		{ cat "$datadir.initdb.log"; return 1; }
+	make_key_file "$datadir.key"
 	{
 		echo "listen_addresses = '127.0.0.1'"
 		echo "port = $port"
 		echo "unix_socket_directories = '$(dirname "$datadir")'"
 		echo "shared_preload_libraries = 'integration'"
 		echo "max_worker_processes = 16"
+		echo "integration.encryption_key_file = '$datadir.key'"
 		for line in "$@"; do echo "$line"; done
 	} >>"$datadir/postgresql.conf"
 	"${runas[@]}" pg_ctl -D "$datadir" -l "$datadir.log" -w start >/dev/null ||

@@ -287,6 +287,46 @@ COMMENT ON FUNCTION integration.validate_name(text) IS
 	'Returns name when it is a non-blank endpoint name of at most 200 characters; raises invalid_parameter_value otherwise.';
 
 ------------------------------------------------------------------------------------------
+-- Secrets encrypted at rest (src/secret_key.c, src/secret_box.c, src/secret_column.c,
+-- src/secret_sql.c).  A column holds secrets encrypted at rest when an encrypt_secret()
+-- trigger names it; the keys are read at server start from integration.encryption_key_file.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.secret_key_id(stored text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_secret_key_id'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.secret_key_id(text) IS
+	'The id of the key a stored secret is encrypted with (enc:v1:<key id>:...), NULL for one stored unencrypted; raises invalid_parameter_value for a malformed encrypted value.';
+
+CREATE FUNCTION integration.encryption_keys(OUT key_id text, OUT encrypts boolean)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'integration_encryption_keys'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.encryption_keys() IS
+	'The ids of the keys read from integration.encryption_key_file at server start; encrypts is true for the first, which encrypts, and every key decrypts. No rows: secrets are stored unencrypted.';
+
+CREATE FUNCTION integration.mask_stored_secret(stored text, purpose text, VARIADIC identity text[])
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_mask_stored_secret'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.mask_stored_secret(text, text, text[]) IS
+	'A stored secret, encrypted or not, masked as mask_secret() masks one (its last four characters); (unavailable) when it is encrypted and does not decrypt for that purpose and row identity.';
+
+CREATE FUNCTION integration.encrypt_secret() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_encrypt_secret'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.encrypt_secret() IS
+	'BEFORE INSERT OR UPDATE row trigger that validates and encrypts a secret column. Arguments: purpose, column, validator (regprocedure text or empty), identity columns.';
+
+-- SET search_path: it runs statements as the tables' owner, with the caller's settings.
+CREATE FUNCTION integration.reencrypt_secrets() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'integration_reencrypt_secrets'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION integration.reencrypt_secrets() IS
+	'Encrypts every stored secret, of every tenant, that is unencrypted or encrypted under an older key with the current key; returns how many it changed. Superuser or the tables'' owner.';
+
+------------------------------------------------------------------------------------------
 -- Retry policy (src/retry_policy.c)
 ------------------------------------------------------------------------------------------
 
@@ -329,7 +369,12 @@ CREATE TABLE integration.webhook_endpoints (
 	CONSTRAINT webhook_endpoints_url_check CHECK (integration.validate_url(url) IS NOT NULL),
 	CONSTRAINT webhook_endpoints_events_check
 		CHECK (integration.validate_event_patterns(events) IS NOT NULL),
-	CONSTRAINT webhook_endpoints_secret_check CHECK (integration.validate_secret(secret) IS NOT NULL),
+	-- The encrypt_secret() trigger below validates a secret before it encrypts it; this
+	-- holds for writes that skip triggers (session_replication_role = replica).  CASE,
+	-- not OR: an encrypted value must never reach validate_secret().
+	CONSTRAINT webhook_endpoints_secret_check
+		CHECK (CASE WHEN integration.secret_key_id(secret) IS NOT NULL THEN true
+					ELSE integration.validate_secret(secret) IS NOT NULL END),
 	CONSTRAINT webhook_endpoints_headers_check CHECK (integration.validate_headers(headers) IS NOT NULL)
 );
 COMMENT ON TABLE integration.webhook_endpoints IS
@@ -344,6 +389,16 @@ COMMENT ON COLUMN integration.webhook_endpoints.disabled_reason IS
 -- The per-tenant listing; the primary key already serves lookups by id.
 CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant_id, created_at)
 	WHERE deleted_at IS NULL;
+
+-- Every write of a secret, by the API, plain SQL, COPY or a restore, is validated and
+-- stored encrypted, bound to its tenant and endpoint id; a change of either re-encrypts
+-- it for the new identity (src/secret_column.c).
+CREATE TRIGGER secret_encrypted BEFORE INSERT OR UPDATE OF secret, tenant_id, id
+	ON integration.webhook_endpoints
+	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
+		'webhook_endpoints.secret', 'secret', 'integration.validate_secret(text)', 'tenant_id', 'id');
+COMMENT ON COLUMN integration.webhook_endpoints.secret IS
+	'The signing secret(s), encrypted at rest (enc:v1:<key id>:<base64>) when integration.encryption_key_file is set. Write the secret itself: the secret_encrypted trigger encrypts it.';
 
 -- A webhook-id unique across databases, re-created extensions and restores, which a
 -- sequence is not (src/message_id.c).
@@ -569,7 +624,7 @@ CREATE TABLE integration.delivery_attempts (
 COMMENT ON TABLE integration.delivery_attempts IS
 	'Every attempt that did not deliver: when, how long, the status code or error class and message, and the start of the response. The delivering attempt is recorded on the delivery row; integration.webhook_delivery_attempts shows all attempts.';
 COMMENT ON COLUMN integration.delivery_attempts.error_class IS
-	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, protocol, invalid_request or endpoint_disabled.';
+	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, protocol, invalid_request, endpoint_disabled or secret_unavailable.';
 
 CREATE INDEX delivery_attempts_delivery_idx ON integration.delivery_attempts (tenant_id, delivery_id);
 
@@ -684,12 +739,13 @@ CREATE FUNCTION integration.register_webhook(name text, url text, events jsonb,
 AS $$
 DECLARE
 	ep integration.webhook_endpoints;
+	-- Kept to return: the row holds it encrypted.
+	plain_secret text := coalesce(register_webhook.secret, integration.generate_secret());
 BEGIN
 	PERFORM integration.require_tenant();
 	INSERT INTO integration.webhook_endpoints AS w (name, url, events, secret, headers)
 	VALUES (register_webhook.name, register_webhook.url, register_webhook.events,
-			coalesce(register_webhook.secret, integration.generate_secret()),
-			coalesce(register_webhook.headers, '{}'))
+			plain_secret, coalesce(register_webhook.headers, '{}'))
 	RETURNING w.* INTO ep;
 
 	PERFORM integration._notice_unknown_patterns(register_webhook.events);
@@ -698,7 +754,7 @@ BEGIN
 							jsonb_build_object('endpoint_id', ep.id, 'name', ep.name,
 											   'url', ep.url, 'events', ep.events));
 	-- The only time the whole secret is shown.
-	RETURN (ep.id, ep.name, ep.url, ep.events, ep.secret, ep.headers, ep.is_active,
+	RETURN (ep.id, ep.name, ep.url, ep.events, plain_secret, ep.headers, ep.is_active,
 			ep.disabled_reason, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
@@ -715,7 +771,9 @@ DECLARE
 	tenant text := integration.require_tenant();
 BEGIN
 	RETURN QUERY
-		SELECT w.id, w.name, w.url, w.events, integration.mask_secret(w.secret), w.headers,
+		SELECT w.id, w.name, w.url, w.events,
+			   integration.mask_stored_secret(w.secret, 'webhook_endpoints.secret', w.tenant_id, w.id::text),
+			   w.headers,
 			   w.is_active, w.disabled_reason, w.created_at, w.updated_at
 		  FROM integration.webhook_endpoints w
 		 WHERE w.tenant_id = tenant AND w.deleted_at IS NULL
@@ -733,7 +791,9 @@ DECLARE
 	tenant text := integration.require_tenant();
 	result integration.webhook;
 BEGIN
-	SELECT w.id, w.name, w.url, w.events, integration.mask_secret(w.secret), w.headers,
+	SELECT w.id, w.name, w.url, w.events,
+		   integration.mask_stored_secret(w.secret, 'webhook_endpoints.secret', w.tenant_id, w.id::text),
+		   w.headers,
 		   w.is_active, w.disabled_reason, w.created_at, w.updated_at
 	  INTO result
 	  FROM integration.webhook_endpoints w
@@ -797,7 +857,9 @@ BEGIN
 	PERFORM integration.log('info', 'api', 'webhook.updated',
 							format('webhook %s updated', ep.id),
 							jsonb_build_object('endpoint_id', ep.id, 'changed', to_jsonb(changed)));
-	RETURN (ep.id, ep.name, ep.url, ep.events, integration.mask_secret(ep.secret), ep.headers,
+	RETURN (ep.id, ep.name, ep.url, ep.events,
+			integration.mask_stored_secret(ep.secret, 'webhook_endpoints.secret', ep.tenant_id, ep.id::text),
+			ep.headers,
 			ep.is_active, ep.disabled_reason, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
@@ -1085,12 +1147,14 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 										  OUT in_flight integer, OUT sent bigint,
 										  OUT delivered bigint, OUT failed_attempts bigint,
 										  OUT started_at timestamptz, OUT last_error text,
-										  OUT last_error_at timestamptz)
+										  OUT last_error_at timestamptz,
+										  OUT secrets_encrypted boolean,
+										  OUT encryption_key_id text)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running delivery worker: pid, database, state, requests in flight, counters since start and the last error.';
+	'One row per running delivery worker: pid, database, state, requests in flight, counters since start, the last error, and whether stored secrets are encrypted (with the id of the key that encrypts).';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';

@@ -280,6 +280,18 @@ delivery_start(SchedItem *item, void *arg)
 	memset(&di->req, 0, sizeof(di->req));
 	ok = DeliveryRequestBuild(di->claim, &di->req, &error_class, &error);
 	MemoryContextSwitchTo(old);
+	if (!ok && strcmp(error_class, DELIVERY_SECRET_UNAVAILABLE) == 0)
+	{
+		/* Retried on the schedule: a key put back in the key file cures it. */
+		DeliveryVerdict v;
+
+		memset(&v, 0, sizeof(v));
+		v.error_class = error_class;
+		v.error = (char *) error;
+		add_failure(j, di, GetCurrentTimestamp(), 0, &v, NULL, 0);
+		batch_unref(di->batch);
+		return false;
+	}
 	if (!ok)
 	{
 		add_result(j, di, "failed", GetCurrentTimestamp(), 0, 0, error_class, error, NULL, 0, 0);
@@ -925,6 +937,7 @@ refresh_step(void *arg)
 			{
 				copy->settings.url = pstrdup(ep->url);
 				copy->settings.secret = ep->secret ? pstrdup(ep->secret) : NULL;
+				copy->settings.secret_error = ep->secret_error ? pstrdup(ep->secret_error) : NULL;
 				copy->settings.headers = ep->headers ?
 					(Jsonb *) pg_detoast_datum_copy((struct varlena *) ep->headers) : NULL;
 				copy->settings.retry_schedule = ep->retry_schedule ? pstrdup(ep->retry_schedule) : NULL;

@@ -49,7 +49,8 @@ append_header(struct curl_slist *list, const char *name, int namelen,
 /*
  * Fills in req (the caller's, zeroed) for claim c.  Returns false, with the error's
  * class and message, when the delivery cannot be sent: its endpoint is disabled or
- * gone, its event gone, its secret unusable or its headers unbuildable.
+ * gone, its event gone, its secret undecryptable (DELIVERY_SECRET_UNAVAILABLE) or
+ * unusable, or its headers unbuildable.
  */
 bool
 DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_class,
@@ -67,6 +68,19 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 	{
 		*error_class = "endpoint_disabled";
 		*error = c->payload ? "the endpoint is disabled or deleted" : "the event no longer exists";
+		return false;
+	}
+
+	/*
+	 * A secret that does not decrypt (a key missing from the key file, a
+	 * value altered or copied from another endpoint) never signs: no request
+	 * goes out, and the attempt fails with a class of its own, retried on the
+	 * schedule since the operator can restore the key.
+	 */
+	if (c->secret_error != NULL)
+	{
+		*error_class = DELIVERY_SECRET_UNAVAILABLE;
+		*error = c->secret_error;
 		return false;
 	}
 

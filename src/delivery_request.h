@@ -20,6 +20,9 @@ typedef struct DeliveryVerdict
 	AttemptFailure failure;		/* for RetryDecide() */
 } DeliveryVerdict;
 
+/* The error class of an attempt whose endpoint secret does not decrypt. */
+#define DELIVERY_SECRET_UNAVAILABLE "secret_unavailable"
+
 extern bool DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req,
 								 const char **error_class, const char **error);
 extern void DeliveryRequestJudge(const HttpRequest *req, DeliveryVerdict *verdict);

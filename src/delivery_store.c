@@ -46,6 +46,7 @@
 
 #include "delivery_store.h"
 #include "integration.h"
+#include "secret_box.h"
 #include "spi_plan.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
@@ -393,6 +394,7 @@ StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep)
 {
 	c->url = ep->url;
 	c->secret = ep->secret;
+	c->secret_error = ep->secret_error;
 	c->headers = ep->headers;
 	c->timeout_ms = ep->timeout_ms;
 	c->retry_schedule = ep->retry_schedule;
@@ -518,6 +520,31 @@ lease_expiry(int lease_ms)
 	return TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(), lease_ms);
 }
 
+/*
+ * Replaces ep's stored secret with its plaintext, in the current memory context; one
+ * that does not decrypt becomes NULL with the reason in secret_error, which fails that
+ * endpoint's deliveries (secret_unavailable) and nothing else.  Here, on the worker's
+ * main thread, in its store transaction: the HTTP thread never sees a key.
+ */
+static void
+open_endpoint_secret(EndpointSettings *ep)
+{
+	SecretContext cxt;
+	char	   *plain;
+	int			plainlen;
+	SecretOpenStatus status;
+
+	if (ep->secret == NULL || !SecretIsSealed(ep->secret))
+		return;
+	SecretContextForEndpoint(&cxt, ep->tenant_id, ep->id);
+	status = SecretOpen(ep->secret, &cxt, &plain, &plainlen);
+	if (status != SECRET_OPENED)
+		ep->secret_error = SecretOpenError(status, ep->secret);
+	pfree(ep->secret);
+	pfree(cxt.data);
+	ep->secret = status == SECRET_OPENED ? plain : NULL;
+}
+
 #define READ_ENDPOINTS(lock) \
 	"SELECT k.i, ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule," \
 	"       ep.is_active AND ep.deleted_at IS NULL" \
@@ -551,6 +578,7 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		/* Not found: no settings at all, and unusable. */
 		eps[i].url = NULL;
 		eps[i].secret = NULL;
+		eps[i].secret_error = NULL;
 		eps[i].headers = NULL;
 		eps[i].timeout_ms = 0;
 		eps[i].retry_schedule = NULL;
@@ -573,6 +601,7 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 
 		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, &ep->url, &ep->secret,
 							  &ep->headers, &ep->timeout_ms, &ep->retry_schedule, &ep->usable);
+		open_endpoint_secret(ep);
 		MemoryContextSwitchTo(old);
 	}
 }

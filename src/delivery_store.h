@@ -22,7 +22,9 @@ typedef struct ClaimedDelivery
 	char	   *payload;
 	int			payload_len;
 	char	   *url;
-	char	   *secret;
+	char	   *secret;			/* decrypted; NULL with secret_error set when
+								 * it does not decrypt */
+	char	   *secret_error;
 	Jsonb	   *headers;
 	int			timeout_ms;		/* 0: integration.request_timeout */
 	char	   *retry_schedule; /* NULL: integration.retry_schedule */
@@ -70,7 +72,8 @@ typedef struct EndpointSettings
 	const char *tenant_id;		/* the key, filled in by the caller */
 	int64		id;
 	char	   *url;			/* NULL: no such endpoint any more */
-	char	   *secret;
+	char	   *secret;			/* decrypted (secret_box.h) */
+	char	   *secret_error;	/* why secret is NULL: it does not decrypt */
 	Jsonb	   *headers;
 	int			timeout_ms;
 	char	   *retry_schedule;

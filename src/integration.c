@@ -23,6 +23,7 @@
 #include "tenant.h"
 #include "validate.h"
 #include "retry_policy.h"
+#include "secret_key.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -49,6 +50,10 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	SecretKeyDefineGucs();
+
+	/* In the postmaster, so that every backend inherits the keys. */
+	SecretKeyLoad();
 
 	SharedStateRequest();
 	WorkerRegisterLauncher();

@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 #include "commands/dbcommands.h"
 
+#include "secret_key.h"
 #include "shared_state.h"
 #include "worker_slots.h"
 
@@ -306,8 +307,8 @@ integration_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Datum		values[10];
-		bool		nulls[10] = {0};
+		Datum		values[12];
+		bool		nulls[12] = {0};
 		bool		in_use;
 		Oid			dboid;
 		pid_t		pid;
@@ -349,6 +350,12 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[8] = nulls[9] = true;
+		/* The keys are the postmaster's, so every worker has the same. */
+		values[10] = BoolGetDatum(SecretKeyCurrent() != NULL);
+		if (SecretKeyCurrent() != NULL)
+			values[11] = CStringGetTextDatum(SecretKeyCurrent()->id);
+		else
+			nulls[11] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

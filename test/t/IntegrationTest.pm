@@ -32,6 +32,7 @@ use warnings;
 
 use Digest::SHA qw(hmac_sha256);
 use Exporter 'import';
+use File::Spec;
 use JSON::PP;
 use MIME::Base64 qw(decode_base64 encode_base64);
 use POSIX ();
@@ -40,7 +41,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
-  new_integration_node tenant_psql
+  new_integration_node tenant_psql key_file_path random_key write_key_file
   start_receiver stop_receiver receiver_url read_log wait_for_requests
   verify_signature expected_signature
 );
@@ -60,8 +61,10 @@ my @receivers;
 =item new_integration_node($name, @conf_lines)
 
 Initialises and starts a cluster that preloads the extension, appends the given
-postgresql.conf lines, and creates the extension in database postgres.  Returns
-the PostgreSQL::Test::Cluster.
+postgresql.conf lines, and creates the extension in database postgres.  Endpoint
+secrets are encrypted under a fresh key in key_file_path($node); a conf line
+C<integration.encryption_key_file = ''> turns that off.  Returns the
+PostgreSQL::Test::Cluster.
 
 =cut
 
@@ -71,15 +74,60 @@ sub new_integration_node
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
 	$node->init;
+	write_key_file(key_file_path($node), random_key());
 	$node->append_conf('postgresql.conf', join("\n",
 		"shared_preload_libraries = 'integration'",
 		'max_worker_processes = 16',
 		'fsync = off',
 		"log_min_messages = 'log'",
+		"integration.encryption_key_file = '" . key_file_path($node) . "'",
 		@conf) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
 	return $node;
+}
+
+=pod
+
+=item key_file_path($node)
+
+Where new_integration_node writes the node's key file (outside its data directory).
+
+=item random_key()
+
+32 random bytes as 64 hex digits.
+
+=item write_key_file($path, @hex_keys)
+
+Writes the keys, one per line (the first encrypts), with mode 0600.
+
+=cut
+
+sub key_file_path
+{
+	my ($node) = @_;
+	# Absolute: the server resolves a relative path against its data directory.
+	return File::Spec->rel2abs($node->basedir . '/integration.key');
+}
+
+sub random_key
+{
+	open(my $fh, '<:raw', '/dev/urandom') or die "/dev/urandom: $!";
+	read($fh, my $bytes, 32) == 32 or die "short read from /dev/urandom";
+	close $fh;
+	return unpack('H*', $bytes);
+}
+
+sub write_key_file
+{
+	my ($path, @keys) = @_;
+	my $umask = umask(077);
+	open(my $fh, '>', $path) or die "$path: $!";
+	print $fh map { "$_\n" } @keys;
+	close $fh;
+	umask($umask);
+	chmod(0600, $path) or die "chmod $path: $!";
+	return;
 }
 
 =pod
@@ -308,6 +356,8 @@ sub verify_signature
 
 END
 {
+	# waitpid() sets $?, which would become the script's exit status.
+	local $?;
 	if ($$ == $owner_pid)
 	{
 		for my $r (@receivers)

@@ -1,0 +1,126 @@
+/*
+ * secret_sql.c
+ *		SQL functions over secrets encrypted at rest: which key a stored value needs,
+ *		which keys the server holds, and a stored value masked for listings.
+ *
+ * None of them returns a plaintext secret: that is shown once, by register_webhook(),
+ * from the value it was given or generated, and otherwise only the worker decrypts.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "secret_box.h"
+
+#define MASK_PREFIX "whsec_"
+#define MASK_UNAVAILABLE "(unavailable)"
+
+PG_FUNCTION_INFO_V1(integration_secret_key_id);
+
+/* secret_key_id(stored): the key id of a sealed value; NULL for a plain one. */
+Datum
+integration_secret_key_id(PG_FUNCTION_ARGS)
+{
+	char	   *stored = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char		id[SECRET_KEY_ID_LEN + 1];
+
+	if (!SecretIsSealed(stored))
+		PG_RETURN_NULL();
+	if (!SecretSealedKeyId(stored, id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed encrypted secret"),
+				 errdetail("A value that starts with \"%s\" must be one that integration encrypted.",
+						   SECRET_SEALED_PREFIX)));
+	PG_RETURN_TEXT_P(cstring_to_text(id));
+}
+
+PG_FUNCTION_INFO_V1(integration_encryption_keys);
+
+/* encryption_keys(): the ids of the keys loaded, the one that encrypts first. */
+Datum
+integration_encryption_keys(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < SecretKeyCount(); i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(SecretKeyAt(i)->id);
+		values[1] = BoolGetDatum(i == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * A secret as listings show it, as mask_secret() in SQL: "whsec_" when it has that
+ * prefix, eight stars, then its last four characters.
+ */
+static text *
+mask(const char *plain, int len)
+{
+	StringInfoData buf;
+	int			nchars = pg_mbstrlen_with_len(plain, len);
+	const char *tail = plain;
+
+	initStringInfo(&buf);
+	if (strncmp(plain, MASK_PREFIX, strlen(MASK_PREFIX)) == 0)
+		appendStringInfoString(&buf, MASK_PREFIX);
+	appendStringInfoString(&buf, "********");
+	for (int i = 0; i < nchars - 4; i++)
+		tail += pg_mblen(tail);
+	appendBinaryStringInfo(&buf, tail, len - (tail - plain));
+	return cstring_to_text_with_len(buf.data, buf.len);
+}
+
+PG_FUNCTION_INFO_V1(integration_mask_stored_secret);
+
+/*
+ * mask_stored_secret(stored, purpose, VARIADIC identity): the stored value of a secret
+ * column masked as mask_secret() masks a plain one, or "(unavailable)" when it is
+ * encrypted and does not decrypt here.
+ */
+Datum
+integration_mask_stored_secret(PG_FUNCTION_ARGS)
+{
+	char	   *stored = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *purpose = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(2);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	const char **identity;
+	SecretContext cxt;
+	char	   *plain;
+	int			plainlen;
+	text	   *result;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	identity = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
+		identity[i] = TextDatumGetCString(elems[i]);
+	}
+	SecretContextInit(&cxt, purpose, identity, n);
+	switch (SecretOpen(stored, &cxt, &plain, &plainlen))
+	{
+		case SECRET_PLAIN:
+		case SECRET_OPENED:
+			result = mask(plain, plainlen);
+			SecretFree(plain, plainlen);
+			PG_RETURN_TEXT_P(result);
+		default:
+			PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
+	}
+}
