@@ -4,7 +4,7 @@
 //
 //   node openapi.mjs DOC.json [DOC.json ...]
 //
-// Prints [{"file", "version", "valid", "errors"}], one per document; 013_openapi.pl
+// Prints [{"file", "version", "valid", "errors"}], one per document; 014_openapi.pl
 // makes the assertions.  Exits non-zero only when it cannot run.
 
 import { readFileSync } from 'node:fs';
