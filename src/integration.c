@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 
 #include "integration.h"
+#include "network_policy.h"
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
@@ -45,6 +46,7 @@ _PG_init(void)
 
 	TenantDefineGucs();
 	ValidateDefineGucs();
+	NetworkPolicyDefineGucs();
 	RetryPolicyDefineGucs();
 	WorkerDefineGucs();
 

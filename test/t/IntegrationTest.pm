@@ -61,7 +61,8 @@ my @receivers;
 
 Initialises and starts a cluster that preloads the extension, appends the given
 postgresql.conf lines, and creates the extension in database postgres.  Returns
-the PostgreSQL::Test::Cluster.
+the PostgreSQL::Test::Cluster.  Webhooks may reach 127.0.0.1, where the receivers
+listen (integration.allowed_networks); a later line of @conf_lines overrides it.
 
 =cut
 
@@ -76,6 +77,7 @@ sub new_integration_node
 		'max_worker_processes = 16',
 		'fsync = off',
 		"log_min_messages = 'log'",
+		"integration.allowed_networks = '127.0.0.1/32'",
 		@conf) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
