@@ -186,6 +186,13 @@ CREATE FUNCTION integration.validate_url(url text) RETURNS text
 COMMENT ON FUNCTION integration.validate_url(text) IS
 	'Returns url when it is an absolute http(s) URL without credentials or fragment; raises invalid_parameter_value otherwise.';
 
+-- STABLE, not IMMUTABLE, and no CHECK constraint: the answer depends on settings.
+CREATE FUNCTION integration.validate_destination(url text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_validate_destination'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.validate_destination(text) IS
+	'Returns url when validate_url() accepts it and the worker may send to it under the settings in force: https when integration.https_only is on, and a host that is not an IP address in a blocked range (see integration.allowed_networks); raises invalid_parameter_value otherwise. Host names are checked when the worker connects.';
+
 CREATE FUNCTION integration.validate_headers(headers jsonb) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'integration_validate_headers'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -624,7 +631,7 @@ CREATE TABLE integration.delivery_attempts (
 COMMENT ON TABLE integration.delivery_attempts IS
 	'Every attempt that did not deliver: when, how long, the status code or error class and message, and the start of the response. The delivering attempt is recorded on the delivery row; integration.webhook_delivery_attempts shows all attempts.';
 COMMENT ON COLUMN integration.delivery_attempts.error_class IS
-	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, protocol, invalid_request, endpoint_disabled or secret_unavailable.';
+	'NULL when delivered; else http_status, redirect, timeout, connect, dns, tls, network, protocol, blocked_address, blocked_scheme, invalid_request, endpoint_disabled or secret_unavailable.';
 
 CREATE INDEX delivery_attempts_delivery_idx ON integration.delivery_attempts (tenant_id, delivery_id);
 
@@ -743,6 +750,7 @@ DECLARE
 	plain_secret text := coalesce(register_webhook.secret, integration.generate_secret());
 BEGIN
 	PERFORM integration.require_tenant();
+	PERFORM integration.validate_destination(register_webhook.url);
 	INSERT INTO integration.webhook_endpoints AS w (name, url, events, secret, headers)
 	VALUES (register_webhook.name, register_webhook.url, register_webhook.events,
 			plain_secret, coalesce(register_webhook.headers, '{}'))
@@ -833,6 +841,9 @@ BEGIN
 	IF cardinality(changed) = 0 THEN
 		-- Nothing to change: no write, no log row.
 		RETURN integration.show_webhook(update_webhook.id);
+	END IF;
+	IF update_webhook.url IS NOT NULL THEN
+		PERFORM integration.validate_destination(update_webhook.url);
 	END IF;
 
 	UPDATE integration.webhook_endpoints AS w

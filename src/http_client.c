@@ -46,6 +46,7 @@ struct HttpClient
 	/* The main thread's own. */
 	int			in_flight;
 	dlist_head	ready;			/* finished, not yet returned */
+	bool		via_proxy;		/* integration.proxy is set */
 };
 
 /* Creates the client in the current memory context, in the mode the setting says. */
@@ -58,6 +59,7 @@ HttpClientCreate(int max_connections, const char *proxy)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("curl_global_init failed")));
 	dlist_init(&client->ready);
+	client->via_proxy = proxy != NULL && proxy[0] != '\0';
 	HttpCurlInit(&client->curl, (long) max_connections, proxy);
 	if (integration_http_thread)
 		client->thread = HttpThreadStart(&client->curl);
@@ -68,6 +70,7 @@ HttpClientCreate(int max_connections, const char *proxy)
 void
 HttpClientConfigure(HttpClient *client, int max_connections, const char *proxy)
 {
+	client->via_proxy = proxy != NULL && proxy[0] != '\0';
 	if (client->thread)
 		HttpThreadConfigure(client->thread, (long) max_connections, proxy);
 	else
@@ -112,8 +115,38 @@ HttpClientTimeoutMs(HttpClient *client)
 }
 
 /*
+ * Refuses req, before any connection, for what the socket callback (http_curl.c)
+ * cannot see: an http URL under integration.https_only; and, through a proxy, whose
+ * address is all that callback sees, a URL whose host is a blocked IP address.  A host
+ * name sent through a proxy is the proxy's to resolve, and to filter.
+ */
+static bool
+refuse_before_connect(HttpRequest *req)
+{
+	NetAddr		addr;
+	NetVerdict	why;
+
+	if (NetworkPolicyHttpsOnly(req->policy) && pg_strncasecmp(req->url, "https://", 8) != 0)
+	{
+		req->error_class = HTTP_ERR_BLOCKED_SCHEME;
+		strlcpy(req->error, "not sent: the URL is not https and integration.https_only is on",
+				sizeof(req->error));
+		return true;
+	}
+	if (req->via_proxy && NetAddrFromUrl(req->url, &addr) &&
+		NetworkPolicyBlocks(req->policy, &addr, &why))
+	{
+		req->error_class = HTTP_ERR_BLOCKED_ADDRESS;
+		NetRefusalFormat(&addr, &why, false, req->error, sizeof(req->error));
+		return true;
+	}
+	return false;
+}
+
+/*
  * Starts req.  Its outcome, including a request that libcurl refuses outright, comes
- * back through HttpClientNextDone().
+ * back through HttpClientNextDone().  It is judged by the network policy in force now
+ * (network_policy.c), to the end, whatever a reload changes meanwhile.
  */
 void
 HttpClientStart(HttpClient *client, HttpRequest *req)
@@ -129,7 +162,18 @@ HttpClientStart(HttpClient *client, HttpRequest *req)
 	req->retry_after[0] = '\0';
 	req->easy = NULL;
 	req->started_at = GetCurrentTimestamp();
+	req->policy = NetworkPolicyAcquire();
+	req->via_proxy = client->via_proxy;
+	req->sockets_opened = 0;
+	req->blocked[0] = '\0';
 	client->in_flight++;
+
+	if (refuse_before_connect(req))
+	{
+		req->duration_us = 0;
+		dlist_push_tail(&client->ready, &req->node);
+		return;
+	}
 
 	if (client->thread)
 	{
@@ -180,6 +224,9 @@ HttpClientNextDone(HttpClient *client)
 		return NULL;
 	client->in_flight--;
 	req = dlist_container(HttpRequest, node, dlist_pop_head_node(&client->ready));
+	/* Back on the main thread, where the reference was taken. */
+	NetworkPolicyRelease(req->policy);
+	req->policy = NULL;
 	if (req->response == NULL)
 		req->response = "";		/* an empty body; response_cap 0: nothing to
 								 * free */

@@ -14,6 +14,8 @@
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
 
+#include "network_policy.h"
+
 typedef struct HttpClient HttpClient;
 
 /* How a request ended, beyond its HTTP status. */
@@ -26,7 +28,9 @@ typedef enum HttpErrorClass
 	HTTP_ERR_TLS,
 	HTTP_ERR_INVALID_REQUEST,	/* URL or option libcurl rejects */
 	HTTP_ERR_NETWORK,			/* reset, empty reply, other transport error */
-	HTTP_ERR_PROTOCOL			/* the answer is not HTTP libcurl can read */
+	HTTP_ERR_PROTOCOL,			/* the answer is not HTTP libcurl can read */
+	HTTP_ERR_BLOCKED_ADDRESS,	/* the address is blocked: no connection made */
+	HTTP_ERR_BLOCKED_SCHEME		/* http:// under integration.https_only */
 } HttpErrorClass;
 
 typedef struct HttpRequest
@@ -56,6 +60,11 @@ typedef struct HttpRequest
 	/* Internal. */
 	CURL	   *easy;
 	dlist_node	node;
+	NetworkPolicy *policy;		/* what it may connect to; read-only on the
+								 * HTTP thread */
+	bool		via_proxy;
+	int			sockets_opened; /* connections libcurl was let open */
+	char		blocked[CURL_ERROR_SIZE];	/* why refused, or "" */
 } HttpRequest;
 
 extern HttpClient *HttpClientCreate(int max_connections, const char *proxy);

@@ -15,9 +15,15 @@
  * max_response_bytes the transfer is ended, keeping the status code.  Easy handles
  * are pooled with the options all requests share; connections live in the multi
  * handle's cache, so requests to the same host reuse keep-alive connections.
+ *
+ * Every address libcurl connects to, after DNS, goes through the request's network
+ * policy first (opensocket_callback()), and so does every connection before a request
+ * is sent on it (prereq_callback()): see network_policy.c.
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +118,80 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* Notes, once per request, which address was refused and why. */
+static void
+note_blocked(HttpRequest *req, const NetAddr *addr, const NetVerdict *why)
+{
+	if (req->blocked[0] == '\0')
+		NetRefusalFormat(addr, why, req->via_proxy, req->blocked, sizeof(req->blocked));
+}
+
+/*
+ * libcurl's CURLOPT_OPENSOCKETFUNCTION, the socket(2) of every connection it opens:
+ * called after DNS with the very address it is about to connect to, for each address
+ * it tries (both families, and the next one when one fails), and for the proxy's when
+ * there is a proxy.  A blocked address gets no socket, so not one packet leaves for
+ * it; libcurl goes on to the next address, or fails with CURLE_COULDNT_CONNECT.
+ * CURLOPT_SOCKOPTFUNCTION would not do: it is given the descriptor only, not the
+ * address.  A check of the URL's host text would miss a name that resolves to an
+ * internal address.
+ */
+static curl_socket_t
+opensocket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	HttpRequest *req = (HttpRequest *) clientp;
+	NetAddr		addr;
+	NetVerdict	why;
+	curl_socket_t s;
+
+	if (!NetAddrFromSockaddr(&address->addr, &addr))
+	{
+		/* Only IP connections are expected: refuse anything else. */
+		if (req->blocked[0] == '\0')
+			snprintf(req->blocked, sizeof(req->blocked),
+					 "connection refused: address family %d is not IPv4 or IPv6", address->family);
+		return CURL_SOCKET_BAD;
+	}
+	if (NetworkPolicyBlocks(req->policy, &addr, &why))
+	{
+		note_blocked(req, &addr, &why);
+		return CURL_SOCKET_BAD;
+	}
+	s = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+	if (s != CURL_SOCKET_BAD)
+		req->sockets_opened++;
+	return s;
+}
+
+/*
+ * libcurl's CURLOPT_PREREQFUNCTION, called before the request is sent on a connection,
+ * new or kept alive.  A kept-alive connection was opened under the policy of an
+ * earlier request: after a reload that blocks its address, no request may be sent on
+ * it.  (On a new connection this agrees with opensocket_callback().)
+ */
+static int
+prereq_callback(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+				int local_port)
+{
+	HttpRequest *req = (HttpRequest *) clientp;
+	NetAddr		addr;
+	NetVerdict	why;
+
+	if (!NetAddrFromText(primary_ip, &addr))
+	{
+		if (req->blocked[0] == '\0')
+			snprintf(req->blocked, sizeof(req->blocked),
+					 "connection refused: peer address \"%s\" is not IPv4 or IPv6", primary_ip);
+		return CURL_PREREQFUNC_ABORT;
+	}
+	if (NetworkPolicyBlocks(req->policy, &addr, &why))
+	{
+		note_blocked(req, &addr, &why);
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
 /*
  * The class of a transfer that ended with rc.  libcurl reports an answer it
  * cannot read with the codes it also uses before anything is sent: a status
@@ -185,6 +265,10 @@ HttpErrorClassName(HttpErrorClass c)
 			return "network";
 		case HTTP_ERR_PROTOCOL:
 			return "protocol";
+		case HTTP_ERR_BLOCKED_ADDRESS:
+			return "blocked_address";
+		case HTTP_ERR_BLOCKED_SCHEME:
+			return "blocked_scheme";
 	}
 	return "network";
 }
@@ -252,6 +336,8 @@ easy_new(void)
 		curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_POST, 1L) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_callback) != CURLE_OK ||
+		curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_callback) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
 		curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK)
@@ -269,6 +355,8 @@ pool_put(HttpCurl *hc, CURL *easy)
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, NULL);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
 	if (hc->npool < HTTP_POOL_MAX)
@@ -333,6 +421,8 @@ HttpCurlStart(HttpCurl *hc, HttpRequest *req, dlist_head *finished)
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
 	SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	SETOPT(CURLOPT_WRITEDATA, req);
+	SETOPT(CURLOPT_OPENSOCKETDATA, req);
+	SETOPT(CURLOPT_PREREQDATA, req);
 
 	mrc = curl_multi_add_handle(hc->multi, easy);
 	if (mrc != CURLM_OK)
@@ -411,6 +501,17 @@ HttpCurlCollect(HttpCurl *hc, dlist_head *finished)
 		/* A body cut at the cap is not a failure: the status decides. */
 		if (msg->data.result == CURLE_WRITE_ERROR && req->response_truncated)
 			req->error_class = HTTP_OK;
+
+		/*
+		 * Refused by the policy, with no other connection tried (a refused
+		 * address and another one that timed out is a timeout).
+		 */
+		else if (msg->data.result != CURLE_OK && req->blocked[0] != '\0' &&
+				 (req->sockets_opened == 0 || msg->data.result == CURLE_ABORTED_BY_CALLBACK))
+		{
+			req->error_class = HTTP_ERR_BLOCKED_ADDRESS;
+			strlcpy(req->error, req->blocked, sizeof(req->error));
+		}
 		else
 			req->error_class = classify(easy, msg->data.result);
 		if (req->error_class != HTTP_OK)

@@ -5,8 +5,9 @@
  *		easy handles.
  *
  * Contract.  Everything declared here may run on the HTTP thread (http_thread.c): it
- * calls libcurl, epoll and libc, and nothing of PostgreSQL (no palloc, no elog), except
- * HttpCurlInit(), which runs on the main thread before any HTTP thread exists.  An
+ * calls libcurl, epoll, libc and the pure functions of network_policy.h, and nothing of
+ * PostgreSQL (no palloc, no elog), except HttpCurlInit(), which runs on the main thread
+ * before any HTTP thread exists.  An
  * HttpCurl belongs to exactly one thread at a time: the HTTP thread in threaded mode,
  * the worker's main thread in single-threaded mode.
  */

@@ -19,6 +19,7 @@
 
 #include "integration.h"
 #include "json_schema.h"
+#include "network_policy.h"
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
@@ -47,6 +48,7 @@ _PG_init(void)
 
 	TenantDefineGucs();
 	ValidateDefineGucs();
+	NetworkPolicyDefineGucs();
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();

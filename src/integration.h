@@ -19,6 +19,30 @@ int64_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * Splits a comma-separated list in place, for the parsers of list settings, which
+ * run in GUC check hooks and so without palloc: returns the entry at *cursor with its
+ * blanks trimmed and moves *cursor past it (NULL after the last entry).  Unlike
+ * strtok(), it returns empty entries ("a,,b"), so that the caller can refuse them.
+ */
+static inline char *
+NextListEntry(char **cursor)
+{
+	char	   *entry = *cursor;
+	char	   *comma = strchr(entry, ',');
+	char	   *end;
+
+	if (comma)
+		*comma++ = '\0';
+	*cursor = comma;
+	while (*entry == ' ' || *entry == '\t')
+		entry++;
+	end = entry + strlen(entry);
+	while (end > entry && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	return entry;
+}
+
 /* integration.c */
 extern bool integration_loaded_at_preload;
 

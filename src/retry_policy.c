@@ -25,6 +25,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "integration.h"
 #include "retry_policy.h"
 
 #define RETRY_JITTER 0.20
@@ -91,24 +92,12 @@ ParseRetrySchedule(const char *s, RetrySchedule *out, const char **error)
 	}
 	out->nsteps = 0;
 
-	/*
-	 * Split by hand: strtok would skip an empty entry ("5s,,10s") instead of
-	 * refusing it.
-	 */
+	/* An empty entry ("5s,,10s") is refused. */
 	for (char *next = copy; next != NULL;)
 	{
 		int64		ms;
-		char	   *end;
 
-		tok = next;
-		next = strchr(next, ',');
-		if (next)
-			*next++ = '\0';
-		while (*tok == ' ' || *tok == '\t')
-			tok++;
-		end = tok + strlen(tok);
-		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
+		tok = NextListEntry(&next);
 		if (*tok == '\0' && next == NULL && out->nsteps == 0)
 			break;				/* the empty schedule: no retries */
 		if (out->nsteps >= RETRY_SCHEDULE_MAX_STEPS)

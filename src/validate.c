@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+
 #include <curl/curl.h>
 
 #include "common/jsonapi.h"
@@ -19,6 +21,7 @@
 #include "utils/jsonb.h"
 
 #include "integration.h"
+#include "network_policy.h"
 #include "validate.h"
 
 int			integration_max_payload_bytes = 256 * 1024;
@@ -78,9 +81,13 @@ url_error(const char *url, const char *detail, const char *hint)
 			 hint ? errhint("%s", hint) : 0));
 }
 
-/* Raises unless url is an absolute http(s) URL without credentials or fragment. */
+/*
+ * Raises unless url is an absolute http(s) URL without credentials or fragment.  If
+ * host is not NULL, sets *host to the host as libcurl reads it (IPv4 numbers in dotted
+ * form, IPv6 in brackets, without a zone id) and *https to whether the scheme is https.
+ */
 static void
-validate_url(const char *url, size_t len)
+validate_url(const char *url, size_t len, char **host, bool *https)
 {
 	CURLU	   *h;
 	CURLUcode	rc;
@@ -124,6 +131,8 @@ validate_url(const char *url, size_t len)
 	{
 		bool		ok = (strcmp(part, "http") == 0 || strcmp(part, "https") == 0);
 
+		if (https)
+			*https = strcmp(part, "https") == 0;
 		curl_free(part);
 		part = NULL;
 		if (!ok)
@@ -165,6 +174,12 @@ validate_url(const char *url, size_t len)
 		}
 	}
 
+	if (host && curl_url_get(h, CURLUPART_HOST, &part, 0) == CURLUE_OK)
+	{
+		*host = pstrdup(part);
+		curl_free(part);
+		part = NULL;
+	}
 	curl_url_cleanup(h);
 
 	/*
@@ -190,7 +205,70 @@ integration_validate_url(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
 
-	validate_url(text_to_cstring(t), VARSIZE_ANY_EXHDR(t));
+	validate_url(text_to_cstring(t), VARSIZE_ANY_EXHDR(t), NULL, NULL);
+	PG_RETURN_TEXT_P(t);
+}
+
+PG_FUNCTION_INFO_V1(integration_validate_destination);
+
+/*
+ * validate_destination(url text) RETURNS text: what register_webhook() and
+ * update_webhook() check of a URL beyond validate_url(), under the settings in force:
+ * https when integration.https_only is on, and a host that is not an IP address, in
+ * any spelling, that the worker would refuse to connect to (network_policy.c).  A
+ * host name is judged when the worker connects, after DNS.
+ *
+ * Not a CHECK constraint, unlike validate_url(): the settings change, and an endpoint
+ * stored under other ones must stay updatable (is_active, name) and restorable.  What
+ * gets past it, by plain DML or a change of settings, still meets the worker's check
+ * of every connection.
+ */
+Datum
+integration_validate_destination(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	char	   *url = text_to_cstring(t);
+	char	   *host = NULL;
+	bool		https = false;
+	NetworkPolicy *policy;
+	NetAddr		addr;
+	NetVerdict	why;
+	bool		https_only;
+	bool		blocked;
+	char		addr_text[INET6_ADDRSTRLEN];
+	char		reason[256];
+
+	validate_url(url, VARSIZE_ANY_EXHDR(t), &host, &https);
+
+	/*
+	 * The verdict is formatted before the policy is given back, and raised
+	 * after.
+	 */
+	policy = NetworkPolicyAcquire();
+	https_only = NetworkPolicyHttpsOnly(policy);
+	blocked = host != NULL && NetAddrFromUrlHost(host, &addr) &&
+		NetworkPolicyBlocks(policy, &addr, &why);
+	if (blocked)
+	{
+		NetAddrFormat(&addr, addr_text, sizeof(addr_text));
+		NetVerdictFormat(&addr, &why, reason, sizeof(reason));
+	}
+	NetworkPolicyRelease(policy);
+
+	if (!https && https_only)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook url \"%s\" is not https", url),
+				 errdetail("integration.https_only is on: webhooks are sent over https only."),
+				 errhint("Write the URL as https://host/path.")));
+	if (blocked)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook url \"%s\" points to a blocked address", url),
+				 errdetail("The host is the address %s: %s.", addr_text, reason),
+				 why.by_setting ?
+				 errhint("integration.blocked_networks wins over integration.allowed_networks.") :
+				 errhint("Webhooks may not reach internal addresses; an administrator can open a range on purpose with integration.allowed_networks.")));
 	PG_RETURN_TEXT_P(t);
 }
 

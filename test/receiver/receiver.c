@@ -980,6 +980,18 @@ parse_request_line(struct request *r, const char *buf, size_t start, size_t len,
 	if (i == r->target_off || i >= end || buf[i] != ' ')
 		return 400;
 	r->target_len = (uint32_t) (i - r->target_off);
+	/*
+	 * Absolute form, as a client sends to a proxy: serve it as the receiver the proxy
+	 * would forward it to, from its path on ("http://host/p?q" is "/p?q").
+	 */
+	if (r->target_len > 7 && memcmp(buf + r->target_off, "http://", 7) == 0) {
+		const char *slash = memchr(buf + r->target_off + 7, '/', r->target_len - 7);
+
+		if (slash == NULL)
+			return 400;
+		r->target_len -= (uint32_t) (slash - (buf + r->target_off));
+		r->target_off = (uint32_t) (slash - buf);
+	}
 	if (buf[r->target_off] != '/' && !(r->target_len == 1 && buf[r->target_off] == '*'))
 		return 400;
 	i++;
@@ -1741,10 +1753,11 @@ static void
 usage(FILE *f)
 {
 	fputs(
-	"usage: receiver [--port N] [--port-file FILE] [--log FILE|-] [--quiet]\n"
+	"usage: receiver [--host ADDR] [--port N] [--port-file FILE] [--log FILE|-] [--quiet]\n"
 	"                [--max-seconds N] [--max-body BYTES]\n"
 	"\n"
-	"HTTP/1.1 receiver on 127.0.0.1 for webhook tests.  Per-request behaviour\n"
+	"HTTP/1.1 receiver on 127.0.0.1 (or --host, an IPv4 or IPv6 address such as\n"
+	"127.0.0.2 or ::1) for webhook tests.  Per-request behaviour\n"
 	"comes from the query string:\n"
 	"  status=NNN       response status (200..599, default 200)\n"
 	"  status=NNNxK     NNN for the first K requests with the same path+key, then 200\n"
@@ -1758,26 +1771,46 @@ usage(FILE *f)
 	"  garbage=1        answer with a line that is not an HTTP status line, then close\n"
 	"  header_bytes=N   add an X-Padding header of N bytes (max 16 MiB)\n"
 	"GET /__stats returns {\"requests\":N,\"bytes\":M,...,\"last_at\":T}; /__reset clears counters.\n"
+	"A request in absolute form (http://host/path, as sent to a proxy) is served as /path.\n"
 	"--port 0 picks a free port; --log appends one JSON line per request.\n",
 	f);
 }
 
+/* A listening socket on host (an IPv4 or IPv6 address) and port; -1 on failure. */
 static int
-open_listener(int port)
+open_listener(const char *host, int port)
 {
-	struct sockaddr_in addr;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
+	struct sockaddr_in addr4;
+	struct sockaddr_in6 addr6;
+	struct sockaddr *addr;
+	socklen_t len;
+	int fd, one = 1;
 
+	memset(&addr4, 0, sizeof addr4);
+	memset(&addr6, 0, sizeof addr6);
+	if (inet_pton(AF_INET, host, &addr4.sin_addr) == 1) {
+		addr4.sin_family = AF_INET;
+		addr4.sin_port = htons((uint16_t) port);
+		addr = (struct sockaddr *) &addr4;
+		len = sizeof addr4;
+	} else if (inet_pton(AF_INET6, host, &addr6.sin6_addr) == 1) {
+		addr6.sin6_family = AF_INET6;
+		addr6.sin6_port = htons((uint16_t) port);
+		addr = (struct sockaddr *) &addr6;
+		len = sizeof addr6;
+	} else {
+		errno = EINVAL;
+		return -1;
+	}
+	fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	memset(&addr, 0, sizeof addr);
-	addr.sin_family = AF_INET;
-	addr.sin_port = htons((uint16_t) port);
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *) &addr, sizeof addr) < 0 || listen(fd, SOMAXCONN) < 0) {
+	if (bind(fd, addr, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+		int saved = errno;
+
 		close(fd);
+		errno = saved;
 		return -1;
 	}
 	return fd;
@@ -1825,6 +1858,7 @@ int
 main(int argc, char **argv)
 {
 	static const struct option options[] = {
+		{"host", required_argument, NULL, 'H'},
 		{"port", required_argument, NULL, 'p'},
 		{"port-file", required_argument, NULL, 'f'},
 		{"log", required_argument, NULL, 'l'},
@@ -1835,18 +1869,21 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct server srv;
-	const char *port_file = NULL, *log_path = NULL;
+	const char *port_file = NULL, *log_path = NULL, *host = "127.0.0.1";
 	uint64_t port = 0, max_seconds = 0, max_body = DEFAULT_MAX_BODY;
 	struct epoll_event ev, events[MAX_EVENTS];
-	struct sockaddr_in bound;
+	struct sockaddr_storage bound;
 	socklen_t bound_len = sizeof bound;
 	sigset_t sigs;
 	int opt;
 
 	memset(&srv, 0, sizeof srv);
 	srv.log.fd = -1;
-	while ((opt = getopt_long(argc, argv, "p:f:l:qs:b:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "H:p:f:l:qs:b:h", options, NULL)) != -1) {
 		switch (opt) {
+		case 'H':
+			host = optarg;
+			break;
 		case 'p':
 			if (!parse_u64(optarg, strlen(optarg), 65535, &port))
 				goto bad_usage;
@@ -1901,10 +1938,10 @@ main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	srv.signal_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	srv.epfd = epoll_create1(EPOLL_CLOEXEC);
-	srv.listen_fd = open_listener((int) port);
+	srv.listen_fd = open_listener(host, (int) port);
 	srv.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (srv.signal_fd < 0 || srv.epfd < 0 || srv.listen_fd < 0) {
-		fprintf(stderr, "receiver: cannot listen on 127.0.0.1:%" PRIu64 ": %s\n", port, strerror(errno));
+		fprintf(stderr, "receiver: cannot listen on %s port %" PRIu64 ": %s\n", host, port, strerror(errno));
 		return 1;
 	}
 	ev.events = EPOLLIN;
@@ -1915,13 +1952,16 @@ main(int argc, char **argv)
 
 	if (getsockname(srv.listen_fd, (struct sockaddr *) &bound, &bound_len) < 0)
 		return 1;
-	port = ntohs(bound.sin_port);
+	port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &bound)->sin6_port
+		     : ((struct sockaddr_in *) &bound)->sin_port);
 	if (port_file && write_port_file(port_file, (int) port) < 0) {
 		fprintf(stderr, "receiver: writing %s: %s\n", port_file, strerror(errno));
 		return 1;
 	}
 	if (!srv.quiet) {
-		printf("listening on 127.0.0.1:%" PRIu64 "\n", port);
+		bool v6 = strchr(host, ':') != NULL;
+
+		printf("listening on %s%s%s:%" PRIu64 "\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
 		fflush(stdout);
 	}
 	if (max_seconds > 0)

@@ -101,6 +101,30 @@ check "chunked request body" "$(cat "$work/chunked.code")" 200
 head -c $((3 * 1024 * 1024)) /dev/zero >"$work/too-big"
 check "3 MiB body gets 413" "$(c -o /dev/null -w '%{http_code}' --data-binary @"$work/too-big" "$base/huge")" 413
 
+# A request in absolute form, as a client sends it to a proxy, is served by its path.
+check "absolute form, as through a proxy" \
+	"$("$CURL" -s --max-time 10 -x "$base" -o /dev/null -w '%{http_code}' "http://hooks.example.invalid/p?status=201")" 201
+
+# --host: another loopback address, and ::1 where IPv6 loopback exists.
+for host in 127.0.0.2 ::1; do
+	"$work/receiver" --host "$host" --port 0 --port-file "$work/port-$host" --max-seconds 10 \
+		>"$work/receiver-$host.out" 2>&1 &
+	for _ in $(seq 50); do [ -s "$work/port-$host" ] && break; sleep 0.1; done
+	if [ ! -s "$work/port-$host" ]; then
+		if [ "$host" = ::1 ]; then
+			pass "--host ::1 skipped: $(cat "$work/receiver-$host.out")"
+			continue
+		fi
+		fail "--host $host did not start: $(cat "$work/receiver-$host.out")"
+		continue
+	fi
+	hp=$(cat "$work/port-$host")
+	url="http://$host:$hp/x"
+	[ "$host" = ::1 ] && url="http://[::1]:$hp/x"
+	check "--host $host" "$(c -g -o /dev/null -w '%{http_code}' "$url")" 200
+	kill -TERM %% 2>/dev/null; wait $! 2>/dev/null
+done
+
 body='{"event":"order.created","data":{"id":"ord_1","note":"caf\u00e9 \"quoted\"\nline"}}'
 c -o /dev/null -H 'Content-Type: application/json' -H 'webhook-id: msg_selftest' \
 	--data-binary "$body" "$base/hook?id=7"

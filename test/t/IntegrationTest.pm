@@ -33,6 +33,7 @@ use warnings;
 use Digest::SHA qw(hmac_sha256);
 use Exporter 'import';
 use File::Spec;
+use IO::Socket::IP;
 use JSON::PP;
 use MIME::Base64 qw(decode_base64 encode_base64);
 use POSIX ();
@@ -43,6 +44,7 @@ use Time::HiRes qw(time usleep);
 our @EXPORT = qw(
   new_integration_node tenant_psql key_file_path random_key write_key_file
   start_receiver stop_receiver receiver_url read_log wait_for_requests
+  receiver_connections
   verify_signature expected_signature
 );
 
@@ -63,8 +65,9 @@ my @receivers;
 Initialises and starts a cluster that preloads the extension, appends the given
 postgresql.conf lines, and creates the extension in database postgres.  Endpoint
 secrets are encrypted under a fresh key in key_file_path($node); a conf line
-C<integration.encryption_key_file = ''> turns that off.  Returns the
-PostgreSQL::Test::Cluster.
+C<integration.encryption_key_file = ''> turns that off.  Webhooks may reach 127.0.0.1,
+where the receivers listen (integration.allowed_networks); a later line of
+@conf_lines overrides it.  Returns the PostgreSQL::Test::Cluster.
 
 =cut
 
@@ -81,6 +84,7 @@ sub new_integration_node
 		'fsync = off',
 		"log_min_messages = 'log'",
 		"integration.encryption_key_file = '" . key_file_path($node) . "'",
+		"integration.allowed_networks = '127.0.0.1/32'",
 		@conf) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
@@ -150,9 +154,10 @@ sub tenant_psql
 
 =item start_receiver(%opts)
 
-Starts a receiver on a free port of 127.0.0.1 and waits until it listens.
-Returns {pid, port, log, dir}.  Option max_seconds (default 600) bounds its life
-even if every cleanup fails.
+Starts a receiver on a free port of 127.0.0.1 (option host: another address,
+such as 127.0.0.2 or ::1) and waits until it listens.  Returns {pid, host, port,
+log, dir}.  Option max_seconds (default 600) bounds its life even if every
+cleanup fails.
 
 =cut
 
@@ -174,7 +179,8 @@ sub start_receiver
 		open(STDIN, '<', '/dev/null');
 		open(STDOUT, '>>', "$dir/receiver.out");
 		open(STDERR, '>&', \*STDOUT);
-		exec($bin, '--port', '0', '--port-file', $port_file, '--log', $log,
+		exec($bin, '--host', $opts{host} // '127.0.0.1',
+			'--port', '0', '--port-file', $port_file, '--log', $log,
 			'--quiet', '--max-seconds', $opts{max_seconds} // 600)
 		  or POSIX::_exit(127);
 	}
@@ -199,7 +205,14 @@ sub start_receiver
 	}
 	die "receiver did not write its port file within 10 s" unless $port;
 
-	my $r = { pid => $pid, port => $port, log => $log, dir => $dir };
+	my $r = {
+		pid => $pid,
+		host => $opts{host} // '127.0.0.1',
+		port => $port,
+		log => $log,
+		dir => $dir,
+		stats_calls => 0
+	};
 	push @receivers, $r;
 	return $r;
 }
@@ -208,14 +221,16 @@ sub start_receiver
 
 =item receiver_url($recv, $path, %query)
 
-http://127.0.0.1:PORT$path?k=v&... (query keys sorted, so URLs are stable).
+http://HOST:PORT$path?k=v&... (query keys sorted, so URLs are stable), the host
+in brackets when it is IPv6.
 
 =cut
 
 sub receiver_url
 {
 	my ($r, $path, %q) = @_;
-	my $url = "http://127.0.0.1:$r->{port}$path";
+	my $host = $r->{host} =~ /:/ ? "[$r->{host}]" : $r->{host};
+	my $url = "http://$host:$r->{port}$path";
 	my @q = map { "$_=$q{$_}" } sort keys %q;
 	$url .= '?' . join('&', @q) if @q;
 	return $url;
@@ -305,6 +320,32 @@ sub wait_for_requests
 		return @reqs if @reqs >= $n || time() >= $deadline;
 		usleep(20_000);
 	}
+}
+
+=pod
+
+=item receiver_connections($recv)
+
+How many TCP connections the receiver has accepted, those of this function's own
+queries of its /__stats excepted: a connection that sent no request counts too.
+
+=cut
+
+sub receiver_connections
+{
+	my ($r) = @_;
+	my $sock = IO::Socket::IP->new(
+		PeerHost => $r->{host},
+		PeerPort => $r->{port},
+		Timeout => 10) or die "cannot reach the receiver on $r->{host}: $!";
+	$r->{stats_calls}++;
+	print $sock "GET /__stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	local $/;
+	my $reply = <$sock>;
+	close $sock;
+	my ($accepted) = ($reply // '') =~ /"accepted":(\d+)/
+	  or die "no stats from the receiver on $r->{host}: " . ($reply // '');
+	return $accepted - $r->{stats_calls};
 }
 
 =pod
