@@ -513,7 +513,7 @@ CREATE TABLE integration.deliveries (
 	UNIQUE (tenant_id, event_id, endpoint_id),
 	-- No foreign keys to webhook_events and webhook_endpoints: their per-row checks
 	-- took the worker's SQL thread from about 23 to 33-38 us per delivery and its
-	-- deliveries/s down by 20% to 30% (bench/ab, docs/performance.md), beyond
+	-- deliveries/s down by 20% to 30% (bench/ab, bench/README.md), beyond
 	-- the 10% keys were allowed to cost.  The statement triggers below enforce what the
 	-- keys would, one set-based check per statement (src/delivery_references.c).
 	CONSTRAINT deliveries_status_check

@@ -5,7 +5,7 @@
  *
  * A foreign key checks every inserted row with a query and a row lock of its own, and
  * the worker inserts thousands of deliveries a second.  Measured against real foreign
- * keys (bench/ab, docs/performance.md), those per-row checks took the worker's
+ * keys (bench/ab, bench/README.md), those per-row checks took the worker's
  * SQL thread from about 23 to 33-38 us per delivery and its deliveries/s down by 20% to
  * 30%, beyond the 10% that keys were allowed to cost.  So every insert, the worker's
  * fan-out included, is checked once per statement over its transition table: one

@@ -7,7 +7,7 @@
  * other from one request to the next: SQL (claiming, recording) and HTTP (libcurl,
  * the kernel's TCP stack).  Done by one thread they take turns on one core; in this
  * mode libcurl's event loop runs on a thread of its own, so that the two may overlap
- * on two cores.  The figures that decide whether this pays are in docs/performance.md
+ * on two cores.  The figures that decide whether this pays are in bench/README.md
  * (Performance); single-threaded mode (http_client.c) is the other choice.
  *
  * The thread's contract.  It calls libcurl, epoll, eventfd, pthread and libc, and
