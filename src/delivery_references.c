@@ -315,7 +315,8 @@ integration_delete_event_deliveries(PG_FUNCTION_ARGS)
 					 0, NULL, NULL, InvalidSnapshot, InvalidSnapshot, 0, SPI_OK_DELETE);
 	if (IsolationUsesXactSnapshot())
 	{
-		CommandCounterIncrement();	/* the latest snapshot sees the queue rows gone */
+		CommandCounterIncrement();	/* the latest snapshot sees the queue rows
+									 * gone */
 		snapshot = GetLatestSnapshot();
 		crosscheck = GetTransactionSnapshot();
 	}

@@ -356,7 +356,7 @@ check_schema(const JsonbValue *s, const char *path)
 				schema_error(path, "\"%s\" must be a number", key);
 		}
 		else if (strcmp(key, "const") != 0)
-			check_count(&v, path, key);	/* min/max Items, Length, Properties */
+			check_count(&v, path, key); /* min/max Items, Length, Properties */
 	}
 }
 

@@ -59,7 +59,11 @@ MessageIdFill(char *dst)
 				 errdetail("OpenSSL's random number generator failed.")));
 
 	memcpy(dst, MESSAGE_ID_PREFIX, sizeof(MESSAGE_ID_PREFIX) - 1);
-	/* Long division of the 128-bit number by 62, one digit per pass, lowest first. */
+
+	/*
+	 * Long division of the 128-bit number by 62, one digit per pass, lowest
+	 * first.
+	 */
 	for (int d = MESSAGE_ID_LEN - 1; d >= (int) sizeof(MESSAGE_ID_PREFIX) - 1; d--)
 	{
 		uint32		rem = 0;

@@ -312,6 +312,7 @@ integration_publish_event(PG_FUNCTION_ARGS)
 		batch_add(&batch, envelope);
 		flush_batch(&batch);
 	}
+
 	/*
 	 * No log row: the event is the record of itself, and a row per event
 	 * doubled what publishing wrote (issue #20).  Logs are for changes of

@@ -59,11 +59,13 @@ typedef struct IntegrationSharedState
 	 */
 	ConditionVariable slot_released;
 	IntegrationWorkerSlot workers[INTEGRATION_MAX_WORKERS];
+
 	/*
-	 * Databases being or recently dropped, under slots_lock: a worker of one that the
-	 * postmaster starts again finds its database here and stops for good before it
-	 * connects (and fails), instead of being restarted forever.  A ring; an entry is
-	 * cleared when a worker for that database is asked for again.
+	 * Databases being or recently dropped, under slots_lock: a worker of one
+	 * that the postmaster starts again finds its database here and stops for
+	 * good before it connects (and fails), instead of being restarted
+	 * forever.  A ring; an entry is cleared when a worker for that database
+	 * is asked for again.
 	 */
 	Oid			dropped_dbs[INTEGRATION_DROPPED_DBS];
 	int			dropped_next;

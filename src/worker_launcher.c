@@ -110,7 +110,11 @@ integration_launcher_main(Datum arg)
 			strcmp(NameStr(db->datname), integration_database_name) != 0)
 			continue;
 		dbs = lappend_oid(dbs, db->oid);
-		/* It exists: an old record of a dropped database with its oid is stale. */
+
+		/*
+		 * It exists: an old record of a dropped database with its oid is
+		 * stale.
+		 */
 		DatabaseDropping(db->oid, false);
 	}
 	table_endscan(scan);
@@ -174,7 +178,11 @@ integration_start_worker(PG_FUNCTION_ARGS)
 	if (integration_database_name[0] != '\0' &&
 		strcmp(get_database_name(MyDatabaseId), integration_database_name) != 0)
 		PG_RETURN_BOOL(false);
-	/* This database exists: an old record of a dropped one with its oid is stale. */
+
+	/*
+	 * This database exists: an old record of a dropped one with its oid is
+	 * stale.
+	 */
 	DatabaseDropping(MyDatabaseId, false);
 	if (WorkerSlotExists(MyDatabaseId))
 		PG_RETURN_BOOL(false);
