@@ -654,30 +654,7 @@ COMMENT ON TABLE integration.integration_logs IS
 
 CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenant_id, created_at);
 
-------------------------------------------------------------------------------------------
--- Row-level security: forced, so even the tables' owner is bound unless superuser or
--- BYPASSRLS.
-------------------------------------------------------------------------------------------
-
-DO $$
-DECLARE
-	t text;
-BEGIN
-	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'webhook_event_queue',
-							 'deliveries', 'delivery_attempts', 'integration_logs']
-	LOOP
-		EXECUTE pg_catalog.format('ALTER TABLE integration.%I ENABLE ROW LEVEL SECURITY', t);
-		EXECUTE pg_catalog.format('ALTER TABLE integration.%I FORCE ROW LEVEL SECURITY', t);
-		EXECUTE pg_catalog.format(
-			'CREATE POLICY tenant_isolation ON integration.%I
-				USING (tenant_id = integration.current_tenant())
-				WITH CHECK (tenant_id = integration.current_tenant())', t);
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER require_tenant BEFORE INSERT OR UPDATE OR DELETE ON integration.%I
-				FOR EACH STATEMENT EXECUTE FUNCTION integration.require_tenant_for_write()', t);
-	END LOOP;
-END
-$$;
+-- Row-level security: sql/tenant_isolation.sql, run last, for every tenant-scoped table.
 
 ------------------------------------------------------------------------------------------
 -- Views

@@ -40,13 +40,7 @@ CREATE TABLE integration.event_schemas (
 COMMENT ON TABLE integration.event_schemas IS
 	'JSON Schemas of the data of events a tenant publishes with publish_event(); written by register_event_type().';
 
-ALTER TABLE integration.event_schemas ENABLE ROW LEVEL SECURITY;
-ALTER TABLE integration.event_schemas FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON integration.event_schemas
-	USING (tenant_id = integration.current_tenant())
-	WITH CHECK (tenant_id = integration.current_tenant());
-CREATE TRIGGER require_tenant BEFORE INSERT OR UPDATE OR DELETE ON integration.event_schemas
-	FOR EACH STATEMENT EXECUTE FUNCTION integration.require_tenant_for_write();
+-- Tenant isolation like the other tenant-scoped tables: sql/tenant_isolation.sql.
 
 -- The JSON Schema (2020-12, as OpenAPI 3.1 uses) of a value of type typ as the
 -- extension serialises it (row_to_json()'s rendering, src/row_json.c).
