@@ -4,7 +4,9 @@
  *
  * Publishing sits on every tracked business write, so it must not query
  * webhook_endpoints for every row.  This cache holds, per tenant, the id and event
- * patterns of each active, non-deleted endpoint.  Validity rule: a commit that changed
+ * patterns of each endpoint that receives events: the active ones, and those the worker
+ * disabled (disabled_at set), whose deliveries the fan-out records as skipped so that
+ * enable_webhook() can replay exactly what they missed.  Validity rule: a commit that changed
  * webhook_endpoints bumps a generation counter in shared memory (wakeup.c) after it
  * became visible; a backend that sees a new generation drops the whole cache.  The
  * counter is read first and the endpoints then under a fresh snapshot, so a change
@@ -71,7 +73,7 @@ reset_cache(void)
 }
 
 /*
- * Reads a tenant's active endpoints into te, allocating in mcxt.  For the cache
+ * Reads the endpoints a tenant's events go to into te, allocating in mcxt.  For the cache
  * (latest = true) they are read under a snapshot taken after the caller read the
  * generation counter: every change whose commit bumped the counter before that is
  * visible, even in a REPEATABLE READ transaction with an older snapshot.
@@ -89,7 +91,8 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 
 		SavedPlan(&load_plan,
 				  "SELECT id, events FROM integration.webhook_endpoints"
-				  " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
+				  " WHERE tenant_id = $1 AND deleted_at IS NULL"
+				  "   AND (is_active OR disabled_at IS NOT NULL)"
 				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	if (latest)
@@ -121,8 +124,9 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 }
 
 /*
- * The ids (as int8 Datums, palloc'd in the caller's context) of tenant's active
- * endpoints whose event patterns match event.  Returns how many.
+ * The ids (as int8 Datums, palloc'd in the caller's context) of tenant's endpoints
+ * that receive events (see the banner) whose event patterns match event.  Returns how
+ * many.
  */
 int
 EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids)

@@ -40,6 +40,7 @@
 #include "event_store.h"
 #include "event_pattern.h"
 #include "json_schema.h"
+#include "publish.h"
 #include "row_json.h"
 #include "spi_plan.h"
 #include "tenant.h"
@@ -319,6 +320,40 @@ integration_publish_event(PG_FUNCTION_ARGS)
 	 * configuration, failures and operators' actions.
 	 */
 	PG_RETURN_INT32((int32) batch.published);
+}
+
+/*
+ * Publishes an event of the worker's own (endpoint.disabled) for tenant as
+ * publish_event() does, through the same routing and writes, to every endpoint that
+ * subscribes to it except except_endpoint (the one it is about).  The worker's store
+ * transaction calls it: no tenant is selected there and row-level security does not
+ * apply, and no registered schema is checked, since the extension defines the payload.
+ * Returns the number of deliveries enqueued.
+ */
+int64
+PublishWorkerEvent(const char *tenant, const char *event, Jsonb *payload,
+				   int64 except_endpoint)
+{
+	EventBatch	batch;
+	int			n = 0;
+
+	batch_init(&batch);
+	if (!batch_target(&batch, tenant, event))
+		return 0;
+	for (int i = 0; i < batch.nendpoints; i++)
+		if (DatumGetInt64(batch.endpoint_ids[i]) != except_endpoint)
+			batch.endpoint_ids[n++] = batch.endpoint_ids[i];
+	batch.nendpoints = n;
+	if (n > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch.payload_cxt);
+		text	   *envelope = build_envelope(event, payload);
+
+		MemoryContextSwitchTo(old);
+		batch_add(&batch, envelope);
+		flush_batch(&batch);
+	}
+	return batch.published;
 }
 
 /* What a trigger needs to know about its table, planned once per statement. */
