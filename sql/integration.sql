@@ -1131,7 +1131,7 @@ CREATE FUNCTION integration.publish_event(event text, payload jsonb) RETURNS int
 	AS 'MODULE_PATHNAME', 'integration_publish_event'
 	LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.publish_event(text, jsonb) IS
-	'Enqueues, in the caller''s transaction, one delivery of the event per active endpoint of the current tenant that subscribes to it; returns how many.';
+	'Enqueues, in the caller''s transaction, one delivery of the event per active endpoint of the current tenant that subscribes to it; returns how many. Endpoints the worker disabled get it recorded as skipped, not counted.';
 
 CREATE FUNCTION integration.publish_row_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'integration_publish_row_event'

@@ -39,6 +39,7 @@
 typedef struct CachedEndpoint
 {
 	int64		id;
+	bool		active;			/* false: disabled by the worker */
 	Jsonb	   *events;
 } CachedEndpoint;
 
@@ -90,7 +91,7 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		Oid			argtypes[1] = {TEXTOID};
 
 		SavedPlan(&load_plan,
-				  "SELECT id, events FROM integration.webhook_endpoints"
+				  "SELECT id, events, is_active FROM integration.webhook_endpoints"
 				  " WHERE tenant_id = $1 AND deleted_at IS NULL"
 				  "   AND (is_active OR disabled_at IS NOT NULL)"
 				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
@@ -114,6 +115,7 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		MemoryContext old;
 
 		te->endpoints[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		te->endpoints[i].active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 		events = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
 		old = MemoryContextSwitchTo(mcxt);
 		te->endpoints[i].events = (Jsonb *) palloc(VARSIZE(events));
@@ -125,11 +127,12 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 
 /*
  * The ids (as int8 Datums, palloc'd in the caller's context) of tenant's endpoints
- * that receive events (see the banner) whose event patterns match event.  Returns how
- * many.
+ * that receive events (see the banner) whose event patterns match event: the active
+ * ones first, *nactive of them, then those the worker disabled.  Returns how many.
  */
 int
-EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids)
+EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids,
+				  int *nactive)
 {
 	TenantEndpoints local;
 	TenantEndpoints *te;
@@ -173,8 +176,14 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **i
 	}
 
 	*ids = palloc(sizeof(Datum) * Max(te->count, 1));
-	for (int i = 0; i < te->count; i++)
-		if (EventPatternsMatch(te->endpoints[i].events, event, eventlen))
-			(*ids)[n++] = Int64GetDatum(te->endpoints[i].id);
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < te->count; i++)
+			if (te->endpoints[i].active == (pass == 0) &&
+				EventPatternsMatch(te->endpoints[i].events, event, eventlen))
+				(*ids)[n++] = Int64GetDatum(te->endpoints[i].id);
+		if (pass == 0)
+			*nactive = n;
+	}
 	return n;
 }

@@ -6,6 +6,6 @@
 #define INTEGRATION_ENDPOINT_CACHE_H
 
 extern int	EndpointsMatching(const char *tenant, const char *event, int eventlen,
-							  Datum **ids);
+							  Datum **ids, int *nactive);
 
 #endif

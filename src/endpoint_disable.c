@@ -338,13 +338,15 @@ disable_endpoints(EndpointArrays *d)
 	Datum		args[5];
 	DisabledEndpoint *off;
 	int			noff;
-	const char *after = GetConfigOption("integration.disable_after", false, false);
+
+	/* With its unit, as SHOW shows it. */
+	const char *after = GetConfigOptionByName("integration.disable_after", NULL, false);
 
 	args[0] = array_of(d->tenants, NULL, d->n, TEXTOID);
 	args[1] = array_of(d->ids, NULL, d->n, INT8OID);
 	args[2] = array_of(d->times, d->time_nulls, d->n, TIMESTAMPTZOID);
 	args[3] = array_of(d->flags, NULL, d->n, BOOLOID);
-	args[4] = CStringGetTextDatum(after ? after : "");
+	args[4] = CStringGetTextDatum(after);
 	/* Rare: planned for its arrays each time. */
 	SavedPlan(&disable_plan,
 			  "WITH d AS (SELECT d.tenant_id, d.id, d.since,"

@@ -30,7 +30,8 @@ SELECT id = :ep AS is_ep, is_active, disabled_reason, disabled_at IS NOT NULL AS
   FROM integration.list_webhooks() ORDER BY id;
 
 -- Still subscribed: events go to it, and the fan-out records its deliveries as skipped,
--- without a claim; the other endpoint's is claimed as usual.
+-- without a claim; the other endpoint's is claimed as usual.  publish_event() counts
+-- only the deliveries it enqueues for sending.
 SELECT integration.publish_event('order.created', '{"n": 1}') AS deliveries;
 RESET ROLE;
 SELECT count(*) AS claimed FROM integration._fan_out(10);
