@@ -182,6 +182,9 @@ is(q1("SELECT count(*) FROM integration.integration_logs l
 	   WHERE strpos(l::text, substr('$new', 7, 16)) > 0 OR strpos(l::text, substr('$old', 7, 16)) > 0"), '0',
 	'nor in integration_logs');
 
+unlike(slurp_file($node->logfile), qr/integration worker: .* failed:/,
+	'no transaction of the worker failed');
+
 stop_receiver($recv);
 $node->stop;
 done_testing();

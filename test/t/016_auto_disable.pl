@@ -147,6 +147,8 @@ is(q1("SELECT string_agg(DISTINCT d.status || '/' || d.attempts || '/' || d.last
 		 FROM integration.deliveries d JOIN integration.webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
 		WHERE d.endpoint_id = $ep AND (e.payload::jsonb #>> '{data,n}')::int > $last_before"),
 	'skipped/0/skipped: the endpoint is disabled', 'recorded as skipped, without an attempt');
+cmp_ok(deliveries_of("status = 'skipped' AND attempts > 0"), '>', 0,
+	'retries that came due after the disable were skipped too (by the claim, checked under the endpoint\'s lock)');
 is(q1("SELECT count(*) FROM integration.delivery_attempts a JOIN integration.deliveries d
 		ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id WHERE d.endpoint_id = $ep AND d.status = 'skipped'
 		AND a.started_at > (SELECT disabled_at FROM integration.webhook_endpoints WHERE id = $ep)"),
@@ -198,6 +200,9 @@ is(q1("SELECT count(*) FROM integration.integration_logs WHERE event = 'webhook.
 publish(++$n);
 @arrived = wait_for_requests($recv, scalar(@expected) + 1, 10);
 is(scalar @arrived, scalar(@expected) + 1, 'a new event is delivered at once');
+
+unlike(slurp_file($node->logfile), qr/integration worker: .* failed:/,
+	'no transaction of the worker failed');
 
 stop_receiver($recv);
 stop_receiver($watch);
