@@ -14,7 +14,7 @@
  *	   unset a value, or to clear a list or metadata); null sends "key=" too;
  *	   true and false are sent as their names;
  *	 - a number is sent as JavaScript writes it (String(n)): 1.50 as 1.5,
- *	   1e21 as 1e+21, 0.0000001 as 1e-7.  A number JavaScript cannot hold
+ *	   1e21 as 1e+21 (encoded, like any value: 1e%2B21), 0.0000001 as 1e-7.  A number JavaScript cannot hold
  *	   exactly (more than 17 significant digits, beyond 2^53 for an integer)
  *	   would reach Stripe changed, so it is refused: send it as a string;
  *	 - names and values are percent-encoded as encodeURIComponent() does,
@@ -167,7 +167,8 @@ Abbreviated(const char *s)
 
 /*
  * Append a jsonb number as stripe-node would send it, or raise if that
- * would change its value
+ * would change its value.  Like every value it is percent-encoded after
+ * being written: the "+" of 1e+21 goes as %2B.
  */
 static void
 AppendNumber(StringInfo buf, Numeric num, const char *key)
@@ -207,7 +208,10 @@ AppendNumber(StringInfo buf, Numeric num, const char *key)
 						   Abbreviated(text), Abbreviated(js.data)),
 				 errhint("Pass the number as a JSON string to send it exactly.")));
 	}
-	AppendJsNumber(buf, d);
+	initStringInfo(&js);
+	AppendJsNumber(&js, d);
+	AppendFormEncoded(buf, js.data, js.len);
+	pfree(js.data);
 	pfree(text);
 }
 
