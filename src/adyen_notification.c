@@ -513,7 +513,16 @@ AdyenItemSigningString(const char *json, size_t len, StringInfo out)
 {
 	AdyenParse	p;
 
+	bool		any = false;
+
 	if (!ParseAdyenJson(json, len, ADYEN_ROOT_ITEM, &p) || p.nitems != 1)
 		return "the notification item is not an object";
+
+	/* Most likely the wrapper or the notification was passed, not the item */
+	for (int f = 0; f < NUM_SIGNED_FIELDS; f++)
+		if (p.items[0].state[f] != FIELD_ABSENT)
+			any = true;
+	if (!any)
+		return "the notification item has none of the fields Adyen signs";
 	return AppendSigningString(&p.items[0], out);
 }

@@ -219,6 +219,8 @@ SELECT label, integration.adyen_signing_string(i) AS signing_string
   ) AS t(label, i);
 SELECT integration.adyen_signing_string('[]');
 \echo :LAST_ERROR_SQLSTATE
+SELECT integration.adyen_signing_string(jsonb_build_object('NotificationRequestItem', :'ad_min'::jsonb));
+\echo :LAST_ERROR_SQLSTATE
 SELECT integration.adyen_signing_string(jsonb_set(:'ad_min', '{amount}', '"5 EUR"'));
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.adyen_signing_string(jsonb_set(:'ad_min', '{eventCode}', '["REFUND"]'));
