@@ -227,6 +227,15 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.sign(text, text, text, text, bigint) IS
 'Headers (name -> value) a sender attaches to sign body in scheme standard, stripe, shopify, woocommerce or github; msg_id and timestamp (unix seconds) are generated when NULL';
 
+CREATE FUNCTION integration.sign_request(scheme text, secret text, method text, uri text, body text,
+                                         "timestamp" bigint DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'integration_sign_request'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+
+COMMENT ON FUNCTION integration.sign_request(text, text, text, text, text, bigint) IS
+'Headers (name -> value) a sender attaches to sign a request in a scheme that signs the method and URI too (hubspot, v3); timestamp in the unit of the scheme''s header (milliseconds for hubspot), now when NULL';
+
 CREATE FUNCTION integration.verify(scheme text, secret text, headers jsonb, body text,
                                    tolerance interval DEFAULT '5 minutes',
                                    now timestamptz DEFAULT now())
@@ -235,7 +244,7 @@ AS 'MODULE_PATHNAME', 'integration_verify'
 LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 
 COMMENT ON FUNCTION integration.verify(text, text, jsonb, text, interval, timestamptz) IS
-'True if headers (name -> value, names case-insensitive) carry a valid signature of body in the scheme, within tolerance of now; false for anything malformed';
+'True if headers (name -> value, names case-insensitive; the request line as ":method" and ":uri" for hubspot) carry a valid signature of body in the scheme (for adyen, every item of the notification body is signed), within tolerance of now; false for anything malformed';
 
 CREATE FUNCTION integration.generate_secret()
 RETURNS text

@@ -2,7 +2,7 @@
 -- is off here: it disabling an endpoint is written by hand, as the superuser, the way
 -- src/endpoint_disable.c writes it; the fan-out runs through integration._fan_out().
 -- The worker itself (streaks of failures, endpoint.disabled, the replay delivered) is
--- in test/t/016_auto_disable.pl.
+-- in test/t/017_auto_disable.pl.
 \set SHOW_CONTEXT never
 ALTER TABLE integration.webhook_endpoints ALTER COLUMN id RESTART WITH 9001;
 -- (Event and delivery ids are not shown: publishing.sql counts on its own being the

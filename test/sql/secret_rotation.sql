@@ -2,7 +2,7 @@
 -- kept as a retired secret, encrypted as it was, until its grace ends; at most three;
 -- tenant-scoped like every call.  Secrets and ciphertexts vary from run to run: they
 -- are captured with \gset and compared, never printed.  What the worker signs with,
--- checked by the official libraries, is in test/t/015_secret_rotation.pl.
+-- checked by the official libraries, is in test/t/016_secret_rotation.pl.
 \set SHOW_CONTEXT never
 ALTER TABLE integration.webhook_endpoints ALTER COLUMN id RESTART WITH 8001;
 \set known 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwJ0Fb6qZ7Lw8='
