@@ -1175,7 +1175,7 @@ BEGIN
 	IF NOT active THEN
 		RAISE EXCEPTION 'webhook % is disabled', dispatch_webhook.id
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'Enable it with integration.update_webhook(id => ..., is_active => true).';
+				  HINT = 'Enable it with integration.enable_webhook(id => ...), which can also replay what it missed.';
 	END IF;
 
 	INSERT INTO integration.webhook_events AS e (event, payload, endpoint_ids)
