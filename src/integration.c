@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "connector.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -53,6 +54,7 @@ _PG_init(void)
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
 	SecretKeyDefineGucs();
+	ConnectorDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();
