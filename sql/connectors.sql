@@ -116,7 +116,7 @@ CREATE TABLE integration.connector_kinds (
 	CONSTRAINT connector_kinds_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
 	CONSTRAINT connector_kinds_auth_check
 		CHECK (auth IN ('none', 'basic', 'bearer', 'query')
-			   OR auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]{1,256}$'),
+			   OR (auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]+$' AND length(auth) <= 263)),
 	CONSTRAINT connector_kinds_signature_scheme_check
 		CHECK (signature_scheme IN ('none', 'adapter')
 			   OR integration.is_signature_scheme(signature_scheme)),
@@ -185,7 +185,9 @@ BEGIN
 				   (SELECT string_agg(format_type(a, NULL), ', ' ORDER BY o)
 					  FROM unnest(args::oid[]) WITH ORDINALITY AS u(a, o)),
 				   CASE WHEN retset THEN 'SETOF ' ELSE '' END, format_type(ret, NULL));
-	SELECT pr.prokind, pr.proretset, pr.prorettype, pr.proargtypes::oid[] AS argtypes,
+	-- ARRAY(unnest()): an oidvector cast to oid[] keeps its lower bound of 0.
+	SELECT pr.prokind, pr.proretset, pr.prorettype,
+		   ARRAY(SELECT unnest(pr.proargtypes::oid[])) AS argtypes,
 		   pr.provariadic
 	  INTO p FROM pg_proc pr WHERE pr.oid = fn;
 	IF NOT FOUND THEN
@@ -244,7 +246,8 @@ BEGIN
 				  DETAIL = 'A kind name is 1 to 63 lower-case letters, digits and underscores, starting with a letter: it begins every event name its webhooks become.';
 	END IF;
 	IF NOT (register_connector_kind.auth IN ('none', 'basic', 'bearer', 'query')
-			OR register_connector_kind.auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]{1,256}$') THEN
+			OR (register_connector_kind.auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+				AND length(register_connector_kind.auth) <= 263)) THEN
 		RAISE EXCEPTION 'invalid auth "%"', register_connector_kind.auth
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use none, basic, bearer, header:<header name> or query.';
@@ -314,7 +317,7 @@ BEGIN
 	IF EXISTS (SELECT FROM integration.connectors c WHERE c.kind = unregister_connector_kind.name) THEN
 		RAISE EXCEPTION 'connector kind "%" is in use', unregister_connector_kind.name
 			USING ERRCODE = 'dependent_objects_still_exist',
-				  DETAIL = 'Connectors of this kind exist, deleted ones included: their inbound events refer to the kind.';
+				  DETAIL = 'Connectors of this kind exist, deleted ones included: they keep their inbound events.';
 	END IF;
 	DELETE FROM integration.connector_kinds k WHERE k.name = unregister_connector_kind.name;
 	RETURN FOUND;
