@@ -164,7 +164,8 @@ adapter_plan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("adapter function with OID %u does not exist", fn),
 				 errhint("Register the kind again with integration.register_connector_kind(..., replace => true).")));
-	plan = SPI_prepare(psprintf(sqlfmt, quote_qualified_identifier(nsp, name)), nargs, argtypes);
+	plan = SPI_prepare_cursor(psprintf(sqlfmt, quote_qualified_identifier(nsp, name)), nargs, argtypes,
+							  CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the call of adapter %s: %s", name,
 			 SPI_result_code_string(SPI_result));
