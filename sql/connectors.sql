@@ -77,7 +77,7 @@ CREATE FUNCTION integration.is_signature_scheme(scheme text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'integration_is_signature_scheme'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.is_signature_scheme(text) IS
-	'Whether scheme is one verify() knows (standard, stripe, shopify, woocommerce, github), lower case.';
+	'Whether scheme is one verify() knows (standard, stripe, shopify, woocommerce, github, hubspot, adyen), lower case.';
 
 CREATE FUNCTION integration._validate_inbound_secret(scheme text, secret text) RETURNS text
 	AS 'MODULE_PATHNAME', 'integration_validate_inbound_secret'
@@ -256,7 +256,7 @@ BEGIN
 			OR integration.is_signature_scheme(register_connector_kind.signature_scheme)) THEN
 		RAISE EXCEPTION 'unknown signature scheme "%"', register_connector_kind.signature_scheme
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Use one of verify()''s schemes (standard, stripe, shopify, woocommerce, github), none, or adapter with a verify function.';
+				  HINT = 'Use one of verify()''s schemes (standard, stripe, shopify, woocommerce, github, hubspot, adyen), none, or adapter with a verify function.';
 	END IF;
 	IF (register_connector_kind.signature_scheme = 'adapter') <> (register_connector_kind.verify IS NOT NULL) THEN
 		RAISE EXCEPTION 'a verify function goes with signature_scheme adapter, and only with it'

@@ -330,7 +330,7 @@ static bool
 verify_request(Inbound *in, Rejection *rej)
 {
 	const WebhookSigner *signer = NULL;
-	WebhookHeaderValue values[WEBHOOK_SIGNER_MAX_HEADERS];
+	WebhookHeaderValue values[WEBHOOK_VERIFY_MAX_VALUES];
 	WebhookTimeWindow window;
 	const char *body = VARDATA_ANY(in->body);
 	size_t		bodylen = VARSIZE_ANY_EXHDR(in->body);

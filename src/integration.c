@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 
 #include "connector.h"
+#include "endpoint_disable.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -53,6 +54,7 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 	ConnectorDefineGucs();
 

@@ -89,7 +89,7 @@ SELECT integration.register_connector_kind('Bad', 'none', 'none', 'public.acme_n
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.register_connector_kind('bad', 'token', 'none', 'public.acme_normalise(integration.connector_context, jsonb, text)');
 \echo :LAST_ERROR_SQLSTATE
-SELECT integration.register_connector_kind('bad', 'none', 'hubspot', 'public.acme_normalise(integration.connector_context, jsonb, text)');
+SELECT integration.register_connector_kind('bad', 'none', 'ebay', 'public.acme_normalise(integration.connector_context, jsonb, text)');
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.register_connector_kind('bad', 'none', 'adapter', 'public.acme_normalise(integration.connector_context, jsonb, text)');
 \echo :LAST_ERROR_SQLSTATE
