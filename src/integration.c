@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "connector.h"
 #include "endpoint_disable.h"
 #include "integration.h"
 #include "json_schema.h"
@@ -55,6 +56,7 @@ _PG_init(void)
 	WorkerDefineGucs();
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
+	ConnectorDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();
