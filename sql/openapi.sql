@@ -372,9 +372,9 @@ AS $$
 	('/webhooks/{id}/dispatch', 'post', 'integration.dispatch_webhook(bigint,text,jsonb)'::regprocedure,
 	 'dispatchWebhook', 'Send one event to this webhook, whatever its patterns; returns the delivery id',
 	 '201', '{event,payload}'),
-	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz)'::regprocedure,
+	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz,bigint)'::regprocedure,
 	 'listLogs', 'List the tenant''s log, newest first', '200', NULL),
-	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz)'::regprocedure,
+	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz,bigint,bigint)'::regprocedure,
 	 'listDeliveries', 'List the tenant''s deliveries, newest event first', '200', NULL)
 $$;
 
