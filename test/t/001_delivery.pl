@@ -561,7 +561,7 @@ q1("UPDATE integration.deliveries SET lease_expires_at = lease_expires_at + inte
 poll_ok("SELECT in_flight = 0 FROM integration.worker_status()", 'its answer came back');
 is(q1("SELECT status || ' ' || attempts FROM integration.deliveries WHERE endpoint_id = $reclaimed"),
 	'sending 0', "the old claim's outcome is not written over the new claim");
-q1("UPDATE integration.deliveries SET status = 'failed', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
+q1("UPDATE integration.deliveries SET status = 'failed', last_error = 'given up by the test', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
 
 my $doomed = register('doomed', receiver_url($recv, '/doomed', status => 500, delay_ms => 1000), '["doom.*"]');
 q1(q{SELECT integration.publish_event('doom.x', '{}')});
