@@ -1,13 +1,16 @@
 /*
  * endpoint_cache.c
- *		Per-backend cache of each tenant's active endpoints and the events they match.
+ *		Per-backend cache of the endpoints each tenant's events go to, and of the events
+ *		they match.
  *
  * Publishing sits on every tracked business write, so it must not query
  * webhook_endpoints for every row, nor try every endpoint's patterns: a tenant may have
- * thousands of endpoints.  This cache holds, per tenant, the ids of its active,
- * non-deleted endpoints, an index of their event patterns (pattern_index.c), and the
- * answer for each event name already asked about: the endpoints it goes to, as the
- * int8[] an event row stores.  So a publish costs a hash lookup once the event name has
+ * thousands of endpoints.  This cache holds, per tenant, the endpoints that receive
+ * events: the active ones, and those the worker disabled (disabled_at set), whose
+ * deliveries the fan-out records as skipped so that enable_webhook() can replay exactly
+ * what they missed; an index of their event patterns (pattern_index.c); and the answer
+ * for each event name already asked about: the endpoints it goes to, as the int8[] an
+ * event row stores, active ones first.  So a publish costs a hash lookup once the event name has
  * been seen, and the first time a walk of the pattern index, whatever the number of
  * endpoints (issue #20; bench/README.md has the figures).
  *
@@ -47,6 +50,7 @@
 typedef struct CachedEndpoint
 {
 	int64		id;
+	bool		active;			/* false: disabled by the worker */
 	Jsonb	   *events;
 } CachedEndpoint;
 
@@ -55,7 +59,9 @@ typedef struct EventTargets
 {
 	char		event[EVENT_NAME_MAX_LEN + 1];	/* hash key */
 	int			count;
-	ArrayType  *ids;			/* int8[], ascending */
+	int			nactive;		/* the first nactive ids are active endpoints' */
+	ArrayType  *ids;			/* int8[]: active ones, then disabled, each
+								 * ascending */
 } EventTargets;
 
 typedef struct TenantEndpoints
@@ -92,7 +98,7 @@ reset_cache(void)
 }
 
 /*
- * Reads a tenant's active endpoints into te, allocating in mcxt.  For the cache
+ * Reads the endpoints a tenant's events go to into te, allocating in mcxt.  For the cache
  * (latest = true) they are read under a snapshot taken after the caller read the
  * generation counter: every change whose commit bumped the counter before that is
  * visible, even in a REPEATABLE READ transaction with an older snapshot.
@@ -109,8 +115,9 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		Oid			argtypes[1] = {TEXTOID};
 
 		SavedPlan(&load_plan,
-				  "SELECT id, events FROM integration.webhook_endpoints"
-				  " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
+				  "SELECT id, events, is_active FROM integration.webhook_endpoints"
+				  " WHERE tenant_id = $1 AND deleted_at IS NULL"
+				  "   AND (is_active OR disabled_at IS NOT NULL)"
 				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	if (latest)
@@ -132,6 +139,7 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		MemoryContext old;
 
 		te->endpoints[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		te->endpoints[i].active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 		events = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
 		old = MemoryContextSwitchTo(mcxt);
 		te->endpoints[i].events = (Jsonb *) palloc(VARSIZE(events));
@@ -159,16 +167,26 @@ reset_targets(TenantEndpoints *te)
 							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/* The ids at positions[0..n) of te's endpoints, as an int8[] allocated in mcxt. */
+/*
+ * The ids at positions[0..n) (ascending) of te's endpoints, as an int8[] allocated in
+ * mcxt: the active endpoints' first, *nactive of them, then the disabled ones'.
+ */
 static ArrayType *
-ids_array(TenantEndpoints *te, int *positions, int n, MemoryContext mcxt)
+ids_array(TenantEndpoints *te, int *positions, int n, MemoryContext mcxt, int *nactive)
 {
 	MemoryContext old = MemoryContextSwitchTo(mcxt);
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	ArrayType  *a;
+	int			k = 0;
 
-	for (int i = 0; i < n; i++)
-		ids[i] = Int64GetDatum(te->endpoints[positions[i]].id);
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < n; i++)
+			if (te->endpoints[positions[i]].active == (pass == 0))
+				ids[k++] = Int64GetDatum(te->endpoints[positions[i]].id);
+		if (pass == 0)
+			*nactive = k;
+	}
 	a = construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	pfree(ids);
 	MemoryContextSwitchTo(old);
@@ -213,19 +231,21 @@ cached_targets(TenantEndpoints *te, const char *event, int eventlen)
 		reset_targets(te);
 	t = hash_search(te->targets, key, HASH_ENTER, &found);
 	t->count = n;
-	t->ids = ids_array(te, positions, n, te->targets_cxt);
+	t->ids = ids_array(te, positions, n, te->targets_cxt, &t->nactive);
 	if (positions)
 		pfree(positions);
 	return t;
 }
 
 /*
- * The active endpoints of tenant that subscribe to event, as the int8[] of their ids in
- * ascending order, in *ids; returns how many.  The array is the cache's: valid until
- * the next call, and not to be changed.
+ * The endpoints of tenant that subscribe to event and receive it (see the banner), as
+ * the int8[] of their ids in *ids: the active ones first, *nactive of them, then those
+ * the worker disabled, each in ascending order; returns how many.  The array is the
+ * cache's: valid until the next call, and not to be changed.
  */
 int
-EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType **ids)
+EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType **ids,
+				  int *nactive)
 {
 	TenantEndpoints local;
 	TenantEndpoints *te;
@@ -249,7 +269,7 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 		for (int i = 0; i < local.count; i++)
 			if (EventPatternsMatch(local.endpoints[i].events, event, eventlen))
 				positions[n++] = i;
-		*ids = ids_array(&local, positions, n, CurrentMemoryContext);
+		*ids = ids_array(&local, positions, n, CurrentMemoryContext, nactive);
 		return n;
 	}
 
@@ -285,5 +305,6 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 
 	t = cached_targets(te, event, eventlen);
 	*ids = t->ids;
+	*nactive = t->nactive;
 	return t->count;
 }

@@ -1,6 +1,6 @@
 /*
  * endpoint_cache.h
- *		Per-backend cache of each tenant's active endpoints, for publishing.
+ *		Per-backend cache of the endpoints each tenant's events go to, for publishing.
  */
 #ifndef INTEGRATION_ENDPOINT_CACHE_H
 #define INTEGRATION_ENDPOINT_CACHE_H
@@ -8,6 +8,6 @@
 #include "utils/array.h"
 
 extern int	EndpointsMatching(const char *tenant, const char *event, int eventlen,
-							  ArrayType **ids);
+							  ArrayType **ids, int *nactive);
 
 #endif

@@ -40,6 +40,7 @@
 #include "event_store.h"
 #include "event_pattern.h"
 #include "json_schema.h"
+#include "publish.h"
 #include "row_json.h"
 #include "spi_plan.h"
 #include "tenant.h"
@@ -65,13 +66,15 @@ typedef struct EventBatch
 	int			nendpoints;
 	Datum		tenant_d;		/* text, in rows_cxt */
 	Datum		event_d;		/* text, in rows_cxt */
-	Datum		endpoints_d;	/* int8[], in rows_cxt */
+	Datum		endpoints_d;	/* int8[], in rows_cxt: the active ones first */
+	int			nactive;		/* of them; the others get skipped deliveries */
 
 	int			nrows;
 	int			maxrows;
 	EventRow   *rows;
-	int64		queued;			/* deliveries of the rows buffered */
-	int64		published;		/* deliveries of the rows written */
+	int64		queued;			/* deliveries of the rows buffered, to active
+								 * endpoints */
+	int64		published;		/* the same, of the rows written */
 	MemoryContext mcxt;			/* where the batch's memory lives */
 	MemoryContext rows_cxt;		/* the rows' datums, reset at each flush */
 	StringInfoData prefix;		/* the envelope up to "data": for prefix_event */
@@ -167,7 +170,7 @@ batch_target(EventBatch *b, const char *tenant, const char *event)
 	if (same_tenant && strcmp(b->event, event) == 0)
 		return b->nendpoints > 0;
 
-	b->nendpoints = EndpointsMatching(tenant, event, strlen(event), &ids);
+	b->nendpoints = EndpointsMatching(tenant, event, strlen(event), &ids, &b->nactive);
 	old = MemoryContextSwitchTo(b->rows_cxt);
 	if (!same_tenant)
 	{
@@ -215,7 +218,7 @@ batch_add(EventBatch *b, text *payload)
 	r->event = b->event_d;
 	r->endpoint_ids = b->endpoints_d;
 	r->payload = PointerGetDatum(payload);
-	b->queued += b->nendpoints;
+	b->queued += b->nactive;
 	if (b->nrows >= PUBLISH_BATCH_ROWS)
 		flush_batch(b);
 }
@@ -301,7 +304,8 @@ PG_FUNCTION_INFO_V1(integration_publish_event);
 /*
  * publish_event(event, payload): one event for every active endpoint of the current
  * tenant that subscribes to it, in the caller's transaction.  Returns the number of
- * deliveries enqueued.
+ * deliveries enqueued; endpoints the worker disabled get the event too, recorded as
+ * skipped (endpoint_cache.c), and are not counted.
  */
 Datum
 integration_publish_event(PG_FUNCTION_ARGS)
@@ -347,6 +351,55 @@ integration_publish_event(PG_FUNCTION_ARGS)
 	 * configuration, failures and operators' actions.
 	 */
 	PG_RETURN_INT32((int32) batch.published);
+}
+
+/*
+ * Publishes an event of the worker's own (endpoint.disabled) for tenant as
+ * publish_event() does, through the same routing and writes, to every endpoint that
+ * subscribes to it except except_endpoint (the one it is about).  The worker's store
+ * transaction calls it: no tenant is selected there and row-level security does not
+ * apply, and no registered schema is checked, since the extension defines the payload.
+ * Returns the number of deliveries enqueued.
+ */
+int64
+PublishWorkerEvent(const char *tenant, const char *event, Jsonb *payload,
+				   int64 except_endpoint)
+{
+	EventBatch	batch;
+	ArrayType  *all;
+	int64	   *ids;
+	Datum	   *kept;
+	int			n = 0;
+	int			nactive = 0;
+
+	batch_init(&batch);
+	if (!batch_target(&batch, tenant, event))
+		return 0;
+	/* The batch's copy of the endpoints, without except_endpoint. */
+	all = DatumGetArrayTypeP(batch.endpoints_d);
+	ids = (int64 *) ARR_DATA_PTR(all);
+	kept = palloc(sizeof(Datum) * batch.nendpoints);
+	for (int i = 0; i < batch.nendpoints; i++)
+		if (ids[i] != except_endpoint)
+		{
+			nactive += (i < batch.nactive);
+			kept[n++] = Int64GetDatum(ids[i]);
+		}
+	batch.nendpoints = n;
+	batch.nactive = nactive;
+	if (n > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
+		text	   *envelope = build_envelope(event, payload);
+
+		batch.endpoints_d = PointerGetDatum(construct_array(kept, n, INT8OID, sizeof(int64),
+															FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		MemoryContextSwitchTo(old);
+		batch_add(&batch, envelope);
+		flush_batch(&batch);
+	}
+	pfree(kept);
+	return batch.published;
 }
 
 /* What a trigger needs to know about its table, planned once per statement. */

@@ -25,9 +25,9 @@ ALTER TABLE integration.integration_logs ALTER COLUMN id RESTART WITH 700001;
 -- Tenant lp: 20 endpoints, the last one subscribed to rare.* only; 8,000 events at 40
 -- per second, so each second's events share created_at as one transaction's do; each
 -- to two endpoints, the rare.event ones (one in a thousand) to the last endpoint.  All
--- but the newest 40 events are fanned out: 1 delivery in 20 failed, 1 in 200 pending,
--- 1 in 400 being sent, the others delivered.  Tenant lp-other has its own rows in
--- between, which no listing of lp may show.
+-- but the newest 40 events are fanned out: 1 delivery in 20 failed, 1 in 300 skipped,
+-- 1 in 200 pending, 1 in 400 being sent, the others delivered.  Tenant lp-other has
+-- its own rows in between, which no listing of lp may show.
 SET ROLE integration_test_app;
 SET integration.tenant_id = 'lp';
 SELECT count(*) AS lp_endpoints FROM (
@@ -61,12 +61,14 @@ INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status, at
 SELECT e.tenant_id, e.id, u.ep, s.st, 1,
 	   CASE WHEN s.st = 'pending' THEN e.created_at + interval '1 hour' END,
 	   CASE WHEN s.st = 'sending' THEN e.created_at + interval '90 seconds' END,
-	   CASE WHEN s.st IN ('failed', 'pending') THEN 'HTTP 500' END,
+	   CASE WHEN s.st IN ('failed', 'pending') THEN 'HTTP 500'
+			WHEN s.st = 'skipped' THEN 'skipped: the endpoint is disabled' END,
 	   e.created_at, CASE WHEN s.st = 'delivered' THEN e.created_at END
   FROM taken t
   JOIN integration.webhook_events e ON e.tenant_id = t.tenant_id AND e.id = t.event_id
  CROSS JOIN LATERAL unnest(e.endpoint_ids) WITH ORDINALITY AS u(ep, k)
  CROSS JOIN LATERAL (SELECT CASE WHEN (e.id + k) % 20 = 7 THEN 'failed'
+								 WHEN (e.id + k) % 300 = 5 THEN 'skipped'
 								 WHEN (e.id + k) % 200 = 3 THEN 'pending'
 								 WHEN (e.id + k) % 400 = 11 THEN 'sending'
 								 ELSE 'delivered' END AS st) s;
@@ -171,6 +173,7 @@ SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep20);
 SELECT * FROM pg_temp.delivery_pages(status => 'failed');
 SELECT * FROM pg_temp.delivery_pages(status => 'pending');
 SELECT * FROM pg_temp.delivery_pages(status => 'sending');
+SELECT * FROM pg_temp.delivery_pages(status => 'skipped');
 SELECT * FROM pg_temp.delivery_pages(event => 'rare.event');
 SELECT * FROM pg_temp.delivery_pages(since => '2026-03-01 12:03:20+00');
 -- Every delivery of lp, some 2,300 pages.
