@@ -98,6 +98,11 @@ like($e2e_msg, qr/^msg_[0-9A-Za-z]{22}$/, 'the event has a message id: msg_ and 
 is($req->{headers}{'webhook-id'}, $e2e_msg, "webhook-id is the event's message id");
 is(q1("SELECT message_id FROM integration.webhook_deliveries WHERE event_id = $e2e_event"), $e2e_msg,
 	'webhook_deliveries shows it');
+# Logs are for changes, failures and operators' actions (issue #20): publishing the
+# event and delivering it wrote none; registering the endpoint wrote the one.
+is(q1(qq{SELECT string_agg(event, ',') FROM integration.integration_logs
+		  WHERE (context->>'endpoint_id')::bigint = $e2e OR (context->>'delivery_id')::bigint = $e2e_delivery}),
+	'webhook.registered', 'a published and delivered event writes no log row');
 like($req->{headers}{'webhook-timestamp'}, qr/^\d+$/, 'webhook-timestamp is unix seconds');
 ok(abs($req->{headers}{'webhook-timestamp'} - time()) < 60,
 	'webhook-timestamp is now');
@@ -558,7 +563,7 @@ q1("UPDATE integration.deliveries SET lease_expires_at = lease_expires_at + inte
 poll_ok("SELECT in_flight = 0 FROM integration.worker_status()", 'its answer came back');
 is(q1("SELECT status || ' ' || attempts FROM integration.deliveries WHERE endpoint_id = $reclaimed"),
 	'sending 0', "the old claim's outcome is not written over the new claim");
-q1("UPDATE integration.deliveries SET status = 'failed', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
+q1("UPDATE integration.deliveries SET status = 'failed', last_error = 'given up by the test', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
 
 my $doomed = register('doomed', receiver_url($recv, '/doomed', status => 500, delay_ms => 1000), '["doom.*"]');
 q1(q{SELECT integration.publish_event('doom.x', '{}')});
