@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "endpoint_disable.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -52,6 +53,7 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */

@@ -107,8 +107,9 @@ SELECT results_eq($$
 			  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
 	  FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2$$,
-	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id'])$$,
-	'the one foreign key is delivery_attempts (tenant_id, delivery_id); deliveries -> events and endpoints are checked per statement by triggers');
+	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
+			 ('integration.retired_secrets', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
+	'the foreign keys are delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints are checked per statement by triggers');
 
 -- What those triggers enforce, as foreign keys would, whoever asks.  (6)
 SET LOCAL integration.tenant_id = 'tap-ref';
