@@ -110,6 +110,7 @@ CREATE TABLE integration.connector_kinds (
 	normalise_function	regprocedure,
 	build_request_function regprocedure,
 	interpret_response_function regprocedure,
+	idempotency_header	text,
 	created_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	-- The first segment of every event name the kind's webhooks become.
@@ -125,7 +126,12 @@ CREATE TABLE integration.connector_kinds (
 	CONSTRAINT connector_kinds_outbound_check
 		CHECK ((build_request_function IS NULL) = (interpret_response_function IS NULL)),
 	CONSTRAINT connector_kinds_adapters_check
-		CHECK (normalise_function IS NOT NULL OR build_request_function IS NOT NULL)
+		CHECK (normalise_function IS NOT NULL OR build_request_function IS NOT NULL),
+	-- An HTTP header name, sent only with calls (src/connector_request.c).
+	CONSTRAINT connector_kinds_idempotency_header_check
+		CHECK (idempotency_header IS NULL
+			   OR (idempotency_header ~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,255}$'
+				   AND build_request_function IS NOT NULL))
 );
 COMMENT ON TABLE integration.connector_kinds IS
 	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
@@ -139,6 +145,8 @@ COMMENT ON COLUMN integration.connector_kinds.build_request_function IS
 	'build_request(connector_context, operation text, payload jsonb, idempotency_key text) RETURNS connector_request; NULL: the kind makes no API calls.';
 COMMENT ON COLUMN integration.connector_kinds.interpret_response_function IS
 	'interpret_response(connector_context, operation text, status integer, headers jsonb, body text) RETURNS connector_outcome.';
+COMMENT ON COLUMN integration.connector_kinds.idempotency_header IS
+	'The header a call''s idempotency key is sent in (e.g. Idempotency-Key), the same key on every attempt of the call; NULL: the platform takes none, and adapters may put the key elsewhere.';
 -- Kinds that users register are configuration: pg_dump keeps them (the shipped ones are
 -- the extension's).
 SELECT pg_catalog.pg_extension_config_dump('integration.connector_kinds', 'WHERE name <> ''generic''');
@@ -219,7 +227,8 @@ CREATE FUNCTION integration.register_connector_kind(name text, auth text, signat
 													interpret_response regprocedure DEFAULT NULL,
 													verify regprocedure DEFAULT NULL,
 													description text DEFAULT '',
-													replace boolean DEFAULT false)
+													replace boolean DEFAULT false,
+													idempotency_header text DEFAULT NULL)
 	RETURNS integration.connector_kinds
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -271,6 +280,14 @@ BEGIN
 		RAISE EXCEPTION 'a connector kind needs a normalise adapter, request adapters, or both'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF register_connector_kind.idempotency_header IS NOT NULL
+	   AND (register_connector_kind.idempotency_header !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,255}$'
+			OR register_connector_kind.build_request IS NULL) THEN
+		RAISE EXCEPTION 'invalid idempotency_header "%"', register_connector_kind.idempotency_header
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'An idempotency header is an HTTP header name, for a kind that makes API calls.',
+				  HINT = 'Stripe, for one, takes Idempotency-Key.';
+	END IF;
 
 	PERFORM integration._check_adapter(register_connector_kind.normalise, 'normalise',
 		ARRAY[ctx, 'jsonb', 'text']::regtype[], 'integration.normalised_event', true);
@@ -283,17 +300,19 @@ BEGIN
 
 	INSERT INTO integration.connector_kinds AS c
 		(name, description, auth, signature_scheme, verify_function, normalise_function,
-		 build_request_function, interpret_response_function)
+		 build_request_function, interpret_response_function, idempotency_header)
 	VALUES (register_connector_kind.name, coalesce(register_connector_kind.description, ''),
 			register_connector_kind.auth, register_connector_kind.signature_scheme,
 			register_connector_kind.verify, register_connector_kind.normalise,
-			register_connector_kind.build_request, register_connector_kind.interpret_response)
+			register_connector_kind.build_request, register_connector_kind.interpret_response,
+			register_connector_kind.idempotency_header)
 	ON CONFLICT ON CONSTRAINT connector_kinds_pkey DO UPDATE
 	   SET description = EXCLUDED.description, auth = EXCLUDED.auth,
 		   signature_scheme = EXCLUDED.signature_scheme, verify_function = EXCLUDED.verify_function,
 		   normalise_function = EXCLUDED.normalise_function,
 		   build_request_function = EXCLUDED.build_request_function,
 		   interpret_response_function = EXCLUDED.interpret_response_function,
+		   idempotency_header = EXCLUDED.idempotency_header,
 		   updated_at = now()
 	 WHERE register_connector_kind.replace
 	RETURNING c.* INTO k;
@@ -305,8 +324,8 @@ BEGIN
 	RETURN k;
 END
 $$;
-COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean) IS
-	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one.';
+COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text) IS
+	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one; idempotency_header names the header calls send their idempotency key in.';
 
 CREATE FUNCTION integration.unregister_connector_kind(name text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -348,7 +367,8 @@ $$;
 COMMENT ON FUNCTION integration.generic_normalise(integration.connector_context, jsonb, text) IS
 	'The generic kind''s normaliser: one event per Standard Webhooks request, id from webhook-id (or svix-id), topic from "type", object from data.id.';
 
--- Operations: test (GET settings.test_path, default /), or "<METHOD> /path".
+-- Operations: test (GET settings.test_path, default /), or "<METHOD> /path".  The
+-- idempotency key is sent by the caller in the kind's idempotency_header.
 CREATE FUNCTION integration.generic_build_request(connector integration.connector_context,
 												  operation text, payload jsonb,
 												  idempotency_key text)
@@ -373,9 +393,6 @@ BEGIN
 	END IF;
 	method := m[1];
 	path := m[2];
-	IF idempotency_key IS NOT NULL AND method <> 'GET' THEN
-		hdrs := hdrs || jsonb_build_object('Idempotency-Key', idempotency_key);
-	END IF;
 	IF method IN ('GET', 'DELETE') THEN
 		RETURN (method, path,
 				CASE WHEN jsonb_typeof(payload) = 'object' AND payload <> '{}' THEN payload END,
@@ -386,7 +403,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.generic_build_request(integration.connector_context, text, jsonb, text) IS
-	'The generic kind''s request builder: operation test (GET settings.test_path, default /) or "<METHOD> /path"; the payload is the JSON body, or the query of a GET or DELETE; the idempotency key goes in Idempotency-Key.';
+	'The generic kind''s request builder: operation test (GET settings.test_path, default /) or "<METHOD> /path"; the payload is the JSON body, or the query of a GET or DELETE (the idempotency key goes in the kind''s idempotency_header, Idempotency-Key).';
 
 CREATE FUNCTION integration.generic_interpret_response(connector integration.connector_context,
 													   operation text, status integer,
@@ -419,12 +436,13 @@ COMMENT ON FUNCTION integration.generic_interpret_response(integration.connector
 
 INSERT INTO integration.connector_kinds (name, description, auth, signature_scheme,
 										 normalise_function, build_request_function,
-										 interpret_response_function)
+										 interpret_response_function, idempotency_header)
 VALUES ('generic', 'Standard Webhooks in (webhook-id, webhook-timestamp, webhook-signature); JSON REST calls with a bearer token out.',
 		'bearer', 'standard',
 		'integration.generic_normalise(integration.connector_context, jsonb, text)',
 		'integration.generic_build_request(integration.connector_context, text, jsonb, text)',
-		'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)');
+		'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+		'Idempotency-Key');
 
 ------------------------------------------------------------------------------------------
 -- Connectors: tenant-scoped (row-level security: sql/tenant_isolation.sql).
@@ -667,6 +685,36 @@ $$;
 COMMENT ON FUNCTION integration._check_base_url(text) IS
 	'Raises invalid_parameter_value unless url may be a connector''s base URL under the outbound rules in force (internal).';
 
+-- The settings the extension itself reads (docs/connectors.md#settings-of-a-connector);
+-- a kind's adapters read the others as they please.
+CREATE FUNCTION integration._check_connector_settings(settings jsonb) RETURNS void
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF settings IS NULL THEN
+		RETURN;
+	END IF;
+	IF jsonb_typeof(settings) <> 'object' THEN
+		RAISE EXCEPTION 'settings must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF settings ? 'retry_schedule' THEN
+		IF jsonb_typeof(settings -> 'retry_schedule') <> 'string' THEN
+			RAISE EXCEPTION 'settings.retry_schedule must be a string'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A retry schedule is a string of delays, e.g. "10s, 1min, 1h"; empty: no retries.';
+		END IF;
+		-- Raises invalid_parameter_value, saying what is wrong, for one that does not parse.
+		IF settings ->> 'retry_schedule' <> '' THEN
+			PERFORM integration.retry_delay(1, settings ->> 'retry_schedule', NULL, 0);
+		END IF;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION integration._check_connector_settings(jsonb) IS
+	'Raises invalid_parameter_value unless settings is a JSON object whose retry_schedule, if any, is a retry schedule (internal).';
+
 CREATE FUNCTION integration._connector_not_found(id bigint) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -712,10 +760,7 @@ BEGIN
 				  DETAIL = 'Its kind makes API calls, which go to paths under the base URL.';
 	END IF;
 	PERFORM integration._check_credentials(k.auth, coalesce(create_connector.credentials, '{}'));
-	IF create_connector.settings IS NOT NULL AND jsonb_typeof(create_connector.settings) <> 'object' THEN
-		RAISE EXCEPTION 'settings must be a JSON object'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM integration._check_connector_settings(create_connector.settings);
 	IF create_connector.inbound_secret IS NOT NULL THEN
 		PERFORM integration._validate_inbound_secret(k.signature_scheme, create_connector.inbound_secret);
 	END IF;
@@ -843,10 +888,7 @@ BEGIN
 	IF update_connector.credentials IS NOT NULL THEN
 		PERFORM integration._check_credentials(k.auth, update_connector.credentials);
 	END IF;
-	IF update_connector.settings IS NOT NULL AND jsonb_typeof(update_connector.settings) <> 'object' THEN
-		RAISE EXCEPTION 'settings must be a JSON object'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM integration._check_connector_settings(update_connector.settings);
 	IF update_connector.inbound_secret IS NOT NULL THEN
 		PERFORM integration._validate_inbound_secret(k.signature_scheme, update_connector.inbound_secret);
 	END IF;
@@ -876,6 +918,8 @@ BEGIN
 	PERFORM integration.log('info', 'api', 'connector.updated',
 							format('connector %s updated', c.id),
 							jsonb_build_object('connector_id', c.id, 'changed', to_jsonb(changed)));
+	-- Its queued calls go out with what changed, and wait while it is disabled.
+	PERFORM integration._wake_calls_at_commit();
 	RETURN integration._connector_view(c);
 END
 $$;
@@ -949,11 +993,13 @@ BEGIN
 	PERFORM integration.log('info', 'api', 'connector.deleted',
 							format('connector %s deleted', delete_connector.id),
 							jsonb_build_object('connector_id', delete_connector.id));
+	-- Its queued calls fail, each with its completion event (src/call_job.c).
+	PERFORM integration._wake_calls_at_commit();
 	RETURN true;
 END
 $$;
 COMMENT ON FUNCTION integration.delete_connector(bigint) IS
-	'Soft-deletes a connector of the current tenant: it receives and calls nothing more, its credentials and secrets are erased, its inbound events stay.';
+	'Soft-deletes a connector of the current tenant: it receives and calls nothing more (its queued calls fail), its credentials and secrets are erased, its inbound events and calls stay.';
 
 CREATE FUNCTION integration.test_connector(id bigint, OUT ok boolean, OUT status integer,
 										   OUT latency interval, OUT error text)
@@ -1010,14 +1056,14 @@ REVOKE ALL ON FUNCTION
 	integration._validate_credentials(text), integration._mask_credentials(text, text, bigint),
 	integration._connector_kinds_written(),
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
-	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean),
+	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text),
 	integration.unregister_connector_kind(text),
 	integration.generic_normalise(integration.connector_context, jsonb, text),
 	integration.generic_build_request(integration.connector_context, text, jsonb, text),
 	integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text),
 	integration._connector_view(integration.connectors), integration._connector_context(integration.connectors),
 	integration._check_credentials(text, jsonb), integration._connector_not_found(bigint),
-	integration._check_base_url(text),
+	integration._check_base_url(text), integration._check_connector_settings(jsonb),
 	integration.create_connector(text, text, text, jsonb, jsonb, text, interval),
 	integration.list_connectors(), integration.show_connector(bigint),
 	integration.update_connector(bigint, text, text, jsonb, jsonb, text, interval, boolean),

@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 
 #include "connector.h"
+#include "connector_request.h"
 #include "endpoint_disable.h"
 #include "integration.h"
 #include "json_schema.h"
@@ -57,6 +58,7 @@ _PG_init(void)
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 	ConnectorDefineGucs();
+	ConnectorRequestDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();

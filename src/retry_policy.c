@@ -171,13 +171,16 @@ DefaultRetrySchedule(void)
 
 /*
  * The delay a Retry-After header asks for, in ms, or -1 when absent or unparsable.
- * Both forms of RFC 9110 are accepted: delay-seconds and an HTTP date.
+ * Both forms of RFC 9110 are accepted: delay-seconds and an HTTP date.  Seconds may
+ * have a fraction, as Shopify sends them ("2.0"); a fraction of a millisecond counts
+ * as a whole one.
  */
 int64
 RetryAfterMs(const char *header, TimestampTz now)
 {
 	const char *p = header;
 	int64		secs = 0;
+	int64		ms = 0;
 
 	if (header == NULL)
 		return -1;
@@ -191,9 +194,25 @@ RetryAfterMs(const char *header, TimestampTz now)
 			if (secs > (int64) 365 * 86400)
 				return (int64) 365 * 86400 * 1000;
 		}
+		if (*p == '.' && p[1] >= '0' && p[1] <= '9')
+		{
+			int64		scale = 100;
+			bool		rest = false;
+
+			for (p++; *p >= '0' && *p <= '9'; p++)
+			{
+				if (scale > 0)
+					ms += (*p - '0') * scale;
+				else if (*p != '0')
+					rest = true;
+				scale /= 10;
+			}
+			if (rest)
+				ms++;
+		}
 		while (*p == ' ')
 			p++;
-		return *p == '\0' ? secs * 1000 : -1;
+		return *p == '\0' ? secs * 1000 + ms : -1;
 	}
 	else
 	{

@@ -1,0 +1,237 @@
+------------------------------------------------------------------------------------------
+-- Connector calls (appended to integration.sql by the Makefile, after connectors.sql;
+-- docs/connectors.md#calls).
+--
+-- call_connector() queues a call to a connector's API in the caller's transaction.  The
+-- worker builds it through the kind's request adapter, authenticates and sends it with
+-- its HTTP client, judges the response through the kind's response adapter, retries
+-- what the kind calls retriable, and records the outcome here (src/call_job.c,
+-- src/call_store.c, src/connector_request.c).  A call that ends writes an inbound
+-- event, <kind>.call.succeeded or <kind>.call.failed, for the application's handlers.
+--
+-- The idempotency key is fixed when the call is queued and sent with every attempt,
+-- after a crash of the worker too, in the header the kind names
+-- (connector_kinds.idempotency_header).
+------------------------------------------------------------------------------------------
+
+CREATE TABLE integration.connector_calls (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	connector_id	bigint NOT NULL,
+	operation		text NOT NULL,
+	payload			jsonb NOT NULL DEFAULT '{}',
+	idempotency_key	text COLLATE "C" NOT NULL DEFAULT pg_catalog.gen_random_uuid()::text,
+	-- Set by the connector_call_written trigger: who queued the call.
+	queued_by		regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+	status			text NOT NULL DEFAULT 'pending',
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz DEFAULT pg_catalog.now(),
+	lease_expires_at timestamptz,
+	last_attempt_at	timestamptz,
+	last_status_code integer,
+	result			jsonb,
+	last_error		text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	finished_at		timestamptz,
+	PRIMARY KEY (tenant_id, id),
+	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
+	-- One call per key and connector: call_connector() answers a repeated key with the
+	-- call it made first.
+	CONSTRAINT connector_calls_idempotency_key UNIQUE (tenant_id, connector_id, idempotency_key),
+	CONSTRAINT connector_calls_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT connector_calls_operation_check CHECK (length(operation) BETWEEN 1 AND 1000),
+	-- Visible ASCII: it is sent as a header value.  Stripe takes up to 255 characters.
+	CONSTRAINT connector_calls_idempotency_key_check CHECK (idempotency_key ~ '^[!-~]{1,255}$'),
+	CONSTRAINT connector_calls_status_check
+		CHECK (status IN ('pending', 'sending', 'succeeded', 'failed')),
+	CONSTRAINT connector_calls_attempts_check CHECK (attempts >= 0),
+	CONSTRAINT connector_calls_scheduled_check
+		CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL)),
+	CONSTRAINT connector_calls_lease_check
+		CHECK ((status = 'sending') = (lease_expires_at IS NOT NULL)),
+	CONSTRAINT connector_calls_finished_check
+		CHECK ((status IN ('succeeded', 'failed')) = (finished_at IS NOT NULL))
+);
+COMMENT ON TABLE integration.connector_calls IS
+	'Calls to connectors'' APIs queued by call_connector(), one row each, and what became of them: pending (next_attempt_at), sending (an attempt in flight, until lease_expires_at), succeeded (result) or failed (last_error).';
+COMMENT ON COLUMN integration.connector_calls.operation IS
+	'What the kind''s request adapter is asked to do, e.g. ''POST /orders'' for the generic kind.';
+COMMENT ON COLUMN integration.connector_calls.idempotency_key IS
+	'Sent with every attempt of the call in the kind''s idempotency_header, the same after a crash of the worker; given to call_connector() or generated (a UUID).';
+COMMENT ON COLUMN integration.connector_calls.queued_by IS
+	'The role that queued the call: the worker runs the kind''s adapters for it as this role, with its tenant selected.';
+COMMENT ON COLUMN integration.connector_calls.attempts IS
+	'Attempts started, an attempt cut short by a crash of the worker included.';
+COMMENT ON COLUMN integration.connector_calls.result IS
+	'What the kind''s response adapter made of the last response (for the generic kind, its JSON body).';
+
+-- Due calls per connector, for the worker's claims (src/call_store.c) and the backlog.
+CREATE INDEX connector_calls_pending_idx
+	ON integration.connector_calls (tenant_id, connector_id, next_attempt_at, id)
+	WHERE status = 'pending';
+-- Attempts in flight, for the worker to take back those of a worker that died.
+CREATE INDEX connector_calls_sending_idx ON integration.connector_calls (lease_expires_at)
+	WHERE status = 'sending';
+-- Failures per connector, for the backlog view.
+CREATE INDEX connector_calls_failed_idx
+	ON integration.connector_calls (tenant_id, connector_id, finished_at)
+	WHERE status = 'failed';
+
+-- A call runs its kind's adapters as whoever queued it: nobody else may name that role
+-- (a superuser may, e.g. in a restore).
+CREATE FUNCTION integration._connector_call_written() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF (TG_OP = 'INSERT' OR NEW.queued_by IS DISTINCT FROM OLD.queued_by)
+	   AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user), false) THEN
+		NEW.queued_by := current_user::regrole;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_call_written() IS
+	'Row trigger on connector_calls: queued_by is the role that wrote it, unless a superuser names another (internal).';
+CREATE TRIGGER connector_call_written BEFORE INSERT OR UPDATE OF queued_by
+	ON integration.connector_calls
+	FOR EACH ROW EXECUTE FUNCTION integration._connector_call_written();
+
+CREATE FUNCTION integration._wake_calls_at_commit() RETURNS void
+	AS 'MODULE_PATHNAME', 'integration_wake_calls_at_commit'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration._wake_calls_at_commit() IS
+	'Wakes the worker for connector calls when the transaction commits (internal).';
+
+CREATE FUNCTION integration.call_connector(connector_id bigint, operation text, payload jsonb,
+										   idempotency_key text DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+	c integration.connectors;
+	fn text;
+	body jsonb := coalesce(call_connector.payload, '{}');
+	key text := coalesce(call_connector.idempotency_key, gen_random_uuid()::text);
+	call_id bigint;
+	first integration.connector_calls;
+BEGIN
+	IF call_connector.connector_id IS NULL OR call_connector.operation IS NULL THEN
+		RAISE EXCEPTION 'connector_id and operation must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF length(call_connector.operation) NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'invalid operation'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'An operation has 1 to 1000 characters.';
+	END IF;
+	IF key !~ '^[!-~]{1,255}$' THEN
+		RAISE EXCEPTION 'invalid idempotency key'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'An idempotency key is 1 to 255 visible ASCII characters, without spaces: it is sent as a header value.';
+	END IF;
+	SELECT * INTO c FROM integration.connectors x
+	 WHERE x.tenant_id = tenant AND x.id = call_connector.connector_id AND x.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		PERFORM integration._connector_not_found(call_connector.connector_id);
+	END IF;
+	SELECT k.build_request_function::oid::regproc::text INTO fn
+	  FROM integration.connector_kinds k WHERE k.name = c.kind;
+	IF fn IS NULL THEN
+		RAISE EXCEPTION 'connector kind % makes no API calls', c.kind
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'The kind has no build_request adapter.';
+	END IF;
+
+	-- The request is built now too, in the caller's transaction, so that an operation or
+	-- payload the kind refuses is the caller's error at once, not a failed call later.
+	-- The worker builds it again when it sends it, from the connector as it is then.
+	EXECUTE format('SELECT %s($1, $2, $3, $4)', fn)
+		USING integration._connector_context(c), call_connector.operation, body, key;
+
+	INSERT INTO integration.connector_calls AS k (connector_id, operation, payload, idempotency_key)
+	VALUES (c.id, call_connector.operation, body, key)
+	ON CONFLICT ON CONSTRAINT connector_calls_idempotency_key DO NOTHING
+	RETURNING k.id INTO call_id;
+	IF call_id IS NULL THEN
+		-- The key was used before: the same call is that call; another is an error, as
+		-- the platforms that take idempotency keys answer it.
+		SELECT * INTO first FROM integration.connector_calls k
+		 WHERE k.tenant_id = tenant AND k.connector_id = c.id AND k.idempotency_key = key;
+		IF first.operation = call_connector.operation AND first.payload = body THEN
+			RETURN first.id;
+		END IF;
+		RAISE EXCEPTION 'idempotency key "%" was used for another call to connector %', key, c.id
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('Call %s has that key, with another operation or payload.', first.id),
+				  HINT = 'Use a new key for a new call.';
+	END IF;
+	PERFORM integration._wake_calls_at_commit();
+	RETURN call_id;
+END
+$$;
+COMMENT ON FUNCTION integration.call_connector(bigint, text, jsonb, text) IS
+	'Queues a call of operation with payload to one of the current tenant''s connectors, in the caller''s transaction, for the worker to make; returns its id. The idempotency key (generated when NULL) is sent with every attempt; the same key, operation and payload again return the first call.';
+
+CREATE FUNCTION integration.list_connector_calls("limit" integer DEFAULT 100,
+												 connector_id bigint DEFAULT NULL,
+												 status text DEFAULT NULL,
+												 since timestamptz DEFAULT NULL)
+	RETURNS SETOF integration.connector_calls
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+BEGIN
+	RETURN QUERY
+		SELECT k.*
+		  FROM integration.connector_calls k
+		 WHERE k.tenant_id = tenant
+		   AND (list_connector_calls.connector_id IS NULL OR k.connector_id = list_connector_calls.connector_id)
+		   AND (list_connector_calls.status IS NULL OR k.status = list_connector_calls.status)
+		   AND (list_connector_calls.since IS NULL OR k.created_at >= list_connector_calls.since)
+		 ORDER BY k.id DESC
+		 LIMIT greatest(list_connector_calls."limit", 0);
+END
+$$;
+COMMENT ON FUNCTION integration.list_connector_calls(integer, bigint, text, timestamptz) IS
+	'The current tenant''s newest connector calls, at most "limit", optionally filtered by connector, status and time queued.';
+
+-- What waits for each connector: with row-level security, each tenant's own.
+CREATE VIEW integration.connector_call_backlog WITH (security_invoker = true) AS
+	SELECT c.tenant_id, c.id AS connector_id, c.name, c.kind, c.is_active,
+		   coalesce(w.pending, 0) AS pending,
+		   coalesce(w.due, 0) AS due,
+		   coalesce(w.sending, 0) AS sending,
+		   w.oldest_created_at,
+		   w.next_attempt_at,
+		   f.failed_last_day,
+		   f.last_failed_at
+	  FROM integration.connectors c
+	  LEFT JOIN LATERAL (
+			SELECT count(*) FILTER (WHERE k.status = 'pending') AS pending,
+				   count(*) FILTER (WHERE k.status = 'pending' AND k.next_attempt_at <= now()) AS due,
+				   count(*) FILTER (WHERE k.status = 'sending') AS sending,
+				   min(k.created_at) AS oldest_created_at,
+				   min(k.next_attempt_at) AS next_attempt_at
+			  FROM integration.connector_calls k
+			 WHERE k.tenant_id = c.tenant_id AND k.connector_id = c.id
+			   AND k.status IN ('pending', 'sending')) w ON true
+	  LEFT JOIN LATERAL (
+			SELECT count(*) FILTER (WHERE k.finished_at > now() - interval '1 day') AS failed_last_day,
+				   max(k.finished_at) AS last_failed_at
+			  FROM integration.connector_calls k
+			 WHERE k.tenant_id = c.tenant_id AND k.connector_id = c.id AND k.status = 'failed') f ON true
+	 WHERE c.deleted_at IS NULL;
+COMMENT ON VIEW integration.connector_call_backlog IS
+	'Per live connector of the current tenant: calls pending (and of those, due now), in flight, when the oldest waiting call was queued, when the next is due, and failures in the last day.';
+
+REVOKE ALL ON TABLE integration.connector_calls, integration.connector_call_backlog FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	integration._connector_call_written(), integration._wake_calls_at_commit(),
+	integration.call_connector(bigint, text, jsonb, text),
+	integration.list_connector_calls(integer, bigint, text, timestamptz)
+	FROM PUBLIC;

@@ -1,0 +1,911 @@
+/*
+ * call_job.c
+ *		Connectors' queued API calls (call_connector()) as a kind of work of the worker.
+ *
+ * Where calls come from.  call_connector() wakes the worker at commit
+ * (WORKER_WAKE_CALLS); a retry coming due and the idle recheck wake it by timer.  A
+ * claim (CallStoreClaim(), call_store.c) reads due calls, at most per-target's worth
+ * per connector, and queues each in the scheduler under its tenant and connector (the
+ * target), like a delivery: the scheduler's round-robin over tenants and its caps
+ * decide when each starts, and its request slots are shared with deliveries.  Nothing
+ * is written by a claim.
+ *
+ * How a call goes out.  JobKind.start only moves the call to the ready list: building
+ * it runs its kind's request adapter, SQL, which needs a transaction.  The next store
+ * transaction locks each ready call, counts its attempt and marks it 'sending'
+ * (CallStoreBeginAttempt()), and builds its request as the role that queued it, with
+ * its tenant selected (connector_request.c); once that commits, the requests start on
+ * the worker's HTTP client, as deliveries do, and the loop never waits for them.  A
+ * call built when it is sent goes out with its connector as it is then.
+ *
+ * How it ends.  A finished request waits in the done list for the next store
+ * transaction, which judges it through the kind's response adapter and records it
+ * (CallStoreRecord()): succeeded, failed, or pending again after a delay: the
+ * platform's (the adapter's retry_after, else the response's Retry-After), else the
+ * retry schedule's (the connector's settings.retry_schedule, else
+ * integration.retry_schedule).  A platform's delay also holds the connector's other
+ * calls back (SchedulerBackOff()): it speaks for the account, not for one call.  A
+ * call's request slot is given back once its outcome is committed.
+ *
+ * One transaction per step does it all: record, take back, begin, claim.  Each call's
+ * adapters run in a subtransaction, so what one raises fails that call (a request
+ * adapter's object_not_in_prerequisite_state, a connector not ready yet, is retried on
+ * the schedule instead), never the others.  Errors that are no call's fault (lock
+ * waits, cancels, serialization failures) fail the transaction, which is tried again
+ * after a pause; after RECORD_MAX_FAILURES failures in a row the calls held are
+ * dropped, and their leases bring those that were in flight back.
+ *
+ * Crashes.  A call 'sending' when a worker died may have reached the platform: the
+ * next worker's first transaction makes it pending again, and it is sent again with
+ * the same idempotency key.  Its attempt counts, so a call that kills the worker every
+ * time runs out of attempts instead of killing it for ever.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "call_job.h"
+#include "call_store.h"
+#include "connector_request.h"
+#include "delivery_store.h"
+#include "integration.h"
+#include "retry_policy.h"
+#include "worker_slots.h"
+
+#define ERROR_PAUSE_MS 1000
+/* How long a call found locked by another session is not claimed again. */
+#define PASSED_OVER_MS 1000
+#define MAX_PASSED_OVER 64
+#define RECORD_MAX_FAILURES 3
+#define LEASE_MARGIN_MS 60000
+
+typedef enum CallItemState
+{
+	CALL_QUEUED,				/* in the scheduler */
+	CALL_READY,					/* started by the scheduler, to build */
+	CALL_IN_FLIGHT,				/* its request runs */
+	CALL_DONE					/* its request came back, to record */
+} CallItemState;
+
+/* One claimed call. */
+typedef struct CallItem
+{
+	SchedItem	item;			/* first: the scheduler hands this back */
+	CallRef		ref;
+	CallItemState state;
+	dlist_node	node;			/* in CallJob.ready, in_flight or done */
+
+	/* Its attempt, from when it is built until it is recorded (cxt != NULL). */
+	MemoryContext cxt;
+	ConnectorTarget target;
+	ConnectorCredentials *creds;	/* for redaction; wiped with the attempt */
+	char	   *operation;
+	Oid			queued_by;
+	int			attempts;		/* this one included */
+	const RetrySchedule *policy;
+	HttpRequest req;
+} CallItem;
+
+typedef struct CallJob
+{
+	WorkerServices *svc;
+	MemoryContext cxt;			/* the items */
+	dlist_head	ready;
+	int			nready;
+	dlist_head	in_flight;
+	dlist_head	done;
+	int			ndone;
+	int			nheld;			/* in any state */
+
+	bool		claim_needed;	/* due calls may be waiting */
+	bool		reconcile_all;	/* the first transaction: take back every
+								 * 'sending' call */
+	bool		reconcile_needed;	/* take back calls whose lease ran out */
+	TimestampTz reconcile_at;	/* when to, after calls were dropped; 0: never */
+	TimestampTz next_due;		/* 0: nothing pending */
+	TimestampTz next_recheck;
+
+	/*
+	 * Calls an attempt found locked by others, left out of claims for a
+	 * while.
+	 */
+	int64		passed_over[MAX_PASSED_OVER];
+	int			npassed;
+	TimestampTz passed_until;
+
+	TimestampTz pause_until;
+	int			failures;		/* transactions in a row */
+	bool		extension_gone;
+} CallJob;
+
+/* What became of a ready call in a store transaction. */
+typedef enum BuildResult
+{
+	BUILD_SENT,					/* built and begun: its request starts at
+								 * commit */
+	BUILD_WAITS,				/* its connector is disabled: it stays pending */
+	BUILD_PASSED,				/* locked by another session, or not pending */
+	BUILD_ENDED					/* recorded without a request */
+} BuildResult;
+
+/* What one store transaction is asked to do, and what it found. */
+typedef struct CallCycle
+{
+	CallJob    *job;
+	CallItem  **record;			/* done calls to record */
+	int			nrecord;
+	TimestampTz *back_off;		/* per recorded call: hold its connector
+								 * until; 0: no */
+	CallItem  **build;			/* ready calls to begin */
+	int			nbuild;
+	BuildResult *built;
+	bool		reconcile;
+	bool		reconcile_all;
+	int64	   *held;			/* ids of the calls held, and passed over */
+	int			nheld;
+	bool		claim;
+	CallClaimRequest req;
+	CallRef    *claimed;		/* out */
+	int			nclaimed;		/* out */
+	TimestampTz next_retry;		/* out: the first retry it scheduled; 0: none */
+	int			succeeded;		/* out */
+	int			failed_attempts;	/* out */
+} CallCycle;
+
+static bool call_start(SchedItem *item, void *arg);
+
+const JobKind call_job_kind = {
+	.name = "call",
+	.start = call_start,
+};
+
+/* How long a call may stay 'sending' before another worker may take it back. */
+static int
+lease_ms(void)
+{
+	return integration_request_timeout_ms + LEASE_MARGIN_MS;
+}
+
+/* Calls held in memory at most, in all states. */
+static int
+hold_limit(void)
+{
+	return Max(2 * integration_max_concurrency, 16);
+}
+
+static TimestampTz
+earliest(TimestampTz a, TimestampTz b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
+}
+
+/* Whether an error is no call's fault: the same transaction is tried again later. */
+static bool
+transient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Items
+ * ------------------------------------------------------------------------------------ */
+
+/* Forgets what an attempt holds: the credentials wiped, the request released. */
+static void
+attempt_release(CallItem *ci)
+{
+	if (ci->cxt == NULL)
+		return;
+	if (ci->creds)
+		ConnectorCredentialsFree(ci->creds);
+	ConnectorRequestRelease(&ci->req);
+	MemoryContextDelete(ci->cxt);
+	ci->cxt = NULL;
+	ci->creds = NULL;
+	memset(&ci->target, 0, sizeof(ci->target));
+	memset(&ci->req, 0, sizeof(ci->req));
+	ci->operation = NULL;
+	ci->policy = NULL;
+}
+
+/* Gives a call's request slot back and forgets it; its node is off every list. */
+static void
+item_forget(CallJob *j, CallItem *ci)
+{
+	(void) SchedulerFinished(j->svc->scheduler, ci->item.target);
+	attempt_release(ci);
+	j->nheld--;
+	pfree(ci);
+}
+
+/* The scheduler's JobKind.start: the call is built in the next store transaction. */
+static bool
+call_start(SchedItem *item, void *arg)
+{
+	CallJob    *j = arg;
+	CallItem   *ci = (CallItem *) item;
+
+	ci->state = CALL_READY;
+	dlist_push_tail(&j->ready, &ci->node);
+	j->nready++;
+	return true;
+}
+
+/* WorkerKindOps.finished: a request came back; it is judged in the next transaction. */
+static void
+call_finished(void *state, SchedItem *item, HttpRequest *req)
+{
+	CallJob    *j = state;
+	CallItem   *ci = (CallItem *) item;
+
+	Assert(ci->state == CALL_IN_FLIGHT && req == &ci->req);
+	dlist_delete(&ci->node);
+	ci->state = CALL_DONE;
+	dlist_push_tail(&j->done, &ci->node);
+	j->ndone++;
+}
+
+typedef struct HeldIds
+{
+	int64	   *ids;
+	int			n;
+} HeldIds;
+
+static void
+collect_queued(SchedItem *item, void *arg)
+{
+	HeldIds    *held = arg;
+
+	if (item->kind == &call_job_kind)
+		held->ids[held->n++] = ((CallItem *) item)->ref.id;
+}
+
+static void
+collect_list(HeldIds *held, dlist_head *list)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, list)
+		held->ids[held->n++] = dlist_container(CallItem, node, iter.cur)->ref.id;
+}
+
+/* Ids a claim or a take-back must leave out: every call held here, and those passed over. */
+static HeldIds
+held_ids(CallJob *j)
+{
+	HeldIds		held;
+
+	held.ids = palloc(sizeof(int64) * (j->nheld + j->npassed + 1));
+	held.n = 0;
+	SchedulerForEachQueued(j->svc->scheduler, collect_queued, &held);
+	collect_list(&held, &j->ready);
+	collect_list(&held, &j->in_flight);
+	collect_list(&held, &j->done);
+	for (int i = 0; i < j->npassed; i++)
+		held.ids[held.n++] = j->passed_over[i];
+	return held;
+}
+
+/* ------------------------------------------------------------------------------------
+ * One call's part of a store transaction, in a subtransaction
+ * ------------------------------------------------------------------------------------ */
+
+/*
+ * Runs fn(arg) in a subtransaction.  An error that is no call's fault goes on and
+ * fails the transaction; any other is rolled back and returned in *error (copied into
+ * errcxt), and false returned.
+ */
+static bool
+in_subtransaction(void (*fn) (void *), void *arg, MemoryContext errcxt, ErrorData **error)
+{
+	ResourceOwner owner = CurrentResourceOwner;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(errcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (transient(edata->sqlerrcode))
+			ReThrowError(edata);
+		*error = edata;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* A call that failed for good before or after its request, as outcome o. */
+static void
+outcome_failed(CallOutcome *o, int attempts_before, int attempts, const char *error)
+{
+	memset(o, 0, sizeof(*o));
+	o->status = CALL_FAILED;
+	o->attempts_before = attempts_before;
+	o->attempts = attempts;
+	o->error = error;
+}
+
+typedef struct BuildArg
+{
+	CallItem   *ci;
+	BuildResult result;
+	bool		locked;			/* out: the row is the worker's, pending */
+	int			attempts_before;	/* out, when locked */
+} BuildArg;
+
+/* Begins the attempt of a ready call and builds its request (see the banner). */
+static void
+build_one(void *arg)
+{
+	BuildArg   *b = arg;
+	CallItem   *ci = b->ci;
+	CallPending p;
+	ConnectorTarget t;
+	ConnectorIdentity id;
+	CallOutcome o;
+	MemoryContext old;
+
+	if (!CallStoreLockPending(&ci->ref, &p))
+	{
+		b->result = BUILD_PASSED;
+		return;
+	}
+	b->locked = true;
+	b->attempts_before = p.attempts;
+	memset(&t, 0, sizeof(t));
+	t.id = ci->ref.connector_id;
+	t.tenant = ci->ref.tenant_id;
+	if (!ConnectorTargetLoad(&t, true))
+	{
+		outcome_failed(&o, p.attempts, p.attempts,
+					   psprintf("connector %lld was deleted", (long long) ci->ref.connector_id));
+		(void) CallStoreRecord(&ci->ref, &o);
+		b->result = BUILD_ENDED;
+		return;
+	}
+	if (!t.is_active)
+	{
+		b->result = BUILD_WAITS;
+		return;
+	}
+	ci->policy = RetryPolicyFor(t.retry_schedule, ci->cxt);
+	if (p.attempts > ci->policy->nsteps)
+	{
+		/* Its last attempt was cut short by a crash, and there is no other. */
+		outcome_failed(&o, p.attempts, p.attempts,
+					   psprintf("no attempt left after attempt %d was cut short", p.attempts));
+		(void) CallStoreRecord(&ci->ref, &o);
+		b->result = BUILD_ENDED;
+		return;
+	}
+	CallStoreBeginAttempt(&ci->ref, lease_ms());
+
+	old = MemoryContextSwitchTo(ci->cxt);
+	ConnectorTargetCopy(&ci->target, &t, ci->cxt);
+	ci->operation = pstrdup(p.operation);
+	ci->queued_by = p.queued_by;
+	ci->attempts = p.attempts + 1;
+	ci->creds = ConnectorCredentialsOpen(&ci->target);
+	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
+	ConnectorRequestBuild(&ci->target, ci->operation, p.payload, p.idempotency_key, ci->creds,
+						  &ci->req);
+	ConnectorActAsEnd(&id);
+	MemoryContextSwitchTo(old);
+	b->result = BUILD_SENT;
+}
+
+/*
+ * A ready call whose request could not be built: failed, but for a connector not
+ * ready yet (object_not_in_prerequisite_state: credentials that do not decrypt, say),
+ * which is retried on the schedule.  Either way the attempt counts.  Returns when it
+ * is due again; 0: it failed.
+ */
+static TimestampTz
+build_failed(CallItem *ci, const BuildArg *b, ErrorData *edata)
+{
+	char	   *error = psprintf("the request could not be built: %s", edata->message);
+	const RetrySchedule *policy = ci->policy ? ci->policy : DefaultRetrySchedule();
+	CallOutcome o;
+
+	if (ci->creds)
+		error = ConnectorRedact(error, ci->creds);
+	outcome_failed(&o, b->attempts_before, b->attempts_before + 1, error);
+	if (edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+	{
+		int64		delay = NextRetryDelayMs(policy, o.attempts, -1,
+											 pg_prng_double(&pg_global_prng_state));
+
+		if (delay >= 0)
+		{
+			o.status = CALL_PENDING;
+			o.next_attempt_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+		}
+	}
+	(void) CallStoreRecord(&ci->ref, &o);
+	return o.status == CALL_PENDING ? o.next_attempt_at : 0;
+}
+
+typedef struct RecordArg
+{
+	CallItem   *ci;
+	CallStatus	status;			/* out */
+	TimestampTz retry_at;		/* out: pending again until */
+	TimestampTz back_off;		/* out: the platform asked for a delay until */
+} RecordArg;
+
+/* Judges a finished request through the kind's response adapter, and records it. */
+static void
+record_one(void *arg)
+{
+	RecordArg  *r = arg;
+	CallItem   *ci = r->ci;
+	ConnectorVerdict v;
+	ConnectorIdentity id;
+	CallOutcome o;
+	TimestampTz now = GetCurrentTimestamp();
+
+	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
+	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds, &v);
+	ConnectorActAsEnd(&id);
+
+	memset(&o, 0, sizeof(o));
+	o.attempts_before = o.attempts = ci->attempts;
+	o.status_code = (int) ci->req.status_code;
+	o.result = v.result;
+	o.error = v.error;
+	if (v.outcome == CONNECTOR_SUCCEEDED)
+		o.status = CALL_SUCCEEDED;
+	else if (v.outcome == CONNECTOR_FAILED)
+		o.status = CALL_FAILED;
+	else
+	{
+		int64		asked = v.retry_after_ms >= 0 ? v.retry_after_ms :
+		RetryAfterMs(ci->req.retry_after[0] ? ci->req.retry_after : NULL, now);
+		int64		delay = NextRetryDelayMs(ci->policy, ci->attempts, asked,
+											 pg_prng_double(&pg_global_prng_state));
+
+		if (delay < 0)
+			o.status = CALL_FAILED;
+		else
+		{
+			o.status = CALL_PENDING;
+			o.next_attempt_at = TimestampTzPlusMilliseconds(now, delay);
+			r->retry_at = o.next_attempt_at;
+			if (asked >= 0)
+				r->back_off = o.next_attempt_at;
+		}
+	}
+	(void) CallStoreRecord(&ci->ref, &o);
+	r->status = o.status;
+}
+
+/* A finished request whose response adapter raised: failed, with its error. */
+static void
+record_failed(CallItem *ci, ErrorData *edata)
+{
+	CallOutcome o;
+
+	outcome_failed(&o, ci->attempts, ci->attempts,
+				   ConnectorRedact(psprintf("the %s response adapter failed: %s",
+											ci->target.kind, edata->message), ci->creds));
+	o.status_code = (int) ci->req.status_code;
+	(void) CallStoreRecord(&ci->ref, &o);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Store transactions
+ * ------------------------------------------------------------------------------------ */
+
+/* The cycle's transaction: record, take back, begin, claim. */
+static void
+cycle_step(void *arg)
+{
+	CallCycle  *cy = arg;
+	CallJob    *j = cy->job;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!StoreExtensionPresent())
+	{
+		j->extension_gone = true;
+		return;
+	}
+	WorkerSlotSetActivity(WORKER_CALLING);
+	for (int i = 0; i < cy->nrecord; i++)
+	{
+		RecordArg	r = {cy->record[i], CALL_FAILED, 0, 0};
+		ErrorData  *edata;
+
+		if (!in_subtransaction(record_one, &r, cxt, &edata))
+			record_failed(cy->record[i], edata);
+		cy->back_off[i] = r.back_off;
+		cy->next_retry = earliest(cy->next_retry, r.retry_at);
+		if (r.status == CALL_SUCCEEDED)
+			cy->succeeded++;
+		else
+			cy->failed_attempts++;
+	}
+	if (cy->reconcile)
+		(void) CallStoreReconcile(cy->reconcile_all, cy->held, cy->nheld);
+	for (int i = 0; i < cy->nbuild; i++)
+	{
+		CallItem   *ci = cy->build[i];
+		BuildArg	b = {ci, BUILD_PASSED, false, 0};
+		ErrorData  *edata;
+
+		memset(&ci->req, 0, sizeof(ci->req));
+		ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
+										ALLOCSET_SMALL_SIZES);
+		if (in_subtransaction(build_one, &b, cxt, &edata))
+			cy->built[i] = b.result;
+		else if (!b.locked)
+		{
+			/* The lock itself failed: the call is left for later. */
+			ereport(LOG,
+					(errmsg("integration worker: connector call %lld could not be begun: %s",
+							(long long) ci->ref.id, edata->message)));
+			cy->built[i] = BUILD_PASSED;
+		}
+		else
+		{
+			cy->next_retry = earliest(cy->next_retry, build_failed(ci, &b, edata));
+			cy->built[i] = BUILD_ENDED;
+			cy->failed_attempts++;
+		}
+		if (cy->built[i] != BUILD_SENT)
+			attempt_release(ci);
+	}
+	if (cy->claim)
+	{
+		WorkerSlotSetActivity(WORKER_CLAIMING);
+		cy->nclaimed = CallStoreClaim(&cy->req, cy->claimed);
+	}
+}
+
+/* Queues claimed calls in the scheduler under their connectors. */
+static void
+queue_claims(CallJob *j, CallRef *claimed, int n)
+{
+	Scheduler  *s = j->svc->scheduler;
+
+	for (int i = 0; i < n; i++)
+	{
+		CallRef    *ref = &claimed[i];
+		CallItem   *ci;
+
+		/* No room for its connector: it waits in the table, pending. */
+		if (SchedulerRoom(s, &call_job_kind, ref->tenant_id, ref->connector_id) == 0)
+			continue;
+		ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
+		ci->item.kind = &call_job_kind;
+		ci->ref = *ref;
+		ci->state = CALL_QUEUED;
+		SchedulerEnqueue(s, SchedulerTarget(s, &call_job_kind, ref->tenant_id, ref->connector_id),
+						 &ci->item);
+		j->nheld++;
+	}
+}
+
+/* After a committed cycle: the requests built start, the calls that ended go. */
+static void
+cycle_done(CallJob *j, CallCycle *cy)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (int i = 0; i < cy->nrecord; i++)
+	{
+		CallItem   *ci = cy->record[i];
+
+		if (cy->back_off[i] != 0)
+			SchedulerBackOff(j->svc->scheduler, ci->item.target, cy->back_off[i]);
+		dlist_delete(&ci->node);
+		j->ndone--;
+		item_forget(j, ci);
+	}
+	for (int i = 0; i < cy->nbuild; i++)
+	{
+		CallItem   *ci = cy->build[i];
+
+		dlist_delete(&ci->node);
+		j->nready--;
+		if (cy->built[i] == BUILD_SENT)
+		{
+			ci->state = CALL_IN_FLIGHT;
+			ci->req.owner = ci;
+			dlist_push_tail(&j->in_flight, &ci->node);
+			HttpClientStart(j->svc->client, &ci->req);
+			continue;
+		}
+		if (cy->built[i] == BUILD_PASSED && j->npassed < MAX_PASSED_OVER)
+		{
+			j->passed_over[j->npassed++] = ci->ref.id;
+			j->passed_until = TimestampTzPlusMilliseconds(now, PASSED_OVER_MS);
+		}
+		item_forget(j, ci);
+	}
+	WorkerSlotCountCalls(cy->succeeded, cy->failed_attempts);
+	if (cy->reconcile)
+	{
+		j->reconcile_all = false;
+		j->reconcile_needed = false;
+	}
+	if (cy->claim)
+	{
+		/* A full claim: more may be due now. */
+		j->claim_needed = cy->nclaimed >= cy->req.limit;
+		j->next_due = cy->req.next_due;
+
+		/*
+		 * Due, yet nothing could be claimed (its connector full, say): not at
+		 * once.
+		 */
+		if (j->next_due != 0 && j->next_due <= now && cy->nclaimed == 0)
+			j->next_due = TimestampTzPlusMilliseconds(now, PASSED_OVER_MS);
+		queue_claims(j, cy->claimed, cy->nclaimed);
+	}
+	/* What this cycle scheduled again was held, so no claim looked at it. */
+	j->next_due = earliest(j->next_due, cy->next_retry);
+}
+
+/* Drops every call ready or done: their leases, or their pending rows, bring them back. */
+static void
+drop_held(CallJob *j)
+{
+	dlist_mutable_iter iter;
+	int			n = j->nready + j->ndone;
+
+	dlist_foreach_modify(iter, &j->ready)
+	{
+		dlist_delete(iter.cur);
+		item_forget(j, dlist_container(CallItem, node, iter.cur));
+	}
+	dlist_foreach_modify(iter, &j->done)
+	{
+		dlist_delete(iter.cur);
+		item_forget(j, dlist_container(CallItem, node, iter.cur));
+	}
+	j->nready = j->ndone = 0;
+	j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms() + 1000);
+	ereport(WARNING,
+			(errmsg("integration worker: dropping %d connector calls whose transaction keeps failing", n)));
+}
+
+static void
+exit_extension_gone(CallJob *j)
+{
+	ereport(LOG,
+			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
+					j->svc->dbname)));
+	proc_exit(1);				/* started again, as delivery_job.c explains */
+}
+
+/* Runs one cycle; on failure, a pause, and after several the calls held are dropped. */
+static void
+run_cycle(CallJob *j, bool claim)
+{
+	CallCycle	cy;
+	dlist_iter	iter;
+	int			sqlerrcode;
+	HeldIds		held = held_ids(j);
+
+	memset(&cy, 0, sizeof(cy));
+	cy.job = j;
+	cy.record = palloc(sizeof(CallItem *) * Max(j->ndone, 1));
+	cy.back_off = palloc0(sizeof(TimestampTz) * Max(j->ndone, 1));
+	dlist_foreach(iter, &j->done)
+		cy.record[cy.nrecord++] = dlist_container(CallItem, node, iter.cur);
+	cy.build = palloc(sizeof(CallItem *) * Max(j->nready, 1));
+	cy.built = palloc0(sizeof(BuildResult) * Max(j->nready, 1));
+	dlist_foreach(iter, &j->ready)
+		cy.build[cy.nbuild++] = dlist_container(CallItem, node, iter.cur);
+	cy.reconcile = j->reconcile_all || j->reconcile_needed;
+	cy.reconcile_all = j->reconcile_all;
+	cy.held = held.ids;
+	cy.nheld = held.n;
+	cy.claim = claim;
+	if (claim)
+	{
+		/*
+		 * What is recorded or ends in the same transaction leaves room for
+		 * it.
+		 */
+		cy.req.limit = hold_limit() - j->nheld + cy.nrecord;
+		cy.req.now = GetCurrentTimestamp();
+		cy.req.per_connector = integration_max_concurrency_per_endpoint;
+		cy.req.held = held.ids;
+		cy.req.nheld = held.n;
+		cy.req.nfull = SchedulerSaturatedTargets(j->svc->scheduler, &call_job_kind,
+												 (int64 **) &cy.req.full);
+		cy.claimed = palloc(sizeof(CallRef) * Max(cy.req.limit, 1));
+	}
+
+	if (!WorkerRunTransaction(cycle_step, &cy,
+							  j->ndone + j->nready > 0 ? "making connector calls" : "claiming connector calls",
+							  &sqlerrcode, NULL))
+	{
+		/* Nothing it did stays: the calls built go back to ready. */
+		for (int i = 0; i < cy.nbuild; i++)
+			attempt_release(cy.build[i]);
+		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+		if (!transient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
+		{
+			drop_held(j);
+			j->failures = 0;
+		}
+	}
+	else
+	{
+		j->failures = 0;
+		if (j->extension_gone)
+			exit_extension_gone(j);
+		cycle_done(j, &cy);
+	}
+	if (cy.req.full)
+		pfree((void *) cy.req.full);
+}
+
+/* ------------------------------------------------------------------------------------
+ * The kind's part in the loop
+ * ------------------------------------------------------------------------------------ */
+
+/* Timers that came due: retries, the idle recheck, calls passed over, dropped calls. */
+static void
+fire_timers(CallJob *j, TimestampTz now)
+{
+	if (j->next_due != 0 && now >= j->next_due)
+	{
+		j->next_due = 0;
+		j->claim_needed = true;
+	}
+	if (now >= j->next_recheck)
+	{
+		j->claim_needed = true;
+		j->reconcile_needed = true;
+		j->next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
+	}
+	if (j->npassed > 0 && now >= j->passed_until)
+	{
+		j->npassed = 0;
+		j->claim_needed = true;
+	}
+	if (j->reconcile_at != 0 && now >= j->reconcile_at)
+	{
+		j->reconcile_at = 0;
+		j->reconcile_needed = true;
+		j->claim_needed = true;
+	}
+}
+
+/* Whether a claim is wanted and there is room to hold what it takes. */
+static bool
+claim_wanted(CallJob *j)
+{
+	return j->claim_needed && j->nheld < hold_limit();
+}
+
+/*
+ * WorkerKindOps.step: at most one store transaction, which records the calls done,
+ * begins the ready ones and claims more when wanted.  Recording always claims too: a
+ * connector that was full may have room now.
+ */
+static bool
+call_step(void *state, TimestampTz now)
+{
+	CallJob    *j = state;
+	bool		claim;
+
+	fire_timers(j, now);
+	if (now < j->pause_until)
+		return false;
+	claim = claim_wanted(j) || (j->ndone > 0 && j->nheld - j->ndone < hold_limit());
+	if (j->ndone == 0 && j->nready == 0 && !claim && !j->reconcile_all && !j->reconcile_needed)
+		return false;
+	run_cycle(j, claim);
+	WorkerSlotSetCallsHeld(j->nheld);
+	return true;
+}
+
+static void
+call_woken(void *state, uint32 requests)
+{
+	CallJob    *j = state;
+
+	if (requests == 0 || (requests & WORKER_WAKE_CALLS) != 0)
+		j->claim_needed = true;
+}
+
+static void
+call_reload(void *state)
+{
+	CallJob    *j = state;
+
+	j->claim_needed = true;
+}
+
+/* WorkerKindOps.prepare: calls are built when they start; nothing is out of date. */
+static bool
+call_prepare(void *state, TimestampTz now)
+{
+	return true;
+}
+
+/* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
+static TimestampTz
+call_next_wake(void *state, TimestampTz now)
+{
+	CallJob    *j = state;
+	TimestampTz wake;
+
+	if (j->pause_until > now)
+		return j->pause_until;
+	if (j->nready > 0 || j->ndone > 0 || claim_wanted(j) || j->reconcile_all ||
+		j->reconcile_needed)
+		return now;
+	wake = earliest(j->next_recheck, j->next_due);
+	wake = earliest(wake, j->reconcile_at);
+	if (j->npassed > 0)
+		wake = earliest(wake, j->passed_until);
+	return wake;
+}
+
+const WorkerKindOps call_job_ops = {
+	.kind = &call_job_kind,
+	.woken = call_woken,
+	.reload = call_reload,
+	.prepare = call_prepare,
+	.step = call_step,
+	.finished = call_finished,
+	.next_wake = call_next_wake,
+};
+
+void *
+CallJobCreate(WorkerServices *svc)
+{
+	CallJob    *j = MemoryContextAllocZero(TopMemoryContext, sizeof(CallJob));
+
+	j->svc = svc;
+	j->cxt = AllocSetContextCreate(TopMemoryContext, "integration connector calls",
+								   ALLOCSET_DEFAULT_SIZES);
+	dlist_init(&j->ready);
+	dlist_init(&j->in_flight);
+	dlist_init(&j->done);
+
+	/*
+	 * A previous worker's attempts are taken back, and what is due claimed,
+	 * at once.
+	 */
+	j->reconcile_all = true;
+	j->claim_needed = true;
+	j->next_recheck = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  integration_idle_recheck_ms);
+	return j;
+}

@@ -1,0 +1,310 @@
+/*
+ * call_store.c
+ *		The worker's statements on integration.connector_calls.
+ *
+ * Claims are reads.  A claim takes due calls per connector (at most per_connector of
+ * each, in the order they come due) and writes nothing: the worker holds them in
+ * memory, queued in its scheduler, and a crash loses nothing.  It walks the connectors
+ * that may be called (active, or deleted: their calls fail) with one probe of
+ * connector_calls_pending_idx each, so no connector's backlog keeps another's calls
+ * from being claimed, and a paused connector's calls are not looked at.
+ *
+ * An attempt begins when the scheduler lets the call start: the row is locked,
+ * 'sending' with a lease, its attempts counted (CallStoreBeginAttempt()), and the
+ * transaction commits before the request goes out.  So a call that is 'sending' when
+ * the worker dies may have reached the platform; the next worker takes it back
+ * (CallStoreReconcile()) and sends it again with the same idempotency key.
+ *
+ * An outcome is recorded only over the attempt it belongs to (the row's attempts
+ * still those it began with); a call that ends writes its completion event in the
+ * same statement, an integration.inbound_events row <kind>.call.succeeded or
+ * <kind>.call.failed that the inbound handlers take, and wakes them at commit.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "call_store.h"
+#include "spi_plan.h"
+#include "wakeup.h"
+
+static SPIPlanPtr claim_plan;
+static SPIPlanPtr next_due_plan;
+static SPIPlanPtr lock_plan;
+static SPIPlanPtr begin_plan;
+static SPIPlanPtr record_plan;
+static SPIPlanPtr reconcile_plan;
+
+/* An int8[] of ids. */
+static Datum
+id_array(const int64 *ids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), true,
+										   TYPALIGN_DOUBLE));
+}
+
+/*
+ * Due calls, into out (room for req->limit), oldest due first; sets req->next_due to
+ * when the first call left pending comes due.  Returns how many.  Not read-only: it
+ * must see what the transaction wrote before (calls taken back, say).
+ */
+int
+CallStoreClaim(CallClaimRequest *req, CallRef *out)
+{
+	Oid			types[5] = {TIMESTAMPTZOID, INT8ARRAYOID, INT4OID, INT8ARRAYOID, INT4OID};
+	Oid			next_due_types[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	Datum		args[5];
+	int64	   *left_out;
+	int			n;
+	bool		isnull;
+	Datum		d;
+
+	args[0] = TimestampTzGetDatum(req->now);
+	args[1] = id_array(req->held, req->nheld);
+	args[2] = Int32GetDatum(req->per_connector);
+	args[3] = id_array(req->full, req->nfull);
+	args[4] = Int32GetDatum(req->limit);
+	RunPlan(SavedPlan(&claim_plan,
+					  "SELECT k.tenant_id, k.id, k.connector_id"
+					  "  FROM integration.connectors c"
+					  " CROSS JOIN LATERAL ("
+					  "   SELECT k.tenant_id, k.id, k.connector_id, k.next_attempt_at"
+					  "     FROM integration.connector_calls k"
+					  "    WHERE k.tenant_id OPERATOR(pg_catalog.=) c.tenant_id"
+					  "      AND k.connector_id OPERATOR(pg_catalog.=) c.id"
+					  "      AND k.status OPERATOR(pg_catalog.=) 'pending'"
+					  "      AND k.next_attempt_at OPERATOR(pg_catalog.<=) $1"
+					  "      AND k.id OPERATOR(pg_catalog.<>) ALL ($2)"
+					  "    ORDER BY k.next_attempt_at, k.id"
+					  "    LIMIT $3) k"
+					  " WHERE (c.is_active OR c.deleted_at IS NOT NULL)"
+					  "   AND c.id OPERATOR(pg_catalog.<>) ALL ($4)"
+					  " ORDER BY k.next_attempt_at, k.id"
+					  " LIMIT $5",
+					  5, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_SELECT, "claiming connector calls");
+	n = (int) SPI_processed;
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		memset(&out[i], 0, sizeof(CallRef));
+		strlcpy(out[i].tenant_id, SPI_getvalue(row, desc, 1), sizeof(out[i].tenant_id));
+		out[i].id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+		out[i].connector_id = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	}
+
+	/* What is left pending, the calls just claimed and the held ones apart. */
+	left_out = palloc(sizeof(int64) * (req->nheld + n + 1));
+	memcpy(left_out, req->held, sizeof(int64) * req->nheld);
+	for (int i = 0; i < n; i++)
+		left_out[req->nheld + i] = out[i].id;
+	args[0] = id_array(left_out, req->nheld + n);
+	args[1] = args[3];
+	RunPlan(SavedPlan(&next_due_plan,
+					  "SELECT pg_catalog.min(n.next_attempt_at)"
+					  "  FROM integration.connectors c"
+					  " CROSS JOIN LATERAL ("
+					  "   SELECT k.next_attempt_at FROM integration.connector_calls k"
+					  "    WHERE k.tenant_id OPERATOR(pg_catalog.=) c.tenant_id"
+					  "      AND k.connector_id OPERATOR(pg_catalog.=) c.id"
+					  "      AND k.status OPERATOR(pg_catalog.=) 'pending'"
+					  "      AND k.id OPERATOR(pg_catalog.<>) ALL ($1)"
+					  "    ORDER BY k.next_attempt_at LIMIT 1) n"
+					  " WHERE (c.is_active OR c.deleted_at IS NOT NULL)"
+					  "   AND c.id OPERATOR(pg_catalog.<>) ALL ($2)",
+					  2, next_due_types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_SELECT, "looking for the next due connector call");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	req->next_due = isnull ? 0 : DatumGetTimestampTz(d);
+	return n;
+}
+
+/*
+ * Locks the call ref if it is still pending, and reads what its attempt needs into
+ * *out; false when it is not pending any more, or another session holds it locked.
+ */
+bool
+CallStoreLockPending(const CallRef *ref, CallPending *out)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(ref->tenant_id);
+	args[1] = Int64GetDatum(ref->id);
+	RunPlan(SavedPlan(&lock_plan,
+					  "SELECT k.operation, k.payload, k.idempotency_key,"
+					  "       k.queued_by::pg_catalog.oid, k.attempts"
+					  "  FROM integration.connector_calls k"
+					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
+					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'"
+					  "   FOR UPDATE SKIP LOCKED",
+					  2, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_SELECT, "locking a connector call");
+	if (SPI_processed == 0)
+		return false;
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	out->operation = SPI_getvalue(row, desc, 1);
+	out->payload = DatumGetJsonbPCopy(SPI_getbinval(row, desc, 2, &isnull));
+	out->idempotency_key = SPI_getvalue(row, desc, 3);
+	out->queued_by = DatumGetObjectId(SPI_getbinval(row, desc, 4, &isnull));
+	out->attempts = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
+	return true;
+}
+
+/* Marks a call locked by CallStoreLockPending() 'sending', its attempt counted. */
+void
+CallStoreBeginAttempt(const CallRef *ref, int lease_ms)
+{
+	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+	Datum		args[3];
+
+	args[0] = CStringGetTextDatum(ref->tenant_id);
+	args[1] = Int64GetDatum(ref->id);
+	args[2] = Int32GetDatum(lease_ms);
+	RunPlan(SavedPlan(&begin_plan,
+					  "UPDATE integration.connector_calls k"
+					  "   SET status = 'sending', attempts = k.attempts OPERATOR(pg_catalog.+) 1,"
+					  "       next_attempt_at = NULL, last_attempt_at = pg_catalog.now(),"
+					  "       lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
+					  "         ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
+					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
+					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'",
+					  3, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_UPDATE, "beginning a connector call");
+	if (SPI_processed != 1)
+		elog(ERROR, "connector call %lld is no longer pending", (long long) ref->id);
+}
+
+static const char *
+status_name(CallStatus st)
+{
+	switch (st)
+	{
+		case CALL_PENDING:
+			return "pending";
+		case CALL_SUCCEEDED:
+			return "succeeded";
+		case CALL_FAILED:
+			return "failed";
+	}
+	return NULL;
+}
+
+/*
+ * Records what an attempt of ref came to, if the row is still at that attempt
+ * (pending or sending, with o->attempts_before attempts); a call that ends writes its
+ * completion event and wakes the handlers at commit.  False when the row was not at
+ * that attempt (its outcome is stale).
+ */
+bool
+CallStoreRecord(const CallRef *ref, const CallOutcome *o)
+{
+	Oid			types[9] = {TEXTOID, INT8OID, TEXTOID, INT4OID, INT4OID, TIMESTAMPTZOID,
+	INT4OID, JSONBOID, TEXTOID};
+	Datum		args[9];
+	char		nulls[9] = "         ";
+	bool		isnull;
+	int64		recorded;
+
+	args[0] = CStringGetTextDatum(ref->tenant_id);
+	args[1] = Int64GetDatum(ref->id);
+	args[2] = CStringGetTextDatum(status_name(o->status));
+	args[3] = Int32GetDatum(o->attempts_before);
+	args[4] = Int32GetDatum(o->attempts);
+	if (o->status == CALL_PENDING)
+		args[5] = TimestampTzGetDatum(o->next_attempt_at);
+	else
+		nulls[5] = 'n';
+	if (o->status_code > 0)
+		args[6] = Int32GetDatum(o->status_code);
+	else
+		nulls[6] = 'n';
+	if (o->result)
+		args[7] = JsonbPGetDatum(o->result);
+	else
+		nulls[7] = 'n';
+	if (o->error)
+		args[8] = CStringGetTextDatum(o->error);
+	else
+		nulls[8] = 'n';
+
+	if (SPI_execute_plan(SavedPlan(&record_plan,
+								   "WITH k AS ("
+								   " UPDATE integration.connector_calls k"
+								   "    SET status = $3, attempts = $5, next_attempt_at = $6,"
+								   "        lease_expires_at = NULL, last_status_code = $7,"
+								   "        result = $8, last_error = $9,"
+								   "        finished_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'pending' THEN NULL"
+								   "                           ELSE pg_catalog.now() END"
+								   "  WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
+								   "    AND k.attempts OPERATOR(pg_catalog.=) $4"
+								   "    AND k.status OPERATOR(pg_catalog.=) ANY ('{pending,sending}'::pg_catalog.text[])"
+								   " RETURNING k.*),"
+								   " e AS ("
+								   " INSERT INTO integration.inbound_events"
+								   "        (tenant_id, connector_id, external_id, topic, event, payload)"
+								   " SELECT k.tenant_id, k.connector_id, 'call:' OPERATOR(pg_catalog.||) k.id,"
+								   "        'call.' OPERATOR(pg_catalog.||) k.status,"
+								   "        c.kind OPERATOR(pg_catalog.||) '.call.' OPERATOR(pg_catalog.||) k.status,"
+								   "        pg_catalog.jsonb_build_object('call_id', k.id, 'operation', k.operation,"
+								   "          'status', k.status, 'status_code', k.last_status_code,"
+								   "          'attempts', k.attempts, 'idempotency_key', k.idempotency_key,"
+								   "          'result', k.result, 'error', k.last_error)"
+								   "   FROM k JOIN integration.connectors c"
+								   "     ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
+								   "    AND c.id OPERATOR(pg_catalog.=) k.connector_id"
+								   "  WHERE k.status OPERATOR(pg_catalog.<>) 'pending'"
+								   " RETURNING 1)"
+								   " SELECT (SELECT pg_catalog.count(*) FROM k), (SELECT pg_catalog.count(*) FROM e)",
+								   9, types, CURSOR_OPT_GENERIC_PLAN),
+						 args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "recording a connector call failed");
+	recorded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) > 0)
+		WakeWorkerForInboundAtCommit();
+	return recorded > 0;
+}
+
+/*
+ * Takes attempts of a dead worker back: 'sending' calls become pending, due now, with
+ * the attempt counted and said to be cut short.  all: every one (the worker starts, and
+ * a database has one worker); else those whose lease ran out, but for the held ones.
+ * Skips rows others hold locked.  Returns how many.
+ */
+int
+CallStoreReconcile(bool all, const int64 *held, int nheld)
+{
+	Oid			types[2] = {BOOLOID, INT8ARRAYOID};
+	Datum		args[2];
+
+	args[0] = BoolGetDatum(all);
+	args[1] = id_array(held, nheld);
+	RunPlan(SavedPlan(&reconcile_plan,
+					  "UPDATE integration.connector_calls k"
+					  "   SET status = 'pending', next_attempt_at = pg_catalog.now(),"
+					  "       lease_expires_at = NULL,"
+					  "       last_error = pg_catalog.format('attempt %s was cut short: the worker stopped', k.attempts)"
+					  "  FROM (SELECT s.tenant_id, s.id FROM integration.connector_calls s"
+					  "         WHERE s.status OPERATOR(pg_catalog.=) 'sending'"
+					  "           AND ($1 OR (s.lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
+					  "                       AND s.id OPERATOR(pg_catalog.<>) ALL ($2)))"
+					  "           FOR UPDATE SKIP LOCKED) s"
+					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) s.tenant_id AND k.id OPERATOR(pg_catalog.=) s.id",
+					  2, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_UPDATE, "taking back connector calls");
+	return (int) SPI_processed;
+}

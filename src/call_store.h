@@ -1,0 +1,73 @@
+/*
+ * call_store.h
+ *		The worker's statements on integration.connector_calls (call_store.c): which
+ *		calls are due, an attempt begun, an outcome recorded with its completion event,
+ *		and attempts of a dead worker taken back.  Each runs in the caller's
+ *		transaction, with SPI connected.
+ */
+#ifndef INTEGRATION_CALL_STORE_H
+#define INTEGRATION_CALL_STORE_H
+
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+#include "tenant.h"
+
+/* A call the worker holds in memory: nothing is written when it is claimed. */
+typedef struct CallRef
+{
+	char		tenant_id[TENANT_ID_MAX_LEN + 1];
+	int64		id;
+	int64		connector_id;
+} CallRef;
+
+/* What a claim asks for. */
+typedef struct CallClaimRequest
+{
+	TimestampTz now;
+	int			limit;			/* calls in all */
+	int			per_connector;	/* calls of one connector */
+	const int64 *held;			/* calls to leave out (held, passed over) */
+	int			nheld;
+	const int64 *full;			/* connectors to leave out (no room) */
+	int			nfull;
+	TimestampTz next_due;		/* out: when the next call left pending is
+								 * due; 0: none */
+} CallClaimRequest;
+
+/* A pending call, locked for its attempt (CallStoreLockPending()). */
+typedef struct CallPending
+{
+	char	   *operation;
+	Jsonb	   *payload;
+	char	   *idempotency_key;
+	Oid			queued_by;
+	int			attempts;		/* before this one */
+} CallPending;
+
+/* What an attempt came to. */
+typedef enum CallStatus
+{
+	CALL_PENDING,				/* retried at next_attempt_at */
+	CALL_SUCCEEDED,
+	CALL_FAILED
+} CallStatus;
+
+typedef struct CallOutcome
+{
+	CallStatus	status;
+	int			attempts_before;	/* the row's attempts, as last read or set */
+	int			attempts;		/* what they become */
+	TimestampTz next_attempt_at;	/* CALL_PENDING */
+	int			status_code;	/* 0: no response */
+	Jsonb	   *result;
+	const char *error;
+} CallOutcome;
+
+extern int	CallStoreClaim(CallClaimRequest *req, CallRef *out);
+extern bool CallStoreLockPending(const CallRef *ref, CallPending *out);
+extern void CallStoreBeginAttempt(const CallRef *ref, int lease_ms);
+extern bool CallStoreRecord(const CallRef *ref, const CallOutcome *o);
+extern int	CallStoreReconcile(bool all, const int64 *held, int nheld);
+
+#endif							/* INTEGRATION_CALL_STORE_H */

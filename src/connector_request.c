@@ -1,0 +1,837 @@
+/*
+ * connector_request.c
+ *		One call to a connector's API: the connector and its kind looked up, the request
+ *		built by the kind's request adapter, authenticated from the credentials and
+ *		checked under the outbound safety rules, and the response judged by the kind's
+ *		response adapter.  test_connector() (connector_call.c) and the worker's queued
+ *		calls (call_job.c) send what is built here, each its own way.
+ *
+ * The request.  The kind's build_request(context, operation, payload, idempotency key)
+ * says the method, the path under the base URL, the query and the headers; the
+ * credentials, opened here and nowhere else, are added as the kind's auth says: a
+ * header (basic, bearer, header:<name>) or query parameters (query).  The idempotency
+ * key goes in the header the kind names (connector_kinds.idempotency_header), where it
+ * names one.  The adapter never sees the credentials, and may not set the headers that
+ * they or the key go in.
+ *
+ * No error text of a call quotes a credential: the URL is checked before query
+ * credentials join it, and every message returned or stored has each credential value
+ * replaced by ******** (ConnectorRedact()).
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_authid.h"
+#include "common/base64.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "connector.h"
+#include "connector_request.h"
+#include "integration.h"
+#include "spi_plan.h"
+#include "worker.h"
+
+extern Datum integration_validate_url(PG_FUNCTION_ARGS);
+
+/* Settings. */
+int			integration_connector_max_response_bytes = 1024 * 1024;
+
+static SPIPlanPtr connector_plan;
+
+void
+ConnectorRequestDefineGucs(void)
+{
+	DefineCustomIntVariable("integration.connector_max_response_bytes",
+							"Bytes of each response of a connector's API read and given to its kind's response adapter; reading stops there.",
+							NULL, &integration_connector_max_response_bytes, 1024 * 1024,
+							1024, 64 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+}
+
+/* The HTTP request the adapter built, as C strings. */
+typedef struct BuiltRequest
+{
+	char	   *method;
+	char	   *path;
+	Jsonb	   *query;
+	Jsonb	   *headers;
+	char	   *body;
+} BuiltRequest;
+
+/* One credential: a key and its value, NUL-terminated (values are JSON strings). */
+typedef struct Credential
+{
+	char	   *key;
+	char	   *value;
+} Credential;
+
+/* A connector's credentials, opened. */
+struct ConnectorCredentials
+{
+	int			n;
+	Credential *items;
+};
+
+/* Whether s is an HTTP token (RFC 9110). */
+static bool
+is_token(const char *s, int len)
+{
+	if (len == 0)
+		return false;
+	for (int i = 0; i < len; i++)
+		if (!(isalnum((unsigned char) s[i]) || strchr("!#$%&'*+-.^_`|~", s[i]) != NULL))
+			return false;
+	return true;
+}
+
+static bool
+has_control(const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+		if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+			return true;
+	return false;
+}
+
+/* Opens the stored credentials of t; raises (never quoting them) if they do not open. */
+ConnectorCredentials *
+ConnectorCredentialsOpen(const ConnectorTarget *t)
+{
+	SecretContext cxt;
+	char	   *plain;
+	int			plainlen;
+	SecretOpenStatus st;
+	ConnectorCredentials *c = palloc0(sizeof(ConnectorCredentials));
+	Jsonb	   *j;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	SecretContextForRow(&cxt, CONNECTOR_CREDENTIALS_PURPOSE, t->tenant, t->id);
+	st = SecretOpen(t->credentials, &cxt, &plain, &plainlen);
+	if (st != SECRET_PLAIN && st != SECRET_OPENED)
+	{
+		char	   *why = SecretOpenError(st, t->credentials);
+
+		why[0] = pg_toupper((unsigned char) why[0]);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the credentials of connector %lld cannot be decrypted", (long long) t->id),
+				 errdetail("%s.", why),
+				 errhint("Set them again with integration.update_connector(id => %lld, credentials => ...).",
+						 (long long) t->id)));
+	}
+	if (!CredentialsAreValid(plain, plainlen))
+	{
+		SecretFree(plain, plainlen);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the credentials of connector %lld are not a JSON object of strings",
+						(long long) t->id)));
+	}
+	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(plain)));
+	SecretFree(plain, plainlen);
+	c->items = palloc0(sizeof(Credential) * Max(JsonContainerSize(&j->root), 1));
+	it = JsonbIteratorInit(&j->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			c->items[c->n].key = key;
+			c->items[c->n].value = pnstrdup(v.val.string.val, v.val.string.len);
+			explicit_bzero(v.val.string.val, v.val.string.len);
+			c->n++;
+		}
+	}
+	return c;
+}
+
+/* Wipes opened credentials. */
+void
+ConnectorCredentialsFree(ConnectorCredentials *c)
+{
+	for (int i = 0; i < c->n; i++)
+		SecretFree(c->items[i].value, strlen(c->items[i].value));
+	c->n = 0;
+}
+
+/* The credential called key, or raise (the kind's auth needs it). */
+static const char *
+credential(const ConnectorCredentials *c, const char *key, const ConnectorTarget *t)
+{
+	for (int i = 0; i < c->n; i++)
+		if (strcmp(c->items[i].key, key) == 0)
+		{
+			if (has_control(c->items[i].value, strlen(c->items[i].value)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("credential \"%s\" of connector %lld contains a control character",
+								key, (long long) t->id),
+						 errhint("Set the credentials again with integration.update_connector().")));
+			return c->items[i].value;
+		}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("connector %lld has no credential \"%s\", which %s authentication needs",
+					(long long) t->id, key, t->auth),
+			 errhint("Set the credentials with integration.update_connector().")));
+	return NULL;
+}
+
+/* msg with every credential value of 4 or more bytes replaced by ********. */
+char *
+ConnectorRedact(const char *msg, const ConnectorCredentials *c)
+{
+	char	   *out = pstrdup(msg);
+
+	for (int i = 0; i < c->n; i++)
+	{
+		const char *v = c->items[i].value;
+		size_t		vlen = strlen(v);
+		char	   *hit;
+
+		if (vlen < 4)
+			continue;
+		while ((hit = strstr(out, v)) != NULL)
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			appendBinaryStringInfo(&buf, out, hit - out);
+			appendStringInfoString(&buf, "********");
+			appendStringInfoString(&buf, hit + vlen);
+			out = buf.data;
+		}
+	}
+	return out;
+}
+
+/*
+ * Appends "name: value" to *list; raises when libcurl is out of memory, leaving *list
+ * as it was, for its owner to free.
+ */
+static void
+add_header(struct curl_slist **list, const char *name, int namelen, const char *value, int valuelen)
+{
+	char	   *line = psprintf("%.*s: %.*s", namelen, name, valuelen, value);
+	struct curl_slist *next = curl_slist_append(*list, line);
+
+	explicit_bzero(line, strlen(line));
+	if (next == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	*list = next;
+}
+
+/* The header the kind's auth sets, or NULL (none, query). */
+static const char *
+auth_header_name(const char *auth)
+{
+	if (strcmp(auth, "basic") == 0 || strcmp(auth, "bearer") == 0)
+		return "Authorization";
+	if (strncmp(auth, "header:", 7) == 0)
+		return auth + 7;
+	return NULL;
+}
+
+static bool
+header_named(const char *header, const char *name, int len)
+{
+	return header != NULL && strlen(header) == len && pg_strncasecmp(header, name, len) == 0;
+}
+
+/*
+ * Whether the adapter may not set header name: the client, the kind's auth or its
+ * idempotency key sets it.
+ */
+static bool
+header_is_reserved(const ConnectorTarget *t, const char *name, int len)
+{
+	static const char *const reserved[] = {"Host", "Content-Length", "Transfer-Encoding",
+	"Connection", "Expect", "User-Agent"};
+
+	for (int i = 0; i < lengthof(reserved); i++)
+		if (header_named(reserved[i], name, len))
+			return true;
+	return header_named(auth_header_name(t->auth), name, len) ||
+		header_named(t->idempotency_header, name, len);
+}
+
+/* The adapter's headers, checked, appended to *list. */
+static void
+adapter_headers(struct curl_slist **list, const BuiltRequest *r, const ConnectorTarget *t)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbValue	key = {0};
+
+	add_header(list, "User-Agent", 10, INTEGRATION_USER_AGENT, strlen(INTEGRATION_USER_AGENT));
+	/* No "Expect: 100-continue" round trip for larger bodies. */
+	add_header(list, "Expect", 6, "", 0);
+	if (r->headers == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(r->headers))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s request adapter returned headers that are not a JSON object", t->kind)));
+	it = JsonbIteratorInit(&r->headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = v;
+			if (!is_token(key.val.string.val, key.val.string.len))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("the %s request adapter returned an invalid header name \"%.*s\"",
+								t->kind, key.val.string.len, key.val.string.val)));
+			if (header_is_reserved(t, key.val.string.val, key.val.string.len))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("the %s request adapter may not set header \"%.*s\"", t->kind,
+								key.val.string.len, key.val.string.val),
+						 errdetail("The header is set by the HTTP client, by the kind's %s authentication or as its idempotency key.",
+								   t->auth)));
+		}
+		else if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString || has_control(v.val.string.val, v.val.string.len))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("the %s request adapter returned an invalid value for header \"%.*s\"",
+								t->kind, key.val.string.len, key.val.string.val),
+						 errdetail("A header value is a string without control characters.")));
+			add_header(list, key.val.string.val, key.val.string.len,
+					   v.val.string.val, v.val.string.len);
+		}
+	}
+}
+
+/* Appends key=value, URL-encoded, to the query of h. */
+static void
+append_query(CURLU *h, const char *key, int keylen, const char *value, int valuelen)
+{
+	char	   *kv = psprintf("%.*s=%.*s", keylen, key, valuelen, value);
+	CURLUcode	rc = curl_url_set(h, CURLUPART_QUERY, kv, CURLU_APPENDQUERY | CURLU_URLENCODE);
+
+	explicit_bzero(kv, strlen(kv));
+	if (rc != CURLUE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not add query parameter \"%.*s\": %s", keylen, key,
+						curl_url_strerror(rc))));
+}
+
+/* The adapter's query parameters, appended to the query of h. */
+static void
+adapter_query(CURLU *h, const BuiltRequest *r, const ConnectorTarget *t)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbValue	key = {0};
+	JsonbIteratorToken tok;
+
+	if (r->query == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(r->query))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s request adapter returned a query that is not a JSON object", t->kind)));
+	it = JsonbIteratorInit(&r->query->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = v;
+		else if (tok == WJB_VALUE)
+		{
+			char	   *val;
+
+			if (v.type == jbvString)
+				val = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (v.type == jbvNumeric || v.type == jbvBool)
+				val = JsonbToCString(NULL, &JsonbValueToJsonb(&v)->root, 0);
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("query parameter \"%.*s\" of the %s request adapter is not a string, number or boolean",
+								key.val.string.len, key.val.string.val, t->kind)));
+			append_query(h, key.val.string.val, key.val.string.len, val, strlen(val));
+		}
+	}
+}
+
+/* The URL h holds, palloc'd; wipes libcurl's copy. */
+static char *
+url_of(CURLU *h)
+{
+	char	   *full = NULL;
+	char	   *result;
+
+	if (curl_url_get(h, CURLUPART_URL, &full, 0) != CURLUE_OK)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	result = pstrdup(full);
+	explicit_bzero(full, strlen(full));
+	curl_free(full);
+	return result;
+}
+
+/*
+ * The URL: base URL, adapter's path and query, checked as endpoint URLs are; then the
+ * credentials of query auth, which no message may quote.  Returned palloc'd.
+ */
+static char *
+request_url(const BuiltRequest *r, const ConnectorTarget *t, const ConnectorCredentials *creds)
+{
+	size_t		baselen = strlen(t->base_url);
+	char	   *url;
+	CURLU	   *h;
+	char	   *volatile result = NULL;
+
+	if (r->path == NULL || r->path[0] != '/' || has_control(r->path, strlen(r->path)) ||
+		strpbrk(r->path, " ?#") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s request adapter returned an invalid path", t->kind),
+				 errdetail("A path starts with \"/\" and has no spaces, control characters, \"?\" or \"#\"; query parameters go in query.")));
+	while (baselen > 0 && t->base_url[baselen - 1] == '/')
+		baselen--;
+	url = psprintf("%.*s%s", (int) baselen, t->base_url, r->path);
+	/* Checked as an endpoint's URL is, before any credential is in it. */
+	DirectFunctionCall1(integration_validate_url, CStringGetTextDatum(url));
+
+	h = curl_url();
+	if (h == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	PG_TRY();
+	{
+		if (curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid request URL \"%s\"", url)));
+		adapter_query(h, r, t);
+		DirectFunctionCall1(integration_validate_url, CStringGetTextDatum(url_of(h)));
+		if (strcmp(t->auth, "query") == 0)
+			for (int i = 0; i < creds->n; i++)
+				append_query(h, creds->items[i].key, strlen(creds->items[i].key),
+							 creds->items[i].value, strlen(creds->items[i].value));
+		result = url_of(h);
+	}
+	PG_FINALLY();
+	{
+		curl_url_cleanup(h);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* The authentication header of basic, bearer and header:<name>, appended to *list. */
+static void
+auth_headers(struct curl_slist **list, const ConnectorTarget *t, const ConnectorCredentials *creds)
+{
+	const char *name = auth_header_name(t->auth);
+
+	if (strcmp(t->auth, "basic") == 0)
+	{
+		char	   *pair = psprintf("%s:%s", credential(creds, "username", t),
+									credential(creds, "password", t));
+		int			len = pg_b64_enc_len(strlen(pair));
+		char	   *value = palloc(strlen("Basic ") + len + 1);
+		int			n;
+
+		strcpy(value, "Basic ");
+		n = pg_b64_encode(pair, strlen(pair), value + 6, len);
+		explicit_bzero(pair, strlen(pair));
+		if (n < 0)
+			elog(ERROR, "could not encode credentials");
+		value[6 + n] = '\0';
+		add_header(list, name, strlen(name), value, strlen(value));
+		explicit_bzero(value, strlen(value));
+	}
+	else if (strcmp(t->auth, "bearer") == 0)
+	{
+		char	   *value = psprintf("Bearer %s", credential(creds, "token", t));
+
+		add_header(list, name, strlen(name), value, strlen(value));
+		explicit_bzero(value, strlen(value));
+	}
+	else if (name != NULL)
+	{
+		const char *token = credential(creds, "token", t);
+
+		add_header(list, name, strlen(name), token, strlen(token));
+	}
+}
+
+/* The response headers ("name: value" lines) as a jsonb object, names in lower case. */
+static Jsonb *
+headers_jsonb(const char *lines)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	while (lines && *lines)
+	{
+		const char *nl = strchr(lines, '\n');
+		const char *colon = strchr(lines, ':');
+		int			linelen = nl ? nl - lines : strlen(lines);
+
+		if (colon && colon < lines + linelen &&
+			pg_verifymbstr(lines, linelen, true))
+		{
+			JsonbValue	k;
+			JsonbValue	v;
+			const char *val = colon + 1;
+
+			while (*val == ' ')
+				val++;
+			k.type = jbvString;
+			k.val.string.val = pnstrdup(lines, colon - lines);
+			k.val.string.len = colon - lines;
+			for (int i = 0; i < k.val.string.len; i++)
+				k.val.string.val[i] = pg_ascii_tolower((unsigned char) k.val.string.val[i]);
+			v.type = jbvString;
+			v.val.string.val = (char *) val;
+			v.val.string.len = lines + linelen - val;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		lines += linelen + (nl ? 1 : 0);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/*
+ * Looks up the connector t->id of tenant t->tenant and its kind (deleted connectors
+ * are not found).  Not found: false when missing_ok, else raises as the other
+ * connector functions do.
+ */
+bool
+ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
+{
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	args[0] = CStringGetTextDatum(t->tenant);
+	args[1] = Int64GetDatum(t->id);
+	RunPlan(SavedPlan(&connector_plan,
+					  "SELECT integration._connector_context(c),"
+					  " c.kind, c.base_url, c.credentials, k.auth, k.idempotency_header,"
+					  " c.settings OPERATOR(pg_catalog.->>) 'retry_schedule', c.is_active,"
+					  " k.build_request_function::pg_catalog.oid,"
+					  " k.interpret_response_function::pg_catalog.oid"
+					  " FROM integration.connectors c"
+					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
+					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
+					  "   AND c.deleted_at IS NULL",
+					  2, argtypes, CURSOR_OPT_GENERIC_PLAN),
+			args, true, SPI_OK_SELECT, "looking up the connector");
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("connector %lld not found", (long long) t->id),
+				 errhint("integration.list_connectors() lists the current tenant's connectors.")));
+	}
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	t->context = datumCopy(SPI_getbinval(row, desc, 1, &isnull), false, -1);
+	t->context_type = SPI_gettypeid(desc, 1);
+	t->kind = SPI_getvalue(row, desc, 2);
+	t->base_url = SPI_getvalue(row, desc, 3);
+	t->credentials = SPI_getvalue(row, desc, 4);
+	t->auth = SPI_getvalue(row, desc, 5);
+	t->idempotency_header = SPI_getvalue(row, desc, 6);
+	t->retry_schedule = SPI_getvalue(row, desc, 7);
+	t->is_active = DatumGetBool(SPI_getbinval(row, desc, 8, &isnull));
+	d = SPI_getbinval(row, desc, 9, &isnull);
+	t->build_fn = isnull ? InvalidOid : DatumGetObjectId(d);
+	d = SPI_getbinval(row, desc, 10, &isnull);
+	t->interpret_fn = isnull ? InvalidOid : DatumGetObjectId(d);
+	return true;
+}
+
+/* Raises unless t can be called: its kind builds requests, and it has a base URL. */
+void
+ConnectorTargetCheckCalls(const ConnectorTarget *t)
+{
+	if (!OidIsValid(t->build_fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("connector kind %s makes no API calls", t->kind),
+				 errdetail("The kind has no build_request adapter.")));
+	if (t->base_url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("connector %lld has no base_url", (long long) t->id),
+				 errhint("Set one with integration.update_connector(id => %lld, base_url => ...).",
+						 (long long) t->id)));
+}
+
+static char *
+copy_text(const char *s, MemoryContext cxt)
+{
+	return s ? MemoryContextStrdup(cxt, s) : NULL;
+}
+
+/* *src copied into cxt, to outlive the transaction that loaded it. */
+void
+ConnectorTargetCopy(ConnectorTarget *dst, const ConnectorTarget *src, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	*dst = *src;
+	dst->tenant = pstrdup(src->tenant);
+	dst->context = datumCopy(src->context, false, -1);
+	MemoryContextSwitchTo(old);
+	dst->kind = copy_text(src->kind, cxt);
+	dst->base_url = copy_text(src->base_url, cxt);
+	dst->credentials = copy_text(src->credentials, cxt);
+	dst->auth = copy_text(src->auth, cxt);
+	dst->idempotency_header = copy_text(src->idempotency_header, cxt);
+	dst->retry_schedule = copy_text(src->retry_schedule, cxt);
+}
+
+/* "schema.name" of a function, quoted, to call it in SQL. */
+static char *
+function_sql_name(Oid fn)
+{
+	char	   *name = get_func_name(fn);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("adapter function with OID %u does not exist", fn),
+				 errhint("Register the kind again with integration.register_connector_kind(..., replace => true).")));
+	return quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)), name);
+}
+
+/* The kind's request for operation, checked. */
+static BuiltRequest
+build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
+			  const char *idempotency_key)
+{
+	Oid			argtypes[4] = {t->context_type, TEXTOID, JSONBOID, TEXTOID};
+	Datum		args[4];
+	char		nulls[4] = "    ";
+	BuiltRequest r = {0};
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	args[0] = t->context;
+	args[1] = CStringGetTextDatum(operation);
+	args[2] = JsonbPGetDatum(payload);
+	if (idempotency_key)
+		args[3] = CStringGetTextDatum(idempotency_key);
+	else
+		nulls[3] = 'n';
+	rc = SPI_execute_with_args(psprintf("SELECT r.method, r.path, r.query, r.headers, r.body"
+										" FROM %s($1, $2, $3, $4) AS r",
+										function_sql_name(t->build_fn)),
+							   4, argtypes, args, nulls, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the request adapter of kind %s returned no row", t->kind);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	r.method = SPI_getvalue(row, desc, 1);
+	r.path = SPI_getvalue(row, desc, 2);
+	d = SPI_getbinval(row, desc, 3, &isnull);
+	r.query = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(row, desc, 4, &isnull);
+	r.headers = isnull ? NULL : DatumGetJsonbPCopy(d);
+	r.body = SPI_getvalue(row, desc, 5);
+	if (r.method == NULL ||
+		!(strcmp(r.method, "GET") == 0 || strcmp(r.method, "POST") == 0 ||
+		  strcmp(r.method, "PUT") == 0 || strcmp(r.method, "PATCH") == 0 ||
+		  strcmp(r.method, "DELETE") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s request adapter returned an invalid method", t->kind),
+				 errdetail("A method is GET, POST, PUT, PATCH or DELETE, in upper case.")));
+	return r;
+}
+
+/*
+ * The HTTP request of operation on t, built by the kind's request adapter and
+ * authenticated from creds, into *req (zeroed by the caller): URL, method, body,
+ * headers and the limits of integration.connect_timeout, request_timeout and
+ * connector_max_response_bytes.  Raises when the adapter does, or builds what may not
+ * be sent.  Release it with ConnectorRequestRelease().
+ */
+void
+ConnectorRequestBuild(const ConnectorTarget *t, const char *operation, Jsonb *payload,
+					  const char *idempotency_key, const ConnectorCredentials *creds,
+					  HttpRequest *req)
+{
+	BuiltRequest r;
+
+	ConnectorTargetCheckCalls(t);
+	r = build_request(t, operation, payload, idempotency_key);
+	req->url = request_url(&r, t, creds);
+	adapter_headers(&req->headers, &r, t);
+	auth_headers(&req->headers, t, creds);
+	if (t->idempotency_header != NULL && idempotency_key != NULL)
+		add_header(&req->headers, t->idempotency_header, strlen(t->idempotency_header),
+				   idempotency_key, strlen(idempotency_key));
+	req->method = r.method;
+	req->body = r.body ? r.body : "";
+	req->body_len = r.body ? strlen(r.body) : 0;
+	req->keep_headers = true;
+	req->connect_timeout_ms = integration_connect_timeout_ms;
+	req->timeout_ms = integration_request_timeout_ms;
+	req->max_response_bytes = integration_connector_max_response_bytes;
+}
+
+/* Frees what a request holds, its URL and headers wiped first: they carry credentials. */
+void
+ConnectorRequestRelease(HttpRequest *req)
+{
+	for (struct curl_slist *l = req->headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	if (req->url)
+		explicit_bzero((char *) req->url, strlen(req->url));
+	HttpRequestRelease(req);
+}
+
+/* An interval as milliseconds, a month counted as 30 days; negative: 0. */
+static int64
+interval_ms(const Interval *iv)
+{
+	int64		us = iv->time + (int64) iv->day * USECS_PER_DAY +
+	(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+	return us <= 0 ? 0 : us / 1000;
+}
+
+/* The kind's verdict on a response that arrived. */
+static void
+interpret_response(const ConnectorTarget *t, const char *operation, const HttpRequest *req,
+				   ConnectorVerdict *v)
+{
+	Oid			argtypes[5] = {t->context_type, TEXTOID, INT4OID, JSONBOID, TEXTOID};
+	Datum		args[5];
+	char		nulls[5] = "     ";
+	HeapTuple	row;
+	TupleDesc	desc;
+	char	   *outcome;
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	args[0] = t->context;
+	args[1] = CStringGetTextDatum(operation);
+	args[2] = Int32GetDatum((int32) req->status_code);
+	args[3] = JsonbPGetDatum(headers_jsonb(req->response_headers));
+	/* A body that is not text of this database is not passed on. */
+	if (pg_verifymbstr(req->response, req->response_len, true))
+		args[4] = PointerGetDatum(cstring_to_text_with_len(req->response, req->response_len));
+	else
+		nulls[4] = 'n';
+	rc = SPI_execute_with_args(psprintf("SELECT o.outcome, o.retry_after, o.result, o.error"
+										" FROM %s($1, $2, $3, $4, $5) AS o",
+										function_sql_name(t->interpret_fn)),
+							   5, argtypes, args, nulls, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "the response adapter of kind %s returned no row", t->kind);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	outcome = SPI_getvalue(row, desc, 1);
+	if (outcome != NULL && strcmp(outcome, "succeeded") == 0)
+		v->outcome = CONNECTOR_SUCCEEDED;
+	else if (outcome != NULL && strcmp(outcome, "retry") == 0)
+		v->outcome = CONNECTOR_RETRY;
+	else if (outcome != NULL && strcmp(outcome, "failed") == 0)
+		v->outcome = CONNECTOR_FAILED;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s response adapter returned an invalid outcome", t->kind),
+				 errdetail("An outcome is succeeded, retry or failed.")));
+	d = SPI_getbinval(row, desc, 2, &isnull);
+	v->retry_after_ms = isnull ? -1 : interval_ms(DatumGetIntervalP(d));
+	d = SPI_getbinval(row, desc, 3, &isnull);
+	v->result = isnull ? NULL : DatumGetJsonbPCopy(d);
+	v->error = SPI_getvalue(row, desc, 4);
+	if (v->outcome != CONNECTOR_SUCCEEDED && v->error == NULL)
+		v->error = psprintf("HTTP %ld: %s", req->status_code, outcome);
+}
+
+/*
+ * What a finished request came to, into *v.  No response: retry, but for what no
+ * retry can cure (a blocked address or scheme, a request libcurl refuses), which
+ * failed; the error names the error class.  A response: the kind's response adapter
+ * judges it.  The error is redacted.
+ */
+void
+ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpRequest *req,
+			   const ConnectorCredentials *creds, ConnectorVerdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->retry_after_ms = -1;
+	if (req->error_class != HTTP_OK)
+	{
+		v->outcome = (req->error_class == HTTP_ERR_BLOCKED_ADDRESS ||
+					  req->error_class == HTTP_ERR_BLOCKED_SCHEME ||
+					  req->error_class == HTTP_ERR_INVALID_REQUEST) ?
+			CONNECTOR_FAILED : CONNECTOR_RETRY;
+		v->error = psprintf("%s: %s", HttpErrorClassName(req->error_class), req->error);
+	}
+	else
+		interpret_response(t, operation, req, v);
+	if (v->error)
+		v->error = ConnectorRedact(v->error, creds);
+}
+
+/*
+ * Runs what follows as role with integration.tenant_id set to tenant, as a session of
+ * that role would, until ConnectorActAsEnd(): the worker calls a kind's adapters for a
+ * queued call as the role that queued it, as call_connector() and test_connector()
+ * call them in that role's session.  The tenant is set before the switch, so that the
+ * setting's check runs for the worker; the switch forbids what would outlive the call
+ * (SET ROLE, temporary objects), as maintenance commands do.  On error, the caller's
+ * subtransaction abort restores both.
+ */
+void
+ConnectorActAs(ConnectorIdentity *saved, const char *tenant, Oid role)
+{
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that queued the call (OID %u) no longer exists", role)));
+	GetUserIdAndSecContext(&saved->save_userid, &saved->save_sec_context);
+	saved->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("integration.tenant_id", tenant, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	SetUserIdAndSecContext(role, saved->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+ConnectorActAsEnd(const ConnectorIdentity *saved)
+{
+	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
+	AtEOXact_GUC(false, saved->save_nestlevel);
+}

@@ -1,0 +1,89 @@
+/*
+ * connector_request.h
+ *		One call to a connector's API as its kind's adapters make it: the connector and
+ *		kind looked up, the request built by the kind's build_request adapter and
+ *		authenticated from the credentials, and the response judged by its
+ *		interpret_response adapter (connector_request.c).
+ *
+ * Two callers send what is built here: test_connector() from the calling backend
+ * (connector_call.c), and the worker's queued calls through its HTTP client
+ * (call_job.c).  Every function here runs SQL through SPI, which the caller has
+ * connected; what it returns is palloc'd in the caller's current memory context.
+ */
+#ifndef INTEGRATION_CONNECTOR_REQUEST_H
+#define INTEGRATION_CONNECTOR_REQUEST_H
+
+#include "http_client.h"
+#include "utils/jsonb.h"
+
+/* The connector and kind a call goes to. */
+typedef struct ConnectorTarget
+{
+	int64		id;
+	const char *tenant;
+	Datum		context;		/* integration.connector_context */
+	Oid			context_type;
+	char	   *kind;
+	char	   *base_url;
+	char	   *credentials;	/* as stored */
+	char	   *auth;
+	char	   *idempotency_header; /* NULL: the kind takes no idempotency key */
+	char	   *retry_schedule; /* settings.retry_schedule; NULL: the default */
+	bool		is_active;
+	Oid			build_fn;
+	Oid			interpret_fn;
+} ConnectorTarget;
+
+/* A connector's credentials, opened; ConnectorCredentialsFree() wipes them. */
+typedef struct ConnectorCredentials ConnectorCredentials;
+
+/* What the kind made of a response, or of its absence. */
+typedef enum ConnectorOutcome
+{
+	CONNECTOR_SUCCEEDED,
+	CONNECTOR_RETRY,
+	CONNECTOR_FAILED
+} ConnectorOutcome;
+
+typedef struct ConnectorVerdict
+{
+	ConnectorOutcome outcome;
+	int64		retry_after_ms; /* the adapter's own delay; -1: none given */
+	Jsonb	   *result;			/* NULL: none */
+	char	   *error;			/* credentials redacted; NULL: none */
+} ConnectorVerdict;
+
+/* Settings. */
+extern int	integration_connector_max_response_bytes;
+
+extern void ConnectorRequestDefineGucs(void);
+
+extern bool ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok);
+extern void ConnectorTargetCheckCalls(const ConnectorTarget *t);
+extern void ConnectorTargetCopy(ConnectorTarget *dst, const ConnectorTarget *src,
+								MemoryContext cxt);
+
+extern ConnectorCredentials *ConnectorCredentialsOpen(const ConnectorTarget *t);
+extern void ConnectorCredentialsFree(ConnectorCredentials *c);
+extern char *ConnectorRedact(const char *msg, const ConnectorCredentials *c);
+
+extern void ConnectorRequestBuild(const ConnectorTarget *t, const char *operation,
+								  Jsonb *payload, const char *idempotency_key,
+								  const ConnectorCredentials *creds, HttpRequest *req);
+extern void ConnectorRequestRelease(HttpRequest *req);
+extern void ConnectorJudge(const ConnectorTarget *t, const char *operation,
+						   const HttpRequest *req, const ConnectorCredentials *creds,
+						   ConnectorVerdict *v);
+
+/* Running adapters as a role with a tenant selected (the worker's calls). */
+typedef struct ConnectorIdentity
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} ConnectorIdentity;
+
+extern void ConnectorActAs(ConnectorIdentity *saved, const char *tenant, Oid role);
+extern void ConnectorActAsEnd(const ConnectorIdentity *saved);
+
+#endif							/* INTEGRATION_CONNECTOR_REQUEST_H */

@@ -1,0 +1,243 @@
+# Queued connector calls end to end, on a real server, with the generic kind against the
+# local receiver:
+#
+#   1. call_connector() queues in the caller's transaction (a rolled-back call is never
+#      made); the worker sends it with the credentials and the idempotency key in the
+#      kind's header, records succeeded and the result, and writes the completion
+#      event generic.call.succeeded.
+#   2. A 503 is retried on the schedule and then succeeds, both attempts with the same
+#      Idempotency-Key; a 404 fails for good after one attempt, with its event
+#      generic.call.failed; a connector's own retry schedule (settings.retry_schedule)
+#      counts.
+#   3. A 429 with Retry-After: 2 is tried again after two seconds, not after the
+#      200 ms of the schedule, and the connector's other calls wait as long.
+#   4. A disabled connector's calls wait, and go out when it is enabled again; a deleted
+#      connector's calls fail, each with its event.
+#   5. The kind's adapters run as the role that queued the call, with its tenant.
+#   6. The worker killed with SIGKILL while a call is in flight: after the restart the
+#      call is sent again with the same key, and its cut-short attempt counts.
+#   7. The backlog view and worker_status() show the calls.
+
+use strict;
+use warnings;
+
+use IntegrationTest;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $json = JSON::PP->new->canonical;
+
+my $node = new_integration_node('calls',
+	"integration.retry_schedule = '200ms, 200ms, 200ms'",
+	"integration.request_timeout = '3s'",
+	'restart_after_crash = on');
+my $recv = start_receiver();
+my $base = receiver_url($recv, '');
+
+sub sql { return tenant_psql($node, $_[0]); }
+
+# Waits until the call's status is one of the given ones; returns its row as a hash.
+sub call_row
+{
+	my ($id) = @_;
+	my $row = sql("SELECT row_to_json(k) FROM integration.connector_calls k WHERE id = $id");
+	return $row eq '' ? undef : $json->decode($row);
+}
+
+sub wait_call
+{
+	my ($id, $status) = @_;
+	ok($node->poll_query_until('postgres',
+			"SELECT status = '$status' FROM integration.connector_calls WHERE id = $id"),
+		"call $id is $status");
+	return call_row($id);
+}
+
+# The receiver's requests for one path.
+sub requests_for
+{
+	my ($path, $n, $timeout) = @_;
+	return wait_for_requests($recv, $n, $timeout // 10, sub { $_[0]{path_only} eq $path });
+}
+
+my $conn = sql(
+	"SELECT id FROM integration.create_connector('generic', 'shop', '$base', '{\"token\": \"calls-token-0001\"}')");
+
+########################################################################
+# 1. Queued in the caller's transaction, sent, recorded, handed on.
+########################################################################
+
+sql("BEGIN; SELECT integration.call_connector($conn, 'POST /never', '{}'); ROLLBACK;");
+my $ok = sql("SELECT integration.call_connector($conn, 'POST /orders', '{\"sku\": \"A-1\", \"qty\": 2}')");
+my $row = wait_call($ok, 'succeeded');
+my @reqs = requests_for('/orders', 1);
+is(scalar @reqs, 1, 'the call was sent once');
+is($reqs[0]{method}, 'POST', 'as a POST');
+is($reqs[0]{body}, '{"qty": 2, "sku": "A-1"}', 'with the payload as its JSON body');
+is($reqs[0]{headers}{authorization}, 'Bearer calls-token-0001', 'authenticated as the kind says');
+is($reqs[0]{headers}{'idempotency-key'}, $row->{idempotency_key},
+	'with the generated idempotency key in Idempotency-Key');
+like($row->{idempotency_key}, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+	'which is a random UUID');
+is_deeply([ @$row{qw(attempts last_status_code last_error)} ], [ 1, 200, undef ],
+	'one attempt, status 200, no error');
+ok(defined $row->{finished_at} && !defined $row->{next_attempt_at} && !defined $row->{lease_expires_at},
+	'finished, nothing scheduled, no lease');
+is(scalar(requests_for('/never', 1, 0)), 0, 'a call rolled back with its transaction is never made');
+
+my $result = sql("SELECT integration.call_connector($conn, 'GET /report', '{\"body_bytes\": \"4\"}')");
+$row = wait_call($result, 'succeeded');
+is($json->encode($row->{result}), '"xxxx"', 'the result is what the kind made of the body');
+is((requests_for('/report', 1))[0]{path}, '/report?body_bytes=4', 'a GET takes its payload as the query');
+
+is(sql("SELECT concat_ws('|', topic, event, status, payload ->> 'call_id', payload ->> 'operation',
+						 payload ->> 'status', payload ->> 'status_code', payload ->> 'attempts',
+						 payload ->> 'idempotency_key' = (SELECT idempotency_key FROM integration.connector_calls WHERE id = $ok))
+		  FROM integration.inbound_events WHERE external_id = 'call:$ok'"),
+	"call.succeeded|generic.call.succeeded|pending|$ok|POST /orders|succeeded|200|1|t",
+	'the completion event generic.call.succeeded is pending for the handlers, with the call');
+is(sql("SELECT payload -> 'result' FROM integration.inbound_events WHERE external_id = 'call:$result'"),
+	'"xxxx"', 'and carries the result');
+
+########################################################################
+# 2. Retried with the same key; failed for good; a connector's own schedule.
+########################################################################
+
+my $retry = sql("SELECT integration.call_connector($conn, 'DELETE /orders/7',
+		'{\"status\": \"503x1\", \"key\": \"r1\"}', 'order-7-cancel')");
+$row = wait_call($retry, 'succeeded');
+@reqs = requests_for('/orders/7', 2);
+is(scalar @reqs, 2, 'a 503 is tried again, then succeeds');
+is_deeply([ map { $_->{headers}{'idempotency-key'} } @reqs ], [ 'order-7-cancel', 'order-7-cancel' ],
+	'both attempts carry the idempotency key the caller gave');
+is($row->{attempts}, 2, 'two attempts');
+is(sql("SELECT integration.call_connector($conn, 'DELETE /orders/7',
+		'{\"status\": \"503x1\", \"key\": \"r1\"}', 'order-7-cancel')"), $retry,
+	'the same key, operation and payload again are the same call');
+
+my $gone = sql("SELECT integration.call_connector($conn, 'DELETE /orders/8', '{\"status\": \"404\"}')");
+$row = wait_call($gone, 'failed');
+is_deeply([ @$row{qw(attempts last_status_code last_error)} ], [ 1, 404, 'HTTP 404' ],
+	'a 404 fails for good at once, with its status and error');
+is(scalar(requests_for('/orders/8', 2, 1)), 1, 'and is not tried again');
+is(sql("SELECT concat_ws('|', event, payload ->> 'status', payload ->> 'status_code', payload ->> 'error')
+		  FROM integration.inbound_events WHERE external_id = 'call:$gone'"),
+	'generic.call.failed|failed|404|HTTP 404', 'its completion event is generic.call.failed, with the error');
+
+my $short = sql("SELECT id FROM integration.create_connector('generic', 'short', '$base',
+		'{\"token\": \"calls-token-0002\"}', '{\"retry_schedule\": \"100ms\"}')");
+my $flaky = sql("SELECT integration.call_connector($short, 'GET /down', '{\"status\": \"500\"}')");
+$row = wait_call($flaky, 'failed');
+is_deeply([ @$row{qw(attempts last_status_code)} ], [ 2, 500 ],
+	'a connector\'s settings.retry_schedule of one delay allows two attempts');
+
+########################################################################
+# 3. Retry-After is honoured, and holds the connector's other calls back.
+########################################################################
+
+my $limited = sql("SELECT integration.call_connector($conn, 'GET /limited',
+		'{\"status\": \"429x1\", \"key\": \"ra\", \"retry_after\": \"2\"}')");
+ok($node->poll_query_until('postgres',
+		"SELECT attempts = 1 AND status = 'pending' FROM integration.connector_calls WHERE id = $limited"),
+	'a 429 leaves the call pending');
+my $behind = sql("SELECT integration.call_connector($conn, 'GET /behind', '{}')");
+$row = wait_call($limited, 'succeeded');
+wait_call($behind, 'succeeded');
+@reqs = requests_for('/limited', 2);
+my $gap = $reqs[1]{t} - $reqs[0]{t};
+cmp_ok($gap, '>=', 1.9, "the retry waited for Retry-After: 2 (${gap}s), not the schedule's 200 ms");
+my ($other) = requests_for('/behind', 1);
+cmp_ok($other->{t} - $reqs[0]{t}, '>=', 1.9, 'and so did another call to the same connector');
+
+########################################################################
+# 4. Disabled connectors' calls wait; deleted connectors' calls fail.
+########################################################################
+
+sql("SELECT integration.update_connector($short, is_active => false)");
+my $paused = sql("SELECT integration.call_connector($short, 'GET /paused', '{}')");
+sleep 1;
+is(sql("SELECT concat_ws('|', status, attempts) FROM integration.connector_calls WHERE id = $paused"),
+	'pending|0', 'a disabled connector\'s call waits');
+is(sql("SELECT concat_ws('|', pending, due, sending) FROM integration.connector_call_backlog WHERE connector_id = $short"),
+	'1|1|0', 'the backlog view shows it pending and due');
+sql("SELECT integration.update_connector($short, is_active => true)");
+wait_call($paused, 'succeeded');
+is(scalar(requests_for('/paused', 1)), 1, 'and it goes out when the connector is enabled again');
+
+sql("SELECT integration.update_connector($short, is_active => false)");
+my $orphan = sql("SELECT integration.call_connector($short, 'GET /orphan', '{}')");
+sql("SELECT integration.delete_connector($short)");
+$row = wait_call($orphan, 'failed');
+is_deeply([ @$row{qw(attempts last_error)} ], [ 0, "connector $short was deleted" ],
+	'a deleted connector\'s queued call fails without an attempt');
+is(sql("SELECT event FROM integration.inbound_events WHERE external_id = 'call:$orphan'"),
+	'generic.call.failed', 'with its completion event');
+
+########################################################################
+# 5. Adapters run as the role that queued the call, with its tenant.
+########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE ROLE calls_app NOLOGIN;
+	GRANT USAGE ON SCHEMA integration TO calls_app;
+	GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA integration TO calls_app;
+	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA integration TO calls_app;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA integration TO calls_app;
+	CREATE FUNCTION whoami_request(c integration.connector_context, operation text, payload jsonb, key text)
+		RETURNS integration.connector_request LANGUAGE sql STABLE
+		AS $$ SELECT ('GET', '/whoami', NULL,
+					  jsonb_build_object('X-Role', current_user::text, 'X-Tenant', integration.current_tenant()),
+					  NULL)::integration.connector_request $$;
+	GRANT EXECUTE ON FUNCTION whoami_request(integration.connector_context, text, jsonb, text) TO calls_app;
+	SELECT integration.register_connector_kind('whoami', 'none', 'none',
+		build_request => 'whoami_request(integration.connector_context, text, jsonb, text)',
+		interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)');
+});
+my $who = sql("SET ROLE calls_app;
+	SELECT integration.call_connector(
+		(SELECT id FROM integration.create_connector('whoami', 'me', '$base', '{}')), 'whoami', '{}')");
+wait_call($who, 'succeeded');
+my ($whoreq) = requests_for('/whoami', 1);
+is_deeply([ $whoreq->{headers}{'x-role'}, $whoreq->{headers}{'x-tenant'} ], [ 'calls_app', 'acme' ],
+	'the worker built the request as calls_app, with tenant acme selected');
+
+########################################################################
+# 7 (before the crash resets the counters). worker_status() counts calls.
+########################################################################
+
+is($node->safe_psql('postgres',
+		"SELECT concat_ws('|', calls_succeeded, calls_failed_attempts, calls_held) FROM integration.worker_status()"),
+	'7|5|0', 'worker_status() counts 7 calls succeeded, 5 attempts that did not, none held');
+
+########################################################################
+# 6. SIGKILL of the worker with a call in flight: sent again with the same key.
+########################################################################
+
+my $crash_conn = sql("SELECT id FROM integration.create_connector('generic', 'crash', '$base',
+		'{\"token\": \"calls-token-0003\"}', '{\"retry_schedule\": \"100ms\"}')");
+# The receiver never answers hang=1: the call stays in flight until it is killed.
+my $crash = sql("SELECT integration.call_connector($crash_conn, 'GET /hang', '{\"hang\": \"1\"}', 'crash-key-1')");
+@reqs = requests_for('/hang', 1);
+is(scalar @reqs, 1, 'the call is in flight');
+my $pid = $node->safe_psql('postgres', 'SELECT pid FROM integration.worker_status()');
+is(call_row($crash)->{status}, 'sending', 'and sending');
+kill 'KILL', $pid;
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 AND bool_and(pid <> $pid) FROM integration.worker_status()"),
+	'the server restarted after the crash, with a new worker');
+$row = wait_call($crash, 'failed');
+@reqs = requests_for('/hang', 2);
+my @keys = map { $_->{headers}{'idempotency-key'} } @reqs;
+is_deeply(\@keys, [ 'crash-key-1', 'crash-key-1' ],
+	'the attempt cut short and the one after the restart carry the same key');
+is($row->{attempts}, 2, 'the cut-short attempt counted: two attempts, none left');
+like($row->{last_error}, qr/^timeout: /, 'the second attempt timed out (the receiver hangs)');
+is(sql("SELECT payload ->> 'attempts' FROM integration.inbound_events WHERE external_id = 'call:$crash'"),
+	'2', 'its completion event says two attempts');
+
+stop_receiver($recv);
+$node->stop;
+done_testing();
