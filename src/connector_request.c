@@ -303,7 +303,9 @@ adapter_headers(struct curl_slist **list, const BuiltRequest *r, const Connector
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("the %s request adapter may not set header \"%.*s\"", t->kind,
 								key.val.string.len, key.val.string.val),
-						 errdetail("The header is set by the HTTP client, by the kind's %s authentication or as its idempotency key.",
+						 header_named(t->idempotency_header, key.val.string.val, key.val.string.len) ?
+						 errdetail("The header carries the call's idempotency key: it is the kind's idempotency_header.") :
+						 errdetail("The header is set by the HTTP client or by the kind's %s authentication.",
 								   t->auth)));
 		}
 		else if (tok == WJB_VALUE)
