@@ -19,7 +19,7 @@
 //   secret (and the v1 signature beside it)
 
 import crypto from 'node:crypto';
-import { PlatformError, Store, clone, comparator, hmacBase64, isoMillisZ, parseDateTime,
+import { PlatformError, QueryCache, Store, storeCounts, clone, comparator, hmacBase64, isoMillisZ, parseDateTime,
 	seedMoments, uuid } from './lib/common.mjs';
 
 const DEFAULTS = {
@@ -57,6 +57,7 @@ const TYPES = {
 		singular: 'deal',
 	},
 };
+const AUTO_PROPS = ['createdate', 'lastmodifieddate', 'hs_lastmodifieddate', 'hs_object_id'];
 const DATE_PROPS = ['createdate', 'lastmodifieddate', 'hs_lastmodifieddate', 'closedate'];
 const OPERATORS = ['EQ', 'NEQ', 'LT', 'LTE', 'GT', 'GTE', 'BETWEEN', 'IN', 'NOT_IN', 'HAS_PROPERTY', 'NOT_HAS_PROPERTY', 'CONTAINS_TOKEN', 'NOT_CONTAINS_TOKEN'];
 
@@ -77,6 +78,7 @@ export function createPlatform(rt, overrides = {}) {
 	const stores = Object.fromEntries(Object.entries(TYPES).map(([k, t]) => [k, new Store(t.first)]));
 	const windows = { general: [], secondly: [], search: [] };
 	let nextEventId = 1000;
+	const searches = new QueryCache();
 
 	// ---- records ---------------------------------------------------------------------
 
@@ -132,7 +134,10 @@ export function createPlatform(rt, overrides = {}) {
 				changed.push(k);
 			}
 		}
-		if (changed.length) row.updated_ms = rt.now();
+		if (changed.length) {
+			row.updated_ms = rt.now();
+			for (const st of Object.values(stores)) st.changed();
+		}
 		return changed;
 	}
 
@@ -169,6 +174,14 @@ export function createPlatform(rt, overrides = {}) {
 		return propsOf(type, row)[name];
 	}
 
+	// The value search compares: the moments kept on the row as ms, others parsed.
+	function comparableProp(type, row, name) {
+		if (name === 'createdate') return row.created_ms;
+		if (name === 'lastmodifieddate' || name === 'hs_lastmodifieddate') return row.updated_ms;
+		if (name === 'hs_object_id') return row.id;
+		return asComparable(name, row.properties[name]);
+	}
+
 	function asComparable(name, v) {
 		if (v === undefined || v === null) return v;
 		if (DATE_PROPS.includes(name)) {
@@ -181,9 +194,11 @@ export function createPlatform(rt, overrides = {}) {
 	}
 
 	function filterMatches(type, row, f) {
-		const actual = propValue(type, row, f.propertyName);
-		const has = actual !== undefined && actual !== null && actual !== '';
-		const a = asComparable(f.propertyName, actual);
+		const auto = AUTO_PROPS.includes(f.propertyName);
+		const raw = auto ? undefined : row.properties[f.propertyName];
+		const has = auto || (raw !== undefined && raw !== null && raw !== '');
+		const text = () => String(auto ? propValue(type, row, f.propertyName) : raw).toLowerCase();
+		const a = comparableProp(type, row, f.propertyName);
 		const v = asComparable(f.propertyName, f.value);
 		switch (f.operator) {
 		case 'HAS_PROPERTY': return has;
@@ -197,8 +212,8 @@ export function createPlatform(rt, overrides = {}) {
 		case 'BETWEEN': return has && a >= v && a <= asComparable(f.propertyName, f.highValue);
 		case 'IN': return has && (f.values ?? []).map((x) => asComparable(f.propertyName, x)).includes(a);
 		case 'NOT_IN': return !has || !(f.values ?? []).map((x) => asComparable(f.propertyName, x)).includes(a);
-		case 'CONTAINS_TOKEN': return has && String(actual).toLowerCase().includes(String(f.value).replace(/\*/g, '').toLowerCase());
-		case 'NOT_CONTAINS_TOKEN': return !has || !String(actual).toLowerCase().includes(String(f.value).replace(/\*/g, '').toLowerCase());
+		case 'CONTAINS_TOKEN': return has && text().includes(String(f.value).replace(/\*/g, '').toLowerCase());
+		case 'NOT_CONTAINS_TOKEN': return !has || !text().includes(String(f.value).replace(/\*/g, '').toLowerCase());
 		default: return false;
 		}
 	}
@@ -248,15 +263,17 @@ export function createPlatform(rt, overrides = {}) {
 			if (typeof s !== 'string' && s.direction !== undefined && !['ASCENDING', 'DESCENDING'].includes(s.direction)) {
 				throw validation(`Invalid sort direction ${s.direction}. Use ASCENDING or DESCENDING.`);
 			}
-			sortKey = [(r) => asComparable(name, propValue(type, r, name)) ?? '', dir];
+			sortKey = [(r) => comparableProp(type, r, name) ?? '', dir];
 		}
-		let rows = stores[type].all();
-		if (groups.length) rows = rows.filter((r) => groups.some((g) => (g.filters ?? []).every((f) => filterMatches(type, r, f))));
-		if (body.query) {
-			const q = String(body.query).toLowerCase();
-			rows = rows.filter((r) => TYPES[type].searchable.some((p) => (r.properties[p] ?? '').toLowerCase().includes(q)));
-		}
-		rows.sort(comparator([sortKey, [(r) => r.id, 1]]));
+		const rows = searches.get(JSON.stringify([type, stores[type].version, groups, sorts, body.query ?? null]), () => {
+			let list = stores[type].all();
+			if (groups.length) list = list.filter((r) => groups.some((g) => (g.filters ?? []).every((f) => filterMatches(type, r, f))));
+			if (body.query) {
+				const q = String(body.query).toLowerCase();
+				list = list.filter((r) => TYPES[type].searchable.some((p) => (r.properties[p] ?? '').toLowerCase().includes(q)));
+			}
+			return list.sort(comparator([sortKey, [(r) => r.id, 1]]));
+		});
 		const end = Math.min(after + limit, rows.length, config.search_window_max);
 		const page = rows.slice(after, end);
 		const out = { total: rows.length, results: page.map((r) => render(type, r, body.properties)) };
@@ -494,6 +511,7 @@ export function createPlatform(rt, overrides = {}) {
 			const row = stores[type]?.get(op.id);
 			if (!row) throw new Error(`no ${type} ${op.id}`);
 			Object.assign(row.properties, stringProps(op.fields ?? {}));
+			stores[type].changed();
 			row.updated_ms = op.updated_at !== undefined ? parseDateTime(op.updated_at, 0) : rt.now();
 			return { record: render(type, row, Object.keys(row.properties)) };
 		}
@@ -527,6 +545,6 @@ export function createPlatform(rt, overrides = {}) {
 		buildWebhook,
 		redeliver,
 		faultResponse,
-		state: () => ({ counts: Object.fromEntries(Object.entries(stores).map(([k, s]) => [k, s.size])) }),
+		state: () => ({ counts: storeCounts(stores) }),
 	};
 }

@@ -231,7 +231,7 @@ async function webhookOp(op) {
 		const d = n === 0 ? built[i] : platform.redeliver(built[i], n);
 		return { index: i, attempt: n, delivery: d };
 	});
-	if (op.send === false || !op.url) {
+	if ((op.send !== undefined && !op.send) || !op.url) {
 		return { deliveries: plan.map((p) => ({ index: p.index, attempt: p.attempt, ...shown(p.delivery) })) };
 	}
 	if (!isLoopbackUrl(op.url)) throw new Error('webhook: url must be http on a loopback address');

@@ -17,7 +17,7 @@
 // Record moments are whole seconds, rendered in the shop's time zone with its offset
 // (2025-01-01T00:00:00-05:00), as Shopify renders them.
 
-import { PlatformError, Store, clone, comparator, hmacBase64, hmacHex, isoWithOffset, json,
+import { PlatformError, QueryCache, Store, storeCounts, clone, firstIndex, hmacBase64, hmacHex, isoWithOffset, json,
 	parseDateTime, parseJsonBody, pickFields, seedMoments, uuid } from './lib/common.mjs';
 
 const DEFAULTS = {
@@ -51,6 +51,7 @@ export function createPlatform(rt, overrides = {}) {
 	const inventory = new Map(); // "item:location" -> {available, updated_ms}
 	let nextOrderNumber = 1001;
 	const bucket = { level: 0, at: Date.now() };
+	const listings = new QueryCache();
 	const pageKey = `page_info:${config.shop_domain}`;
 
 	const off = () => config.timezone_offset_minutes;
@@ -357,11 +358,16 @@ export function createPlatform(rt, overrides = {}) {
 		customers: ['id', 'created_at', 'updated_at'],
 	};
 
+	function sortAccessor(field) {
+		if (field === 'id') return (row) => row.id;
+		if (field === 'title') return (row) => row.title;
+		if (field === 'processed_at') return (row) => row.created_ms;
+		const k = field.replace('_at', '_ms');
+		return (row) => row[k];
+	}
+
 	function sortValue(row, field) {
-		if (field === 'id') return row.id;
-		if (field === 'title') return row.title;
-		if (field === 'processed_at') return row.created_ms;
-		return row[field.replace('_at', '_ms')];
+		return sortAccessor(field)(row);
 	}
 
 	function parseFilters(resource, q) {
@@ -438,8 +444,16 @@ export function createPlatform(rt, overrides = {}) {
 		}
 		const [field, dirWord] = state.order.split(' ');
 		const dir = dirWord === 'desc' ? -1 : 1;
-		const cmp = comparator([[(r) => sortValue(r, field), dir], [(r) => r.id, dir]]);
-		const rows = applyFilters(resource, stores[resource].all(), state.filters).sort(cmp);
+		const val = sortAccessor(field);
+		const cmp = (a, b) => {
+			const x = val(a);
+			const y = val(b);
+			if (x < y) return -dir;
+			if (x > y) return dir;
+			return (a.id - b.id) * dir;
+		};
+		const rows = listings.get(`${resource}|${stores[resource].version}|${state.order}|${JSON.stringify(state.filters)}`,
+			() => applyFilters(resource, stores[resource].all(), state.filters).sort(cmp));
 		const cursor = state.last_id === null ? null : { id: state.last_id, v: state.last_value };
 		// A stand-in row that sorts where the cursor is.
 		const cursorRow = (c) => {
@@ -455,12 +469,12 @@ export function createPlatform(rt, overrides = {}) {
 			start = 0;
 			page = rows.slice(0, limit);
 		} else if (state.direction === 'next') {
-			start = rows.findIndex((r) => cmp(r, cursorRow(cursor)) > 0);
-			if (start < 0) start = rows.length;
+			const c = cursorRow(cursor);
+			start = firstIndex(rows, (r) => cmp(r, c) > 0);
 			page = rows.slice(start, start + limit);
 		} else {
-			let end = rows.findIndex((r) => !(cmp(r, cursorRow(cursor)) < 0));
-			if (end < 0) end = rows.length;
+			const c = cursorRow(cursor);
+			const end = firstIndex(rows, (r) => cmp(r, c) >= 0);
 			start = Math.max(0, end - limit);
 			page = rows.slice(start, end);
 		}
@@ -490,6 +504,7 @@ export function createPlatform(rt, overrides = {}) {
 
 	function touch(row, ms) {
 		row.updated_ms = ms ?? nowS();
+		for (const st of Object.values(stores)) st.changed();
 	}
 
 	function root(body, name) {
@@ -920,6 +935,6 @@ export function createPlatform(rt, overrides = {}) {
 		redeliver,
 		faultResponse,
 		state: () => ({ bucket: { level: Math.round(bucket.level * 100) / 100, size: config.bucket_size },
-			counts: Object.fromEntries(Object.entries(stores).map(([k, s]) => [k, s.size])) }),
+			counts: storeCounts(stores) }),
 	};
 }

@@ -21,7 +21,7 @@
 //   no X-WC-* header.
 
 import crypto from 'node:crypto';
-import { PlatformError, Store, clone, comparator, hmacBase64, localParts, parseDateTime,
+import { PlatformError, QueryCache, Store, storeCounts, clone, comparator, hmacBase64, localParts, parseDateTime,
 	phpJsonEncode, seedMoments } from './lib/common.mjs';
 
 const DEFAULTS = {
@@ -68,6 +68,8 @@ export function createPlatform(rt, overrides = {}) {
 		customers: new Store(2),
 		coupons: new Store(901),
 	};
+	const listings = new QueryCache();
+	const changed = () => Object.values(stores).forEach((st) => st.changed());
 
 	const off = () => config.gmt_offset_minutes;
 	const local = (ms) => (ms === null ? null : localParts(ms, off()));
@@ -343,42 +345,48 @@ export function createPlatform(rt, overrides = {}) {
 		const orderby = enumParam(q, 'orderby', orderbys, res === 'customers' ? 'name' : 'date');
 		const include = (q.get('include') ?? '').split(',').filter(Boolean).map(Number);
 		const exclude = (q.get('exclude') ?? '').split(',').filter(Boolean).map(Number);
-		let rows = stores[res].all();
+		let bounds = {};
 		if (res !== 'customers') {
 			const useGmt = boolParam(q, 'dates_are_gmt');
-			const bounds = {
+			bounds = {
 				after: dateParam(q, 'after', useGmt),
 				before: dateParam(q, 'before', useGmt),
 				modified_after: dateParam(q, 'modified_after', useGmt),
 				modified_before: dateParam(q, 'modified_before', useGmt),
 			};
-			rows = rows.filter((r) =>
+		}
+		let wanted = null;
+		if (res === 'orders' && q.has('status')) {
+			wanted = q.get('status').split(',');
+			for (const s of wanted) enumParam(new URLSearchParams({ status: s }), 'status', ['any', 'trash', ...ORDER_STATUSES]);
+			if (wanted.includes('any')) wanted = null;
+		}
+		const email = res === 'customers' ? q.get('email') : null;
+		const queryKey = JSON.stringify([res, stores[res].version, bounds, wanted, email, include, exclude, orderby, order]);
+		const rows = listings.get(queryKey, () => {
+			const dir = order === 'asc' ? 1 : -1;
+			const key = {
+				date: (r) => r.created_ms,
+				registered_date: (r) => r.created_ms,
+				modified: (r) => r.updated_ms,
+				id: (r) => r.id,
+				title: (r) => r.name ?? r.code ?? '',
+				slug: (r) => r.slug ?? r.code ?? '',
+				name: (r) => `${r.first_name} ${r.last_name}`,
+				include: (r) => include.indexOf(r.id),
+			}[orderby];
+			// WooCommerce appends ID to date and modified ("modified ID") for stable paging.
+			return stores[res].all().filter((r) =>
 				(bounds.after === undefined || r.created_ms > bounds.after) &&
 				(bounds.before === undefined || r.created_ms < bounds.before) &&
 				(bounds.modified_after === undefined || r.updated_ms > bounds.modified_after) &&
-				(bounds.modified_before === undefined || r.updated_ms < bounds.modified_before));
-		}
-		if (res === 'orders' && q.has('status')) {
-			const wanted = q.get('status').split(',');
-			for (const s of wanted) enumParam(new URLSearchParams({ status: s }), 'status', ['any', 'trash', ...ORDER_STATUSES]);
-			if (!wanted.includes('any')) rows = rows.filter((r) => wanted.includes(r.status));
-		}
-		if (res === 'customers' && q.has('email')) rows = rows.filter((r) => r.email === q.get('email'));
-		if (include.length) rows = rows.filter((r) => include.includes(r.id));
-		if (exclude.length) rows = rows.filter((r) => !exclude.includes(r.id));
-		const dir = order === 'asc' ? 1 : -1;
-		const key = {
-			date: (r) => r.created_ms,
-			registered_date: (r) => r.created_ms,
-			modified: (r) => r.updated_ms,
-			id: (r) => r.id,
-			title: (r) => r.name ?? r.code ?? '',
-			slug: (r) => r.slug ?? r.code ?? '',
-			name: (r) => `${r.first_name} ${r.last_name}`,
-			include: (r) => include.indexOf(r.id),
-		}[orderby];
-		// WooCommerce appends ID to date and modified ("modified ID") for stable paging.
-		rows.sort(comparator([[key, dir], [(r) => r.id, dir]]));
+				(bounds.modified_before === undefined || r.updated_ms < bounds.modified_before) &&
+				(wanted === null || wanted.includes(r.status)) &&
+				(email === null || r.email === email) &&
+				(!include.length || include.includes(r.id)) &&
+				(!exclude.length || !exclude.includes(r.id)))
+				.sort(comparator([[key, dir], [(r) => r.id, dir]]));
+		});
 		const total = rows.length;
 		const start = offset !== undefined ? offset : (page - 1) * perPage;
 		const pageRows = rows.slice(start, start + perPage);
@@ -537,6 +545,7 @@ export function createPlatform(rt, overrides = {}) {
 				throw wpError(400, `woocommerce_rest_${POST_TYPES[res] ?? 'customer'}_exists`, `Cannot create existing ${POST_TYPES[res] ?? 'customer'}.`);
 			}
 			const row = writers[res](null, body, true);
+			changed();
 			rt.emit(`${singular[res]}.created`, { id: row.id });
 			return wpJson(201, render[res](row, req.origin), { Location: `${req.origin}/wp-json/wc/v3/${res}/${row.id}` });
 		}
@@ -547,6 +556,7 @@ export function createPlatform(rt, overrides = {}) {
 		}
 		if (!row) throw invalidId(res, 400);
 		writers[res](row, body, false);
+		changed();
 		rt.emit(`${singular[res]}.updated`, { id: row.id });
 		return wpJson(200, render[res](row, req.origin));
 	}
@@ -629,6 +639,7 @@ export function createPlatform(rt, overrides = {}) {
 		const row = store.get(op.id);
 		if (!row) throw new Error(`no ${op.resource} ${op.id}`);
 		Object.assign(row, op.fields ?? {});
+		changed();
 		row.updated_ms = op.updated_at !== undefined ? Math.floor(parseDateTime(op.updated_at, 0) / 1000) * 1000 : nowS();
 		return render[op.resource](row, rt.origin);
 	}
@@ -694,6 +705,6 @@ export function createPlatform(rt, overrides = {}) {
 		buildWebhook,
 		redeliver,
 		faultResponse,
-		state: () => ({ counts: Object.fromEntries(Object.entries(stores).map(([k, s]) => [k, s.size])) }),
+		state: () => ({ counts: storeCounts(stores) }),
 	};
 }

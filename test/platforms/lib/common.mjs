@@ -103,14 +103,22 @@ export function parseDateTime(text, offsetMin = 0) {
 
 // One resource's records in insertion order, by id.  Each record carries its moments in
 // ms (created_ms, updated_ms); the modules render them in their platform's format.
+// version counts changes (insert, and changed() that writers call), so that a listing
+// can keep its filtered, sorted rows between the pages of one pull.
 export class Store {
 	constructor(firstId = 1) {
 		this.rows = new Map();
 		this.nextId = firstId;
 		this.firstId = firstId;
+		this.version = 0;
+	}
+
+	changed() {
+		this.version++;
 	}
 
 	insert(row) {
+		this.version++;
 		if (row.id === undefined) row.id = this.nextId++;
 		else if (row.id >= this.nextId) this.nextId = row.id + 1;
 		this.rows.set(row.id, row);
@@ -132,7 +140,45 @@ export class Store {
 	clear() {
 		this.rows.clear();
 		this.nextId = this.firstId;
+		this.version++;
 	}
+}
+
+// {resource: number of records} of a module's stores, for the control API's state.
+export function storeCounts(stores) {
+	return Object.fromEntries(Object.entries(stores).map(([k, s]) => [k, s.size]));
+}
+
+// The rows of the last few distinct queries, by a key that includes the store's version:
+// a pull of many pages filters and sorts once, not once a page.
+export class QueryCache {
+	constructor(size = 16) {
+		this.size = size;
+		this.map = new Map();
+	}
+
+	get(key, compute) {
+		let v = this.map.get(key);
+		if (v === undefined) {
+			v = compute();
+			if (this.map.size >= this.size) this.map.delete(this.map.keys().next().value);
+			this.map.set(key, v);
+		}
+		return v;
+	}
+}
+
+// The first index in sorted rows at which pred(row) is true, pred being false then true
+// along the rows (binary search).
+export function firstIndex(rows, pred) {
+	let lo = 0;
+	let hi = rows.length;
+	while (lo < hi) {
+		const mid = (lo + hi) >> 1;
+		if (pred(rows[mid])) hi = mid;
+		else lo = mid + 1;
+	}
+	return lo;
 }
 
 // The moments of seeded records: record i of count at start + floor(i / per_second) s
