@@ -20,6 +20,7 @@
 
 #include "common/int128.h"
 #include "datatype/timestamp.h"
+#include "utils/jsonb.h"
 
 #include "hmac.h"
 
@@ -250,6 +251,15 @@ extern bool WebhookSecretIsValid(const char *secrets, const char **error);
  * its own (a URL-safe or unpadded secret, too many secrets), else NULL
  */
 extern const char *WebhookSecretErrorHint(const char *error);
+
+/*
+ * Find the signer's headers in a jsonb object of headers (names matched
+ * case-insensitively, aliases accepted) into values, in the signer's order.
+ * False unless every header occurs once with a string value of at most
+ * WEBHOOK_VERIFY_MAX_HEADER_BYTES (signature_sql.c).
+ */
+extern bool WebhookFindHeaders(Jsonb *headers, const WebhookSigner *s,
+							   WebhookHeaderValue *values);
 
 /* A fresh "whsec_" secret holding 32 random bytes; ereports on failure */
 extern char *WebhookGenerateSecret(void);

@@ -364,10 +364,11 @@ MatchSpelling(const WebhookSigner *s, int i, const JsonbValue *key)
  * A name sent twice in different cases is ambiguous, so false.  A header
  * sent under both its name and its alias (webhook-id and svix-id) is
  * accepted only if both carry the same value: otherwise the application
- * could act on the one that was not verified.
+ * could act on the one that was not verified.  receive_webhook() (connector_inbound.c)
+ * finds a connector's headers the same way.
  */
-static bool
-FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
+bool
+WebhookFindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 {
 	HeaderMatch matches[WEBHOOK_VERIFY_MAX_VALUES][HEADER_SPELLINGS];
 	int			nvalues = VerifyValueCount(s);
@@ -493,7 +494,7 @@ integration_verify(PG_FUNCTION_ARGS)
 	headers = PG_GETARG_JSONB_P(2);
 	body = PG_GETARG_TEXT_PP(3);
 
-	result = FindHeaders(headers, s, values) &&
+	result = WebhookFindHeaders(headers, s, values) &&
 		s->verify(keys, values, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
 				  &window);
 
