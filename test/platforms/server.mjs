@@ -88,6 +88,10 @@ const rt = {
 		const subs = (platform.config.webhook_subscriptions ?? []).filter(
 			(s) => s.topic === topic || s.topic === '*');
 		for (const s of subs) {
+			if (!isLoopbackUrl(s.url)) {
+				this.log(`webhook subscription ${topic} skipped: ${s.url} is not http on a loopback address`);
+				continue;
+			}
 			const delivery = platform.buildWebhook({ ...spec, topic, url: s.url });
 			this.emitQueue = this.emitQueue.then(() => deliver(s.url, delivery)).catch(() => {});
 		}

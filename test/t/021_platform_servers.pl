@@ -8,7 +8,8 @@
 #   Shopify      auth, versions, page_info pagination followed verbatim (and the 400s for
 #                anything else), the status filter, the call-limit bucket and its 429,
 #                injected faults, inventory level set, products, fulfillment, signed
-#                webhooks sent out of order and twice
+#                webhooks sent out of order and twice, subscriptions (loopback only),
+#                the request log's filters, config and reset
 #   WooCommerce  auth and its errors, modified_after (exclusive, GMT or local), totals,
 #                pages past the end, customers, product and order updates, signed
 #                webhooks with their delivery ids, the unsigned ping
@@ -34,6 +35,7 @@ use IPC::Run ();
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use PlatformServer;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -189,8 +191,11 @@ my @oids = @{ $shop->seed('orders', count => 1000, per_second => 100)->{ids} };
 	is_deeply([ $r->{status}, $r->{content} ], [ 400, '{"errors":{"limit":"limit must be an integer between 1 and 250"}}' ],
 		'shopify: limit above 250 is 400');
 
+	$shop->clock(set => '2025-03-01T12:00:00Z');
 	$r = call($shop, 'POST', "$v/orders/$oids[0]/close.json", headers => \%tok, body => '{}');
-	ok($r->{status} == 200 && defined $r->{json}{order}{closed_at}, 'shopify: orders/<id>/close.json closes the order');
+	is_deeply([ $r->{status}, @{ $r->{json}{order} }{qw(closed_at updated_at)} ], [ 200, '2025-03-01T07:00:00-05:00', '2025-03-01T07:00:00-05:00' ],
+		'shopify: orders/<id>/close.json closes the order now (the server\'s clock), in the shop\'s zone');
+	$shop->clock(real => 1);
 	my @counts = map { call($shop, 'GET', "$v/orders/count.json$_", headers => \%tok)->{json}{count} } ('', '?status=any', '?status=closed');
 	is_deeply(\@counts, [ 999, 1000, 1 ], 'shopify: without status=any a listing sees open orders only');
 }
@@ -316,6 +321,45 @@ my $shop_webhook;
 	$shop_webhook = { headers => $got[0]{headers}, body => $got[0]{body}, secret => $secret };
 }
 
+# Subscriptions: changes made through the API are delivered as webhooks, to loopback
+# addresses only; the request log's filters; reset.
+{
+	my $s = PlatformServer->start('shopify', config => { webhook_subscriptions => [
+		{ topic => 'orders/updated', url => 'http://192.0.2.1/elsewhere' },
+		{ topic => 'orders/updated', url => receiver_url($recv, '/subscribed') } ] });
+	my ($oid) = @{ $s->seed('orders', count => 2)->{ids} };
+	my $seq = $s->last_seq;
+	my $r = call($s, 'PUT', "$v/orders/$oid.json", headers => { %tok, 'Content-Type' => 'application/json' },
+		body => '{"order":{"note":"from the API"}}');
+	is($r->{status}, 200, 'shopify subscriptions: an order updated through the API');
+	my @got = wait_for_requests($recv, 1, 10, sub { $_[0]{path_only} eq '/subscribed' });
+	is_deeply([ map { [ $_->{headers}{'x-shopify-topic'}, $J->decode($_->{body})->{id}, $J->decode($_->{body})->{note},
+		$_->{headers}{'x-shopify-hmac-sha256'} eq encode_base64(hmac_sha256($_->{body}, $s->credential('app_secret')), '') ? 'signed' : 'unsigned' ] } @got ],
+		[ [ 'orders/updated', $oid, 'from the API', 'signed' ] ], 'shopify subscriptions: delivered once, signed, with the change');
+	like(PlatformServer::slurp($s->dir . '/server.log'), qr{webhook subscription orders/updated skipped: http://192\.0\.2\.1/elsewhere is not http on a loopback address},
+		'shopify subscriptions: a subscription beyond loopback is skipped, and the server log says so');
+	my @lines = map { $J->decode($_) } split /\n/, PlatformServer::slurp($s->dir . '/webhooks.jsonl');
+	is_deeply([ map { [ $_->{url}, $_->{status} ] } @lines ], [ [ receiver_url($recv, '/subscribed'), 200 ] ],
+		'shopify subscriptions: webhooks.jsonl records the delivery and its answer');
+
+	call($s, 'GET', "$v/shop.json", headers => \%tok);
+	is_deeply([ map { "$_->{seq} $_->{method} $_->{path}" } $s->requests(since => $seq) ],
+		[ ($seq + 1) . " PUT $v/orders/$oid.json", ($seq + 2) . " GET $v/shop.json" ], 'shopify: requests since a seq, in order');
+	is_deeply([ map { $_->{path} } $s->requests(path => "$v/shop"), $s->requests(method => 'put') ], [ "$v/shop.json", "$v/orders/$oid.json" ],
+		'shopify: requests filtered by path prefix and by method');
+	is($s->last_seq, $seq + 2, 'shopify: last_seq is the latest request\'s seq');
+
+	$s->config(access_token => 'shpat_changed');
+	is(call($s, 'GET', "$v/shop.json", headers => \%tok)->{status}, 401, 'shopify: config changes the access token the server wants');
+	is($s->credential('access_token'), 'shpat_changed', 'shopify: and credential() follows');
+	$s->reset;
+	is_deeply([ $s->credential('access_token'), call($s, 'GET', "$v/shop.json", headers => \%tok)->{status} ], [ 'shpat_loopback_token', 200 ],
+		'shopify: reset goes back to the configuration the server started with');
+	is_deeply([ $s->state->{counts}, [ map { $_->{path} } $s->requests ] ], [ { orders => 0, products => 0, customers => 0 }, [ "$v/shop.json" ] ],
+		'shopify: and forgets the data and the request log');
+	$s->stop;
+}
+
 ########################################################################
 # WooCommerce
 ########################################################################
@@ -355,7 +399,8 @@ my @wids = @{ $woo->seed('orders', count => 250, per_second => 100)->{ids} };
 	my $l3 = links($r3->{headers}{link});
 	is_deeply([ $r3->{status}, $r3->{content}, @{ $r3->{headers} }{qw(x-wp-total x-wp-totalpages)}, [ sort keys %$l3 ] ],
 		[ 200, '[]', 150, 2, ['prev'] ], 'woocommerce: a page past the end is an empty array with the totals');
-	like($l3->{prev}, qr/[?&]page=2(&|$)/, 'woocommerce: whose rel="prev" is the last page');
+	is($l3->{prev}, $woo->url("$wc/orders?" . ($q =~ s/:/%3A/gr) . '&page=2'),
+		'woocommerce: whose rel="prev" is the last page, with the other parameters kept');
 	my $r = call($woo, 'GET', "$wc/orders?per_page=101", headers => \%basic);
 	is_deeply([ $r->{status}, $r->{content} ],
 		[ 400, '{"code":"rest_invalid_param","message":"Invalid parameter(s): per_page","data":{"status":400,"params":{"per_page":"per_page must be between 1 (inclusive) and 100 (inclusive)"},"details":{"per_page":{"code":"rest_out_of_bounds","message":"per_page must be between 1 (inclusive) and 100 (inclusive)","data":null}}}}' ],
@@ -380,10 +425,12 @@ my @wids = @{ $woo->seed('orders', count => 250, per_second => 100)->{ids} };
 	my ($pid) = @{ $woo->seed('products', records => [ { name => "Caf\xc3\xa9 Cr\xc3\xa8me", sku => 'CAFE', regular_price => '9.00',
 		manage_stock => JSON::PP::true, stock_quantity => 5, updated_at => '2025-02-01T00:00:00Z' } ])->{ids} };
 	my %jb = (%basic, 'Content-Type' => 'application/json');
+	$woo->clock(set => '2025-02-03T04:05:06Z');
 	my $r = call($woo, 'PUT', "$wc/products/$pid", headers => \%jb, body => '{"regular_price":"12.50","stock_quantity":7}');
 	is_deeply([ $r->{status}, @{ $r->{json} }{qw(regular_price price stock_quantity stock_status)} ],
 		[ 200, '12.50', '12.50', 7, 'instock' ], 'woocommerce: PUT products/<id> with regular_price and stock_quantity');
-	isnt($r->{json}{date_modified_gmt}, '2025-02-01T00:00:00', 'woocommerce: and date_modified moves');
+	is_deeply([ @{ $r->{json} }{qw(date_created_gmt date_modified_gmt)} ], [ '2025-02-01T00:00:00', '2025-02-03T04:05:06' ],
+		'woocommerce: and date_modified moves to the time of the change');
 	like($r->{content}, qr/"name":"Caf\\u00e9 Cr\\u00e8me"/, 'woocommerce: bodies are written as PHP writes them (\\u00e9)');
 	$r = call($woo, 'PUT', "$wc/products/$pid", headers => \%jb, body => '{"regular_price":12.5}');
 	is_deeply([ $r->{status}, $r->{content} ],
@@ -402,8 +449,9 @@ my @wids = @{ $woo->seed('orders', count => 250, per_second => 100)->{ids} };
 		'woocommerce: POST products is 201 with Location');
 
 	$r = call($woo, 'PUT', "$wc/orders/$wids[0]", headers => \%jb, body => '{"status":"completed"}');
-	ok($r->{status} == 200 && $r->{json}{status} eq 'completed' && defined $r->{json}{date_completed_gmt},
-		'woocommerce: PUT orders/<id> status completed');
+	is_deeply([ $r->{status}, @{ $r->{json} }{qw(status date_completed_gmt date_modified_gmt)} ],
+		[ 200, 'completed', '2025-02-03T04:05:06', '2025-02-03T04:05:06' ], 'woocommerce: PUT orders/<id> status completed');
+	$woo->clock(real => 1);
 	$r = call($woo, 'PUT', "$wc/orders/$wids[0]", headers => \%jb, body => '{"status":"shipped"}');
 	is($r->{json}{data}{params}{status},
 		'status is not one of pending, processing, on-hold, completed, cancelled, refunded, failed, and checkout-draft.',
@@ -491,7 +539,8 @@ sub intents { return scalar $stripe->list('payment_intents'); }
 		[ 400, 'idempotency_error', "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than 'K1' if you meant to execute a different request." ],
 		'stripe: the same key with other parameters is 400 idempotency_error');
 	$r = call($stripe, 'POST', '/v1/customers', headers => { %form, 'Idempotency-Key' => 'K1' }, body => 'email=x@y.z');
-	like($r->{json}{error}{message}, qr/^Keys for idempotent requests can only be used for the same endpoint they were first used for/,
+	is_deeply([ $r->{status}, $r->{json}{error}{type}, $r->{json}{error}{message} ],
+		[ 400, 'idempotency_error', "Keys for idempotent requests can only be used for the same endpoint they were first used for ('POST /v1/payment_intents' vs 'POST /v1/customers'). Try using a key other than 'K1' if you meant to execute a different request." ],
 		'stripe: and on another endpoint too');
 
 	# A 500 inside the endpoint is stored and replayed.
@@ -514,13 +563,15 @@ sub intents { return scalar $stripe->list('payment_intents'); }
 
 	# While the first request with a key runs, a second one with it is 409.
 	$stripe->fault('delay', ms => 1500, match => { method => 'POST', path => '/v1/payment_intents' });
+	my $seq = $stripe->last_seq;
 	my $child = fork();
 	if ($child == 0)
 	{
 		my $res = $stripe->http('POST', '/v1/payment_intents', headers => { %form, 'Idempotency-Key' => 'K5' }, body => $pi);
 		POSIX::_exit($res->{status} == 200 ? 0 : 1);
 	}
-	usleep(400_000);
+	# The server has the first request (and holds it) once it is in the log.
+	$stripe->wait_for_requests(1, 10, since => $seq, method => 'POST', path => '/v1/payment_intents');
 	$r = call($stripe, 'POST', '/v1/payment_intents', headers => { %form, 'Idempotency-Key' => 'K5' }, body => $pi);
 	waitpid($child, 0);
 	is_deeply([ $r->{status}, $r->{json}{error}{type}, $r->{headers}{'stripe-should-retry'}, $? >> 8 ], [ 409, 'idempotency_error', 'true', 0 ],
@@ -545,7 +596,9 @@ sub intents { return scalar $stripe->list('payment_intents'); }
 	$r = call($stripe, 'POST', "/v1/payment_intents/$id/capture", headers => \%form, body => '');
 	is_deeply([ $r->{json}{status}, $r->{json}{amount_received} ], [ 'succeeded', 5000 ], 'stripe: captured');
 	$r = call($stripe, 'POST', "/v1/payment_intents/$id/cancel", headers => \%form, body => '');
-	like($r->{json}{error}{message}, qr/^You cannot cancel this PaymentIntent because it has a status of succeeded\./, 'stripe: a succeeded intent cannot be canceled');
+	is_deeply([ $r->{status}, @{ $r->{json}{error} }{qw(type code message)} ],
+		[ 400, 'invalid_request_error', 'payment_intent_unexpected_state', 'You cannot cancel this PaymentIntent because it has a status of succeeded. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.' ],
+		'stripe: a succeeded intent cannot be canceled');
 	$r = call($stripe, 'POST', '/v1/refunds', headers => \%form, body => "payment_intent=$id&amount=3000");
 	is_deeply([ $r->{status}, $r->{json}{status}, $r->{json}{amount} ], [ 200, 'succeeded', 3000 ], 'stripe: a partial refund');
 	$r = call($stripe, 'POST', '/v1/refunds', headers => \%form, body => "payment_intent=$id&amount=2001");
@@ -643,7 +696,8 @@ sub hsearch
 	$r = hsearch('contacts', { filterGroups => [ map { { filters => [] } } 1 .. 6 ] });
 	is($r->{status}, 400, 'hubspot: more than 5 filter groups is 400');
 	is_deeply([ grep { /^x-hubspot-ratelimit/ } keys %{ $r->{headers} } ], [], 'hubspot: search answers carry no rate-limit headers');
-	ok(defined $r->{headers}{'x-hubspot-correlation-id'}, 'hubspot: only the correlation id');
+	like($r->{headers}{'x-hubspot-correlation-id'}, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+		'hubspot: only the correlation id, a UUID');
 
 	$r = call($hub, 'POST', '/crm/v3/objects/contacts/batch/upsert', headers => \%hb,
 		body => $J->encode({ inputs => [ map { { idProperty => 'email', id => "b$_\@example.com", properties => {} } } 1 .. 101 ] }));
@@ -667,8 +721,14 @@ sub hsearch
 	my @st = map { my $r = call($h2, 'GET', '/crm/v3/objects/contacts/101', headers => \%hb);
 		"$r->{status} " . ($r->{status} == 429 ? $r->{json}{policyName} : $r->{headers}{'x-hubspot-ratelimit-remaining'}) } 1 .. 4;
 	is_deeply(\@st, [ '200 2', '200 1', '200 0', '429 TEN_SECONDLY_ROLLING' ], 'hubspot: the 10-second window, then 429 RATE_LIMIT');
-	usleep(1_100_000);
-	@st = map { hsearch_on($h2, \%hb)->{status} } 1 .. 6;
+	# Six searches within one second (a machine too busy for that gets two more tries).
+	for my $try (1 .. 3)
+	{
+		usleep(1_100_000);
+		my $t0 = time();
+		@st = map { hsearch_on($h2, \%hb)->{status} } 1 .. 6;
+		last if time() - $t0 < 0.9;
+	}
 	is_deeply(\@st, [ 200, 200, 200, 200, 200, 429 ], 'hubspot: search allows 5 requests a second');
 	$h2->stop;
 }
@@ -768,7 +828,9 @@ sub classify
 	$r = kw('sale.order', 'create', [ { order_line => [] } ]);
 	is_deeply([ $r->{json}{error}{data}{name}, classify($r->{content}) ], [ 'odoo.exceptions.ValidationError', 'permanent validation' ],
 		'odoo: a sale order without a customer is a ValidationError, permanent');
-	like($r->{json}{error}{data}{message}, qr/^The operation cannot be completed:\n- Create\/update: a mandatory field is not set\./, 'odoo: with Odoo\'s message');
+	is($r->{json}{error}{data}{message},
+		"The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n- Delete: another model requires the record being deleted. If possible, archive it instead.\n\nModel: Sales Order (sale.order)\nField: Partner (partner_id)",
+		'odoo: with Odoo\'s message naming the model and the field');
 	$r = kw('res.partner', 'write', [ [999], { name => 'x' } ]);
 	is_deeply([ $r->{json}{error}{data}{name}, $r->{json}{error}{data}{message}, classify($r->{content}) ],
 		[ 'odoo.exceptions.MissingError', "Record does not exist or has been deleted.\n(Record: res.partner(999,), User: 2)", 'permanent missing' ],

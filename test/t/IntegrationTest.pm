@@ -249,20 +249,35 @@ buffered log when it exits on SIGTERM.
 sub stop_receiver
 {
 	my ($r) = @_;
-	return unless $r->{pid};
-	kill 'TERM', $r->{pid};
+	return stop_child($r);
+}
+
+=pod
+
+=item IntegrationTest::stop_child($holder)
+
+Stops the child process $holder->{pid} (when set) as stop_receiver does, and
+clears it; PlatformServer stops its servers with it too.
+
+=cut
+
+sub stop_child
+{
+	my ($h) = @_;
+	return unless $h->{pid};
+	kill 'TERM', $h->{pid};
 	my $deadline = time() + 5;
 	while (time() < $deadline)
 	{
-		last if waitpid($r->{pid}, POSIX::WNOHANG()) != 0;
+		last if waitpid($h->{pid}, POSIX::WNOHANG()) != 0;
 		usleep(20_000);
 	}
-	if (kill(0, $r->{pid}))
+	if (kill(0, $h->{pid}))
 	{
-		kill 'KILL', $r->{pid};
-		waitpid($r->{pid}, 0);
+		kill 'KILL', $h->{pid};
+		waitpid($h->{pid}, 0);
 	}
-	$r->{pid} = undef;
+	$h->{pid} = undef;
 	return;
 }
 

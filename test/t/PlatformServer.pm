@@ -41,6 +41,7 @@ use warnings;
 use File::Basename qw(dirname);
 use File::Spec;
 use HTTP::Tiny;
+use IntegrationTest ();
 use JSON::PP;
 use POSIX ();
 use PostgreSQL::Test::Utils;
@@ -135,7 +136,8 @@ sub start
 		pid => $pid,
 		port => $port,
 		dir => $state,
-		config => $opts{config} // {},
+		config => { %{ $opts{config} // {} } },
+		start_config => { %{ $opts{config} // {} } },
 		http => HTTP::Tiny->new(timeout => 30, keep_alive => 0),
 	}, $class;
 	push @servers, $self;
@@ -275,6 +277,8 @@ sub clock
 sub reset
 {
 	my ($self) = @_;
+	# The server goes back to the configuration it started with, and so do credentials.
+	$self->{config} = { %{ $self->{start_config} } };
 	return $self->control(op => 'reset');
 }
 
@@ -293,6 +297,11 @@ query string), params (name => value, or an array for a repeated name), headers
 (names lower-case), body, status (or 'reset' / 'hang'), fault, response_headers.
 Filters: since (a seq), method, path (prefix).
 
+=item $srv->last_seq
+
+The seq of the latest request the server has received (0 before any): pass it as
+since to requests() or wait_for_requests() to see only what comes after.
+
 =item $srv->clear_log
 
 Empties the log (seq numbers go on).
@@ -307,6 +316,12 @@ sub requests
 {
 	my ($self, %filter) = @_;
 	return @{ $self->control(op => 'log', %filter)->{requests} };
+}
+
+sub last_seq
+{
+	my ($self) = @_;
+	return $self->control(op => 'log', since => 2**53)->{last_seq};
 }
 
 sub clear_log
@@ -380,21 +395,7 @@ SIGTERM, then SIGKILL after 5 s; waits for the process.
 sub stop
 {
 	my ($self) = @_;
-	return unless $self->{pid};
-	kill 'TERM', $self->{pid};
-	my $deadline = time() + 5;
-	while (time() < $deadline)
-	{
-		last if waitpid($self->{pid}, POSIX::WNOHANG()) != 0;
-		usleep(20_000);
-	}
-	if (kill(0, $self->{pid}))
-	{
-		kill 'KILL', $self->{pid};
-		waitpid($self->{pid}, 0);
-	}
-	$self->{pid} = undef;
-	return;
+	return IntegrationTest::stop_child($self);
 }
 
 END
