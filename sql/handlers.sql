@@ -108,11 +108,16 @@ CREATE TRIGGER inbound_handler_written BEFORE INSERT OR UPDATE ON integration.in
 -- The worker's part, in C: the commit-time wake-up and its statements, for tests.
 ------------------------------------------------------------------------------------------
 
-CREATE FUNCTION integration._wake_inbound_at_commit() RETURNS void
-	AS 'MODULE_PATHNAME', 'integration_wake_inbound_at_commit'
+-- Whatever makes events pending (receive_webhook(), reprocess_inbound(), plain SQL)
+-- wakes the worker when its transaction commits (src/wakeup.c).
+CREATE FUNCTION integration._inbound_events_written() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_inbound_events_written'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION integration._wake_inbound_at_commit() IS
-	'Arms the commit-time wake-up of this database''s worker for pending inbound events (internal).';
+COMMENT ON FUNCTION integration._inbound_events_written() IS
+	'Statement trigger on inbound_events: wakes this database''s worker for pending inbound events when the transaction commits (internal).';
+CREATE TRIGGER inbound_events_written AFTER INSERT OR UPDATE OF status, next_attempt_at
+	ON integration.inbound_events
+	FOR EACH STATEMENT EXECUTE FUNCTION integration._inbound_events_written();
 
 CREATE FUNCTION integration._run_inbound(max integer DEFAULT 32)
 	RETURNS TABLE (tenant_id text, id bigint, status text, attempts integer, error text)
@@ -283,7 +288,6 @@ BEGIN
 	PERFORM integration.log('info', 'api', 'inbound.reprocessed',
 							format('inbound event %s requeued for its handlers', reprocess_inbound.id),
 							jsonb_build_object('inbound_id', reprocess_inbound.id, 'previous_status', st));
-	PERFORM integration._wake_inbound_at_commit();
 	RETURN reprocess_inbound.id;
 END
 $$;
@@ -326,7 +330,6 @@ BEGIN
 												   'connector_id', reprocess_inbound_events.connector_id,
 												   'event', reprocess_inbound_events.event,
 												   'since', reprocess_inbound_events.since));
-		PERFORM integration._wake_inbound_at_commit();
 	END IF;
 	RETURN n;
 END
@@ -362,7 +365,7 @@ COMMENT ON VIEW integration.inbound_backlog IS
 
 REVOKE ALL ON TABLE integration.inbound_handlers, integration.inbound_backlog FROM PUBLIC;
 REVOKE ALL ON FUNCTION
-	integration._inbound_handler_written(), integration._wake_inbound_at_commit(),
+	integration._inbound_handler_written(), integration._inbound_events_written(),
 	integration._run_inbound(integer), integration._inbound_handler_not_found(text),
 	integration.on_inbound(text, jsonb, regprocedure, bigint, boolean),
 	integration.list_inbound_handlers(), integration.remove_inbound(text),

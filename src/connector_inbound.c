@@ -18,7 +18,7 @@
  *      the second waits for the first and finds its row (test/specs/inbound_dedupe.spec).
  *      A row older than the dedupe window no longer counts: it is marked
  *      dedupe_expired and the insert tried again.  A stored event wakes the worker at
- *      commit, which runs its handlers (inbound_job.c).
+ *      commit (the inbound_events_written trigger), which runs its handlers.
  *
  * Never raises for a bad request: whatever the request (no such connector, a wrong
  * signature, a body the normaliser cannot read), the answer is one row "rejected" and a
@@ -48,7 +48,6 @@
 #include "signature.h"
 #include "spi_plan.h"
 #include "tenant.h"
-#include "wakeup.h"
 
 /* Settings. */
 int			integration_inbound_dedupe_window_s = 7 * SECS_PER_DAY;
@@ -582,8 +581,6 @@ store_event(Inbound *in, InboundEvent *ev, ReturnSetInfo *rsinfo)
 			elog(ERROR, "storing an inbound event failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed == 1)
 		{
-			/* Its handlers run when this commits (inbound_job.c). */
-			WakeWorkerForInboundAtCommit();
 			emit(rsinfo, "accepted",
 				 DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
 				 ev->event);

@@ -243,6 +243,13 @@ WorkerSlotTake(Oid dboid)
 	return true;
 }
 
+/* Whether this process is a worker holding its slot. */
+bool
+WorkerSlotHeld(void)
+{
+	return my_slot != NULL;
+}
+
 bool
 WorkerSlotStopRequested(void)
 {

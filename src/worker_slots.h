@@ -38,6 +38,7 @@ extern bool DatabaseDropped(Oid dboid);
 
 /* The worker itself, about its own slot. */
 extern bool WorkerSlotTake(Oid dboid);
+extern bool WorkerSlotHeld(void);
 extern bool WorkerSlotStopRequested(void);
 extern uint32 WorkerSlotTakeWakeRequests(void);
 extern void WorkerSlotSetActivity(WorkerActivity activity);
