@@ -312,10 +312,14 @@ run_cycle(InboundJob *j, bool claim)
 	InboundCycle cy;
 	int			sqlerrcode;
 	char	   *message;
-	int			nrun = j->solo > 0 ? Min(j->nready, 1) : j->nready;
+	int			nrun;
 	dlist_iter	iter;
 	int			i = 0;
 
+	/* The events of the failed batch are ready until run: none left, none owed. */
+	if (j->nready == 0)
+		j->solo = 0;
+	nrun = j->solo > 0 ? 1 : j->nready;
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
 	cy.run = palloc(sizeof(InboundItem *) * Max(nrun, 1));
