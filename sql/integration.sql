@@ -675,6 +675,21 @@ CREATE TRIGGER events_deleted AFTER DELETE ON integration.webhook_events
 CREATE TRIGGER events_truncated AFTER TRUNCATE ON integration.webhook_events
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.delete_event_deliveries();
 
+-- The worker writes an outcome only into a delivery row that nobody holds locked
+-- (src/row_unlocked.c): this test, with the planner told that it holds for almost every
+-- row, which "xmax = 0" could not tell it.
+CREATE FUNCTION integration.row_unlocked_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'integration_row_unlocked_support'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.row_unlocked_support(internal) IS
+	'Planner support of row_unlocked(): estimates that it is true for every row.';
+CREATE FUNCTION integration.row_unlocked(xmax xid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_row_unlocked'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	SUPPORT integration.row_unlocked_support;
+COMMENT ON FUNCTION integration.row_unlocked(xid) IS
+	'Whether a row version with this xmax has been neither locked, updated nor deleted since it was written (internal, for the worker).';
+
 -- The worker's due scan touches only pending rows, however many delivered rows pile up;
 -- a delivery leaves the index when claimed and a delivered one never enters it.
 CREATE INDEX deliveries_due_idx ON integration.deliveries (next_attempt_at)
@@ -1592,6 +1607,8 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 										  OUT last_error_at timestamptz,
 										  OUT secrets_encrypted boolean,
 										  OUT encryption_key_id text,
+										  OUT wait_event_type text, OUT wait_event text,
+										  OUT state_since timestamptz,
 										  OUT inbound_handled bigint,
 										  OUT inbound_failed_attempts bigint,
 										  OUT inbound_held integer)
@@ -1599,7 +1616,7 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running worker: pid, database, state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), and inbound events handled, failed handler attempts and events held for their handlers.';
+	'One row per running worker: pid, database, state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers.';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';
