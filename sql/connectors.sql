@@ -561,13 +561,22 @@ $$;
 CREATE UNIQUE INDEX inbound_events_dedupe_idx
 	ON integration.inbound_events (tenant_id, connector_id, external_id)
 	WHERE NOT dedupe_expired;
--- A tenant's pending events per connector and external object, in the order received.
+-- A tenant's pending events per connector and external object, in the order received
+-- (received_at, then id: ids come from a cached identity, so sessions take them out of
+-- order): an event waits while an earlier one of its object is pending
+-- (src/inbound_store.c).
 CREATE INDEX inbound_events_pending_idx
-	ON integration.inbound_events (tenant_id, connector_id, object_id, id)
+	ON integration.inbound_events (tenant_id, connector_id, object_id, received_at, id)
 	WHERE status = 'pending';
--- What is due across tenants, for the worker (as deliveries_due_idx).
-CREATE INDEX inbound_events_due_idx ON integration.inbound_events (next_attempt_at)
+-- What is due, per tenant, for the worker: it walks the tenants with pending events
+-- (one probe each, which also gives each tenant's earliest next_attempt_at) and takes a
+-- share of each one's due events, so one tenant's backlog never fills a claim.
+CREATE INDEX inbound_events_due_idx ON integration.inbound_events (tenant_id, next_attempt_at, id)
 	WHERE next_attempt_at IS NOT NULL;
+-- Failed events per connector, for the backlog view and reprocess_inbound_events().
+CREATE INDEX inbound_events_failed_idx
+	ON integration.inbound_events (tenant_id, connector_id, received_at)
+	WHERE status = 'failed';
 
 ------------------------------------------------------------------------------------------
 -- The connector API.  SECURITY INVOKER throughout: row-level security scopes every call

@@ -1608,12 +1608,15 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 										  OUT secrets_encrypted boolean,
 										  OUT encryption_key_id text,
 										  OUT wait_event_type text, OUT wait_event text,
-										  OUT state_since timestamptz)
+										  OUT state_since timestamptz,
+										  OUT inbound_handled bigint,
+										  OUT inbound_failed_attempts bigint,
+										  OUT inbound_held integer)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running delivery worker: pid, database, state, requests in flight, counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state.';
+	'One row per running worker: pid, database, state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers.';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';

@@ -345,64 +345,24 @@ delivery_finished(void *state, SchedItem *item, HttpRequest *req)
  * Store transactions
  * ------------------------------------------------------------------------------------ */
 
-typedef void (*StoreStep) (void *arg);
-
 /*
- * Runs one store transaction; on error, logs it, records it as the worker's last error,
- * rolls back and returns false.  The caller keeps its state and tries again later.
- *
- * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
- * held off everywhere but inside these transactions, so a cancel ends the transaction
- * running, whose failure the caller handles, and never the worker.
+ * Runs one store transaction (WorkerRunTransaction()); false when it failed and was
+ * rolled back.  The caller keeps its state and tries again later.
  */
 static bool
-run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
+run_transaction(DeliveryJob *j, WorkerTransactionStep step, void *arg, const char *activity)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool cancellable = false;
-	volatile bool ok = true;
+	int			sqlerrcode;
 
-	WorkerDropStrayCancel();
-	PG_TRY();
+	if (WorkerRunTransaction(step, arg, activity, &sqlerrcode, NULL))
+		return true;
+	if (sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 	{
-		StoreBegin(activity);
-		RESUME_CANCEL_INTERRUPTS();
-		cancellable = true;
-		step(arg);
-		HOLD_CANCEL_INTERRUPTS();
-		cancellable = false;
-		StoreCommit();
+		j->lock_timed_out = true;
+		j->record_alone = true; /* the claim part may be what waited */
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		/*
-		 * Held again before anything here can check for interrupts (logging
-		 * does).
-		 */
-		if (cancellable)
-			HOLD_CANCEL_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG,
-				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
-		WorkerSlotSetError(edata->message);
-		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-		{
-			j->lock_timed_out = true;
-			j->record_alone = true; /* the claim part may be what waited */
-		}
-		FreeErrorData(edata);
-		StoreForgetPlans();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	return ok;
+	StoreForgetPlans();
+	return false;
 }
 
 /* Ids of the deliveries this worker holds (queued, in flight, or answered). */
@@ -1040,10 +1000,14 @@ fresh_wanted(DeliveryJob *j)
 }
 
 static void
-delivery_woken(void *state, bool due)
+delivery_woken(void *state, uint32 requests)
 {
 	DeliveryJob *j = state;
+	bool		due = (requests & WORKER_WAKE_DUE) != 0;
 
+	/* A wake-up for another kind's work only; none says what: everything. */
+	if (requests != 0 && (requests & (WORKER_WAKE_PUBLISHED | WORKER_WAKE_DUE)) == 0)
+		return;
 	j->scan_needed = true;
 	j->fanout.needed = true;
 	j->fanout.fresh_needed = true;

@@ -19,6 +19,7 @@
 
 #include "connector.h"
 #include "endpoint_disable.h"
+#include "inbound_job.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -57,6 +58,7 @@ _PG_init(void)
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 	ConnectorDefineGucs();
+	InboundJobDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();

@@ -47,12 +47,15 @@ integration_shmem_startup(void)
 		{
 			IntegrationWorkerSlot *slot = &integration_shared->workers[i];
 
-			pg_atomic_init_u32(&slot->due_requested, 0);
+			pg_atomic_init_u32(&slot->wake_requests, 0);
 			pg_atomic_init_u32(&slot->activity, 0);
 			pg_atomic_init_u32(&slot->in_flight, 0);
 			pg_atomic_init_u64(&slot->sent, 0);
 			pg_atomic_init_u64(&slot->delivered, 0);
 			pg_atomic_init_u64(&slot->failed_attempts, 0);
+			pg_atomic_init_u64(&slot->inbound_handled, 0);
+			pg_atomic_init_u64(&slot->inbound_failed_attempts, 0);
+			pg_atomic_init_u32(&slot->inbound_held, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);

@@ -19,10 +19,11 @@
  * transaction is open while requests are in flight, and locks are held only for the
  * duration of each short transaction, so the worker never blocks DDL.
  *
- * The kinds of work.  Today one: webhook deliveries (delivery_job.c).  A new kind (a
- * connector's API calls, a sync pull) is a JobKind for the scheduler plus a
- * WorkerKindOps for the loop, added to the kinds[] table below; nothing else here
- * changes.
+ * The kinds of work.  Webhook deliveries (delivery_job.c) and the handlers of inbound
+ * events (inbound_job.c).  A new kind (a connector's API calls, a sync pull) is a
+ * JobKind for the scheduler plus a WorkerKindOps for the loop, added to the kinds[]
+ * table below; nothing else here changes.  Committers say what they made to do
+ * (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work only.
  */
 #include "postgres.h"
 
@@ -40,7 +41,9 @@
 #include "utils/timestamp.h"
 
 #include "delivery_job.h"
+#include "delivery_store.h"
 #include "http_client.h"
+#include "inbound_job.h"
 #include "integration.h"
 #include "scheduler.h"
 #include "shared_state.h"
@@ -114,6 +117,67 @@ WorkerDefineGucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 }
 
+
+/*
+ * Runs one transaction of a kind of work: the bracket of StoreBegin() / StoreCommit()
+ * around step.  On error, logs it, records it as the worker's last error, rolls back
+ * and returns false with the error's SQLSTATE in *sqlerrcode and, when message is not
+ * NULL, its message (palloc'd in the caller's context) in *message.
+ *
+ * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
+ * held off everywhere but inside these transactions, so a cancel ends the transaction
+ * running, whose failure the caller handles, and never the worker.
+ */
+bool
+WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity,
+					 int *sqlerrcode, char **message)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool cancellable = false;
+	volatile bool ok = true;
+
+	*sqlerrcode = 0;
+	if (message)
+		*message = NULL;
+	WorkerDropStrayCancel();
+	PG_TRY();
+	{
+		StoreBegin(activity);
+		RESUME_CANCEL_INTERRUPTS();
+		cancellable = true;
+		step(arg);
+		HOLD_CANCEL_INTERRUPTS();
+		cancellable = false;
+		StoreCommit();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * Held again before anything here can check for interrupts (logging
+		 * does).
+		 */
+		if (cancellable)
+			HOLD_CANCEL_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
+		WorkerSlotSetError(edata->message);
+		*sqlerrcode = edata->sqlerrcode;
+		if (message)
+			*message = pstrdup(edata->message);
+		FreeErrorData(edata);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return ok;
+}
 
 /*
  * Lets a cancel that came in while none was wanted (between transactions: cancel
@@ -212,7 +276,7 @@ integration_database_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[1];
+	WorkerKind	kinds[2];
 	int			nkinds = 0;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
@@ -247,9 +311,11 @@ integration_database_worker_main(Datum arg)
 	/*
 	 * The worker runs as the bootstrap superuser: objects that users may
 	 * create in other schemas (an operator, a function) must never be picked
-	 * up by its queries.
+	 * up by its queries.  A session value, not an override: the SET clause of
+	 * an inbound handler (inbound_invoke.c) must still take effect, and an
+	 * override would silently win over it.
 	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	/*
 	 * No planner settings of its own: the store's statements are planned
@@ -264,7 +330,7 @@ integration_database_worker_main(Datum arg)
 	 * retried after a pause, and no other tenant's deliveries wait longer
 	 * than that.
 	 */
-	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
 	if (!WorkerSlotTake(dboid))
 	{
@@ -284,6 +350,9 @@ integration_database_worker_main(Datum arg)
 	svc.scheduler = SchedulerCreate(TopMemoryContext, &limits);
 	kinds[nkinds].ops = &delivery_job_ops;
 	kinds[nkinds].state = DeliveryJobCreate(&svc);
+	nkinds++;
+	kinds[nkinds].ops = &inbound_job_ops;
+	kinds[nkinds].state = InboundJobCreate(&svc);
 	nkinds++;
 
 	if (!DeliveryJobStartup(kinds[0].state))
@@ -371,12 +440,12 @@ integration_database_worker_main(Datum arg)
 		if (WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
 			(event.events & WL_LATCH_SET))
 		{
-			bool		due;
+			uint32		requests;
 
 			ResetLatch(MyLatch);
-			due = WorkerSlotTakeDueRequest();
+			requests = WorkerSlotTakeWakeRequests();
 			for (int i = 0; i < nkinds; i++)
-				kinds[i].ops->woken(kinds[i].state, due);
+				kinds[i].ops->woken(kinds[i].state, requests);
 		}
 	}
 }
