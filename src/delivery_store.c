@@ -318,24 +318,28 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, int *len)
 
 /*
  * Copies the endpoint columns every claim needs, which start at col: url, secret,
- * headers, timeout_ms, retry_schedule and whether the endpoint is usable.
+ * headers, timeout_ms, retry_schedule, rate_limit, rate_limit_burst and whether the
+ * endpoint is usable, into ep.
  */
 static void
-copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, char **url, char **secret,
-					  Jsonb **headers, int *timeout_ms, char **retry_schedule, bool *usable)
+copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, EndpointSettings *ep)
 {
 	bool		isnull;
 	Datum		d;
 
-	*url = copy_text(tup, desc, col, NULL);
-	*secret = copy_text(tup, desc, col + 1, NULL);
+	ep->url = copy_text(tup, desc, col, NULL);
+	ep->secret = copy_text(tup, desc, col + 1, NULL);
 	d = SPI_getbinval(tup, desc, col + 2, &isnull);
-	*headers = isnull ? NULL : DatumGetJsonbPCopy(d);
+	ep->headers = isnull ? NULL : DatumGetJsonbPCopy(d);
 	d = SPI_getbinval(tup, desc, col + 3, &isnull);
-	*timeout_ms = isnull ? 0 : DatumGetInt32(d);
-	*retry_schedule = copy_text(tup, desc, col + 4, NULL);
+	ep->timeout_ms = isnull ? 0 : DatumGetInt32(d);
+	ep->retry_schedule = copy_text(tup, desc, col + 4, NULL);
 	d = SPI_getbinval(tup, desc, col + 5, &isnull);
-	*usable = !isnull && DatumGetBool(d);
+	ep->rate_limit = isnull ? 0 : DatumGetInt32(d);
+	d = SPI_getbinval(tup, desc, col + 6, &isnull);
+	ep->rate_limit_burst = isnull ? 0 : DatumGetInt32(d);
+	d = SPI_getbinval(tup, desc, col + 7, &isnull);
+	ep->usable = !isnull && DatumGetBool(d);
 }
 
 /*
@@ -398,6 +402,8 @@ StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep)
 	c->headers = ep->headers;
 	c->timeout_ms = ep->timeout_ms;
 	c->retry_schedule = ep->retry_schedule;
+	c->rate_limit = ep->rate_limit;
+	c->rate_limit_burst = ep->rate_limit_burst;
 	c->usable = ep->url != NULL && ep->usable && c->payload != NULL;
 }
 
@@ -547,7 +553,7 @@ open_endpoint_secret(EndpointSettings *ep)
 
 #define READ_ENDPOINTS(lock) \
 	"SELECT k.i, ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule," \
-	"       ep.is_active AND ep.deleted_at IS NULL" \
+	"       ep.rate_limit, ep.rate_limit_burst, ep.is_active AND ep.deleted_at IS NULL" \
 	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))" \
 	"       WITH ORDINALITY AS k(tenant_id, id, i)" \
 	"  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep" \
@@ -582,6 +588,7 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		eps[i].headers = NULL;
 		eps[i].timeout_ms = 0;
 		eps[i].retry_schedule = NULL;
+		eps[i].rate_limit = eps[i].rate_limit_burst = 0;
 		eps[i].usable = false;
 	}
 	args[0] = cstring_text_array(tenants, n);
@@ -599,8 +606,7 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		EndpointSettings *ep = &eps[i];
 		MemoryContext old = MemoryContextSwitchTo(mcxt);
 
-		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, &ep->url, &ep->secret,
-							  &ep->headers, &ep->timeout_ms, &ep->retry_schedule, &ep->usable);
+		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, ep);
 		open_endpoint_secret(ep);
 		MemoryContextSwitchTo(old);
 	}
@@ -992,7 +998,7 @@ plan_deliveries(FanOutBatch *b, FanOutLanes *lanes, FanOutRoom room, void *room_
 			b->endpoint_ids[k] = ep->key.id;
 			b->created[k] = TimestampTzGetDatum(ev->created_at);
 			if (ep->room < 0)
-				ep->room = room(room_arg, ev->tenant_id, ep->key.id);
+				ep->room = room(room_arg, ep->settings);
 			b->claimed[k] = BoolGetDatum(ep->room > 0);
 			if (ep->room > 0)
 				ep->room--;
@@ -1216,6 +1222,26 @@ claims_read_endpoints(ClaimList *list, int first)
 }
 
 /*
+ * Claims the deliveries whose ctids the CTE due_ctids selects (locked), leases them
+ * until $2, and returns what append_claims() reads: a claim whose event vanished is
+ * returned all the same, to fail, never to hang.  LATERAL: one index probe per claimed
+ * row, never a scan of all events.
+ */
+#define CLAIM_DUE(due_ctids) \
+	"WITH due AS (" due_ctids ")," \
+	" claimed AS (" \
+	"  UPDATE integration.deliveries d" \
+	"     SET status = 'sending', next_attempt_at = NULL," \
+	"         lease_expires_at = $2" \
+	"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))" \
+	"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)" \
+	" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload," \
+	"        c.ctid, e.message_id" \
+	"   FROM claimed c" \
+	"   LEFT JOIN LATERAL (SELECT e.event, e.payload, e.message_id FROM integration.webhook_events e" \
+	"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true"
+
+/*
  * Claims up to limit (at most STORE_BATCH) due pending deliveries (retries, dispatches, redeliveries),
  * skipping endpoints in excluded, and appends them to list.  Returns how many.
  */
@@ -1232,25 +1258,11 @@ StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *l
 	args[2] = int8_array(excluded, nexcluded);
 
 	prepare(&claim_plan,
-			"WITH due AS ("
-			"  SELECT d.ctid FROM integration.deliveries d"
-			"   WHERE d.next_attempt_at <= pg_catalog.now()"
-			"     AND NOT (d.endpoint_id = ANY ($3))"
-			"   ORDER BY d.next_attempt_at LIMIT $1"
-			"   FOR UPDATE SKIP LOCKED),"
-			" claimed AS ("
-			"  UPDATE integration.deliveries d"
-			"     SET status = 'sending', next_attempt_at = NULL,"
-			"         lease_expires_at = $2"
-			"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))"
-			"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)"
-	/* LATERAL: one index probe per claimed row, never a scan of all events. */
-			" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload,"
-			"        c.ctid, e.message_id"
-			"   FROM claimed c"
-	/* An outer join: a claim whose event vanished fails, never hangs. */
-			"   LEFT JOIN LATERAL (SELECT e.event, e.payload, e.message_id FROM integration.webhook_events e"
-			"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true",
+			CLAIM_DUE("  SELECT d.ctid FROM integration.deliveries d"
+					  "   WHERE d.next_attempt_at <= pg_catalog.now()"
+					  "     AND NOT (d.endpoint_id = ANY ($3))"
+					  "   ORDER BY d.next_attempt_at LIMIT $1"
+					  "   FOR UPDATE SKIP LOCKED"),
 			3, argtypes);
 	RunPlan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
 	first = list->count;
@@ -1291,8 +1303,9 @@ StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 
 #define RECORD_COLUMNS 12
 
-static Datum
-text_array(Datum *values, bool *nulls, int n)
+/* A text[] of values (nulls[i]: NULL), for a statement parameter. */
+Datum
+StoreTextArray(Datum *values, bool *nulls, int n)
 {
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
@@ -1358,7 +1371,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 	}
 #undef SET_TEXT
 	for (int c = 0; c < RECORD_COLUMNS; c++)
-		args[c] = text_array(cols[c], nulls[c], nfailed);
+		args[c] = StoreTextArray(cols[c], nulls[c], nfailed);
 
 	prepare(&record_failures_plan,
 			"WITH r AS ("
@@ -1737,4 +1750,138 @@ StoreRecord(DeliveryResult *results, int n)
 			elog(ERROR, "disabling an endpoint failed: %s", SPI_result_code_string(rc));
 	}
 	return ndeferred;
+}
+
+/*
+ * Gives claims back unsent: 'pending' again, due at their own due time, lease gone,
+ * attempts untouched.  A row that is no longer the claim's (requeued, moved) or that
+ * someone has locked since the claim wrote it is left alone, never waited for: it
+ * stays 'sending' until its lease runs out and a reconcile returns it.  Returns how
+ * many were given back.  Rare (an endpoint's circuit opened), so planned each time.
+ */
+int
+StoreReturnClaims(const ReturnedClaim * claims, int n)
+{
+	Oid			types[4] = {TIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[4];
+	Datum	   *tids = palloc(sizeof(Datum) * Max(n, 1));
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	Datum	   *leases = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *dues = palloc(sizeof(Datum) * Max(n, 1));
+	int			rc;
+
+	if (n == 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+	{
+		tids[i] = PointerGetDatum(&claims[i].tid);
+		ids[i] = claims[i].id;
+		leases[i] = TimestampTzGetDatum(claims[i].lease);
+		dues[i] = TimestampTzGetDatum(claims[i].due);
+	}
+	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData), false,
+											  TYPALIGN_SHORT));
+	args[1] = int8_array(ids, n);
+	args[2] = timestamptz_array(leases, n);
+	args[3] = timestamptz_array(dues, n);
+	rc = SPI_execute_with_args("UPDATE integration.deliveries d"
+							   "   SET status = 'pending', next_attempt_at = r.due, lease_expires_at = NULL"
+							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+							   "                  pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							   "       AS r(tid, id, lease, due)"
+							   " WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at = r.lease"
+							   "   AND d.ctid = ANY ($1) AND d.xmax = 0",
+							   4, types, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "giving claims back failed: %s", SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/*
+ * Claims one due delivery for each endpoint in probes (their circuits are half open),
+ * the longest due first, through deliveries_endpoint_due_idx, and appends the claims
+ * to list; for each endpoint that had none due, finds when its next one comes due.
+ * Rows others hold locked are skipped, and such an endpoint is looked at again a
+ * second later.
+ */
+void
+StoreClaimProbes(int lease_ms, ProbeRequest * probes, int n, ClaimList *list)
+{
+	Oid			types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, INT8ARRAYOID};
+	Datum		args[3];
+	char	  **tenants = palloc(sizeof(char *) * Max(n, 1));
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	int			first = list->count;
+	int			nmissing = 0;
+	int			rc;
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		tenants[i] = (char *) probes[i].tenant_id;
+		ids[i] = probes[i].endpoint_id;
+		probes[i].found = false;
+		probes[i].next_at = 0;
+	}
+	args[0] = cstring_text_array(tenants, n);
+	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
+	args[2] = int8_array(ids, n);
+	rc = SPI_execute_with_args(CLAIM_DUE("  SELECT p.ctid"
+										 "    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3))"
+										 "         AS k(tenant_id, endpoint_id)"
+										 "    CROSS JOIN LATERAL ("
+										 "      SELECT d.ctid FROM integration.deliveries d"
+										 "       WHERE d.tenant_id = k.tenant_id AND d.endpoint_id = k.endpoint_id"
+										 "         AND d.next_attempt_at <= pg_catalog.now()"
+										 "       ORDER BY d.next_attempt_at LIMIT 1"
+										 "       FOR UPDATE SKIP LOCKED) p"),
+							   3, types, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "claiming probes failed: %s", SPI_result_code_string(rc));
+	(void) append_claims(list, DatumGetTimestampTz(args[1]));
+	claims_read_endpoints(list, first);
+	for (int c = first; c < list->count; c++)
+		for (int i = 0; i < n; i++)
+			if (list->items[c].endpoint_id == probes[i].endpoint_id &&
+				strcmp(list->items[c].tenant_id, probes[i].tenant_id) == 0)
+				probes[i].found = true;
+
+	for (int i = 0; i < n; i++)
+		if (!probes[i].found)
+		{
+			tenants[nmissing] = (char *) probes[i].tenant_id;
+			ids[nmissing++] = probes[i].endpoint_id;
+		}
+	if (nmissing == 0)
+		return;
+	args[0] = cstring_text_array(tenants, nmissing);
+	args[1] = int8_array(ids, nmissing);
+	types[1] = INT8ARRAYOID;
+	rc = SPI_execute_with_args("SELECT k.tenant_id, k.endpoint_id,"
+							   "       (SELECT pg_catalog.min(d.next_attempt_at) FROM integration.deliveries d"
+							   "         WHERE d.tenant_id = k.tenant_id AND d.endpoint_id = k.endpoint_id"
+							   "           AND d.next_attempt_at IS NOT NULL)"
+							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+							   "       AS k(tenant_id, endpoint_id)",
+							   2, types, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "finding due probes failed: %s", SPI_result_code_string(rc));
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *tenant = SPI_getvalue(tup, desc, 1);
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		Datum		d = SPI_getbinval(tup, desc, 3, &isnull);
+		TimestampTz next_at = isnull ? 0 : DatumGetTimestampTz(d);
+
+		/* Due already, and skipped: someone holds it locked. */
+		if (next_at != 0 && next_at <= GetCurrentTransactionStartTimestamp())
+			next_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		for (int i = 0; i < n; i++)
+			if (probes[i].endpoint_id == id && strcmp(probes[i].tenant_id, tenant) == 0)
+				probes[i].next_at = next_at;
+	}
 }

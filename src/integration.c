@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "circuit_breaker.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -25,6 +26,7 @@
 #include "validate.h"
 #include "retry_policy.h"
 #include "secret_key.h"
+#include "target_health.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -52,6 +54,8 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	CircuitBreakerDefineGucs();
+	TargetHealthDefineGucs();
 	SecretKeyDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
