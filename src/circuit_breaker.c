@@ -54,7 +54,7 @@ CircuitBreakerDefineGucs(void)
 }
 
 void
-CircuitCurrentSettings(CircuitSettings * cs)
+CircuitCurrentSettings(CircuitSettings *cs)
 {
 	cs->window_ms = integration_circuit_window_ms;
 	cs->min_requests = integration_circuit_min_requests;
@@ -64,14 +64,14 @@ CircuitCurrentSettings(CircuitSettings * cs)
 }
 
 void
-CircuitInit(CircuitBreaker * cb)
+CircuitInit(CircuitBreaker *cb)
 {
 	memset(cb, 0, sizeof(*cb));
 }
 
 /* An open circuit whose wait is over goes half open; returns whether it did. */
 bool
-CircuitProbeDue(CircuitBreaker * cb, TimestampTz now)
+CircuitProbeDue(CircuitBreaker *cb, TimestampTz now)
 {
 	if (cb->state != CIRCUIT_OPEN || now < cb->next_probe_at)
 		return false;
@@ -81,14 +81,14 @@ CircuitProbeDue(CircuitBreaker * cb, TimestampTz now)
 }
 
 static void
-window_reset(CircuitWindow * w, int64 bucket_us)
+window_reset(CircuitWindow *w, int64 bucket_us)
 {
 	memset(w, 0, sizeof(*w));
 	w->bucket_us = bucket_us;
 }
 
 static void
-window_add(CircuitWindow * w, TimestampTz now, int64 window_ms, bool failed)
+window_add(CircuitWindow *w, TimestampTz now, int64 window_ms, bool failed)
 {
 	int64		width = Max(window_ms * 1000 / CIRCUIT_BUCKETS, (int64) 1);
 	TimestampTz start = now - now % width;
@@ -109,7 +109,7 @@ window_add(CircuitWindow * w, TimestampTz now, int64 window_ms, bool failed)
 
 /* Requests and failures counted within the window that ends now. */
 void
-CircuitWindowCounts(const CircuitWindow * w, TimestampTz now, int64 window_ms,
+CircuitWindowCounts(const CircuitWindow *w, TimestampTz now, int64 window_ms,
 					int *requests, int *failures)
 {
 	*requests = *failures = 0;
@@ -124,7 +124,7 @@ CircuitWindowCounts(const CircuitWindow * w, TimestampTz now, int64 window_ms,
 }
 
 static void
-open_circuit(CircuitBreaker * cb, TimestampTz now, int64 cooldown_ms)
+open_circuit(CircuitBreaker *cb, TimestampTz now, int64 cooldown_ms)
 {
 	cb->state = CIRCUIT_OPEN;
 	cb->probe_in_flight = false;
@@ -137,8 +137,8 @@ open_circuit(CircuitBreaker * cb, TimestampTz now, int64 cooldown_ms)
  * whether the circuit changed state.
  */
 bool
-CircuitRecord(CircuitBreaker * cb, TargetOutcome outcome, bool probe, TimestampTz now,
-			  const CircuitSettings * cs)
+CircuitRecord(CircuitBreaker *cb, TargetOutcome outcome, bool probe, TimestampTz now,
+			  const CircuitSettings *cs)
 {
 	bool		failed = (outcome == TARGET_FAILED || outcome == TARGET_THROTTLED);
 	int			requests;
@@ -189,7 +189,7 @@ CircuitRecord(CircuitBreaker * cb, TargetOutcome outcome, bool probe, TimestampT
 
 /* Whether the breaker holds nothing a new one would not: closed, nothing counted. */
 bool
-CircuitIsIdle(const CircuitBreaker * cb, TimestampTz now, const CircuitSettings * cs)
+CircuitIsIdle(const CircuitBreaker *cb, TimestampTz now, const CircuitSettings *cs)
 {
 	int			requests;
 	int			failures;
@@ -216,7 +216,7 @@ CircuitStateName(CircuitState state)
 }
 
 bool
-CircuitStateFromName(const char *name, CircuitState * state)
+CircuitStateFromName(const char *name, CircuitState *state)
 {
 	if (strcmp(name, "closed") == 0)
 		*state = CIRCUIT_CLOSED;

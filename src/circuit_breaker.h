@@ -15,7 +15,7 @@ typedef enum CircuitState
 	CIRCUIT_CLOSED = 0,
 	CIRCUIT_OPEN,
 	CIRCUIT_HALF_OPEN
-}			CircuitState;
+} CircuitState;
 
 /* What one request's outcome means to its target's limiter and breaker. */
 typedef enum TargetOutcome
@@ -25,7 +25,7 @@ typedef enum TargetOutcome
 								 * counted */
 	TARGET_THROTTLED,			/* 429: counted, and slows the target down */
 	TARGET_NOT_SENT				/* nothing reached the target: not counted */
-}			TargetOutcome;
+} TargetOutcome;
 
 /* Requests and failures of the last circuit_window, in CIRCUIT_BUCKETS slices. */
 #define CIRCUIT_BUCKETS 10
@@ -35,7 +35,7 @@ typedef struct CircuitWindow
 	TimestampTz start[CIRCUIT_BUCKETS];
 	int32		requests[CIRCUIT_BUCKETS];
 	int32		failures[CIRCUIT_BUCKETS];
-}			CircuitWindow;
+} CircuitWindow;
 
 typedef struct CircuitBreaker
 {
@@ -47,7 +47,7 @@ typedef struct CircuitBreaker
 	CircuitWindow window;
 	TimestampTz last_success_at;
 	TimestampTz last_failure_at;
-}			CircuitBreaker;
+} CircuitBreaker;
 
 /* The settings (integration.circuit_*), as the worker has them now. */
 typedef struct CircuitSettings
@@ -57,23 +57,23 @@ typedef struct CircuitSettings
 	double		failure_ratio;
 	int64		cooldown_ms;
 	int64		max_cooldown_ms;
-}			CircuitSettings;
+} CircuitSettings;
 
 /* The longest wait between probes, however often they fail. */
 #define CIRCUIT_MAX_COOLDOWN_MS (10 * 60 * 1000)
 
 extern void CircuitBreakerDefineGucs(void);
-extern void CircuitCurrentSettings(CircuitSettings * cs);
+extern void CircuitCurrentSettings(CircuitSettings *cs);
 
-extern void CircuitInit(CircuitBreaker * cb);
-extern bool CircuitProbeDue(CircuitBreaker * cb, TimestampTz now);
-extern bool CircuitRecord(CircuitBreaker * cb, TargetOutcome outcome, bool probe,
-						  TimestampTz now, const CircuitSettings * cs);
-extern void CircuitWindowCounts(const CircuitWindow * w, TimestampTz now, int64 window_ms,
+extern void CircuitInit(CircuitBreaker *cb);
+extern bool CircuitProbeDue(CircuitBreaker *cb, TimestampTz now);
+extern bool CircuitRecord(CircuitBreaker *cb, TargetOutcome outcome, bool probe,
+						  TimestampTz now, const CircuitSettings *cs);
+extern void CircuitWindowCounts(const CircuitWindow *w, TimestampTz now, int64 window_ms,
 								int *requests, int *failures);
-extern bool CircuitIsIdle(const CircuitBreaker * cb, TimestampTz now, const CircuitSettings * cs);
+extern bool CircuitIsIdle(const CircuitBreaker *cb, TimestampTz now, const CircuitSettings *cs);
 extern const char *CircuitStateName(CircuitState state);
-extern bool CircuitStateFromName(const char *name, CircuitState * state);
+extern bool CircuitStateFromName(const char *name, CircuitState *state);
 extern TargetOutcome TargetOutcomeOfHttp(int status_code, bool reached);
 
 #endif

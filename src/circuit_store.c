@@ -37,7 +37,7 @@ set_time(Datum *values, bool *nulls, int i, TimestampTz t)
  * latest, and every one is logged to its tenant's integration_logs.
  */
 void
-CircuitStoreWrite(const SchedTransition * transitions, int n)
+CircuitStoreWrite(const SchedTransition *transitions, int n)
 {
 	Oid			types[TRANSITION_COLUMNS];
 	Datum		args[TRANSITION_COLUMNS];
@@ -55,7 +55,7 @@ CircuitStoreWrite(const SchedTransition * transitions, int n)
 	}
 	for (int i = 0; i < n; i++)
 	{
-		const		SchedTransition *t = &transitions[i];
+		const SchedTransition *t = &transitions[i];
 
 		cols[0][i] = CStringGetTextDatum(t->tenant_id);
 		cols[1][i] = CStringGetTextDatum(psprintf(INT64_FORMAT, t->id));

@@ -10,10 +10,10 @@
 #include "scheduler.h"
 
 /* Receives each stored circuit that is not closed (CircuitStoreLoad()). */
-typedef void (*CircuitRestoreFn) (const char *tenant_id, int64 id, const CircuitBreaker * cb,
+typedef void (*CircuitRestoreFn) (const char *tenant_id, int64 id, const CircuitBreaker *cb,
 								  void *arg);
 
-extern void CircuitStoreWrite(const SchedTransition * transitions, int n);
+extern void CircuitStoreWrite(const SchedTransition *transitions, int n);
 extern int	CircuitStoreLoad(const char *kind, CircuitRestoreFn restore, void *arg);
 
 #endif

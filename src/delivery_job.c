@@ -1343,7 +1343,7 @@ DeliveryJobCreate(WorkerServices *svc)
 
 /* CircuitRestoreFn: a stored circuit goes back into the scheduler. */
 static void
-restore_circuit(const char *tenant_id, int64 id, const CircuitBreaker * cb, void *arg)
+restore_circuit(const char *tenant_id, int64 id, const CircuitBreaker *cb, void *arg)
 {
 	DeliveryJob *j = arg;
 

@@ -1760,7 +1760,7 @@ StoreRecord(DeliveryResult *results, int n)
  * many were given back.  Rare (an endpoint's circuit opened), so planned each time.
  */
 int
-StoreReturnClaims(const ReturnedClaim * claims, int n)
+StoreReturnClaims(const ReturnedClaim *claims, int n)
 {
 	Oid			types[4] = {TIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		args[4];
@@ -1805,7 +1805,7 @@ StoreReturnClaims(const ReturnedClaim * claims, int n)
  * second later.
  */
 void
-StoreClaimProbes(int lease_ms, ProbeRequest * probes, int n, ClaimList *list)
+StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list)
 {
 	Oid			types[3] = {TEXTARRAYOID, TIMESTAMPTZOID, INT8ARRAYOID};
 	Datum		args[3];

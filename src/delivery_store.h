@@ -131,9 +131,9 @@ typedef struct ReturnedClaim
 	int64		id;
 	TimestampTz lease;			/* ClaimedDelivery.lease */
 	TimestampTz due;			/* next_attempt_at it goes back with */
-}			ReturnedClaim;
+} ReturnedClaim;
 
-extern int	StoreReturnClaims(const ReturnedClaim * claims, int n);
+extern int	StoreReturnClaims(const ReturnedClaim *claims, int n);
 
 /* An endpoint whose half-open circuit needs one delivery to probe with. */
 typedef struct ProbeRequest
@@ -143,8 +143,8 @@ typedef struct ProbeRequest
 	bool		found;			/* out: one was claimed */
 	TimestampTz next_at;		/* out, when not found: when one comes due; 0:
 								 * none pending */
-}			ProbeRequest;
+} ProbeRequest;
 
-extern void StoreClaimProbes(int lease_ms, ProbeRequest * probes, int n, ClaimList *list);
+extern void StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list);
 
 #endif

@@ -33,14 +33,14 @@
 #define USECS_PER_SEC_F 1000000.0
 
 void
-RateLimiterInit(RateLimiter * rl)
+RateLimiterInit(RateLimiter *rl)
 {
 	memset(rl, 0, sizeof(*rl));
 }
 
 /* Sets the configured limit (rate 0: none; burst 0: the rate). */
 void
-RateLimiterConfigure(RateLimiter * rl, int rate, int burst)
+RateLimiterConfigure(RateLimiter *rl, int rate, int burst)
 {
 	rate = Max(rate, 0);
 	burst = rate > 0 ? Max(burst > 0 ? burst : rate, 1) : 0;
@@ -59,7 +59,7 @@ RateLimiterConfigure(RateLimiter * rl, int rate, int burst)
 
 /* The rate a slow-down has recovered to by now. */
 static double
-recovered_rate(const RateLimiter * rl, TimestampTz now)
+recovered_rate(const RateLimiter *rl, TimestampTz now)
 {
 	int64		steps = 0;
 
@@ -73,7 +73,7 @@ recovered_rate(const RateLimiter * rl, TimestampTz now)
  * that has recovered.
  */
 double
-RateLimiterEffectiveRate(RateLimiter * rl, TimestampTz now)
+RateLimiterEffectiveRate(RateLimiter *rl, TimestampTz now)
 {
 	if (rl->throttled)
 	{
@@ -88,7 +88,7 @@ RateLimiterEffectiveRate(RateLimiter * rl, TimestampTz now)
 
 /* The bucket's size now: the configured burst, shrunk with the rate; 0: unlimited. */
 double
-RateLimiterBurst(RateLimiter * rl, TimestampTz now)
+RateLimiterBurst(RateLimiter *rl, TimestampTz now)
 {
 	double		eff = RateLimiterEffectiveRate(rl, now);
 
@@ -100,7 +100,7 @@ RateLimiterBurst(RateLimiter * rl, TimestampTz now)
 }
 
 static void
-refill(RateLimiter * rl, TimestampTz now)
+refill(RateLimiter *rl, TimestampTz now)
 {
 	double		eff = RateLimiterEffectiveRate(rl, now);
 	double		burst = RateLimiterBurst(rl, now);
@@ -121,7 +121,7 @@ refill(RateLimiter * rl, TimestampTz now)
 
 /* Tokens in the bucket now; 0 when unlimited. */
 double
-RateLimiterTokens(RateLimiter * rl, TimestampTz now)
+RateLimiterTokens(RateLimiter *rl, TimestampTz now)
 {
 	refill(rl, now);
 	return rl->refilled_at == 0 ? 0 : rl->tokens;
@@ -132,7 +132,7 @@ RateLimiterTokens(RateLimiter * rl, TimestampTz now)
  * grown (never earlier, so a caller that sleeps until then finds it).
  */
 bool
-RateLimiterMaySend(RateLimiter * rl, TimestampTz now, TimestampTz *when)
+RateLimiterMaySend(RateLimiter *rl, TimestampTz now, TimestampTz *when)
 {
 	double		eff = RateLimiterEffectiveRate(rl, now);
 	double		wait_us;
@@ -150,7 +150,7 @@ RateLimiterMaySend(RateLimiter * rl, TimestampTz now, TimestampTz *when)
 
 /* Requests started in about the last second, for an unlimited target. */
 static double
-send_rate(const RateLimiter * rl, TimestampTz now)
+send_rate(const RateLimiter *rl, TimestampTz now)
 {
 	double		elapsed;
 
@@ -166,7 +166,7 @@ send_rate(const RateLimiter * rl, TimestampTz now)
 
 /* A request starts: it takes a token and counts towards the measured rate. */
 void
-RateLimiterTake(RateLimiter * rl, TimestampTz now)
+RateLimiterTake(RateLimiter *rl, TimestampTz now)
 {
 	if (rl->slot_start == 0 || now - rl->slot_start >= (int64) USECS_PER_SEC)
 	{
@@ -189,7 +189,7 @@ RateLimiterTake(RateLimiter * rl, TimestampTz now)
  * response's Retry-After, after which recovery begins.
  */
 void
-RateLimiterThrottle(RateLimiter * rl, TimestampTz started_at, TimestampTz now, int64 hold_ms)
+RateLimiterThrottle(RateLimiter *rl, TimestampTz started_at, TimestampTz now, int64 hold_ms)
 {
 	TimestampTz hold_until = now + Max(hold_ms, (int64) 0) * 1000;
 	double		current;
@@ -214,7 +214,7 @@ RateLimiterThrottle(RateLimiter * rl, TimestampTz started_at, TimestampTz now, i
 
 /* Whether the limiter holds nothing a new one would not: no slow-down, a full bucket. */
 bool
-RateLimiterIsIdle(RateLimiter * rl, TimestampTz now)
+RateLimiterIsIdle(RateLimiter *rl, TimestampTz now)
 {
 	(void) RateLimiterEffectiveRate(rl, now);	/* ends a recovered slow-down */
 	if (rl->throttled)
@@ -230,7 +230,7 @@ RateLimiterIsIdle(RateLimiter * rl, TimestampTz now)
  * at once plus what it lets go in the given seconds; INT_MAX when unlimited.
  */
 int
-RateLimiterHoldAhead(RateLimiter * rl, TimestampTz now, int seconds)
+RateLimiterHoldAhead(RateLimiter *rl, TimestampTz now, int seconds)
 {
 	double		eff = RateLimiterEffectiveRate(rl, now);
 

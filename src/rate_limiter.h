@@ -33,18 +33,18 @@ typedef struct RateLimiter
 	TimestampTz slot_start;
 	int			slot_count;
 	int			prev_count;
-}			RateLimiter;
+} RateLimiter;
 
-extern void RateLimiterInit(RateLimiter * rl);
-extern void RateLimiterConfigure(RateLimiter * rl, int rate, int burst);
-extern double RateLimiterEffectiveRate(RateLimiter * rl, TimestampTz now);
-extern double RateLimiterBurst(RateLimiter * rl, TimestampTz now);
-extern double RateLimiterTokens(RateLimiter * rl, TimestampTz now);
-extern bool RateLimiterMaySend(RateLimiter * rl, TimestampTz now, TimestampTz *when);
-extern void RateLimiterTake(RateLimiter * rl, TimestampTz now);
-extern void RateLimiterThrottle(RateLimiter * rl, TimestampTz started_at, TimestampTz now,
+extern void RateLimiterInit(RateLimiter *rl);
+extern void RateLimiterConfigure(RateLimiter *rl, int rate, int burst);
+extern double RateLimiterEffectiveRate(RateLimiter *rl, TimestampTz now);
+extern double RateLimiterBurst(RateLimiter *rl, TimestampTz now);
+extern double RateLimiterTokens(RateLimiter *rl, TimestampTz now);
+extern bool RateLimiterMaySend(RateLimiter *rl, TimestampTz now, TimestampTz *when);
+extern void RateLimiterTake(RateLimiter *rl, TimestampTz now);
+extern void RateLimiterThrottle(RateLimiter *rl, TimestampTz started_at, TimestampTz now,
 								int64 hold_ms);
-extern bool RateLimiterIsIdle(RateLimiter * rl, TimestampTz now);
-extern int	RateLimiterHoldAhead(RateLimiter * rl, TimestampTz now, int seconds);
+extern bool RateLimiterIsIdle(RateLimiter *rl, TimestampTz now);
+extern int	RateLimiterHoldAhead(RateLimiter *rl, TimestampTz now, int seconds);
 
 #endif

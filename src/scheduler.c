@@ -763,7 +763,7 @@ typedef struct WakeSearch
 {
 	TimestampTz now;
 	TimestampTz wake;
-}			WakeSearch;
+} WakeSearch;
 
 static bool
 earliest_later(Scheduler *s, SchedTarget *t, void *arg)
@@ -951,7 +951,7 @@ SchedulerProbesRecheck(Scheduler *s, const JobKind *kind)
  */
 void
 SchedulerRestoreCircuit(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
-						const CircuitBreaker * cb)
+						const CircuitBreaker *cb)
 {
 	SchedTarget *t = target_lookup(s, kind, tenant_id, id, true);
 
@@ -977,7 +977,7 @@ SchedulerRestoreCircuit(Scheduler *s, const JobKind *kind, const char *tenant_id
  * into the caller's context; SchedulerTransitionsRecorded() drops them once stored.
  */
 int
-SchedulerTransitions(Scheduler *s, const JobKind *kind, SchedTransition * *out)
+SchedulerTransitions(Scheduler *s, const JobKind *kind, SchedTransition **out)
 {
 	int			n = 0;
 

@@ -87,7 +87,7 @@ typedef enum SchedReportAction
 								 * back (SchedulerTakeQueued()) */
 	SCHED_REPORT_CLOSED			/* the circuit closed: its waiting work may be
 								 * claimed */
-}			SchedReportAction;
+} SchedReportAction;
 
 /* A change of a target's circuit, for its kind to store and log. */
 typedef struct SchedTransition
@@ -106,7 +106,7 @@ typedef struct SchedTransition
 	int			failures;
 	TimestampTz last_success_at;
 	TimestampTz last_failure_at;
-}			SchedTransition;
+} SchedTransition;
 
 extern Scheduler *SchedulerCreate(MemoryContext mcxt, const SchedLimits *limits);
 extern void SchedulerConfigure(Scheduler *s, const SchedLimits *limits);
@@ -149,8 +149,8 @@ extern void SchedulerProbeLookedFor(Scheduler *s, SchedTarget *t, bool found,
 									TimestampTz next_at);
 extern void SchedulerProbesRecheck(Scheduler *s, const JobKind *kind);
 extern void SchedulerRestoreCircuit(Scheduler *s, const JobKind *kind, const char *tenant_id,
-									int64 id, const CircuitBreaker * cb);
-extern int	SchedulerTransitions(Scheduler *s, const JobKind *kind, SchedTransition * *out);
+									int64 id, const CircuitBreaker *cb);
+extern int	SchedulerTransitions(Scheduler *s, const JobKind *kind, SchedTransition **out);
 extern bool SchedulerTransitionsPending(Scheduler *s, const JobKind *kind);
 extern void SchedulerTransitionsRecorded(Scheduler *s, const JobKind *kind, uint64 upto_seq);
 

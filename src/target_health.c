@@ -48,7 +48,7 @@ typedef struct TargetHealthSlot
 {
 	bool		in_use;
 	TargetHealth h;
-}			TargetHealthSlot;
+} TargetHealthSlot;
 
 typedef struct TargetHealthShared
 {
@@ -56,11 +56,11 @@ typedef struct TargetHealthShared
 	int			nslots;
 	int			hint;			/* where to look for a free slot first */
 	TargetHealthSlot slots[FLEXIBLE_ARRAY_MEMBER];
-}			TargetHealthShared;
+} TargetHealthShared;
 
 int			integration_max_tracked_endpoints = 5000;
 
-static TargetHealthShared * health = NULL;
+static TargetHealthShared *health = NULL;
 static bool full_logged = false;
 
 void
@@ -111,7 +111,7 @@ TargetHealthEndPublish(void)
  * slot is taken.  The caller holds the lock (TargetHealthBeginPublish()).
  */
 int
-TargetHealthWrite(int slot, const TargetHealth * h)
+TargetHealthWrite(int slot, const TargetHealth *h)
 {
 	if (slot < 0)
 	{

@@ -26,7 +26,7 @@ typedef struct TargetHealth
 	TimestampTz oldest_queued_at;	/* 0: nothing queued */
 	RateLimiter limiter;
 	CircuitBreaker breaker;
-}			TargetHealth;
+} TargetHealth;
 
 extern int	integration_max_tracked_endpoints;
 
@@ -36,7 +36,7 @@ extern void TargetHealthShmemInit(void);
 
 /* The worker's side: one exclusive lock per batch of changes. */
 extern void TargetHealthBeginPublish(void);
-extern int	TargetHealthWrite(int slot, const TargetHealth * h);
+extern int	TargetHealthWrite(int slot, const TargetHealth *h);
 extern void TargetHealthRelease(int slot);
 extern void TargetHealthEndPublish(void);
 extern void TargetHealthReleaseMine(void);
