@@ -21,7 +21,7 @@
 #include "circuit_store.h"
 #include "delivery_store.h"
 
-#define TRANSITION_COLUMNS 13
+#define TRANSITION_COLUMNS 14
 
 static void
 set_time(Datum *values, bool *nulls, int i, TimestampTz t)
@@ -70,6 +70,10 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 		set_time(cols[10], nulls[10], i, t->last_success_at);
 		set_time(cols[11], nulls[11], i, t->last_failure_at);
 		cols[12][i] = CStringGetTextDatum(t->kind->target);
+		if (t->reason)
+			cols[13][i] = CStringGetTextDatum(t->reason);
+		else
+			nulls[13][i] = true;
 	}
 	for (int c = 0; c < TRANSITION_COLUMNS; c++)
 		args[c] = StoreTextArray(cols[c], nulls[c], n);
@@ -82,14 +86,14 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 							   "         r.cooldown_ms::bigint AS cooldown_ms, r.requests::integer AS requests,"
 							   "         r.failures::integer AS failures,"
 							   "         r.last_success_at::timestamptz AS last_success_at,"
-							   "         r.last_failure_at::timestamptz AS last_failure_at, r.n"
+							   "         r.last_failure_at::timestamptz AS last_failure_at, r.reason, r.n"
 							   "    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
 							   "                    pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
 							   "                    pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9),"
 							   "                    pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12),"
-							   "                    pg_catalog.unnest($13)) WITH ORDINALITY"
+							   "                    pg_catalog.unnest($13), pg_catalog.unnest($14)) WITH ORDINALITY"
 							   "      AS r(tenant_id, id, from_state, to_state, at, opened_at, next_probe_at, cooldown_ms,"
-							   "           requests, failures, last_success_at, last_failure_at, kind, n)),"
+							   "           requests, failures, last_success_at, last_failure_at, kind, reason, n)),"
 							   " latest AS ("
 							   "  SELECT DISTINCT ON (r.tenant_id, r.kind, r.id) r.* FROM r"
 							   "   ORDER BY r.tenant_id, r.kind, r.id, r.n DESC),"
@@ -117,6 +121,8 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 							   "               pg_catalog.format('%s %s: probe failed, circuit open again; next probe in %s at %s',"
 							   "                   r.kind, r.id, pg_catalog.make_interval(secs => r.cooldown_ms / 1000.0),"
 							   "                   r.next_probe_at)"
+							   "             WHEN r.reason IS NOT NULL THEN"
+							   "               pg_catalog.format('%s %s: circuit closed: %s', r.kind, r.id, r.reason)"
 							   "             WHEN r.to_state = 'half_open' THEN"
 							   "               pg_catalog.format('%s %s: circuit half open: the next request is a probe', r.kind, r.id)"
 							   "             ELSE pg_catalog.format('%s %s: probe succeeded, circuit closed', r.kind, r.id) END,"
@@ -125,7 +131,8 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 							   "            'failures', r.failures, 'opened_at', r.opened_at,"
 							   "            'next_probe_at', r.next_probe_at, 'cooldown_ms', r.cooldown_ms)"
 							   "        || CASE WHEN r.kind = 'webhook' THEN pg_catalog.jsonb_build_object('endpoint_id', r.id)"
-							   "                ELSE '{}'::jsonb END,"
+							   "                ELSE '{}'::jsonb END"
+							   "        || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('reason', r.reason)),"
 							   "        r.at"
 							   "   FROM r ORDER BY r.n",
 							   TRANSITION_COLUMNS, types, args, NULL, false, 0);

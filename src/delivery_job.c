@@ -53,6 +53,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "circuit_store.h"
@@ -74,6 +75,8 @@
 #define LOCKED_RETRY_MS 1000
 #define LOCKED_RETRY_MAX_MS 10000
 #define RECORD_MAX_FAILURES 3
+/* Cycles that may fail to store the same circuit transitions before they are dropped. */
+#define TRANSITION_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
 
 /* The claims of one store transaction: their memory goes when the last is recorded. */
@@ -152,6 +155,8 @@ typedef struct DeliveryJob
 	uint64		endpoints_seen; /* endpoints generation the queued claims are
 								 * as of */
 	bool		extension_gone;
+
+	int			transition_failures;	/* consecutive */
 
 	/* Claims to give back unsent: their endpoints' circuits opened. */
 	ReturnedClaim *returned;
@@ -302,6 +307,16 @@ delivery_start(SchedItem *item, void *arg)
 	MemoryContextSwitchTo(old);
 	if (!ok)
 		(void) SchedulerReport(j->svc->scheduler, item, TARGET_NOT_SENT, -1, GetCurrentTimestamp());
+	if (!ok && !di->claim->usable && di->claim->payload != NULL)
+	{
+		/*
+		 * Disabled or deleted: its circuit is moot, and what waits for it
+		 * must fail in batches, not a probe at a time.
+		 */
+		SchedulerCloseCircuit(j->svc->scheduler, item->target, "the endpoint is disabled or deleted",
+							  GetCurrentTimestamp());
+		j->due_needed = j->scan_needed = true;
+	}
 	if (!ok && strcmp(error_class, DELIVERY_SECRET_UNAVAILABLE) == 0)
 	{
 		/* Retried on the schedule: a key put back in the key file cures it. */
@@ -614,17 +629,58 @@ fan_out(Cycle *cy)
 	}
 }
 
-/* Stores and logs the circuit transitions not stored yet (circuit_store.c). */
+/*
+ * Stores and logs the circuit transitions not stored yet (circuit_store.c), in a
+ * subtransaction: they must never keep the cycle's results from being written.  What
+ * fails is tried again with the next cycles, and dropped with a WARNING after
+ * TRANSITION_MAX_FAILURES of them (a restart then finds the circuit as last stored).
+ */
 static void
 store_transitions(Cycle *cy)
 {
+	DeliveryJob *j = cy->job;
 	SchedTransition *tr;
-	int			n = SchedulerTransitions(cy->job->svc->scheduler, &delivery_job_kind, &tr);
+	int			n = SchedulerTransitions(j->svc->scheduler, &delivery_job_kind, &tr);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
 
 	if (n == 0)
 		return;
-	CircuitStoreWrite(tr, n);
-	cy->transitions_upto = tr[n - 1].seq;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		CircuitStoreWrite(tr, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		cy->transitions_upto = tr[n - 1].seq;
+		j->transition_failures = 0;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("integration worker: recording %d circuit transitions failed: %s",
+						n, edata->message)));
+		FreeErrorData(edata);
+		if (++j->transition_failures >= TRANSITION_MAX_FAILURES)
+		{
+			ereport(WARNING,
+					(errmsg("integration worker: dropping %d circuit transitions that could not be recorded",
+							n)));
+			cy->transitions_upto = tr[n - 1].seq;
+			j->transition_failures = 0;
+		}
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -897,6 +953,8 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 					(errmsg("integration worker: dropping %d delivery results that could not be recorded",
 							j->nresults)));
 			drop_results(j);
+			/* And the claims to give back: their leases bring them back too. */
+			j->nreturned = 0;
 			j->record_failures = 0;
 		}
 		return false;

@@ -363,9 +363,13 @@ tenant_fair_share(Scheduler *s)
 	return (s->limits.max_concurrency + active - 1) / active;
 }
 
-/* Remembers a change of t's circuit (from the state it had) for its kind to record. */
+/*
+ * Remembers a change of t's circuit (from the state it had) for its kind to record;
+ * reason says why it closed without a probe.
+ */
 static void
-circuit_changed(Scheduler *s, SchedTarget *t, CircuitState from, TimestampTz now)
+circuit_changed(Scheduler *s, SchedTarget *t, CircuitState from, const char *reason,
+				TimestampTz now)
 {
 	SchedTransition *tr;
 	CircuitSettings cs;
@@ -417,13 +421,14 @@ circuit_changed(Scheduler *s, SchedTarget *t, CircuitState from, TimestampTz now
 	CircuitWindowCounts(&t->breaker.window, now, cs.window_ms, &tr->requests, &tr->failures);
 	tr->last_success_at = t->breaker.last_success_at;
 	tr->last_failure_at = t->breaker.last_failure_at;
+	tr->reason = reason;
 }
 
 static void
 half_open_if_due(Scheduler *s, SchedTarget *t, TimestampTz now)
 {
 	if (CircuitProbeDue(&t->breaker, now))
-		circuit_changed(s, t, CIRCUIT_OPEN, now);
+		circuit_changed(s, t, CIRCUIT_OPEN, NULL, now);
 }
 
 /*
@@ -569,7 +574,7 @@ SchedulerReport(Scheduler *s, SchedItem *item, TargetOutcome outcome, int64 retr
 	CircuitCurrentSettings(&cs);
 	if (!CircuitRecord(&t->breaker, outcome, item->probe, now, &cs))
 		return SCHED_REPORT_NONE;
-	circuit_changed(s, t, from, now);
+	circuit_changed(s, t, from, NULL, now);
 	if (t->breaker.state == CIRCUIT_OPEN)
 		return SCHED_REPORT_OPENED;
 	return t->breaker.state == CIRCUIT_CLOSED ? SCHED_REPORT_CLOSED : SCHED_REPORT_NONE;
@@ -942,6 +947,26 @@ SchedulerProbesRecheck(Scheduler *s, const JobKind *kind)
 		if (t->key.kind == kind)
 			t->probe_claim_at = 0;
 	}
+}
+
+/*
+ * Closes t's circuit without a probe, for a reason that makes it moot (reason, a
+ * static string, is logged): nothing will be sent to the target any more, and what
+ * waits for it must be claimed, to fail, in batches rather than a probe at a time.
+ */
+void
+SchedulerCloseCircuit(Scheduler *s, SchedTarget *t, const char *reason, TimestampTz now)
+{
+	CircuitState from = t->breaker.state;
+
+	if (from == CIRCUIT_CLOSED)
+		return;
+	t->breaker.state = CIRCUIT_CLOSED;
+	t->breaker.probe_in_flight = false;
+	t->breaker.opened_at = t->breaker.next_probe_at = 0;
+	t->breaker.cooldown_ms = 0;
+	memset(&t->breaker.window, 0, sizeof(t->breaker.window));
+	circuit_changed(s, t, from, reason, now);
 }
 
 /*

@@ -106,6 +106,7 @@ typedef struct SchedTransition
 	int			failures;
 	TimestampTz last_success_at;
 	TimestampTz last_failure_at;
+	const char *reason;			/* closed without a probe: why; else NULL */
 } SchedTransition;
 
 extern Scheduler *SchedulerCreate(MemoryContext mcxt, const SchedLimits *limits);
@@ -148,6 +149,8 @@ extern int	SchedulerProbesWanted(Scheduler *s, const JobKind *kind, TimestampTz 
 extern void SchedulerProbeLookedFor(Scheduler *s, SchedTarget *t, bool found,
 									TimestampTz next_at);
 extern void SchedulerProbesRecheck(Scheduler *s, const JobKind *kind);
+extern void SchedulerCloseCircuit(Scheduler *s, SchedTarget *t, const char *reason,
+								  TimestampTz now);
 extern void SchedulerRestoreCircuit(Scheduler *s, const JobKind *kind, const char *tenant_id,
 									int64 id, const CircuitBreaker *cb);
 extern int	SchedulerTransitions(Scheduler *s, const JobKind *kind, SchedTransition **out);

@@ -296,6 +296,18 @@ is( $node->safe_psql('postgres',
 		"SELECT state || ' ' || cooldown_ms FROM integration.target_circuits WHERE tenant_id = 'restartco'"),
 	'open 10000', 'd: with twice the cooldown');
 
+# Disabled while open: at its next probe the worker finds it disabled, closes the
+# circuit, and its deliveries fail as sent to a disabled endpoint, not a probe at a time.
+tenant_psql($node, "SELECT integration.update_webhook(id => $down2, is_active => false)", 'restartco');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 20 FROM integration.deliveries WHERE tenant_id = 'restartco' AND status = 'failed'"),
+	'd: disabled, its deliveries fail at its next probe time');
+like(circuit_events('restartco'), qr/circuit\.closed$/, 'd: and its circuit is closed');
+is( $node->safe_psql('postgres',
+		"SELECT message FROM integration.integration_logs WHERE tenant_id = 'restartco'"
+		  . " AND event = 'circuit.closed'"),
+	"webhook $down2: circuit closed: the endpoint is disabled or deleted", 'd: saying why');
+
 stop_receiver($recv);
 $node->stop('immediate');
 done_testing();
