@@ -17,8 +17,8 @@
  * integration.target_circuits (circuit_store.c), which the worker writes at each
  * transition, and the view reads both.
  *
- * Size.  integration.max_tracked_endpoints slots (5,000 by default, about 470 bytes
- * each: 2.3 MB), shared by every database's worker.  A worker holds a slot for each
+ * Size.  integration.max_tracked_endpoints slots (5,000 by default, 424 bytes
+ * each: 2.1 MB), shared by every database's worker.  A worker holds a slot for each
  * target it keeps state for: one with requests queued or in flight, a circuit not
  * closed, a slow-down, or requests counted within integration.circuit_window.  When
  * every slot is taken, further targets are not shown (the view then reports their
