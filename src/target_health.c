@@ -6,16 +6,17 @@
  *
  * Why shared memory, not a table.  These figures change with every request that
  * starts or ends: in flight, queued, tokens.  A table would have to be written at a
- * bounded rate, costing a transaction, WAL and a dead tuple per target and write, and
- * would still be as stale as its interval; it would also have to be reconciled at
- * every start.  Here the worker copies the targets that changed once per turn of its
- * loop, under one exclusive LWLock acquisition (SchedulerPublish()); measured with
- * bench/run delivery (64 in flight, one endpoint), a publish takes 0.3 to 0.6 us per
- * target copied and under a microsecond per turn in all, against 30 to 50 us of SQL per
- * delivery: nothing measurable.  A reader takes the lock shared and copies what its
- * tenant may see.  What must survive a restart, an open circuit, is not here but in
- * integration.target_circuits (circuit_store.c), which the worker writes at each
- * transition, and the view reads both.
+ * bounded rate, each write a transaction whose commit waits for a WAL flush (about a
+ * millisecond on the development machine), a dead tuple per target and write, and
+ * figures as stale as the interval; it would also have to be reconciled at every
+ * start.  Here the worker copies the targets that changed once per turn of its loop,
+ * under one exclusive LWLock acquisition (SchedulerPublish()).  Measured with
+ * bench/run delivery (100,000 deliveries to one endpoint, 64 in flight, timing
+ * SchedulerPublish() with instr_time): 4,000 publishes, one per loop turn with a
+ * change, 0.06 us each, 0.002 us per delivery; the SQL of a delivery costs 28 us.  A
+ * reader takes the lock shared and copies what its tenant may see.  What must survive a
+ * restart, an open circuit, is not here but in integration.target_circuits
+ * (circuit_store.c), which the worker writes at each transition; the view reads both.
  *
  * Size.  integration.max_tracked_endpoints slots (5,000 by default, 424 bytes
  * each: 2.1 MB), shared by every database's worker.  A worker holds a slot for each
