@@ -18,6 +18,8 @@
 #include "utils/guc.h"
 
 #include "circuit_breaker.h"
+#include "connector.h"
+#include "endpoint_disable.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -56,7 +58,9 @@ _PG_init(void)
 	WorkerDefineGucs();
 	CircuitBreakerDefineGucs();
 	TargetHealthDefineGucs();
+	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
+	ConnectorDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();

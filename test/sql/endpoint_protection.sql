@@ -2,7 +2,7 @@
 -- register_webhook() and update_webhook() and their CHECK constraints, the circuits
 -- the worker stores (target_circuits), and the endpoint_health view: its columns, what
 -- it shows from the tables alone, and row-level security.  The worker is off here
--- (test/regress.conf); test/t/015_endpoint_protection.pl runs it.
+-- (test/regress.conf); test/t/018_endpoint_protection.pl runs it.
 \set SHOW_CONTEXT never
 ALTER TABLE integration.webhook_endpoints ALTER COLUMN id RESTART WITH 15001;
 SET ROLE integration_test_app;

@@ -16,7 +16,7 @@ use Time::HiRes qw(time usleep);
 
 # Circuit breakers off: these cases count the attempts made to endpoints that keep
 # failing (1,000 in case 16), which an open circuit would hold back;
-# 015_endpoint_protection.pl tests circuits.
+# 018_endpoint_protection.pl tests circuits.
 my $node = new_integration_node('delivery',
 	"integration.retry_schedule = '100ms, 100ms'",
 	'integration.circuit_min_requests = 0');
@@ -237,6 +237,8 @@ is(q1("SELECT count(*) FROM integration.integration_logs WHERE event = 'webhook.
 	'1', 'webhook.disabled logged');
 is(q1(q{SELECT integration.publish_event('gone.test', '{}')}), '0',
 	'a disabled endpoint gets no new deliveries');
+poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $gone AND status = 'skipped'",
+	'the event is recorded for it as skipped, for enable_webhook() to replay (017_auto_disable.pl)');
 is(scalar(requests_to('/gone')), 1, 'receiver saw one request');
 
 ########################################################################
