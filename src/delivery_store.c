@@ -241,7 +241,7 @@ store_forget_plans_only(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
 		&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan,
-	&fan_out_lanes_plan, &claim_head_plan, &claim_others_plan, &claim_tids_plan,
+		&fan_out_lanes_plan, &claim_head_plan, &claim_others_plan, &claim_tids_plan,
 	&confirm_skipped_plan, &purge_retired_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
