@@ -178,6 +178,9 @@ typedef struct Cycle
 	ClaimList	claims;			/* out */
 	int			returned;		/* out: claims given back */
 	uint64		transitions_upto;	/* out: circuit transitions stored */
+	SchedTarget **disabled;		/* out: the endpoints the worker disabled (in
+								 * TopMemoryContext) */
+	int			ndisabled;
 } Cycle;
 
 static bool delivery_start(SchedItem *item, void *arg);
@@ -744,7 +747,19 @@ cycle_step(void *arg)
 	}
 	StoreReplanIfGrown();
 	if (cy->record)
-		cy->deferred = StoreRecord(j->results, j->nresults);
+	{
+		EndpointRefs disabled;
+
+		cy->deferred = StoreRecord(j->results, j->nresults, &disabled);
+		if (disabled.n > 0)
+		{
+			cy->disabled = MemoryContextAlloc(TopMemoryContext, sizeof(SchedTarget *) * disabled.n);
+			for (int i = 0; i < disabled.n; i++)
+				cy->disabled[i] = SchedulerTarget(j->svc->scheduler, &delivery_job_kind,
+												  disabled.tenant_ids[i], disabled.ids[i]);
+			cy->ndisabled = disabled.n;
+		}
+	}
 	if (j->nreturned > 0)
 		cy->returned = StoreReturnClaims(j->returned, j->nreturned);
 	store_transitions(cy);
@@ -945,6 +960,8 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	{
 		if (cy.claims.mcxt)
 			MemoryContextDelete(cy.claims.mcxt);
+		if (cy.disabled)
+			pfree(cy.disabled);
 
 		/*
 		 * What the rolled-back cycle took is there to take again, after the
@@ -1004,6 +1021,20 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	}
 	if (cy.transitions_upto != 0)
 		SchedulerTransitionsRecorded(j->svc->scheduler, &delivery_job_kind, cy.transitions_upto);
+	if (cy.ndisabled > 0)
+	{
+		/*
+		 * Disabled by the worker: their circuits are moot, and what waits for
+		 * them (held while a circuit was open) is claimed and skipped now,
+		 * not at the next probe, which may be ten minutes away.
+		 */
+		for (int i = 0; i < cy.ndisabled; i++)
+			SchedulerCloseCircuit(j->svc->scheduler, cy.disabled[i],
+								  "the worker disabled the endpoint", GetCurrentTimestamp());
+		j->due_needed = j->scan_needed = true;
+	}
+	if (cy.disabled)
+		pfree(cy.disabled);
 	if (cy.put_back && j->fanout.retry_at == 0)
 	{
 		/*

@@ -1977,9 +1977,12 @@ confirm_skipped(DeliveryResult *results, int n)
  * those go by key, as a row that moved while its request was out (VACUUM FULL,
  * CLUSTER, an UPDATE by hand) is not at its ctid any more, and would otherwise stay
  * 'sending' until the worker restarted.
+ *
+ * disabled gets the endpoints that the outcomes made the worker disable
+ * (endpoint_disable.c), in the current memory context.
  */
 int
-StoreRecord(DeliveryResult *results, int n)
+StoreRecord(DeliveryResult *results, int n, EndpointRefs *disabled)
 {
 	int			nkeys;
 	DeliveryKey *keys;
@@ -1987,6 +1990,7 @@ StoreRecord(DeliveryResult *results, int n)
 	int			nwritten = n;
 	int			ndeferred = 0;
 
+	disabled->n = 0;
 	if (n == 0)
 		return 0;
 	record_outcomes(results, n, false);
@@ -2051,7 +2055,7 @@ StoreRecord(DeliveryResult *results, int n)
 
 	record_failed_attempts(written, nwritten);
 	confirm_skipped(written, nwritten);
-	EndpointOutcomesRecorded(written, nwritten);
+	EndpointOutcomesRecorded(written, nwritten, disabled);
 	return ndeferred;
 }
 

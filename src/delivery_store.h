@@ -149,7 +149,16 @@ extern int	StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room
 extern int64 StoreNewestQueued(void);
 extern int	StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
 extern TimestampTz StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded);
-extern int	StoreRecord(DeliveryResult *results, int n);
+
+/* Endpoints named by tenant and id, in the memory context of whoever filled them in. */
+typedef struct EndpointRefs
+{
+	int			n;
+	char	  **tenant_ids;
+	int64	   *ids;
+} EndpointRefs;
+
+extern int	StoreRecord(DeliveryResult *results, int n, EndpointRefs *disabled);
 extern Datum StoreTextArray(Datum *values, bool *nulls, int n);
 
 /* A claim given back unsent, without using an attempt (its endpoint's circuit opened). */
