@@ -10,7 +10,8 @@
 #   d. a restart with an open circuit keeps it open: nothing reaches the endpoint before
 #      its stored probe time;
 #   e. beside a tenant with 20,000 queued deliveries to a slow endpoint, a healthy
-#      tenant's events arrive as promptly as when idle (figures printed).
+#      tenant's events arrive as promptly as when idle (figures printed);
+#   f. what counts as a failure: 408s open a circuit, 404s (the endpoint is up) do not.
 
 use strict;
 use warnings;
@@ -91,6 +92,13 @@ sub circuit_events
 my $limited = register('ratelim', 'limited', receiver_url($recv, '/limited'), '["rl.*"]',
 	'rate_limit => 5');
 publish('ratelim', 'rl.x', 200);
+# What waits for a token waits as pending, not in a request slot: at 5/s to a receiver
+# on loopback, at most one request is ever out.
+my $hl;
+ok(wait_until(sub { $hl = health('ratelim', $limited); $hl->{pending} >= 150 }, 5),
+	'a: the deliveries waiting for tokens count as pending');
+ok($hl->{in_flight} <= 1,
+	"a: and hold no request slot ($hl->{in_flight} in flight, $hl->{pending} pending)");
 
 ########################################################################
 # c. A failing endpoint: its circuit opens, only probes reach it, and it closes.
@@ -138,6 +146,30 @@ is( $node->safe_psql('postgres',
 is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM integration.integration_logs WHERE tenant_id <> 'downco' AND event LIKE 'circuit.%'"),
 	'0', 'c: no other tenant got a circuit log row');
+
+########################################################################
+# f. A 408 is a failure like a 5xx; a 404 shows the endpoint is up.
+########################################################################
+
+receiver_plan($recv, '/t408', 'status=408');
+my $t408 = register('statusco', 't408', receiver_url($recv, '/t408'), '["t408.*"]');
+my $nf = register('statusco', 'notfound', receiver_url($recv, '/notfound', status => '404'), '["nf.*"]');
+publish('statusco', 't408.x', 12);
+publish('statusco', 'nf.x', 12);
+ok(wait_until(sub { health('statusco', $t408)->{circuit} eq 'open' }, 10),
+	'f: 408 answers open the circuit');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 12 FROM integration.deliveries d JOIN integration.webhook_events e"
+		  . " ON e.tenant_id = d.tenant_id AND e.id = d.event_id"
+		  . " WHERE d.tenant_id = 'statusco' AND e.event = 'nf.x' AND d.attempts > 0"),
+	'f: the 404 endpoint answered each of its 12 deliveries');
+$h = health('statusco', $nf);
+is("$h->{circuit} $h->{failures} " . ($h->{requests} >= 12 ? 'counted' : "$h->{requests} counted"),
+	'closed 0 counted', 'f: its 404s count as requests, none as a failure: the circuit stays closed');
+# Closed again, so that d's restart finds only its own circuit open.
+receiver_plan($recv, '/t408', '');
+ok(wait_until(sub { health('statusco', $t408)->{circuit} eq 'closed' }, 10),
+	'f: the 408 endpoint\'s circuit closes at the first probe it answers with 200');
 
 ########################################################################
 # b. 429 with Retry-After: the endpoint (no configured limit) is held back, slowed down,
