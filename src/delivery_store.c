@@ -2126,7 +2126,7 @@ StoreReturnClaims(const ReturnedClaim *claims, int n)
 							   "                  pg_catalog.unnest($3), pg_catalog.unnest($4))"
 							   "       AS r(tid, id, lease, due)"
 							   " WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at = r.lease"
-							   "   AND d.ctid = ANY ($1) AND d.xmax = 0",
+							   "   AND d.ctid = ANY ($1) AND integration.row_unlocked(d.xmax)",
 							   4, types, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "giving claims back failed: %s", SPI_result_code_string(rc));
