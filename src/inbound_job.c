@@ -114,6 +114,7 @@ static bool inbound_start(SchedItem *item, void *arg);
 
 const JobKind inbound_job_kind = {
 	.name = "inbound",
+	.target = "inbound",		/* a tenant's connector, for its handlers */
 	.start = inbound_start,
 };
 
@@ -229,7 +230,7 @@ cycle_step(void *arg)
 static void
 finish_item(InboundJob *j, InboundItem *ii)
 {
-	(void) SchedulerFinished(j->svc->scheduler, ii->item.target);
+	(void) SchedulerFinished(j->svc->scheduler, ii->item.target, GetCurrentTimestamp());
 	dlist_delete(&ii->ready);
 	j->nready--;
 	j->nheld--;
@@ -271,8 +272,9 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 		InboundItem *ii;
 
 		/* No room for its target: it waits in the table, pending. */
+		/* Handlers have no rate limit: 0 is none. */
 		if (SchedulerRoom(j->svc->scheduler, &inbound_job_kind, ref->tenant_id,
-						  ref->connector_id) == 0)
+						  ref->connector_id, 0, 0, now) == 0)
 			continue;
 		ii = MemoryContextAllocZero(j->cxt, sizeof(InboundItem));
 		ii->item.kind = &inbound_job_kind;
@@ -280,7 +282,7 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 		SchedulerEnqueue(j->svc->scheduler,
 						 SchedulerTarget(j->svc->scheduler, &inbound_job_kind, ref->tenant_id,
 										 ref->connector_id),
-						 &ii->item);
+						 &ii->item, now);
 		j->nheld++;
 	}
 }

@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "circuit_breaker.h"
 #include "connector.h"
 #include "endpoint_disable.h"
 #include "inbound_job.h"
@@ -28,6 +29,7 @@
 #include "validate.h"
 #include "retry_policy.h"
 #include "secret_key.h"
+#include "target_health.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -55,6 +57,8 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	CircuitBreakerDefineGucs();
+	TargetHealthDefineGucs();
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 	ConnectorDefineGucs();

@@ -13,7 +13,9 @@
  *      claim more work;
  *   3. ask the scheduler what to start next (SchedulerNext()) while it has something
  *      that may start, and start it through its kind (JobKind.start);
- *   4. sleep until the earliest time a kind, the scheduler or libcurl needs the loop.
+ *   4. copy what changed of the targets into shared memory (integration.endpoint_health),
+ *      and sleep until the earliest time a kind, the scheduler (a token, a back-off, a
+ *      circuit's probe) or libcurl needs the loop.
  * Publishing transactions set the latch at commit (wakeup.c), so new events are
  * claimed within milliseconds, and nothing polls a table on a short timer.  No
  * transaction is open while requests are in flight, and locks are held only for the
@@ -47,6 +49,7 @@
 #include "integration.h"
 #include "scheduler.h"
 #include "shared_state.h"
+#include "target_health.h"
 #include "worker.h"
 #include "worker_slots.h"
 
@@ -216,6 +219,13 @@ WorkerDropStrayCancel(void)
 
 PGDLLEXPORT void integration_database_worker_main(Datum arg);
 
+/* before_shmem_exit: the figures of a worker that stops are no one's any more. */
+static void
+release_health(int code, Datum arg)
+{
+	TargetHealthReleaseMine();
+}
+
 /* A kind of work in this worker, and its state. */
 typedef struct WorkerKind
 {
@@ -348,6 +358,7 @@ integration_database_worker_main(Datum arg)
 	CommitTransactionCommand();
 	scheduler_limits(&limits);
 	svc.scheduler = SchedulerCreate(TopMemoryContext, &limits);
+	before_shmem_exit(release_health, (Datum) 0);
 	kinds[nkinds].ops = &delivery_job_ops;
 	kinds[nkinds].state = DeliveryJobCreate(&svc);
 	nkinds++;
@@ -399,6 +410,9 @@ integration_database_worker_main(Datum arg)
 				kinds[i].ops->reload(kinds[i].state);
 		}
 
+		/* Open circuits whose wait is over go half open. */
+		SchedulerTick(svc.scheduler, GetCurrentTimestamp());
+
 		/* 1. Finished requests go to their kinds. */
 		HttpClientDrive(svc.client);
 		while ((done = HttpClientNextDone(svc.client)) != NULL)
@@ -420,11 +434,12 @@ integration_database_worker_main(Datum arg)
 			if (kinds[i].ops->step(kinds[i].state, now))
 				start_work(&svc, kinds, nkinds);
 		WorkerSlotSetInFlight(SchedulerInFlight(svc.scheduler));
+		SchedulerPublish(svc.scheduler, GetCurrentTimestamp());
 		WorkerSlotSetActivity(SchedulerInFlight(svc.scheduler) > 0 ? WORKER_SENDING : WORKER_IDLE);
 
 		/* 4. Sleep until a kind, the scheduler or libcurl needs the loop. */
 		now = GetCurrentTimestamp();
-		wake = SchedulerNextWake(svc.scheduler);
+		wake = SchedulerNextWake(svc.scheduler, now);
 		for (int i = 0; i < nkinds; i++)
 		{
 			TimestampTz w = kinds[i].ops->next_wake(kinds[i].state, now);

@@ -44,7 +44,7 @@ use Time::HiRes qw(time usleep);
 our @EXPORT = qw(
   new_integration_node tenant_psql key_file_path random_key write_key_file
   start_receiver stop_receiver receiver_url read_log wait_for_requests
-  receiver_connections
+  receiver_connections receiver_plan
   verify_signature expected_signature
 );
 
@@ -362,6 +362,39 @@ sub receiver_connections
 	my ($accepted) = ($reply // '') =~ /"accepted":(\d+)/
 	  or die "no stats from the receiver on $r->{host}: " . ($reply // '');
 	return $accepted - $r->{stats_calls};
+}
+
+=pod
+
+=item receiver_plan($recv, $path, $query)
+
+From now on the receiver answers every request to $path as if its query string were
+$query (for example 'status=500', or 'status=429&retry_after=2'), whatever the request's
+own; an empty $query forgets the plan, and requests are answered by their own query
+again.  So a test can make an endpoint fail, hang or answer 429, and then recover.
+
+=cut
+
+sub receiver_plan
+{
+	my ($r, $path, $query) = @_;
+	my $enc = sub {
+		(my $v = shift) =~ s/([^A-Za-z0-9_.~\/-])/sprintf('%%%02X', ord($1))/ge;
+		return $v;
+	};
+	my $sock = IO::Socket::IP->new(
+		PeerHost => $r->{host},
+		PeerPort => $r->{port},
+		Timeout => 10) or die "cannot reach the receiver on $r->{host}: $!";
+	$r->{stats_calls}++;
+	print $sock 'GET /__plan?path=' . $enc->($path) . '&q=' . $enc->($query)
+	  . " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	local $/;
+	my $reply = <$sock>;
+	close $sock;
+	die "the receiver refused the plan for $path: " . ($reply // '')
+	  unless ($reply // '') =~ /"ok":true/;
+	return;
 }
 
 =pod
