@@ -355,6 +355,12 @@ CREATE FUNCTION integration.retry_delay(attempts_done integer, schedule text DEF
 COMMENT ON FUNCTION integration.retry_delay(integer, text, text, double precision) IS
 	'The delay before the next attempt after attempts_done attempts (NULL: none left), for a schedule (default integration.retry_schedule), a Retry-After header value and a jitter draw in [0, 1) (default random).';
 
+CREATE FUNCTION integration.retry_after(value text) RETURNS interval
+	AS 'MODULE_PATHNAME', 'integration_retry_after'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.retry_after(text) IS
+	'The delay a Retry-After header value asks for (seconds, also with a fraction as Shopify sends them, or an HTTP date), at most integration.max_retry_after; NULL when the value is neither. For connector kinds'' response adapters.';
+
 ------------------------------------------------------------------------------------------
 -- Tables.  Every key starts with tenant_id, the distribution column if the schema is
 -- ever distributed with Citus; every table has forced row-level security.
