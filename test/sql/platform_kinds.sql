@@ -10,7 +10,8 @@ ALTER TABLE integration.inbound_events ALTER COLUMN id RESTART WITH 2001;
 
 SELECT name, auth, signature_scheme, verify_function IS NOT NULL AS own_verify,
 	   normalise_function IS NOT NULL AS inbound, build_request_function IS NOT NULL AS outbound
-  FROM integration.connector_kinds WHERE name <> 'generic' ORDER BY name;
+  FROM integration.connector_kinds
+ WHERE name IN ('shopify', 'woocommerce', 'stripe', 'hubspot', 'adyen') ORDER BY name;
 
 -- The auth grammar: credential names in parentheses.
 SELECT a, integration._is_auth(a) AS valid, integration._auth_style(a) AS style,
