@@ -451,6 +451,12 @@ COMMENT ON COLUMN integration.webhook_events.message_id IS
 COMMENT ON COLUMN integration.webhook_events.payload IS
 	'The exact bytes sent and signed.';
 
+-- Retention (src/retention.c) walks the events oldest first, across tenants, and
+-- reaches the finished deliveries whose period has passed through them: events are
+-- insert-only, so this costs publishing one index entry per event, where an index on
+-- when a delivery finished would make the worker's update of every result non-HOT.
+CREATE INDEX webhook_events_created_idx ON integration.webhook_events (created_at, id);
+
 -- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A
 -- flag on webhook_events would cost every fan-out a non-HOT update of the whole event
 -- row (a flag in an index predicate rules HOT out), that is a copy of the row, a new
@@ -653,6 +659,8 @@ COMMENT ON TABLE integration.integration_logs IS
 	'What the API and the worker did, per tenant: changes to endpoints, dispatches, delivery failures.';
 
 CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenant_id, created_at);
+-- Retention (src/retention.c) removes log rows oldest first, across tenants.
+CREATE INDEX integration_logs_expiry_idx ON integration.integration_logs (created_at);
 
 -- Row-level security: sql/tenant_isolation.sql, run last, for every tenant-scoped table.
 
@@ -1146,6 +1154,16 @@ COMMENT ON FUNCTION integration.worker_status() IS
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';
+
+-- What the worker does every integration.retention_interval, on demand (src/retention.c).
+CREATE FUNCTION integration.purge_expired(OUT deliveries bigint, OUT events bigint,
+										  OUT logs bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'integration_purge_expired'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION integration.purge_expired() IS
+	'Removes, for every tenant, the delivered and failed deliveries (with their attempts), the events left without deliveries and the log rows whose retention period has passed (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many deliveries, events and log rows. Pending and sending deliveries and their events are never removed. Superuser or the tables'' owner.';
 
 CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

@@ -330,64 +330,25 @@ delivery_finished(void *state, SchedItem *item, HttpRequest *req)
  * Store transactions
  * ------------------------------------------------------------------------------------ */
 
-typedef void (*StoreStep) (void *arg);
-
 /*
- * Runs one store transaction; on error, logs it, records it as the worker's last error,
- * rolls back and returns false.  The caller keeps its state and tries again later.
- *
- * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
- * held off everywhere but inside these transactions, so a cancel ends the transaction
- * running, whose failure the caller handles, and never the worker.
+ * Runs one store transaction (WorkerRunTransaction()); false when it failed and was
+ * rolled back.  The caller keeps its state and tries again later.  A lock timeout
+ * sends the results alone first next time: the claim part may be what waited.
  */
 static bool
-run_transaction(DeliveryJob *j, StoreStep step, void *arg, const char *activity)
+run_transaction(DeliveryJob *j, WorkerStep step, void *arg, const char *activity)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool cancellable = false;
-	volatile bool ok = true;
+	int			sqlerrcode = WorkerRunTransaction(step, arg, activity);
 
-	WorkerDropStrayCancel();
-	PG_TRY();
+	if (sqlerrcode == 0)
+		return true;
+	if (sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 	{
-		StoreBegin(activity);
-		RESUME_CANCEL_INTERRUPTS();
-		cancellable = true;
-		step(arg);
-		HOLD_CANCEL_INTERRUPTS();
-		cancellable = false;
-		StoreCommit();
+		j->lock_timed_out = true;
+		j->record_alone = true;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		/*
-		 * Held again before anything here can check for interrupts (logging
-		 * does).
-		 */
-		if (cancellable)
-			HOLD_CANCEL_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG,
-				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
-		WorkerSlotSetError(edata->message);
-		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-		{
-			j->lock_timed_out = true;
-			j->record_alone = true; /* the claim part may be what waited */
-		}
-		FreeErrorData(edata);
-		StoreForgetPlans();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	return ok;
+	StoreForgetPlans();
+	return false;
 }
 
 /* Ids of the deliveries this worker holds (queued, in flight, or answered). */

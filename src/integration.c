@@ -23,6 +23,7 @@
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
+#include "retention.h"
 #include "retry_policy.h"
 #include "secret_key.h"
 #include "worker.h"
@@ -53,6 +54,7 @@ _PG_init(void)
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
 	SecretKeyDefineGucs();
+	RetentionDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();

@@ -22,7 +22,9 @@
  * The kinds of work.  Today one: webhook deliveries (delivery_job.c).  A new kind (a
  * connector's API calls, a sync pull) is a JobKind for the scheduler plus a
  * WorkerKindOps for the loop, added to the kinds[] table below; nothing else here
- * changes.
+ * changes.  A periodic task that sends nothing (retention.c, the removal of expired
+ * rows) is a WorkerKindOps without a JobKind in the same table: it runs its
+ * transactions from step() and sleeps through next_wake(), and takes no request slot.
  */
 #include "postgres.h"
 
@@ -40,8 +42,10 @@
 #include "utils/timestamp.h"
 
 #include "delivery_job.h"
+#include "delivery_store.h"
 #include "http_client.h"
 #include "integration.h"
+#include "retention.h"
 #include "scheduler.h"
 #include "shared_state.h"
 #include "worker.h"
@@ -145,6 +149,60 @@ WorkerDropStrayCancel(void)
 	HOLD_CANCEL_INTERRUPTS();
 }
 
+/*
+ * Runs step(arg) as one store transaction (StoreBegin() ... StoreCommit()) and returns
+ * 0 when it committed.  On error it logs "integration worker: <activity> failed: ...",
+ * records the message as the worker's last error, rolls back and returns the error's
+ * SQLSTATE; the caller keeps its state and decides when to try again.
+ *
+ * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
+ * held off everywhere but inside these transactions, so a cancel ends the transaction
+ * running, whose failure the caller handles, and never the worker.
+ */
+int
+WorkerRunTransaction(WorkerStep step, void *arg, const char *activity)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool cancellable = false;
+	volatile int sqlerrcode = 0;
+
+	WorkerDropStrayCancel();
+	PG_TRY();
+	{
+		StoreBegin(activity);
+		RESUME_CANCEL_INTERRUPTS();
+		cancellable = true;
+		step(arg);
+		HOLD_CANCEL_INTERRUPTS();
+		cancellable = false;
+		StoreCommit();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * Held again before anything here can check for interrupts (logging
+		 * does).
+		 */
+		if (cancellable)
+			HOLD_CANCEL_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
+		WorkerSlotSetError(edata->message);
+		sqlerrcode = edata->sqlerrcode;
+		FreeErrorData(edata);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return sqlerrcode;
+}
+
 PGDLLEXPORT void integration_database_worker_main(Datum arg);
 
 /* A kind of work in this worker, and its state. */
@@ -207,7 +265,7 @@ integration_database_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[1];
+	WorkerKind	kinds[2];
 	int			nkinds = 0;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
@@ -283,6 +341,9 @@ integration_database_worker_main(Datum arg)
 
 	if (!DeliveryJobStartup(kinds[0].state))
 		proc_exit(1);
+	kinds[nkinds].ops = &retention_ops;
+	kinds[nkinds].state = RetentionCreate(&svc);
+	nkinds++;
 	ereport(LOG,
 			(errmsg("integration worker started for database \"%s\"", svc.dbname)));
 

@@ -27,6 +27,10 @@ extern bool integration_http_thread;
 extern void WorkerDefineGucs(void);
 extern void WorkerDropStrayCancel(void);
 
+/* One store transaction of the worker (WorkerRunTransaction()). */
+typedef void (*WorkerStep) (void *arg);
+extern int	WorkerRunTransaction(WorkerStep step, void *arg, const char *activity);
+
 /* worker_launcher.c */
 extern void WorkerRegisterLauncher(void);
 extern void WorkerInstallHooks(void);
@@ -36,7 +40,8 @@ extern bool StartDatabaseWorker(Oid dboid);
  * A kind of work's part in the worker's loop, besides the scheduler's JobKind.start.
  * Each turn the loop calls, for every kind: woken() when its latch was set, prepare()
  * before requests start, step() to run at most one store transaction, and next_wake()
- * for how long it may sleep.  A finished request goes to its kind's finished().
+ * for how long it may sleep.  A finished request goes to its kind's finished().  A
+ * periodic task that sends no requests has no JobKind (kind NULL).
  */
 typedef struct WorkerKindOps
 {

@@ -35,6 +35,7 @@ static const char *const activity_names[] = {
 	[WORKER_CLAIMING] = "claiming",
 	[WORKER_RECORDING] = "recording",
 	[WORKER_REFRESHING] = "refreshing",
+	[WORKER_PURGING] = "purging",
 };
 
 /* Whether a worker holds a slot for dboid. */

@@ -14,7 +14,8 @@ typedef enum WorkerActivity
 	WORKER_SENDING,
 	WORKER_CLAIMING,
 	WORKER_RECORDING,
-	WORKER_REFRESHING
+	WORKER_REFRESHING,
+	WORKER_PURGING
 } WorkerActivity;
 
 /* Any backend. */
