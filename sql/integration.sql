@@ -227,6 +227,15 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.sign(text, text, text, text, bigint) IS
 'Headers (name -> value) a sender attaches to sign body in scheme standard, stripe, shopify, woocommerce or github; msg_id and timestamp (unix seconds) are generated when NULL';
 
+CREATE FUNCTION integration.sign_request(scheme text, secret text, method text, uri text, body text,
+                                         "timestamp" bigint DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'integration_sign_request'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL SAFE;
+
+COMMENT ON FUNCTION integration.sign_request(text, text, text, text, text, bigint) IS
+'Headers (name -> value) a sender attaches to sign a request in a scheme that signs the method and URI too (hubspot, v3); timestamp in the unit of the scheme''s header (milliseconds for hubspot), now when NULL';
+
 CREATE FUNCTION integration.verify(scheme text, secret text, headers jsonb, body text,
                                    tolerance interval DEFAULT '5 minutes',
                                    now timestamptz DEFAULT now())
@@ -235,7 +244,7 @@ AS 'MODULE_PATHNAME', 'integration_verify'
 LANGUAGE C IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE;
 
 COMMENT ON FUNCTION integration.verify(text, text, jsonb, text, interval, timestamptz) IS
-'True if headers (name -> value, names case-insensitive) carry a valid signature of body in the scheme, within tolerance of now; false for anything malformed';
+'True if headers (name -> value, names case-insensitive; the request line as ":method" and ":uri" for hubspot) carry a valid signature of body in the scheme (for adyen, every item of the notification body is signed), within tolerance of now; false for anything malformed';
 
 CREATE FUNCTION integration.generate_secret()
 RETURNS text
@@ -361,6 +370,7 @@ CREATE TABLE integration.webhook_endpoints (
 	headers			jsonb NOT NULL DEFAULT '{}',
 	is_active		boolean NOT NULL DEFAULT true,
 	disabled_reason text,
+	disabled_at		timestamptz,
 	timeout_ms		integer,
 	retry_schedule	text,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -392,6 +402,8 @@ COMMENT ON COLUMN integration.webhook_endpoints.retry_schedule IS
 	'Retry delays for this endpoint, e.g. ''10s, 1min, 1h''; empty: no retries; NULL: integration.retry_schedule.';
 COMMENT ON COLUMN integration.webhook_endpoints.disabled_reason IS
 	'Why the worker disabled the endpoint (e.g. the receiver answered 410 Gone).';
+COMMENT ON COLUMN integration.webhook_endpoints.disabled_at IS
+	'When the worker disabled the endpoint (410 Gone, or only failures for integration.disable_after); NULL while it is active or when it was disabled through the API. While set, events it subscribes to are recorded for it as skipped deliveries, for enable_webhook() to replay.';
 
 -- The per-tenant listing; the primary key already serves lookups by id.
 CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant_id, created_at)
@@ -406,6 +418,51 @@ CREATE TRIGGER secret_encrypted BEFORE INSERT OR UPDATE OF secret, tenant_id, id
 		'webhook_endpoints.secret', 'secret', 'integration.validate_secret(text)', 'tenant_id', 'id');
 COMMENT ON COLUMN integration.webhook_endpoints.secret IS
 	'The signing secret(s), encrypted at rest (enc:v1:<key id>:<base64>) when integration.encryption_key_file is set. Write the secret itself: the secret_encrypted trigger encrypts it.';
+
+-- Secrets that rotate_secret() replaced and that still sign until their grace ends: the
+-- worker signs every delivery with the endpoint's secret and these (at most three, the
+-- newest), and purges them once expired.  A retired
+-- secret is sealed as the endpoint's own secret is, with the same purpose and the same
+-- tenant and endpoint as its authenticated data, so rotate_secret() moves the sealed
+-- value as it is: no plaintext of an old secret is ever in SQL, and
+-- reencrypt_secrets() finds this column through its trigger.
+CREATE TABLE integration.retired_secrets (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	endpoint_id		bigint NOT NULL,
+	secret			text NOT NULL,
+	expires_at		timestamptz NOT NULL,
+	retired_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, id),
+	FOREIGN KEY (tenant_id, endpoint_id) REFERENCES integration.webhook_endpoints (tenant_id, id)
+		ON DELETE CASCADE,
+	CONSTRAINT retired_secrets_secret_check
+		CHECK (CASE WHEN integration.secret_key_id(secret) IS NOT NULL THEN true
+					ELSE integration.validate_secret(secret) IS NOT NULL END)
+);
+COMMENT ON TABLE integration.retired_secrets IS
+	'Secrets replaced by rotate_secret(): deliveries are signed with them too until expires_at, then the worker purges them.';
+COMMENT ON COLUMN integration.retired_secrets.secret IS
+	'The replaced secret(s), encrypted at rest like webhook_endpoints.secret and bound to the same tenant and endpoint. Never returned by any function.';
+CREATE INDEX retired_secrets_endpoint_idx ON integration.retired_secrets (tenant_id, endpoint_id, id);
+CREATE TRIGGER secret_encrypted BEFORE INSERT OR UPDATE OF secret, tenant_id, endpoint_id
+	ON integration.retired_secrets
+	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
+		'webhook_endpoints.secret', 'secret', 'integration.validate_secret(text)', 'tenant_id', 'endpoint_id');
+
+-- The worker's record of endpoints whose attempts all failed since failing_since: a row
+-- appears at the first failure after a success and goes at the next success, so the
+-- table holds only the endpoints failing now (src/endpoint_disable.c).  No foreign key:
+-- its check would lock the endpoint, and the worker must never wait for a lock that
+-- enable_webhook() or a delete holds.
+CREATE TABLE integration.endpoint_failures (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	endpoint_id		bigint NOT NULL,
+	failing_since	timestamptz NOT NULL,
+	PRIMARY KEY (tenant_id, endpoint_id)
+);
+COMMENT ON TABLE integration.endpoint_failures IS
+	'Endpoints whose every attempt has failed since failing_since; the worker disables one once that lasts integration.disable_after.';
 
 -- A webhook-id unique across databases, re-created extensions and restores, which a
 -- sequence is not (src/message_id.c).
@@ -523,7 +580,7 @@ CREATE TABLE integration.deliveries (
 	-- the 10% keys were allowed to cost.  The statement triggers below enforce what the
 	-- keys would, one set-based check per statement (src/delivery_references.c).
 	CONSTRAINT deliveries_status_check
-		CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
+		CHECK (status IN ('pending', 'sending', 'delivered', 'failed', 'skipped')),
 	CONSTRAINT deliveries_attempts_check CHECK (attempts >= 0),
 	CONSTRAINT deliveries_scheduled_check CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
 )
@@ -536,7 +593,7 @@ WITH (fillfactor = 40);
 COMMENT ON TABLE integration.deliveries IS
 	'Delivery state of one event to one endpoint. Query integration.webhook_deliveries, which also shows events not yet fanned out.';
 COMMENT ON COLUMN integration.deliveries.status IS
-	'pending: waiting for next_attempt_at; sending: claimed by a worker until lease_expires_at; delivered; failed: out of attempts.';
+	'pending: waiting for next_attempt_at; sending: claimed by a worker until lease_expires_at; delivered; failed: out of attempts; skipped: not sent, its endpoint was disabled by the worker (enable_webhook() can replay it).';
 COMMENT ON COLUMN integration.deliveries.next_attempt_at IS
 	'When the next attempt is due; set exactly while the delivery is pending.';
 
@@ -699,6 +756,7 @@ CREATE TYPE integration.webhook AS (
 	headers			jsonb,
 	is_active		boolean,
 	disabled_reason text,
+	disabled_at		timestamptz,
 	created_at		timestamptz,
 	updated_at		timestamptz
 );
@@ -721,6 +779,30 @@ CREATE FUNCTION integration.log(level text, source text, event text, message tex
 	END;
 COMMENT ON FUNCTION integration.log(text, text, text, text, jsonb) IS
 	'Writes one row to integration_logs for the current tenant.';
+
+-- What the API forgets of an endpoint of the current tenant: with failures, its failing
+-- streak (enabled again, it gets integration.disable_after afresh); with secrets, its
+-- retired secrets (a secret set by hand, or a delete, ends every grace period).
+CREATE FUNCTION integration._forget_endpoint_state(endpoint_id bigint, failures boolean,
+												   secrets boolean) RETURNS void
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF failures THEN
+		DELETE FROM integration.endpoint_failures f
+		 WHERE f.tenant_id = integration.current_tenant()
+		   AND f.endpoint_id = _forget_endpoint_state.endpoint_id;
+	END IF;
+	IF secrets THEN
+		DELETE FROM integration.retired_secrets r
+		 WHERE r.tenant_id = integration.current_tenant()
+		   AND r.endpoint_id = _forget_endpoint_state.endpoint_id;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION integration._forget_endpoint_state(bigint, boolean, boolean) IS
+	'Forgets an endpoint''s failing streak (failures) and its retired secrets (secrets), for the current tenant (internal).';
 
 CREATE FUNCTION integration.register_webhook(name text, url text, events jsonb,
 											 secret text DEFAULT NULL,
@@ -748,7 +830,7 @@ BEGIN
 											   'url', ep.url, 'events', ep.events));
 	-- The only time the whole secret is shown.
 	RETURN (ep.id, ep.name, ep.url, ep.events, plain_secret, ep.headers, ep.is_active,
-			ep.disabled_reason, ep.created_at, ep.updated_at)::integration.webhook;
+			ep.disabled_reason, ep.disabled_at, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
 COMMENT ON FUNCTION integration.register_webhook(text, text, jsonb, text, jsonb) IS
@@ -767,7 +849,7 @@ BEGIN
 		SELECT w.id, w.name, w.url, w.events,
 			   integration.mask_stored_secret(w.secret, 'webhook_endpoints.secret', w.tenant_id, w.id::text),
 			   w.headers,
-			   w.is_active, w.disabled_reason, w.created_at, w.updated_at
+			   w.is_active, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at
 		  FROM integration.webhook_endpoints w
 		 WHERE w.tenant_id = tenant AND w.deleted_at IS NULL
 		 ORDER BY w.created_at, w.id;
@@ -787,7 +869,7 @@ BEGIN
 	SELECT w.id, w.name, w.url, w.events,
 		   integration.mask_stored_secret(w.secret, 'webhook_endpoints.secret', w.tenant_id, w.id::text),
 		   w.headers,
-		   w.is_active, w.disabled_reason, w.created_at, w.updated_at
+		   w.is_active, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at
 	  INTO result
 	  FROM integration.webhook_endpoints w
 	 WHERE w.tenant_id = tenant AND w.id = show_webhook.id
@@ -839,6 +921,7 @@ BEGIN
 		   headers = coalesce(update_webhook.headers, w.headers),
 		   is_active = coalesce(update_webhook.is_active, w.is_active),
 		   disabled_reason = CASE WHEN update_webhook.is_active THEN NULL ELSE w.disabled_reason END,
+		   disabled_at = CASE WHEN update_webhook.is_active THEN NULL ELSE w.disabled_at END,
 		   updated_at = now()
 	 WHERE w.tenant_id = integration.current_tenant() AND w.id = update_webhook.id
 	   AND w.deleted_at IS NULL
@@ -849,6 +932,8 @@ BEGIN
 				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
 	END IF;
 
+	PERFORM integration._forget_endpoint_state(ep.id, update_webhook.is_active,
+											   update_webhook.secret IS NOT NULL);
 	PERFORM integration._notice_unknown_patterns(update_webhook.events);
 	PERFORM integration.log('info', 'api', 'webhook.updated',
 							format('webhook %s updated', ep.id),
@@ -856,7 +941,7 @@ BEGIN
 	RETURN (ep.id, ep.name, ep.url, ep.events,
 			integration.mask_stored_secret(ep.secret, 'webhook_endpoints.secret', ep.tenant_id, ep.id::text),
 			ep.headers,
-			ep.is_active, ep.disabled_reason, ep.created_at, ep.updated_at)::integration.webhook;
+			ep.is_active, ep.disabled_reason, ep.disabled_at, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
 COMMENT ON FUNCTION integration.update_webhook(bigint, text, text, jsonb, text, jsonb, boolean) IS
@@ -877,6 +962,7 @@ BEGIN
 			USING ERRCODE = 'no_data_found',
 				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
 	END IF;
+	PERFORM integration._forget_endpoint_state(delete_webhook.id, true, true);
 	PERFORM integration.log('info', 'api', 'webhook.deleted',
 							format('webhook %s deleted', delete_webhook.id),
 							jsonb_build_object('endpoint_id', delete_webhook.id));
@@ -885,6 +971,140 @@ END
 $$;
 COMMENT ON FUNCTION integration.delete_webhook(bigint) IS
 	'Soft-deletes an endpoint of the current tenant: it stops receiving events at once; its deliveries stay queryable.';
+
+-- FOR UPDATE, not the UPDATE's own lock: it is the one row lock that conflicts with the
+-- FOR KEY SHARE under which the worker decides to skip a delivery (fan-out, and the
+-- check of a skipped outcome in src/endpoint_disable.c).  So a skip decided before this
+-- commits is committed before the requeue below reads (READ COMMITTED: each statement
+-- sees what committed before it), and after it commits the worker sends.
+CREATE FUNCTION integration.enable_webhook(id bigint, replay_since timestamptz DEFAULT NULL)
+	RETURNS integer
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ep integration.webhook_endpoints;
+	n integer := 0;
+BEGIN
+	PERFORM integration.require_tenant();
+	SELECT w.* INTO ep FROM integration.webhook_endpoints w
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = enable_webhook.id
+	   AND w.deleted_at IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % not found', enable_webhook.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
+	END IF;
+	UPDATE integration.webhook_endpoints AS w
+	   SET is_active = true, disabled_reason = NULL, disabled_at = NULL, updated_at = now()
+	 WHERE w.tenant_id = ep.tenant_id AND w.id = ep.id;
+	PERFORM integration._forget_endpoint_state(ep.id, true, false);
+
+	IF enable_webhook.replay_since IS NOT NULL THEN
+		-- Everything not delivered since then, pending ones included (they are due now,
+		-- with a fresh budget too); 'sending' ones are the worker's to finish.
+		UPDATE integration.deliveries d
+		   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = NULL
+		 WHERE d.tenant_id = ep.tenant_id AND d.endpoint_id = ep.id
+		   AND d.status IN ('failed', 'skipped', 'pending')
+		   AND d.created_at >= enable_webhook.replay_since;
+		GET DIAGNOSTICS n = ROW_COUNT;
+	END IF;
+	PERFORM integration.log('info', 'api', 'webhook.enabled',
+							format('webhook %s enabled%s', ep.id,
+								   CASE WHEN enable_webhook.replay_since IS NULL THEN ''
+										ELSE format(', %s deliveries since %s requeued', n,
+													enable_webhook.replay_since) END),
+							jsonb_build_object('endpoint_id', ep.id, 'was_active', ep.is_active,
+											   'previous_reason', ep.disabled_reason,
+											   'replay_since', enable_webhook.replay_since,
+											   'requeued', n));
+	PERFORM integration._wake_worker_at_commit();
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION integration.enable_webhook(bigint, timestamptz) IS
+	'Enables an endpoint of the current tenant (whoever disabled it) and, with replay_since, requeues its deliveries created since then that are failed, skipped or pending, due now with a fresh retry budget and the same webhook-id; returns how many were requeued.';
+
+-- FOR NO KEY UPDATE: two rotations of one endpoint queue, so that the second retires
+-- the secret the first made, not the one the first already retired.  The worker reads
+-- the endpoint without a lock and is never held up by it.
+CREATE FUNCTION integration.rotate_secret(id bigint, grace interval DEFAULT '24 hours')
+	RETURNS text
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	max_retired constant integer := 3;
+	-- Returned once, as register_webhook() returns a generated secret.
+	new_secret text := integration.generate_secret();
+	stored text;
+	expires timestamptz := now() + rotate_secret.grace;
+	dropped integer := 0;
+	kept integer := 0;
+BEGIN
+	PERFORM integration.require_tenant();
+	IF rotate_secret.grace IS NULL THEN
+		RAISE EXCEPTION 'grace must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass ''0'' to stop signing with the old secret at once.';
+	END IF;
+	IF rotate_secret.grace < interval '0' OR rotate_secret.grace > interval '30 days' THEN
+		RAISE EXCEPTION 'invalid grace period %', rotate_secret.grace
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The old secret keeps signing for 0 to 30 days after a rotation.',
+				  HINT = 'Receivers need the grace period to change to the new secret; 24 hours is usual.';
+	END IF;
+	SELECT w.secret INTO stored FROM integration.webhook_endpoints w
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = rotate_secret.id
+	   AND w.deleted_at IS NULL
+	   FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % not found', rotate_secret.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_webhooks() lists the current tenant''s webhooks.';
+	END IF;
+
+	DELETE FROM integration.retired_secrets r
+	 WHERE r.tenant_id = integration.current_tenant() AND r.endpoint_id = rotate_secret.id
+	   AND r.expires_at <= now();
+	IF rotate_secret.grace > interval '0' THEN
+		-- The stored value as it is, encrypted or not: the trigger keeps it, since it
+		-- decrypts for the same tenant and endpoint.
+		INSERT INTO integration.retired_secrets AS r (endpoint_id, secret, expires_at)
+		VALUES (rotate_secret.id, stored, expires);
+		-- Beyond the cap, the secrets retired longest ago stop signing.
+		DELETE FROM integration.retired_secrets r
+		 WHERE r.tenant_id = integration.current_tenant() AND r.endpoint_id = rotate_secret.id
+		   AND r.id NOT IN (SELECT k.id FROM integration.retired_secrets k
+							 WHERE k.tenant_id = integration.current_tenant()
+							   AND k.endpoint_id = rotate_secret.id
+							 ORDER BY k.id DESC LIMIT max_retired);
+		GET DIAGNOSTICS dropped = ROW_COUNT;
+	END IF;
+	SELECT count(*) INTO kept FROM integration.retired_secrets r
+	 WHERE r.tenant_id = integration.current_tenant() AND r.endpoint_id = rotate_secret.id;
+	UPDATE integration.webhook_endpoints AS w
+	   SET secret = new_secret, updated_at = now()
+	 WHERE w.tenant_id = integration.current_tenant() AND w.id = rotate_secret.id;
+
+	-- Never a secret in the log, old or new.
+	PERFORM integration.log('info', 'api', 'webhook.secret_rotated',
+							format('webhook %s has a new secret; the old one signs until %s',
+								   rotate_secret.id, CASE WHEN rotate_secret.grace > interval '0'
+														  THEN expires::text ELSE 'now' END),
+							jsonb_build_object('endpoint_id', rotate_secret.id,
+											   'grace', rotate_secret.grace,
+											   'old_secret_expires_at',
+											   CASE WHEN rotate_secret.grace > interval '0' THEN expires END,
+											   'retired_secrets', kept,
+											   'dropped', dropped));
+	RETURN new_secret;
+END
+$$;
+COMMENT ON FUNCTION integration.rotate_secret(bigint, interval) IS
+	'Gives an endpoint of the current tenant a new generated secret and returns it, shown this once; the old one keeps signing deliveries beside it for grace (0 to 30 days), with at most 3 old secrets at once (the oldest dropped first).';
 
 
 ------------------------------------------------------------------------------------------
@@ -928,7 +1148,7 @@ CREATE FUNCTION integration.publish_event(event text, payload jsonb) RETURNS int
 	AS 'MODULE_PATHNAME', 'integration_publish_event'
 	LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.publish_event(text, jsonb) IS
-	'Enqueues, in the caller''s transaction, one delivery of the event per active endpoint of the current tenant that subscribes to it; returns how many.';
+	'Enqueues, in the caller''s transaction, one delivery of the event per active endpoint of the current tenant that subscribes to it; returns how many. Endpoints the worker disabled get it recorded as skipped, not counted.';
 
 CREATE FUNCTION integration.publish_row_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'integration_publish_row_event'
@@ -963,7 +1183,7 @@ BEGIN
 	IF NOT active THEN
 		RAISE EXCEPTION 'webhook % is disabled', dispatch_webhook.id
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  HINT = 'Enable it with integration.update_webhook(id => ..., is_active => true).';
+				  HINT = 'Enable it with integration.enable_webhook(id => ...), which can also replay what it missed.';
 	END IF;
 
 	INSERT INTO integration.webhook_events AS e (event, payload, endpoint_ids)
@@ -1163,7 +1383,7 @@ CREATE FUNCTION integration.purge_expired(OUT deliveries bigint, OUT events bigi
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION integration.purge_expired() IS
-	'Removes, for every tenant, the delivered and failed deliveries (with their attempts), the events left without deliveries and the log rows whose retention period has passed (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many deliveries, events and log rows. Pending and sending deliveries and their events are never removed. Superuser or the tables'' owner.';
+	'Removes, for every tenant, the delivered, failed and skipped deliveries (with their attempts), the events left without deliveries and the log rows whose retention period has passed (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many deliveries, events and log rows. Pending and sending deliveries and their events are never removed. Superuser or the tables'' owner.';
 
 CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

@@ -239,6 +239,16 @@ CREATE VIEW integration.event_types WITH (security_invoker = true) AS
 	registered AS (
 		SELECT s.event, s.schema, s.description FROM integration.event_schemas s
 		 WHERE s.tenant_id = integration.current_tenant()),
+	-- Events the extension itself publishes to the tenant's endpoints.
+	builtin(event, schema, description) AS (VALUES
+		('endpoint.disabled',
+		 '{"type": "object",
+		   "properties": {"endpoint_id": {"type": "integer"}, "name": {"type": "string"},
+						  "url": {"type": "string"}, "reason": {"type": "string"},
+						  "failing_since": {"type": ["string", "null"], "format": "date-time"},
+						  "disabled_at": {"type": "string", "format": "date-time"}},
+		   "required": ["endpoint_id", "name", "url", "reason", "disabled_at"]}'::jsonb,
+		 'An endpoint of the tenant was disabled: it answered 410 Gone, or every attempt failed for longer than integration.disable_after. enable_webhook() enables it again.')),
 	published AS (
 		SELECT DISTINCT e.event
 		  FROM (SELECT e.event FROM integration.webhook_events e
@@ -265,13 +275,17 @@ CREATE VIEW integration.event_types WITH (security_invoker = true) AS
 	SELECT r.event, 'registered', NULL::regclass, coalesce(r.schema, '{}'), r.description
 	  FROM registered r
 	UNION ALL
+	SELECT b.event, 'builtin', NULL::regclass, b.schema, b.description
+	  FROM builtin b
+	UNION ALL
 	SELECT p.event, 'published', NULL::regclass, '{}'::jsonb,
 		   'Published with publish_event(); no schema registered.'
 	  FROM published p
 	 WHERE p.event NOT IN (SELECT r.event FROM registered r)
-	   AND p.event NOT IN (SELECT tr.event FROM tracked tr);
+	   AND p.event NOT IN (SELECT tr.event FROM tracked tr)
+	   AND p.event NOT IN (SELECT b.event FROM builtin b);
 COMMENT ON VIEW integration.event_types IS
-	'Every event type the current tenant can receive: tracked tables'' events, registered types and recently published names, with the JSON Schema of their data.';
+	'Every event type the current tenant can receive: tracked tables'' events, registered types, the extension''s own events and recently published names, with the JSON Schema of their data.';
 
 CREATE FUNCTION integration.register_event_type(event text, schema jsonb DEFAULT NULL,
 												description text DEFAULT NULL)
@@ -328,12 +342,17 @@ AS $$
 DECLARE
 	p jsonb;
 	known text[];
+	tenant_known boolean;
 BEGIN
 	IF patterns IS NULL OR jsonb_typeof(patterns) <> 'array' THEN
 		RETURN;
 	END IF;
-	SELECT array_agg(t.event ORDER BY t.event) INTO known FROM integration.event_types t;
-	IF known IS NULL THEN
+	-- The extension's own events are always known; a tenant that has none of its own
+	-- yet gets no notice (it is setting up endpoints before publishing).
+	SELECT array_agg(t.event ORDER BY t.event), coalesce(bool_or(t.source <> 'builtin'), false)
+	  INTO known, tenant_known
+	  FROM integration.event_types t;
+	IF NOT tenant_known THEN
 		RETURN;
 	END IF;
 	FOR p IN SELECT * FROM jsonb_array_elements(patterns)
@@ -372,6 +391,12 @@ AS $$
 	('/webhooks/{id}/dispatch', 'post', 'integration.dispatch_webhook(bigint,text,jsonb)'::regprocedure,
 	 'dispatchWebhook', 'Send one event to this webhook, whatever its patterns; returns the delivery id',
 	 '201', '{event,payload}'),
+	('/webhooks/{id}/enable', 'post', 'integration.enable_webhook(bigint,timestamptz)'::regprocedure,
+	 'enableWebhook', 'Enable a webhook; with replay_since, send again what it did not receive since then; returns how many',
+	 '200', '{replay_since}'),
+	('/webhooks/{id}/rotate-secret', 'post', 'integration.rotate_secret(bigint,interval)'::regprocedure,
+	 'rotateWebhookSecret', 'Give a webhook a new secret, shown once; the old one signs too until the grace ends',
+	 '200', '{grace}'),
 	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz)'::regprocedure,
 	 'listLogs', 'List the tenant''s log, newest first', '200', NULL),
 	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz)'::regprocedure,

@@ -130,6 +130,8 @@ typedef struct DeliveryJob
 								 * sorted */
 	int			nskipped;
 	TimestampTz next_recheck;
+	bool		purge_needed;	/* delete retired secrets that expired (at
+								 * each idle recheck) */
 	FanOut		fanout;
 
 	/* After a failure. */
@@ -208,7 +210,8 @@ add_result(DeliveryJob *j, DeliveryItem *di, const char *outcome, TimestampTz st
 	r->id = c->id;
 	r->endpoint_id = c->endpoint_id;
 	r->outcome = outcome;
-	r->attempt = c->attempts + 1;
+	/* A skipped delivery made no request: it keeps its attempts. */
+	r->attempt = strcmp(outcome, "skipped") == 0 ? c->attempts : c->attempts + 1;
 	r->started_at = started;
 	r->duration_ms = (int) Min(duration_us / 1000, (int64) PG_INT32_MAX);
 	r->status_code = status_code;
@@ -221,7 +224,8 @@ add_result(DeliveryJob *j, DeliveryItem *di, const char *outcome, TimestampTz st
 	r->slot = di->item.target;	/* its request slot, given back once recorded */
 	MemoryContextSwitchTo(old);
 
-	WorkerSlotCountOutcome(strcmp(outcome, "delivered") == 0);
+	if (strcmp(outcome, "skipped") != 0)
+		WorkerSlotCountOutcome(strcmp(outcome, "delivered") == 0);
 }
 
 /* Records a failed attempt: scheduled again, or failed for good (retry_policy.c). */
@@ -289,6 +293,17 @@ delivery_start(SchedItem *item, void *arg)
 		v.error_class = error_class;
 		v.error = (char *) error;
 		add_failure(j, di, GetCurrentTimestamp(), 0, &v, NULL, 0);
+		batch_unref(di->batch);
+		return false;
+	}
+	if (!ok && di->claim->suspended)
+	{
+		/*
+		 * The worker disabled its endpoint: skipped, for enable_webhook() to
+		 * replay (the record checks the endpoint is still disabled).
+		 */
+		add_result(j, di, "skipped", GetCurrentTimestamp(), 0, 0, NULL,
+				   DELIVERY_SKIPPED_ERROR, NULL, 0, 0);
 		batch_unref(di->batch);
 		return false;
 	}
@@ -510,6 +525,11 @@ cycle_step(void *arg)
 	StoreReplanIfGrown();
 	if (cy->record)
 		cy->deferred = StoreRecord(j->results, j->nresults);
+	if (j->purge_needed)
+	{
+		(void) StorePurgeRetiredSecrets();
+		j->purge_needed = false;
+	}
 	if (!cy->claim)
 		return;
 
@@ -890,20 +910,7 @@ refresh_step(void *arg)
 			 * Into the batch, as the claim's own strings; nothing in flight
 			 * points at the old ones.
 			 */
-			EndpointSettings *ep = &eps[copy_key.index];
-			MemoryContext old = MemoryContextSwitchTo(di->batch->cxt);
-
-			copy->settings = *ep;
-			if (ep->url != NULL)
-			{
-				copy->settings.url = pstrdup(ep->url);
-				copy->settings.secret = ep->secret ? pstrdup(ep->secret) : NULL;
-				copy->settings.secret_error = ep->secret_error ? pstrdup(ep->secret_error) : NULL;
-				copy->settings.headers = ep->headers ?
-					(Jsonb *) pg_detoast_datum_copy((struct varlena *) ep->headers) : NULL;
-				copy->settings.retry_schedule = ep->retry_schedule ? pstrdup(ep->retry_schedule) : NULL;
-			}
-			MemoryContextSwitchTo(old);
+			EndpointSettingsCopy(&copy->settings, &eps[copy_key.index], di->batch->cxt);
 		}
 		/* Hard-deleted (no url): unusable; its event gone: unusable too. */
 		StoreClaimTakeSettings(c, &copy->settings);
@@ -1027,6 +1034,7 @@ fire_timers(DeliveryJob *j, TimestampTz now)
 		j->scan_needed = true;
 		j->fanout.needed = true;
 		j->due_needed = true;
+		j->purge_needed = true;
 		j->next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
 	}
 	if (j->fanout.retry_at != 0 && now >= j->fanout.retry_at)

@@ -4,7 +4,8 @@
  *
  * A request carries the event's payload as its body, the Standard Webhooks headers
  * (webhook-id, webhook-timestamp, webhook-signature over "id.timestamp.body" with
- * every secret of the endpoint) and the endpoint's own headers.  Nothing here ereports
+ * every secret of the endpoint, and with the secrets rotate_secret() retired until
+ * their grace ends) and the endpoint's own headers.  Nothing here ereports
  * for a bad secret or header: the caller stores the problem as the delivery's failed
  * attempt, so one endpoint's bad setting never takes the worker down.
  */
@@ -12,8 +13,10 @@
 
 #include <time.h>
 
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "delivery_request.h"
 #include "integration.h"
@@ -46,6 +49,55 @@ append_header(struct curl_slist *list, const char *name, int namelen,
 	return next ? next : list;
 }
 
+/* How many secrets a space-separated list holds. */
+static int
+count_secrets(const char *list)
+{
+	int			n = 0;
+	bool		in = false;
+
+	for (const char *p = list; *p; p++)
+	{
+		bool		blank = (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r');
+
+		n += (!blank && !in);
+		in = !blank;
+	}
+	return n;
+}
+
+/*
+ * The secrets that sign c's request, as one list: its endpoint's own, then the retired
+ * ones whose grace has not ended by now, newest first, each added while the list stays
+ * within WEBHOOK_MAX_SECRETS (an endpoint's own may be a long list).  The caller wipes
+ * it; NULL when c has no retired secret to add, and its own list signs alone.
+ */
+static char *
+signing_secrets(const ClaimedDelivery *c)
+{
+	TimestampTz now;
+	StringInfoData buf;
+	int			n;
+
+	if (c->retired.count == 0)
+		return NULL;
+	now = GetCurrentTimestamp();
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, c->secret);
+	n = count_secrets(c->secret);
+	for (int i = 0; i < c->retired.count; i++)
+	{
+		int			more = count_secrets(c->retired.secrets[i]);
+
+		if (c->retired.expires[i] <= now || n + more > WEBHOOK_MAX_SECRETS)
+			continue;
+		appendStringInfoChar(&buf, ' ');
+		appendStringInfoString(&buf, c->retired.secrets[i]);
+		n += more;
+	}
+	return buf.data;
+}
+
 /*
  * Fills in req (the caller's, zeroed) for claim c.  Returns false, with the error's
  * class and message, when the delivery cannot be sent: its endpoint is disabled or
@@ -60,6 +112,8 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 	int			nsigned = 0;
 	const char *sig_error = NULL;
 	int64		now_s = (int64) time(NULL);
+	char	   *secrets;
+	bool		signed_ok;
 	bool		ok = true;
 	struct curl_slist *h = NULL;
 	struct curl_slist *next;
@@ -88,9 +142,16 @@ DeliveryRequestBuild(ClaimedDelivery *c, HttpRequest *req, const char **error_cl
 	 * The same signer table as sign() and verify(): the Standard Webhooks
 	 * scheme.
 	 */
-	if (!WebhookSignerHeaders(WebhookSignerLookup("standard"), c->secret, c->message_id, now_s,
-							  c->payload, c->payload_len, signed_headers, &nsigned,
-							  &sig_error))
+	secrets = signing_secrets(c);
+	signed_ok = WebhookSignerHeaders(WebhookSignerLookup("standard"), secrets ? secrets : c->secret,
+									 c->message_id, now_s, c->payload, c->payload_len,
+									 signed_headers, &nsigned, &sig_error);
+	if (secrets)
+	{
+		explicit_bzero(secrets, strlen(secrets));
+		pfree(secrets);
+	}
+	if (!signed_ok)
 	{
 		*error_class = "invalid_request";
 		*error = sig_error ? sig_error : "the endpoint secret cannot sign";

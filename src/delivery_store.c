@@ -16,9 +16,12 @@
  * 'pending' when the next worker starts (or when their lease expires), so a delivery
  * whose transaction committed is sent at least once.
  *
- * Results are written in batches through arrays: one UPDATE of the deliveries, one
- * INSERT into the attempts history, failures into integration_logs and endpoints that
- * answered 410 Gone disabled, all in one statement.
+ * Results are written in batches through arrays: one UPDATE of the deliveries, and one
+ * statement that writes the failed attempts into their history and integration_logs;
+ * what outcomes mean for their endpoints (streaks of failures, endpoints disabled) is
+ * endpoint_disable.c's, in the same transaction.  An endpoint the worker disabled keeps
+ * getting deliveries, recorded 'skipped' without a request, by the fan-out and by a
+ * claim that finds it disabled, so that enable_webhook() can replay exactly those.
  *
  * Every function here runs inside StoreBegin() / StoreCommit().
  */
@@ -45,9 +48,11 @@
 #include "utils/timestamp.h"
 
 #include "delivery_store.h"
+#include "endpoint_disable.h"
 #include "integration.h"
 #include "secret_box.h"
 #include "spi_plan.h"
+#include "wakeup.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
 static SPIPlanPtr fan_out_lanes_plan = NULL;
@@ -65,6 +70,8 @@ static SPIPlanPtr fan_out_put_back_plan = NULL;
 static SPIPlanPtr record_failures_plan = NULL;
 static SPIPlanPtr newest_queued_plan = NULL;
 static SPIPlanPtr fan_out_locked_events_plan = NULL;
+static SPIPlanPtr confirm_skipped_plan = NULL;
+static SPIPlanPtr purge_retired_plan = NULL;
 
 static void store_forget_plans_only(void);
 
@@ -163,6 +170,8 @@ StoreForgetPlans(void)
 	for (int i = 0; i < lengthof(planned_tables); i++)
 		planned_tables[i].blocks = InvalidBlockNumber;
 	store_forget_plans_only();
+	/* And what the worker knows of endpoint failures: read again when needed. */
+	EndpointFailuresForget();
 }
 
 /*
@@ -229,7 +238,7 @@ store_forget_plans_only(void)
 {
 	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
 		&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan,
-	&fan_out_lanes_plan};
+	&fan_out_lanes_plan, &confirm_skipped_plan, &purge_retired_plan};
 
 	for (int i = 0; i < lengthof(plans); i++)
 		forget_plan(plans[i]);
@@ -317,25 +326,51 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, int *len)
 }
 
 /*
- * Copies the endpoint columns every claim needs, which start at col: url, secret,
- * headers, timeout_ms, retry_schedule and whether the endpoint is usable.
+ * Copies into ep the endpoint columns every claim needs, which start at col: url,
+ * secret, headers, timeout_ms, retry_schedule, whether the endpoint is usable, whether
+ * the worker disabled it, and its retired secrets with their expiries (two arrays,
+ * newest first, at most RETIRED_SECRETS_MAX).  Secrets stay as stored.
  */
 static void
-copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, char **url, char **secret,
-					  Jsonb **headers, int *timeout_ms, char **retry_schedule, bool *usable)
+copy_endpoint_columns(HeapTuple tup, TupleDesc desc, int col, EndpointSettings *ep)
 {
 	bool		isnull;
 	Datum		d;
 
-	*url = copy_text(tup, desc, col, NULL);
-	*secret = copy_text(tup, desc, col + 1, NULL);
+	ep->url = copy_text(tup, desc, col, NULL);
+	ep->secret = copy_text(tup, desc, col + 1, NULL);
 	d = SPI_getbinval(tup, desc, col + 2, &isnull);
-	*headers = isnull ? NULL : DatumGetJsonbPCopy(d);
+	ep->headers = isnull ? NULL : DatumGetJsonbPCopy(d);
 	d = SPI_getbinval(tup, desc, col + 3, &isnull);
-	*timeout_ms = isnull ? 0 : DatumGetInt32(d);
-	*retry_schedule = copy_text(tup, desc, col + 4, NULL);
+	ep->timeout_ms = isnull ? 0 : DatumGetInt32(d);
+	ep->retry_schedule = copy_text(tup, desc, col + 4, NULL);
 	d = SPI_getbinval(tup, desc, col + 5, &isnull);
-	*usable = !isnull && DatumGetBool(d);
+	ep->usable = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tup, desc, col + 6, &isnull);
+	ep->suspended = !ep->usable && !isnull && DatumGetBool(d);
+
+	ep->retired.count = 0;
+	d = SPI_getbinval(tup, desc, col + 7, &isnull);
+	if (!isnull)
+	{
+		Datum	   *secrets;
+		Datum	   *expires;
+		bool	   *nulls;
+		int			n;
+		int			nexp;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &secrets, &nulls, &n);
+		d = SPI_getbinval(tup, desc, col + 8, &isnull);
+		deconstruct_array(DatumGetArrayTypeP(d), TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &expires, &nulls, &nexp);
+		for (int i = 0; i < Min(Min(n, nexp), RETIRED_SECRETS_MAX); i++)
+		{
+			ep->retired.secrets[i] = TextDatumGetCString(secrets[i]);
+			ep->retired.expires[i] = DatumGetTimestampTz(expires[i]);
+			ep->retired.count++;
+		}
+	}
 }
 
 /*
@@ -395,10 +430,33 @@ StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep)
 	c->url = ep->url;
 	c->secret = ep->secret;
 	c->secret_error = ep->secret_error;
+	c->retired = ep->retired;
 	c->headers = ep->headers;
 	c->timeout_ms = ep->timeout_ms;
 	c->retry_schedule = ep->retry_schedule;
 	c->usable = ep->url != NULL && ep->usable && c->payload != NULL;
+	c->suspended = ep->url != NULL && ep->suspended && c->payload != NULL;
+}
+
+/* A deep copy of src's strings into mcxt, for claims that outlive the read. */
+void
+EndpointSettingsCopy(EndpointSettings *dst, const EndpointSettings *src, MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+	*dst = *src;
+	if (src->url != NULL)
+	{
+		dst->url = pstrdup(src->url);
+		dst->secret = src->secret ? pstrdup(src->secret) : NULL;
+		dst->secret_error = src->secret_error ? pstrdup(src->secret_error) : NULL;
+		for (int i = 0; i < src->retired.count; i++)
+			dst->retired.secrets[i] = pstrdup(src->retired.secrets[i]);
+		dst->headers = src->headers ?
+			(Jsonb *) pg_detoast_datum_copy((struct varlena *) src->headers) : NULL;
+		dst->retry_schedule = src->retry_schedule ? pstrdup(src->retry_schedule) : NULL;
+	}
+	MemoryContextSwitchTo(old);
 }
 
 /* A published event taken for fan-out, and the endpoints it goes to. */
@@ -521,38 +579,80 @@ lease_expiry(int lease_ms)
 }
 
 /*
- * Replaces ep's stored secret with its plaintext, in the current memory context; one
- * that does not decrypt becomes NULL with the reason in secret_error, which fails that
- * endpoint's deliveries (secret_unavailable) and nothing else.  Here, on the worker's
- * main thread, in its store transaction: the HTTP thread never sees a key.
+ * Replaces a stored secret of ep (its own, or a retired one, which is sealed for the
+ * same context) with its plaintext, in the current memory context.  Returns false with
+ * the reason in ep->secret_error when it does not decrypt.
+ */
+static bool
+open_stored_secret(EndpointSettings *ep, const SecretContext *cxt, char **secret)
+{
+	char	   *plain;
+	int			plainlen;
+	SecretOpenStatus status;
+
+	if (*secret == NULL || !SecretIsSealed(*secret))
+		return true;
+	status = SecretOpen(*secret, cxt, &plain, &plainlen);
+	if (status != SECRET_OPENED && ep->secret_error == NULL)
+		ep->secret_error = SecretOpenError(status, *secret);
+	pfree(*secret);
+	*secret = status == SECRET_OPENED ? plain : NULL;
+	return status == SECRET_OPENED;
+}
+
+/*
+ * Decrypts ep's secret and its retired secrets.  If one does not decrypt, the endpoint
+ * has no secret and the reason is in secret_error, which fails that endpoint's
+ * deliveries (secret_unavailable) and nothing else: a receiver that still knows only a
+ * retired secret must not get requests it cannot verify.  Here, on the worker's main
+ * thread, in its store transaction: the HTTP thread never sees a key.
  */
 static void
 open_endpoint_secret(EndpointSettings *ep)
 {
 	SecretContext cxt;
-	char	   *plain;
-	int			plainlen;
-	SecretOpenStatus status;
+	bool		opened;
 
-	if (ep->secret == NULL || !SecretIsSealed(ep->secret))
-		return;
 	SecretContextForEndpoint(&cxt, ep->tenant_id, ep->id);
-	status = SecretOpen(ep->secret, &cxt, &plain, &plainlen);
-	if (status != SECRET_OPENED)
-		ep->secret_error = SecretOpenError(status, ep->secret);
-	pfree(ep->secret);
+	opened = open_stored_secret(ep, &cxt, &ep->secret);
+	for (int i = 0; i < ep->retired.count; i++)
+		opened = open_stored_secret(ep, &cxt, &ep->retired.secrets[i]) && opened;
 	pfree(cxt.data);
-	ep->secret = status == SECRET_OPENED ? plain : NULL;
+	if (!opened)
+	{
+		if (ep->secret)
+			SecretFree(ep->secret, strlen(ep->secret));
+		for (int i = 0; i < ep->retired.count; i++)
+			if (ep->retired.secrets[i])
+				SecretFree(ep->retired.secrets[i], strlen(ep->retired.secrets[i]));
+		ep->secret = NULL;
+		ep->retired.count = 0;
+	}
 }
 
+/*
+ * The retired secrets are those not expired at the transaction's start, newest first;
+ * the request leaves out any that expires before it starts (delivery_request.c).  An
+ * index probe of an empty index for an endpoint never rotated.
+ */
 #define READ_ENDPOINTS(lock) \
 	"SELECT k.i, ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule," \
-	"       ep.is_active AND ep.deleted_at IS NULL" \
+	"       ep.is_active AND ep.deleted_at IS NULL," \
+	"       ep.disabled_at IS NOT NULL AND ep.deleted_at IS NULL," \
+	"       rs.secrets, rs.expires" \
 	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))" \
 	"       WITH ORDINALITY AS k(tenant_id, id, i)" \
 	"  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep" \
 	"                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1" \
-	lock ") ep ON true"
+	lock ") ep ON true" \
+	"  CROSS JOIN LATERAL (SELECT pg_catalog.array_agg(r.secret ORDER BY r.id DESC)," \
+	"                             pg_catalog.array_agg(r.expires_at ORDER BY r.id DESC)" \
+	"                        FROM (SELECT r.id, r.secret, r.expires_at" \
+	"                                FROM integration.retired_secrets r" \
+	"                               WHERE r.tenant_id = ep.tenant_id AND r.endpoint_id = ep.id" \
+	"                                 AND r.expires_at > pg_catalog.now()" \
+	"                               ORDER BY r.id DESC LIMIT " CppAsString2(RETIRED_SECRETS_MAX) ") r)" \
+	"       AS rs(secrets, expires)"
 
 /*
  * Fills in the settings of the endpoints keyed in eps (n of them, distinct), copied
@@ -583,6 +683,8 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		eps[i].timeout_ms = 0;
 		eps[i].retry_schedule = NULL;
 		eps[i].usable = false;
+		eps[i].suspended = false;
+		eps[i].retired.count = 0;
 	}
 	args[0] = cstring_text_array(tenants, n);
 	args[1] = int8_array(ids, n);
@@ -599,28 +701,30 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		EndpointSettings *ep = &eps[i];
 		MemoryContext old = MemoryContextSwitchTo(mcxt);
 
-		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, &ep->url, &ep->secret,
-							  &ep->headers, &ep->timeout_ms, &ep->retry_schedule, &ep->usable);
+		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, ep);
 		open_endpoint_secret(ep);
 		MemoryContextSwitchTo(old);
 	}
 }
 
+/* Skipped: for an endpoint the worker disabled (see plan_deliveries()). */
 #define FAN_OUT_INSERT \
 	"INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status," \
-	"       next_attempt_at, lease_expires_at, created_at)" \
+	"       next_attempt_at, lease_expires_at, created_at, last_error)" \
 	" SELECT r.tenant_id, r.event_id, r.endpoint_id," \
-	"        CASE WHEN r.claimed THEN 'sending' ELSE 'pending' END," \
-	"        CASE WHEN r.claimed THEN NULL ELSE pg_catalog.now() END," \
-	"        CASE WHEN r.claimed THEN $5 END, r.created_at" \
+	"        CASE WHEN r.claimed THEN 'sending' WHEN r.skipped THEN 'skipped' ELSE 'pending' END," \
+	"        CASE WHEN r.claimed OR r.skipped THEN NULL ELSE pg_catalog.now() END," \
+	"        CASE WHEN r.claimed THEN $5 END, r.created_at," \
+	"        CASE WHEN r.skipped THEN '" DELIVERY_SKIPPED_ERROR "' END" \
 	"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)," \
-	"                   pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($6))" \
-	"        AS r(tenant_id, event_id, endpoint_id, created_at, claimed)"
+	"                   pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($6)," \
+	"                   pg_catalog.unnest($7))" \
+	"        AS r(tenant_id, event_id, endpoint_id, created_at, claimed, skipped)"
 #define FAN_OUT_RETURNING " RETURNING ctid, id, event_id, endpoint_id, tenant_id, lease_expires_at IS NOT NULL"
 
 /*
  * Inserts the fan-out's deliveries (tenants, event ids, endpoint ids, created_at, lease
- * expiry in args) and leaves them in SPI_tuptable.
+ * expiry, claimed, skipped in args) and leaves them in SPI_tuptable.
  *
  * A delivery can only exist already if someone inserted it by hand for an event still
  * to be fanned out, so the plain INSERT runs first, in a subtransaction: ON CONFLICT's
@@ -630,15 +734,15 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 static void
 insert_fanned_out(Datum *args)
 {
-	static const Oid types[6] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-	TIMESTAMPTZOID, BOOLARRAYOID};
+	static const Oid types[7] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+	TIMESTAMPTZOID, BOOLARRAYOID, BOOLARRAYOID};
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool conflict = false;
 	volatile int rc = 0;
 
 	SavedPlan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
-			  6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+			  7, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -671,7 +775,7 @@ insert_fanned_out(Datum *args)
 				  FAN_OUT_INSERT
 				  " ON CONFLICT DO NOTHING"
 				  FAN_OUT_RETURNING,
-				  6, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+				  7, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
 	}
 	if (rc != SPI_OK_INSERT_RETURNING)
@@ -699,6 +803,7 @@ typedef struct FanOutBatch
 	int64	   *endpoint_ids;
 	Datum	   *created;
 	Datum	   *claimed;
+	Datum	   *skipped;
 } FanOutBatch;
 
 static void
@@ -949,6 +1054,7 @@ plan_deliveries(FanOutBatch *b, FanOutLanes *lanes, FanOutRoom room, void *room_
 	b->endpoint_ids = palloc(sizeof(int64) * Max(max, 1));
 	b->created = palloc(sizeof(Datum) * Max(max, 1));
 	b->claimed = palloc(sizeof(Datum) * Max(max, 1));
+	b->skipped = palloc(sizeof(Datum) * Max(max, 1));
 	b->ncand = 0;
 
 	for (int i = 0; i < b->nevents; i++)
@@ -991,6 +1097,19 @@ plan_deliveries(FanOutBatch *b, FanOutLanes *lanes, FanOutRoom room, void *room_
 			b->event_ids[k] = ev->id;
 			b->endpoint_ids[k] = ep->key.id;
 			b->created[k] = TimestampTzGetDatum(ev->created_at);
+			b->ncand++;
+
+			/*
+			 * Disabled by the worker: recorded as skipped, under the
+			 * endpoint's lock, which enable_webhook() waits for before it
+			 * replays.
+			 */
+			b->skipped[k] = BoolGetDatum(ep->settings->suspended);
+			if (ep->settings->suspended)
+			{
+				b->claimed[k] = BoolGetDatum(false);
+				continue;
+			}
 			if (ep->room < 0)
 				ep->room = room(room_arg, ev->tenant_id, ep->key.id);
 			b->claimed[k] = BoolGetDatum(ep->room > 0);
@@ -998,7 +1117,6 @@ plan_deliveries(FanOutBatch *b, FanOutLanes *lanes, FanOutRoom room, void *room_
 				ep->room--;
 			else
 				lanes->overflowed = true;
-			b->ncand++;
 		}
 	}
 }
@@ -1031,7 +1149,7 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 {
 	TimestampTz lease = lease_expiry(lease_ms);
 	ClaimList  *list = b->list;
-	Datum		args[6];
+	Datum		args[7];
 	MemoryContext old;
 
 	args[0] = cstring_text_array(b->tenants, b->ncand);
@@ -1040,6 +1158,7 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 	args[3] = timestamptz_array(b->created, b->ncand);
 	args[4] = TimestampTzGetDatum(lease);
 	args[5] = PointerGetDatum(construct_array(b->claimed, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
+	args[6] = PointerGetDatum(construct_array(b->skipped, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
 	insert_fanned_out(args);
 
 	old = MemoryContextSwitchTo(list->mcxt);
@@ -1059,7 +1178,10 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 		FanOutCandidate *cand;
 		ClaimedDelivery *c;
 
-		/* Went in pending: claimed later, when its endpoint has room. */
+		/*
+		 * Went in pending, claimed later when its endpoint has room; or
+		 * skipped.
+		 */
 		if (!DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull)))
 			continue;
 		key.event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
@@ -1149,6 +1271,22 @@ StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *roo
 	if (b.ncand > 0)
 		insert_and_claim(&b, lease_ms);
 	return taken;
+}
+
+/*
+ * Deletes the retired secrets whose grace has ended, of every tenant; returns how many.
+ * The reads leave them out already (READ_ENDPOINTS): this only keeps no more secrets
+ * at rest than sign.  A sequential scan of a table of at most three rows per endpoint
+ * rotated lately.
+ */
+int
+StorePurgeRetiredSecrets(void)
+{
+	SavedPlan(&purge_retired_plan,
+			  "DELETE FROM integration.retired_secrets WHERE expires_at <= pg_catalog.now()",
+			  0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(purge_retired_plan, NULL, false, SPI_OK_DELETE, "purging expired secrets");
+	return (int) SPI_processed;
 }
 
 /* The newest event waiting to be fanned out; PG_INT64_MIN when none. */
@@ -1291,6 +1429,13 @@ StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 
 #define RECORD_COLUMNS 12
 
+/* An outcome that goes to the attempts history: not delivered, and a request tried. */
+static bool
+is_failed_attempt(const DeliveryResult *r)
+{
+	return strcmp(r->outcome, "delivered") != 0 && strcmp(r->outcome, "skipped") != 0;
+}
+
 static Datum
 text_array(Datum *values, bool *nulls, int n)
 {
@@ -1304,8 +1449,9 @@ text_array(Datum *values, bool *nulls, int n)
 /*
  * Failed attempts go to the attempts history and the log, in one statement over text
  * arrays of the failed results only; the delivering attempt lives on the delivery row,
- * so a batch that only delivered builds and runs nothing here.  results are those just
- * written to their deliveries, which this transaction has locked.
+ * and a skipped delivery made none, so a batch that only delivered builds and runs
+ * nothing here.  results are those just written to their deliveries, which this
+ * transaction has locked.
  */
 static void
 record_failed_attempts(DeliveryResult *results, int n)
@@ -1317,7 +1463,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 	int			nfailed = 0;
 
 	for (int i = 0; i < n; i++)
-		if (strcmp(results[i].outcome, "delivered") != 0)
+		if (is_failed_attempt(&results[i]))
 			nfailed++;
 	if (nfailed == 0)
 		return;
@@ -1340,7 +1486,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 		DeliveryResult *r = &results[j];
 		int			i = nfailed;
 
-		if (strcmp(r->outcome, "delivered") == 0)
+		if (!is_failed_attempt(r))
 			continue;
 		nfailed++;
 		SET_TEXT(0, i, r->tenant_id);
@@ -1620,6 +1766,63 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 }
 
 /*
+ * The deliveries of results that a claim skipped because the worker had disabled their
+ * endpoint stay skipped only if it is still disabled, which this checks under FOR KEY
+ * SHARE of the endpoint, held to commit.  enable_webhook() locks it FOR UPDATE before
+ * it replays: either this commits first and the replay sees the skipped row, or the
+ * endpoint is found enabled (or locked, so perhaps being enabled) and the delivery goes
+ * back to pending, due now, for the worker to claim again.  Only results with the
+ * outcome skipped, so nothing runs in a batch without them.
+ */
+static void
+confirm_skipped(DeliveryResult *results, int n)
+{
+	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum		args[3];
+	char	  **tenants = NULL;
+	int64	   *ids = NULL;
+	int64	   *endpoints = NULL;
+	int			nskipped = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(results[i].outcome, "skipped") != 0)
+			continue;
+		if (tenants == NULL)
+		{
+			tenants = palloc(sizeof(char *) * n);
+			ids = palloc(sizeof(int64) * n);
+			endpoints = palloc(sizeof(int64) * n);
+		}
+		tenants[nskipped] = results[i].tenant_id;
+		ids[nskipped] = results[i].id;
+		endpoints[nskipped++] = results[i].endpoint_id;
+	}
+	if (nskipped == 0)
+		return;
+	args[0] = cstring_text_array(tenants, nskipped);
+	args[1] = int8_array(ids, nskipped);
+	args[2] = int8_array(endpoints, nskipped);
+	/* Rare: planned for its arrays each time. */
+	prepare(&confirm_skipped_plan,
+			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+			"                                    pg_catalog.unnest($3)) AS r(tenant_id, id, endpoint_id)),"
+			" still AS (SELECT e.tenant_id, e.id FROM integration.webhook_endpoints e"
+			"            WHERE (e.tenant_id, e.id) IN (SELECT r.tenant_id, r.endpoint_id FROM r)"
+			"              AND NOT e.is_active AND e.disabled_at IS NOT NULL AND e.deleted_at IS NULL"
+			"              FOR KEY SHARE SKIP LOCKED)"
+			" UPDATE integration.deliveries d"
+			"    SET status = 'pending', next_attempt_at = pg_catalog.now(), last_error = NULL"
+			"   FROM r"
+			"  WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.status = 'skipped'"
+			"    AND (r.tenant_id, r.endpoint_id) NOT IN (SELECT s.tenant_id, s.id FROM still s)",
+			3, types);
+	RunPlan(confirm_skipped_plan, args, false, SPI_OK_UPDATE, "confirming skipped deliveries");
+	if (SPI_processed > 0)
+		WakeWorkerForDueAtCommit();
+}
+
+/*
  * Writes a batch of attempt outcomes back, without ever waiting for a row lock.
  * Results whose delivery is gone (its event was deleted) or no longer holds their
  * claim are dropped, attempts history and logs included.  Results whose row someone
@@ -1636,7 +1839,6 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 int
 StoreRecord(DeliveryResult *results, int n)
 {
-	int			rc;
 	int			nkeys;
 	DeliveryKey *keys;
 	DeliveryResult *written = results;
@@ -1706,35 +1908,7 @@ StoreRecord(DeliveryResult *results, int n)
 	}
 
 	record_failed_attempts(written, nwritten);
-
-	/* 410 Gone: the receiver asks never to be called again. */
-	for (int i = 0; i < nwritten; i++)
-	{
-		Oid			gone_types[2] = {TEXTOID, INT8OID};
-		Datum		gone_args[2];
-
-		if (written[i].status_code != 410)
-			continue;
-		gone_args[0] = CStringGetTextDatum(written[i].tenant_id);
-		gone_args[1] = Int64GetDatum(written[i].endpoint_id);
-		rc = SPI_execute_with_args("WITH off AS ("
-								   "  UPDATE integration.webhook_endpoints"
-								   "     SET is_active = false, updated_at = pg_catalog.now(),"
-								   "         disabled_reason = 'the receiver answered 410 Gone'"
-		/* Never waits: an endpoint someone holds stays on until the next 410. */
-								   "   WHERE ctid = (SELECT ctid FROM integration.webhook_endpoints"
-								   "                  WHERE tenant_id = $1 AND id = $2 AND is_active"
-								   "                    FOR NO KEY UPDATE SKIP LOCKED)"
-								   "  RETURNING tenant_id, id)"
-								   " INSERT INTO integration.integration_logs"
-								   "   (tenant_id, level, source, event, message, context)"
-								   " SELECT tenant_id, 'warning', 'worker', 'webhook.disabled',"
-								   "        pg_catalog.format('webhook %s disabled: the receiver answered 410 Gone', id),"
-								   "        pg_catalog.jsonb_build_object('endpoint_id', id)"
-								   "   FROM off",
-								   2, gone_types, gone_args, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "disabling an endpoint failed: %s", SPI_result_code_string(rc));
-	}
+	confirm_skipped(written, nwritten);
+	EndpointOutcomesRecorded(written, nwritten);
 	return ndeferred;
 }

@@ -9,6 +9,18 @@
 #include "storage/itemptr.h"
 #include "utils/jsonb.h"
 
+/*
+ * Secrets that rotate_secret() retired and that still sign until their expiry: at most
+ * RETIRED_SECRETS_MAX, newest first, decrypted.
+ */
+#define RETIRED_SECRETS_MAX 3
+typedef struct RetiredSecrets
+{
+	int			count;
+	char	   *secrets[RETIRED_SECRETS_MAX];
+	TimestampTz expires[RETIRED_SECRETS_MAX];
+} RetiredSecrets;
+
 /* A delivery claimed for sending, with what the request needs. */
 typedef struct ClaimedDelivery
 {
@@ -25,11 +37,14 @@ typedef struct ClaimedDelivery
 	char	   *secret;			/* decrypted; NULL with secret_error set when
 								 * it does not decrypt */
 	char	   *secret_error;
+	RetiredSecrets retired;		/* old secrets that still sign */
 	Jsonb	   *headers;
 	int			timeout_ms;		/* 0: integration.request_timeout */
 	char	   *retry_schedule; /* NULL: integration.retry_schedule */
 	bool		usable;			/* endpoint active and not deleted, event
 								 * present */
+	bool		suspended;		/* not usable: the worker disabled its
+								 * endpoint, so it is skipped */
 	ItemPointerData tid;		/* of the claimed row version, for the result
 								 * update */
 	TimestampTz lease;			/* lease_expires_at the claim set: identifies
@@ -51,7 +66,8 @@ typedef struct DeliveryResult
 	char	   *tenant_id;
 	int64		id;
 	int64		endpoint_id;
-	const char *outcome;		/* delivered, pending (retry) or failed */
+	const char *outcome;		/* delivered, pending (retry), failed or
+								 * skipped */
 	int			attempt;
 	TimestampTz started_at;
 	int			duration_ms;
@@ -73,11 +89,14 @@ typedef struct EndpointSettings
 	int64		id;
 	char	   *url;			/* NULL: no such endpoint any more */
 	char	   *secret;			/* decrypted (secret_box.h) */
-	char	   *secret_error;	/* why secret is NULL: it does not decrypt */
+	char	   *secret_error;	/* why secret is NULL: it, or a retired one,
+								 * does not decrypt */
+	RetiredSecrets retired;
 	Jsonb	   *headers;
 	int			timeout_ms;
 	char	   *retry_schedule;
 	bool		usable;
+	bool		suspended;		/* disabled by the worker, not deleted */
 } EndpointSettings;
 
 extern void StoreBegin(const char *activity);
@@ -88,6 +107,15 @@ extern void StoreReplanIfGrown(void);
 extern int	StoreReconcileLeases(bool all, int64 *held, int nheld);
 extern void StoreReadEndpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
 extern void StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep);
+extern void EndpointSettingsCopy(EndpointSettings *dst, const EndpointSettings *src,
+								 MemoryContext mcxt);
+extern int	StorePurgeRetiredSecrets(void);
+
+/*
+ * The last_error of a delivery skipped because the worker disabled its endpoint (status
+ * 'skipped': no request, no attempt used); enable_webhook() can replay it.
+ */
+#define DELIVERY_SKIPPED_ERROR "skipped: the endpoint is disabled"
 
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256

@@ -4,7 +4,9 @@
  *
  * Publishing sits on every tracked business write, so it must not query
  * webhook_endpoints for every row.  This cache holds, per tenant, the id and event
- * patterns of each active, non-deleted endpoint.  Validity rule: a commit that changed
+ * patterns of each endpoint that receives events: the active ones, and those the worker
+ * disabled (disabled_at set), whose deliveries the fan-out records as skipped so that
+ * enable_webhook() can replay exactly what they missed.  Validity rule: a commit that changed
  * webhook_endpoints bumps a generation counter in shared memory (wakeup.c) after it
  * became visible; a backend that sees a new generation drops the whole cache.  The
  * counter is read first and the endpoints then under a fresh snapshot, so a change
@@ -37,6 +39,7 @@
 typedef struct CachedEndpoint
 {
 	int64		id;
+	bool		active;			/* false: disabled by the worker */
 	Jsonb	   *events;
 } CachedEndpoint;
 
@@ -71,7 +74,7 @@ reset_cache(void)
 }
 
 /*
- * Reads a tenant's active endpoints into te, allocating in mcxt.  For the cache
+ * Reads the endpoints a tenant's events go to into te, allocating in mcxt.  For the cache
  * (latest = true) they are read under a snapshot taken after the caller read the
  * generation counter: every change whose commit bumped the counter before that is
  * visible, even in a REPEATABLE READ transaction with an older snapshot.
@@ -88,8 +91,9 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		Oid			argtypes[1] = {TEXTOID};
 
 		SavedPlan(&load_plan,
-				  "SELECT id, events FROM integration.webhook_endpoints"
-				  " WHERE tenant_id = $1 AND is_active AND deleted_at IS NULL"
+				  "SELECT id, events, is_active FROM integration.webhook_endpoints"
+				  " WHERE tenant_id = $1 AND deleted_at IS NULL"
+				  "   AND (is_active OR disabled_at IS NOT NULL)"
 				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	if (latest)
@@ -111,6 +115,7 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		MemoryContext old;
 
 		te->endpoints[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		te->endpoints[i].active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 		events = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
 		old = MemoryContextSwitchTo(mcxt);
 		te->endpoints[i].events = (Jsonb *) palloc(VARSIZE(events));
@@ -121,11 +126,13 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 }
 
 /*
- * The ids (as int8 Datums, palloc'd in the caller's context) of tenant's active
- * endpoints whose event patterns match event.  Returns how many.
+ * The ids (as int8 Datums, palloc'd in the caller's context) of tenant's endpoints
+ * that receive events (see the banner) whose event patterns match event: the active
+ * ones first, *nactive of them, then those the worker disabled.  Returns how many.
  */
 int
-EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids)
+EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids,
+				  int *nactive)
 {
 	TenantEndpoints local;
 	TenantEndpoints *te;
@@ -169,8 +176,14 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **i
 	}
 
 	*ids = palloc(sizeof(Datum) * Max(te->count, 1));
-	for (int i = 0; i < te->count; i++)
-		if (EventPatternsMatch(te->endpoints[i].events, event, eventlen))
-			(*ids)[n++] = Int64GetDatum(te->endpoints[i].id);
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < te->count; i++)
+			if (te->endpoints[i].active == (pass == 0) &&
+				EventPatternsMatch(te->endpoints[i].events, event, eventlen))
+				(*ids)[n++] = Int64GetDatum(te->endpoints[i].id);
+		if (pass == 0)
+			*nactive = n;
+	}
 	return n;
 }

@@ -1,11 +1,11 @@
 /*
  * endpoint_cache.h
- *		Per-backend cache of each tenant's active endpoints, for publishing.
+ *		Per-backend cache of the endpoints each tenant's events go to, for publishing.
  */
 #ifndef INTEGRATION_ENDPOINT_CACHE_H
 #define INTEGRATION_ENDPOINT_CACHE_H
 
 extern int	EndpointsMatching(const char *tenant, const char *event, int eventlen,
-							  Datum **ids);
+							  Datum **ids, int *nactive);
 
 #endif

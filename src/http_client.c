@@ -49,9 +49,28 @@ struct HttpClient
 	bool		via_proxy;		/* integration.proxy is set */
 };
 
+static HttpClient *create_client(int max_connections, const char *proxy, bool threaded);
+
 /* Creates the client in the current memory context, in the mode the setting says. */
 HttpClient *
 HttpClientCreate(int max_connections, const char *proxy)
+{
+	return create_client(max_connections, proxy, integration_http_thread);
+}
+
+/*
+ * Creates a single-threaded client, whatever the setting: for a backend that makes a
+ * request of its own (test_connector(), connector_call.c) and waits for it in its
+ * own wait loop, where a thread would be out of place.
+ */
+HttpClient *
+HttpClientCreateInline(int max_connections, const char *proxy)
+{
+	return create_client(max_connections, proxy, false);
+}
+
+static HttpClient *
+create_client(int max_connections, const char *proxy, bool threaded)
 {
 	HttpClient *client = palloc0(sizeof(HttpClient));
 
@@ -61,7 +80,7 @@ HttpClientCreate(int max_connections, const char *proxy)
 	dlist_init(&client->ready);
 	client->via_proxy = proxy != NULL && proxy[0] != '\0';
 	HttpCurlInit(&client->curl, (long) max_connections, proxy);
-	if (integration_http_thread)
+	if (threaded)
 		client->thread = HttpThreadStart(&client->curl);
 	return client;
 }
@@ -160,6 +179,7 @@ HttpClientStart(HttpClient *client, HttpRequest *req)
 	req->response_len = 0;
 	req->response_truncated = false;
 	req->retry_after[0] = '\0';
+	req->response_headers = NULL;
 	req->easy = NULL;
 	req->started_at = GetCurrentTimestamp();
 	req->policy = NetworkPolicyAcquire();
@@ -244,4 +264,6 @@ HttpRequestRelease(HttpRequest *req)
 		free(req->response);
 	req->response = NULL;
 	req->response_cap = 0;
+	free(req->response_headers);
+	req->response_headers = NULL;
 }

@@ -37,6 +37,9 @@ typedef struct HttpRequest
 {
 	/* Set by the caller before HttpClientStart(); owned by the caller. */
 	void	   *owner;
+	const char *method;			/* NULL or "POST": POST; else GET, PUT, PATCH
+								 * or DELETE (with body, if any) */
+	bool		keep_headers;	/* collect the response headers */
 	const char *url;
 	const char *body;
 	size_t		body_len;
@@ -56,6 +59,8 @@ typedef struct HttpRequest
 	size_t		response_cap;	/* malloc'd size of response; 0: not malloc'd */
 	bool		response_truncated;
 	char		retry_after[64];	/* the Retry-After header, or "" */
+	char	   *response_headers;	/* keep_headers: "name: value\n" lines,
+									 * malloc'd, or NULL */
 
 	/* Internal. */
 	CURL	   *easy;
@@ -68,6 +73,7 @@ typedef struct HttpRequest
 } HttpRequest;
 
 extern HttpClient *HttpClientCreate(int max_connections, const char *proxy);
+extern HttpClient *HttpClientCreateInline(int max_connections, const char *proxy);
 extern void HttpClientConfigure(HttpClient *client, int max_connections, const char *proxy);
 extern void HttpClientDestroy(HttpClient *client);
 extern void HttpClientStart(HttpClient *client, HttpRequest *req);

@@ -418,6 +418,22 @@ HttpCurlStart(HttpCurl *hc, HttpRequest *req, dlist_head *finished)
 	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	SETOPT(CURLOPT_POSTFIELDS, req->body);
 	SETOPT(CURLOPT_HTTPHEADER, req->headers);
+	/* The method last: CURLOPT_HTTPGET undoes what POSTFIELDS implies. */
+	if (req->method == NULL || strcmp(req->method, "POST") == 0)
+	{
+		SETOPT(CURLOPT_CUSTOMREQUEST, (char *) NULL);
+		SETOPT(CURLOPT_POST, 1L);
+	}
+	else if (strcmp(req->method, "GET") == 0)
+	{
+		SETOPT(CURLOPT_CUSTOMREQUEST, (char *) NULL);
+		SETOPT(CURLOPT_HTTPGET, 1L);
+	}
+	else
+	{
+		SETOPT(CURLOPT_POST, 1L);
+		SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
+	}
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
 	SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	SETOPT(CURLOPT_WRITEDATA, req);
@@ -479,6 +495,34 @@ HttpCurlTimerMs(HttpCurl *hc)
 	return left <= 0 ? 0 : (long) Min((left + 999) / 1000, (int64) INT_MAX);
 }
 
+/*
+ * The response headers of the last response of easy as "name: value\n" lines, in a
+ * malloc'd string of at most HTTP_HEADERS_MAX bytes; NULL if none (or out of memory).
+ */
+#define HTTP_HEADERS_MAX (64 * 1024)
+static char *
+collect_headers(CURL *easy)
+{
+	struct curl_header *h = NULL;
+	char	   *buf = NULL;
+	size_t		len = 0;
+
+	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, h)) != NULL)
+	{
+		size_t		add = strlen(h->name) + 2 + strlen(h->value) + 1;
+		char	   *grown;
+
+		if (len + add + 1 > HTTP_HEADERS_MAX)
+			break;
+		grown = realloc(buf, len + add + 1);
+		if (grown == NULL)
+			break;
+		buf = grown;
+		len += snprintf(buf + len, add + 1, "%s: %s\n", h->name, h->value);
+	}
+	return buf;
+}
+
 /* Moves libcurl's finished transfers, with their outcomes, to finished. */
 void
 HttpCurlCollect(HttpCurl *hc, dlist_head *finished)
@@ -524,6 +568,8 @@ HttpCurlCollect(HttpCurl *hc, dlist_head *finished)
 			req->error[0] = '\0';
 		if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
 			strlcpy(req->retry_after, h->value, sizeof(req->retry_after));
+		if (req->keep_headers && req->error_class == HTTP_OK)
+			req->response_headers = collect_headers(easy);
 
 		curl_multi_remove_handle(hc->multi, easy);
 		pool_put(hc, easy);

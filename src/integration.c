@@ -17,6 +17,8 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "connector.h"
+#include "endpoint_disable.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -53,8 +55,10 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 	RetentionDefineGucs();
+	ConnectorDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();

@@ -40,6 +40,7 @@
 #include "event_store.h"
 #include "event_pattern.h"
 #include "json_schema.h"
+#include "publish.h"
 #include "row_json.h"
 #include "spi_plan.h"
 #include "tenant.h"
@@ -59,11 +60,13 @@ typedef struct EventBatch
 	char		tenant[TENANT_ID_MAX_LEN + 1];
 	char		event[EVENT_NAME_MAX_LEN + 1];
 	int			nendpoints;
-	Datum	   *endpoint_ids;
+	Datum	   *endpoint_ids;	/* the active ones first */
+	int			nactive;		/* of them; the others get skipped deliveries */
 	int			npayloads;
 	int			maxpayloads;
 	Datum	   *payloads;		/* text */
-	int64		published;		/* deliveries enqueued so far */
+	int64		published;		/* deliveries enqueued so far (for active
+								 * endpoints) */
 	MemoryContext mcxt;			/* where the batch's memory lives */
 	MemoryContext payload_cxt;	/* the payloads, reset at each flush */
 	StringInfoData prefix;		/* the envelope up to "data": for this event */
@@ -121,7 +124,7 @@ flush_batch(EventBatch *b)
 		return;
 	InsertEvents(b->tenant, b->event, b->endpoint_ids, b->nendpoints, b->payloads,
 				 b->npayloads);
-	b->published += (int64) b->npayloads * b->nendpoints;
+	b->published += (int64) b->npayloads * b->nactive;
 	MemoryContextReset(b->payload_cxt);
 	b->npayloads = 0;
 	WakeWorkerAtCommit();
@@ -161,7 +164,8 @@ batch_target(EventBatch *b, const char *tenant, const char *event)
 	{
 		MemoryContext old = MemoryContextSwitchTo(b->mcxt);
 
-		b->nendpoints = EndpointsMatching(tenant, event, eventlen, &b->endpoint_ids);
+		b->nendpoints = EndpointsMatching(tenant, event, eventlen, &b->endpoint_ids,
+										  &b->nactive);
 
 		/*
 		 * Every event of the batch shares its envelope's start: build it
@@ -273,7 +277,8 @@ PG_FUNCTION_INFO_V1(integration_publish_event);
 /*
  * publish_event(event, payload): one event for every active endpoint of the current
  * tenant that subscribes to it, in the caller's transaction.  Returns the number of
- * deliveries enqueued.
+ * deliveries enqueued; endpoints the worker disabled get the event too, recorded as
+ * skipped (endpoint_cache.c), and are not counted.
  */
 Datum
 integration_publish_event(PG_FUNCTION_ARGS)
@@ -319,6 +324,45 @@ integration_publish_event(PG_FUNCTION_ARGS)
 	 * configuration, failures and operators' actions.
 	 */
 	PG_RETURN_INT32((int32) batch.published);
+}
+
+/*
+ * Publishes an event of the worker's own (endpoint.disabled) for tenant as
+ * publish_event() does, through the same routing and writes, to every endpoint that
+ * subscribes to it except except_endpoint (the one it is about).  The worker's store
+ * transaction calls it: no tenant is selected there and row-level security does not
+ * apply, and no registered schema is checked, since the extension defines the payload.
+ * Returns the number of deliveries enqueued.
+ */
+int64
+PublishWorkerEvent(const char *tenant, const char *event, Jsonb *payload,
+				   int64 except_endpoint)
+{
+	EventBatch	batch;
+	int			n = 0;
+	int			nactive = 0;
+
+	batch_init(&batch);
+	if (!batch_target(&batch, tenant, event))
+		return 0;
+	for (int i = 0; i < batch.nendpoints; i++)
+		if (DatumGetInt64(batch.endpoint_ids[i]) != except_endpoint)
+		{
+			nactive += (i < batch.nactive);
+			batch.endpoint_ids[n++] = batch.endpoint_ids[i];
+		}
+	batch.nendpoints = n;
+	batch.nactive = nactive;
+	if (n > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch.payload_cxt);
+		text	   *envelope = build_envelope(event, payload);
+
+		MemoryContextSwitchTo(old);
+		batch_add(&batch, envelope);
+		flush_batch(&batch);
+	}
+	return batch.published;
 }
 
 /* What a trigger needs to know about its table, planned once per statement. */

@@ -5,8 +5,11 @@
  *		runs one pass on demand.
  *
  * What expires.  A delivered delivery integration.retention_delivered after it was
- * delivered; a failed one integration.retention_failed after its last attempt; their
- * attempts go with them (the foreign key's ON DELETE CASCADE).  An event goes once none
+ * delivered; a failed one integration.retention_failed after its last attempt; a
+ * skipped one (its endpoint disabled by the worker, endpoint_disable.c) as long as a
+ * failed one, after it was skipped: both are what enable_webhook(replay_since) sends
+ * again, and the longer period keeps a replay possible for as long as failures are
+ * kept.  Their attempts go with them (the foreign key's ON DELETE CASCADE).  An event goes once none
  * of its deliveries remains and it is not queued for fan-out.  A log row goes
  * integration.retention_logs after it was written.  A pending or sending delivery
  * (claimed, in flight, or waiting for a retry) never expires, and so neither does its
@@ -118,7 +121,7 @@ RetentionDefineGucs(void)
 							NULL, &integration_retention_delivered_s, 7 * SECS_PER_DAY,
 							-1, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("integration.retention_failed",
-							"How long failed deliveries are kept after their last attempt, with their attempts; 0 or -1: forever.",
+							"How long failed deliveries are kept after their last attempt, and skipped ones after they were skipped, with their attempts; 0 or -1: forever.",
 							NULL, &integration_retention_failed_s, 30 * SECS_PER_DAY,
 							-1, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("integration.retention_logs",
@@ -296,7 +299,7 @@ delete_deliveries(Datum tenants, Datum ids, const RetentionCutoffs *c, int limit
 			  "  CROSS JOIN LATERAL (SELECT d.ctid FROM integration.deliveries d"
 			  "                       WHERE d.tenant_id = k.tenant_id AND d.event_id = k.id"
 			  "                         AND ((d.status = 'delivered' AND d.delivered_at < $3)"
-			  "                              OR (d.status = 'failed'"
+			  "                              OR (d.status IN ('failed', 'skipped')"
 			  "                                  AND coalesce(d.last_attempt_at, d.created_at) < $4))"
 			  "                         FOR UPDATE SKIP LOCKED) d"
 			  "  LIMIT $5)"

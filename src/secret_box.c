@@ -51,9 +51,9 @@ SecretContextInit(SecretContext *cxt, const char *purpose, const char *const *id
 	cxt->len = buf.len;
 }
 
-/* The context of webhook_endpoints.secret: its trigger names tenant_id, then id. */
+/* The context of a secret column whose trigger names tenant_id, then id. */
 void
-SecretContextForEndpoint(SecretContext *cxt, const char *tenant_id, int64 id)
+SecretContextForRow(SecretContext *cxt, const char *purpose, const char *tenant_id, int64 id)
 {
 	char		idtext[32];
 	const char *identity[2];
@@ -61,7 +61,14 @@ SecretContextForEndpoint(SecretContext *cxt, const char *tenant_id, int64 id)
 	snprintf(idtext, sizeof(idtext), INT64_FORMAT, id);
 	identity[0] = tenant_id;
 	identity[1] = idtext;
-	SecretContextInit(cxt, ENDPOINT_SECRET_PURPOSE, identity, 2);
+	SecretContextInit(cxt, purpose, identity, 2);
+}
+
+/* The context of webhook_endpoints.secret. */
+void
+SecretContextForEndpoint(SecretContext *cxt, const char *tenant_id, int64 id)
+{
+	SecretContextForRow(cxt, ENDPOINT_SECRET_PURPOSE, tenant_id, id);
 }
 
 /* Whether a stored value is in the sealed format (well formed or not). */

@@ -48,6 +48,8 @@ typedef enum SecretOpenStatus
 
 extern void SecretContextInit(SecretContext *cxt, const char *purpose,
 							  const char *const *identity, int nidentity);
+extern void SecretContextForRow(SecretContext *cxt, const char *purpose, const char *tenant_id,
+								int64 id);
 extern void SecretContextForEndpoint(SecretContext *cxt, const char *tenant_id, int64 id);
 
 extern bool SecretIsSealed(const char *stored);

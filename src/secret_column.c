@@ -364,13 +364,14 @@ integration_reencrypt_secrets(PG_FUNCTION_ARGS)
 													 get_rel_name(sc->relid));
 		const char *col = quote_identifier(sc->column);
 
-		/* Plain, or under a key held that is not the current one. */
+		/* Plain, or under a key held that is not the current one (NULL: no secret). */
 		changed += run_as_owner(sc->owner,
 								psprintf("UPDATE %s AS t SET %s = t.%s"
-										 " WHERE %s.secret_key_id(t.%s) IS DISTINCT FROM $1"
+										 " WHERE t.%s IS NOT NULL"
+										 "   AND %s.secret_key_id(t.%s) IS DISTINCT FROM $1"
 										 "   AND (%s.secret_key_id(t.%s) IS NULL"
 										 "        OR %s.secret_key_id(t.%s) OPERATOR(pg_catalog.=) ANY ($2))",
-										 rel, col, col, nspname, col, nspname, col, nspname, col),
+										 rel, col, col, col, nspname, col, nspname, col, nspname, col),
 								SPI_OK_UPDATE, args);
 		run_as_owner(sc->owner,
 					 psprintf("SELECT pg_catalog.count(*) FROM %s AS t"

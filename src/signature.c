@@ -2,9 +2,9 @@
  *
  * signature.c
  *	  The signer table: one entry per webhook signature scheme senders use
- *	  (Standard Webhooks, Stripe, Shopify, WooCommerce and GitHub), each
- *	  with how its secret becomes keys, its sign and verify functions and
- *	  its header names; and the random secrets and message ids.
+ *	  (Standard Webhooks, Stripe, Shopify, WooCommerce, GitHub, HubSpot v3
+ *	  and Adyen), each with how its secret becomes keys, its sign and verify
+ *	  functions and its header names; and the random secrets and message ids.
  *
  * Callers are the SQL functions in signature_sql.c and the delivery worker,
  * so nothing here ereports for a bad secret or a malformed request: a bad
@@ -18,7 +18,14 @@
  * emits one signature per secret and verifying accepts a match with any of
  * them.  Shopify, WooCommerce and GitHub secrets are arbitrary strings that
  * may contain spaces (GitHub's own example does), so for them the whole
- * string is the one key.
+ * string is the one key.  HubSpot's client secret is one key too; Adyen's
+ * HMAC keys are hex, so they can be a list like Stripe's.
+ *
+ * HubSpot v3 signs the request method and URI as well as the body: verify
+ * reads them from the pseudo-headers ":method" and ":uri" (signature.h).
+ * Adyen signs each item of a notification inside the JSON body, so its
+ * verify function lives with the notification parser (adyen_notification.c)
+ * and the scheme has no sign function here.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +34,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "adyen_notification.h"
 #include "common/base64.h"
 #include "hmac.h"
 #include "lib/stringinfo.h"
@@ -55,7 +63,9 @@ typedef enum SignerIndex
 	SIGNER_STRIPE,
 	SIGNER_SHOPIFY,
 	SIGNER_WOOCOMMERCE,
-	SIGNER_GITHUB
+	SIGNER_GITHUB,
+	SIGNER_HUBSPOT,
+	SIGNER_ADYEN
 } SignerIndex;
 
 /* Positions of the Standard Webhooks headers */
@@ -79,6 +89,8 @@ typedef enum StandardHeader
 
 /* Timestamps: at most 12 digits, so converting to microseconds cannot overflow */
 #define MAX_TIMESTAMP_DIGITS 12
+/* Millisecond timestamps (hubspot): at most 15 digits, for the same reason */
+#define MAX_TIMESTAMP_MS_DIGITS 15
 #define UNIX_EPOCH_OFFSET_SECS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)
 
@@ -93,6 +105,12 @@ static const char error_count[] = "too many webhook secrets";
 static const char error_size[] = "webhook secret must decode to 24 to 64 bytes";
 static const char error_hmac[] = "could not compute HMAC";
 static const char error_msg_id[] = "webhook message id is empty";
+static const char error_hex[] = "HMAC key is not hexadecimal";
+static const char error_hex_odd[] = "HMAC key has an odd number of hex digits";
+static const char error_hex_size[] = "HMAC key is longer than 128 bytes";
+
+/* Longest hex key accepted, in bytes (Adyen's are 32) */
+#define HEX_KEY_MAX 128
 
 /* Is c a separator in a list of secrets or of signatures? */
 static inline bool
@@ -355,6 +373,39 @@ DecodeStandardSecret(const char *s, size_t len, unsigned char *dst,
 }
 
 /*
+ * Decode the space-separated hex keys of secret into set (whose nkeys is
+ * their number), in one wiped allocation.  False with *error set, and set
+ * freed, if one is not an even number of hex digits or is too long.
+ */
+static bool
+ParseHexKeys(WebhookKeySet *set, const char *secret, size_t len,
+			 const char **error)
+{
+	size_t		pos = 0;
+	const char *tok;
+	size_t		toklen;
+
+	set->materiallen = (size_t) set->nkeys * HEX_KEY_MAX;
+	set->material = palloc(set->materiallen);
+	for (int i = 0; NextToken(secret, len, &pos, &tok, &toklen); i++)
+	{
+		unsigned char *dst = set->material + (size_t) i * HEX_KEY_MAX;
+
+		*error = toklen % 2 != 0 ? error_hex_odd :
+			toklen / 2 > HEX_KEY_MAX ? error_hex_size :
+			!HexDecode(tok, toklen / 2, dst) ? error_hex : NULL;
+		if (*error != NULL)
+		{
+			WebhookSignerFreeKeys(set);
+			return false;
+		}
+		set->keys[i].data = dst;
+		set->keys[i].len = toklen / 2;
+	}
+	return true;
+}
+
+/*
  * See signature.h.  Keys are counted first so that one allocation holds
  * them all.
  */
@@ -405,6 +456,9 @@ WebhookSignerParseSecret(const WebhookSigner *s, const char *secret,
 		}
 		return set;
 	}
+
+	if (s->key_format == WEBHOOK_KEY_HEX_LIST)
+		return ParseHexKeys(set, secret, len, error) ? set : NULL;
 
 	Assert(s->key_format == WEBHOOK_KEY_STANDARD);
 	set->materiallen = (size_t) n * STANDARD_KEY_MAX;
@@ -500,13 +554,13 @@ AppendStandardSignatures(StringInfo buf, const WebhookKeySet *keys,
 	return true;
 }
 
-/* Parse a unix timestamp of 1 to 12 digits; false if malformed */
+/* Parse 1 to maxdigits decimal digits (at most 18); false if malformed */
 static bool
-ParseTimestamp(const char *s, int len, int64 *result)
+ParseDigits(const char *s, int len, int maxdigits, int64 *result)
 {
 	int64		v = 0;
 
-	if (len < 1 || len > MAX_TIMESTAMP_DIGITS)
+	if (len < 1 || len > maxdigits)
 		return false;
 	for (int i = 0; i < len; i++)
 	{
@@ -518,17 +572,24 @@ ParseTimestamp(const char *s, int len, int64 *result)
 	return true;
 }
 
+/* Parse a unix timestamp of 1 to 12 digits; false if malformed */
+static bool
+ParseTimestamp(const char *s, int len, int64 *result)
+{
+	return ParseDigits(s, len, MAX_TIMESTAMP_DIGITS, result);
+}
+
 /*
- * Is the unix timestamp within the window's tolerance of its now, in either
- * direction?  128-bit arithmetic because both now and the tolerance may be
- * anywhere in their ranges.
+ * Is the time, in microseconds since the unix epoch, within the window's
+ * tolerance of its now, in either direction?  128-bit arithmetic because both
+ * now and the tolerance may be anywhere in their ranges.
  */
 static bool
-TimestampWithinTolerance(int64 unix_secs, const WebhookTimeWindow *window)
+UnixUsecsWithinTolerance(int64 unix_usecs, const WebhookTimeWindow *window)
 {
 	TimestampTz now = window->now;
 	INT128		tolerance = window->tolerance;
-	int64		ts = (unix_secs - UNIX_EPOCH_OFFSET_SECS) * USECS_PER_SEC;
+	int64		ts = unix_usecs - UNIX_EPOCH_OFFSET_SECS * USECS_PER_SEC;
 	INT128		ahead = int64_to_int128(now);
 	INT128		behind = int64_to_int128(ts);
 
@@ -536,6 +597,13 @@ TimestampWithinTolerance(int64 unix_secs, const WebhookTimeWindow *window)
 	int128_add_int64(&behind, -now);	/* ts - now */
 	return int128_compare(ahead, tolerance) <= 0 &&
 		int128_compare(behind, tolerance) <= 0;
+}
+
+/* The same for unix seconds */
+static bool
+TimestampWithinTolerance(int64 unix_secs, const WebhookTimeWindow *window)
+{
+	return UnixUsecsWithinTolerance(unix_secs * USECS_PER_SEC, window);
 }
 
 /* Does the value start with the given prefix? */
@@ -813,6 +881,145 @@ VerifyGithub(const WebhookKeySet *keys, const WebhookHeaderValue *h,
 		CRYPTO_memcmp(got, mac, SHA256_LEN) == 0;
 }
 
+/* HMAC-SHA256 of the concatenated parts under one key */
+static bool
+Sha256Parts(const WebhookKey *key, const WebhookHmacPart *parts, int nparts,
+			unsigned char *mac)
+{
+	size_t		maclen;
+
+	if (!WebhookHmac(WEBHOOK_HMAC_SHA256, key->data, key->len,
+					 parts, nparts, mac, &maclen))
+		return false;
+	Assert(maclen == SHA256_LEN);
+	return true;
+}
+
+/* Positions of the HubSpot v3 headers, then of the request line */
+typedef enum HubspotValue
+{
+	HUBSPOT_SIGNATURE,
+	HUBSPOT_TIMESTAMP,
+	HUBSPOT_METHOD,
+	HUBSPOT_URI
+} HubspotValue;
+
+#define HUBSPOT_PARTS 4
+
+/*
+ * The characters HubSpot v3 decodes in the URI before signing when they
+ * arrive percent-encoded, as its request-validation guide lists them; any
+ * other percent-encoding is signed as it is.
+ */
+static const char hubspot_decoded_chars[] = ":/?@!$'()*,;";
+
+/* Append the URI as HubSpot v3 signs it: the listed characters decoded */
+static void
+AppendHubspotUri(StringInfo buf, const char *uri, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		if (uri[i] == '%' && len - i >= 3)
+		{
+			int			hi = HexValue((unsigned char) uri[i + 1]);
+			int			lo = HexValue((unsigned char) uri[i + 2]);
+			char		c = (char) ((hi << 4) | lo);
+
+			if (hi >= 0 && lo >= 0 && c != '\0' &&
+				strchr(hubspot_decoded_chars, c) != NULL)
+			{
+				appendStringInfoChar(buf, c);
+				i += 2;
+				continue;
+			}
+		}
+		appendStringInfoChar(buf, uri[i]);
+	}
+}
+
+/*
+ * The signed content of HubSpot v3, method + URI + body + timestamp, as
+ * HMAC parts; uri is the URI already decoded by AppendHubspotUri
+ */
+static void
+HubspotParts(WebhookHmacPart *parts, const char *method, size_t methodlen,
+			 const StringInfo uri, const char *body, size_t bodylen,
+			 const char *ts, size_t tslen)
+{
+	parts[0].data = method;
+	parts[0].len = methodlen;
+	parts[1].data = uri->data;
+	parts[1].len = uri->len;
+	parts[2].data = body;
+	parts[2].len = bodylen;
+	parts[3].data = ts;
+	parts[3].len = tslen;
+}
+
+/*
+ * HubSpot v3: X-HubSpot-Signature-v3, base64 of HMAC(method + URI + body +
+ * timestamp), and X-HubSpot-Request-Timestamp in unix milliseconds
+ */
+static bool
+SignHubspot(const WebhookKeySet *keys, const WebhookMessage *msg,
+			char **values)
+{
+	char		ts[TIMESTAMP_BUFSIZE];
+	int			tslen = FormatTimestamp(msg->timestamp, ts);
+	StringInfoData uri;
+	WebhookHmacPart parts[HUBSPOT_PARTS];
+	unsigned char mac[SHA256_LEN];
+	char		b64[SHA256_B64_LEN + 1];
+	bool		ok;
+
+	Assert(msg->method != NULL && msg->uri != NULL);
+	initStringInfo(&uri);
+	AppendHubspotUri(&uri, msg->uri, strlen(msg->uri));
+	HubspotParts(parts, msg->method, strlen(msg->method), &uri,
+				 msg->body, msg->bodylen, ts, tslen);
+	ok = Sha256Parts(&keys->keys[0], parts, HUBSPOT_PARTS, mac);
+	pfree(uri.data);
+	if (!ok)
+		return false;
+	values[HUBSPOT_SIGNATURE] =
+		pnstrdup(b64, Base64Encode(mac, SHA256_LEN, b64, sizeof(b64)));
+	values[HUBSPOT_TIMESTAMP] = pstrdup(ts);
+	return true;
+}
+
+/*
+ * Verify HubSpot v3 headers against the request line.  HubSpot asks
+ * receivers to reject timestamps older than five minutes; the window here is
+ * the caller's tolerance, in both directions as for the other schemes.
+ */
+static bool
+VerifyHubspot(const WebhookKeySet *keys, const WebhookHeaderValue *h,
+			  const char *body, size_t bodylen,
+			  const WebhookTimeWindow *window)
+{
+	const WebhookHeaderValue *tsh = &h[HUBSPOT_TIMESTAMP];
+	int64		ms;
+	StringInfoData uri;
+	WebhookHmacPart parts[HUBSPOT_PARTS];
+	bool		match;
+
+	if (h[HUBSPOT_METHOD].len == 0 || h[HUBSPOT_URI].len == 0)
+		return false;
+	if (!ParseDigits(tsh->val, tsh->len, MAX_TIMESTAMP_MS_DIGITS, &ms) ||
+		!UnixUsecsWithinTolerance(ms * INT64CONST(1000), window))
+		return false;
+
+	initStringInfo(&uri);
+	AppendHubspotUri(&uri, h[HUBSPOT_URI].val, h[HUBSPOT_URI].len);
+	HubspotParts(parts, h[HUBSPOT_METHOD].val, h[HUBSPOT_METHOD].len, &uri,
+				 body, bodylen, tsh->val, tsh->len);
+	match = WebhookSha256Base64Matches(keys, parts, HUBSPOT_PARTS,
+									   h[HUBSPOT_SIGNATURE].val,
+									   h[HUBSPOT_SIGNATURE].len);
+	pfree(uri.data);
+	return match;
+}
+
 /* The signer table (see signature.h) */
 const WebhookSigner webhook_signers[] = {
 	[SIGNER_STANDARD] = {
@@ -872,6 +1079,27 @@ const WebhookSigner webhook_signers[] = {
 		.sign = SignGithub,
 		.verify = VerifyGithub,
 	},
+	[SIGNER_HUBSPOT] = {
+		.name = "hubspot",
+		.key_format = WEBHOOK_KEY_RAW,
+		.signs_timestamp = true,
+		.timestamp_ms = true,
+		.signs_request_target = true,
+		.nheaders = 2,
+		.headers = {
+			[HUBSPOT_SIGNATURE] = "X-HubSpot-Signature-v3",
+			[HUBSPOT_TIMESTAMP] = "X-HubSpot-Request-Timestamp",
+		},
+		.sign = SignHubspot,
+		.verify = VerifyHubspot,
+	},
+	[SIGNER_ADYEN] = {
+		.name = "adyen",
+		.key_format = WEBHOOK_KEY_HEX_LIST,
+		.nheaders = 0,
+		.verify = AdyenVerifyNotificationBody,
+		.sign_hint = "An Adyen notification carries one signature inside each of its items: add them with integration.adyen_sign_item().",
+	},
 };
 
 const int	webhook_num_signers = lengthof(webhook_signers);
@@ -884,6 +1112,56 @@ WebhookSignerLookup(const char *scheme)
 		if (pg_strcasecmp(webhook_signers[i].name, scheme) == 0)
 			return &webhook_signers[i];
 	return NULL;
+}
+
+/* See signature.h */
+int
+WebhookKeyCount(const WebhookKeySet *keys)
+{
+	return keys->nkeys;
+}
+
+/* See signature.h */
+bool
+WebhookSha256Base64Matches(const WebhookKeySet *keys,
+						   const WebhookHmacPart *parts, int nparts,
+						   const char *received, size_t receivedlen)
+{
+	unsigned char got[SHA256_LEN];
+	unsigned char *expected;
+	bool		match;
+
+	if (!DecodeSha256Base64(received, receivedlen, got))
+		return false;
+	expected = palloc((size_t) keys->nkeys * SHA256_LEN);
+	for (int k = 0; k < keys->nkeys; k++)
+	{
+		if (!Sha256Parts(&keys->keys[k], parts, nparts,
+						 expected + (size_t) k * SHA256_LEN))
+		{
+			pfree(expected);
+			return false;
+		}
+	}
+	match = MatchesAnyKey(got, expected, keys->nkeys);
+	pfree(expected);
+	return match;
+}
+
+/* See signature.h */
+bool
+WebhookSha256Base64(const WebhookKeySet *keys, int k,
+					const WebhookHmacPart *parts, int nparts, char *out)
+{
+	unsigned char mac[SHA256_LEN];
+	int			n;
+
+	Assert(k >= 0 && k < keys->nkeys);
+	if (!Sha256Parts(&keys->keys[k], parts, nparts, mac))
+		return false;
+	n = Base64Encode(mac, SHA256_LEN, out, WEBHOOK_SHA256_BASE64_LEN + 1);
+	out[n] = '\0';
+	return true;
 }
 
 /* See signature.h */
@@ -1011,6 +1289,8 @@ WebhookSecretErrorHint(const char *error)
 	if (error == error_count)
 		return psprintf("A list holds at most %d secrets; remove those that receivers no longer use.",
 						WEBHOOK_MAX_SECRETS);
+	if (error == error_hex || error == error_hex_odd || error == error_hex_size)
+		return "An Adyen HMAC key is the string of hex digits the Customer Area shows (64 for 32 bytes); separate several keys with spaces.";
 	return NULL;
 }
 

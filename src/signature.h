@@ -2,9 +2,9 @@
  *
  * signature.h
  *	  Webhook signature schemes as one table of signers: Standard Webhooks,
- *	  Stripe, Shopify, WooCommerce and GitHub.  The SQL functions sign()
- *	  and verify() and the delivery worker look schemes up in the same
- *	  table, so a scheme is added in one place.
+ *	  Stripe, Shopify, WooCommerce, GitHub, HubSpot (v3) and Adyen.  The SQL
+ *	  functions sign() and verify() and the delivery worker look schemes up
+ *	  in the same table, so a scheme is added in one place.
  *
  * Nothing here ereports because of a bad secret or a malformed request:
  * a bad secret comes back through *error (a static message that never
@@ -20,6 +20,9 @@
 
 #include "common/int128.h"
 #include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+#include "hmac.h"
 
 /* Most headers one scheme produces or reads (standard: id, timestamp, signature) */
 #define WEBHOOK_SIGNER_MAX_HEADERS 3
@@ -34,6 +37,21 @@
 #define WEBHOOK_MAX_SECRETS 64
 #define WEBHOOK_VERIFY_MAX_HEADER_BYTES 8192
 
+/*
+ * A scheme that signs the request line (hubspot) is verified with the
+ * method and the URI the request was sent to, which a receiver passes in the
+ * headers object under these two pseudo-header names.  No header a sender
+ * sets can collide with them: a colon cannot start an HTTP/1.1 field name,
+ * and HTTP/2 reserves such names for its own pseudo-headers.
+ */
+#define WEBHOOK_PSEUDO_METHOD ":method"
+#define WEBHOOK_PSEUDO_URI ":uri"
+#define WEBHOOK_REQUEST_TARGET_VALUES 2
+
+/* Most values a verify function reads: the headers, then the request line */
+#define WEBHOOK_VERIFY_MAX_VALUES \
+	(WEBHOOK_SIGNER_MAX_HEADERS + WEBHOOK_REQUEST_TARGET_VALUES)
+
 /* How a scheme turns the operator's secret string into HMAC keys */
 typedef enum WebhookKeyFormat
 {
@@ -45,7 +63,9 @@ typedef enum WebhookKeyFormat
 	/* space-separated list of strings, each used as it is (stripe) */
 	WEBHOOK_KEY_RAW_LIST,
 	/* the whole string is one key, spaces included */
-	WEBHOOK_KEY_RAW
+	WEBHOOK_KEY_RAW,
+	/* space-separated list of hex strings, each decoded to its bytes (adyen) */
+	WEBHOOK_KEY_HEX_LIST
 } WebhookKeyFormat;
 
 /* A secret parsed into HMAC keys (see WebhookSignerParseSecret) */
@@ -56,9 +76,14 @@ typedef struct WebhookMessage
 {
 	const char *msg_id;			/* NUL-terminated; only for schemes that sign
 								 * it */
-	int64		timestamp;		/* unix seconds; only for schemes that sign it */
+	int64		timestamp;		/* unix seconds (milliseconds for a signer
+								 * with timestamp_ms); only for schemes that
+								 * sign it */
 	const char *body;
 	size_t		bodylen;
+	const char *method;			/* NUL-terminated; only for schemes that sign
+								 * the request line */
+	const char *uri;			/* likewise */
 } WebhookMessage;
 
 /* One outbound header: the name is the signer table's, the value palloc'd */
@@ -96,8 +121,10 @@ typedef bool (*WebhookSignFunction) (const WebhookKeySet *keys,
 
 /*
  * Does any key's signature of body match the received headers (headers[i]
- * is header i of the signer, found by the caller)?  False for anything
- * malformed and for a timestamp outside window.
+ * is header i of the signer, found by the caller, followed for a signer with
+ * signs_request_target by the values of WEBHOOK_PSEUDO_METHOD and
+ * WEBHOOK_PSEUDO_URI)?  False for anything malformed and for a timestamp
+ * outside window.
  */
 typedef bool (*WebhookVerifyFunction) (const WebhookKeySet *keys,
 									   const WebhookHeaderValue *headers,
@@ -117,8 +144,15 @@ typedef struct WebhookSigner
 	const char *headers[WEBHOOK_SIGNER_MAX_HEADERS];
 	/* another name verify accepts for headers[i], or NULL */
 	const char *aliases[WEBHOOK_SIGNER_MAX_HEADERS];
+	/* NULL for a scheme whose signature is not in headers (adyen) */
 	WebhookSignFunction sign;
 	WebhookVerifyFunction verify;
+	/* why sign() cannot, and what to use instead, when sign is NULL */
+	const char *sign_hint;
+	/* the request method and URI are signed: see WEBHOOK_PSEUDO_METHOD */
+	bool		signs_request_target;
+	/* the timestamp is in milliseconds, not seconds */
+	bool		timestamp_ms;
 } WebhookSigner;
 
 /* The table, in the order error hints list the schemes */
@@ -140,6 +174,31 @@ extern WebhookKeySet *WebhookSignerParseSecret(const WebhookSigner *s,
 
 /* Wipe decoded key material and free a key set */
 extern void WebhookSignerFreeKeys(WebhookKeySet *keys);
+
+/* How many keys a set holds */
+extern int	WebhookKeyCount(const WebhookKeySet *keys);
+
+/*
+ * For schemes whose signed content is assembled outside this file (adyen):
+ * does the received base64 HMAC-SHA256 (44 characters, padded) equal the
+ * HMAC of the concatenated parts under any of the keys?  Constant-time; false
+ * for a malformed signature or if HMAC fails.
+ */
+extern bool WebhookSha256Base64Matches(const WebhookKeySet *keys,
+									   const WebhookHmacPart *parts,
+									   int nparts,
+									   const char *received,
+									   size_t receivedlen);
+
+/*
+ * The padded base64 HMAC-SHA256 of the concatenated parts under key k of
+ * the set, into out (WEBHOOK_SHA256_BASE64_LEN + 1 bytes, NUL-terminated).
+ * False if HMAC fails.
+ */
+#define WEBHOOK_SHA256_BASE64_LEN 44
+extern bool WebhookSha256Base64(const WebhookKeySet *keys, int k,
+								const WebhookHmacPart *parts, int nparts,
+								char *out);
 
 /*
  * The headers signing msg under keys: out (room for
@@ -192,6 +251,15 @@ extern bool WebhookSecretIsValid(const char *secrets, const char **error);
  * its own (a URL-safe or unpadded secret, too many secrets), else NULL
  */
 extern const char *WebhookSecretErrorHint(const char *error);
+
+/*
+ * Find the signer's headers in a jsonb object of headers (names matched
+ * case-insensitively, aliases accepted) into values, in the signer's order.
+ * False unless every header occurs once with a string value of at most
+ * WEBHOOK_VERIFY_MAX_HEADER_BYTES (signature_sql.c).
+ */
+extern bool WebhookFindHeaders(Jsonb *headers, const WebhookSigner *s,
+							   WebhookHeaderValue *values);
 
 /* A fresh "whsec_" secret holding 32 random bytes; ereports on failure */
 extern char *WebhookGenerateSecret(void);

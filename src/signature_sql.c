@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * signature_sql.c
- *	  The SQL functions sign(), verify(), generate_secret() and
- *	  validate_secret(), over the signer table of signature.c.
+ *	  The SQL functions sign(), sign_request(), verify(), generate_secret()
+ *	  and validate_secret(), over the signer table of signature.c.
  *
  * The scheme and the secret are supplied by the operator, so an unknown
  * scheme or a bad secret is an error, raised before anything else is
@@ -14,7 +14,10 @@
  * every scheme: names match case-insensitively, a scheme may accept an
  * alias for a name (standard: Svix's svix-id for webhook-id, and so on),
  * and a header whose value is ambiguous answers false, as does one longer
- * than WEBHOOK_VERIFY_MAX_HEADER_BYTES.
+ * than WEBHOOK_VERIFY_MAX_HEADER_BYTES.  A scheme that signs the request
+ * line (hubspot) finds the method and the URI the same way, under the
+ * pseudo-header names ":method" and ":uri"; sign_request() takes them as
+ * arguments, and sign() refuses such a scheme.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +33,7 @@
 #include "signature.h"
 
 PG_FUNCTION_INFO_V1(integration_sign);
+PG_FUNCTION_INFO_V1(integration_sign_request);
 PG_FUNCTION_INFO_V1(integration_verify);
 PG_FUNCTION_INFO_V1(integration_generate_secret);
 PG_FUNCTION_INFO_V1(integration_validate_secret);
@@ -155,17 +159,49 @@ ReportHmacFailure(void)
 			 errmsg("could not compute HMAC")));
 }
 
-/*
- * integration.sign(scheme text, secret text, body text, msg_id text,
- *					"timestamp" bigint) RETURNS jsonb
- */
-Datum
-integration_sign(PG_FUNCTION_ARGS)
+/* Raise unless sign() (or sign_request(), with_target) can sign in scheme s */
+static void
+RequireSignable(const WebhookSigner *s, bool with_target)
 {
-	const WebhookSigner *s;
-	text	   *body;
+	if (s->sign == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("scheme \"%s\" does not sign with headers", s->name),
+				 errhint("%s", s->sign_hint)));
+	if (s->signs_request_target && !with_target)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("scheme \"%s\" signs the request method and URI", s->name),
+				 errhint("Use integration.sign_request(), which takes them.")));
+	if (!s->signs_request_target && with_target)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("scheme \"%s\" does not sign the request method and URI", s->name),
+				 errhint("Use integration.sign().")));
+}
+
+/* The current time in the unit of the scheme's timestamp */
+static int64
+SchemeNow(const WebhookSigner *s)
+{
+	if (s->timestamp_ms)
+		return (GetCurrentTimestamp() / 1000) +
+			UNIX_EPOCH_OFFSET_SECS * INT64CONST(1000);
+	return UnixNow();
+}
+
+/*
+ * The headers that sign msg (whose method and uri are set, if s signs them)
+ * with the secret argument: the common part of sign() and sign_request().
+ * The body is argument body_arg, the timestamp ts_arg, the message id
+ * msg_id_arg (or -1).
+ */
+static Datum
+SignMessage(FunctionCallInfo fcinfo, const WebhookSigner *s,
+			WebhookMessage *msg, int body_arg, int ts_arg, int msg_id_arg)
+{
+	text	   *body = PG_GETARG_TEXT_PP(body_arg);
 	WebhookKeySet *keys;
-	WebhookMessage msg;
 	WebhookHeader headers[WEBHOOK_SIGNER_MAX_HEADERS];
 	int			nheaders;
 	const char *error = NULL;
@@ -173,44 +209,41 @@ integration_sign(PG_FUNCTION_ARGS)
 	JsonbValue *res;
 	Jsonb	   *result;
 
-	RequireArgument(fcinfo, 0, "scheme");
-	RequireArgument(fcinfo, 1, "secret");
-	RequireArgument(fcinfo, 2, "body");
-
-	s = SignerFromText(PG_GETARG_TEXT_PP(0));
 	keys = KeysFromText(s, PG_GETARG_TEXT_PP(1));
-	body = PG_GETARG_TEXT_PP(2);
+	msg->body = VARDATA_ANY(body);
+	msg->bodylen = VARSIZE_ANY_EXHDR(body);
 
-	if (PG_ARGISNULL(4))
-		msg.timestamp = UnixNow();
+	if (PG_ARGISNULL(ts_arg))
+		msg->timestamp = SchemeNow(s);
 	else
 	{
-		msg.timestamp = PG_GETARG_INT64(4);
-		if (msg.timestamp < 0)
+		msg->timestamp = PG_GETARG_INT64(ts_arg);
+		if (msg->timestamp < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("timestamp must not be negative"),
+					 s->timestamp_ms ?
+					 errdetail("The timestamp of scheme \"%s\" is in milliseconds since 1970-01-01 00:00:00 UTC.", s->name) :
 					 errdetail("The timestamp is in seconds since 1970-01-01 00:00:00 UTC.")));
 	}
 
 	/* Schemes that sign no id ignore msg_id, even an empty one */
-	msg.msg_id = NULL;
+	msg->msg_id = NULL;
 	if (s->signs_msg_id)
 	{
-		if (PG_ARGISNULL(3))
-			msg.msg_id = MessageIdGenerate();
+		Assert(msg_id_arg >= 0);
+		if (PG_ARGISNULL(msg_id_arg))
+			msg->msg_id = MessageIdGenerate();
 		else
-			msg.msg_id = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		if (msg.msg_id[0] == '\0')
+			msg->msg_id = text_to_cstring(PG_GETARG_TEXT_PP(msg_id_arg));
+		if (msg->msg_id[0] == '\0')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("msg_id must not be empty"),
 					 errhint("Pass NULL to generate a message id.")));
 	}
-	msg.body = VARDATA_ANY(body);
-	msg.bodylen = VARSIZE_ANY_EXHDR(body);
 
-	if (!WebhookSignerSign(s, keys, &msg, headers, &nheaders, &error))
+	if (!WebhookSignerSign(s, keys, msg, headers, &nheaders, &error))
 		ReportHmacFailure();
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -223,8 +256,57 @@ integration_sign(PG_FUNCTION_ARGS)
 	for (int i = 0; i < nheaders; i++)
 		pfree(headers[i].value);
 	WebhookSignerFreeKeys(keys);
-	PG_FREE_IF_COPY(body, 2);
 	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * integration.sign(scheme text, secret text, body text, msg_id text,
+ *					"timestamp" bigint) RETURNS jsonb
+ */
+Datum
+integration_sign(PG_FUNCTION_ARGS)
+{
+	const WebhookSigner *s;
+	WebhookMessage msg = {0};
+
+	RequireArgument(fcinfo, 0, "scheme");
+	RequireArgument(fcinfo, 1, "secret");
+	RequireArgument(fcinfo, 2, "body");
+
+	s = SignerFromText(PG_GETARG_TEXT_PP(0));
+	RequireSignable(s, false);
+	return SignMessage(fcinfo, s, &msg, 2, 4, 3);
+}
+
+/*
+ * integration.sign_request(scheme text, secret text, method text, uri text,
+ *							body text, "timestamp" bigint) RETURNS jsonb
+ *
+ * For schemes that sign the request line (hubspot).  The timestamp is in
+ * the unit of the scheme's header: milliseconds for hubspot.
+ */
+Datum
+integration_sign_request(PG_FUNCTION_ARGS)
+{
+	const WebhookSigner *s;
+	WebhookMessage msg = {0};
+
+	RequireArgument(fcinfo, 0, "scheme");
+	RequireArgument(fcinfo, 1, "secret");
+	RequireArgument(fcinfo, 2, "method");
+	RequireArgument(fcinfo, 3, "uri");
+	RequireArgument(fcinfo, 4, "body");
+
+	s = SignerFromText(PG_GETARG_TEXT_PP(0));
+	RequireSignable(s, true);
+	msg.method = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	msg.uri = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (msg.method[0] == '\0' || msg.uri[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method and uri must not be empty"),
+				 errdetail("Scheme \"%s\" signs the request method and the full URI the request is sent to.", s->name)));
+	return SignMessage(fcinfo, s, &msg, 4, 5, -1);
 }
 
 /* How often one header name was found in the request, and its value */
@@ -239,11 +321,27 @@ typedef struct HeaderMatch
 /* A signer's name for a header, and its alias */
 #define HEADER_SPELLINGS 2
 
-/* The spelling of header i that matches a jsonb key, or -1 */
+/* How many values verify reads: the signer's headers, then the request line */
+static int
+VerifyValueCount(const WebhookSigner *s)
+{
+	return s->nheaders +
+		(s->signs_request_target ? WEBHOOK_REQUEST_TARGET_VALUES : 0);
+}
+
+/* The spelling of value i that matches a jsonb key, or -1 */
 static int
 MatchSpelling(const WebhookSigner *s, int i, const JsonbValue *key)
 {
-	const char *names[HEADER_SPELLINGS] = {s->headers[i], s->aliases[i]};
+	const char *names[HEADER_SPELLINGS] = {NULL, NULL};
+
+	if (i < s->nheaders)
+	{
+		names[0] = s->headers[i];
+		names[1] = s->aliases[i];
+	}
+	else
+		names[0] = i == s->nheaders ? WEBHOOK_PSEUDO_METHOD : WEBHOOK_PSEUDO_URI;
 
 	for (int j = 0; j < HEADER_SPELLINGS; j++)
 	{
@@ -258,19 +356,22 @@ MatchSpelling(const WebhookSigner *s, int i, const JsonbValue *key)
 
 /*
  * Find the signer's headers in a jsonb object, matching names
- * case-insensitively, into values (in the signer's order).  Returns false
- * unless headers is an object and every header occurs, under its name or
- * its alias, with a string value.
+ * case-insensitively, into values (in the signer's order, then the method
+ * and the URI for a signer of the request line).  Returns false unless
+ * headers is an object and every header occurs, under its name or its
+ * alias, with a string value.
  *
  * A name sent twice in different cases is ambiguous, so false.  A header
  * sent under both its name and its alias (webhook-id and svix-id) is
  * accepted only if both carry the same value: otherwise the application
- * could act on the one that was not verified.
+ * could act on the one that was not verified.  receive_webhook() (connector_inbound.c)
+ * finds a connector's headers the same way.
  */
-static bool
-FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
+bool
+WebhookFindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 {
-	HeaderMatch matches[WEBHOOK_SIGNER_MAX_HEADERS][HEADER_SPELLINGS];
+	HeaderMatch matches[WEBHOOK_VERIFY_MAX_VALUES][HEADER_SPELLINGS];
+	int			nvalues = VerifyValueCount(s);
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -287,7 +388,7 @@ FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 		if (tok == WJB_KEY)
 		{
 			current = NULL;
-			for (int i = 0; i < s->nheaders && current == NULL; i++)
+			for (int i = 0; i < nvalues && current == NULL; i++)
 			{
 				int			j = MatchSpelling(s, i, &v);
 
@@ -312,7 +413,7 @@ FindHeaders(Jsonb *headers, const WebhookSigner *s, WebhookHeaderValue *values)
 		}
 	}
 
-	for (int i = 0; i < s->nheaders; i++)
+	for (int i = 0; i < nvalues; i++)
 	{
 		const HeaderMatch *found = NULL;
 
@@ -356,7 +457,7 @@ integration_verify(PG_FUNCTION_ARGS)
 	INT128		zero = int64_to_int128(0);
 	Jsonb	   *headers;
 	text	   *body;
-	WebhookHeaderValue values[WEBHOOK_SIGNER_MAX_HEADERS];
+	WebhookHeaderValue values[WEBHOOK_VERIFY_MAX_VALUES];
 	bool		result;
 
 	RequireArgument(fcinfo, 0, "scheme");
@@ -393,7 +494,7 @@ integration_verify(PG_FUNCTION_ARGS)
 	headers = PG_GETARG_JSONB_P(2);
 	body = PG_GETARG_TEXT_PP(3);
 
-	result = FindHeaders(headers, s, values) &&
+	result = WebhookFindHeaders(headers, s, values) &&
 		s->verify(keys, values, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
 				  &window);
 

@@ -85,30 +85,40 @@ SELECT col_type_is('integration', 'deliveries', c, ty, format('deliveries.%s is 
 SELECT col_type_is('integration', 'integration_logs', 'context', 'jsonb', 'integration_logs.context is jsonb');
 
 -- Every primary key, unique constraint and unique index leads with tenant_id, and every
--- foreign key pairs tenant_id with tenant_id.  (4)
+-- foreign key pairs tenant_id with tenant_id.  The one exception is the catalogue of
+-- connector kinds, which is not tenant data (a reference table, were the schema
+-- distributed with Citus): its key, and the foreign key that names a connector's kind.
+-- (4)
 SELECT is_empty($$
 	SELECT c.conname FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype IN ('p', 'u', 'f')
+	   AND c.conrelid <> 'integration.connector_kinds'::regclass
+	   AND c.confrelid <> 'integration.connector_kinds'::regclass
 	   AND (SELECT attname FROM pg_attribute WHERE attrelid = c.conrelid AND attnum = c.conkey[1]) <> 'tenant_id'$$,
-	'every key and foreign key starts with tenant_id');
+	'every key and foreign key starts with tenant_id, but for the catalogue of connector kinds');
 SELECT is_empty($$
 	SELECT c.conname FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f'
+	   AND c.confrelid <> 'integration.connector_kinds'::regclass
 	   AND (SELECT attname FROM pg_attribute WHERE attrelid = c.confrelid AND attnum = c.confkey[1]) <> 'tenant_id'$$,
-	'every foreign key references tenant_id first');
+	'every foreign key references tenant_id first, but the one to the catalogue of connector kinds');
 SELECT is_empty($$
 	SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
 	 WHERE t.relnamespace = 'integration'::regnamespace AND i.indisunique
+	   AND t.oid <> 'integration.connector_kinds'::regclass
 	   AND (SELECT attname FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = i.indkey[0]) IS DISTINCT FROM 'tenant_id'$$,
-	'every unique index starts with tenant_id');
+	'every unique index starts with tenant_id, but the catalogue of connector kinds''s');
 SELECT results_eq($$
 	SELECT c.conrelid::regclass::text, c.confrelid::regclass::text,
 		   (SELECT array_agg(attname::text COLLATE "default" ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
 			  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
 	  FROM pg_constraint c
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2$$,
-	$$VALUES ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id'])$$,
-	'the one foreign key is delivery_attempts (tenant_id, delivery_id); deliveries -> events and endpoints are checked per statement by triggers');
+	$$VALUES ('integration.connectors', 'integration.connector_kinds', ARRAY['kind']),
+			 ('integration.inbound_events', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
+			 ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
+			 ('integration.retired_secrets', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
+	'the foreign keys are connectors (kind), inbound_events (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints are checked per statement by triggers');
 
 -- What those triggers enforce, as foreign keys would, whoever asks.  (6)
 SET LOCAL integration.tenant_id = 'tap-ref';

@@ -132,6 +132,19 @@ SELECT count(*) AS b_sees_a_types FROM integration.event_types WHERE source = 'r
 SELECT integration.openapi() -> 'webhooks' ? 'customer.merged' AS b_document_has_a_type;
 SET integration.tenant_id = 'oa-a';
 
+-- The extension's own event, known to every tenant, its schema matching what the worker
+-- publishes; subscribing to it draws no notice, and the document lists it.
+SELECT event, source, source_table FROM integration.event_types WHERE source = 'builtin';
+SELECT integration.json_schema_matches(schema,
+		'{"endpoint_id": 7, "name": "n", "url": "https://x.example/", "reason": "r",
+		  "failing_since": "2026-12-01T00:00:00+00:00", "disabled_at": "2026-12-06T00:00:00+00:00"}') AS disabled_payload_ok,
+       integration.json_schema_matches(schema, '{"endpoint_id": "7"}') AS bad_payload_ok
+  FROM integration.event_types WHERE event = 'endpoint.disabled';
+SELECT id AS oa_watch FROM integration.register_webhook(name => 'watch', url => 'https://watch.example.invalid/',
+														events => '["endpoint.disabled"]') \gset
+SELECT integration.openapi() -> 'webhooks' ? 'endpoint.disabled' AS document_has_builtin;
+SELECT integration.delete_webhook(:oa_watch) IS NOT NULL AS watch_deleted;
+
 -- Patterns that match no known event type draw a NOTICE.
 SELECT id AS oa_ep FROM integration.register_webhook(name => 'typo', url => 'https://typo.example.invalid/',
 													 events => '["ordr.*", "customer.*", "oa_invoice.created"]') \gset

@@ -166,17 +166,23 @@ SELECT tenant_id, count(*) AS events FROM integration.webhook_events
  WHERE tenant_id IN ('ten-a', 'ten-b') GROUP BY 1 ORDER BY 1;
 
 -- Every table has forced row-level security and is crash-safe; the view over tenant data
--- runs as the invoker (tracked_tables shows only catalog data).
+-- runs as the invoker (tracked_tables shows only catalog data).  The catalogue of
+-- connector kinds is not tenant data: read by all, written by superusers only
+-- (docs/connectors.md), so no row-level security.
+SELECT c.relname, c.relrowsecurity, has_table_privilege('public', c.oid, 'SELECT') AS public_reads
+  FROM pg_class c WHERE c.oid = 'integration.connector_kinds'::regclass;
 SELECT count(*) >= 4 AS has_tables,
 	   count(*) FILTER (WHERE NOT c.relrowsecurity) AS without_rls,
 	   count(*) FILTER (WHERE NOT c.relforcerowsecurity) AS without_forced_rls,
 	   count(*) FILTER (WHERE c.relpersistence <> 'p') AS not_permanent,
 	   count(*) FILTER (WHERE NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)) AS without_policy
   FROM pg_class c
- WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind IN ('r', 'p');
+ WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind IN ('r', 'p')
+   AND c.relname <> 'connector_kinds';
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence
   FROM pg_class c
  WHERE c.relnamespace = 'integration'::regnamespace AND c.relkind IN ('r', 'p')
+   AND c.relname <> 'connector_kinds'
    AND NOT (c.relrowsecurity AND c.relforcerowsecurity AND c.relpersistence = 'p');
 SELECT c.reloptions AS webhook_deliveries_options
   FROM pg_class c WHERE c.oid = 'integration.webhook_deliveries'::regclass;

@@ -233,6 +233,8 @@ is(q1("SELECT count(*) FROM integration.integration_logs WHERE event = 'webhook.
 	'1', 'webhook.disabled logged');
 is(q1(q{SELECT integration.publish_event('gone.test', '{}')}), '0',
 	'a disabled endpoint gets no new deliveries');
+poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $gone AND status = 'skipped'",
+	'the event is recorded for it as skipped, for enable_webhook() to replay (017_auto_disable.pl)');
 is(scalar(requests_to('/gone')), 1, 'receiver saw one request');
 
 ########################################################################

@@ -95,8 +95,8 @@ for my $i (0 .. 2)
 }
 
 is_deeply([ sort keys %{ $tracked->{webhooks} } ],
-	[qw(customer.merged invoice.created invoice.deleted invoice.updated shipment.sent)],
-	'webhooks: the tracked table\'s events, the registered type and the published name');
+	[qw(customer.merged endpoint.disabled invoice.created invoice.deleted invoice.updated shipment.sent)],
+	'webhooks: the tracked table\'s events, the registered type, the extension\'s own event and the published name');
 my $row = $tracked->{webhooks}{'invoice.updated'}{post}{requestBody}{content}{'application/json'}{schema}
   {properties}{data}{properties}{new};
 is_deeply($row->{properties}{amount}, { type => 'number', minimum => 0 }, 'numeric with its CHECK');

@@ -155,7 +155,8 @@ sub tenant_psql
 =item start_receiver(%opts)
 
 Starts a receiver on a free port of 127.0.0.1 (option host: another address,
-such as 127.0.0.2 or ::1) and waits until it listens.  Returns {pid, host, port,
+such as 127.0.0.2 or ::1; option port: that port, e.g. a stopped receiver's, to
+bring an endpoint back) and waits until it listens.  Returns {pid, host, port,
 log, dir}.  Option max_seconds (default 600) bounds its life even if every
 cleanup fails.
 
@@ -180,7 +181,7 @@ sub start_receiver
 		open(STDOUT, '>>', "$dir/receiver.out");
 		open(STDERR, '>&', \*STDOUT);
 		exec($bin, '--host', $opts{host} // '127.0.0.1',
-			'--port', '0', '--port-file', $port_file, '--log', $log,
+			'--port', $opts{port} // 0, '--port-file', $port_file, '--log', $log,
 			'--quiet', '--max-seconds', $opts{max_seconds} // 600)
 		  or POSIX::_exit(127);
 	}

@@ -1,0 +1,1028 @@
+------------------------------------------------------------------------------------------
+-- Connectors (appended to integration.sql by the Makefile; docs/connectors.md).
+--
+-- A connector kind is an adapter in a catalogue: how requests to the platform are
+-- authenticated, how its webhooks are signed, and the functions that turn its requests
+-- into events and build and judge its API calls.  A connector is one tenant's
+-- connection to one account of a kind.  Inbound webhooks are verified, deduplicated and
+-- stored by receive_webhook() (src/connector_inbound.c) in integration.inbound_events,
+-- where the worker's handlers take them from.
+--
+-- Adapters never see a credential: the request builder says what to send, and the
+-- caller (test_connector(), the worker) adds the authentication the kind names.  Only a
+-- kind's own verifier is given the inbound secret, which is why only superusers
+-- register kinds.
+------------------------------------------------------------------------------------------
+
+-- What every adapter is given about its connector: never a credential or secret.
+CREATE TYPE integration.connector_context AS (
+	id				bigint,
+	tenant_id		text,
+	kind			text,
+	name			text,
+	base_url		text,
+	settings		jsonb
+);
+COMMENT ON TYPE integration.connector_context IS
+	'What a kind''s adapter functions are told about the connector: its id, tenant, kind, name, base URL and settings (never its credentials or secrets).';
+
+-- What a normaliser returns, one row per event in the request.
+CREATE TYPE integration.normalised_event AS (
+	external_id		text,
+	topic			text,
+	object_id		text,
+	payload			jsonb
+);
+COMMENT ON TYPE integration.normalised_event IS
+	'One event a normaliser found in an inbound request: the platform''s id for it (NULL: a hash of the body is used), its topic (e.g. orders/create), the external object it is about (events of one object are handled in the order received), and its payload.';
+
+-- What a request builder returns.
+CREATE TYPE integration.connector_request AS (
+	method			text,
+	path			text,
+	query			jsonb,
+	headers			jsonb,
+	body			text
+);
+COMMENT ON TYPE integration.connector_request IS
+	'An HTTP request an adapter built for an operation: method, path under the connector''s base URL (starting with /), query parameters (a JSON object of strings, or NULL), headers (a JSON object of strings, or NULL) and body (NULL: none). Authentication is added by the caller.';
+
+-- What a response interpreter returns.
+CREATE TYPE integration.connector_outcome AS (
+	outcome			text,
+	retry_after		interval,
+	result			jsonb,
+	error			text
+);
+COMMENT ON TYPE integration.connector_outcome IS
+	'How an adapter judged a response: outcome succeeded, retry (retry_after: the platform''s own delay, NULL for the retry schedule) or failed; the result to keep; the error to record.';
+
+------------------------------------------------------------------------------------------
+-- Helpers for adapters, in C (src/connector_sql.c)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.header(headers jsonb, name text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_header'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.header(jsonb, text) IS
+	'The value of a header in a JSON object of headers, its name matched case-insensitively; NULL when absent, not a string, or present twice.';
+
+CREATE FUNCTION integration.try_jsonb(value text) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'integration_try_jsonb'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.try_jsonb(text) IS
+	'value as jsonb, or NULL when it is not JSON (where a cast would raise).';
+
+CREATE FUNCTION integration.is_signature_scheme(scheme text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_is_signature_scheme'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.is_signature_scheme(text) IS
+	'Whether scheme is one verify() knows (standard, stripe, shopify, woocommerce, github, hubspot, adyen), lower case.';
+
+CREATE FUNCTION integration._validate_inbound_secret(scheme text, secret text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_validate_inbound_secret'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration._validate_inbound_secret(text, text) IS
+	'Returns secret when verify() could use it under scheme; raises invalid_parameter_value, never echoing it, otherwise (internal).';
+
+CREATE FUNCTION integration._validate_credentials(credentials text) RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_validate_credentials'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration._validate_credentials(text) IS
+	'Returns credentials when it is a JSON object of non-empty strings; raises invalid_parameter_value, never echoing it, otherwise (internal).';
+
+CREATE FUNCTION integration._mask_credentials(stored text, tenant_id text, id bigint) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'integration_mask_credentials'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration._mask_credentials(text, text, bigint) IS
+	'A connector''s stored credentials as listings show them: each value masked to ******** and, when it has 16 characters or more, its last four; "(unavailable)" when they do not decrypt (internal).';
+
+------------------------------------------------------------------------------------------
+-- The catalogue of kinds: not tenant-scoped, read by everyone, written by superusers.
+------------------------------------------------------------------------------------------
+
+CREATE TABLE integration.connector_kinds (
+	name				text COLLATE "C" PRIMARY KEY,
+	description			text NOT NULL DEFAULT '',
+	auth				text NOT NULL,
+	signature_scheme	text NOT NULL,
+	verify_function		regprocedure,
+	normalise_function	regprocedure,
+	build_request_function regprocedure,
+	interpret_response_function regprocedure,
+	created_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	-- The first segment of every event name the kind's webhooks become.
+	CONSTRAINT connector_kinds_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+	CONSTRAINT connector_kinds_auth_check
+		CHECK (auth IN ('none', 'basic', 'bearer', 'query')
+			   OR (auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]+$' AND length(auth) <= 263)),
+	CONSTRAINT connector_kinds_signature_scheme_check
+		CHECK (signature_scheme IN ('none', 'adapter')
+			   OR integration.is_signature_scheme(signature_scheme)),
+	CONSTRAINT connector_kinds_verify_check
+		CHECK ((signature_scheme = 'adapter') = (verify_function IS NOT NULL)),
+	CONSTRAINT connector_kinds_outbound_check
+		CHECK ((build_request_function IS NULL) = (interpret_response_function IS NULL)),
+	CONSTRAINT connector_kinds_adapters_check
+		CHECK (normalise_function IS NOT NULL OR build_request_function IS NOT NULL)
+);
+COMMENT ON TABLE integration.connector_kinds IS
+	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
+COMMENT ON COLUMN integration.connector_kinds.auth IS
+	'How API calls are authenticated from the connector''s credentials: none ({}), basic ({"username","password"}), bearer ({"token"}), header:<name> ({"token"} sent as that header) or query (every credential a query parameter).';
+COMMENT ON COLUMN integration.connector_kinds.verify_function IS
+	'For signature_scheme adapter: verify(connector_context, secret text, headers jsonb, body text, tolerance interval) RETURNS boolean.';
+COMMENT ON COLUMN integration.connector_kinds.normalise_function IS
+	'normalise(connector_context, headers jsonb, body text) RETURNS SETOF normalised_event; NULL: the kind receives no webhooks.';
+COMMENT ON COLUMN integration.connector_kinds.build_request_function IS
+	'build_request(connector_context, operation text, payload jsonb, idempotency_key text) RETURNS connector_request; NULL: the kind makes no API calls.';
+COMMENT ON COLUMN integration.connector_kinds.interpret_response_function IS
+	'interpret_response(connector_context, operation text, status integer, headers jsonb, body text) RETURNS connector_outcome.';
+-- Kinds that users register are configuration: pg_dump keeps them (the shipped ones are
+-- the extension's).
+SELECT pg_catalog.pg_extension_config_dump('integration.connector_kinds', 'WHERE name <> ''generic''');
+
+-- Whatever was granted on the table (GRANT ... ON ALL TABLES IN SCHEMA integration
+-- includes it), only superusers write it, TRUNCATE included: a kind's functions run in
+-- every tenant's requests, and its verifier is given their inbound secrets.
+CREATE FUNCTION integration._connector_kinds_written() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
+		RAISE EXCEPTION 'only superusers may change connector kinds'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A kind''s adapter functions run in every tenant''s requests, and its verifier is given their inbound secrets.',
+				  HINT = 'Ask a superuser to call integration.register_connector_kind().';
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_kinds_written() IS
+	'Statement trigger on connector_kinds: only superusers change it (internal).';
+CREATE TRIGGER connector_kinds_written BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON integration.connector_kinds
+	FOR EACH STATEMENT EXECUTE FUNCTION integration._connector_kinds_written();
+
+-- Raises unless fn takes exactly the argument types args and returns ret (a set of them
+-- when retset).  regprocedure, not a name: the kind follows the function, not its name.
+CREATE FUNCTION integration._check_adapter(fn regprocedure, role text, args regtype[],
+										   ret regtype, retset boolean)
+	RETURNS void
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p record;
+	want text;
+BEGIN
+	IF fn IS NULL THEN
+		RETURN;
+	END IF;
+	want := format('(%s) RETURNS %s%s',
+				   (SELECT string_agg(format_type(a, NULL), ', ' ORDER BY o)
+					  FROM unnest(args::oid[]) WITH ORDINALITY AS u(a, o)),
+				   CASE WHEN retset THEN 'SETOF ' ELSE '' END, format_type(ret, NULL));
+	-- ARRAY(unnest()): an oidvector cast to oid[] keeps its lower bound of 0.
+	SELECT pr.prokind, pr.proretset, pr.prorettype,
+		   ARRAY(SELECT unnest(pr.proargtypes::oid[])) AS argtypes,
+		   pr.provariadic
+	  INTO p FROM pg_proc pr WHERE pr.oid = fn;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'function with OID % does not exist', fn::oid
+			USING ERRCODE = 'undefined_function';
+	END IF;
+	IF p.prokind <> 'f' OR p.argtypes IS DISTINCT FROM args::oid[]
+	   OR p.prorettype <> ret OR p.proretset <> retset OR p.provariadic <> 0 THEN
+		RAISE EXCEPTION '% cannot be the % adapter of a connector kind', fn, role
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = format('A %s adapter is a function %s; %s is %s(%s) RETURNS %s%s.',
+								  role, want,
+								  fn,
+								  CASE p.prokind WHEN 'f' THEN 'a function ' WHEN 'p' THEN 'a procedure '
+												 WHEN 'a' THEN 'an aggregate ' ELSE 'a window function ' END,
+								  pg_get_function_identity_arguments(fn),
+								  CASE WHEN p.proretset THEN 'SETOF ' ELSE '' END,
+								  format_type(p.prorettype, NULL)),
+				  HINT = format('Declare it as FUNCTION name%s.', want);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION integration._check_adapter(regprocedure, text, regtype[], regtype, boolean) IS
+	'Raises invalid_function_definition unless fn has exactly the given argument types and return type (internal).';
+
+CREATE FUNCTION integration.register_connector_kind(name text, auth text, signature_scheme text,
+													normalise regprocedure DEFAULT NULL,
+													build_request regprocedure DEFAULT NULL,
+													interpret_response regprocedure DEFAULT NULL,
+													verify regprocedure DEFAULT NULL,
+													description text DEFAULT '',
+													replace boolean DEFAULT false)
+	RETURNS integration.connector_kinds
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ctx constant regtype := 'integration.connector_context';
+	k integration.connector_kinds;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = current_user AND r.rolsuper) THEN
+		RAISE EXCEPTION 'only superusers may register connector kinds'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A kind''s adapter functions run in every tenant''s requests, and its verifier is given their inbound secrets.',
+				  HINT = 'Ask a superuser to register the kind.';
+	END IF;
+	IF register_connector_kind.name IS NULL OR register_connector_kind.auth IS NULL
+	   OR register_connector_kind.signature_scheme IS NULL THEN
+		RAISE EXCEPTION 'name, auth and signature_scheme must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Pass signature_scheme => ''none'' for a kind whose webhooks are not signed.';
+	END IF;
+	IF register_connector_kind.name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid connector kind name "%"', register_connector_kind.name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A kind name is 1 to 63 lower-case letters, digits and underscores, starting with a letter: it begins every event name its webhooks become.';
+	END IF;
+	IF NOT (register_connector_kind.auth IN ('none', 'basic', 'bearer', 'query')
+			OR (register_connector_kind.auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+				AND length(register_connector_kind.auth) <= 263)) THEN
+		RAISE EXCEPTION 'invalid auth "%"', register_connector_kind.auth
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use none, basic, bearer, header:<header name> or query.';
+	END IF;
+	IF NOT (register_connector_kind.signature_scheme IN ('none', 'adapter')
+			OR integration.is_signature_scheme(register_connector_kind.signature_scheme)) THEN
+		RAISE EXCEPTION 'unknown signature scheme "%"', register_connector_kind.signature_scheme
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use one of verify()''s schemes (standard, stripe, shopify, woocommerce, github, hubspot, adyen), none, or adapter with a verify function.';
+	END IF;
+	IF (register_connector_kind.signature_scheme = 'adapter') <> (register_connector_kind.verify IS NOT NULL) THEN
+		RAISE EXCEPTION 'a verify function goes with signature_scheme adapter, and only with it'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF (register_connector_kind.build_request IS NULL) <> (register_connector_kind.interpret_response IS NULL) THEN
+		RAISE EXCEPTION 'build_request and interpret_response go together'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A kind that makes API calls must both build them and judge their responses.';
+	END IF;
+	IF register_connector_kind.normalise IS NULL AND register_connector_kind.build_request IS NULL THEN
+		RAISE EXCEPTION 'a connector kind needs a normalise adapter, request adapters, or both'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	PERFORM integration._check_adapter(register_connector_kind.normalise, 'normalise',
+		ARRAY[ctx, 'jsonb', 'text']::regtype[], 'integration.normalised_event', true);
+	PERFORM integration._check_adapter(register_connector_kind.build_request, 'build_request',
+		ARRAY[ctx, 'text', 'jsonb', 'text']::regtype[], 'integration.connector_request', false);
+	PERFORM integration._check_adapter(register_connector_kind.interpret_response, 'interpret_response',
+		ARRAY[ctx, 'text', 'integer', 'jsonb', 'text']::regtype[], 'integration.connector_outcome', false);
+	PERFORM integration._check_adapter(register_connector_kind.verify, 'verify',
+		ARRAY[ctx, 'text', 'jsonb', 'text', 'interval']::regtype[], 'boolean', false);
+
+	INSERT INTO integration.connector_kinds AS c
+		(name, description, auth, signature_scheme, verify_function, normalise_function,
+		 build_request_function, interpret_response_function)
+	VALUES (register_connector_kind.name, coalesce(register_connector_kind.description, ''),
+			register_connector_kind.auth, register_connector_kind.signature_scheme,
+			register_connector_kind.verify, register_connector_kind.normalise,
+			register_connector_kind.build_request, register_connector_kind.interpret_response)
+	ON CONFLICT ON CONSTRAINT connector_kinds_pkey DO UPDATE
+	   SET description = EXCLUDED.description, auth = EXCLUDED.auth,
+		   signature_scheme = EXCLUDED.signature_scheme, verify_function = EXCLUDED.verify_function,
+		   normalise_function = EXCLUDED.normalise_function,
+		   build_request_function = EXCLUDED.build_request_function,
+		   interpret_response_function = EXCLUDED.interpret_response_function,
+		   updated_at = now()
+	 WHERE register_connector_kind.replace
+	RETURNING c.* INTO k;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'connector kind "%" already exists', register_connector_kind.name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Pass replace => true to change it.';
+	END IF;
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean) IS
+	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one.';
+
+CREATE FUNCTION integration.unregister_connector_kind(name text) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	-- Superusers see every tenant's connectors.
+	IF EXISTS (SELECT FROM integration.connectors c WHERE c.kind = unregister_connector_kind.name) THEN
+		RAISE EXCEPTION 'connector kind "%" is in use', unregister_connector_kind.name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  DETAIL = 'Connectors of this kind exist, deleted ones included: they keep their inbound events.';
+	END IF;
+	DELETE FROM integration.connector_kinds k WHERE k.name = unregister_connector_kind.name;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION integration.unregister_connector_kind(text) IS
+	'Removes a connector kind no connector uses (superusers only); false when there was none.';
+
+------------------------------------------------------------------------------------------
+-- The generic kind: Standard Webhooks in, JSON REST calls with a bearer token out.
+------------------------------------------------------------------------------------------
+
+-- One event per request: the webhook-id header (svix-id, as Svix sends it) and the
+-- envelope {"type", "timestamp", "data"} of the Standard Webhooks specification.  SQL
+-- that the planner inlines into receive_webhook()'s query; OFFSET 0 keeps the body
+-- parsed once, not once per column that uses it.
+CREATE FUNCTION integration.generic_normalise(connector integration.connector_context,
+											  headers jsonb, body text)
+	RETURNS SETOF integration.normalised_event
+	LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT coalesce(integration.header(headers, 'webhook-id'), integration.header(headers, 'svix-id')),
+		   p OPERATOR(pg_catalog.->>) 'type',
+		   p OPERATOR(pg_catalog.#>>) '{data,id}',
+		   p
+	  FROM (SELECT body::pg_catalog.jsonb AS p OFFSET 0) AS b
+$$;
+COMMENT ON FUNCTION integration.generic_normalise(integration.connector_context, jsonb, text) IS
+	'The generic kind''s normaliser: one event per Standard Webhooks request, id from webhook-id (or svix-id), topic from "type", object from data.id.';
+
+-- Operations: test (GET settings.test_path, default /), or "<METHOD> /path".
+CREATE FUNCTION integration.generic_build_request(connector integration.connector_context,
+												  operation text, payload jsonb,
+												  idempotency_key text)
+	RETURNS integration.connector_request
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	m text[];
+	method text;
+	path text;
+	hdrs jsonb := '{"Accept": "application/json"}';
+BEGIN
+	IF operation = 'test' THEN
+		RETURN ('GET', coalesce((connector).settings ->> 'test_path', '/'), NULL, hdrs, NULL)::integration.connector_request;
+	END IF;
+	m := regexp_match(operation, '^(GET|POST|PUT|PATCH|DELETE) (/[^ ]*)$');
+	IF m IS NULL THEN
+		RAISE EXCEPTION 'invalid generic operation "%"', operation
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A generic operation is test or "<METHOD> /path" with METHOD one of GET, POST, PUT, PATCH, DELETE.';
+	END IF;
+	method := m[1];
+	path := m[2];
+	IF idempotency_key IS NOT NULL AND method <> 'GET' THEN
+		hdrs := hdrs || jsonb_build_object('Idempotency-Key', idempotency_key);
+	END IF;
+	IF method IN ('GET', 'DELETE') THEN
+		RETURN (method, path,
+				CASE WHEN jsonb_typeof(payload) = 'object' AND payload <> '{}' THEN payload END,
+				hdrs, NULL)::integration.connector_request;
+	END IF;
+	RETURN (method, path, NULL, hdrs || '{"Content-Type": "application/json"}',
+			coalesce(payload, '{}')::text)::integration.connector_request;
+END
+$$;
+COMMENT ON FUNCTION integration.generic_build_request(integration.connector_context, text, jsonb, text) IS
+	'The generic kind''s request builder: operation test (GET settings.test_path, default /) or "<METHOD> /path"; the payload is the JSON body, or the query of a GET or DELETE; the idempotency key goes in Idempotency-Key.';
+
+CREATE FUNCTION integration.generic_interpret_response(connector integration.connector_context,
+													   operation text, status integer,
+													   headers jsonb, body text)
+	RETURNS integration.connector_outcome
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j jsonb := integration.try_jsonb(body);
+	err text;
+BEGIN
+	IF status BETWEEN 200 AND 299 THEN
+		RETURN ('succeeded', NULL,
+				coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END), NULL)::integration.connector_outcome;
+	END IF;
+	err := format('HTTP %s', status);
+	IF jsonb_typeof(j) = 'object' THEN
+		err := err || coalesce(': ' || coalesce(j #>> '{error,message}', j ->> 'message',
+												CASE WHEN jsonb_typeof(j -> 'error') = 'string' THEN j ->> 'error' END), '');
+	END IF;
+	IF status IN (408, 425, 429) OR status >= 500 THEN
+		RETURN ('retry', NULL, j, err)::integration.connector_outcome;
+	END IF;
+	RETURN ('failed', NULL, j, err)::integration.connector_outcome;
+END
+$$;
+COMMENT ON FUNCTION integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
+	'The generic kind''s response interpreter: 2xx succeeded (result: the JSON body), 408, 425, 429 and 5xx retry, anything else failed; the error quotes the body''s error message.';
+
+INSERT INTO integration.connector_kinds (name, description, auth, signature_scheme,
+										 normalise_function, build_request_function,
+										 interpret_response_function)
+VALUES ('generic', 'Standard Webhooks in (webhook-id, webhook-timestamp, webhook-signature); JSON REST calls with a bearer token out.',
+		'bearer', 'standard',
+		'integration.generic_normalise(integration.connector_context, jsonb, text)',
+		'integration.generic_build_request(integration.connector_context, text, jsonb, text)',
+		'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)');
+
+------------------------------------------------------------------------------------------
+-- Connectors: tenant-scoped (row-level security: sql/tenant_isolation.sql).
+------------------------------------------------------------------------------------------
+
+CREATE TABLE integration.connectors (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY,
+	kind			text COLLATE "C" NOT NULL REFERENCES integration.connector_kinds (name),
+	name			text NOT NULL,
+	base_url		text,
+	credentials		text NOT NULL DEFAULT '{}',
+	settings		jsonb NOT NULL DEFAULT '{}',
+	inbound_secret	text,
+	previous_inbound_secret text,
+	previous_secret_expires_at timestamptz,
+	dedupe_window	interval,
+	is_active		boolean NOT NULL DEFAULT true,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at		timestamptz,
+	PRIMARY KEY (tenant_id, id),
+	CONSTRAINT connectors_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT connectors_name_check CHECK (length(btrim(name)) BETWEEN 1 AND 200),
+	-- No query or fragment: paths are appended to it, and credentials go elsewhere.
+	CONSTRAINT connectors_base_url_check
+		CHECK (base_url IS NULL OR (integration.validate_url(base_url) IS NOT NULL
+									AND base_url !~ '[?#]')),
+	CONSTRAINT connectors_settings_check CHECK (jsonb_typeof(settings) = 'object'),
+	-- As for webhook_endpoints.secret: for writes that skip the triggers below.
+	CONSTRAINT connectors_credentials_check
+		CHECK (CASE WHEN integration.secret_key_id(credentials) IS NOT NULL THEN true
+					ELSE integration._validate_credentials(credentials) IS NOT NULL END),
+	CONSTRAINT connectors_dedupe_window_check CHECK (dedupe_window > interval '0'),
+	CONSTRAINT connectors_previous_secret_check
+		CHECK ((previous_inbound_secret IS NULL) = (previous_secret_expires_at IS NULL))
+);
+COMMENT ON TABLE integration.connectors IS
+	'Each tenant''s connections to external accounts, one kind each; deleted_at marks a soft delete. Credentials and inbound secrets are encrypted at rest and never shown.';
+COMMENT ON COLUMN integration.connectors.credentials IS
+	'The JSON object of credentials the kind''s auth needs, encrypted at rest (enc:v1:...) when integration.encryption_key_file is set. Write the JSON itself: the credentials_encrypted trigger encrypts it.';
+COMMENT ON COLUMN integration.connectors.inbound_secret IS
+	'The secret inbound webhooks are verified with, encrypted at rest like credentials.';
+COMMENT ON COLUMN integration.connectors.previous_inbound_secret IS
+	'The secret before the last rotation, which still verifies until previous_secret_expires_at.';
+COMMENT ON COLUMN integration.connectors.dedupe_window IS
+	'How long a delivery id received once is a duplicate; NULL: integration.inbound_dedupe_window.';
+
+-- Names are unique among a tenant's live connectors.
+CREATE UNIQUE INDEX connectors_name_idx ON integration.connectors (tenant_id, name)
+	WHERE deleted_at IS NULL;
+
+-- What adapters are told of a connector; SQL the planner inlines into the callers'
+-- lookups (src/connector_inbound.c, src/connector_call.c).
+CREATE FUNCTION integration._connector_context(c integration.connectors)
+	RETURNS integration.connector_context
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN ROW(c.id, c.tenant_id, c.kind, c.name, c.base_url, c.settings)::integration.connector_context;
+COMMENT ON FUNCTION integration._connector_context(integration.connectors) IS
+	'The connector_context of a connector row: never its credentials or secrets (internal).';
+
+-- Every write of a secret is validated and encrypted, bound to its tenant and connector
+-- id (src/secret_column.c).  The two inbound secret columns share a purpose: a rotation
+-- moves the current secret, as stored, to the previous one.
+CREATE TRIGGER credentials_encrypted BEFORE INSERT OR UPDATE OF credentials, tenant_id, id
+	ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
+		'connectors.credentials', 'credentials', 'integration._validate_credentials(text)', 'tenant_id', 'id');
+CREATE TRIGGER inbound_secret_encrypted BEFORE INSERT OR UPDATE OF inbound_secret, tenant_id, id
+	ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
+		'connectors.inbound_secret', 'inbound_secret', '', 'tenant_id', 'id');
+CREATE TRIGGER previous_inbound_secret_encrypted
+	BEFORE INSERT OR UPDATE OF previous_inbound_secret, tenant_id, id
+	ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
+		'connectors.inbound_secret', 'previous_inbound_secret', '', 'tenant_id', 'id');
+
+------------------------------------------------------------------------------------------
+-- Inbound events: tenant-scoped (sql/tenant_isolation.sql).
+------------------------------------------------------------------------------------------
+
+CREATE TABLE integration.inbound_events (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	id				bigint GENERATED ALWAYS AS IDENTITY (CACHE 100),
+	connector_id	bigint NOT NULL,
+	external_id		text NOT NULL,
+	object_id		text,
+	topic			text NOT NULL,
+	event			text NOT NULL,
+	payload			jsonb NOT NULL,
+	received_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	status			text NOT NULL DEFAULT 'pending',
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz DEFAULT pg_catalog.now(),
+	last_error		text,
+	processed_at	timestamptz,
+	-- Set when the same external id arrived again after the dedupe window: the later
+	-- event is stored, and this one no longer counts for deduplication.
+	dedupe_expired	boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (tenant_id, id),
+	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
+	CONSTRAINT inbound_events_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT inbound_events_external_id_check CHECK (length(external_id) BETWEEN 1 AND 255),
+	CONSTRAINT inbound_events_event_check CHECK (integration.validate_event_name(event) IS NOT NULL),
+	CONSTRAINT inbound_events_status_check
+		CHECK (status IN ('pending', 'processed', 'failed', 'skipped')),
+	CONSTRAINT inbound_events_attempts_check CHECK (attempts >= 0),
+	CONSTRAINT inbound_events_scheduled_check
+		CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
+);
+COMMENT ON TABLE integration.inbound_events IS
+	'Webhooks received by connectors, verified and deduplicated, one row per event: the normalised name (<kind>.<topic with dots>), the payload, and the state of its handling.';
+COMMENT ON COLUMN integration.inbound_events.external_id IS
+	'The platform''s id of the event or delivery, or sha256:<hex> of the body where it has none; unique per connector within the dedupe window.';
+COMMENT ON COLUMN integration.inbound_events.object_id IS
+	'The external object the event is about: events of one object of one connector are handled in the order received.';
+COMMENT ON COLUMN integration.inbound_events.status IS
+	'pending: waiting for handlers (next_attempt_at); processed; failed: out of attempts (last_error); skipped: no handler wanted it.';
+
+-- Payloads are JSON of a few kB, just past the size at which a row is compressed: lz4
+-- compresses them in a fraction of pglz's time (pglz took an eighth of
+-- receive_webhook()'s time for a 2.3 kB body, bench/README.md).  Where the server was
+-- built without lz4, the default stays.
+DO $$
+BEGIN
+	ALTER TABLE integration.inbound_events ALTER COLUMN payload SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;
+END
+$$;
+
+-- Deduplication: one live row per delivery id and connector, whatever races.
+CREATE UNIQUE INDEX inbound_events_dedupe_idx
+	ON integration.inbound_events (tenant_id, connector_id, external_id)
+	WHERE NOT dedupe_expired;
+-- A tenant's pending events per connector and external object, in the order received.
+CREATE INDEX inbound_events_pending_idx
+	ON integration.inbound_events (tenant_id, connector_id, object_id, id)
+	WHERE status = 'pending';
+-- What is due across tenants, for the worker (as deliveries_due_idx).
+CREATE INDEX inbound_events_due_idx ON integration.inbound_events (next_attempt_at)
+	WHERE next_attempt_at IS NOT NULL;
+
+------------------------------------------------------------------------------------------
+-- The connector API.  SECURITY INVOKER throughout: row-level security scopes every call
+-- to the caller's tenant.
+------------------------------------------------------------------------------------------
+
+CREATE TYPE integration.connector AS (
+	id				bigint,
+	kind			text,
+	name			text,
+	base_url		text,
+	settings		jsonb,
+	credentials		jsonb,
+	inbound_secret	text,
+	previous_secret_expires_at timestamptz,
+	dedupe_window	interval,
+	is_active		boolean,
+	created_at		timestamptz,
+	updated_at		timestamptz
+);
+COMMENT ON TYPE integration.connector IS
+	'A connector as the API shows it: credentials and inbound secret masked.';
+
+CREATE FUNCTION integration._connector_view(c integration.connectors) RETURNS integration.connector
+	LANGUAGE sql STABLE PARALLEL SAFE
+	RETURN ROW(c.id, c.kind, c.name, c.base_url, c.settings,
+			   integration._mask_credentials(c.credentials, c.tenant_id, c.id),
+			   integration.mask_stored_secret(c.inbound_secret, 'connectors.inbound_secret',
+											  c.tenant_id, c.id::text),
+			   c.previous_secret_expires_at, c.dedupe_window, c.is_active, c.created_at,
+			   c.updated_at)::integration.connector;
+COMMENT ON FUNCTION integration._connector_view(integration.connectors) IS
+	'A connector row as the API shows it, secrets masked (internal).';
+
+-- Raises unless credentials fit the kind's auth; never echoes a value.
+CREATE FUNCTION integration._check_credentials(auth text, credentials jsonb) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	want text[];
+	have text[];
+BEGIN
+	IF jsonb_typeof(credentials) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'credentials must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT coalesce(array_agg(k ORDER BY k), '{}') INTO have FROM jsonb_object_keys(credentials) AS k;
+	want := CASE WHEN auth = 'none' THEN '{}'
+				 WHEN auth = 'basic' THEN '{password,username}'
+				 WHEN auth = 'bearer' OR auth LIKE 'header:%' THEN '{token}' END;
+	IF auth = 'query' THEN
+		IF cardinality(have) = 0 THEN
+			RAISE EXCEPTION 'credentials for query authentication must not be empty'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Each credential is sent as a query parameter, e.g. {"consumer_key": "...", "consumer_secret": "..."}.';
+		END IF;
+		IF EXISTS (SELECT FROM unnest(have) k WHERE k !~ '^[A-Za-z0-9_.~-]{1,128}$') THEN
+			RAISE EXCEPTION 'invalid query parameter name in credentials'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A credential sent as a query parameter is named with letters, digits and _ . ~ - only.';
+		END IF;
+	ELSIF have IS DISTINCT FROM want THEN
+		RAISE EXCEPTION 'credentials for % authentication must have exactly the keys %', auth,
+			  CASE WHEN cardinality(want) = 0 THEN 'none (pass {})' ELSE array_to_string(want, ' and ') END
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The credentials have %s.',
+								  CASE WHEN cardinality(have) = 0 THEN 'no key'
+									   ELSE 'the keys ' || array_to_string(have, ', ') END);
+	END IF;
+	IF EXISTS (SELECT FROM jsonb_each(credentials) e
+				WHERE jsonb_typeof(e.value) <> 'string' OR e.value = '""') THEN
+		RAISE EXCEPTION 'every credential must be a non-empty string'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION integration._check_credentials(text, jsonb) IS
+	'Raises invalid_parameter_value unless credentials have the keys the auth style needs, as non-empty strings; never echoes a value (internal).';
+
+-- The outbound rules of webhook endpoints (validate_destination()), and no query or
+-- fragment: the adapters' paths are appended to it.
+CREATE FUNCTION integration._check_base_url(url text) RETURNS void
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM integration.validate_destination(url);
+	IF url ~ '[?#]' THEN
+		RAISE EXCEPTION 'invalid connector base_url "%"', url
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A base URL has no query string or fragment: the kind''s request paths are appended to it.',
+				  HINT = 'Credentials sent as query parameters belong in credentials, for a kind with auth query.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION integration._check_base_url(text) IS
+	'Raises invalid_parameter_value unless url may be a connector''s base URL under the outbound rules in force (internal).';
+
+CREATE FUNCTION integration._connector_not_found(id bigint) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'connector % not found', id
+		USING ERRCODE = 'no_data_found',
+			  HINT = 'integration.list_connectors() lists the current tenant''s connectors.';
+END
+$$;
+COMMENT ON FUNCTION integration._connector_not_found(bigint) IS
+	'Raises no_data_found for a connector the current tenant does not have (internal).';
+
+CREATE FUNCTION integration.create_connector(kind text, name text, base_url text,
+											 credentials jsonb, settings jsonb DEFAULT '{}',
+											 inbound_secret text DEFAULT NULL,
+											 dedupe_window interval DEFAULT NULL)
+	RETURNS integration.connector
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k integration.connector_kinds;
+	c integration.connectors;
+BEGIN
+	PERFORM integration.require_tenant();
+	SELECT * INTO k FROM integration.connector_kinds ck WHERE ck.name = create_connector.kind;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'connector kind "%" does not exist', create_connector.kind
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'SELECT name FROM integration.connector_kinds lists the kinds.';
+	END IF;
+	IF create_connector.name IS NULL OR length(btrim(create_connector.name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'invalid connector name'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A connector name has 1 to 200 characters and is not blank.';
+	END IF;
+	IF create_connector.base_url IS NOT NULL THEN
+		PERFORM integration._check_base_url(create_connector.base_url);
+	ELSIF k.build_request_function IS NOT NULL THEN
+		RAISE EXCEPTION 'a % connector needs a base_url', k.name
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'Its kind makes API calls, which go to paths under the base URL.';
+	END IF;
+	PERFORM integration._check_credentials(k.auth, coalesce(create_connector.credentials, '{}'));
+	IF create_connector.settings IS NOT NULL AND jsonb_typeof(create_connector.settings) <> 'object' THEN
+		RAISE EXCEPTION 'settings must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF create_connector.inbound_secret IS NOT NULL THEN
+		PERFORM integration._validate_inbound_secret(k.signature_scheme, create_connector.inbound_secret);
+	END IF;
+	IF create_connector.dedupe_window <= interval '0' THEN
+		RAISE EXCEPTION 'dedupe_window must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM integration.connectors x
+				WHERE x.tenant_id = integration.current_tenant() AND x.name = create_connector.name
+				  AND x.deleted_at IS NULL) THEN
+		RAISE EXCEPTION 'connector "%" already exists', create_connector.name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Connector names are unique among a tenant''s connectors.';
+	END IF;
+
+	INSERT INTO integration.connectors AS x (kind, name, base_url, credentials, settings,
+											 inbound_secret, dedupe_window)
+	VALUES (create_connector.kind, create_connector.name, create_connector.base_url,
+			coalesce(create_connector.credentials, '{}')::text,
+			coalesce(create_connector.settings, '{}'), create_connector.inbound_secret,
+			create_connector.dedupe_window)
+	RETURNING x.* INTO c;
+
+	PERFORM integration.log('info', 'api', 'connector.created',
+							format('connector %s created', c.id),
+							jsonb_build_object('connector_id', c.id, 'kind', c.kind, 'name', c.name,
+											   'base_url', c.base_url,
+											   'inbound_secret', c.inbound_secret IS NOT NULL));
+	RETURN integration._connector_view(c);
+END
+$$;
+COMMENT ON FUNCTION integration.create_connector(text, text, text, jsonb, jsonb, text, interval) IS
+	'Creates a connector of a kind for the current tenant; credentials (checked against the kind''s auth) and the inbound secret are stored encrypted and never shown again.';
+
+CREATE FUNCTION integration.list_connectors() RETURNS SETOF integration.connector
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+BEGIN
+	RETURN QUERY
+		SELECT v.*
+		  FROM integration.connectors c, LATERAL integration._connector_view(c) v
+		 WHERE c.tenant_id = tenant AND c.deleted_at IS NULL
+		 ORDER BY c.created_at, c.id;
+END
+$$;
+COMMENT ON FUNCTION integration.list_connectors() IS
+	'The current tenant''s connectors that are not deleted, credentials and secrets masked.';
+
+CREATE FUNCTION integration.show_connector(id bigint) RETURNS integration.connector
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+	c integration.connectors;
+BEGIN
+	SELECT * INTO c FROM integration.connectors x
+	 WHERE x.tenant_id = tenant AND x.id = show_connector.id AND x.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		PERFORM integration._connector_not_found(show_connector.id);
+	END IF;
+	RETURN integration._connector_view(c);
+END
+$$;
+COMMENT ON FUNCTION integration.show_connector(bigint) IS
+	'One connector of the current tenant, credentials and secrets masked; raises no_data_found when there is none.';
+
+CREATE FUNCTION integration.update_connector(id bigint, name text DEFAULT NULL,
+											 base_url text DEFAULT NULL,
+											 credentials jsonb DEFAULT NULL,
+											 settings jsonb DEFAULT NULL,
+											 inbound_secret text DEFAULT NULL,
+											 dedupe_window interval DEFAULT NULL,
+											 is_active boolean DEFAULT NULL)
+	RETURNS integration.connector
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c integration.connectors;
+	k integration.connector_kinds;
+	changed text[];
+BEGIN
+	PERFORM integration.require_tenant();
+	changed := array_remove(ARRAY[
+		CASE WHEN update_connector.name IS NOT NULL THEN 'name' END,
+		CASE WHEN update_connector.base_url IS NOT NULL THEN 'base_url' END,
+		CASE WHEN update_connector.credentials IS NOT NULL THEN 'credentials' END,
+		CASE WHEN update_connector.settings IS NOT NULL THEN 'settings' END,
+		CASE WHEN update_connector.inbound_secret IS NOT NULL THEN 'inbound_secret' END,
+		CASE WHEN update_connector.dedupe_window IS NOT NULL THEN 'dedupe_window' END,
+		CASE WHEN update_connector.is_active IS NOT NULL THEN 'is_active' END], NULL);
+	SELECT * INTO c FROM integration.connectors x
+	 WHERE x.tenant_id = integration.current_tenant() AND x.id = update_connector.id
+	   AND x.deleted_at IS NULL
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		PERFORM integration._connector_not_found(update_connector.id);
+	END IF;
+	IF cardinality(changed) = 0 THEN
+		-- Nothing to change: no write, no log row.
+		RETURN integration._connector_view(c);
+	END IF;
+	SELECT * INTO k FROM integration.connector_kinds ck WHERE ck.name = c.kind;
+
+	IF update_connector.name IS NOT NULL AND length(btrim(update_connector.name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'invalid connector name'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A connector name has 1 to 200 characters and is not blank.';
+	END IF;
+	IF update_connector.name IS NOT NULL AND EXISTS (
+			SELECT FROM integration.connectors x
+			 WHERE x.tenant_id = c.tenant_id AND x.name = update_connector.name
+			   AND x.deleted_at IS NULL AND x.id <> c.id) THEN
+		RAISE EXCEPTION 'connector "%" already exists', update_connector.name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Connector names are unique among a tenant''s connectors.';
+	END IF;
+	IF update_connector.base_url IS NOT NULL THEN
+		PERFORM integration._check_base_url(update_connector.base_url);
+	END IF;
+	IF update_connector.credentials IS NOT NULL THEN
+		PERFORM integration._check_credentials(k.auth, update_connector.credentials);
+	END IF;
+	IF update_connector.settings IS NOT NULL AND jsonb_typeof(update_connector.settings) <> 'object' THEN
+		RAISE EXCEPTION 'settings must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF update_connector.inbound_secret IS NOT NULL THEN
+		PERFORM integration._validate_inbound_secret(k.signature_scheme, update_connector.inbound_secret);
+	END IF;
+	IF update_connector.dedupe_window <= interval '0' THEN
+		RAISE EXCEPTION 'dedupe_window must be positive'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+
+	-- A new inbound secret replaces the old one at once; rotate_inbound_secret() keeps
+	-- the old one verifying for a while.
+	UPDATE integration.connectors AS x
+	   SET name = coalesce(update_connector.name, x.name),
+		   base_url = coalesce(update_connector.base_url, x.base_url),
+		   credentials = coalesce(update_connector.credentials::text, x.credentials),
+		   settings = coalesce(update_connector.settings, x.settings),
+		   inbound_secret = coalesce(update_connector.inbound_secret, x.inbound_secret),
+		   previous_inbound_secret = CASE WHEN update_connector.inbound_secret IS NULL
+										  THEN x.previous_inbound_secret END,
+		   previous_secret_expires_at = CASE WHEN update_connector.inbound_secret IS NULL
+											 THEN x.previous_secret_expires_at END,
+		   dedupe_window = coalesce(update_connector.dedupe_window, x.dedupe_window),
+		   is_active = coalesce(update_connector.is_active, x.is_active),
+		   updated_at = now()
+	 WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+	RETURNING x.* INTO c;
+
+	PERFORM integration.log('info', 'api', 'connector.updated',
+							format('connector %s updated', c.id),
+							jsonb_build_object('connector_id', c.id, 'changed', to_jsonb(changed)));
+	RETURN integration._connector_view(c);
+END
+$$;
+COMMENT ON FUNCTION integration.update_connector(bigint, text, text, jsonb, jsonb, text, interval, boolean) IS
+	'Changes the given fields of a connector (NULL leaves a field unchanged); a new inbound secret replaces the old one at once. Returns it, secrets masked.';
+
+CREATE FUNCTION integration.rotate_inbound_secret(id bigint, new_secret text,
+												  grace interval DEFAULT '1 day')
+	RETURNS integration.connector
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c integration.connectors;
+	scheme text;
+BEGIN
+	PERFORM integration.require_tenant();
+	IF new_secret IS NULL OR grace IS NULL THEN
+		RAISE EXCEPTION 'new_secret and grace must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF grace < interval '0' THEN
+		RAISE EXCEPTION 'grace must not be negative'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT k.signature_scheme INTO scheme
+	  FROM integration.connectors x JOIN integration.connector_kinds k ON k.name = x.kind
+	 WHERE x.tenant_id = integration.current_tenant() AND x.id = rotate_inbound_secret.id
+	   AND x.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		PERFORM integration._connector_not_found(rotate_inbound_secret.id);
+	END IF;
+	PERFORM integration._validate_inbound_secret(scheme, new_secret);
+
+	-- The current secret moves to previous as it is stored: both columns are encrypted
+	-- for the same purpose and row.
+	UPDATE integration.connectors AS x
+	   SET previous_inbound_secret = CASE WHEN grace > interval '0' THEN x.inbound_secret END,
+		   previous_secret_expires_at = CASE WHEN grace > interval '0' AND x.inbound_secret IS NOT NULL
+											 THEN now() + grace END,
+		   inbound_secret = new_secret,
+		   updated_at = now()
+	 WHERE x.tenant_id = integration.current_tenant() AND x.id = rotate_inbound_secret.id
+	RETURNING x.* INTO c;
+
+	PERFORM integration.log('info', 'api', 'connector.secret_rotated',
+							format('inbound secret of connector %s rotated', c.id),
+							jsonb_build_object('connector_id', c.id,
+											   'previous_valid_until', c.previous_secret_expires_at));
+	RETURN integration._connector_view(c);
+END
+$$;
+COMMENT ON FUNCTION integration.rotate_inbound_secret(bigint, text, interval) IS
+	'Makes new_secret the connector''s inbound secret; the old one still verifies for grace (0: not at all).';
+
+CREATE FUNCTION integration.delete_connector(id bigint) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM integration.require_tenant();
+	-- Soft: its inbound events stay.  Its credentials and secrets go now.
+	UPDATE integration.connectors AS x
+	   SET deleted_at = now(), updated_at = now(), is_active = false, credentials = '{}',
+		   inbound_secret = NULL, previous_inbound_secret = NULL, previous_secret_expires_at = NULL
+	 WHERE x.tenant_id = integration.current_tenant() AND x.id = delete_connector.id
+	   AND x.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		PERFORM integration._connector_not_found(delete_connector.id);
+	END IF;
+	PERFORM integration.log('info', 'api', 'connector.deleted',
+							format('connector %s deleted', delete_connector.id),
+							jsonb_build_object('connector_id', delete_connector.id));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION integration.delete_connector(bigint) IS
+	'Soft-deletes a connector of the current tenant: it receives and calls nothing more, its credentials and secrets are erased, its inbound events stay.';
+
+CREATE FUNCTION integration.test_connector(id bigint, OUT ok boolean, OUT status integer,
+										   OUT latency interval, OUT error text)
+	AS 'MODULE_PATHNAME', 'integration_test_connector'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.test_connector(bigint) IS
+	'Makes the kind''s test call (operation test) to the connector''s API, authenticated, under the outbound safety rules, and returns whether the kind judged it a success, the HTTP status (0: no response), how long it took and the error.';
+
+CREATE FUNCTION integration.receive_webhook(connector_id bigint, headers jsonb, body text)
+	RETURNS TABLE (status text, inbound_id bigint, event text)
+	AS 'MODULE_PATHNAME', 'integration_receive_webhook'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.receive_webhook(bigint, jsonb, text) IS
+	'Verifies an inbound webhook of one of the current tenant''s connectors on its raw body, deduplicates it and stores its events; one row per event: accepted or duplicate with the inbound event id and name; rejected (with a log row saying why) for a request that does not verify or cannot be read. Never raises for a bad request.';
+
+CREATE FUNCTION integration.list_inbound_events("limit" integer DEFAULT 100,
+												connector_id bigint DEFAULT NULL,
+												status text DEFAULT NULL,
+												event text DEFAULT NULL,
+												since timestamptz DEFAULT NULL)
+	RETURNS SETOF integration.inbound_events
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+BEGIN
+	RETURN QUERY
+		SELECT e.*
+		  FROM integration.inbound_events e
+		 WHERE e.tenant_id = tenant
+		   AND (list_inbound_events.connector_id IS NULL OR e.connector_id = list_inbound_events.connector_id)
+		   AND (list_inbound_events.status IS NULL OR e.status = list_inbound_events.status)
+		   AND (list_inbound_events.event IS NULL OR e.event = list_inbound_events.event)
+		   AND (list_inbound_events.since IS NULL OR e.received_at >= list_inbound_events.since)
+		 ORDER BY e.id DESC
+		 LIMIT greatest(list_inbound_events."limit", 0);
+END
+$$;
+COMMENT ON FUNCTION integration.list_inbound_events(integer, bigint, text, text, timestamptz) IS
+	'The current tenant''s newest inbound events, at most "limit", optionally filtered by connector, status, event and time.';
+
+------------------------------------------------------------------------------------------
+-- Privileges: the catalogue of kinds is readable by every role; nothing else is granted
+-- to PUBLIC (docs/tenancy-and-security.md lists an application role's grants).
+------------------------------------------------------------------------------------------
+
+REVOKE ALL ON TABLE integration.connector_kinds, integration.connectors,
+	integration.inbound_events FROM PUBLIC;
+GRANT SELECT ON TABLE integration.connector_kinds TO PUBLIC;
+REVOKE ALL ON FUNCTION
+	integration.header(jsonb, text), integration.try_jsonb(text),
+	integration.is_signature_scheme(text), integration._validate_inbound_secret(text, text),
+	integration._validate_credentials(text), integration._mask_credentials(text, text, bigint),
+	integration._connector_kinds_written(),
+	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
+	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean),
+	integration.unregister_connector_kind(text),
+	integration.generic_normalise(integration.connector_context, jsonb, text),
+	integration.generic_build_request(integration.connector_context, text, jsonb, text),
+	integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text),
+	integration._connector_view(integration.connectors), integration._connector_context(integration.connectors),
+	integration._check_credentials(text, jsonb), integration._connector_not_found(bigint),
+	integration._check_base_url(text),
+	integration.create_connector(text, text, text, jsonb, jsonb, text, interval),
+	integration.list_connectors(), integration.show_connector(bigint),
+	integration.update_connector(bigint, text, text, jsonb, jsonb, text, interval, boolean),
+	integration.rotate_inbound_secret(bigint, text, interval),
+	integration.delete_connector(bigint), integration.test_connector(bigint),
+	integration.receive_webhook(bigint, jsonb, text),
+	integration.list_inbound_events(integer, bigint, text, text, timestamptz)
+	FROM PUBLIC;
