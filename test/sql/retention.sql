@@ -32,7 +32,10 @@ SET integration.retention_interval = '1min';
 --   8010 to c, deleted before fan-out: none     -> event removed
 --   8011 to c, the same, published a day ago    -> kept: younger than 7 days
 --   8012 a, still queued for fan-out            -> kept
--- and of tenant "retention2": 8013, delivered 8 days ago -> removed.
+-- and of tenant "retention2", whose endpoint the worker disabled:
+--   8013 delivered 8 days ago                     -> removed
+--   8014 skipped at a claim 31 days ago           -> removed, as a failed one would be
+--   8015 skipped at fan-out 29 days ago           -> kept (retention_failed, 30 days)
 SET ROLE integration_test_app;
 SET integration.tenant_id = 'retention';
 SELECT id AS ep_a FROM integration.register_webhook('a', 'https://a.example.invalid/', '["order.*"]') \gset
@@ -55,7 +58,8 @@ SELECT count(*) AS deliveries_claimed FROM integration._fan_out(100);
 SELECT integration.publish_event('order.created', '{"n": 12}') AS queued;
 SET integration.tenant_id = 'retention2';
 SELECT id AS ep_r2 FROM integration.register_webhook('r2', 'https://r2.example.invalid/', '["order.*"]') \gset
-SELECT integration.publish_event('order.created', '{"n": 13}');
+SELECT integration.publish_event('order.created', jsonb_build_object('n', n))
+  FROM generate_series(13, 15) n ORDER BY n;
 SELECT count(*) AS deliveries_claimed FROM integration._fan_out(100);
 RESET ROLE;
 RESET integration.tenant_id;
@@ -77,11 +81,20 @@ UPDATE integration.deliveries d
 			   (8008, :ep_a, 'delivered', 1, interval '8 days'),
 			   (8008, :ep_b, 'delivered', 1, interval '8 days'),
 			   (8009, :ep_a, 'delivered', 1, interval '1 day'),
-			   (8013, :ep_r2, 'delivered', 1, interval '8 days'))
+			   (8013, :ep_r2, 'delivered', 1, interval '8 days'),
+			   (8014, :ep_r2, 'skipped', 2, interval '31 days'))
 	   AS s(event_id, endpoint_id, status, attempts, age)
  WHERE d.event_id = s.event_id AND d.endpoint_id = s.endpoint_id
    AND d.tenant_id IN ('retention', 'retention2');
--- 8006 stays as the fan-out left it: sending, claimed.
+-- 8006 stays as the fan-out left it: sending, claimed.  A delivery the fan-out skips
+-- has no attempt: it was skipped when it was created.
+UPDATE integration.deliveries
+   SET status = 'skipped', lease_expires_at = NULL, next_attempt_at = NULL,
+	   created_at = now() - interval '29 days'
+ WHERE tenant_id = 'retention2' AND event_id = 8015;
+UPDATE integration.webhook_endpoints SET disabled_at = now() - interval '31 days',
+	   disabled_reason = 'gone', is_active = false
+ WHERE tenant_id = 'retention2';
 INSERT INTO integration.delivery_attempts (tenant_id, delivery_id, attempt, started_at, duration_ms,
 										   status_code, error_class)
 SELECT d.tenant_id, d.id, a, d.last_attempt_at, 5, 500, 'http_status'
@@ -112,8 +125,8 @@ SET ROLE integration_test_admin;
 SELECT * FROM integration.purge_expired();
 RESET ROLE;
 
--- The defaults: 7 days after delivery, 30 days after the last failed attempt, log
--- rows after 30 days.
+-- The defaults: 7 days after delivery, 30 days after the last failed attempt or the
+-- skip, log rows after 30 days.
 SELECT * FROM integration.purge_expired();
 :state;
 SELECT count(*) AS attempts FROM integration.delivery_attempts WHERE tenant_id = 'retention';
@@ -126,9 +139,9 @@ SELECT event, count(*) FROM integration.integration_logs
 -- Nothing more has expired.
 SELECT * FROM integration.purge_expired();
 
--- Shorter periods, set for this session: 8002 (delivered 6 days ago) and 8004 (failed
--- 29 days ago, with its attempt) go, and then their events; so does the log row
--- written 29 days ago.
+-- Shorter periods, set for this session: 8002 (delivered 6 days ago), 8004 (failed
+-- 29 days ago, with its attempt) and 8015 (skipped 29 days ago) go, and then their
+-- events; so does the log row written 29 days ago.
 SET integration.retention_delivered = '5d';
 SET integration.retention_failed = '28d';
 SET integration.retention_logs = '28d';
