@@ -28,12 +28,14 @@
  * every insert lands at the right edge of its indexes.  This code removes only finished
  * rows and the events and logs the worker never reads again, so the dead tuples it
  * leaves are never on the worker's way; autovacuum makes their space free for new rows
- * and the tables stop growing (bench/README.md#retention).  Measured with EXPLAIN
- * (ANALYZE, BUFFERS) on the worker's own statements (integration._claim_due() and
- * _fan_out() under auto_explain, bench/retention_plans.sql): right after a pass that
- * removed 400,000 deliveries and 200,000 events, before any vacuum, the claim of 256
- * due deliveries and the fan-out of 256 events read exactly as many buffers as before
- * the pass (figures in bench/README.md#retention).
+ * and the tables stop growing.  Measured with EXPLAIN (ANALYZE, BUFFERS) on the worker's
+ * own statements (integration._claim_due() and _fan_out() under auto_explain,
+ * bench/retention_plans.sql): right after a pass that removed 200,000 deliveries and
+ * 100,000 events, before any vacuum, the claim of 256 due deliveries and each statement
+ * of the fan-out of 256 events read exactly as many buffers as in a copy of the
+ * database that was not purged (bench/README.md#retention).  What does step over the
+ * dead entries until a vacuum: this walk when it starts over from the oldest event, and
+ * tenants' list queries.
  *
  * How rows are found.  Deliveries have no index on when they finished, and one would
  * cost the worker dearly: the result's update would change an indexed column and stop
@@ -65,10 +67,8 @@
  * fresh events wait for one statement at most.  After a batch the task waits twice as
  * long as the batch took, three times while deliveries are in flight or queued: it
  * takes at most a third of the worker's time, a quarter while it delivers, and no
- * request slot.  Removing a backlog of 620,000 rows took 21 and 27 s that way, while
- * the worker delivered 200 events/s whose publish-to-arrival latency went from p50
- * 0.47-0.49 ms, p99 4.7-8.4 ms without the backlog to p50 0.63-0.72 ms, p99 7.4-10.0 ms;
- * at half of its time, p50 0.63-1.26 ms and p99 12.9-17.1 ms (bench/README.md#retention).
+ * request slot.  An idle worker removed 200,000 deliveries and their 100,000 events
+ * that way in 601 transactions and 20.7 s (bench/retention_backlog, 2 shared cores).
  */
 #include "postgres.h"
 
@@ -94,12 +94,12 @@
 #include "worker_slots.h"
 
 /*
- * Rows deleted, and events looked at, per transaction at most: about 6 ms of the
- * worker's time (removing 620,000 rows took 1,201 transactions of 5.8 ms on average;
- * with 1,000 rows, 608 of 9.8 ms), about what two of the worker's delivery cycles take,
- * so that a commit that wakes the worker during a batch is not kept waiting longer.  The events
- * are taken EVENT_WINDOW at a time: the window's deliveries, then its events, each
- * deleted in one statement.
+ * Rows deleted, and events looked at, per transaction at most: about 11.5 ms of the
+ * worker's time on the development machine (bench/retention_backlog: 300,000 rows in
+ * 601 transactions and 20.7 s, each followed by a pause twice its length), and a commit
+ * that wakes the worker waits for one window at most (run_batch()).  The events are
+ * taken EVENT_WINDOW at a time: the window's deliveries, then its events, each deleted
+ * in one statement.
  */
 #define BATCH_ROWS 500
 #define EVENT_WINDOW 100
