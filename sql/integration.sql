@@ -508,11 +508,18 @@ COMMENT ON COLUMN integration.webhook_events.message_id IS
 COMMENT ON COLUMN integration.webhook_events.payload IS
 	'The exact bytes sent and signed.';
 
+-- list_deliveries(event => ...): a tenant's events of one name, newest first, each
+-- joined to its deliveries by the unique key of deliveries; and list_deliveries(since =>
+-- ...) when few events are that recent.  Publishing pays for them, each about 1.3 us of
+-- CPU per event on the bulk path (bench/README.md); they are the only indexes of the
+-- list functions on a table that publishing writes.
+CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, event, id);
+CREATE INDEX webhook_events_created_idx ON integration.webhook_events (tenant_id, created_at);
 -- Retention (src/retention.c) walks the events oldest first, across tenants, and
 -- reaches the finished deliveries whose period has passed through them: events are
 -- insert-only, so this costs publishing one index entry per event, where an index on
 -- when a delivery finished would make the worker's update of every result non-HOT.
-CREATE INDEX webhook_events_created_idx ON integration.webhook_events (created_at, id);
+CREATE INDEX webhook_events_expiry_idx ON integration.webhook_events (created_at, id);
 
 -- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A
 -- flag on webhook_events would cost every fan-out a non-HOT update of the whole event
@@ -582,7 +589,13 @@ CREATE TABLE integration.deliveries (
 	CONSTRAINT deliveries_status_check
 		CHECK (status IN ('pending', 'sending', 'delivered', 'failed', 'skipped')),
 	CONSTRAINT deliveries_attempts_check CHECK (attempts >= 0),
-	CONSTRAINT deliveries_scheduled_check CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
+	CONSTRAINT deliveries_scheduled_check CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL)),
+	-- A delivery that failed for good, or was skipped, says why.  The worker always
+	-- records the error of a failed attempt, and the reason of a skip; this makes it a
+	-- rule, which deliveries_failing_idx relies on to find the failed and skipped
+	-- deliveries without an index on status (see below).
+	CONSTRAINT deliveries_failed_reason_check
+		CHECK (status NOT IN ('failed', 'skipped') OR last_error IS NOT NULL)
 )
 -- Room on each page for the worker's update of a delivery to stay HOT (no index
 -- touched): none of the indexes below covers a column that a delivery's outcome sets.
@@ -667,14 +680,48 @@ CREATE TRIGGER events_deleted AFTER DELETE ON integration.webhook_events
 CREATE TRIGGER events_truncated AFTER TRUNCATE ON integration.webhook_events
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.delete_event_deliveries();
 
+-- The worker writes an outcome only into a delivery row that nobody holds locked
+-- (src/row_unlocked.c): this test, with the planner told that it holds for almost every
+-- row, which "xmax = 0" could not tell it.
+CREATE FUNCTION integration.row_unlocked_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'integration_row_unlocked_support'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.row_unlocked_support(internal) IS
+	'Planner support of row_unlocked(): estimates that it is true for every row.';
+CREATE FUNCTION integration.row_unlocked(xmax xid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_row_unlocked'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+	SUPPORT integration.row_unlocked_support;
+COMMENT ON FUNCTION integration.row_unlocked(xid) IS
+	'Whether a row version with this xmax has been neither locked, updated nor deleted since it was written (internal, for the worker).';
+
 -- The worker's due scan touches only pending rows, however many delivered rows pile up;
 -- a delivery leaves the index when claimed and a delivered one never enters it.
 CREATE INDEX deliveries_due_idx ON integration.deliveries (next_attempt_at)
 	WHERE next_attempt_at IS NOT NULL;
--- Its keys are all distinct (id is in them): deduplication would only scan each full
--- page in vain before splitting it.
-CREATE INDEX deliveries_endpoint_idx ON integration.deliveries (tenant_id, endpoint_id, id)
+-- The indexes of list_deliveries(), which lists a tenant's deliveries newest event first
+-- (event_id, then endpoint_id, descending) in O(limit): the unique key above serves it
+-- unfiltered, and these serve its filters.  None covers a column that the worker's
+-- update of a delivered outcome changes (status, attempts, the last_* columns,
+-- lease_expires_at, delivered_at), so that update stays HOT; that is why status has no
+-- index of its own.  A pending delivery is one with next_attempt_at set (the scheduled
+-- check above), which deliveries_due_idx already makes an indexed column; a failed or
+-- skipped one has last_error set (deliveries_failed_reason_check), which a first
+-- attempt that delivers leaves NULL, so only failing attempts (already non-HOT updates
+-- when they schedule a retry) and skipped deliveries write these two partial indexes.
+--
+-- The endpoint filter; also what the reference checks of webhook_endpoints look up.
+-- Its keys are all distinct (event_id is in them): deduplication would only scan each
+-- full page in vain before splitting it.
+CREATE INDEX deliveries_endpoint_idx ON integration.deliveries (tenant_id, endpoint_id, event_id)
 	WITH (deduplicate_items = off);
+-- status => 'pending'.
+CREATE INDEX deliveries_pending_idx ON integration.deliveries (tenant_id, event_id, endpoint_id)
+	WHERE next_attempt_at IS NOT NULL;
+-- status => 'failed' and 'skipped': the deliveries whose last attempt failed or was
+-- skipped, the failed (or skipped) among them.
+CREATE INDEX deliveries_failing_idx ON integration.deliveries (tenant_id, event_id, endpoint_id)
+	WHERE last_error IS NOT NULL;
 
 CREATE TABLE integration.delivery_attempts (
 	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
@@ -715,7 +762,13 @@ CREATE TABLE integration.integration_logs (
 COMMENT ON TABLE integration.integration_logs IS
 	'What the API and the worker did, per tenant: changes to endpoints, dispatches, delivery failures.';
 
-CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenant_id, created_at);
+-- list_integration_logs() lists newest first, by (created_at, id): id breaks the ties of
+-- one transaction's rows, which share created_at.  One index per filter, each ending
+-- in the same order, so every filter reads its first rows in order, since included.
+CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenant_id, created_at, id);
+CREATE INDEX integration_logs_level_idx ON integration.integration_logs (tenant_id, level, created_at, id);
+CREATE INDEX integration_logs_source_idx ON integration.integration_logs (tenant_id, source, created_at, id);
+CREATE INDEX integration_logs_event_idx ON integration.integration_logs (tenant_id, event, created_at, id);
 -- Retention (src/retention.c) removes log rows oldest first, across tenants.
 CREATE INDEX integration_logs_expiry_idx ON integration.integration_logs (created_at);
 
@@ -726,10 +779,13 @@ CREATE INDEX integration_logs_expiry_idx ON integration.integration_logs (create
 ------------------------------------------------------------------------------------------
 
 -- security_invoker: the caller's row-level security applies, not the view owner's.
+-- created_at is the event's, which publishing sets and the fan-out copies into the
+-- delivery: the time list_deliveries(since => ...) compares, through an index of
+-- webhook_events, whether the event is fanned out yet or not.
 CREATE VIEW integration.webhook_deliveries WITH (security_invoker = true) AS
 	SELECT d.tenant_id, d.id, d.event_id, d.endpoint_id, e.event, e.payload, d.status,
 		   d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code,
-		   d.last_error, d.last_response, d.created_at, d.delivered_at, e.message_id
+		   d.last_error, d.last_response, e.created_at, d.delivered_at, e.message_id
 	  FROM integration.deliveries d
 	  JOIN integration.webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id
 	UNION ALL
@@ -740,7 +796,7 @@ CREATE VIEW integration.webhook_deliveries WITH (security_invoker = true) AS
 	  JOIN integration.webhook_events e ON e.tenant_id = q.tenant_id AND e.id = q.event_id
 	 CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id);
 COMMENT ON VIEW integration.webhook_deliveries IS
-	'Every delivery of an event to an endpoint with its event, payload and status. A delivery whose event the worker has not fanned out yet shows status pending and a NULL id.';
+	'Every delivery of an event to an endpoint with its event, payload and status; created_at is when the event was published. A delivery whose event the worker has not fanned out yet shows status pending and a NULL id.';
 
 ------------------------------------------------------------------------------------------
 -- SQL API: mirrors the REST routes.  SECURITY INVOKER throughout, so row-level security
@@ -1293,12 +1349,152 @@ CREATE VIEW integration.tracked_tables AS
 COMMENT ON VIEW integration.tracked_tables IS
 	'Tables whose writes publish events, with their event prefix and tenant column.';
 
+-- The list functions read their first rows in index order, never the whole of a
+-- tenant's history: each filter has an index that yields its rows in the order listed
+-- (see the indexes of deliveries, webhook_events and integration_logs), and each call
+-- is planned for its own arguments.  A statement with "filter IS NULL OR ..." for every
+-- argument, or one planned once for all of them, leaves the planner one plan for every
+-- filter, which reads and sorts everything; so the statement is written for the filters
+-- given, and run with EXECUTE, which plans it for these values.  The statements are
+-- built by the two functions below, which the tests EXPLAIN (test/sql/list_plans.sql).
+
+-- The deliveries part and the queued part of webhook_deliveries are limited each in
+-- their own order and then merged: PostgreSQL does not push ORDER BY ... LIMIT into
+-- the view's UNION ALL.  The queued part exists only while the worker has events still
+-- to fan out; it reads the queue newest first and looks each event up by key, which
+-- is short when the worker keeps up (docs/sql-api.md says what a backlog of other
+-- tenants costs it).
+--
+-- Two filters choose events, event and since, and a plan that filters the newest
+-- deliveries by their event reads until it finds "limit" of them: all of the tenant's
+-- history when the event name or the time is rare, or rare lately.  The planner cannot
+-- tell (the statistics of webhook_events mix all tenants, and lag behind created_at,
+-- which only grows), so these filters are not left to it:
+--   - since: the events that recent are counted first, up to a thousand, through
+--     webhook_events_created_idx.  If there are no more, the statement looks exactly
+--     those events up by key and sorts their rows; if there are more, the time is no
+--     rare one, and the newest
+--     events are read in id order and filtered, the condition written so that no index
+--     serves it and the planner estimates it as common (a third), as it then is;
+--   - event: the tenant's events of that name are read newest first through
+--     webhook_events_event_idx, each joined to its deliveries: the deliveries are a
+--     LATERAL subquery behind OFFSET 0, which the planner cannot turn inside out.
+CREATE FUNCTION integration._list_deliveries_sql(tenant text, "limit" integer,
+												 endpoint_id bigint, status text, event text,
+												 since timestamptz, before_event_id bigint,
+												 before_endpoint_id bigint)
+	RETURNS text
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer := greatest(coalesce("limit", 0), 0);
+	dw text := '';				-- conditions on the delivery d
+	ew text := '';				-- on its event e
+	be text := '';				-- the page's start, on e, for the forms driven by events
+	qw text := '';				-- on the queued part's q and its endpoints u
+	recent bigint[];
+	cols text := 'd.tenant_id, d.id, d.event_id, d.endpoint_id, e.event, e.payload, d.status,'
+		' d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_error,'
+		' d.last_response, e.created_at, d.delivered_at, e.message_id';
+	ecols text;					-- the same, keyed by the event e
+	delivered text;
+BEGIN
+	ecols := replace(replace(cols, 'd.tenant_id', 'e.tenant_id'), 'd.event_id', 'e.id AS event_id');
+	IF endpoint_id IS NOT NULL THEN
+		dw := dw || format(' AND d.endpoint_id = %L', endpoint_id);
+		qw := qw || format(' AND u.endpoint_id = %L', endpoint_id);
+	END IF;
+	-- Rows with next_attempt_at are the pending ones (deliveries_scheduled_check), and
+	-- failed and skipped ones have last_error (deliveries_failed_reason_check): the
+	-- conditions the partial indexes deliveries_pending_idx and deliveries_failing_idx
+	-- are made of.
+	IF status = 'pending' THEN
+		dw := dw || ' AND d.next_attempt_at IS NOT NULL';
+	ELSIF status IN ('failed', 'skipped') THEN
+		dw := dw || format(' AND d.status = %L AND d.last_error IS NOT NULL', status);
+	ELSIF status IS NOT NULL THEN
+		dw := dw || format(' AND d.status = %L', status);
+	END IF;
+	IF event IS NOT NULL THEN
+		ew := ew || format(' AND e.event = %L', event);
+	END IF;
+	IF since IS NOT NULL THEN
+		SELECT pg_catalog.array_agg(r.id) INTO recent
+		  FROM (SELECT e.id FROM integration.webhook_events e
+				 WHERE e.tenant_id = tenant AND e.created_at >= since
+				 ORDER BY e.created_at LIMIT 1001) r;
+		IF coalesce(pg_catalog.cardinality(recent), 0) <= 1000 THEN
+			recent := coalesce(recent, '{}');
+			qw := qw || format(' AND q.event_id = ANY (%L::bigint[])', recent);
+		ELSE
+			recent := NULL;
+			ew := ew || format(' AND e.created_at - %L::timestamptz >= interval ''0''', since);
+		END IF;
+	END IF;
+	IF before_event_id IS NOT NULL AND before_endpoint_id IS NULL THEN
+		dw := dw || format(' AND d.event_id < %L', before_event_id);
+		be := format(' AND e.id < %L', before_event_id);
+		qw := qw || format(' AND q.event_id < %L', before_event_id);
+	ELSIF before_event_id IS NOT NULL THEN
+		dw := dw || format(' AND (d.event_id, d.endpoint_id) < (%L, %L)', before_event_id, before_endpoint_id);
+		be := format(' AND e.id <= %L', before_event_id);
+		qw := qw || format(' AND q.event_id <= %L AND (q.event_id, u.endpoint_id) < (%L, %L)',
+						   before_event_id, before_event_id, before_endpoint_id);
+	END IF;
+
+	IF recent IS NOT NULL THEN
+		-- At most a thousand events, each looked up by key, their rows sorted.
+		delivered := format(
+			'SELECT %s FROM pg_catalog.unnest(%L::bigint[]) AS r(id)'
+			' CROSS JOIN LATERAL (SELECT e.* FROM integration.webhook_events e'
+			' WHERE e.tenant_id = %L AND e.id = r.id OFFSET 0) AS e'
+			' CROSS JOIN LATERAL (SELECT d.* FROM integration.deliveries d'
+			' WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id%s OFFSET 0) AS d'
+			' WHERE true%s%s ORDER BY e.id DESC, d.endpoint_id DESC LIMIT %s',
+			ecols, recent, tenant, dw, ew, be, n);
+	ELSIF event IS NOT NULL AND endpoint_id IS NULL
+	   AND (status IS NULL OR status NOT IN ('pending', 'failed', 'skipped')) THEN
+		delivered := format(
+			'SELECT %s FROM integration.webhook_events e'
+			' CROSS JOIN LATERAL (SELECT d.* FROM integration.deliveries d'
+			' WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id%s OFFSET 0) AS d'
+			' WHERE e.tenant_id = %L%s%s ORDER BY e.id DESC, d.endpoint_id DESC LIMIT %s',
+			ecols, dw, tenant, ew, be, n);
+	ELSE
+		delivered := format(
+			'SELECT %s FROM integration.deliveries d'
+			' JOIN integration.webhook_events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id'
+			' WHERE d.tenant_id = %L%s%s ORDER BY d.event_id DESC, d.endpoint_id DESC LIMIT %s',
+			cols, tenant, dw, ew, n);
+	END IF;
+	IF status IS NOT NULL AND status <> 'pending' THEN
+		RETURN delivered;
+	END IF;
+	RETURN format(
+		'SELECT * FROM ((%s) UNION ALL ('
+		'SELECT q.tenant_id, NULL::bigint, q.event_id, u.endpoint_id, e.event, e.payload, ''pending''::text,'
+		' 0, e.created_at, NULL::timestamptz, NULL::integer, NULL::text, NULL::text, e.created_at,'
+		' NULL::timestamptz, e.message_id'
+		' FROM integration.webhook_event_queue q'
+		' CROSS JOIN LATERAL (SELECT e.* FROM integration.webhook_events e'
+		' WHERE e.tenant_id = q.tenant_id AND e.id = q.event_id OFFSET 0) AS e'
+		' CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id)'
+		' WHERE q.tenant_id = %L%s%s ORDER BY q.event_id DESC, u.endpoint_id DESC LIMIT %s)) AS x'
+		' ORDER BY x.event_id DESC, x.endpoint_id DESC LIMIT %s', delivered, tenant, ew, qw, n, n);
+END
+$$;
+COMMENT ON FUNCTION integration._list_deliveries_sql(text, integer, bigint, text, text, timestamptz, bigint, bigint) IS
+	'The statement list_deliveries() runs for a tenant and its arguments (internal; the tests EXPLAIN it).';
+
 -- "limit" first: list_deliveries(10) means the ten newest, not endpoint 10.
 CREATE FUNCTION integration.list_deliveries("limit" integer DEFAULT 100,
 											endpoint_id bigint DEFAULT NULL,
 											status text DEFAULT NULL,
 											event text DEFAULT NULL,
-											since timestamptz DEFAULT NULL)
+											since timestamptz DEFAULT NULL,
+											before_event_id bigint DEFAULT NULL,
+											before_endpoint_id bigint DEFAULT NULL)
 	RETURNS SETOF integration.webhook_deliveries
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -1306,47 +1502,99 @@ AS $$
 DECLARE
 	tenant text := integration.require_tenant();
 BEGIN
-	RETURN QUERY
-		SELECT d.*
-		  FROM integration.webhook_deliveries d
-		 WHERE d.tenant_id = tenant
-		   AND (list_deliveries.endpoint_id IS NULL OR d.endpoint_id = list_deliveries.endpoint_id)
-		   AND (list_deliveries.status IS NULL OR d.status = list_deliveries.status)
-		   AND (list_deliveries.event IS NULL OR d.event = list_deliveries.event)
-		   AND (list_deliveries.since IS NULL OR d.created_at >= list_deliveries.since)
-		 ORDER BY d.event_id DESC, d.endpoint_id DESC
-		 LIMIT greatest(list_deliveries."limit", 0);
+	IF list_deliveries.status NOT IN ('pending', 'sending', 'delivered', 'failed', 'skipped') THEN
+		RAISE EXCEPTION 'invalid delivery status "%"', list_deliveries.status
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A delivery status is pending, sending, delivered, failed or skipped.';
+	END IF;
+	IF list_deliveries.before_endpoint_id IS NOT NULL AND list_deliveries.before_event_id IS NULL THEN
+		RAISE EXCEPTION 'before_endpoint_id needs before_event_id'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass the event_id and endpoint_id of the last row of the previous page.';
+	END IF;
+	RETURN QUERY EXECUTE integration._list_deliveries_sql(
+		tenant, list_deliveries."limit", list_deliveries.endpoint_id, list_deliveries.status,
+		list_deliveries.event, list_deliveries.since, list_deliveries.before_event_id,
+		list_deliveries.before_endpoint_id);
 END
 $$;
-COMMENT ON FUNCTION integration.list_deliveries(integer, bigint, text, text, timestamptz) IS
-	'The current tenant''s newest deliveries, at most "limit", optionally filtered by endpoint, status, event and creation time.';
+COMMENT ON FUNCTION integration.list_deliveries(integer, bigint, text, text, timestamptz, bigint, bigint) IS
+	'The current tenant''s deliveries, newest event first (event_id, then endpoint_id, descending), at most "limit", optionally filtered by endpoint, status, event and publication time; before_event_id and before_endpoint_id (the last row of the previous page) give the next page.';
+
+CREATE FUNCTION integration._list_integration_logs_sql(tenant text, "limit" integer,
+													   level text, source text, event text,
+													   since timestamptz,
+													   before_created_at timestamptz,
+													   before_id bigint)
+	RETURNS text
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	w text := format('l.tenant_id = %L', tenant);
+BEGIN
+	IF level IS NOT NULL THEN
+		w := w || format(' AND l.level = %L', level);
+	END IF;
+	IF source IS NOT NULL THEN
+		w := w || format(' AND l.source = %L', source);
+	END IF;
+	IF event IS NOT NULL THEN
+		w := w || format(' AND l.event = %L', event);
+	END IF;
+	IF since IS NOT NULL THEN
+		w := w || format(' AND l.created_at >= %L', since);
+	END IF;
+	IF before_id IS NOT NULL THEN
+		w := w || format(' AND (l.created_at, l.id) < (%L, %L)', before_created_at, before_id);
+	END IF;
+	RETURN format('SELECT l.* FROM integration.integration_logs l WHERE %s'
+				  ' ORDER BY l.created_at DESC, l.id DESC LIMIT %s',
+				  w, greatest(coalesce("limit", 0), 0));
+END
+$$;
+COMMENT ON FUNCTION integration._list_integration_logs_sql(text, integer, text, text, text, timestamptz, timestamptz, bigint) IS
+	'The statement list_integration_logs() runs for a tenant and its arguments (internal; the tests EXPLAIN it).';
 
 CREATE FUNCTION integration.list_integration_logs("limit" integer DEFAULT 100,
 												  level text DEFAULT NULL,
 												  source text DEFAULT NULL,
 												  event text DEFAULT NULL,
-												  since timestamptz DEFAULT NULL)
+												  since timestamptz DEFAULT NULL,
+												  before_id bigint DEFAULT NULL)
 	RETURNS SETOF integration.integration_logs
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant text := integration.require_tenant();
+	before_created_at timestamptz;
 BEGIN
-	RETURN QUERY
-		SELECT l.*
+	IF list_integration_logs.level NOT IN ('debug', 'info', 'warning', 'error') THEN
+		RAISE EXCEPTION 'invalid log level "%"', list_integration_logs.level
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A log level is debug, info, warning or error.';
+	END IF;
+	-- The page after row before_id: the rows listed after it, by (created_at, id).
+	IF list_integration_logs.before_id IS NOT NULL THEN
+		SELECT l.created_at INTO before_created_at
 		  FROM integration.integration_logs l
-		 WHERE l.tenant_id = tenant
-		   AND (list_integration_logs.level IS NULL OR l.level = list_integration_logs.level)
-		   AND (list_integration_logs.source IS NULL OR l.source = list_integration_logs.source)
-		   AND (list_integration_logs.event IS NULL OR l.event = list_integration_logs.event)
-		   AND (list_integration_logs.since IS NULL OR l.created_at >= list_integration_logs.since)
-		 ORDER BY l.created_at DESC, l.id DESC
-		 LIMIT greatest(list_integration_logs."limit", 0);
+		 WHERE l.tenant_id = tenant AND l.id = list_integration_logs.before_id;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'log row % not found', list_integration_logs.before_id
+				USING ERRCODE = 'no_data_found',
+					  DETAIL = 'before_id names the last row of the previous page, which must still exist.',
+					  HINT = 'Start again from the first page.';
+		END IF;
+	END IF;
+	RETURN QUERY EXECUTE integration._list_integration_logs_sql(
+		tenant, list_integration_logs."limit", list_integration_logs.level,
+		list_integration_logs.source, list_integration_logs.event, list_integration_logs.since,
+		before_created_at, list_integration_logs.before_id);
 END
 $$;
-COMMENT ON FUNCTION integration.list_integration_logs(integer, text, text, text, timestamptz) IS
-	'The current tenant''s newest integration log rows, at most "limit", optionally filtered by level, source, event and time.';
+COMMENT ON FUNCTION integration.list_integration_logs(integer, text, text, text, timestamptz, bigint) IS
+	'The current tenant''s integration log rows, newest first (created_at, then id, descending), at most "limit", optionally filtered by level, source, event and time; before_id (the last row of the previous page) gives the next page.';
 
 
 ------------------------------------------------------------------------------------------
@@ -1365,12 +1613,14 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 										  OUT started_at timestamptz, OUT last_error text,
 										  OUT last_error_at timestamptz,
 										  OUT secrets_encrypted boolean,
-										  OUT encryption_key_id text)
+										  OUT encryption_key_id text,
+										  OUT wait_event_type text, OUT wait_event text,
+										  OUT state_since timestamptz)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running delivery worker: pid, database, state, requests in flight, counters since start, the last error, and whether stored secrets are encrypted (with the id of the key that encrypts).';
+	'One row per running delivery worker: pid, database, state, requests in flight, counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state.';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';

@@ -397,9 +397,9 @@ AS $$
 	('/webhooks/{id}/rotate-secret', 'post', 'integration.rotate_secret(bigint,interval)'::regprocedure,
 	 'rotateWebhookSecret', 'Give a webhook a new secret, shown once; the old one signs too until the grace ends',
 	 '200', '{grace}'),
-	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz)'::regprocedure,
+	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz,bigint)'::regprocedure,
 	 'listLogs', 'List the tenant''s log, newest first', '200', NULL),
-	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz)'::regprocedure,
+	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz,bigint,bigint)'::regprocedure,
 	 'listDeliveries', 'List the tenant''s deliveries, newest event first', '200', NULL)
 $$;
 

@@ -432,7 +432,14 @@ fan_out(Cycle *cy)
 	lanes.after = f->after;
 	lanes.limit = backlog ? batch : 0;
 	lanes.fresh_after = f->fresh_after;
-	lanes.fresh_limit = f->fresh_on ? batch : 0;
+
+	/*
+	 * The fresh lane only when a commit woke the worker since it last ran:
+	 * else it finds nothing, and its index scan and UNION in every backlog
+	 * batch cost the worker about a microsecond per delivery
+	 * (bench/README.md).
+	 */
+	lanes.fresh_limit = f->fresh_on && f->fresh_needed ? batch : 0;
 	if (lanes.limit == 0 && lanes.fresh_limit == 0)
 		return;
 	(void) StoreFanOutAndClaim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
@@ -1033,6 +1040,7 @@ fire_timers(DeliveryJob *j, TimestampTz now)
 	{
 		j->scan_needed = true;
 		j->fanout.needed = true;
+		j->fanout.fresh_needed = true;
 		j->due_needed = true;
 		j->purge_needed = true;
 		j->next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);

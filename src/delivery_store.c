@@ -53,6 +53,8 @@
 #include "secret_box.h"
 #include "spi_plan.h"
 #include "wakeup.h"
+#include "worker.h"
+#include "worker_slots.h"
 
 static SPIPlanPtr fan_out_plan = NULL;
 static SPIPlanPtr fan_out_lanes_plan = NULL;
@@ -78,10 +80,22 @@ static void store_forget_plans_only(void);
 /* How often StoreReplanIfGrown() looks at the tables' sizes. */
 #define REPLAN_CHECK_MS 200
 
-/* The transaction bracket of worker_spi.c, in its order. */
+/* The running store transaction: what it is for, and when it and its commit began. */
+static const char *store_activity = NULL;
+static TimestampTz store_began = 0;
+
+/*
+ * The transaction bracket of worker_spi.c, in its order.  Its commit shows in
+ * worker_status() as the state committing (the WAL flush waits for the disk), and a
+ * transaction that takes integration.log_min_duration or longer is logged with its
+ * time in statements and in the commit: a worker that stops sending for a while says
+ * where it was.
+ */
 void
 StoreBegin(const char *activity)
 {
+	store_activity = activity;
+	store_began = GetCurrentTimestamp();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -93,11 +107,24 @@ StoreBegin(const char *activity)
 void
 StoreCommit(void)
 {
+	TimestampTz committing = GetCurrentTimestamp();
+	TimestampTz done;
+
+	WorkerSlotSetActivity(WORKER_COMMITTING);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	done = GetCurrentTimestamp();
+	if (integration_log_min_duration_ms >= 0 &&
+		TimestampDifferenceExceeds(store_began, done, integration_log_min_duration_ms))
+		ereport(LOG,
+				(errmsg("integration worker: %s took %ld ms: %ld ms in statements, %ld ms committing",
+						store_activity,
+						(long) TimestampDifferenceMilliseconds(store_began, done),
+						(long) TimestampDifferenceMilliseconds(store_began, committing),
+						(long) TimestampDifferenceMilliseconds(committing, done))));
 }
 
 /*
@@ -1662,9 +1689,11 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		 * claim's own version has none, so this costs nothing where there is
 		 * no lock, unlike a locking subquery (FOR NO KEY UPDATE SKIP LOCKED),
 		 * which wrote a WAL record per row more.  A row whose xmax a finished
-		 * locker left behind goes the slower way.
+		 * locker left behind goes the slower way.  Through row_unlocked(),
+		 * which the planner expects to hold for every row: estimated as "xmax
+		 * = 0", a batch looked like one row (row_unlocked.c).
 		 */
-				  "   AND d.xmax = 0"
+				  "   AND integration.row_unlocked(d.xmax)"
 				  " RETURNING d.tenant_id, d.id",
 				  12, types, CURSOR_OPT_GENERIC_PLAN);
 		RunPlan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");

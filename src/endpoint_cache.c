@@ -1,18 +1,25 @@
 /*
  * endpoint_cache.c
- *		Per-backend cache of each tenant's active endpoints and their event patterns.
+ *		Per-backend cache of the endpoints each tenant's events go to, and of the events
+ *		they match.
  *
  * Publishing sits on every tracked business write, so it must not query
- * webhook_endpoints for every row.  This cache holds, per tenant, the id and event
- * patterns of each endpoint that receives events: the active ones, and those the worker
- * disabled (disabled_at set), whose deliveries the fan-out records as skipped so that
- * enable_webhook() can replay exactly what they missed.  Validity rule: a commit that changed
- * webhook_endpoints bumps a generation counter in shared memory (wakeup.c) after it
- * became visible; a backend that sees a new generation drops the whole cache.  The
- * counter is read first and the endpoints then under a fresh snapshot, so a change
- * committed in between only causes one extra rebuild, never a stale entry.  Routing
- * therefore uses the endpoints committed when the event is published, whatever the
- * publishing transaction's isolation level.  A
+ * webhook_endpoints for every row, nor try every endpoint's patterns: a tenant may have
+ * thousands of endpoints.  This cache holds, per tenant, the endpoints that receive
+ * events: the active ones, and those the worker disabled (disabled_at set), whose
+ * deliveries the fan-out records as skipped so that enable_webhook() can replay exactly
+ * what they missed; an index of their event patterns (pattern_index.c); and the answer
+ * for each event name already asked about: the endpoints it goes to, as the int8[] an
+ * event row stores, active ones first.  So a publish costs a hash lookup once the event name has
+ * been seen, and the first time a walk of the pattern index, whatever the number of
+ * endpoints (issue #20; bench/README.md has the figures).
+ *
+ * Validity rule: a commit that changed webhook_endpoints bumps a generation counter in
+ * shared memory (wakeup.c) after it became visible; a backend that sees a new
+ * generation drops the whole cache.  The counter is read first and the endpoints then
+ * under a fresh snapshot, so a change committed in between only causes one extra
+ * rebuild, never a stale entry.  Routing therefore uses the endpoints committed when
+ * the event is published, whatever the publishing transaction's isolation level.  A
  * transaction that itself changed endpoints bypasses the cache, since only it can see
  * its uncommitted changes.
  */
@@ -20,6 +27,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -28,6 +36,7 @@
 
 #include "endpoint_cache.h"
 #include "event_pattern.h"
+#include "pattern_index.h"
 #include "shared_state.h"
 #include "spi_plan.h"
 #include "tenant.h"
@@ -35,6 +44,8 @@
 
 /* Tenants cached at most; past that the cache starts over. */
 #define ENDPOINT_CACHE_MAX_TENANTS 4096
+/* Event names remembered per tenant; past that the tenant's answers start over. */
+#define ENDPOINT_CACHE_MAX_EVENTS 1024
 
 typedef struct CachedEndpoint
 {
@@ -43,11 +54,24 @@ typedef struct CachedEndpoint
 	Jsonb	   *events;
 } CachedEndpoint;
 
+/* The endpoints an event name goes to. */
+typedef struct EventTargets
+{
+	char		event[EVENT_NAME_MAX_LEN + 1];	/* hash key */
+	int			count;
+	int			nactive;		/* the first nactive ids are active endpoints' */
+	ArrayType  *ids;			/* int8[]: active ones, then disabled, each
+								 * ascending */
+} EventTargets;
+
 typedef struct TenantEndpoints
 {
 	char		tenant[TENANT_ID_MAX_LEN + 1];	/* hash key */
 	int			count;
-	CachedEndpoint *endpoints;
+	CachedEndpoint *endpoints;	/* by ascending id */
+	PatternIndex *patterns;		/* values: positions in endpoints */
+	MemoryContext targets_cxt;	/* targets and their arrays */
+	HTAB	   *targets;		/* EventTargets by event name */
 } TenantEndpoints;
 
 static MemoryContext cache_context = NULL;
@@ -125,18 +149,107 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 	SPI_finish();
 }
 
+/* Empties te's remembered answers (a new tenant entry's, or a full one's). */
+static void
+reset_targets(TenantEndpoints *te)
+{
+	HASHCTL		ctl;
+
+	if (te->targets_cxt == NULL)
+		te->targets_cxt = AllocSetContextCreate(cache_context, "integration event targets",
+												ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(te->targets_cxt);
+	ctl.keysize = EVENT_NAME_MAX_LEN + 1;
+	ctl.entrysize = sizeof(EventTargets);
+	ctl.hcxt = te->targets_cxt;
+	te->targets = hash_create("integration event targets", 16, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
 /*
- * The ids (as int8 Datums, palloc'd in the caller's context) of tenant's endpoints
- * that receive events (see the banner) whose event patterns match event: the active
- * ones first, *nactive of them, then those the worker disabled.  Returns how many.
+ * The ids at positions[0..n) (ascending) of te's endpoints, as an int8[] allocated in
+ * mcxt: the active endpoints' first, *nactive of them, then the disabled ones'.
+ */
+static ArrayType *
+ids_array(TenantEndpoints *te, int *positions, int n, MemoryContext mcxt, int *nactive)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	ArrayType  *a;
+	int			k = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < n; i++)
+			if (te->endpoints[positions[i]].active == (pass == 0))
+				ids[k++] = Int64GetDatum(te->endpoints[positions[i]].id);
+		if (pass == 0)
+			*nactive = k;
+	}
+	a = construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	pfree(ids);
+	MemoryContextSwitchTo(old);
+	return a;
+}
+
+/*
+ * What a tenant's cached entry answers for event: found in its targets, or matched
+ * through its pattern index and remembered.
+ */
+static EventTargets *
+cached_targets(TenantEndpoints *te, const char *event, int eventlen)
+{
+	char		key[EVENT_NAME_MAX_LEN + 1];
+	EventTargets *t;
+	bool		found;
+	int		   *positions;
+	int			n;
+
+	if (eventlen > EVENT_NAME_MAX_LEN)
+	{
+		/* No event name: it matches nothing, and is not remembered. */
+		t = palloc0(sizeof(EventTargets));
+		t->ids = construct_empty_array(INT8OID);
+		return t;
+	}
+	memset(key, 0, sizeof(key));
+	memcpy(key, event, eventlen);
+	t = hash_search(te->targets, key, HASH_FIND, &found);
+	if (found)
+		return t;
+
+	if (te->patterns == NULL)
+	{
+		te->patterns = PatternIndexCreate(cache_context);
+		for (int i = 0; i < te->count; i++)
+			PatternIndexAddArray(te->patterns, te->endpoints[i].events, i);
+	}
+	n = PatternIndexMatch(te->patterns, event, eventlen, &positions);
+
+	if (hash_get_num_entries(te->targets) >= ENDPOINT_CACHE_MAX_EVENTS)
+		reset_targets(te);
+	t = hash_search(te->targets, key, HASH_ENTER, &found);
+	t->count = n;
+	t->ids = ids_array(te, positions, n, te->targets_cxt, &t->nactive);
+	if (positions)
+		pfree(positions);
+	return t;
+}
+
+/*
+ * The endpoints of tenant that subscribe to event and receive it (see the banner), as
+ * the int8[] of their ids in *ids: the active ones first, *nactive of them, then those
+ * the worker disabled, each in ascending order; returns how many.  The array is the
+ * cache's: valid until the next call, and not to be changed.
  */
 int
-EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **ids,
+EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType **ids,
 				  int *nactive)
 {
 	TenantEndpoints local;
 	TenantEndpoints *te;
-	int			n = 0;
+	EventTargets *t;
 
 	if (integration_shared == NULL)
 		ereport(ERROR,
@@ -147,10 +260,19 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **i
 
 	if (EndpointsChangedInThisXact())
 	{
-		te = &local;
-		load_tenant(tenant, te, CurrentMemoryContext, false);
+		/* Read afresh each time, and matched one endpoint after another. */
+		int		   *positions;
+		int			n = 0;
+
+		load_tenant(tenant, &local, CurrentMemoryContext, false);
+		positions = palloc(sizeof(int) * Max(local.count, 1));
+		for (int i = 0; i < local.count; i++)
+			if (EventPatternsMatch(local.endpoints[i].events, event, eventlen))
+				positions[n++] = i;
+		*ids = ids_array(&local, positions, n, CurrentMemoryContext, nactive);
+		return n;
 	}
-	else
+
 	{
 		uint64		gen = pg_atomic_read_u64(&integration_shared->endpoints_generation);
 		bool		found;
@@ -166,24 +288,23 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, Datum **i
 		{
 			/*
 			 * Load first, then enter: an error while loading leaves no half
-			 * entry.
+			 * entry.  The pattern index is built when first needed.
 			 */
 			load_tenant(tenant, &local, cache_context, true);
+			local.patterns = NULL;
+			local.targets_cxt = NULL;
+			reset_targets(&local);
 			te = hash_search(cache, tenant, HASH_ENTER, &found);
 			te->count = local.count;
 			te->endpoints = local.endpoints;
+			te->patterns = local.patterns;
+			te->targets_cxt = local.targets_cxt;
+			te->targets = local.targets;
 		}
 	}
 
-	*ids = palloc(sizeof(Datum) * Max(te->count, 1));
-	for (int pass = 0; pass < 2; pass++)
-	{
-		for (int i = 0; i < te->count; i++)
-			if (te->endpoints[i].active == (pass == 0) &&
-				EventPatternsMatch(te->endpoints[i].events, event, eventlen))
-				(*ids)[n++] = Int64GetDatum(te->endpoints[i].id);
-		if (pass == 0)
-			*nactive = n;
-	}
-	return n;
+	t = cached_targets(te, event, eventlen);
+	*ids = t->ids;
+	*nactive = t->nactive;
+	return t->count;
 }

@@ -5,7 +5,9 @@
 #ifndef INTEGRATION_ENDPOINT_CACHE_H
 #define INTEGRATION_ENDPOINT_CACHE_H
 
+#include "utils/array.h"
+
 extern int	EndpointsMatching(const char *tenant, const char *event, int eventlen,
-							  Datum **ids, int *nactive);
+							  ArrayType **ids, int *nactive);
 
 #endif

@@ -227,7 +227,7 @@ bulk_close(BulkTarget *t)
 
 /* The plain INSERT, through SPI: for tables the fast path must not bypass. */
 static void
-insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum payloads)
+insert_events_spi(Datum tenant, Datum event, Datum endpoints, Datum payloads)
 {
 	Datum		args[4];
 
@@ -241,8 +241,8 @@ insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum 
 				  " SELECT $1, $2, p, $3 FROM pg_catalog.unnest($4) AS p",
 				  4, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
-	args[0] = CStringGetTextDatum(tenant);
-	args[1] = CStringGetTextDatum(event);
+	args[0] = tenant;
+	args[1] = event;
 	args[2] = endpoints;
 	args[3] = payloads;
 	RunPlan(insert_plan, args, false, SPI_OK_INSERT, "inserting events");
@@ -250,12 +250,42 @@ insert_events_spi(const char *tenant, const char *event, Datum endpoints, Datum 
 }
 
 /*
- * Inserts one event row per payload (text datums), all for tenant, event and the
- * endpoints endpoint_ids (int8 datums).
+ * The plain INSERT for rows: one statement per run of rows with the same tenant, event
+ * and endpoints (the same datums, as publish.c builds them), so the events keep the
+ * order of rows.
+ */
+static void
+insert_rows_spi(EventRow *rows, int nrows)
+{
+	Datum	   *payloads = palloc(sizeof(Datum) * nrows);
+
+	for (int first = 0; first < nrows;)
+	{
+		int			n = 0;
+
+		while (first + n < nrows &&
+			   rows[first + n].tenant == rows[first].tenant &&
+			   rows[first + n].event == rows[first].event &&
+			   rows[first + n].endpoint_ids == rows[first].endpoint_ids)
+		{
+			payloads[n] = rows[first + n].payload;
+			n++;
+		}
+		insert_events_spi(rows[first].tenant, rows[first].event, rows[first].endpoint_ids,
+						  PointerGetDatum(construct_array(payloads, n, TEXTOID, -1,
+														  false, TYPALIGN_INT)));
+		first += n;
+	}
+	pfree(payloads);
+}
+
+/*
+ * Inserts rows into webhook_events, in order, and queues them for fan-out.  Rows of
+ * different tenants and events may follow each other: a statement that writes the
+ * rows of many tenants costs what one writing a single tenant's does.
  */
 void
-InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nendpoints,
-			 Datum *payloads, int npayloads)
+InsertEvents(EventRow *rows, int nrows)
 {
 	Oid			nsp = get_namespace_oid("integration", false);
 	Oid			relid = get_relname_relid("webhook_events", nsp);
@@ -267,31 +297,24 @@ InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nen
 	BulkTarget	queue;
 	CommandId	cid;
 	Oid			seqid;
-	Datum		tenant_d;
-	Datum		event_d;
-	Datum		endpoints_d;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	MemoryContext ids_cxt;
 
+	if (nrows == 0)
+		return;
 	if (!OidIsValid(relid) || !OidIsValid(queue_relid))
 		elog(ERROR, "integration.webhook_events or integration.webhook_event_queue does not exist");
-	endpoints_d = PointerGetDatum(construct_array(endpoint_ids, nendpoints, INT8OID, 8,
-												  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	rel = table_open(relid, RowExclusiveLock);
 	queue_rel = table_open(queue_relid, RowExclusiveLock);
 	if (!fast_path_allowed(rel, queue_rel))
 	{
 		table_close(queue_rel, NoLock);
 		table_close(rel, NoLock);
-		insert_events_spi(tenant, event, endpoints_d,
-						  PointerGetDatum(construct_array(payloads, npayloads, TEXTOID, -1,
-														  false, TYPALIGN_INT)));
+		insert_rows_spi(rows, nrows);
 		return;
 	}
 
 	seqid = getIdentitySequence(relid, 2, false);
-	tenant_d = CStringGetTextDatum(tenant);
-	event_d = CStringGetTextDatum(event);
 	cid = GetCurrentCommandId(true);
 
 	estate = CreateExecutorState();
@@ -300,14 +323,15 @@ InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nen
 
 	ids_cxt = AllocSetContextCreate(CurrentMemoryContext, "event message ids",
 									ALLOCSET_SMALL_SIZES);
-	for (int done = 0; done < npayloads;)
+	for (int done = 0; done < nrows;)
 	{
-		int			n = Min(npayloads - done, EVENT_STORE_MULTI_INSERT);
+		int			n = Min(nrows - done, EVENT_STORE_MULTI_INSERT);
 
 		MemoryContextReset(ids_cxt);
 
 		for (int i = 0; i < n; i++)
 		{
+			EventRow   *r = &rows[done + i];
 			TupleTableSlot *ev = bulk_slot(&events, i);
 			TupleTableSlot *q = bulk_slot(&queue, i);
 			Datum		id = Int64GetDatum(nextval_internal(seqid, true));
@@ -316,14 +340,14 @@ InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids, int nen
 
 			MemoryContextSwitchTo(old);
 
-			ev->tts_values[0] = tenant_d;
+			ev->tts_values[0] = r->tenant;
 			ev->tts_values[1] = id;
 			ev->tts_values[2] = message_id;
-			ev->tts_values[3] = event_d;
-			ev->tts_values[4] = payloads[done + i];
-			ev->tts_values[5] = endpoints_d;
+			ev->tts_values[3] = r->event;
+			ev->tts_values[4] = r->payload;
+			ev->tts_values[5] = r->endpoint_ids;
 			ev->tts_values[6] = TimestampTzGetDatum(now);
-			q->tts_values[0] = tenant_d;
+			q->tts_values[0] = r->tenant;
 			q->tts_values[1] = id;
 		}
 		bulk_write(&events, n, cid, estate);

@@ -5,7 +5,15 @@
 #ifndef INTEGRATION_EVENT_STORE_H
 #define INTEGRATION_EVENT_STORE_H
 
-extern void InsertEvents(const char *tenant, const char *event, Datum *endpoint_ids,
-						 int nendpoints, Datum *payloads, int npayloads);
+/* One event to write: its tenant and name (text), endpoint ids (int8[]) and payload (text). */
+typedef struct EventRow
+{
+	Datum		tenant;
+	Datum		event;
+	Datum		endpoint_ids;
+	Datum		payload;
+} EventRow;
+
+extern void InsertEvents(EventRow *rows, int nrows);
 
 #endif

@@ -47,29 +47,38 @@
 #include "validate.h"
 #include "wakeup.h"
 
-/* Events buffered before one INSERT writes them. */
+/* Events buffered before InsertEvents() writes them. */
 #define PUBLISH_BATCH_ROWS 5000
 
 
 /*
- * Events waiting to be written: they share a tenant, an event name and the endpoints
- * they go to, so one INSERT ... SELECT over an array of payloads writes them all.
+ * Events waiting to be written, of any tenants and event names, in the order they were
+ * published; and the target the next ones go to, a tenant and an event name with the
+ * endpoints it goes to.  Changing target is a lookup in the endpoint cache, not a write:
+ * rows that alternate between tenants are written together, as the rows of one tenant
+ * are (issue #20).
  */
 typedef struct EventBatch
 {
+	/* The current target; tenant[0] and event[0] are '\0' when there is none. */
 	char		tenant[TENANT_ID_MAX_LEN + 1];
 	char		event[EVENT_NAME_MAX_LEN + 1];
 	int			nendpoints;
-	Datum	   *endpoint_ids;	/* the active ones first */
+	Datum		tenant_d;		/* text, in rows_cxt */
+	Datum		event_d;		/* text, in rows_cxt */
+	Datum		endpoints_d;	/* int8[], in rows_cxt: the active ones first */
 	int			nactive;		/* of them; the others get skipped deliveries */
-	int			npayloads;
-	int			maxpayloads;
-	Datum	   *payloads;		/* text */
-	int64		published;		/* deliveries enqueued so far (for active
-								 * endpoints) */
+
+	int			nrows;
+	int			maxrows;
+	EventRow   *rows;
+	int64		queued;			/* deliveries of the rows buffered, to active
+								 * endpoints */
+	int64		published;		/* the same, of the rows written */
 	MemoryContext mcxt;			/* where the batch's memory lives */
-	MemoryContext payload_cxt;	/* the payloads, reset at each flush */
-	StringInfoData prefix;		/* the envelope up to "data": for this event */
+	MemoryContext rows_cxt;		/* the rows' datums, reset at each flush */
+	StringInfoData prefix;		/* the envelope up to "data": for prefix_event */
+	char		prefix_event[EVENT_NAME_MAX_LEN + 1];
 } EventBatch;
 
 
@@ -112,21 +121,24 @@ batch_init(EventBatch *b)
 {
 	memset(b, 0, sizeof(EventBatch));
 	b->mcxt = CurrentMemoryContext;
-	b->payload_cxt = AllocSetContextCreate(CurrentMemoryContext, "integration event batch",
-										   ALLOCSET_DEFAULT_SIZES);
+	b->rows_cxt = AllocSetContextCreate(CurrentMemoryContext, "integration event batch",
+										ALLOCSET_DEFAULT_SIZES);
 }
 
 /* Writes the batch's events (event_store.c) and empties it. */
 static void
 flush_batch(EventBatch *b)
 {
-	if (b->npayloads == 0)
+	if (b->nrows == 0)
 		return;
-	InsertEvents(b->tenant, b->event, b->endpoint_ids, b->nendpoints, b->payloads,
-				 b->npayloads);
-	b->published += (int64) b->npayloads * b->nactive;
-	MemoryContextReset(b->payload_cxt);
-	b->npayloads = 0;
+	InsertEvents(b->rows, b->nrows);
+	b->published += b->queued;
+	b->queued = 0;
+	b->nrows = 0;
+	MemoryContextReset(b->rows_cxt);
+	/* The target's datums were in rows_cxt: the next row looks it up again. */
+	b->tenant[0] = '\0';
+	b->event[0] = '\0';
 	WakeWorkerAtCommit();
 }
 
@@ -145,54 +157,69 @@ envelope_start(StringInfo buf, const char *event)
 }
 
 /*
- * Makes b the batch for (tenant, event), flushing what it held for another pair.
- * Returns false when no endpoint of the tenant wants the event.
+ * Makes (tenant, event) the batch's target.  Returns false when no endpoint of the
+ * tenant wants the event.
  */
 static bool
 batch_target(EventBatch *b, const char *tenant, const char *event)
 {
-	int			eventlen = strlen(event);
+	ArrayType  *ids;
+	MemoryContext old;
+	bool		same_tenant = strcmp(b->tenant, tenant) == 0;
 
-	if (b->tenant[0] != '\0' && strcmp(b->tenant, tenant) == 0 && strcmp(b->event, event) == 0)
+	if (same_tenant && strcmp(b->event, event) == 0)
 		return b->nendpoints > 0;
 
-	flush_batch(b);
-	if (b->endpoint_ids)
-		pfree(b->endpoint_ids);
-	strlcpy(b->tenant, tenant, sizeof(b->tenant));
-	strlcpy(b->event, event, sizeof(b->event));
+	b->nendpoints = EndpointsMatching(tenant, event, strlen(event), &ids, &b->nactive);
+	old = MemoryContextSwitchTo(b->rows_cxt);
+	if (!same_tenant)
 	{
-		MemoryContext old = MemoryContextSwitchTo(b->mcxt);
+		strlcpy(b->tenant, tenant, sizeof(b->tenant));
+		b->tenant_d = CStringGetTextDatum(tenant);
+	}
+	if (strcmp(b->event, event) != 0)
+	{
+		strlcpy(b->event, event, sizeof(b->event));
+		b->event_d = CStringGetTextDatum(event);
+	}
+	/* The cache's array is valid until its next lookup: the rows keep a copy. */
+	b->endpoints_d = b->nendpoints > 0 ? datumCopy(PointerGetDatum(ids), false, -1) : (Datum) 0;
+	MemoryContextSwitchTo(old);
 
-		b->nendpoints = EndpointsMatching(tenant, event, eventlen, &b->endpoint_ids,
-										  &b->nactive);
-
-		/*
-		 * Every event of the batch shares its envelope's start: build it
-		 * once.
-		 */
+	/* Every event of one name shares its envelope's start: build it once. */
+	if (b->nendpoints > 0 && strcmp(b->prefix_event, event) != 0)
+	{
+		old = MemoryContextSwitchTo(b->mcxt);
 		if (b->prefix.data == NULL)
 			initStringInfo(&b->prefix);
 		envelope_start(&b->prefix, event);
+		strlcpy(b->prefix_event, event, sizeof(b->prefix_event));
 		MemoryContextSwitchTo(old);
 	}
 	return b->nendpoints > 0;
 }
 
-/* Adds one envelope to the batch; the batch takes ownership of the text. */
+/* Adds one envelope (allocated in rows_cxt) for the batch's target. */
 static void
 batch_add(EventBatch *b, text *payload)
 {
-	if (b->npayloads == b->maxpayloads)
+	EventRow   *r;
+
+	if (b->nrows == b->maxrows)
 	{
-		b->maxpayloads = Max(16, b->maxpayloads * 2);
-		if (b->payloads)
-			b->payloads = repalloc(b->payloads, sizeof(Datum) * b->maxpayloads);
+		b->maxrows = Max(16, b->maxrows * 2);
+		if (b->rows)
+			b->rows = repalloc(b->rows, sizeof(EventRow) * b->maxrows);
 		else
-			b->payloads = MemoryContextAlloc(b->mcxt, sizeof(Datum) * b->maxpayloads);
+			b->rows = MemoryContextAlloc(b->mcxt, sizeof(EventRow) * b->maxrows);
 	}
-	b->payloads[b->npayloads++] = PointerGetDatum(payload);
-	if (b->npayloads >= PUBLISH_BATCH_ROWS)
+	r = &b->rows[b->nrows++];
+	r->tenant = b->tenant_d;
+	r->event = b->event_d;
+	r->endpoint_ids = b->endpoints_d;
+	r->payload = PointerGetDatum(payload);
+	b->queued += b->nactive;
+	if (b->nrows >= PUBLISH_BATCH_ROWS)
 		flush_batch(b);
 }
 
@@ -310,7 +337,7 @@ integration_publish_event(PG_FUNCTION_ARGS)
 	batch_init(&batch);
 	if (batch_target(&batch, tenant, event))
 	{
-		MemoryContext old = MemoryContextSwitchTo(batch.payload_cxt);
+		MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
 		text	   *envelope = build_envelope(event, payload);
 
 		MemoryContextSwitchTo(old);
@@ -339,29 +366,39 @@ PublishWorkerEvent(const char *tenant, const char *event, Jsonb *payload,
 				   int64 except_endpoint)
 {
 	EventBatch	batch;
+	ArrayType  *all;
+	int64	   *ids;
+	Datum	   *kept;
 	int			n = 0;
 	int			nactive = 0;
 
 	batch_init(&batch);
 	if (!batch_target(&batch, tenant, event))
 		return 0;
+	/* The batch's copy of the endpoints, without except_endpoint. */
+	all = DatumGetArrayTypeP(batch.endpoints_d);
+	ids = (int64 *) ARR_DATA_PTR(all);
+	kept = palloc(sizeof(Datum) * batch.nendpoints);
 	for (int i = 0; i < batch.nendpoints; i++)
-		if (DatumGetInt64(batch.endpoint_ids[i]) != except_endpoint)
+		if (ids[i] != except_endpoint)
 		{
 			nactive += (i < batch.nactive);
-			batch.endpoint_ids[n++] = batch.endpoint_ids[i];
+			kept[n++] = Int64GetDatum(ids[i]);
 		}
 	batch.nendpoints = n;
 	batch.nactive = nactive;
 	if (n > 0)
 	{
-		MemoryContext old = MemoryContextSwitchTo(batch.payload_cxt);
+		MemoryContext old = MemoryContextSwitchTo(batch.rows_cxt);
 		text	   *envelope = build_envelope(event, payload);
 
+		batch.endpoints_d = PointerGetDatum(construct_array(kept, n, INT8OID, sizeof(int64),
+															FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		MemoryContextSwitchTo(old);
 		batch_add(&batch, envelope);
 		flush_batch(&batch);
 	}
+	pfree(kept);
 	return batch.published;
 }
 
@@ -546,7 +583,7 @@ publish_one(TriggerPlan *plan, TriggerData *trigdata, EventBatch *batch, StringI
 		RowJsonAppend(plan->writer, buf, oldslot);
 	}
 	appendStringInfoChar(buf, '}');
-	batch_add(batch, envelope_finish(buf, batch->payload_cxt));
+	batch_add(batch, envelope_finish(buf, batch->rows_cxt));
 }
 
 PG_FUNCTION_INFO_V1(integration_publish_row_event);

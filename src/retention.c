@@ -40,7 +40,7 @@
  * How rows are found.  Deliveries have no index on when they finished, and one would
  * cost the worker dearly: the result's update would change an indexed column and stop
  * being HOT (see the fillfactor of integration.deliveries).  So the walk goes through
- * the events, oldest first, by webhook_events_created_idx (events are insert-only, so
+ * the events, oldest first, by webhook_events_expiry_idx (events are insert-only, so
  * that index costs publishing one entry per event and nothing else), and reaches each
  * event's deliveries through their unique key: an event is never younger than its
  * deliveries.  Log rows are found by integration_logs_expiry_idx.

@@ -33,6 +33,7 @@ typedef struct IntegrationWorkerSlot
 
 	pg_atomic_uint32 due_requested; /* deliveries were requeued or dispatched */
 	pg_atomic_uint32 activity;	/* a WorkerActivity */
+	pg_atomic_uint64 activity_since;	/* TimestampTz: when it began */
 	pg_atomic_uint32 in_flight;
 	pg_atomic_uint64 sent;
 	pg_atomic_uint64 delivered;

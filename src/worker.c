@@ -63,6 +63,7 @@ int			integration_max_response_bytes = 16 * 1024;
 char	   *integration_proxy = NULL;
 int			integration_idle_recheck_ms = 60000;
 bool		integration_http_thread = true;
+int			integration_log_min_duration_ms = 1000;
 
 void
 WorkerDefineGucs(void)
@@ -111,6 +112,10 @@ WorkerDefineGucs(void)
 							 "Whether a delivery worker runs libcurl on a thread of its own; off: on its main thread, from its wait loop.",
 							 NULL, &integration_http_thread, true,
 							 PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.log_min_duration",
+							"A worker transaction that takes at least this long is logged, with its time in statements and in its commit; -1: none.",
+							NULL, &integration_log_min_duration_ms, 1000, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 }
 
 

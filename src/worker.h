@@ -23,6 +23,7 @@ extern int	integration_max_response_bytes;
 extern char *integration_proxy;
 extern int	integration_idle_recheck_ms;
 extern bool integration_http_thread;
+extern int	integration_log_min_duration_ms;
 
 extern void WorkerDefineGucs(void);
 extern void WorkerDropStrayCancel(void);

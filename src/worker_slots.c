@@ -18,6 +18,8 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "commands/dbcommands.h"
@@ -36,6 +38,7 @@ static const char *const activity_names[] = {
 	[WORKER_RECORDING] = "recording",
 	[WORKER_REFRESHING] = "refreshing",
 	[WORKER_PURGING] = "purging",
+	[WORKER_COMMITTING] = "committing",
 };
 
 /* Whether a worker holds a slot for dboid. */
@@ -227,6 +230,7 @@ WorkerSlotTake(Oid dboid)
 		free_slot->last_error_at = 0;
 		pg_atomic_write_u32(&free_slot->due_requested, 0);
 		pg_atomic_write_u32(&free_slot->activity, WORKER_STARTING);
+		pg_atomic_write_u64(&free_slot->activity_since, (uint64) now);
 		pg_atomic_write_u32(&free_slot->in_flight, 0);
 		pg_atomic_write_u64(&free_slot->sent, 0);
 		pg_atomic_write_u64(&free_slot->delivered, 0);
@@ -258,9 +262,18 @@ WorkerSlotTakeDueRequest(void)
 	return pg_atomic_exchange_u32(&my_slot->due_requested, 0) != 0;
 }
 
+/*
+ * What the worker does now; worker_status() shows it with the time it began, so a
+ * worker stuck in one step (a commit waiting for the disk, a statement waiting for a
+ * lock) shows which and for how long.  Many calls per turn of the loop repeat the
+ * activity it has: the clock is read only when it changes.
+ */
 void
 WorkerSlotSetActivity(WorkerActivity activity)
 {
+	if (pg_atomic_read_u32(&my_slot->activity) == (uint32) activity)
+		return;
+	pg_atomic_write_u64(&my_slot->activity_since, (uint64) GetCurrentTimestamp());
 	pg_atomic_write_u32(&my_slot->activity, (uint32) activity);
 }
 
@@ -308,8 +321,8 @@ integration_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Datum		values[12];
-		bool		nulls[12] = {0};
+		Datum		values[15];
+		bool		nulls[15] = {0};
 		bool		in_use;
 		Oid			dboid;
 		pid_t		pid;
@@ -317,6 +330,11 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		TimestampTz last_error_at;
 		char		last_error[WORKER_ERROR_LEN];
 		uint32		activity;
+		TimestampTz activity_since;
+		PGPROC	   *proc;
+		uint32		wait_event_info = 0;
+		const char *wait_type;
+		const char *wait_event;
 		char	   *dbname;
 
 		LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
@@ -337,6 +355,7 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		else
 			nulls[1] = true;
 		activity = pg_atomic_read_u32(&slot->activity);
+		activity_since = (TimestampTz) pg_atomic_read_u64(&slot->activity_since);
 		values[2] = CStringGetTextDatum(activity < lengthof(activity_names) ?
 										activity_names[activity] : "unknown");
 		values[3] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->in_flight));
@@ -357,6 +376,24 @@ integration_worker_status(PG_FUNCTION_ARGS)
 			values[11] = CStringGetTextDatum(SecretKeyCurrent()->id);
 		else
 			nulls[11] = true;
+
+		/*
+		 * What its main thread waits on now, as pg_stat_activity shows it
+		 * (Extension while it sleeps in its loop).
+		 */
+		proc = BackendPidGetProc(pid);
+		if (proc != NULL)
+			wait_event_info = *((volatile uint32 *) &proc->wait_event_info);
+		wait_type = pgstat_get_wait_event_type(wait_event_info);
+		wait_event = pgstat_get_wait_event(wait_event_info);
+		if (wait_type != NULL && wait_event != NULL)
+		{
+			values[12] = CStringGetTextDatum(wait_type);
+			values[13] = CStringGetTextDatum(wait_event);
+		}
+		else
+			nulls[12] = nulls[13] = true;
+		values[14] = TimestampTzGetDatum(activity_since);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -15,7 +15,8 @@ typedef enum WorkerActivity
 	WORKER_CLAIMING,
 	WORKER_RECORDING,
 	WORKER_REFRESHING,
-	WORKER_PURGING
+	WORKER_PURGING,
+	WORKER_COMMITTING
 } WorkerActivity;
 
 /* Any backend. */

@@ -12,8 +12,8 @@ INSERT INTO api VALUES
 	('update_webhook', '{bigint,text,text,jsonb,text,jsonb,boolean}', '{id,name,url,events,secret,headers,is_active}', 'integration.webhook', 'volatile'),
 	('delete_webhook', '{bigint}', '{id}', 'boolean', 'volatile'),
 	('dispatch_webhook', '{bigint,text,jsonb}', '{id,event,payload}', 'bigint', 'volatile'),
-	('list_deliveries', '{integer,bigint,text,text,"timestamp with time zone"}', '{limit,endpoint_id,status,event,since}', 'setof integration.webhook_deliveries', 'stable'),
-	('list_integration_logs', '{integer,text,text,text,"timestamp with time zone"}', '{limit,level,source,event,since}', 'setof integration.integration_logs', 'stable'),
+	('list_deliveries', '{integer,bigint,text,text,"timestamp with time zone",bigint,bigint}', '{limit,endpoint_id,status,event,since,before_event_id,before_endpoint_id}', 'setof integration.webhook_deliveries', 'stable'),
+	('list_integration_logs', '{integer,text,text,text,"timestamp with time zone",bigint}', '{limit,level,source,event,since,before_id}', 'setof integration.integration_logs', 'stable'),
 	('publish_event', '{text,jsonb}', '{event,payload}', 'integer', 'volatile'),
 	('track_table', '{regclass,text,text}', '{tbl,event_prefix,tenant_column}', 'void', 'volatile'),
 	('untrack_table', '{regclass}', '{tbl}', 'boolean', 'volatile'),
@@ -41,8 +41,8 @@ SELECT is_empty($$SELECT proname FROM pg_proc WHERE pronamespace = 'integration'
 -- Defaults: only the trailing optional arguments have them.  (6)
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.register_webhook(text,text,jsonb,text,jsonb)'::regprocedure), 2, 'register_webhook: secret and headers are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean)'::regprocedure), 6, 'update_webhook: every field is optional');
-SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_deliveries(integer,bigint,text,text,timestamptz)'::regprocedure), 5, 'list_deliveries: "limit" and every filter are optional');
-SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_integration_logs(integer,text,text,text,timestamptz)'::regprocedure), 5, 'list_integration_logs: "limit" and every filter are optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_deliveries(integer,bigint,text,text,timestamptz,bigint,bigint)'::regprocedure), 7, 'list_deliveries: "limit", every filter and the page cursor are optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_integration_logs(integer,text,text,text,timestamptz,bigint)'::regprocedure), 6, 'list_integration_logs: "limit", every filter and the page cursor are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.track_table(regclass,text,text)'::regprocedure), 1, 'track_table: tenant_column is optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.unbind_role(regrole,text)'::regprocedure), 1, 'unbind_role: tenant is optional (all of the role''s bindings)');
 -- No SECURITY DEFINER anywhere: row-level security scopes every call.  (1)

@@ -30,7 +30,7 @@ INSERT INTO ids SELECT 'ep_b', id FROM integration.register_webhook(name => 'b',
 INSERT INTO ids SELECT 'd_b', integration.dispatch_webhook(id => (SELECT v FROM ids WHERE k = 'ep_b'), event => 'b.x', payload => '{}');
 INSERT INTO ids SELECT 'd_b2', integration.dispatch_webhook(id => (SELECT v FROM ids WHERE k = 'ep_b'), event => 'b.y', payload => '{}');
 INSERT INTO ids SELECT 'published_b', integration.publish_event(event => 'b.queued', payload => '{}');	-- a queue row
-UPDATE integration.deliveries SET status = 'failed', next_attempt_at = NULL, attempts = 1 WHERE id = (SELECT v FROM ids WHERE k = 'd_b');
+UPDATE integration.deliveries SET status = 'failed', next_attempt_at = NULL, attempts = 1, last_error = 'HTTP 500' WHERE id = (SELECT v FROM ids WHERE k = 'd_b');
 UPDATE integration.deliveries SET status = 'sending', next_attempt_at = NULL, lease_expires_at = now() - interval '1 hour'
  WHERE id = (SELECT v FROM ids WHERE k = 'd_b2');
 INSERT INTO integration.delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code)

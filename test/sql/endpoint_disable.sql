@@ -65,11 +65,12 @@ SELECT 'dis-a', 'order.created', integration.envelope('order.created', jsonb_bui
   FROM generate_series(10, 17) g;
 DELETE FROM integration.webhook_event_queue WHERE tenant_id = 'dis-a';
 INSERT INTO integration.deliveries (tenant_id, event_id, endpoint_id, status, attempts,
-									next_attempt_at, lease_expires_at, created_at)
+									next_attempt_at, lease_expires_at, created_at, last_error)
 SELECT 'dis-a', e.id, :ep, s.status, 3,
 	   CASE WHEN s.status = 'pending' THEN now() + interval '1 hour' END,
 	   CASE WHEN s.status = 'sending' THEN now() + interval '1 minute' END,
-	   now() - s.age
+	   now() - s.age,
+	   CASE s.status WHEN 'failed' THEN 'HTTP 500' WHEN 'skipped' THEN 'skipped: the endpoint is disabled' END
   FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM integration.webhook_events
 		 WHERE tenant_id = 'dis-a' AND payload ~ '"n": 1[0-7]}') e
   JOIN (VALUES (1, 'failed', interval '3 days'), (2, 'failed', interval '1 hour'),
@@ -118,10 +119,11 @@ SELECT integration.enable_webhook(id => :ep);
 -- 'skipped' is a status of its own: no request, so next_attempt_at is not set.
 RESET ROLE;
 \set VERBOSITY terse
-UPDATE integration.deliveries SET status = 'skipped', next_attempt_at = now()
+UPDATE integration.deliveries SET status = 'skipped', next_attempt_at = now(),
+	   last_error = 'skipped: the endpoint is disabled'
  WHERE tenant_id = 'dis-a' AND endpoint_id = :ep AND status = 'delivered';
 \echo :LAST_ERROR_SQLSTATE
-UPDATE integration.deliveries SET status = 'skipped'
+UPDATE integration.deliveries SET status = 'skipped', last_error = 'skipped: the endpoint is disabled'
  WHERE tenant_id = 'dis-a' AND endpoint_id = :ep AND status = 'delivered'
 RETURNING status;
 UPDATE integration.deliveries SET status = 'gone'

@@ -98,6 +98,11 @@ like($e2e_msg, qr/^msg_[0-9A-Za-z]{22}$/, 'the event has a message id: msg_ and 
 is($req->{headers}{'webhook-id'}, $e2e_msg, "webhook-id is the event's message id");
 is(q1("SELECT message_id FROM integration.webhook_deliveries WHERE event_id = $e2e_event"), $e2e_msg,
 	'webhook_deliveries shows it');
+# Logs are for changes, failures and operators' actions (issue #20): publishing the
+# event and delivering it wrote none; registering the endpoint wrote the one.
+is(q1(qq{SELECT string_agg(event, ',') FROM integration.integration_logs
+		  WHERE (context->>'endpoint_id')::bigint = $e2e OR (context->>'delivery_id')::bigint = $e2e_delivery}),
+	'webhook.registered', 'a published and delivered event writes no log row');
 like($req->{headers}{'webhook-timestamp'}, qr/^\d+$/, 'webhook-timestamp is unix seconds');
 ok(abs($req->{headers}{'webhook-timestamp'} - time()) < 60,
 	'webhook-timestamp is now');
@@ -391,6 +396,48 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'integration worker' AND datname = 'postgres' AND pid = $wpid"),
 	'1', "pg_stat_activity lists it as 'integration worker'");
 
+# What it waits on, and since when.  Idle, it sleeps in its loop.  Then a table lock
+# holds up its next store transaction: worker_status() names the step, the lock and
+# when the step began; once the lock goes, the transaction is logged with where its
+# time went (integration.log_min_duration, here 0: every worker transaction).
+poll_ok("SELECT state = 'idle' AND wait_event_type = 'Extension' AND wait_event = 'Extension'"
+	  . " AND state_since <= clock_timestamp() FROM integration.worker_status()",
+	'worker_status(): idle, waiting in its loop (Extension)');
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET integration.log_min_duration = 0; SELECT pg_reload_conf()");
+my $mon = register('monitored', receiver_url($recv, '/mon'), '["mon.*"]');
+usleep(300_000);    # the reload and the endpoint's refresh reach the worker
+my $mon_lock = $node->background_psql('postgres');
+$mon_lock->query_safe('BEGIN');
+$mon_lock->query_safe('LOCK TABLE integration.deliveries IN ACCESS EXCLUSIVE MODE');
+my $log_at = -s $node->logfile;
+q1(q{SELECT integration.publish_event('mon.x', '{}')});
+poll_ok("SELECT state = 'claiming' AND wait_event_type = 'Lock' AND wait_event = 'relation'"
+	  . " AND state_since <= clock_timestamp() FROM integration.worker_status()",
+	'worker_status(): claiming, waiting for a relation lock');
+usleep(300_000);
+is($node->safe_psql('postgres',
+		"SELECT state, wait_event, clock_timestamp() - state_since >= interval '250 ms'"
+		  . " FROM integration.worker_status()"),
+	'claiming|relation|t', 'and state_since says for how long');
+$mon_lock->query_safe('COMMIT');
+$mon_lock->quit;
+poll_ok("SELECT status = 'delivered' FROM integration.deliveries WHERE endpoint_id = $mon",
+	'once the lock is gone, the event is delivered');
+my $slow_line = '';
+for (1 .. 50)
+{
+	($slow_line) = slurp_file($node->logfile, $log_at) =~
+	  /(integration worker: claiming deliveries took (\d+) ms: (\d+) ms in statements, \d+ ms committing)/;
+	last if $slow_line;
+	usleep(100_000);
+}
+my ($held_ms) = $slow_line =~ /took (\d+) ms/;
+ok(defined $held_ms && $held_ms >= 250,
+	"the server log says how long the held-up transaction took, and where: '$slow_line'");
+$node->safe_psql('postgres',
+	"ALTER SYSTEM RESET integration.log_min_duration; SELECT pg_reload_conf()");
+
 ########################################################################
 # 13. A rolled-back transaction sends nothing.
 ########################################################################
@@ -558,7 +605,7 @@ q1("UPDATE integration.deliveries SET lease_expires_at = lease_expires_at + inte
 poll_ok("SELECT in_flight = 0 FROM integration.worker_status()", 'its answer came back');
 is(q1("SELECT status || ' ' || attempts FROM integration.deliveries WHERE endpoint_id = $reclaimed"),
 	'sending 0', "the old claim's outcome is not written over the new claim");
-q1("UPDATE integration.deliveries SET status = 'failed', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
+q1("UPDATE integration.deliveries SET status = 'failed', last_error = 'given up by the test', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
 
 my $doomed = register('doomed', receiver_url($recv, '/doomed', status => 500, delay_ms => 1000), '["doom.*"]');
 q1(q{SELECT integration.publish_event('doom.x', '{}')});
