@@ -43,7 +43,10 @@
  * the events, oldest first, by webhook_events_expiry_idx (events are insert-only, so
  * that index costs publishing one entry per event and nothing else), and reaches each
  * event's deliveries through their unique key: an event is never younger than its
- * deliveries.  Log rows are found by integration_logs_expiry_idx.
+ * deliveries.  Log rows are found by integration_logs_expiry_idx.  Both indexes are
+ * partial on created_at < 'infinity', which the statements here state and the tenants'
+ * list queries never do, so that the planner keeps to the lists' own per-tenant
+ * indexes for those (see sql/integration.sql).
  *
  * The walk keeps its place across passes (the last created_at, id looked at), so a pass
  * looks at the events that became old enough since the last one and not at those kept
@@ -258,6 +261,7 @@ read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *
 	SavedPlan(&window_plan,
 			  "SELECT e.tenant_id, e.id, e.created_at FROM integration.webhook_events e"
 			  " WHERE (e.created_at, e.id) > ($1, $2) AND e.created_at < $3"
+			  "   AND e.created_at < 'infinity'" /* webhook_events_expiry_idx */
 			  " ORDER BY e.created_at, e.id LIMIT $4",
 			  4, types, CURSOR_OPT_GENERIC_PLAN);
 	RunPlan(window_plan, args, false, SPI_OK_SELECT, "reading events old enough to expire");
@@ -355,7 +359,8 @@ delete_logs(const RetentionCutoffs *c, int limit)
 
 	SavedPlan(&logs_plan,
 			  "WITH doomed AS ("
-			  "  SELECT l.ctid FROM integration.integration_logs l WHERE l.created_at < $1"
+			  "  SELECT l.ctid FROM integration.integration_logs l"
+			  "   WHERE l.created_at < $1 AND l.created_at < 'infinity'" /* integration_logs_expiry_idx */
 			  "   ORDER BY l.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 			  " DELETE FROM integration.integration_logs l"
 			  "  WHERE l.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed))",

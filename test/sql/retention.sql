@@ -70,6 +70,7 @@ UPDATE integration.deliveries d
    SET status = s.status, attempts = s.attempts, lease_expires_at = NULL,
 	   next_attempt_at = CASE WHEN s.status = 'pending' THEN now() + interval '1 hour' END,
 	   last_attempt_at = now() - s.age, delivered_at = CASE WHEN s.status = 'delivered' THEN now() - s.age END,
+	   last_error = CASE WHEN s.status IN ('failed', 'skipped') THEN 'HTTP 500' END,
 	   created_at = now() - interval '40 days'
   FROM (VALUES (8001, :ep_a, 'delivered', 1, interval '8 days'),
 			   (8002, :ep_a, 'delivered', 1, interval '6 days'),
@@ -90,7 +91,7 @@ UPDATE integration.deliveries d
 -- has no attempt: it was skipped when it was created.
 UPDATE integration.deliveries
    SET status = 'skipped', lease_expires_at = NULL, next_attempt_at = NULL,
-	   created_at = now() - interval '29 days'
+	   last_error = 'endpoint disabled', created_at = now() - interval '29 days'
  WHERE tenant_id = 'retention2' AND event_id = 8015;
 UPDATE integration.webhook_endpoints SET disabled_at = now() - interval '31 days',
 	   disabled_reason = 'gone', is_active = false
