@@ -73,7 +73,10 @@ typedef struct CallTarget
 	char	   *kind;
 	char	   *base_url;
 	char	   *credentials;	/* stored */
-	char	   *auth;
+	char	   *auth;			/* the style: none, basic, bearer,
+								 * header:<name>, query */
+	char	   *auth_key[2];	/* the credentials it sends: basic's user,
+								 * password */
 	Oid			build_fn;
 	Oid			interpret_fn;
 } CallTarget;
@@ -442,8 +445,8 @@ auth_headers(struct curl_slist **list, const CallTarget *t, const Credentials *c
 
 	if (strcmp(t->auth, "basic") == 0)
 	{
-		char	   *pair = psprintf("%s:%s", credential(creds, "username", t),
-									credential(creds, "password", t));
+		char	   *pair = psprintf("%s:%s", credential(creds, t->auth_key[0], t),
+									credential(creds, t->auth_key[1], t));
 		int			len = pg_b64_enc_len(strlen(pair));
 		char	   *value = palloc(strlen("Basic ") + len + 1);
 		int			n;
@@ -459,14 +462,14 @@ auth_headers(struct curl_slist **list, const CallTarget *t, const Credentials *c
 	}
 	else if (strcmp(t->auth, "bearer") == 0)
 	{
-		char	   *value = psprintf("Bearer %s", credential(creds, "token", t));
+		char	   *value = psprintf("Bearer %s", credential(creds, t->auth_key[0], t));
 
 		add_header(list, name, strlen(name), value, strlen(value));
 		explicit_bzero(value, strlen(value));
 	}
 	else if (name != NULL)
 	{
-		const char *token = credential(creds, "token", t);
+		const char *token = credential(creds, t->auth_key[0], t);
 
 		add_header(list, name, strlen(name), token, strlen(token));
 	}
@@ -562,9 +565,10 @@ load_target(CallTarget *t)
 	args[1] = Int64GetDatum(t->id);
 	RunPlan(SavedPlan(&connector_plan,
 					  "SELECT integration._connector_context(c),"
-					  " c.kind, c.base_url, c.credentials, k.auth,"
+					  " c.kind, c.base_url, c.credentials, integration._auth_style(k.auth),"
 					  " k.build_request_function::pg_catalog.oid,"
-					  " k.interpret_response_function::pg_catalog.oid"
+					  " k.interpret_response_function::pg_catalog.oid,"
+					  " (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2]"
 					  " FROM integration.connectors c"
 					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
 					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
@@ -584,6 +588,8 @@ load_target(CallTarget *t)
 	t->base_url = SPI_getvalue(row, desc, 3);
 	t->credentials = SPI_getvalue(row, desc, 4);
 	t->auth = SPI_getvalue(row, desc, 5);
+	t->auth_key[0] = SPI_getvalue(row, desc, 8);
+	t->auth_key[1] = SPI_getvalue(row, desc, 9);
 	d = SPI_getbinval(row, desc, 6, &isnull);
 	t->build_fn = isnull ? InvalidOid : DatumGetObjectId(d);
 	d = SPI_getbinval(row, desc, 7, &isnull);

@@ -17,8 +17,10 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "circuit_breaker.h"
 #include "connector.h"
 #include "endpoint_disable.h"
+#include "inbound_job.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
@@ -28,6 +30,7 @@
 #include "retention.h"
 #include "retry_policy.h"
 #include "secret_key.h"
+#include "target_health.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -55,10 +58,13 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	CircuitBreakerDefineGucs();
+	TargetHealthDefineGucs();
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
 	RetentionDefineGucs();
 	ConnectorDefineGucs();
+	InboundJobDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */
 	SecretKeyLoad();

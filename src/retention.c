@@ -261,7 +261,7 @@ read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *
 	SavedPlan(&window_plan,
 			  "SELECT e.tenant_id, e.id, e.created_at FROM integration.webhook_events e"
 			  " WHERE (e.created_at, e.id) > ($1, $2) AND e.created_at < $3"
-			  "   AND e.created_at < 'infinity'" /* webhook_events_expiry_idx */
+			  "   AND e.created_at < 'infinity'"	/* webhook_events_expiry_idx */
 			  " ORDER BY e.created_at, e.id LIMIT $4",
 			  4, types, CURSOR_OPT_GENERIC_PLAN);
 	RunPlan(window_plan, args, false, SPI_OK_SELECT, "reading events old enough to expire");
@@ -360,7 +360,7 @@ delete_logs(const RetentionCutoffs *c, int limit)
 	SavedPlan(&logs_plan,
 			  "WITH doomed AS ("
 			  "  SELECT l.ctid FROM integration.integration_logs l"
-			  "   WHERE l.created_at < $1 AND l.created_at < 'infinity'" /* integration_logs_expiry_idx */
+			  "   WHERE l.created_at < $1 AND l.created_at < 'infinity'"	/* integration_logs_expiry_idx */
 			  "   ORDER BY l.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
 			  " DELETE FROM integration.integration_logs l"
 			  "  WHERE l.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed))",
@@ -585,6 +585,7 @@ retention_step(void *state, TimestampTz now)
 	TimestampTz started;
 	TimestampTz ended;
 	bool		busy;
+	int			sqlerrcode;
 
 	if (!t->in_pass)
 	{
@@ -610,7 +611,7 @@ retention_step(void *state, TimestampTz now)
 	busy = SchedulerInFlight(t->svc->scheduler) > 0 || SchedulerQueued(t->svc->scheduler) > 0;
 	WorkerSlotSetActivity(WORKER_PURGING);
 	started = GetCurrentTimestamp();
-	if (WorkerRunTransaction(batch_step, t, "removing expired rows") != 0)
+	if (!WorkerRunTransaction(batch_step, t, "removing expired rows", &sqlerrcode, NULL))
 	{
 		/* Tried again by a pass that starts over, a little later. */
 		forget_plans();
@@ -659,7 +660,7 @@ retention_reload(void *state)
 }
 
 static void
-retention_woken(void *state, bool due)
+retention_woken(void *state, uint32 requests)
 {
 }
 

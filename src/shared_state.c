@@ -1,6 +1,7 @@
 /*
  * shared_state.c
- *		Allocation of the extension's shared memory (PG 15 request/startup hooks).
+ *		Allocation of the extension's shared memory (PG 15 request/startup hooks): the
+ *		state of shared_state.h and the targets' live figures (target_health.c).
  */
 #include "postgres.h"
 
@@ -10,6 +11,7 @@
 #include "storage/shmem.h"
 
 #include "shared_state.h"
+#include "target_health.h"
 
 IntegrationSharedState *integration_shared = NULL;
 
@@ -23,6 +25,8 @@ integration_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(IntegrationSharedState)));
 	RequestNamedLWLockTranche("integration", 1);
+	RequestAddinShmemSpace(MAXALIGN(TargetHealthShmemSize()));
+	RequestNamedLWLockTranche("integration target health", 1);
 }
 
 static void
@@ -47,14 +51,18 @@ integration_shmem_startup(void)
 		{
 			IntegrationWorkerSlot *slot = &integration_shared->workers[i];
 
-			pg_atomic_init_u32(&slot->due_requested, 0);
+			pg_atomic_init_u32(&slot->wake_requests, 0);
 			pg_atomic_init_u32(&slot->activity, 0);
 			pg_atomic_init_u32(&slot->in_flight, 0);
 			pg_atomic_init_u64(&slot->sent, 0);
 			pg_atomic_init_u64(&slot->delivered, 0);
 			pg_atomic_init_u64(&slot->failed_attempts, 0);
+			pg_atomic_init_u64(&slot->inbound_handled, 0);
+			pg_atomic_init_u64(&slot->inbound_failed_attempts, 0);
+			pg_atomic_init_u32(&slot->inbound_held, 0);
 		}
 	}
+	TargetHealthShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -18,7 +18,7 @@
 /*
  * One running delivery worker.  The fields above the counters are written under
  * slots_lock (exclusive) and read under it (shared); the counters and flags below are
- * atomics that only their slot's worker writes (due_requested: any committer sets it).
+ * atomics that only their slot's worker writes (wake_requests: any committer sets bits).
  */
 typedef struct IntegrationWorkerSlot
 {
@@ -31,13 +31,17 @@ typedef struct IntegrationWorkerSlot
 	TimestampTz last_error_at;
 	char		last_error[WORKER_ERROR_LEN];
 
-	pg_atomic_uint32 due_requested; /* deliveries were requeued or dispatched */
+	pg_atomic_uint32 wake_requests; /* WorkerWakeRequest bits, since the
+									 * worker last took them */
 	pg_atomic_uint32 activity;	/* a WorkerActivity */
 	pg_atomic_uint64 activity_since;	/* TimestampTz: when it began */
 	pg_atomic_uint32 in_flight;
 	pg_atomic_uint64 sent;
 	pg_atomic_uint64 delivered;
 	pg_atomic_uint64 failed_attempts;
+	pg_atomic_uint64 inbound_handled;
+	pg_atomic_uint64 inbound_failed_attempts;
+	pg_atomic_uint32 inbound_held;
 } IntegrationWorkerSlot;
 
 typedef struct IntegrationSharedState

@@ -8,9 +8,12 @@
  * callback publishes "webhook_endpoints changed" to other backends by bumping a shared
  * generation counter, so their endpoint caches are rebuilt on next use.
  *
- * Publishing wakes the worker to fan events out.  The SQL API's requeues and
- * dispatches (integration._wake_worker_at_commit()) also ask it to look for due
- * deliveries, a scan that publishing alone does not need.
+ * Each wake-up says what the transaction made to do (WorkerWakeRequest bits, which the
+ * worker's kinds of work read): publishing asks for a fan-out; the SQL API's requeues and
+ * dispatches (integration._wake_worker_at_commit()) also for due deliveries, a scan
+ * that publishing alone does not need; a write that makes inbound events pending (the
+ * inbound_events_written trigger: receive_webhook(), reprocess_inbound(), plain SQL)
+ * for inbound events alone.
  *
  * A prepared transaction cannot wake anyone when COMMIT PREPARED runs elsewhere; the
  * worker's idle recheck (integration.idle_recheck_interval) picks its events up.
@@ -29,8 +32,7 @@
 #include "wakeup.h"
 
 static bool callback_registered = false;
-static bool wake_armed = false;
-static bool due_armed = false;
+static uint32 wake_armed = 0;	/* WorkerWakeRequest bits */
 static bool endpoints_dirty = false;
 
 static void
@@ -42,10 +44,9 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (endpoints_dirty && integration_shared != NULL)
 				pg_atomic_fetch_add_u64(&integration_shared->endpoints_generation, 1);
-			if (wake_armed)
-				WakeDatabaseWorker(MyDatabaseId, due_armed);
-			wake_armed = false;
-			due_armed = false;
+			if (wake_armed != 0)
+				WakeDatabaseWorker(MyDatabaseId, wake_armed);
+			wake_armed = 0;
 			endpoints_dirty = false;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
@@ -62,8 +63,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			wake_armed = false;
-			due_armed = false;
+			wake_armed = 0;
 			endpoints_dirty = false;
 			break;
 		default:
@@ -81,22 +81,33 @@ ensure_callback(void)
 	}
 }
 
+/* Asks for the worker to be woken with requests when the transaction commits. */
+static void
+arm(uint32 requests)
+{
+	ensure_callback();
+	wake_armed |= requests;
+}
+
 /* Called by every publish: the worker is woken once, when the transaction commits. */
 void
 WakeWorkerAtCommit(void)
 {
-	if (wake_armed)
-		return;
-	ensure_callback();
-	wake_armed = true;
+	arm(WORKER_WAKE_PUBLISHED);
 }
 
 /* The same, for a transaction that made deliveries due. */
 void
 WakeWorkerForDueAtCommit(void)
 {
-	WakeWorkerAtCommit();
-	due_armed = true;
+	arm(WORKER_WAKE_PUBLISHED | WORKER_WAKE_DUE);
+}
+
+/* The same, for a transaction that stored or requeued inbound events. */
+void
+WakeWorkerForInboundAtCommit(void)
+{
+	arm(WORKER_WAKE_INBOUND);
 }
 
 /* Called when this transaction writes webhook_endpoints. */
@@ -134,6 +145,24 @@ integration_wake_worker_at_commit(PG_FUNCTION_ARGS)
 {
 	WakeWorkerForDueAtCommit();
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(integration_inbound_events_written);
+
+/*
+ * Statement trigger on inbound_events: events may be pending, so the worker looks at
+ * commit.  Not in the worker itself, whose own writes record what it did.
+ */
+Datum
+integration_inbound_events_written(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_inbound_events_written() must be called as a trigger")));
+	if (!WorkerSlotHeld())
+		WakeWorkerForInboundAtCommit();
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(integration_wakeup_stats);

@@ -13,18 +13,22 @@
  *      claim more work;
  *   3. ask the scheduler what to start next (SchedulerNext()) while it has something
  *      that may start, and start it through its kind (JobKind.start);
- *   4. sleep until the earliest time a kind, the scheduler or libcurl needs the loop.
+ *   4. copy what changed of the targets into shared memory (integration.endpoint_health),
+ *      and sleep until the earliest time a kind, the scheduler (a token, a back-off, a
+ *      circuit's probe) or libcurl needs the loop.
  * Publishing transactions set the latch at commit (wakeup.c), so new events are
  * claimed within milliseconds, and nothing polls a table on a short timer.  No
  * transaction is open while requests are in flight, and locks are held only for the
  * duration of each short transaction, so the worker never blocks DDL.
  *
- * The kinds of work.  Today one: webhook deliveries (delivery_job.c).  A new kind (a
- * connector's API calls, a sync pull) is a JobKind for the scheduler plus a
- * WorkerKindOps for the loop, added to the kinds[] table below; nothing else here
- * changes.  A periodic task that sends nothing (retention.c, the removal of expired
- * rows) is a WorkerKindOps without a JobKind in the same table: it runs its
- * transactions from step() and sleeps through next_wake(), and takes no request slot.
+ * The kinds of work.  Webhook deliveries (delivery_job.c) and the handlers of inbound
+ * events (inbound_job.c).  A new kind (a connector's API calls, a sync pull) is a
+ * JobKind for the scheduler plus a WorkerKindOps for the loop, added to the kinds[]
+ * table below; nothing else here changes.  Committers say what they made to do
+ * (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work only.  A
+ * periodic task that sends nothing (retention.c, the removal of expired rows) is a
+ * WorkerKindOps without a JobKind in the same table: it runs its transactions from
+ * step() and sleeps through next_wake(), and takes no request slot.
  */
 #include "postgres.h"
 
@@ -44,10 +48,12 @@
 #include "delivery_job.h"
 #include "delivery_store.h"
 #include "http_client.h"
+#include "inbound_job.h"
 #include "integration.h"
 #include "retention.h"
 #include "scheduler.h"
 #include "shared_state.h"
+#include "target_health.h"
 #include "worker.h"
 #include "worker_slots.h"
 
@@ -120,6 +126,67 @@ WorkerDefineGucs(void)
 
 
 /*
+ * Runs one transaction of a kind of work: the bracket of StoreBegin() / StoreCommit()
+ * around step.  On error, logs it, records it as the worker's last error, rolls back
+ * and returns false with the error's SQLSTATE in *sqlerrcode and, when message is not
+ * NULL, its message (palloc'd in the caller's context) in *message.
+ *
+ * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
+ * held off everywhere but inside these transactions, so a cancel ends the transaction
+ * running, whose failure the caller handles, and never the worker.
+ */
+bool
+WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity,
+					 int *sqlerrcode, char **message)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool cancellable = false;
+	volatile bool ok = true;
+
+	*sqlerrcode = 0;
+	if (message)
+		*message = NULL;
+	WorkerDropStrayCancel();
+	PG_TRY();
+	{
+		StoreBegin(activity);
+		RESUME_CANCEL_INTERRUPTS();
+		cancellable = true;
+		step(arg);
+		HOLD_CANCEL_INTERRUPTS();
+		cancellable = false;
+		StoreCommit();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * Held again before anything here can check for interrupts (logging
+		 * does).
+		 */
+		if (cancellable)
+			HOLD_CANCEL_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
+		WorkerSlotSetError(edata->message);
+		*sqlerrcode = edata->sqlerrcode;
+		if (message)
+			*message = pstrdup(edata->message);
+		FreeErrorData(edata);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return ok;
+}
+
+/*
  * Lets a cancel that came in while none was wanted (between transactions: cancel
  * interrupts are held there) take effect now, through ProcessInterrupts() like any
  * other, and drops it: there was nothing to cancel.  lock_timeout signals twice, so
@@ -154,61 +221,14 @@ WorkerDropStrayCancel(void)
 	HOLD_CANCEL_INTERRUPTS();
 }
 
-/*
- * Runs step(arg) as one store transaction (StoreBegin() ... StoreCommit()) and returns
- * 0 when it committed.  On error it logs "integration worker: <activity> failed: ...",
- * records the message as the worker's last error, rolls back and returns the error's
- * SQLSTATE; the caller keeps its state and decides when to try again.
- *
- * Cancel requests (pg_cancel_backend(), and lock_timeout, which works by one) are
- * held off everywhere but inside these transactions, so a cancel ends the transaction
- * running, whose failure the caller handles, and never the worker.
- */
-int
-WorkerRunTransaction(WorkerStep step, void *arg, const char *activity)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool cancellable = false;
-	volatile int sqlerrcode = 0;
-
-	WorkerDropStrayCancel();
-	PG_TRY();
-	{
-		StoreBegin(activity);
-		RESUME_CANCEL_INTERRUPTS();
-		cancellable = true;
-		step(arg);
-		HOLD_CANCEL_INTERRUPTS();
-		cancellable = false;
-		StoreCommit();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		/*
-		 * Held again before anything here can check for interrupts (logging
-		 * does).
-		 */
-		if (cancellable)
-			HOLD_CANCEL_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG,
-				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
-		WorkerSlotSetError(edata->message);
-		sqlerrcode = edata->sqlerrcode;
-		FreeErrorData(edata);
-		pgstat_report_activity(STATE_IDLE, NULL);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	return sqlerrcode;
-}
-
 PGDLLEXPORT void integration_database_worker_main(Datum arg);
+
+/* before_shmem_exit: the figures of a worker that stops are no one's any more. */
+static void
+release_health(int code, Datum arg)
+{
+	TargetHealthReleaseMine();
+}
 
 /* A kind of work in this worker, and its state. */
 typedef struct WorkerKind
@@ -270,7 +290,7 @@ integration_database_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[2];
+	WorkerKind	kinds[3];
 	int			nkinds = 0;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
@@ -305,9 +325,11 @@ integration_database_worker_main(Datum arg)
 	/*
 	 * The worker runs as the bootstrap superuser: objects that users may
 	 * create in other schemas (an operator, a function) must never be picked
-	 * up by its queries.
+	 * up by its queries.  A session value, not an override: the SET clause of
+	 * an inbound handler (inbound_invoke.c) must still take effect, and an
+	 * override would silently win over it.
 	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	/*
 	 * No planner settings of its own: the store's statements are planned
@@ -322,7 +344,7 @@ integration_database_worker_main(Datum arg)
 	 * retried after a pause, and no other tenant's deliveries wait longer
 	 * than that.
 	 */
-	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
 	if (!WorkerSlotTake(dboid))
 	{
@@ -340,8 +362,12 @@ integration_database_worker_main(Datum arg)
 	CommitTransactionCommand();
 	scheduler_limits(&limits);
 	svc.scheduler = SchedulerCreate(TopMemoryContext, &limits);
+	before_shmem_exit(release_health, (Datum) 0);
 	kinds[nkinds].ops = &delivery_job_ops;
 	kinds[nkinds].state = DeliveryJobCreate(&svc);
+	nkinds++;
+	kinds[nkinds].ops = &inbound_job_ops;
+	kinds[nkinds].state = InboundJobCreate(&svc);
 	nkinds++;
 
 	if (!DeliveryJobStartup(kinds[0].state))
@@ -391,6 +417,9 @@ integration_database_worker_main(Datum arg)
 				kinds[i].ops->reload(kinds[i].state);
 		}
 
+		/* Open circuits whose wait is over go half open. */
+		SchedulerTick(svc.scheduler, GetCurrentTimestamp());
+
 		/* 1. Finished requests go to their kinds. */
 		HttpClientDrive(svc.client);
 		while ((done = HttpClientNextDone(svc.client)) != NULL)
@@ -412,11 +441,12 @@ integration_database_worker_main(Datum arg)
 			if (kinds[i].ops->step(kinds[i].state, now))
 				start_work(&svc, kinds, nkinds);
 		WorkerSlotSetInFlight(SchedulerInFlight(svc.scheduler));
+		SchedulerPublish(svc.scheduler, GetCurrentTimestamp());
 		WorkerSlotSetActivity(SchedulerInFlight(svc.scheduler) > 0 ? WORKER_SENDING : WORKER_IDLE);
 
 		/* 4. Sleep until a kind, the scheduler or libcurl needs the loop. */
 		now = GetCurrentTimestamp();
-		wake = SchedulerNextWake(svc.scheduler);
+		wake = SchedulerNextWake(svc.scheduler, now);
 		for (int i = 0; i < nkinds; i++)
 		{
 			TimestampTz w = kinds[i].ops->next_wake(kinds[i].state, now);
@@ -432,12 +462,12 @@ integration_database_worker_main(Datum arg)
 		if (WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
 			(event.events & WL_LATCH_SET))
 		{
-			bool		due;
+			uint32		requests;
 
 			ResetLatch(MyLatch);
-			due = WorkerSlotTakeDueRequest();
+			requests = WorkerSlotTakeWakeRequests();
 			for (int i = 0; i < nkinds; i++)
-				kinds[i].ops->woken(kinds[i].state, due);
+				kinds[i].ops->woken(kinds[i].state, requests);
 		}
 	}
 }

@@ -28,9 +28,10 @@ extern int	integration_log_min_duration_ms;
 extern void WorkerDefineGucs(void);
 extern void WorkerDropStrayCancel(void);
 
-/* One store transaction of the worker (WorkerRunTransaction()). */
-typedef void (*WorkerStep) (void *arg);
-extern int	WorkerRunTransaction(WorkerStep step, void *arg, const char *activity);
+/* One transaction of a kind of work: what it does between begin and commit. */
+typedef void (*WorkerTransactionStep) (void *arg);
+extern bool WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity,
+								 int *sqlerrcode, char **message);
 
 /* worker_launcher.c */
 extern void WorkerRegisterLauncher(void);
@@ -39,15 +40,16 @@ extern bool StartDatabaseWorker(Oid dboid);
 
 /*
  * A kind of work's part in the worker's loop, besides the scheduler's JobKind.start.
- * Each turn the loop calls, for every kind: woken() when its latch was set, prepare()
- * before requests start, step() to run at most one store transaction, and next_wake()
- * for how long it may sleep.  A finished request goes to its kind's finished().  A
- * periodic task that sends no requests has no JobKind (kind NULL).
+ * Each turn the loop calls, for every kind: woken() when its latch was set, with what
+ * committers asked for since (WorkerWakeRequest bits, worker_slots.h; 0: not said),
+ * prepare() before requests start, step() to run at most one store transaction, and
+ * next_wake() for how long it may sleep.  A finished request goes to its kind's
+ * finished().  A periodic task that sends no requests has no JobKind (kind NULL).
  */
 typedef struct WorkerKindOps
 {
 	const JobKind *kind;
-	void		(*woken) (void *state, bool due);
+	void		(*woken) (void *state, uint32 requests);
 	void		(*reload) (void *state);
 	bool		(*prepare) (void *state, TimestampTz now);
 	bool		(*step) (void *state, TimestampTz now);

@@ -39,6 +39,7 @@ static const char *const activity_names[] = {
 	[WORKER_REFRESHING] = "refreshing",
 	[WORKER_PURGING] = "purging",
 	[WORKER_COMMITTING] = "committing",
+	[WORKER_HANDLING] = "handling",
 };
 
 /* Whether a worker holds a slot for dboid. */
@@ -61,13 +62,13 @@ WorkerSlotExists(Oid dboid)
 }
 
 /*
- * Sets the latch of the delivery worker of database dboid, if one runs.  Latches are
- * idempotent, so many commits in a burst share one wake-up of the worker.  due: the
- * commit also made deliveries due (a requeue, a dispatch), so the worker looks for
- * them; a wake-up for published events alone only fans out.
+ * Sets the latch of the worker of database dboid, if one runs.  Latches are idempotent,
+ * so many commits in a burst share one wake-up of the worker.  requests
+ * (WorkerWakeRequest bits) say what the commit made to do: the worker's kinds of work
+ * look for that only (a wake-up for published events alone only fans out).
  */
 void
-WakeDatabaseWorker(Oid dboid, bool due)
+WakeDatabaseWorker(Oid dboid, uint32 requests)
 {
 	Latch	   *latch = NULL;
 
@@ -81,8 +82,8 @@ WakeDatabaseWorker(Oid dboid, bool due)
 
 		if (slot->in_use && slot->dboid == dboid)
 		{
-			if (due)
-				pg_atomic_write_u32(&slot->due_requested, 1);
+			if (requests != 0)
+				pg_atomic_fetch_or_u32(&slot->wake_requests, requests);
 			latch = slot->latch;
 			break;
 		}
@@ -228,13 +229,16 @@ WorkerSlotTake(Oid dboid)
 		free_slot->started_at = now;
 		free_slot->last_error[0] = '\0';
 		free_slot->last_error_at = 0;
-		pg_atomic_write_u32(&free_slot->due_requested, 0);
+		pg_atomic_write_u32(&free_slot->wake_requests, 0);
 		pg_atomic_write_u32(&free_slot->activity, WORKER_STARTING);
 		pg_atomic_write_u64(&free_slot->activity_since, (uint64) now);
 		pg_atomic_write_u32(&free_slot->in_flight, 0);
 		pg_atomic_write_u64(&free_slot->sent, 0);
 		pg_atomic_write_u64(&free_slot->delivered, 0);
 		pg_atomic_write_u64(&free_slot->failed_attempts, 0);
+		pg_atomic_write_u64(&free_slot->inbound_handled, 0);
+		pg_atomic_write_u64(&free_slot->inbound_failed_attempts, 0);
+		pg_atomic_write_u32(&free_slot->inbound_held, 0);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	if (free_slot == NULL)
@@ -242,6 +246,13 @@ WorkerSlotTake(Oid dboid)
 	my_slot = free_slot;
 	before_shmem_exit(release_slot, 0);
 	return true;
+}
+
+/* Whether this process is a worker holding its slot. */
+bool
+WorkerSlotHeld(void)
+{
+	return my_slot != NULL;
 }
 
 bool
@@ -255,11 +266,11 @@ WorkerSlotStopRequested(void)
 	return stop;
 }
 
-/* Whether a committer asked for a scan of due deliveries since the last call. */
-bool
-WorkerSlotTakeDueRequest(void)
+/* What committers asked for since the last call (WorkerWakeRequest bits). */
+uint32
+WorkerSlotTakeWakeRequests(void)
 {
-	return pg_atomic_exchange_u32(&my_slot->due_requested, 0) != 0;
+	return pg_atomic_exchange_u32(&my_slot->wake_requests, 0);
 }
 
 /*
@@ -306,9 +317,26 @@ WorkerSlotCountOutcome(bool delivered)
 	pg_atomic_fetch_add_u64(delivered ? &my_slot->delivered : &my_slot->failed_attempts, 1);
 }
 
+/* Inbound events whose handlers ran and committed, and attempts that failed. */
+void
+WorkerSlotCountInbound(int handled, int failed_attempts)
+{
+	if (handled > 0)
+		pg_atomic_fetch_add_u64(&my_slot->inbound_handled, handled);
+	if (failed_attempts > 0)
+		pg_atomic_fetch_add_u64(&my_slot->inbound_failed_attempts, failed_attempts);
+}
+
+/* Inbound events held in memory for their handlers (queued or about to run). */
+void
+WorkerSlotSetInboundHeld(int n)
+{
+	pg_atomic_write_u32(&my_slot->inbound_held, (uint32) n);
+}
+
 PG_FUNCTION_INFO_V1(integration_worker_status);
 
-/* worker_status(): one row per running delivery worker. */
+/* worker_status(): one row per running worker. */
 Datum
 integration_worker_status(PG_FUNCTION_ARGS)
 {
@@ -321,8 +349,8 @@ integration_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Datum		values[15];
-		bool		nulls[15] = {0};
+		Datum		values[18];
+		bool		nulls[18] = {0};
 		bool		in_use;
 		Oid			dboid;
 		pid_t		pid;
@@ -394,6 +422,9 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		else
 			nulls[12] = nulls[13] = true;
 		values[14] = TimestampTzGetDatum(activity_since);
+		values[15] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_handled));
+		values[16] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_failed_attempts));
+		values[17] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->inbound_held));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

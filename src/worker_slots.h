@@ -16,24 +16,39 @@ typedef enum WorkerActivity
 	WORKER_RECORDING,
 	WORKER_REFRESHING,
 	WORKER_PURGING,
-	WORKER_COMMITTING
+	WORKER_COMMITTING,
+	WORKER_HANDLING
 } WorkerActivity;
+
+/*
+ * What a wake-up asks of the worker, as bits: each kind of work looks for the work its
+ * bits name (WorkerKindOps.woken), and a wake-up without bits for all of it.
+ */
+typedef enum WorkerWakeRequest
+{
+	WORKER_WAKE_PUBLISHED = 1 << 0, /* events were published: fan out */
+	WORKER_WAKE_DUE = 1 << 1,	/* deliveries were requeued or dispatched */
+	WORKER_WAKE_INBOUND = 1 << 2	/* inbound events became pending */
+} WorkerWakeRequest;
 
 /* Any backend. */
 extern bool WorkerSlotExists(Oid dboid);
-extern void WakeDatabaseWorker(Oid dboid, bool due);
+extern void WakeDatabaseWorker(Oid dboid, uint32 requests);
 extern bool StopDatabaseWorker(Oid dboid, int timeout_ms);
 extern void DatabaseDropping(Oid dboid, bool dropping);
 extern bool DatabaseDropped(Oid dboid);
 
 /* The worker itself, about its own slot. */
 extern bool WorkerSlotTake(Oid dboid);
+extern bool WorkerSlotHeld(void);
 extern bool WorkerSlotStopRequested(void);
-extern bool WorkerSlotTakeDueRequest(void);
+extern uint32 WorkerSlotTakeWakeRequests(void);
 extern void WorkerSlotSetActivity(WorkerActivity activity);
 extern void WorkerSlotSetError(const char *message);
 extern void WorkerSlotSetInFlight(int n);
 extern void WorkerSlotCountSent(void);
 extern void WorkerSlotCountOutcome(bool delivered);
+extern void WorkerSlotCountInbound(int handled, int failed_attempts);
+extern void WorkerSlotSetInboundHeld(int n);
 
 #endif
