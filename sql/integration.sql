@@ -531,6 +531,17 @@ COMMENT ON COLUMN integration.webhook_events.payload IS
 -- list functions on a table that publishing writes.
 CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, event, id);
 CREATE INDEX webhook_events_created_idx ON integration.webhook_events (tenant_id, created_at);
+-- Retention (src/retention.c) walks the events oldest first, across tenants, and
+-- reaches the finished deliveries whose period has passed through them: events are
+-- insert-only, so this costs publishing one index entry per event, where an index on
+-- when a delivery finished would make the worker's update of every result non-HOT.
+-- Partial on a condition that every row that can expire meets and that only
+-- retention's statements state, so that the planner never offers this index to the
+-- tenants' list queries, which have per-tenant indexes of their own: a plain index on
+-- integration_logs (created_at) was taken for list_integration_logs(since => ...) of a
+-- tenant holding most rows, with an incremental sort (test/sql/list_plans.sql).
+CREATE INDEX webhook_events_expiry_idx ON integration.webhook_events (created_at, id)
+	WHERE created_at < 'infinity';
 
 -- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A
 -- flag on webhook_events would cost every fan-out a non-HOT update of the whole event
@@ -780,6 +791,10 @@ CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenan
 CREATE INDEX integration_logs_level_idx ON integration.integration_logs (tenant_id, level, created_at, id);
 CREATE INDEX integration_logs_source_idx ON integration.integration_logs (tenant_id, source, created_at, id);
 CREATE INDEX integration_logs_event_idx ON integration.integration_logs (tenant_id, event, created_at, id);
+-- Retention (src/retention.c) removes log rows oldest first, across tenants; partial
+-- for the reason given at webhook_events_expiry_idx.
+CREATE INDEX integration_logs_expiry_idx ON integration.integration_logs (created_at)
+	WHERE created_at < 'infinity';
 
 -- An endpoint's pending deliveries, for endpoint_health and for the probe of a half-open
 -- circuit.  Partial like deliveries_due_idx: deliveries fanned out claimed never enter
@@ -1733,6 +1748,16 @@ COMMENT ON FUNCTION integration.worker_status() IS
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';
+
+-- What the worker does every integration.retention_interval, on demand (src/retention.c).
+CREATE FUNCTION integration.purge_expired(OUT deliveries bigint, OUT events bigint,
+										  OUT logs bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'integration_purge_expired'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION integration.purge_expired() IS
+	'Removes, for every tenant, the delivered, failed and skipped deliveries (with their attempts), the events left without deliveries and the log rows whose retention period has passed (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many deliveries, events and log rows. Pending and sending deliveries and their events are never removed. Superuser or the tables'' owner.';
 
 CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

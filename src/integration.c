@@ -27,6 +27,7 @@
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
+#include "retention.h"
 #include "retry_policy.h"
 #include "secret_key.h"
 #include "target_health.h"
@@ -61,6 +62,7 @@ _PG_init(void)
 	TargetHealthDefineGucs();
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
+	RetentionDefineGucs();
 	ConnectorDefineGucs();
 	InboundJobDefineGucs();
 

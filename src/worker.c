@@ -25,7 +25,10 @@
  * events (inbound_job.c).  A new kind (a connector's API calls, a sync pull) is a
  * JobKind for the scheduler plus a WorkerKindOps for the loop, added to the kinds[]
  * table below; nothing else here changes.  Committers say what they made to do
- * (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work only.
+ * (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work only.  A
+ * periodic task that sends nothing (retention.c, the removal of expired rows) is a
+ * WorkerKindOps without a JobKind in the same table: it runs its transactions from
+ * step() and sleeps through next_wake(), and takes no request slot.
  */
 #include "postgres.h"
 
@@ -47,6 +50,7 @@
 #include "http_client.h"
 #include "inbound_job.h"
 #include "integration.h"
+#include "retention.h"
 #include "scheduler.h"
 #include "shared_state.h"
 #include "target_health.h"
@@ -286,7 +290,7 @@ integration_database_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[2];
+	WorkerKind	kinds[3];
 	int			nkinds = 0;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
@@ -368,6 +372,9 @@ integration_database_worker_main(Datum arg)
 
 	if (!DeliveryJobStartup(kinds[0].state))
 		proc_exit(1);
+	kinds[nkinds].ops = &retention_ops;
+	kinds[nkinds].state = RetentionCreate(&svc);
+	nkinds++;
 	ereport(LOG,
 			(errmsg("integration worker started for database \"%s\"", svc.dbname)));
 

@@ -44,7 +44,7 @@ extern bool StartDatabaseWorker(Oid dboid);
  * committers asked for since (WorkerWakeRequest bits, worker_slots.h; 0: not said),
  * prepare() before requests start, step() to run at most one store transaction, and
  * next_wake() for how long it may sleep.  A finished request goes to its kind's
- * finished().
+ * finished().  A periodic task that sends no requests has no JobKind (kind NULL).
  */
 typedef struct WorkerKindOps
 {

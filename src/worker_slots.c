@@ -37,6 +37,7 @@ static const char *const activity_names[] = {
 	[WORKER_CLAIMING] = "claiming",
 	[WORKER_RECORDING] = "recording",
 	[WORKER_REFRESHING] = "refreshing",
+	[WORKER_PURGING] = "purging",
 	[WORKER_COMMITTING] = "committing",
 	[WORKER_HANDLING] = "handling",
 };
