@@ -229,7 +229,39 @@ CREATE VIEW integration.connector_call_backlog WITH (security_invoker = true) AS
 COMMENT ON VIEW integration.connector_call_backlog IS
 	'Per live connector of the current tenant: calls pending (and of those, due now), in flight, when the oldest waiting call was queued, when the next is due, and failures in the last day.';
 
-REVOKE ALL ON TABLE integration.connector_calls, integration.connector_call_backlog FROM PUBLIC;
+-- Each connector's circuit and rate as the worker holds them (integration._target_health(),
+-- shared memory) or, between workers, as last stored (target_circuits): the limiter of
+-- webhook endpoints (endpoint_health), applied per connector.
+CREATE VIEW integration.connector_health WITH (security_invoker = true) AS
+	SELECT c.tenant_id, c.id AS connector_id, c.name, c.kind, c.is_active,
+		   coalesce(h.circuit, t.state, 'closed') AS circuit,
+		   CASE WHEN coalesce(h.circuit, t.state, 'closed') <> 'closed'
+				THEN coalesce(h.opened_at, t.opened_at) END AS opened_at,
+		   CASE WHEN coalesce(h.circuit, t.state, 'closed') = 'open'
+				THEN coalesce(h.next_probe_at, t.next_probe_at) END AS next_probe_at,
+		   coalesce(h.requests, 0) AS requests,
+		   coalesce(h.failures, 0) AS failures,
+		   CASE WHEN h.requests > 0 THEN round(h.failures::numeric / h.requests, 3) END AS failure_ratio,
+		   r.rate_limit,
+		   CASE WHEN h.target_id IS NULL THEN r.rate_limit::float8 ELSE h.effective_rate END AS effective_rate,
+		   coalesce(h.in_flight, 0) AS in_flight,
+		   coalesce(h.queued, 0) AS queued,
+		   greatest(h.last_success_at, t.last_success_at) AS last_success_at,
+		   greatest(h.last_failure_at, t.last_failure_at) AS last_failure_at
+	  FROM integration.connectors c
+	 CROSS JOIN LATERAL (
+			SELECT CASE WHEN jsonb_typeof(c.settings -> 'rate_limit') = 'number'
+						THEN (c.settings ->> 'rate_limit')::numeric::integer END AS rate_limit) r
+	  LEFT JOIN integration.target_circuits t
+			 ON t.tenant_id = c.tenant_id AND t.kind = 'connector' AND t.target_id = c.id
+	  LEFT JOIN integration._target_health('connector') h
+			 ON h.tenant_id = c.tenant_id AND h.target_id = c.id
+	 WHERE c.deleted_at IS NULL;
+COMMENT ON VIEW integration.connector_health IS
+	'Per live connector of the current tenant: its circuit (closed, open, half_open), when it opened and the next probe, calls and failures in integration.circuit_window and their ratio, the configured settings.rate_limit and the effective rate after 429 answers (NULL: unlimited), calls in flight and queued in the worker, and the last success and failure.';
+
+REVOKE ALL ON TABLE integration.connector_calls, integration.connector_call_backlog,
+	integration.connector_health FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	integration._connector_call_written(), integration._wake_calls_at_commit(),
 	integration.call_connector(bigint, text, jsonb, text),

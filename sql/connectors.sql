@@ -98,6 +98,48 @@ COMMENT ON FUNCTION integration._mask_credentials(text, text, bigint) IS
 	'A connector''s stored credentials as listings show them: each value masked to ******** and, when it has 16 characters or more, its last four; "(unavailable)" when they do not decrypt (internal).';
 
 ------------------------------------------------------------------------------------------
+-- Authentication styles.  auth is a style, optionally followed by the names of the
+-- credentials it takes, in parentheses: basic(consumer_key,consumer_secret) sends
+-- those two as the user and password of Basic; bearer(secret_key) and
+-- header:X-Shopify-Access-Token(access_token) send that one.  Without names, basic
+-- takes username and password, bearer and header:<name> take token.  Platforms name
+-- their credentials their own way, and users paste them under those names.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration._is_auth(auth text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT length(auth) <= 400
+	   AND (auth IN ('none', 'query')
+			OR auth ~ '^(basic(\([a-z][a-z0-9_]{0,62},[a-z][a-z0-9_]{0,62}\))?|(bearer|header:[!#$%&''*+.^_`|~0-9A-Za-z-]+)(\([a-z][a-z0-9_]{0,62}\))?)$')
+	   AND NOT auth ~ '^basic\(([a-z0-9_]+),\1\)$'
+$$;
+COMMENT ON FUNCTION integration._is_auth(text) IS
+	'Whether auth is an authentication style: none, query, basic, bearer or header:<name>, the last three optionally with the names of their credentials in parentheses (internal).';
+
+CREATE FUNCTION integration._auth_style(auth text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$ SELECT regexp_replace(auth, '\(.*\)$', '') $$;
+COMMENT ON FUNCTION integration._auth_style(text) IS
+	'The style of an auth value without its credential names: none, query, basic, bearer or header:<name> (internal).';
+
+CREATE FUNCTION integration._auth_keys(auth text) RETURNS text[]
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN auth ~ '\)$' THEN string_to_array(substring(auth FROM '\(([^()]*)\)$'), ',')
+		WHEN auth = 'basic' THEN '{username,password}'::text[]
+		WHEN auth = 'bearer' OR auth LIKE 'header:%' THEN '{token}'::text[]
+		WHEN auth = 'none' THEN '{}'::text[]
+	END
+$$;
+COMMENT ON FUNCTION integration._auth_keys(text) IS
+	'The credentials an auth value takes, in the order it sends them (basic: user, then password); NULL for query, which takes any (internal).';
+
+------------------------------------------------------------------------------------------
 -- The catalogue of kinds: not tenant-scoped, read by everyone, written by superusers.
 ------------------------------------------------------------------------------------------
 
@@ -115,9 +157,7 @@ CREATE TABLE integration.connector_kinds (
 	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	-- The first segment of every event name the kind's webhooks become.
 	CONSTRAINT connector_kinds_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
-	CONSTRAINT connector_kinds_auth_check
-		CHECK (auth IN ('none', 'basic', 'bearer', 'query')
-			   OR (auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]+$' AND length(auth) <= 263)),
+	CONSTRAINT connector_kinds_auth_check CHECK (integration._is_auth(auth)),
 	CONSTRAINT connector_kinds_signature_scheme_check
 		CHECK (signature_scheme IN ('none', 'adapter')
 			   OR integration.is_signature_scheme(signature_scheme)),
@@ -136,7 +176,7 @@ CREATE TABLE integration.connector_kinds (
 COMMENT ON TABLE integration.connector_kinds IS
 	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
 COMMENT ON COLUMN integration.connector_kinds.auth IS
-	'How API calls are authenticated from the connector''s credentials: none ({}), basic ({"username","password"}), bearer ({"token"}), header:<name> ({"token"} sent as that header) or query (every credential a query parameter).';
+	'How API calls are authenticated from the connector''s credentials: none ({}), basic ({"username","password"}), bearer ({"token"}), header:<name> ({"token"} sent as that header) or query (every credential a query parameter); basic, bearer and header:<name> may name their credentials in parentheses, e.g. basic(consumer_key,consumer_secret).';
 COMMENT ON COLUMN integration.connector_kinds.verify_function IS
 	'For signature_scheme adapter: verify(connector_context, secret text, headers jsonb, body text, tolerance interval) RETURNS boolean.';
 COMMENT ON COLUMN integration.connector_kinds.normalise_function IS
@@ -254,12 +294,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'A kind name is 1 to 63 lower-case letters, digits and underscores, starting with a letter: it begins every event name its webhooks become.';
 	END IF;
-	IF NOT (register_connector_kind.auth IN ('none', 'basic', 'bearer', 'query')
-			OR (register_connector_kind.auth ~ '^header:[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
-				AND length(register_connector_kind.auth) <= 263)) THEN
+	IF NOT integration._is_auth(register_connector_kind.auth) THEN
 		RAISE EXCEPTION 'invalid auth "%"', register_connector_kind.auth
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Use none, basic, bearer, header:<header name> or query.';
+				  HINT = 'Use none, basic, bearer, header:<header name> or query; basic, bearer and header:<name> may name their credentials, e.g. basic(consumer_key,consumer_secret) or bearer(secret_key).';
 	END IF;
 	IF NOT (register_connector_kind.signature_scheme IN ('none', 'adapter')
 			OR integration.is_signature_scheme(register_connector_kind.signature_scheme)) THEN
@@ -579,13 +617,22 @@ $$;
 CREATE UNIQUE INDEX inbound_events_dedupe_idx
 	ON integration.inbound_events (tenant_id, connector_id, external_id)
 	WHERE NOT dedupe_expired;
--- A tenant's pending events per connector and external object, in the order received.
+-- A tenant's pending events per connector and external object, in the order received
+-- (received_at, then id: ids come from a cached identity, so sessions take them out of
+-- order): an event waits while an earlier one of its object is pending
+-- (src/inbound_store.c).
 CREATE INDEX inbound_events_pending_idx
-	ON integration.inbound_events (tenant_id, connector_id, object_id, id)
+	ON integration.inbound_events (tenant_id, connector_id, object_id, received_at, id)
 	WHERE status = 'pending';
--- What is due across tenants, for the worker (as deliveries_due_idx).
-CREATE INDEX inbound_events_due_idx ON integration.inbound_events (next_attempt_at)
+-- What is due, per tenant, for the worker: it walks the tenants with pending events
+-- (one probe each, which also gives each tenant's earliest next_attempt_at) and takes a
+-- share of each one's due events, so one tenant's backlog never fills a claim.
+CREATE INDEX inbound_events_due_idx ON integration.inbound_events (tenant_id, next_attempt_at, id)
 	WHERE next_attempt_at IS NOT NULL;
+-- Failed events per connector, for the backlog view and reprocess_inbound_events().
+CREATE INDEX inbound_events_failed_idx
+	ON integration.inbound_events (tenant_id, connector_id, received_at)
+	WHERE status = 'failed';
 
 ------------------------------------------------------------------------------------------
 -- The connector API.  SECURITY INVOKER throughout: row-level security scopes every call
@@ -634,9 +681,8 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	SELECT coalesce(array_agg(k ORDER BY k), '{}') INTO have FROM jsonb_object_keys(credentials) AS k;
-	want := CASE WHEN auth = 'none' THEN '{}'
-				 WHEN auth = 'basic' THEN '{password,username}'
-				 WHEN auth = 'bearer' OR auth LIKE 'header:%' THEN '{token}' END;
+	SELECT coalesce(array_agg(k ORDER BY k), '{}') INTO want
+	  FROM unnest(integration._auth_keys(auth)) AS k;
 	IF auth = 'query' THEN
 		IF cardinality(have) = 0 THEN
 			RAISE EXCEPTION 'credentials for query authentication must not be empty'
@@ -649,7 +695,8 @@ BEGIN
 					  DETAIL = 'A credential sent as a query parameter is named with letters, digits and _ . ~ - only.';
 		END IF;
 	ELSIF have IS DISTINCT FROM want THEN
-		RAISE EXCEPTION 'credentials for % authentication must have exactly the keys %', auth,
+		RAISE EXCEPTION 'credentials for % authentication must have exactly the keys %',
+			  integration._auth_style(auth),
 			  CASE WHEN cardinality(want) = 0 THEN 'none (pass {})' ELSE array_to_string(want, ' and ') END
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('The credentials have %s.',
@@ -691,6 +738,9 @@ CREATE FUNCTION integration._check_connector_settings(settings jsonb) RETURNS vo
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	k text;
+	n numeric;
 BEGIN
 	IF settings IS NULL THEN
 		RETURN;
@@ -710,10 +760,28 @@ BEGIN
 			PERFORM integration.retry_delay(1, settings ->> 'retry_schedule', NULL, 0);
 		END IF;
 	END IF;
+	-- As webhook_endpoints.rate_limit and rate_limit_burst (src/call_store.c reads them).
+	FOREACH k IN ARRAY ARRAY['rate_limit', 'rate_limit_burst'] LOOP
+		CONTINUE WHEN NOT settings ? k;
+		IF jsonb_typeof(settings -> k) <> 'number' THEN
+			n := NULL;
+		ELSE
+			n := (settings ->> k)::numeric;
+		END IF;
+		IF n IS NULL OR n <> trunc(n) OR n NOT BETWEEN 1 AND 100000 THEN
+			RAISE EXCEPTION 'settings.% must be a whole number from 1 to 100000', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'rate_limit is the most calls per second to the connector; rate_limit_burst how many may go at once after a quiet spell (the bucket''s size).';
+		END IF;
+	END LOOP;
+	IF settings ? 'rate_limit_burst' AND NOT settings ? 'rate_limit' THEN
+		RAISE EXCEPTION 'settings.rate_limit_burst goes with a rate_limit'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION integration._check_connector_settings(jsonb) IS
-	'Raises invalid_parameter_value unless settings is a JSON object whose retry_schedule, if any, is a retry schedule (internal).';
+	'Raises invalid_parameter_value unless settings is a JSON object whose retry_schedule, if any, is a retry schedule, and whose rate_limit and rate_limit_burst, if any, are whole numbers from 1 to 100000 (internal).';
 
 CREATE FUNCTION integration._connector_not_found(id bigint) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE

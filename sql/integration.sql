@@ -355,6 +355,12 @@ CREATE FUNCTION integration.retry_delay(attempts_done integer, schedule text DEF
 COMMENT ON FUNCTION integration.retry_delay(integer, text, text, double precision) IS
 	'The delay before the next attempt after attempts_done attempts (NULL: none left), for a schedule (default integration.retry_schedule), a Retry-After header value and a jitter draw in [0, 1) (default random).';
 
+CREATE FUNCTION integration.retry_after(value text) RETURNS interval
+	AS 'MODULE_PATHNAME', 'integration_retry_after'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.retry_after(text) IS
+	'The delay a Retry-After header value asks for (seconds, also with a fraction as Shopify sends them, or an HTTP date), at most integration.max_retry_after; NULL when the value is neither. For connector kinds'' response adapters.';
+
 ------------------------------------------------------------------------------------------
 -- Tables.  Every key starts with tenant_id, the distribution column if the schema is
 -- ever distributed with Citus; every table has forced row-level security.
@@ -373,11 +379,17 @@ CREATE TABLE integration.webhook_endpoints (
 	disabled_at		timestamptz,
 	timeout_ms		integer,
 	retry_schedule	text,
+	rate_limit		integer,
+	rate_limit_burst integer,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at		timestamptz,
 	PRIMARY KEY (tenant_id, id),
 	CONSTRAINT webhook_endpoints_timeout_check CHECK (timeout_ms BETWEEN 1 AND 600000),
+	CONSTRAINT webhook_endpoints_rate_limit_check CHECK (rate_limit BETWEEN 1 AND 100000),
+	-- A burst without a limit would mean nothing: refused rather than ignored.
+	CONSTRAINT webhook_endpoints_rate_limit_burst_check
+		CHECK (rate_limit_burst IS NULL OR (rate_limit_burst BETWEEN 1 AND 100000 AND rate_limit IS NOT NULL)),
 	CONSTRAINT webhook_endpoints_retry_schedule_check
 		CHECK (retry_schedule IS NULL OR integration.retry_delay(1, retry_schedule, NULL, 0) IS NOT NULL
 			   OR retry_schedule = ''),
@@ -400,6 +412,10 @@ COMMENT ON COLUMN integration.webhook_endpoints.timeout_ms IS
 	'Request timeout for this endpoint; NULL: integration.request_timeout.';
 COMMENT ON COLUMN integration.webhook_endpoints.retry_schedule IS
 	'Retry delays for this endpoint, e.g. ''10s, 1min, 1h''; empty: no retries; NULL: integration.retry_schedule.';
+COMMENT ON COLUMN integration.webhook_endpoints.rate_limit IS
+	'Most requests per second the worker sends this endpoint (a token bucket); NULL: no limit. A 429 answer slows any endpoint down for a while, limited or not.';
+COMMENT ON COLUMN integration.webhook_endpoints.rate_limit_burst IS
+	'Requests the endpoint may get at once after a quiet spell (the bucket''s size); NULL: rate_limit.';
 COMMENT ON COLUMN integration.webhook_endpoints.disabled_reason IS
 	'Why the worker disabled the endpoint (e.g. the receiver answered 410 Gone).';
 COMMENT ON COLUMN integration.webhook_endpoints.disabled_at IS
@@ -515,6 +531,17 @@ COMMENT ON COLUMN integration.webhook_events.payload IS
 -- list functions on a table that publishing writes.
 CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, event, id);
 CREATE INDEX webhook_events_created_idx ON integration.webhook_events (tenant_id, created_at);
+-- Retention (src/retention.c) walks the events oldest first, across tenants, and
+-- reaches the finished deliveries whose period has passed through them: events are
+-- insert-only, so this costs publishing one index entry per event, where an index on
+-- when a delivery finished would make the worker's update of every result non-HOT.
+-- Partial on a condition that every row that can expire meets and that only
+-- retention's statements state, so that the planner never offers this index to the
+-- tenants' list queries, which have per-tenant indexes of their own: a plain index on
+-- integration_logs (created_at) was taken for list_integration_logs(since => ...) of a
+-- tenant holding most rows, with an incremental sort (test/sql/list_plans.sql).
+CREATE INDEX webhook_events_expiry_idx ON integration.webhook_events (created_at, id)
+	WHERE created_at < 'infinity';
 
 -- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A
 -- flag on webhook_events would cost every fan-out a non-HOT update of the whole event
@@ -764,6 +791,41 @@ CREATE INDEX integration_logs_created_idx ON integration.integration_logs (tenan
 CREATE INDEX integration_logs_level_idx ON integration.integration_logs (tenant_id, level, created_at, id);
 CREATE INDEX integration_logs_source_idx ON integration.integration_logs (tenant_id, source, created_at, id);
 CREATE INDEX integration_logs_event_idx ON integration.integration_logs (tenant_id, event, created_at, id);
+-- Retention (src/retention.c) removes log rows oldest first, across tenants; partial
+-- for the reason given at webhook_events_expiry_idx.
+CREATE INDEX integration_logs_expiry_idx ON integration.integration_logs (created_at)
+	WHERE created_at < 'infinity';
+
+-- An endpoint's pending deliveries, for endpoint_health and for the probe of a half-open
+-- circuit.  Partial like deliveries_due_idx: deliveries fanned out claimed never enter
+-- it, and a claim takes a row out, so only pending rows cost an entry.
+CREATE INDEX deliveries_endpoint_due_idx ON integration.deliveries (tenant_id, endpoint_id, next_attempt_at)
+	WHERE next_attempt_at IS NOT NULL;
+
+-- The circuit of each target (today: webhook endpoints) as of its last transition,
+-- written by the worker (src/circuit_store.c) and read back when it starts, so that an
+-- open circuit stays open across a restart.  The live figures are in shared memory
+-- (integration.endpoint_health).
+CREATE TABLE integration.target_circuits (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	kind			text NOT NULL,
+	target_id		bigint NOT NULL,
+	state			text NOT NULL,
+	opened_at		timestamptz,
+	next_probe_at	timestamptz,
+	cooldown_ms		integer NOT NULL DEFAULT 0,
+	last_success_at timestamptz,
+	last_failure_at timestamptz,
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, kind, target_id),
+	CONSTRAINT target_circuits_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT target_circuits_state_check CHECK (state IN ('closed', 'open', 'half_open')),
+	CONSTRAINT target_circuits_cooldown_check CHECK (cooldown_ms >= 0)
+);
+COMMENT ON TABLE integration.target_circuits IS
+	'The circuit breaker of each target (kind ''webhook'': an endpoint) as of its last transition, written by the worker and restored when it starts. integration.endpoint_health shows it with the live figures.';
+COMMENT ON COLUMN integration.target_circuits.cooldown_ms IS
+	'While open: the wait before the next probe (integration.circuit_cooldown, doubled after each failed probe, up to 10 minutes).';
 
 -- Row-level security: sql/tenant_isolation.sql, run last, for every tenant-scoped table.
 
@@ -790,6 +852,54 @@ CREATE VIEW integration.webhook_deliveries WITH (security_invoker = true) AS
 	 CROSS JOIN LATERAL pg_catalog.unnest(e.endpoint_ids) AS u(endpoint_id);
 COMMENT ON VIEW integration.webhook_deliveries IS
 	'Every delivery of an event to an endpoint with its event, payload and status; created_at is when the event was published. A delivery whose event the worker has not fanned out yet shows status pending and a NULL id.';
+
+CREATE FUNCTION integration._target_health(kind text,
+		OUT tenant_id text, OUT target_id bigint, OUT circuit text,
+		OUT opened_at timestamptz, OUT next_probe_at timestamptz,
+		OUT requests integer, OUT failures integer, OUT effective_rate float8,
+		OUT tokens float8, OUT burst float8, OUT in_flight integer, OUT queued integer,
+		OUT oldest_queued_at timestamptz, OUT last_success_at timestamptz,
+		OUT last_failure_at timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'integration_target_health'
+	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration._target_health(text) IS
+	'The live figures of this database''s targets of a kind (''webhook''), as the worker holds them in shared memory: circuit, requests and failures in integration.circuit_window, effective rate (NULL: unlimited), tokens and bucket size, requests in flight and queued. As row-level security would show them: every tenant''s to a role that bypasses it, else the current tenant''s only (internal, for endpoint_health).';
+
+-- security_invoker: webhook_endpoints, target_circuits and deliveries are read under the
+-- caller's row-level security, and _target_health() shows only the caller's tenant.
+CREATE VIEW integration.endpoint_health WITH (security_invoker = true) AS
+	SELECT w.id AS endpoint_id,
+		   coalesce(h.circuit, c.state, 'closed') AS circuit,
+		   CASE WHEN coalesce(h.circuit, c.state, 'closed') <> 'closed'
+				THEN coalesce(h.opened_at, c.opened_at) END AS opened_at,
+		   CASE WHEN coalesce(h.circuit, c.state, 'closed') = 'open'
+				THEN coalesce(h.next_probe_at, c.next_probe_at) END AS next_probe_at,
+		   coalesce(h.requests, 0) AS requests,
+		   coalesce(h.failures, 0) AS failures,
+		   CASE WHEN h.requests > 0 THEN round(h.failures::numeric / h.requests, 3) END AS failure_ratio,
+		   w.rate_limit,
+		   CASE WHEN h.target_id IS NULL THEN w.rate_limit::float8 ELSE h.effective_rate END AS effective_rate,
+		   coalesce(h.in_flight, 0) AS in_flight,
+		   p.pending + coalesce(h.queued, 0) AS pending,
+		   CASE WHEN p.oldest IS NULL THEN h.oldest_queued_at
+				WHEN h.oldest_queued_at IS NULL THEN p.oldest
+				ELSE least(p.oldest, h.oldest_queued_at) END AS oldest_pending_at,
+		   greatest(h.last_success_at, c.last_success_at) AS last_success_at,
+		   greatest(h.last_failure_at, c.last_failure_at) AS last_failure_at
+	  FROM integration.webhook_endpoints w
+	  LEFT JOIN integration.target_circuits c
+			 ON c.tenant_id = w.tenant_id AND c.kind = 'webhook' AND c.target_id = w.id
+	  LEFT JOIN integration._target_health('webhook') h
+			 ON h.tenant_id = w.tenant_id AND h.target_id = w.id
+	 CROSS JOIN LATERAL (
+			SELECT count(*) AS pending, min(d.next_attempt_at) AS oldest
+			  FROM integration.deliveries d
+			 WHERE d.tenant_id = w.tenant_id AND d.endpoint_id = w.id
+			   AND d.next_attempt_at <= pg_catalog.now()) p
+	 WHERE w.deleted_at IS NULL;
+COMMENT ON VIEW integration.endpoint_health IS
+	'Per endpoint of the current tenant: its circuit (closed, open, half_open), when it opened and the next probe, requests and failures in integration.circuit_window and their ratio, the configured rate_limit and the effective rate after 429 answers (NULL: unlimited), requests in flight, deliveries due and waiting (pending, in the table or queued in the worker) and since when, and the last success and failure.';
 
 ------------------------------------------------------------------------------------------
 -- SQL API: mirrors the REST routes.  SECURITY INVOKER throughout, so row-level security
@@ -855,7 +965,9 @@ COMMENT ON FUNCTION integration._forget_endpoint_state(bigint, boolean, boolean)
 
 CREATE FUNCTION integration.register_webhook(name text, url text, events jsonb,
 											 secret text DEFAULT NULL,
-											 headers jsonb DEFAULT '{}')
+											 headers jsonb DEFAULT '{}',
+											 rate_limit integer DEFAULT NULL,
+											 rate_limit_burst integer DEFAULT NULL)
 	RETURNS integration.webhook
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -867,23 +979,27 @@ DECLARE
 BEGIN
 	PERFORM integration.require_tenant();
 	PERFORM integration.validate_destination(register_webhook.url);
-	INSERT INTO integration.webhook_endpoints AS w (name, url, events, secret, headers)
+	INSERT INTO integration.webhook_endpoints AS w (name, url, events, secret, headers,
+												   rate_limit, rate_limit_burst)
 	VALUES (register_webhook.name, register_webhook.url, register_webhook.events,
-			plain_secret, coalesce(register_webhook.headers, '{}'))
+			plain_secret, coalesce(register_webhook.headers, '{}'),
+			register_webhook.rate_limit, register_webhook.rate_limit_burst)
 	RETURNING w.* INTO ep;
 
 	PERFORM integration._notice_unknown_patterns(register_webhook.events);
 	PERFORM integration.log('info', 'api', 'webhook.registered',
 							format('webhook %s registered', ep.id),
 							jsonb_build_object('endpoint_id', ep.id, 'name', ep.name,
-											   'url', ep.url, 'events', ep.events));
+											   'url', ep.url, 'events', ep.events)
+							|| jsonb_strip_nulls(jsonb_build_object('rate_limit', ep.rate_limit,
+																	'rate_limit_burst', ep.rate_limit_burst)));
 	-- The only time the whole secret is shown.
 	RETURN (ep.id, ep.name, ep.url, ep.events, plain_secret, ep.headers, ep.is_active,
 			ep.disabled_reason, ep.disabled_at, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
-COMMENT ON FUNCTION integration.register_webhook(text, text, jsonb, text, jsonb) IS
-	'Registers an endpoint for the current tenant and returns it with its full secret, shown this once.';
+COMMENT ON FUNCTION integration.register_webhook(text, text, jsonb, text, jsonb, integer, integer) IS
+	'Registers an endpoint for the current tenant and returns it with its full secret, shown this once. rate_limit: most requests per second (NULL: none); rate_limit_burst: requests at once after a quiet spell (NULL: rate_limit).';
 
 -- The read functions are PL/pgSQL so that require_tenant() runs first, whatever the
 -- tables hold: in a query's WHERE clause it would not run over an empty table.
@@ -937,7 +1053,9 @@ COMMENT ON FUNCTION integration.show_webhook(bigint) IS
 CREATE FUNCTION integration.update_webhook(id bigint, name text DEFAULT NULL,
 										   url text DEFAULT NULL, events jsonb DEFAULT NULL,
 										   secret text DEFAULT NULL, headers jsonb DEFAULT NULL,
-										   is_active boolean DEFAULT NULL)
+										   is_active boolean DEFAULT NULL,
+										   rate_limit integer DEFAULT NULL,
+										   rate_limit_burst integer DEFAULT NULL)
 	RETURNS integration.webhook
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -953,7 +1071,9 @@ BEGIN
 		CASE WHEN update_webhook.events IS NOT NULL THEN 'events' END,
 		CASE WHEN update_webhook.secret IS NOT NULL THEN 'secret' END,
 		CASE WHEN update_webhook.headers IS NOT NULL THEN 'headers' END,
-		CASE WHEN update_webhook.is_active IS NOT NULL THEN 'is_active' END], NULL);
+		CASE WHEN update_webhook.is_active IS NOT NULL THEN 'is_active' END,
+		CASE WHEN update_webhook.rate_limit IS NOT NULL THEN 'rate_limit' END,
+		CASE WHEN update_webhook.rate_limit_burst IS NOT NULL THEN 'rate_limit_burst' END], NULL);
 	IF cardinality(changed) = 0 THEN
 		-- Nothing to change: no write, no log row.
 		RETURN integration.show_webhook(update_webhook.id);
@@ -971,6 +1091,14 @@ BEGIN
 		   is_active = coalesce(update_webhook.is_active, w.is_active),
 		   disabled_reason = CASE WHEN update_webhook.is_active THEN NULL ELSE w.disabled_reason END,
 		   disabled_at = CASE WHEN update_webhook.is_active THEN NULL ELSE w.disabled_at END,
+		   -- 0 removes the limit (NULL leaves it as it is), and the burst with it.
+		   rate_limit = CASE WHEN update_webhook.rate_limit IS NULL THEN w.rate_limit
+							 WHEN update_webhook.rate_limit = 0 THEN NULL
+							 ELSE update_webhook.rate_limit END,
+		   rate_limit_burst = CASE WHEN update_webhook.rate_limit = 0 THEN NULL
+								   WHEN update_webhook.rate_limit_burst IS NULL THEN w.rate_limit_burst
+								   WHEN update_webhook.rate_limit_burst = 0 THEN NULL
+								   ELSE update_webhook.rate_limit_burst END,
 		   updated_at = now()
 	 WHERE w.tenant_id = integration.current_tenant() AND w.id = update_webhook.id
 	   AND w.deleted_at IS NULL
@@ -993,8 +1121,8 @@ BEGIN
 			ep.is_active, ep.disabled_reason, ep.disabled_at, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
-COMMENT ON FUNCTION integration.update_webhook(bigint, text, text, jsonb, text, jsonb, boolean) IS
-	'Changes the given fields of an endpoint (NULL leaves a field unchanged); returns it, secret masked.';
+COMMENT ON FUNCTION integration.update_webhook(bigint, text, text, jsonb, text, jsonb, boolean, integer, integer) IS
+	'Changes the given fields of an endpoint (NULL leaves a field unchanged; rate_limit => 0 removes the limit, rate_limit_burst => 0 makes the burst the rate); returns it, secret masked.';
 
 CREATE FUNCTION integration.delete_webhook(id bigint) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -1609,6 +1737,9 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 										  OUT encryption_key_id text,
 										  OUT wait_event_type text, OUT wait_event text,
 										  OUT state_since timestamptz,
+										  OUT inbound_handled bigint,
+										  OUT inbound_failed_attempts bigint,
+										  OUT inbound_held integer,
 										  OUT calls_succeeded bigint,
 										  OUT calls_failed_attempts bigint,
 										  OUT calls_held integer)
@@ -1616,10 +1747,20 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running delivery worker: pid, database, state, requests in flight, counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity), since when it has been in its state, and connector calls: succeeded, attempts that did not succeed, and calls held in memory.';
+	'One row per running worker: pid, database, state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers, and connector calls succeeded, call attempts that did not succeed and calls held.';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';
+
+-- What the worker does every integration.retention_interval, on demand (src/retention.c).
+CREATE FUNCTION integration.purge_expired(OUT deliveries bigint, OUT events bigint,
+										  OUT logs bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'integration_purge_expired'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION integration.purge_expired() IS
+	'Removes, for every tenant, the delivered, failed and skipped deliveries (with their attempts), the events left without deliveries and the log rows whose retention period has passed (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many deliveries, events and log rows. Pending and sending deliveries and their events are never removed. Superuser or the tables'' owner.';
 
 CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

@@ -52,6 +52,7 @@
 
 #include "call_job.h"
 #include "call_store.h"
+#include "circuit_store.h"
 #include "connector_request.h"
 #include "delivery_store.h"
 #include "integration.h"
@@ -63,6 +64,7 @@
 #define PASSED_OVER_MS 1000
 #define MAX_PASSED_OVER 64
 #define RECORD_MAX_FAILURES 3
+#define TRANSITION_MAX_FAILURES 5
 #define LEASE_MARGIN_MS 60000
 
 typedef enum CallItemState
@@ -121,6 +123,8 @@ typedef struct CallJob
 
 	TimestampTz pause_until;
 	int			failures;		/* transactions in a row */
+	int			transition_failures;	/* storing circuit transitions, in a
+										 * row */
 	bool		extension_gone;
 } CallJob;
 
@@ -145,15 +149,19 @@ typedef struct CallCycle
 	CallItem  **build;			/* ready calls to begin */
 	int			nbuild;
 	BuildResult *built;
+	bool	   *gone;			/* per call begun: its connector was deleted */
 	bool		reconcile;
 	bool		reconcile_all;
 	int64	   *held;			/* ids of the calls held, and passed over */
 	int			nheld;
 	bool		claim;
 	CallClaimRequest req;
-	CallRef    *claimed;		/* out */
+	CallRef    *claimed;		/* out; room for req.limit + probe_room */
+	int			probe_room;
 	int			nclaimed;		/* out */
 	TimestampTz next_retry;		/* out: the first retry it scheduled; 0: none */
+	uint64		transitions_upto;	/* out: circuit transitions stored; 0:
+									 * none */
 	int			succeeded;		/* out */
 	int			failed_attempts;	/* out */
 } CallCycle;
@@ -162,6 +170,7 @@ static bool call_start(SchedItem *item, void *arg);
 
 const JobKind call_job_kind = {
 	.name = "call",
+	.target = "connector",
 	.start = call_start,
 };
 
@@ -177,16 +186,6 @@ static int
 hold_limit(void)
 {
 	return Max(2 * integration_max_concurrency, 16);
-}
-
-static TimestampTz
-earliest(TimestampTz a, TimestampTz b)
-{
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	return Min(a, b);
 }
 
 /* Whether an error is no call's fault: the same transaction is tried again later. */
@@ -226,7 +225,8 @@ attempt_release(CallItem *ci)
 static void
 item_forget(CallJob *j, CallItem *ci)
 {
-	(void) SchedulerFinished(j->svc->scheduler, ci->item.target);
+	if (SchedulerFinished(j->svc->scheduler, ci->item.target, GetCurrentTimestamp()))
+		j->claim_needed = true; /* its connector has room again */
 	attempt_release(ci);
 	j->nheld--;
 	pfree(ci);
@@ -245,6 +245,32 @@ call_start(SchedItem *item, void *arg)
 	return true;
 }
 
+/* SchedItemVisitor: a queued call its connector's opened circuit gives back. */
+static void
+give_back(SchedItem *item, void *arg)
+{
+	CallJob    *j = arg;
+
+	/* Nothing was written for it: it waits in the table, pending. */
+	j->nheld--;
+	pfree(item);
+}
+
+/*
+ * Tells the scheduler what the connector made of a request, for its rate limit and
+ * circuit (WorkerReportRequest()): a Retry-After holds all the connector's calls back.
+ */
+static void
+report_outcome(CallJob *j, SchedItem *item, const HttpRequest *req)
+{
+	SchedReportAction action = WorkerReportRequest(j->svc->scheduler, item, req);
+
+	if (action == SCHED_REPORT_OPENED)
+		SchedulerTakeQueued(j->svc->scheduler, item->target, give_back, j, GetCurrentTimestamp());
+	else if (action == SCHED_REPORT_CLOSED)
+		j->claim_needed = true; /* what waited while it was open */
+}
+
 /* WorkerKindOps.finished: a request came back; it is judged in the next transaction. */
 static void
 call_finished(void *state, SchedItem *item, HttpRequest *req)
@@ -253,6 +279,7 @@ call_finished(void *state, SchedItem *item, HttpRequest *req)
 	CallItem   *ci = (CallItem *) item;
 
 	Assert(ci->state == CALL_IN_FLIGHT && req == &ci->req);
+	report_outcome(j, item, req);
 	dlist_delete(&ci->node);
 	ci->state = CALL_DONE;
 	dlist_push_tail(&j->done, &ci->node);
@@ -359,6 +386,7 @@ typedef struct BuildArg
 {
 	CallItem   *ci;
 	BuildResult result;
+	bool		gone;			/* out: its connector was deleted */
 	bool		locked;			/* out: the row is the worker's, pending */
 	int			attempts_before;	/* out, when locked */
 } BuildArg;
@@ -391,6 +419,7 @@ build_one(void *arg)
 					   psprintf("connector %lld was deleted", (long long) ci->ref.connector_id));
 		(void) CallStoreRecord(&ci->ref, &o);
 		b->result = BUILD_ENDED;
+		b->gone = true;
 		return;
 	}
 	if (!t.is_active)
@@ -489,8 +518,9 @@ record_one(void *arg)
 		o.status = CALL_FAILED;
 	else
 	{
-		int64		asked = v.retry_after_ms >= 0 ? v.retry_after_ms :
-		RetryAfterMs(ci->req.retry_after[0] ? ci->req.retry_after : NULL, now);
+		int64		header = RetryAfterMs(ci->req.retry_after[0] ? ci->req.retry_after : NULL,
+										  now);
+		int64		asked = v.retry_after_ms >= 0 ? v.retry_after_ms : header;
 		int64		delay = NextRetryDelayMs(ci->policy, ci->attempts, asked,
 											 pg_prng_double(&pg_global_prng_state));
 
@@ -501,7 +531,12 @@ record_one(void *arg)
 			o.status = CALL_PENDING;
 			o.next_attempt_at = TimestampTzPlusMilliseconds(now, delay);
 			r->retry_at = o.next_attempt_at;
-			if (asked >= 0)
+
+			/*
+			 * The adapter's own delay (a rate-limit window it read) holds the
+			 * connector back too, as a Retry-After does (report_outcome()).
+			 */
+			if (v.retry_after_ms >= 0 && v.retry_after_ms > header)
 				r->back_off = o.next_attempt_at;
 		}
 	}
@@ -526,6 +561,93 @@ record_failed(CallItem *ci, ErrorData *edata)
  * Store transactions
  * ------------------------------------------------------------------------------------ */
 
+/* CircuitRestoreFn: a stored circuit goes back into the scheduler. */
+static void
+restore_circuit(const char *tenant_id, int64 id, const CircuitBreaker *cb, void *arg)
+{
+	CallJob    *j = arg;
+
+	SchedulerRestoreCircuit(j->svc->scheduler, &call_job_kind, tenant_id, id, cb);
+}
+
+typedef struct TransitionsArg
+{
+	SchedTransition *tr;
+	int			n;
+} TransitionsArg;
+
+static void
+store_transitions_of(void *arg)
+{
+	TransitionsArg *a = arg;
+
+	CircuitStoreWrite(a->tr, a->n);
+}
+
+/*
+ * Stores and logs the connectors' circuit transitions not stored yet (circuit_store.c),
+ * in a subtransaction: they must never keep the calls' outcomes from being written.
+ * What fails is tried again with the next cycles, and dropped with a WARNING after
+ * TRANSITION_MAX_FAILURES of them (a restart then finds the circuit as last stored).
+ */
+static void
+store_transitions(CallCycle *cy)
+{
+	CallJob    *j = cy->job;
+	TransitionsArg a;
+	SchedTransition *tr;
+	int			n = SchedulerTransitions(j->svc->scheduler, &call_job_kind, &tr);
+	ErrorData  *edata;
+
+	if (n == 0)
+		return;
+	a.tr = tr;
+	a.n = n;
+	if (in_subtransaction(store_transitions_of, &a, CurrentMemoryContext, &edata))
+	{
+		cy->transitions_upto = tr[n - 1].seq;
+		j->transition_failures = 0;
+		return;
+	}
+	ereport(LOG,
+			(errmsg("integration worker: recording %d connector circuit transitions failed: %s",
+					n, edata->message)));
+	if (++j->transition_failures >= TRANSITION_MAX_FAILURES)
+	{
+		ereport(WARNING,
+				(errmsg("integration worker: dropping %d connector circuit transitions that could not be recorded",
+						n)));
+		cy->transitions_upto = tr[n - 1].seq;
+		j->transition_failures = 0;
+	}
+}
+
+/*
+ * Claims one call to probe with for each connector whose circuit is half open and has
+ * none; a connector with none due is asked about again when its next comes due.
+ */
+static void
+claim_probes(CallCycle *cy)
+{
+	Scheduler  *s = cy->job->svc->scheduler;
+	SchedTarget **targets;
+	int			n = SchedulerProbesWanted(s, &call_job_kind, cy->req.now, &targets);
+
+	n = Min(n, cy->probe_room);
+	for (int i = 0; i < n; i++)
+	{
+		const SchedTargetKey *key = SchedulerTargetKeyOf(targets[i]);
+		TimestampTz next_at;
+		bool		found;
+
+		found = CallStoreClaimProbe(key->tenant_id, key->id, cy->req.held, cy->req.nheld,
+									cy->req.now, &cy->claimed[cy->nclaimed], &next_at);
+		if (found)
+			cy->nclaimed++;
+		SchedulerProbeLookedFor(s, targets[i], found, next_at);
+	}
+}
+
 /* The cycle's transaction: record, take back, begin, claim. */
 static void
 cycle_step(void *arg)
@@ -548,7 +670,7 @@ cycle_step(void *arg)
 		if (!in_subtransaction(record_one, &r, cxt, &edata))
 			record_failed(cy->record[i], edata);
 		cy->back_off[i] = r.back_off;
-		cy->next_retry = earliest(cy->next_retry, r.retry_at);
+		cy->next_retry = EarliestTime(cy->next_retry, r.retry_at);
 		if (r.status == CALL_SUCCEEDED)
 			cy->succeeded++;
 		else
@@ -556,17 +678,29 @@ cycle_step(void *arg)
 	}
 	if (cy->reconcile)
 		(void) CallStoreReconcile(cy->reconcile_all, cy->held, cy->nheld);
+	if (cy->reconcile_all)
+	{
+		/* Before any claim: a connector whose circuit was open gets none. */
+		int			n = CircuitStoreLoad(call_job_kind.target, restore_circuit, j);
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("integration worker: %d connector circuits not closed at the last stop restored", n)));
+	}
 	for (int i = 0; i < cy->nbuild; i++)
 	{
 		CallItem   *ci = cy->build[i];
-		BuildArg	b = {ci, BUILD_PASSED, false, 0};
+		BuildArg	b = {ci, BUILD_PASSED, false, false, 0};
 		ErrorData  *edata;
 
 		memset(&ci->req, 0, sizeof(ci->req));
 		ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
 										ALLOCSET_SMALL_SIZES);
 		if (in_subtransaction(build_one, &b, cxt, &edata))
+		{
 			cy->built[i] = b.result;
+			cy->gone[i] = b.gone;
+		}
 		else if (!b.locked)
 		{
 			/* The lock itself failed: the call is left for later. */
@@ -577,17 +711,19 @@ cycle_step(void *arg)
 		}
 		else
 		{
-			cy->next_retry = earliest(cy->next_retry, build_failed(ci, &b, edata));
+			cy->next_retry = EarliestTime(cy->next_retry, build_failed(ci, &b, edata));
 			cy->built[i] = BUILD_ENDED;
 			cy->failed_attempts++;
 		}
 		if (cy->built[i] != BUILD_SENT)
 			attempt_release(ci);
 	}
+	store_transitions(cy);
 	if (cy->claim)
 	{
 		WorkerSlotSetActivity(WORKER_CLAIMING);
 		cy->nclaimed = CallStoreClaim(&cy->req, cy->claimed);
+		claim_probes(cy);
 	}
 }
 
@@ -596,21 +732,29 @@ static void
 queue_claims(CallJob *j, CallRef *claimed, int n)
 {
 	Scheduler  *s = j->svc->scheduler;
+	TimestampTz now = GetCurrentTimestamp();
 
 	for (int i = 0; i < n; i++)
 	{
 		CallRef    *ref = &claimed[i];
 		CallItem   *ci;
 
-		/* No room for its connector: it waits in the table, pending. */
-		if (SchedulerRoom(s, &call_job_kind, ref->tenant_id, ref->connector_id) == 0)
+		SchedTarget *t;
+
+		/*
+		 * No room for its connector (its rate, its circuit): it waits,
+		 * pending.
+		 */
+		if (SchedulerRoom(s, &call_job_kind, ref->tenant_id, ref->connector_id,
+						  ref->rate_limit, ref->rate_limit_burst, now) == 0)
 			continue;
 		ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
 		ci->item.kind = &call_job_kind;
 		ci->ref = *ref;
 		ci->state = CALL_QUEUED;
-		SchedulerEnqueue(s, SchedulerTarget(s, &call_job_kind, ref->tenant_id, ref->connector_id),
-						 &ci->item);
+		t = SchedulerTarget(s, &call_job_kind, ref->tenant_id, ref->connector_id);
+		SchedulerConfigureTarget(s, t, ref->rate_limit, ref->rate_limit_burst);
+		SchedulerEnqueue(s, t, &ci->item, now);
 		j->nheld++;
 	}
 }
@@ -650,9 +794,28 @@ cycle_done(CallJob *j, CallCycle *cy)
 			j->passed_over[j->npassed++] = ci->ref.id;
 			j->passed_until = TimestampTzPlusMilliseconds(now, PASSED_OVER_MS);
 		}
+
+		/*
+		 * No request: nothing for its rate or circuit (a probe not sent frees
+		 * the way).
+		 */
+		(void) SchedulerReport(j->svc->scheduler, &ci->item, TARGET_NOT_SENT, -1, now);
+
+		/*
+		 * Deleted: its circuit is moot, and its other calls must fail in
+		 * batches, not a probe at a time.
+		 */
+		if (cy->gone[i])
+		{
+			SchedulerCloseCircuit(j->svc->scheduler, ci->item.target, "the connector is deleted",
+								  now);
+			j->claim_needed = true;
+		}
 		item_forget(j, ci);
 	}
 	WorkerSlotCountCalls(cy->succeeded, cy->failed_attempts);
+	if (cy->transitions_upto != 0)
+		SchedulerTransitionsRecorded(j->svc->scheduler, &call_job_kind, cy->transitions_upto);
 	if (cy->reconcile)
 	{
 		j->reconcile_all = false;
@@ -673,7 +836,7 @@ cycle_done(CallJob *j, CallCycle *cy)
 		queue_claims(j, cy->claimed, cy->nclaimed);
 	}
 	/* What this cycle scheduled again was held, so no claim looked at it. */
-	j->next_due = earliest(j->next_due, cy->next_retry);
+	j->next_due = EarliestTime(j->next_due, cy->next_retry);
 }
 
 /* Drops every call ready or done: their leases, or their pending rows, bring them back. */
@@ -716,6 +879,7 @@ run_cycle(CallJob *j, bool claim)
 	dlist_iter	iter;
 	int			sqlerrcode;
 	HeldIds		held = held_ids(j);
+	SchedTarget **probes;
 
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
@@ -725,6 +889,7 @@ run_cycle(CallJob *j, bool claim)
 		cy.record[cy.nrecord++] = dlist_container(CallItem, node, iter.cur);
 	cy.build = palloc(sizeof(CallItem *) * Max(j->nready, 1));
 	cy.built = palloc0(sizeof(BuildResult) * Max(j->nready, 1));
+	cy.gone = palloc0(sizeof(bool) * Max(j->nready, 1));
 	dlist_foreach(iter, &j->ready)
 		cy.build[cy.nbuild++] = dlist_container(CallItem, node, iter.cur);
 	cy.reconcile = j->reconcile_all || j->reconcile_needed;
@@ -743,9 +908,11 @@ run_cycle(CallJob *j, bool claim)
 		cy.req.per_connector = integration_max_concurrency_per_endpoint;
 		cy.req.held = held.ids;
 		cy.req.nheld = held.n;
-		cy.req.nfull = SchedulerSaturatedTargets(j->svc->scheduler, &call_job_kind,
+		cy.req.nfull = SchedulerSaturatedTargets(j->svc->scheduler, &call_job_kind, cy.req.now,
 												 (int64 **) &cy.req.full);
-		cy.claimed = palloc(sizeof(CallRef) * Max(cy.req.limit, 1));
+		cy.probe_room = SchedulerProbesWanted(j->svc->scheduler, &call_job_kind, cy.req.now,
+											  &probes);
+		cy.claimed = palloc(sizeof(CallRef) * Max(cy.req.limit + cy.probe_room, 1));
 	}
 
 	if (!WorkerRunTransaction(cycle_step, &cy,
@@ -809,7 +976,13 @@ fire_timers(CallJob *j, TimestampTz now)
 static bool
 claim_wanted(CallJob *j)
 {
-	return j->claim_needed && j->nheld < hold_limit();
+	SchedTarget **probes;
+
+	if (j->nheld >= hold_limit())
+		return false;
+	return j->claim_needed ||
+		SchedulerProbesWanted(j->svc->scheduler, &call_job_kind, GetCurrentTimestamp(),
+							  &probes) > 0;
 }
 
 /*
@@ -827,7 +1000,8 @@ call_step(void *state, TimestampTz now)
 	if (now < j->pause_until)
 		return false;
 	claim = claim_wanted(j) || (j->ndone > 0 && j->nheld - j->ndone < hold_limit());
-	if (j->ndone == 0 && j->nready == 0 && !claim && !j->reconcile_all && !j->reconcile_needed)
+	if (j->ndone == 0 && j->nready == 0 && !claim && !j->reconcile_all && !j->reconcile_needed &&
+		!SchedulerTransitionsPending(j->svc->scheduler, &call_job_kind))
 		return false;
 	run_cycle(j, claim);
 	WorkerSlotSetCallsHeld(j->nheld);
@@ -868,12 +1042,12 @@ call_next_wake(void *state, TimestampTz now)
 	if (j->pause_until > now)
 		return j->pause_until;
 	if (j->nready > 0 || j->ndone > 0 || claim_wanted(j) || j->reconcile_all ||
-		j->reconcile_needed)
+		j->reconcile_needed || SchedulerTransitionsPending(j->svc->scheduler, &call_job_kind))
 		return now;
-	wake = earliest(j->next_recheck, j->next_due);
-	wake = earliest(wake, j->reconcile_at);
+	wake = EarliestTime(j->next_recheck, j->next_due);
+	wake = EarliestTime(wake, j->reconcile_at);
 	if (j->npassed > 0)
-		wake = earliest(wake, j->passed_until);
+		wake = EarliestTime(wake, j->passed_until);
 	return wake;
 }
 

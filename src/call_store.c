@@ -33,11 +33,38 @@
 #include "wakeup.h"
 
 static SPIPlanPtr claim_plan;
+static SPIPlanPtr probe_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr lock_plan;
 static SPIPlanPtr begin_plan;
 static SPIPlanPtr record_plan;
 static SPIPlanPtr reconcile_plan;
+
+/*
+ * A connector's rate limit setting as the worker takes it: a number within the range
+ * create_connector() checks, else none, so that settings written by hand can never make
+ * a claim fail.
+ */
+#define SETTING_RATE(key) \
+	"CASE WHEN pg_catalog.jsonb_typeof(c.settings OPERATOR(pg_catalog.->) '" key "')" \
+	"          OPERATOR(pg_catalog.=) 'number'" \
+	"     THEN LEAST(GREATEST(pg_catalog.round(" \
+	"            (c.settings OPERATOR(pg_catalog.->>) '" key "')::pg_catalog.numeric), 0), 100000)::pg_catalog.int4" \
+	"     ELSE 0 END"
+
+/* Fills *ref from columns (tenant_id, id, connector_id, rate, burst) of row. */
+static void
+ref_from_row(HeapTuple row, TupleDesc desc, CallRef *ref)
+{
+	bool		isnull;
+
+	memset(ref, 0, sizeof(CallRef));
+	strlcpy(ref->tenant_id, SPI_getvalue(row, desc, 1), sizeof(ref->tenant_id));
+	ref->id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	ref->connector_id = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	ref->rate_limit = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
+	ref->rate_limit_burst = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
+}
 
 /* An int8[] of ids. */
 static Datum
@@ -73,7 +100,8 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 	args[3] = id_array(req->full, req->nfull);
 	args[4] = Int32GetDatum(req->limit);
 	RunPlan(SavedPlan(&claim_plan,
-					  "SELECT k.tenant_id, k.id, k.connector_id"
+					  "SELECT k.tenant_id, k.id, k.connector_id, " SETTING_RATE("rate_limit") ","
+					  "       " SETTING_RATE("rate_limit_burst")
 					  "  FROM integration.connectors c"
 					  " CROSS JOIN LATERAL ("
 					  "   SELECT k.tenant_id, k.id, k.connector_id, k.next_attempt_at"
@@ -93,15 +121,7 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 			args, false, SPI_OK_SELECT, "claiming connector calls");
 	n = (int) SPI_processed;
 	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		memset(&out[i], 0, sizeof(CallRef));
-		strlcpy(out[i].tenant_id, SPI_getvalue(row, desc, 1), sizeof(out[i].tenant_id));
-		out[i].id = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-		out[i].connector_id = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
-	}
+		ref_from_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &out[i]);
 
 	/* What is left pending, the calls just claimed and the held ones apart. */
 	left_out = palloc(sizeof(int64) * (req->nheld + n + 1));
@@ -127,6 +147,52 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	req->next_due = isnull ? 0 : DatumGetTimestampTz(d);
 	return n;
+}
+
+/*
+ * The call to probe a connector's half-open circuit with: its first due call that is
+ * not held, into *out.  None due: false, with *next_at when its first pending call
+ * comes due (0: none is pending).
+ */
+bool
+CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const int64 *held, int nheld,
+					TimestampTz now, CallRef *out, TimestampTz *next_at)
+{
+	Oid			types[3] = {TEXTOID, INT8OID, INT8ARRAYOID};
+	Datum		args[3];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	TimestampTz due;
+
+	args[0] = CStringGetTextDatum(tenant_id);
+	args[1] = Int64GetDatum(connector_id);
+	args[2] = id_array(held, nheld);
+	RunPlan(SavedPlan(&probe_plan,
+					  "SELECT k.tenant_id, k.id, k.connector_id, " SETTING_RATE("rate_limit") ","
+					  "       " SETTING_RATE("rate_limit_burst") ", k.next_attempt_at"
+					  "  FROM integration.connector_calls k"
+					  "  JOIN integration.connectors c"
+					  "    ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id AND c.id OPERATOR(pg_catalog.=) k.connector_id"
+					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.connector_id OPERATOR(pg_catalog.=) $2"
+					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'"
+					  "   AND k.id OPERATOR(pg_catalog.<>) ALL ($3)"
+					  " ORDER BY k.next_attempt_at, k.id LIMIT 1",
+					  3, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_SELECT, "looking for a connector call to probe with");
+	*next_at = 0;
+	if (SPI_processed == 0)
+		return false;
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	due = DatumGetTimestampTz(SPI_getbinval(row, desc, 6, &isnull));
+	if (due > now)
+	{
+		*next_at = due;
+		return false;
+	}
+	ref_from_row(row, desc, out);
+	return true;
 }
 
 /*

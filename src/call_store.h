@@ -19,6 +19,9 @@ typedef struct CallRef
 	char		tenant_id[TENANT_ID_MAX_LEN + 1];
 	int64		id;
 	int64		connector_id;
+	int			rate_limit;		/* its connector's settings.rate_limit; 0:
+								 * none */
+	int			rate_limit_burst;	/* settings.rate_limit_burst; 0: the rate */
 } CallRef;
 
 /* What a claim asks for. */
@@ -65,6 +68,9 @@ typedef struct CallOutcome
 } CallOutcome;
 
 extern int	CallStoreClaim(CallClaimRequest *req, CallRef *out);
+extern bool CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const int64 *held,
+								int nheld, TimestampTz now, CallRef *out,
+								TimestampTz *next_at);
 extern bool CallStoreLockPending(const CallRef *ref, CallPending *out);
 extern void CallStoreBeginAttempt(const CallRef *ref, int lease_ms);
 extern bool CallStoreRecord(const CallRef *ref, const CallOutcome *o);

@@ -17,7 +17,8 @@
  *      (tenant, connector, external id): of two sessions receiving the same delivery,
  *      the second waits for the first and finds its row (test/specs/inbound_dedupe.spec).
  *      A row older than the dedupe window no longer counts: it is marked
- *      dedupe_expired and the insert tried again.
+ *      dedupe_expired and the insert tried again.  A stored event wakes the worker at
+ *      commit (the inbound_events_written trigger), which runs its handlers.
  *
  * Never raises for a bad request: whatever the request (no such connector, a wrong
  * signature, a body the normaliser cannot read), the answer is one row "rejected" and a

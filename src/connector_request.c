@@ -447,8 +447,8 @@ auth_headers(struct curl_slist **list, const ConnectorTarget *t, const Connector
 
 	if (strcmp(t->auth, "basic") == 0)
 	{
-		char	   *pair = psprintf("%s:%s", credential(creds, "username", t),
-									credential(creds, "password", t));
+		char	   *pair = psprintf("%s:%s", credential(creds, t->auth_key[0], t),
+									credential(creds, t->auth_key[1], t));
 		int			len = pg_b64_enc_len(strlen(pair));
 		char	   *value = palloc(strlen("Basic ") + len + 1);
 		int			n;
@@ -464,14 +464,14 @@ auth_headers(struct curl_slist **list, const ConnectorTarget *t, const Connector
 	}
 	else if (strcmp(t->auth, "bearer") == 0)
 	{
-		char	   *value = psprintf("Bearer %s", credential(creds, "token", t));
+		char	   *value = psprintf("Bearer %s", credential(creds, t->auth_key[0], t));
 
 		add_header(list, name, strlen(name), value, strlen(value));
 		explicit_bzero(value, strlen(value));
 	}
 	else if (name != NULL)
 	{
-		const char *token = credential(creds, "token", t);
+		const char *token = credential(creds, t->auth_key[0], t);
 
 		add_header(list, name, strlen(name), token, strlen(token));
 	}
@@ -525,6 +525,7 @@ headers_jsonb(const char *lines)
 bool
 ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Oid			argtypes[2] = {TEXTOID, INT8OID};
 	Datum		args[2];
 	HeapTuple	row;
@@ -536,16 +537,24 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 	args[1] = Int64GetDatum(t->id);
 	RunPlan(SavedPlan(&connector_plan,
 					  "SELECT integration._connector_context(c),"
-					  " c.kind, c.base_url, c.credentials, k.auth, k.idempotency_header,"
+					  " c.kind, c.base_url, c.credentials, integration._auth_style(k.auth),"
+					  " k.idempotency_header,"
 					  " c.settings OPERATOR(pg_catalog.->>) 'retry_schedule', c.is_active,"
 					  " k.build_request_function::pg_catalog.oid,"
-					  " k.interpret_response_function::pg_catalog.oid"
+					  " k.interpret_response_function::pg_catalog.oid,"
+					  " (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2]"
 					  " FROM integration.connectors c"
 					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
 					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
 					  "   AND c.deleted_at IS NULL",
 					  2, argtypes, CURSOR_OPT_GENERIC_PLAN),
 			args, true, SPI_OK_SELECT, "looking up the connector");
+
+	/*
+	 * SPI leaves its procedure context current: the row is copied into the
+	 * caller's.
+	 */
+	MemoryContextSwitchTo(cxt);
 	if (SPI_processed == 0)
 	{
 		if (missing_ok)
@@ -570,6 +579,8 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 	t->build_fn = isnull ? InvalidOid : DatumGetObjectId(d);
 	d = SPI_getbinval(row, desc, 10, &isnull);
 	t->interpret_fn = isnull ? InvalidOid : DatumGetObjectId(d);
+	t->auth_key[0] = SPI_getvalue(row, desc, 11);
+	t->auth_key[1] = SPI_getvalue(row, desc, 12);
 	return true;
 }
 
@@ -610,6 +621,8 @@ ConnectorTargetCopy(ConnectorTarget *dst, const ConnectorTarget *src, MemoryCont
 	dst->base_url = copy_text(src->base_url, cxt);
 	dst->credentials = copy_text(src->credentials, cxt);
 	dst->auth = copy_text(src->auth, cxt);
+	dst->auth_key[0] = copy_text(src->auth_key[0], cxt);
+	dst->auth_key[1] = copy_text(src->auth_key[1], cxt);
 	dst->idempotency_header = copy_text(src->idempotency_header, cxt);
 	dst->retry_schedule = copy_text(src->retry_schedule, cxt);
 }
@@ -633,6 +646,7 @@ static BuiltRequest
 build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 			  const char *idempotency_key)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Oid			argtypes[4] = {t->context_type, TEXTOID, JSONBOID, TEXTOID};
 	Datum		args[4];
 	char		nulls[4] = "    ";
@@ -654,6 +668,7 @@ build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 										" FROM %s($1, $2, $3, $4) AS r",
 										function_sql_name(t->build_fn)),
 							   4, argtypes, args, nulls, false, 1);
+	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the request adapter of kind %s returned no row", t->kind);
 	row = SPI_tuptable->vals[0];
@@ -695,7 +710,8 @@ ConnectorRequestBuild(const ConnectorTarget *t, const char *operation, Jsonb *pa
 	req->url = request_url(&r, t, creds);
 	adapter_headers(&req->headers, &r, t);
 	auth_headers(&req->headers, t, creds);
-	if (t->idempotency_header != NULL && idempotency_key != NULL)
+	/* Not with a GET, idempotent by definition (Stripe: "has no effect"). */
+	if (t->idempotency_header != NULL && idempotency_key != NULL && strcmp(r.method, "GET") != 0)
 		add_header(&req->headers, t->idempotency_header, strlen(t->idempotency_header),
 				   idempotency_key, strlen(idempotency_key));
 	req->method = r.method;
@@ -733,6 +749,7 @@ static void
 interpret_response(const ConnectorTarget *t, const char *operation, const HttpRequest *req,
 				   ConnectorVerdict *v)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	Oid			argtypes[5] = {t->context_type, TEXTOID, INT4OID, JSONBOID, TEXTOID};
 	Datum		args[5];
 	char		nulls[5] = "     ";
@@ -756,6 +773,7 @@ interpret_response(const ConnectorTarget *t, const char *operation, const HttpRe
 										" FROM %s($1, $2, $3, $4, $5) AS o",
 										function_sql_name(t->interpret_fn)),
 							   5, argtypes, args, nulls, false, 1);
+	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the response adapter of kind %s returned no row", t->kind);
 	row = SPI_tuptable->vals[0];

@@ -8,7 +8,8 @@
  * Two callers send what is built here: test_connector() from the calling backend
  * (connector_call.c), and the worker's queued calls through its HTTP client
  * (call_job.c).  Every function here runs SQL through SPI, which the caller has
- * connected; what it returns is palloc'd in the caller's current memory context.
+ * connected; what it returns is palloc'd in the caller's current memory context, which
+ * is current again on return (SPI would leave its own current).
  */
 #ifndef INTEGRATION_CONNECTOR_REQUEST_H
 #define INTEGRATION_CONNECTOR_REQUEST_H
@@ -26,7 +27,10 @@ typedef struct ConnectorTarget
 	char	   *kind;
 	char	   *base_url;
 	char	   *credentials;	/* as stored */
-	char	   *auth;
+	char	   *auth;			/* the style: none, basic, bearer,
+								 * header:<name>, query */
+	char	   *auth_key[2];	/* the credentials it sends: basic's user,
+								 * password */
 	char	   *idempotency_header; /* NULL: the kind takes no idempotency key */
 	char	   *retry_schedule; /* settings.retry_schedule; NULL: the default */
 	bool		is_active;

@@ -28,6 +28,16 @@
  * transaction): past it the transaction fails, is logged, and is retried after
  * ERROR_PAUSE_MS with its results kept, results alone first.
  *
+ * Endpoint protection.  Each outcome is reported to the scheduler as what it means to
+ * the endpoint (TargetOutcomeOfHttp()): a 429 slows the endpoint down, and failures
+ * feed its circuit.  When a circuit opens, the claims queued for its endpoint are
+ * given back to 'pending' unsent, without using an attempt (StoreReturnClaims()); while
+ * it is open the endpoint gets no claim, and what is published for it waits pending.
+ * When it goes half open the job claims one due delivery for it, the probe
+ * (StoreClaimProbes()); when the probe closes it, its backlog is claimed as room frees
+ * up.  Each cycle stores the circuits' transitions (circuit_store.c), and a starting
+ * worker reads back the circuits that were not closed.
+ *
  * Claims wait in the scheduler, up to many rounds of requests: an endpoint changed
  * meanwhile (a new URL, secret or headers; disabled; deleted) must apply to them, as to
  * any attempt that starts after the change committed; prepare() re-reads the settings
@@ -43,8 +53,10 @@
 #include "tcop/tcopprot.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "circuit_store.h"
 #include "delivery_job.h"
 #include "delivery_request.h"
 #include "delivery_store.h"
@@ -63,6 +75,8 @@
 #define LOCKED_RETRY_MS 1000
 #define LOCKED_RETRY_MAX_MS 10000
 #define RECORD_MAX_FAILURES 3
+/* Cycles that may fail to store the same circuit transitions before they are dropped. */
+#define TRANSITION_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
 
 /* The claims of one store transaction: their memory goes when the last is recorded. */
@@ -143,6 +157,13 @@ typedef struct DeliveryJob
 	uint64		endpoints_seen; /* endpoints generation the queued claims are
 								 * as of */
 	bool		extension_gone;
+
+	int			transition_failures;	/* consecutive */
+
+	/* Claims to give back unsent: their endpoints' circuits opened. */
+	ReturnedClaim *returned;
+	int			nreturned;
+	int			maxreturned;
 } DeliveryJob;
 
 /* What one store transaction is asked to do, and what it found. */
@@ -155,12 +176,18 @@ typedef struct Cycle
 	int			deferred;		/* out: results left for later */
 	bool		put_back;		/* out: events queued again */
 	ClaimList	claims;			/* out */
+	int			returned;		/* out: claims given back */
+	uint64		transitions_upto;	/* out: circuit transitions stored */
+	SchedTarget **disabled;		/* out: the endpoints the worker disabled (in
+								 * TopMemoryContext) */
+	int			ndisabled;
 } Cycle;
 
 static bool delivery_start(SchedItem *item, void *arg);
 
 const JobKind delivery_job_kind = {
 	.name = "delivery",
+	.target = "webhook",
 	.start = delivery_start,
 };
 
@@ -260,7 +287,8 @@ release_slot(DeliveryJob *j, DeliveryResult *r)
 {
 	if (r->slot == NULL)
 		return;
-	if (SchedulerFinished(j->svc->scheduler, (SchedTarget *) r->slot) && j->nskipped > 0 &&
+	if (SchedulerFinished(j->svc->scheduler, (SchedTarget *) r->slot, GetCurrentTimestamp()) &&
+		j->nskipped > 0 &&
 		bsearch(&r->endpoint_id, j->skipped, j->nskipped, sizeof(int64), int64_cmp))
 	{
 		j->nskipped = 0;
@@ -284,6 +312,18 @@ delivery_start(SchedItem *item, void *arg)
 	memset(&di->req, 0, sizeof(di->req));
 	ok = DeliveryRequestBuild(di->claim, &di->req, &error_class, &error);
 	MemoryContextSwitchTo(old);
+	if (!ok)
+		(void) SchedulerReport(j->svc->scheduler, item, TARGET_NOT_SENT, -1, GetCurrentTimestamp());
+	if (!ok && !di->claim->usable && di->claim->payload != NULL)
+	{
+		/*
+		 * Disabled or deleted: its circuit is moot, and what waits for it
+		 * must fail in batches, not a probe at a time.
+		 */
+		SchedulerCloseCircuit(j->svc->scheduler, item->target, "the endpoint is disabled or deleted",
+							  GetCurrentTimestamp());
+		j->due_needed = j->scan_needed = true;
+	}
 	if (!ok && strcmp(error_class, DELIVERY_SECRET_UNAVAILABLE) == 0)
 	{
 		/* Retried on the schedule: a key put back in the key file cures it. */
@@ -320,6 +360,46 @@ delivery_start(SchedItem *item, void *arg)
 	return true;
 }
 
+/* Keeps a queued claim to give back (its endpoint's circuit opened). */
+static void
+give_back(SchedItem *item, void *arg)
+{
+	DeliveryJob *j = arg;
+	DeliveryItem *di = (DeliveryItem *) item;
+	ReturnedClaim *r;
+
+	if (j->nreturned == j->maxreturned)
+	{
+		j->maxreturned = Max(64, j->maxreturned * 2);
+		j->returned = j->returned ?
+			repalloc(j->returned, sizeof(ReturnedClaim) * j->maxreturned) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(ReturnedClaim) * j->maxreturned);
+	}
+	r = &j->returned[j->nreturned++];
+	ItemPointerCopy(&di->claim->tid, &r->tid);
+	r->id = di->claim->id;
+	r->lease = di->claim->lease;
+	/* Due since it was queued, as it was then. */
+	r->due = item->queued_at;
+	batch_unref(di->batch);
+}
+
+/* Tells the scheduler what the endpoint made of a request (WorkerReportRequest()). */
+static void
+report_outcome(DeliveryJob *j, SchedItem *item, const HttpRequest *req)
+{
+	SchedReportAction action = WorkerReportRequest(j->svc->scheduler, item, req);
+
+	if (action == SCHED_REPORT_OPENED)
+		SchedulerTakeQueued(j->svc->scheduler, item->target, give_back, j, GetCurrentTimestamp());
+	else if (action == SCHED_REPORT_CLOSED)
+	{
+		/* Its backlog, pending while the circuit was open, may be claimed. */
+		j->due_needed = true;
+		j->scan_needed = true;
+	}
+}
+
 /* WorkerKindOps.finished: a request came back; its outcome waits to be written. */
 static void
 delivery_finished(void *state, SchedItem *item, HttpRequest *req)
@@ -328,6 +408,7 @@ delivery_finished(void *state, SchedItem *item, HttpRequest *req)
 	DeliveryItem *di = (DeliveryItem *) item;
 	DeliveryVerdict v;
 
+	report_outcome(j, item, req);
 	DeliveryRequestJudge(req, &v);
 	if (v.delivered)
 		add_result(j, di, "delivered", req->started_at, req->duration_us, v.status_code,
@@ -388,7 +469,8 @@ held_deliveries(DeliveryJob *j, int64 **out)
 	dlist_iter	iter;
 
 	held.ids = palloc(sizeof(int64) * Max(SchedulerInFlight(j->svc->scheduler) +
-										  SchedulerQueued(j->svc->scheduler) + j->nresults, 1));
+										  SchedulerQueued(j->svc->scheduler) + j->nresults +
+										  j->nreturned, 1));
 	held.n = 0;
 	dlist_foreach(iter, &j->in_flight)
 		held.ids[held.n++] = dlist_container(DeliveryItem, flight, iter.cur)->claim->id;
@@ -396,17 +478,21 @@ held_deliveries(DeliveryJob *j, int64 **out)
 	/* Answered, not written yet (deferred ones included). */
 	for (int i = 0; i < j->nresults; i++)
 		held.ids[held.n++] = j->results[i].id;
+	/* To give back, still 'sending' with this worker's lease. */
+	for (int i = 0; i < j->nreturned; i++)
+		held.ids[held.n++] = j->returned[i].id;
 	*out = held.ids;
 	return held.n;
 }
 
 /* FanOutRoom for the store: how many more claims the scheduler takes for an endpoint. */
 static int
-endpoint_room(void *arg, const char *tenant_id, int64 endpoint_id)
+endpoint_room(void *arg, const EndpointSettings *ep)
 {
 	DeliveryJob *j = arg;
 
-	return SchedulerRoom(j->svc->scheduler, &delivery_job_kind, tenant_id, endpoint_id);
+	return SchedulerRoom(j->svc->scheduler, &delivery_job_kind, ep->tenant_id, ep->id,
+						 ep->rate_limit, ep->rate_limit_burst, GetCurrentTimestamp());
 }
 
 /*
@@ -511,6 +597,87 @@ fan_out(Cycle *cy)
 	}
 }
 
+/*
+ * Stores and logs the circuit transitions not stored yet (circuit_store.c), in a
+ * subtransaction: they must never keep the cycle's results from being written.  What
+ * fails is tried again with the next cycles, and dropped with a WARNING after
+ * TRANSITION_MAX_FAILURES of them (a restart then finds the circuit as last stored).
+ */
+static void
+store_transitions(Cycle *cy)
+{
+	DeliveryJob *j = cy->job;
+	SchedTransition *tr;
+	int			n = SchedulerTransitions(j->svc->scheduler, &delivery_job_kind, &tr);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (n == 0)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		CircuitStoreWrite(tr, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		cy->transitions_upto = tr[n - 1].seq;
+		j->transition_failures = 0;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("integration worker: recording %d circuit transitions failed: %s",
+						n, edata->message)));
+		FreeErrorData(edata);
+		if (++j->transition_failures >= TRANSITION_MAX_FAILURES)
+		{
+			ereport(WARNING,
+					(errmsg("integration worker: dropping %d circuit transitions that could not be recorded",
+							n)));
+			cy->transitions_upto = tr[n - 1].seq;
+			j->transition_failures = 0;
+		}
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Claims one delivery to probe with for each endpoint whose circuit is half open and
+ * has none; an endpoint with none due is asked about again when its next comes due.
+ */
+static void
+claim_probes(Cycle *cy)
+{
+	Scheduler  *s = cy->job->svc->scheduler;
+	SchedTarget **targets;
+	ProbeRequest *probes;
+	int			n = SchedulerProbesWanted(s, &delivery_job_kind, GetCurrentTimestamp(), &targets);
+
+	if (n == 0)
+		return;
+	probes = palloc(sizeof(ProbeRequest) * n);
+	for (int i = 0; i < n; i++)
+	{
+		const SchedTargetKey *key = SchedulerTargetKeyOf(targets[i]);
+
+		probes[i].tenant_id = key->tenant_id;
+		probes[i].endpoint_id = key->id;
+	}
+	StoreClaimProbes(lease_ms(), probes, n, &cy->claims);
+	for (int i = 0; i < n; i++)
+		SchedulerProbeLookedFor(s, targets[i], probes[i].found, probes[i].next_at);
+}
+
 /* The cycle's transaction: record results, then fan out and claim. */
 static void
 cycle_step(void *arg)
@@ -530,7 +697,22 @@ cycle_step(void *arg)
 	}
 	StoreReplanIfGrown();
 	if (cy->record)
-		cy->deferred = StoreRecord(j->results, j->nresults);
+	{
+		EndpointRefs disabled;
+
+		cy->deferred = StoreRecord(j->results, j->nresults, &disabled);
+		if (disabled.n > 0)
+		{
+			cy->disabled = MemoryContextAlloc(TopMemoryContext, sizeof(SchedTarget *) * disabled.n);
+			for (int i = 0; i < disabled.n; i++)
+				cy->disabled[i] = SchedulerTarget(j->svc->scheduler, &delivery_job_kind,
+												  disabled.tenant_ids[i], disabled.ids[i]);
+			cy->ndisabled = disabled.n;
+		}
+	}
+	if (j->nreturned > 0)
+		cy->returned = StoreReturnClaims(j->returned, j->nreturned);
+	store_transitions(cy);
 	if (j->purge_needed)
 	{
 		(void) StorePurgeRetiredSecrets();
@@ -572,7 +754,8 @@ cycle_step(void *arg)
 		int			n;
 		int			claimed;
 
-		n = SchedulerSaturatedTargets(j->svc->scheduler, &delivery_job_kind, &ids);
+		n = SchedulerSaturatedTargets(j->svc->scheduler, &delivery_job_kind, GetCurrentTimestamp(),
+									  &ids);
 		if (j->skipped)
 			pfree(j->skipped);
 		j->skipped = ids;		/* kept before the claim, which may throw */
@@ -584,6 +767,7 @@ cycle_step(void *arg)
 		/* A full batch: more may be due now. */
 		j->due_needed = claimed >= batch;
 	}
+	claim_probes(cy);
 
 	/*
 	 * Continue a fan-out, or a claim that is still owed; else sleep until the
@@ -677,6 +861,8 @@ queue_claims(DeliveryJob *j, ClaimList *claims)
 {
 	ClaimBatch *batch;
 	MemoryContext old;
+	TimestampTz now = GetCurrentTimestamp();
+	SchedTarget *t;
 
 	batch = MemoryContextAllocZero(claims->mcxt, sizeof(ClaimBatch));
 	batch->cxt = claims->mcxt;
@@ -691,10 +877,9 @@ queue_claims(DeliveryJob *j, ClaimList *claims)
 		di->claim = c;
 		di->batch = batch;
 		di->policy = RetryPolicyFor(c->retry_schedule, batch->cxt);
-		SchedulerEnqueue(j->svc->scheduler,
-						 SchedulerTarget(j->svc->scheduler, &delivery_job_kind, c->tenant_id,
-										 c->endpoint_id),
-						 &di->item);
+		t = SchedulerTarget(j->svc->scheduler, &delivery_job_kind, c->tenant_id, c->endpoint_id);
+		SchedulerConfigureTarget(j->svc->scheduler, t, c->rate_limit, c->rate_limit_burst);
+		SchedulerEnqueue(j->svc->scheduler, t, &di->item, now);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -725,13 +910,18 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 	{
 		if (cy.claims.mcxt)
 			MemoryContextDelete(cy.claims.mcxt);
+		if (cy.disabled)
+			pfree(cy.disabled);
 
 		/*
 		 * What the rolled-back cycle took is there to take again, after the
 		 * pause.
 		 */
 		if (claim)
+		{
 			j->scan_needed = j->fanout.needed = j->due_needed = true;
+			SchedulerProbesRecheck(j->svc->scheduler, &delivery_job_kind);
+		}
 		/* Its fan-out is undone too: the events it took are queued again. */
 		j->fanout.after = PG_INT64_MIN;
 		j->fanout.continued = 0;
@@ -750,6 +940,8 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 					(errmsg("integration worker: dropping %d delivery results that could not be recorded",
 							j->nresults)));
 			drop_results(j);
+			/* And the claims to give back: their leases bring them back too. */
+			j->nreturned = 0;
 			j->record_failures = 0;
 		}
 		return false;
@@ -767,6 +959,32 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 		j->record_failures = 0;
 		keep_deferred_results(j, cy.deferred);
 	}
+	if (j->nreturned > 0)
+	{
+		/*
+		 * What was not given back (locked, moved) returns when its lease runs
+		 * out.
+		 */
+		if (cy.returned < j->nreturned)
+			j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms() + 1000);
+		j->nreturned = 0;
+	}
+	if (cy.transitions_upto != 0)
+		SchedulerTransitionsRecorded(j->svc->scheduler, &delivery_job_kind, cy.transitions_upto);
+	if (cy.ndisabled > 0)
+	{
+		/*
+		 * Disabled by the worker: their circuits are moot, and what waits for
+		 * them (held while a circuit was open) is claimed and skipped now,
+		 * not at the next probe, which may be ten minutes away.
+		 */
+		for (int i = 0; i < cy.ndisabled; i++)
+			SchedulerCloseCircuit(j->svc->scheduler, cy.disabled[i],
+								  "the worker disabled the endpoint", GetCurrentTimestamp());
+		j->due_needed = j->scan_needed = true;
+	}
+	if (cy.disabled)
+		pfree(cy.disabled);
 	if (cy.put_back && j->fanout.retry_at == 0)
 	{
 		/*
@@ -921,6 +1139,8 @@ refresh_step(void *arg)
 		/* Hard-deleted (no url): unusable; its event gone: unusable too. */
 		StoreClaimTakeSettings(c, &copy->settings);
 		di->policy = RetryPolicyFor(c->retry_schedule, di->batch->cxt);
+		SchedulerConfigureTarget(j->svc->scheduler, di->item.target, c->rate_limit,
+								 c->rate_limit_burst);
 	}
 }
 
@@ -986,9 +1206,20 @@ delivery_prepare(void *state, TimestampTz now)
 static bool
 claim_wanted(DeliveryJob *j)
 {
-	return j->scan_needed && j->record_failures == 0 &&
-		!(j->record_alone && j->nresults > j->ndeferred) &&
-		SchedulerWantsWork(j->svc->scheduler, GetCurrentTimestamp());
+	TimestampTz now = GetCurrentTimestamp();
+	SchedTarget **probes;
+
+	if (j->record_failures != 0 || (j->record_alone && j->nresults > j->ndeferred))
+		return false;
+	return (j->scan_needed && SchedulerWantsWork(j->svc->scheduler, now)) ||
+		SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, &probes) > 0;
+}
+
+/* Whether the next cycle has claims to give back or circuit transitions to store. */
+static bool
+circuit_work(DeliveryJob *j)
+{
+	return j->nreturned > 0 || SchedulerTransitionsPending(j->svc->scheduler, &delivery_job_kind);
 }
 
 /* Whether the fresh lane has events to take, whatever the scheduler holds. */
@@ -1017,7 +1248,15 @@ delivery_woken(void *state, uint32 requests)
 	 * this.
 	 */
 	if (due)
+	{
 		j->due_needed = true;
+
+		/*
+		 * A requeue may have given a half-open circuit something to probe
+		 * with.
+		 */
+		SchedulerProbesRecheck(j->svc->scheduler, &delivery_job_kind);
+	}
 }
 
 static void
@@ -1047,6 +1286,7 @@ fire_timers(DeliveryJob *j, TimestampTz now)
 		j->due_needed = true;
 		j->purge_needed = true;
 		j->next_recheck = TimestampTzPlusMilliseconds(now, integration_idle_recheck_ms);
+		SchedulerProbesRecheck(j->svc->scheduler, &delivery_job_kind);
 	}
 	if (j->fanout.retry_at != 0 && now >= j->fanout.retry_at)
 	{
@@ -1090,7 +1330,7 @@ delivery_step(void *state, TimestampTz now)
 			  (dlist_is_empty(&j->in_flight) || fresh >= RESULT_BATCH ||
 			   in_flight >= integration_max_concurrency ||
 			   now >= TimestampTzPlusMilliseconds(j->first_result_at, RESULT_FLUSH_MS))) ||
-		(j->ndeferred > 0 && now >= j->deferred_retry_at);
+		(j->ndeferred > 0 && now >= j->deferred_retry_at) || circuit_work(j);
 	claim = claim_wanted(j);
 	fresh_lane = !claim && fresh_wanted(j);
 	if (!record && !claim && !fresh_lane)
@@ -1101,16 +1341,6 @@ delivery_step(void *state, TimestampTz now)
 	else if (j->extension_gone)
 		exit_extension_gone(j);
 	return true;
-}
-
-static TimestampTz
-earliest(TimestampTz a, TimestampTz b)
-{
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	return Min(a, b);
 }
 
 /* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
@@ -1124,14 +1354,14 @@ delivery_next_wake(void *state, TimestampTz now)
 		return j->pause_until;
 	wake = j->next_recheck;
 	if (j->nresults > j->ndeferred)
-		wake = earliest(wake, TimestampTzPlusMilliseconds(j->first_result_at, RESULT_FLUSH_MS));
+		wake = EarliestTime(wake, TimestampTzPlusMilliseconds(j->first_result_at, RESULT_FLUSH_MS));
 	if (j->ndeferred > 0)
-		wake = earliest(wake, j->deferred_retry_at);
-	wake = earliest(wake, j->fanout.retry_at);
-	wake = earliest(wake, j->next_due);
-	wake = earliest(wake, j->reconcile_at);
+		wake = EarliestTime(wake, j->deferred_retry_at);
+	wake = EarliestTime(wake, j->fanout.retry_at);
+	wake = EarliestTime(wake, j->next_due);
+	wake = EarliestTime(wake, j->reconcile_at);
 	/* Asked again: the cycle just run may have been a retry of results alone. */
-	if (claim_wanted(j) || fresh_wanted(j))
+	if (claim_wanted(j) || fresh_wanted(j) || circuit_work(j))
 		wake = now;
 	return wake;
 }
@@ -1163,10 +1393,20 @@ DeliveryJobCreate(WorkerServices *svc)
 	return j;
 }
 
+/* CircuitRestoreFn: a stored circuit goes back into the scheduler. */
+static void
+restore_circuit(const char *tenant_id, int64 id, const CircuitBreaker *cb, void *arg)
+{
+	DeliveryJob *j = arg;
+
+	SchedulerRestoreCircuit(j->svc->scheduler, &delivery_job_kind, tenant_id, id, cb);
+}
+
 static void
 startup_step(void *arg)
 {
 	DeliveryJob *j = arg;
+	int			n;
 
 	if (!StoreExtensionPresent())
 	{
@@ -1179,6 +1419,12 @@ startup_step(void *arg)
 	 * one.
 	 */
 	(void) StoreReconcileLeases(true, NULL, 0);
+
+	/* Before any claim: an endpoint whose circuit was open gets none. */
+	n = CircuitStoreLoad(delivery_job_kind.target, restore_circuit, j);
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("integration worker: %d endpoint circuits not closed at the last stop restored", n)));
 }
 
 /*

@@ -41,6 +41,8 @@ typedef struct ClaimedDelivery
 	Jsonb	   *headers;
 	int			timeout_ms;		/* 0: integration.request_timeout */
 	char	   *retry_schedule; /* NULL: integration.retry_schedule */
+	int			rate_limit;		/* requests per second; 0: unlimited */
+	int			rate_limit_burst;	/* 0: rate_limit */
 	bool		usable;			/* endpoint active and not deleted, event
 								 * present */
 	bool		suspended;		/* not usable: the worker disabled its
@@ -95,6 +97,8 @@ typedef struct EndpointSettings
 	Jsonb	   *headers;
 	int			timeout_ms;
 	char	   *retry_schedule;
+	int			rate_limit;		/* 0: unlimited */
+	int			rate_limit_burst;	/* 0: rate_limit */
 	bool		usable;
 	bool		suspended;		/* disabled by the worker, not deleted */
 } EndpointSettings;
@@ -138,13 +142,46 @@ typedef struct FanOutLanes
 } FanOutLanes;
 
 /* How many more claims the worker takes for an endpoint (asked once per batch). */
-typedef int (*FanOutRoom) (void *arg, const char *tenant_id, int64 endpoint_id);
+typedef int (*FanOutRoom) (void *arg, const EndpointSettings *endpoint);
 
 extern int	StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room,
 								void *room_arg, ClaimList *list);
 extern int64 StoreNewestQueued(void);
 extern int	StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
 extern TimestampTz StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded);
-extern int	StoreRecord(DeliveryResult *results, int n);
+
+/* Endpoints named by tenant and id, in the memory context of whoever filled them in. */
+typedef struct EndpointRefs
+{
+	int			n;
+	char	  **tenant_ids;
+	int64	   *ids;
+} EndpointRefs;
+
+extern int	StoreRecord(DeliveryResult *results, int n, EndpointRefs *disabled);
+extern Datum StoreTextArray(Datum *values, bool *nulls, int n);
+
+/* A claim given back unsent, without using an attempt (its endpoint's circuit opened). */
+typedef struct ReturnedClaim
+{
+	ItemPointerData tid;		/* ClaimedDelivery.tid */
+	int64		id;
+	TimestampTz lease;			/* ClaimedDelivery.lease */
+	TimestampTz due;			/* next_attempt_at it goes back with */
+} ReturnedClaim;
+
+extern int	StoreReturnClaims(const ReturnedClaim *claims, int n);
+
+/* An endpoint whose half-open circuit needs one delivery to probe with. */
+typedef struct ProbeRequest
+{
+	const char *tenant_id;
+	int64		endpoint_id;
+	bool		found;			/* out: one was claimed */
+	TimestampTz next_at;		/* out, when not found: when one comes due; 0:
+								 * none pending */
+} ProbeRequest;
+
+extern void StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list);
 
 #endif

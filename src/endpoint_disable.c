@@ -329,10 +329,10 @@ typedef struct DisabledEndpoint
  * Disables the endpoints in d (times: when their streak began, NULL for one that
  * answered 410 only; flags: it answered 410) that are still active and not locked by
  * anyone, logs each, and publishes endpoint.disabled for each to the tenant's other
- * endpoints that subscribe to it.
+ * endpoints that subscribe to it.  Those it disabled go into disabled.
  */
 static void
-disable_endpoints(EndpointArrays *d)
+disable_endpoints(EndpointArrays *d, EndpointRefs *disabled)
 {
 	Oid			types[5] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID, TEXTOID};
 	Datum		args[5];
@@ -396,6 +396,14 @@ disable_endpoints(EndpointArrays *d)
 		off[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		off[i].payload = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
 	}
+	disabled->tenant_ids = palloc(sizeof(char *) * Max(noff, 1));
+	disabled->ids = palloc(sizeof(int64) * Max(noff, 1));
+	for (int i = 0; i < noff; i++)
+	{
+		disabled->tenant_ids[i] = off[i].tenant_id;
+		disabled->ids[i] = off[i].id;
+	}
+	disabled->n = noff;
 	for (int i = 0; i < noff; i++)
 		(void) PublishWorkerEvent(off[i].tenant_id, ENDPOINT_DISABLED_EVENT, off[i].payload,
 								  off[i].id);
@@ -404,10 +412,11 @@ disable_endpoints(EndpointArrays *d)
 /*
  * Called by StoreRecord() with the outcomes it just wrote, in its transaction: keeps
  * the streaks of failures current and disables the endpoints that answered 410 or whose
- * streak has lasted integration.disable_after (see the banner).
+ * streak has lasted integration.disable_after (see the banner).  The endpoints it
+ * disabled go into disabled, for the worker to close their circuits once this commits.
  */
 void
-EndpointOutcomesRecorded(DeliveryResult *results, int n)
+EndpointOutcomesRecorded(DeliveryResult *results, int n, EndpointRefs *disabled)
 {
 	HTAB	   *eps;
 	HTAB	   *set;
@@ -418,6 +427,7 @@ EndpointOutcomesRecorded(DeliveryResult *results, int n)
 	EndpointArrays due;
 	long		neps;
 
+	disabled->n = 0;
 	if (n == 0)
 		return;
 	eps = summarise(results, n);
@@ -467,5 +477,5 @@ EndpointOutcomesRecorded(DeliveryResult *results, int n)
 			arrays_add(&due, &e->key, 0, true);
 	}
 	if (due.n > 0)
-		disable_endpoints(&due);
+		disable_endpoints(&due, disabled);
 }

@@ -14,7 +14,7 @@
 extern int	integration_disable_after_s;
 
 extern void EndpointDisableDefineGucs(void);
-extern void EndpointOutcomesRecorded(DeliveryResult *results, int n);
+extern void EndpointOutcomesRecorded(DeliveryResult *results, int n, EndpointRefs *disabled);
 extern void EndpointFailuresForget(void);
 
 #endif

@@ -17,17 +17,21 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "circuit_breaker.h"
 #include "connector.h"
 #include "connector_request.h"
 #include "endpoint_disable.h"
+#include "inbound_job.h"
 #include "integration.h"
 #include "json_schema.h"
 #include "network_policy.h"
 #include "shared_state.h"
 #include "tenant.h"
 #include "validate.h"
+#include "retention.h"
 #include "retry_policy.h"
 #include "secret_key.h"
+#include "target_health.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -55,9 +59,13 @@ _PG_init(void)
 	RetryPolicyDefineGucs();
 	JsonSchemaDefineGucs();
 	WorkerDefineGucs();
+	CircuitBreakerDefineGucs();
+	TargetHealthDefineGucs();
 	EndpointDisableDefineGucs();
 	SecretKeyDefineGucs();
+	RetentionDefineGucs();
 	ConnectorDefineGucs();
+	InboundJobDefineGucs();
 	ConnectorRequestDefineGucs();
 
 	/* In the postmaster, so that every backend inherits the keys. */

@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #define INTEGRATION_USER_AGENT "pg-integration/" EXTVERSION
 
 /* For qsort() and bsearch() of int64 ids. */
@@ -17,6 +19,17 @@ int64_cmp(const void *a, const void *b)
 	int64		y = *(const int64 *) b;
 
 	return (x > y) - (x < y);
+}
+
+/* The earlier of two times, 0 standing for "none". */
+static inline TimestampTz
+EarliestTime(TimestampTz a, TimestampTz b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
 }
 
 /*

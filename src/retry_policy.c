@@ -171,16 +171,13 @@ DefaultRetrySchedule(void)
 
 /*
  * The delay a Retry-After header asks for, in ms, or -1 when absent or unparsable.
- * Both forms of RFC 9110 are accepted: delay-seconds and an HTTP date.  Seconds may
- * have a fraction, as Shopify sends them ("2.0"); a fraction of a millisecond counts
- * as a whole one.
+ * Both forms of RFC 9110 are accepted: delay-seconds and an HTTP date.
  */
 int64
 RetryAfterMs(const char *header, TimestampTz now)
 {
 	const char *p = header;
 	int64		secs = 0;
-	int64		ms = 0;
 
 	if (header == NULL)
 		return -1;
@@ -188,27 +185,25 @@ RetryAfterMs(const char *header, TimestampTz now)
 		p++;
 	if (*p >= '0' && *p <= '9')
 	{
+		int64		ms = 0;
+
 		for (; *p >= '0' && *p <= '9'; p++)
 		{
 			secs = secs * 10 + (*p - '0');
 			if (secs > (int64) 365 * 86400)
 				return (int64) 365 * 86400 * 1000;
 		}
-		if (*p == '.' && p[1] >= '0' && p[1] <= '9')
-		{
-			int64		scale = 100;
-			bool		rest = false;
 
-			for (p++; *p >= '0' && *p <= '9'; p++)
-			{
-				if (scale > 0)
-					ms += (*p - '0') * scale;
-				else if (*p != '0')
-					rest = true;
-				scale /= 10;
-			}
-			if (rest)
-				ms++;
+		/*
+		 * Not RFC 9110's delay-seconds, but what Shopify sends ("2.0"): a
+		 * fraction is read to the millisecond rather than the header ignored.
+		 */
+		if (*p == '.')
+		{
+			int			scale = 100;
+
+			for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+				ms += (*p - '0') * scale;
 		}
 		while (*p == ' ')
 			p++;
@@ -331,6 +326,26 @@ RetryDecide(const RetrySchedule *schedule, int attempts_done, const AttemptFailu
 	return NextRetryDelayMs(schedule, attempts_done,
 							failure->retry_after ? RetryAfterMs(failure->retry_after, now) : -1,
 							jitter_unit);
+}
+
+/*
+ * retry_after(value): the delay a Retry-After header value asks for, as an interval,
+ * capped by integration.max_retry_after; NULL when it is not one.  For adapters written
+ * in SQL, which judge their platform's responses.
+ */
+PG_FUNCTION_INFO_V1(integration_retry_after);
+Datum
+integration_retry_after(PG_FUNCTION_ARGS)
+{
+	int64		ms = RetryAfterMs(text_to_cstring(PG_GETARG_TEXT_PP(0)), GetCurrentTimestamp());
+	Interval   *result;
+
+	if (ms < 0)
+		PG_RETURN_NULL();
+	ms = Min(ms, (int64) integration_max_retry_after_s * 1000);
+	result = palloc0(sizeof(Interval));
+	result->time = ms * 1000;
+	PG_RETURN_INTERVAL_P(result);
 }
 
 /*

@@ -1,14 +1,15 @@
 /*
  * scheduler.c
- *		Which queued piece of work gets the next request slot: fair across tenants, and
- *		never behind a target that has no room.
+ *		Which queued piece of work gets the next request slot: fair across tenants,
+ *		within each target's rate limit and circuit, and never behind a target that
+ *		has no room.
  *
  * State.  Every target (one destination of one kind of work, of one tenant) has its
  * own FIFO queue and its own counts; every tenant has a ring of its targets that have
  * queued work, and the scheduler a ring of such tenants.  All per-target state (in
- * flight, limits, back-off) lives in SchedTarget and is judged by one function,
- * SchedulerMaySend(): "may I send to this target now, and if not, why, and until when".
- * Later limits (rate limits, circuit breakers) join there and nowhere else.
+ * flight, back-off, rate limiter, circuit breaker) lives in SchedTarget and is judged
+ * by one function, SchedulerMaySend(): "may I send to this target now, and if not,
+ * why, and until when".
  *
  * Order.  SchedulerNext() walks the tenants round-robin and, within a tenant, its
  * targets round-robin, and hands out the first item of the first target that may send.
@@ -17,7 +18,9 @@
  * below their fair share of the slots (max_concurrency divided by the tenants that have
  * work queued or in flight), then any tenant.  A tenant alone gets every slot its cap
  * allows; a tenant that holds more than its share gets no new slot while another tenant
- * below its share has work that can start.
+ * below its share has work that can start.  So a fresh piece of work of one tenant
+ * waits at most for one request of another to give its slot back, however much that
+ * other tenant has queued.
  *
  * Caps.  No target holds more than per_target requests in flight; no tenant more than
  * per_tenant, which is below max_concurrency by default so that a tenant whose
@@ -26,20 +29,50 @@
  * rounds of per_target, SchedulerRoom()) and overall (QUEUE_LIMIT_ROUNDS rounds of
  * max_concurrency): what does not fit stays in the database, pending.
  *
- * The scheduler does no I/O and no SQL; it is driven by the worker's loop and by the
- * kinds of work, all in one process, so it needs no locks.
+ * Rate limits and circuits (rate_limiter.c, circuit_breaker.c).  A target without a
+ * token, held back by a Retry-After, or whose circuit is open, is "later": its work
+ * waits in its queue, holds no request slot and uses no attempt, and
+ * SchedulerNextWake() tells the worker when the earliest of them may send.  Such a
+ * target also holds fewer claims: what its bucket lets go in RATE_HOLD_AHEAD_S, one
+ * probe for a half-open circuit, none for an open one (SchedulerRoom()); the kind
+ * claims nothing else for it while its circuit is not closed
+ * (SchedulerSaturatedTargets()), and looks for a probe when SchedulerProbesWanted()
+ * says so.  The kind reports each outcome (SchedulerReport()); the changes of a
+ * circuit are kept as transitions for the kind to store and log.
+ *
+ * Targets are kept while they hold work or state (a circuit not closed, a slow-down, a
+ * back-off, outcomes counted in the circuit window, a bucket not full), and forgotten
+ * after: at once when their last request ends, or by a sweep every SWEEP_INTERVAL_MS.
+ * What changed is copied to shared memory once per turn of the loop (SchedulerPublish(),
+ * target_health.c).
+ *
+ * The scheduler does no SQL; it is driven by the worker's loop and by the kinds of
+ * work, all in one process, so it needs no locks but the one of the shared copy.
  */
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "integration.h"
+#include "rate_limiter.h"
 #include "scheduler.h"
+#include "target_health.h"
 
 /* Claims held in memory in all, in units of max_concurrency. */
 #define QUEUE_LIMIT_ROUNDS 16
+/* Claims held for a rate-limited target: its bucket plus this many seconds of rate. */
+#define RATE_HOLD_AHEAD_S 2
+/* How often targets kept only for their state are looked at again. */
+#define SWEEP_INTERVAL_MS 10000
+/* Transitions kept while they cannot be recorded; past that the oldest go. */
+#define MAX_TRANSITIONS 10000
+
+/* SchedTarget.health_slot: none yet; and none to be had (every slot taken). */
+#define NO_HEALTH_SLOT (-1)
+#define HEALTH_SLOTS_FULL (-2)
 
 typedef struct SchedTenant
 {
@@ -54,13 +87,30 @@ typedef struct SchedTenant
 struct SchedTarget
 {
 	SchedTargetKey key;			/* hash key */
-	SchedTenant *tenant;
+	SchedTenant *tenant;		/* while it holds work (queued or in flight);
+								 * else NULL */
 	int			in_flight;
 	int			queued;
-	TimestampTz not_before;		/* back-off; 0: none */
+	TimestampTz not_before;		/* back-off (Retry-After); 0: none */
 	dlist_head	queue;			/* SchedItems, oldest first */
 	dlist_node	ring;			/* in tenant->targets while queued > 0 */
 	bool		in_ring;
+	RateLimiter limiter;
+	CircuitBreaker breaker;
+
+	/*
+	 * Half open with nothing queued: when its kind should look for a probe;
+	 * 0: now, DT_NOEND: not until SchedulerProbesRecheck().
+	 */
+	TimestampTz probe_claim_at;
+	dlist_node	circuit_node;	/* in Scheduler.circuits while not closed */
+	bool		in_circuits;
+	dlist_node	idle_node;		/* in Scheduler.idle: no work, kept for its
+								 * state */
+	bool		in_idle;
+	dlist_node	dirty_node;		/* in Scheduler.dirty: to publish */
+	bool		dirty;
+	int			health_slot;	/* in shared memory (target_health.c) */
 };
 
 struct Scheduler
@@ -73,6 +123,20 @@ struct Scheduler
 	int			in_flight;
 	int			queued;
 	int			active_tenants; /* with work queued or in flight */
+
+	dlist_head	circuits;		/* targets whose circuit is not closed */
+	dlist_head	idle;			/* targets without work, kept for their state */
+	dlist_head	dirty;			/* targets changed since the last publish */
+	int		   *released;		/* health slots to free at the next publish */
+	int			nreleased;
+	int			maxreleased;
+	TimestampTz next_sweep;
+
+	SchedTransition *transitions;	/* not recorded yet, oldest first */
+	int			ntransitions;
+	int			maxtransitions;
+	uint64		next_seq;
+	bool		transitions_dropped;
 };
 
 Scheduler *
@@ -83,6 +147,9 @@ SchedulerCreate(MemoryContext mcxt, const SchedLimits *limits)
 
 	s->mcxt = mcxt;
 	dlist_init(&s->tenants_ring);
+	dlist_init(&s->circuits);
+	dlist_init(&s->idle);
+	dlist_init(&s->dirty);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(SchedTargetKey);
 	ctl.entrysize = sizeof(SchedTarget);
@@ -107,8 +174,6 @@ SchedulerConfigure(Scheduler *s, const SchedLimits *limits)
 	s->limits.hold_rounds = Max(s->limits.hold_rounds, 1);
 }
 
-static int	hold_limit(Scheduler *s);
-
 static SchedTenant *
 tenant_entry(Scheduler *s, const char *tenant_id)
 {
@@ -128,9 +193,19 @@ tenant_entry(Scheduler *s, const char *tenant_id)
 	return tenant;
 }
 
-/* The target of kind, tenant and id, made when first asked for. */
-SchedTarget *
-SchedulerTarget(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id)
+static void
+mark_dirty(Scheduler *s, SchedTarget *t)
+{
+	if (!t->dirty)
+	{
+		dlist_push_tail(&s->dirty, &t->dirty_node);
+		t->dirty = true;
+	}
+}
+
+/* The target of kind, tenant and id; NULL when unknown and not create. */
+static SchedTarget *
+target_lookup(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id, bool create)
 {
 	SchedTargetKey key;
 	SchedTarget *t;
@@ -140,63 +215,128 @@ SchedulerTarget(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 
 	key.kind = kind;
 	key.id = id;
 	strlcpy(key.tenant_id, tenant_id, sizeof(key.tenant_id));
-	t = hash_search(s->targets, &key, HASH_ENTER, &found);
-	if (!found)
+	t = hash_search(s->targets, &key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (t != NULL && !found)
 	{
-		t->tenant = tenant_entry(s, tenant_id);
+		t->tenant = NULL;
 		t->in_flight = t->queued = 0;
 		t->not_before = 0;
 		dlist_init(&t->queue);
 		t->in_ring = false;
-	}
-	else if (t->in_flight == 0 && t->queued == 0)
-	{
-		/*
-		 * Kept for its back-off only: its tenant may have been forgotten
-		 * meanwhile.
-		 */
-		t->tenant = tenant_entry(s, tenant_id);
+		RateLimiterInit(&t->limiter);
+		CircuitInit(&t->breaker);
+		t->probe_claim_at = 0;
+		t->in_circuits = t->in_idle = t->dirty = false;
+		t->health_slot = NO_HEALTH_SLOT;
+		mark_dirty(s, t);
 	}
 	return t;
 }
 
-static SchedTarget *
-find_target(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id)
+/* The target of kind, tenant and id, made when first asked for, ready to take work. */
+SchedTarget *
+SchedulerTarget(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id)
 {
-	SchedTargetKey key;
+	SchedTarget *t = target_lookup(s, kind, tenant_id, id, true);
 
-	memset(&key, 0, sizeof(key));
-	key.kind = kind;
-	key.id = id;
-	strlcpy(key.tenant_id, tenant_id, sizeof(key.tenant_id));
-	return hash_search(s->targets, &key, HASH_FIND, NULL);
+	if (t->tenant == NULL)
+		t->tenant = tenant_entry(s, tenant_id);
+	return t;
 }
 
-/* Forgets a target, and its tenant, once they hold nothing and wait for nothing. */
+const SchedTargetKey *
+SchedulerTargetKeyOf(SchedTarget *t)
+{
+	return &t->key;
+}
+
+/* Sets t's configured rate limit (rate 0: none; burst 0: the rate). */
+void
+SchedulerConfigureTarget(Scheduler *s, SchedTarget *t, int rate, int burst)
+{
+	if (rate != t->limiter.rate || (rate > 0 && Max(burst > 0 ? burst : rate, 1) != t->limiter.burst))
+	{
+		RateLimiterConfigure(&t->limiter, rate, burst);
+		mark_dirty(s, t);
+	}
+}
+
+/* Whether t holds state that a new target would not have, so must be kept. */
+static bool
+target_has_state(SchedTarget *t, TimestampTz now)
+{
+	CircuitSettings cs;
+
+	CircuitCurrentSettings(&cs);
+	return t->not_before > now || !CircuitIsIdle(&t->breaker, now, &cs) ||
+		!RateLimiterIsIdle(&t->limiter, now);
+}
+
 static void
-forget_if_idle(Scheduler *s, SchedTarget *t)
+forget_target(Scheduler *s, SchedTarget *t)
+{
+	if (t->in_idle)
+		dlist_delete(&t->idle_node);
+	if (t->in_circuits)
+		dlist_delete(&t->circuit_node);
+	if (t->dirty)
+		dlist_delete(&t->dirty_node);
+	if (t->health_slot >= 0)
+	{
+		if (s->nreleased == s->maxreleased)
+		{
+			s->maxreleased = Max(64, s->maxreleased * 2);
+			s->released = s->released ? repalloc(s->released, sizeof(int) * s->maxreleased)
+				: MemoryContextAlloc(s->mcxt, sizeof(int) * s->maxreleased);
+		}
+		s->released[s->nreleased++] = t->health_slot;
+	}
+	hash_search(s->targets, &t->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * t holds no work any more (nothing queued or in flight): its tenant goes once it holds
+ * none either, and t too unless it keeps state.  t may be freed.
+ */
+static void
+target_went_idle(Scheduler *s, SchedTarget *t, TimestampTz now)
 {
 	SchedTenant *tenant = t->tenant;
 
 	if (t->in_flight > 0 || t->queued > 0)
 		return;
-	if (tenant->in_flight == 0 && tenant->queued == 0)
+	if (tenant != NULL && tenant->in_flight == 0 && tenant->queued == 0)
 	{
 		s->active_tenants--;
 		hash_search(s->tenants, tenant->tenant_id, HASH_REMOVE, NULL);
 	}
-	if (t->not_before == 0)
-		hash_search(s->targets, &t->key, HASH_REMOVE, NULL);
+	t->tenant = NULL;
+	if (!target_has_state(t, now))
+		forget_target(s, t);
+	else if (!t->in_idle)
+	{
+		dlist_push_tail(&s->idle, &t->idle_node);
+		t->in_idle = true;
+	}
 }
 
 void
-SchedulerEnqueue(Scheduler *s, SchedTarget *t, SchedItem *item)
+SchedulerEnqueue(Scheduler *s, SchedTarget *t, SchedItem *item, TimestampTz now)
 {
 	SchedTenant *tenant = t->tenant;
 
+	Assert(tenant != NULL);
+	if (t->in_idle)
+	{
+		dlist_delete(&t->idle_node);
+		t->in_idle = false;
+	}
 	if (tenant->in_flight == 0 && tenant->queued == 0)
 		s->active_tenants++;
 	item->target = t;
+	item->queued_at = now;
+	item->started_at = 0;
+	item->probe = false;
 	dlist_push_tail(&t->queue, &item->node);
 	t->queued++;
 	tenant->queued++;
@@ -211,6 +351,7 @@ SchedulerEnqueue(Scheduler *s, SchedTarget *t, SchedItem *item)
 		dlist_push_tail(&s->tenants_ring, &tenant->ring);
 		tenant->in_ring = true;
 	}
+	mark_dirty(s, t);
 }
 
 /* The most slots a tenant may hold now, however many others have work. */
@@ -223,16 +364,101 @@ tenant_fair_share(Scheduler *s)
 }
 
 /*
+ * Remembers a change of t's circuit (from the state it had) for its kind to record;
+ * reason says why it closed without a probe.
+ */
+static void
+circuit_changed(Scheduler *s, SchedTarget *t, CircuitState from, const char *reason,
+				TimestampTz now)
+{
+	SchedTransition *tr;
+	CircuitSettings cs;
+
+	if (t->breaker.state != CIRCUIT_CLOSED && !t->in_circuits)
+	{
+		dlist_push_tail(&s->circuits, &t->circuit_node);
+		t->in_circuits = true;
+	}
+	else if (t->breaker.state == CIRCUIT_CLOSED && t->in_circuits)
+	{
+		dlist_delete(&t->circuit_node);
+		t->in_circuits = false;
+	}
+	if (t->breaker.state == CIRCUIT_HALF_OPEN)
+		t->probe_claim_at = 0;
+	mark_dirty(s, t);
+
+	if (s->ntransitions == MAX_TRANSITIONS)
+	{
+		if (!s->transitions_dropped)
+			ereport(LOG,
+					(errmsg("integration worker: more than %d circuit transitions could not be recorded; the oldest are dropped",
+							MAX_TRANSITIONS)));
+		s->transitions_dropped = true;
+		memmove(s->transitions, s->transitions + 1, sizeof(SchedTransition) * (s->ntransitions - 1));
+		s->ntransitions--;
+	}
+	if (s->ntransitions == s->maxtransitions)
+	{
+		s->maxtransitions = Max(16, s->maxtransitions * 2);
+		s->transitions = s->transitions ?
+			repalloc(s->transitions, sizeof(SchedTransition) * s->maxtransitions) :
+			MemoryContextAlloc(s->mcxt, sizeof(SchedTransition) * s->maxtransitions);
+	}
+	tr = &s->transitions[s->ntransitions++];
+	memset(tr, 0, sizeof(*tr));
+	tr->seq = ++s->next_seq;
+	tr->kind = t->key.kind;
+	strlcpy(tr->tenant_id, t->key.tenant_id, sizeof(tr->tenant_id));
+	tr->id = t->key.id;
+	tr->from = from;
+	tr->to = t->breaker.state;
+	tr->at = now;
+	tr->opened_at = t->breaker.opened_at;
+	tr->next_probe_at = t->breaker.state == CIRCUIT_OPEN ? t->breaker.next_probe_at : 0;
+	tr->cooldown_ms = t->breaker.cooldown_ms;
+	CircuitCurrentSettings(&cs);
+	CircuitWindowCounts(&t->breaker.window, now, cs.window_ms, &tr->requests, &tr->failures);
+	tr->last_success_at = t->breaker.last_success_at;
+	tr->last_failure_at = t->breaker.last_failure_at;
+	tr->reason = reason;
+}
+
+static void
+half_open_if_due(Scheduler *s, SchedTarget *t, TimestampTz now)
+{
+	if (CircuitProbeDue(&t->breaker, now))
+		circuit_changed(s, t, CIRCUIT_OPEN, NULL, now);
+}
+
+/*
  * May a request to t start now?  SCHED_LATER sets *when to the time it may; the other
- * refusals end when one of the requests that hold the slots finishes.
+ * refusals end when one of the requests that hold the slots (or the probe) finishes.
  */
 SchedVerdict
 SchedulerMaySend(Scheduler *s, SchedTarget *t, TimestampTz now, TimestampTz *when)
 {
+	TimestampTz token_at = 0;
+
+	half_open_if_due(s, t, now);
+	if (t->breaker.state == CIRCUIT_OPEN)
+	{
+		if (when)
+			*when = t->breaker.next_probe_at;
+		return SCHED_LATER;
+	}
+	if (t->breaker.state == CIRCUIT_HALF_OPEN && t->breaker.probe_in_flight)
+		return SCHED_PROBING;
 	if (t->not_before != 0 && now < t->not_before)
 	{
 		if (when)
 			*when = t->not_before;
+		return SCHED_LATER;
+	}
+	if (!RateLimiterMaySend(&t->limiter, now, &token_at))
+	{
+		if (when)
+			*when = token_at;
 		return SCHED_LATER;
 	}
 	if (t->in_flight >= s->limits.per_target)
@@ -249,6 +475,7 @@ void
 SchedulerBackOff(Scheduler *s, SchedTarget *t, TimestampTz until)
 {
 	t->not_before = until;
+	mark_dirty(s, t);
 }
 
 static void
@@ -275,7 +502,7 @@ take_item(Scheduler *s, SchedTarget *t, SchedItem *item)
 /*
  * The next piece of work to start, taken off its queue and counted in flight; NULL
  * when nothing may start now.  The tenant and target it came from go to the back of
- * their rings.
+ * their rings.  It takes a token, and is the probe if its circuit is half open.
  */
 SchedItem *
 SchedulerNext(Scheduler *s, TimestampTz now)
@@ -312,6 +539,12 @@ SchedulerNext(Scheduler *s, TimestampTz now)
 				t->in_flight++;
 				tenant->in_flight++;
 				s->in_flight++;
+				item->started_at = now;
+				item->probe = (t->breaker.state == CIRCUIT_HALF_OPEN);
+				if (item->probe)
+					t->breaker.probe_in_flight = true;
+				RateLimiterTake(&t->limiter, now);
+				mark_dirty(s, t);
 				return item;
 			}
 		}
@@ -320,12 +553,40 @@ SchedulerNext(Scheduler *s, TimestampTz now)
 }
 
 /*
+ * What the target made of a request SchedulerNext() handed out (before its slot is
+ * given back): its outcome, and a Retry-After in ms (-1: none), which holds the whole
+ * target back.  A 429 slows the target down; counted outcomes feed its circuit.
+ * Returns what the kind must do about a circuit that opened or closed.
+ */
+SchedReportAction
+SchedulerReport(Scheduler *s, SchedItem *item, TargetOutcome outcome, int64 retry_after_ms,
+				TimestampTz now)
+{
+	SchedTarget *t = item->target;
+	CircuitState from = t->breaker.state;
+	CircuitSettings cs;
+
+	if (retry_after_ms > 0)
+		t->not_before = Max(t->not_before, now + retry_after_ms * 1000);
+	if (outcome == TARGET_THROTTLED)
+		RateLimiterThrottle(&t->limiter, item->started_at, now, retry_after_ms);
+	mark_dirty(s, t);
+	CircuitCurrentSettings(&cs);
+	if (!CircuitRecord(&t->breaker, outcome, item->probe, now, &cs))
+		return SCHED_REPORT_NONE;
+	circuit_changed(s, t, from, NULL, now);
+	if (t->breaker.state == CIRCUIT_OPEN)
+		return SCHED_REPORT_OPENED;
+	return t->breaker.state == CIRCUIT_CLOSED ? SCHED_REPORT_CLOSED : SCHED_REPORT_NONE;
+}
+
+/*
  * A request SchedulerNext() handed out has given its slot back (it ended, or never
- * started).  Returns whether its target is below its concurrency limit now, counting
- * what it holds queued (SchedulerSaturatedTargets()).
+ * started).  Returns whether its target is below its claim limit now, counting what it
+ * holds queued (SchedulerSaturatedTargets()).
  */
 bool
-SchedulerFinished(Scheduler *s, SchedTarget *t)
+SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now)
 {
 	bool		room;
 
@@ -333,8 +594,9 @@ SchedulerFinished(Scheduler *s, SchedTarget *t)
 	t->in_flight--;
 	t->tenant->in_flight--;
 	s->in_flight--;
-	room = !SchedulerTargetSaturated(s, t);
-	forget_if_idle(s, t);
+	room = !SchedulerTargetSaturated(s, t, now);
+	mark_dirty(s, t);
+	target_went_idle(s, t, now);
 	return room;
 }
 
@@ -345,33 +607,74 @@ hold_limit(Scheduler *s)
 }
 
 /*
+ * The most claims t may hold, queued and in flight, now, under limit: none while its
+ * circuit is open, one probe more than it has in flight when half open, and what its
+ * bucket lets go in RATE_HOLD_AHEAD_S when rate-limited.
+ */
+static int
+claim_limit(Scheduler *s, SchedTarget *t, TimestampTz now, int limit)
+{
+	half_open_if_due(s, t, now);
+	switch (t->breaker.state)
+	{
+		case CIRCUIT_OPEN:
+			return 0;
+		case CIRCUIT_HALF_OPEN:
+			return (t->breaker.probe_in_flight || t->queued > 0) ? 0 : t->in_flight + 1;
+		case CIRCUIT_CLOSED:
+			break;
+	}
+	return Min(limit, RateLimiterHoldAhead(&t->limiter, now, RATE_HOLD_AHEAD_S));
+}
+
+/*
  * How many more claims the target of kind, tenant and id may hold (queued plus in
- * flight).  While the worker holds QUEUE_LIMIT_ROUNDS rounds in all, a target still
- * gets enough to fill its own slots, so an idle target is never refused.
+ * flight), with the given configured rate limit (rate 0: none).  While the worker
+ * holds QUEUE_LIMIT_ROUNDS rounds in all, a target still gets enough to fill its own
+ * slots, so an idle target is never refused.
  */
 int
-SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id)
+SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
+			  int rate, int burst, TimestampTz now)
 {
-	SchedTarget *t = find_target(s, kind, tenant_id, id);
+	SchedTarget *t = target_lookup(s, kind, tenant_id, id, false);
 	int			held = t ? t->in_flight + t->queued : 0;
 	int			limit = hold_limit(s);
 
 	if (s->queued >= QUEUE_LIMIT_ROUNDS * s->limits.max_concurrency)
 		limit = s->limits.per_target;
+	if (t != NULL)
+	{
+		SchedulerConfigureTarget(s, t, rate, burst);
+		limit = claim_limit(s, t, now, limit);
+	}
+	else if (rate > 0)
+	{
+		RateLimiter rl;
+
+		RateLimiterInit(&rl);
+		RateLimiterConfigure(&rl, rate, burst);
+		limit = Min(limit, RateLimiterHoldAhead(&rl, now, RATE_HOLD_AHEAD_S));
+	}
 	return Max(limit - held, 0);
 }
 
 bool
-SchedulerTargetFull(Scheduler *s, SchedTarget *t)
+SchedulerTargetFull(Scheduler *s, SchedTarget *t, TimestampTz now)
 {
-	return t->in_flight + t->queued >= hold_limit(s);
+	return t->in_flight + t->queued >= claim_limit(s, t, now, hold_limit(s));
 }
 
-/* Whether what t holds, queued and in flight, fills its concurrency limit. */
+/*
+ * Whether what t holds, queued and in flight, fills its concurrency limit (or its
+ * claim limit, if lower); always, while its circuit is not closed.
+ */
 bool
-SchedulerTargetSaturated(Scheduler *s, SchedTarget *t)
+SchedulerTargetSaturated(Scheduler *s, SchedTarget *t, TimestampTz now)
 {
-	return t->in_flight + t->queued >= s->limits.per_target;
+	int			limit = claim_limit(s, t, now, s->limits.per_target);
+
+	return t->breaker.state != CIRCUIT_CLOSED || t->in_flight + t->queued >= limit;
 }
 
 /* Calls visit for every target with queued work, until it returns false. */
@@ -380,14 +683,14 @@ typedef bool (*TargetVisitor) (Scheduler *s, SchedTarget *t, void *arg);
 static void
 visit_waiting_targets(Scheduler *s, TargetVisitor visit, void *arg)
 {
-	dlist_iter	ti;
+	dlist_mutable_iter ti;
 
-	dlist_foreach(ti, &s->tenants_ring)
+	dlist_foreach_modify(ti, &s->tenants_ring)
 	{
 		SchedTenant *tenant = dlist_container(SchedTenant, ring, ti.cur);
-		dlist_iter	gi;
+		dlist_mutable_iter gi;
 
-		dlist_foreach(gi, &tenant->targets)
+		dlist_foreach_modify(gi, &tenant->targets)
 		{
 			if (!visit(s, dlist_container(SchedTarget, ring, gi.cur), arg))
 				return;
@@ -408,7 +711,7 @@ count_waiting(Scheduler *s, SchedTarget *t, void *arg)
 	WaitingCount *wc = arg;
 	SchedVerdict v = SchedulerMaySend(s, t, wc->now, NULL);
 
-	if (!SchedulerTargetFull(s, t) &&
+	if (!SchedulerTargetFull(s, t, wc->now) &&
 		(v == SCHED_SEND || v == SCHED_NO_SLOT || (v == SCHED_TARGET_FULL && wc->slots_taken)))
 		wc->waiting += t->queued;
 	return wc->waiting < s->limits.max_concurrency;
@@ -417,9 +720,10 @@ count_waiting(Scheduler *s, SchedTarget *t, void *arg)
 /*
  * Whether claiming more work is worth it: less than a round of work waits that could
  * use the slots as they free up.  What waits for a target that holds all the claims
- * it may, for a tenant at its cap, for a back-off, or for a target at its own limit
- * while other slots are free, does not count: it cannot use the slots others leave
- * free, and must not keep a fresh event to another target from being claimed.
+ * it may, for a tenant at its cap, for a back-off, a token or a circuit, or for a
+ * target at its own limit while other slots are free, does not count: it cannot use
+ * the slots others leave free, and must not keep a fresh event to another target from
+ * being claimed.
  */
 bool
 SchedulerWantsWork(Scheduler *s, TimestampTz now)
@@ -436,13 +740,15 @@ SchedulerWantsWork(Scheduler *s, TimestampTz now)
 }
 
 /*
- * Ids of kind's targets whose claims fill their concurrency limit, sorted: a claim of
- * due work skips them, and what is due for them stays in the database until one of
- * their requests gives its slot back.  (Fresh work, fanned out, may be held up to
- * SchedulerRoom(): it is claimed in the same statement that creates it.)
+ * Ids of kind's targets whose claims fill their limit, or whose circuit is not closed,
+ * sorted: a claim of due work skips them, and what is due for them stays in the
+ * database until one of their requests gives its slot back, or their circuit closes
+ * (a half-open circuit's probe is claimed on its own: SchedulerProbesWanted()).
+ * (Fresh work, fanned out, may be held up to SchedulerRoom(): it is claimed in the
+ * same statement that creates it.)
  */
 int
-SchedulerSaturatedTargets(Scheduler *s, const JobKind *kind, int64 **ids)
+SchedulerSaturatedTargets(Scheduler *s, const JobKind *kind, TimestampTz now, int64 **ids)
 {
 	HASH_SEQ_STATUS seq;
 	SchedTarget *t;
@@ -451,31 +757,54 @@ SchedulerSaturatedTargets(Scheduler *s, const JobKind *kind, int64 **ids)
 
 	hash_seq_init(&seq, s->targets);
 	while ((t = hash_seq_search(&seq)) != NULL)
-		if (t->key.kind == kind && SchedulerTargetSaturated(s, t))
+		if (t->key.kind == kind && SchedulerTargetSaturated(s, t, now))
 			out[n++] = t->key.id;
 	qsort(out, n, sizeof(int64), int64_cmp);
 	*ids = out;
 	return n;
 }
 
-static bool
-earliest_back_off(Scheduler *s, SchedTarget *t, void *arg)
+typedef struct WakeSearch
 {
-	TimestampTz *wake = arg;
+	TimestampTz now;
+	TimestampTz wake;
+} WakeSearch;
 
-	if (t->not_before != 0 && (*wake == 0 || t->not_before < *wake))
-		*wake = t->not_before;
+static bool
+earliest_later(Scheduler *s, SchedTarget *t, void *arg)
+{
+	WakeSearch *ws = arg;
+	TimestampTz when = 0;
+
+	if (SchedulerMaySend(s, t, ws->now, &when) == SCHED_LATER)
+		ws->wake = EarliestTime(ws->wake, when);
 	return true;
 }
 
-/* When a held-back target with queued work may send again; 0: none is held back. */
+/*
+ * When the worker must look again for the targets' sake: the earliest time a target
+ * with queued work that is held back (back-off, token, open circuit) may send, an open
+ * circuit goes half open, or a half-open circuit's kind should look for a probe again;
+ * 0: none of these.
+ */
 TimestampTz
-SchedulerNextWake(Scheduler *s)
+SchedulerNextWake(Scheduler *s, TimestampTz now)
 {
-	TimestampTz wake = 0;
+	WakeSearch	ws = {now, 0};
+	dlist_iter	ci;
 
-	visit_waiting_targets(s, earliest_back_off, &wake);
-	return wake;
+	visit_waiting_targets(s, earliest_later, &ws);
+	dlist_foreach(ci, &s->circuits)
+	{
+		SchedTarget *t = dlist_container(SchedTarget, circuit_node, ci.cur);
+
+		if (t->breaker.state == CIRCUIT_OPEN)
+			ws.wake = EarliestTime(ws.wake, t->breaker.next_probe_at);
+		else if (!t->breaker.probe_in_flight && t->queued == 0 && t->probe_claim_at != 0 &&
+				 t->probe_claim_at != DT_NOEND)
+			ws.wake = EarliestTime(ws.wake, t->probe_claim_at);
+	}
+	return ws.wake;
 }
 
 int
@@ -513,4 +842,236 @@ SchedulerForEachQueued(Scheduler *s, SchedItemVisitor visit, void *arg)
 	ItemVisit	iv = {visit, arg};
 
 	visit_waiting_targets(s, visit_items, &iv);
+}
+
+/*
+ * Takes every item queued for t off the scheduler and hands each to visit, for its kind
+ * to give back (the circuit opened: SCHED_REPORT_OPENED).  t may be forgotten after.
+ */
+void
+SchedulerTakeQueued(Scheduler *s, SchedTarget *t, SchedItemVisitor visit, void *arg,
+					TimestampTz now)
+{
+	dlist_mutable_iter ii;
+
+	if (t->queued == 0)
+		return;
+	dlist_foreach_modify(ii, &t->queue)
+	{
+		SchedItem  *item = dlist_container(SchedItem, node, ii.cur);
+
+		take_item(s, t, item);
+		visit(item, arg);
+	}
+	mark_dirty(s, t);
+	target_went_idle(s, t, now);
+}
+
+/*
+ * Once per turn of the worker's loop: open circuits whose wait is over go half open,
+ * and now and then the targets kept only for their state are forgotten once it is gone.
+ */
+void
+SchedulerTick(Scheduler *s, TimestampTz now)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &s->circuits)
+		half_open_if_due(s, dlist_container(SchedTarget, circuit_node, it.cur), now);
+	if (now < s->next_sweep)
+		return;
+	s->next_sweep = now + (int64) SWEEP_INTERVAL_MS * 1000;
+	dlist_foreach_modify(it, &s->idle)
+	{
+		SchedTarget *t = dlist_container(SchedTarget, idle_node, it.cur);
+
+		if (!target_has_state(t, now))
+			forget_target(s, t);
+		else if (t->health_slot == HEALTH_SLOTS_FULL)
+		{
+			/* Slots may have come free meanwhile. */
+			t->health_slot = NO_HEALTH_SLOT;
+			mark_dirty(s, t);
+		}
+	}
+}
+
+/*
+ * The targets of kind whose half-open circuit waits for a probe with nothing queued,
+ * and that their kind should look for one for now (palloc'd in the caller's context).
+ */
+int
+SchedulerProbesWanted(Scheduler *s, const JobKind *kind, TimestampTz now,
+					  SchedTarget ***targets)
+{
+	dlist_iter	ci;
+	int			n = 0;
+
+	dlist_foreach(ci, &s->circuits)
+		n++;
+	*targets = palloc(sizeof(SchedTarget *) * Max(n, 1));
+	n = 0;
+	dlist_foreach(ci, &s->circuits)
+	{
+		SchedTarget *t = dlist_container(SchedTarget, circuit_node, ci.cur);
+
+		if (t->key.kind != kind || t->breaker.state != CIRCUIT_HALF_OPEN ||
+			t->breaker.probe_in_flight || t->queued > 0 || t->probe_claim_at > now)
+			continue;
+		(*targets)[n++] = t;
+	}
+	return n;
+}
+
+/*
+ * The kind looked for a probe for t: when it found none, it asks again at next_at (the
+ * next time one comes due; 0: not until SchedulerProbesRecheck()).
+ */
+void
+SchedulerProbeLookedFor(Scheduler *s, SchedTarget *t, bool found, TimestampTz next_at)
+{
+	if (!found)
+		t->probe_claim_at = next_at != 0 ? next_at : DT_NOEND;
+}
+
+/* New work may have come due for any target of kind: look for probes again. */
+void
+SchedulerProbesRecheck(Scheduler *s, const JobKind *kind)
+{
+	dlist_iter	ci;
+
+	dlist_foreach(ci, &s->circuits)
+	{
+		SchedTarget *t = dlist_container(SchedTarget, circuit_node, ci.cur);
+
+		if (t->key.kind == kind)
+			t->probe_claim_at = 0;
+	}
+}
+
+/*
+ * Closes t's circuit without a probe, for a reason that makes it moot (reason, a
+ * static string, is logged): nothing will be sent to the target any more, and what
+ * waits for it must be claimed, to fail, in batches rather than a probe at a time.
+ */
+void
+SchedulerCloseCircuit(Scheduler *s, SchedTarget *t, const char *reason, TimestampTz now)
+{
+	CircuitState from = t->breaker.state;
+
+	if (from == CIRCUIT_CLOSED)
+		return;
+	t->breaker.state = CIRCUIT_CLOSED;
+	t->breaker.probe_in_flight = false;
+	t->breaker.opened_at = t->breaker.next_probe_at = 0;
+	t->breaker.cooldown_ms = 0;
+	memset(&t->breaker.window, 0, sizeof(t->breaker.window));
+	circuit_changed(s, t, from, reason, now);
+}
+
+/*
+ * A circuit as it was stored before a restart (circuit_store.c).  A half-open one had
+ * its probe out when the worker stopped: it is open again, and probes when its wait,
+ * which is over, says.
+ */
+void
+SchedulerRestoreCircuit(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
+						const CircuitBreaker *cb)
+{
+	SchedTarget *t = target_lookup(s, kind, tenant_id, id, true);
+
+	t->breaker = *cb;
+	t->breaker.probe_in_flight = false;
+	if (t->breaker.state == CIRCUIT_HALF_OPEN)
+		t->breaker.state = CIRCUIT_OPEN;
+	if (t->breaker.state != CIRCUIT_CLOSED && !t->in_circuits)
+	{
+		dlist_push_tail(&s->circuits, &t->circuit_node);
+		t->in_circuits = true;
+	}
+	if (t->in_flight == 0 && t->queued == 0 && !t->in_idle)
+	{
+		dlist_push_tail(&s->idle, &t->idle_node);
+		t->in_idle = true;
+	}
+	mark_dirty(s, t);
+}
+
+/*
+ * The circuit transitions of kind's targets not recorded yet, oldest first, copied
+ * into the caller's context; SchedulerTransitionsRecorded() drops them once stored.
+ */
+int
+SchedulerTransitions(Scheduler *s, const JobKind *kind, SchedTransition **out)
+{
+	int			n = 0;
+
+	*out = palloc(sizeof(SchedTransition) * Max(s->ntransitions, 1));
+	for (int i = 0; i < s->ntransitions; i++)
+		if (s->transitions[i].kind == kind)
+			(*out)[n++] = s->transitions[i];
+	return n;
+}
+
+bool
+SchedulerTransitionsPending(Scheduler *s, const JobKind *kind)
+{
+	for (int i = 0; i < s->ntransitions; i++)
+		if (s->transitions[i].kind == kind)
+			return true;
+	return false;
+}
+
+void
+SchedulerTransitionsRecorded(Scheduler *s, const JobKind *kind, uint64 upto_seq)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < s->ntransitions; i++)
+		if (s->transitions[i].kind != kind || s->transitions[i].seq > upto_seq)
+			s->transitions[kept++] = s->transitions[i];
+	s->ntransitions = kept;
+}
+
+/*
+ * Copies the targets that changed since the last call into shared memory, and frees the
+ * slots of those forgotten, under one lock acquisition.
+ */
+void
+SchedulerPublish(Scheduler *s, TimestampTz now)
+{
+	dlist_mutable_iter it;
+
+	if (dlist_is_empty(&s->dirty) && s->nreleased == 0)
+		return;
+	TargetHealthBeginPublish();
+	for (int i = 0; i < s->nreleased; i++)
+		TargetHealthRelease(s->released[i]);
+	s->nreleased = 0;
+	dlist_foreach_modify(it, &s->dirty)
+	{
+		SchedTarget *t = dlist_container(SchedTarget, dirty_node, it.cur);
+		TargetHealth h;
+
+		dlist_delete(&t->dirty_node);
+		t->dirty = false;
+		if (t->health_slot == HEALTH_SLOTS_FULL)
+			continue;
+		memset(&h, 0, sizeof(h));
+		h.dboid = MyDatabaseId;
+		h.pid = MyProcPid;
+		strlcpy(h.kind, t->key.kind->target, sizeof(h.kind));
+		strlcpy(h.tenant_id, t->key.tenant_id, sizeof(h.tenant_id));
+		h.target_id = t->key.id;
+		h.in_flight = t->in_flight;
+		h.queued = t->queued;
+		h.oldest_queued_at = t->queued > 0 ?
+			dlist_container(SchedItem, node, dlist_head_node(&t->queue))->queued_at : 0;
+		h.limiter = t->limiter;
+		h.breaker = t->breaker;
+		t->health_slot = TargetHealthWrite(t->health_slot, &h);
+		if (t->health_slot < 0)
+			t->health_slot = HEALTH_SLOTS_FULL;
+	}
+	TargetHealthEndPublish();
 }

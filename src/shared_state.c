@@ -1,6 +1,7 @@
 /*
  * shared_state.c
- *		Allocation of the extension's shared memory (PG 15 request/startup hooks).
+ *		Allocation of the extension's shared memory (PG 15 request/startup hooks): the
+ *		state of shared_state.h and the targets' live figures (target_health.c).
  */
 #include "postgres.h"
 
@@ -10,6 +11,7 @@
 #include "storage/shmem.h"
 
 #include "shared_state.h"
+#include "target_health.h"
 
 IntegrationSharedState *integration_shared = NULL;
 
@@ -23,6 +25,8 @@ integration_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(IntegrationSharedState)));
 	RequestNamedLWLockTranche("integration", 1);
+	RequestAddinShmemSpace(MAXALIGN(TargetHealthShmemSize()));
+	RequestNamedLWLockTranche("integration target health", 1);
 }
 
 static void
@@ -53,11 +57,15 @@ integration_shmem_startup(void)
 			pg_atomic_init_u64(&slot->sent, 0);
 			pg_atomic_init_u64(&slot->delivered, 0);
 			pg_atomic_init_u64(&slot->failed_attempts, 0);
+			pg_atomic_init_u64(&slot->inbound_handled, 0);
+			pg_atomic_init_u64(&slot->inbound_failed_attempts, 0);
+			pg_atomic_init_u32(&slot->inbound_held, 0);
 			pg_atomic_init_u64(&slot->calls_succeeded, 0);
 			pg_atomic_init_u64(&slot->calls_failed_attempts, 0);
 			pg_atomic_init_u32(&slot->calls_held, 0);
 		}
 	}
+	TargetHealthShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

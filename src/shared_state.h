@@ -39,6 +39,9 @@ typedef struct IntegrationWorkerSlot
 	pg_atomic_uint64 sent;
 	pg_atomic_uint64 delivered;
 	pg_atomic_uint64 failed_attempts;
+	pg_atomic_uint64 inbound_handled;
+	pg_atomic_uint64 inbound_failed_attempts;
+	pg_atomic_uint32 inbound_held;
 	pg_atomic_uint64 calls_succeeded;
 	pg_atomic_uint64 calls_failed_attempts;
 	pg_atomic_uint32 calls_held;

@@ -11,6 +11,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+
 #include "spi_plan.h"
 
 /* *slot, prepared from sql on first use.  Must be called while SPI is connected. */
@@ -41,4 +44,28 @@ RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected, const char *
 
 	if (rc != expected)
 		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/*
+ * The ctids in column col of SPI_tuptable, copied into a tid[] in the current memory
+ * context, for a statement that reaches those rows by ctid next.
+ */
+Datum
+ResultTids(int col)
+{
+	int			n = (int) SPI_processed;
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * Max(n, 1));
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, col,
+																	&isnull)), &tids[i]);
+		d[i] = PointerGetDatum(&tids[i]);
+	}
+	return PointerGetDatum(construct_array(d, n, TIDOID, sizeof(ItemPointerData), false,
+										   TYPALIGN_SHORT));
 }

@@ -1,6 +1,6 @@
 /*
  * spi_plan.h
- *		SPI plans prepared once per backend and kept.
+ *		SPI plans prepared once per backend and kept, and what their results hand on.
  */
 #ifndef INTEGRATION_SPI_PLAN_H
 #define INTEGRATION_SPI_PLAN_H
@@ -11,5 +11,6 @@ extern SPIPlanPtr SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *a
 							int cursor_options);
 extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
 					const char *what);
+extern Datum ResultTids(int col);
 
 #endif

@@ -84,7 +84,7 @@ EmitClaims(FunctionCallInfo fcinfo, ClaimList *list)
 
 /* FanOutRoom for the SQL fan-out: every endpoint has room. */
 static int
-EveryEndpointHasRoom(void *arg, const char *tenant_id, int64 endpoint_id)
+EveryEndpointHasRoom(void *arg, const EndpointSettings *endpoint)
 {
 	return INT_MAX;
 }

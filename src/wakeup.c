@@ -11,10 +11,11 @@
  * Each wake-up says what the transaction made to do (WorkerWakeRequest bits, which the
  * worker's kinds of work read): publishing asks for a fan-out; the SQL API's requeues and
  * dispatches (integration._wake_worker_at_commit()) also for due deliveries, a scan
- * that publishing alone does not need; receive_webhook() and reprocess_inbound()
- * (integration._wake_inbound_at_commit()) for pending inbound events alone;
- * call_connector(), and changes of connectors that decide whether their calls go out
- * (integration._wake_calls_at_commit()), for connector calls alone.
+ * that publishing alone does not need; a write that makes inbound events pending (the
+ * inbound_events_written trigger: receive_webhook(), reprocess_inbound(), plain SQL)
+ * for inbound events alone; call_connector(), and changes of connectors that decide
+ * whether their calls go out (integration._wake_calls_at_commit()), for connector
+ * calls alone.
  *
  * A prepared transaction cannot wake anyone when COMMIT PREPARED runs elsewhere; the
  * worker's idle recheck (integration.idle_recheck_interval) picks its events up.
@@ -155,13 +156,24 @@ integration_wake_worker_at_commit(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(integration_wake_inbound_at_commit);
+PG_FUNCTION_INFO_V1(integration_inbound_events_written);
 
+/*
+ * Statement trigger on inbound_events: events may be pending, so the worker looks at
+ * commit.  Not in the worker itself, whose own writes record what it did; the one
+ * that makes events pending, a connector call's completion event, wakes the handlers
+ * itself (call_store.c).
+ */
 Datum
-integration_wake_inbound_at_commit(PG_FUNCTION_ARGS)
+integration_inbound_events_written(PG_FUNCTION_ARGS)
 {
-	WakeWorkerForInboundAtCommit();
-	PG_RETURN_VOID();
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_inbound_events_written() must be called as a trigger")));
+	if (!WorkerSlotHeld())
+		WakeWorkerForInboundAtCommit();
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(integration_wake_calls_at_commit);

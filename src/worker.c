@@ -13,17 +13,22 @@
  *      claim more work;
  *   3. ask the scheduler what to start next (SchedulerNext()) while it has something
  *      that may start, and start it through its kind (JobKind.start);
- *   4. sleep until the earliest time a kind, the scheduler or libcurl needs the loop.
+ *   4. copy what changed of the targets into shared memory (integration.endpoint_health),
+ *      and sleep until the earliest time a kind, the scheduler (a token, a back-off, a
+ *      circuit's probe) or libcurl needs the loop.
  * Publishing transactions set the latch at commit (wakeup.c), so new events are
  * claimed within milliseconds, and nothing polls a table on a short timer.  No
  * transaction is open while requests are in flight, and locks are held only for the
  * duration of each short transaction, so the worker never blocks DDL.
  *
- * The kinds of work.  Webhook deliveries (delivery_job.c) and connectors' queued API
- * calls (call_job.c).  A new kind (a sync pull) is a JobKind for the scheduler plus a
- * WorkerKindOps for the loop, added to the kinds[] table below; nothing else here
- * changes.  Committers say what they made to do
- * (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work only.
+ * The kinds of work.  Webhook deliveries (delivery_job.c), the handlers of inbound
+ * events (inbound_job.c) and connectors' queued API calls (call_job.c).  A new kind (a
+ * sync pull) is a JobKind for the scheduler plus a WorkerKindOps for the loop, added
+ * to the kinds[] table below; nothing else here changes.  Committers say what they
+ * made to do (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work
+ * only.  A periodic task that sends nothing (retention.c, the removal of expired rows)
+ * is a WorkerKindOps without a JobKind in the same table: it runs its transactions
+ * from step() and sleeps through next_wake(), and takes no request slot.
  */
 #include "postgres.h"
 
@@ -44,9 +49,13 @@
 #include "delivery_job.h"
 #include "delivery_store.h"
 #include "http_client.h"
+#include "inbound_job.h"
 #include "integration.h"
+#include "retention.h"
+#include "retry_policy.h"
 #include "scheduler.h"
 #include "shared_state.h"
+#include "target_health.h"
 #include "worker.h"
 #include "worker_slots.h"
 
@@ -180,6 +189,31 @@ WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity
 }
 
 /*
+ * Tells the scheduler what a finished request's target made of it (SchedulerReport()),
+ * for the target's rate limit and circuit: a Retry-After counts with a 429 or 503 only,
+ * clamped like a retry's (integration.max_retry_after), and holds the whole target
+ * back.  Returns what the kind must do about a circuit that opened or closed.
+ */
+SchedReportAction
+WorkerReportRequest(Scheduler *s, SchedItem *item, const HttpRequest *req)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		reached = req->error_class != HTTP_ERR_BLOCKED_ADDRESS &&
+	req->error_class != HTTP_ERR_BLOCKED_SCHEME &&
+	req->error_class != HTTP_ERR_INVALID_REQUEST;
+	int			status = req->error_class == HTTP_OK ? (int) req->status_code : 0;
+	int64		retry_after = -1;
+
+	if (status == 429 || status == 503)
+	{
+		retry_after = RetryAfterMs(req->retry_after[0] ? req->retry_after : NULL, now);
+		if (retry_after >= 0)
+			retry_after = Min(retry_after, (int64) integration_max_retry_after_s * 1000);
+	}
+	return SchedulerReport(s, item, TargetOutcomeOfHttp(status, reached), retry_after, now);
+}
+
+/*
  * Lets a cancel that came in while none was wanted (between transactions: cancel
  * interrupts are held there) take effect now, through ProcessInterrupts() like any
  * other, and drops it: there was nothing to cancel.  lock_timeout signals twice, so
@@ -215,6 +249,13 @@ WorkerDropStrayCancel(void)
 }
 
 PGDLLEXPORT void integration_database_worker_main(Datum arg);
+
+/* before_shmem_exit: the figures of a worker that stops are no one's any more. */
+static void
+release_health(int code, Datum arg)
+{
+	TargetHealthReleaseMine();
+}
 
 /* A kind of work in this worker, and its state. */
 typedef struct WorkerKind
@@ -276,7 +317,7 @@ integration_database_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[2];
+	WorkerKind	kinds[4];
 	int			nkinds = 0;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
@@ -312,8 +353,9 @@ integration_database_worker_main(Datum arg)
 	 * The worker runs as the bootstrap superuser: objects that users may
 	 * create in other schemas (an operator, a function) must never be picked
 	 * up by its queries.  A session value, not an override: the SET clause of
-	 * a connector kind's adapter (connector_request.c) must still take
-	 * effect, and an override would silently win over it.
+	 * an inbound handler (inbound_invoke.c) or of a connector kind's adapter
+	 * (connector_request.c) must still take effect, and an override would
+	 * silently win over it.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
@@ -348,8 +390,12 @@ integration_database_worker_main(Datum arg)
 	CommitTransactionCommand();
 	scheduler_limits(&limits);
 	svc.scheduler = SchedulerCreate(TopMemoryContext, &limits);
+	before_shmem_exit(release_health, (Datum) 0);
 	kinds[nkinds].ops = &delivery_job_ops;
 	kinds[nkinds].state = DeliveryJobCreate(&svc);
+	nkinds++;
+	kinds[nkinds].ops = &inbound_job_ops;
+	kinds[nkinds].state = InboundJobCreate(&svc);
 	nkinds++;
 	kinds[nkinds].ops = &call_job_ops;
 	kinds[nkinds].state = CallJobCreate(&svc);
@@ -357,6 +403,9 @@ integration_database_worker_main(Datum arg)
 
 	if (!DeliveryJobStartup(kinds[0].state))
 		proc_exit(1);
+	kinds[nkinds].ops = &retention_ops;
+	kinds[nkinds].state = RetentionCreate(&svc);
+	nkinds++;
 	ereport(LOG,
 			(errmsg("integration worker started for database \"%s\"", svc.dbname)));
 
@@ -399,6 +448,9 @@ integration_database_worker_main(Datum arg)
 				kinds[i].ops->reload(kinds[i].state);
 		}
 
+		/* Open circuits whose wait is over go half open. */
+		SchedulerTick(svc.scheduler, GetCurrentTimestamp());
+
 		/* 1. Finished requests go to their kinds. */
 		HttpClientDrive(svc.client);
 		while ((done = HttpClientNextDone(svc.client)) != NULL)
@@ -420,11 +472,12 @@ integration_database_worker_main(Datum arg)
 			if (kinds[i].ops->step(kinds[i].state, now))
 				start_work(&svc, kinds, nkinds);
 		WorkerSlotSetInFlight(SchedulerInFlight(svc.scheduler));
+		SchedulerPublish(svc.scheduler, GetCurrentTimestamp());
 		WorkerSlotSetActivity(SchedulerInFlight(svc.scheduler) > 0 ? WORKER_SENDING : WORKER_IDLE);
 
 		/* 4. Sleep until a kind, the scheduler or libcurl needs the loop. */
 		now = GetCurrentTimestamp();
-		wake = SchedulerNextWake(svc.scheduler);
+		wake = SchedulerNextWake(svc.scheduler, now);
 		for (int i = 0; i < nkinds; i++)
 		{
 			TimestampTz w = kinds[i].ops->next_wake(kinds[i].state, now);

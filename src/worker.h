@@ -33,6 +33,10 @@ typedef void (*WorkerTransactionStep) (void *arg);
 extern bool WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity,
 								 int *sqlerrcode, char **message);
 
+/* What a finished request tells the scheduler about its target. */
+extern SchedReportAction WorkerReportRequest(Scheduler *s, SchedItem *item,
+											 const HttpRequest *req);
+
 /* worker_launcher.c */
 extern void WorkerRegisterLauncher(void);
 extern void WorkerInstallHooks(void);
@@ -44,7 +48,7 @@ extern bool StartDatabaseWorker(Oid dboid);
  * committers asked for since (WorkerWakeRequest bits, worker_slots.h; 0: not said),
  * prepare() before requests start, step() to run at most one store transaction, and
  * next_wake() for how long it may sleep.  A finished request goes to its kind's
- * finished().
+ * finished().  A periodic task that sends no requests has no JobKind (kind NULL).
  */
 typedef struct WorkerKindOps
 {

@@ -37,7 +37,9 @@ static const char *const activity_names[] = {
 	[WORKER_CLAIMING] = "claiming",
 	[WORKER_RECORDING] = "recording",
 	[WORKER_REFRESHING] = "refreshing",
+	[WORKER_PURGING] = "purging",
 	[WORKER_COMMITTING] = "committing",
+	[WORKER_HANDLING] = "handling",
 	[WORKER_CALLING] = "calling",
 };
 
@@ -235,6 +237,9 @@ WorkerSlotTake(Oid dboid)
 		pg_atomic_write_u64(&free_slot->sent, 0);
 		pg_atomic_write_u64(&free_slot->delivered, 0);
 		pg_atomic_write_u64(&free_slot->failed_attempts, 0);
+		pg_atomic_write_u64(&free_slot->inbound_handled, 0);
+		pg_atomic_write_u64(&free_slot->inbound_failed_attempts, 0);
+		pg_atomic_write_u32(&free_slot->inbound_held, 0);
 		pg_atomic_write_u64(&free_slot->calls_succeeded, 0);
 		pg_atomic_write_u64(&free_slot->calls_failed_attempts, 0);
 		pg_atomic_write_u32(&free_slot->calls_held, 0);
@@ -245,6 +250,13 @@ WorkerSlotTake(Oid dboid)
 	my_slot = free_slot;
 	before_shmem_exit(release_slot, 0);
 	return true;
+}
+
+/* Whether this process is a worker holding its slot. */
+bool
+WorkerSlotHeld(void)
+{
+	return my_slot != NULL;
 }
 
 bool
@@ -309,6 +321,23 @@ WorkerSlotCountOutcome(bool delivered)
 	pg_atomic_fetch_add_u64(delivered ? &my_slot->delivered : &my_slot->failed_attempts, 1);
 }
 
+/* Inbound events whose handlers ran and committed, and attempts that failed. */
+void
+WorkerSlotCountInbound(int handled, int failed_attempts)
+{
+	if (handled > 0)
+		pg_atomic_fetch_add_u64(&my_slot->inbound_handled, handled);
+	if (failed_attempts > 0)
+		pg_atomic_fetch_add_u64(&my_slot->inbound_failed_attempts, failed_attempts);
+}
+
+/* Inbound events held in memory for their handlers (queued or about to run). */
+void
+WorkerSlotSetInboundHeld(int n)
+{
+	pg_atomic_write_u32(&my_slot->inbound_held, (uint32) n);
+}
+
 /* Connector calls that succeeded, and attempts that did not (recorded). */
 void
 WorkerSlotCountCalls(int succeeded, int failed_attempts)
@@ -341,8 +370,8 @@ integration_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Datum		values[18];
-		bool		nulls[18] = {0};
+		Datum		values[21];
+		bool		nulls[21] = {0};
 		bool		in_use;
 		Oid			dboid;
 		pid_t		pid;
@@ -414,9 +443,12 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		else
 			nulls[12] = nulls[13] = true;
 		values[14] = TimestampTzGetDatum(activity_since);
-		values[15] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->calls_succeeded));
-		values[16] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->calls_failed_attempts));
-		values[17] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->calls_held));
+		values[15] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_handled));
+		values[16] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_failed_attempts));
+		values[17] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->inbound_held));
+		values[18] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->calls_succeeded));
+		values[19] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->calls_failed_attempts));
+		values[20] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->calls_held));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -15,7 +15,9 @@ typedef enum WorkerActivity
 	WORKER_CLAIMING,
 	WORKER_RECORDING,
 	WORKER_REFRESHING,
+	WORKER_PURGING,
 	WORKER_COMMITTING,
+	WORKER_HANDLING,
 	WORKER_CALLING
 } WorkerActivity;
 
@@ -41,6 +43,7 @@ extern bool DatabaseDropped(Oid dboid);
 
 /* The worker itself, about its own slot. */
 extern bool WorkerSlotTake(Oid dboid);
+extern bool WorkerSlotHeld(void);
 extern bool WorkerSlotStopRequested(void);
 extern uint32 WorkerSlotTakeWakeRequests(void);
 extern void WorkerSlotSetActivity(WorkerActivity activity);
@@ -48,6 +51,8 @@ extern void WorkerSlotSetError(const char *message);
 extern void WorkerSlotSetInFlight(int n);
 extern void WorkerSlotCountSent(void);
 extern void WorkerSlotCountOutcome(bool delivered);
+extern void WorkerSlotCountInbound(int handled, int failed_attempts);
+extern void WorkerSlotSetInboundHeld(int n);
 extern void WorkerSlotCountCalls(int succeeded, int failed_attempts);
 extern void WorkerSlotSetCallsHeld(int n);
 

@@ -6,10 +6,10 @@ SELECT plan(134);
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
 INSERT INTO api VALUES
-	('register_webhook', '{text,text,jsonb,text,jsonb}', '{name,url,events,secret,headers}', 'integration.webhook', 'volatile'),
+	('register_webhook', '{text,text,jsonb,text,jsonb,integer,integer}', '{name,url,events,secret,headers,rate_limit,rate_limit_burst}', 'integration.webhook', 'volatile'),
 	('list_webhooks', '{}', NULL, 'setof integration.webhook', 'stable'),
 	('show_webhook', '{bigint}', '{id}', 'integration.webhook', 'stable'),
-	('update_webhook', '{bigint,text,text,jsonb,text,jsonb,boolean}', '{id,name,url,events,secret,headers,is_active}', 'integration.webhook', 'volatile'),
+	('update_webhook', '{bigint,text,text,jsonb,text,jsonb,boolean,integer,integer}', '{id,name,url,events,secret,headers,is_active,rate_limit,rate_limit_burst}', 'integration.webhook', 'volatile'),
 	('delete_webhook', '{bigint}', '{id}', 'boolean', 'volatile'),
 	('dispatch_webhook', '{bigint,text,jsonb}', '{id,event,payload}', 'bigint', 'volatile'),
 	('list_deliveries', '{integer,bigint,text,text,"timestamp with time zone",bigint,bigint}', '{limit,endpoint_id,status,event,since,before_event_id,before_endpoint_id}', 'setof integration.webhook_deliveries', 'stable'),
@@ -39,8 +39,8 @@ SELECT is((SELECT p.proargnames::text[]
 SELECT is_empty($$SELECT proname FROM pg_proc WHERE pronamespace = 'integration'::regnamespace
 				   GROUP BY proname HAVING count(*) > 1$$, 'no API function is overloaded');
 -- Defaults: only the trailing optional arguments have them.  (6)
-SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.register_webhook(text,text,jsonb,text,jsonb)'::regprocedure), 2, 'register_webhook: secret and headers are optional');
-SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean)'::regprocedure), 6, 'update_webhook: every field is optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.register_webhook(text,text,jsonb,text,jsonb,integer,integer)'::regprocedure), 4, 'register_webhook: secret, headers, rate_limit and rate_limit_burst are optional');
+SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean,integer,integer)'::regprocedure), 8, 'update_webhook: every field is optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_deliveries(integer,bigint,text,text,timestamptz,bigint,bigint)'::regprocedure), 7, 'list_deliveries: "limit", every filter and the page cursor are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.list_integration_logs(integer,text,text,text,timestamptz,bigint)'::regprocedure), 6, 'list_integration_logs: "limit", every filter and the page cursor are optional');
 SELECT is((SELECT pronargdefaults::int FROM pg_proc WHERE oid = 'integration.track_table(regclass,text,text)'::regprocedure), 1, 'track_table: tenant_column is optional');
@@ -117,9 +117,10 @@ SELECT results_eq($$
 	$$VALUES ('integration.connectors', 'integration.connector_kinds', ARRAY['kind']),
 			 ('integration.connector_calls', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
 			 ('integration.inbound_events', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
+			 ('integration.inbound_handlers', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
 			 ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
 			 ('integration.retired_secrets', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
-	'the foreign keys are connectors (kind), connector_calls and inbound_events (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints are checked per statement by triggers');
+	'the foreign keys are connectors (kind), connector_calls, inbound_events and inbound_handlers (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints are checked per statement by triggers');
 
 -- What those triggers enforce, as foreign keys would, whoever asks.  (6)
 SET LOCAL integration.tenant_id = 'tap-ref';

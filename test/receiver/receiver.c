@@ -74,6 +74,8 @@
 #define LOG_BUF_KEEP		(4 * 1024 * 1024)
 #define MAX_COUNTER_KEYS	65536
 #define MAX_EVENTS		256
+#define MAX_PATH_PLANS		64
+#define MAX_PLAN_BYTES		1024
 #define ACCEPTS_PER_WAKEUP	64
 
 enum conn_state {
@@ -168,6 +170,13 @@ struct request_log {
 	bool failed;
 };
 
+/* A query string that /__plan set for a path, used instead of the request's own. */
+struct path_plan {
+	char path[MAX_PLAN_BYTES];
+	char query[MAX_PLAN_BYTES];
+	size_t path_len, query_len;
+};
+
 struct server {
 	int epfd;
 	int listen_fd;
@@ -181,6 +190,8 @@ struct server {
 	char *pattern;
 	struct timer_heap timers;
 	struct counter_table counters;
+	struct path_plan plans[MAX_PATH_PLANS];
+	unsigned nplans;
 	struct request_log log;
 	struct conn *conns;
 	uint64_t next_conn_id;
@@ -1355,6 +1366,74 @@ parse_plan(char *query, size_t len, struct plan *plan)
 	return NULL;
 }
 
+/*
+ * /__plan?path=/P&q=QUERY: remembers QUERY (percent-decoded) for /P; an empty q forgets
+ * it.  target is what follows "/__plan" in the request target.  Returns an error or NULL.
+ */
+static const char *
+set_path_plan(struct server *srv, char *target, size_t len)
+{
+	char *path = NULL, *query = NULL;
+	size_t path_len = 0, query_len = 0, i;
+	bool have_q = false;
+
+	if (len == 0 || target[0] != '?')
+		return "usage: /__plan?path=/P&q=QUERY";
+	target++, len--;
+	for (i = 0; i < len;) {
+		char *name = target + i, *eq;
+		size_t seg_end = i;
+
+		while (seg_end < len && target[seg_end] != '&')
+			seg_end++;
+		eq = memchr(name, '=', seg_end - i);
+		if (eq) {
+			size_t name_len = (size_t) (eq - name);
+			size_t value_len = percent_decode(eq + 1, (size_t) (target + seg_end - eq - 1));
+
+			if (name_len == 4 && memcmp(name, "path", 4) == 0)
+				path = eq + 1, path_len = value_len;
+			else if (name_len == 1 && name[0] == 'q')
+				query = eq + 1, query_len = value_len, have_q = true;
+		}
+		i = seg_end + 1;
+	}
+	if (!path || path_len == 0 || path[0] != '/' || !have_q)
+		return "path=/P and q= are both needed";
+	if (path_len >= MAX_PLAN_BYTES || query_len >= MAX_PLAN_BYTES)
+		return "path or q too long";
+	for (i = 0; i < srv->nplans; i++)
+		if (srv->plans[i].path_len == path_len &&
+		    memcmp(srv->plans[i].path, path, path_len) == 0)
+			break;
+	if (query_len == 0) {
+		if (i < srv->nplans)
+			srv->plans[i] = srv->plans[--srv->nplans];
+		return NULL;
+	}
+	if (i == srv->nplans) {
+		if (srv->nplans == MAX_PATH_PLANS)
+			return "too many plans";
+		srv->nplans++;
+	}
+	memcpy(srv->plans[i].path, path, path_len);
+	srv->plans[i].path_len = path_len;
+	memcpy(srv->plans[i].query, query, query_len);
+	srv->plans[i].query_len = query_len;
+	return NULL;
+}
+
+/* The query /__plan set for this path, or NULL. */
+static const struct path_plan *
+path_plan_for(const struct server *srv, const char *path, size_t path_len)
+{
+	for (unsigned i = 0; i < srv->nplans; i++)
+		if (srv->plans[i].path_len == path_len &&
+		    memcmp(srv->plans[i].path, path, path_len) == 0)
+			return &srv->plans[i];
+	return NULL;
+}
+
 /* Control endpoints under /__ are not logged and not counted. */
 static bool
 handle_control(struct server *srv, struct conn *c, const char *path, size_t path_len)
@@ -1375,9 +1454,16 @@ handle_control(struct server *srv, struct conn *c, const char *path, size_t path
 		counters_clear(&srv->counters);
 		srv->stat_requests = srv->stat_body_bytes = 0;
 		n = snprintf(body, sizeof body, "{\"ok\":true}\n");
+	} else if (path_len == 7 && memcmp(path, "/__plan", 7) == 0) {
+		const char *err = set_path_plan(srv, c->in + c->req.target_off + 7,
+						c->req.target_len - 7);
+
+		rep.status = err ? 400 : 200;
+		n = snprintf(body, sizeof body, err ? "{\"error\":\"%s\"}\n" : "{\"ok\":true}\n", err);
 	} else
 		return false;
-	rep.status = 200;
+	if (rep.status == 0)
+		rep.status = 200;
 	rep.content_type = "application/json";
 	rep.body = body;
 	rep.body_len = (size_t) n;
@@ -1397,6 +1483,8 @@ handle_request(struct server *srv, struct conn *c)
 	struct plan plan = {0};
 	struct reply rep = {0};
 	const char *err;
+	const struct path_plan *set;
+	char set_query[MAX_PLAN_BYTES];
 
 	if (handle_control(srv, c, target, path_len))
 		return;
@@ -1406,7 +1494,13 @@ handle_request(struct server *srv, struct conn *c)
 	log_request(srv, c);	/* before the query is decoded in place below */
 
 	plan.status = 200;
-	err = qmark ? parse_plan(target + path_len + 1, target_len - path_len - 1, &plan) : NULL;
+	set = path_plan_for(srv, target, path_len);
+	if (set) {
+		/* parse_plan() decodes in place, and the plan points into it. */
+		memcpy(set_query, set->query, set->query_len);
+		err = parse_plan(set_query, set->query_len, &plan);
+	} else
+		err = qmark ? parse_plan(target + path_len + 1, target_len - path_len - 1, &plan) : NULL;
 	if (err) {
 		rep.status = 400;
 		rep.content_type = "text/plain";
@@ -1771,6 +1865,9 @@ usage(FILE *f)
 	"  garbage=1        answer with a line that is not an HTTP status line, then close\n"
 	"  header_bytes=N   add an X-Padding header of N bytes (max 16 MiB)\n"
 	"GET /__stats returns {\"requests\":N,\"bytes\":M,...,\"last_at\":T}; /__reset clears counters.\n"
+	"GET /__plan?path=/P&q=QUERY (QUERY percent-encoded) answers every later request to /P\n"
+	"  as if its query string were QUERY, whatever it is; q empty forgets the plan of /P.\n"
+	"  So a test can make an endpoint fail, hang or answer 429, then recover.\n"
 	"A request in absolute form (http://host/path, as sent to a proxy) is served as /path.\n"
 	"--port 0 picks a free port; --log appends one JSON line per request.\n",
 	f);

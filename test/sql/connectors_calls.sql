@@ -1,8 +1,11 @@
 -- Queued connector calls: call_connector() and its errors, idempotency keys, what a
--- queued call looks like, the kinds' idempotency header, connectors' retry schedules,
--- list_connector_calls() and the backlog view.  The worker is off (test/regress.conf):
--- calls stay queued; test/t/023_connector_calls.pl makes them.
+-- queued call looks like, the kinds' idempotency header, connectors' retry schedules and
+-- rate limits, list_connector_calls(), the backlog and health views.  The worker is off
+-- (test/regress.conf): calls stay queued; test/t/023_connector_calls.pl makes them.
+-- The connectors' ids are put back as they were at the end, for the files after this.
 \set SHOW_CONTEXT never
+SELECT last_value AS connectors_last FROM pg_sequences
+ WHERE schemaname = 'integration' AND sequencename = 'connectors_id_seq' \gset
 ALTER TABLE integration.connectors ALTER COLUMN id RESTART WITH 2001;
 ALTER TABLE integration.connector_calls ALTER COLUMN id RESTART WITH 1;
 
@@ -67,6 +70,16 @@ SELECT integration.create_connector('generic', 'x', 'https://x.example.invalid',
 \echo :LAST_ERROR_SQLSTATE
 SELECT settings FROM integration.update_connector(2001, settings => '{"retry_schedule": ""}');
 SELECT integration.update_connector(2001, settings => '{"retry_schedule": "1s,,2s"}');
+\echo :LAST_ERROR_SQLSTATE
+-- And their rate limits, as webhook endpoints have them.
+SELECT settings FROM integration.update_connector(2001, settings => '{"rate_limit": 5, "rate_limit_burst": 10}');
+SELECT integration.update_connector(2001, settings => '{"rate_limit": 0.5}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_connector(2001, settings => '{"rate_limit": "5"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_connector(2001, settings => '{"rate_limit_burst": 5}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_connector(2001, settings => '{"rate_limit": 200000}');
 \echo :LAST_ERROR_SQLSTATE
 
 ------------------------------------------------------------------------------------------
@@ -166,10 +179,15 @@ RESET ROLE;
 -- with the caller's rights.
 SELECT tenant_id, connector_id, pending FROM integration.connector_call_backlog
  WHERE tenant_id LIKE 'calls-%' ORDER BY connector_id;
-SELECT reloptions FROM pg_class WHERE oid = 'integration.connector_call_backlog'::regclass;
+SELECT relname, reloptions FROM pg_class
+ WHERE oid IN ('integration.connector_call_backlog'::regclass, 'integration.connector_health'::regclass)
+ ORDER BY relname;
+-- With the worker off, the health of each connector is its settings and stored circuit.
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'calls-a';
+SELECT connector_id, circuit, requests, failures, failure_ratio, rate_limit, effective_rate, in_flight, queued
+  FROM integration.connector_health ORDER BY connector_id;
+RESET ROLE;
 
-------------------------------------------------------------------------------------------
--- Retry-After with a fraction of a second, as Shopify sends it.
-------------------------------------------------------------------------------------------
-SELECT integration.retry_delay(1, NULL, '2.0', 0.5) AS two, integration.retry_delay(1, NULL, '1.5', 0.5) AS one_and_a_half,
-	   integration.retry_delay(1, NULL, '3.0001', 0.5) AS rounded_up, integration.retry_delay(1, NULL, '2.', 0.5) AS no_digits_uses_the_schedule;
+SELECT setval('integration.connectors_id_seq', coalesce(nullif(:'connectors_last', '')::bigint, 1),
+			  nullif(:'connectors_last', '') IS NOT NULL) > 0 AS connector_ids_put_back;

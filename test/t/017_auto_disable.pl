@@ -10,6 +10,9 @@
 #      skipped, and nothing is sent to it, even once its receiver is back;
 #   4. enable_webhook(replay_since) sends exactly the events published since then that it
 #      did not receive: the receiver gets each of their webhook-ids once, and no other.
+# The failing endpoint's circuit opens (3 failed requests) long before disable_after:
+# the worker disables it at the first failed probe after that, closes its circuit, and
+# skips at once what the circuit held.
 
 use strict;
 use warnings;
@@ -23,7 +26,9 @@ use Time::HiRes qw(time usleep);
 
 my $node = new_integration_node('disable',
 	"integration.retry_schedule = '300ms, 300ms, 300ms'",
-	"integration.disable_after = '3s'");
+	"integration.disable_after = '3s'",
+	"integration.circuit_min_requests = 3",
+	"integration.circuit_cooldown = '1s'");
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
@@ -106,6 +111,19 @@ is(q1("SELECT count(*) FROM integration.integration_logs WHERE event = 'webhook.
 		AND (context ->> 'endpoint_id')::bigint = $ep AND level = 'warning' AND source = 'worker'"),
 	'1', 'one webhook.disabled log row');
 is(deliveries_of("status = 'delivered'"), '1', 'only event 0 was delivered');
+
+# Its circuit opened first (3 failed requests), probed once a cooldown (1 s, 2 s, ...),
+# and the first failed probe after disable_after disabled it, and closed it.
+like(q1("SELECT string_agg(event, ',' ORDER BY id) FROM integration.integration_logs
+		WHERE (event LIKE 'circuit.%' OR event = 'webhook.disabled') AND context ->> 'endpoint_id' = '$ep'
+		  AND id <= (SELECT id FROM integration.integration_logs WHERE event = 'webhook.disabled')"),
+	qr/^circuit\.opened,(circuit\.half_opened,circuit\.opened,)*circuit\.half_opened,webhook\.disabled$/,
+	'its circuit opened; a failed probe disabled it');
+ok($node->poll_query_until('postgres', "SELECT circuit = 'closed' FROM integration.endpoint_health WHERE endpoint_id = $ep"),
+	'then its circuit is closed');
+is(q1("SELECT message FROM integration.integration_logs WHERE event = 'circuit.closed'
+		AND context ->> 'endpoint_id' = '$ep' ORDER BY id DESC LIMIT 1"),
+	"webhook $ep: circuit closed: the worker disabled the endpoint", 'saying why');
 
 ########################################################################
 # 2. endpoint.disabled, to the tenant's subscriber only.

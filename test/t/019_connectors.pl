@@ -63,18 +63,13 @@ my $std_other = std_secret(map { $_ * 3 % 256 } 1 .. 24);
 my $stripe_secret = 'whsec_connectors0stripe0secret';
 my $github_secret = "It's a Secret to Everybody";
 
-# Kinds for Stripe and GitHub, written in SQL: the event id and type from Stripe's body,
-# the topic from GitHub's X-GitHub-Event header and the delivery id from X-GitHub-Delivery.
+# Stripe's is the shipped kind.  A kind for GitHub, written in SQL: the topic from
+# GitHub's X-GitHub-Event header and the delivery id from X-GitHub-Delivery.
 $node->safe_psql('postgres', q{
-	CREATE FUNCTION stripe_normalise(c integration.connector_context, headers jsonb, body text)
-		RETURNS SETOF integration.normalised_event LANGUAGE sql STABLE
-		AS $$ SELECT b ->> 'id', b ->> 'type', b #>> '{data,object,id}', b FROM (SELECT body::jsonb AS b) s $$;
 	CREATE FUNCTION github_normalise(c integration.connector_context, headers jsonb, body text)
 		RETURNS SETOF integration.normalised_event LANGUAGE sql STABLE
 		AS $$ SELECT integration.header(headers, 'x-github-delivery'), integration.header(headers, 'x-github-event'),
 					 NULL::text, body::jsonb $$;
-	SELECT integration.register_connector_kind('stripe', 'bearer', 'stripe',
-		normalise => 'stripe_normalise(integration.connector_context, jsonb, text)');
 	SELECT integration.register_connector_kind('github', 'bearer', 'github',
 		normalise => 'github_normalise(integration.connector_context, jsonb, text)');
 });
@@ -86,7 +81,9 @@ for my $c ([ std => 'generic', $std ], [ std_rotated => 'generic', "$std_other $
 	my ($name, $kind, $secret) = @$c;
 	$connector{$name} = sql(
 		"SELECT id FROM integration.create_connector(" . join(', ', map { dq($_) }
-			  ($kind, $name, 'https://api.example.invalid', '{"token": "connector-token-' . $name . '"}', '{}', $secret))
+			  ($kind, $name, 'https://api.example.invalid',
+				'{"' . ($kind eq 'stripe' ? 'secret_key' : 'token') . '": "connector-token-' . $name . '"}',
+				'{}', $secret))
 		  . ")");
 }
 

@@ -16,7 +16,12 @@
 #   5. The kind's adapters run as the role that queued the call, with its tenant.
 #   6. The worker killed with SIGKILL while a call is in flight: after the restart the
 #      call is sent again with the same key, and its cut-short attempt counts.
-#   7. The backlog view and worker_status() show the calls.
+#   7. The backlog view and worker_status() show the calls; an application's handler of
+#      the completion events (on_inbound()) records every call that ended, once.
+#   8. A connector's settings.rate_limit paces its calls (the endpoint-protection
+#      limiter, per connector).
+#   9. A failing connector's circuit opens, holds its calls back but for probes, and
+#      closes when it recovers; connector_health and the logs show it.
 
 use strict;
 use warnings;
@@ -33,6 +38,8 @@ my $json = JSON::PP->new->canonical;
 my $node = new_integration_node('calls',
 	"integration.retry_schedule = '200ms, 200ms, 200ms'",
 	"integration.request_timeout = '3s'",
+	"integration.circuit_min_requests = 4",
+	"integration.circuit_cooldown = '1s'",
 	'restart_after_crash = on');
 my $recv = start_receiver();
 my $base = receiver_url($recv, '');
@@ -62,6 +69,23 @@ sub requests_for
 	my ($path, $n, $timeout) = @_;
 	return wait_for_requests($recv, $n, $timeout // 10, sub { $_[0]{path_only} eq $path });
 }
+
+# The application: a role, and a handler of the calls' completion events (issue #16
+# item 4) that records each in a table of its own.
+$node->safe_psql('postgres', q{
+	CREATE ROLE calls_app NOLOGIN;
+	GRANT USAGE ON SCHEMA integration TO calls_app;
+	GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA integration TO calls_app;
+	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA integration TO calls_app;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA integration TO calls_app;
+	CREATE TABLE call_results (call_id bigint, event text, status_code integer, error text);
+	GRANT INSERT, SELECT ON call_results TO calls_app;
+	CREATE FUNCTION record_call(e integration.inbound_events) RETURNS void LANGUAGE sql
+		AS $$ INSERT INTO public.call_results VALUES ((e.payload ->> 'call_id')::bigint, e.event,
+											   (e.payload ->> 'status_code')::integer, e.payload ->> 'error') $$;
+});
+sql("SET ROLE calls_app;
+	SELECT integration.on_inbound('call results', '[\"generic.call.*\"]', 'record_call(integration.inbound_events)')");
 
 my $conn = sql(
 	"SELECT id FROM integration.create_connector('generic', 'shop', '$base', '{\"token\": \"calls-token-0001\"}')");
@@ -93,12 +117,17 @@ $row = wait_call($result, 'succeeded');
 is($json->encode($row->{result}), '"xxxx"', 'the result is what the kind made of the body');
 is((requests_for('/report', 1))[0]{path}, '/report?body_bytes=4', 'a GET takes its payload as the query');
 
-is(sql("SELECT concat_ws('|', topic, event, status, payload ->> 'call_id', payload ->> 'operation',
+is(sql("SELECT concat_ws('|', topic, event, payload ->> 'call_id', payload ->> 'operation',
 						 payload ->> 'status', payload ->> 'status_code', payload ->> 'attempts',
 						 payload ->> 'idempotency_key' = (SELECT idempotency_key FROM integration.connector_calls WHERE id = $ok))
 		  FROM integration.inbound_events WHERE external_id = 'call:$ok'"),
-	"call.succeeded|generic.call.succeeded|pending|$ok|POST /orders|succeeded|200|1|t",
-	'the completion event generic.call.succeeded is pending for the handlers, with the call');
+	"call.succeeded|generic.call.succeeded|$ok|POST /orders|succeeded|200|1|t",
+	'the completion event generic.call.succeeded carries the call');
+ok($node->poll_query_until('postgres',
+		"SELECT status = 'processed' FROM integration.inbound_events WHERE external_id = 'call:$ok'"),
+	'the handlers take it');
+is($node->safe_psql('postgres', "SELECT concat_ws('|', event, status_code) FROM call_results WHERE call_id = $ok"),
+	'generic.call.succeeded|200', 'and the application\'s handler recorded the call\'s success');
 is(sql("SELECT payload -> 'result' FROM integration.inbound_events WHERE external_id = 'call:$result'"),
 	'"xxxx"', 'and carries the result');
 
@@ -181,11 +210,6 @@ is(sql("SELECT event FROM integration.inbound_events WHERE external_id = 'call:$
 ########################################################################
 
 $node->safe_psql('postgres', q{
-	CREATE ROLE calls_app NOLOGIN;
-	GRANT USAGE ON SCHEMA integration TO calls_app;
-	GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA integration TO calls_app;
-	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA integration TO calls_app;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA integration TO calls_app;
 	CREATE FUNCTION whoami_request(c integration.connector_context, operation text, payload jsonb, key text)
 		RETURNS integration.connector_request LANGUAGE sql STABLE
 		AS $$ SELECT ('GET', '/whoami', NULL,
@@ -213,30 +237,93 @@ is($node->safe_psql('postgres',
 	'7|5|0', 'worker_status() counts 7 calls succeeded, 5 attempts that did not, none held');
 
 ########################################################################
+# 8. A connector's rate limit (settings.rate_limit): calls go out at that pace.
+########################################################################
+
+my $paced = sql("SELECT id FROM integration.create_connector('generic', 'paced', '$base',
+		'{\"token\": \"calls-token-0004\"}', '{\"rate_limit\": 2, \"rate_limit_burst\": 1}')");
+my @paced = map { sql("SELECT integration.call_connector($paced, 'POST /paced', '{\"n\": $_}')") } 1 .. 5;
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 5 FROM integration.connector_calls WHERE connector_id = $paced AND status = 'succeeded'"),
+	'five calls to a connector limited to 2 per second succeed');
+my @t = sort { $a <=> $b } map { $_->{t} } requests_for('/paced', 5);
+cmp_ok($t[-1] - $t[0], '>=', 1.9,
+	sprintf('and go out at its pace: the fifth %.2f s after the first (four half-second gaps)', $t[-1] - $t[0]));
+is(sql("SELECT concat_ws('|', circuit, rate_limit, effective_rate) FROM integration.connector_health WHERE connector_id = $paced"),
+	'closed|2|2', 'connector_health shows its rate limit and circuit');
+
+########################################################################
+# 9. A failing connector's circuit opens, only probes reach it, and it closes.
+########################################################################
+
+receiver_plan($recv, '/flaky', 'status=500');
+my $flaky_conn = sql("SELECT id FROM integration.create_connector('generic', 'flaky', '$base',
+		'{\"token\": \"calls-token-0005\"}', '{\"retry_schedule\": \"" . join(', ', ('100ms') x 20) . "\"}')");
+my @flaky = map { sql("SELECT integration.call_connector($flaky_conn, 'POST /flaky', '{\"n\": $_}')") } 1 .. 6;
+ok($node->poll_query_until('postgres',
+		"SELECT circuit = 'open' FROM integration.connector_health WHERE connector_id = $flaky_conn"),
+	'the failing connector\'s circuit opens');
+my $n0 = scalar(requests_for('/flaky', 6));
+sleep 1;
+cmp_ok(scalar(requests_for('/flaky', 100, 0)), '<=', $n0 + 1,
+	"while it is open its calls wait: $n0 requests, then at most one probe a second");
+receiver_plan($recv, '/flaky', '');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 6 FROM integration.connector_calls WHERE connector_id = $flaky_conn AND status = 'succeeded'"),
+	'once the platform recovers, a probe closes the circuit and every call succeeds');
+like($node->safe_psql('postgres',
+		"SELECT string_agg(event, ' ' ORDER BY id) FROM integration.integration_logs"
+		  . " WHERE event LIKE 'circuit.%' AND (context ->> 'connector_id')::bigint = $flaky_conn"),
+	qr/^circuit\.opened circuit\.half_opened .*circuit\.closed$/,
+	'its transitions are logged with the connector\'s id, opened first and closed last');
+is(sql("SELECT circuit FROM integration.connector_health WHERE connector_id = $flaky_conn"), 'closed',
+	'connector_health shows it closed again');
+
+########################################################################
 # 6. SIGKILL of the worker with a call in flight: sent again with the same key.
 ########################################################################
 
 my $crash_conn = sql("SELECT id FROM integration.create_connector('generic', 'crash', '$base',
-		'{\"token\": \"calls-token-0003\"}', '{\"retry_schedule\": \"100ms\"}')");
-# The receiver never answers hang=1: the call stays in flight until it is killed.
-my $crash = sql("SELECT integration.call_connector($crash_conn, 'GET /hang', '{\"hang\": \"1\"}', 'crash-key-1')");
+		'{\"token\": \"calls-token-0003\"}')");
+# The receiver does not answer /hang: the call stays in flight until the worker is killed.
+receiver_plan($recv, '/hang', 'hang=1');
+my $crash = sql("SELECT integration.call_connector($crash_conn, 'POST /hang', '{}', 'crash-key-1')");
 @reqs = requests_for('/hang', 1);
 is(scalar @reqs, 1, 'the call is in flight');
 my $pid = $node->safe_psql('postgres', 'SELECT pid FROM integration.worker_status()');
 is(call_row($crash)->{status}, 'sending', 'and sending');
 kill 'KILL', $pid;
+receiver_plan($recv, '/hang', '');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 AND bool_and(pid <> $pid) FROM integration.worker_status()"),
 	'the server restarted after the crash, with a new worker');
-$row = wait_call($crash, 'failed');
+$row = wait_call($crash, 'succeeded');
 @reqs = requests_for('/hang', 2);
 my @keys = map { $_->{headers}{'idempotency-key'} } @reqs;
 is_deeply(\@keys, [ 'crash-key-1', 'crash-key-1' ],
 	'the attempt cut short and the one after the restart carry the same key');
-is($row->{attempts}, 2, 'the cut-short attempt counted: two attempts, none left');
-like($row->{last_error}, qr/^timeout: /, 'the second attempt timed out (the receiver hangs)');
-is(sql("SELECT payload ->> 'attempts' FROM integration.inbound_events WHERE external_id = 'call:$crash'"),
-	'2', 'its completion event says two attempts');
+is($row->{attempts}, 2, 'the cut-short attempt counted: two attempts');
+is(sql("SELECT concat_ws('|', event, payload ->> 'attempts') FROM integration.inbound_events WHERE external_id = 'call:$crash'"),
+	'generic.call.succeeded|2', 'its completion event says two attempts');
+
+########################################################################
+# Every call that ended was handed to the application's handler exactly once, the one
+# cut short by the crash included.
+########################################################################
+
+my $ended = "SELECT count(*) FROM integration.connector_calls k JOIN integration.connectors c
+				ON c.tenant_id = k.tenant_id AND c.id = k.connector_id
+			 WHERE c.kind = 'generic' AND k.status IN ('succeeded', 'failed')";
+ok($node->poll_query_until('postgres',
+		"SELECT ($ended) = (SELECT count(*) FROM call_results)"),
+	'the handler recorded as many results as generic calls ended');
+is($node->safe_psql('postgres',
+		"SELECT count(*) - count(DISTINCT call_id) FROM call_results"), '0', 'each once');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(concat_ws(':', event, status_code, error), ', ' ORDER BY call_id)
+		   FROM call_results WHERE call_id IN ($gone, $orphan)"),
+	"generic.call.failed:404:HTTP 404, generic.call.failed:connector $short was deleted",
+	'failures too, with their status and error');
 
 stop_receiver($recv);
 $node->stop;

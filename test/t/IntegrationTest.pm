@@ -44,7 +44,7 @@ use Time::HiRes qw(time usleep);
 our @EXPORT = qw(
   new_integration_node tenant_psql key_file_path random_key write_key_file
   start_receiver stop_receiver receiver_url read_log wait_for_requests
-  receiver_connections
+  receiver_connections receiver_plan
   verify_signature expected_signature
 );
 
@@ -249,20 +249,35 @@ buffered log when it exits on SIGTERM.
 sub stop_receiver
 {
 	my ($r) = @_;
-	return unless $r->{pid};
-	kill 'TERM', $r->{pid};
+	return stop_child($r);
+}
+
+=pod
+
+=item IntegrationTest::stop_child($holder)
+
+Stops the child process $holder->{pid} (when set) as stop_receiver does, and
+clears it; PlatformServer stops its servers with it too.
+
+=cut
+
+sub stop_child
+{
+	my ($h) = @_;
+	return unless $h->{pid};
+	kill 'TERM', $h->{pid};
 	my $deadline = time() + 5;
 	while (time() < $deadline)
 	{
-		last if waitpid($r->{pid}, POSIX::WNOHANG()) != 0;
+		last if waitpid($h->{pid}, POSIX::WNOHANG()) != 0;
 		usleep(20_000);
 	}
-	if (kill(0, $r->{pid}))
+	if (kill(0, $h->{pid}))
 	{
-		kill 'KILL', $r->{pid};
-		waitpid($r->{pid}, 0);
+		kill 'KILL', $h->{pid};
+		waitpid($h->{pid}, 0);
 	}
-	$r->{pid} = undef;
+	$h->{pid} = undef;
 	return;
 }
 
@@ -347,6 +362,39 @@ sub receiver_connections
 	my ($accepted) = ($reply // '') =~ /"accepted":(\d+)/
 	  or die "no stats from the receiver on $r->{host}: " . ($reply // '');
 	return $accepted - $r->{stats_calls};
+}
+
+=pod
+
+=item receiver_plan($recv, $path, $query)
+
+From now on the receiver answers every request to $path as if its query string were
+$query (for example 'status=500', or 'status=429&retry_after=2'), whatever the request's
+own; an empty $query forgets the plan, and requests are answered by their own query
+again.  So a test can make an endpoint fail, hang or answer 429, and then recover.
+
+=cut
+
+sub receiver_plan
+{
+	my ($r, $path, $query) = @_;
+	my $enc = sub {
+		(my $v = shift) =~ s/([^A-Za-z0-9_.~\/-])/sprintf('%%%02X', ord($1))/ge;
+		return $v;
+	};
+	my $sock = IO::Socket::IP->new(
+		PeerHost => $r->{host},
+		PeerPort => $r->{port},
+		Timeout => 10) or die "cannot reach the receiver on $r->{host}: $!";
+	$r->{stats_calls}++;
+	print $sock 'GET /__plan?path=' . $enc->($path) . '&q=' . $enc->($query)
+	  . " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	local $/;
+	my $reply = <$sock>;
+	close $sock;
+	die "the receiver refused the plan for $path: " . ($reply // '')
+	  unless ($reply // '') =~ /"ok":true/;
+	return;
 }
 
 =pod

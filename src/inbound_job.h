@@ -1,0 +1,21 @@
+/*
+ * inbound_job.h
+ *		The handlers of inbound events as a kind of work of the worker: pending events
+ *		claimed from the database, queued in the scheduler, and run in batches.
+ */
+#ifndef INTEGRATION_INBOUND_JOB_H
+#define INTEGRATION_INBOUND_JOB_H
+
+#include "worker.h"
+
+/* Settings (inbound_job.c). */
+extern int	integration_handler_timeout_ms;
+
+extern void InboundJobDefineGucs(void);
+
+extern const JobKind inbound_job_kind;
+extern const WorkerKindOps inbound_job_ops;
+
+extern void *InboundJobCreate(WorkerServices *svc);
+
+#endif

@@ -1,0 +1,687 @@
+/*
+ * retention.c
+ *		Finished deliveries, their events and attempts, and log rows expire: the worker
+ *		removes them in short transactions on a schedule, and integration.purge_expired()
+ *		runs one pass on demand.
+ *
+ * What expires.  A delivered delivery integration.retention_delivered after it was
+ * delivered; a failed one integration.retention_failed after its last attempt; a
+ * skipped one (its endpoint disabled by the worker, endpoint_disable.c) as long as a
+ * failed one, after it was skipped: both are what enable_webhook(replay_since) sends
+ * again, and the longer period keeps a replay possible for as long as failures are
+ * kept.  Their attempts go with them (the foreign key's ON DELETE CASCADE).  An event goes once none
+ * of its deliveries remains and it is not queued for fan-out.  A log row goes
+ * integration.retention_logs after it was written.  A pending or sending delivery
+ * (claimed, in flight, or waiting for a retry) never expires, and so neither does its
+ * event.  A period of 0 or -1 keeps its rows forever.
+ *
+ * Why deletes in batches, not partitions.  Dropping time partitions leaves nothing
+ * behind, but the worker writes each result back by the claim's ctid (delivery_store.c),
+ * and every key and reference here (the attempts' foreign key, the statement triggers
+ * of delivery_references.c, the unique key that makes fan-out idempotent) would have to
+ * include the partition key: a rewrite of the whole store.  A deleted row instead leaves
+ * a dead tuple and dead index entries until autovacuum reclaims them, and what matters
+ * is that nothing the worker does per delivery walks them.  Its hot statements find
+ * their rows through indexes that never hold a finished delivery: the claim and the
+ * next-due lookup walk deliveries_due_idx (partial: pending rows only), the fan-out
+ * walks the queue's index and reaches events by key, results are written by ctid, and
+ * every insert lands at the right edge of its indexes.  This code removes only finished
+ * rows and the events and logs the worker never reads again, so the dead tuples it
+ * leaves are never on the worker's way; autovacuum makes their space free for new rows
+ * and the tables stop growing.  Measured with EXPLAIN (ANALYZE, BUFFERS) on the worker's
+ * own statements (integration._claim_due() and _fan_out() under auto_explain,
+ * bench/retention_plans.sql): right after a pass that removed 200,000 deliveries and
+ * 100,000 events, before any vacuum, the claim of 256 due deliveries and each statement
+ * of the fan-out of 256 events read exactly as many buffers as in a copy of the
+ * database that was not purged (bench/README.md#retention).  What does step over the
+ * dead entries until a vacuum: this walk when it starts over from the oldest event, and
+ * tenants' list queries.
+ *
+ * How rows are found.  Deliveries have no index on when they finished, and one would
+ * cost the worker dearly: the result's update would change an indexed column and stop
+ * being HOT (see the fillfactor of integration.deliveries).  So the walk goes through
+ * the events, oldest first, by webhook_events_expiry_idx (events are insert-only, so
+ * that index costs publishing one entry per event and nothing else), and reaches each
+ * event's deliveries through their unique key: an event is never younger than its
+ * deliveries.  Log rows are found by integration_logs_expiry_idx.  Both indexes are
+ * partial on created_at < 'infinity', which the statements here state and the tenants'
+ * list queries never do, so that the planner keeps to the lists' own per-tenant
+ * indexes for those (see sql/integration.sql).
+ *
+ * The walk keeps its place across passes (the last created_at, id looked at), so a pass
+ * looks at the events that became old enough since the last one and not at those kept
+ * before (an event with a delivery still retrying, or only failed deliveries, which
+ * are kept longer).  Those are looked at again when the walk starts over from the
+ * oldest event: at the first pass after an eighth of the shorter period (and no more
+ * often than every pass).  So a delivery that finished long after its event was
+ * published can stay up to an eighth of its period longer than the period.
+ *
+ * Locks.  Nothing here waits for a row lock: deliveries and events are locked FOR
+ * UPDATE SKIP LOCKED before they are deleted, and a row someone holds is left for a
+ * later pass.  An event is deleted only after a second look, with a snapshot taken
+ * once it is locked, finds no delivery and no queue row: a delivery inserted for it
+ * by hand and committed in between would otherwise go with it (delete_event_deliveries()
+ * cascades), and one inserted after the lock waits for it and then fails its reference
+ * check, as against any deleted event.
+ *
+ * The worker runs a pass every integration.retention_interval as a periodic task of its
+ * loop (worker.c): one batch per transaction and per turn of the loop, and a batch ends
+ * early, after the window of events at hand, when a commit sets the worker's latch, so
+ * fresh events wait for one statement at most.  After a batch the task waits twice as
+ * long as the batch took, three times while deliveries are in flight or queued: it
+ * takes at most a third of the worker's time, a quarter while it delivers, and no
+ * request slot.  An idle worker removed 200,000 deliveries and their 100,000 events
+ * that way in 601 transactions and 20.7 s (bench/retention_backlog, 2 shared cores).
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "delivery_store.h"
+#include "retention.h"
+#include "spi_plan.h"
+#include "worker_slots.h"
+
+/*
+ * Rows deleted, and events looked at, per transaction at most: about 11.5 ms of the
+ * worker's time on the development machine (bench/retention_backlog: 300,000 rows in
+ * 601 transactions and 20.7 s, each followed by a pause twice its length), and a commit
+ * that wakes the worker waits for one window at most (run_batch()).  The events are
+ * taken EVENT_WINDOW at a time: the window's deliveries, then its events, each deleted
+ * in one statement.
+ */
+#define BATCH_ROWS 500
+#define EVENT_WINDOW 100
+
+/* A pass that failed is tried again after this, or the interval if shorter. */
+#define FAILED_PASS_RETRY_S 10
+
+/* Settings. */
+int			integration_retention_delivered_s = 7 * SECS_PER_DAY;
+int			integration_retention_failed_s = 30 * SECS_PER_DAY;
+int			integration_retention_logs_s = 30 * SECS_PER_DAY;
+int			integration_retention_interval_s = 60;
+
+void
+RetentionDefineGucs(void)
+{
+	DefineCustomIntVariable("integration.retention_delivered",
+							"How long delivered deliveries are kept after delivery, with their attempts; 0 or -1: forever.",
+							NULL, &integration_retention_delivered_s, 7 * SECS_PER_DAY,
+							-1, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.retention_failed",
+							"How long failed deliveries are kept after their last attempt, and skipped ones after they were skipped, with their attempts; 0 or -1: forever.",
+							NULL, &integration_retention_failed_s, 30 * SECS_PER_DAY,
+							-1, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.retention_logs",
+							"How long integration_logs rows are kept; 0 or -1: forever.",
+							NULL, &integration_retention_logs_s, 30 * SECS_PER_DAY,
+							-1, INT_MAX, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.retention_interval",
+							"How often a delivery worker removes the rows whose retention period has passed.",
+							NULL, &integration_retention_interval_s, 60,
+							1, SECS_PER_DAY, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------------------
+ * One pass, a batch at a time
+ * ------------------------------------------------------------------------------------ */
+
+/* Rows older than these expire; DT_NOBEGIN: none (the period is forever). */
+typedef struct RetentionCutoffs
+{
+	TimestampTz delivered;
+	TimestampTz failed;
+	TimestampTz logs;
+	TimestampTz events;			/* the later of delivered and failed */
+} RetentionCutoffs;
+
+typedef struct RetentionRemoved
+{
+	int64		deliveries;
+	int64		events;
+	int64		logs;
+} RetentionRemoved;
+
+/* Where a pass stands. */
+typedef struct RetentionPass
+{
+	TimestampTz after_at;		/* the event walk continues after (after_at,
+								 * after_id) */
+	int64		after_id;
+	bool		events_done;
+	bool		logs_done;
+	bool		yield;			/* the worker's: end a batch early when its
+								 * latch is set */
+	RetentionRemoved removed;
+} RetentionPass;
+
+static SPIPlanPtr window_plan = NULL;
+static SPIPlanPtr deliveries_plan = NULL;
+static SPIPlanPtr lock_events_plan = NULL;
+static SPIPlanPtr delete_events_plan = NULL;
+static SPIPlanPtr logs_plan = NULL;
+
+static void
+forget_plans(void)
+{
+	SPIPlanPtr *plans[] = {&window_plan, &deliveries_plan, &lock_events_plan,
+	&delete_events_plan, &logs_plan};
+
+	for (int i = 0; i < lengthof(plans); i++)
+	{
+		if (*plans[i] != NULL)
+			SPI_freeplan(*plans[i]);
+		*plans[i] = NULL;
+	}
+}
+
+static TimestampTz
+cutoff(TimestampTz now, int period_s)
+{
+	TimestampTz t;
+
+	if (period_s <= 0)
+	{
+		TIMESTAMP_NOBEGIN(t);
+		return t;
+	}
+	return now - (TimestampTz) period_s * USECS_PER_SEC;
+}
+
+/* The cutoffs of the settings in force, as of now. */
+static void
+compute_cutoffs(RetentionCutoffs *c, TimestampTz now)
+{
+	c->delivered = cutoff(now, integration_retention_delivered_s);
+	c->failed = cutoff(now, integration_retention_failed_s);
+	c->logs = cutoff(now, integration_retention_logs_s);
+	c->events = Max(c->delivered, c->failed);
+}
+
+/* A pass from the oldest event, with nothing to do for what is kept forever. */
+static void
+start_pass(RetentionPass *p, bool from_oldest)
+{
+	if (from_oldest)
+	{
+		TIMESTAMP_NOBEGIN(p->after_at);
+		p->after_id = PG_INT64_MIN;
+	}
+	p->events_done = integration_retention_delivered_s <= 0 &&
+		integration_retention_failed_s <= 0;
+	p->logs_done = integration_retention_logs_s <= 0;
+	p->yield = false;
+	memset(&p->removed, 0, sizeof(p->removed));
+}
+
+static Datum
+array_of(Datum *values, int n, Oid type)
+{
+	int16		len;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	return PointerGetDatum(construct_array(values, n, type, len, byval, align));
+}
+
+/*
+ * The next window of events old enough to expire, oldest first, as arrays of their
+ * tenants and ids; advances nothing.  Returns how many, and their last position.
+ */
+static int
+read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *ids, TimestampTz *last_at,
+			int64 *last_id)
+{
+	Oid			types[4] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+	Datum		args[4];
+	Datum	   *t;
+	Datum	   *i;
+	int			n;
+
+	args[0] = TimestampTzGetDatum(p->after_at);
+	args[1] = Int64GetDatum(p->after_id);
+	args[2] = TimestampTzGetDatum(c->events);
+	args[3] = Int64GetDatum(EVENT_WINDOW);
+	SavedPlan(&window_plan,
+			  "SELECT e.tenant_id, e.id, e.created_at FROM integration.webhook_events e"
+			  " WHERE (e.created_at, e.id) > ($1, $2) AND e.created_at < $3"
+			  "   AND e.created_at < 'infinity'"	/* webhook_events_expiry_idx */
+			  " ORDER BY e.created_at, e.id LIMIT $4",
+			  4, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(window_plan, args, false, SPI_OK_SELECT, "reading events old enough to expire");
+	n = (int) SPI_processed;
+	if (n == 0)
+		return 0;
+	t = palloc(sizeof(Datum) * n);
+	i = palloc(sizeof(Datum) * n);
+	for (int r = 0; r < n; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+
+		t[r] = PointerGetDatum(DatumGetTextPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull)));
+		i[r] = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+		if (r == n - 1)
+		{
+			*last_id = DatumGetInt64(i[r]);
+			*last_at = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		}
+	}
+	*tenants = array_of(t, n, TEXTOID);
+	*ids = array_of(i, n, INT8OID);
+	return n;
+}
+
+/* Deletes up to limit expired deliveries of the events; returns how many. */
+static int
+delete_deliveries(Datum tenants, Datum ids, const RetentionCutoffs *c, int limit)
+{
+	Oid			types[5] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
+	Datum		args[5] = {tenants, ids, TimestampTzGetDatum(c->delivered),
+	TimestampTzGetDatum(c->failed), Int64GetDatum(limit)};
+
+	/* LATERAL: one probe of the deliveries' unique key per event. */
+	SavedPlan(&deliveries_plan,
+			  "WITH doomed AS ("
+			  "  SELECT d.ctid FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
+			  "  CROSS JOIN LATERAL (SELECT d.ctid FROM integration.deliveries d"
+			  "                       WHERE d.tenant_id = k.tenant_id AND d.event_id = k.id"
+			  "                         AND ((d.status = 'delivered' AND d.delivered_at < $3)"
+			  "                              OR (d.status IN ('failed', 'skipped')"
+			  "                                  AND coalesce(d.last_attempt_at, d.created_at) < $4))"
+			  "                         FOR UPDATE SKIP LOCKED) d"
+			  "  LIMIT $5)"
+			  " DELETE FROM integration.deliveries d"
+			  "  WHERE d.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed))",
+			  5, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(deliveries_plan, args, false, SPI_OK_DELETE, "deleting expired deliveries");
+	return (int) SPI_processed;
+}
+
+/*
+ * Deletes the events that have no delivery left and are not queued; returns how many.
+ * Two statements: the second looks again with a snapshot taken after the first
+ * locked them (see the top of the file).
+ */
+static int
+delete_events(Datum tenants, Datum ids)
+{
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+	Datum		args[2] = {tenants, ids};
+	Oid			tid_types[1] = {TIDARRAYOID};
+	Datum		tid_args[1];
+
+#define NOTHING_LEFT \
+	"NOT EXISTS (SELECT FROM integration.deliveries d" \
+	"             WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id)" \
+	" AND NOT EXISTS (SELECT FROM integration.webhook_event_queue q" \
+	"                  WHERE q.tenant_id = e.tenant_id AND q.event_id = e.id)"
+	SavedPlan(&lock_events_plan,
+			  "SELECT e.ctid FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
+			  " CROSS JOIN LATERAL (SELECT e.ctid FROM integration.webhook_events e"
+			  "                      WHERE e.tenant_id = k.tenant_id AND e.id = k.id AND " NOTHING_LEFT
+			  "                        FOR UPDATE SKIP LOCKED) e",
+			  2, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(lock_events_plan, args, false, SPI_OK_SELECT, "locking events to expire");
+	if (SPI_processed == 0)
+		return 0;
+	tid_args[0] = ResultTids(1);
+	SavedPlan(&delete_events_plan,
+			  "DELETE FROM integration.webhook_events e WHERE e.ctid = ANY ($1) AND " NOTHING_LEFT,
+			  1, tid_types, CURSOR_OPT_GENERIC_PLAN);
+#undef NOTHING_LEFT
+	RunPlan(delete_events_plan, tid_args, false, SPI_OK_DELETE, "deleting expired events");
+	return (int) SPI_processed;
+}
+
+/* Deletes up to limit expired log rows, oldest first; returns how many. */
+static int
+delete_logs(const RetentionCutoffs *c, int limit)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, INT8OID};
+	Datum		args[2] = {TimestampTzGetDatum(c->logs), Int64GetDatum(limit)};
+
+	SavedPlan(&logs_plan,
+			  "WITH doomed AS ("
+			  "  SELECT l.ctid FROM integration.integration_logs l"
+			  "   WHERE l.created_at < $1 AND l.created_at < 'infinity'"	/* integration_logs_expiry_idx */
+			  "   ORDER BY l.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+			  " DELETE FROM integration.integration_logs l"
+			  "  WHERE l.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed))",
+			  2, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(logs_plan, args, false, SPI_OK_DELETE, "deleting expired log rows");
+	return (int) SPI_processed;
+}
+
+/*
+ * One batch of pass p, up to BATCH_ROWS rows deleted and events looked at: windows of
+ * events, each the expired deliveries and then the events left without any, and when
+ * the events are done, log rows.  In the worker, a batch ends after the window during
+ * which the worker's latch was set.  Must run with SPI connected.  Returns true when
+ * the pass is complete.
+ */
+static bool
+run_batch(RetentionPass *p, const RetentionCutoffs *c)
+{
+	int			budget = BATCH_ROWS;
+	int			looked = 0;
+
+	while (!p->events_done && budget > 0 && looked < BATCH_ROWS)
+	{
+		Datum		tenants;
+		Datum		ids;
+		TimestampTz last_at = 0;
+		int64		last_id = 0;
+		int			n = read_window(p, c, &tenants, &ids, &last_at, &last_id);
+
+		looked += n;
+		if (n > 0)
+		{
+			int			deleted = delete_deliveries(tenants, ids, c, budget);
+
+			p->removed.deliveries += deleted;
+			budget -= deleted;
+			/* Perhaps more in this window: the same window again next time. */
+			if (budget == 0)
+				return false;
+			deleted = delete_events(tenants, ids);
+			p->removed.events += deleted;
+			budget -= deleted;
+			p->after_at = last_at;
+			p->after_id = last_id;
+		}
+		if (n < EVENT_WINDOW)
+			p->events_done = true;
+
+		/*
+		 * A commit woke the worker: its deliveries first, after one window
+		 * rather than a whole batch (the loop resets the latch).
+		 */
+		else if (p->yield && MyLatch->is_set)
+			return false;
+	}
+	if (p->events_done && !p->logs_done && budget > 0)
+	{
+		int			deleted = delete_logs(c, budget);
+
+		p->removed.logs += deleted;
+		if (deleted < budget)
+			p->logs_done = true;
+	}
+	return p->events_done && p->logs_done;
+}
+
+/* ------------------------------------------------------------------------------------
+ * integration.purge_expired()
+ * ------------------------------------------------------------------------------------ */
+
+/* Raises unless the current user owns the table (superusers own everything). */
+static void
+check_owner(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table integration.%s does not exist", name);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s to purge expired rows", name),
+				 errdetail("Expired rows are removed for every tenant at once."),
+				 errhint("Run integration.purge_expired() as a superuser or as the owner of the extension's tables.")));
+}
+
+PG_FUNCTION_INFO_V1(integration_purge_expired);
+
+/*
+ * purge_expired(): one whole pass from the oldest event, in the caller's transaction,
+ * with the periods in force in the session; returns how many deliveries, events and
+ * log rows it removed.  As the tables' owner, row-level security does not apply.
+ */
+Datum
+integration_purge_expired(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	Oid			save_userid;
+	int			save_sec_context;
+	RetentionCutoffs c;
+	RetentionPass p;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "purge_expired() must return a record");
+	check_owner(nsp, "deliveries");
+	check_owner(nsp, "webhook_events");
+	check_owner(nsp, "integration_logs");
+
+	compute_cutoffs(&c, GetCurrentTransactionStartTimestamp());
+	start_pass(&p, true);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(save_userid, save_sec_context | SECURITY_NOFORCE_RLS);
+	while (!run_batch(&p, &c))
+		CHECK_FOR_INTERRUPTS();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	values[0] = Int64GetDatum(p.removed.deliveries);
+	values[1] = Int64GetDatum(p.removed.events);
+	values[2] = Int64GetDatum(p.removed.logs);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* ------------------------------------------------------------------------------------
+ * The worker's periodic task
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct RetentionTask
+{
+	WorkerServices *svc;
+	RetentionPass pass;
+	bool		in_pass;
+	bool		extension_gone;
+	TimestampTz pass_started;
+	int			batches;		/* of the pass running */
+	TimestampTz next_pass_at;
+	TimestampTz next_batch_at;	/* in a pass */
+	TimestampTz restart_at;		/* from then on, passes walk from the oldest
+								 * event */
+} RetentionTask;
+
+void *
+RetentionCreate(WorkerServices *svc)
+{
+	RetentionTask *t = MemoryContextAllocZero(TopMemoryContext, sizeof(RetentionTask));
+
+	t->svc = svc;
+	/* The first pass soon after start, once the deliveries are under way. */
+	t->next_pass_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  Min(integration_retention_interval_s, 10) * 1000);
+	return t;
+}
+
+/* How long passes go on from where the last one ended before one starts over. */
+static int64
+restart_every_us(void)
+{
+	int			shortest = INT_MAX;
+
+	if (integration_retention_delivered_s > 0)
+		shortest = Min(shortest, integration_retention_delivered_s);
+	if (integration_retention_failed_s > 0)
+		shortest = Min(shortest, integration_retention_failed_s);
+	return Max((int64) integration_retention_interval_s, (int64) shortest / 8) * USECS_PER_SEC;
+}
+
+static void
+batch_step(void *arg)
+{
+	RetentionTask *t = arg;
+	RetentionCutoffs c;
+
+	/*
+	 * Dropped, or dropped and created again: the delivery job exits the
+	 * worker.
+	 */
+	if (!StoreExtensionPresent())
+	{
+		t->extension_gone = true;
+		return;
+	}
+
+	/*
+	 * Not worth a WAL flush: a batch lost to a crash is deleted again by the
+	 * next pass.
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	compute_cutoffs(&c, GetCurrentTransactionStartTimestamp());
+	if (run_batch(&t->pass, &c))
+		t->in_pass = false;
+}
+
+static void
+end_pass(RetentionTask *t, TimestampTz now)
+{
+	RetentionRemoved *r = &t->pass.removed;
+
+	ereport(DEBUG1,
+			(errmsg("integration worker: removed " INT64_FORMAT " deliveries, " INT64_FORMAT " events and " INT64_FORMAT " log rows past their retention in %d transactions, %ld ms",
+					r->deliveries, r->events, r->logs, t->batches,
+					(long) ((now - t->pass_started) / 1000))));
+	t->in_pass = false;
+	t->next_pass_at = Max(TimestampTzPlusMilliseconds(t->pass_started,
+													  integration_retention_interval_s * 1000),
+						  now);
+}
+
+/*
+ * WorkerKindOps.step: at most one batch, when a pass is due or under way and the
+ * deliveries have had their share of the loop since the last batch.
+ */
+static bool
+retention_step(void *state, TimestampTz now)
+{
+	RetentionTask *t = state;
+	TimestampTz started;
+	TimestampTz ended;
+	bool		busy;
+	int			sqlerrcode;
+
+	if (!t->in_pass)
+	{
+		if (now < t->next_pass_at)
+			return false;
+		t->in_pass = true;
+		t->pass_started = now;
+		t->batches = 0;
+		t->next_batch_at = now;
+		start_pass(&t->pass, now >= t->restart_at);
+		if (now >= t->restart_at)
+			t->restart_at = now + restart_every_us();
+		t->pass.yield = true;
+		if (t->pass.events_done && t->pass.logs_done)
+		{
+			end_pass(t, now);	/* everything is kept forever */
+			return false;
+		}
+	}
+	if (now < t->next_batch_at)
+		return false;
+
+	busy = SchedulerInFlight(t->svc->scheduler) > 0 || SchedulerQueued(t->svc->scheduler) > 0;
+	WorkerSlotSetActivity(WORKER_PURGING);
+	started = GetCurrentTimestamp();
+	if (!WorkerRunTransaction(batch_step, t, "removing expired rows", &sqlerrcode, NULL))
+	{
+		/* Tried again by a pass that starts over, a little later. */
+		forget_plans();
+		t->restart_at = 0;
+		t->pass_started = started;
+		end_pass(t, started);
+		t->next_pass_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  Min(integration_retention_interval_s, FAILED_PASS_RETRY_S) * 1000);
+		return false;
+	}
+	ended = GetCurrentTimestamp();
+	t->batches++;
+	if (t->extension_gone)
+	{
+		/* The delivery job sees it too, and exits the worker. */
+		t->extension_gone = false;
+		t->in_pass = false;
+	}
+	if (!t->in_pass)
+		end_pass(t, ended);
+	else
+		t->next_batch_at = ended + (busy ? 3 : 2) * (ended - started);
+	return false;
+}
+
+/* WorkerKindOps.next_wake: the next batch of a pass, or the next pass. */
+static TimestampTz
+retention_next_wake(void *state, TimestampTz now)
+{
+	RetentionTask *t = state;
+
+	return t->in_pass ? t->next_batch_at : t->next_pass_at;
+}
+
+/* WorkerKindOps.reload: new periods apply from the oldest event at the next pass. */
+static void
+retention_reload(void *state)
+{
+	RetentionTask *t = state;
+	TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   integration_retention_interval_s * 1000);
+
+	t->restart_at = 0;
+	if (!t->in_pass)
+		t->next_pass_at = Min(t->next_pass_at, soon);
+}
+
+static void
+retention_woken(void *state, uint32 requests)
+{
+}
+
+static bool
+retention_prepare(void *state, TimestampTz now)
+{
+	return true;
+}
+
+static void
+retention_finished(void *state, SchedItem *item, HttpRequest *req)
+{
+	elog(ERROR, "the retention task sends no requests");
+}
+
+const WorkerKindOps retention_ops = {
+	.kind = NULL,
+	.woken = retention_woken,
+	.reload = retention_reload,
+	.prepare = retention_prepare,
+	.step = retention_step,
+	.finished = retention_finished,
+	.next_wake = retention_next_wake,
+};
