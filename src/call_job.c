@@ -1051,8 +1051,15 @@ call_next_wake(void *state, TimestampTz now)
 	return wake;
 }
 
+static void *call_create(WorkerServices *svc);
+
 const WorkerKindOps call_job_ops = {
 	.kind = &call_job_kind,
+	.wakes = WORKER_WAKE_CALLS,
+	.sends = true,
+	.create = call_create,
+	.startup = NULL,			/* its first transaction takes back what a
+								 * dead worker left 'sending' */
 	.woken = call_woken,
 	.reload = call_reload,
 	.prepare = call_prepare,
@@ -1061,8 +1068,9 @@ const WorkerKindOps call_job_ops = {
 	.next_wake = call_next_wake,
 };
 
-void *
-CallJobCreate(WorkerServices *svc)
+/* WorkerKindOps.create: no SQL, which the first step runs. */
+static void *
+call_create(WorkerServices *svc)
 {
 	CallJob    *j = MemoryContextAllocZero(TopMemoryContext, sizeof(CallJob));
 

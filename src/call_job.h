@@ -12,6 +12,4 @@
 extern const JobKind call_job_kind;
 extern const WorkerKindOps call_job_ops;
 
-extern void *CallJobCreate(WorkerServices *svc);
-
 #endif

@@ -18,7 +18,8 @@
  * An outcome is recorded only over the attempt it belongs to (the row's attempts
  * still those it began with); a call that ends writes its completion event in the
  * same statement, an integration.inbound_events row <kind>.call.succeeded or
- * <kind>.call.failed that the inbound handlers take, and wakes them at commit.
+ * <kind>.call.failed that the inbound handlers take (the table's inbound_events_written
+ * trigger wakes the handler worker at commit).
  */
 #include "postgres.h"
 
@@ -30,7 +31,6 @@
 
 #include "call_store.h"
 #include "spi_plan.h"
-#include "wakeup.h"
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr probe_plan;
@@ -273,7 +273,7 @@ status_name(CallStatus st)
 /*
  * Records what an attempt of ref came to, if the row is still at that attempt
  * (pending or sending, with o->attempts_before attempts); a call that ends writes its
- * completion event and wakes the handlers at commit.  False when the row was not at
+ * completion event.  False when the row was not at
  * that attempt (its outcome is stale).
  */
 bool
@@ -335,13 +335,11 @@ CallStoreRecord(const CallRef *ref, const CallOutcome *o)
 								   "    AND c.id OPERATOR(pg_catalog.=) k.connector_id"
 								   "  WHERE k.status OPERATOR(pg_catalog.<>) 'pending'"
 								   " RETURNING 1)"
-								   " SELECT (SELECT pg_catalog.count(*) FROM k), (SELECT pg_catalog.count(*) FROM e)",
+								   " SELECT pg_catalog.count(*) FROM k",
 								   9, types, CURSOR_OPT_GENERIC_PLAN),
 						 args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "recording a connector call failed");
 	recorded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) > 0)
-		WakeWorkerForInboundAtCommit();
 	return recorded > 0;
 }
 
