@@ -127,6 +127,14 @@ CREATE FUNCTION integration._run_inbound(max integer DEFAULT 32)
 COMMENT ON FUNCTION integration._run_inbound(integer) IS
 	'Runs the handlers of up to max due inbound events with the worker''s code, in the caller''s transaction: claims them fairly across tenants and in order per object, calls each one''s handlers as their roles with its tenant selected, and records the outcomes; returns them. Superusers only (internal, for tests and operators).';
 
+CREATE FUNCTION integration._inbound_pacer_plan(budget_ms integer, tenants text[],
+											   costs_ms integer[])
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'integration_inbound_pacer_plan'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration._inbound_pacer_plan(integer, text[], integer[]) IS
+	'How the handler worker would pace events of the given tenants whose handlers take the given times, all ready at once: its transactions in order, separated by " | ", each its events as tenant and position (internal, for tests).';
+
 ------------------------------------------------------------------------------------------
 -- The API.  SECURITY INVOKER: row-level security scopes every call to the caller's
 -- tenant, and a handler registered through it runs as the caller.
@@ -367,6 +375,7 @@ REVOKE ALL ON TABLE integration.inbound_handlers, integration.inbound_backlog FR
 REVOKE ALL ON FUNCTION
 	integration._inbound_handler_written(), integration._inbound_events_written(),
 	integration._run_inbound(integer), integration._inbound_handler_not_found(text),
+	integration._inbound_pacer_plan(integer, text[], integer[]),
 	integration.on_inbound(text, jsonb, regprocedure, bigint, boolean),
 	integration.list_inbound_handlers(), integration.remove_inbound(text),
 	integration.reprocess_inbound(bigint),

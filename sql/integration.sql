@@ -1719,16 +1719,17 @@ COMMENT ON FUNCTION integration.list_integration_logs(integer, text, text, text,
 
 
 ------------------------------------------------------------------------------------------
--- Delivery worker controls (src/worker.c)
+-- Worker controls (src/worker.c): each database has a delivery worker and a handler worker
 ------------------------------------------------------------------------------------------
 
 CREATE FUNCTION integration.start_worker() RETURNS boolean
 	AS 'MODULE_PATHNAME', 'integration_start_worker'
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.start_worker() IS
-	'Starts this database''s delivery worker when the transaction commits; false when it already runs.';
+	'Starts this database''s workers (the delivery worker and the handler worker) when the transaction commits; false when both already run.';
 
-CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OUT state text,
+CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OUT role text,
+										  OUT state text,
 										  OUT in_flight integer, OUT sent bigint,
 										  OUT delivered bigint, OUT failed_attempts bigint,
 										  OUT started_at timestamptz, OUT last_error text,
@@ -1744,10 +1745,10 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running worker: pid, database, state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers.';
+	'One row per running worker process: pid, database, role (delivery: sends webhooks; handler: runs inbound handlers), state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers.';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
-COMMENT ON VIEW integration.workers IS 'The running delivery workers (integration.worker_status()).';
+COMMENT ON VIEW integration.workers IS 'The running worker processes, delivery and handler workers (integration.worker_status()).';
 
 -- What the worker does every integration.retention_interval, on demand (src/retention.c).
 CREATE FUNCTION integration.purge_expired(OUT deliveries bigint, OUT events bigint,

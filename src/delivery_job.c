@@ -1383,8 +1383,15 @@ delivery_next_wake(void *state, TimestampTz now)
 	return wake;
 }
 
+static void *delivery_create(WorkerServices *svc);
+static bool delivery_startup(void *state);
+
 const WorkerKindOps delivery_job_ops = {
 	.kind = &delivery_job_kind,
+	.wakes = WORKER_WAKE_PUBLISHED | WORKER_WAKE_DUE,
+	.sends = true,
+	.create = delivery_create,
+	.startup = delivery_startup,
 	.woken = delivery_woken,
 	.reload = delivery_reload,
 	.prepare = delivery_prepare,
@@ -1393,8 +1400,8 @@ const WorkerKindOps delivery_job_ops = {
 	.next_wake = delivery_next_wake,
 };
 
-void *
-DeliveryJobCreate(WorkerServices *svc)
+static void *
+delivery_create(WorkerServices *svc)
 {
 	DeliveryJob *j = MemoryContextAllocZero(TopMemoryContext, sizeof(DeliveryJob));
 
@@ -1448,8 +1455,8 @@ startup_step(void *arg)
  * The first transaction: returns claims of a dead worker to 'pending'.  Exits when the
  * extension is not installed; false when the transaction failed.
  */
-bool
-DeliveryJobStartup(void *state)
+static bool
+delivery_startup(void *state)
 {
 	DeliveryJob *j = state;
 

@@ -11,7 +11,4 @@
 extern const JobKind delivery_job_kind;
 extern const WorkerKindOps delivery_job_ops;
 
-extern void *DeliveryJobCreate(WorkerServices *svc);
-extern bool DeliveryJobStartup(void *state);
-
 #endif

@@ -123,8 +123,8 @@ StoreCommit(void)
 	if (integration_log_min_duration_ms >= 0 &&
 		TimestampDifferenceExceeds(store_began, done, integration_log_min_duration_ms))
 		ereport(LOG,
-				(errmsg("integration worker: %s took %ld ms: %ld ms in statements, %ld ms committing",
-						store_activity,
+				(errmsg("%s: %s took %ld ms: %ld ms in statements, %ld ms committing",
+						WorkerName(), store_activity,
 						(long) TimestampDifferenceMilliseconds(store_began, done),
 						(long) TimestampDifferenceMilliseconds(store_began, committing),
 						(long) TimestampDifferenceMilliseconds(committing, done))));

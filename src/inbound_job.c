@@ -1,22 +1,33 @@
 /*
  * inbound_job.c
- *		The handlers of inbound events as a kind of work of the worker.
+ *		The handlers of inbound events as a kind of work: the only one of the handler
+ *		worker, a process of its own per database (WORKER_ROLE_HANDLER, worker.c).
  *
- * Where events come from.  receive_webhook() and reprocess_inbound() wake the worker at
- * commit (WORKER_WAKE_INBOUND); a retry coming due, and the idle recheck, wake it by
- * timer.  A claim (InboundClaim(), inbound_store.c) reads up to a batch of due events,
- * fair across tenants and in order per object, and queues each in the scheduler under
- * its tenant and connector (the target), like a delivery: the scheduler's round-robin
- * over tenants and its caps decide when each starts, and its slots are shared with
- * deliveries.  Nothing is locked or written by a claim, so a crash loses nothing held
- * here.
+ * Why a process of its own.  Handlers are the tenants' SQL and run in the process that
+ * runs them, up to integration.handler_timeout a call.  In the delivery worker, one
+ * tenant's slow handler stopped every tenant's deliveries for that long: nothing was
+ * claimed or recorded meanwhile.  In a process of their own they hold up nothing but
+ * other handlers, and the pacer (inbound_pacer.c) keeps that to one call.
+ *
+ * Where events come from.  receive_webhook() and reprocess_inbound() wake this worker
+ * at commit (WORKER_WAKE_INBOUND, which wakes no other); a retry coming due, and the
+ * idle recheck, wake it by timer.  A claim (InboundClaim(), inbound_store.c) reads up
+ * to a batch of due events, fair across tenants and in order per object, and queues
+ * each in the scheduler under its tenant and connector (the target): the scheduler's
+ * round-robin over tenants and its fair share of the INBOUND_BATCH slots decide which
+ * become ready.  Nothing is locked or written by a claim, so a crash loses nothing
+ * held here.  A tenant whose events run one per transaction (InboundPacerSlow()) holds
+ * at most SLOW_HOLD of them: claims leave its other events pending in the table, so
+ * that they do not take the room of other tenants' events.
  *
  * How they run.  JobKind.start only moves an event to the ready list: the handlers are
  * SQL, run in this process, in the next store transaction.  Each step runs at most one
- * transaction that runs every ready event (InboundRun(): each event's handlers in a
- * subtransaction, its status in the same transaction) and claims the next batch; the
- * slots are given back when it commits.  At most INBOUND_BATCH events are held, which
- * keeps the subtransactions of a batch within what a backend caches (inbound_store.c).
+ * transaction that runs ready events (InboundRun(): each event's handlers in a
+ * subtransaction, its status in the same transaction) in the order the pacer picks,
+ * until it says to commit, and then claims what fits in the room the events run left;
+ * their slots are given back when it commits, and the events it did not get to stay
+ * ready for the next.  At most INBOUND_BATCH events are held, which keeps the
+ * subtransactions of a transaction within what a backend caches (inbound_store.c).
  *
  * When a transaction fails.  A handler's error fails that event's attempt only, inside
  * the transaction.  A failure of the transaction itself (at commit, when a handler left
@@ -37,25 +48,50 @@
 
 #include "delivery_store.h"
 #include "inbound_job.h"
+#include "inbound_pacer.h"
 #include "inbound_store.h"
 #include "integration.h"
 #include "worker_slots.h"
 
 /* Events held at most: claimed, queued and ready (see inbound_store.c). */
 #define INBOUND_BATCH 32
+
+/*
+ * Handler time after which a transaction commits (inbound_pacer.c): what the events of
+ * a transaction may wait for their commit, a handler that overruns it aside.  A
+ * one-INSERT handler takes about 0.1 ms, so batches of quick handlers are bounded by
+ * INBOUND_BATCH long before this.
+ */
+#define RUN_BUDGET_MS 100
+/* Events held at most for a tenant whose events run one per transaction. */
+#define SLOW_HOLD 1
 #define ERROR_PAUSE_MS 1000
 /* How long an event found locked by another session is not claimed again. */
 #define PASSED_OVER_MS 1000
 
-int			integration_handler_timeout_ms = 10000;
+int			integration_handler_timeout_ms = 5000;
 
 void
 InboundJobDefineGucs(void)
 {
 	DefineCustomIntVariable("integration.handler_timeout",
-							"Longest time one inbound handler call may take in the worker; longer, it is cancelled and the attempt fails. 0: no limit.",
-							NULL, &integration_handler_timeout_ms, 10000, 0, 3600000,
+							"Longest time one inbound handler call may take in the handler worker; longer, it is cancelled and the attempt fails. 0: no limit.",
+							NULL, &integration_handler_timeout_ms, 5000, 0, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
+/*
+ * The handler worker's scheduler (WorkerRoleDef.limits): INBOUND_BATCH slots, each an
+ * event held until the transaction that runs it commits; a tenant alone may take them
+ * all, and tenants with events waiting share them evenly.
+ */
+void
+InboundJobLimits(SchedLimits *limits)
+{
+	limits->max_concurrency = INBOUND_BATCH;
+	limits->per_tenant = INBOUND_BATCH;
+	limits->per_target = INBOUND_BATCH;
+	limits->hold_rounds = 1;
 }
 
 /* One claimed event, queued in the scheduler and then ready to run. */
@@ -69,6 +105,7 @@ typedef struct InboundItem
 typedef struct InboundJob
 {
 	WorkerServices *svc;
+	InboundPacer *pacer;
 	MemoryContext cxt;			/* the items */
 	dlist_head	ready;			/* started by the scheduler, to run */
 	int			nready;
@@ -103,8 +140,8 @@ typedef struct InboundCycle
 	int			handled;		/* out: processed or skipped */
 	int			failed_attempts;	/* out */
 	bool		claim;
-	InboundClaimRequest req;
-	InboundRef *claimed;		/* out */
+	InboundClaimRequest req;	/* its limit set once the run is over */
+	InboundRef *claimed;		/* out; room for INBOUND_BATCH */
 	int			nclaimed;		/* out */
 	const char *failure;		/* record this failure of run[0] instead of
 								 * running it */
@@ -175,7 +212,67 @@ left_out_ids(InboundJob *j)
 	return held;
 }
 
-/* The cycle's transaction: run the ready events, then claim more. */
+/* One tenant's count of events held. */
+typedef struct TenantHeld
+{
+	const char *tenant_id;
+	int			n;
+} TenantHeld;
+
+typedef struct HeldCount
+{
+	TenantHeld *tenants;
+	int			ntenants;
+} HeldCount;
+
+static void
+count_tenant(HeldCount *hc, const char *tenant_id, int delta)
+{
+	for (int i = 0; i < hc->ntenants; i++)
+		if (strcmp(hc->tenants[i].tenant_id, tenant_id) == 0)
+		{
+			hc->tenants[i].n += delta;
+			return;
+		}
+	hc->tenants[hc->ntenants].tenant_id = tenant_id;
+	hc->tenants[hc->ntenants++].n = delta;
+}
+
+static void
+count_queued(SchedItem *item, void *arg)
+{
+	if (item->kind == &inbound_job_kind)
+		count_tenant(arg, ((InboundItem *) item)->ref.tenant_id, 1);
+}
+
+/*
+ * The tenants a claim after the run must leave out: those whose events run one per
+ * transaction and that still hold SLOW_HOLD of them, once the events the run got to
+ * are done.
+ */
+static void
+slow_tenants_held(InboundCycle *cy)
+{
+	InboundJob *j = cy->job;
+	HeldCount	hc;
+	dlist_iter	iter;
+
+	hc.tenants = palloc(sizeof(TenantHeld) * (j->nheld + 1));
+	hc.ntenants = 0;
+	SchedulerForEachQueued(j->svc->scheduler, count_queued, &hc);
+	dlist_foreach(iter, &j->ready)
+		count_tenant(&hc, dlist_container(InboundItem, ready, iter.cur)->ref.tenant_id, 1);
+	for (int i = 0; i < cy->nrun; i++)
+		if (cy->outcomes[i].status != INBOUND_DEFERRED)
+			count_tenant(&hc, cy->run[i]->ref.tenant_id, -1);
+	cy->req.skip_tenants = palloc(sizeof(char *) * (hc.ntenants + 1));
+	cy->req.nskip = 0;
+	for (int i = 0; i < hc.ntenants; i++)
+		if (hc.tenants[i].n >= SLOW_HOLD && InboundPacerSlow(j->pacer, hc.tenants[i].tenant_id))
+			cy->req.skip_tenants[cy->req.nskip++] = (char *) hc.tenants[i].tenant_id;
+}
+
+/* The cycle's transaction: run ready events, then claim more. */
 static void
 cycle_step(void *arg)
 {
@@ -202,10 +299,14 @@ cycle_step(void *arg)
 		for (int i = 0; i < cy->nrun; i++)
 			refs[i] = cy->run[i]->ref;
 		WorkerSlotSetActivity(WORKER_HANDLING);
-		InboundRun(refs, cy->nrun, integration_handler_timeout_ms, cy->outcomes);
+		InboundRun(refs, cy->nrun, integration_handler_timeout_ms, j->pacer, cy->outcomes);
 		for (int i = 0; i < cy->nrun; i++)
 		{
 			InboundStatus st = cy->outcomes[i].status;
+
+			/* What ran, or is gone, makes room for the claim. */
+			if (st != INBOUND_DEFERRED)
+				cy->req.limit++;
 
 			if (st == INBOUND_PROCESSED || st == INBOUND_SKIPPED)
 				cy->handled++;
@@ -222,6 +323,13 @@ cycle_step(void *arg)
 	if (cy->claim)
 	{
 		WorkerSlotSetActivity(WORKER_CLAIMING);
+		slow_tenants_held(cy);
+
+		/*
+		 * Now, not when the transaction began: events received while a slow
+		 * handler ran are due, and run next, not after the next slow one.
+		 */
+		cy->req.now = GetCurrentTimestamp();
 		cy->nclaimed = InboundClaim(&cy->req, cy->claimed);
 	}
 }
@@ -247,6 +355,9 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 	{
 		InboundOutcome *o = &cy->outcomes[i];
 
+		/* Not run this time: it stays ready, in its slot. */
+		if (o->status == INBOUND_DEFERRED)
+			continue;
 		if (o->status == INBOUND_RETRY)
 			j->next_due = earliest(j->next_due, o->next_attempt_at);
 		else if (o->status == INBOUND_GONE && j->npassed < INBOUND_BATCH)
@@ -291,8 +402,8 @@ static void
 exit_extension_gone(InboundJob *j)
 {
 	ereport(LOG,
-			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
-					j->svc->dbname)));
+			(errmsg("%s: extension dropped or created again in database \"%s\", exiting",
+					WorkerName(), j->svc->dbname)));
 	proc_exit(1);				/* started again, as delivery_job.c explains */
 }
 
@@ -318,7 +429,10 @@ run_cycle(InboundJob *j, bool claim)
 	dlist_iter	iter;
 	int			i = 0;
 
-	/* The events of the failed batch are ready until run: none left, none owed. */
+	/*
+	 * The events of the failed batch are ready until run: none left, none
+	 * owed.
+	 */
 	if (j->nready == 0)
 		j->solo = 0;
 	nrun = j->solo > 0 ? 1 : j->nready;
@@ -340,11 +454,10 @@ run_cycle(InboundJob *j, bool claim)
 
 		cy.req.held = held.ids;
 		cy.req.nheld = held.n;
-		/* What runs in the same transaction is done by the time it claims. */
-		cy.req.limit = INBOUND_BATCH - j->nheld + nrun;
-		cy.req.now = GetCurrentTimestamp();
+		/* What runs in the same transaction adds to this (cycle_step()). */
+		cy.req.limit = INBOUND_BATCH - j->nheld;
 		strlcpy(cy.req.cursor, j->cursor, sizeof(cy.req.cursor));
-		cy.claimed = palloc(sizeof(InboundRef) * Max(cy.req.limit, 1));
+		cy.claimed = palloc(sizeof(InboundRef) * INBOUND_BATCH);
 	}
 
 	if (WorkerRunTransaction(cycle_step, &cy, nrun > 0 ? "running inbound handlers" : "claiming inbound events",
@@ -494,8 +607,14 @@ inbound_next_wake(void *state, TimestampTz now)
 	return wake;
 }
 
+static void *inbound_create(WorkerServices *svc);
+
 const WorkerKindOps inbound_job_ops = {
 	.kind = &inbound_job_kind,
+	.wakes = WORKER_WAKE_INBOUND,
+	.sends = false,
+	.create = inbound_create,
+	.startup = NULL,
 	.woken = inbound_woken,
 	.reload = inbound_reload,
 	.prepare = inbound_prepare,
@@ -504,12 +623,13 @@ const WorkerKindOps inbound_job_ops = {
 	.next_wake = inbound_next_wake,
 };
 
-void *
-InboundJobCreate(WorkerServices *svc)
+static void *
+inbound_create(WorkerServices *svc)
 {
 	InboundJob *j = MemoryContextAllocZero(TopMemoryContext, sizeof(InboundJob));
 
 	j->svc = svc;
+	j->pacer = InboundPacerCreate(TopMemoryContext, (int64) RUN_BUDGET_MS * 1000);
 	j->cxt = AllocSetContextCreate(TopMemoryContext, "integration inbound events",
 								   ALLOCSET_DEFAULT_SIZES);
 	dlist_init(&j->ready);

@@ -1,7 +1,8 @@
 /*
  * inbound_job.h
- *		The handlers of inbound events as a kind of work of the worker: pending events
- *		claimed from the database, queued in the scheduler, and run in batches.
+ *		The handlers of inbound events as a kind of work, the handler worker's: pending
+ *		events claimed from the database, queued in the scheduler, and run in paced
+ *		batches.
  */
 #ifndef INTEGRATION_INBOUND_JOB_H
 #define INTEGRATION_INBOUND_JOB_H
@@ -16,6 +17,6 @@ extern void InboundJobDefineGucs(void);
 extern const JobKind inbound_job_kind;
 extern const WorkerKindOps inbound_job_ops;
 
-extern void *InboundJobCreate(WorkerServices *svc);
+extern void InboundJobLimits(SchedLimits *limits);
 
 #endif

@@ -39,8 +39,11 @@
  *   3. each event's handlers run in a subtransaction of its own
  *      (InboundInvokeHandler()); an error rolls that event's handlers back, and only
  *      that: the attempt is counted and the event scheduled again by the retry
- *      schedule (retry_policy.c), or failed when no attempt is left;
- *   4. one statement writes every event's new status, and a log row per failed attempt.
+ *      schedule (retry_policy.c), or failed when no attempt is left.  The handler
+ *      worker's pacer (inbound_pacer.c) picks the order and may end the run before
+ *      every event ran: the others are left as they were (DEFERRED), for the next;
+ *   4. one statement writes the new status of every event run, and a log row per
+ *      failed attempt.
  * The handlers' writes and the status commit with the caller's transaction, or roll
  * back with it: after a crash the event is still pending and runs again, from scratch.
  * That is exactly once for whatever a handler writes in the database.  A subtransaction
@@ -98,6 +101,8 @@ InboundStatusName(InboundStatus status)
 	{
 		case INBOUND_GONE:
 			return "gone";
+		case INBOUND_DEFERRED:
+			return "deferred";
 		case INBOUND_PROCESSED:
 			return "processed";
 		case INBOUND_SKIPPED:
@@ -146,10 +151,20 @@ int8_array(const int64 *values, int n)
  * Claiming
  * ------------------------------------------------------------------------------------ */
 
+/* Whether the claim is to leave tenant out (req->skip_tenants). */
+static bool
+skipped(const InboundClaimRequest *req, const char *tenant)
+{
+	for (int i = 0; i < req->nskip; i++)
+		if (strcmp(req->skip_tenants[i], tenant) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Statement 1: up to req->limit tenants with due events after the cursor, into
- * tenants; sets req->next_due when the scan saw every tenant after the cursor.
- * Returns how many; *ended: the scan reached the last tenant.
+ * tenants, those it is to skip left out; sets req->next_due when the scan saw every
+ * tenant after the cursor.  Returns how many; *ended: the scan reached the last tenant.
  */
 static int
 due_tenants(InboundClaimRequest *req, char **tenants, bool *ended)
@@ -190,7 +205,12 @@ due_tenants(InboundClaimRequest *req, char **tenants, bool *ended)
 			TimestampTz first_at = DatumGetTimestampTz(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
 
 			if (first_at <= req->now)
-				tenants[n++] = SPI_getvalue(row, SPI_tuptable->tupdesc, 1);
+			{
+				char	   *tenant = SPI_getvalue(row, SPI_tuptable->tupdesc, 1);
+
+				if (!skipped(req, tenant))
+					tenants[n++] = tenant;
+			}
 			else if (next_due == 0 || first_at < next_due)
 				next_due = first_at;
 		}
@@ -577,17 +597,47 @@ record(const InboundRef *refs, RunEvent *events, int n, InboundOutcome *out)
 			args, false, SPI_OK_INSERT, "recording inbound outcomes");
 }
 
+/* Runs one locked event's handlers, if any, and sets its outcome. */
+static void
+run_event(const InboundRef *ref, RunEvent *ev, Oid row_type, int timeout_ms, InboundOutcome *o)
+{
+	char	   *error = NULL;
+
+	if (ev->nhandlers == 0)
+	{
+		/* No handler wants it: done, without an attempt. */
+		o->status = INBOUND_SKIPPED;
+		o->attempts = ev->attempts;
+	}
+	else if (run_handlers(ref, ev, row_type, timeout_ms, &error))
+	{
+		o->status = INBOUND_PROCESSED;
+		o->attempts = ev->attempts + 1;
+	}
+	else
+		attempt_failed(o, ev->attempts, error);
+}
+
 /*
  * Runs the handlers of the events of refs (see the banner) and records their outcomes,
  * in the caller's transaction; out[i] is what became of refs[i].  timeout_ms bounds
- * each handler call (0: not at all; see InboundInvokeHandler()).
+ * each handler call (0: not at all; see InboundInvokeHandler()).  pacer, when not NULL,
+ * picks the order and may end the run early (inbound_pacer.c): the events it did not
+ * get to are DEFERRED, unchanged, their locks kept to the commit.  Without one, every
+ * event runs, in the order of refs.  Reordering never breaks the order of an object's
+ * events: a claim never takes an event while an earlier one of its object is pending.
  */
 void
-InboundRun(const InboundRef *refs, int n, int handler_timeout_ms, InboundOutcome *out)
+InboundRun(const InboundRef *refs, int n, int handler_timeout_ms, InboundPacer *pacer,
+		   InboundOutcome *out)
 {
 	RunEvent   *events;
 	int			nlocked;
 	Oid			row_type;
+	const char **tenants;
+	bool	   *candidate;
+	RunEvent   *ran;
+	int			nran = 0;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -598,27 +648,39 @@ InboundRun(const InboundRef *refs, int n, int handler_timeout_ms, InboundOutcome
 		return;
 	events = lock_events(refs, n, &nlocked, &row_type);
 	find_handlers(refs, events, nlocked);
+	tenants = palloc(sizeof(char *) * Max(nlocked, 1));
+	candidate = palloc(sizeof(bool) * Max(nlocked, 1));
+	ran = palloc(sizeof(RunEvent) * Max(nlocked, 1));
 	for (int i = 0; i < nlocked; i++)
 	{
-		RunEvent   *ev = &events[i];
-		InboundOutcome *o = &out[ev->index];
-		char	   *error = NULL;
-
-		if (ev->nhandlers == 0)
-		{
-			/* No handler wants it: done, without an attempt. */
-			o->status = INBOUND_SKIPPED;
-			o->attempts = ev->attempts;
-		}
-		else if (run_handlers(&refs[ev->index], ev, row_type, handler_timeout_ms, &error))
-		{
-			o->status = INBOUND_PROCESSED;
-			o->attempts = ev->attempts + 1;
-		}
-		else
-			attempt_failed(o, ev->attempts, error);
+		tenants[i] = refs[events[i].index].tenant_id;
+		candidate[i] = true;
 	}
-	record(refs, events, nlocked, out);
+	if (pacer != NULL)
+		InboundPacerBeginRun(pacer);
+	for (;;)
+	{
+		int			i;
+		TimestampTz started;
+
+		if (pacer != NULL)
+			i = InboundPacerNext(pacer, tenants, candidate, nlocked);
+		else
+			i = nran < nlocked ? nran : -1;
+		if (i < 0)
+			break;
+		candidate[i] = false;
+		started = GetCurrentTimestamp();
+		run_event(&refs[events[i].index], &events[i], row_type, handler_timeout_ms,
+				  &out[events[i].index]);
+		if (pacer != NULL)
+			InboundPacerCharge(pacer, tenants[i], GetCurrentTimestamp() - started);
+		ran[nran++] = events[i];
+	}
+	for (int i = 0; i < nlocked; i++)
+		if (candidate[i])
+			out[events[i].index].status = INBOUND_DEFERRED;
+	record(refs, ran, nran, out);
 }
 
 /*

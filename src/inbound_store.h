@@ -15,6 +15,7 @@
 
 #include "datatype/timestamp.h"
 
+#include "inbound_pacer.h"
 #include "tenant.h"
 
 /* One inbound event, as the worker holds it between its claim and its run. */
@@ -31,6 +32,8 @@ typedef struct InboundClaimRequest
 	int			limit;			/* events at most */
 	const int64 *held;			/* ids not to claim (held already), any order */
 	int			nheld;
+	char	  **skip_tenants;	/* tenants not to claim for (they hold enough) */
+	int			nskip;
 	TimestampTz now;
 	char		cursor[TENANT_ID_MAX_LEN + 1];	/* in/out: tenants after this
 												 * first; "": from the start */
@@ -42,6 +45,7 @@ typedef struct InboundClaimRequest
 typedef enum InboundStatus
 {
 	INBOUND_GONE,				/* not run: no longer pending, or locked */
+	INBOUND_DEFERRED,			/* not run: the pacer ended the run first */
 	INBOUND_PROCESSED,			/* every matching handler ran */
 	INBOUND_SKIPPED,			/* no handler matched */
 	INBOUND_RETRY,				/* a handler failed; tried again later */
@@ -58,7 +62,7 @@ typedef struct InboundOutcome
 
 extern int	InboundClaim(InboundClaimRequest *req, InboundRef *out);
 extern void InboundRun(const InboundRef *refs, int n, int handler_timeout_ms,
-					   InboundOutcome *out);
+					   InboundPacer *pacer, InboundOutcome *out);
 extern void InboundRecordFailure(const InboundRef *ref, const char *error,
 								 InboundOutcome *out);
 extern const char *InboundStatusName(InboundStatus status);

@@ -507,7 +507,7 @@ typedef struct RetentionTask
 								 * event */
 } RetentionTask;
 
-void *
+static void *
 RetentionCreate(WorkerServices *svc)
 {
 	RetentionTask *t = MemoryContextAllocZero(TopMemoryContext, sizeof(RetentionTask));
@@ -678,6 +678,10 @@ retention_finished(void *state, SchedItem *item, HttpRequest *req)
 
 const WorkerKindOps retention_ops = {
 	.kind = NULL,
+	.wakes = 0,					/* it runs on its own schedule */
+	.sends = false,
+	.create = RetentionCreate,
+	.startup = NULL,
 	.woken = retention_woken,
 	.reload = retention_reload,
 	.prepare = retention_prepare,

@@ -19,6 +19,5 @@ extern void RetentionDefineGucs(void);
 
 /* The worker's periodic task: WorkerKindOps without a JobKind (it sends nothing). */
 extern const WorkerKindOps retention_ops;
-extern void *RetentionCreate(WorkerServices *svc);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * shared_state.h
  *		The extension's shared memory: wake-up counters, the endpoint-cache generation and
- *		one slot per delivery worker (worker_slots.c owns the slots).
+ *		one slot per worker process (worker_slots.c owns the slots).
  */
 #ifndef INTEGRATION_SHARED_STATE_H
 #define INTEGRATION_SHARED_STATE_H
@@ -11,19 +11,24 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
-#define INTEGRATION_MAX_WORKERS 32
+/* Worker processes in all: two per database (WORKER_NUM_ROLES), for 32 databases. */
+#define INTEGRATION_MAX_WORKERS 64
 #define INTEGRATION_DROPPED_DBS 32
 #define WORKER_ERROR_LEN 256
 
 /*
- * One running delivery worker.  The fields above the counters are written under
- * slots_lock (exclusive) and read under it (shared); the counters and flags below are
- * atomics that only their slot's worker writes (wake_requests: any committer sets bits).
+ * One running worker process: a database's delivery worker or its handler worker.  The
+ * fields above the counters are written under slots_lock (exclusive) and read under it
+ * (shared); the counters and flags below are atomics that only their slot's worker
+ * writes (wake_requests: any committer sets bits).
  */
 typedef struct IntegrationWorkerSlot
 {
 	bool		in_use;
 	Oid			dboid;
+	int			role;			/* a WorkerRole (worker_slots.h) */
+	uint32		wake_mask;		/* WorkerWakeRequest bits its kinds of work
+								 * answer */
 	pid_t		pid;
 	Latch	   *latch;
 	bool		stop_requested; /* exit with code 0: not restarted */

@@ -1,19 +1,21 @@
 /*
  * wakeup.c
- *		Wakes the delivery worker when a transaction that published events commits.
+ *		Wakes the workers when a transaction that gave them work commits.
  *
  * The first publish in a transaction arms a flag; the transaction callback, registered
  * once per backend (RegisterXactCallback keeps registrations for the life of the
- * backend), sets the worker's latch at COMMIT and does nothing on ABORT.  The same
+ * backend), sets the workers' latches at COMMIT and does nothing on ABORT.  The same
  * callback publishes "webhook_endpoints changed" to other backends by bumping a shared
  * generation counter, so their endpoint caches are rebuilt on next use.
  *
  * Each wake-up says what the transaction made to do (WorkerWakeRequest bits, which the
- * worker's kinds of work read): publishing asks for a fan-out; the SQL API's requeues and
- * dispatches (integration._wake_worker_at_commit()) also for due deliveries, a scan
- * that publishing alone does not need; a write that makes inbound events pending (the
- * inbound_events_written trigger: receive_webhook(), reprocess_inbound(), plain SQL)
- * for inbound events alone.
+ * workers' kinds of work read), and goes only to the worker of the database whose kinds
+ * answer it (WakeDatabaseWorker()): publishing asks the delivery worker for a fan-out;
+ * the SQL API's requeues and dispatches (integration._wake_worker_at_commit()) also for
+ * due deliveries, a scan that publishing alone does not need; a write that makes
+ * inbound events pending (the inbound_events_written trigger: receive_webhook(),
+ * reprocess_inbound(), plain SQL) asks the handler worker for inbound events alone.
+ * DROP EXTENSION and DROP SCHEMA wake every worker, which then find the extension gone.
  *
  * A prepared transaction cannot wake anyone when COMMIT PREPARED runs elsewhere; the
  * worker's idle recheck (integration.idle_recheck_interval) picks its events up.
@@ -110,6 +112,13 @@ WakeWorkerForInboundAtCommit(void)
 	arm(WORKER_WAKE_INBOUND);
 }
 
+/* The same, for every worker and all of its work: the extension may be dropped. */
+void
+WakeAllWorkersAtCommit(void)
+{
+	arm(WORKER_WAKE_ALL);
+}
+
 /* Called when this transaction writes webhook_endpoints. */
 void
 EndpointsChangedInXact(void)
@@ -150,8 +159,9 @@ integration_wake_worker_at_commit(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(integration_inbound_events_written);
 
 /*
- * Statement trigger on inbound_events: events may be pending, so the worker looks at
- * commit.  Not in the worker itself, whose own writes record what it did.
+ * Statement trigger on inbound_events: events may be pending, so the handler worker
+ * looks at commit.  Not in the handler worker itself, whose own writes record what it
+ * did; a write of another worker's (a connector call's outcome) wakes it like any.
  */
 Datum
 integration_inbound_events_written(PG_FUNCTION_ARGS)
@@ -160,7 +170,7 @@ integration_inbound_events_written(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_inbound_events_written() must be called as a trigger")));
-	if (!WorkerSlotHeld())
+	if (!WorkerSlotAnswers(WORKER_WAKE_INBOUND))
 		WakeWorkerForInboundAtCommit();
 	return PointerGetDatum(NULL);
 }

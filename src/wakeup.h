@@ -1,6 +1,6 @@
 /*
  * wakeup.h
- *		Commit-time wake-up of the worker and endpoint-cache invalidation.
+ *		Commit-time wake-up of the workers and endpoint-cache invalidation.
  */
 #ifndef INTEGRATION_WAKEUP_H
 #define INTEGRATION_WAKEUP_H
@@ -8,6 +8,7 @@
 extern void WakeWorkerAtCommit(void);
 extern void WakeWorkerForDueAtCommit(void);
 extern void WakeWorkerForInboundAtCommit(void);
+extern void WakeAllWorkersAtCommit(void);
 extern void EndpointsChangedInXact(void);
 extern bool EndpointsChangedInThisXact(void);
 

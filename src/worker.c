@@ -1,34 +1,45 @@
 /*
  * worker.c
- *		The delivery worker's settings and its main loop: one background worker per
- *		database that has the extension.
+ *		The workers' settings and their main loop: each database that has the extension
+ *		gets one background worker process of each role, the delivery worker and the
+ *		handler worker, which run the same loop over different kinds of work.
  *
- * The loop.  One WaitEventSet holds the latch, postmaster death and the HTTP client's
- * fd (HttpClientFd()): the eventfd its libcurl thread writes when requests finish
- * (integration.http_thread = on, the default: SQL here and HTTP there overlap on two
- * cores), or the epoll set of libcurl's own sockets, driven on this thread (off).
- * Each turn:
+ * Roles.  A role is the list of kinds of work its process runs (WorkerRoles[] below):
+ *   - the delivery worker: webhook deliveries (delivery_job.c), and the removal of
+ *     expired rows (retention.c); every kind that sends HTTP requests belongs here;
+ *   - the handler worker: the handlers of inbound events (inbound_job.c), which are the
+ *     tenants' own SQL and run in this process, up to integration.handler_timeout a
+ *     call.  In a process of their own they never stop the deliveries of anyone.
+ * The loop knows nothing of roles: it runs the kinds it is given.  A worker has an HTTP
+ * client only when one of its kinds sends (WorkerKindOps.sends), and a commit wakes
+ * only the workers whose kinds answer what it asks for (WorkerKindOps.wakes).  The
+ * launcher starts, stops and restarts the workers of every role together
+ * (worker_launcher.c); each has its own slot and row in worker_status().
+ *
+ * The loop.  One WaitEventSet holds the latch, postmaster death and, in a worker that
+ * sends, the HTTP client's fd (HttpClientFd()): the eventfd its libcurl thread writes
+ * when requests finish (integration.http_thread = on, the default: SQL here and HTTP
+ * there overlap on two cores), or the epoll set of libcurl's own sockets, driven on
+ * this thread (off).  Each turn:
  *   1. hand finished requests to their kind of work (WorkerKindOps.finished);
  *   2. let each kind run at most one store transaction (step): write results back,
- *      claim more work;
+ *      claim more work, run handlers;
  *   3. ask the scheduler what to start next (SchedulerNext()) while it has something
  *      that may start, and start it through its kind (JobKind.start);
  *   4. copy what changed of the targets into shared memory (integration.endpoint_health),
  *      and sleep until the earliest time a kind, the scheduler (a token, a back-off, a
  *      circuit's probe) or libcurl needs the loop.
- * Publishing transactions set the latch at commit (wakeup.c), so new events are
- * claimed within milliseconds, and nothing polls a table on a short timer.  No
- * transaction is open while requests are in flight, and locks are held only for the
- * duration of each short transaction, so the worker never blocks DDL.
+ * Committing transactions set the latch (wakeup.c), so new work is claimed within
+ * milliseconds, and nothing polls a table on a short timer.  No transaction is open
+ * while requests are in flight, and locks are held only for the duration of each
+ * short transaction, so the worker never blocks DDL.
  *
- * The kinds of work.  Webhook deliveries (delivery_job.c) and the handlers of inbound
- * events (inbound_job.c).  A new kind (a connector's API calls, a sync pull) is a
- * JobKind for the scheduler plus a WorkerKindOps for the loop, added to the kinds[]
- * table below; nothing else here changes.  Committers say what they made to do
- * (WorkerWakeRequest bits, wakeup.c), and each kind looks for its own work only.  A
- * periodic task that sends nothing (retention.c, the removal of expired rows) is a
- * WorkerKindOps without a JobKind in the same table: it runs its transactions from
- * step() and sleeps through next_wake(), and takes no request slot.
+ * The kinds of work.  A new kind (a connector's API calls, a sync pull) is a JobKind
+ * for the scheduler plus a WorkerKindOps for the loop, added to its role's list below;
+ * nothing else here changes.  Committers say what they made to do (WorkerWakeRequest
+ * bits, wakeup.c), and each kind looks for its own work only.  A periodic task that
+ * sends nothing (retention.c) is a WorkerKindOps without a JobKind in the same list: it
+ * runs its transactions from step() and sleeps through next_wake(), and takes no slot.
  */
 #include "postgres.h"
 
@@ -172,7 +183,7 @@ WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity
 		FlushErrorState();
 		AbortCurrentTransaction();
 		ereport(LOG,
-				(errmsg("integration worker: %s failed: %s", activity, edata->message)));
+				(errmsg("%s: %s failed: %s", WorkerName(), activity, edata->message)));
 		WorkerSlotSetError(edata->message);
 		*sqlerrcode = edata->sqlerrcode;
 		if (message)
@@ -214,7 +225,7 @@ WorkerDropStrayCancel(void)
 			PG_RE_THROW();
 		FlushErrorState();
 		ereport(DEBUG1,
-				(errmsg("integration worker: cancel request between transactions ignored")));
+				(errmsg("%s: cancel request between transactions ignored", WorkerName())));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -222,6 +233,39 @@ WorkerDropStrayCancel(void)
 }
 
 PGDLLEXPORT void integration_database_worker_main(Datum arg);
+
+/* The kinds of work of each role, and the roles (see the banner). */
+static const WorkerKindOps *const delivery_kinds[] = {&delivery_job_ops, &retention_ops};
+static const WorkerKindOps *const handler_kinds[] = {&inbound_job_ops};
+
+static void delivery_limits(SchedLimits *limits);
+
+const WorkerRoleDef WorkerRoles[WORKER_NUM_ROLES] = {
+	[WORKER_ROLE_DELIVERY] = {
+		.name = "delivery",
+		.type = "integration worker",
+		.kinds = delivery_kinds,
+		.nkinds = lengthof(delivery_kinds),
+		.limits = delivery_limits,
+	},
+	[WORKER_ROLE_HANDLER] = {
+		.name = "handler",
+		.type = "integration handler worker",
+		.kinds = handler_kinds,
+		.nkinds = lengthof(handler_kinds),
+		.limits = InboundJobLimits,
+	},
+};
+
+/* This process's role; NULL outside a worker. */
+static const WorkerRoleDef *my_role = NULL;
+
+/* What this worker calls itself in the server log: its backend type. */
+const char *
+WorkerName(void)
+{
+	return my_role != NULL ? my_role->type : "integration worker";
+}
 
 /* before_shmem_exit: the figures of a worker that stops are no one's any more. */
 static void
@@ -237,8 +281,9 @@ typedef struct WorkerKind
 	void	   *state;
 } WorkerKind;
 
+/* The delivery worker's scheduler: its request slots, from the HTTP settings. */
 static void
-scheduler_limits(SchedLimits *limits)
+delivery_limits(SchedLimits *limits)
 {
 	limits->max_concurrency = integration_max_concurrency;
 	limits->per_target = integration_max_concurrency_per_endpoint;
@@ -284,16 +329,59 @@ start_work(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 		(void) item->kind->start(item, kind_state(kinds, nkinds, item->kind));
 }
 
+/* Hands the requests that finished to their kinds; none without a client. */
+static void
+take_finished(WorkerServices *svc, WorkerKind *kinds, int nkinds)
+{
+	HttpRequest *done;
+
+	if (svc->client == NULL)
+		return;
+	HttpClientDrive(svc->client);
+	while ((done = HttpClientNextDone(svc->client)) != NULL)
+	{
+		SchedItem  *item = (SchedItem *) done->owner;
+
+		for (int i = 0; i < nkinds; i++)
+			if (kinds[i].ops->kind == item->kind)
+				kinds[i].ops->finished(kinds[i].state, item, done);
+	}
+}
+
+/* The extension's presence, checked before anything else runs. */
+static void
+check_extension(void *arg)
+{
+	*(bool *) arg = StoreExtensionPresent();
+}
+
 void
 integration_database_worker_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
+	WorkerRole	role;
 	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[3];
-	int			nkinds = 0;
+	WorkerKind	kinds[8];
+	int			nkinds;
+	uint32		wake_mask = 0;
+	bool		sends = false;
+	bool		present = false;
+	int			sqlerrcode;
 	WaitEventSet *set;
 	MemoryContext loop_cxt;
+
+	memcpy(&role, MyBgworkerEntry->bgw_extra, sizeof(role));
+	if (role < 0 || role >= WORKER_NUM_ROLES)
+		elog(ERROR, "unknown integration worker role %d", (int) role);
+	my_role = &WorkerRoles[role];
+	nkinds = my_role->nkinds;
+	Assert(nkinds <= lengthof(kinds));
+	for (int i = 0; i < nkinds; i++)
+	{
+		wake_mask |= my_role->kinds[i]->wakes;
+		sends |= my_role->kinds[i]->sends;
+	}
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -316,8 +404,8 @@ integration_database_worker_main(Datum arg)
 	if (DatabaseDropped(dboid))
 	{
 		ereport(LOG,
-				(errmsg("integration worker for database %u not started: the database was dropped",
-						dboid)));
+				(errmsg("%s for database %u not started: the database was dropped",
+						WorkerName(), dboid)));
 		proc_exit(0);
 	}
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
@@ -342,49 +430,61 @@ integration_database_worker_main(Datum arg)
 	 * statement can skip (a foreign-key check of an event that an open
 	 * transaction is deleting): past this the store transaction fails and is
 	 * retried after a pause, and no other tenant's deliveries wait longer
-	 * than that.
+	 * than that.  A handler's lock waits end there too, unless it sets its
+	 * own.
 	 */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
-	if (!WorkerSlotTake(dboid))
+	if (!WorkerSlotTake(dboid, role, wake_mask))
 	{
-		if (!WorkerSlotExists(dboid))
+		if (!WorkerSlotExists(dboid, role))
 			ereport(WARNING,
-					(errmsg("integration worker for database %u not started: all %d worker slots are in use",
-							dboid, INTEGRATION_MAX_WORKERS),
-					 errhint("Set integration.database_name to the database that needs delivery.")));
-		proc_exit(0);			/* this database has its worker */
+					(errmsg("%s for database %u not started: all %d worker slots are in use",
+							WorkerName(), dboid, INTEGRATION_MAX_WORKERS),
+					 errhint("Set integration.database_name to the database that needs the workers.")));
+		proc_exit(0);			/* this database has its worker of this role */
 	}
 
 	memset(&svc, 0, sizeof(svc));
 	StartTransactionCommand();
 	svc.dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
 	CommitTransactionCommand();
-	scheduler_limits(&limits);
+
+	/* Without the extension, exit code 0 unregisters the worker. */
+	if (!WorkerRunTransaction(check_extension, &present, "starting", &sqlerrcode, NULL))
+		proc_exit(1);
+	if (!present)
+	{
+		ereport(LOG,
+				(errmsg("%s: extension not installed in database \"%s\", exiting",
+						WorkerName(), svc.dbname)));
+		proc_exit(0);
+	}
+
+	my_role->limits(&limits);
 	svc.scheduler = SchedulerCreate(TopMemoryContext, &limits);
 	before_shmem_exit(release_health, (Datum) 0);
-	kinds[nkinds].ops = &delivery_job_ops;
-	kinds[nkinds].state = DeliveryJobCreate(&svc);
-	nkinds++;
-	kinds[nkinds].ops = &inbound_job_ops;
-	kinds[nkinds].state = InboundJobCreate(&svc);
-	nkinds++;
-
-	if (!DeliveryJobStartup(kinds[0].state))
-		proc_exit(1);
-	kinds[nkinds].ops = &retention_ops;
-	kinds[nkinds].state = RetentionCreate(&svc);
-	nkinds++;
+	for (int i = 0; i < nkinds; i++)
+	{
+		kinds[i].ops = my_role->kinds[i];
+		kinds[i].state = kinds[i].ops->create(&svc);
+	}
+	for (int i = 0; i < nkinds; i++)
+		if (kinds[i].ops->startup != NULL && !kinds[i].ops->startup(kinds[i].state))
+			proc_exit(1);
 	ereport(LOG,
-			(errmsg("integration worker started for database \"%s\"", svc.dbname)));
+			(errmsg("%s started for database \"%s\"", WorkerName(), svc.dbname)));
 
-	svc.client = HttpClientCreate(integration_max_concurrency, integration_proxy);
+	/* Only a worker whose kinds send has a client (and its thread). */
+	if (sends)
+		svc.client = HttpClientCreate(integration_max_concurrency, integration_proxy);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "integration worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(set, WL_SOCKET_READABLE, HttpClientFd(svc.client), NULL, NULL);
+	if (svc.client != NULL)
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, HttpClientFd(svc.client), NULL, NULL);
 
 	for (;;)
 	{
@@ -392,8 +492,9 @@ integration_database_worker_main(Datum arg)
 		TimestampTz now;
 		TimestampTz wake;
 		long		timeout;
-		long		t;
-		HttpRequest *done;
+		int			in_flight;
+		bool		latched;
+		uint32		requests;
 
 		CHECK_FOR_INTERRUPTS();
 		WorkerDropStrayCancel();
@@ -403,15 +504,17 @@ integration_database_worker_main(Datum arg)
 		if (WorkerSlotStopRequested())
 		{
 			ereport(LOG,
-					(errmsg("integration worker for database \"%s\" stopping on request", svc.dbname)));
+					(errmsg("%s for database \"%s\" stopping on request", WorkerName(),
+							svc.dbname)));
 			proc_exit(0);
 		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			HttpClientConfigure(svc.client, integration_max_concurrency, integration_proxy);
-			scheduler_limits(&limits);
+			if (svc.client != NULL)
+				HttpClientConfigure(svc.client, integration_max_concurrency, integration_proxy);
+			my_role->limits(&limits);
 			SchedulerConfigure(svc.scheduler, &limits);
 			for (int i = 0; i < nkinds; i++)
 				kinds[i].ops->reload(kinds[i].state);
@@ -421,15 +524,7 @@ integration_database_worker_main(Datum arg)
 		SchedulerTick(svc.scheduler, GetCurrentTimestamp());
 
 		/* 1. Finished requests go to their kinds. */
-		HttpClientDrive(svc.client);
-		while ((done = HttpClientNextDone(svc.client)) != NULL)
-		{
-			SchedItem  *item = (SchedItem *) done->owner;
-
-			for (int i = 0; i < nkinds; i++)
-				if (kinds[i].ops->kind == item->kind)
-					kinds[i].ops->finished(kinds[i].state, item, done);
-		}
+		take_finished(&svc, kinds, nkinds);
 		start_work(&svc, kinds, nkinds);
 
 		/*
@@ -440,9 +535,12 @@ integration_database_worker_main(Datum arg)
 		for (int i = 0; i < nkinds; i++)
 			if (kinds[i].ops->step(kinds[i].state, now))
 				start_work(&svc, kinds, nkinds);
-		WorkerSlotSetInFlight(SchedulerInFlight(svc.scheduler));
+
+		/* Slots held without a client are events held, not requests. */
+		in_flight = svc.client != NULL ? SchedulerInFlight(svc.scheduler) : 0;
+		WorkerSlotSetInFlight(in_flight);
 		SchedulerPublish(svc.scheduler, GetCurrentTimestamp());
-		WorkerSlotSetActivity(SchedulerInFlight(svc.scheduler) > 0 ? WORKER_SENDING : WORKER_IDLE);
+		WorkerSlotSetActivity(in_flight > 0 ? WORKER_SENDING : WORKER_IDLE);
 
 		/* 4. Sleep until a kind, the scheduler or libcurl needs the loop. */
 		now = GetCurrentTimestamp();
@@ -455,19 +553,29 @@ integration_database_worker_main(Datum arg)
 				wake = w;
 		}
 		timeout = wake == 0 ? -1 : ms_until(wake, now);
-		t = HttpClientTimeoutMs(svc.client);
-		if (t >= 0)
-			timeout = timeout < 0 ? t : Min(timeout, t);
-
-		if (WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
-			(event.events & WL_LATCH_SET))
+		if (svc.client != NULL)
 		{
-			uint32		requests;
+			long		t = HttpClientTimeoutMs(svc.client);
 
+			if (t >= 0)
+				timeout = timeout < 0 ? t : Min(timeout, t);
+		}
+
+		/*
+		 * Whatever waited on this process's latch during the turn (a
+		 * handler's pg_sleep() or lock wait, a lock wait of the worker's own)
+		 * reset it and swallowed the wake-ups that set it; their requests are
+		 * still in the slot, and are not slept on.
+		 */
+		if (WorkerSlotWakePending())
+			timeout = 0;
+		latched = WaitEventSetWait(set, timeout, &event, 1, PG_WAIT_EXTENSION) == 1 &&
+			(event.events & WL_LATCH_SET);
+		if (latched)
 			ResetLatch(MyLatch);
-			requests = WorkerSlotTakeWakeRequests();
+		requests = WorkerSlotTakeWakeRequests();
+		if (latched || requests != 0)
 			for (int i = 0; i < nkinds; i++)
 				kinds[i].ops->woken(kinds[i].state, requests);
-		}
 	}
 }

@@ -1,7 +1,7 @@
 /*
  * worker.h
- *		The delivery worker: settings, launcher, per-database worker, and the seam through
- *		which kinds of work join its loop.
+ *		The workers: settings, launcher, the per-database worker processes and their
+ *		roles, and the seam through which kinds of work join a worker's loop.
  */
 #ifndef INTEGRATION_WORKER_H
 #define INTEGRATION_WORKER_H
@@ -10,6 +10,7 @@
 
 #include "http_client.h"
 #include "scheduler.h"
+#include "worker_slots.h"
 
 /* Settings (worker.c). */
 extern bool integration_worker_enabled;
@@ -36,19 +37,29 @@ extern bool WorkerRunTransaction(WorkerTransactionStep step, void *arg, const ch
 /* worker_launcher.c */
 extern void WorkerRegisterLauncher(void);
 extern void WorkerInstallHooks(void);
-extern bool StartDatabaseWorker(Oid dboid);
+extern bool StartDatabaseWorkers(Oid dboid);
+
+typedef struct WorkerServices WorkerServices;
 
 /*
- * A kind of work's part in the worker's loop, besides the scheduler's JobKind.start.
- * Each turn the loop calls, for every kind: woken() when its latch was set, with what
- * committers asked for since (WorkerWakeRequest bits, worker_slots.h; 0: not said),
- * prepare() before requests start, step() to run at most one store transaction, and
- * next_wake() for how long it may sleep.  A finished request goes to its kind's
- * finished().  A periodic task that sends no requests has no JobKind (kind NULL).
+ * A kind of work's part in a worker's loop, besides the scheduler's JobKind.start.
+ * create() makes its state when its worker starts, and startup() (may be NULL) runs
+ * once before the loop; false makes the worker exit to be started again.  Each turn
+ * the loop calls, for every kind: woken() when its latch was set, with what committers
+ * asked for since (WorkerWakeRequest bits, worker_slots.h; 0: not said), prepare()
+ * before requests start, step() to run at most one store transaction, and next_wake()
+ * for how long it may sleep.  A finished request goes to its kind's finished().  A
+ * periodic task that sends no requests has no JobKind (kind NULL).  wakes names the
+ * wake-ups the kind answers, so that a commit wakes only the worker that runs it; sends
+ * says that it makes HTTP requests, so that its worker has a client.
  */
 typedef struct WorkerKindOps
 {
 	const JobKind *kind;
+	uint32		wakes;			/* WorkerWakeRequest bits */
+	bool		sends;
+	void	   *(*create) (WorkerServices *svc);
+	bool		(*startup) (void *state);
 	void		(*woken) (void *state, uint32 requests);
 	void		(*reload) (void *state);
 	bool		(*prepare) (void *state, TimestampTz now);
@@ -57,12 +68,34 @@ typedef struct WorkerKindOps
 	TimestampTz (*next_wake) (void *state, TimestampTz now);
 } WorkerKindOps;
 
-/* What every kind gets from the worker: its scheduler and HTTP client. */
-typedef struct WorkerServices
+/*
+ * What every kind gets from its worker: its scheduler and HTTP client (NULL in a worker
+ * none of whose kinds sends).
+ */
+struct WorkerServices
 {
 	Scheduler  *scheduler;
 	HttpClient *client;
 	char	   *dbname;
-} WorkerServices;
+};
+
+/*
+ * What a worker process of one role runs (WorkerRole, worker_slots.h): the kinds of
+ * work of its loop, and how many of them its scheduler lets run at once.  Every
+ * database has one process of each role (worker.c's WorkerRoles[]).
+ */
+typedef struct WorkerRoleDef
+{
+	const char *name;			/* worker_status().role */
+	const char *type;			/* pg_stat_activity.backend_type, and its log
+								 * lines' prefix */
+	const WorkerKindOps *const *kinds;
+	int			nkinds;
+	void		(*limits) (SchedLimits *limits);	/* its scheduler's, read
+													 * again on SIGHUP */
+} WorkerRoleDef;
+
+extern const WorkerRoleDef WorkerRoles[WORKER_NUM_ROLES];
+extern const char *WorkerName(void);
 
 #endif

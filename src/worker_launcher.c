@@ -1,15 +1,21 @@
 /*
  * worker_launcher.c
- *		Starting and stopping delivery workers: the launcher, CREATE EXTENSION's start at
+ *		Starting and stopping the workers: the launcher, CREATE EXTENSION's start at
  *		commit, and DROP DATABASE's stop.
  *
+ * Each database has one worker process of each role (WorkerRole: the delivery worker
+ * and the handler worker, worker.c), started, stopped and restarted together: every
+ * place here that starts "the database's workers" starts each role's that does not run,
+ * and every stop stops them all.  The postmaster restarts each one that dies on its
+ * own.
+ *
  * The launcher is a static worker registered from _PG_init.  It reads pg_database once
- * and starts a database worker for each database that accepts connections (or only
- * integration.database_name); a database worker that finds no extension exits with
- * code 0, which unregisters it.  CREATE EXTENSION starts the worker of its database
- * when it commits (integration.start_worker()), and a worker exits when the extension
- * is dropped.  DROP DATABASE refuses while anyone is connected, and the worker always
- * is: the utility hook stops it first.
+ * and starts the workers of each database that accepts connections (or only
+ * integration.database_name); a worker that finds no extension exits with code 0, which
+ * unregisters it.  CREATE EXTENSION starts the workers of its database when it commits
+ * (integration.start_worker()), and they exit when the extension is dropped.  DROP
+ * DATABASE refuses while anyone is connected, and the workers always are: the utility
+ * hook stops them first.
  */
 #include "postgres.h"
 
@@ -36,7 +42,7 @@
 #include "worker.h"
 #include "worker_slots.h"
 
-/* How long DROP DATABASE waits for the database's worker to exit. */
+/* How long DROP DATABASE waits for the database's workers to exit. */
 #define STOP_WAIT_MS 10000
 
 PGDLLEXPORT void integration_launcher_main(Datum arg);
@@ -60,9 +66,9 @@ WorkerRegisterLauncher(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
-/* Asks the postmaster for a worker for dboid; false when no slot is free. */
-bool
-StartDatabaseWorker(Oid dboid)
+/* Asks the postmaster for dboid's worker of role; false when no slot is free. */
+static bool
+start_worker_of_role(Oid dboid, WorkerRole role)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
@@ -73,14 +79,41 @@ StartDatabaseWorker(Oid dboid)
 	bgw.bgw_restart_time = 1;
 	strlcpy(bgw.bgw_library_name, "integration", BGW_MAXLEN);
 	strlcpy(bgw.bgw_function_name, "integration_database_worker_main", BGW_MAXLEN);
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "integration worker for database %u", dboid);
-	strlcpy(bgw.bgw_type, "integration worker", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s for database %u", WorkerRoles[role].type, dboid);
+	strlcpy(bgw.bgw_type, WorkerRoles[role].type, BGW_MAXLEN);
 	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	StaticAssertStmt(sizeof(role) <= BGW_EXTRALEN, "a role fits in bgw_extra");
+	memcpy(bgw.bgw_extra, &role, sizeof(role));
 	bgw.bgw_notify_pid = 0;
 	return RegisterDynamicBackgroundWorker(&bgw, &handle);
 }
 
-/* The launcher: starts a worker per database, then waits for shutdown. */
+/*
+ * Asks the postmaster for each worker of dboid that does not run; false when one could
+ * not be had (no free background worker slot).
+ */
+bool
+StartDatabaseWorkers(Oid dboid)
+{
+	bool		ok = true;
+
+	for (int role = 0; role < WORKER_NUM_ROLES; role++)
+		if (!WorkerSlotExists(dboid, role) && !start_worker_of_role(dboid, role))
+			ok = false;
+	return ok;
+}
+
+/* Whether every worker of dboid runs. */
+static bool
+all_workers_run(Oid dboid)
+{
+	for (int role = 0; role < WORKER_NUM_ROLES; role++)
+		if (!WorkerSlotExists(dboid, role))
+			return false;
+	return true;
+}
+
+/* The launcher: starts the workers of each database, then waits for shutdown. */
 void
 integration_launcher_main(Datum arg)
 {
@@ -123,11 +156,12 @@ integration_launcher_main(Datum arg)
 
 	foreach(lc, dbs)
 	{
-		if (!WorkerSlotExists(lfirst_oid(lc)) && !StartDatabaseWorker(lfirst_oid(lc)))
+		if (!StartDatabaseWorkers(lfirst_oid(lc)))
 			ereport(WARNING,
-					(errmsg("integration launcher could not start a worker for database %u",
+					(errmsg("integration launcher could not start the workers for database %u",
 							lfirst_oid(lc)),
-					 errhint("Raise max_worker_processes.")));
+					 errhint("Raise max_worker_processes: each database needs %d.",
+							 WORKER_NUM_ROLES)));
 	}
 	ereport(LOG, (errmsg("integration launcher checked %d databases", list_length(dbs))));
 
@@ -152,12 +186,13 @@ start_worker_xact_callback(XactEvent event, void *arg)
 {
 	if (!start_at_commit)
 		return;
-	if (event == XACT_EVENT_COMMIT && !WorkerSlotExists(MyDatabaseId))
+	if (event == XACT_EVENT_COMMIT)
 	{
-		if (!StartDatabaseWorker(MyDatabaseId))
+		if (!StartDatabaseWorkers(MyDatabaseId))
 			ereport(WARNING,
-					(errmsg("could not start the integration worker for this database"),
-					 errhint("Raise max_worker_processes, then restart the server.")));
+					(errmsg("could not start the integration workers for this database"),
+					 errhint("Raise max_worker_processes (each database needs %d), then restart the server.",
+							 WORKER_NUM_ROLES)));
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
 		start_at_commit = false;
@@ -166,8 +201,8 @@ start_worker_xact_callback(XactEvent event, void *arg)
 PG_FUNCTION_INFO_V1(integration_start_worker);
 
 /*
- * start_worker(): this database's worker starts when the transaction commits (so it
- * sees the extension CREATE EXTENSION just made).  Returns false when it already runs
+ * start_worker(): this database's workers start when the transaction commits (so they
+ * see the extension CREATE EXTENSION just made).  Returns false when they already run
  * or integration.database_name names another database.
  */
 Datum
@@ -184,7 +219,7 @@ integration_start_worker(PG_FUNCTION_ARGS)
 	 * stale.
 	 */
 	DatabaseDropping(MyDatabaseId, false);
-	if (WorkerSlotExists(MyDatabaseId))
+	if (all_workers_run(MyDatabaseId))
 		PG_RETURN_BOOL(false);
 	if (!start_callback_registered)
 	{
@@ -211,9 +246,9 @@ call_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 }
 
 /*
- * DROP DATABASE: stop the database's worker first.  DROP EXTENSION (or DROP SCHEMA)
- * wakes the worker at commit, so it sees the extension is gone.  If the drop then
- * fails, the database's worker is started again.
+ * DROP DATABASE: stop the database's workers first.  DROP EXTENSION (or DROP SCHEMA)
+ * wakes them at commit, so they see the extension is gone.  If the drop then fails,
+ * the database's workers are started again.
  */
 static void
 integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -229,11 +264,11 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 
 		/*
 		 * Only for a drop that can succeed: anyone else must not stop the
-		 * worker.
+		 * workers.
 		 */
 		if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()))
 		{
-			bool		had_worker = WorkerSlotExists(dboid);
+			bool		had_worker = WorkerSlotExists(dboid, WORKER_ROLE_ANY);
 
 			/*
 			 * First, so that a worker that has just exited and waits to be
@@ -253,7 +288,7 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 				/* The database stays: so does its worker. */
 				DatabaseDropping(dboid, false);
 				if (had_worker)
-					(void) StartDatabaseWorker(dboid);
+					(void) StartDatabaseWorkers(dboid);
 				PG_RE_THROW();
 			}
 			PG_END_TRY();
@@ -262,15 +297,15 @@ integration_process_utility(PlannedStmt *pstmt, const char *queryString, bool re
 	}
 
 	/*
-	 * An idle worker only looks for its extension when it scans: wake it when
-	 * a transaction that may drop the extension commits, so it exits at once
-	 * instead of at the next idle recheck.  A needless wake-up costs one
-	 * scan.
+	 * An idle worker only looks for its extension when it scans: wake them
+	 * all when a transaction that may drop the extension commits, so they
+	 * exit at once instead of at the next idle recheck.  A needless wake-up
+	 * costs each one scan.
 	 */
 	if (integration_shared != NULL && IsA(parsetree, DropStmt) &&
 		(((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION ||
 		 ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA))
-		WakeWorkerAtCommit();
+		WakeAllWorkersAtCommit();
 	call_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
 						 dest, qc);
 }

@@ -1,10 +1,11 @@
 /*
  * worker_slots.c
- *		The registry of running delivery workers: one slot per worker in shared memory.
+ *		The registry of running worker processes: one slot per process in shared memory,
+ *		each a database's process of one role (WorkerRole).
  *
- * Locking.  slots_lock guards which slot belongs to which database (in_use, dboid, pid,
- * latch, stop_requested) and the last error; taking a slot holds it exclusively, so a
- * database never gets two workers.  Everything a worker updates on every turn of its
+ * Locking.  slots_lock guards which slot belongs to which database and role (in_use,
+ * dboid, role, wake_mask, pid, latch, stop_requested) and the last error; taking a slot
+ * holds it exclusively, so a database never gets two processes of one role.  Everything a worker updates on every turn of its
  * loop (its activity, requests in flight, counters) is an atomic that only that worker
  * writes, so neither its loop nor the committing backends that wake it contend for the
  * lock beyond a shared acquisition.  A released slot is announced on the
@@ -26,6 +27,7 @@
 
 #include "secret_key.h"
 #include "shared_state.h"
+#include "worker.h"
 #include "worker_slots.h"
 
 static IntegrationWorkerSlot *my_slot = NULL;
@@ -42,9 +44,9 @@ static const char *const activity_names[] = {
 	[WORKER_HANDLING] = "handling",
 };
 
-/* Whether a worker holds a slot for dboid. */
+/* Whether a worker of role (WORKER_ROLE_ANY: of any) holds a slot for dboid. */
 bool
-WorkerSlotExists(Oid dboid)
+WorkerSlotExists(Oid dboid, WorkerRole role)
 {
 	bool		found = false;
 
@@ -55,23 +57,25 @@ WorkerSlotExists(Oid dboid)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
 
-		found = slot->in_use && slot->dboid == dboid;
+		found = slot->in_use && slot->dboid == dboid &&
+			(role == WORKER_ROLE_ANY || slot->role == (int) role);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	return found;
 }
 
 /*
- * Sets the latch of the worker of database dboid, if one runs.  Latches are idempotent,
- * so many commits in a burst share one wake-up of the worker.  requests
- * (WorkerWakeRequest bits) say what the commit made to do: the worker's kinds of work
- * look for that only (a wake-up for published events alone only fans out).
+ * Sets the latch of each worker of database dboid whose kinds of work answer one of
+ * requests (WorkerWakeRequest bits: what the commit made to do; 0: not said, every
+ * worker), if it runs.  Latches are idempotent, so many commits in a burst share one
+ * wake-up of a worker.  The bits are left in the slot for its kinds of work, which look
+ * for that work only (a wake-up for published events alone only fans out), and a
+ * worker none of whose kinds answers is not woken at all: a webhook received does not
+ * wake the delivery worker, nor an event published the handler worker.
  */
 void
 WakeDatabaseWorker(Oid dboid, uint32 requests)
 {
-	Latch	   *latch = NULL;
-
 	if (integration_shared == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&integration_shared->commits_signalled, 1);
@@ -80,31 +84,28 @@ WakeDatabaseWorker(Oid dboid, uint32 requests)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
 
-		if (slot->in_use && slot->dboid == dboid)
-		{
-			if (requests != 0)
-				pg_atomic_fetch_or_u32(&slot->wake_requests, requests);
-			latch = slot->latch;
-			break;
-		}
-	}
+		if (!slot->in_use || slot->dboid != dboid || slot->latch == NULL)
+			continue;
+		if (requests != 0 && (requests & slot->wake_mask) == 0)
+			continue;
+		if (requests != 0)
+			pg_atomic_fetch_or_u32(&slot->wake_requests, requests);
 
-	/*
-	 * Set under the lock: a worker releases its slot, and its latch, only
-	 * exclusively.
-	 */
-	if (latch != NULL)
-	{
-		SetLatch(latch);
+		/*
+		 * Set under the lock: a worker releases its slot, and its latch, only
+		 * exclusively.
+		 */
+		SetLatch(slot->latch);
 		pg_atomic_fetch_add_u64(&integration_shared->workers_woken, 1);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 }
 
 /*
- * Asks the worker of dboid to exit for good and waits up to timeout_ms for it to go,
- * sleeping on the slot_released condition variable (interruptible).  Its claims return
- * to 'pending' when a worker starts again.  Returns whether it is gone.
+ * Asks the workers of dboid (of every role) to exit for good and waits up to timeout_ms
+ * for them to go, sleeping on the slot_released condition variable (interruptible).
+ * Their claims return to 'pending' when workers start again.  Returns whether they
+ * are gone.
  */
 bool
 StopDatabaseWorker(Oid dboid, int timeout_ms)
@@ -131,7 +132,7 @@ StopDatabaseWorker(Oid dboid, int timeout_ms)
 	{
 		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 
-		if (!WorkerSlotExists(dboid))
+		if (!WorkerSlotExists(dboid, WORKER_ROLE_ANY))
 		{
 			gone = true;
 			break;
@@ -197,11 +198,12 @@ release_slot(int code, Datum arg)
 }
 
 /*
- * Takes a free slot for dboid, released when the process exits; false when the
- * database already has a worker or no slot is free (WorkerSlotExists() tells which).
+ * Takes a free slot for dboid's worker of role, which answers the wake-ups of
+ * wake_mask; released when the process exits.  False when the database already has a
+ * worker of that role or no slot is free (WorkerSlotExists() tells which).
  */
 bool
-WorkerSlotTake(Oid dboid)
+WorkerSlotTake(Oid dboid, WorkerRole role, uint32 wake_mask)
 {
 	IntegrationWorkerSlot *free_slot = NULL;
 	TimestampTz now = GetCurrentTimestamp();
@@ -211,7 +213,7 @@ WorkerSlotTake(Oid dboid)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
 
-		if (slot->in_use && slot->dboid == dboid)
+		if (slot->in_use && slot->dboid == dboid && slot->role == (int) role)
 		{
 			LWLockRelease(integration_shared->slots_lock);
 			return false;
@@ -223,6 +225,8 @@ WorkerSlotTake(Oid dboid)
 	{
 		free_slot->in_use = true;
 		free_slot->dboid = dboid;
+		free_slot->role = (int) role;
+		free_slot->wake_mask = wake_mask;
 		free_slot->pid = MyProcPid;
 		free_slot->latch = MyLatch;
 		free_slot->stop_requested = false;
@@ -248,11 +252,14 @@ WorkerSlotTake(Oid dboid)
 	return true;
 }
 
-/* Whether this process is a worker holding its slot. */
+/*
+ * Whether this process is a worker that wake-ups with requests (WorkerWakeRequest bits)
+ * go to: waking it for what it writes itself would only make it look again.
+ */
 bool
-WorkerSlotHeld(void)
+WorkerSlotAnswers(uint32 requests)
 {
-	return my_slot != NULL;
+	return my_slot != NULL && (my_slot->wake_mask & requests) != 0;
 }
 
 bool
@@ -271,6 +278,16 @@ uint32
 WorkerSlotTakeWakeRequests(void)
 {
 	return pg_atomic_exchange_u32(&my_slot->wake_requests, 0);
+}
+
+/*
+ * Whether a wake-up or a stop request is waiting to be taken, whether or not the latch
+ * that came with it is still set.
+ */
+bool
+WorkerSlotWakePending(void)
+{
+	return pg_atomic_read_u32(&my_slot->wake_requests) != 0 || WorkerSlotStopRequested();
 }
 
 /*
@@ -336,7 +353,7 @@ WorkerSlotSetInboundHeld(int n)
 
 PG_FUNCTION_INFO_V1(integration_worker_status);
 
-/* worker_status(): one row per running worker. */
+/* worker_status(): one row per running worker process. */
 Datum
 integration_worker_status(PG_FUNCTION_ARGS)
 {
@@ -349,10 +366,11 @@ integration_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Datum		values[18];
-		bool		nulls[18] = {0};
+		Datum		values[19];
+		bool		nulls[19] = {0};
 		bool		in_use;
 		Oid			dboid;
+		int			role;
 		pid_t		pid;
 		TimestampTz started_at;
 		TimestampTz last_error_at;
@@ -368,6 +386,7 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
 		in_use = slot->in_use;
 		dboid = slot->dboid;
+		role = slot->role;
 		pid = slot->pid;
 		started_at = slot->started_at;
 		last_error_at = slot->last_error_at;
@@ -382,28 +401,30 @@ integration_worker_status(PG_FUNCTION_ARGS)
 			values[1] = CStringGetTextDatum(dbname);
 		else
 			nulls[1] = true;
+		values[2] = CStringGetTextDatum(role >= 0 && role < WORKER_NUM_ROLES ?
+										WorkerRoles[role].name : "unknown");
 		activity = pg_atomic_read_u32(&slot->activity);
 		activity_since = (TimestampTz) pg_atomic_read_u64(&slot->activity_since);
-		values[2] = CStringGetTextDatum(activity < lengthof(activity_names) ?
+		values[3] = CStringGetTextDatum(activity < lengthof(activity_names) ?
 										activity_names[activity] : "unknown");
-		values[3] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->in_flight));
-		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->sent));
-		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered));
-		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->failed_attempts));
-		values[7] = TimestampTzGetDatum(started_at);
+		values[4] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->in_flight));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->sent));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered));
+		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->failed_attempts));
+		values[8] = TimestampTzGetDatum(started_at);
 		if (last_error[0])
 		{
-			values[8] = CStringGetTextDatum(last_error);
-			values[9] = TimestampTzGetDatum(last_error_at);
+			values[9] = CStringGetTextDatum(last_error);
+			values[10] = TimestampTzGetDatum(last_error_at);
 		}
 		else
-			nulls[8] = nulls[9] = true;
+			nulls[9] = nulls[10] = true;
 		/* The keys are the postmaster's, so every worker has the same. */
-		values[10] = BoolGetDatum(SecretKeyCurrent() != NULL);
+		values[11] = BoolGetDatum(SecretKeyCurrent() != NULL);
 		if (SecretKeyCurrent() != NULL)
-			values[11] = CStringGetTextDatum(SecretKeyCurrent()->id);
+			values[12] = CStringGetTextDatum(SecretKeyCurrent()->id);
 		else
-			nulls[11] = true;
+			nulls[12] = true;
 
 		/*
 		 * What its main thread waits on now, as pg_stat_activity shows it
@@ -416,15 +437,15 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		wait_event = pgstat_get_wait_event(wait_event_info);
 		if (wait_type != NULL && wait_event != NULL)
 		{
-			values[12] = CStringGetTextDatum(wait_type);
-			values[13] = CStringGetTextDatum(wait_event);
+			values[13] = CStringGetTextDatum(wait_type);
+			values[14] = CStringGetTextDatum(wait_event);
 		}
 		else
-			nulls[12] = nulls[13] = true;
-		values[14] = TimestampTzGetDatum(activity_since);
-		values[15] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_handled));
-		values[16] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_failed_attempts));
-		values[17] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->inbound_held));
+			nulls[13] = nulls[14] = true;
+		values[15] = TimestampTzGetDatum(activity_since);
+		values[16] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_handled));
+		values[17] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->inbound_failed_attempts));
+		values[18] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->inbound_held));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -323,6 +323,21 @@ SELECT status, error FROM integration._run_inbound(1);
 GRANT EXECUTE ON FUNCTION public.ih_private(integration.inbound_events) TO integration_test_handler;
 SELECT status, error FROM integration._run_inbound(1);
 
+------------------------------------------------------------------------------------------
+-- The handler worker's pacing: whose event runs next, and when a transaction commits.
+------------------------------------------------------------------------------------------
+-- A slow tenant's events run one per transaction, and the other tenant's quick events
+-- all run, and commit, between two of them.
+SELECT integration._inbound_pacer_plan(100, '{a,a,a,b,b}', '{5000,5000,5000,1,1}') AS slow_beside_quick;
+-- Quick events share a transaction until their handlers have taken the budget.
+SELECT integration._inbound_pacer_plan(100, '{a,a,a,a}', '{30,30,30,30}') AS budget;
+-- Fair by time, not by count: b's three 10 ms events before a's second 40 ms one.
+SELECT integration._inbound_pacer_plan(100, '{a,a,a,b,b,b}', '{40,40,40,10,10,10}') AS by_time;
+-- Handed in order (the scheduler's round-robin): equal tenants alternate.
+SELECT integration._inbound_pacer_plan(100, '{a,b,a,b}', '{1,1,1,1}') AS alternate;
+SELECT integration._inbound_pacer_plan(0, '{a}', '{1}');
+SELECT integration._inbound_pacer_plan(100, '{a,b}', '{1}');
+
 -- Clean up what is cluster-wide.
 DELETE FROM integration.inbound_handlers WHERE run_as = 'integration_test_handler'::regrole;
 REVOKE integration_test_app FROM integration_test_handler;

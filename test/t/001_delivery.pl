@@ -329,7 +329,7 @@ is(scalar @r, 16, 'sixteen requests to the full endpoint are in flight');
 q1("SELECT integration.dispatch_webhook($full, 'full.x', jsonb_build_object('i', i)) FROM generate_series(17, 24) i");
 my $retry2 = register('retry beside full', receiver_url($recv, '/beside', status => '500x1'),
 	'["beside.*"]', retry_schedule => '200ms');
-my $worker_pid = q1('SELECT pid FROM integration.worker_status()');
+my $worker_pid = q1("SELECT pid FROM integration.worker_status() WHERE role = 'delivery'");
 sub cpu_ticks
 {
 	my @f = split ' ', slurp_file("/proc/$worker_pid/stat") =~ s/^.*\) //sr;
@@ -393,7 +393,7 @@ is(q1("SELECT integration.retry_failed(endpoint_id => $fail)"), '0',
 ########################################################################
 
 my ($wpid, $wstate, $wdelivered) = split /\|/, $node->safe_psql('postgres',
-	"SELECT pid, state, delivered FROM integration.worker_status() WHERE database = 'postgres'");
+	"SELECT pid, state, delivered FROM integration.worker_status() WHERE role = 'delivery' AND database = 'postgres'");
 ok($wpid > 0, "worker_status shows the worker (pid $wpid)");
 ok($wdelivered > 0, "its delivered counter is positive ($wdelivered)");
 is($node->safe_psql('postgres',
@@ -405,7 +405,7 @@ is($node->safe_psql('postgres',
 # when the step began; once the lock goes, the transaction is logged with where its
 # time went (integration.log_min_duration, here 0: every worker transaction).
 poll_ok("SELECT state = 'idle' AND wait_event_type = 'Extension' AND wait_event = 'Extension'"
-	  . " AND state_since <= clock_timestamp() FROM integration.worker_status()",
+	  . " AND state_since <= clock_timestamp() FROM integration.worker_status() WHERE role = 'delivery'",
 	'worker_status(): idle, waiting in its loop (Extension)');
 $node->safe_psql('postgres',
 	"ALTER SYSTEM SET integration.log_min_duration = 0; SELECT pg_reload_conf()");
@@ -417,12 +417,12 @@ $mon_lock->query_safe('LOCK TABLE integration.deliveries IN ACCESS EXCLUSIVE MOD
 my $log_at = -s $node->logfile;
 q1(q{SELECT integration.publish_event('mon.x', '{}')});
 poll_ok("SELECT state = 'claiming' AND wait_event_type = 'Lock' AND wait_event = 'relation'"
-	  . " AND state_since <= clock_timestamp() FROM integration.worker_status()",
+	  . " AND state_since <= clock_timestamp() FROM integration.worker_status() WHERE role = 'delivery'",
 	'worker_status(): claiming, waiting for a relation lock');
 usleep(300_000);
 is($node->safe_psql('postgres',
 		"SELECT state, wait_event, clock_timestamp() - state_since >= interval '250 ms'"
-		  . " FROM integration.worker_status()"),
+		  . " FROM integration.worker_status() WHERE role = 'delivery'"),
 	'claiming|relation|t', 'and state_since says for how long');
 $mon_lock->query_safe('COMMIT');
 $mon_lock->quit;
@@ -606,7 +606,7 @@ q1(q{SELECT integration.publish_event('reclaim.x', '{}')});
 poll_ok("SELECT count(*) = 1 FROM integration.deliveries WHERE endpoint_id = $reclaimed AND status = 'sending'",
 	'a request out');
 q1("UPDATE integration.deliveries SET lease_expires_at = lease_expires_at + interval '1 hour' WHERE endpoint_id = $reclaimed");
-poll_ok("SELECT in_flight = 0 FROM integration.worker_status()", 'its answer came back');
+poll_ok("SELECT in_flight = 0 FROM integration.worker_status() WHERE role = 'delivery'", 'its answer came back');
 is(q1("SELECT status || ' ' || attempts FROM integration.deliveries WHERE endpoint_id = $reclaimed"),
 	'sending 0', "the old claim's outcome is not written over the new claim");
 q1("UPDATE integration.deliveries SET status = 'failed', last_error = 'given up by the test', lease_expires_at = NULL WHERE endpoint_id = $reclaimed");
@@ -619,7 +619,7 @@ my $doomed_id = q1("SELECT id FROM integration.deliveries WHERE endpoint_id = $d
 q1("DELETE FROM integration.webhook_events WHERE event = 'doom.x'");
 # worker_status() counts a request out of flight once its result went through a
 # store transaction.
-poll_ok("SELECT in_flight = 0 FROM integration.worker_status()",
+poll_ok("SELECT in_flight = 0 FROM integration.worker_status() WHERE role = 'delivery'",
 	'the receiver answered it after its event was deleted');
 is(scalar(requests_to('/doomed')), 1, 'one request');
 is(q1("SELECT count(*) FROM integration.integration_logs WHERE context ->> 'delivery_id' = '$doomed_id'")
@@ -697,7 +697,7 @@ is(q1("SELECT status FROM integration.deliveries WHERE endpoint_id = $held_d"), 
 	'the locked delivery keeps its outcome for later');
 is(q1("SELECT count(*) FROM integration.deliveries WHERE endpoint_id = $held_e"), '0',
 	'the events for the locked endpoint wait in the queue');
-$worker_pid = q1('SELECT pid FROM integration.worker_status()');
+$worker_pid = q1("SELECT pid FROM integration.worker_status() WHERE role = 'delivery'");
 $ticks0 = cpu_ticks();
 # New events meanwhile wake fan-outs: they go out, and the held ones stay put.
 q1(q{SELECT integration.publish_event('free.y', '{}')}) for 1 .. 5;

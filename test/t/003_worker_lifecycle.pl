@@ -1,7 +1,8 @@
-# The delivery worker's life: restarted after pg_terminate_backend, a fast shutdown
-# that does not wait for hanging requests (which are sent again after the restart),
-# exit on DROP EXTENSION, start on CREATE EXTENSION, and DROP DATABASE of a database
-# whose worker is running.
+# The workers' life: restarted after pg_terminate_backend, a fast shutdown that does
+# not wait for hanging requests (which are sent again after the restart), exit on DROP
+# EXTENSION, start on CREATE EXTENSION, and DROP DATABASE of a database whose workers
+# are running.  Each database has two, the delivery worker and the handler worker,
+# which start and stop together; each is restarted on its own.
 
 use strict;
 use warnings;
@@ -20,10 +21,19 @@ my $recv = start_receiver();
 
 sub worker_pid
 {
-	my ($db) = @_;
+	my ($db, $type) = @_;
+	$type //= 'integration worker';
 	return $node->safe_psql('postgres',
 		"SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity"
-		  . " WHERE backend_type = 'integration worker' AND datname = '$db'");
+		  . " WHERE backend_type = '$type' AND datname = '$db'");
+}
+
+# The roles of the workers of $db, as worker_status() lists them.
+sub roles
+{
+	my ($db) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(role, ',' ORDER BY role) FROM integration.worker_status() WHERE database = '$db'");
 }
 
 sub register
@@ -38,17 +48,32 @@ sub register
 # 1. pg_terminate_backend: a new worker takes over.
 ########################################################################
 
-my $pid1 = $node->safe_psql('postgres',
-	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres'");
-ok($pid1 > 0, "worker runs (pid $pid1)");
-is(worker_pid('postgres'), $pid1, 'pg_stat_activity agrees');
-is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid1)"), 't',
-	'worker terminated');
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 AND bool_and(pid <> $pid1) FROM integration.worker_status() WHERE database = 'postgres'"),
-	'a new worker appears');
+		"SELECT count(*) = 2 FROM integration.worker_status() WHERE database = 'postgres'"),
+	'both workers of postgres run');
+is(roles('postgres'), 'delivery,handler', 'a delivery worker and a handler worker');
+my $pid1 = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'");
+my $hpid1 = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'handler'");
+ok($pid1 > 0, "delivery worker runs (pid $pid1)");
+is(worker_pid('postgres'), $pid1, 'pg_stat_activity agrees');
+is(worker_pid('postgres', 'integration handler worker'), $hpid1,
+	"and lists the handler worker (pid $hpid1) as 'integration handler worker'");
+is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid1)"), 't',
+	'delivery worker terminated');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 AND bool_and(pid <> $pid1) FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'"),
+	'a new delivery worker appears');
 my $pid2 = worker_pid('postgres');
 isnt($pid2, $pid1, "new worker pid $pid2");
+is(worker_pid('postgres', 'integration handler worker'), $hpid1, 'the handler worker ran on');
+is($node->safe_psql('postgres', "SELECT pg_terminate_backend($hpid1)"), 't',
+	'handler worker terminated');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 AND bool_and(pid <> $hpid1) FROM integration.worker_status() WHERE database = 'postgres' AND role = 'handler'"),
+	'a new handler worker appears');
+is(worker_pid('postgres'), $pid2, 'the delivery worker ran on');
 
 my $after = register('after', receiver_url($recv, '/after-terminate'), '["after.*"]');
 tenant_psql($node, q{SELECT integration.publish_event('after.x', '{}')});
@@ -111,17 +136,19 @@ ok(worker_pid('postgres') ne '', 'worker runs before DROP EXTENSION');
 $t0 = time();
 $node->safe_psql('postgres', 'DROP EXTENSION integration');
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'integration worker' AND datname = 'postgres'",
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('integration worker', 'integration handler worker') AND datname = 'postgres'",
 		'0'),
-	'DROP EXTENSION makes the worker exit');
-note sprintf('worker gone %.2f s after DROP EXTENSION', time() - $t0);
+	'DROP EXTENSION makes both workers exit');
+note sprintf('workers gone %.2f s after DROP EXTENSION', time() - $t0);
 ok(time() - $t0 < 5, 'promptly');
 
 $node->safe_psql('postgres', 'CREATE EXTENSION integration');
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) FROM integration.worker_status() WHERE database = 'postgres'", '1'),
-	'CREATE EXTENSION starts the worker again');
+		"SELECT count(*) FROM integration.worker_status() WHERE database = 'postgres'", '2'),
+	'CREATE EXTENSION starts both workers again');
 is(worker_pid('postgres') =~ /^\d+$/ ? 1 : 0, 1, 'one integration worker in pg_stat_activity');
+is(worker_pid('postgres', 'integration handler worker') =~ /^\d+$/ ? 1 : 0, 1,
+	'and one integration handler worker');
 
 ########################################################################
 # 3b. DROP and CREATE EXTENSION in one transaction while requests are in flight.
@@ -133,7 +160,7 @@ register('before', receiver_url($recv, '/before-recreate', delay_ms => 2000), '[
 tenant_psql($node,
 	q{SELECT count(integration.publish_event('old.x', jsonb_build_object('i', i))) FROM generate_series(1, 5) i});
 ok($node->poll_query_until('postgres',
-		"SELECT in_flight = 5 FROM integration.worker_status() WHERE database = 'postgres'"),
+		"SELECT in_flight = 5 FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'"),
 	'five requests in flight before the extension is created again');
 my $old_pid = worker_pid('postgres');
 $t0 = time();
@@ -161,25 +188,25 @@ tenant_psql($node, "SELECT integration.update_webhook(id => $after, is_active =>
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 $node->safe_psql('app', 'CREATE EXTENSION integration');
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) FROM integration.worker_status() WHERE database = 'app'", '1'),
-	'database app has a worker');
-# Someone who may not drop it must not stop its worker by trying.
+		"SELECT count(*) FROM integration.worker_status() WHERE database = 'app'", '2'),
+	'database app has its workers');
+# Someone who may not drop it must not stop its workers by trying.
 $node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
 my $app_pid = $node->safe_psql('postgres',
-	"SELECT pid FROM integration.worker_status() WHERE database = 'app'");
+	"SELECT string_agg(pid::text, ',' ORDER BY role) FROM integration.worker_status() WHERE database = 'app'");
 my ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app',
 	extra_params => [ '-U', 'intruder' ]);
 isnt($ret, 0, 'a non-owner cannot drop the database');
 like($stderr, qr/must be owner/, 'and is told why');
 usleep(300_000);
 is($node->safe_psql('postgres',
-		"SELECT pid FROM integration.worker_status() WHERE database = 'app'"),
-	$app_pid, 'the worker of app is untouched');
+		"SELECT string_agg(pid::text, ',' ORDER BY role) FROM integration.worker_status() WHERE database = 'app'"),
+	$app_pid, 'the workers of app are untouched');
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'BEGIN; DROP DATABASE app; COMMIT');
 isnt($ret, 0, 'DROP DATABASE inside a transaction block fails');
 is($node->safe_psql('postgres',
-		"SELECT pid FROM integration.worker_status() WHERE database = 'app'"),
-	$app_pid, 'and leaves the worker alone');
+		"SELECT string_agg(pid::text, ',' ORDER BY role) FROM integration.worker_status() WHERE database = 'app'"),
+	$app_pid, 'and leaves the workers alone');
 
 ($ret, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE app');
 is($ret, 0, 'DROP DATABASE succeeds') or diag($stderr);
@@ -187,7 +214,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname 
 	'0', 'the database is gone');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM integration.worker_status() WHERE database IS DISTINCT FROM 'postgres'"),
-	'0', 'and so is its worker');
+	'0', 'and so are its workers');
 isnt(worker_pid('postgres'), '', "postgres' worker is unaffected");
 
 ########################################################################
@@ -203,8 +230,8 @@ sub teardown_case
 	$node->safe_psql('postgres', "CREATE DATABASE $db");
 	$node->safe_psql($db, 'CREATE EXTENSION integration');
 	ok($node->poll_query_until('postgres',
-			"SELECT count(*) FROM integration.worker_status() WHERE database = '$db'", '1'),
-		"database $db has a worker");
+			"SELECT count(*) FROM integration.worker_status() WHERE database = '$db'", '2'),
+		"database $db has its workers");
 	my $log_from = -s $node->logfile;
 	if ($first eq 'drop extension')
 	{
@@ -223,13 +250,15 @@ sub teardown_case
 	my @fatal = ($log =~ /FATAL:  database \d+ does not exist/g);
 	is(scalar @fatal, 0, "$first, DROP DATABASE: no worker tries to connect to it");
 	is($node->safe_psql('postgres',
-			"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'integration worker'"
+			"SELECT count(*) FROM pg_stat_activity"
+			  . " WHERE backend_type IN ('integration worker', 'integration handler worker')"
 			  . " AND datname IS DISTINCT FROM 'postgres'"),
 		'0', "$first, DROP DATABASE: no worker of it runs");
 	my $log2_from = -s $node->logfile;
 	sleep(2);
 	$log = substr(slurp_file($node->logfile), $log2_from);
-	unlike($log, qr/integration worker for database/, "$first, DROP DATABASE: and none is started again");
+	unlike($log, qr/integration (handler )?worker for database/,
+		"$first, DROP DATABASE: and none is started again");
 }
 
 teardown_case('teardown1', 'drop extension');

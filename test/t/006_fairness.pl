@@ -75,7 +75,7 @@ is($node->safe_psql('postgres',
 # Out of the way for the next part: its requests in flight end within 3 s.
 tenant_psql($node, "SELECT integration.update_webhook($slow, is_active => false)", 'slowco');
 ok($node->poll_query_until('postgres',
-		"SELECT in_flight = 0 FROM integration.worker_status() WHERE database = 'postgres'"),
+		"SELECT in_flight = 0 FROM integration.worker_status() WHERE role = 'delivery' AND database = 'postgres'"),
 	'the slow endpoint, disabled, holds no request slot');
 
 ########################################################################

@@ -52,8 +52,8 @@ sub register
 	return $id;
 }
 
-poll_ok('SELECT count(*) = 1 FROM integration.worker_status()', 'the worker runs');
-my $worker_pid = q1('SELECT pid FROM integration.worker_status()');
+poll_ok("SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery'", 'the worker runs');
+my $worker_pid = q1("SELECT pid FROM integration.worker_status() WHERE role = 'delivery'");
 
 # Threads of the worker process: 1 when libcurl runs on its main thread.
 sub threads
@@ -115,7 +115,7 @@ is(q1(qq{SELECT a.error_class || '|' || (a.duration_ms BETWEEN 250 AND 1500) || 
 # ticks a second), and the answer still comes.
 my $hang = register('hang', receiver_url($recv, '/hang', delay_ms => 1500), '["hang.*"]');
 q1(q{SELECT integration.publish_event('hang.x', '{}')});
-poll_ok("SELECT in_flight = 1 FROM integration.worker_status()", 'a request in flight');
+poll_ok("SELECT in_flight = 1 FROM integration.worker_status() WHERE role = 'delivery'", 'a request in flight');
 my $ticks0 = cpu_ticks();
 usleep(1_000_000);
 my $ticks = cpu_ticks() - $ticks0;

@@ -41,7 +41,7 @@ sub outcome
 				  WHERE d.endpoint_id = $id});
 }
 
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM integration.worker_status()'),
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery'"),
 	'the worker runs');
 
 my $garbage = register('garbage', receiver_url($recv, '/garbage', garbage => 1));

@@ -68,10 +68,10 @@ my $plain = new_integration_node('plain', "integration.encryption_key_file = ''"
 my $log = slurp_file($plain->logfile);
 is(scalar(() = $log =~ /integration: integration\.encryption_key_file is not set, so endpoint secrets are stored unencrypted/g),
 	1, 'without a key file the server log says once that secrets are stored unencrypted');
-ok($plain->poll_query_until('postgres', 'SELECT count(*) = 1 FROM integration.worker_status()'),
+ok($plain->poll_query_until('postgres', "SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery'"),
 	'the worker runs');
 is($plain->safe_psql('postgres',
-		'SELECT secrets_encrypted, encryption_key_id IS NULL FROM integration.worker_status()'),
+		"SELECT secrets_encrypted, encryption_key_id IS NULL FROM integration.worker_status() WHERE role = 'delivery'"),
 	'f|t', 'worker_status(): secrets not encrypted, no key id');
 is($plain->safe_psql('postgres', 'SELECT count(*) FROM integration.encryption_keys()'), '0',
 	'encryption_keys(): none');
@@ -91,7 +91,7 @@ $plain->restart;
 ok($plain->log_contains(qr/integration: endpoint secrets are encrypted with key ${\key_id($k0)} \(1 key loaded from/, $offset),
 	'with a key file the server log names the key id');
 ok($plain->poll_query_until('postgres',
-		"SELECT secrets_encrypted AND encryption_key_id = '@{[key_id($k0)]}' FROM integration.worker_status()"),
+		"SELECT secrets_encrypted AND encryption_key_id = '@{[key_id($k0)]}' FROM integration.worker_status() WHERE role = 'delivery'"),
 	'worker_status(): secrets encrypted, with that key');
 is($plain->safe_psql('postgres', 'SELECT integration.reencrypt_secrets()'), '1',
 	'reencrypt_secrets() encrypts the one stored in plain text');
@@ -226,7 +226,7 @@ $node->restart;
 is($node->safe_psql('postgres', 'SELECT key_id, encrypts FROM integration.encryption_keys()'),
 	"$id2|t\n$id1|f", 'encryption_keys(): the new key encrypts, the old one still decrypts');
 ok($node->poll_query_until('postgres',
-		"SELECT encryption_key_id = '$id2' FROM integration.worker_status()"),
+		"SELECT encryption_key_id = '$id2' FROM integration.worker_status() WHERE role = 'delivery'"),
 	'worker_status() names the new key');
 delivers_signed($node, 'acme', $ea, 'ea', $secret{a}, 'old key still in the file');
 is($node->safe_psql('postgres',
@@ -268,9 +268,9 @@ my $k3 = random_key();
 my $id3 = key_id($k3);
 write_key_file(key_file_path($node), $k3);
 $node->restart;
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM integration.worker_status()'),
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery'"),
 	'the worker runs under a key file without the key in use');
-my $wpid = $node->safe_psql('postgres', 'SELECT pid FROM integration.worker_status()');
+my $wpid = $node->safe_psql('postgres', "SELECT pid FROM integration.worker_status() WHERE role = 'delivery'");
 my $before = scalar(grep { $_->{path_only} eq '/enc/ea' } read_log($recv));
 # Dispatches one event to an endpoint and waits for $n failed attempts; returns the
 # delivery and what its attempts say ("class: error", one line per distinct one).
@@ -300,7 +300,7 @@ is(tenant_psql($node, "SELECT secret FROM integration.show_webhook(id => $ea)", 
 	'show_webhook() says the secret is unavailable');
 my ($enew) = register($node, 'acme', 'enew', $secret{a});
 delivers_signed($node, 'acme', $enew, 'enew', $secret{a}, 'a new endpoint meanwhile');
-is($node->safe_psql('postgres', 'SELECT pid FROM integration.worker_status()'), $wpid, 'the same worker runs on');
+is($node->safe_psql('postgres', "SELECT pid FROM integration.worker_status() WHERE role = 'delivery'"), $wpid, 'the same worker runs on');
 
 # A ciphertext copied into another tenant's row (triggers skipped) does not decrypt.
 $node->safe_psql('postgres', qq{

@@ -1,7 +1,7 @@
-# Inbound handlers run by the worker, on a real server:
+# Inbound handlers run by the handler worker, on a real server:
 #
 #   1. End to end: Standard Webhooks requests received by receive_webhook() into a
-#      generic connector wake the worker at commit, which runs the tenant's handler for
+#      generic connector wake the handler worker at commit, which runs the tenant's handler for
 #      each event, as the role that registered it (not a superuser), with the event's
 #      tenant selected; a handler's own SET search_path applies.
 #   2. Order per object: a later event of an object waits while an earlier one is
@@ -42,12 +42,8 @@ sub receive
 				   integration.sign('standard', '$secret', b.body, 'msg_' || md5(b.body)), b.body) r});
 }
 
+create_app_role($node, 'app');
 q1(q{
-	CREATE ROLE app NOLOGIN;
-	GRANT USAGE ON SCHEMA integration TO app;
-	GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA integration TO app;
-	GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA integration TO app;
-	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA integration TO app;
 	CREATE TABLE public.handled (
 		n			bigserial PRIMARY KEY,
 		handler		text NOT NULL,
@@ -60,7 +56,6 @@ q1(q{
 		tenant_seen	text
 	);
 	GRANT ALL ON public.handled, public.handled_n_seq TO app;
-	GRANT CREATE ON SCHEMA public TO app;
 });
 
 # The handlers, owned by the application role.
@@ -149,8 +144,10 @@ is(q1(q{SELECT string_agg(format('%s %s %s %s %s', handler, object_id, who, supe
 is(q1(q{SELECT count(*) FROM integration.inbound_events e JOIN public.handled h
 		ON h.tenant_id = e.tenant_id AND h.event_id = e.id}),
 	'3', 'the rows name the events they handled');
-ok(q1(q{SELECT inbound_handled >= 3 AND inbound_held = 0 FROM integration.worker_status()}) eq 't',
-	'worker_status() counts them');
+ok(q1(q{SELECT inbound_handled >= 3 AND inbound_held = 0 FROM integration.worker_status() WHERE role = 'handler'}) eq 't',
+	'worker_status() counts them, in the handler worker\'s row');
+is(q1(q{SELECT inbound_handled FROM integration.worker_status() WHERE role = 'delivery'}), '0',
+	'the delivery worker ran none');
 
 ########################################################################
 # 2. Order per object.
@@ -205,7 +202,7 @@ is(app(qq{
 			integration.sign('standard', '$secret', b.body, 'bulk_' || g), b.body) r
 	 WHERE r.status = 'accepted'}),
 	$n_bulk, "$n_bulk events received in one transaction");
-my $wpid = q1('SELECT pid FROM integration.worker_status()');
+my $wpid = q1(q{SELECT pid FROM integration.worker_status() WHERE role = 'handler'});
 ok($node->poll_query_until('postgres', qq{
 		SELECT (SELECT count(*) FROM public.handled WHERE handler = 'bulk') >= 300
 		   AND EXISTS (SELECT FROM pg_stat_activity WHERE pid = $wpid AND state = 'active'
@@ -219,7 +216,7 @@ ok($handled_before >= 300 && $handled_before < $n_bulk, 'killed before the end')
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM integration.inbound_events WHERE event = 'generic.bulk' AND status <> 'processed'"),
 	'after the crash and restart, every event is processed');
-ok(q1('SELECT pid FROM integration.worker_status()') ne $wpid, 'by a new worker');
+ok(q1(q{SELECT pid FROM integration.worker_status() WHERE role = 'handler'}) ne $wpid, 'by a new handler worker');
 is(q1(q{SELECT count(*) || ' ' || count(DISTINCT event_id) FROM public.handled WHERE handler = 'bulk'}),
 	"$n_bulk $n_bulk", 'every event\'s row exists exactly once');
 is(q1(q{SELECT count(*) FROM integration.inbound_events e

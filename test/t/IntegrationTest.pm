@@ -42,7 +42,7 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
-  new_integration_node tenant_psql key_file_path random_key write_key_file
+  new_integration_node tenant_psql create_app_role key_file_path random_key write_key_file
   start_receiver stop_receiver receiver_url read_log wait_for_requests
   receiver_connections receiver_plan
   verify_signature expected_signature
@@ -148,6 +148,30 @@ sub tenant_psql
 	$tenant //= 'acme';
 	$db     //= 'postgres';
 	return $node->safe_psql($db, "SET integration.tenant_id = '$tenant';\n$sql");
+}
+
+=pod
+
+=item create_app_role($node, $role)
+
+Creates $role (NOLOGIN, not a superuser) as an application's role: it may use every
+table, sequence and function of schema integration, and create objects in public (its
+own inbound handlers, say), in database postgres.
+
+=cut
+
+sub create_app_role
+{
+	my ($node, $role) = @_;
+	$node->safe_psql('postgres', qq{
+		CREATE ROLE $role NOLOGIN;
+		GRANT USAGE ON SCHEMA integration TO $role;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA integration TO $role;
+		GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA integration TO $role;
+		GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA integration TO $role;
+		GRANT CREATE ON SCHEMA public TO $role;
+	});
+	return;
 }
 
 =pod
