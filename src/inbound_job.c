@@ -124,6 +124,9 @@ typedef struct InboundJob
 	int			npassed;
 	TimestampTz passed_until;
 
+	bool		claimed_first;	/* the last cycle only claimed
+								 * (inbound_step()) */
+
 	/* After a failure. */
 	TimestampTz pause_until;
 	int			solo;			/* runs left that take one event each */
@@ -418,9 +421,12 @@ transient(int sqlerrcode)
 		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
 }
 
-/* Runs one cycle; on failure decides what the next ones do (see the banner). */
+/*
+ * Runs one cycle, which runs ready events when run and claims when claim; on failure
+ * decides what the next ones do (see the banner).
+ */
 static void
-run_cycle(InboundJob *j, bool claim)
+run_cycle(InboundJob *j, bool claim, bool run)
 {
 	InboundCycle cy;
 	int			sqlerrcode;
@@ -435,7 +441,7 @@ run_cycle(InboundJob *j, bool claim)
 	 */
 	if (j->nready == 0)
 		j->solo = 0;
-	nrun = j->solo > 0 ? 1 : j->nready;
+	nrun = !run ? 0 : j->solo > 0 ? 1 : j->nready;
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
 	cy.run = palloc(sizeof(InboundItem *) * Max(nrun, 1));
@@ -539,22 +545,39 @@ claim_wanted(InboundJob *j)
 	return j->claim_needed && j->nheld < INBOUND_BATCH;
 }
 
+/* Whether an event of a tenant whose events run one per transaction is ready. */
+static bool
+slow_event_ready(InboundJob *j)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &j->ready)
+		if (InboundPacerSlow(j->pacer, dlist_container(InboundItem, ready, iter.cur)->ref.tenant_id))
+		return true;
+	return false;
+}
+
 /*
  * WorkerKindOps.step: at most one store transaction, which runs the ready events and
  * claims more when wanted.  A run always claims too: the events it ran may have been
- * what later events of their objects waited for.
+ * what later events of their objects waited for.  Woken for new events while a slow
+ * tenant's event is ready, it claims them first, in a transaction of their own, so that
+ * the pacer can run them before that event rather than after it; once, then it runs.
  */
 static bool
 inbound_step(void *state, TimestampTz now)
 {
 	InboundJob *j = state;
+	bool		run;
 
 	fire_timers(j, now);
 	if (now < j->pause_until)
 		return false;
 	if (j->nready == 0 && !claim_wanted(j))
 		return false;
-	run_cycle(j, true);
+	run = j->claimed_first || !claim_wanted(j) || j->solo > 0 || !slow_event_ready(j);
+	run_cycle(j, true, run);
+	j->claimed_first = !run;
 	WorkerSlotSetInboundHeld(j->nheld);
 	return true;
 }
