@@ -368,7 +368,8 @@ BEGIN
 END
 $$;
 
--- The routes of the original REST API and the functions that serve them.
+-- The routes of the original REST API, the connector framework's, and the functions that
+-- serve them.
 CREATE FUNCTION integration._openapi_routes()
 	RETURNS TABLE (path text, method text, fn regprocedure, operation_id text, summary text,
 				   success text, body_args text[])
@@ -400,7 +401,41 @@ AS $$
 	('/logs', 'get', 'integration.list_integration_logs(integer,text,text,text,timestamptz,bigint)'::regprocedure,
 	 'listLogs', 'List the tenant''s log, newest first', '200', NULL),
 	('/deliveries', 'get', 'integration.list_deliveries(integer,bigint,text,text,timestamptz,bigint,bigint)'::regprocedure,
-	 'listDeliveries', 'List the tenant''s deliveries, newest event first', '200', NULL)
+	 'listDeliveries', 'List the tenant''s deliveries, newest event first', '200', NULL),
+	-- The connector framework (docs/connectors.md): routes of its own, in the same style.
+	('/connectors', 'get', 'integration.list_connectors()'::regprocedure, 'listConnectors',
+	 'List the tenant''s connectors (credentials never shown)', '200', NULL),
+	('/connectors', 'post', 'integration.create_connector(text,text,text,jsonb,jsonb,text,interval)'::regprocedure,
+	 'createConnector', 'Create a connector; its credentials are write-only', '201',
+	 '{kind,name,base_url,credentials,settings,inbound_secret,dedupe_window}'),
+	('/connectors/{id}', 'get', 'integration.show_connector(bigint)'::regprocedure, 'showConnector',
+	 'Show one connector (credentials never shown)', '200', NULL),
+	('/connectors/{id}', 'put', 'integration.update_connector(bigint,text,text,jsonb,jsonb,text,interval,boolean)'::regprocedure,
+	 'updateConnector', 'Change a connector; omitted fields keep their values', '200',
+	 '{name,base_url,credentials,settings,inbound_secret,dedupe_window,is_active}'),
+	('/connectors/{id}', 'delete', 'integration.delete_connector(bigint)'::regprocedure, 'deleteConnector',
+	 'Delete a connector (its events and calls stay listed; its queued calls fail)', '200', NULL),
+	('/connectors/{id}/test', 'post', 'integration.test_connector(bigint)'::regprocedure, 'testConnector',
+	 'Make one cheap authenticated call to the connector''s platform', '200', NULL),
+	('/connectors/{connector_id}/webhooks', 'post', 'integration.receive_webhook(bigint,jsonb,text)'::regprocedure,
+	 'receiveWebhook', 'A platform''s webhook as received (headers and raw body): verified, deduplicated and stored',
+	 '200', '{headers,body}'),
+	('/connectors/{connector_id}/calls', 'post', 'integration.call_connector(bigint,text,jsonb,text)'::regprocedure,
+	 'callConnector', 'Queue a call to the connector''s API in this transaction; returns the call id', '201',
+	 '{operation,payload,idempotency_key}'),
+	('/connector-calls', 'get', 'integration.list_connector_calls(integer,bigint,text,timestamptz)'::regprocedure,
+	 'listConnectorCalls', 'List the tenant''s connector calls, newest first', '200', NULL),
+	('/inbound-events', 'get', 'integration.list_inbound_events(integer,bigint,text,text,timestamptz)'::regprocedure,
+	 'listInboundEvents', 'List the tenant''s received events, newest first', '200', NULL),
+	('/inbound-events/{id}/reprocess', 'post', 'integration.reprocess_inbound(bigint)'::regprocedure,
+	 'reprocessInboundEvent', 'Hand a received event to the handlers again', '200', NULL),
+	('/inbound-handlers', 'get', 'integration.list_inbound_handlers()'::regprocedure, 'listInboundHandlers',
+	 'List the tenant''s handlers of received events', '200', NULL),
+	('/inbound-handlers', 'post', 'integration.on_inbound(text,jsonb,regprocedure,bigint,boolean)'::regprocedure,
+	 'registerInboundHandler', 'Register a SQL function as the handler of received events matching patterns', '201',
+	 '{name,events,handler,connector_id,replace}'),
+	('/inbound-handlers/{name}', 'delete', 'integration.remove_inbound(text)'::regprocedure, 'removeInboundHandler',
+	 'Remove a handler', '200', NULL)
 $$;
 
 -- The JSON Schema of what fn returns, with $refs to the named schemas of the document.
@@ -473,7 +508,10 @@ BEGIN
 				params := params || jsonb_build_object('name', a.name, 'in', 'path', 'required', true,
 													   'schema', a.schema);
 			ELSIF a.name = ANY (r.body_args) THEN
-				body_props := body_props || jsonb_build_object(a.name, a.schema);
+				-- A connector's credentials and inbound secret are never answered back.
+				body_props := body_props || jsonb_build_object(a.name, a.schema
+					|| CASE WHEN r.path LIKE '/connectors%' AND a.name IN ('credentials', 'inbound_secret')
+							THEN '{"writeOnly": true}'::jsonb ELSE '{}' END);
 				IF a.required THEN
 					body_required := body_required || to_jsonb(a.name);
 				END IF;
@@ -486,8 +524,7 @@ BEGIN
 			'operationId', r.operation_id,
 			'summary', r.summary,
 			'description', coalesce(obj_description(r.fn, 'pg_proc'), r.summary),
-			'tags', jsonb_build_array(CASE WHEN r.path LIKE '/webhooks%' THEN 'webhooks'
-										   WHEN r.path = '/logs' THEN 'logs' ELSE 'deliveries' END),
+			'tags', jsonb_build_array(split_part(r.path, '/', 2)),
 			'x-sql-function', r.fn::text,
 			'parameters', params,
 			'responses', jsonb_build_object(r.success, jsonb_build_object(
@@ -535,7 +572,7 @@ BEGIN
 		'info', jsonb_build_object(
 			'title', 'integration',
 			'version', (SELECT extversion FROM pg_extension WHERE extname = 'integration'),
-			'description', 'Webhook endpoints per tenant, and the events they receive. The API is SQL: each operation names the function that serves it (x-sql-function); an HTTP layer such as PostgREST or an application server puts it on HTTP, setting integration.tenant_id from the tenant header.'),
+			'description', 'Webhook endpoints per tenant and the events they receive, and connectors to other platforms: their webhooks received, handled and their APIs called. The API is SQL: each operation names the function that serves it (x-sql-function); an HTTP layer such as PostgREST or an application server puts it on HTTP, setting integration.tenant_id from the tenant header.'),
 		'paths', '{}'::jsonb,
 		'webhooks', webhooks,
 		'components', jsonb_build_object(
@@ -573,7 +610,7 @@ BEGIN
 					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))),
 				'Forbidden', jsonb_build_object('description', 'No tenant selected, or not allowed (SQLSTATE 42501).',
 					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))),
-				'NotFound', jsonb_build_object('description', 'No such webhook for this tenant (SQLSTATE P0002).',
+				'NotFound', jsonb_build_object('description', 'No such webhook, connector or event for this tenant (SQLSTATE P0002).',
 					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))),
 				'Error', jsonb_build_object('description', 'Any other error.',
 					'content', jsonb_build_object('application/json', jsonb_build_object('schema', jsonb_build_object('$ref', '#/components/schemas/Error')))))));
@@ -598,7 +635,7 @@ COMMENT ON FUNCTION integration._json_of_default(text, oid) IS
 COMMENT ON FUNCTION integration._notice_unknown_patterns(jsonb) IS
 	'Raises a NOTICE for each pattern that matches no known event type, once any is known (internal, for register_webhook() and update_webhook()).';
 COMMENT ON FUNCTION integration._openapi_routes() IS
-	'The original REST routes and the SQL functions that serve them (internal, for openapi()).';
+	'The original REST routes, the connector framework''s, and the SQL functions that serve them (internal, for openapi()).';
 COMMENT ON FUNCTION integration._openapi_result_schema(regprocedure) IS
 	'The JSON Schema of what a function of the API returns (internal, for openapi()).';
 COMMENT ON FUNCTION integration._openapi_args(regprocedure) IS

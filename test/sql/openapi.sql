@@ -57,6 +57,12 @@ SELECT prm ->> 'name' AS name, prm ->> 'in' AS "in", prm -> 'required' AS requir
   FROM jsonb_array_elements(integration.openapi() #> '{paths,/api/v1/integration/deliveries,get,parameters}') prm
  WHERE prm ? 'name';
 SELECT jsonb_pretty(integration.openapi() #> '{paths,/api/v1/integration/webhooks,post,requestBody}') AS register_body;
+-- A connector's credentials and inbound secret are write-only; the call route's body.
+SELECT p.key AS property, p.value ->> 'writeOnly' AS write_only
+  FROM jsonb_each(integration.openapi() #> '{paths,/api/v1/integration/connectors,post,requestBody,content,application/json,schema,properties}') p
+ ORDER BY 1;
+SELECT integration.openapi() #> ARRAY['paths', '/api/v1/integration/connectors/{connector_id}/calls', 'post',
+									   'requestBody', 'content', 'application/json', 'schema', 'required'] AS call_required;
 SELECT integration.openapi() #> '{components,schemas,Delivery,properties,status}' AS delivery_status,
        integration.openapi() #> '{components,schemas,LogEntry,properties,level,enum}' AS log_levels;
 
