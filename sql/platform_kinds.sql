@@ -504,8 +504,11 @@ COMMENT ON FUNCTION integration.hubspot_build_request(integration.connector_cont
 	'The hubspot kind''s request builder: test, contacts.batch_upsert (1 to 100 contacts upserted by email).';
 
 -- HubSpot's errors: {"status": "error", "message": ..., "category": "VALIDATION_ERROR",
--- "correlationId": ...}; a 429 (the ten-second or daily limit) is retried after
--- Retry-After, else after the rest of the ten-second window.
+-- "correlationId": ...}.  A 429 names the limit it hit in policyName (SECONDLY,
+-- TEN_SECONDLY_ROLLING, DAILY) and carries the X-HubSpot-RateLimit-* headers: the
+-- secondly limit frees up within a second (Secondly-Remaining 0 while the window still
+-- has room), the rolling window within its Interval-Milliseconds (10 s).  Retry-After,
+-- when present, wins; without any of these the wait is the ten-second window.
 CREATE FUNCTION integration.hubspot_interpret_response(connector integration.connector_context,
 													   operation text, status integer,
 													   headers jsonb, body text)
@@ -515,19 +518,28 @@ CREATE FUNCTION integration.hubspot_interpret_response(connector integration.con
 AS $$
 DECLARE
 	j jsonb := integration.try_jsonb(body);
+	window_ms text := integration.header(headers, 'X-HubSpot-RateLimit-Interval-Milliseconds');
 	o integration.connector_outcome;
 BEGIN
 	o := integration._http_outcome(status, headers, coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END),
 		format('HTTP %s', status)
 		|| coalesce(': ' || concat_ws(' ', j ->> 'category', j ->> 'message'), ''));
 	IF o.outcome = 'retry' AND status = 429 AND o.retry_after IS NULL THEN
-		o.retry_after := '10 seconds';
+		o.retry_after := CASE
+			WHEN j ->> 'policyName' = 'SECONDLY'
+				 OR (integration.header(headers, 'X-HubSpot-RateLimit-Secondly-Remaining') = '0'
+					 AND integration.header(headers, 'X-HubSpot-RateLimit-Remaining') <> '0')
+				THEN interval '1 second'
+			WHEN window_ms ~ '^[0-9]{1,8}$' AND window_ms::integer > 0
+				THEN make_interval(secs => window_ms::integer / 1000.0)
+			ELSE interval '10 seconds'
+		END;
 	END IF;
 	RETURN o;
 END
 $$;
 COMMENT ON FUNCTION integration.hubspot_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
-	'The hubspot kind''s response interpreter: 2xx (207 included) succeeded; 429 retried after Retry-After or 10 s; 5xx retry; the rest failed with HubSpot''s category and message.';
+	'The hubspot kind''s response interpreter: 2xx (207 included) succeeded; 429 retried after Retry-After, else 1 s for the secondly limit, else the rolling window (X-HubSpot-RateLimit-Interval-Milliseconds, 10 s); 5xx retry; the rest failed with HubSpot''s category and message.';
 
 ------------------------------------------------------------------------------------------
 -- adyen: Adyen-style payment notifications (inbound only).  The inbound secret is the

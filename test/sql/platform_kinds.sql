@@ -206,6 +206,11 @@ SELECT status, h, (o).outcome, (o).retry_after, (o).error, (o).result #>> '{erro
 SELECT status, h, (o).outcome, (o).retry_after, (o).error
   FROM (VALUES (207, '{}', '{"status": "COMPLETE", "results": []}'),
 			   (429, '{}', '{"status": "error", "message": "You have reached your ten_secondly_rolling limit.", "category": "RATE_LIMITS"}'),
+			   (429, '{"X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Remaining": "93", "X-HubSpot-RateLimit-Secondly-Remaining": "0"}',
+				'{"status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}'),
+			   (429, '{"X-HubSpot-RateLimit-Interval-Milliseconds": "2500", "X-HubSpot-RateLimit-Remaining": "0", "X-HubSpot-RateLimit-Secondly-Remaining": "0"}',
+				'{"status": "error", "message": "You have reached your ten_secondly_rolling limit.", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}'),
+			   (429, '{"Retry-After": "4", "X-HubSpot-RateLimit-Secondly-Remaining": "0"}', '{"status": "error", "message": "You have reached your secondly limit.", "policyName": "SECONDLY"}'),
 			   (400, '{}', '{"status": "error", "message": "Property values were not valid", "category": "VALIDATION_ERROR"}')) AS r(status, h, b),
 	   LATERAL (SELECT integration.hubspot_interpret_response(:'crm', 'contacts.batch_upsert', status, h::jsonb, b) AS o) AS x;
 
