@@ -62,6 +62,7 @@ my %DEFAULT_CREDENTIALS = (
 	stripe => { secret_key => 'sk_test_loopback', webhook_secret => 'whsec_loopback' },
 	hubspot => { access_token => 'pat-na1-loopback-token', client_secret => 'hubspot_client_secret' },
 	odoo => { db => 'odoo', login => 'admin', api_key => 'odoo_loopback_api_key', uid => 2 },
+	helpdesk => { api_key => 'hd_loopback_key', webhook_secret => 'hd_webhook_secret' },
 );
 
 =pod
@@ -165,7 +166,8 @@ The port, http://127.0.0.1:PORT followed by $path, the state directory, the name
 A credential as the server expects it: the configured one, else the platform's
 default (shopify: access_token, app_secret; woocommerce: consumer_key,
 consumer_secret, webhook_secret; stripe: secret_key, webhook_secret; hubspot:
-access_token, client_secret; odoo: db, login, api_key, uid).
+access_token, client_secret; odoo: db, login, api_key, uid; helpdesk: api_key,
+webhook_secret).
 
 =cut
 
