@@ -31,7 +31,7 @@ my $json = JSON::PP->new->canonical;
 # test/run stages the guide next to this file, as it does README.md for t/009.
 my $doc = slurp_file(dirname(__FILE__) . '/connector-kinds.md');
 my @blocks = ($doc =~ /^```sql\n(.*?)^```/msg);
-is(scalar @blocks, 11, 'the guide has its 11 SQL blocks');
+is(scalar @blocks, 12, 'the guide has its 12 SQL blocks');
 my ($api_key) = $doc =~ /"api_key": "([^"]+)"/;
 my ($secret) = $doc =~ /inbound_secret => '([^']+)'/;
 ok(defined $api_key && defined $secret, 'and names the API key and the webhook secret it uses');
@@ -137,6 +137,11 @@ ok($node->poll_query_until('postgres', "SELECT status = 'failed' FROM integratio
 	'a refused ticket fails');
 is(app("SELECT concat_ws('|', attempts, last_status_code, last_error) FROM integration.connector_calls WHERE id = $refused"),
 	'1|422|HTTP 422: subject is required (invalid)', 'after one attempt, with the platform\'s message and code');
+
+# Testing a kind: the adapter called directly.
+$n = $#blocks;
+is(block(), 'GET|/api/v1/tickets|{"limit": "10", "updated_since": "2026-03-01T11:00:00Z"}',
+	'the guide\'s direct call of build_request gives what the guide says');
 
 $hd->stop;
 $node->stop;
