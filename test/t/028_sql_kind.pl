@@ -13,7 +13,10 @@
 #   3. a call: ticket.create made by the worker with the API key and the idempotency key,
 #      the ticket created on the platform once, the result handed to the handler; a
 #      refused ticket failed after one attempt with the platform's error;
-#   (the pull of tickets across pages waits for incremental sync: see the guide)
+#   4. a pull: sync_now() pulls every ticket across pages of three (the cursor followed
+#      verbatim), stores each in external_records, hands each to the handler once (the
+#      version the webhook delivered not again); a second run hands on only the ticket
+#      changed since.
 
 use strict;
 use warnings;
@@ -25,13 +28,14 @@ use PlatformServer;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::Local qw(timegm);
 
 my $json = JSON::PP->new->canonical;
 
 # test/run stages the guide next to this file, as it does README.md for t/009.
 my $doc = slurp_file(dirname(__FILE__) . '/connector-kinds.md');
 my @blocks = ($doc =~ /^```sql\n(.*?)^```/msg);
-is(scalar @blocks, 12, 'the guide has its 12 SQL blocks');
+is(scalar @blocks, 15, 'the guide has its 15 SQL blocks');
 my ($api_key) = $doc =~ /"api_key": "([^"]+)"/;
 my ($secret) = $doc =~ /inbound_secret => '([^']+)'/;
 ok(defined $api_key && defined $secret, 'and names the API key and the webhook secret it uses');
@@ -71,12 +75,19 @@ sub block
 
 sub app { return tenant_psql($node, $_[0]); }
 
+# 2026-01-01T00:00:00Z → seconds since 1970.
+sub epoch
+{
+	my @t = ($_[0] // '') =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z$/ or return undef;
+	return timegm($t[5], $t[4], $t[3], $t[2], $t[1] - 1, $t[0]);
+}
+
 ########################################################################
 # 1. The kind, its registration, the handler, the connector.
 ########################################################################
 
-block() for 1 .. 5;    # the schema and the four functions
-is(block(), "helpdesk|header:X-Helpdesk-Key(api_key)|adapter", 'the kind is registered');
+block() for 1 .. 6;    # the schema and the five functions
+is(block(), "helpdesk|header:X-Helpdesk-Key(api_key)|adapter|{tickets}", 'the kind is registered');
 is($node->safe_psql('postgres', "SELECT rolsuper FROM pg_roles WHERE rolname = 'helpdesk_app'"), 'f',
 	'the application\'s role is no superuser');
 block();    # the handler
@@ -137,6 +148,37 @@ ok($node->poll_query_until('postgres', "SELECT status = 'failed' FROM integratio
 	'a refused ticket fails');
 is(app("SELECT concat_ws('|', attempts, last_status_code, last_error) FROM integration.connector_calls WHERE id = $refused"),
 	'1|422|HTTP 422: subject is required (invalid)', 'after one attempt, with the platform\'s message and code');
+
+########################################################################
+# 4. A pull across pages.
+########################################################################
+
+my $seq = $hd->last_seq;
+is(block(connector_id => $conn), 'tickets', 'sync_now() starts a run of tickets');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 8 FROM integration.external_records WHERE connector_id = $conn AND stream = 'tickets'"),
+	'the run stored all 8 tickets');
+my @pages = $hd->requests(since => $seq, path => '/api/v1/tickets');
+is(scalar @pages, 3, 'from three pages of three');
+is_deeply([ map { join(',', sort keys %{ $_->{params} }) } @pages ], [ 'limit', 'cursor,limit', 'cursor,limit' ],
+	'the first without updated_since (a first run pulls everything), the next ones with the cursor alone');
+is(scalar(split /\n/, block(connector_id => $conn)), 9, 'the guide\'s queries list the 8 records and the stream\'s state');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 8 FROM support_tickets"), 'the handler has all 8 tickets');
+is($node->safe_psql('postgres', "SELECT string_agg(id || ':' || seen, ' ' ORDER BY id) FROM support_tickets WHERE seen > 1"),
+	"$created->{id}:2",
+	'each once, but the created one, which the call\'s result brought before the pull did: the webhook\'s version of 1003 was not handed again');
+
+$hd->update('tickets', 1005, { status => 'solved' });
+$seq = $hd->last_seq;
+$n = 12;
+block(connector_id => $conn);
+ok($node->poll_query_until('postgres', "SELECT status = 'solved' FROM support_tickets WHERE id = 1005"),
+	'a second run hands on the ticket changed since');
+my ($req) = $hd->requests(since => $seq, path => '/api/v1/tickets');
+is(epoch($req->{params}{updated_since}), epoch($created->{updated_at}) - 60,
+	'asking from the cursor (the latest updated_at of the first run, the created ticket\'s) minus the 60 s overlap');
+is($node->safe_psql('postgres', "SELECT string_agg(id || ':' || seen, ' ' ORDER BY id) FROM support_tickets WHERE seen > 1"),
+	"1005:2 $created->{id}:2", 'and nothing else');
 
 # Testing a kind: the adapter called directly.
 $n = $#blocks;
