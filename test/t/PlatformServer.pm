@@ -351,9 +351,9 @@ sub wait_for_requests
 
 Has the server build webhooks (events => [...], each in the platform's terms: shopify
 {topic, id, update}, woocommerce {topic, id, update} or {ping => 1}, stripe
-{event_id} or {type, object}, hubspot {subscriptionType, objectId, ...}) and POST them
-to url in order (indexes into events, repeated for duplicates, permuted for
-out-of-order deliveries).  Without url (or with send => 0) they are only returned.
+{event_id} or {type, object}, hubspot {subscriptionType, objectId, ...}, helpdesk
+{event, id}) and POST them to url in order (indexes into events, repeated for
+duplicates, permuted for out-of-order deliveries).  Without url (or with send => 0) they are only returned.
 Returns the deliveries: {index, attempt, method, headers, body} and, when sent,
 {status, response} or {error}.
 
