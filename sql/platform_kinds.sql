@@ -65,6 +65,33 @@ $$;
 COMMENT ON FUNCTION integration._http_outcome(integer, jsonb, jsonb, text) IS
 	'succeeded for 2xx; retry for 408, 409, 425, 429 and 5xx with the Retry-After delay; failed otherwise (internal).';
 
+CREATE FUNCTION integration._percent_decode(v text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(convert_from(string_agg(CASE WHEN m[1] IS NOT NULL THEN decode(substr(m[1], 2), 'hex')
+												 ELSE convert_to(m[2], 'UTF8') END, ''::bytea ORDER BY n), 'UTF8'), '')
+	  FROM regexp_matches(replace(v, '+', ' '), '(%[0-9A-Fa-f]{2})|([^%]+|%)', 'g') WITH ORDINALITY AS t(m, n)
+$$;
+COMMENT ON FUNCTION integration._percent_decode(text) IS
+	'A URL component percent-decoded as UTF-8, "+" read as a space (internal).';
+
+-- The query parameters of a URL as a JSON object of strings, percent-decoded ("+" is a
+-- space); a name given twice keeps its last value.  For the next-page links of
+-- paginated APIs, whose parameters must be sent back as they are.
+CREATE FUNCTION integration._query_params(url text) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(jsonb_object_agg(integration._percent_decode(split_part(kv, '=', 1)),
+									 integration._percent_decode(substr(kv, length(split_part(kv, '=', 1)) + 2))
+									 ORDER BY n), '{}')
+	  FROM regexp_split_to_table(substring(url FROM '\?([^#]*)'), '&') WITH ORDINALITY AS p(kv, n)
+	 WHERE kv <> ''
+$$;
+COMMENT ON FUNCTION integration._query_params(text) IS
+	'The query parameters of a URL as a JSON object of strings, percent-decoded (internal).';
+
 ------------------------------------------------------------------------------------------
 -- shopify: a Shopify-compatible store (Admin REST API).  base_url is the store's origin,
 -- e.g. https://shop1.myshopify.com; settings.api_version (default 2025-01).
@@ -101,6 +128,10 @@ COMMENT ON FUNCTION integration.shopify_normalise(integration.connector_context,
 --   order.close, order.open     POST orders/{id}/close.json, open.json
 --   order.cancel                POST orders/{id}/cancel.json           payload: reason, email, ...
 --   fulfillment.create          POST fulfillments.json                 {"fulfillment": payload}
+--   pull                        GET  {stream}.json                     a sync run's page:
+--       the first page limit=250, order=updated_at asc, updated_at_min=since (orders:
+--       status=any, or only open ones come); the next ones only the page_info and limit
+--       of the Link rel="next" URL, as Shopify requires, sent back as they came.
 CREATE FUNCTION integration.shopify_build_request(connector integration.connector_context,
 												  operation text, payload jsonb,
 												  idempotency_key text)
@@ -144,15 +175,31 @@ BEGIN
 	WHEN 'fulfillment.create' THEN
 		RETURN ('POST', api || '/fulfillments.json', NULL, hdrs,
 				jsonb_build_object('fulfillment', p)::text)::integration.connector_request;
+	WHEN 'pull' THEN
+		IF (p ->> 'stream') IS NULL OR NOT (p ->> 'stream') = ANY ('{orders,customers,products}'::text[]) THEN
+			RAISE EXCEPTION 'unknown shopify stream "%"', p ->> 'stream'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'The shopify kind''s streams: orders, customers, products.';
+		END IF;
+		RETURN ('GET', api || '/' || (p ->> 'stream') || '.json',
+				CASE WHEN jsonb_typeof(p -> 'page') = 'object'
+					 THEN jsonb_build_object('limit', coalesce(p #>> '{page,limit}', '250'),
+											 'page_info', p #>> '{page,page_info}')
+					 ELSE jsonb_build_object('limit', '250', 'order', 'updated_at asc')
+						  || CASE WHEN p ->> 'since' IS NOT NULL
+								  THEN jsonb_build_object('updated_at_min', p ->> 'since') ELSE '{}'::jsonb END
+						  || CASE WHEN p ->> 'stream' = 'orders' THEN '{"status": "any"}'::jsonb ELSE '{}'::jsonb END
+				END,
+				hdrs - 'Content-Type', NULL)::integration.connector_request;
 	ELSE
 		PERFORM integration._unknown_operation('shopify', operation,
-			'{test,product.create,product.update,variant.update,inventory_level.set,order.close,order.open,order.cancel,fulfillment.create}');
+			'{test,product.create,product.update,variant.update,inventory_level.set,order.close,order.open,order.cancel,fulfillment.create,pull}');
 	END CASE;
 	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION integration.shopify_build_request(integration.connector_context, text, jsonb, text) IS
-	'The shopify kind''s request builder: test, product.create, product.update, variant.update, inventory_level.set, order.close, order.open, order.cancel, fulfillment.create against /admin/api/<settings.api_version>.';
+	'The shopify kind''s request builder: test, product.create, product.update, variant.update, inventory_level.set, order.close, order.open, order.cancel, fulfillment.create, and pull (a sync run''s page of orders, customers or products) against /admin/api/<settings.api_version>.';
 
 -- Shopify's errors: {"errors": "Not Found"}, {"errors": {"title": ["can't be blank"]}}
 -- or {"errors": ["..."]}; a 429 carries Retry-After in seconds with a fraction ("2.0").
@@ -176,13 +223,74 @@ BEGIN
 											  ELSE v #>> '{}' END, '; ' ORDER BY k)
 							  FROM jsonb_each(e) AS x(k, v))
 		END;
+	IF operation = 'pull' AND status BETWEEN 200 AND 299 THEN
+		RETURN ('succeeded', NULL, integration._shopify_page(headers, j), NULL)::integration.connector_outcome;
+	END IF;
 	RETURN integration._http_outcome(status, headers,
 		coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END),
 		format('HTTP %s', status) || coalesce(': ' || msg, ''));
 END
 $$;
 COMMENT ON FUNCTION integration.shopify_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
-	'The shopify kind''s response interpreter: 2xx succeeded; 429 (Retry-After) and 5xx retry; 401, 403, 404, 422 failed with Shopify''s errors as the message.';
+	'The shopify kind''s response interpreter: 2xx succeeded (a pull: the page of records); 429 (Retry-After) and 5xx retry; 401, 403, 404, 422 failed with Shopify''s errors as the message.';
+
+-- A page of a pull: the list's records, next_page from the Link header's rel="next"
+-- URL, and a wait while the call-limit bucket (X-Shopify-Shop-Api-Call-Limit:
+-- used/size, leaking 2 calls a second) has fewer than 4 calls of room, so that a run
+-- never empties it for the store's other callers.  Records carry their own topic, the
+-- webhook topic of a change of them: orders/updated, customers/update, products/update.
+CREATE FUNCTION integration._shopify_page(headers jsonb, j jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	stream text;
+	next_url text := substring(integration.header(headers, 'Link') FROM '<([^<>]*)>; *rel="next"');
+	used text[] := regexp_match(integration.header(headers, 'X-Shopify-Shop-Api-Call-Limit'),
+								'^ *([0-9]+) */ *([0-9]+) *$');
+	room integer := used[2]::integer - used[1]::integer;
+	q jsonb;
+BEGIN
+	SELECT k INTO stream FROM jsonb_object_keys(j) AS k
+	 WHERE k IN ('orders', 'customers', 'products') AND jsonb_typeof(j -> k) = 'array';
+	IF stream IS NULL THEN
+		RAISE EXCEPTION 'a Shopify list response has an array of orders, customers or products'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF next_url IS NOT NULL THEN
+		q := integration._query_params(next_url);
+	END IF;
+	RETURN jsonb_build_object(
+		'records', coalesce((SELECT jsonb_agg(jsonb_build_object(
+									'id', r ->> 'id', 'updated_at', r ->> 'updated_at',
+									'topic', stream || CASE stream WHEN 'orders' THEN '/updated' ELSE '/update' END,
+									'payload', r) ORDER BY n)
+							   FROM jsonb_array_elements(j -> stream) WITH ORDINALITY AS x(r, n)), '[]'),
+		'next_page', CASE WHEN q ? 'page_info'
+						  THEN jsonb_strip_nulls(jsonb_build_object('page_info', q ->> 'page_info',
+																	'limit', q ->> 'limit')) END,
+		'wait', CASE WHEN room < 4 THEN (4 - room) * 0.5 END);
+END
+$$;
+COMMENT ON FUNCTION integration._shopify_page(jsonb, jsonb) IS
+	'A Shopify list response as a pull page: records (id, updated_at, topic, payload), next_page (page_info and limit of the Link rel="next" URL), and wait (seconds) while the call-limit bucket has fewer than 4 calls of room (internal).';
+
+-- The record a webhook is about: orders/*, customers/* and products/* payloads are the
+-- records themselves, with id and updated_at.  A delete carries only the id: no record.
+CREATE FUNCTION integration.shopify_record(connector integration.connector_context,
+										   topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN split_part(topic, '/', 1) IN ('orders', 'customers', 'products')
+					 AND payload ->> 'id' IS NOT NULL AND payload ->> 'updated_at' IS NOT NULL
+				THEN ROW(split_part(topic, '/', 1), payload ->> 'id',
+						 (payload ->> 'updated_at')::timestamptz, payload)::integration.external_record
+		   END
+$$;
+COMMENT ON FUNCTION integration.shopify_record(integration.connector_context, text, jsonb) IS
+	'The shopify kind''s record adapter: a webhook of topic orders/*, customers/* or products/* whose payload has id and updated_at is about that record of that stream.';
 
 ------------------------------------------------------------------------------------------
 -- woocommerce: a WooCommerce store (REST API v3).  base_url is the site's origin;
@@ -585,7 +693,7 @@ INSERT INTO integration.connector_kinds (name, description, auth, signature_sche
 										 normalise_function, build_request_function,
 										 interpret_response_function, idempotency_header)
 VALUES
-	('shopify', 'A Shopify-compatible store: X-Shopify-Hmac-Sha256 webhooks in; Admin REST calls with X-Shopify-Access-Token out (settings.api_version, default 2025-01).',
+	('shopify', 'A Shopify-compatible store: X-Shopify-Hmac-Sha256 webhooks in; Admin REST calls with X-Shopify-Access-Token out (settings.api_version, default 2025-01); pulls orders, customers and products.',
 	 'header:X-Shopify-Access-Token(access_token)', 'shopify', NULL,
 	 'integration.shopify_normalise(integration.connector_context, jsonb, text)',
 	 'integration.shopify_build_request(integration.connector_context, text, jsonb, text)',
@@ -614,6 +722,12 @@ VALUES
 	 'none', 'adyen', NULL,
 	 'integration.adyen_normalise(integration.connector_context, jsonb, text)',
 	 NULL, NULL, NULL);
+
+-- The kinds that pull, and tell which pulled record a webhook is about (sql/sync.sql).
+UPDATE integration.connector_kinds
+   SET pull_streams = '{orders,customers,products}',
+	   record_function = 'integration.shopify_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'shopify';
 
 -- pg_dump keeps the kinds users register; the shipped ones are the extension's.
 SELECT pg_catalog.pg_extension_config_dump('integration.connector_kinds',

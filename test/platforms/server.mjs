@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Loopback platform servers for the connector tests, the demo and the benchmarks.
 //
-//   node test/platforms/server.mjs --platform shopify|woocommerce|stripe|hubspot|odoo
+//   node test/platforms/server.mjs --platform shopify|woocommerce|stripe|hubspot|odoo|helpdesk
 //        --port 0 --state-dir DIR [--config JSON] [--max-seconds N]
 //
 // Each platform module (shopify.mjs, ...) re-implements, from the platform's public
-// documentation, the part of its API the connectors use; this file is what they share:
+// documentation, the part of its API the connectors use (helpdesk.mjs is the made-up
+// platform of docs/connector-kinds.md's worked example); this file is what they share:
 // the HTTP server on 127.0.0.1, the request log, injected faults, the clock, webhook
 // deliveries and the control API.  The port is the first line on stdout.
 //
@@ -39,7 +40,7 @@ import { fileURLToPath } from 'node:url';
 import { sleep } from './lib/common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PLATFORMS = ['shopify', 'woocommerce', 'stripe', 'hubspot', 'odoo'];
+const PLATFORMS = ['shopify', 'woocommerce', 'stripe', 'hubspot', 'odoo', 'helpdesk'];
 
 function usage(msg) {
 	if (msg) console.error(`server.mjs: ${msg}`);

@@ -15,6 +15,8 @@
 //   declines: payment_method pm_card_chargeDeclined* → 402 card_error with code,
 //   decline_code and the payment intent
 //   errors carry Stripe-Should-Retry
+//   GET /v1/balance: the captured charges net of refunds, per currency (the cheap call
+//   a client makes to check its key)
 //   GET /v1/events: created[gt|gte|lt|lte], starting_after, ending_before, limit,
 //   type, types[]; newest first; has_more; events older than 30 days are gone
 //   webhooks: Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body" under the
@@ -577,6 +579,20 @@ export function createPlatform(rt, overrides = {}) {
 			const previous = updateCustomer(c, p);
 			if (Object.keys(previous).length) addEvent('customer.updated', c, request, previous);
 			return c;
+		}
+		case 'GET /v1/balance': {
+			// What the succeeded charges net of refunds add up to, per currency, all available.
+			const byCurrency = new Map();
+			for (const ch of charges.values()) {
+				byCurrency.set(ch.currency, (byCurrency.get(ch.currency) ?? 0) + ch.amount_captured - ch.amount_refunded);
+			}
+			const amounts = [...byCurrency.entries()].map(([currency, amount]) => ({ amount, currency, source_types: { card: amount } }));
+			return {
+				object: 'balance',
+				available: amounts.length ? amounts : [{ amount: 0, currency: 'usd', source_types: { card: 0 } }],
+				livemode: false,
+				pending: (amounts.length ? amounts : [{ currency: 'usd' }]).map((a) => ({ amount: 0, currency: a.currency, source_types: { card: 0 } })),
+			};
 		}
 		case 'GET /v1/events':
 			return listEvents(request.query);

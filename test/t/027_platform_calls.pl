@@ -101,6 +101,8 @@ sub outcome
 
 my $sk = $stripe->credential('secret_key');
 my $pay = connector('stripe', 'payments', $stripe->url, { secret_key => $sk });
+is(sql("SELECT concat_ws('|', ok, status, error) FROM integration.test_connector($pay)"), 't|200',
+	'test_connector() of a stripe connector: GET /v1/balance with the secret key');
 
 # The form body: what the server received, byte for byte, and what it made of it.
 my $intent_payload = {
@@ -173,6 +175,8 @@ my $store = connector('shopify', 'store', $shop->url, { access_token => $token }
 my ($product_id) = @{ $shop->seed('products', count => 1)->{ids} };
 my $item = $shop->get('products', $product_id)->{variants}[0]{inventory_item_id};
 my $location = 65544149101;
+is(sql("SELECT concat_ws('|', ok, status) FROM integration.test_connector($store)"), 't|200',
+	'test_connector() of a shopify connector');
 
 my $set = call($store, 'inventory_level.set', { inventory_item_id => $item, location_id => $location, available => 42 });
 $row = ended($set);
@@ -221,6 +225,8 @@ sub str2t
 my ($ck, $cs) = ($woo->credential('consumer_key'), $woo->credential('consumer_secret'));
 my $wc = connector('woocommerce', 'wc', $woo->url, { consumer_key => $ck, consumer_secret => $cs });
 my ($wc_product) = @{ $woo->seed('products', count => 1)->{ids} };
+is(sql("SELECT concat_ws('|', ok, status) FROM integration.test_connector($wc)"), 't|200',
+	'test_connector() of a woocommerce connector');
 my $upd = call($wc, 'product.update', { id => $wc_product, stock_quantity => 7, regular_price => '19.99' });
 $row = ended($upd);
 is(outcome($row), 'succeeded|1|200|', 'woocommerce product.update succeeded');
@@ -261,6 +267,8 @@ is($woo->get('products', $wc_product)->{stock_quantity}, 3, 'and the store has 3
 
 my $hs_token = $hub->credential('access_token');
 my $crm = connector('hubspot', 'crm', $hub->url, { access_token => $hs_token });
+is(sql("SELECT concat_ws('|', ok, status) FROM integration.test_connector($crm)"), 't|200',
+	'test_connector() of a hubspot connector');
 my @inputs = map { { email => sprintf('c%03d@example.com', $_), properties => { firstname => sprintf('C%03d', $_) } } }
   1 .. 100;
 my $batch = call($crm, 'contacts.batch_upsert', { inputs => \@inputs });

@@ -62,6 +62,7 @@ my %DEFAULT_CREDENTIALS = (
 	stripe => { secret_key => 'sk_test_loopback', webhook_secret => 'whsec_loopback' },
 	hubspot => { access_token => 'pat-na1-loopback-token', client_secret => 'hubspot_client_secret' },
 	odoo => { db => 'odoo', login => 'admin', api_key => 'odoo_loopback_api_key', uid => 2 },
+	helpdesk => { api_key => 'hd_loopback_key', webhook_secret => 'hd_webhook_secret' },
 );
 
 =pod
@@ -165,7 +166,8 @@ The port, http://127.0.0.1:PORT followed by $path, the state directory, the name
 A credential as the server expects it: the configured one, else the platform's
 default (shopify: access_token, app_secret; woocommerce: consumer_key,
 consumer_secret, webhook_secret; stripe: secret_key, webhook_secret; hubspot:
-access_token, client_secret; odoo: db, login, api_key, uid).
+access_token, client_secret; odoo: db, login, api_key, uid; helpdesk: api_key,
+webhook_secret).
 
 =cut
 
@@ -349,9 +351,9 @@ sub wait_for_requests
 
 Has the server build webhooks (events => [...], each in the platform's terms: shopify
 {topic, id, update}, woocommerce {topic, id, update} or {ping => 1}, stripe
-{event_id} or {type, object}, hubspot {subscriptionType, objectId, ...}) and POST them
-to url in order (indexes into events, repeated for duplicates, permuted for
-out-of-order deliveries).  Without url (or with send => 0) they are only returned.
+{event_id} or {type, object}, hubspot {subscriptionType, objectId, ...}, helpdesk
+{event, id}) and POST them to url in order (indexes into events, repeated for
+duplicates, permuted for out-of-order deliveries).  Without url (or with send => 0) they are only returned.
 Returns the deliveries: {index, attempt, method, headers, body} and, when sent,
 {status, response} or {error}.
 
