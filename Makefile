@@ -82,7 +82,7 @@ test/receiver/receiver: test/receiver/receiver.c
 bench/curl_ceiling: bench/curl_ceiling.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lcurl
 
-.PHONY: deps demo test bench
+.PHONY: deps demo demo-sync test bench
 
 deps:
 	./scripts/install-deps
@@ -92,6 +92,12 @@ demo: deps test/receiver/receiver
 	$(MAKE) all
 	$(MAKE) install
 	./scripts/demo
+
+# A second demo: a Shopify-compatible store (test/platforms) synced into a database.
+demo-sync: deps
+	$(MAKE) all
+	$(MAKE) install
+	./scripts/demo-sync
 
 test: deps test/receiver/receiver
 	$(MAKE) all
