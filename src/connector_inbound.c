@@ -40,13 +40,13 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "connector.h"
 #include "event_pattern.h"
 #include "signature.h"
 #include "spi_plan.h"
+#include "subtransaction.h"
 #include "tenant.h"
 
 /* Settings. */
@@ -186,6 +186,21 @@ adapter_plan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
 
 typedef void (*GuardedFunction) (Inbound *in, void *arg);
 
+typedef struct Guarded
+{
+	GuardedFunction fn;
+	Inbound    *in;
+	void	   *arg;
+} Guarded;
+
+static void
+call_guarded(void *arg)
+{
+	Guarded    *g = arg;
+
+	g->fn(g->in, g->arg);
+}
+
 /*
  * Runs fn in a subtransaction; false with *error set (in in->cxt) if it raised, whose
  * effects are then undone.  What fn leaves in SPI_tuptable survives a commit of the
@@ -194,31 +209,9 @@ typedef void (*GuardedFunction) (Inbound *in, void *arg);
 static bool
 run_guarded(Inbound *in, GuardedFunction fn, void *arg, ErrorData **error)
 {
-	ResourceOwner owner = CurrentResourceOwner;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
+	Guarded		g = {fn, in, arg};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(in, arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(in->cxt);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	return RunInSubtransaction(call_guarded, &g, in->cxt, error);
 }
 
 /* An interval of secs seconds. */

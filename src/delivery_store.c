@@ -43,7 +43,6 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -52,6 +51,7 @@
 #include "integration.h"
 #include "secret_box.h"
 #include "spi_plan.h"
+#include "subtransaction.h"
 #include "wakeup.h"
 #include "worker.h"
 #include "worker_slots.h"
@@ -770,55 +770,44 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
  * speculative insertion would cost every delivery an extra index probe and WAL record.
  * If it hits a unique key, the batch is inserted again with ON CONFLICT DO NOTHING.
  */
+typedef struct FanOutInsert
+{
+	Datum	   *args;
+	int			rc;				/* out */
+} FanOutInsert;
+
+static void
+run_fan_out_insert(void *arg)
+{
+	FanOutInsert *fi = arg;
+
+	fi->rc = SPI_execute_plan(fan_out_insert_plan, fi->args, NULL, false, 0);
+}
+
 static void
 insert_fanned_out(Datum *args)
 {
 	static const Oid types[7] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
 	TIMESTAMPTZOID, BOOLARRAYOID, BOOLARRAYOID};
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool conflict = false;
-	volatile int rc = 0;
+	FanOutInsert fi = {args, 0};
+	ErrorData  *edata;
 
 	SavedPlan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
 			  7, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	if (!RunInSubtransaction(run_fan_out_insert, &fi, CurrentMemoryContext, &edata))
 	{
-		rc = SPI_execute_plan(fan_out_insert_plan, args, NULL, false, 0);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
 			ReThrowError(edata);
 		FreeErrorData(edata);
-		conflict = true;
-	}
-	PG_END_TRY();
-
-	if (conflict)
-	{
 		SavedPlan(&fan_out_insert_safe_plan,
 				  FAN_OUT_INSERT
 				  " ON CONFLICT DO NOTHING"
 				  FAN_OUT_RETURNING,
 				  7, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
-		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
+		fi.rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
 	}
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
+	if (fi.rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(fi.rc));
 }
 
 /* One fan-out batch, handed from phase to phase of StoreFanOutAndClaim(). */

@@ -61,13 +61,13 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "inbound_store.h"
 #include "retry_policy.h"
 #include "spi_plan.h"
+#include "subtransaction.h"
 
 /* Tenants read per fetch of the loose scan. */
 #define TENANT_FETCH 64
@@ -461,6 +461,35 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 	}
 }
 
+/* One event's handlers, for run_handlers(). */
+typedef struct HandlersRun
+{
+	const InboundRef *ref;
+	RunEvent   *ev;
+	Oid			row_type;
+	int			timeout_ms;
+	int			current;		/* the handler running */
+} HandlersRun;
+
+static void
+invoke_handlers(void *arg)
+{
+	HandlersRun *hr = arg;
+	RunEvent   *ev = hr->ev;
+
+	for (hr->current = 0; hr->current < ev->nhandlers; hr->current++)
+	{
+		RunHandler *h = &ev->handlers[hr->current];
+
+		/* It sees what the handlers before it wrote. */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		InboundInvokeHandler(h->fn, h->role, hr->ref->tenant_id, ev->row, hr->row_type,
+							 hr->timeout_ms);
+		PopActiveSnapshot();
+	}
+}
+
 /*
  * Runs the handlers of ev in a subtransaction; false with *error set when one raised,
  * whose effects, and those of the handlers before it, are then undone.
@@ -468,46 +497,15 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 static bool
 run_handlers(const InboundRef *ref, RunEvent *ev, Oid row_type, int timeout_ms, char **error)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int current = 0;
-	volatile bool ok = true;
+	HandlersRun hr = {ref, ev, row_type, timeout_ms, 0};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		for (int h = 0; h < ev->nhandlers; h++)
-		{
-			current = h;
-			/* It sees what the handlers before it wrote. */
-			CommandCounterIncrement();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			InboundInvokeHandler(ev->handlers[h].fn, ev->handlers[h].role, ref->tenant_id,
-								 ev->row, row_type, timeout_ms);
-			PopActiveSnapshot();
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		*error = psprintf("handler %s: %.*s (SQLSTATE %s)", ev->handlers[current].name,
-						  ERROR_MAX_LEN, edata->message, unpack_sql_state(edata->sqlerrcode));
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (RunInSubtransaction(invoke_handlers, &hr, CurrentMemoryContext, &edata))
+		return true;
+	*error = psprintf("handler %s: %.*s (SQLSTATE %s)", ev->handlers[hr.current].name,
+					  ERROR_MAX_LEN, edata->message, unpack_sql_state(edata->sqlerrcode));
+	FreeErrorData(edata);
+	return false;
 }
 
 /* A failed attempt: scheduled again by the retry schedule, or failed for good. */
