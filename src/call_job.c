@@ -47,7 +47,6 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "call_job.h"
@@ -57,6 +56,7 @@
 #include "delivery_store.h"
 #include "integration.h"
 #include "retry_policy.h"
+#include "subtransaction.h"
 #include "worker_slots.h"
 
 #define ERROR_PAUSE_MS 1000
@@ -64,7 +64,6 @@
 #define PASSED_OVER_MS 1000
 #define MAX_PASSED_OVER 64
 #define RECORD_MAX_FAILURES 3
-#define TRANSITION_MAX_FAILURES 5
 #define LEASE_MARGIN_MS 60000
 
 typedef enum CallItemState
@@ -186,17 +185,6 @@ static int
 hold_limit(void)
 {
 	return Max(2 * integration_max_concurrency, 16);
-}
-
-/* Whether an error is no call's fault: the same transaction is tried again later. */
-static bool
-transient(int sqlerrcode)
-{
-	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-		sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -337,38 +325,13 @@ held_ids(CallJob *j)
  * errcxt), and false returned.
  */
 static bool
-in_subtransaction(void (*fn) (void *), void *arg, MemoryContext errcxt, ErrorData **error)
+in_subtransaction(SubtransactionFn fn, void *arg, MemoryContext errcxt, ErrorData **error)
 {
-	ResourceOwner owner = CurrentResourceOwner;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(errcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (transient(edata->sqlerrcode))
-			ReThrowError(edata);
-		*error = edata;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (RunInSubtransaction(fn, arg, errcxt, error))
+		return true;
+	if (WorkerErrorIsTransient((*error)->sqlerrcode))
+		ReThrowError(*error);
+	return false;
 }
 
 /* A call that failed for good before or after its request, as outcome o. */
@@ -570,58 +533,6 @@ restore_circuit(const char *tenant_id, int64 id, const CircuitBreaker *cb, void 
 	SchedulerRestoreCircuit(j->svc->scheduler, &call_job_kind, tenant_id, id, cb);
 }
 
-typedef struct TransitionsArg
-{
-	SchedTransition *tr;
-	int			n;
-} TransitionsArg;
-
-static void
-store_transitions_of(void *arg)
-{
-	TransitionsArg *a = arg;
-
-	CircuitStoreWrite(a->tr, a->n);
-}
-
-/*
- * Stores and logs the connectors' circuit transitions not stored yet (circuit_store.c),
- * in a subtransaction: they must never keep the calls' outcomes from being written.
- * What fails is tried again with the next cycles, and dropped with a WARNING after
- * TRANSITION_MAX_FAILURES of them (a restart then finds the circuit as last stored).
- */
-static void
-store_transitions(CallCycle *cy)
-{
-	CallJob    *j = cy->job;
-	TransitionsArg a;
-	SchedTransition *tr;
-	int			n = SchedulerTransitions(j->svc->scheduler, &call_job_kind, &tr);
-	ErrorData  *edata;
-
-	if (n == 0)
-		return;
-	a.tr = tr;
-	a.n = n;
-	if (in_subtransaction(store_transitions_of, &a, CurrentMemoryContext, &edata))
-	{
-		cy->transitions_upto = tr[n - 1].seq;
-		j->transition_failures = 0;
-		return;
-	}
-	ereport(LOG,
-			(errmsg("integration worker: recording %d connector circuit transitions failed: %s",
-					n, edata->message)));
-	if (++j->transition_failures >= TRANSITION_MAX_FAILURES)
-	{
-		ereport(WARNING,
-				(errmsg("integration worker: dropping %d connector circuit transitions that could not be recorded",
-						n)));
-		cy->transitions_upto = tr[n - 1].seq;
-		j->transition_failures = 0;
-	}
-}
-
 /*
  * Claims one call to probe with for each connector whose circuit is half open and has
  * none; a connector with none due is asked about again when its next comes due.
@@ -718,7 +629,8 @@ cycle_step(void *arg)
 		if (cy->built[i] != BUILD_SENT)
 			attempt_release(ci);
 	}
-	store_transitions(cy);
+	cy->transitions_upto = CircuitStoreTransitions(j->svc->scheduler, &call_job_kind,
+												   &j->transition_failures);
 	if (cy->claim)
 	{
 		WorkerSlotSetActivity(WORKER_CLAIMING);
@@ -923,7 +835,7 @@ run_cycle(CallJob *j, bool claim)
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
-		if (!transient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
+		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{
 			drop_held(j);
 			j->failures = 0;

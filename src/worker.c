@@ -201,6 +201,21 @@ WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity
 }
 
 /*
+ * Whether an error is no piece of work's fault (a lock wait past lock_timeout, a
+ * cancel, a serialization failure or deadlock, a shutdown): the transaction that met it
+ * is tried again later, and nothing is counted against the work it ran.
+ */
+bool
+WorkerErrorIsTransient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
+}
+
+/*
  * Tells the scheduler what a finished request's target made of it (SchedulerReport()),
  * for the target's rate limit and circuit: a Retry-After counts with a 429 or 503 only,
  * clamped like a retry's (integration.max_retry_after), and holds the whole target

@@ -33,6 +33,7 @@ extern void WorkerDropStrayCancel(void);
 typedef void (*WorkerTransactionStep) (void *arg);
 extern bool WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity,
 								 int *sqlerrcode, char **message);
+extern bool WorkerErrorIsTransient(int sqlerrcode);
 
 /* What a finished request tells the scheduler about its target. */
 extern SchedReportAction WorkerReportRequest(Scheduler *s, SchedItem *item,
