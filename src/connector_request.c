@@ -627,18 +627,68 @@ ConnectorTargetCopy(ConnectorTarget *dst, const ConnectorTarget *src, MemoryCont
 	dst->retry_schedule = copy_text(src->retry_schedule, cxt);
 }
 
-/* "schema.name" of a function, quoted, to call it in SQL. */
-static char *
-function_sql_name(Oid fn)
-{
-	char	   *name = get_func_name(fn);
+/* Adapter plans kept per backend. */
+#define ADAPTER_PLANS_MAX 64
 
-	if (name == NULL)
+/* The kept call of an adapter function: by function, statement and role. */
+typedef struct AdapterPlan
+{
+	Oid			fn;
+	const char *sqlfmt;
+	Oid			role;
+	SPIPlanPtr	plan;
+} AdapterPlan;
+
+static AdapterPlan adapter_plans[ADAPTER_PLANS_MAX];
+static int	n_adapter_plans;
+
+/*
+ * The plan that calls adapter fn with sqlfmt ("SELECT ... %s($1, ...)", a string
+ * constant), prepared on first use and kept: each adapter runs for every call and
+ * every inbound webhook, and would otherwise be looked up, parsed and planned each
+ * time.  The plan cache plans it again when fn changes.  Kept per role too: the
+ * planner checks the right to execute a SQL function it inlines once, when it plans,
+ * and the worker calls adapters as the role that queued each call.  Raises when fn
+ * no longer exists.
+ */
+SPIPlanPtr
+ConnectorAdapterPlan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
+{
+	Oid			role = GetUserId();
+	char	   *name;
+	char	   *nsp;
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < n_adapter_plans; i++)
+		if (adapter_plans[i].fn == fn && adapter_plans[i].sqlfmt == sqlfmt &&
+			adapter_plans[i].role == role)
+			return adapter_plans[i].plan;
+	name = get_func_name(fn);
+	nsp = OidIsValid(get_func_namespace(fn)) ? get_namespace_name(get_func_namespace(fn)) : NULL;
+	if (name == NULL || nsp == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("adapter function with OID %u does not exist", fn),
 				 errhint("Register the kind again with integration.register_connector_kind(..., replace => true).")));
-	return quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)), name);
+	plan = SPI_prepare_cursor(psprintf(sqlfmt, quote_qualified_identifier(nsp, name)), nargs,
+							  argtypes, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the call of adapter %s: %s", name,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	if (n_adapter_plans == ADAPTER_PLANS_MAX)
+	{
+		/* Many kinds or roles in one backend: start over rather than grow. */
+		for (int i = 0; i < n_adapter_plans; i++)
+			SPI_freeplan(adapter_plans[i].plan);
+		n_adapter_plans = 0;
+	}
+	adapter_plans[n_adapter_plans].fn = fn;
+	adapter_plans[n_adapter_plans].sqlfmt = sqlfmt;
+	adapter_plans[n_adapter_plans].role = role;
+	adapter_plans[n_adapter_plans].plan = plan;
+	n_adapter_plans++;
+	return plan;
 }
 
 /* The kind's request for operation, checked. */
@@ -664,10 +714,11 @@ build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 		args[3] = CStringGetTextDatum(idempotency_key);
 	else
 		nulls[3] = 'n';
-	rc = SPI_execute_with_args(psprintf("SELECT r.method, r.path, r.query, r.headers, r.body"
-										" FROM %s($1, $2, $3, $4) AS r",
-										function_sql_name(t->build_fn)),
-							   4, argtypes, args, nulls, false, 1);
+	rc = SPI_execute_plan(ConnectorAdapterPlan(t->build_fn,
+											   "SELECT r.method, r.path, r.query, r.headers, r.body"
+											   " FROM %s($1, $2, $3, $4) AS r",
+											   4, argtypes),
+						  args, nulls, false, 1);
 	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the request adapter of kind %s returned no row", t->kind);
@@ -769,10 +820,11 @@ interpret_response(const ConnectorTarget *t, const char *operation, const HttpRe
 		args[4] = PointerGetDatum(cstring_to_text_with_len(req->response, req->response_len));
 	else
 		nulls[4] = 'n';
-	rc = SPI_execute_with_args(psprintf("SELECT o.outcome, o.retry_after, o.result, o.error"
-										" FROM %s($1, $2, $3, $4, $5) AS o",
-										function_sql_name(t->interpret_fn)),
-							   5, argtypes, args, nulls, false, 1);
+	rc = SPI_execute_plan(ConnectorAdapterPlan(t->interpret_fn,
+											   "SELECT o.outcome, o.retry_after, o.result, o.error"
+											   " FROM %s($1, $2, $3, $4, $5) AS o",
+											   5, argtypes),
+						  args, nulls, false, 1);
 	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the response adapter of kind %s returned no row", t->kind);
