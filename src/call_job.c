@@ -362,7 +362,7 @@ build_one(void *arg)
 	CallItem   *ci = b->ci;
 	CallPending p;
 	ConnectorTarget t;
-	ConnectorIdentity id;
+	TenantIdentity id;
 	CallOutcome o;
 	MemoryContext old;
 
@@ -411,7 +411,7 @@ build_one(void *arg)
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
 	ConnectorRequestBuild(&ci->target, ci->operation, p.payload, p.idempotency_key, ci->creds,
 						  &ci->req);
-	ConnectorActAsEnd(&id);
+	TenantActAsEnd(&id);
 	MemoryContextSwitchTo(old);
 	b->result = BUILD_SENT;
 }
@@ -462,13 +462,13 @@ record_one(void *arg)
 	RecordArg  *r = arg;
 	CallItem   *ci = r->ci;
 	ConnectorVerdict v;
-	ConnectorIdentity id;
+	TenantIdentity id;
 	CallOutcome o;
 	TimestampTz now = GetCurrentTimestamp();
 
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
 	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds, &v);
-	ConnectorActAsEnd(&id);
+	TenantActAsEnd(&id);
 
 	memset(&o, 0, sizeof(o));
 	o.attempts_before = o.attempts = ci->attempts;

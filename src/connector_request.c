@@ -878,32 +878,17 @@ ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpReques
 }
 
 /*
- * Runs what follows as role with integration.tenant_id set to tenant, as a session of
- * that role would, until ConnectorActAsEnd(): the worker calls a kind's adapters for a
- * queued call as the role that queued it, as call_connector() and test_connector()
- * call them in that role's session.  The tenant is set before the switch, so that the
- * setting's check runs for the worker; the switch forbids what would outlive the call
- * (SET ROLE, temporary objects), as maintenance commands do.  On error, the caller's
- * subtransaction abort restores both.
+ * Runs what follows as role with tenant selected (TenantActAs()), until
+ * TenantActAsEnd(): the worker calls a kind's adapters for a queued call as the role
+ * that queued it, as call_connector() and test_connector() call them in that role's
+ * session.
  */
 void
-ConnectorActAs(ConnectorIdentity *saved, const char *tenant, Oid role)
+ConnectorActAs(TenantIdentity *saved, const char *tenant, Oid role)
 {
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the role that queued the call (OID %u) no longer exists", role)));
-	GetUserIdAndSecContext(&saved->save_userid, &saved->save_sec_context);
-	saved->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("integration.tenant_id", tenant, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(role, saved->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-void
-ConnectorActAsEnd(const ConnectorIdentity *saved)
-{
-	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
-	AtEOXact_GUC(false, saved->save_nestlevel);
+	TenantActAs(saved, tenant, role);
 }
