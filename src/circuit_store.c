@@ -21,6 +21,7 @@
 
 #include "circuit_store.h"
 #include "delivery_store.h"
+#include "spi_plan.h"
 #include "subtransaction.h"
 #include "worker.h"
 
@@ -81,7 +82,7 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 			nulls[13][i] = true;
 	}
 	for (int c = 0; c < TRANSITION_COLUMNS; c++)
-		args[c] = StoreTextArray(cols[c], nulls[c], n);
+		args[c] = ArrayParam(cols[c], nulls[c], n, TEXTOID);
 
 	rc = SPI_execute_with_args(
 							   "WITH r AS ("

@@ -279,25 +279,6 @@ store_forget_plans_only(void)
 #define prepare(slot, sql, nargs, argtypes) \
 	SavedPlan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN)
 
-/* An int8[] of values, for a statement parameter. */
-static Datum
-int8_array(int64 *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* A timestamptz[] of values (timestamptz Datums), for a statement parameter. */
-static Datum
-timestamptz_array(Datum *values, int n)
-{
-	return PointerGetDatum(construct_array(values, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
-}
-
 /*
  * Returns claims to 'pending': at start every claim of this database (a database has
  * one worker, so they belong to a dead one); later only expired leases, except the
@@ -317,7 +298,7 @@ StoreReconcileLeases(bool all, int64 *held, int nheld)
 		Oid			argtypes[1] = {INT8ARRAYOID};
 		Datum		args[1];
 
-		args[0] = int8_array(held, nheld);
+		args[0] = Int8ArrayParam(held, nheld);
 		/* Never waits: a row someone holds locked is theirs to finish. */
 		rc = SPI_execute_with_args("UPDATE integration.deliveries SET status = 'pending',"
 								   " lease_expires_at = NULL, next_attempt_at = pg_catalog.now()"
@@ -596,16 +577,6 @@ batch_hash(const char *name, long nelem, Size keysize, Size entrysize,
 	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
-static Datum
-cstring_text_array(char **values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(values[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
 /*
  * When a lease taken now runs out.  now() in SQL is the transaction's start, so the
  * expiry is computed once here and passed in, rather than per row.
@@ -725,8 +696,8 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		eps[i].suspended = false;
 		eps[i].retired.count = 0;
 	}
-	args[0] = cstring_text_array(tenants, n);
-	args[1] = int8_array(ids, n);
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = Int8ArrayParam(ids, n);
 	SavedPlan(plan, !key_share ? READ_ENDPOINTS("") :
 			  skip_locked ? READ_ENDPOINTS(" FOR KEY SHARE SKIP LOCKED") : READ_ENDPOINTS(" FOR KEY SHARE"),
 			  2, types, CURSOR_OPT_GENERIC_PLAN);
@@ -997,8 +968,8 @@ read_taken_events(FanOutBatch *b, int taken)
 		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
 		Datum		args[2];
 
-		args[0] = cstring_text_array(unread_tenants, nunread);
-		args[1] = int8_array(unread_ids, nunread);
+		args[0] = TextArrayParam(unread_tenants, nunread);
+		args[1] = Int8ArrayParam(unread_ids, nunread);
 		SavedPlan(&fan_out_locked_events_plan,
 				  "SELECT e.tenant_id, e.id"
 				  "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
@@ -1158,8 +1129,8 @@ put_back(FanOutBatch *b, FanOutLanes *lanes)
 
 	if (b->nback == 0)
 		return;
-	args[0] = cstring_text_array(b->back_tenants, b->nback);
-	args[1] = int8_array(b->back_ids, b->nback);
+	args[0] = TextArrayParam(b->back_tenants, b->nback);
+	args[1] = Int8ArrayParam(b->back_ids, b->nback);
 	SavedPlan(&fan_out_put_back_plan,
 			  "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
 			  " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
@@ -1180,13 +1151,13 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 	Datum		args[7];
 	MemoryContext old;
 
-	args[0] = cstring_text_array(b->tenants, b->ncand);
-	args[1] = int8_array(b->event_ids, b->ncand);
-	args[2] = int8_array(b->endpoint_ids, b->ncand);
-	args[3] = timestamptz_array(b->created, b->ncand);
+	args[0] = TextArrayParam(b->tenants, b->ncand);
+	args[1] = Int8ArrayParam(b->event_ids, b->ncand);
+	args[2] = Int8ArrayParam(b->endpoint_ids, b->ncand);
+	args[3] = ArrayParam(b->created, NULL, b->ncand, TIMESTAMPTZOID);
 	args[4] = TimestampTzGetDatum(lease);
-	args[5] = PointerGetDatum(construct_array(b->claimed, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
-	args[6] = PointerGetDatum(construct_array(b->skipped, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
+	args[5] = ArrayParam(b->claimed, NULL, b->ncand, BOOLOID);
+	args[6] = ArrayParam(b->skipped, NULL, b->ncand, BOOLOID);
 	insert_fanned_out(args);
 
 	old = MemoryContextSwitchTo(list->mcxt);
@@ -1476,7 +1447,7 @@ pick_due_around(int limit, int64 *excluded, int nexcluded, ItemPointerData * tid
 	 * index scan), and the oldest due deliveries of those not left out.
 	 */
 	args[0] = Int64GetDatum(limit - n);
-	args[1] = int8_array(excluded, nexcluded);
+	args[1] = Int8ArrayParam(excluded, nexcluded);
 	SavedPlan(&claim_others_plan,
 			  "WITH RECURSIVE e(tenant_id, endpoint_id) AS ("
 			  "   (SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
@@ -1517,7 +1488,7 @@ StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *l
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
 	if (nexcluded == 0)
 	{
-		args[2] = int8_array(excluded, nexcluded);
+		args[2] = Int8ArrayParam(excluded, nexcluded);
 		prepare(&claim_plan,
 				CLAIM_DUE("  SELECT d.ctid FROM integration.deliveries d"
 						  "   WHERE d.next_attempt_at <= pg_catalog.now()"
@@ -1572,7 +1543,7 @@ StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 	Datum		d;
 
 	args[0] = TimestampTzGetDatum(after);
-	args[1] = int8_array(excluded, nexcluded);
+	args[1] = Int8ArrayParam(excluded, nexcluded);
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
 			" WHERE next_attempt_at > $1 AND NOT (endpoint_id = ANY ($2))", 2, argtypes);
@@ -1591,17 +1562,6 @@ static bool
 is_failed_attempt(const DeliveryResult *r)
 {
 	return strcmp(r->outcome, "delivered") != 0 && strcmp(r->outcome, "skipped") != 0;
-}
-
-/* A text[] of values (nulls[i]: NULL), for a statement parameter. */
-Datum
-StoreTextArray(Datum *values, bool *nulls, int n)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
-											  TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -1662,7 +1622,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 	}
 #undef SET_TEXT
 	for (int c = 0; c < RECORD_COLUMNS; c++)
-		args[c] = StoreTextArray(cols[c], nulls[c], nfailed);
+		args[c] = ArrayParam(cols[c], nulls[c], nfailed, TEXTOID);
 
 	prepare(&record_failures_plan,
 			"WITH r AS ("
@@ -1907,9 +1867,9 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 		ids[i] = results[i].id;
 		leases[i] = TimestampTzGetDatum(results[i].lease);
 	}
-	args[0] = cstring_text_array(tenants, n);
-	args[1] = int8_array(ids, n);
-	args[2] = timestamptz_array(leases, n);
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = Int8ArrayParam(ids, n);
+	args[2] = ArrayParam(leases, NULL, n, TIMESTAMPTZOID);
 	/* Rare: planned for its arrays each time. */
 	prepare(&record_lock_plan,
 			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -1960,9 +1920,9 @@ confirm_skipped(DeliveryResult *results, int n)
 	}
 	if (nskipped == 0)
 		return;
-	args[0] = cstring_text_array(tenants, nskipped);
-	args[1] = int8_array(ids, nskipped);
-	args[2] = int8_array(endpoints, nskipped);
+	args[0] = TextArrayParam(tenants, nskipped);
+	args[1] = Int8ArrayParam(ids, nskipped);
+	args[2] = Int8ArrayParam(endpoints, nskipped);
 	/* Rare: planned for its arrays each time. */
 	prepare(&confirm_skipped_plan,
 			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -2106,9 +2066,9 @@ StoreReturnClaims(const ReturnedClaim *claims, int n)
 	}
 	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData), false,
 											  TYPALIGN_SHORT));
-	args[1] = int8_array(ids, n);
-	args[2] = timestamptz_array(leases, n);
-	args[3] = timestamptz_array(dues, n);
+	args[1] = Int8ArrayParam(ids, n);
+	args[2] = ArrayParam(leases, NULL, n, TIMESTAMPTZOID);
+	args[3] = ArrayParam(dues, NULL, n, TIMESTAMPTZOID);
 	rc = SPI_execute_with_args("UPDATE integration.deliveries d"
 							   "   SET status = 'pending', next_attempt_at = r.due, lease_expires_at = NULL"
 							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -2149,9 +2109,9 @@ StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list)
 		probes[i].found = false;
 		probes[i].next_at = 0;
 	}
-	args[0] = cstring_text_array(tenants, n);
+	args[0] = TextArrayParam(tenants, n);
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
-	args[2] = int8_array(ids, n);
+	args[2] = Int8ArrayParam(ids, n);
 	rc = SPI_execute_with_args(CLAIM_DUE("  SELECT p.ctid"
 										 "    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3))"
 										 "         AS k(tenant_id, endpoint_id)"
@@ -2179,8 +2139,8 @@ StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list)
 		}
 	if (nmissing == 0)
 		return;
-	args[0] = cstring_text_array(tenants, nmissing);
-	args[1] = int8_array(ids, nmissing);
+	args[0] = TextArrayParam(tenants, nmissing);
+	args[1] = Int8ArrayParam(ids, nmissing);
 	types[1] = INT8ARRAYOID;
 	rc = SPI_execute_with_args("SELECT k.tenant_id, k.endpoint_id,"
 							   "       (SELECT d.next_attempt_at FROM integration.deliveries d"

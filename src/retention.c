@@ -229,17 +229,6 @@ start_pass(RetentionPass *p, bool from_oldest)
 	memset(&p->removed, 0, sizeof(p->removed));
 }
 
-static Datum
-array_of(Datum *values, int n, Oid type)
-{
-	int16		len;
-	bool		byval;
-	char		align;
-
-	get_typlenbyvalalign(type, &len, &byval, &align);
-	return PointerGetDatum(construct_array(values, n, type, len, byval, align));
-}
-
 /*
  * The next window of events old enough to expire, oldest first, as arrays of their
  * tenants and ids; advances nothing.  Returns how many, and their last position.
@@ -283,8 +272,8 @@ read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *
 			*last_at = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 		}
 	}
-	*tenants = array_of(t, n, TEXTOID);
-	*ids = array_of(i, n, INT8OID);
+	*tenants = ArrayParam(t, NULL, n, TEXTOID);
+	*ids = ArrayParam(i, NULL, n, INT8OID);
 	return n;
 }
 

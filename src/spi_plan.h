@@ -13,4 +13,9 @@ extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
 					const char *what);
 extern Datum ResultTids(int col);
 
+/* Array parameters of statements, built in the current memory context. */
+extern Datum ArrayParam(Datum *values, bool *nulls, int n, Oid elemtype);
+extern Datum Int8ArrayParam(const int64 *values, int n);
+extern Datum TextArrayParam(char *const *values, int n);
+
 #endif
