@@ -791,7 +791,6 @@ run_cycle(CallJob *j, bool claim)
 	dlist_iter	iter;
 	int			sqlerrcode;
 	HeldIds		held = held_ids(j);
-	SchedTarget **probes;
 
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
@@ -823,7 +822,7 @@ run_cycle(CallJob *j, bool claim)
 		cy.req.nfull = SchedulerSaturatedTargets(j->svc->scheduler, &call_job_kind, cy.req.now,
 												 (int64 **) &cy.req.full);
 		cy.probe_room = SchedulerProbesWanted(j->svc->scheduler, &call_job_kind, cy.req.now,
-											  &probes);
+											  NULL);
 		cy.claimed = palloc(sizeof(CallRef) * Max(cy.req.limit + cy.probe_room, 1));
 	}
 
@@ -888,13 +887,11 @@ fire_timers(CallJob *j, TimestampTz now)
 static bool
 claim_wanted(CallJob *j)
 {
-	SchedTarget **probes;
-
 	if (j->nheld >= hold_limit())
 		return false;
 	return j->claim_needed ||
 		SchedulerProbesWanted(j->svc->scheduler, &call_job_kind, GetCurrentTimestamp(),
-							  &probes) > 0;
+							  NULL) > 0;
 }
 
 /*

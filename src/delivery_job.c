@@ -1151,12 +1151,11 @@ static bool
 claim_wanted(DeliveryJob *j)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	SchedTarget **probes;
 
 	if (j->record_failures != 0 || (j->record_alone && j->nresults > j->ndeferred))
 		return false;
 	return (j->scan_needed && SchedulerWantsWork(j->svc->scheduler, now)) ||
-		SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, &probes) > 0;
+		SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, NULL) > 0;
 }
 
 /* Whether the next cycle has claims to give back or circuit transitions to store. */
