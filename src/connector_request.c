@@ -865,10 +865,7 @@ ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpReques
 	v->retry_after_ms = -1;
 	if (req->error_class != HTTP_OK)
 	{
-		v->outcome = (req->error_class == HTTP_ERR_BLOCKED_ADDRESS ||
-					  req->error_class == HTTP_ERR_BLOCKED_SCHEME ||
-					  req->error_class == HTTP_ERR_INVALID_REQUEST) ?
-			CONNECTOR_FAILED : CONNECTOR_RETRY;
+		v->outcome = HttpErrorNotSent(req->error_class) ? CONNECTOR_FAILED : CONNECTOR_RETRY;
 		v->error = psprintf("%s: %s", HttpErrorClassName(req->error_class), req->error);
 	}
 	else

@@ -84,5 +84,6 @@ extern HttpRequest *HttpClientNextDone(HttpClient *client);
 extern int	HttpClientInFlight(HttpClient *client);
 extern void HttpRequestRelease(HttpRequest *req);
 extern const char *HttpErrorClassName(HttpErrorClass c);
+extern bool HttpErrorNotSent(HttpErrorClass c);
 
 #endif

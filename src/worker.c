@@ -225,9 +225,7 @@ SchedReportAction
 WorkerReportRequest(Scheduler *s, SchedItem *item, const HttpRequest *req)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	bool		reached = req->error_class != HTTP_ERR_BLOCKED_ADDRESS &&
-	req->error_class != HTTP_ERR_BLOCKED_SCHEME &&
-	req->error_class != HTTP_ERR_INVALID_REQUEST;
+	bool		reached = !HttpErrorNotSent(req->error_class);
 	int			status = req->error_class == HTTP_OK ? (int) req->status_code : 0;
 	int64		retry_after = -1;
 
