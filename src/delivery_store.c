@@ -185,14 +185,6 @@ static PlannedTable planned_tables[] = {
 	&fan_out_endpoints_skip_plan}, InvalidBlockNumber},
 };
 
-static void
-forget_plan(SPIPlanPtr *plan)
-{
-	if (*plan != NULL)
-		SPI_freeplan(*plan);
-	*plan = NULL;
-}
-
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
 void
 StoreForgetPlans(void)
@@ -256,7 +248,7 @@ StoreReplanIfGrown(void)
 		else if (now > 2 * t->blocks + 8)
 		{
 			for (int p = 0; p < lengthof(t->plans) && t->plans[p] != NULL; p++)
-				forget_plan(t->plans[p]);
+				ForgetPlans(&t->plans[p], 1);
 			t->blocks = now;
 		}
 	}
@@ -271,8 +263,7 @@ store_forget_plans_only(void)
 		&fan_out_lanes_plan, &claim_head_plan, &claim_others_plan, &claim_tids_plan,
 	&confirm_skipped_plan, &purge_retired_plan};
 
-	for (int i = 0; i < lengthof(plans); i++)
-		forget_plan(plans[i]);
+	ForgetPlans(plans, lengthof(plans));
 }
 
 /* Size-dependent statements are planned at each execution (see spi_plan.c). */

@@ -102,12 +102,7 @@ EndpointFailuresForget(void)
 	if (failing != NULL)
 		hash_destroy(failing);
 	failing = NULL;
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+	ForgetPlans(plans, lengthof(plans));
 }
 
 static void

@@ -86,12 +86,7 @@ InboundForgetPlans(void)
 {
 	SPIPlanPtr *plans[] = {&tenants_plan, &claim_plan, &lock_plan, &handlers_plan, &record_plan};
 
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+	ForgetPlans(plans, lengthof(plans));
 }
 
 const char *

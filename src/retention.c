@@ -182,12 +182,7 @@ forget_plans(void)
 	SPIPlanPtr *plans[] = {&window_plan, &deliveries_plan, &lock_events_plan,
 	&delete_events_plan, &logs_plan};
 
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+	ForgetPlans(plans, lengthof(plans));
 }
 
 static TimestampTz

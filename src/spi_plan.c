@@ -39,6 +39,21 @@ SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int curso
 }
 
 /*
+ * Frees the plans in the n slots and empties them, to be prepared again on their next
+ * use (after the extension was dropped and created again, say).
+ */
+void
+ForgetPlans(SPIPlanPtr *const *slots, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		if (*slots[i] != NULL)
+			SPI_freeplan(*slots[i]);
+		*slots[i] = NULL;
+	}
+}
+
+/*
  * Executes plan with args (NULL for none); raises an error naming what unless SPI
  * returns expected.  The rows are left in SPI_tuptable.
  */

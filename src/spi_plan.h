@@ -9,6 +9,7 @@
 
 extern SPIPlanPtr SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 							int cursor_options);
+extern void ForgetPlans(SPIPlanPtr *const *slots, int n);
 extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
 					const char *what);
 extern Datum ResultTids(int col);
