@@ -934,13 +934,6 @@ call_reload(void *state)
 	j->claim_needed = true;
 }
 
-/* WorkerKindOps.prepare: calls are built when they start; nothing is out of date. */
-static bool
-call_prepare(void *state, TimestampTz now)
-{
-	return true;
-}
-
 /* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
 static TimestampTz
 call_next_wake(void *state, TimestampTz now)
@@ -971,7 +964,7 @@ const WorkerKindOps call_job_ops = {
 								 * dead worker left 'sending' */
 	.woken = call_woken,
 	.reload = call_reload,
-	.prepare = call_prepare,
+	.prepare = NULL,
 	.step = call_step,
 	.finished = call_finished,
 	.next_wake = call_next_wake,

@@ -578,20 +578,6 @@ inbound_reload(void *state)
 	j->claim_needed = true;
 }
 
-/* WorkerKindOps.prepare: what is held is read again when it runs; nothing to do. */
-static bool
-inbound_prepare(void *state, TimestampTz now)
-{
-	return true;
-}
-
-/* WorkerKindOps.finished: never called, as no inbound event makes a request. */
-static void
-inbound_finished(void *state, SchedItem *item, HttpRequest *req)
-{
-	elog(ERROR, "an inbound event made an HTTP request");
-}
-
 /* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
 static TimestampTz
 inbound_next_wake(void *state, TimestampTz now)
@@ -619,9 +605,9 @@ const WorkerKindOps inbound_job_ops = {
 	.startup = NULL,
 	.woken = inbound_woken,
 	.reload = inbound_reload,
-	.prepare = inbound_prepare,
+	.prepare = NULL,
 	.step = inbound_step,
-	.finished = inbound_finished,
+	.finished = NULL,			/* no event makes a request */
 	.next_wake = inbound_next_wake,
 };
 

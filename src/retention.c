@@ -643,33 +643,16 @@ retention_reload(void *state)
 		t->next_pass_at = Min(t->next_pass_at, soon);
 }
 
-static void
-retention_woken(void *state, uint32 requests)
-{
-}
-
-static bool
-retention_prepare(void *state, TimestampTz now)
-{
-	return true;
-}
-
-static void
-retention_finished(void *state, SchedItem *item, HttpRequest *req)
-{
-	elog(ERROR, "the retention task sends no requests");
-}
-
 const WorkerKindOps retention_ops = {
 	.kind = NULL,
 	.wakes = 0,					/* it runs on its own schedule */
 	.sends = false,
 	.create = RetentionCreate,
 	.startup = NULL,
-	.woken = retention_woken,
+	.woken = NULL,
 	.reload = retention_reload,
-	.prepare = retention_prepare,
+	.prepare = NULL,
 	.step = retention_step,
-	.finished = retention_finished,
+	.finished = NULL,
 	.next_wake = retention_next_wake,
 };

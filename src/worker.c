@@ -365,7 +365,7 @@ start_work(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 	 * today).
 	 */
 	for (int i = 0; i < nkinds; i++)
-		if (!kinds[i].ops->prepare(kinds[i].state, now))
+		if (kinds[i].ops->prepare != NULL && !kinds[i].ops->prepare(kinds[i].state, now))
 			return;
 	while ((item = SchedulerNext(svc->scheduler, now)) != NULL)
 		(void) item->kind->start(item, kind_state(kinds, nkinds, item->kind));
@@ -385,8 +385,13 @@ take_finished(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 		SchedItem  *item = (SchedItem *) done->owner;
 
 		for (int i = 0; i < nkinds; i++)
-			if (kinds[i].ops->kind == item->kind)
-				kinds[i].ops->finished(kinds[i].state, item, done);
+		{
+			if (kinds[i].ops->kind != item->kind)
+				continue;
+			if (kinds[i].ops->finished == NULL)
+				elog(ERROR, "work of kind \"%s\" made an HTTP request", item->kind->name);
+			kinds[i].ops->finished(kinds[i].state, item, done);
+		}
 	}
 }
 
@@ -560,7 +565,8 @@ integration_database_worker_main(Datum arg)
 			my_role->limits(&limits);
 			SchedulerConfigure(svc.scheduler, &limits);
 			for (int i = 0; i < nkinds; i++)
-				kinds[i].ops->reload(kinds[i].state);
+				if (kinds[i].ops->reload != NULL)
+					kinds[i].ops->reload(kinds[i].state);
 		}
 
 		/* Open circuits whose wait is over go half open. */
@@ -619,6 +625,7 @@ integration_database_worker_main(Datum arg)
 		requests = WorkerSlotTakeWakeRequests();
 		if (latched || requests != 0)
 			for (int i = 0; i < nkinds; i++)
-				kinds[i].ops->woken(kinds[i].state, requests);
+				if (kinds[i].ops->woken != NULL)
+					kinds[i].ops->woken(kinds[i].state, requests);
 	}
 }
