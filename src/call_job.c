@@ -774,15 +774,6 @@ drop_held(CallJob *j)
 			(errmsg("integration worker: dropping %d connector calls whose transaction keeps failing", n)));
 }
 
-static void
-exit_extension_gone(CallJob *j)
-{
-	ereport(LOG,
-			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
-					j->svc->dbname)));
-	proc_exit(1);				/* started again, as delivery_job.c explains */
-}
-
 /* Runs one cycle; on failure, a pause, and after several the calls held are dropped. */
 static void
 run_cycle(CallJob *j, bool claim)
@@ -844,7 +835,7 @@ run_cycle(CallJob *j, bool claim)
 	{
 		j->failures = 0;
 		if (j->extension_gone)
-			exit_extension_gone(j);
+			WorkerExitExtensionGone(j->svc);
 		cycle_done(j, &cy);
 	}
 	if (cy.req.full)

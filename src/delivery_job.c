@@ -1088,22 +1088,6 @@ refresh_step(void *arg)
 	}
 }
 
-static void
-exit_extension_gone(DeliveryJob *j)
-{
-	ereport(LOG,
-			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
-					j->svc->dbname)));
-
-	/*
-	 * Exit code 1: the postmaster starts the worker once more a second later.
-	 * If CREATE EXTENSION ran meanwhile (its start request saw this worker
-	 * still running), that worker carries on; else it finds no extension and
-	 * exits for good.
-	 */
-	proc_exit(1);
-}
-
 /*
  * WorkerKindOps.prepare: brings queued claims up to the endpoints' latest settings.
  * Returns false while that fails (a table lock, say): the claims must not go out as
@@ -1134,7 +1118,7 @@ delivery_prepare(void *state, TimestampTz now)
 		}
 	}
 	if (j->extension_gone)
-		exit_extension_gone(j);
+		WorkerExitExtensionGone(j->svc);
 	return fresh;
 }
 
@@ -1282,7 +1266,7 @@ delivery_step(void *state, TimestampTz now)
 	if (!run_cycle(j, record || j->nresults > 0, claim || fresh_lane, fresh_lane))
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 	else if (j->extension_gone)
-		exit_extension_gone(j);
+		WorkerExitExtensionGone(j->svc);
 	return true;
 }
 

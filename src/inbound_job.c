@@ -391,15 +391,6 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 	}
 }
 
-static void
-exit_extension_gone(InboundJob *j)
-{
-	ereport(LOG,
-			(errmsg("%s: extension dropped or created again in database \"%s\", exiting",
-					WorkerName(), j->svc->dbname)));
-	proc_exit(1);				/* started again, as delivery_job.c explains */
-}
-
 /*
  * Runs one cycle, which runs ready events when run and claims when claim; on failure
  * decides what the next ones do (see the banner).
@@ -449,7 +440,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 							 &sqlerrcode, &message))
 	{
 		if (j->extension_gone)
-			exit_extension_gone(j);
+			WorkerExitExtensionGone(j->svc);
 		if (j->solo > 0 && nrun > 0)
 			j->solo--;
 		cycle_done(j, &cy);
@@ -490,7 +481,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 		return;
 	}
 	if (j->extension_gone)
-		exit_extension_gone(j);
+		WorkerExitExtensionGone(j->svc);
 	if (j->solo > 0)
 		j->solo--;
 	cycle_done(j, &cy);

@@ -239,6 +239,22 @@ WorkerReportRequest(Scheduler *s, SchedItem *item, const HttpRequest *req)
 }
 
 /*
+ * A kind found the extension this worker started with dropped, or dropped and created
+ * again (StoreExtensionPresent()): nothing it holds belongs to the tables there now.
+ * Exit code 1: the postmaster starts the worker once more a second later.  If CREATE
+ * EXTENSION ran meanwhile (its start request saw this worker still running), that
+ * worker carries on; else it finds no extension and exits for good.
+ */
+void
+WorkerExitExtensionGone(WorkerServices *svc)
+{
+	ereport(LOG,
+			(errmsg("%s: extension dropped or created again in database \"%s\", exiting",
+					WorkerName(), svc->dbname)));
+	proc_exit(1);
+}
+
+/*
  * Lets a cancel that came in while none was wanted (between transactions: cancel
  * interrupts are held there) take effect now, through ProcessInterrupts() like any
  * other, and drops it: there was nothing to cancel.  lock_timeout signals twice, so

@@ -105,5 +105,6 @@ typedef struct WorkerRoleDef
 
 extern const WorkerRoleDef WorkerRoles[WORKER_NUM_ROLES];
 extern const char *WorkerName(void);
+extern void WorkerExitExtensionGone(WorkerServices *svc) pg_attribute_noreturn();
 
 #endif
