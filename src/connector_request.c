@@ -220,19 +220,35 @@ ConnectorRedact(const char *msg, const ConnectorCredentials *c)
 }
 
 /*
- * Appends "name: value" to *list; raises when libcurl is out of memory, leaving *list
- * as it was, for its owner to free.
+ * Appends line to *list, then wipes it; raises when libcurl is out of memory, leaving
+ * *list as it was, for its owner to free.
  */
 static void
-add_header(struct curl_slist **list, const char *name, int namelen, const char *value, int valuelen)
+append_line(struct curl_slist **list, char *line)
 {
-	char	   *line = psprintf("%.*s: %.*s", namelen, name, valuelen, value);
 	struct curl_slist *next = curl_slist_append(*list, line);
 
 	explicit_bzero(line, strlen(line));
 	if (next == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	*list = next;
+}
+
+/*
+ * Appends "name: value" to *list.  An empty or blank value goes as "name;", which
+ * libcurl sends as an empty header: "name:" would make it leave the header out, and
+ * drop its own header of that name (delivery_request.c does the same).
+ */
+static void
+add_header(struct curl_slist **list, const char *name, int namelen, const char *value, int valuelen)
+{
+	int			blanks = 0;
+
+	while (blanks < valuelen && (value[blanks] == ' ' || value[blanks] == '\t'))
+		blanks++;
+	append_line(list, blanks < valuelen ?
+				psprintf("%.*s: %.*s", namelen, name, valuelen, value) :
+				psprintf("%.*s;", namelen, name));
 }
 
 /* The header the kind's auth sets, or NULL (none, query). */
@@ -279,8 +295,12 @@ adapter_headers(struct curl_slist **list, const BuiltRequest *r, const Connector
 	JsonbValue	key = {0};
 
 	add_header(list, "User-Agent", 10, INTEGRATION_USER_AGENT, strlen(INTEGRATION_USER_AGENT));
-	/* No "Expect: 100-continue" round trip for larger bodies. */
-	add_header(list, "Expect", 6, "", 0);
+
+	/*
+	 * No "Expect: 100-continue" round trip for larger bodies: "Expect:" drops
+	 * it.
+	 */
+	append_line(list, pstrdup("Expect:"));
 	if (r->headers == NULL)
 		return;
 	if (!JB_ROOT_IS_OBJECT(r->headers))
