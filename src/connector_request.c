@@ -234,21 +234,11 @@ append_line(struct curl_slist **list, char *line)
 	*list = next;
 }
 
-/*
- * Appends "name: value" to *list.  An empty or blank value goes as "name;", which
- * libcurl sends as an empty header: "name:" would make it leave the header out, and
- * drop its own header of that name (delivery_request.c does the same).
- */
+/* Appends "name: value" to *list (HttpHeaderLine()). */
 static void
 add_header(struct curl_slist **list, const char *name, int namelen, const char *value, int valuelen)
 {
-	int			blanks = 0;
-
-	while (blanks < valuelen && (value[blanks] == ' ' || value[blanks] == '\t'))
-		blanks++;
-	append_line(list, blanks < valuelen ?
-				psprintf("%.*s: %.*s", namelen, name, valuelen, value) :
-				psprintf("%.*s;", namelen, name));
+	append_line(list, HttpHeaderLine(name, namelen, value, valuelen));
 }
 
 /* The header the kind's auth sets, or NULL (none, query). */
