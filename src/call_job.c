@@ -47,7 +47,6 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "call_job.h"
@@ -57,6 +56,7 @@
 #include "delivery_store.h"
 #include "integration.h"
 #include "retry_policy.h"
+#include "subtransaction.h"
 #include "worker_slots.h"
 
 #define ERROR_PAUSE_MS 1000
@@ -64,7 +64,6 @@
 #define PASSED_OVER_MS 1000
 #define MAX_PASSED_OVER 64
 #define RECORD_MAX_FAILURES 3
-#define TRANSITION_MAX_FAILURES 5
 #define LEASE_MARGIN_MS 60000
 
 typedef enum CallItemState
@@ -186,17 +185,6 @@ static int
 hold_limit(void)
 {
 	return Max(2 * integration_max_concurrency, 16);
-}
-
-/* Whether an error is no call's fault: the same transaction is tried again later. */
-static bool
-transient(int sqlerrcode)
-{
-	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-		sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -337,38 +325,13 @@ held_ids(CallJob *j)
  * errcxt), and false returned.
  */
 static bool
-in_subtransaction(void (*fn) (void *), void *arg, MemoryContext errcxt, ErrorData **error)
+in_subtransaction(SubtransactionFn fn, void *arg, MemoryContext errcxt, ErrorData **error)
 {
-	ResourceOwner owner = CurrentResourceOwner;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(errcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (transient(edata->sqlerrcode))
-			ReThrowError(edata);
-		*error = edata;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (RunInSubtransaction(fn, arg, errcxt, error))
+		return true;
+	if (WorkerErrorIsTransient((*error)->sqlerrcode))
+		ReThrowError(*error);
+	return false;
 }
 
 /* A call that failed for good before or after its request, as outcome o. */
@@ -399,7 +362,7 @@ build_one(void *arg)
 	CallItem   *ci = b->ci;
 	CallPending p;
 	ConnectorTarget t;
-	ConnectorIdentity id;
+	TenantIdentity id;
 	CallOutcome o;
 	MemoryContext old;
 
@@ -448,7 +411,7 @@ build_one(void *arg)
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
 	ConnectorRequestBuild(&ci->target, ci->operation, p.payload, p.idempotency_key, ci->creds,
 						  &ci->req);
-	ConnectorActAsEnd(&id);
+	TenantActAsEnd(&id);
 	MemoryContextSwitchTo(old);
 	b->result = BUILD_SENT;
 }
@@ -499,13 +462,13 @@ record_one(void *arg)
 	RecordArg  *r = arg;
 	CallItem   *ci = r->ci;
 	ConnectorVerdict v;
-	ConnectorIdentity id;
+	TenantIdentity id;
 	CallOutcome o;
 	TimestampTz now = GetCurrentTimestamp();
 
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
 	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds, &v);
-	ConnectorActAsEnd(&id);
+	TenantActAsEnd(&id);
 
 	memset(&o, 0, sizeof(o));
 	o.attempts_before = o.attempts = ci->attempts;
@@ -568,58 +531,6 @@ restore_circuit(const char *tenant_id, int64 id, const CircuitBreaker *cb, void 
 	CallJob    *j = arg;
 
 	SchedulerRestoreCircuit(j->svc->scheduler, &call_job_kind, tenant_id, id, cb);
-}
-
-typedef struct TransitionsArg
-{
-	SchedTransition *tr;
-	int			n;
-} TransitionsArg;
-
-static void
-store_transitions_of(void *arg)
-{
-	TransitionsArg *a = arg;
-
-	CircuitStoreWrite(a->tr, a->n);
-}
-
-/*
- * Stores and logs the connectors' circuit transitions not stored yet (circuit_store.c),
- * in a subtransaction: they must never keep the calls' outcomes from being written.
- * What fails is tried again with the next cycles, and dropped with a WARNING after
- * TRANSITION_MAX_FAILURES of them (a restart then finds the circuit as last stored).
- */
-static void
-store_transitions(CallCycle *cy)
-{
-	CallJob    *j = cy->job;
-	TransitionsArg a;
-	SchedTransition *tr;
-	int			n = SchedulerTransitions(j->svc->scheduler, &call_job_kind, &tr);
-	ErrorData  *edata;
-
-	if (n == 0)
-		return;
-	a.tr = tr;
-	a.n = n;
-	if (in_subtransaction(store_transitions_of, &a, CurrentMemoryContext, &edata))
-	{
-		cy->transitions_upto = tr[n - 1].seq;
-		j->transition_failures = 0;
-		return;
-	}
-	ereport(LOG,
-			(errmsg("integration worker: recording %d connector circuit transitions failed: %s",
-					n, edata->message)));
-	if (++j->transition_failures >= TRANSITION_MAX_FAILURES)
-	{
-		ereport(WARNING,
-				(errmsg("integration worker: dropping %d connector circuit transitions that could not be recorded",
-						n)));
-		cy->transitions_upto = tr[n - 1].seq;
-		j->transition_failures = 0;
-	}
 }
 
 /*
@@ -718,7 +629,8 @@ cycle_step(void *arg)
 		if (cy->built[i] != BUILD_SENT)
 			attempt_release(ci);
 	}
-	store_transitions(cy);
+	cy->transitions_upto = CircuitStoreTransitions(j->svc->scheduler, &call_job_kind,
+												   &j->transition_failures);
 	if (cy->claim)
 	{
 		WorkerSlotSetActivity(WORKER_CLAIMING);
@@ -862,15 +774,6 @@ drop_held(CallJob *j)
 			(errmsg("integration worker: dropping %d connector calls whose transaction keeps failing", n)));
 }
 
-static void
-exit_extension_gone(CallJob *j)
-{
-	ereport(LOG,
-			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
-					j->svc->dbname)));
-	proc_exit(1);				/* started again, as delivery_job.c explains */
-}
-
 /* Runs one cycle; on failure, a pause, and after several the calls held are dropped. */
 static void
 run_cycle(CallJob *j, bool claim)
@@ -879,7 +782,6 @@ run_cycle(CallJob *j, bool claim)
 	dlist_iter	iter;
 	int			sqlerrcode;
 	HeldIds		held = held_ids(j);
-	SchedTarget **probes;
 
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
@@ -911,7 +813,7 @@ run_cycle(CallJob *j, bool claim)
 		cy.req.nfull = SchedulerSaturatedTargets(j->svc->scheduler, &call_job_kind, cy.req.now,
 												 (int64 **) &cy.req.full);
 		cy.probe_room = SchedulerProbesWanted(j->svc->scheduler, &call_job_kind, cy.req.now,
-											  &probes);
+											  NULL);
 		cy.claimed = palloc(sizeof(CallRef) * Max(cy.req.limit + cy.probe_room, 1));
 	}
 
@@ -923,7 +825,7 @@ run_cycle(CallJob *j, bool claim)
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
-		if (!transient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
+		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{
 			drop_held(j);
 			j->failures = 0;
@@ -933,7 +835,7 @@ run_cycle(CallJob *j, bool claim)
 	{
 		j->failures = 0;
 		if (j->extension_gone)
-			exit_extension_gone(j);
+			WorkerExitExtensionGone(j->svc);
 		cycle_done(j, &cy);
 	}
 	if (cy.req.full)
@@ -976,13 +878,11 @@ fire_timers(CallJob *j, TimestampTz now)
 static bool
 claim_wanted(CallJob *j)
 {
-	SchedTarget **probes;
-
 	if (j->nheld >= hold_limit())
 		return false;
 	return j->claim_needed ||
 		SchedulerProbesWanted(j->svc->scheduler, &call_job_kind, GetCurrentTimestamp(),
-							  &probes) > 0;
+							  NULL) > 0;
 }
 
 /*
@@ -1025,13 +925,6 @@ call_reload(void *state)
 	j->claim_needed = true;
 }
 
-/* WorkerKindOps.prepare: calls are built when they start; nothing is out of date. */
-static bool
-call_prepare(void *state, TimestampTz now)
-{
-	return true;
-}
-
 /* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
 static TimestampTz
 call_next_wake(void *state, TimestampTz now)
@@ -1062,7 +955,7 @@ const WorkerKindOps call_job_ops = {
 								 * dead worker left 'sending' */
 	.woken = call_woken,
 	.reload = call_reload,
-	.prepare = call_prepare,
+	.prepare = NULL,
 	.step = call_step,
 	.finished = call_finished,
 	.next_wake = call_next_wake,

@@ -7,7 +7,8 @@
  *		endpoint whose circuit was open.
  *
  * Transitions are rare (at most a few per endpoint and cooldown), so the statements are
- * planned at each run rather than kept.  Every function here runs inside the caller's
+ * planned at each run rather than kept.  Each kind stores its own with
+ * CircuitStoreTransitions(), in a subtransaction of its store transaction.  Every function here runs inside the caller's
  * StoreBegin() / StoreCommit() (delivery_store.c).
  */
 #include "postgres.h"
@@ -20,8 +21,13 @@
 
 #include "circuit_store.h"
 #include "delivery_store.h"
+#include "spi_plan.h"
+#include "subtransaction.h"
+#include "worker.h"
 
 #define TRANSITION_COLUMNS 14
+/* Calls in a row that may fail to store the same transitions before they are dropped. */
+#define TRANSITION_MAX_FAILURES 3
 
 static void
 set_time(Datum *values, bool *nulls, int i, TimestampTz t)
@@ -76,7 +82,7 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 			nulls[13][i] = true;
 	}
 	for (int c = 0; c < TRANSITION_COLUMNS; c++)
-		args[c] = StoreTextArray(cols[c], nulls[c], n);
+		args[c] = ArrayParam(cols[c], nulls[c], n, TEXTOID);
 
 	rc = SPI_execute_with_args(
 							   "WITH r AS ("
@@ -139,6 +145,55 @@ CircuitStoreWrite(const SchedTransition *transitions, int n)
 							   TRANSITION_COLUMNS, types, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "recording circuit transitions failed: %s", SPI_result_code_string(rc));
+}
+
+typedef struct TransitionsArg
+{
+	SchedTransition *tr;
+	int			n;
+} TransitionsArg;
+
+static void
+write_transitions(void *arg)
+{
+	TransitionsArg *a = arg;
+
+	CircuitStoreWrite(a->tr, a->n);
+}
+
+/*
+ * Stores and logs the circuit transitions of kind not stored yet, in a subtransaction:
+ * they must never keep the results of the store transaction they join from being
+ * written.  What fails is tried again by the next call, and dropped with a WARNING
+ * after TRANSITION_MAX_FAILURES calls in a row (*failures counts them; a restart then
+ * finds the circuit as last stored).  Returns the seq up to which the kind hands them
+ * to SchedulerTransitionsRecorded() once its transaction commits; 0: none.
+ */
+uint64
+CircuitStoreTransitions(Scheduler *s, const JobKind *kind, int *failures)
+{
+	TransitionsArg a;
+	ErrorData  *edata;
+
+	a.n = SchedulerTransitions(s, kind, &a.tr);
+	if (a.n == 0)
+		return 0;
+	if (RunInSubtransaction(write_transitions, &a, CurrentMemoryContext, &edata))
+	{
+		*failures = 0;
+		return a.tr[a.n - 1].seq;
+	}
+	ereport(LOG,
+			(errmsg("%s: recording %d %s circuit transitions failed: %s",
+					WorkerName(), a.n, kind->target, edata->message)));
+	FreeErrorData(edata);
+	if (++*failures < TRANSITION_MAX_FAILURES)
+		return 0;
+	ereport(WARNING,
+			(errmsg("%s: dropping %d %s circuit transitions that could not be recorded",
+					WorkerName(), a.n, kind->target)));
+	*failures = 0;
+	return a.tr[a.n - 1].seq;
 }
 
 static TimestampTz

@@ -14,6 +14,7 @@ typedef void (*CircuitRestoreFn) (const char *tenant_id, int64 id, const Circuit
 								  void *arg);
 
 extern void CircuitStoreWrite(const SchedTransition *transitions, int n);
+extern uint64 CircuitStoreTransitions(Scheduler *s, const JobKind *kind, int *failures);
 extern int	CircuitStoreLoad(const char *kind, CircuitRestoreFn restore, void *arg);
 
 #endif

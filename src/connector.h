@@ -11,6 +11,7 @@
 #ifndef INTEGRATION_CONNECTOR_H
 #define INTEGRATION_CONNECTOR_H
 
+#include "executor/spi.h"
 #include "secret_box.h"
 #include "utils/jsonb.h"
 
@@ -30,5 +31,8 @@ extern void ConnectorDefineGucs(void);
  * without raising (connector_sql.c).
  */
 extern bool CredentialsAreValid(const char *value, int len);
+
+/* The kept plan that calls a kind's adapter function (connector_request.c). */
+extern SPIPlanPtr ConnectorAdapterPlan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes);
 
 #endif							/* INTEGRATION_CONNECTOR_H */

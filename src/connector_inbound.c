@@ -46,13 +46,13 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "connector.h"
 #include "event_pattern.h"
 #include "signature.h"
 #include "spi_plan.h"
+#include "subtransaction.h"
 #include "tenant.h"
 
 /* Settings. */
@@ -66,8 +66,6 @@ int			integration_inbound_max_body_bytes = 1024 * 1024;
 #define STORE_ROUNDS 5
 /* Longest adapter error message quoted in a log row. */
 #define ERROR_QUOTE_MAX 500
-/* Adapter plans kept per backend. */
-#define ADAPTER_PLANS_MAX 64
 
 void
 ConnectorDefineGucs(void)
@@ -136,16 +134,6 @@ static SPIPlanPtr log_plan;
 static SPIPlanPtr gate_plan;
 static SPIPlanPtr live_plan;
 
-/* The prepared call of an adapter function, by its OID. */
-typedef struct AdapterPlan
-{
-	Oid			fn;
-	SPIPlanPtr	plan;
-} AdapterPlan;
-
-static AdapterPlan adapter_plans[ADAPTER_PLANS_MAX];
-static int	n_adapter_plans;
-
 /* Sets *rej and returns false, for the callers' chains of steps. */
 static bool
 reject(Rejection *rej, const char *reason, const char *level, char *detail)
@@ -156,47 +144,22 @@ reject(Rejection *rej, const char *reason, const char *level, char *detail)
 	return false;
 }
 
-/*
- * The plan that calls fn with sqlfmt ("SELECT ... %s($1, ...)"), prepared once per
- * backend.  Raises when fn no longer exists (callers run it guarded).
- */
-static SPIPlanPtr
-adapter_plan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
-{
-	char	   *name;
-	char	   *nsp;
-	SPIPlanPtr	plan;
-
-	for (int i = 0; i < n_adapter_plans; i++)
-		if (adapter_plans[i].fn == fn)
-			return adapter_plans[i].plan;
-	name = get_func_name(fn);
-	nsp = OidIsValid(get_func_namespace(fn)) ? get_namespace_name(get_func_namespace(fn)) : NULL;
-	if (name == NULL || nsp == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("adapter function with OID %u does not exist", fn),
-				 errhint("Register the kind again with integration.register_connector_kind(..., replace => true).")));
-	plan = SPI_prepare_cursor(psprintf(sqlfmt, quote_qualified_identifier(nsp, name)), nargs, argtypes,
-							  CURSOR_OPT_GENERIC_PLAN);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the call of adapter %s: %s", name,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	if (n_adapter_plans == ADAPTER_PLANS_MAX)
-	{
-		/* Many kinds in one backend: start over rather than grow. */
-		for (int i = 0; i < n_adapter_plans; i++)
-			SPI_freeplan(adapter_plans[i].plan);
-		n_adapter_plans = 0;
-	}
-	adapter_plans[n_adapter_plans].fn = fn;
-	adapter_plans[n_adapter_plans].plan = plan;
-	n_adapter_plans++;
-	return plan;
-}
-
 typedef void (*GuardedFunction) (Inbound *in, void *arg);
+
+typedef struct Guarded
+{
+	GuardedFunction fn;
+	Inbound    *in;
+	void	   *arg;
+} Guarded;
+
+static void
+call_guarded(void *arg)
+{
+	Guarded    *g = arg;
+
+	g->fn(g->in, g->arg);
+}
 
 /*
  * Runs fn in a subtransaction; false with *error set (in in->cxt) if it raised, whose
@@ -206,31 +169,9 @@ typedef void (*GuardedFunction) (Inbound *in, void *arg);
 static bool
 run_guarded(Inbound *in, GuardedFunction fn, void *arg, ErrorData **error)
 {
-	ResourceOwner owner = CurrentResourceOwner;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
+	Guarded		g = {fn, in, arg};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(in, arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(in->cxt);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	return RunInSubtransaction(call_guarded, &g, in->cxt, error);
 }
 
 /* An interval of secs seconds. */
@@ -333,7 +274,7 @@ call_verify_adapter(Inbound *in, void *arg)
 	args[2] = JsonbPGetDatum(in->headers);
 	args[3] = PointerGetDatum(in->body);
 	args[4] = seconds_interval(integration_inbound_tolerance_s);
-	RunPlan(adapter_plan(in->verify_fn, "SELECT %s($1, $2, $3, $4, $5)", 5, argtypes),
+	RunPlan(ConnectorAdapterPlan(in->verify_fn, "SELECT %s($1, $2, $3, $4, $5)", 5, argtypes),
 			args, false, SPI_OK_SELECT, "verifying an inbound webhook");
 	av->verified = SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
@@ -467,9 +408,9 @@ call_normaliser(Inbound *in, void *arg)
 	args[0] = in->context;
 	args[1] = JsonbPGetDatum(in->headers);
 	args[2] = PointerGetDatum(in->body);
-	RunPlan(adapter_plan(in->normalise_fn,
-						 "SELECT n.external_id, n.topic, n.object_id, n.payload FROM %s($1, $2, $3) AS n",
-						 3, argtypes),
+	RunPlan(ConnectorAdapterPlan(in->normalise_fn,
+								 "SELECT n.external_id, n.topic, n.object_id, n.payload FROM %s($1, $2, $3) AS n",
+								 3, argtypes),
 			args, false, SPI_OK_SELECT, "normalising an inbound webhook");
 	old = MemoryContextSwitchTo(in->cxt);
 	for (uint64 i = 0; i < SPI_processed; i++)

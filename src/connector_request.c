@@ -220,19 +220,25 @@ ConnectorRedact(const char *msg, const ConnectorCredentials *c)
 }
 
 /*
- * Appends "name: value" to *list; raises when libcurl is out of memory, leaving *list
- * as it was, for its owner to free.
+ * Appends line to *list, then wipes it; raises when libcurl is out of memory, leaving
+ * *list as it was, for its owner to free.
  */
 static void
-add_header(struct curl_slist **list, const char *name, int namelen, const char *value, int valuelen)
+append_line(struct curl_slist **list, char *line)
 {
-	char	   *line = psprintf("%.*s: %.*s", namelen, name, valuelen, value);
 	struct curl_slist *next = curl_slist_append(*list, line);
 
 	explicit_bzero(line, strlen(line));
 	if (next == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	*list = next;
+}
+
+/* Appends "name: value" to *list (HttpHeaderLine()). */
+static void
+add_header(struct curl_slist **list, const char *name, int namelen, const char *value, int valuelen)
+{
+	append_line(list, HttpHeaderLine(name, namelen, value, valuelen));
 }
 
 /* The header the kind's auth sets, or NULL (none, query). */
@@ -279,8 +285,12 @@ adapter_headers(struct curl_slist **list, const BuiltRequest *r, const Connector
 	JsonbValue	key = {0};
 
 	add_header(list, "User-Agent", 10, INTEGRATION_USER_AGENT, strlen(INTEGRATION_USER_AGENT));
-	/* No "Expect: 100-continue" round trip for larger bodies. */
-	add_header(list, "Expect", 6, "", 0);
+
+	/*
+	 * No "Expect: 100-continue" round trip for larger bodies: "Expect:" drops
+	 * it.
+	 */
+	append_line(list, pstrdup("Expect:"));
 	if (r->headers == NULL)
 		return;
 	if (!JB_ROOT_IS_OBJECT(r->headers))
@@ -627,18 +637,68 @@ ConnectorTargetCopy(ConnectorTarget *dst, const ConnectorTarget *src, MemoryCont
 	dst->retry_schedule = copy_text(src->retry_schedule, cxt);
 }
 
-/* "schema.name" of a function, quoted, to call it in SQL. */
-static char *
-function_sql_name(Oid fn)
-{
-	char	   *name = get_func_name(fn);
+/* Adapter plans kept per backend. */
+#define ADAPTER_PLANS_MAX 64
 
-	if (name == NULL)
+/* The kept call of an adapter function: by function, statement and role. */
+typedef struct AdapterPlan
+{
+	Oid			fn;
+	const char *sqlfmt;
+	Oid			role;
+	SPIPlanPtr	plan;
+} AdapterPlan;
+
+static AdapterPlan adapter_plans[ADAPTER_PLANS_MAX];
+static int	n_adapter_plans;
+
+/*
+ * The plan that calls adapter fn with sqlfmt ("SELECT ... %s($1, ...)", a string
+ * constant), prepared on first use and kept: each adapter runs for every call and
+ * every inbound webhook, and would otherwise be looked up, parsed and planned each
+ * time.  The plan cache plans it again when fn changes.  Kept per role too: the
+ * planner checks the right to execute a SQL function it inlines once, when it plans,
+ * and the worker calls adapters as the role that queued each call.  Raises when fn
+ * no longer exists.
+ */
+SPIPlanPtr
+ConnectorAdapterPlan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
+{
+	Oid			role = GetUserId();
+	char	   *name;
+	char	   *nsp;
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < n_adapter_plans; i++)
+		if (adapter_plans[i].fn == fn && adapter_plans[i].sqlfmt == sqlfmt &&
+			adapter_plans[i].role == role)
+			return adapter_plans[i].plan;
+	name = get_func_name(fn);
+	nsp = OidIsValid(get_func_namespace(fn)) ? get_namespace_name(get_func_namespace(fn)) : NULL;
+	if (name == NULL || nsp == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("adapter function with OID %u does not exist", fn),
 				 errhint("Register the kind again with integration.register_connector_kind(..., replace => true).")));
-	return quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)), name);
+	plan = SPI_prepare_cursor(psprintf(sqlfmt, quote_qualified_identifier(nsp, name)), nargs,
+							  argtypes, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the call of adapter %s: %s", name,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	if (n_adapter_plans == ADAPTER_PLANS_MAX)
+	{
+		/* Many kinds or roles in one backend: start over rather than grow. */
+		for (int i = 0; i < n_adapter_plans; i++)
+			SPI_freeplan(adapter_plans[i].plan);
+		n_adapter_plans = 0;
+	}
+	adapter_plans[n_adapter_plans].fn = fn;
+	adapter_plans[n_adapter_plans].sqlfmt = sqlfmt;
+	adapter_plans[n_adapter_plans].role = role;
+	adapter_plans[n_adapter_plans].plan = plan;
+	n_adapter_plans++;
+	return plan;
 }
 
 /* The kind's request for operation, checked. */
@@ -664,10 +724,11 @@ build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 		args[3] = CStringGetTextDatum(idempotency_key);
 	else
 		nulls[3] = 'n';
-	rc = SPI_execute_with_args(psprintf("SELECT r.method, r.path, r.query, r.headers, r.body"
-										" FROM %s($1, $2, $3, $4) AS r",
-										function_sql_name(t->build_fn)),
-							   4, argtypes, args, nulls, false, 1);
+	rc = SPI_execute_plan(ConnectorAdapterPlan(t->build_fn,
+											   "SELECT r.method, r.path, r.query, r.headers, r.body"
+											   " FROM %s($1, $2, $3, $4) AS r",
+											   4, argtypes),
+						  args, nulls, false, 1);
 	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the request adapter of kind %s returned no row", t->kind);
@@ -769,10 +830,11 @@ interpret_response(const ConnectorTarget *t, const char *operation, const HttpRe
 		args[4] = PointerGetDatum(cstring_to_text_with_len(req->response, req->response_len));
 	else
 		nulls[4] = 'n';
-	rc = SPI_execute_with_args(psprintf("SELECT o.outcome, o.retry_after, o.result, o.error"
-										" FROM %s($1, $2, $3, $4, $5) AS o",
-										function_sql_name(t->interpret_fn)),
-							   5, argtypes, args, nulls, false, 1);
+	rc = SPI_execute_plan(ConnectorAdapterPlan(t->interpret_fn,
+											   "SELECT o.outcome, o.retry_after, o.result, o.error"
+											   " FROM %s($1, $2, $3, $4, $5) AS o",
+											   5, argtypes),
+						  args, nulls, false, 1);
 	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the response adapter of kind %s returned no row", t->kind);
@@ -813,10 +875,7 @@ ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpReques
 	v->retry_after_ms = -1;
 	if (req->error_class != HTTP_OK)
 	{
-		v->outcome = (req->error_class == HTTP_ERR_BLOCKED_ADDRESS ||
-					  req->error_class == HTTP_ERR_BLOCKED_SCHEME ||
-					  req->error_class == HTTP_ERR_INVALID_REQUEST) ?
-			CONNECTOR_FAILED : CONNECTOR_RETRY;
+		v->outcome = HttpErrorNotSent(req->error_class) ? CONNECTOR_FAILED : CONNECTOR_RETRY;
 		v->error = psprintf("%s: %s", HttpErrorClassName(req->error_class), req->error);
 	}
 	else
@@ -826,32 +885,17 @@ ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpReques
 }
 
 /*
- * Runs what follows as role with integration.tenant_id set to tenant, as a session of
- * that role would, until ConnectorActAsEnd(): the worker calls a kind's adapters for a
- * queued call as the role that queued it, as call_connector() and test_connector()
- * call them in that role's session.  The tenant is set before the switch, so that the
- * setting's check runs for the worker; the switch forbids what would outlive the call
- * (SET ROLE, temporary objects), as maintenance commands do.  On error, the caller's
- * subtransaction abort restores both.
+ * Runs what follows as role with tenant selected (TenantActAs()), until
+ * TenantActAsEnd(): the worker calls a kind's adapters for a queued call as the role
+ * that queued it, as call_connector() and test_connector() call them in that role's
+ * session.
  */
 void
-ConnectorActAs(ConnectorIdentity *saved, const char *tenant, Oid role)
+ConnectorActAs(TenantIdentity *saved, const char *tenant, Oid role)
 {
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the role that queued the call (OID %u) no longer exists", role)));
-	GetUserIdAndSecContext(&saved->save_userid, &saved->save_sec_context);
-	saved->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("integration.tenant_id", tenant, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(role, saved->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-void
-ConnectorActAsEnd(const ConnectorIdentity *saved)
-{
-	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
-	AtEOXact_GUC(false, saved->save_nestlevel);
+	TenantActAs(saved, tenant, role);
 }

@@ -15,6 +15,7 @@
 #define INTEGRATION_CONNECTOR_REQUEST_H
 
 #include "http_client.h"
+#include "tenant.h"
 #include "utils/jsonb.h"
 
 /* The connector and kind a call goes to. */
@@ -80,14 +81,6 @@ extern void ConnectorJudge(const ConnectorTarget *t, const char *operation,
 						   ConnectorVerdict *v);
 
 /* Running adapters as a role with a tenant selected (the worker's calls). */
-typedef struct ConnectorIdentity
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} ConnectorIdentity;
-
-extern void ConnectorActAs(ConnectorIdentity *saved, const char *tenant, Oid role);
-extern void ConnectorActAsEnd(const ConnectorIdentity *saved);
+extern void ConnectorActAs(TenantIdentity *saved, const char *tenant, Oid role);
 
 #endif							/* INTEGRATION_CONNECTOR_REQUEST_H */

@@ -53,7 +53,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "circuit_store.h"
@@ -75,8 +74,6 @@
 #define LOCKED_RETRY_MS 1000
 #define LOCKED_RETRY_MAX_MS 10000
 #define RECORD_MAX_FAILURES 3
-/* Cycles that may fail to store the same circuit transitions before they are dropped. */
-#define TRANSITION_MAX_FAILURES 3
 #define LEASE_MARGIN_MS 60000
 
 /* The claims of one store transaction: their memory goes when the last is recorded. */
@@ -598,60 +595,6 @@ fan_out(Cycle *cy)
 }
 
 /*
- * Stores and logs the circuit transitions not stored yet (circuit_store.c), in a
- * subtransaction: they must never keep the cycle's results from being written.  What
- * fails is tried again with the next cycles, and dropped with a WARNING after
- * TRANSITION_MAX_FAILURES of them (a restart then finds the circuit as last stored).
- */
-static void
-store_transitions(Cycle *cy)
-{
-	DeliveryJob *j = cy->job;
-	SchedTransition *tr;
-	int			n = SchedulerTransitions(j->svc->scheduler, &delivery_job_kind, &tr);
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-
-	if (n == 0)
-		return;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		CircuitStoreWrite(tr, n);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		cy->transitions_upto = tr[n - 1].seq;
-		j->transition_failures = 0;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ereport(LOG,
-				(errmsg("integration worker: recording %d circuit transitions failed: %s",
-						n, edata->message)));
-		FreeErrorData(edata);
-		if (++j->transition_failures >= TRANSITION_MAX_FAILURES)
-		{
-			ereport(WARNING,
-					(errmsg("integration worker: dropping %d circuit transitions that could not be recorded",
-							n)));
-			cy->transitions_upto = tr[n - 1].seq;
-			j->transition_failures = 0;
-		}
-	}
-	PG_END_TRY();
-}
-
-/*
  * Claims one delivery to probe with for each endpoint whose circuit is half open and
  * has none; an endpoint with none due is asked about again when its next comes due.
  */
@@ -712,7 +655,8 @@ cycle_step(void *arg)
 	}
 	if (j->nreturned > 0)
 		cy->returned = StoreReturnClaims(j->returned, j->nreturned);
-	store_transitions(cy);
+	cy->transitions_upto = CircuitStoreTransitions(j->svc->scheduler, &delivery_job_kind,
+												   &j->transition_failures);
 	if (j->purge_needed)
 	{
 		(void) StorePurgeRetiredSecrets();
@@ -1144,22 +1088,6 @@ refresh_step(void *arg)
 	}
 }
 
-static void
-exit_extension_gone(DeliveryJob *j)
-{
-	ereport(LOG,
-			(errmsg("integration worker: extension dropped or created again in database \"%s\", exiting",
-					j->svc->dbname)));
-
-	/*
-	 * Exit code 1: the postmaster starts the worker once more a second later.
-	 * If CREATE EXTENSION ran meanwhile (its start request saw this worker
-	 * still running), that worker carries on; else it finds no extension and
-	 * exits for good.
-	 */
-	proc_exit(1);
-}
-
 /*
  * WorkerKindOps.prepare: brings queued claims up to the endpoints' latest settings.
  * Returns false while that fails (a table lock, say): the claims must not go out as
@@ -1190,7 +1118,7 @@ delivery_prepare(void *state, TimestampTz now)
 		}
 	}
 	if (j->extension_gone)
-		exit_extension_gone(j);
+		WorkerExitExtensionGone(j->svc);
 	return fresh;
 }
 
@@ -1207,12 +1135,11 @@ static bool
 claim_wanted(DeliveryJob *j)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	SchedTarget **probes;
 
 	if (j->record_failures != 0 || (j->record_alone && j->nresults > j->ndeferred))
 		return false;
 	return (j->scan_needed && SchedulerWantsWork(j->svc->scheduler, now)) ||
-		SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, &probes) > 0;
+		SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, NULL) > 0;
 }
 
 /* Whether the next cycle has claims to give back or circuit transitions to store. */
@@ -1339,7 +1266,7 @@ delivery_step(void *state, TimestampTz now)
 	if (!run_cycle(j, record || j->nresults > 0, claim || fresh_lane, fresh_lane))
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 	else if (j->extension_gone)
-		exit_extension_gone(j);
+		WorkerExitExtensionGone(j->svc);
 	return true;
 }
 

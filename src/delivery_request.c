@@ -23,25 +23,17 @@
 #include "signature.h"
 #include "worker.h"
 
-/*
- * Appends "name: value" to list.  To libcurl "Name:" (blanks after the colon
- * included) means: leave the header out; "Name;" sends it empty.  A value of blanks
- * is the empty value in HTTP anyway.
- */
+/* Appends "name: value" to list (HttpHeaderLine()); *ok false when libcurl cannot. */
 static struct curl_slist *
 append_header(struct curl_slist *list, const char *name, int namelen,
 			  const char *value, int valuelen, bool *ok)
 {
 	char	   *line;
 	struct curl_slist *next;
-	int			blanks = 0;
 
 	if (!*ok)
 		return list;
-	while (blanks < valuelen && (value[blanks] == ' ' || value[blanks] == '\t'))
-		blanks++;
-	line = blanks < valuelen ? psprintf("%.*s: %.*s", namelen, name, valuelen, value)
-		: psprintf("%.*s;", namelen, name);
+	line = HttpHeaderLine(name, namelen, value, valuelen);
 	next = curl_slist_append(list, line);
 	pfree(line);
 	if (next == NULL)

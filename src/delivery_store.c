@@ -43,7 +43,6 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -52,6 +51,7 @@
 #include "integration.h"
 #include "secret_box.h"
 #include "spi_plan.h"
+#include "subtransaction.h"
 #include "wakeup.h"
 #include "worker.h"
 #include "worker_slots.h"
@@ -185,14 +185,6 @@ static PlannedTable planned_tables[] = {
 	&fan_out_endpoints_skip_plan}, InvalidBlockNumber},
 };
 
-static void
-forget_plan(SPIPlanPtr *plan)
-{
-	if (*plan != NULL)
-		SPI_freeplan(*plan);
-	*plan = NULL;
-}
-
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
 void
 StoreForgetPlans(void)
@@ -256,7 +248,7 @@ StoreReplanIfGrown(void)
 		else if (now > 2 * t->blocks + 8)
 		{
 			for (int p = 0; p < lengthof(t->plans) && t->plans[p] != NULL; p++)
-				forget_plan(t->plans[p]);
+				ForgetPlans(&t->plans[p], 1);
 			t->blocks = now;
 		}
 	}
@@ -271,32 +263,12 @@ store_forget_plans_only(void)
 		&fan_out_lanes_plan, &claim_head_plan, &claim_others_plan, &claim_tids_plan,
 	&confirm_skipped_plan, &purge_retired_plan};
 
-	for (int i = 0; i < lengthof(plans); i++)
-		forget_plan(plans[i]);
+	ForgetPlans(plans, lengthof(plans));
 }
 
 /* Size-dependent statements are planned at each execution (see spi_plan.c). */
 #define prepare(slot, sql, nargs, argtypes) \
 	SavedPlan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN)
-
-/* An int8[] of values, for a statement parameter. */
-static Datum
-int8_array(int64 *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* A timestamptz[] of values (timestamptz Datums), for a statement parameter. */
-static Datum
-timestamptz_array(Datum *values, int n)
-{
-	return PointerGetDatum(construct_array(values, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
-}
 
 /*
  * Returns claims to 'pending': at start every claim of this database (a database has
@@ -317,7 +289,7 @@ StoreReconcileLeases(bool all, int64 *held, int nheld)
 		Oid			argtypes[1] = {INT8ARRAYOID};
 		Datum		args[1];
 
-		args[0] = int8_array(held, nheld);
+		args[0] = Int8ArrayParam(held, nheld);
 		/* Never waits: a row someone holds locked is theirs to finish. */
 		rc = SPI_execute_with_args("UPDATE integration.deliveries SET status = 'pending',"
 								   " lease_expires_at = NULL, next_attempt_at = pg_catalog.now()"
@@ -596,16 +568,6 @@ batch_hash(const char *name, long nelem, Size keysize, Size entrysize,
 	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
-static Datum
-cstring_text_array(char **values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(values[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
 /*
  * When a lease taken now runs out.  now() in SQL is the transaction's start, so the
  * expiry is computed once here and passed in, rather than per row.
@@ -725,8 +687,8 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 		eps[i].suspended = false;
 		eps[i].retired.count = 0;
 	}
-	args[0] = cstring_text_array(tenants, n);
-	args[1] = int8_array(ids, n);
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = Int8ArrayParam(ids, n);
 	SavedPlan(plan, !key_share ? READ_ENDPOINTS("") :
 			  skip_locked ? READ_ENDPOINTS(" FOR KEY SHARE SKIP LOCKED") : READ_ENDPOINTS(" FOR KEY SHARE"),
 			  2, types, CURSOR_OPT_GENERIC_PLAN);
@@ -770,55 +732,44 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
  * speculative insertion would cost every delivery an extra index probe and WAL record.
  * If it hits a unique key, the batch is inserted again with ON CONFLICT DO NOTHING.
  */
+typedef struct FanOutInsert
+{
+	Datum	   *args;
+	int			rc;				/* out */
+} FanOutInsert;
+
+static void
+run_fan_out_insert(void *arg)
+{
+	FanOutInsert *fi = arg;
+
+	fi->rc = SPI_execute_plan(fan_out_insert_plan, fi->args, NULL, false, 0);
+}
+
 static void
 insert_fanned_out(Datum *args)
 {
 	static const Oid types[7] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
 	TIMESTAMPTZOID, BOOLARRAYOID, BOOLARRAYOID};
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool conflict = false;
-	volatile int rc = 0;
+	FanOutInsert fi = {args, 0};
+	ErrorData  *edata;
 
 	SavedPlan(&fan_out_insert_plan, FAN_OUT_INSERT FAN_OUT_RETURNING,
 			  7, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	if (!RunInSubtransaction(run_fan_out_insert, &fi, CurrentMemoryContext, &edata))
 	{
-		rc = SPI_execute_plan(fan_out_insert_plan, args, NULL, false, 0);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
 			ReThrowError(edata);
 		FreeErrorData(edata);
-		conflict = true;
-	}
-	PG_END_TRY();
-
-	if (conflict)
-	{
 		SavedPlan(&fan_out_insert_safe_plan,
 				  FAN_OUT_INSERT
 				  " ON CONFLICT DO NOTHING"
 				  FAN_OUT_RETURNING,
 				  7, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
-		rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
+		fi.rc = SPI_execute_plan(fan_out_insert_safe_plan, args, NULL, false, 0);
 	}
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(rc));
+	if (fi.rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "creating deliveries failed: %s", SPI_result_code_string(fi.rc));
 }
 
 /* One fan-out batch, handed from phase to phase of StoreFanOutAndClaim(). */
@@ -1008,8 +959,8 @@ read_taken_events(FanOutBatch *b, int taken)
 		Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
 		Datum		args[2];
 
-		args[0] = cstring_text_array(unread_tenants, nunread);
-		args[1] = int8_array(unread_ids, nunread);
+		args[0] = TextArrayParam(unread_tenants, nunread);
+		args[1] = Int8ArrayParam(unread_ids, nunread);
 		SavedPlan(&fan_out_locked_events_plan,
 				  "SELECT e.tenant_id, e.id"
 				  "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS k(tenant_id, id)"
@@ -1169,8 +1120,8 @@ put_back(FanOutBatch *b, FanOutLanes *lanes)
 
 	if (b->nback == 0)
 		return;
-	args[0] = cstring_text_array(b->back_tenants, b->nback);
-	args[1] = int8_array(b->back_ids, b->nback);
+	args[0] = TextArrayParam(b->back_tenants, b->nback);
+	args[1] = Int8ArrayParam(b->back_ids, b->nback);
 	SavedPlan(&fan_out_put_back_plan,
 			  "INSERT INTO integration.webhook_event_queue (tenant_id, event_id)"
 			  " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))",
@@ -1191,13 +1142,13 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 	Datum		args[7];
 	MemoryContext old;
 
-	args[0] = cstring_text_array(b->tenants, b->ncand);
-	args[1] = int8_array(b->event_ids, b->ncand);
-	args[2] = int8_array(b->endpoint_ids, b->ncand);
-	args[3] = timestamptz_array(b->created, b->ncand);
+	args[0] = TextArrayParam(b->tenants, b->ncand);
+	args[1] = Int8ArrayParam(b->event_ids, b->ncand);
+	args[2] = Int8ArrayParam(b->endpoint_ids, b->ncand);
+	args[3] = ArrayParam(b->created, NULL, b->ncand, TIMESTAMPTZOID);
 	args[4] = TimestampTzGetDatum(lease);
-	args[5] = PointerGetDatum(construct_array(b->claimed, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
-	args[6] = PointerGetDatum(construct_array(b->skipped, b->ncand, BOOLOID, 1, true, TYPALIGN_CHAR));
+	args[5] = ArrayParam(b->claimed, NULL, b->ncand, BOOLOID);
+	args[6] = ArrayParam(b->skipped, NULL, b->ncand, BOOLOID);
 	insert_fanned_out(args);
 
 	old = MemoryContextSwitchTo(list->mcxt);
@@ -1487,7 +1438,7 @@ pick_due_around(int limit, int64 *excluded, int nexcluded, ItemPointerData * tid
 	 * index scan), and the oldest due deliveries of those not left out.
 	 */
 	args[0] = Int64GetDatum(limit - n);
-	args[1] = int8_array(excluded, nexcluded);
+	args[1] = Int8ArrayParam(excluded, nexcluded);
 	SavedPlan(&claim_others_plan,
 			  "WITH RECURSIVE e(tenant_id, endpoint_id) AS ("
 			  "   (SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
@@ -1528,7 +1479,7 @@ StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *l
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
 	if (nexcluded == 0)
 	{
-		args[2] = int8_array(excluded, nexcluded);
+		args[2] = Int8ArrayParam(excluded, nexcluded);
 		prepare(&claim_plan,
 				CLAIM_DUE("  SELECT d.ctid FROM integration.deliveries d"
 						  "   WHERE d.next_attempt_at <= pg_catalog.now()"
@@ -1583,7 +1534,7 @@ StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 	Datum		d;
 
 	args[0] = TimestampTzGetDatum(after);
-	args[1] = int8_array(excluded, nexcluded);
+	args[1] = Int8ArrayParam(excluded, nexcluded);
 	prepare(&next_due_plan,
 			"SELECT pg_catalog.min(next_attempt_at) FROM integration.deliveries"
 			" WHERE next_attempt_at > $1 AND NOT (endpoint_id = ANY ($2))", 2, argtypes);
@@ -1602,17 +1553,6 @@ static bool
 is_failed_attempt(const DeliveryResult *r)
 {
 	return strcmp(r->outcome, "delivered") != 0 && strcmp(r->outcome, "skipped") != 0;
-}
-
-/* A text[] of values (nulls[i]: NULL), for a statement parameter. */
-Datum
-StoreTextArray(Datum *values, bool *nulls, int n)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
-											  TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -1673,7 +1613,7 @@ record_failed_attempts(DeliveryResult *results, int n)
 	}
 #undef SET_TEXT
 	for (int c = 0; c < RECORD_COLUMNS; c++)
-		args[c] = StoreTextArray(cols[c], nulls[c], nfailed);
+		args[c] = ArrayParam(cols[c], nulls[c], nfailed, TEXTOID);
 
 	prepare(&record_failures_plan,
 			"WITH r AS ("
@@ -1918,9 +1858,9 @@ lock_for_recording(DeliveryResult *results, int n, int *nheld)
 		ids[i] = results[i].id;
 		leases[i] = TimestampTzGetDatum(results[i].lease);
 	}
-	args[0] = cstring_text_array(tenants, n);
-	args[1] = int8_array(ids, n);
-	args[2] = timestamptz_array(leases, n);
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = Int8ArrayParam(ids, n);
+	args[2] = ArrayParam(leases, NULL, n, TIMESTAMPTZOID);
 	/* Rare: planned for its arrays each time. */
 	prepare(&record_lock_plan,
 			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -1971,9 +1911,9 @@ confirm_skipped(DeliveryResult *results, int n)
 	}
 	if (nskipped == 0)
 		return;
-	args[0] = cstring_text_array(tenants, nskipped);
-	args[1] = int8_array(ids, nskipped);
-	args[2] = int8_array(endpoints, nskipped);
+	args[0] = TextArrayParam(tenants, nskipped);
+	args[1] = Int8ArrayParam(ids, nskipped);
+	args[2] = Int8ArrayParam(endpoints, nskipped);
 	/* Rare: planned for its arrays each time. */
 	prepare(&confirm_skipped_plan,
 			"WITH r AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -2117,9 +2057,9 @@ StoreReturnClaims(const ReturnedClaim *claims, int n)
 	}
 	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData), false,
 											  TYPALIGN_SHORT));
-	args[1] = int8_array(ids, n);
-	args[2] = timestamptz_array(leases, n);
-	args[3] = timestamptz_array(dues, n);
+	args[1] = Int8ArrayParam(ids, n);
+	args[2] = ArrayParam(leases, NULL, n, TIMESTAMPTZOID);
+	args[3] = ArrayParam(dues, NULL, n, TIMESTAMPTZOID);
 	rc = SPI_execute_with_args("UPDATE integration.deliveries d"
 							   "   SET status = 'pending', next_attempt_at = r.due, lease_expires_at = NULL"
 							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
@@ -2160,9 +2100,9 @@ StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list)
 		probes[i].found = false;
 		probes[i].next_at = 0;
 	}
-	args[0] = cstring_text_array(tenants, n);
+	args[0] = TextArrayParam(tenants, n);
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
-	args[2] = int8_array(ids, n);
+	args[2] = Int8ArrayParam(ids, n);
 	rc = SPI_execute_with_args(CLAIM_DUE("  SELECT p.ctid"
 										 "    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3))"
 										 "         AS k(tenant_id, endpoint_id)"
@@ -2190,8 +2130,8 @@ StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list)
 		}
 	if (nmissing == 0)
 		return;
-	args[0] = cstring_text_array(tenants, nmissing);
-	args[1] = int8_array(ids, nmissing);
+	args[0] = TextArrayParam(tenants, nmissing);
+	args[1] = Int8ArrayParam(ids, nmissing);
 	types[1] = INT8ARRAYOID;
 	rc = SPI_execute_with_args("SELECT k.tenant_id, k.endpoint_id,"
 							   "       (SELECT d.next_attempt_at FROM integration.deliveries d"

@@ -159,7 +159,6 @@ typedef struct EndpointRefs
 } EndpointRefs;
 
 extern int	StoreRecord(DeliveryResult *results, int n, EndpointRefs *disabled);
-extern Datum StoreTextArray(Datum *values, bool *nulls, int n);
 
 /* A claim given back unsent, without using an attempt (its endpoint's circuit opened). */
 typedef struct ReturnedClaim

@@ -102,12 +102,7 @@ EndpointFailuresForget(void)
 	if (failing != NULL)
 		hash_destroy(failing);
 	failing = NULL;
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+	ForgetPlans(plans, lengthof(plans));
 }
 
 static void
@@ -242,20 +237,6 @@ arrays_add(EndpointArrays *a, const EndpointKey *key, TimestampTz t, bool flag)
 	a->n++;
 }
 
-static Datum
-array_of(Datum *values, bool *nulls, int n, Oid type)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int16		len;
-	bool		byval;
-	char		align;
-
-	get_typlenbyvalalign(type, &len, &byval, &align);
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, len, byval,
-											  align));
-}
-
 /* Ends the streaks of the endpoints in a (a success came after their failures). */
 static void
 end_streaks(EndpointArrays *a)
@@ -263,8 +244,8 @@ end_streaks(EndpointArrays *a)
 	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
 	Datum		args[2];
 
-	args[0] = array_of(a->tenants, NULL, a->n, TEXTOID);
-	args[1] = array_of(a->ids, NULL, a->n, INT8OID);
+	args[0] = ArrayParam(a->tenants, NULL, a->n, TEXTOID);
+	args[1] = ArrayParam(a->ids, NULL, a->n, INT8OID);
 	SavedPlan(&recovered_plan,
 			  "DELETE FROM integration.endpoint_failures f"
 			  " USING ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS r(tenant_id, endpoint_id)"
@@ -283,9 +264,9 @@ record_streaks(EndpointArrays *a, TimestampTz threshold, EndpointArrays *due)
 	Oid			types[4] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
 	Datum		args[4];
 
-	args[0] = array_of(a->tenants, NULL, a->n, TEXTOID);
-	args[1] = array_of(a->ids, NULL, a->n, INT8OID);
-	args[2] = array_of(a->times, NULL, a->n, TIMESTAMPTZOID);
+	args[0] = ArrayParam(a->tenants, NULL, a->n, TEXTOID);
+	args[1] = ArrayParam(a->ids, NULL, a->n, INT8OID);
+	args[2] = ArrayParam(a->times, NULL, a->n, TIMESTAMPTZOID);
 	args[3] = TimestampTzGetDatum(threshold);
 
 	/*
@@ -342,10 +323,10 @@ disable_endpoints(EndpointArrays *d, EndpointRefs *disabled)
 	/* With its unit, as SHOW shows it. */
 	const char *after = GetConfigOptionByName("integration.disable_after", NULL, false);
 
-	args[0] = array_of(d->tenants, NULL, d->n, TEXTOID);
-	args[1] = array_of(d->ids, NULL, d->n, INT8OID);
-	args[2] = array_of(d->times, d->time_nulls, d->n, TIMESTAMPTZOID);
-	args[3] = array_of(d->flags, NULL, d->n, BOOLOID);
+	args[0] = ArrayParam(d->tenants, NULL, d->n, TEXTOID);
+	args[1] = ArrayParam(d->ids, NULL, d->n, INT8OID);
+	args[2] = ArrayParam(d->times, d->time_nulls, d->n, TIMESTAMPTZOID);
+	args[3] = ArrayParam(d->flags, NULL, d->n, BOOLOID);
 	args[4] = CStringGetTextDatum(after);
 	/* Rare: planned for its arrays each time. */
 	SavedPlan(&disable_plan,

@@ -267,3 +267,19 @@ HttpRequestRelease(HttpRequest *req)
 	free(req->response_headers);
 	req->response_headers = NULL;
 }
+
+/*
+ * The line of a request header for its curl_slist, palloc'd: "name: value", or
+ * "name;" for an empty or blank value, which libcurl sends as an empty header ("name:"
+ * would make it leave the header out, and drop its own header of that name).
+ */
+char *
+HttpHeaderLine(const char *name, int namelen, const char *value, int valuelen)
+{
+	int			blanks = 0;
+
+	while (blanks < valuelen && (value[blanks] == ' ' || value[blanks] == '\t'))
+		blanks++;
+	return blanks < valuelen ? psprintf("%.*s: %.*s", namelen, name, valuelen, value)
+		: psprintf("%.*s;", namelen, name);
+}

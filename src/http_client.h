@@ -83,6 +83,8 @@ extern void HttpClientDrive(HttpClient *client);
 extern HttpRequest *HttpClientNextDone(HttpClient *client);
 extern int	HttpClientInFlight(HttpClient *client);
 extern void HttpRequestRelease(HttpRequest *req);
+extern char *HttpHeaderLine(const char *name, int namelen, const char *value, int valuelen);
 extern const char *HttpErrorClassName(HttpErrorClass c);
+extern bool HttpErrorNotSent(HttpErrorClass c);
 
 #endif

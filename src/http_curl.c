@@ -274,6 +274,18 @@ HttpErrorClassName(HttpErrorClass c)
 }
 
 /*
+ * Whether a request that failed with c was never sent: refused before any connection
+ * (a blocked address or scheme) or by libcurl (an invalid request).  Its target had no
+ * part in the failure, and no retry can change it.
+ */
+bool
+HttpErrorNotSent(HttpErrorClass c)
+{
+	return c == HTTP_ERR_BLOCKED_ADDRESS || c == HTTP_ERR_BLOCKED_SCHEME ||
+		c == HTTP_ERR_INVALID_REQUEST;
+}
+
+/*
  * Creates the epoll set and the multi handle.  On the main thread, before any HTTP
  * thread exists: the only function here that may ereport.
  */

@@ -9,11 +9,12 @@
  *     the handler was registered; inbound_handler_written refused such roles then),
  *     and that it may still execute the function, which takes the event row;
  *   - opens a GUC nest level and sets integration.tenant_id to the event's tenant
- *     there, before the switch, so that the setting's check runs for the worker;
- *   - switches the current user with SECURITY_LOCAL_USERID_CHANGE |
+ *     there, before the switch, so that the setting's check runs for the worker, and
+ *     switches the current user with SECURITY_LOCAL_USERID_CHANGE |
  *     SECURITY_RESTRICTED_OPERATION, as VACUUM, ANALYZE and REFRESH MATERIALIZED VIEW
- *     do: the handler cannot SET ROLE back, create temporary objects or leave
- *     session state behind;
+ *     do (TenantActAs(), tenant.c, which a connector call's adapters go through too):
+ *     the handler cannot SET ROLE back, create temporary objects or leave session
+ *     state behind;
  *   - arms statement_timeout's timer for integration.handler_timeout, so a handler that
  *     hangs ends as a failed attempt instead of stalling the worker;
  *   - calls the function through fmgr (its SET clauses and SECURITY DEFINER apply);
@@ -31,13 +32,13 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
 #include "inbound_store.h"
+#include "tenant.h"
 
 /* Raises unless role may run handler with the event row (see the banner). */
 static void
@@ -91,21 +92,14 @@ void
 InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row, Oid row_type,
 					 int timeout_ms)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	TenantIdentity saved;
 	FmgrInfo	flinfo;
 
 	LOCAL_FCINFO(fcinfo, 1);
 
 	check_handler(handler, role, row_type);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("integration.tenant_id", tenant_id, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(role, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	TenantActAs(&saved, tenant_id, role);
 	PG_TRY();
 	{
 		fmgr_info(handler, &flinfo);
@@ -123,10 +117,9 @@ InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row, Oi
 	{
 		if (timeout_ms > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		SetUserIdAndSecContext(saved.save_userid, saved.save_sec_context);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	AtEOXact_GUC(false, save_nestlevel);
+	TenantActAsEnd(&saved);
 }

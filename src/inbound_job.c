@@ -170,16 +170,6 @@ inbound_start(SchedItem *item, void *arg)
 	return true;
 }
 
-static TimestampTz
-earliest(TimestampTz a, TimestampTz b)
-{
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	return Min(a, b);
-}
-
 typedef struct HeldIds
 {
 	int64	   *ids;
@@ -362,7 +352,7 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 		if (o->status == INBOUND_DEFERRED)
 			continue;
 		if (o->status == INBOUND_RETRY)
-			j->next_due = earliest(j->next_due, o->next_attempt_at);
+			j->next_due = EarliestTime(j->next_due, o->next_attempt_at);
 		else if (o->status == INBOUND_GONE && j->npassed < INBOUND_BATCH)
 		{
 			/* Locked by another session (or done already): not at once again. */
@@ -378,7 +368,7 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 	/* A full claim, or one that started mid-way: more may be due. */
 	j->claim_needed = cy->nclaimed >= cy->req.limit || cy->req.cursor[0] != '\0';
 	if (cy->req.next_due != 0)
-		j->next_due = earliest(j->next_due, cy->req.next_due);
+		j->next_due = EarliestTime(j->next_due, cy->req.next_due);
 	strlcpy(j->cursor, cy->req.cursor, sizeof(j->cursor));
 	for (int i = 0; i < cy->nclaimed; i++)
 	{
@@ -399,26 +389,6 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 						 &ii->item, now);
 		j->nheld++;
 	}
-}
-
-static void
-exit_extension_gone(InboundJob *j)
-{
-	ereport(LOG,
-			(errmsg("%s: extension dropped or created again in database \"%s\", exiting",
-					WorkerName(), j->svc->dbname)));
-	proc_exit(1);				/* started again, as delivery_job.c explains */
-}
-
-/* Whether an error is no event's fault: the same batch is tried again later. */
-static bool
-transient(int sqlerrcode)
-{
-	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-		sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
 }
 
 /*
@@ -470,7 +440,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 							 &sqlerrcode, &message))
 	{
 		if (j->extension_gone)
-			exit_extension_gone(j);
+			WorkerExitExtensionGone(j->svc);
 		if (j->solo > 0 && nrun > 0)
 			j->solo--;
 		cycle_done(j, &cy);
@@ -482,7 +452,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 	 * time.
 	 */
 	InboundForgetPlans();
-	if (transient(sqlerrcode) || nrun == 0)
+	if (WorkerErrorIsTransient(sqlerrcode) || nrun == 0)
 	{
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		return;
@@ -511,7 +481,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 		return;
 	}
 	if (j->extension_gone)
-		exit_extension_gone(j);
+		WorkerExitExtensionGone(j->svc);
 	if (j->solo > 0)
 		j->solo--;
 	cycle_done(j, &cy);
@@ -599,20 +569,6 @@ inbound_reload(void *state)
 	j->claim_needed = true;
 }
 
-/* WorkerKindOps.prepare: what is held is read again when it runs; nothing to do. */
-static bool
-inbound_prepare(void *state, TimestampTz now)
-{
-	return true;
-}
-
-/* WorkerKindOps.finished: never called, as no inbound event makes a request. */
-static void
-inbound_finished(void *state, SchedItem *item, HttpRequest *req)
-{
-	elog(ERROR, "an inbound event made an HTTP request");
-}
-
 /* WorkerKindOps.next_wake: the time this kind needs the loop again; now: at once. */
 static TimestampTz
 inbound_next_wake(void *state, TimestampTz now)
@@ -624,9 +580,9 @@ inbound_next_wake(void *state, TimestampTz now)
 		return j->pause_until;
 	if (j->nready > 0 || claim_wanted(j))
 		return now;
-	wake = earliest(j->next_recheck, j->next_due);
+	wake = EarliestTime(j->next_recheck, j->next_due);
 	if (j->npassed > 0)
-		wake = earliest(wake, j->passed_until);
+		wake = EarliestTime(wake, j->passed_until);
 	return wake;
 }
 
@@ -640,9 +596,9 @@ const WorkerKindOps inbound_job_ops = {
 	.startup = NULL,
 	.woken = inbound_woken,
 	.reload = inbound_reload,
-	.prepare = inbound_prepare,
+	.prepare = NULL,
 	.step = inbound_step,
-	.finished = inbound_finished,
+	.finished = NULL,			/* no event makes a request */
 	.next_wake = inbound_next_wake,
 };
 

@@ -61,13 +61,13 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "inbound_store.h"
 #include "retry_policy.h"
 #include "spi_plan.h"
+#include "subtransaction.h"
 
 /* Tenants read per fetch of the loose scan. */
 #define TENANT_FETCH 64
@@ -86,12 +86,7 @@ InboundForgetPlans(void)
 {
 	SPIPlanPtr *plans[] = {&tenants_plan, &claim_plan, &lock_plan, &handlers_plan, &record_plan};
 
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+	ForgetPlans(plans, lengthof(plans));
 }
 
 const char *
@@ -113,38 +108,6 @@ InboundStatusName(InboundStatus status)
 			return "failed";
 	}
 	return "unknown";
-}
-
-/* A text[] of values, NULL elements where values[i] is NULL. */
-static Datum
-text_array(char **values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	if (n == 0)
-		return PointerGetDatum(construct_empty_array(TEXTOID));
-	for (int i = 0; i < n; i++)
-	{
-		nulls[i] = values[i] == NULL;
-		d[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(values[i]);
-	}
-	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false,
-											  TYPALIGN_INT));
-}
-
-static Datum
-int8_array(const int64 *values, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	if (n == 0)
-		return PointerGetDatum(construct_empty_array(INT8OID));
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(values[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -298,7 +261,7 @@ InboundClaim(InboundClaimRequest *req, InboundRef *out)
 	 * others.
 	 */
 	share = (2 * req->limit + ntenants - 1) / ntenants;
-	held = int8_array(req->held, req->nheld);
+	held = Int8ArrayParam(req->held, req->nheld);
 	shares = palloc(sizeof(InboundRef *) * ntenants);
 	counts = palloc(sizeof(int) * ntenants);
 	for (int t = 0; t < ntenants; t++)
@@ -355,8 +318,8 @@ lock_events(const InboundRef *refs, int n, int *nlocked, Oid *row_type)
 		tenants[i] = (char *) refs[i].tenant_id;
 		ids[i] = refs[i].id;
 	}
-	args[0] = text_array(tenants, n);
-	args[1] = int8_array(ids, n);
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = Int8ArrayParam(ids, n);
 
 	/*
 	 * By the primary key alone: "status = 'pending'" here would let the
@@ -421,9 +384,9 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 		names[i] = events[i].event;
 		connectors[i] = refs[events[i].index].connector_id;
 	}
-	args[0] = text_array(tenants, n);
-	args[1] = text_array(names, n);
-	args[2] = int8_array(connectors, n);
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = TextArrayParam(names, n);
+	args[2] = Int8ArrayParam(connectors, n);
 	RunPlan(SavedPlan(&handlers_plan,
 					  "SELECT r.ord, h.name, h.handler::oid, h.run_as::oid"
 					  "  FROM unnest($1, $2, $3) WITH ORDINALITY AS r(tenant_id, event, connector_id, ord)"
@@ -461,6 +424,35 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 	}
 }
 
+/* One event's handlers, for run_handlers(). */
+typedef struct HandlersRun
+{
+	const InboundRef *ref;
+	RunEvent   *ev;
+	Oid			row_type;
+	int			timeout_ms;
+	int			current;		/* the handler running */
+} HandlersRun;
+
+static void
+invoke_handlers(void *arg)
+{
+	HandlersRun *hr = arg;
+	RunEvent   *ev = hr->ev;
+
+	for (hr->current = 0; hr->current < ev->nhandlers; hr->current++)
+	{
+		RunHandler *h = &ev->handlers[hr->current];
+
+		/* It sees what the handlers before it wrote. */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		InboundInvokeHandler(h->fn, h->role, hr->ref->tenant_id, ev->row, hr->row_type,
+							 hr->timeout_ms);
+		PopActiveSnapshot();
+	}
+}
+
 /*
  * Runs the handlers of ev in a subtransaction; false with *error set when one raised,
  * whose effects, and those of the handlers before it, are then undone.
@@ -468,46 +460,15 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 static bool
 run_handlers(const InboundRef *ref, RunEvent *ev, Oid row_type, int timeout_ms, char **error)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int current = 0;
-	volatile bool ok = true;
+	HandlersRun hr = {ref, ev, row_type, timeout_ms, 0};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		for (int h = 0; h < ev->nhandlers; h++)
-		{
-			current = h;
-			/* It sees what the handlers before it wrote. */
-			CommandCounterIncrement();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			InboundInvokeHandler(ev->handlers[h].fn, ev->handlers[h].role, ref->tenant_id,
-								 ev->row, row_type, timeout_ms);
-			PopActiveSnapshot();
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		*error = psprintf("handler %s: %.*s (SQLSTATE %s)", ev->handlers[current].name,
-						  ERROR_MAX_LEN, edata->message, unpack_sql_state(edata->sqlerrcode));
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	if (RunInSubtransaction(invoke_handlers, &hr, CurrentMemoryContext, &edata))
+		return true;
+	*error = psprintf("handler %s: %.*s (SQLSTATE %s)", ev->handlers[hr.current].name,
+					  ERROR_MAX_LEN, edata->message, unpack_sql_state(edata->sqlerrcode));
+	FreeErrorData(edata);
+	return false;
 }
 
 /* A failed attempt: scheduled again by the retry schedule, or failed for good. */
@@ -548,8 +509,6 @@ record(const InboundRef *refs, RunEvent *events, int n, InboundOutcome *out)
 	Datum	   *attempts = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *next_at = palloc(sizeof(Datum) * Max(n, 1));
 	bool	   *next_null = palloc(sizeof(bool) * Max(n, 1));
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
 
 	if (n == 0)
 		return;
@@ -565,13 +524,12 @@ record(const InboundRef *refs, RunEvent *events, int n, InboundOutcome *out)
 		next_at[i] = TimestampTzGetDatum(o->next_attempt_at);
 		next_null[i] = o->status != INBOUND_RETRY;
 	}
-	args[0] = text_array(tenants, n);
-	args[1] = int8_array(ids, n);
-	args[2] = text_array(statuses, n);
-	args[3] = PointerGetDatum(construct_array(attempts, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[4] = text_array(errors, n);
-	args[5] = PointerGetDatum(construct_md_array(next_at, next_null, 1, dims, lbs, TIMESTAMPTZOID,
-												 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[0] = TextArrayParam(tenants, n);
+	args[1] = Int8ArrayParam(ids, n);
+	args[2] = TextArrayParam(statuses, n);
+	args[3] = ArrayParam(attempts, NULL, n, INT4OID);
+	args[4] = TextArrayParam(errors, n);
+	args[5] = ArrayParam(next_at, next_null, n, TIMESTAMPTZOID);
 	RunPlan(SavedPlan(&record_plan,
 					  "WITH r AS (SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
 					  "             AS r(tenant_id, id, status, attempts, error, next_at)),"

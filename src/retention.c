@@ -182,12 +182,7 @@ forget_plans(void)
 	SPIPlanPtr *plans[] = {&window_plan, &deliveries_plan, &lock_events_plan,
 	&delete_events_plan, &logs_plan};
 
-	for (int i = 0; i < lengthof(plans); i++)
-	{
-		if (*plans[i] != NULL)
-			SPI_freeplan(*plans[i]);
-		*plans[i] = NULL;
-	}
+	ForgetPlans(plans, lengthof(plans));
 }
 
 static TimestampTz
@@ -227,17 +222,6 @@ start_pass(RetentionPass *p, bool from_oldest)
 	p->logs_done = integration_retention_logs_s <= 0;
 	p->yield = false;
 	memset(&p->removed, 0, sizeof(p->removed));
-}
-
-static Datum
-array_of(Datum *values, int n, Oid type)
-{
-	int16		len;
-	bool		byval;
-	char		align;
-
-	get_typlenbyvalalign(type, &len, &byval, &align);
-	return PointerGetDatum(construct_array(values, n, type, len, byval, align));
 }
 
 /*
@@ -283,8 +267,8 @@ read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *
 			*last_at = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 		}
 	}
-	*tenants = array_of(t, n, TEXTOID);
-	*ids = array_of(i, n, INT8OID);
+	*tenants = ArrayParam(t, NULL, n, TEXTOID);
+	*ids = ArrayParam(i, NULL, n, INT8OID);
 	return n;
 }
 
@@ -659,33 +643,16 @@ retention_reload(void *state)
 		t->next_pass_at = Min(t->next_pass_at, soon);
 }
 
-static void
-retention_woken(void *state, uint32 requests)
-{
-}
-
-static bool
-retention_prepare(void *state, TimestampTz now)
-{
-	return true;
-}
-
-static void
-retention_finished(void *state, SchedItem *item, HttpRequest *req)
-{
-	elog(ERROR, "the retention task sends no requests");
-}
-
 const WorkerKindOps retention_ops = {
 	.kind = NULL,
 	.wakes = 0,					/* it runs on its own schedule */
 	.sends = false,
 	.create = RetentionCreate,
 	.startup = NULL,
-	.woken = retention_woken,
+	.woken = NULL,
 	.reload = retention_reload,
-	.prepare = retention_prepare,
+	.prepare = NULL,
 	.step = retention_step,
-	.finished = retention_finished,
+	.finished = NULL,
 	.next_wake = retention_next_wake,
 };

@@ -898,7 +898,8 @@ SchedulerTick(Scheduler *s, TimestampTz now)
 
 /*
  * The targets of kind whose half-open circuit waits for a probe with nothing queued,
- * and that their kind should look for one for now (palloc'd in the caller's context).
+ * and that their kind should look for one for now, into *targets (palloc'd in the
+ * caller's context); with targets NULL, only how many: the loop asks that every turn.
  */
 int
 SchedulerProbesWanted(Scheduler *s, const JobKind *kind, TimestampTz now,
@@ -907,10 +908,13 @@ SchedulerProbesWanted(Scheduler *s, const JobKind *kind, TimestampTz now,
 	dlist_iter	ci;
 	int			n = 0;
 
-	dlist_foreach(ci, &s->circuits)
-		n++;
-	*targets = palloc(sizeof(SchedTarget *) * Max(n, 1));
-	n = 0;
+	if (targets != NULL)
+	{
+		dlist_foreach(ci, &s->circuits)
+			n++;
+		*targets = palloc(sizeof(SchedTarget *) * Max(n, 1));
+		n = 0;
+	}
 	dlist_foreach(ci, &s->circuits)
 	{
 		SchedTarget *t = dlist_container(SchedTarget, circuit_node, ci.cur);
@@ -918,7 +922,9 @@ SchedulerProbesWanted(Scheduler *s, const JobKind *kind, TimestampTz now,
 		if (t->key.kind != kind || t->breaker.state != CIRCUIT_HALF_OPEN ||
 			t->breaker.probe_in_flight || t->queued > 0 || t->probe_claim_at > now)
 			continue;
-		(*targets)[n++] = t;
+		if (targets != NULL)
+			(*targets)[n] = t;
+		n++;
 	}
 	return n;
 }

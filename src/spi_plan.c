@@ -8,11 +8,16 @@
  * choose CURSOR_OPT_GENERIC_PLAN for statements whose plan cannot depend on table sizes
  * (rows reached by key or ctid) and CURSOR_OPT_CUSTOM_PLAN for the others.
  * RunPlan() executes one and turns an unexpected result code into an error.
+ *
+ * Batches go to a statement as arrays, one per column, unnested there: ArrayParam()
+ * and its shorthands build them.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "spi_plan.h"
 
@@ -31,6 +36,21 @@ SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int curso
 		*slot = plan;
 	}
 	return *slot;
+}
+
+/*
+ * Frees the plans in the n slots and empties them, to be prepared again on their next
+ * use (after the extension was dropped and created again, say).
+ */
+void
+ForgetPlans(SPIPlanPtr *const *slots, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		if (*slots[i] != NULL)
+			SPI_freeplan(*slots[i]);
+		*slots[i] = NULL;
+	}
 }
 
 /*
@@ -68,4 +88,67 @@ ResultTids(int col)
 	}
 	return PointerGetDatum(construct_array(d, n, TIDOID, sizeof(ItemPointerData), false,
 										   TYPALIGN_SHORT));
+}
+
+/*
+ * A one-dimensional array of n values of type elemtype (nulls[i]: NULL; nulls may be
+ * NULL for none).  The types the worker's statements take are known here, so batches
+ * cost no catalog lookup; another type is looked up.
+ */
+Datum
+ArrayParam(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		len;
+	bool		byval;
+	char		align;
+
+	switch (elemtype)
+	{
+		case TEXTOID:
+			len = -1, byval = false, align = TYPALIGN_INT;
+			break;
+		case INT8OID:
+		case TIMESTAMPTZOID:
+			len = 8, byval = FLOAT8PASSBYVAL, align = TYPALIGN_DOUBLE;
+			break;
+		case INT4OID:
+			len = 4, byval = true, align = TYPALIGN_INT;
+			break;
+		case BOOLOID:
+			len = 1, byval = true, align = TYPALIGN_CHAR;
+			break;
+		default:
+			get_typlenbyvalalign(elemtype, &len, &byval, &align);
+			break;
+	}
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elemtype, len, byval,
+											  align));
+}
+
+/* An int8[] of n values. */
+Datum
+Int8ArrayParam(const int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return ArrayParam(d, NULL, n, INT8OID);
+}
+
+/* A text[] of n C strings, a NULL element where values[i] is NULL. */
+Datum
+TextArrayParam(char *const *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = values[i] == NULL;
+		d[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(values[i]);
+	}
+	return ArrayParam(d, nulls, n, TEXTOID);
 }

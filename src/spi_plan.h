@@ -9,8 +9,14 @@
 
 extern SPIPlanPtr SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 							int cursor_options);
+extern void ForgetPlans(SPIPlanPtr *const *slots, int n);
 extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
 					const char *what);
 extern Datum ResultTids(int col);
+
+/* Array parameters of statements, built in the current memory context. */
+extern Datum ArrayParam(Datum *values, bool *nulls, int n, Oid elemtype);
+extern Datum Int8ArrayParam(const int64 *values, int n);
+extern Datum TextArrayParam(char *const *values, int n);
 
 #endif

@@ -217,3 +217,31 @@ integration_require_tenant_for_write(PG_FUNCTION_ARGS)
 
 	return PointerGetDatum(NULL);
 }
+
+/*
+ * Runs what follows as role with integration.tenant_id set to tenant_id, as a session
+ * of that role would, until TenantActAsEnd(): how the worker runs tenants' code (an
+ * inbound handler, a connector kind's adapters for a queued call).  The tenant is set
+ * before the switch, in a GUC nest level of its own, so that the setting's check runs
+ * for the worker; the switch forbids what would outlive the call (SET ROLE, temporary
+ * objects), as maintenance commands do.  The caller checks the role first.  On error,
+ * the caller's subtransaction abort restores both.
+ */
+void
+TenantActAs(TenantIdentity *saved, const char *tenant_id, Oid role)
+{
+	GetUserIdAndSecContext(&saved->save_userid, &saved->save_sec_context);
+	saved->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("integration.tenant_id", tenant_id, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	SetUserIdAndSecContext(role, saved->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/* Back to the user of TenantActAs(), whatever was SET since discarded. */
+void
+TenantActAsEnd(const TenantIdentity *saved)
+{
+	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
+	AtEOXact_GUC(false, saved->save_nestlevel);
+}

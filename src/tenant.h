@@ -14,6 +14,17 @@ extern void TenantDefineGucs(void);
 extern const char *CurrentTenant(void);
 extern const char *RequireTenant(void);
 
+/* What TenantActAs() switched from, for TenantActAsEnd(). */
+typedef struct TenantIdentity
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} TenantIdentity;
+
+extern void TenantActAs(TenantIdentity *saved, const char *tenant_id, Oid role);
+extern void TenantActAsEnd(const TenantIdentity *saved);
+
 /* BEFORE ... FOR EACH STATEMENT on every extension table. */
 extern PGDLLEXPORT Datum integration_require_tenant_for_write(PG_FUNCTION_ARGS);
 

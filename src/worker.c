@@ -203,6 +203,21 @@ WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity
 }
 
 /*
+ * Whether an error is no piece of work's fault (a lock wait past lock_timeout, a
+ * cancel, a serialization failure or deadlock, a shutdown): the transaction that met it
+ * is tried again later, and nothing is counted against the work it ran.
+ */
+bool
+WorkerErrorIsTransient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
+}
+
+/*
  * Tells the scheduler what a finished request's target made of it (SchedulerReport()),
  * for the target's rate limit and circuit: a Retry-After counts with a 429 or 503 only,
  * clamped like a retry's (integration.max_retry_after), and holds the whole target
@@ -212,9 +227,7 @@ SchedReportAction
 WorkerReportRequest(Scheduler *s, SchedItem *item, const HttpRequest *req)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	bool		reached = req->error_class != HTTP_ERR_BLOCKED_ADDRESS &&
-	req->error_class != HTTP_ERR_BLOCKED_SCHEME &&
-	req->error_class != HTTP_ERR_INVALID_REQUEST;
+	bool		reached = !HttpErrorNotSent(req->error_class);
 	int			status = req->error_class == HTTP_OK ? (int) req->status_code : 0;
 	int64		retry_after = -1;
 
@@ -225,6 +238,22 @@ WorkerReportRequest(Scheduler *s, SchedItem *item, const HttpRequest *req)
 			retry_after = Min(retry_after, (int64) integration_max_retry_after_s * 1000);
 	}
 	return SchedulerReport(s, item, TargetOutcomeOfHttp(status, reached), retry_after, now);
+}
+
+/*
+ * A kind found the extension this worker started with dropped, or dropped and created
+ * again (StoreExtensionPresent()): nothing it holds belongs to the tables there now.
+ * Exit code 1: the postmaster starts the worker once more a second later.  If CREATE
+ * EXTENSION ran meanwhile (its start request saw this worker still running), that
+ * worker carries on; else it finds no extension and exits for good.
+ */
+void
+WorkerExitExtensionGone(WorkerServices *svc)
+{
+	ereport(LOG,
+			(errmsg("%s: extension dropped or created again in database \"%s\", exiting",
+					WorkerName(), svc->dbname)));
+	proc_exit(1);
 }
 
 /*
@@ -354,7 +383,7 @@ start_work(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 	 * today).
 	 */
 	for (int i = 0; i < nkinds; i++)
-		if (!kinds[i].ops->prepare(kinds[i].state, now))
+		if (kinds[i].ops->prepare != NULL && !kinds[i].ops->prepare(kinds[i].state, now))
 			return;
 	while ((item = SchedulerNext(svc->scheduler, now)) != NULL)
 		(void) item->kind->start(item, kind_state(kinds, nkinds, item->kind));
@@ -374,8 +403,13 @@ take_finished(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 		SchedItem  *item = (SchedItem *) done->owner;
 
 		for (int i = 0; i < nkinds; i++)
-			if (kinds[i].ops->kind == item->kind)
-				kinds[i].ops->finished(kinds[i].state, item, done);
+		{
+			if (kinds[i].ops->kind != item->kind)
+				continue;
+			if (kinds[i].ops->finished == NULL)
+				elog(ERROR, "work of kind \"%s\" made an HTTP request", item->kind->name);
+			kinds[i].ops->finished(kinds[i].state, item, done);
+		}
 	}
 }
 
@@ -549,7 +583,8 @@ integration_database_worker_main(Datum arg)
 			my_role->limits(&limits);
 			SchedulerConfigure(svc.scheduler, &limits);
 			for (int i = 0; i < nkinds; i++)
-				kinds[i].ops->reload(kinds[i].state);
+				if (kinds[i].ops->reload != NULL)
+					kinds[i].ops->reload(kinds[i].state);
 		}
 
 		/* Open circuits whose wait is over go half open. */
@@ -608,6 +643,7 @@ integration_database_worker_main(Datum arg)
 		requests = WorkerSlotTakeWakeRequests();
 		if (latched || requests != 0)
 			for (int i = 0; i < nkinds; i++)
-				kinds[i].ops->woken(kinds[i].state, requests);
+				if (kinds[i].ops->woken != NULL)
+					kinds[i].ops->woken(kinds[i].state, requests);
 	}
 }

@@ -33,6 +33,7 @@ extern void WorkerDropStrayCancel(void);
 typedef void (*WorkerTransactionStep) (void *arg);
 extern bool WorkerRunTransaction(WorkerTransactionStep step, void *arg, const char *activity,
 								 int *sqlerrcode, char **message);
+extern bool WorkerErrorIsTransient(int sqlerrcode);
 
 /* What a finished request tells the scheduler about its target. */
 extern SchedReportAction WorkerReportRequest(Scheduler *s, SchedItem *item,
@@ -47,13 +48,16 @@ typedef struct WorkerServices WorkerServices;
 
 /*
  * A kind of work's part in a worker's loop, besides the scheduler's JobKind.start.
- * create() makes its state when its worker starts, and startup() (may be NULL) runs
- * once before the loop; false makes the worker exit to be started again.  Each turn
- * the loop calls, for every kind: woken() when its latch was set, with what committers
- * asked for since (WorkerWakeRequest bits, worker_slots.h; 0: not said), prepare()
- * before requests start, step() to run at most one store transaction, and next_wake()
- * for how long it may sleep.  A finished request goes to its kind's finished().  A
- * periodic task that sends no requests has no JobKind (kind NULL).  wakes names the
+ * create() makes its state when its worker starts, and startup() runs once before the
+ * loop; false makes the worker exit to be started again.  Each turn the loop calls,
+ * for every kind: woken() when its latch was set, with what committers asked for since
+ * (WorkerWakeRequest bits, worker_slots.h; 0: not said), reload() after a SIGHUP,
+ * prepare() before requests start (false holds every kind's requests back), step() to
+ * run at most one store transaction, and next_wake() for how long it may sleep.  A
+ * finished request goes to its kind's finished().  Only create(), step() and
+ * next_wake() are required; a kind with nothing to do at the others leaves them NULL,
+ * and one that sends nothing has no finished().  A periodic task that sends no
+ * requests has no JobKind (kind NULL).  wakes names the
  * wake-ups the kind answers, so that a commit wakes only the worker that runs it; sends
  * says that it makes HTTP requests, so that its worker has a client.
  */
@@ -101,5 +105,6 @@ typedef struct WorkerRoleDef
 
 extern const WorkerRoleDef WorkerRoles[WORKER_NUM_ROLES];
 extern const char *WorkerName(void);
+extern void WorkerExitExtensionGone(WorkerServices *svc) pg_attribute_noreturn();
 
 #endif
