@@ -17,8 +17,10 @@
  *      (tenant, connector, external id): of two sessions receiving the same delivery,
  *      the second waits for the first and finds its row (test/specs/inbound_dedupe.spec).
  *      A row older than the dedupe window no longer counts: it is marked
- *      dedupe_expired and the insert tried again.  A stored event wakes the worker at
- *      commit (the inbound_events_written trigger), which runs its handlers.
+ *      dedupe_expired and the insert tried again.  Retention removes a handled row
+ *      only once it no longer counts (retention_connectors.c).  A stored event wakes
+ *      the worker at commit (the inbound_events_written trigger), which runs its
+ *      handlers.
  *
  * Never raises for a bad request: whatever the request (no such connector, a wrong
  * signature, a body the normaliser cannot read), the answer is one row "rejected" and a
@@ -589,11 +591,16 @@ store_event(Inbound *in, InboundEvent *ev, ReturnSetInfo *rsinfo)
 
 		/*
 		 * A live row has the id: a statement of its own sees it once
-		 * committed.
+		 * committed.  The window is judged by the clock, read after this
+		 * statement's snapshot: retention removes a row only once it is out
+		 * of the window at the start of its transaction
+		 * (retention_connectors.c), so a row this lookup no longer sees was
+		 * out of the window here too, however long ago this transaction
+		 * started.
 		 */
 		RunPlan(SavedPlan(&existing_plan,
 						  "SELECT e.id, e.event,"
-						  " e.received_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $4)"
+						  " e.received_at OPERATOR(pg_catalog.>=) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) $4)"
 						  " FROM integration.inbound_events e"
 						  " WHERE e.tenant_id OPERATOR(pg_catalog.=) $1"
 						  "   AND e.connector_id OPERATOR(pg_catalog.=) $2"
