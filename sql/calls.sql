@@ -83,6 +83,11 @@ CREATE INDEX connector_calls_sending_idx ON integration.connector_calls (lease_e
 CREATE INDEX connector_calls_failed_idx
 	ON integration.connector_calls (tenant_id, connector_id, finished_at)
 	WHERE status = 'failed';
+-- Retention (src/retention_connectors.c) walks the finished calls across tenants, by
+-- when they finished; like inbound_events_expiry_idx, one entry per finished call, added
+-- by a write that was never a HOT update.
+CREATE INDEX connector_calls_expiry_idx ON integration.connector_calls (finished_at, id)
+	WHERE finished_at IS NOT NULL;
 
 -- A call runs its kind's adapters as whoever queued it: nobody else may name that role
 -- (a superuser may, e.g. in a restore).

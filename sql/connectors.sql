@@ -701,6 +701,13 @@ CREATE INDEX inbound_events_due_idx ON integration.inbound_events (tenant_id, ne
 CREATE INDEX inbound_events_failed_idx
 	ON integration.inbound_events (tenant_id, connector_id, received_at)
 	WHERE status = 'failed';
+-- Retention (src/retention_connectors.c) walks the handled events across tenants, by
+-- when they were handled (received_at for a finished row written without processed_at).
+-- Only finished rows: the handler worker's write of an outcome, which adds this entry,
+-- changes columns of the claim's partial indexes and was never a HOT update.
+CREATE INDEX inbound_events_expiry_idx
+	ON integration.inbound_events ((COALESCE(processed_at, received_at)), id)
+	WHERE status <> 'pending';
 
 ------------------------------------------------------------------------------------------
 -- The connector API.  SECURITY INVOKER throughout: row-level security scopes every call

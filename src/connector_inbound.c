@@ -17,8 +17,10 @@
  *      (tenant, connector, external id): of two sessions receiving the same delivery,
  *      the second waits for the first and finds its row (test/specs/inbound_dedupe.spec).
  *      A row older than the dedupe window no longer counts: it is marked
- *      dedupe_expired and the insert tried again.  A stored event wakes the worker at
- *      commit (the inbound_events_written trigger), which runs its handlers.
+ *      dedupe_expired and the insert tried again.  Retention removes a handled row
+ *      only once it no longer counts (retention_connectors.c).  A stored event wakes
+ *      the worker at commit (the inbound_events_written trigger), which runs its
+ *      handlers.
  * For a kind that pulls (connector_kinds.record_function), step 3 also asks the kind
  * which synced record each event is about, and step 4 first passes that record through
  * the gate the pulled pages go through (integration._sync_gate(), sql/sync.sql): a
@@ -452,9 +454,9 @@ call_record_adapter(Inbound *in, void *arg)
 
 		args[1] = CStringGetTextDatum(ev->topic);
 		args[2] = ev->payload;
-		RunPlan(adapter_plan(in->record_fn,
-							 "SELECT integration._check_external_record($4, %s($1, $2, $3))",
-							 4, argtypes),
+		RunPlan(ConnectorAdapterPlan(in->record_fn,
+									 "SELECT integration._check_external_record($4, %s($1, $2, $3))",
+									 4, argtypes),
 				args, false, SPI_OK_SELECT, "asking which record an inbound webhook is about");
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
@@ -638,11 +640,16 @@ store_event(Inbound *in, InboundEvent *ev, ReturnSetInfo *rsinfo)
 
 		/*
 		 * A live row has the id: a statement of its own sees it once
-		 * committed.
+		 * committed.  The window is judged by the clock, read after this
+		 * statement's snapshot: retention removes a row only once it is out
+		 * of the window at the start of its transaction
+		 * (retention_connectors.c), so a row this lookup no longer sees was
+		 * out of the window here too, however long ago this transaction
+		 * started.
 		 */
 		RunPlan(SavedPlan(&existing_plan,
 						  "SELECT e.id, e.event,"
-						  " e.received_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $4)"
+						  " e.received_at OPERATOR(pg_catalog.>=) (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) $4)"
 						  " FROM integration.inbound_events e"
 						  " WHERE e.tenant_id OPERATOR(pg_catalog.=) $1"
 						  "   AND e.connector_id OPERATOR(pg_catalog.=) $2"

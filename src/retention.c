@@ -2,7 +2,9 @@
  * retention.c
  *		Finished deliveries, their events and attempts, and log rows expire: the worker
  *		removes them in short transactions on a schedule, and integration.purge_expired()
- *		runs one pass on demand.
+ *		runs one pass on demand.  The connector framework's tables, inbound events and
+ *		connector calls, expire in the same passes and batches, by the walks of
+ *		retention_connectors.c (which says what of them expires, and when).
  *
  * What expires.  A delivered delivery integration.retention_delivered after it was
  * delivered; a failed one integration.retention_failed after its last attempt; a
@@ -93,6 +95,7 @@
 
 #include "delivery_store.h"
 #include "retention.h"
+#include "retention_connectors.h"
 #include "spi_plan.h"
 #include "worker_slots.h"
 
@@ -141,20 +144,13 @@ RetentionDefineGucs(void)
  * One pass, a batch at a time
  * ------------------------------------------------------------------------------------ */
 
-/* Rows older than these expire; DT_NOBEGIN: none (the period is forever). */
-typedef struct RetentionCutoffs
-{
-	TimestampTz delivered;
-	TimestampTz failed;
-	TimestampTz logs;
-	TimestampTz events;			/* the later of delivered and failed */
-} RetentionCutoffs;
-
 typedef struct RetentionRemoved
 {
 	int64		deliveries;
 	int64		events;
 	int64		logs;
+	int64		inbound_events;
+	int64		connector_calls;
 } RetentionRemoved;
 
 /* Where a pass stands. */
@@ -164,6 +160,8 @@ typedef struct RetentionPass
 								 * after_id) */
 	int64		after_id;
 	bool		events_done;
+	ExpiryWalk	inbound;		/* retention_connectors.c's walks */
+	ExpiryWalk	calls;
 	bool		logs_done;
 	bool		yield;			/* the worker's: end a batch early when its
 								 * latch is set */
@@ -183,6 +181,7 @@ forget_plans(void)
 	&delete_events_plan, &logs_plan};
 
 	ForgetPlans(plans, lengthof(plans));
+	RetentionConnectorsForgetPlans();
 }
 
 static TimestampTz
@@ -202,6 +201,7 @@ cutoff(TimestampTz now, int period_s)
 static void
 compute_cutoffs(RetentionCutoffs *c, TimestampTz now)
 {
+	c->now = now;
 	c->delivered = cutoff(now, integration_retention_delivered_s);
 	c->failed = cutoff(now, integration_retention_failed_s);
 	c->logs = cutoff(now, integration_retention_logs_s);
@@ -212,13 +212,23 @@ compute_cutoffs(RetentionCutoffs *c, TimestampTz now)
 static void
 start_pass(RetentionPass *p, bool from_oldest)
 {
+	ExpiryWalk *walks[] = {&p->inbound, &p->calls};
+
 	if (from_oldest)
 	{
 		TIMESTAMP_NOBEGIN(p->after_at);
 		p->after_id = PG_INT64_MIN;
+		for (int i = 0; i < lengthof(walks); i++)
+		{
+			TIMESTAMP_NOBEGIN(walks[i]->after_at);
+			walks[i]->after_id = PG_INT64_MIN;
+		}
 	}
 	p->events_done = integration_retention_delivered_s <= 0 &&
 		integration_retention_failed_s <= 0;
+	/* The connector tables expire by the same two periods. */
+	for (int i = 0; i < lengthof(walks); i++)
+		walks[i]->done = p->events_done;
 	p->logs_done = integration_retention_logs_s <= 0;
 	p->yield = false;
 	memset(&p->removed, 0, sizeof(p->removed));
@@ -354,11 +364,36 @@ delete_logs(const RetentionCutoffs *c, int limit)
 }
 
 /*
- * One batch of pass p, up to BATCH_ROWS rows deleted and events looked at: windows of
- * events, each the expired deliveries and then the events left without any, and when
- * the events are done, log rows.  In the worker, a batch ends after the window during
- * which the worker's latch was set.  Must run with SPI connected.  Returns true when
- * the pass is complete.
+ * Windows of one of retention_connectors.c's walks, until the walk is done or the
+ * batch's rows are spent.  Returns false when the batch is to end early (see
+ * run_batch()).
+ */
+static bool
+walk_connector_table(RetentionPass *p, ExpiryWalk *w,
+					 RetentionWindowFn window,
+					 const RetentionCutoffs *c, int *budget, int *looked, int64 *removed)
+{
+	while (!w->done && *budget > 0 && *looked < BATCH_ROWS)
+	{
+		int			n;
+		int			deleted = window(w, c, Min(EVENT_WINDOW, *budget), &n);
+
+		*looked += n;
+		*budget -= deleted;
+		*removed += deleted;
+		if (!w->done && p->yield && MyLatch->is_set)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * One batch of pass p, up to BATCH_ROWS rows deleted and rows looked at: windows of
+ * events, each the expired deliveries and then the events left without any; when the
+ * events are done, windows of inbound events and then of connector calls
+ * (retention_connectors.c); and then log rows.  In the worker, a batch ends after the
+ * window during which the worker's latch was set.  Must run with SPI connected.
+ * Returns true when the pass is complete.
  */
 static bool
 run_batch(RetentionPass *p, const RetentionCutoffs *c)
@@ -400,7 +435,14 @@ run_batch(RetentionPass *p, const RetentionCutoffs *c)
 		else if (p->yield && MyLatch->is_set)
 			return false;
 	}
-	if (p->events_done && !p->logs_done && budget > 0)
+	if (!p->events_done)
+		return false;
+	if (!walk_connector_table(p, &p->inbound, RetentionInboundWindow, c, &budget, &looked,
+							  &p->removed.inbound_events) ||
+		!walk_connector_table(p, &p->calls, RetentionCallsWindow, c, &budget, &looked,
+							  &p->removed.connector_calls))
+		return false;
+	if (p->inbound.done && p->calls.done && !p->logs_done && budget > 0)
 	{
 		int			deleted = delete_logs(c, budget);
 
@@ -408,7 +450,7 @@ run_batch(RetentionPass *p, const RetentionCutoffs *c)
 		if (deleted < budget)
 			p->logs_done = true;
 	}
-	return p->events_done && p->logs_done;
+	return p->events_done && p->inbound.done && p->calls.done && p->logs_done;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -435,16 +477,17 @@ PG_FUNCTION_INFO_V1(integration_purge_expired);
 
 /*
  * purge_expired(): one whole pass from the oldest event, in the caller's transaction,
- * with the periods in force in the session; returns how many deliveries, events and
- * log rows it removed.  As the tables' owner, row-level security does not apply.
+ * with the periods (and the default dedupe window) in force in the session; returns
+ * how many deliveries, events, log rows, inbound events and connector calls it
+ * removed.  As the tables' owner, row-level security does not apply.
  */
 Datum
 integration_purge_expired(PG_FUNCTION_ARGS)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	TupleDesc	desc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 	Oid			save_userid;
 	int			save_sec_context;
 	RetentionCutoffs c;
@@ -455,6 +498,8 @@ integration_purge_expired(PG_FUNCTION_ARGS)
 	check_owner(nsp, "deliveries");
 	check_owner(nsp, "webhook_events");
 	check_owner(nsp, "integration_logs");
+	check_owner(nsp, "inbound_events");
+	check_owner(nsp, "connector_calls");
 
 	compute_cutoffs(&c, GetCurrentTransactionStartTimestamp());
 	start_pass(&p, true);
@@ -470,6 +515,8 @@ integration_purge_expired(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(p.removed.deliveries);
 	values[1] = Int64GetDatum(p.removed.events);
 	values[2] = Int64GetDatum(p.removed.logs);
+	values[3] = Int64GetDatum(p.removed.inbound_events);
+	values[4] = Int64GetDatum(p.removed.connector_calls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
@@ -549,8 +596,8 @@ end_pass(RetentionTask *t, TimestampTz now)
 	RetentionRemoved *r = &t->pass.removed;
 
 	ereport(DEBUG1,
-			(errmsg("integration worker: removed " INT64_FORMAT " deliveries, " INT64_FORMAT " events and " INT64_FORMAT " log rows past their retention in %d transactions, %ld ms",
-					r->deliveries, r->events, r->logs, t->batches,
+			(errmsg("integration worker: removed " INT64_FORMAT " deliveries, " INT64_FORMAT " events, " INT64_FORMAT " log rows, " INT64_FORMAT " inbound events and " INT64_FORMAT " connector calls past their retention in %d transactions, %ld ms",
+					r->deliveries, r->events, r->logs, r->inbound_events, r->connector_calls, t->batches,
 					(long) ((now - t->pass_started) / 1000))));
 	t->in_pass = false;
 	t->next_pass_at = Max(TimestampTzPlusMilliseconds(t->pass_started,
@@ -583,7 +630,8 @@ retention_step(void *state, TimestampTz now)
 		if (now >= t->restart_at)
 			t->restart_at = now + restart_every_us();
 		t->pass.yield = true;
-		if (t->pass.events_done && t->pass.logs_done)
+		if (t->pass.events_done && t->pass.inbound.done && t->pass.calls.done &&
+			t->pass.logs_done)
 		{
 			end_pass(t, now);	/* everything is kept forever */
 			return false;

@@ -1,8 +1,8 @@
 /*
  * retention.h
- *		Expiry of finished deliveries, their events and attempts, and log rows: the
- *		settings, the worker's periodic task, and one pass on demand
- *		(integration.purge_expired()).
+ *		Expiry of finished deliveries, their events and attempts, log rows, handled
+ *		inbound events and finished connector calls: the settings, the worker's
+ *		periodic task, and one pass on demand (integration.purge_expired()).
  */
 #ifndef INTEGRATION_RETENTION_H
 #define INTEGRATION_RETENTION_H

@@ -8,6 +8,9 @@ ALTER TABLE integration.webhook_endpoints ALTER COLUMN id RESTART WITH 8001;
 ALTER TABLE integration.webhook_events ALTER COLUMN id RESTART WITH 8001;
 ALTER TABLE integration.deliveries ALTER COLUMN id RESTART WITH 8001;
 ALTER TABLE integration.integration_logs ALTER COLUMN id RESTART WITH 8001;
+ALTER TABLE integration.connectors ALTER COLUMN id RESTART WITH 8001;
+ALTER TABLE integration.inbound_events ALTER COLUMN id RESTART WITH 8001;
+ALTER TABLE integration.connector_calls ALTER COLUMN id RESTART WITH 8001;
 
 -- The settings and their defaults.
 SELECT name, setting, unit, context FROM pg_settings
@@ -162,7 +165,173 @@ UPDATE integration.deliveries
 SELECT * FROM integration.purge_expired();
 :state;
 
+------------------------------------------------------------------------------------------
+-- The connector framework's tables: inbound events and connector calls.
+------------------------------------------------------------------------------------------
+-- Tenant "retention3": connector 8001 keeps the default dedupe window (7 days),
+-- 8002 has one of 45 days, longer than either period.
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'retention3';
+SELECT id, dedupe_window FROM integration.create_connector('generic', 'default window',
+	'https://r3.example.invalid/', '{"token": "t"}', '{}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+SELECT id, dedupe_window FROM integration.create_connector('generic', 'long window',
+	'https://r3.example.invalid/', '{"token": "t"}', '{}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+	dedupe_window => '45 days');
+-- Two webhooks received for real by 8002, made old below: ret-kept and ret-gone.
+SELECT '{"type":"order.created","data":{"id":"o-1"}}' AS rbody \gset
+SELECT integration.sign('standard', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', :'rbody', 'ret-kept') AS hkept \gset
+SELECT integration.sign('standard', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', :'rbody', 'ret-gone') AS hgone \gset
+SELECT status, inbound_id FROM integration.receive_webhook(8002, :'hkept', :'rbody');
+SELECT status, inbound_id FROM integration.receive_webhook(8002, :'hgone', :'rbody');
+RESET ROLE;
+RESET integration.tenant_id;
+
+-- Inbound events (received, handled: days ago):
+--   8001 ret-kept   8002 processed 40, 40   -> kept: inside 8002's 45-day dedupe window
+--   8002 ret-gone   8002 processed 50, 50   -> removed
+--   8003 a-proc-old 8001 processed  9,  8   -> removed
+--   8004 a-proc-new 8001 processed  8,  6   -> kept: handled 6 days ago
+--   8005 a-skip     8001 skipped    8,  8   -> removed
+--   8006 a-skip-raw 8001 skipped    8, NULL -> removed: counts from when it was received
+--   8007 a-fail-old 8001 failed    40, 31   -> removed
+--   8008 a-fail-new 8001 failed    40, 29   -> kept: failed 29 days ago
+--   8009 a-pending  8001 pending   60, -    -> kept, however old
+--   8010 b-replaced 8002 processed 40, 40, dedupe_expired -> removed: no longer counts
+--   8011 b-fail     8002 failed    44, 31   -> kept: inside the dedupe window
+UPDATE integration.inbound_events
+   SET status = 'processed', next_attempt_at = NULL,
+	   received_at = now() - CASE external_id WHEN 'ret-kept' THEN interval '40 days' ELSE interval '50 days' END,
+	   processed_at = now() - CASE external_id WHEN 'ret-kept' THEN interval '40 days' ELSE interval '50 days' END
+ WHERE tenant_id = 'retention3';
+INSERT INTO integration.inbound_events (tenant_id, connector_id, external_id, topic, event, payload,
+										status, next_attempt_at, received_at, processed_at, dedupe_expired)
+SELECT 'retention3', c, x, 'order.created', 'generic.order.created', '{}', s,
+	   CASE WHEN s = 'pending' THEN now() + interval '1 hour' END,
+	   now() - r * interval '1 day', now() - h * interval '1 day', d
+  FROM (VALUES (3, 8001, 'a-proc-old', 'processed', 9, 8, false),
+			   (4, 8001, 'a-proc-new', 'processed', 8, 6, false),
+			   (5, 8001, 'a-skip', 'skipped', 8, 8, false),
+			   (6, 8001, 'a-skip-raw', 'skipped', 8, NULL, false),
+			   (7, 8001, 'a-fail-old', 'failed', 40, 31, false),
+			   (8, 8001, 'a-fail-new', 'failed', 40, 29, false),
+			   (9, 8001, 'a-pending', 'pending', 60, NULL, false),
+			   (10, 8002, 'b-replaced', 'processed', 40, 40, true),
+			   (11, 8002, 'b-fail', 'failed', 44, 31, false)) AS v(n, c, x, s, r, h, d)
+ ORDER BY n;
+
+-- Connector calls of 8001 (finished: days ago):
+--   8001 k-ok-old   succeeded  8 -> removed        8002 k-ok-new  succeeded  6 -> kept
+--   8003 k-fail-old failed    31 -> removed        8004 k-fail-new failed   29 -> kept
+--   8005 k-pending  pending, queued 60 days ago, retries in an hour -> kept
+--   8006 k-sending  sending, queued 60 days ago, its lease run out  -> kept
+INSERT INTO integration.connector_calls (tenant_id, connector_id, operation, payload, idempotency_key,
+										 status, attempts, next_attempt_at, lease_expires_at,
+										 created_at, finished_at)
+SELECT 'retention3', 8001, 'POST /orders', '{"n": 1}', k, s, 1,
+	   CASE WHEN s = 'pending' THEN now() + interval '1 hour' END,
+	   CASE WHEN s = 'sending' THEN now() - interval '1 day' END,
+	   now() - interval '60 days', now() - f * interval '1 day'
+  FROM (VALUES (1, 'k-ok-old', 'succeeded', 8), (2, 'k-ok-new', 'succeeded', 6),
+			   (3, 'k-fail-old', 'failed', 31), (4, 'k-fail-new', 'failed', 29),
+			   (5, 'k-pending', 'pending', NULL), (6, 'k-sending', 'sending', NULL)) AS v(n, k, s, f)
+ ORDER BY n;
+
+\set inbound 'SELECT id, connector_id, external_id, status, dedupe_expired FROM integration.inbound_events WHERE tenant_id = \'retention3\' ORDER BY id'
+\set calls 'SELECT id, idempotency_key, status FROM integration.connector_calls WHERE tenant_id = \'retention3\' ORDER BY id'
+:inbound;
+:calls;
+
+-- Periods of 0 and -1 keep them too.
+BEGIN;
+SET LOCAL integration.retention_delivered = 0;
+SET LOCAL integration.retention_failed = -1;
+SELECT * FROM integration.purge_expired();
+ROLLBACK;
+
+-- The defaults.
+SELECT * FROM integration.purge_expired();
+:inbound;
+:calls;
+SELECT * FROM integration.purge_expired();
+
+-- The platform sends ret-kept again, 40 days after it was received: still a duplicate of
+-- the row kept for it.  ret-gone, 50 days after, is a new event (past the window anyway).
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'retention3';
+SELECT status, inbound_id, event FROM integration.receive_webhook(8002, :'hkept', :'rbody');
+SELECT status, inbound_id > 8011 AS new_row, event FROM integration.receive_webhook(8002, :'hgone', :'rbody');
+-- An expired call's idempotency key is free again: the same key is a new call.  A kept
+-- call's key still answers with that call.
+SELECT integration.call_connector(8001, 'POST /orders', '{"n": 1}', 'k-ok-old') > 8006 AS new_call;
+SELECT integration.call_connector(8001, 'POST /orders', '{"n": 1}', 'k-ok-new') AS same_call;
+RESET ROLE;
+RESET integration.tenant_id;
+DELETE FROM integration.inbound_events WHERE tenant_id = 'retention3' AND id > 8011;
+DELETE FROM integration.connector_calls WHERE tenant_id = 'retention3' AND id > 8006;
+
+-- Shorter periods: a-proc-new (handled 6 days ago, received 8) and a-fail-new go, and
+-- k-ok-new and k-fail-new; ret-kept and b-fail stay for their connector's window.
+-- A default window longer than the period, here set for the session's purge, keeps
+-- a-proc-new (received 8 days ago) until the window too has passed.
+SET integration.retention_delivered = '5d';
+SET integration.retention_failed = '28d';
+SET integration.inbound_dedupe_window = '10d';
+SELECT * FROM integration.purge_expired();
+:inbound;
+RESET integration.inbound_dedupe_window;
+SELECT * FROM integration.purge_expired();
+:inbound;
+:calls;
+-- The connector's window made shorter: ret-kept and b-fail no longer count, and go.
+UPDATE integration.connectors SET dedupe_window = '30 days' WHERE tenant_id = 'retention3' AND id = 8002;
+SELECT * FROM integration.purge_expired();
+:inbound;
+RESET integration.retention_delivered;
+RESET integration.retention_failed;
+
+-- A pending event and pending or sending calls are never removed, however old:
+-- finished, they go like the others.
+UPDATE integration.inbound_events
+   SET status = 'processed', next_attempt_at = NULL, processed_at = now() - interval '8 days'
+ WHERE tenant_id = 'retention3' AND external_id = 'a-pending';
+UPDATE integration.connector_calls
+   SET status = 'succeeded', next_attempt_at = NULL, lease_expires_at = NULL,
+	   finished_at = now() - interval '8 days'
+ WHERE tenant_id = 'retention3';
+SELECT * FROM integration.purge_expired();
+:inbound;
+:calls;
+
+-- The claims' indexes hold no finished row, and the retention walks' indexes only
+-- finished rows, in the order the walks take them: each walk's statement is an ordered
+-- scan of its index (other plans are switched off here: these tables are tiny).
+SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) AS predicate
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE c.relname IN ('inbound_events_expiry_idx', 'inbound_events_due_idx',
+					 'inbound_events_pending_idx', 'connector_calls_expiry_idx',
+					 'connector_calls_pending_idx', 'connector_calls_sending_idx')
+ ORDER BY 1;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SET enable_sort = off;
+EXPLAIN (COSTS OFF)
+SELECT e.tenant_id, e.id FROM integration.inbound_events e
+ WHERE e.status <> 'pending'
+   AND (COALESCE(e.processed_at, e.received_at), e.id) > ('-infinity', 0)
+   AND COALESCE(e.processed_at, e.received_at) < now()
+ ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT 100;
+EXPLAIN (COSTS OFF)
+SELECT k.tenant_id, k.id FROM integration.connector_calls k
+ WHERE k.finished_at IS NOT NULL AND (k.finished_at, k.id) > ('-infinity', 0) AND k.finished_at < now()
+ ORDER BY k.finished_at, k.id LIMIT 100;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+RESET enable_sort;
+
 -- Clean up what is left of this file's tenants.
 DELETE FROM integration.webhook_events WHERE tenant_id IN ('retention', 'retention2');
-DELETE FROM integration.integration_logs WHERE tenant_id IN ('retention', 'retention2');
+DELETE FROM integration.integration_logs WHERE tenant_id IN ('retention', 'retention2', 'retention3');
 DELETE FROM integration.webhook_endpoints WHERE tenant_id IN ('retention', 'retention2');
+DELETE FROM integration.inbound_events WHERE tenant_id = 'retention3';
+DELETE FROM integration.connector_calls WHERE tenant_id = 'retention3';
+DELETE FROM integration.connectors WHERE tenant_id = 'retention3';

@@ -1,0 +1,205 @@
+/*
+ * retention_connectors.c
+ *		Retention of the connector framework's tables: handled inbound events and
+ *		finished connector calls expire.  retention.c schedules the passes and runs
+ *		these walks after its own, in the same batches (its header explains the
+ *		schedule, the batches and why rows are deleted rather than partitions dropped).
+ *
+ * What expires.  An inbound event that is processed or skipped, integration.
+ * retention_delivered after it was handled (processed_at); a failed one,
+ * integration.retention_failed after it failed (processed_at too: the handler worker
+ * sets it whenever an event leaves pending, and clears it when reprocess_inbound()
+ * makes one pending again, so only a row written by hand can be finished without it;
+ * such a row counts from received_at).  A succeeded connector call integration.
+ * retention_delivered after it finished (finished_at), a failed one integration.
+ * retention_failed after it failed.  A pending event and a pending or sending call
+ * never expire.  A call's completion event (external id call:<id>) is an inbound
+ * event like any other, and goes by its own times, before or after its call.
+ *
+ * Deduplication comes first.  An inbound event is also the record of its external id:
+ * receive_webhook() answers a later receipt of the id with "duplicate" while the row
+ * is live (not dedupe_expired) and was received within its connector's dedupe window
+ * (connectors.dedupe_window, else integration.inbound_dedupe_window).  Were the row
+ * removed inside that window, a platform's retry would be stored again and handed to
+ * the handlers a second time.  So a row that still counts is never removed, whatever
+ * its period: it goes once it is dedupe_expired (a later receipt replaced it) or was
+ * received longer than its connector's window ago.  The window is read from the
+ * connector at each pass (a window made longer keeps rows longer from then on; rows
+ * already removed do not come back), and where the connector has none, from
+ * integration.inbound_dedupe_window as the worker has it, i.e. as the server and the
+ * database set it: a longer window that a session or role SETs for its own
+ * receive_webhook() calls is not seen here, which the documentation says (give the
+ * connector its dedupe_window instead).  The two sides agree on time as well:
+ * receive_webhook() judges the window by the clock when it looks (connector_inbound.c),
+ * and a row removed here was older than the window at the start of this transaction,
+ * before its commit: a receipt that no longer finds the row would have judged it out
+ * of its window anyway.
+ *
+ * Idempotency keys.  A call's key is unique per connector among the calls kept, and
+ * call_connector() answers a repeated key with the first call.  Once that call has
+ * expired, its key is free: the same key queues a new call, which is sent again.
+ * Platforms keep keys for far shorter (Stripe 24 hours), so the periods, 7 and 30 days
+ * by default, are well past the point where a key could protect anything.
+ *
+ * Finding rows.  Each table has an index of its finished rows by when they finished,
+ * inbound_events_expiry_idx (COALESCE(processed_at, received_at), id) WHERE status <>
+ * 'pending' and connector_calls_expiry_idx (finished_at, id) WHERE finished_at IS NOT
+ * NULL, and the walk goes through it oldest first, a window of rows per statement,
+ * keeping its place across passes like the walk of events in retention.c: rows kept
+ * back (failed ones, kept longer; events still inside their dedupe window; rows
+ * locked) are looked at again when a pass starts over from the oldest.  Neither index
+ * costs a HOT update: the worker's write of an outcome changes status, next_attempt_at
+ * and (calls) lease_expires_at, which the claims' partial indexes already cover, so
+ * that write was never HOT; each index adds one entry per finished row.
+ *
+ * The claims never meet what is removed: the handler worker's claim walks
+ * inbound_events_due_idx (next_attempt_at IS NOT NULL: pending events only) and checks
+ * the order of an object's events in inbound_events_pending_idx (status = 'pending'),
+ * and the calls' claim and reconciliation walk connector_calls_pending_idx and
+ * connector_calls_sending_idx (pending, sending); none holds a finished row, so none
+ * holds a dead entry of a removed one.  What does step over dead entries until a
+ * vacuum: a receipt of an expired row's external id (one entry of
+ * inbound_events_dedupe_idx), a call_connector() with an expired call's key (one
+ * entry of the key's unique index), and the tenants' list queries and backlog views.
+ *
+ * Locks.  As in retention.c: a window is read without locks, its expired rows are
+ * then locked FOR UPDATE SKIP LOCKED with their conditions checked again on the row
+ * as it is when locked (a reprocessed event is pending again, and stays), and
+ * deleted by ctid in the same statement.  A row someone holds is left for a later
+ * pass; nothing waits.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+
+#include "connector.h"
+#include "retention_connectors.h"
+#include "spi_plan.h"
+
+#define WINDOW_NARGS 8
+
+static SPIPlanPtr inbound_plan = NULL;
+static SPIPlanPtr calls_plan = NULL;
+
+void
+RetentionConnectorsForgetPlans(void)
+{
+	SPIPlanPtr *plans[] = {&inbound_plan, &calls_plan};
+
+	ForgetPlans(plans, lengthof(plans));
+}
+
+/*
+ * The tail both statements share: w is the window (tenant_id, id, t), doomed the
+ * ctids of its expired rows, locked; deletes them and returns one row of the
+ * window's size, its last position and how many rows went.
+ */
+#define WINDOW_RESULT(table) \
+	" gone AS (DELETE FROM " table " x" \
+	"           WHERE x.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed)) RETURNING 1)," \
+	" last AS (SELECT w.t, w.id FROM w ORDER BY w.t DESC, w.id DESC LIMIT 1)" \
+	" SELECT (SELECT count(*) FROM w), (SELECT last.t FROM last), (SELECT last.id FROM last)," \
+	"        (SELECT count(*) FROM gone)"
+
+/*
+ * Runs a window statement, whose parameters are: $1, $2 the walk's place; $3 the
+ * walk's end (rows finished since may not have expired under any period); $4 the
+ * window's size; $5, $6 the cutoffs of retention_delivered and retention_failed; $7
+ * now; $8 the dedupe cutoff of connectors without a window of their own.
+ */
+static int
+run_window(SPIPlanPtr *slot, const char *sql, ExpiryWalk *w, const RetentionCutoffs *c,
+		   int limit, int *looked)
+{
+	Oid			types[WINDOW_NARGS] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[WINDOW_NARGS];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	int			deleted;
+
+	args[0] = TimestampTzGetDatum(w->after_at);
+	args[1] = Int64GetDatum(w->after_id);
+	args[2] = TimestampTzGetDatum(c->events);
+	args[3] = Int64GetDatum(limit);
+	args[4] = TimestampTzGetDatum(c->delivered);
+	args[5] = TimestampTzGetDatum(c->failed);
+	args[6] = TimestampTzGetDatum(c->now);
+	args[7] = TimestampTzGetDatum(c->now - (TimestampTz) integration_inbound_dedupe_window_s * USECS_PER_SEC);
+	SavedPlan(slot, sql, WINDOW_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(*slot, args, false, SPI_OK_SELECT, "deleting expired connector rows");
+	if (SPI_processed != 1)
+		elog(ERROR, "a retention window returned " UINT64_FORMAT " rows", SPI_processed);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	*looked = (int) DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	deleted = (int) DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+	if (*looked > 0)
+	{
+		w->after_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &isnull));
+		w->after_id = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	}
+	if (*looked < limit)
+		w->done = true;
+	return deleted;
+}
+
+int
+RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *looked)
+{
+	/*
+	 * The window by inbound_events_expiry_idx (its predicate and expression
+	 * spelled as in the index); each row then by its primary key, with its
+	 * connector's window.
+	 */
+	return run_window(&inbound_plan,
+					  "WITH w AS MATERIALIZED ("
+					  "  SELECT e.tenant_id, e.id, COALESCE(e.processed_at, e.received_at) AS t"
+					  "    FROM integration.inbound_events e"
+					  "   WHERE e.status <> 'pending'"
+					  "     AND (COALESCE(e.processed_at, e.received_at), e.id) > ($1, $2)"
+					  "     AND COALESCE(e.processed_at, e.received_at) < $3"
+					  "   ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT $4),"
+					  " doomed AS ("
+					  "  SELECT x.ctid FROM w CROSS JOIN LATERAL ("
+					  "    SELECT e.ctid FROM integration.inbound_events e"
+					  "      JOIN integration.connectors c ON c.tenant_id = e.tenant_id AND c.id = e.connector_id"
+					  "     WHERE e.tenant_id = w.tenant_id AND e.id = w.id"
+					  "       AND ((e.status IN ('processed', 'skipped')"
+					  "             AND COALESCE(e.processed_at, e.received_at) < $5)"
+					  "            OR (e.status = 'failed' AND COALESCE(e.processed_at, e.received_at) < $6))"
+					  "       AND (e.dedupe_expired"
+					  "            OR e.received_at < CASE WHEN c.dedupe_window IS NULL THEN $8"
+					  "                                    ELSE $7 - c.dedupe_window END)"
+					  "       FOR UPDATE OF e SKIP LOCKED) x),"
+					  WINDOW_RESULT("integration.inbound_events"),
+					  w, c, limit, looked);
+}
+
+int
+RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *looked)
+{
+	/*
+	 * The window by connector_calls_expiry_idx; each row then by its primary
+	 * key.
+	 */
+	return run_window(&calls_plan,
+					  "WITH w AS MATERIALIZED ("
+					  "  SELECT k.tenant_id, k.id, k.finished_at AS t"
+					  "    FROM integration.connector_calls k"
+					  "   WHERE k.finished_at IS NOT NULL"
+					  "     AND (k.finished_at, k.id) > ($1, $2) AND k.finished_at < $3"
+					  "   ORDER BY k.finished_at, k.id LIMIT $4),"
+					  " doomed AS ("
+					  "  SELECT x.ctid FROM w CROSS JOIN LATERAL ("
+					  "    SELECT k.ctid FROM integration.connector_calls k"
+					  "     WHERE k.tenant_id = w.tenant_id AND k.id = w.id"
+					  "       AND ((k.status = 'succeeded' AND k.finished_at < $5)"
+					  "            OR (k.status = 'failed' AND k.finished_at < $6))"
+					  "       FOR UPDATE SKIP LOCKED) x),"
+					  WINDOW_RESULT("integration.connector_calls"),
+					  w, c, limit, looked);
+}
