@@ -518,6 +518,23 @@ COMMENT ON FUNCTION integration._sync_start(text, bigint, text) IS
 -- The page-ended trigger: a pull call that ended, processed in the transaction that
 -- recorded it (see the banner).  A page the trigger cannot read raises, which fails the
 -- call: the worker then records it failed, and the run ends with that error.
+-- A pull page's records, one per id (of a record a page repeats, its latest version, the
+-- first seen), with the content hash the gate compares (internal).
+CREATE FUNCTION integration._sync_page_records(page jsonb, stream text)
+	RETURNS TABLE (n bigint, id text, updated_at timestamptz, payload jsonb, topic text, hash bytea)
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT DISTINCT ON (x.r ->> 'id')
+		   x.n, x.r ->> 'id', (x.r ->> 'updated_at')::timestamptz, x.r -> 'payload',
+		   coalesce(x.r ->> 'topic', stream || '/updated'),
+		   sha256(convert_to((x.r -> 'payload')::text, 'UTF8'))
+	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
+	 ORDER BY x.r ->> 'id', (x.r ->> 'updated_at')::timestamptz DESC, x.n
+$$;
+COMMENT ON FUNCTION integration._sync_page_records(jsonb, text) IS
+	'A pull page''s records, one per id, with their content hashes (internal).';
+
 CREATE FUNCTION integration._sync_page_ended() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -528,8 +545,9 @@ DECLARE
 	page jsonb := NEW.result;
 	next_page jsonb;
 	wait numeric;
-	rec record;
-	verdict text;
+	bad bigint;
+	ids text[];
+	new_ids text[];
 	seen bigint := 0;
 	changed bigint := 0;
 	high timestamptz;
@@ -540,7 +558,7 @@ BEGIN
 	   AND x.stream = NEW.sync_stream
 	   FOR UPDATE;
 	IF NOT FOUND OR s.current_call_id IS DISTINCT FROM NEW.id THEN
-		RETURN NULL;			-- the stream was dropped, or the call is not its run's
+		RETURN NEW;				-- the stream was dropped, or the call is not its run's
 	END IF;
 	SELECT * INTO c FROM integration.connectors x WHERE x.tenant_id = NEW.tenant_id AND x.id = NEW.connector_id;
 
@@ -553,7 +571,7 @@ BEGIN
 			   last_run_finished_at = now(), next_run_at = integration._sync_next_run(c)
 		 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream;
 		PERFORM integration._wake_calls_at_commit();
-		RETURN NULL;
+		RETURN NEW;
 	END IF;
 
 	IF jsonb_typeof(page) IS DISTINCT FROM 'object' OR jsonb_typeof(page -> 'records') IS DISTINCT FROM 'array'
@@ -564,34 +582,79 @@ BEGIN
 				  DETAIL = 'A succeeded pull''s result is {"records": [...], "next_page": ... or null, "wait": seconds (optional)}.';
 	END IF;
 
-	FOR rec IN
-		SELECT x.n, x.r ->> 'id' AS id, x.r -> 'updated_at' AS updated_at, x.r -> 'payload' AS payload,
-			   coalesce(x.r ->> 'topic', s.stream || '/updated') AS topic
-		  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
-		 ORDER BY x.n
-	LOOP
-		IF rec.id IS NULL OR length(rec.id) NOT BETWEEN 1 AND 255
-		   OR jsonb_typeof(rec.updated_at) IS DISTINCT FROM 'string' OR rec.payload IS NULL THEN
-			RAISE EXCEPTION 'record % of the % pull page is not a record', rec.n, c.kind
-				USING ERRCODE = 'invalid_parameter_value',
-					  DETAIL = 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.';
-		END IF;
-		seen := seen + 1;
-		high := greatest(high, (rec.updated_at #>> '{}')::timestamptz);
-		verdict := integration._sync_gate(s.tenant_id, s.connector_id, s.stream, rec.id,
-										  (rec.updated_at #>> '{}')::timestamptz, rec.payload, 'pull');
-		CONTINUE WHEN verdict NOT IN ('new', 'changed', 'revised');
-		changed := changed + 1;
+	-- The page's records, checked at once: the first that is not a record names itself.
+	SELECT min(x.n) FILTER (WHERE x.r ->> 'id' IS NULL OR length(x.r ->> 'id') NOT BETWEEN 1 AND 255
+									OR jsonb_typeof(x.r -> 'updated_at') IS DISTINCT FROM 'string'
+									OR x.r -> 'payload' IS NULL),
+		   count(*), array_agg(x.r ->> 'id' ORDER BY x.r ->> 'id')
+	  INTO bad, seen, ids
+	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n);
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'record % of the % pull page is not a record', bad, c.kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.';
+	END IF;
+
+	-- The gate of _sync_gate(), a page at a time: a statement per step rather than per
+	-- record, as a page is hundreds of them (bench/run sync).  First the records never
+	-- seen: inserted, or found there (a webhook's, or one this run read on an earlier
+	-- page); a row another session is inserting is waited for.
+	WITH ins AS (
+		INSERT INTO integration.external_records AS x
+			(tenant_id, connector_id, stream, external_id, external_updated_at, payload,
+			 content_hash, source)
+		SELECT s.tenant_id, s.connector_id, s.stream, r.id, r.updated_at, r.payload, r.hash, 'pull'
+		  FROM integration._sync_page_records(page, s.stream) r
+		ON CONFLICT ON CONSTRAINT external_records_pkey DO NOTHING
+		RETURNING x.external_id)
+	SELECT coalesce(array_agg(ins.external_id), '{}') INTO new_ids FROM ins;
+	-- The others, locked in key order before they are judged: a webhook of the same
+	-- record waits for this page, and the judgement below reads their latest versions.
+	PERFORM FROM integration.external_records x
+	 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream
+	   AND x.external_id = ANY (ids) AND x.external_id <> ALL (new_ids)
+	 ORDER BY x.external_id
+	   FOR UPDATE;
+	-- Each record's verdict, as _sync_gate() gives it; the rows that change written, and
+	-- each change an inbound event, in the page's order.
+	WITH v AS (
+		SELECT r.*,
+			   CASE WHEN r.id = ANY (new_ids) THEN 'new'
+					WHEN r.updated_at > o.external_updated_at THEN 'changed'
+					WHEN r.updated_at < o.external_updated_at THEN 'stale'
+					WHEN r.hash = o.content_hash THEN 'unchanged'
+					WHEN o.source = 'pull' THEN 'revised'
+					ELSE 'unchanged' END AS verdict,
+			   -- The pulled copy replaces a webhook's of the same version, as in the gate.
+			   r.id <> ALL (new_ids)
+			   AND (r.updated_at > o.external_updated_at
+					OR (r.updated_at = o.external_updated_at
+						AND (o.source = 'webhook' OR r.hash <> o.content_hash))) AS write
+		  FROM integration._sync_page_records(page, s.stream) r
+		  JOIN integration.external_records o
+			ON o.tenant_id = s.tenant_id AND o.connector_id = s.connector_id
+		   AND o.stream = s.stream AND o.external_id = r.id),
+	u AS (
+		UPDATE integration.external_records x
+		   SET external_updated_at = v.updated_at, payload = v.payload, content_hash = v.hash,
+			   source = 'pull', synced_at = now()
+		  FROM v
+		 WHERE v.write AND x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id
+		   AND x.stream = s.stream AND x.external_id = v.id),
+	e AS (
 		INSERT INTO integration.inbound_events AS e
 			(tenant_id, connector_id, external_id, object_id, topic, event, payload)
-		VALUES (s.tenant_id, s.connector_id,
-				integration._sync_event_id(s.stream, rec.id, (rec.updated_at #>> '{}')::timestamptz,
-										   CASE WHEN verdict = 'revised'
-												THEN sha256(convert_to(rec.payload::text, 'UTF8')) END),
-				s.stream || ':' || rec.id, rec.topic,
-				c.kind || '.' || replace(rec.topic, '/', '.'), rec.payload)
-		ON CONFLICT (tenant_id, connector_id, external_id) WHERE NOT dedupe_expired DO NOTHING;
-	END LOOP;
+		SELECT s.tenant_id, s.connector_id,
+			   integration._sync_event_id(s.stream, v.id, v.updated_at,
+										  CASE WHEN v.verdict = 'revised' THEN v.hash END),
+			   s.stream || ':' || v.id, v.topic, c.kind || '.' || replace(v.topic, '/', '.'), v.payload
+		  FROM v
+		 WHERE v.verdict IN ('new', 'changed', 'revised')
+		 ORDER BY v.n
+		ON CONFLICT (tenant_id, connector_id, external_id) WHERE NOT dedupe_expired DO NOTHING)
+	SELECT count(*) FILTER (WHERE v.verdict IN ('new', 'changed', 'revised')), max(v.updated_at)
+	  INTO changed, high
+	  FROM v;
 
 	next_page := nullif(page -> 'next_page', 'null');
 	IF next_page IS NOT NULL THEN
@@ -621,12 +684,16 @@ BEGIN
 	 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream;
 	-- The next page is claimed, or the schedule read again.
 	PERFORM integration._wake_calls_at_commit();
-	RETURN NULL;
+	-- The call keeps what became of its page, not the page: its records are in
+	-- external_records now, and a page of 250 orders is a few hundred kB.
+	NEW.result := jsonb_build_object('records', seen, 'changed', changed, 'next_page', next_page);
+	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION integration._sync_page_ended() IS
-	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended (internal).';
-CREATE TRIGGER sync_page_ended AFTER UPDATE OF status ON integration.connector_calls
+	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended; the call''s result becomes {records, changed, next_page} (internal).';
+-- BEFORE: the trigger replaces the page in the call's result with what became of it.
+CREATE TRIGGER sync_page_ended BEFORE UPDATE OF status ON integration.connector_calls
 	FOR EACH ROW
 	WHEN (NEW.sync_stream IS NOT NULL AND NEW.status IN ('succeeded', 'failed')
 		  AND OLD.status <> NEW.status)
@@ -708,6 +775,7 @@ REVOKE ALL ON FUNCTION
 	integration._check_external_record(text, integration.external_record),
 	integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb),
 	integration._sync_event_id(text, text, timestamptz, bytea),
-	integration._sync_start(text, bigint, text), integration._sync_page_ended(),
+	integration._sync_start(text, bigint, text), integration._sync_page_records(jsonb, text),
+	integration._sync_page_ended(),
 	integration.sync_now(bigint, text)
 	FROM PUBLIC;
