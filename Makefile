@@ -50,7 +50,7 @@ $(OBJS): $(HEADERS)
 
 # One script from the schema and its parts, in this order.
 EXTENSION_SQL = sql/$(EXTENSION).sql sql/platforms.sql sql/openapi.sql sql/connectors.sql \
-                sql/platform_kinds.sql sql/handlers.sql sql/calls.sql sql/tenant_isolation.sql
+                sql/platform_kinds.sql sql/handlers.sql sql/calls.sql sql/sync.sql sql/tenant_isolation.sql
 $(DATA_built): $(EXTENSION_SQL) $(EXTENSION).control
 	cat $(EXTENSION_SQL) > $@
 

@@ -33,6 +33,8 @@ CREATE TABLE integration.connector_calls (
 	last_error		text,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	finished_at		timestamptz,
+	-- A page of a sync run (sql/sync.sql): the stream it pulls; NULL: an ordinary call.
+	sync_stream		text COLLATE "C",
 	PRIMARY KEY (tenant_id, id),
 	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
 	-- One call per key and connector: call_connector() answers a repeated key with the
@@ -50,7 +52,10 @@ CREATE TABLE integration.connector_calls (
 	CONSTRAINT connector_calls_lease_check
 		CHECK ((status = 'sending') = (lease_expires_at IS NOT NULL)),
 	CONSTRAINT connector_calls_finished_check
-		CHECK ((status IN ('succeeded', 'failed')) = (finished_at IS NOT NULL))
+		CHECK ((status IN ('succeeded', 'failed')) = (finished_at IS NOT NULL)),
+	-- Operation pull is a sync run's page, and only that.
+	CONSTRAINT connector_calls_sync_stream_check
+		CHECK ((operation = 'pull') = (sync_stream IS NOT NULL))
 );
 COMMENT ON TABLE integration.connector_calls IS
 	'Calls to connectors'' APIs queued by call_connector(), one row each, and what became of them: pending (next_attempt_at), sending (an attempt in flight, until lease_expires_at), succeeded (result) or failed (last_error).';
@@ -62,6 +67,8 @@ COMMENT ON COLUMN integration.connector_calls.queued_by IS
 	'The role that queued the call: the worker runs the kind''s adapters for it as this role, with its tenant selected.';
 COMMENT ON COLUMN integration.connector_calls.attempts IS
 	'Attempts started, an attempt cut short by a crash of the worker included.';
+COMMENT ON COLUMN integration.connector_calls.sync_stream IS
+	'For a page of a sync run (operation pull, queued by sync_now() or the schedule): the stream pulled; when the call ends, its page is processed in the same transaction (integration.sync_streams). NULL: an ordinary call.';
 COMMENT ON COLUMN integration.connector_calls.result IS
 	'What the kind''s response adapter made of the last response (for the generic kind, its JSON body).';
 
@@ -126,6 +133,12 @@ BEGIN
 		RAISE EXCEPTION 'invalid operation'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'An operation has 1 to 1000 characters.';
+	END IF;
+	IF call_connector.operation = 'pull' THEN
+		RAISE EXCEPTION 'operation pull is reserved for sync runs'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A pull call is a page of a stream''s sync run, queued by the run and processed when it ends.',
+				  HINT = 'Start a run with integration.sync_now(connector_id, stream).';
 	END IF;
 	IF key !~ '^[!-~]{1,255}$' THEN
 		RAISE EXCEPTION 'invalid idempotency key'

@@ -57,6 +57,16 @@ CREATE TYPE integration.connector_outcome AS (
 COMMENT ON TYPE integration.connector_outcome IS
 	'How an adapter judged a response: outcome succeeded, retry (retry_after: the platform''s own delay, NULL for the retry schedule) or failed; the result to keep; the error to record.';
 
+-- What a record adapter returns for a webhook event about a synced record (sql/sync.sql).
+CREATE TYPE integration.external_record AS (
+	stream			text,
+	external_id		text,
+	updated_at		timestamptz,
+	payload			jsonb
+);
+COMMENT ON TYPE integration.external_record IS
+	'A record of a connector''s pull stream as a webhook event carries it: the stream (one of the kind''s pull_streams), the platform''s id of the record, the moment of its version (updated_at) and its payload; receive_webhook() passes it through the same gate as pulled records, so one change is handed to handlers once.';
+
 ------------------------------------------------------------------------------------------
 -- Helpers for adapters, in C (src/connector_sql.c)
 ------------------------------------------------------------------------------------------
@@ -147,6 +157,21 @@ COMMENT ON FUNCTION integration._auth_keys(text) IS
 -- The catalogue of kinds: not tenant-scoped, read by everyone, written by superusers.
 ------------------------------------------------------------------------------------------
 
+-- A kind's pull streams: one or more distinct names of lower-case words joined by dots.
+CREATE FUNCTION integration._are_stream_names(streams text[]) RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT cardinality(streams) BETWEEN 1 AND 100
+	   AND array_ndims(streams) = 1
+	   AND NOT EXISTS (SELECT FROM unnest(streams) AS s
+					    WHERE s IS NULL OR length(s) > 63
+						   OR s !~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$')
+	   AND (SELECT count(DISTINCT s) FROM unnest(streams) AS s) = cardinality(streams)
+$$;
+COMMENT ON FUNCTION integration._are_stream_names(text[]) IS
+	'Whether streams are 1 to 100 distinct stream names: lower-case letters, digits and underscores, words joined by dots, starting with a letter, up to 63 characters (internal).';
+
 CREATE TABLE integration.connector_kinds (
 	name				text COLLATE "C" PRIMARY KEY,
 	description			text NOT NULL DEFAULT '',
@@ -157,6 +182,8 @@ CREATE TABLE integration.connector_kinds (
 	build_request_function regprocedure,
 	interpret_response_function regprocedure,
 	idempotency_header	text,
+	pull_streams		text[],
+	record_function		regprocedure,
 	created_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	-- The first segment of every event name the kind's webhooks become.
@@ -175,7 +202,17 @@ CREATE TABLE integration.connector_kinds (
 	CONSTRAINT connector_kinds_idempotency_header_check
 		CHECK (idempotency_header IS NULL
 			   OR (idempotency_header ~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,255}$'
-				   AND build_request_function IS NOT NULL))
+				   AND build_request_function IS NOT NULL)),
+	-- Pull pages are calls of operation pull (sql/sync.sql); a stream's name is part of
+	-- its events' names (<kind>.<stream>.updated).
+	CONSTRAINT connector_kinds_pull_streams_check
+		CHECK (pull_streams IS NULL
+			   OR (build_request_function IS NOT NULL
+				   AND integration._are_stream_names(pull_streams))),
+	-- The webhook/pull dedupe: a record of a webhook event is one of a pull stream's.
+	CONSTRAINT connector_kinds_record_check
+		CHECK (record_function IS NULL
+			   OR (normalise_function IS NOT NULL AND pull_streams IS NOT NULL))
 );
 COMMENT ON TABLE integration.connector_kinds IS
 	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name>, json:<pointer> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
@@ -189,6 +226,10 @@ COMMENT ON COLUMN integration.connector_kinds.build_request_function IS
 	'build_request(connector_context, operation text, payload jsonb, idempotency_key text) RETURNS connector_request; NULL: the kind makes no API calls.';
 COMMENT ON COLUMN integration.connector_kinds.interpret_response_function IS
 	'interpret_response(connector_context, operation text, status integer, headers jsonb, body text) RETURNS connector_outcome.';
+COMMENT ON COLUMN integration.connector_kinds.pull_streams IS
+	'The streams the kind pulls incrementally (e.g. {orders,customers,products}); each page is a call of operation pull to its build_request and interpret_response (docs/connectors.md#sync-incremental-pull). NULL: the kind pulls nothing.';
+COMMENT ON COLUMN integration.connector_kinds.record_function IS
+	'record(connector_context, topic text, payload jsonb) RETURNS external_record: the synced record a webhook event is about, or NULL when it is about none; receive_webhook() then hands a version of a record that was already pulled or received as a duplicate. NULL: no such dedupe.';
 COMMENT ON COLUMN integration.connector_kinds.idempotency_header IS
 	'The header a call''s idempotency key is sent in (e.g. Idempotency-Key), the same key on every attempt of the call; NULL: the platform takes none, and adapters may put the key elsewhere.';
 -- Kinds that users register are configuration: pg_dump keeps them (the shipped ones are
@@ -272,7 +313,9 @@ CREATE FUNCTION integration.register_connector_kind(name text, auth text, signat
 													verify regprocedure DEFAULT NULL,
 													description text DEFAULT '',
 													replace boolean DEFAULT false,
-													idempotency_header text DEFAULT NULL)
+													idempotency_header text DEFAULT NULL,
+													pull_streams text[] DEFAULT NULL,
+													record regprocedure DEFAULT NULL)
 	RETURNS integration.connector_kinds
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -331,6 +374,25 @@ BEGIN
 				  HINT = 'Stripe, for one, takes Idempotency-Key.';
 	END IF;
 
+	IF register_connector_kind.pull_streams IS NOT NULL
+	   AND NOT integration._are_stream_names(register_connector_kind.pull_streams) THEN
+		RAISE EXCEPTION 'invalid pull_streams %', register_connector_kind.pull_streams
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'pull_streams is an array of 1 to 100 distinct stream names, each of lower-case letters, digits and underscores (words may be joined by dots), starting with a letter, up to 63 characters: a stream''s name is part of its events'' names.',
+				  HINT = 'For example ''{orders,customers,products}''; pass NULL for a kind that pulls nothing.';
+	END IF;
+	IF register_connector_kind.pull_streams IS NOT NULL AND register_connector_kind.build_request IS NULL THEN
+		RAISE EXCEPTION 'a kind with pull_streams needs build_request and interpret_response'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Each page of a pull is a call of operation pull, built and judged by the kind''s request adapters.';
+	END IF;
+	IF register_connector_kind.record IS NOT NULL
+	   AND (register_connector_kind.normalise IS NULL OR register_connector_kind.pull_streams IS NULL) THEN
+		RAISE EXCEPTION 'a record function goes with a normalise adapter and pull_streams'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'It tells which pulled record a webhook event is about, so that one change is handed to handlers once.';
+	END IF;
+
 	PERFORM integration._check_adapter(register_connector_kind.normalise, 'normalise',
 		ARRAY[ctx, 'jsonb', 'text']::regtype[], 'integration.normalised_event', true);
 	PERFORM integration._check_adapter(register_connector_kind.build_request, 'build_request',
@@ -339,15 +401,19 @@ BEGIN
 		ARRAY[ctx, 'text', 'integer', 'jsonb', 'text']::regtype[], 'integration.connector_outcome', false);
 	PERFORM integration._check_adapter(register_connector_kind.verify, 'verify',
 		ARRAY[ctx, 'text', 'jsonb', 'text', 'interval']::regtype[], 'boolean', false);
+	PERFORM integration._check_adapter(register_connector_kind.record, 'record',
+		ARRAY[ctx, 'text', 'jsonb']::regtype[], 'integration.external_record', false);
 
 	INSERT INTO integration.connector_kinds AS c
 		(name, description, auth, signature_scheme, verify_function, normalise_function,
-		 build_request_function, interpret_response_function, idempotency_header)
+		 build_request_function, interpret_response_function, idempotency_header,
+		 pull_streams, record_function)
 	VALUES (register_connector_kind.name, coalesce(register_connector_kind.description, ''),
 			register_connector_kind.auth, register_connector_kind.signature_scheme,
 			register_connector_kind.verify, register_connector_kind.normalise,
 			register_connector_kind.build_request, register_connector_kind.interpret_response,
-			register_connector_kind.idempotency_header)
+			register_connector_kind.idempotency_header, register_connector_kind.pull_streams,
+			register_connector_kind.record)
 	ON CONFLICT ON CONSTRAINT connector_kinds_pkey DO UPDATE
 	   SET description = EXCLUDED.description, auth = EXCLUDED.auth,
 		   signature_scheme = EXCLUDED.signature_scheme, verify_function = EXCLUDED.verify_function,
@@ -355,6 +421,8 @@ BEGIN
 		   build_request_function = EXCLUDED.build_request_function,
 		   interpret_response_function = EXCLUDED.interpret_response_function,
 		   idempotency_header = EXCLUDED.idempotency_header,
+		   pull_streams = EXCLUDED.pull_streams,
+		   record_function = EXCLUDED.record_function,
 		   updated_at = now()
 	 WHERE register_connector_kind.replace
 	RETURNING c.* INTO k;
@@ -366,8 +434,8 @@ BEGIN
 	RETURN k;
 END
 $$;
-COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text) IS
-	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one; idempotency_header names the header calls send their idempotency key in.';
+COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure) IS
+	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one; idempotency_header names the header calls send their idempotency key in; pull_streams the streams it pulls (operation pull), record the function that tells which pulled record a webhook event is about.';
 
 CREATE FUNCTION integration.unregister_connector_kind(name text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -1128,7 +1196,8 @@ REVOKE ALL ON FUNCTION
 	integration._validate_credentials(text), integration._mask_credentials(text, text, bigint),
 	integration._connector_kinds_written(),
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
-	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text),
+	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure),
+	integration._are_stream_names(text[]),
 	integration.unregister_connector_kind(text),
 	integration.generic_normalise(integration.connector_context, jsonb, text),
 	integration.generic_build_request(integration.connector_context, text, jsonb, text),

@@ -174,6 +174,10 @@ COMMENT ON FUNCTION integration.shopify_normalise(integration.connector_context,
 --   order.close, order.open     POST orders/{id}/close.json, open.json
 --   order.cancel                POST orders/{id}/cancel.json           payload: reason, email, ...
 --   fulfillment.create          POST fulfillments.json                 {"fulfillment": payload}
+--   pull                        GET  {stream}.json                     a sync run's page:
+--       the first page limit=250, order=updated_at asc, updated_at_min=since (orders:
+--       status=any, or only open ones come); the next ones only the page_info and limit
+--       of the Link rel="next" URL, as Shopify requires, sent back as they came.
 CREATE FUNCTION integration.shopify_build_request(connector integration.connector_context,
 												  operation text, payload jsonb,
 												  idempotency_key text)
@@ -217,15 +221,31 @@ BEGIN
 	WHEN 'fulfillment.create' THEN
 		RETURN ('POST', api || '/fulfillments.json', NULL, hdrs,
 				jsonb_build_object('fulfillment', p)::text)::integration.connector_request;
+	WHEN 'pull' THEN
+		IF (p ->> 'stream') IS NULL OR NOT (p ->> 'stream') = ANY ('{orders,customers,products}'::text[]) THEN
+			RAISE EXCEPTION 'unknown shopify stream "%"', p ->> 'stream'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'The shopify kind''s streams: orders, customers, products.';
+		END IF;
+		RETURN ('GET', api || '/' || (p ->> 'stream') || '.json',
+				CASE WHEN jsonb_typeof(p -> 'page') = 'object'
+					 THEN jsonb_build_object('limit', coalesce(p #>> '{page,limit}', '250'),
+											 'page_info', p #>> '{page,page_info}')
+					 ELSE jsonb_build_object('limit', '250', 'order', 'updated_at asc')
+						  || CASE WHEN p ->> 'since' IS NOT NULL
+								  THEN jsonb_build_object('updated_at_min', p ->> 'since') ELSE '{}'::jsonb END
+						  || CASE WHEN p ->> 'stream' = 'orders' THEN '{"status": "any"}'::jsonb ELSE '{}'::jsonb END
+				END,
+				hdrs - 'Content-Type', NULL)::integration.connector_request;
 	ELSE
 		PERFORM integration._unknown_operation('shopify', operation,
-			'{test,product.create,product.update,variant.update,inventory_level.set,order.close,order.open,order.cancel,fulfillment.create}');
+			'{test,product.create,product.update,variant.update,inventory_level.set,order.close,order.open,order.cancel,fulfillment.create,pull}');
 	END CASE;
 	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION integration.shopify_build_request(integration.connector_context, text, jsonb, text) IS
-	'The shopify kind''s request builder: test, product.create, product.update, variant.update, inventory_level.set, order.close, order.open, order.cancel, fulfillment.create against /admin/api/<settings.api_version>.';
+	'The shopify kind''s request builder: test, product.create, product.update, variant.update, inventory_level.set, order.close, order.open, order.cancel, fulfillment.create, and pull (a sync run''s page of orders, customers or products) against /admin/api/<settings.api_version>.';
 
 -- Shopify's errors: {"errors": "Not Found"}, {"errors": {"title": ["can't be blank"]}}
 -- or {"errors": ["..."]}; a 429 carries Retry-After in seconds with a fraction ("2.0").
@@ -249,13 +269,74 @@ BEGIN
 											  ELSE v #>> '{}' END, '; ' ORDER BY k)
 							  FROM jsonb_each(e) AS x(k, v))
 		END;
+	IF operation = 'pull' AND status BETWEEN 200 AND 299 THEN
+		RETURN ('succeeded', NULL, integration._shopify_page(headers, j), NULL)::integration.connector_outcome;
+	END IF;
 	RETURN integration._http_outcome(status, headers,
 		coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END),
 		format('HTTP %s', status) || coalesce(': ' || msg, ''));
 END
 $$;
 COMMENT ON FUNCTION integration.shopify_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
-	'The shopify kind''s response interpreter: 2xx succeeded; 429 (Retry-After) and 5xx retry; 401, 403, 404, 422 failed with Shopify''s errors as the message.';
+	'The shopify kind''s response interpreter: 2xx succeeded (a pull: the page of records); 429 (Retry-After) and 5xx retry; 401, 403, 404, 422 failed with Shopify''s errors as the message.';
+
+-- A page of a pull: the list's records, next_page from the Link header's rel="next"
+-- URL, and a wait while the call-limit bucket (X-Shopify-Shop-Api-Call-Limit:
+-- used/size, leaking 2 calls a second) has fewer than 4 calls of room, so that a run
+-- never empties it for the store's other callers.  Records carry their own topic, the
+-- webhook topic of a change of them: orders/updated, customers/update, products/update.
+CREATE FUNCTION integration._shopify_page(headers jsonb, j jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	stream text;
+	next_url text := substring(integration.header(headers, 'Link') FROM '<([^<>]*)>; *rel="next"');
+	used text[] := regexp_match(integration.header(headers, 'X-Shopify-Shop-Api-Call-Limit'),
+								'^ *([0-9]+) */ *([0-9]+) *$');
+	room integer := used[2]::integer - used[1]::integer;
+	q jsonb;
+BEGIN
+	SELECT k INTO stream FROM jsonb_object_keys(j) AS k
+	 WHERE k IN ('orders', 'customers', 'products') AND jsonb_typeof(j -> k) = 'array';
+	IF stream IS NULL THEN
+		RAISE EXCEPTION 'a Shopify list response has an array of orders, customers or products'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF next_url IS NOT NULL THEN
+		q := integration._query_params(next_url);
+	END IF;
+	RETURN jsonb_build_object(
+		'records', coalesce((SELECT jsonb_agg(jsonb_build_object(
+									'id', r ->> 'id', 'updated_at', r ->> 'updated_at',
+									'topic', stream || CASE stream WHEN 'orders' THEN '/updated' ELSE '/update' END,
+									'payload', r) ORDER BY n)
+							   FROM jsonb_array_elements(j -> stream) WITH ORDINALITY AS x(r, n)), '[]'),
+		'next_page', CASE WHEN q ? 'page_info'
+						  THEN jsonb_strip_nulls(jsonb_build_object('page_info', q ->> 'page_info',
+																	'limit', q ->> 'limit')) END,
+		'wait', CASE WHEN room < 4 THEN (4 - room) * 0.5 END);
+END
+$$;
+COMMENT ON FUNCTION integration._shopify_page(jsonb, jsonb) IS
+	'A Shopify list response as a pull page: records (id, updated_at, topic, payload), next_page (page_info and limit of the Link rel="next" URL), and wait (seconds) while the call-limit bucket has fewer than 4 calls of room (internal).';
+
+-- The record a webhook is about: orders/*, customers/* and products/* payloads are the
+-- records themselves, with id and updated_at.  A delete carries only the id: no record.
+CREATE FUNCTION integration.shopify_record(connector integration.connector_context,
+										   topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN split_part(topic, '/', 1) IN ('orders', 'customers', 'products')
+					 AND payload ->> 'id' IS NOT NULL AND payload ->> 'updated_at' IS NOT NULL
+				THEN ROW(split_part(topic, '/', 1), payload ->> 'id',
+						 (payload ->> 'updated_at')::timestamptz, payload)::integration.external_record
+		   END
+$$;
+COMMENT ON FUNCTION integration.shopify_record(integration.connector_context, text, jsonb) IS
+	'The shopify kind''s record adapter: a webhook of topic orders/*, customers/* or products/* whose payload has id and updated_at is about that record of that stream.';
 
 ------------------------------------------------------------------------------------------
 -- woocommerce: a WooCommerce store (REST API v3).  base_url is the site's origin;
@@ -314,6 +395,25 @@ AS $$
 $$;
 COMMENT ON FUNCTION integration.woocommerce_normalise(integration.connector_context, jsonb, text) IS
 	'The woocommerce kind''s normaliser: nothing for the ping; else one event, topic X-WC-Webhook-Topic (order.created), object the payload''s id, id the webhook with topic, id and date_modified_gmt (or a hash of the body).';
+
+-- The record a webhook is about (sync-design.md, record_function), so that a change
+-- that comes both ways is handed on once: order.*, product.*, customer.* and coupon.* carry the REST representation
+-- a pull reads (id, date_modified_gmt); a deleted one carries only {"id"}, and action.*
+-- topics are about no record.
+CREATE FUNCTION integration.woocommerce_record(connector integration.connector_context,
+											   topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN split_part(topic, '.', 1) IN ('order', 'product', 'customer', 'coupon')
+					 AND payload ->> 'id' IS NOT NULL AND payload ->> 'date_modified_gmt' IS NOT NULL
+				THEN ROW(split_part(topic, '.', 1) || 's', payload ->> 'id',
+						 ((payload ->> 'date_modified_gmt') || 'Z')::timestamptz, payload)::integration.external_record
+		   END
+$$;
+COMMENT ON FUNCTION integration.woocommerce_record(integration.connector_context, text, jsonb) IS
+	'The woocommerce kind''s record function: an order, product, customer or coupon webhook is that record (stream orders, products, customers, coupons) at its date_modified_gmt; deleted and action.* topics are no record.';
 
 -- Pull: orders, products and coupons by date_modified_gmt, customers by id.
 --
@@ -536,6 +636,21 @@ $$;
 COMMENT ON FUNCTION integration.stripe_normalise(integration.connector_context, jsonb, text) IS
 	'The stripe kind''s normaliser: one event per delivery, id the event''s id, topic its type, object data.object.id; thin (v2) events refused.';
 
+-- The record a webhook is about: an event is a record of the stream events of its own (id, created).
+CREATE FUNCTION integration.stripe_record(connector integration.connector_context,
+										  topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN payload ->> 'id' IS NOT NULL AND jsonb_typeof(payload -> 'created') = 'number'
+				THEN ROW('events', payload ->> 'id', to_timestamp((payload ->> 'created')::double precision),
+						 payload)::integration.external_record
+		   END
+$$;
+COMMENT ON FUNCTION integration.stripe_record(integration.connector_context, text, jsonb) IS
+	'The stripe kind''s record function: every event is the record of stream events with its id, at its created.';
+
 -- Pull: the stream events, GET /v1/events?limit=100&created[gt]=<since>, newest first,
 -- starting_after the last (oldest) event of the page while has_more.  Newest first is
 -- why the sync cursor moves only when a run ends.  An event is a record of its own
@@ -694,6 +809,29 @@ END
 $$;
 COMMENT ON FUNCTION integration.hubspot_normalise(integration.connector_context, jsonb, text) IS
 	'The hubspot kind''s normaliser: one event per element of the delivered array, id eventId, topic subscriptionType, object objectId.';
+
+-- The record a webhook is about: a contact's, company's or deal's creation or property change is that record
+-- (objectId) at occurredAt, the moment HubSpot stamps as its last modification.  An
+-- update of several properties sends one propertyChange per property, all with one
+-- occurredAt: one version of the record, handed on once (the first event).  Deletions
+-- are no record (a pull never sees a deleted object).
+CREATE FUNCTION integration.hubspot_record(connector integration.connector_context,
+										   topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN split_part(topic, '.', 2) IN ('creation', 'propertyChange')
+					 AND s IS NOT NULL AND payload ->> 'objectId' IS NOT NULL
+					 AND payload ->> 'occurredAt' ~ '^[0-9]{1,15}$'
+				THEN ROW(s, payload ->> 'objectId', to_timestamp((payload ->> 'occurredAt')::bigint / 1000.0),
+						 payload)::integration.external_record
+		   END
+	  FROM (SELECT CASE split_part(topic, '.', 1) WHEN 'contact' THEN 'contacts'
+						WHEN 'company' THEN 'companies' WHEN 'deal' THEN 'deals' END AS s) AS x
+$$;
+COMMENT ON FUNCTION integration.hubspot_record(integration.connector_context, text, jsonb) IS
+	'The hubspot kind''s record function: a contact, company or deal creation or propertyChange event is that record (streams contacts, companies, deals) at occurredAt; deletions are no record.';
 
 -- Pull: contacts, companies and deals through POST /crm/v3/objects/{stream}/search,
 -- sorted by the last-modified date ascending (lastmodifieddate for contacts,
@@ -1171,7 +1309,7 @@ INSERT INTO integration.connector_kinds (name, description, auth, signature_sche
 										 normalise_function, build_request_function,
 										 interpret_response_function, idempotency_header)
 VALUES
-	('shopify', 'A Shopify-compatible store: X-Shopify-Hmac-Sha256 webhooks in; Admin REST calls with X-Shopify-Access-Token out (settings.api_version, default 2025-01).',
+	('shopify', 'A Shopify-compatible store: X-Shopify-Hmac-Sha256 webhooks in; Admin REST calls with X-Shopify-Access-Token out (settings.api_version, default 2025-01); pulls orders, customers and products.',
 	 'header:X-Shopify-Access-Token(access_token)', 'shopify', NULL,
 	 'integration.shopify_normalise(integration.connector_context, jsonb, text)',
 	 'integration.shopify_build_request(integration.connector_context, text, jsonb, text)',
@@ -1205,6 +1343,27 @@ VALUES
 	 'integration.odoo_build_request(integration.connector_context, text, jsonb, text)',
 	 'integration.odoo_interpret_response(integration.connector_context, text, integer, jsonb, text)',
 	 NULL);
+
+-- The kinds that pull, and tell which pulled record a webhook is about (sql/sync.sql).
+UPDATE integration.connector_kinds
+   SET pull_streams = '{orders,customers,products}',
+	   record_function = 'integration.shopify_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'shopify';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{orders,customers,products,coupons}',
+	   record_function = 'integration.woocommerce_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'woocommerce';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{events}',
+	   record_function = 'integration.stripe_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'stripe';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{contacts,companies,deals}',
+	   record_function = 'integration.hubspot_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'hubspot';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{sale.order,res.partner,product.product}'
+ WHERE name = 'odoo';
 
 -- pg_dump keeps the kinds users register; the shipped ones are the extension's.
 SELECT pg_catalog.pg_extension_config_dump('integration.connector_kinds',

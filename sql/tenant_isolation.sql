@@ -11,7 +11,8 @@ BEGIN
 	FOREACH t IN ARRAY ARRAY['webhook_endpoints', 'webhook_events', 'webhook_event_queue',
 							 'deliveries', 'delivery_attempts', 'integration_logs',
 							 'event_schemas', 'target_circuits', 'retired_secrets', 'endpoint_failures',
-							 'connectors', 'inbound_events', 'inbound_handlers', 'connector_calls']
+							 'connectors', 'inbound_events', 'inbound_handlers', 'connector_calls',
+							 'external_records', 'sync_streams']
 	LOOP
 		EXECUTE pg_catalog.format('ALTER TABLE integration.%I ENABLE ROW LEVEL SECURITY', t);
 		EXECUTE pg_catalog.format('ALTER TABLE integration.%I FORCE ROW LEVEL SECURITY', t);

@@ -19,7 +19,9 @@
  * still those it began with); a call that ends writes its completion event in the
  * same statement, an integration.inbound_events row <kind>.call.succeeded or
  * <kind>.call.failed that the inbound handlers take (the table's inbound_events_written
- * trigger wakes the handler worker at commit).
+ * trigger wakes the handler worker at commit).  A page of a sync run (sync_stream set)
+ * writes none: the sync_page_ended trigger (sql/sync.sql) turns its records into the
+ * events, in the same statement.
  */
 #include "postgres.h"
 
@@ -334,6 +336,7 @@ CallStoreRecord(const CallRef *ref, const CallOutcome *o)
 								   "     ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
 								   "    AND c.id OPERATOR(pg_catalog.=) k.connector_id"
 								   "  WHERE k.status OPERATOR(pg_catalog.<>) 'pending'"
+								   "    AND k.sync_stream IS NULL"
 								   " RETURNING 1)"
 								   " SELECT pg_catalog.count(*) FROM k",
 								   9, types, CURSOR_OPT_GENERIC_PLAN),

@@ -19,6 +19,12 @@
  *      A row older than the dedupe window no longer counts: it is marked
  *      dedupe_expired and the insert tried again.  A stored event wakes the worker at
  *      commit (the inbound_events_written trigger), which runs its handlers.
+ * For a kind that pulls (connector_kinds.record_function), step 3 also asks the kind
+ * which synced record each event is about, and step 4 first passes that record through
+ * the gate the pulled pages go through (integration._sync_gate(), sql/sync.sql): a
+ * version already pulled or received is a duplicate, and nothing is stored for it; a
+ * change is upserted into external_records and the event stored as above.  So a change
+ * that comes both ways is handed to the handlers once, whichever comes first.
  *
  * Never raises for a bad request: whatever the request (no such connector, a wrong
  * signature, a body the normaliser cannot read), the answer is one row "rejected" and a
@@ -98,6 +104,8 @@ typedef struct Inbound
 	char	   *scheme;
 	Oid			verify_fn;
 	Oid			normalise_fn;
+	Oid			record_fn;		/* InvalidOid: the kind's events are not
+								 * records */
 } Inbound;
 
 /* One event the normaliser found. */
@@ -108,6 +116,8 @@ typedef struct InboundEvent
 	char	   *object_id;
 	Datum		payload;		/* jsonb; 0 when NULL */
 	char	   *event;
+	Datum		record;			/* integration.external_record; 0: none */
+	Oid			record_type;
 } InboundEvent;
 
 /* Why a request is rejected: a reason code for programs, a detail for people. */
@@ -123,6 +133,8 @@ static SPIPlanPtr insert_plan;
 static SPIPlanPtr existing_plan;
 static SPIPlanPtr expire_plan;
 static SPIPlanPtr log_plan;
+static SPIPlanPtr gate_plan;
+static SPIPlanPtr live_plan;
 
 /* The prepared call of an adapter function, by its OID. */
 typedef struct AdapterPlan
@@ -262,7 +274,7 @@ load_connector(Inbound *in, Rejection *rej)
 					  "      THEN c.previous_inbound_secret END,"
 					  " COALESCE(c.dedupe_window, $3),"
 					  " k.signature_scheme, k.verify_function::pg_catalog.oid,"
-					  " k.normalise_function::pg_catalog.oid"
+					  " k.normalise_function::pg_catalog.oid, k.record_function::pg_catalog.oid"
 					  " FROM integration.connectors c"
 					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
 					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
@@ -292,6 +304,8 @@ load_connector(Inbound *in, Rejection *rej)
 	in->verify_fn = isnull ? InvalidOid : DatumGetObjectId(d);
 	d = SPI_getbinval(row, desc, 9, &isnull);
 	in->normalise_fn = isnull ? InvalidOid : DatumGetObjectId(d);
+	d = SPI_getbinval(row, desc, 10, &isnull);
+	in->record_fn = isnull ? InvalidOid : DatumGetObjectId(d);
 	if (!OidIsValid(in->normalise_fn))
 		return reject(rej, "no_inbound", "error",
 					  psprintf("Connector kind %s receives no webhooks: it has no normalise adapter.",
@@ -475,6 +489,40 @@ call_normaliser(Inbound *in, void *arg)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The record each event is about, by the kind's record adapter, checked
+ * (integration._check_external_record()) and copied to in->cxt (runs guarded).
+ */
+static void
+call_record_adapter(Inbound *in, void *arg)
+{
+	List	   *events = arg;
+	Oid			argtypes[4] = {in->context_type, TEXTOID, JSONBOID, TEXTOID};
+	Datum		args[4];
+	ListCell   *lc;
+
+	args[0] = in->context;
+	args[3] = CStringGetTextDatum(in->kind);
+	foreach(lc, events)
+	{
+		InboundEvent *ev = lfirst(lc);
+		bool		isnull;
+		Datum		d;
+
+		args[1] = CStringGetTextDatum(ev->topic);
+		args[2] = ev->payload;
+		RunPlan(adapter_plan(in->record_fn,
+							 "SELECT integration._check_external_record($4, %s($1, $2, $3))",
+							 4, argtypes),
+				args, false, SPI_OK_SELECT, "asking which record an inbound webhook is about");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			continue;
+		ev->record_type = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+		ev->record = datumCopy(d, false, -1);
+	}
+}
+
 /* The request as events, each with its id and name (step 3). */
 static bool
 normalise_request(Inbound *in, List **events, Rejection *rej)
@@ -519,7 +567,40 @@ normalise_request(Inbound *in, List **events, Rejection *rej)
 		else if (strlen(ev->external_id) > EXTERNAL_ID_MAX_LEN)
 			ev->external_id = hash_id(ev->external_id, strlen(ev->external_id), 0);
 	}
+	if (OidIsValid(in->record_fn) && *events != NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(in->cxt);
+		bool		ok = run_guarded(in, call_record_adapter, *events, &error);
+
+		MemoryContextSwitchTo(old);
+		if (!ok)
+			return reject(rej, "record_failed", "warning",
+						  psprintf("The kind's record adapter could not read an event: %.*s",
+								   ERROR_QUOTE_MAX, error->message));
+	}
 	return true;
+}
+
+/*
+ * Whether the record an event is about is a change (step 4, before the event is
+ * stored): the gate of pulled pages, which upserts it when it is.
+ */
+static bool
+record_is_change(Inbound *in, InboundEvent *ev)
+{
+	Oid			types[4] = {TEXTOID, INT8OID, ev->record_type, JSONBOID};
+	Datum		args[4];
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(in->tenant);
+	args[1] = Int64GetDatum(in->connector_id);
+	args[2] = ev->record;
+	args[3] = ev->payload;
+	RunPlan(SavedPlan(&gate_plan,
+					  "SELECT integration._sync_webhook_gate($1, $2, $3, $4)",
+					  4, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_SELECT, "passing an inbound record through the gate");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* Adds one row of the result. */
@@ -533,6 +614,33 @@ emit(ReturnSetInfo *rsinfo, const char *status, int64 id, const char *event)
 	values[1] = Int64GetDatum(id);
 	values[2] = event ? CStringGetTextDatum(event) : (Datum) 0;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * A duplicate by its record: the live event with the same id, if any (a retry of the
+ * delivery that brought the version), else none.
+ */
+static void
+emit_record_duplicate(Inbound *in, InboundEvent *ev, ReturnSetInfo *rsinfo)
+{
+	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+	Datum		args[3];
+	bool		isnull;
+
+	args[0] = CStringGetTextDatum(in->tenant);
+	args[1] = Int64GetDatum(in->connector_id);
+	args[2] = CStringGetTextDatum(ev->external_id);
+	RunPlan(SavedPlan(&live_plan,
+					  "SELECT e.id FROM integration.inbound_events e"
+					  " WHERE e.tenant_id OPERATOR(pg_catalog.=) $1"
+					  "   AND e.connector_id OPERATOR(pg_catalog.=) $2"
+					  "   AND e.external_id OPERATOR(pg_catalog.=) $3 AND NOT e.dedupe_expired",
+					  3, types, CURSOR_OPT_GENERIC_PLAN),
+			args, false, SPI_OK_SELECT, "looking up a received event");
+	emit(rsinfo, "duplicate",
+		 SPI_processed > 0 ?
+		 DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) : 0,
+		 ev->event);
 }
 
 /* Stores one event, or finds the live row with its id (step 4). */
@@ -722,7 +830,14 @@ integration_receive_webhook(PG_FUNCTION_ARGS)
 		if (events == NIL)
 			emit(rsinfo, "accepted", 0, NULL);
 		foreach(lc, events)
-			store_event(&in, lfirst(lc), rsinfo);
+		{
+			InboundEvent *ev = lfirst(lc);
+
+			if (ev->record != (Datum) 0 && !record_is_change(&in, ev))
+				emit_record_duplicate(&in, ev, rsinfo);
+			else
+				store_event(&in, ev, rsinfo);
+		}
 	}
 	else
 	{

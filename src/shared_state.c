@@ -63,6 +63,7 @@ integration_shmem_startup(void)
 			pg_atomic_init_u64(&slot->calls_succeeded, 0);
 			pg_atomic_init_u64(&slot->calls_failed_attempts, 0);
 			pg_atomic_init_u32(&slot->calls_held, 0);
+			pg_atomic_init_u64(&slot->sync_runs_started, 0);
 		}
 	}
 	TargetHealthShmemInit();

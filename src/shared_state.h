@@ -50,6 +50,7 @@ typedef struct IntegrationWorkerSlot
 	pg_atomic_uint64 calls_succeeded;
 	pg_atomic_uint64 calls_failed_attempts;
 	pg_atomic_uint32 calls_held;
+	pg_atomic_uint64 sync_runs_started;
 } IntegrationWorkerSlot;
 
 typedef struct IntegrationSharedState

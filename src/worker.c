@@ -6,8 +6,9 @@
  *
  * Roles.  A role is the list of kinds of work its process runs (WorkerRoles[] below):
  *   - the delivery worker: webhook deliveries (delivery_job.c), connectors' queued API
- *     calls (call_job.c), and the removal of expired rows (retention.c); every kind
- *     that sends HTTP requests belongs here;
+ *     calls (call_job.c), the removal of expired rows (retention.c) and the start of
+ *     scheduled sync runs (sync_schedule.c), whose pages are connector calls; every
+ *     kind that sends HTTP requests belongs here;
  *   - the handler worker: the handlers of inbound events (inbound_job.c), which are the
  *     tenants' own SQL and run in this process, up to integration.handler_timeout a
  *     call.  In a process of their own they never stop the deliveries of anyone.
@@ -67,6 +68,7 @@
 #include "retry_policy.h"
 #include "scheduler.h"
 #include "shared_state.h"
+#include "sync_schedule.h"
 #include "target_health.h"
 #include "worker.h"
 #include "worker_slots.h"
@@ -264,7 +266,7 @@ PGDLLEXPORT void integration_database_worker_main(Datum arg);
 
 /* The kinds of work of each role, and the roles (see the banner). */
 static const WorkerKindOps *const delivery_kinds[] = {&delivery_job_ops, &call_job_ops,
-&retention_ops};
+&retention_ops, &sync_schedule_ops};
 static const WorkerKindOps *const handler_kinds[] = {&inbound_job_ops};
 
 static void delivery_limits(SchedLimits *limits);

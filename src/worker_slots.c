@@ -247,6 +247,7 @@ WorkerSlotTake(Oid dboid, WorkerRole role, uint32 wake_mask)
 		pg_atomic_write_u64(&free_slot->calls_succeeded, 0);
 		pg_atomic_write_u64(&free_slot->calls_failed_attempts, 0);
 		pg_atomic_write_u32(&free_slot->calls_held, 0);
+		pg_atomic_write_u64(&free_slot->sync_runs_started, 0);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	if (free_slot == NULL)
@@ -365,6 +366,13 @@ WorkerSlotCountCalls(int succeeded, int failed_attempts)
 		pg_atomic_fetch_add_u64(&my_slot->calls_failed_attempts, failed_attempts);
 }
 
+/* Scheduled sync runs started (sync_schedule.c). */
+void
+WorkerSlotCountSyncRuns(int started)
+{
+	pg_atomic_fetch_add_u64(&my_slot->sync_runs_started, started);
+}
+
 /* Connector calls held in memory: queued, being built, in flight or to record. */
 void
 WorkerSlotSetCallsHeld(int n)
@@ -387,8 +395,8 @@ integration_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
 	{
 		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		Datum		values[22];
-		bool		nulls[22] = {0};
+		Datum		values[23];
+		bool		nulls[23] = {0};
 		bool		in_use;
 		Oid			dboid;
 		int			role;
@@ -470,6 +478,7 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		values[19] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->calls_succeeded));
 		values[20] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->calls_failed_attempts));
 		values[21] = Int32GetDatum((int32) pg_atomic_read_u32(&slot->calls_held));
+		values[22] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->sync_runs_started));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

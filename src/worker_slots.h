@@ -75,5 +75,6 @@ extern void WorkerSlotCountInbound(int handled, int failed_attempts);
 extern void WorkerSlotSetInboundHeld(int n);
 extern void WorkerSlotCountCalls(int succeeded, int failed_attempts);
 extern void WorkerSlotSetCallsHeld(int n);
+extern void WorkerSlotCountSyncRuns(int started);
 
 #endif

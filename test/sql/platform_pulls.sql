@@ -168,16 +168,23 @@ SELECT * FROM pg_temp.page(integration.hubspot_interpret_response(pg_temp.ctx('h
 -- Odoo
 ------------------------------------------------------------------------------------------
 
--- Credentials: the API key alone; the database and uid are settings.
+-- Credentials: the API key alone; the database and uid are settings.  (Rolled back, the
+-- connectors' ids left as they were: the files after this one count them.)
+SELECT last_value AS conn_last, is_called AS conn_called FROM integration.connectors_id_seq \gset
+BEGIN;
 SET ROLE integration_test_app;
 SET integration.tenant_id = 'pulls-a';
 SELECT kind, credentials, settings
   FROM integration.create_connector('odoo', 'erp', 'https://erp.example',
 	'{"api_key": "0123456789abcdef0123456789abcdef01234567"}', '{"database": "prod", "uid": 2}');
+ROLLBACK;
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'pulls-a';
 SELECT integration.create_connector('odoo', 'erp2', 'https://erp.example',
 	'{"database": "prod", "uid": "2", "api_key": "k"}', '{}');
 \echo :LAST_ERROR_SQLSTATE :LAST_ERROR_MESSAGE
 RESET ROLE;
+SELECT setval('integration.connectors_id_seq', :conn_last, :'conn_called') \gset
 
 -- Every request is execute_kw; the key's place holds a placeholder the caller replaces.
 SELECT * FROM pg_temp.req('odoo', 'test', '{}', '{"database": "prod", "uid": 2}');
@@ -230,3 +237,29 @@ SELECT outcome, error FROM integration.odoo_interpret_response(pg_temp.ctx('odoo
 SELECT outcome, retry_after, error FROM integration.odoo_interpret_response(pg_temp.ctx('odoo'), 'pull', 502, '{}', '<html>Bad Gateway</html>');
 SELECT outcome, error FROM integration.odoo_interpret_response(pg_temp.ctx('odoo'), 'pull', 200, '{}', '<html>login</html>');
 SELECT outcome, error FROM integration.odoo_interpret_response(pg_temp.ctx('odoo'), 'pull', 200, '{}', '{"jsonrpc":"2.0","id":0,"result":42}');
+
+------------------------------------------------------------------------------------------
+-- The kinds' streams, and the records their webhooks are about (so that a change that
+-- comes both ways is handed on once): the stream, id, version and payload.
+------------------------------------------------------------------------------------------
+
+SELECT name, pull_streams, record_function
+  FROM integration.connector_kinds
+ WHERE name IN ('woocommerce', 'stripe', 'hubspot', 'odoo') ORDER BY name;
+SELECT t AS topic, (r).stream, (r).external_id, (r).updated_at, (r).payload IS NOT NULL AS payload
+  FROM (VALUES ('order.updated', '{"id": 727, "status": "processing", "date_modified_gmt": "2026-12-01T10:00:00"}'::jsonb),
+			   ('product.created', '{"id": 15, "date_created_gmt": "2026-12-01T10:00:00", "date_modified_gmt": "2026-12-01T10:00:00"}'),
+			   ('coupon.restored', '{"id": 3, "date_modified_gmt": "2026-12-01T10:00:01"}'),
+			   ('order.deleted', '{"id": 727}'),
+			   ('action.woocommerce_order_status_completed', '{"action": "woocommerce_order_status_completed", "arg": 727}')) AS v(t, p),
+	   LATERAL (SELECT integration.woocommerce_record(pg_temp.ctx('woocommerce'), t, p) AS r) AS x;
+SELECT (r).stream, (r).external_id, (r).updated_at
+  FROM (SELECT integration.stripe_record(pg_temp.ctx('stripe'), 'payment_intent.succeeded',
+			'{"id": "evt_1", "object": "event", "type": "payment_intent.succeeded", "created": 1740830431}') AS r) AS x;
+SELECT t AS topic, (r).stream, (r).external_id, (r).updated_at
+  FROM (VALUES ('contact.propertyChange', '{"eventId": 100, "subscriptionType": "contact.propertyChange", "objectId": 123, "propertyName": "email", "occurredAt": 1740830431500}'::jsonb),
+			   ('company.creation', '{"eventId": 101, "subscriptionType": "company.creation", "objectId": 5001, "occurredAt": 1740830431501}'),
+			   ('deal.propertyChange', '{"eventId": 102, "subscriptionType": "deal.propertyChange", "objectId": 9, "occurredAt": 1740830431502}'),
+			   ('contact.deletion', '{"eventId": 103, "subscriptionType": "contact.deletion", "objectId": 123, "occurredAt": 1740830431503}'),
+			   ('ticket.creation', '{"eventId": 104, "subscriptionType": "ticket.creation", "objectId": 77, "occurredAt": 1740830431504}')) AS v(t, p),
+	   LATERAL (SELECT integration.hubspot_record(pg_temp.ctx('hubspot'), t, p) AS r) AS x;

@@ -1,0 +1,713 @@
+------------------------------------------------------------------------------------------
+-- Sync: incremental pull of connectors' records (appended after calls.sql by the
+-- Makefile; docs/connectors.md#sync-incremental-pull).
+--
+-- A kind names the streams it pulls (connector_kinds.pull_streams); every connector of
+-- it has one integration.sync_streams row per stream, with the stream's cursor (the
+-- latest updated_at a finished run saw) and the state of its run.  A run is a chain of
+-- connector calls of operation pull, one per page: the kind's build_request is given
+-- {"stream", "since" (the cursor minus settings.sync_overlap), "page" (what the last
+-- page said comes next)} and its interpret_response returns the page, {"records",
+-- "next_page", "wait"}.  So a page is queued, rate-limited, sent, retried (429 and its
+-- Retry-After, 5xx) and taken back after a crash of the worker by the call machinery
+-- (sql/calls.sql, src/call_job.c), and nothing here sends anything.
+--
+-- A page is processed when its call ends, by the sync_page_ended trigger, in the
+-- transaction that records the call's outcome: each record goes through the gate
+-- (_sync_gate()), each change becomes an inbound event for the handlers, and either the
+-- next page's call is queued or the run ends and the cursor moves.  The call row and
+-- the stream's row move together, so a crash anywhere leaves either the page not
+-- recorded (its call is sent again) or recorded with all its consequences.
+--
+-- Runs start from integration.sync_now() in the caller's transaction, or from the
+-- worker when a stream's next_run_at comes (src/sync_schedule.c, every
+-- settings.sync_interval).  receive_webhook() passes webhook events about records
+-- (the kind's record_function) through the same gate, so a change that arrives both
+-- ways is handed to the handlers once.
+------------------------------------------------------------------------------------------
+
+-- The records pulled or received, one row per record of a stream of a connector: its
+-- latest version known.
+CREATE TABLE integration.external_records (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	connector_id	bigint NOT NULL,
+	stream			text COLLATE "C" NOT NULL,
+	external_id		text COLLATE "C" NOT NULL,
+	external_updated_at timestamptz NOT NULL,
+	payload			jsonb NOT NULL,
+	content_hash	bytea NOT NULL,
+	source			text NOT NULL,
+	synced_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, connector_id, stream, external_id),
+	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
+	CONSTRAINT external_records_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT external_records_external_id_check CHECK (length(external_id) BETWEEN 1 AND 255),
+	CONSTRAINT external_records_content_hash_check CHECK (length(content_hash) = 32),
+	CONSTRAINT external_records_source_check CHECK (source IN ('pull', 'webhook'))
+);
+COMMENT ON TABLE integration.external_records IS
+	'The latest known version of each record of each connector''s pull streams, pulled or received by webhook: what decides whether a record seen again is a change (docs/connectors.md#sync-incremental-pull).';
+COMMENT ON COLUMN integration.external_records.external_updated_at IS
+	'The platform''s moment of this version (e.g. Shopify''s updated_at).';
+COMMENT ON COLUMN integration.external_records.content_hash IS
+	'SHA-256 of payload::text: a version pulled again with another content but the same moment (two changes in one second) is a change.';
+COMMENT ON COLUMN integration.external_records.source IS
+	'Where the stored version came from: pull or webhook.';
+DO $$
+BEGIN
+	ALTER TABLE integration.external_records ALTER COLUMN payload SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;
+END
+$$;
+
+-- Each connector's streams: the cursor, the run under way, and figures.
+CREATE TABLE integration.sync_streams (
+	tenant_id		text COLLATE "C" NOT NULL DEFAULT integration.require_tenant(),
+	connector_id	bigint NOT NULL,
+	stream			text COLLATE "C" NOT NULL,
+	cursor_at		timestamptz,
+	run_since		timestamptz,
+	run_high		timestamptz,
+	run_page		jsonb,
+	status			text NOT NULL DEFAULT 'idle',
+	current_call_id	bigint,
+	-- Set by the sync_stream_written trigger: whose role runs the kind's adapters.
+	queued_by		regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+	next_run_at		timestamptz,
+	last_run_started_at timestamptz,
+	last_run_finished_at timestamptz,
+	runs			bigint NOT NULL DEFAULT 0,
+	pages			bigint NOT NULL DEFAULT 0,
+	records_seen	bigint NOT NULL DEFAULT 0,
+	records_changed	bigint NOT NULL DEFAULT 0,
+	run_pages		integer NOT NULL DEFAULT 0,
+	run_records_seen bigint NOT NULL DEFAULT 0,
+	run_records_changed bigint NOT NULL DEFAULT 0,
+	errors			bigint NOT NULL DEFAULT 0,
+	last_error		text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, connector_id, stream),
+	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
+	CONSTRAINT sync_streams_tenant_check CHECK (tenant_id <> ''),
+	CONSTRAINT sync_streams_status_check CHECK (status IN ('idle', 'running')),
+	CONSTRAINT sync_streams_running_check
+		CHECK ((status = 'running') = (current_call_id IS NOT NULL)),
+	-- A running stream is not scheduled: its next run is set when this one ends.
+	CONSTRAINT sync_streams_next_run_check CHECK (status = 'idle' OR next_run_at IS NULL)
+);
+COMMENT ON TABLE integration.sync_streams IS
+	'Each connector''s pull streams (one row per stream of its kind, or of settings.sync_streams): the cursor, the run under way (status running, current_call_id the page''s call), when the next scheduled run starts, and figures. Read it through integration.sync_state.';
+COMMENT ON COLUMN integration.sync_streams.cursor_at IS
+	'The latest updated_at of the records the last finished run saw; the next run pulls from it minus settings.sync_overlap. NULL: never pulled (the first run pulls everything).';
+COMMENT ON COLUMN integration.sync_streams.run_since IS
+	'The run''s since: cursor_at minus the overlap when it started.';
+COMMENT ON COLUMN integration.sync_streams.run_high IS
+	'The latest updated_at the run has seen so far: the cursor when it ends.';
+COMMENT ON COLUMN integration.sync_streams.run_page IS
+	'The page the run''s current call pulls, as the last page''s next_page said (NULL: the first).';
+COMMENT ON COLUMN integration.sync_streams.queued_by IS
+	'The role whose calls pull the stream: the worker runs the kind''s adapters as this role, with its tenant selected (the connector''s creator, or the last caller of sync_now()).';
+COMMENT ON COLUMN integration.sync_streams.next_run_at IS
+	'When the worker starts the next scheduled run (idle streams only); NULL: none (settings.sync_interval 0, or the connector deleted).';
+COMMENT ON COLUMN integration.sync_streams.pages IS
+	'Pages processed, over all runs; run_pages, run_records_seen and run_records_changed count the current or last run.';
+
+-- The worker's "what next, and when": idle streams by when they are due.
+CREATE INDEX sync_streams_due_idx ON integration.sync_streams (next_run_at)
+	WHERE status = 'idle' AND next_run_at IS NOT NULL;
+
+-- Whoever writes a stream's queued_by names their own role, as for a call (a superuser
+-- may name another).
+CREATE TRIGGER sync_stream_written BEFORE INSERT OR UPDATE OF queued_by
+	ON integration.sync_streams
+	FOR EACH ROW EXECUTE FUNCTION integration._connector_call_written();
+
+CREATE VIEW integration.sync_state WITH (security_invoker = true) AS
+	SELECT s.tenant_id, s.connector_id, c.name AS connector_name, c.kind, s.stream, s.status,
+		   s.cursor_at, s.last_run_started_at, s.last_run_finished_at, s.next_run_at,
+		   s.runs, s.pages, s.records_seen, s.records_changed,
+		   s.run_pages, s.run_records_seen, s.run_records_changed,
+		   s.errors, s.last_error, s.current_call_id
+	  FROM integration.sync_streams s
+	  JOIN integration.connectors c ON c.tenant_id = s.tenant_id AND c.id = s.connector_id
+	 WHERE c.deleted_at IS NULL;
+COMMENT ON VIEW integration.sync_state IS
+	'Per live connector of the current tenant and stream: status (idle or running), the cursor, the last run''s start and end, the next scheduled run, runs, pages, records seen and changed (in all and in the current or last run), errors and the last one, and the call of the page being pulled.';
+
+------------------------------------------------------------------------------------------
+-- Settings: sync_interval, sync_overlap (seconds, or interval text) and sync_streams.
+------------------------------------------------------------------------------------------
+
+-- A duration setting: a number of seconds, or interval text; NULL when it is neither,
+-- or negative.
+CREATE FUNCTION integration._sync_duration(value jsonb) RETURNS interval
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	d interval;
+BEGIN
+	CASE jsonb_typeof(value)
+	WHEN 'number' THEN
+		IF (value #>> '{}')::numeric BETWEEN 0 AND 31536000 THEN
+			RETURN make_interval(secs => (value #>> '{}')::float8);
+		END IF;
+	WHEN 'string' THEN
+		BEGIN
+			d := (value #>> '{}')::interval;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			RETURN NULL;
+		END;
+		IF d >= interval '0' AND d <= interval '365 days' THEN
+			RETURN d;
+		END IF;
+	ELSE
+		NULL;
+	END CASE;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration._sync_duration(jsonb) IS
+	'A sync duration setting as an interval: a number of seconds or interval text, from 0 to 365 days; NULL otherwise (internal).';
+
+-- Between scheduled runs (NULL: none).  Read by the worker too, so a value written by
+-- hand past the checks falls back to the default rather than failing anything.
+CREATE FUNCTION integration._sync_interval(settings jsonb) RETURNS interval
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT nullif(coalesce(integration._sync_duration(settings -> 'sync_interval'),
+						   interval '300 seconds'), interval '0')
+$$;
+COMMENT ON FUNCTION integration._sync_interval(jsonb) IS
+	'The time between a stream''s scheduled runs from a connector''s settings.sync_interval (default 300 seconds); NULL for 0: no scheduled runs (internal).';
+
+CREATE FUNCTION integration._sync_overlap(settings jsonb) RETURNS interval
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(integration._sync_duration(settings -> 'sync_overlap'), interval '60 seconds')
+$$;
+COMMENT ON FUNCTION integration._sync_overlap(jsonb) IS
+	'How far before its cursor a run starts, from a connector''s settings.sync_overlap (default 60 seconds) (internal).';
+
+-- The streams a connector pulls: its kind's, or those of them settings.sync_streams names.
+CREATE FUNCTION integration._sync_stream_names(kind_streams text[], settings jsonb) RETURNS text[]
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN kind_streams IS NULL THEN '{}'::text[]
+		WHEN jsonb_typeof(settings -> 'sync_streams') = 'array'
+			THEN ARRAY(SELECT s FROM unnest(kind_streams) WITH ORDINALITY AS k(s, o)
+						WHERE settings -> 'sync_streams' ? s ORDER BY o)
+		ELSE kind_streams
+	END
+$$;
+COMMENT ON FUNCTION integration._sync_stream_names(text[], jsonb) IS
+	'The streams a connector pulls: its kind''s pull_streams, restricted to settings.sync_streams when that is given (internal).';
+
+-- Raises invalid_parameter_value, saying what is wrong, for sync settings that are not.
+CREATE FUNCTION integration._check_sync_settings(kind text, settings jsonb) RETURNS void
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	streams text[] := (SELECT k.pull_streams FROM integration.connector_kinds k WHERE k.name = kind);
+	k text;
+	bad text;
+BEGIN
+	FOREACH k IN ARRAY ARRAY['sync_interval', 'sync_overlap'] LOOP
+		CONTINUE WHEN NOT settings ? k;
+		IF integration._sync_duration(settings -> k) IS NULL THEN
+			RAISE EXCEPTION 'invalid settings.%: %', k, settings -> k
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('settings.%s is a number of seconds or an interval, from 0 to 365 days.', k),
+					  HINT = CASE k WHEN 'sync_interval'
+								THEN 'For example 300 or "5 minutes"; 0 turns scheduled runs off (integration.sync_now() still starts runs).'
+								ELSE 'For example 60 or "1 minute": how far before its cursor each run starts pulling.' END;
+		END IF;
+	END LOOP;
+	IF settings ? 'sync_streams' THEN
+		IF jsonb_typeof(settings -> 'sync_streams') <> 'array'
+		   OR EXISTS (SELECT FROM jsonb_array_elements(settings -> 'sync_streams') AS e
+					   WHERE jsonb_typeof(e) <> 'string') THEN
+			RAISE EXCEPTION 'settings.sync_streams must be an array of stream names'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = CASE WHEN streams IS NULL THEN format('Connector kind %s pulls nothing.', kind)
+								  ELSE format('The %s kind''s streams: %s.', kind, array_to_string(streams, ', ')) END;
+		END IF;
+		SELECT e INTO bad FROM jsonb_array_elements_text(settings -> 'sync_streams') AS e
+		 WHERE streams IS NULL OR NOT e = ANY (streams) LIMIT 1;
+		IF bad IS NOT NULL THEN
+			RAISE EXCEPTION 'unknown stream "%" in settings.sync_streams', bad
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'settings.sync_streams restricts the connector to some of its kind''s streams.',
+					  HINT = CASE WHEN streams IS NULL THEN format('Connector kind %s pulls nothing.', kind)
+								  ELSE format('The %s kind''s streams: %s.', kind, array_to_string(streams, ', ')) END;
+		END IF;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION integration._check_sync_settings(text, jsonb) IS
+	'Raises invalid_parameter_value unless a connector''s settings.sync_interval and sync_overlap are durations (seconds or interval text, 0 to 365 days) and its sync_streams an array of its kind''s streams (internal).';
+
+-- When a stream of connector c runs next on schedule, from now; NULL: never.
+CREATE FUNCTION integration._sync_next_run(c integration.connectors) RETURNS timestamptz
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN CASE WHEN c.deleted_at IS NULL THEN now() + integration._sync_interval(c.settings) END;
+COMMENT ON FUNCTION integration._sync_next_run(integration.connectors) IS
+	'The next scheduled run of a connector''s stream, counted from now: NULL when runs are not scheduled or the connector is deleted (internal).';
+
+-- A since for an adapter: ISO 8601 in UTC, whole seconds (rounded down, which only widens
+-- the window).
+CREATE FUNCTION integration._sync_iso(t timestamptz) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+COMMENT ON FUNCTION integration._sync_iso(timestamptz) IS
+	'A moment as adapters are given it: ISO 8601 in UTC, whole seconds, e.g. 2025-01-01T00:00:00Z (internal).';
+
+------------------------------------------------------------------------------------------
+-- The connectors' streams follow their kind and settings.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration._connector_sync_checked() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.settings ?| ARRAY['sync_interval', 'sync_overlap', 'sync_streams'] THEN
+		PERFORM integration._check_sync_settings(NEW.kind, NEW.settings);
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_sync_checked() IS
+	'Row trigger on connectors: raises invalid_parameter_value for sync settings that are not valid (internal).';
+CREATE TRIGGER connector_sync_checked BEFORE INSERT OR UPDATE OF kind, settings
+	ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration._connector_sync_checked();
+
+-- One row per stream the connector pulls; a stream left out by settings.sync_streams
+-- loses its row (and its cursor).  New streams run first one interval after they
+-- appear (sync_now() starts one at once); a new interval counts from the last run.
+CREATE FUNCTION integration._connector_sync_streams() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	wanted text[];
+	iv interval;
+BEGIN
+	IF NEW.deleted_at IS NOT NULL THEN
+		-- Deleted: nothing more is scheduled; a page in flight fails with its call.
+		UPDATE integration.sync_streams s SET next_run_at = NULL
+		 WHERE s.tenant_id = NEW.tenant_id AND s.connector_id = NEW.id AND s.next_run_at IS NOT NULL;
+		RETURN NULL;
+	END IF;
+	wanted := integration._sync_stream_names(
+		(SELECT k.pull_streams FROM integration.connector_kinds k WHERE k.name = NEW.kind), NEW.settings);
+	iv := integration._sync_interval(NEW.settings);
+	IF TG_OP = 'UPDATE' THEN
+		DELETE FROM integration.sync_streams s
+		 WHERE s.tenant_id = NEW.tenant_id AND s.connector_id = NEW.id AND s.stream <> ALL (wanted);
+		IF OLD.settings -> 'sync_interval' IS DISTINCT FROM NEW.settings -> 'sync_interval' THEN
+			UPDATE integration.sync_streams s
+			   SET next_run_at = coalesce(s.last_run_finished_at, now()) + iv
+			 WHERE s.tenant_id = NEW.tenant_id AND s.connector_id = NEW.id AND s.status = 'idle'
+			   AND s.next_run_at IS DISTINCT FROM coalesce(s.last_run_finished_at, now()) + iv;
+		END IF;
+	END IF;
+	IF cardinality(wanted) > 0 THEN
+		INSERT INTO integration.sync_streams AS s (tenant_id, connector_id, stream, next_run_at)
+		SELECT NEW.tenant_id, NEW.id, w, now() + iv FROM unnest(wanted) AS w
+		ON CONFLICT ON CONSTRAINT sync_streams_pkey DO NOTHING;
+		-- The worker looks at the schedule again.
+		PERFORM integration._wake_calls_at_commit();
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_sync_streams() IS
+	'Row trigger on connectors: one sync_streams row per stream the connector pulls, scheduled by settings.sync_interval; none scheduled once it is deleted (internal).';
+CREATE TRIGGER connector_sync_streams AFTER INSERT OR UPDATE OF kind, settings, deleted_at
+	ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration._connector_sync_streams();
+
+------------------------------------------------------------------------------------------
+-- The gate: whether a version of a record is a change.
+------------------------------------------------------------------------------------------
+
+-- Upserts a version of a record and says what it was:
+--   new        the record was not known;
+--   changed    a later updated_at than stored;
+--   revised    the same updated_at, another content, over a pulled version: a second
+--              change within the platform's clock resolution (pulls only);
+--   unchanged  the version stored (by content), or, for a webhook, any version with
+--              the stored updated_at; a pulled copy of a version a webhook brought
+--              replaces the stored payload, and is not a change;
+--   stale      an earlier updated_at than stored: nothing is written.
+-- new, changed and revised are changes, handed to the handlers once.  A row lock on the
+-- record orders concurrent pages and webhooks of one record.
+CREATE FUNCTION integration._sync_gate(tenant_id text, connector_id bigint, stream text,
+									   external_id text, updated_at timestamptz,
+									   payload jsonb, source text)
+	RETURNS text
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	h bytea := sha256(convert_to(_sync_gate.payload::text, 'UTF8'));
+	r integration.external_records;
+	verdict text;
+BEGIN
+	FOR round IN 1..3 LOOP
+		INSERT INTO integration.external_records AS x
+			(tenant_id, connector_id, stream, external_id, external_updated_at, payload,
+			 content_hash, source)
+		VALUES (_sync_gate.tenant_id, _sync_gate.connector_id, _sync_gate.stream,
+				_sync_gate.external_id, _sync_gate.updated_at, _sync_gate.payload, h,
+				_sync_gate.source)
+		ON CONFLICT ON CONSTRAINT external_records_pkey DO NOTHING;
+		IF FOUND THEN
+			RETURN 'new';
+		END IF;
+		SELECT * INTO r FROM integration.external_records x
+		 WHERE x.tenant_id = _sync_gate.tenant_id AND x.connector_id = _sync_gate.connector_id
+		   AND x.stream = _sync_gate.stream AND x.external_id = _sync_gate.external_id
+		   FOR UPDATE;
+		EXIT WHEN FOUND;		-- else deleted meanwhile: insert again
+	END LOOP;
+	IF r.tenant_id IS NULL THEN
+		RAISE EXCEPTION 'record % of stream % keeps changing under the gate', external_id, stream
+			USING ERRCODE = 'serialization_failure';
+	END IF;
+
+	IF _sync_gate.updated_at < r.external_updated_at THEN
+		RETURN 'stale';
+	ELSIF _sync_gate.updated_at > r.external_updated_at THEN
+		verdict := 'changed';
+	ELSIF r.content_hash = h THEN
+		verdict := 'unchanged';
+		IF NOT (_sync_gate.source = 'pull' AND r.source = 'webhook') THEN
+			RETURN verdict;		-- nothing to write
+		END IF;
+	ELSIF _sync_gate.source = 'pull' AND r.source = 'pull' THEN
+		verdict := 'revised';
+	ELSIF _sync_gate.source = 'pull' THEN
+		verdict := 'unchanged';	-- the pulled copy of what a webhook brought
+	ELSE
+		RETURN 'unchanged';		-- a webhook of a version already recorded
+	END IF;
+	UPDATE integration.external_records x
+	   SET external_updated_at = _sync_gate.updated_at, payload = _sync_gate.payload,
+		   content_hash = h, source = _sync_gate.source, synced_at = now()
+	 WHERE x.tenant_id = _sync_gate.tenant_id AND x.connector_id = _sync_gate.connector_id
+	   AND x.stream = _sync_gate.stream AND x.external_id = _sync_gate.external_id;
+	RETURN verdict;
+END
+$$;
+COMMENT ON FUNCTION integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text) IS
+	'Upserts a version of a record into external_records and returns new, changed or revised (a change), unchanged or stale (not one); the one gate of pulled pages and webhook events (internal).';
+
+-- A record adapter's answer, checked: NULL when it names no record.
+CREATE FUNCTION integration._check_external_record(kind text, r integration.external_record)
+	RETURNS integration.external_record
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	streams text[] := (SELECT k.pull_streams FROM integration.connector_kinds k WHERE k.name = kind);
+BEGIN
+	IF r IS NULL OR r.external_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF r.stream IS NULL OR streams IS NULL OR NOT r.stream = ANY (streams) THEN
+		RAISE EXCEPTION 'the % record adapter named stream "%"', kind, r.stream
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('The %s kind''s streams: %s.', kind, coalesce(array_to_string(streams, ', '), 'none'));
+	END IF;
+	IF r.updated_at IS NULL OR length(r.external_id) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'the % record adapter returned a record without updated_at or with an id of more than 255 characters', kind
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION integration._check_external_record(text, integration.external_record) IS
+	'A record adapter''s answer: NULL when it names no record (NULL, or no external_id); raises invalid_parameter_value for a stream the kind does not pull, or no updated_at (internal).';
+
+-- What receive_webhook() (src/connector_inbound.c) asks of a webhook event about a
+-- record: whether it is a change, the record upserted (source webhook) when it is.
+CREATE FUNCTION integration._sync_webhook_gate(tenant_id text, connector_id bigint,
+											   r integration.external_record, event_payload jsonb)
+	RETURNS boolean
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT integration._sync_gate(tenant_id, connector_id, r.stream, r.external_id, r.updated_at,
+								  coalesce(r.payload, event_payload), 'webhook')
+		   IN ('new', 'changed', 'revised')
+$$;
+COMMENT ON FUNCTION integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb) IS
+	'Passes a webhook event''s record through the gate (its payload, else the event''s): true when it is a change, to be stored and handled (internal).';
+
+------------------------------------------------------------------------------------------
+-- Runs and pages.
+------------------------------------------------------------------------------------------
+
+-- An inbound event's id for a pulled change: a page pulled again finds its events there.
+CREATE FUNCTION integration._sync_event_id(stream text, external_id text, updated_at timestamptz,
+										   revision bytea)
+	RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN length(x) <= 255 THEN x
+				ELSE 'pull:sha256:' || encode(sha256(convert_to(x, 'UTF8')), 'hex') END
+	  FROM (SELECT format('pull:%s:%s:%s', stream, external_id, trim_scale(extract(epoch FROM updated_at)))
+				   || coalesce(':' || encode(substr(revision, 1, 8), 'hex'), '') AS x) AS i
+$$;
+COMMENT ON FUNCTION integration._sync_event_id(text, text, timestamptz, bytea) IS
+	'pull:<stream>:<id>:<epoch of updated_at>, followed by :<content hash prefix> for a revision within the same second; hashed when longer than 255 characters (internal).';
+
+-- Starts a run of an idle stream: the first page's call queued, in the caller's
+-- transaction.  False when the stream is running already or not there.
+CREATE FUNCTION integration._sync_start(tenant_id text, connector_id bigint, stream text)
+	RETURNS boolean
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s integration.sync_streams;
+	settings jsonb;
+	since timestamptz;
+	call_id bigint;
+BEGIN
+	SELECT * INTO s FROM integration.sync_streams x
+	 WHERE x.tenant_id = _sync_start.tenant_id AND x.connector_id = _sync_start.connector_id
+	   AND x.stream = _sync_start.stream
+	   FOR UPDATE;
+	IF NOT FOUND OR s.status <> 'idle' THEN
+		RETURN false;
+	END IF;
+	SELECT c.settings INTO settings FROM integration.connectors c
+	 WHERE c.tenant_id = s.tenant_id AND c.id = s.connector_id;
+	since := s.cursor_at - integration._sync_overlap(settings);
+	INSERT INTO integration.connector_calls AS k
+		(tenant_id, connector_id, operation, payload, queued_by, sync_stream)
+	VALUES (s.tenant_id, s.connector_id, 'pull',
+			jsonb_build_object('stream', s.stream, 'since', integration._sync_iso(since), 'page', NULL),
+			s.queued_by, s.stream)
+	RETURNING k.id INTO call_id;
+	UPDATE integration.sync_streams x
+	   SET status = 'running', current_call_id = call_id, run_since = since, run_high = s.cursor_at,
+		   run_page = NULL, next_run_at = NULL, last_run_started_at = now(),
+		   run_pages = 0, run_records_seen = 0, run_records_changed = 0
+	 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream;
+	PERFORM integration._wake_calls_at_commit();
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION integration._sync_start(text, bigint, text) IS
+	'Starts a run of an idle stream: queues its first page''s pull call (since: the cursor minus the overlap) as the stream''s queued_by role; false when it runs already (internal).';
+
+-- The page-ended trigger: a pull call that ended, processed in the transaction that
+-- recorded it (see the banner).  A page the trigger cannot read raises, which fails the
+-- call: the worker then records it failed, and the run ends with that error.
+CREATE FUNCTION integration._sync_page_ended() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s integration.sync_streams;
+	c integration.connectors;
+	page jsonb := NEW.result;
+	next_page jsonb;
+	wait numeric;
+	rec record;
+	verdict text;
+	seen bigint := 0;
+	changed bigint := 0;
+	high timestamptz;
+	call_id bigint;
+BEGIN
+	SELECT * INTO s FROM integration.sync_streams x
+	 WHERE x.tenant_id = NEW.tenant_id AND x.connector_id = NEW.connector_id
+	   AND x.stream = NEW.sync_stream
+	   FOR UPDATE;
+	IF NOT FOUND OR s.current_call_id IS DISTINCT FROM NEW.id THEN
+		RETURN NULL;			-- the stream was dropped, or the call is not its run's
+	END IF;
+	SELECT * INTO c FROM integration.connectors x WHERE x.tenant_id = NEW.tenant_id AND x.id = NEW.connector_id;
+
+	IF NEW.status = 'failed' THEN
+		-- The cursor stays: the next run reads the pages stored so far again, and the
+		-- gate makes them no-ops.
+		UPDATE integration.sync_streams x
+		   SET status = 'idle', current_call_id = NULL, run_page = NULL,
+			   errors = x.errors + 1, last_error = coalesce(NEW.last_error, 'the pull call failed'),
+			   last_run_finished_at = now(), next_run_at = integration._sync_next_run(c)
+		 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream;
+		PERFORM integration._wake_calls_at_commit();
+		RETURN NULL;
+	END IF;
+
+	IF jsonb_typeof(page) IS DISTINCT FROM 'object' OR jsonb_typeof(page -> 'records') IS DISTINCT FROM 'array'
+	   OR (page ? 'next_page' AND jsonb_typeof(page -> 'next_page') NOT IN ('object', 'array', 'string', 'number', 'null'))
+	   OR (page ? 'wait' AND jsonb_typeof(page -> 'wait') NOT IN ('number', 'null')) THEN
+		RAISE EXCEPTION 'the % pull adapter returned no page', c.kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A succeeded pull''s result is {"records": [...], "next_page": ... or null, "wait": seconds (optional)}.';
+	END IF;
+
+	FOR rec IN
+		SELECT x.n, x.r ->> 'id' AS id, x.r -> 'updated_at' AS updated_at, x.r -> 'payload' AS payload,
+			   coalesce(x.r ->> 'topic', s.stream || '/updated') AS topic
+		  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
+		 ORDER BY x.n
+	LOOP
+		IF rec.id IS NULL OR length(rec.id) NOT BETWEEN 1 AND 255
+		   OR jsonb_typeof(rec.updated_at) IS DISTINCT FROM 'string' OR rec.payload IS NULL THEN
+			RAISE EXCEPTION 'record % of the % pull page is not a record', rec.n, c.kind
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.';
+		END IF;
+		seen := seen + 1;
+		high := greatest(high, (rec.updated_at #>> '{}')::timestamptz);
+		verdict := integration._sync_gate(s.tenant_id, s.connector_id, s.stream, rec.id,
+										  (rec.updated_at #>> '{}')::timestamptz, rec.payload, 'pull');
+		CONTINUE WHEN verdict NOT IN ('new', 'changed', 'revised');
+		changed := changed + 1;
+		INSERT INTO integration.inbound_events AS e
+			(tenant_id, connector_id, external_id, object_id, topic, event, payload)
+		VALUES (s.tenant_id, s.connector_id,
+				integration._sync_event_id(s.stream, rec.id, (rec.updated_at #>> '{}')::timestamptz,
+										   CASE WHEN verdict = 'revised'
+												THEN sha256(convert_to(rec.payload::text, 'UTF8')) END),
+				s.stream || ':' || rec.id, rec.topic,
+				c.kind || '.' || replace(rec.topic, '/', '.'), rec.payload)
+		ON CONFLICT (tenant_id, connector_id, external_id) WHERE NOT dedupe_expired DO NOTHING;
+	END LOOP;
+
+	next_page := nullif(page -> 'next_page', 'null');
+	IF next_page IS NOT NULL THEN
+		-- Shopify's call-limit bucket, say: the adapter asks for a pause.
+		wait := least(greatest(coalesce((page ->> 'wait')::numeric, 0), 0), 3600);
+		INSERT INTO integration.connector_calls AS k
+			(tenant_id, connector_id, operation, payload, queued_by, sync_stream, next_attempt_at)
+		VALUES (s.tenant_id, s.connector_id, 'pull',
+				jsonb_build_object('stream', s.stream, 'since', integration._sync_iso(s.run_since),
+								   'page', next_page),
+				s.queued_by, s.stream, now() + wait * interval '1 second')
+		RETURNING k.id INTO call_id;
+	END IF;
+	-- The next page's call, or the end of the run: the cursor moves to what it saw.
+	UPDATE integration.sync_streams x
+	   SET status = CASE WHEN call_id IS NULL THEN 'idle' ELSE 'running' END,
+		   current_call_id = call_id, run_page = next_page,
+		   run_high = greatest(x.run_high, high),
+		   cursor_at = CASE WHEN call_id IS NULL THEN greatest(x.run_high, high) ELSE x.cursor_at END,
+		   last_run_finished_at = CASE WHEN call_id IS NULL THEN now() ELSE x.last_run_finished_at END,
+		   next_run_at = CASE WHEN call_id IS NULL THEN integration._sync_next_run(c) END,
+		   runs = x.runs + CASE WHEN call_id IS NULL THEN 1 ELSE 0 END,
+		   pages = x.pages + 1, records_seen = x.records_seen + seen,
+		   records_changed = x.records_changed + changed,
+		   run_pages = x.run_pages + 1, run_records_seen = x.run_records_seen + seen,
+		   run_records_changed = x.run_records_changed + changed
+	 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream;
+	-- The next page is claimed, or the schedule read again.
+	PERFORM integration._wake_calls_at_commit();
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration._sync_page_ended() IS
+	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended (internal).';
+CREATE TRIGGER sync_page_ended AFTER UPDATE OF status ON integration.connector_calls
+	FOR EACH ROW
+	WHEN (NEW.sync_stream IS NOT NULL AND NEW.status IN ('succeeded', 'failed')
+		  AND OLD.status <> NEW.status)
+	EXECUTE FUNCTION integration._sync_page_ended();
+
+------------------------------------------------------------------------------------------
+-- The API.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION integration.sync_now(connector_id bigint, stream text DEFAULT NULL)
+	RETURNS SETOF integration.sync_state
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant text := integration.require_tenant();
+	c integration.connectors;
+	kind_streams text[];
+	streams text[];
+	st text;
+BEGIN
+	IF sync_now.connector_id IS NULL THEN
+		RAISE EXCEPTION 'connector_id must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO c FROM integration.connectors x
+	 WHERE x.tenant_id = tenant AND x.id = sync_now.connector_id AND x.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		PERFORM integration._connector_not_found(sync_now.connector_id);
+	END IF;
+	SELECT k.pull_streams INTO kind_streams FROM integration.connector_kinds k WHERE k.name = c.kind;
+	IF kind_streams IS NULL THEN
+		RAISE EXCEPTION 'connector kind % pulls nothing', c.kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The kind has no pull_streams.',
+				  HINT = 'SELECT name, pull_streams FROM integration.connector_kinds lists the kinds that pull.';
+	END IF;
+	streams := integration._sync_stream_names(kind_streams, c.settings);
+	IF sync_now.stream IS NOT NULL THEN
+		IF NOT sync_now.stream = ANY (streams) THEN
+			RAISE EXCEPTION 'connector % has no stream "%"', c.id, sync_now.stream
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = CASE WHEN sync_now.stream = ANY (kind_streams)
+								   THEN 'Its settings.sync_streams leaves that stream out.'
+								   ELSE format('Connector kind %s pulls no such stream.', c.kind) END,
+					  HINT = format('Its streams: %s.', coalesce(nullif(array_to_string(streams, ', '), ''), 'none'));
+		END IF;
+		streams := ARRAY[sync_now.stream];
+	END IF;
+	FOREACH st IN ARRAY streams LOOP
+		-- A kind given streams after the connector was made: its rows appear now.
+		INSERT INTO integration.sync_streams AS s (tenant_id, connector_id, stream, next_run_at)
+		VALUES (tenant, c.id, st, NULL)
+		ON CONFLICT ON CONSTRAINT sync_streams_pkey DO NOTHING;
+		-- The caller's role pulls, as it would make a call.
+		UPDATE integration.sync_streams s SET queued_by = current_user::regrole
+		 WHERE s.tenant_id = tenant AND s.connector_id = c.id AND s.stream = st AND s.status = 'idle'
+		   AND s.queued_by <> current_user::regrole;
+		PERFORM integration._sync_start(tenant, c.id, st);
+	END LOOP;
+	RETURN QUERY
+		SELECT v.* FROM integration.sync_state v
+		 WHERE v.tenant_id = tenant AND v.connector_id = c.id AND v.stream = ANY (streams)
+		 ORDER BY array_position(streams, v.stream::text);
+END
+$$;
+COMMENT ON FUNCTION integration.sync_now(bigint, text) IS
+	'Starts a run of each idle stream of one of the current tenant''s connectors (or of the one named), in the caller''s transaction, as the caller''s role: the worker pulls its pages once the transaction commits. A stream already running is left running. Returns the streams'' sync_state.';
+
+REVOKE ALL ON TABLE integration.external_records, integration.sync_streams, integration.sync_state
+	FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	integration._sync_duration(jsonb), integration._sync_interval(jsonb),
+	integration._sync_overlap(jsonb), integration._sync_stream_names(text[], jsonb),
+	integration._check_sync_settings(text, jsonb), integration._sync_next_run(integration.connectors),
+	integration._sync_iso(timestamptz), integration._connector_sync_checked(),
+	integration._connector_sync_streams(),
+	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
+	integration._check_external_record(text, integration.external_record),
+	integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb),
+	integration._sync_event_id(text, text, timestamptz, bytea),
+	integration._sync_start(text, bigint, text), integration._sync_page_ended(),
+	integration.sync_now(bigint, text)
+	FROM PUBLIC;

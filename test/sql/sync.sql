@@ -1,0 +1,359 @@
+-- Sync (incremental pull): the catalogue's pull streams and record functions, the streams
+-- of connectors and their settings, sync_now() and its errors, the shopify kind's pull
+-- requests and pages, and the page-ended trigger, driven by completing pull calls by
+-- hand as the worker would (it is off here: test/regress.conf); the gate between pulls
+-- and webhooks.  test/t/025_sync.pl runs it all against the loopback Shopify server.
+-- The connectors' ids are put back as they were at the end, for the files after this.
+\set SHOW_CONTEXT never
+SELECT last_value AS connectors_last FROM pg_sequences
+ WHERE schemaname = 'integration' AND sequencename = 'connectors_id_seq' \gset
+ALTER TABLE integration.connectors ALTER COLUMN id RESTART WITH 3001;
+ALTER TABLE integration.connector_calls ALTER COLUMN id RESTART WITH 3001;
+
+------------------------------------------------------------------------------------------
+-- The catalogue.
+------------------------------------------------------------------------------------------
+SELECT name, pull_streams, record_function FROM integration.connector_kinds
+ WHERE pull_streams IS NOT NULL OR record_function IS NOT NULL ORDER BY name;
+
+CREATE FUNCTION public.sync_build(c integration.connector_context, operation text, payload jsonb,
+								  idempotency_key text)
+	RETURNS integration.connector_request LANGUAGE sql STABLE
+AS $$ SELECT ('GET', '/items', NULL, NULL, NULL)::integration.connector_request $$;
+CREATE FUNCTION public.sync_normalise(c integration.connector_context, headers jsonb, body text)
+	RETURNS SETOF integration.normalised_event LANGUAGE sql STABLE
+AS $$ SELECT NULL::text, 'items/updated', NULL::text, body::jsonb $$;
+CREATE FUNCTION public.sync_record(c integration.connector_context, topic text, payload jsonb)
+	RETURNS integration.external_record LANGUAGE sql STABLE
+AS $$ SELECT ROW(coalesce(payload ->> 'stream', 'items'), payload ->> 'id', (payload ->> 'updated_at')::timestamptz, payload)::integration.external_record $$;
+CREATE FUNCTION public.sync_record_bad(c integration.connector_context, topic text, payload jsonb)
+	RETURNS jsonb LANGUAGE sql STABLE
+AS $$ SELECT payload $$;
+
+-- Streams need request adapters; names are words of lower-case letters; distinct.
+SELECT name, pull_streams FROM integration.register_connector_kind('sync_kind', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items,sale.order}',
+	record => 'public.sync_record(integration.connector_context, text, jsonb)');
+SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	pull_streams => '{items}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{Items,items}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items,items}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items}', record => 'public.sync_record(integration.connector_context, text, jsonb)');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items}', record => 'public.sync_record_bad(integration.connector_context, text, jsonb)');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+UPDATE integration.connector_kinds SET pull_streams = '{}' WHERE name = 'sync_kind';
+UPDATE integration.connector_kinds SET build_request_function = NULL, interpret_response_function = NULL
+ WHERE name = 'sync_kind';
+\set VERBOSITY default
+
+------------------------------------------------------------------------------------------
+-- Connectors' streams and settings.
+------------------------------------------------------------------------------------------
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'sync-a';
+SELECT id AS shop, kind FROM integration.create_connector('shopify', 'shop', 'https://shop.myshopify.example',
+	'{"access_token": "shpat_0123456789abcdef0123"}', '{"sync_overlap": 60}', 'shopify-client-secret') \gset
+\echo :shop
+-- One row per stream, idle, first run one interval (default 300 s) after creation.
+SELECT stream, status, cursor_at, queued_by,
+	   next_run_at BETWEEN now() + interval '299 s' AND now() + interval '301 s' AS in_five_minutes
+  FROM integration.sync_streams ORDER BY stream;
+
+-- Settings: durations in seconds or interval text, from 0; streams of the kind.
+SELECT integration.create_connector('shopify', 'shop2', 'https://shop.myshopify.example',
+	'{"access_token": "x"}', '{"sync_interval": -1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.create_connector('shopify', 'shop2', 'https://shop.myshopify.example',
+	'{"access_token": "x"}', '{"sync_overlap": "soon"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.create_connector('shopify', 'shop2', 'https://shop.myshopify.example',
+	'{"access_token": "x"}', '{"sync_streams": "orders"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.create_connector('shopify', 'shop2', 'https://shop.myshopify.example',
+	'{"access_token": "x"}', '{"sync_streams": ["orders", "refunds"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.create_connector('generic', 'plain', 'https://api.example', '{"token": "t"}',
+	'{"sync_streams": ["orders"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT integration.update_connector(:shop, settings => '{"sync_interval": "400 days"}');
+\echo :LAST_ERROR_SQLSTATE
+
+-- A stream left out loses its row; the interval counts from the last run (none yet).
+SELECT id FROM integration.update_connector(:shop,
+	settings => '{"sync_overlap": 60, "sync_streams": ["orders", "products"], "sync_interval": "10 minutes"}');
+SELECT stream, next_run_at BETWEEN now() + interval '599 s' AND now() + interval '601 s' AS in_ten_minutes
+  FROM integration.sync_streams ORDER BY stream;
+SELECT id FROM integration.update_connector(:shop, settings => '{"sync_overlap": 60, "sync_interval": 0}');
+SELECT stream, next_run_at FROM integration.sync_streams ORDER BY stream;
+
+------------------------------------------------------------------------------------------
+-- sync_now() and its errors.
+------------------------------------------------------------------------------------------
+SELECT id AS plain FROM integration.create_connector('generic', 'plain', 'https://api.example', '{"token": "t"}') \gset
+SELECT * FROM integration.sync_now(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM integration.sync_now(9999);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM integration.sync_now(:plain);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM integration.sync_now(:shop, 'refunds');
+\echo :LAST_ERROR_SQLSTATE
+-- Another tenant's connector is not found, as by show_connector().
+SET integration.tenant_id = 'sync-b';
+SELECT * FROM integration.sync_now(:shop);
+\echo :LAST_ERROR_SQLSTATE
+SET integration.tenant_id = 'sync-a';
+-- A pull call is a run's page: call_connector() refuses the operation.
+SELECT integration.call_connector(:shop, 'pull', '{"stream": "orders"}');
+\echo :LAST_ERROR_SQLSTATE
+
+-- The orders stream runs: its first page is a pull call, since null (never pulled).
+SELECT stream, status, run_pages, current_call_id FROM integration.sync_now(:shop, 'orders');
+SELECT id, operation, payload, status, sync_stream, queued_by FROM integration.connector_calls ORDER BY id;
+-- Again: a running stream is left running; the other streams start.
+SELECT stream, status, current_call_id FROM integration.sync_now(:shop);
+SELECT id, payload ->> 'stream' AS stream FROM integration.connector_calls ORDER BY id;
+
+-- The request the shopify kind builds for a first page, and for a next one.
+SELECT r.method, r.path, r.query, r.headers
+  FROM integration.connector_calls k, integration.connectors c,
+	   LATERAL integration.shopify_build_request(integration._connector_context(c), k.operation, k.payload, k.idempotency_key) r
+ WHERE k.id = 3001 AND c.id = :shop;
+SELECT r.path, r.query
+  FROM integration.connectors c,
+	   LATERAL integration.shopify_build_request(integration._connector_context(c), 'pull',
+		'{"stream": "customers", "since": "2025-01-01T00:00:00Z", "page": null}', 'k') r
+ WHERE c.id = :shop;
+SELECT r.path, r.query
+  FROM integration.connectors c,
+	   LATERAL integration.shopify_build_request(integration._connector_context(c), 'pull',
+		'{"stream": "orders", "since": "2025-01-01T00:00:00Z", "page": {"page_info": "eyJs-_", "limit": "250"}}', 'k') r
+ WHERE c.id = :shop;
+SELECT integration.shopify_build_request(integration._connector_context(c), 'pull', '{"stream": "refunds"}', 'k')
+  FROM integration.connectors c WHERE c.id = :shop;
+\echo :LAST_ERROR_SQLSTATE
+
+-- A page as the shopify kind reads it: records with their topic, next_page from the
+-- Link header's rel="next" URL (percent-decoded), and a wait when the bucket is nearly full.
+SELECT o.outcome, o.result -> 'next_page' AS next_page, o.result -> 'wait' AS wait,
+	   jsonb_path_query_array(o.result, '$.records[*].id') AS ids,
+	   o.result #>> '{records,0,topic}' AS topic, o.result #>> '{records,0,updated_at}' AS updated_at
+  FROM integration.connectors c,
+	   LATERAL integration.shopify_interpret_response(integration._connector_context(c), 'pull', 200,
+		'{"link": "<https://shop.myshopify.example/admin/api/2025-01/orders.json?limit=250&page_info=abc%2Ddef>; rel=\"previous\", <https://shop.myshopify.example/admin/api/2025-01/orders.json?limit=250&page_info=nExT_1>; rel=\"next\"", "x-shopify-shop-api-call-limit": "39/40"}',
+		'{"orders": [{"id": 5000000000001, "updated_at": "2025-01-01T00:00:00-05:00"}, {"id": 5000000000002, "updated_at": "2025-01-01T00:00:01-05:00"}]}') o
+ WHERE c.id = :shop;
+SELECT o.result -> 'next_page' AS next_page, o.result -> 'wait' AS wait, o.result #>> '{records,0,topic}' AS topic
+  FROM integration.connectors c,
+	   LATERAL integration.shopify_interpret_response(integration._connector_context(c), 'pull', 200,
+		'{"x-shopify-shop-api-call-limit": "3/40"}', '{"products": [{"id": 7, "updated_at": "2025-01-01T00:00:00Z"}]}') o
+ WHERE c.id = :shop;
+SELECT o.outcome, o.retry_after
+  FROM integration.connectors c,
+	   LATERAL integration.shopify_interpret_response(integration._connector_context(c), 'pull', 429,
+		'{"retry-after": "2.0"}', '{"errors": "Exceeded 2 calls per second for api client."}') o
+ WHERE c.id = :shop;
+RESET ROLE;
+
+------------------------------------------------------------------------------------------
+-- Pages, as the worker records them: each record through the gate, each change an
+-- inbound event, the next page queued, the cursor moved at the end.
+------------------------------------------------------------------------------------------
+-- Completes a pull call as the worker would (src/call_store.c).
+CREATE FUNCTION public.sync_complete(call_id bigint, status text, result jsonb, error text DEFAULT NULL)
+	RETURNS void LANGUAGE sql
+AS $$
+	UPDATE integration.connector_calls
+	   SET status = sync_complete.status, attempts = attempts + 1, next_attempt_at = NULL,
+		   result = sync_complete.result, last_error = sync_complete.error, finished_at = now(),
+		   last_status_code = CASE WHEN sync_complete.status = 'succeeded' THEN 200 ELSE 500 END
+	 WHERE id = call_id
+$$;
+CREATE FUNCTION public.sync_order(id bigint, updated_at text, note text DEFAULT NULL) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT jsonb_build_object('id', id::text, 'updated_at', updated_at, 'topic', 'orders/updated',
+		'payload', jsonb_build_object('id', id, 'updated_at', updated_at, 'note', note))
+$$;
+CREATE FUNCTION public.sync_call(connector_id bigint, stream text) RETURNS bigint LANGUAGE sql STABLE
+AS $$ SELECT current_call_id FROM integration.sync_streams s WHERE s.connector_id = $1 AND s.stream = $2 $$;
+-- The state the tests look at.
+CREATE VIEW public.sync_view AS
+	SELECT stream, status, cursor_at, run_since, run_high, run_page, current_call_id,
+		   runs, pages, records_seen, records_changed, run_pages, run_records_seen,
+		   run_records_changed, errors, last_error, next_run_at IS NOT NULL AS scheduled
+	  FROM integration.sync_streams WHERE connector_id = :shop ORDER BY stream;
+SET TIME ZONE 'UTC';
+
+-- Page 1 of orders: three records, one twice in the page.
+SELECT public.sync_complete(3001, 'succeeded', jsonb_build_object(
+	'records', jsonb_build_array(public.sync_order(1, '2025-01-01T00:00:00Z'),
+								 public.sync_order(2, '2025-01-01T00:00:01Z'),
+								 public.sync_order(1, '2025-01-01T00:00:00Z')),
+	'next_page', '{"page_info": "p2", "limit": "250"}'::jsonb, 'wait', 2));
+SELECT * FROM public.sync_view WHERE stream = 'orders';
+SELECT external_id, object_id, topic, event, payload ->> 'id' AS id FROM integration.inbound_events
+ WHERE connector_id = :shop ORDER BY id;
+SELECT stream, external_id, external_updated_at, source FROM integration.external_records
+ WHERE connector_id = :shop ORDER BY 1, 2;
+-- The next page waits as asked, with the same since.
+SELECT id, payload, sync_stream, next_attempt_at BETWEEN now() + interval '1.9 s' AND now() + interval '2.1 s' AS waits
+  FROM integration.connector_calls WHERE id = public.sync_call(:shop, 'orders');
+-- Recording the same outcome again does nothing: the call is not the run's any more.
+UPDATE integration.connector_calls SET status = 'pending', next_attempt_at = now(), finished_at = NULL WHERE id = 3001;
+SELECT public.sync_complete(3001, 'succeeded', '{"records": [], "next_page": null}');
+SELECT stream, status, pages, current_call_id FROM public.sync_view WHERE stream = 'orders';
+
+-- Page 2, the last: order 2 again unchanged, order 1 changed, order 3 new.
+SELECT public.sync_complete(3004, 'succeeded', jsonb_build_object(
+	'records', jsonb_build_array(public.sync_order(2, '2025-01-01T00:00:01Z'),
+								 public.sync_order(1, '2025-01-01T00:00:05Z', 'changed'),
+								 public.sync_order(3, '2025-01-01T00:00:03Z')),
+	'next_page', NULL));
+SELECT * FROM public.sync_view WHERE stream = 'orders';
+SELECT external_id, object_id, payload ->> 'note' AS note FROM integration.inbound_events
+ WHERE connector_id = :shop ORDER BY id;
+-- No completion event for a pull call: its records are the events.
+SELECT count(*) AS call_events FROM integration.inbound_events WHERE connector_id = :shop AND event LIKE '%.call.%';
+
+-- The second run starts at the cursor minus the overlap (60 s).
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'sync-a';
+SELECT stream, status FROM integration.sync_now(:shop, 'orders');
+RESET ROLE;
+SELECT payload FROM integration.connector_calls
+ WHERE id = public.sync_call(:shop, 'orders');
+-- The overlap brings back what was seen: nothing is a change, but order 1 changed again
+-- within the same second (another content, the same updated_at): a change, whose event
+-- id tells it from the first.  A version older than stored is nothing.
+SELECT public.sync_complete(public.sync_call(:shop, 'orders'),
+	'succeeded', jsonb_build_object(
+	'records', jsonb_build_array(public.sync_order(2, '2025-01-01T00:00:01Z'),
+								 public.sync_order(3, '2025-01-01T00:00:03Z'),
+								 public.sync_order(3, '2025-01-01T00:00:02Z', 'older'),
+								 public.sync_order(1, '2025-01-01T00:00:05Z', 'changed twice')),
+	'next_page', NULL));
+SELECT stream, status, cursor_at, runs, pages, records_seen, records_changed, run_pages,
+	   run_records_seen, run_records_changed FROM public.sync_view WHERE stream = 'orders';
+SELECT external_id, payload ->> 'note' AS note FROM integration.inbound_events
+ WHERE connector_id = :shop AND external_id LIKE 'pull:orders:1:%' ORDER BY id;
+SELECT external_id, external_updated_at, payload ->> 'note' AS note, source
+  FROM integration.external_records WHERE connector_id = :shop AND stream = 'orders' ORDER BY external_id;
+
+-- A page that fails ends the run with its error; the cursor stays.
+SELECT public.sync_complete(public.sync_call(:shop, 'customers'),
+	'failed', NULL, 'HTTP 401: [API] Invalid API key or access token');
+SELECT * FROM public.sync_view WHERE stream = 'customers';
+-- A page the trigger cannot read fails the call's recording (the worker then records
+-- the call failed, with this error).
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"products": []}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"records": [{"id": "7", "payload": {}}]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"records": [{"id": "7", "updated_at": "2025-01-01", "payload": {}, "topic": "products/bad topic"}]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"records": [{"id": "7", "updated_at": "2025-01-01T00:00:00Z", "payload": {"id": 7}, "topic": "products/update"}], "next_page": null}');
+SELECT stream, status, cursor_at, runs, records_changed, errors FROM public.sync_view;
+SELECT event FROM integration.inbound_events WHERE connector_id = :shop AND object_id = 'products:7';
+
+------------------------------------------------------------------------------------------
+-- Webhooks through the same gate.
+------------------------------------------------------------------------------------------
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'sync-a';
+-- Order 3 as pulled (the version stored): a duplicate, nothing stored.
+SELECT '{"id":3,"note":null,"updated_at":"2025-01-01T00:00:03Z"}' AS b3 \gset
+SELECT integration.sign('shopify', 'shopify-client-secret', :'b3')
+	   || '{"X-Shopify-Topic": "orders/updated", "X-Shopify-Event-Id": "ev-3", "X-Shopify-Webhook-Id": "wh-3"}' AS h3 \gset
+SELECT * FROM integration.receive_webhook(:shop, :'h3', :'b3');
+-- A later version of order 3 comes first by webhook: accepted, stored as the webhook's.
+SELECT '{"id":3,"note":"paid","updated_at":"2025-01-01T00:01:00Z"}' AS b3b \gset
+SELECT integration.sign('shopify', 'shopify-client-secret', :'b3b')
+	   || '{"X-Shopify-Topic": "orders/paid", "X-Shopify-Event-Id": "ev-3b", "X-Shopify-Webhook-Id": "wh-3b"}' AS h3b \gset
+SELECT status, event FROM integration.receive_webhook(:shop, :'h3b', :'b3b');
+-- Its retry, and orders/updated of the same version: duplicates (the retry's id is the first's).
+SELECT status, inbound_id IS NOT NULL AS has_id, event FROM integration.receive_webhook(:shop, :'h3b', :'b3b');
+SELECT status, inbound_id IS NOT NULL AS has_id, event FROM integration.receive_webhook(:shop,
+	jsonb_set(jsonb_set(:'h3b', '{X-Shopify-Topic}', '"orders/updated"'), '{X-Shopify-Event-Id}', '"ev-3c"'), :'b3b');
+-- An older version arriving late: a duplicate.
+SELECT '{"id":3,"note":"old","updated_at":"2025-01-01T00:00:30Z"}' AS b3c \gset
+SELECT status FROM integration.receive_webhook(:shop,
+	integration.sign('shopify', 'shopify-client-secret', :'b3c') || '{"X-Shopify-Topic": "orders/updated", "X-Shopify-Event-Id": "ev-3d"}', :'b3c');
+-- A delete carries no updated_at: not a record, stored as before.
+SELECT status, event FROM integration.receive_webhook(:shop,
+	integration.sign('shopify', 'shopify-client-secret', '{"id":3}') || '{"X-Shopify-Topic": "orders/delete", "X-Shopify-Event-Id": "ev-3e"}', '{"id":3}');
+SELECT external_id, external_updated_at, payload ->> 'note' AS note, source
+  FROM integration.external_records WHERE connector_id = :shop AND stream = 'orders' AND external_id = '3';
+RESET ROLE;
+-- The pull then brings the version the webhook brought: not a change; the pulled copy
+-- replaces the stored one.
+SET ROLE integration_test_app;
+SELECT stream, status FROM integration.sync_now(:shop, 'orders');
+RESET ROLE;
+SELECT public.sync_complete(public.sync_call(:shop, 'orders'),
+	'succeeded', jsonb_build_object(
+	'records', jsonb_build_array(jsonb_build_object('id', '3', 'updated_at', '2025-01-01T00:01:00Z',
+		'payload', '{"id": 3, "note": "paid", "updated_at": "2025-01-01T00:01:00Z", "pulled": true}'::jsonb)),
+	'next_page', NULL));
+SELECT stream, cursor_at, run_records_seen, run_records_changed FROM public.sync_view WHERE stream = 'orders';
+SELECT external_id, payload ->> 'pulled' AS pulled, source FROM integration.external_records
+ WHERE connector_id = :shop AND stream = 'orders' AND external_id = '3';
+SELECT count(*) AS order_3_events FROM integration.inbound_events WHERE connector_id = :shop AND payload ->> 'id' = '3';
+
+-- A record function that names a stream the kind does not pull: the request is rejected.
+SET ROLE integration_test_app;
+SELECT id AS items FROM integration.create_connector('sync_kind', 'items', 'https://items.example', '{}') \gset
+SELECT status, event FROM integration.receive_webhook(:items, '{}', '{"id": "a", "updated_at": "2025-01-01T00:00:00Z"}');
+SELECT status, inbound_id IS NOT NULL AS has_id, event FROM integration.receive_webhook(:items, '{}', '{"id": "a", "updated_at": "2025-01-01T00:00:00Z"}');
+SELECT status, event FROM integration.receive_webhook(:items, '{}', '{"id": "b", "stream": "nope", "updated_at": "2025-01-01T00:00:00Z"}');
+SELECT context ->> 'reason' AS reason, context ->> 'detail' AS detail FROM integration.integration_logs
+ WHERE event = 'inbound.rejected' ORDER BY id DESC LIMIT 1;
+SELECT stream, external_id, source FROM integration.external_records WHERE connector_id = :items;
+-- The view, through row-level security.
+SELECT connector_id, connector_name, kind, stream, status, runs, pages, records_seen, records_changed,
+	   errors, last_error FROM integration.sync_state ORDER BY connector_id, stream;
+SET integration.tenant_id = 'sync-b';
+SELECT count(*) AS other_tenant_streams FROM integration.sync_state;
+SELECT count(*) AS other_tenant_records FROM integration.external_records;
+
+-- A deleted connector's streams are no longer scheduled, nor shown.
+SET integration.tenant_id = 'sync-a';
+SELECT id FROM integration.update_connector(:items, settings => '{"sync_interval": 60}');
+SELECT stream, next_run_at IS NOT NULL AS scheduled FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
+SELECT integration.delete_connector(:items);
+SELECT stream, next_run_at IS NOT NULL AS scheduled FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
+SELECT count(*) AS shown FROM integration.sync_state WHERE connector_id = :items;
+RESET ROLE;
+
+-- Put back what the files after this expect.
+DROP VIEW public.sync_view;
+DROP FUNCTION public.sync_complete(bigint, text, jsonb, text), public.sync_order(bigint, text, text),
+	public.sync_call(bigint, text);
+RESET TIME ZONE;
+SELECT setval('integration.connectors_id_seq', :connectors_last);
