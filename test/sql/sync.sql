@@ -5,7 +5,7 @@
 -- and webhooks.  test/t/025_sync.pl runs it all against the loopback Shopify server.
 -- The connectors' ids are put back as they were at the end, for the files after this.
 \set SHOW_CONTEXT never
-SELECT last_value AS connectors_last FROM pg_sequences
+SELECT coalesce(last_value::text, '') AS connectors_last FROM pg_sequences
  WHERE schemaname = 'integration' AND sequencename = 'connectors_id_seq' \gset
 ALTER TABLE integration.connectors ALTER COLUMN id RESTART WITH 3001;
 ALTER TABLE integration.connector_calls ALTER COLUMN id RESTART WITH 3001;
@@ -356,4 +356,5 @@ DROP VIEW public.sync_view;
 DROP FUNCTION public.sync_complete(bigint, text, jsonb, text), public.sync_order(bigint, text, text),
 	public.sync_call(bigint, text);
 RESET TIME ZONE;
-SELECT setval('integration.connectors_id_seq', :connectors_last);
+SELECT setval('integration.connectors_id_seq', coalesce(nullif(:'connectors_last', '')::bigint, 1),
+			  nullif(:'connectors_last', '') IS NOT NULL) > 0 AS connector_ids_put_back;
