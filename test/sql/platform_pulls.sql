@@ -186,6 +186,34 @@ SELECT integration.create_connector('odoo', 'erp2', 'https://erp.example',
 RESET ROLE;
 SELECT setval('integration.connectors_id_seq', :conn_last, :'conn_called') \gset
 
+-- json:<pointer>: the caller puts the credential where the adapter put a placeholder; a
+-- body without a value there, or no body, is refused before anything is sent.  (A probe
+-- kind and connector, rolled back.)
+SELECT last_value AS conn_last, is_called AS conn_called FROM integration.connectors_id_seq \gset
+\set ON_ERROR_ROLLBACK on
+BEGIN;
+CREATE FUNCTION public.jp_build(c integration.connector_context, operation text, payload jsonb, key text)
+	RETURNS integration.connector_request LANGUAGE sql
+	AS $$ SELECT ('POST', '/rpc', NULL, NULL, c.settings ->> 'body')::integration.connector_request $$;
+CREATE FUNCTION public.jp_judge(c integration.connector_context, operation text, status integer,
+								headers jsonb, body text)
+	RETURNS integration.connector_outcome LANGUAGE sql
+	AS $$ SELECT ('succeeded', NULL, NULL, NULL)::integration.connector_outcome $$;
+SELECT name, auth FROM integration.register_connector_kind('json_probe', 'json:/params/args/2(key)', 'none',
+	build_request => 'public.jp_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'public.jp_judge(integration.connector_context, text, integer, jsonb, text)');
+SET integration.tenant_id = 'pulls-b';
+SELECT id AS probe FROM integration.create_connector('json_probe', 'probe', 'https://rpc.example',
+	'{"key": "k-0123456789"}', '{"body": "{\"params\": {\"args\": [\"db\", 2]}}"}') \gset
+SELECT * FROM integration.test_connector(:probe);
+SELECT (integration.update_connector(:probe, settings => '{"body": "[1, 2, 3]"}')).kind;
+SELECT * FROM integration.test_connector(:probe);
+SELECT (integration.update_connector(:probe, settings => '{}')).kind;
+SELECT * FROM integration.test_connector(:probe);
+ROLLBACK;
+\set ON_ERROR_ROLLBACK off
+SELECT setval('integration.connectors_id_seq', :conn_last, :'conn_called') \gset
+
 -- Every request is execute_kw; the key's place holds a placeholder the caller replaces.
 SELECT * FROM pg_temp.req('odoo', 'test', '{}', '{"database": "prod", "uid": 2}');
 SELECT * FROM pg_temp.req('odoo', 'create', '{"model": "sale.order", "values": {"partner_id": 7, "order_line": [[0, 0, {"product_id": 3, "product_uom_qty": 2, "price_unit": 9.5}]]}}', '{"database": "prod", "uid": 2}');
