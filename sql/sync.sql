@@ -487,11 +487,13 @@ DECLARE
 	since timestamptz;
 	call_id bigint;
 BEGIN
+	-- Only an idle stream is locked: a running one's row is its pages' to change, and a
+	-- lock held here until the caller commits would hold the worker's page back.
 	SELECT * INTO s FROM integration.sync_streams x
 	 WHERE x.tenant_id = _sync_start.tenant_id AND x.connector_id = _sync_start.connector_id
-	   AND x.stream = _sync_start.stream
+	   AND x.stream = _sync_start.stream AND x.status = 'idle'
 	   FOR UPDATE;
-	IF NOT FOUND OR s.status <> 'idle' THEN
+	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
 	SELECT c.settings INTO settings FROM integration.connectors c
