@@ -337,6 +337,36 @@ CREATE TRIGGER connector_sync_streams AFTER INSERT OR UPDATE OF kind, settings, 
 	ON integration.connectors
 	FOR EACH ROW EXECUTE FUNCTION integration._connector_sync_streams();
 
+-- A kind registered again with other streams: its connectors' streams follow, run by
+-- the role that pulls the connector's other streams (a connector that pulls nothing yet
+-- gets its rows from sync_now(), as its caller's).  Superusers alone write kinds, and
+-- see every tenant's connectors.
+CREATE FUNCTION integration._connector_kind_streams() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM integration.sync_streams s
+	 USING integration.connectors c
+	 WHERE c.tenant_id = s.tenant_id AND c.id = s.connector_id AND c.kind = NEW.name
+	   AND NOT s.stream = ANY (integration._sync_stream_names(NEW.pull_streams, c.settings));
+	INSERT INTO integration.sync_streams AS s (tenant_id, connector_id, stream, queued_by, next_run_at)
+	SELECT c.tenant_id, c.id, w.stream, q.queued_by, now() + integration._sync_interval(c.settings)
+	  FROM integration.connectors c
+	 CROSS JOIN LATERAL (SELECT x.queued_by FROM integration.sync_streams x
+						  WHERE x.tenant_id = c.tenant_id AND x.connector_id = c.id LIMIT 1) q
+	 CROSS JOIN LATERAL unnest(integration._sync_stream_names(NEW.pull_streams, c.settings)) AS w(stream)
+	 WHERE c.kind = NEW.name AND c.deleted_at IS NULL
+	ON CONFLICT ON CONSTRAINT sync_streams_pkey DO NOTHING;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_kind_streams() IS
+	'Row trigger on connector_kinds: when a kind''s pull_streams change, its connectors'' sync_streams rows follow (internal).';
+CREATE TRIGGER connector_kind_streams AFTER UPDATE OF pull_streams ON integration.connector_kinds
+	FOR EACH ROW WHEN (OLD.pull_streams IS DISTINCT FROM NEW.pull_streams)
+	EXECUTE FUNCTION integration._connector_kind_streams();
+
 ------------------------------------------------------------------------------------------
 -- The gate: whether a version of a record is a change.
 ------------------------------------------------------------------------------------------
@@ -705,7 +735,7 @@ REVOKE ALL ON FUNCTION
 	integration._sync_overlap(jsonb), integration._sync_stream_names(text[], jsonb),
 	integration._check_sync_settings(text, jsonb), integration._sync_next_run(integration.connectors),
 	integration._sync_iso(timestamptz), integration._connector_sync_checked(),
-	integration._connector_sync_streams(),
+	integration._connector_sync_streams(), integration._connector_kind_streams(),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
 	integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb),
