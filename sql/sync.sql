@@ -470,21 +470,6 @@ $$;
 COMMENT ON FUNCTION integration._check_external_record(text, integration.external_record) IS
 	'A record adapter''s answer: NULL when it names no record (NULL, or no external_id); raises invalid_parameter_value for a stream the kind does not pull, or no updated_at (internal).';
 
--- What receive_webhook() (src/connector_inbound.c) asks of a webhook event about a
--- record: whether it is a change, the record upserted (source webhook) when it is.
-CREATE FUNCTION integration._sync_webhook_gate(tenant_id text, connector_id bigint,
-											   r integration.external_record, event_payload jsonb)
-	RETURNS boolean
-	LANGUAGE sql VOLATILE PARALLEL UNSAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT integration._sync_gate(tenant_id, connector_id, r.stream, r.external_id, r.updated_at,
-								  coalesce(r.payload, event_payload), 'webhook')
-		   IN ('new', 'changed', 'revised')
-$$;
-COMMENT ON FUNCTION integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb) IS
-	'Passes a webhook event''s record through the gate (its payload, else the event''s): true when it is a change, to be stored and handled (internal).';
-
 ------------------------------------------------------------------------------------------
 -- Runs and pages.
 ------------------------------------------------------------------------------------------
@@ -738,7 +723,6 @@ REVOKE ALL ON FUNCTION
 	integration._connector_sync_streams(), integration._connector_kind_streams(),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
-	integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb),
 	integration._sync_event_id(text, text, timestamptz, bytea),
 	integration._sync_start(text, bigint, text), integration._sync_page_ended(),
 	integration.sync_now(bigint, text)
