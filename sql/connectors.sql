@@ -114,6 +114,10 @@ COMMENT ON FUNCTION integration._mask_credentials(text, text, bigint) IS
 -- header:X-Shopify-Access-Token(access_token) send that one.  Without names, basic
 -- takes username and password, bearer and header:<name> take token.  Platforms name
 -- their credentials their own way, and users paste them under those names.
+-- json:<pointer> is for JSON-RPC APIs that take the key as an argument in the body (Odoo's
+-- execute_kw): the adapter puts a placeholder at the pointer (RFC 6901, e.g.
+-- /params/args/2) and the caller replaces it with the credential, a JSON string, so the
+-- adapter still never sees it; without a name it takes token.
 ------------------------------------------------------------------------------------------
 
 CREATE FUNCTION integration._is_auth(auth text) RETURNS boolean
@@ -122,18 +126,18 @@ CREATE FUNCTION integration._is_auth(auth text) RETURNS boolean
 AS $$
 	SELECT length(auth) <= 400
 	   AND (auth IN ('none', 'query')
-			OR auth ~ '^(basic(\([a-z][a-z0-9_]{0,62},[a-z][a-z0-9_]{0,62}\))?|(bearer|header:[!#$%&''*+.^_`|~0-9A-Za-z-]+)(\([a-z][a-z0-9_]{0,62}\))?)$')
+			OR auth ~ '^(basic(\([a-z][a-z0-9_]{0,62},[a-z][a-z0-9_]{0,62}\))?|(bearer|header:[!#$%&''*+.^_`|~0-9A-Za-z-]+|json:(/[A-Za-z0-9_-]{1,64}){1,16})(\([a-z][a-z0-9_]{0,62}\))?)$')
 	   AND NOT auth ~ '^basic\(([a-z0-9_]+),\1\)$'
 $$;
 COMMENT ON FUNCTION integration._is_auth(text) IS
-	'Whether auth is an authentication style: none, query, basic, bearer or header:<name>, the last three optionally with the names of their credentials in parentheses (internal).';
+	'Whether auth is an authentication style: none, query, basic, bearer, header:<name> or json:<pointer>, the last four optionally with the names of their credentials in parentheses (internal).';
 
 CREATE FUNCTION integration._auth_style(auth text) RETURNS text
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$ SELECT regexp_replace(auth, '\(.*\)$', '') $$;
 COMMENT ON FUNCTION integration._auth_style(text) IS
-	'The style of an auth value without its credential names: none, query, basic, bearer or header:<name> (internal).';
+	'The style of an auth value without its credential names: none, query, basic, bearer, header:<name> or json:<pointer> (internal).';
 
 CREATE FUNCTION integration._auth_keys(auth text) RETURNS text[]
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -142,7 +146,7 @@ AS $$
 	SELECT CASE
 		WHEN auth ~ '\)$' THEN string_to_array(substring(auth FROM '\(([^()]*)\)$'), ',')
 		WHEN auth = 'basic' THEN '{username,password}'::text[]
-		WHEN auth = 'bearer' OR auth LIKE 'header:%' THEN '{token}'::text[]
+		WHEN auth = 'bearer' OR auth LIKE 'header:%' OR auth LIKE 'json:%' THEN '{token}'::text[]
 		WHEN auth = 'none' THEN '{}'::text[]
 	END
 $$;
@@ -211,9 +215,9 @@ CREATE TABLE integration.connector_kinds (
 			   OR (normalise_function IS NOT NULL AND pull_streams IS NOT NULL))
 );
 COMMENT ON TABLE integration.connector_kinds IS
-	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
+	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name>, json:<pointer> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
 COMMENT ON COLUMN integration.connector_kinds.auth IS
-	'How API calls are authenticated from the connector''s credentials: none ({}), basic ({"username","password"}), bearer ({"token"}), header:<name> ({"token"} sent as that header) or query (every credential a query parameter); basic, bearer and header:<name> may name their credentials in parentheses, e.g. basic(consumer_key,consumer_secret).';
+	'How API calls are authenticated from the connector''s credentials: none ({}), basic ({"username","password"}), bearer ({"token"}), header:<name> ({"token"} sent as that header), json:<pointer> ({"token"} replacing the value the adapter put at that JSON pointer of its body) or query (every credential a query parameter); all but none and query may name their credentials in parentheses, e.g. basic(consumer_key,consumer_secret) or json:/params/args/2(api_key).';
 COMMENT ON COLUMN integration.connector_kinds.verify_function IS
 	'For signature_scheme adapter: verify(connector_context, secret text, headers jsonb, body text, tolerance interval) RETURNS boolean.';
 COMMENT ON COLUMN integration.connector_kinds.normalise_function IS
@@ -340,7 +344,7 @@ BEGIN
 	IF NOT integration._is_auth(register_connector_kind.auth) THEN
 		RAISE EXCEPTION 'invalid auth "%"', register_connector_kind.auth
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Use none, basic, bearer, header:<header name> or query; basic, bearer and header:<name> may name their credentials, e.g. basic(consumer_key,consumer_secret) or bearer(secret_key).';
+				  HINT = 'Use none, basic, bearer, header:<header name>, json:<JSON pointer into the body> or query; all but none and query may name their credentials, e.g. basic(consumer_key,consumer_secret), bearer(secret_key) or json:/params/args/2(api_key).';
 	END IF;
 	IF NOT (register_connector_kind.signature_scheme IN ('none', 'adapter')
 			OR integration.is_signature_scheme(register_connector_kind.signature_scheme)) THEN

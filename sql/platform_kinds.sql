@@ -1,6 +1,6 @@
 ------------------------------------------------------------------------------------------
 -- The platform kinds shipped with the extension (appended after connectors.sql by the
--- Makefile; docs/connector-kinds.md): shopify, woocommerce, stripe, hubspot and adyen.
+-- Makefile; docs/connector-kinds.md): shopify, woocommerce, stripe, hubspot, adyen and odoo.
 --
 -- Each is an ordinary kind whose adapters are SQL and PL/pgSQL, the same contract a
 -- user's kind is held to (register_connector_kind()).  Inbound: the platform's own
@@ -91,6 +91,52 @@ AS $$
 $$;
 COMMENT ON FUNCTION integration._query_params(text) IS
 	'The query parameters of a URL as a JSON object of strings, percent-decoded (internal).';
+
+-- Pull pages (../notes/sync-design.md, docs/connectors.md "Incremental pull"): the
+-- operation pull takes {"stream", "since", "page"} and a succeeded outcome's result is
+-- {"records": [{"id", "updated_at", "payload", "topic"?}], "next_page", "wait"?}.  A
+-- response adapter is not told which request it judges, so every next_page below is
+-- derived from the response alone (its records, headers, or what the platform echoes).
+
+-- The stream a pull payload names, one of the kind's, or raise.
+CREATE FUNCTION integration._pull_stream(kind text, payload jsonb, streams text[]) RETURNS text
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	stream text := payload ->> 'stream';
+BEGIN
+	IF stream IS NULL OR NOT stream = ANY (streams) THEN
+		RAISE EXCEPTION 'unknown % pull stream "%"', kind, coalesce(stream, '')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = format('The %s kind''s streams: %s.', kind, array_to_string(streams, ', '));
+	END IF;
+	RETURN stream;
+END
+$$;
+COMMENT ON FUNCTION integration._pull_stream(text, jsonb, text[]) IS
+	'The stream of a pull payload when it is one of streams; raises invalid_parameter_value naming them otherwise (internal).';
+
+-- A record's updated_at as pages carry it: ISO 8601 in UTC with Z, whatever TimeZone is.
+CREATE FUNCTION integration._utc_iso(t timestamptz) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$ SELECT (to_jsonb(t AT TIME ZONE 'UTC') #>> '{}') || 'Z' $$;
+COMMENT ON FUNCTION integration._utc_iso(timestamptz) IS
+	't as ISO 8601 in UTC with a Z, fractions of a second only when there are some (internal).';
+
+-- The target of the Link header's entry whose rel includes rel (RFC 8288), e.g. next.
+CREATE FUNCTION integration._link_url(headers jsonb, rel text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT m[1]
+	  FROM regexp_matches(coalesce(integration.header(headers, 'Link'), ''), '<([^>]*)>([^<]*)', 'g') AS m
+	 WHERE rel = ANY (string_to_array(lower(substring(m[2] FROM ';\s*rel\s*=\s*"?([^";,]+)')), ' '))
+	 LIMIT 1
+$$;
+COMMENT ON FUNCTION integration._link_url(jsonb, text) IS
+	'The URL of the Link header entry with that rel, or NULL (internal).';
 
 ------------------------------------------------------------------------------------------
 -- shopify: a Shopify-compatible store (Admin REST API).  base_url is the store's origin,
@@ -350,7 +396,141 @@ $$;
 COMMENT ON FUNCTION integration.woocommerce_normalise(integration.connector_context, jsonb, text) IS
 	'The woocommerce kind''s normaliser: nothing for the ping; else one event, topic X-WC-Webhook-Topic (order.created), object the payload''s id, id the webhook with topic, id and date_modified_gmt (or a hash of the body).';
 
+-- The record a webhook is about (sync-design.md, record_function), so that a change
+-- that comes both ways is handed on once: order.*, product.*, customer.* and coupon.* carry the REST representation
+-- a pull reads (id, date_modified_gmt); a deleted one carries only {"id"}, and action.*
+-- topics are about no record.
+CREATE FUNCTION integration.woocommerce_record(connector integration.connector_context,
+											   topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN split_part(topic, '.', 1) IN ('order', 'product', 'customer', 'coupon')
+					 AND payload ->> 'id' IS NOT NULL AND payload ->> 'date_modified_gmt' IS NOT NULL
+				THEN ROW(split_part(topic, '.', 1) || 's', payload ->> 'id',
+						 ((payload ->> 'date_modified_gmt') || 'Z')::timestamptz, payload)::integration.external_record
+		   END
+$$;
+COMMENT ON FUNCTION integration.woocommerce_record(integration.connector_context, text, jsonb) IS
+	'The woocommerce kind''s record function: an order, product, customer or coupon webhook is that record (stream orders, products, customers, coupons) at its date_modified_gmt; deleted and action.* topics are no record.';
+
+-- Pull: orders, products and coupons by date_modified_gmt, customers by id.
+--
+-- Orders, products and coupons are read oldest change first (orderby=modified&order=asc,
+-- which WooCommerce makes "modified ID"), 100 a page, modified_after in GMT with
+-- dates_are_gmt=true.  Not page=2, 3, ... of one listing: a record changed during the
+-- run moves to its end, and every record behind it one place forward, so the record on
+-- a page boundary would be passed over.  Each page is instead the first page after the
+-- last one's newest second (modified_after is exclusive and whole seconds, so that
+-- second is read again: repeats, which the sync gate drops).  A page that lies in one
+-- second is followed by that second's own listing, page=2, 3, ... (modified_after and
+-- modified_before around it, X-WP-TotalPages ending it), then by the seconds after it.
+-- page is {"after": <GMT second>} or {"second": <GMT second>, "page": N}; the Link
+-- header, which repeats the request's query, tells the response adapter which it was.
+-- X-WP-TotalPages of 1 ends the run.
+--
+-- Customers are WordPress users: modified_after does not apply to them, nor orderby
+-- modified.  Every run reads them all by id (page=N, stable while they change); the
+-- sync gate hands on only those whose date_modified_gmt moved.
+CREATE FUNCTION integration._woocommerce_pull_request(payload jsonb)
+	RETURNS integration.connector_request
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	stream text := integration._pull_stream('woocommerce', payload, '{orders,customers,products,coupons}');
+	pg jsonb := CASE WHEN jsonb_typeof(payload -> 'page') = 'object' THEN payload -> 'page' ELSE '{}' END;
+	fmt constant text := 'YYYY-MM-DD"T"HH24:MI:SS';
+	q jsonb := '{"per_page": "100", "order": "asc"}';
+	second timestamp;
+	after timestamp;
+BEGIN
+	IF stream = 'customers' THEN
+		q := q || jsonb_build_object('orderby', 'id', 'page', coalesce((pg ->> 'page')::integer, 1)::text);
+	ELSIF pg ? 'second' THEN
+		second := date_trunc('second', (pg ->> 'second')::timestamp);
+		q := q || jsonb_build_object('orderby', 'modified', 'dates_are_gmt', 'true',
+									 'modified_after', to_char(second - interval '1 second', fmt),
+									 'modified_before', to_char(second + interval '1 second', fmt),
+									 'page', (pg ->> 'page')::integer::text);
+	ELSE
+		after := coalesce((pg ->> 'after')::timestamp, (payload ->> 'since')::timestamptz AT TIME ZONE 'UTC');
+		q := q || jsonb_build_object('orderby', 'modified', 'dates_are_gmt', 'true', 'page', '1');
+		IF after IS NOT NULL THEN
+			q := q || jsonb_build_object('modified_after', to_char(after, fmt));
+		END IF;
+	END IF;
+	RETURN ('GET', '/wp-json/wc/v3/' || stream, q, '{"Accept": "application/json"}', NULL)::integration.connector_request;
+END
+$$;
+COMMENT ON FUNCTION integration._woocommerce_pull_request(jsonb) IS
+	'The woocommerce kind''s pull request of a page: orders, products, coupons by modified_after (GMT), customers by id (internal).';
+
+-- The page a pull response is: records (id, updated_at from date_modified_gmt, topic
+-- order.updated or order.created as the webhooks name them), and next_page as above.
+-- NULL: not a JSON array.
+CREATE FUNCTION integration._woocommerce_pull_page(headers jsonb, rows jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	next_url text := integration._link_url(headers, 'next');
+	prev_url text := integration._link_url(headers, 'prev');
+	link text := coalesce(next_url, prev_url);
+	page integer := coalesce((integration._query_params(next_url) ->> 'page')::integer - 1,
+							 (integration._query_params(prev_url) ->> 'page')::integer + 1, 1);
+	pages integer;
+	before timestamp := (integration._query_params(link) ->> 'modified_before')::timestamp;
+	fmt constant text := 'YYYY-MM-DD"T"HH24:MI:SS';
+	resource text;
+	records jsonb;
+	n integer;
+	seconds timestamp[];
+	next jsonb;
+BEGIN
+	IF jsonb_typeof(rows) IS DISTINCT FROM 'array' THEN
+		RETURN NULL;
+	END IF;
+	pages := coalesce(integration.header(headers, 'X-WP-TotalPages')::integer,
+					  CASE WHEN next_url IS NOT NULL THEN page + 1 ELSE page END);
+	SELECT coalesce(jsonb_agg(jsonb_build_object('id', r ->> 'id',
+												 'updated_at', integration._utc_iso(m AT TIME ZONE 'UTC'),
+												 'payload', r)
+							  || CASE WHEN res IS NOT NULL
+									  THEN jsonb_build_object('topic', rtrim(res, 's') || CASE
+										  WHEN r ->> 'date_created_gmt' = r ->> 'date_modified_gmt' THEN '.created'
+										  ELSE '.updated' END)
+									  ELSE '{}' END
+							  ORDER BY o), '[]'),
+		   count(*), array_agg(date_trunc('second', m) ORDER BY o), min(res)
+	  INTO records, n, seconds, resource
+	  FROM jsonb_array_elements(rows) WITH ORDINALITY AS x(r, o),
+		   LATERAL (SELECT coalesce(r ->> 'date_modified_gmt', r ->> 'date_created_gmt')::timestamp AS m,
+						   substring(r #>> '{_links,self,0,href}' FROM '/wc/v[0-9]+/([a-z_]+)/') AS res) AS y;
+	resource := coalesce(substring(link FROM '/wc/v[0-9]+/([a-z_]+)'), resource);
+	IF before IS NOT NULL THEN
+		-- A page of one second's listing: its next page, else the seconds after it.
+		next := CASE WHEN page < pages
+					 THEN jsonb_build_object('second', to_char(before - interval '1 second', fmt), 'page', page + 1)
+					 ELSE jsonb_build_object('after', to_char(before - interval '1 second', fmt)) END;
+	ELSIF n = 0 OR page >= pages THEN
+		next := NULL;
+	ELSIF resource = 'customers' THEN
+		next := jsonb_build_object('page', page + 1);
+	ELSIF seconds[1] = seconds[n] THEN
+		next := jsonb_build_object('second', to_char(seconds[n], fmt), 'page', 2);
+	ELSE
+		next := jsonb_build_object('after', to_char(seconds[n] - interval '1 second', fmt));
+	END IF;
+	RETURN jsonb_build_object('records', records, 'next_page', next);
+END
+$$;
+COMMENT ON FUNCTION integration._woocommerce_pull_page(jsonb, jsonb) IS
+	'The pull page of a WooCommerce listing response: records and next_page (internal).';
+
 -- Operations (wc/v3):
+--   pull                 GET  {stream}?per_page=100&...           (above)
 --   test                 GET  products?per_page=1
 --   product.create       POST products                              payload as the product
 --   product.update       PUT  products/{id}                         e.g. regular_price, stock_quantity
@@ -370,6 +550,8 @@ DECLARE
 	p jsonb := coalesce(payload, '{}');
 BEGIN
 	CASE operation
+	WHEN 'pull' THEN
+		RETURN integration._woocommerce_pull_request(p);
 	WHEN 'test' THEN
 		RETURN ('GET', api || '/products', '{"per_page": "1"}', hdrs - 'Content-Type', NULL)::integration.connector_request;
 	WHEN 'product.create' THEN
@@ -389,13 +571,13 @@ BEGIN
 				NULL, hdrs, (p - 'order_id')::text)::integration.connector_request;
 	ELSE
 		PERFORM integration._unknown_operation('woocommerce', operation,
-			'{test,product.create,product.update,variation.update,order.update,order_note.create}');
+			'{pull,test,product.create,product.update,variation.update,order.update,order_note.create}');
 	END CASE;
 	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION integration.woocommerce_build_request(integration.connector_context, text, jsonb, text) IS
-	'The woocommerce kind''s request builder: test, product.create, product.update, variation.update, order.update, order_note.create against /wp-json/wc/v3.';
+	'The woocommerce kind''s request builder: pull (orders, customers, products, coupons), test, product.create, product.update, variation.update, order.update, order_note.create against /wp-json/wc/v3.';
 
 -- WooCommerce's errors: {"code": "woocommerce_rest_product_invalid_id", "message": ...,
 -- "data": {"status": 404}}.
@@ -403,17 +585,28 @@ CREATE FUNCTION integration.woocommerce_interpret_response(connector integration
 														   operation text, status integer,
 														   headers jsonb, body text)
 	RETURNS integration.connector_outcome
-	LANGUAGE sql STABLE PARALLEL SAFE
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT integration._http_outcome(status, headers,
-			   coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END),
-			   format('HTTP %s', status)
-			   || coalesce(': ' || concat_ws(' ', j ->> 'message', '(' || (j ->> 'code') || ')'), ''))
-	  FROM (SELECT integration.try_jsonb(body) AS j OFFSET 0) AS b
+DECLARE
+	j jsonb := integration.try_jsonb(body);
+	o integration.connector_outcome;
+BEGIN
+	o := integration._http_outcome(status, headers,
+			coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END),
+			format('HTTP %s', status)
+			|| coalesce(': ' || nullif(concat_ws(' ', j ->> 'message', '(' || (j ->> 'code') || ')'), ''), ''));
+	IF operation = 'pull' AND o.outcome = 'succeeded' THEN
+		o.result := integration._woocommerce_pull_page(headers, j);
+		IF o.result IS NULL THEN
+			o := ('failed', NULL, NULL, format('HTTP %s: the listing is not a JSON array', status))::integration.connector_outcome;
+		END IF;
+	END IF;
+	RETURN o;
+END
 $$;
 COMMENT ON FUNCTION integration.woocommerce_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
-	'The woocommerce kind''s response interpreter: 2xx succeeded; 429 and 5xx retry; 400, 401, 404 failed with WooCommerce''s message and code.';
+	'The woocommerce kind''s response interpreter: 2xx succeeded (pull: the page of records and the next page); 429 and 5xx retry; 400, 401, 404 failed with WooCommerce''s message and code.';
 
 ------------------------------------------------------------------------------------------
 -- stripe: Stripe-compatible payments.  base_url https://api.stripe.com; credentials
@@ -443,10 +636,51 @@ $$;
 COMMENT ON FUNCTION integration.stripe_normalise(integration.connector_context, jsonb, text) IS
 	'The stripe kind''s normaliser: one event per delivery, id the event''s id, topic its type, object data.object.id; thin (v2) events refused.';
 
+-- The record a webhook is about: an event is a record of the stream events of its own (id, created).
+CREATE FUNCTION integration.stripe_record(connector integration.connector_context,
+										  topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN payload ->> 'id' IS NOT NULL AND jsonb_typeof(payload -> 'created') = 'number'
+				THEN ROW('events', payload ->> 'id', to_timestamp((payload ->> 'created')::double precision),
+						 payload)::integration.external_record
+		   END
+$$;
+COMMENT ON FUNCTION integration.stripe_record(integration.connector_context, text, jsonb) IS
+	'The stripe kind''s record function: every event is the record of stream events with its id, at its created.';
+
+-- Pull: the stream events, GET /v1/events?limit=100&created[gt]=<since>, newest first,
+-- starting_after the last (oldest) event of the page while has_more.  Newest first is
+-- why the sync cursor moves only when a run ends.  An event is a record of its own
+-- (id, created), topic its type, so that a pulled event is named as its webhook is
+-- (stripe.payment_intent.succeeded) and the one of the two that comes second is a
+-- duplicate (stripe_record()).  Stripe keeps events for 30 days: a connector whose
+-- cursor is older than that has lost what happened before (docs/connectors-payments.md).
+CREATE FUNCTION integration._stripe_pull_page(j jsonb) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN jsonb_typeof(j -> 'data') = 'array' THEN jsonb_build_object(
+		'records', coalesce((SELECT jsonb_agg(jsonb_build_object(
+										'id', e ->> 'id',
+										'updated_at', integration._utc_iso(to_timestamp((e ->> 'created')::double precision)),
+										'topic', e ->> 'type',
+										'payload', e) ORDER BY o)
+							   FROM jsonb_array_elements(j -> 'data') WITH ORDINALITY AS x(e, o)), '[]'),
+		'next_page', CASE WHEN j ->> 'has_more' = 'true' AND jsonb_array_length(j -> 'data') > 0
+						  THEN jsonb_build_object('starting_after', j -> 'data' -> -1 ->> 'id') END)
+	END
+$$;
+COMMENT ON FUNCTION integration._stripe_pull_page(jsonb) IS
+	'The pull page of a Stripe event list: each event a record (id, created, topic its type), next_page starting_after its last event while has_more; NULL: not a list (internal).';
+
 -- Operations, form-encoded as Stripe encodes them (stripe_form_encode()); every POST
 -- carries the call's Idempotency-Key, the same on every retry, so a retried charge is
 -- answered with the first one's result and never charges twice: the kind's
 -- idempotency_header, which the caller sends (src/connector_request.c).
+--   pull                      GET  /v1/events                   (above)
 --   test                      GET  /v1/balance
 --   payment_intent.create     POST /v1/payment_intents
 --   payment_intent.capture    POST /v1/payment_intents/{id}/capture
@@ -473,6 +707,14 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	CASE operation
+	WHEN 'pull' THEN
+		PERFORM integration._pull_stream('stripe', p, '{events}');
+		RETURN ('GET', '/v1/events',
+				jsonb_strip_nulls(jsonb_build_object(
+					'limit', '100',
+					'created[gt]', floor(extract(epoch FROM (p ->> 'since')::timestamptz))::bigint::text,
+					'starting_after', p #>> '{page,starting_after}')),
+				hdrs, NULL)::integration.connector_request;
 	WHEN 'test' THEN
 		RETURN ('GET', '/v1/balance', NULL, hdrs, NULL)::integration.connector_request;
 	WHEN 'payment_intent.create' THEN path := '/v1/payment_intents';
@@ -487,14 +729,14 @@ BEGIN
 		p := p - 'id';
 	ELSE
 		PERFORM integration._unknown_operation('stripe', operation,
-			'{test,payment_intent.create,payment_intent.capture,payment_intent.cancel,refund.create,customer.create,customer.update}');
+			'{pull,test,payment_intent.create,payment_intent.capture,payment_intent.cancel,refund.create,customer.create,customer.update}');
 	END CASE;
 	RETURN ('POST', path, NULL, hdrs || '{"Content-Type": "application/x-www-form-urlencoded"}',
 			integration.stripe_form_encode(p))::integration.connector_request;
 END
 $$;
 COMMENT ON FUNCTION integration.stripe_build_request(integration.connector_context, text, jsonb, text) IS
-	'The stripe kind''s request builder: test, payment_intent.create, payment_intent.capture, payment_intent.cancel, refund.create, customer.create, customer.update; form-encoded bodies (the call''s key goes in the kind''s idempotency_header, Idempotency-Key, on every POST).';
+	'The stripe kind''s request builder: pull (events), test, payment_intent.create, payment_intent.capture, payment_intent.cancel, refund.create, customer.create, customer.update; form-encoded bodies (the call''s key goes in the kind''s idempotency_header, Idempotency-Key, on every POST).';
 
 -- Stripe-Should-Retry, when present, decides over the status code: a card declined
 -- (402, card_error) is the call's result, never retried; an idempotency_error (the key
@@ -521,6 +763,12 @@ BEGIN
 			e ->> 'message');
 	END IF;
 	o := integration._http_outcome(status, headers, coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END), err);
+	IF operation = 'pull' AND o.outcome = 'succeeded' THEN
+		o.result := integration._stripe_pull_page(j);
+		IF o.result IS NULL THEN
+			o := ('failed', NULL, NULL, format('HTTP %s: not a list of events', status))::integration.connector_outcome;
+		END IF;
+	END IF;
 	IF o.outcome <> 'succeeded' AND should = 'true' THEN
 		o.outcome := 'retry';
 	ELSIF o.outcome <> 'succeeded' AND should = 'false' THEN
@@ -531,7 +779,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.stripe_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
-	'The stripe kind''s response interpreter: 2xx succeeded; Stripe-Should-Retry decides when present; else 409, 429 and 5xx retry and the rest (card declines included) failed with the error''s type, code, decline code and message.';
+	'The stripe kind''s response interpreter: 2xx succeeded (pull: the page of events); Stripe-Should-Retry decides when present; else 409, 429 and 5xx retry and the rest (card declines included) failed with the error''s type, code, decline code and message.';
 
 ------------------------------------------------------------------------------------------
 -- hubspot: a HubSpot-style CRM (CRM v3).  base_url https://api.hubapi.com; credentials
@@ -562,7 +810,137 @@ $$;
 COMMENT ON FUNCTION integration.hubspot_normalise(integration.connector_context, jsonb, text) IS
 	'The hubspot kind''s normaliser: one event per element of the delivered array, id eventId, topic subscriptionType, object objectId.';
 
+-- The record a webhook is about: a contact's, company's or deal's creation or property change is that record
+-- (objectId) at occurredAt, the moment HubSpot stamps as its last modification.  An
+-- update of several properties sends one propertyChange per property, all with one
+-- occurredAt: one version of the record, handed on once (the first event).  Deletions
+-- are no record (a pull never sees a deleted object).
+CREATE FUNCTION integration.hubspot_record(connector integration.connector_context,
+										   topic text, payload jsonb)
+	RETURNS integration.external_record
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN split_part(topic, '.', 2) IN ('creation', 'propertyChange')
+					 AND s IS NOT NULL AND payload ->> 'objectId' IS NOT NULL
+					 AND payload ->> 'occurredAt' ~ '^[0-9]{1,15}$'
+				THEN ROW(s, payload ->> 'objectId', to_timestamp((payload ->> 'occurredAt')::bigint / 1000.0),
+						 payload)::integration.external_record
+		   END
+	  FROM (SELECT CASE split_part(topic, '.', 1) WHEN 'contact' THEN 'contacts'
+						WHEN 'company' THEN 'companies' WHEN 'deal' THEN 'deals' END AS s) AS x
+$$;
+COMMENT ON FUNCTION integration.hubspot_record(integration.connector_context, text, jsonb) IS
+	'The hubspot kind''s record function: a contact, company or deal creation or propertyChange event is that record (streams contacts, companies, deals) at occurredAt; deletions are no record.';
+
+-- Pull: contacts, companies and deals through POST /crm/v3/objects/{stream}/search,
+-- sorted by the last-modified date ascending (lastmodifieddate for contacts,
+-- hs_lastmodifieddate for the others), 100 a page.  A search sees 10,000 results at
+-- most (an after of 10,000 is refused), and a response adapter is not told the search
+-- it judges, so a page is not "after" of one long search: each page restarts the
+-- search from the last record's date (GTE, the cursor moving with every page; the
+-- records of that millisecond come again and the sync gate drops them).  A page whose
+-- records all share one millisecond is followed by that millisecond's own search (EQ,
+-- paged by after), then by the search past it (GT).  page is {"since": ms},
+-- {"eq": ms, "after": n} or {"gt": ms}.  More than 10,000 records changed in one
+-- millisecond cannot be paged: that page fails, saying so.  Search answers carry no
+-- rate-limit headers and HubSpot allows 5 searches a second: wait 0.2 s between pages,
+-- longer when X-HubSpot-RateLimit-(Secondly-)Remaining says a window is spent.
+CREATE FUNCTION integration._hubspot_pull_request(connector integration.connector_context, payload jsonb)
+	RETURNS integration.connector_request
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	stream text := integration._pull_stream('hubspot', payload, '{contacts,companies,deals}');
+	prop text := CASE stream WHEN 'contacts' THEN 'lastmodifieddate' ELSE 'hs_lastmodifieddate' END;
+	pg jsonb := CASE WHEN jsonb_typeof(payload -> 'page') = 'object' THEN payload -> 'page' ELSE '{}' END;
+	props jsonb := (connector).settings -> 'pull_properties' -> stream;
+	f jsonb;
+	b jsonb;
+BEGIN
+	f := CASE
+		WHEN pg ? 'eq' THEN jsonb_build_array('EQ', (pg ->> 'eq')::bigint::text)
+		WHEN pg ? 'gt' THEN jsonb_build_array('GT', (pg ->> 'gt')::bigint::text)
+		WHEN pg ? 'since' THEN jsonb_build_array('GTE', (pg ->> 'since')::bigint::text)
+		WHEN payload ->> 'since' IS NOT NULL
+			THEN jsonb_build_array('GTE', floor(extract(epoch FROM (payload ->> 'since')::timestamptz) * 1000)::bigint::text)
+	END;
+	b := jsonb_build_object('sorts', jsonb_build_array(jsonb_build_object('propertyName', prop, 'direction', 'ASCENDING')),
+							'limit', 100);
+	IF f IS NOT NULL THEN
+		b := b || jsonb_build_object('filterGroups', jsonb_build_array(jsonb_build_object('filters', jsonb_build_array(
+					jsonb_build_object('propertyName', prop, 'operator', f ->> 0, 'value', f ->> 1)))));
+	END IF;
+	IF pg ? 'eq' AND pg ? 'after' THEN
+		b := b || jsonb_build_object('after', (pg ->> 'after')::bigint::text);
+	END IF;
+	-- settings.pull_properties: {"contacts": ["email", ...]}, the date always among them.
+	IF jsonb_typeof(props) = 'array' THEN
+		b := b || jsonb_build_object('properties', props || to_jsonb(prop));
+	END IF;
+	RETURN ('POST', '/crm/v3/objects/' || stream || '/search', NULL,
+			'{"Accept": "application/json", "Content-Type": "application/json"}', b::text)::integration.connector_request;
+END
+$$;
+COMMENT ON FUNCTION integration._hubspot_pull_request(integration.connector_context, jsonb) IS
+	'The hubspot kind''s pull request of a page: the CRM search sorted by the last-modified date, from the page''s or the run''s date (internal).';
+
+-- The page a search response is (NULL: not a search response; a text: why it cannot go
+-- on, in "error").
+CREATE FUNCTION integration._hubspot_pull_page(headers jsonb, j jsonb) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	after text := j #>> '{paging,next,after}';
+	records jsonb;
+	n integer;
+	ms bigint[];
+	next jsonb;
+	wait numeric;
+BEGIN
+	IF jsonb_typeof(j -> 'results') IS DISTINCT FROM 'array' THEN
+		RETURN NULL;
+	END IF;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('id', r ->> 'id',
+												 'updated_at', integration._utc_iso(to_timestamp(m / 1000.0)),
+												 'payload', r) ORDER BY o), '[]'),
+		   count(*), array_agg(m ORDER BY o)
+	  INTO records, n, ms
+	  FROM jsonb_array_elements(j -> 'results') WITH ORDINALITY AS x(r, o),
+		   LATERAL (SELECT coalesce(r #>> '{properties,lastmodifieddate}', r #>> '{properties,hs_lastmodifieddate}',
+									r ->> 'updatedAt') AS v) AS y,
+		   LATERAL (SELECT CASE WHEN v ~ '^[0-9]+$' THEN v::bigint
+								ELSE floor(extract(epoch FROM v::timestamptz) * 1000)::bigint END AS m) AS z;
+	IF n = 0 THEN
+		next := NULL;
+	ELSIF after IS NULL THEN
+		-- The last page of a search: of one millisecond's (or all on one), go past it.
+		next := CASE WHEN ms[1] = ms[n] THEN jsonb_build_object('gt', ms[n]::text) END;
+	ELSIF ms[1] = ms[n] THEN
+		IF after::bigint >= 10000 THEN
+			RETURN jsonb_build_object('error', format('more than 10,000 records were changed at %s, which HubSpot''s search cannot page',
+													  integration._utc_iso(to_timestamp(ms[n] / 1000.0))));
+		END IF;
+		next := jsonb_build_object('eq', ms[n]::text, 'after', after);
+	ELSE
+		next := jsonb_build_object('since', ms[n]::text);
+	END IF;
+	wait := CASE
+		WHEN integration.header(headers, 'X-HubSpot-RateLimit-Remaining') = '0'
+			THEN coalesce(integration.header(headers, 'X-HubSpot-RateLimit-Interval-Milliseconds')::float8 / 1000, 10)
+		WHEN integration.header(headers, 'X-HubSpot-RateLimit-Secondly-Remaining') = '0' THEN 1
+		ELSE 0.2
+	END;
+	RETURN jsonb_build_object('records', records, 'next_page', next, 'wait', wait);
+END
+$$;
+COMMENT ON FUNCTION integration._hubspot_pull_page(jsonb, jsonb) IS
+	'The pull page of a HubSpot CRM search response: records, next_page (restarting from the last record''s date) and wait (internal).';
+
 -- Operations:
+--   pull                    POST /crm/v3/objects/{stream}/search   (above)
 --   test                    GET  /crm/v3/objects/contacts?limit=1
 --   contacts.batch_upsert   POST /crm/v3/objects/contacts/batch/upsert
 --       payload {"inputs": [{"email": ..., "properties": {...}}, ...]}, 1 to 100 inputs,
@@ -580,6 +958,8 @@ DECLARE
 	n integer;
 BEGIN
 	CASE operation
+	WHEN 'pull' THEN
+		RETURN integration._hubspot_pull_request(connector, payload);
 	WHEN 'test' THEN
 		RETURN ('GET', '/crm/v3/objects/contacts', '{"limit": "1"}', hdrs - 'Content-Type', NULL)::integration.connector_request;
 	WHEN 'contacts.batch_upsert' THEN
@@ -603,13 +983,13 @@ BEGIN
 							ORDER BY o)
 					   FROM jsonb_array_elements(inputs) WITH ORDINALITY AS x(i, o)))::text)::integration.connector_request;
 	ELSE
-		PERFORM integration._unknown_operation('hubspot', operation, '{test,contacts.batch_upsert}');
+		PERFORM integration._unknown_operation('hubspot', operation, '{pull,test,contacts.batch_upsert}');
 	END CASE;
 	RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION integration.hubspot_build_request(integration.connector_context, text, jsonb, text) IS
-	'The hubspot kind''s request builder: test, contacts.batch_upsert (1 to 100 contacts upserted by email).';
+	'The hubspot kind''s request builder: pull (contacts, companies, deals), test, contacts.batch_upsert (1 to 100 contacts upserted by email).';
 
 -- HubSpot's errors: {"status": "error", "message": ..., "category": "VALIDATION_ERROR",
 -- "correlationId": ...}.  A 429 names the limit it hit in policyName (SECONDLY,
@@ -643,11 +1023,18 @@ BEGIN
 			ELSE interval '10 seconds'
 		END;
 	END IF;
+	IF operation = 'pull' AND o.outcome = 'succeeded' THEN
+		o.result := integration._hubspot_pull_page(headers, j);
+		IF o.result IS NULL OR o.result ? 'error' THEN
+			o := ('failed', NULL, NULL, format('HTTP %s: %s', status,
+					coalesce(o.result ->> 'error', 'not a search response')))::integration.connector_outcome;
+		END IF;
+	END IF;
 	RETURN o;
 END
 $$;
 COMMENT ON FUNCTION integration.hubspot_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
-	'The hubspot kind''s response interpreter: 2xx (207 included) succeeded; 429 retried after Retry-After, else 1 s for the secondly limit, else the rolling window (X-HubSpot-RateLimit-Interval-Milliseconds, 10 s); 5xx retry; the rest failed with HubSpot''s category and message.';
+	'The hubspot kind''s response interpreter: 2xx (207 included) succeeded (pull: the page of records); 429 retried after Retry-After, else 1 s for the secondly limit, else the rolling window (X-HubSpot-RateLimit-Interval-Milliseconds, 10 s); 5xx retry; the rest failed with HubSpot''s category and message.';
 
 ------------------------------------------------------------------------------------------
 -- adyen: Adyen-style payment notifications (inbound only).  The inbound secret is the
@@ -683,6 +1070,246 @@ END
 $$;
 COMMENT ON FUNCTION integration.adyen_normalise(integration.connector_context, jsonb, text) IS
 	'The adyen kind''s normaliser: one event per NotificationRequestItem, id pspReference:eventCode:success, topic the event code in lower case, object the original (else the PSP) reference.';
+
+------------------------------------------------------------------------------------------
+-- odoo: an Odoo-style ERP over JSON-RPC (POST /jsonrpc, object.execute_kw; wire facts §8).
+-- base_url is the server's origin; settings.database and settings.uid (the user id
+-- common.authenticate returns for the key's user) are not secret and go in the body as
+-- the adapter builds it (odoo_execute_kw_request()); the credential api_key goes there
+-- too, in its third argument, put there by the caller (auth json:/params/args/2), so
+-- the adapter never sees it.  No webhooks.
+------------------------------------------------------------------------------------------
+
+-- The fields a pull reads when settings.pull_fields names none for the model: what a
+-- sale, a customer and a product are to an integration, not every field (product
+-- images would come with every page otherwise).
+CREATE FUNCTION integration._odoo_pull_fields(connector integration.connector_context, model text)
+	RETURNS jsonb
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN jsonb_typeof(f) = 'array' AND NOT f ? 'write_date' THEN f || '["write_date"]' ELSE f END
+	  FROM (SELECT coalesce((connector).settings -> 'pull_fields' -> model, CASE model
+				WHEN 'sale.order' THEN '["name", "partner_id", "state", "date_order", "client_order_ref", "order_line", "amount_untaxed", "amount_total", "create_date", "write_date"]'
+				WHEN 'res.partner' THEN '["name", "email", "phone", "is_company", "ref", "street", "city", "zip", "active", "create_date", "write_date"]'
+				WHEN 'product.product' THEN '["name", "default_code", "list_price", "active", "create_date", "write_date"]'
+			 END::jsonb) AS f) AS x
+$$;
+COMMENT ON FUNCTION integration._odoo_pull_fields(integration.connector_context, text) IS
+	'The fields the odoo kind''s pull reads of a model: settings.pull_fields.<model> (write_date added), else a default list (internal).';
+
+-- Pull: sale.order, res.partner and product.product by write_date, with id to break
+-- ties.  write_date is kept with fractions of a second but read as whole seconds
+-- ("YYYY-MM-DD HH:MM:SS"), so a domain on the value read, write_date = W AND id > I,
+-- misses the records of second W that sort after the last one read by fraction yet
+-- have a smaller id.  Pages are therefore: write_date >= <second> ordered
+-- 'write_date asc, id asc' (the last page's newest second read again, repeats the sync
+-- gate drops), and when a whole page lies in one second, that second's records by id
+-- (W <= write_date < W + 1 s AND id > I, 'id asc'), then the seconds after it.  page
+-- is {"from": second} or {"second": second, "id": I}.  Which of the two a response
+-- answers is in its JSON-RPC id, which Odoo echoes: 0, or the second in epoch seconds.
+-- Archived records are read too (active_test false): archiving is how Odoo deletes.
+CREATE FUNCTION integration._odoo_pull_call(connector integration.connector_context, payload jsonb,
+											OUT model text, OUT args jsonb, OUT kwargs jsonb,
+											OUT request_id bigint)
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pg jsonb := CASE WHEN jsonb_typeof(payload -> 'page') = 'object' THEN payload -> 'page' ELSE '{}' END;
+	fmt constant text := 'YYYY-MM-DD HH24:MI:SS';
+	second timestamp;
+	domain jsonb;
+BEGIN
+	model := integration._pull_stream('odoo', payload, '{sale.order,res.partner,product.product}');
+	kwargs := jsonb_build_object('fields', integration._odoo_pull_fields(connector, model), 'limit', 100,
+								 'context', '{"active_test": false}'::jsonb);
+	IF pg ? 'second' THEN
+		second := date_trunc('second', (pg ->> 'second')::timestamp);
+		domain := jsonb_build_array(
+			jsonb_build_array('write_date', '>=', to_char(second, fmt)),
+			jsonb_build_array('write_date', '<', to_char(second + interval '1 second', fmt)),
+			jsonb_build_array('id', '>', coalesce((pg ->> 'id')::bigint, 0)));
+		kwargs := kwargs || '{"order": "id asc"}';
+		request_id := extract(epoch FROM second)::bigint;
+	ELSE
+		second := coalesce((pg ->> 'from')::timestamp, (payload ->> 'since')::timestamptz AT TIME ZONE 'UTC');
+		domain := CASE WHEN second IS NULL THEN '[]'
+					   ELSE jsonb_build_array(jsonb_build_array('write_date', '>=', to_char(second, fmt))) END;
+		kwargs := kwargs || '{"order": "write_date asc, id asc"}';
+		request_id := 0;
+	END IF;
+	args := jsonb_build_array(domain);
+END
+$$;
+COMMENT ON FUNCTION integration._odoo_pull_call(integration.connector_context, jsonb) IS
+	'The execute_kw search_read of a pull page of the odoo kind: model, args, kwargs and the JSON-RPC id that tells its response which kind of page it is (internal).';
+
+-- The page a search_read result is.  NULL: not a list of records.
+CREATE FUNCTION integration._odoo_pull_page(rpc_id bigint, rows jsonb) RETURNS jsonb
+	LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fmt constant text := 'YYYY-MM-DD HH24:MI:SS';
+	records jsonb;
+	n integer;
+	seconds timestamp[];
+	last_id bigint;
+	second timestamp := CASE WHEN rpc_id > 0 THEN to_timestamp(rpc_id) AT TIME ZONE 'UTC' END;
+	next jsonb;
+BEGIN
+	IF jsonb_typeof(rows) IS DISTINCT FROM 'array' THEN
+		RETURN NULL;
+	END IF;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('id', r ->> 'id',
+												 'updated_at', integration._utc_iso(m AT TIME ZONE 'UTC'),
+												 'payload', r) ORDER BY o), '[]'),
+		   count(*), array_agg(date_trunc('second', m) ORDER BY o), (array_agg((r ->> 'id')::bigint ORDER BY o DESC))[1]
+	  INTO records, n, seconds, last_id
+	  FROM jsonb_array_elements(rows) WITH ORDINALITY AS x(r, o),
+		   LATERAL (SELECT (r ->> 'write_date')::timestamp AS m) AS y;
+	IF second IS NOT NULL THEN
+		-- A page of one second's records by id: its next, else the seconds after it.
+		next := CASE WHEN n >= 100 THEN jsonb_build_object('second', to_char(second, fmt), 'id', last_id)
+					 ELSE jsonb_build_object('from', to_char(second + interval '1 second', fmt)) END;
+	ELSIF n < 100 THEN
+		next := NULL;
+	ELSIF seconds[1] = seconds[n] THEN
+		next := jsonb_build_object('second', to_char(seconds[n], fmt), 'id', 0);
+	ELSE
+		next := jsonb_build_object('from', to_char(seconds[n], fmt));
+	END IF;
+	RETURN jsonb_build_object('records', records, 'next_page', next);
+END
+$$;
+COMMENT ON FUNCTION integration._odoo_pull_page(bigint, jsonb) IS
+	'The pull page of an odoo search_read result: records (updated_at from write_date, UTC) and next_page (internal).';
+
+-- Operations, each one execute_kw:
+--   test       res.partner search [[]] limit 1 (the database, uid and key are checked)
+--   create     payload {"model", "values"}: model.create(values); values an object (or
+--              a list of them), x2many fields as Odoo's commands, e.g. a sale order
+--              with lines {"partner_id": 7, "order_line": [[0, 0, {"product_id": 3,
+--              "product_uom_qty": 2, "price_unit": 9.5}]]}; the result is the new id
+--   write      payload {"model", "ids" (or "id"), "values"}: model.write(ids, values),
+--              order_line commands [1, id, {...}] update, [2, id, 0] delete, ...
+--   pull       search_read (above)
+CREATE FUNCTION integration.odoo_build_request(connector integration.connector_context,
+											   operation text, payload jsonb,
+											   idempotency_key text)
+	RETURNS integration.connector_request
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	settings jsonb := (connector).settings;
+	p jsonb := coalesce(payload, '{}');
+	model text;
+	args jsonb;
+	kwargs jsonb := '{}';
+	request_id bigint := 1;
+	method text := operation;
+	ids jsonb;
+BEGIN
+	IF jsonb_typeof(settings -> 'database') IS DISTINCT FROM 'string'
+	   OR jsonb_typeof(settings -> 'uid') IS DISTINCT FROM 'number'
+	   OR (settings ->> 'uid') !~ '^[1-9][0-9]{0,9}$' THEN
+		RAISE EXCEPTION 'an odoo connector needs settings.database and settings.uid'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'execute_kw takes the database name, a string, and the user id, a positive integer, before the API key.',
+				  HINT = 'Set them with integration.update_connector(id => ..., settings => ''{"database": "...", "uid": 2}''); the uid is what common.authenticate returns for the key''s user.';
+	END IF;
+	CASE operation
+	WHEN 'test' THEN
+		model := 'res.partner';
+		method := 'search';
+		args := '[[]]';
+		kwargs := '{"limit": 1}';
+	WHEN 'create', 'write' THEN
+		model := p ->> 'model';
+		IF model IS NULL OR model !~ '^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$' THEN
+			RAISE EXCEPTION 'operation % needs "model", an Odoo model name', operation
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('"model" is %s.', coalesce('"' || model || '"', 'missing')),
+					  HINT = 'e.g. {"model": "sale.order", "values": {...}}.';
+		END IF;
+		IF jsonb_typeof(p -> 'values') IS DISTINCT FROM 'object'
+		   AND NOT (operation = 'create' AND jsonb_typeof(p -> 'values') = 'array') THEN
+			RAISE EXCEPTION 'operation % needs "values", a JSON object of field values', operation
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF operation = 'create' THEN
+			args := jsonb_build_array(p -> 'values');
+		ELSE
+			ids := CASE WHEN jsonb_typeof(p -> 'ids') = 'array' THEN p -> 'ids'
+						WHEN jsonb_typeof(p -> 'id') = 'number' THEN jsonb_build_array(p -> 'id') END;
+			IF ids IS NULL OR jsonb_array_length(ids) = 0
+			   OR EXISTS (SELECT FROM jsonb_array_elements(ids) AS i WHERE i::text !~ '^[1-9][0-9]{0,18}$') THEN
+				RAISE EXCEPTION 'operation write needs "ids", a non-empty array of record ids (or "id")'
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			args := jsonb_build_array(ids, p -> 'values');
+		END IF;
+	WHEN 'pull' THEN
+		SELECT c.model, c.args, c.kwargs, c.request_id INTO model, args, kwargs, request_id
+		  FROM integration._odoo_pull_call(connector, p) AS c;
+		method := 'search_read';
+	ELSE
+		PERFORM integration._unknown_operation('odoo', operation, '{test,create,write,pull}');
+	END CASE;
+	-- The key's place holds a placeholder: the caller puts the credential there.
+	RETURN ('POST', '/jsonrpc', NULL, '{"Accept": "application/json", "Content-Type": "application/json"}',
+			integration.odoo_execute_kw_request(settings ->> 'database', (settings ->> 'uid')::integer,
+												'(api_key)', model, method, args, kwargs,
+												request_id)::text)::integration.connector_request;
+END
+$$;
+COMMENT ON FUNCTION integration.odoo_build_request(integration.connector_context, text, jsonb, text) IS
+	'The odoo kind''s request builder: test, create, write and pull as execute_kw calls to /jsonrpc with settings.database and settings.uid; the API key is put into the body by the caller (auth json:/params/args/2).';
+
+-- Odoo answers 200 with a JSON-RPC error envelope; odoo_classify_response() reads it:
+-- a concurrency or availability failure is retried, anything else (access, validation,
+-- a missing record, a user error) fails for good.  Another status (a proxy's 502, a
+-- 404 page) is judged as any HTTP response is.
+CREATE FUNCTION integration.odoo_interpret_response(connector integration.connector_context,
+													operation text, status integer,
+													headers jsonb, body text)
+	RETURNS integration.connector_outcome
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j jsonb := integration.try_jsonb(body);
+	c record;
+	err jsonb;
+	page jsonb;
+BEGIN
+	IF status NOT BETWEEN 200 AND 299 THEN
+		RETURN integration._http_outcome(status, headers, coalesce(j, CASE WHEN body <> '' THEN to_jsonb(body) END),
+										 format('HTTP %s', status));
+	END IF;
+	SELECT * INTO c FROM integration.odoo_classify_response(j);
+	IF c.outcome = 'succeeded' THEN
+		IF operation <> 'pull' THEN
+			RETURN ('succeeded', NULL, c.result, NULL)::integration.connector_outcome;
+		END IF;
+		page := integration._odoo_pull_page(CASE WHEN j ->> 'id' ~ '^[0-9]{1,18}$' THEN (j ->> 'id')::bigint ELSE 0 END,
+											c.result);
+		IF page IS NULL THEN
+			RETURN ('failed', NULL, NULL, 'Odoo: search_read did not answer a list of records')::integration.connector_outcome;
+		END IF;
+		RETURN ('succeeded', NULL, page, NULL)::integration.connector_outcome;
+	END IF;
+	-- The traceback stays on the server.
+	err := CASE WHEN jsonb_typeof(j -> 'error') = 'object' THEN (j -> 'error') #- '{data,debug}' END;
+	RETURN (CASE c.outcome WHEN 'retriable' THEN 'retry' ELSE 'failed' END, NULL, err,
+			format('Odoo %s error%s: %s', c.error_class,
+				   coalesce(' (' || (j #>> '{error,data,name}') || ')', ''), rtrim(c.message, E'\n')))::integration.connector_outcome;
+END
+$$;
+COMMENT ON FUNCTION integration.odoo_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
+	'The odoo kind''s response interpreter: a JSON-RPC result succeeded (pull: the page of records); an error envelope retried when odoo_classify_response() calls it retriable (concurrency, unavailable), else failed with its class, exception and message; other statuses as HTTP.';
 
 ------------------------------------------------------------------------------------------
 -- The catalogue rows.
@@ -721,16 +1348,36 @@ VALUES
 	('adyen', 'Adyen-style payment notifications in, each item''s HMAC signature verified; answer an accepted request with integration.adyen_acknowledgement().',
 	 'none', 'adyen', NULL,
 	 'integration.adyen_normalise(integration.connector_context, jsonb, text)',
-	 NULL, NULL, NULL);
+	 NULL, NULL, NULL),
+	('odoo', 'An Odoo-style ERP over JSON-RPC: execute_kw with settings.database, settings.uid and the api_key credential in the body; create and write out, and a pull of sale.order, res.partner and product.product by write_date.',
+	 'json:/params/args/2(api_key)', 'none', NULL, NULL,
+	 'integration.odoo_build_request(integration.connector_context, text, jsonb, text)',
+	 'integration.odoo_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	 NULL);
 
 -- The kinds that pull, and tell which pulled record a webhook is about (sql/sync.sql).
 UPDATE integration.connector_kinds
    SET pull_streams = '{orders,customers,products}',
 	   record_function = 'integration.shopify_record(integration.connector_context, text, jsonb)'
  WHERE name = 'shopify';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{orders,customers,products,coupons}',
+	   record_function = 'integration.woocommerce_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'woocommerce';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{events}',
+	   record_function = 'integration.stripe_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'stripe';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{contacts,companies,deals}',
+	   record_function = 'integration.hubspot_record(integration.connector_context, text, jsonb)'
+ WHERE name = 'hubspot';
+UPDATE integration.connector_kinds
+   SET pull_streams = '{sale.order,res.partner,product.product}'
+ WHERE name = 'odoo';
 
 -- pg_dump keeps the kinds users register; the shipped ones are the extension's.
 SELECT pg_catalog.pg_extension_config_dump('integration.connector_kinds',
-	'WHERE name NOT IN (''generic'', ''shopify'', ''woocommerce'', ''stripe'', ''hubspot'', ''adyen'')');
+	'WHERE name NOT IN (''generic'', ''shopify'', ''woocommerce'', ''stripe'', ''hubspot'', ''adyen'', ''odoo'')');
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA integration FROM PUBLIC;

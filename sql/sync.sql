@@ -337,6 +337,36 @@ CREATE TRIGGER connector_sync_streams AFTER INSERT OR UPDATE OF kind, settings, 
 	ON integration.connectors
 	FOR EACH ROW EXECUTE FUNCTION integration._connector_sync_streams();
 
+-- A kind registered again with other streams: its connectors' streams follow, run by
+-- the role that pulls the connector's other streams (a connector that pulls nothing yet
+-- gets its rows from sync_now(), as its caller's).  Superusers alone write kinds, and
+-- see every tenant's connectors.
+CREATE FUNCTION integration._connector_kind_streams() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM integration.sync_streams s
+	 USING integration.connectors c
+	 WHERE c.tenant_id = s.tenant_id AND c.id = s.connector_id AND c.kind = NEW.name
+	   AND NOT s.stream = ANY (integration._sync_stream_names(NEW.pull_streams, c.settings));
+	INSERT INTO integration.sync_streams AS s (tenant_id, connector_id, stream, queued_by, next_run_at)
+	SELECT c.tenant_id, c.id, w.stream, q.queued_by, now() + integration._sync_interval(c.settings)
+	  FROM integration.connectors c
+	 CROSS JOIN LATERAL (SELECT x.queued_by FROM integration.sync_streams x
+						  WHERE x.tenant_id = c.tenant_id AND x.connector_id = c.id LIMIT 1) q
+	 CROSS JOIN LATERAL unnest(integration._sync_stream_names(NEW.pull_streams, c.settings)) AS w(stream)
+	 WHERE c.kind = NEW.name AND c.deleted_at IS NULL
+	ON CONFLICT ON CONSTRAINT sync_streams_pkey DO NOTHING;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_kind_streams() IS
+	'Row trigger on connector_kinds: when a kind''s pull_streams change, its connectors'' sync_streams rows follow (internal).';
+CREATE TRIGGER connector_kind_streams AFTER UPDATE OF pull_streams ON integration.connector_kinds
+	FOR EACH ROW WHEN (OLD.pull_streams IS DISTINCT FROM NEW.pull_streams)
+	EXECUTE FUNCTION integration._connector_kind_streams();
+
 ------------------------------------------------------------------------------------------
 -- The gate: whether a version of a record is a change.
 ------------------------------------------------------------------------------------------
@@ -440,21 +470,6 @@ $$;
 COMMENT ON FUNCTION integration._check_external_record(text, integration.external_record) IS
 	'A record adapter''s answer: NULL when it names no record (NULL, or no external_id); raises invalid_parameter_value for a stream the kind does not pull, or no updated_at (internal).';
 
--- What receive_webhook() (src/connector_inbound.c) asks of a webhook event about a
--- record: whether it is a change, the record upserted (source webhook) when it is.
-CREATE FUNCTION integration._sync_webhook_gate(tenant_id text, connector_id bigint,
-											   r integration.external_record, event_payload jsonb)
-	RETURNS boolean
-	LANGUAGE sql VOLATILE PARALLEL UNSAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT integration._sync_gate(tenant_id, connector_id, r.stream, r.external_id, r.updated_at,
-								  coalesce(r.payload, event_payload), 'webhook')
-		   IN ('new', 'changed', 'revised')
-$$;
-COMMENT ON FUNCTION integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb) IS
-	'Passes a webhook event''s record through the gate (its payload, else the event''s): true when it is a change, to be stored and handled (internal).';
-
 ------------------------------------------------------------------------------------------
 -- Runs and pages.
 ------------------------------------------------------------------------------------------
@@ -487,11 +502,13 @@ DECLARE
 	since timestamptz;
 	call_id bigint;
 BEGIN
+	-- Only an idle stream is locked: a running one's row is its pages' to change, and a
+	-- lock held here until the caller commits would hold the worker's page back.
 	SELECT * INTO s FROM integration.sync_streams x
 	 WHERE x.tenant_id = _sync_start.tenant_id AND x.connector_id = _sync_start.connector_id
-	   AND x.stream = _sync_start.stream
+	   AND x.stream = _sync_start.stream AND x.status = 'idle'
 	   FOR UPDATE;
-	IF NOT FOUND OR s.status <> 'idle' THEN
+	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
 	SELECT c.settings INTO settings FROM integration.connectors c
@@ -770,10 +787,9 @@ REVOKE ALL ON FUNCTION
 	integration._sync_overlap(jsonb), integration._sync_stream_names(text[], jsonb),
 	integration._check_sync_settings(text, jsonb), integration._sync_next_run(integration.connectors),
 	integration._sync_iso(timestamptz), integration._connector_sync_checked(),
-	integration._connector_sync_streams(),
+	integration._connector_sync_streams(), integration._connector_kind_streams(),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
-	integration._sync_webhook_gate(text, bigint, integration.external_record, jsonb),
 	integration._sync_event_id(text, text, timestamptz, bytea),
 	integration._sync_start(text, bigint, text), integration._sync_page_records(jsonb, text),
 	integration._sync_page_ended(),

@@ -116,8 +116,11 @@ typedef struct InboundEvent
 	char	   *object_id;
 	Datum		payload;		/* jsonb; 0 when NULL */
 	char	   *event;
-	Datum		record;			/* integration.external_record; 0: none */
-	Oid			record_type;
+	/* The record it is about (the kind's record adapter); NULL stream: none. */
+	char	   *rec_stream;
+	char	   *rec_id;
+	Datum		rec_updated_at; /* timestamptz */
+	Datum		rec_payload;	/* jsonb; 0: the event's */
 } InboundEvent;
 
 /* Why a request is rejected: a reason code for programs, a detail for people. */
@@ -434,7 +437,9 @@ call_normaliser(Inbound *in, void *arg)
 
 /*
  * The record each event is about, by the kind's record adapter, checked
- * (integration._check_external_record()) and copied to in->cxt (runs guarded).
+ * (integration._check_external_record()) and copied to in->cxt (runs guarded).  Its
+ * fields are read one by one: a plan kept for the backend must not name the composite
+ * type, which a new CREATE EXTENSION makes anew.
  */
 static void
 call_record_adapter(Inbound *in, void *arg)
@@ -451,18 +456,25 @@ call_record_adapter(Inbound *in, void *arg)
 		InboundEvent *ev = lfirst(lc);
 		bool		isnull;
 		Datum		d;
+		HeapTuple	row;
+		TupleDesc	desc;
 
 		args[1] = CStringGetTextDatum(ev->topic);
 		args[2] = ev->payload;
 		RunPlan(ConnectorAdapterPlan(in->record_fn,
-									 "SELECT integration._check_external_record($4, %s($1, $2, $3))",
+									 "SELECT (r.x).stream, (r.x).external_id, (r.x).updated_at, (r.x).payload"
+									 " FROM (SELECT integration._check_external_record($4, %s($1, $2, $3)) AS x) AS r",
 									 4, argtypes),
 				args, false, SPI_OK_SELECT, "asking which record an inbound webhook is about");
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
-			continue;
-		ev->record_type = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
-		ev->record = datumCopy(d, false, -1);
+		row = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		ev->rec_stream = SPI_getvalue(row, desc, 1);
+		if (ev->rec_stream == NULL)
+			continue;			/* about no record */
+		ev->rec_id = SPI_getvalue(row, desc, 2);
+		ev->rec_updated_at = SPI_getbinval(row, desc, 3, &isnull);
+		d = SPI_getbinval(row, desc, 4, &isnull);
+		ev->rec_payload = isnull ? (Datum) 0 : datumCopy(d, false, -1);
 	}
 }
 
@@ -531,17 +543,20 @@ normalise_request(Inbound *in, List **events, Rejection *rej)
 static bool
 record_is_change(Inbound *in, InboundEvent *ev)
 {
-	Oid			types[4] = {TEXTOID, INT8OID, ev->record_type, JSONBOID};
-	Datum		args[4];
+	Oid			types[6] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID};
+	Datum		args[6];
 	bool		isnull;
 
 	args[0] = CStringGetTextDatum(in->tenant);
 	args[1] = Int64GetDatum(in->connector_id);
-	args[2] = ev->record;
-	args[3] = ev->payload;
+	args[2] = CStringGetTextDatum(ev->rec_stream);
+	args[3] = CStringGetTextDatum(ev->rec_id);
+	args[4] = ev->rec_updated_at;
+	args[5] = ev->rec_payload != (Datum) 0 ? ev->rec_payload : ev->payload;
 	RunPlan(SavedPlan(&gate_plan,
-					  "SELECT integration._sync_webhook_gate($1, $2, $3, $4)",
-					  4, types, CURSOR_OPT_GENERIC_PLAN),
+					  "SELECT integration._sync_gate($1, $2, $3, $4, $5, $6, 'webhook')"
+					  " OPERATOR(pg_catalog.=) ANY ('{new,changed,revised}'::pg_catalog.text[])",
+					  6, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_SELECT, "passing an inbound record through the gate");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -781,7 +796,7 @@ integration_receive_webhook(PG_FUNCTION_ARGS)
 		{
 			InboundEvent *ev = lfirst(lc);
 
-			if (ev->record != (Datum) 0 && !record_is_change(&in, ev))
+			if (ev->rec_stream != NULL && !record_is_change(&in, ev))
 				emit_record_duplicate(&in, ev, rsinfo);
 			else
 				store_event(&in, ev, rsinfo);

@@ -9,7 +9,10 @@
  * The request.  The kind's build_request(context, operation, payload, idempotency key)
  * says the method, the path under the base URL, the query and the headers; the
  * credentials, opened here and nowhere else, are added as the kind's auth says: a
- * header (basic, bearer, header:<name>) or query parameters (query).  The idempotency
+ * header (basic, bearer, header:<name>), query parameters (query), or one value of the
+ * JSON body (json:<pointer>, for JSON-RPC APIs such as Odoo's that take the key as an
+ * argument: the adapter puts a placeholder where the pointer points, and the
+ * credential, as a JSON string, replaces it).  The idempotency
  * key goes in the header the kind names (connector_kinds.idempotency_header), where it
  * names one.  The adapter never sees the credentials, and may not set the headers that
  * they or the key go in.
@@ -30,6 +33,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -487,6 +491,100 @@ auth_headers(struct curl_slist **list, const ConnectorTarget *t, const Connector
 	}
 }
 
+/*
+ * The JSON container value the pointer tokens reach in j, or NULL: object members by
+ * name, array elements by decimal index, as RFC 6901 reads them (no ~ escapes: the
+ * auth grammar allows none).
+ */
+static JsonbValue *
+json_pointer_value(Jsonb *j, char **tokens, int n)
+{
+	JsonbContainer *c = &j->root;
+	JsonbValue *v = NULL;
+
+	if (JB_ROOT_IS_SCALAR(j))
+		return NULL;
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+		{
+			if (v->type != jbvBinary)
+				return NULL;
+			c = v->val.binary.data;
+		}
+		if (JsonContainerIsObject(c))
+		{
+			JsonbValue	k;
+
+			k.type = jbvString;
+			k.val.string.val = tokens[i];
+			k.val.string.len = strlen(tokens[i]);
+			v = findJsonbValueFromContainer(c, JB_FOBJECT, &k);
+		}
+		else if (JsonContainerIsArray(c) && strspn(tokens[i], "0123456789") == strlen(tokens[i]) &&
+				 strlen(tokens[i]) <= 9)
+			v = getIthJsonbValueFromContainer(c, (uint32) atoi(tokens[i]));
+		else
+			v = NULL;
+		if (v == NULL)
+			return NULL;
+	}
+	return v;
+}
+
+/*
+ * The body of json:<pointer> authentication: the adapter's JSON body with the value
+ * the pointer names replaced by the credential, a JSON string.  The adapter must have
+ * put a value there: a credential is never added where the adapter did not ask for
+ * one, so a body the adapter copied from a payload cannot receive it elsewhere.
+ */
+static char *
+json_auth_body(const BuiltRequest *r, const ConnectorTarget *t, const ConnectorCredentials *creds)
+{
+	char	   *pointer = pstrdup(t->auth + 5);
+	char	  **tokens = palloc(sizeof(char *) * (strlen(pointer) + 1));
+	Datum	   *elems;
+	int			n = 0;
+	Jsonb	   *body;
+	JsonbValue	cred;
+	Jsonb	   *credj;
+	Jsonb	   *result;
+	char	   *text;
+
+	for (char *tok = strtok(pointer, "/"); tok; tok = strtok(NULL, "/"))
+		tokens[n++] = tok;
+	if (r->body == NULL || n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s request adapter returned no body for %s authentication",
+						t->kind, t->auth),
+				 errdetail("The kind's credential goes into the JSON body, at the value the adapter puts at %s.",
+						   t->auth + 5)));
+	body = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(r->body)));
+	if (json_pointer_value(body, tokens, n) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s request adapter's body has no value at %s", t->kind, t->auth + 5),
+				 errdetail("With %s authentication the adapter puts a placeholder there, which the credential replaces.",
+						   t->auth)));
+	cred.type = jbvString;
+	cred.val.string.val = (char *) credential(creds, t->auth_key[0], t);
+	cred.val.string.len = strlen(cred.val.string.val);
+	credj = JsonbValueToJsonb(&cred);
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(tokens[i]);
+	result = DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(body),
+												PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+																				TYPALIGN_INT)),
+												JsonbPGetDatum(credj), BoolGetDatum(false)));
+	text = JsonbToCString(NULL, &result->root, VARSIZE(result));
+
+	explicit_bzero(credj, VARSIZE(credj));
+	explicit_bzero(result, VARSIZE(result));
+	return text;
+}
+
 /* The response headers ("name: value" lines) as a jsonb object, names in lower case. */
 static Jsonb *
 headers_jsonb(const char *lines)
@@ -768,6 +866,8 @@ ConnectorRequestBuild(const ConnectorTarget *t, const char *operation, Jsonb *pa
 
 	ConnectorTargetCheckCalls(t);
 	r = build_request(t, operation, payload, idempotency_key);
+	if (strncmp(t->auth, "json:", 5) == 0)
+		r.body = json_auth_body(&r, t, creds);
 	req->url = request_url(&r, t, creds);
 	adapter_headers(&req->headers, &r, t);
 	auth_headers(&req->headers, t, creds);
@@ -784,7 +884,10 @@ ConnectorRequestBuild(const ConnectorTarget *t, const char *operation, Jsonb *pa
 	req->max_response_bytes = integration_connector_max_response_bytes;
 }
 
-/* Frees what a request holds, its URL and headers wiped first: they carry credentials. */
+/*
+ * Frees what a request holds, its URL, headers and body wiped first: they carry
+ * credentials (the body with json:<pointer> authentication).
+ */
 void
 ConnectorRequestRelease(HttpRequest *req)
 {
@@ -792,6 +895,8 @@ ConnectorRequestRelease(HttpRequest *req)
 		explicit_bzero(l->data, strlen(l->data));
 	if (req->url)
 		explicit_bzero((char *) req->url, strlen(req->url));
+	if (req->body && req->body_len > 0)
+		explicit_bzero((char *) req->body, req->body_len);
 	HttpRequestRelease(req);
 }
 

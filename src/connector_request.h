@@ -29,7 +29,7 @@ typedef struct ConnectorTarget
 	char	   *base_url;
 	char	   *credentials;	/* as stored */
 	char	   *auth;			/* the style: none, basic, bearer,
-								 * header:<name>, query */
+								 * header:<name>, query, json:<pointer> */
 	char	   *auth_key[2];	/* the credentials it sends: basic's user,
 								 * password */
 	char	   *idempotency_header; /* NULL: the kind takes no idempotency key */

@@ -342,6 +342,21 @@ SET integration.tenant_id = 'sync-b';
 SELECT count(*) AS other_tenant_streams FROM integration.sync_state;
 SELECT count(*) AS other_tenant_records FROM integration.external_records;
 
+-- Whoever writes a stream's queued_by names their own role.
+SET integration.tenant_id = 'sync-a';
+UPDATE integration.sync_streams SET queued_by = 'postgres' WHERE connector_id = :items AND stream = 'items';
+SELECT stream, queued_by FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
+RESET ROLE;
+-- A kind registered again with other streams: its connectors' streams follow.
+SELECT name, pull_streams FROM integration.register_connector_kind('sync_kind', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items,invoices}',
+	record => 'public.sync_record(integration.connector_context, text, jsonb)', replace => true);
+SELECT stream, status, queued_by FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
+SET ROLE integration_test_app;
+
 -- A deleted connector's streams are no longer scheduled, nor shown.
 SET integration.tenant_id = 'sync-a';
 SELECT id FROM integration.update_connector(:items, settings => '{"sync_interval": 60}');
