@@ -4,7 +4,7 @@
 -- (test/regress.conf): calls stay queued; test/t/023_connector_calls.pl makes them.
 -- The connectors' ids are put back as they were at the end, for the files after this.
 \set SHOW_CONTEXT never
-SELECT last_value AS connectors_last FROM pg_sequences
+SELECT coalesce(last_value::text, '') AS connectors_last FROM pg_sequences
  WHERE schemaname = 'integration' AND sequencename = 'connectors_id_seq' \gset
 ALTER TABLE integration.connectors ALTER COLUMN id RESTART WITH 2001;
 ALTER TABLE integration.connector_calls ALTER COLUMN id RESTART WITH 1;
