@@ -291,7 +291,7 @@ CREATE FUNCTION integration._shopify_page(headers jsonb, j jsonb) RETURNS jsonb
 AS $$
 DECLARE
 	stream text;
-	next_url text := substring(integration.header(headers, 'Link') FROM '<([^<>]*)>; *rel="next"');
+	next_url text := integration._link_url(headers, 'next');
 	used text[] := regexp_match(integration.header(headers, 'X-Shopify-Shop-Api-Call-Limit'),
 								'^ *([0-9]+) */ *([0-9]+) *$');
 	room integer := used[2]::integer - used[1]::integer;

@@ -371,6 +371,43 @@ CREATE TRIGGER connector_kind_streams AFTER UPDATE OF pull_streams ON integratio
 -- The gate: whether a version of a record is a change.
 ------------------------------------------------------------------------------------------
 
+-- The gate's judgement of a version (updated_at, hash) from source ('pull' or 'webhook')
+-- of a record stored as (stored_at, stored_hash, stored_source): a later updated_at
+-- changed it, an earlier one is stale; the same one with another content is a revision
+-- when both are pulled (two updates within the platform's second), else the same
+-- change seen twice.  The one rule of _sync_gate() and of a pulled page (internal).
+CREATE FUNCTION integration._sync_verdict(updated_at timestamptz, hash bytea, source text,
+										  stored_at timestamptz, stored_hash bytea,
+										  stored_source text)
+	RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN updated_at > stored_at THEN 'changed'
+				WHEN updated_at < stored_at THEN 'stale'
+				WHEN hash = stored_hash THEN 'unchanged'
+				WHEN source = 'pull' AND stored_source = 'pull' THEN 'revised'
+				ELSE 'unchanged' END
+$$;
+COMMENT ON FUNCTION integration._sync_verdict(timestamptz, bytea, text, timestamptz, bytea, text) IS
+	'changed, stale, unchanged or revised: a version of a record against the one stored (internal).';
+
+-- Whether that version is written over the stored one: a change or a revision, and a
+-- pulled copy of a version a webhook brought (the platform's own rendering is kept).
+CREATE FUNCTION integration._sync_rewrites(updated_at timestamptz, hash bytea, source text,
+										   stored_at timestamptz, stored_hash bytea,
+										   stored_source text)
+	RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT updated_at > stored_at
+		   OR (updated_at = stored_at AND source = 'pull'
+			   AND (stored_source = 'webhook' OR hash <> stored_hash))
+$$;
+COMMENT ON FUNCTION integration._sync_rewrites(timestamptz, bytea, text, timestamptz, bytea, text) IS
+	'Whether a version of a record replaces the stored one (internal).';
+
 -- Upserts a version of a record and says what it was:
 --   new        the record was not known;
 --   changed    a later updated_at than stored;
@@ -416,21 +453,11 @@ BEGIN
 			USING ERRCODE = 'serialization_failure';
 	END IF;
 
-	IF _sync_gate.updated_at < r.external_updated_at THEN
-		RETURN 'stale';
-	ELSIF _sync_gate.updated_at > r.external_updated_at THEN
-		verdict := 'changed';
-	ELSIF r.content_hash = h THEN
-		verdict := 'unchanged';
-		IF NOT (_sync_gate.source = 'pull' AND r.source = 'webhook') THEN
-			RETURN verdict;		-- nothing to write
-		END IF;
-	ELSIF _sync_gate.source = 'pull' AND r.source = 'pull' THEN
-		verdict := 'revised';
-	ELSIF _sync_gate.source = 'pull' THEN
-		verdict := 'unchanged';	-- the pulled copy of what a webhook brought
-	ELSE
-		RETURN 'unchanged';		-- a webhook of a version already recorded
+	verdict := integration._sync_verdict(_sync_gate.updated_at, h, _sync_gate.source,
+										 r.external_updated_at, r.content_hash, r.source);
+	IF NOT integration._sync_rewrites(_sync_gate.updated_at, h, _sync_gate.source,
+									  r.external_updated_at, r.content_hash, r.source) THEN
+		RETURN verdict;			-- nothing to write
 	END IF;
 	UPDATE integration.external_records x
 	   SET external_updated_at = _sync_gate.updated_at, payload = _sync_gate.payload,
@@ -637,16 +664,11 @@ BEGIN
 	WITH v AS (
 		SELECT r.*,
 			   CASE WHEN r.id = ANY (new_ids) THEN 'new'
-					WHEN r.updated_at > o.external_updated_at THEN 'changed'
-					WHEN r.updated_at < o.external_updated_at THEN 'stale'
-					WHEN r.hash = o.content_hash THEN 'unchanged'
-					WHEN o.source = 'pull' THEN 'revised'
-					ELSE 'unchanged' END AS verdict,
-			   -- The pulled copy replaces a webhook's of the same version, as in the gate.
+					ELSE integration._sync_verdict(r.updated_at, r.hash, 'pull', o.external_updated_at,
+												   o.content_hash, o.source) END AS verdict,
 			   r.id <> ALL (new_ids)
-			   AND (r.updated_at > o.external_updated_at
-					OR (r.updated_at = o.external_updated_at
-						AND (o.source = 'webhook' OR r.hash <> o.content_hash))) AS write
+			   AND integration._sync_rewrites(r.updated_at, r.hash, 'pull', o.external_updated_at,
+											  o.content_hash, o.source) AS write
 		  FROM integration._sync_page_records(page, s.stream) r
 		  JOIN integration.external_records o
 			ON o.tenant_id = s.tenant_id AND o.connector_id = s.connector_id
@@ -788,6 +810,8 @@ REVOKE ALL ON FUNCTION
 	integration._check_sync_settings(text, jsonb), integration._sync_next_run(integration.connectors),
 	integration._sync_iso(timestamptz), integration._connector_sync_checked(),
 	integration._connector_sync_streams(), integration._connector_kind_streams(),
+	integration._sync_verdict(timestamptz, bytea, text, timestamptz, bytea, text),
+	integration._sync_rewrites(timestamptz, bytea, text, timestamptz, bytea, text),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
 	integration._sync_event_id(text, text, timestamptz, bytea),

@@ -68,18 +68,6 @@ ref_from_row(HeapTuple row, TupleDesc desc, CallRef *ref)
 	ref->rate_limit_burst = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
 }
 
-/* An int8[] of ids. */
-static Datum
-id_array(const int64 *ids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), true,
-										   TYPALIGN_DOUBLE));
-}
-
 /*
  * Due calls, into out (room for req->limit), oldest due first; sets req->next_due to
  * when the first call left pending comes due.  Returns how many.  Not read-only: it
@@ -97,9 +85,9 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 	Datum		d;
 
 	args[0] = TimestampTzGetDatum(req->now);
-	args[1] = id_array(req->held, req->nheld);
+	args[1] = Int8ArrayParam(req->held, req->nheld);
 	args[2] = Int32GetDatum(req->per_connector);
-	args[3] = id_array(req->full, req->nfull);
+	args[3] = Int8ArrayParam(req->full, req->nfull);
 	args[4] = Int32GetDatum(req->limit);
 	RunPlan(SavedPlan(&claim_plan,
 					  "SELECT k.tenant_id, k.id, k.connector_id, " SETTING_RATE("rate_limit") ","
@@ -130,7 +118,7 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 	memcpy(left_out, req->held, sizeof(int64) * req->nheld);
 	for (int i = 0; i < n; i++)
 		left_out[req->nheld + i] = out[i].id;
-	args[0] = id_array(left_out, req->nheld + n);
+	args[0] = Int8ArrayParam(left_out, req->nheld + n);
 	args[1] = args[3];
 	RunPlan(SavedPlan(&next_due_plan,
 					  "SELECT pg_catalog.min(n.next_attempt_at)"
@@ -169,7 +157,7 @@ CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const int64 *held
 
 	args[0] = CStringGetTextDatum(tenant_id);
 	args[1] = Int64GetDatum(connector_id);
-	args[2] = id_array(held, nheld);
+	args[2] = Int8ArrayParam(held, nheld);
 	RunPlan(SavedPlan(&probe_plan,
 					  "SELECT k.tenant_id, k.id, k.connector_id, " SETTING_RATE("rate_limit") ","
 					  "       " SETTING_RATE("rate_limit_burst") ", k.next_attempt_at"
@@ -359,7 +347,7 @@ CallStoreReconcile(bool all, const int64 *held, int nheld)
 	Datum		args[2];
 
 	args[0] = BoolGetDatum(all);
-	args[1] = id_array(held, nheld);
+	args[1] = Int8ArrayParam(held, nheld);
 	RunPlan(SavedPlan(&reconcile_plan,
 					  "UPDATE integration.connector_calls k"
 					  "   SET status = 'pending', next_attempt_at = pg_catalog.now(),"
