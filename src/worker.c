@@ -401,15 +401,19 @@ take_finished(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 	while ((done = HttpClientNextDone(svc->client)) != NULL)
 	{
 		SchedItem  *item = (SchedItem *) done->owner;
+		int			i;
 
-		for (int i = 0; i < nkinds; i++)
-		{
-			if (kinds[i].ops->kind != item->kind)
-				continue;
-			if (kinds[i].ops->finished == NULL)
-				elog(ERROR, "work of kind \"%s\" made an HTTP request", item->kind->name);
-			kinds[i].ops->finished(kinds[i].state, item, done);
-		}
+		for (i = 0; i < nkinds; i++)
+			if (kinds[i].ops->kind == item->kind)
+				break;
+		if (i == nkinds || kinds[i].ops->finished == NULL)
+			elog(ERROR, "work of kind \"%s\" made an HTTP request", item->kind->name);
+
+		/*
+		 * Nothing of the item or the request is touched after this: finished
+		 * may free both (a delivery's claim batch goes with its last item).
+		 */
+		kinds[i].ops->finished(kinds[i].state, item, done);
 	}
 }
 
