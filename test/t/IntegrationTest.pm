@@ -21,7 +21,10 @@ IntegrationTest - helpers for the TAP tests of the integration extension's deliv
 Starts the controllable receiver (test/receiver/receiver, path in
 $ENV{INTEGRATION_RECEIVER}) on 127.0.0.1, reads its JSON-lines request log, and
 checks Standard Webhooks signatures independently of the extension's C code.
-Receivers still running when the test script exits are killed by an END block.
+Receivers still running when the test script exits are killed by an END block, which
+also fails the script when a server process of one of its nodes died of a signal
+other than SIGKILL or failed an assertion (a crash the postmaster recovered from
+can hide behind checks that pass).
 
 =cut
 
@@ -55,6 +58,7 @@ $PostgreSQL::Test::Utils::timeout_default = 30
 
 my $owner_pid = $$;
 my @receivers;
+my @nodes;
 
 =pod
 
@@ -88,6 +92,7 @@ sub new_integration_node
 		@conf) . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
+	push @nodes, $node;
 	return $node;
 }
 
@@ -468,19 +473,49 @@ sub verify_signature
 
 =cut
 
+# A server process that died of a signal other than the tests' own SIGKILL, or
+# failed an assertion, fails the script whatever its tests said: a crash the
+# postmaster recovered from can hide behind checks that still pass.
+sub crashes_in_logs
+{
+	my @crashes;
+	for my $node (@nodes)
+	{
+		next unless -f $node->logfile;
+		push @crashes, map { $node->name . ": $_" }
+		  grep { /terminated by signal (?!9:)\d+|TRAP:/ }
+		  split /\n/, slurp_file($node->logfile);
+	}
+	return @crashes;
+}
+
 END
 {
-	# waitpid() sets $?, which would become the script's exit status.
-	local $?;
+	my $exit = $?;
 	if ($$ == $owner_pid)
 	{
-		for my $r (@receivers)
+		my @crashes = crashes_in_logs();
+
 		{
-			next unless $r->{pid};
-			kill 'KILL', $r->{pid};
-			waitpid($r->{pid}, 0);
+			# waitpid() sets $?, which would become the script's exit status.
+			local $?;
+			for my $r (@receivers)
+			{
+				next unless $r->{pid};
+				kill 'KILL', $r->{pid};
+				waitpid($r->{pid}, 0);
+			}
+		}
+		if (@crashes)
+		{
+			# Test::Builder's own handle: STDERR goes to the regress log.
+			require Test::More;
+			Test::More->builder->diag(
+				join("\n", 'a server process crashed during the test:', @crashes));
+			$exit ||= 1;
 		}
 	}
+	$? = $exit;
 }
 
 1;
