@@ -40,7 +40,11 @@
  * integration.adapter_timeout (connector_request.c, time_limit.c).  That cancel is the
  * call's fault, not the worker's: a failed attempt of that call, rolled back with its
  * subtransaction and retried on its schedule like a 5xx, while the transaction goes on
- * for the other calls.  A real cancel of the worker still fails the transaction.
+ * for the other calls.  So is a lock wait of an adapter's own SQL past the worker's
+ * lock_timeout (1 s, which ends it first while the limit is longer), or a deadlock it
+ * lost: otherwise a tenant whose adapter waits on a lock it holds elsewhere would fail
+ * every transaction, and every other call in it, for as long.  A real cancel of the
+ * worker still fails the transaction.
  *
  * Crashes.  A call 'sending' when a worker died may have reached the platform: the
  * next worker's first transaction makes it pending again, and it is sent again with
@@ -328,19 +332,46 @@ held_ids(CallJob *j)
  * ------------------------------------------------------------------------------------ */
 
 /*
+ * Whether an error of a call's subtransaction is the call's fault even though
+ * WorkerErrorIsTransient() says no work's: an adapter cut short by
+ * integration.adapter_timeout (a cancel's SQLSTATE), and a lock wait past
+ * lock_timeout, a deadlock or a serialization failure met by the adapter's own SQL.  A
+ * real cancel or shutdown of the worker stays the worker's, wherever it lands.
+ */
+static bool
+adapter_fault(const ErrorData *edata)
+{
+	if (TimeLimitExceeded(edata))
+		return true;
+	return ConnectorAdapterRaised() && edata->sqlerrcode != ERRCODE_QUERY_CANCELED &&
+		edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN;
+}
+
+/*
  * Runs fn(arg) in a subtransaction.  An error that is no call's fault goes on and
  * fails the transaction; any other is rolled back and returned in *error (copied into
- * errcxt), and false returned.  An adapter cut short by integration.adapter_timeout is
- * the call's fault, though its SQLSTATE is a cancel's.
+ * errcxt), and false returned.
  */
 static bool
 in_subtransaction(SubtransactionFn fn, void *arg, MemoryContext errcxt, ErrorData **error)
 {
+	ConnectorAdapterForget();
 	if (RunInSubtransaction(fn, arg, errcxt, error))
 		return true;
-	if (WorkerErrorIsTransient((*error)->sqlerrcode) && !TimeLimitExceeded(*error))
+	if (WorkerErrorIsTransient((*error)->sqlerrcode) && !adapter_fault(*error))
 		ReThrowError(*error);
 	return false;
+}
+
+/*
+ * Whether an adapter's error is worth another attempt on the schedule: its time limit,
+ * and the errors that are transient by nature (a lock wait, a deadlock), which
+ * in_subtransaction() let through as the call's.
+ */
+static bool
+adapter_retriable(const ErrorData *edata)
+{
+	return TimeLimitExceeded(edata) || WorkerErrorIsTransient(edata->sqlerrcode);
 }
 
 /*
@@ -445,9 +476,9 @@ build_one(void *arg)
 /*
  * A ready call whose request could not be built: failed, but for a connector not
  * ready yet (object_not_in_prerequisite_state: credentials that do not decrypt, say)
- * and a request adapter cut short by integration.adapter_timeout (a slow moment may
- * pass), which are retried on the schedule.  Either way the attempt counts.  Returns
- * when it is due again; 0: it failed.
+ * and a request adapter cut short by integration.adapter_timeout or by a lock wait
+ * (adapter_retriable(): a slow moment may pass), which are retried on the schedule.
+ * Either way the attempt counts.  Returns when it is due again; 0: it failed.
  */
 static TimestampTz
 build_failed(CallItem *ci, const BuildArg *b, ErrorData *edata)
@@ -460,7 +491,7 @@ build_failed(CallItem *ci, const BuildArg *b, ErrorData *edata)
 	if (ci->creds)
 		error = ConnectorRedact(error, ci->creds);
 	outcome_failed(&o, b->attempts_before, b->attempts_before + 1, error);
-	if (edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE || timed_out)
+	if (edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE || adapter_retriable(edata))
 		outcome_retry(&o, ci->policy ? ci->policy : DefaultRetrySchedule());
 	(void) CallStoreRecord(&ci->ref, &o);
 	return o.status == CALL_PENDING ? o.next_attempt_at : 0;
@@ -538,9 +569,9 @@ record_one(void *arg)
 
 /*
  * A finished request whose response adapter raised: failed, with its error, but for
- * an adapter cut short by integration.adapter_timeout, which is retried on the
- * schedule (the request goes out again, with the same idempotency key).  Sets *r's
- * status and retry time.
+ * an adapter cut short by integration.adapter_timeout or by a lock wait
+ * (adapter_retriable()), which is retried on the schedule (the request goes out
+ * again, with the same idempotency key).  Sets *r's status and retry time.
  */
 static void
 record_failed(CallItem *ci, ErrorData *edata, RecordArg *r)
@@ -548,14 +579,13 @@ record_failed(CallItem *ci, ErrorData *edata, RecordArg *r)
 	CallOutcome o;
 
 	if (TimeLimitExceeded(edata))
-	{
 		outcome_failed(&o, ci->attempts, ci->attempts, pstrdup(edata->message));
-		outcome_retry(&o, ci->policy);
-	}
 	else
 		outcome_failed(&o, ci->attempts, ci->attempts,
 					   ConnectorRedact(psprintf("the %s response adapter failed: %s",
 												ci->target.kind, edata->message), ci->creds));
+	if (adapter_retriable(edata))
+		outcome_retry(&o, ci->policy);
 	o.status_code = (int) ci->req.status_code;
 	(void) CallStoreRecord(&ci->ref, &o);
 	r->status = o.status;

@@ -756,6 +756,9 @@ typedef struct AdapterPlan
 static AdapterPlan adapter_plans[ADAPTER_PLANS_MAX];
 static int	n_adapter_plans;
 
+/* The last adapter call raised (ConnectorAdapterRaised()). */
+static bool adapter_raised = false;
+
 /*
  * The plan that calls adapter fn with sqlfmt ("SELECT ... %s($1, ...)", a string
  * constant), prepared on first use and kept: each adapter runs for every call and
@@ -833,9 +836,39 @@ adapter_execute(const ConnectorTarget *t, const char *role, SPIPlanPtr plan, Dat
 {
 	AdapterRun	a = {plan, args, nulls, 0};
 
-	RunWithTimeLimit(adapter_run, &a, timeout_ms, psprintf("adapter %s.%s", t->kind, role),
-					 "integration.adapter_timeout");
+	adapter_raised = false;
+	PG_TRY();
+	{
+		RunWithTimeLimit(adapter_run, &a, timeout_ms, psprintf("adapter %s.%s", t->kind, role),
+						 "integration.adapter_timeout");
+	}
+	PG_CATCH();
+	{
+		adapter_raised = true;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return a.rc;
+}
+
+/*
+ * Whether the error being handled was raised by a kind's adapter (its own SQL, or its
+ * time limit), not by what ran around it: true from an adapter's error until
+ * ConnectorAdapterForget().  The worker counts an adapter's lock wait past
+ * lock_timeout, or a deadlock it lost, against its call; the same errors elsewhere in
+ * its transaction are no call's fault (call_job.c).
+ */
+bool
+ConnectorAdapterRaised(void)
+{
+	return adapter_raised;
+}
+
+/* Forgets an adapter's error, before what may raise next. */
+void
+ConnectorAdapterForget(void)
+{
+	adapter_raised = false;
 }
 
 /* The kind's request for operation, checked; timeout_ms bounds the adapter (0: not). */

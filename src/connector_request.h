@@ -84,6 +84,8 @@ extern void ConnectorRequestBuild(const ConnectorTarget *t, const char *operatio
 								  const ConnectorCredentials *creds, int adapter_timeout_ms,
 								  HttpRequest *req);
 extern void ConnectorRequestRelease(HttpRequest *req);
+extern bool ConnectorAdapterRaised(void);
+extern void ConnectorAdapterForget(void);
 extern void ConnectorJudge(const ConnectorTarget *t, const char *operation,
 						   const HttpRequest *req, const ConnectorCredentials *creds,
 						   int adapter_timeout_ms, ConnectorVerdict *v);

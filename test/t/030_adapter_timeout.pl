@@ -14,6 +14,10 @@
 #   4. A real cancel of the worker (pg_cancel_backend()) is still no call's fault:
 #      with the limit off (0), a call whose adapter sleeps is cancelled, its
 #      transaction rolled back and tried again, and its attempt not counted.
+#   5. An adapter that waits on a row lock held by a prepared transaction: the
+#      worker's lock_timeout (1 s) ends each attempt, which is that call's failure, on
+#      its schedule; another call queued with it succeeds meanwhile, and no worker
+#      transaction fails.
 #   The delivery worker is the same process throughout, and nothing crashed (the END
 #   block of IntegrationTest checks the log).
 
@@ -28,7 +32,8 @@ use Time::HiRes qw(time usleep);
 
 my $node = new_integration_node('adapter_timeout',
 	"integration.adapter_timeout = '300ms'",
-	"integration.retry_schedule = '1s, 1s'");
+	"integration.retry_schedule = '1s, 1s'",
+	'max_prepared_transactions = 2');
 my $recv = start_receiver();
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
@@ -64,15 +69,27 @@ like($err, qr/outside the valid range for parameter "integration\.adapter_timeou
 
 q1(q{
 	CREATE TABLE public.interpreted (op text);
+	CREATE TABLE public.lockme (id integer);
+	INSERT INTO public.lockme VALUES (1);
 	-- The operations whose build_request sleeps 30 s (part 4 empties it).
 	CREATE TABLE public.sleepy (op text);
 	INSERT INTO public.sleepy VALUES ('sleep_build');
 
+	-- call_connector() runs build_request in the caller's session too, to check the
+	-- call: the adapters are slow in the delivery worker only.
+	CREATE FUNCTION public.in_worker() RETURNS boolean LANGUAGE sql AS $$
+		SELECT backend_type = 'integration worker' FROM pg_stat_activity WHERE pid = pg_backend_pid()
+	$$;
+
 	CREATE FUNCTION public.slow_build(c integration.connector_context, op text, payload jsonb, key text)
 		RETURNS integration.connector_request LANGUAGE plpgsql AS $$
 	BEGIN
-		IF EXISTS (SELECT FROM public.sleepy s WHERE s.op = slow_build.op) THEN
+		IF NOT public.in_worker() THEN
+			NULL;
+		ELSIF EXISTS (SELECT FROM public.sleepy s WHERE s.op = slow_build.op) THEN
 			PERFORM pg_sleep(30);
+		ELSIF op = 'locked' THEN
+			PERFORM FROM public.lockme FOR UPDATE;
 		END IF;
 		RETURN ROW('POST', '/a/' || op, NULL, NULL, payload::text)::integration.connector_request;
 	END $$;
@@ -190,6 +207,27 @@ is(a_sql("SELECT concat_ws('|', attempts, last_error) FROM integration.connector
 	'1', 'the cancelled attempt did not count against it (one attempt, no error)');
 like(slurp_file($node->logfile), qr/making connector calls failed: canceling statement due to user request/,
 	'the worker logged the cancel as its transaction\'s failure');
+
+########################################################################
+# 5. An adapter waiting on a lock: its call's failure, not the transaction's.
+########################################################################
+
+q1("BEGIN; SELECT FROM public.lockme FOR UPDATE; PREPARE TRANSACTION 'hold'");
+my $transactions_failed = () = slurp_file($node->logfile) =~ /making connector calls failed/g;
+my $locked = a_sql("SELECT integration.call_connector($conn, 'locked', '{}')");
+my $beside = a_sql("SELECT integration.call_connector($conn, 'ok', '{\"n\": 3}')");
+ok($node->poll_query_until('postgres',
+		"SELECT status = 'succeeded' FROM integration.connector_calls WHERE id = $beside"),
+	'a call queued beside one whose adapter waits on a lock succeeds');
+ok($node->poll_query_until('postgres',
+		"SELECT status = 'failed' FROM integration.connector_calls WHERE id = $locked"),
+	'the waiting one ends failed');
+is(a_sql("SELECT concat_ws('|', attempts, last_error) FROM integration.connector_calls WHERE id = $locked"),
+	'3|the request could not be built: canceling statement due to lock timeout',
+	'after three attempts on the schedule, each ended by the worker\'s lock_timeout');
+my $transactions_failed_now = () = slurp_file($node->logfile) =~ /making connector calls failed/g;
+is($transactions_failed_now, $transactions_failed, 'no worker transaction failed meanwhile');
+q1("ROLLBACK PREPARED 'hold'");
 
 is(worker_pid(), $pid, 'the delivery worker is the same process throughout');
 
