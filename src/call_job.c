@@ -35,6 +35,17 @@
  * after a pause; after RECORD_MAX_FAILURES failures in a row the calls held are
  * dropped, and their leases bring those that were in flight back.
  *
+ * Time.  The adapters are the tenants' code, run in this process, which runs every
+ * tenant's deliveries and calls: each adapter call is cut short after
+ * integration.adapter_timeout (connector_request.c, time_limit.c).  That cancel is the
+ * call's fault, not the worker's: a failed attempt of that call, rolled back with its
+ * subtransaction and retried on its schedule like a 5xx, while the transaction goes on
+ * for the other calls.  So is a lock wait of an adapter's own SQL past the worker's
+ * lock_timeout (1 s, which ends it first while the limit is longer), or a deadlock it
+ * lost: otherwise a tenant whose adapter waits on a lock it holds elsewhere would fail
+ * every transaction, and every other call in it, for as long.  A real cancel of the
+ * worker still fails the transaction.
+ *
  * Crashes.  A call 'sending' when a worker died may have reached the platform: the
  * next worker's first transaction makes it pending again, and it is sent again with
  * the same idempotency key.  Its attempt counts, so a call that kills the worker every
@@ -57,6 +68,7 @@
 #include "integration.h"
 #include "retry_policy.h"
 #include "subtransaction.h"
+#include "time_limit.h"
 #include "worker_slots.h"
 
 #define ERROR_PAUSE_MS 1000
@@ -320,6 +332,22 @@ held_ids(CallJob *j)
  * ------------------------------------------------------------------------------------ */
 
 /*
+ * Whether an error of a call's subtransaction is the call's fault even though
+ * WorkerErrorIsTransient() says no work's: an adapter cut short by
+ * integration.adapter_timeout (a cancel's SQLSTATE), and a lock wait past
+ * lock_timeout, a deadlock or a serialization failure met by the adapter's own SQL.  A
+ * real cancel or shutdown of the worker stays the worker's, wherever it lands.
+ */
+static bool
+adapter_fault(const ErrorData *edata)
+{
+	if (TimeLimitExceeded(edata))
+		return true;
+	return ConnectorAdapterRaised() && edata->sqlerrcode != ERRCODE_QUERY_CANCELED &&
+		edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN;
+}
+
+/*
  * Runs fn(arg) in a subtransaction.  An error that is no call's fault goes on and
  * fails the transaction; any other is rolled back and returned in *error (copied into
  * errcxt), and false returned.
@@ -327,11 +355,40 @@ held_ids(CallJob *j)
 static bool
 in_subtransaction(SubtransactionFn fn, void *arg, MemoryContext errcxt, ErrorData **error)
 {
+	ConnectorAdapterForget();
 	if (RunInSubtransaction(fn, arg, errcxt, error))
 		return true;
-	if (WorkerErrorIsTransient((*error)->sqlerrcode))
+	if (WorkerErrorIsTransient((*error)->sqlerrcode) && !adapter_fault(*error))
 		ReThrowError(*error);
 	return false;
+}
+
+/*
+ * Whether an adapter's error is worth another attempt on the schedule: its time limit,
+ * and the errors that are transient by nature (a lock wait, a deadlock), which
+ * in_subtransaction() let through as the call's.
+ */
+static bool
+adapter_retriable(const ErrorData *edata)
+{
+	return TimeLimitExceeded(edata) || WorkerErrorIsTransient(edata->sqlerrcode);
+}
+
+/*
+ * A failed attempt that the schedule may try again: pending again after its delay,
+ * or failed when the schedule has no attempt left.
+ */
+static void
+outcome_retry(CallOutcome *o, const RetrySchedule *policy)
+{
+	int64		delay = NextRetryDelayMs(policy, o->attempts, -1,
+										 pg_prng_double(&pg_global_prng_state));
+
+	if (delay >= 0)
+	{
+		o->status = CALL_PENDING;
+		o->next_attempt_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+	}
 }
 
 /* A call that failed for good before or after its request, as outcome o. */
@@ -410,7 +467,7 @@ build_one(void *arg)
 	ci->creds = ConnectorCredentialsOpen(&ci->target);
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
 	ConnectorRequestBuild(&ci->target, ci->operation, p.payload, p.idempotency_key, ci->creds,
-						  &ci->req);
+						  integration_adapter_timeout_ms, &ci->req);
 	TenantActAsEnd(&id);
 	MemoryContextSwitchTo(old);
 	b->result = BUILD_SENT;
@@ -418,31 +475,24 @@ build_one(void *arg)
 
 /*
  * A ready call whose request could not be built: failed, but for a connector not
- * ready yet (object_not_in_prerequisite_state: credentials that do not decrypt, say),
- * which is retried on the schedule.  Either way the attempt counts.  Returns when it
- * is due again; 0: it failed.
+ * ready yet (object_not_in_prerequisite_state: credentials that do not decrypt, say)
+ * and a request adapter cut short by integration.adapter_timeout or by a lock wait
+ * (adapter_retriable(): a slow moment may pass), which are retried on the schedule.
+ * Either way the attempt counts.  Returns when it is due again; 0: it failed.
  */
 static TimestampTz
 build_failed(CallItem *ci, const BuildArg *b, ErrorData *edata)
 {
-	char	   *error = psprintf("the request could not be built: %s", edata->message);
-	const RetrySchedule *policy = ci->policy ? ci->policy : DefaultRetrySchedule();
+	bool		timed_out = TimeLimitExceeded(edata);
+	char	   *error = timed_out ? pstrdup(edata->message) :
+	psprintf("the request could not be built: %s", edata->message);
 	CallOutcome o;
 
 	if (ci->creds)
 		error = ConnectorRedact(error, ci->creds);
 	outcome_failed(&o, b->attempts_before, b->attempts_before + 1, error);
-	if (edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
-	{
-		int64		delay = NextRetryDelayMs(policy, o.attempts, -1,
-											 pg_prng_double(&pg_global_prng_state));
-
-		if (delay >= 0)
-		{
-			o.status = CALL_PENDING;
-			o.next_attempt_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
-		}
-	}
+	if (edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE || adapter_retriable(edata))
+		outcome_retry(&o, ci->policy ? ci->policy : DefaultRetrySchedule());
 	(void) CallStoreRecord(&ci->ref, &o);
 	return o.status == CALL_PENDING ? o.next_attempt_at : 0;
 }
@@ -467,7 +517,8 @@ record_one(void *arg)
 	TimestampTz now = GetCurrentTimestamp();
 
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
-	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds, &v);
+	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds,
+				   integration_adapter_timeout_ms, &v);
 	TenantActAsEnd(&id);
 
 	memset(&o, 0, sizeof(o));
@@ -503,21 +554,42 @@ record_one(void *arg)
 				r->back_off = o.next_attempt_at;
 		}
 	}
+
+	/*
+	 * A pull page's call that ends runs the sync_page_ended trigger here
+	 * (sql/sync.sql), with no time limit: it is the extension's PL/pgSQL, no
+	 * adapter (the kind's record_function runs in receive_webhook(), in the
+	 * caller's session), its work grows with the page the adapter returned,
+	 * which a limit would fail for ever, and its row-lock waits end at the
+	 * worker's lock_timeout.
+	 */
 	(void) CallStoreRecord(&ci->ref, &o);
 	r->status = o.status;
 }
 
-/* A finished request whose response adapter raised: failed, with its error. */
+/*
+ * A finished request whose response adapter raised: failed, with its error, but for
+ * an adapter cut short by integration.adapter_timeout or by a lock wait
+ * (adapter_retriable()), which is retried on the schedule (the request goes out
+ * again, with the same idempotency key).  Sets *r's status and retry time.
+ */
 static void
-record_failed(CallItem *ci, ErrorData *edata)
+record_failed(CallItem *ci, ErrorData *edata, RecordArg *r)
 {
 	CallOutcome o;
 
-	outcome_failed(&o, ci->attempts, ci->attempts,
-				   ConnectorRedact(psprintf("the %s response adapter failed: %s",
-											ci->target.kind, edata->message), ci->creds));
+	if (TimeLimitExceeded(edata))
+		outcome_failed(&o, ci->attempts, ci->attempts, pstrdup(edata->message));
+	else
+		outcome_failed(&o, ci->attempts, ci->attempts,
+					   ConnectorRedact(psprintf("the %s response adapter failed: %s",
+												ci->target.kind, edata->message), ci->creds));
+	if (adapter_retriable(edata))
+		outcome_retry(&o, ci->policy);
 	o.status_code = (int) ci->req.status_code;
 	(void) CallStoreRecord(&ci->ref, &o);
+	r->status = o.status;
+	r->retry_at = o.status == CALL_PENDING ? o.next_attempt_at : 0;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -579,7 +651,7 @@ cycle_step(void *arg)
 		ErrorData  *edata;
 
 		if (!in_subtransaction(record_one, &r, cxt, &edata))
-			record_failed(cy->record[i], edata);
+			record_failed(cy->record[i], edata, &r);
 		cy->back_off[i] = r.back_off;
 		cy->next_retry = EarliestTime(cy->next_retry, r.retry_at);
 		if (r.status == CALL_SUCCEEDED)

@@ -83,9 +83,9 @@ call_once(const ConnectorTarget *t, const ConnectorCredentials *creds, HttpReque
 	Jsonb	   *empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 	ConnectorVerdict v;
 
-	ConnectorRequestBuild(t, "test", empty, NULL, creds, req);
+	ConnectorRequestBuild(t, "test", empty, NULL, creds, 0, req);
 	send_and_wait(req);
-	ConnectorJudge(t, "test", req, creds, &v);
+	ConnectorJudge(t, "test", req, creds, 0, &v);
 	res->ok = v.outcome == CONNECTOR_SUCCEEDED;
 	res->status = (int) req->status_code;
 	res->duration_us = req->duration_us;

@@ -44,12 +44,14 @@
 #include "connector_request.h"
 #include "integration.h"
 #include "spi_plan.h"
+#include "time_limit.h"
 #include "worker.h"
 
 extern Datum integration_validate_url(PG_FUNCTION_ARGS);
 
 /* Settings. */
 int			integration_connector_max_response_bytes = 1024 * 1024;
+int			integration_adapter_timeout_ms = 5000;
 
 static SPIPlanPtr connector_plan;
 
@@ -60,6 +62,10 @@ ConnectorRequestDefineGucs(void)
 							"Bytes of each response of a connector's API read and given to its kind's response adapter; reading stops there.",
 							NULL, &integration_connector_max_response_bytes, 1024 * 1024,
 							1024, 64 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("integration.adapter_timeout",
+							"Longest time one call of a connector kind's build_request or interpret_response adapter may take in the delivery worker; longer, it is cancelled and the call's attempt fails. 0: no limit.",
+							NULL, &integration_adapter_timeout_ms, 5000, 0, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 }
 
 /* The HTTP request the adapter built, as C strings. */
@@ -750,6 +756,9 @@ typedef struct AdapterPlan
 static AdapterPlan adapter_plans[ADAPTER_PLANS_MAX];
 static int	n_adapter_plans;
 
+/* The last adapter call raised (ConnectorAdapterRaised()). */
+static bool adapter_raised = false;
+
 /*
  * The plan that calls adapter fn with sqlfmt ("SELECT ... %s($1, ...)", a string
  * constant), prepared on first use and kept: each adapter runs for every call and
@@ -799,10 +808,73 @@ ConnectorAdapterPlan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
 	return plan;
 }
 
-/* The kind's request for operation, checked. */
+/* One execution of an adapter's plan, for RunWithTimeLimit(). */
+typedef struct AdapterRun
+{
+	SPIPlanPtr	plan;
+	Datum	   *args;
+	const char *nulls;
+	int			rc;				/* out: SPI_execute_plan()'s */
+} AdapterRun;
+
+static void
+adapter_run(void *arg)
+{
+	AdapterRun *a = arg;
+
+	a->rc = SPI_execute_plan(a->plan, a->args, a->nulls, false, 1);
+}
+
+/*
+ * Runs the plan of t's adapter named role ("build_request", "interpret_response") with
+ * args, cut short after timeout_ms (0: no limit; RunWithTimeLimit()), and returns
+ * SPI_execute_plan()'s result.
+ */
+static int
+adapter_execute(const ConnectorTarget *t, const char *role, SPIPlanPtr plan, Datum *args,
+				const char *nulls, int timeout_ms)
+{
+	AdapterRun	a = {plan, args, nulls, 0};
+
+	adapter_raised = false;
+	PG_TRY();
+	{
+		RunWithTimeLimit(adapter_run, &a, timeout_ms, psprintf("adapter %s.%s", t->kind, role),
+						 "integration.adapter_timeout");
+	}
+	PG_CATCH();
+	{
+		adapter_raised = true;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return a.rc;
+}
+
+/*
+ * Whether the error being handled was raised by a kind's adapter (its own SQL, or its
+ * time limit), not by what ran around it: true from an adapter's error until
+ * ConnectorAdapterForget().  The worker counts an adapter's lock wait past
+ * lock_timeout, or a deadlock it lost, against its call; the same errors elsewhere in
+ * its transaction are no call's fault (call_job.c).
+ */
+bool
+ConnectorAdapterRaised(void)
+{
+	return adapter_raised;
+}
+
+/* Forgets an adapter's error, before what may raise next. */
+void
+ConnectorAdapterForget(void)
+{
+	adapter_raised = false;
+}
+
+/* The kind's request for operation, checked; timeout_ms bounds the adapter (0: not). */
 static BuiltRequest
 build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
-			  const char *idempotency_key)
+			  const char *idempotency_key, int timeout_ms)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Oid			argtypes[4] = {t->context_type, TEXTOID, JSONBOID, TEXTOID};
@@ -822,11 +894,12 @@ build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 		args[3] = CStringGetTextDatum(idempotency_key);
 	else
 		nulls[3] = 'n';
-	rc = SPI_execute_plan(ConnectorAdapterPlan(t->build_fn,
-											   "SELECT r.method, r.path, r.query, r.headers, r.body"
-											   " FROM %s($1, $2, $3, $4) AS r",
-											   4, argtypes),
-						  args, nulls, false, 1);
+	rc = adapter_execute(t, "build_request",
+						 ConnectorAdapterPlan(t->build_fn,
+											  "SELECT r.method, r.path, r.query, r.headers, r.body"
+											  " FROM %s($1, $2, $3, $4) AS r",
+											  4, argtypes),
+						 args, nulls, timeout_ms);
 	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the request adapter of kind %s returned no row", t->kind);
@@ -855,17 +928,18 @@ build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
  * authenticated from creds, into *req (zeroed by the caller): URL, method, body,
  * headers and the limits of integration.connect_timeout, request_timeout and
  * connector_max_response_bytes.  Raises when the adapter does, or builds what may not
- * be sent.  Release it with ConnectorRequestRelease().
+ * be sent, or outlives adapter_timeout_ms (0: no limit; see connector_request.h).
+ * Release it with ConnectorRequestRelease().
  */
 void
 ConnectorRequestBuild(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 					  const char *idempotency_key, const ConnectorCredentials *creds,
-					  HttpRequest *req)
+					  int adapter_timeout_ms, HttpRequest *req)
 {
 	BuiltRequest r;
 
 	ConnectorTargetCheckCalls(t);
-	r = build_request(t, operation, payload, idempotency_key);
+	r = build_request(t, operation, payload, idempotency_key, adapter_timeout_ms);
 	if (strncmp(t->auth, "json:", 5) == 0)
 		r.body = json_auth_body(&r, t, creds);
 	req->url = request_url(&r, t, creds);
@@ -910,10 +984,10 @@ interval_ms(const Interval *iv)
 	return us <= 0 ? 0 : us / 1000;
 }
 
-/* The kind's verdict on a response that arrived. */
+/* The kind's verdict on a response that arrived; timeout_ms bounds the adapter (0: not). */
 static void
 interpret_response(const ConnectorTarget *t, const char *operation, const HttpRequest *req,
-				   ConnectorVerdict *v)
+				   int timeout_ms, ConnectorVerdict *v)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Oid			argtypes[5] = {t->context_type, TEXTOID, INT4OID, JSONBOID, TEXTOID};
@@ -935,11 +1009,12 @@ interpret_response(const ConnectorTarget *t, const char *operation, const HttpRe
 		args[4] = PointerGetDatum(cstring_to_text_with_len(req->response, req->response_len));
 	else
 		nulls[4] = 'n';
-	rc = SPI_execute_plan(ConnectorAdapterPlan(t->interpret_fn,
-											   "SELECT o.outcome, o.retry_after, o.result, o.error"
-											   " FROM %s($1, $2, $3, $4, $5) AS o",
-											   5, argtypes),
-						  args, nulls, false, 1);
+	rc = adapter_execute(t, "interpret_response",
+						 ConnectorAdapterPlan(t->interpret_fn,
+											  "SELECT o.outcome, o.retry_after, o.result, o.error"
+											  " FROM %s($1, $2, $3, $4, $5) AS o",
+											  5, argtypes),
+						 args, nulls, timeout_ms);
 	MemoryContextSwitchTo(cxt);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the response adapter of kind %s returned no row", t->kind);
@@ -970,11 +1045,12 @@ interpret_response(const ConnectorTarget *t, const char *operation, const HttpRe
  * What a finished request came to, into *v.  No response: retry, but for what no
  * retry can cure (a blocked address or scheme, a request libcurl refuses), which
  * failed; the error names the error class.  A response: the kind's response adapter
- * judges it.  The error is redacted.
+ * judges it, within adapter_timeout_ms (0: no limit; see connector_request.h).  The
+ * error is redacted.
  */
 void
 ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpRequest *req,
-			   const ConnectorCredentials *creds, ConnectorVerdict *v)
+			   const ConnectorCredentials *creds, int adapter_timeout_ms, ConnectorVerdict *v)
 {
 	memset(v, 0, sizeof(*v));
 	v->retry_after_ms = -1;
@@ -984,7 +1060,7 @@ ConnectorJudge(const ConnectorTarget *t, const char *operation, const HttpReques
 		v->error = psprintf("%s: %s", HttpErrorClassName(req->error_class), req->error);
 	}
 	else
-		interpret_response(t, operation, req, v);
+		interpret_response(t, operation, req, adapter_timeout_ms, v);
 	if (v->error)
 		v->error = ConnectorRedact(v->error, creds);
 }

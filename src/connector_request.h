@@ -10,6 +10,12 @@
  * (call_job.c).  Every function here runs SQL through SPI, which the caller has
  * connected; what it returns is palloc'd in the caller's current memory context, which
  * is current again on return (SPI would leave its own current).
+ *
+ * Time.  The worker bounds each adapter call by integration.adapter_timeout
+ * (adapter_timeout_ms; RunWithTimeLimit(), time_limit.c): it runs every tenant's calls
+ * and deliveries in one process, and an adapter that sleeps would stall them all.
+ * test_connector() passes 0: it runs in the caller's session, under the caller's own
+ * statement_timeout, whose timer the limit would take over.
  */
 #ifndef INTEGRATION_CONNECTOR_REQUEST_H
 #define INTEGRATION_CONNECTOR_REQUEST_H
@@ -60,6 +66,7 @@ typedef struct ConnectorVerdict
 
 /* Settings. */
 extern int	integration_connector_max_response_bytes;
+extern int	integration_adapter_timeout_ms;
 
 extern void ConnectorRequestDefineGucs(void);
 
@@ -74,11 +81,14 @@ extern char *ConnectorRedact(const char *msg, const ConnectorCredentials *c);
 
 extern void ConnectorRequestBuild(const ConnectorTarget *t, const char *operation,
 								  Jsonb *payload, const char *idempotency_key,
-								  const ConnectorCredentials *creds, HttpRequest *req);
+								  const ConnectorCredentials *creds, int adapter_timeout_ms,
+								  HttpRequest *req);
 extern void ConnectorRequestRelease(HttpRequest *req);
+extern bool ConnectorAdapterRaised(void);
+extern void ConnectorAdapterForget(void);
 extern void ConnectorJudge(const ConnectorTarget *t, const char *operation,
 						   const HttpRequest *req, const ConnectorCredentials *creds,
-						   ConnectorVerdict *v);
+						   int adapter_timeout_ms, ConnectorVerdict *v);
 
 /* Running adapters as a role with a tenant selected (the worker's calls). */
 extern void ConnectorActAs(TenantIdentity *saved, const char *tenant, Oid role);

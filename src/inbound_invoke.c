@@ -15,12 +15,12 @@
  *     do (TenantActAs(), tenant.c, which a connector call's adapters go through too):
  *     the handler cannot SET ROLE back, create temporary objects or leave session
  *     state behind;
- *   - arms statement_timeout's timer for integration.handler_timeout, so a handler that
- *     hangs ends as a failed attempt instead of stalling the worker;
+ *   - bounds the call by integration.handler_timeout (RunWithTimeLimit(), time_limit.c),
+ *     so a handler that hangs ends as a failed attempt instead of stalling the worker;
  *   - calls the function through fmgr (its SET clauses and SECURITY DEFINER apply);
  *   - restores the user and pops the nest level, discarding whatever the handler SET.
- * On error the caller's subtransaction abort restores the GUCs; the user and the timer
- * are restored here before the error goes on.  Row-level security then shows the
+ * On error the caller's subtransaction abort restores the GUCs; the user is restored
+ * here, and the timer by RunWithTimeLimit(), before the error goes on.  Row-level security then shows the
  * handler its tenant's rows only, and current_tenant() answers the event's tenant,
  * under the role's tenant bindings (tenant_binding.c) like any session of that role.
  */
@@ -35,10 +35,10 @@
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
-#include "utils/timeout.h"
 
 #include "inbound_store.h"
 #include "tenant.h"
+#include "time_limit.h"
 
 /* Raises unless role may run handler with the event row (see the banner). */
 static void
@@ -83,10 +83,19 @@ check_handler(Oid handler, Oid role, Oid row_type)
 				 errdetail("A handler runs as the role that registered it.")));
 }
 
+/* The handler's call, for RunWithTimeLimit(). */
+static void
+invoke(void *arg)
+{
+	FunctionCallInfo fcinfo = arg;
+
+	(void) FunctionCallInvoke(fcinfo);
+}
+
 /*
  * Calls handler(row) as role with integration.tenant_id set to tenant_id; row is an
  * integration.inbound_events value of type row_type.  timeout_ms > 0 bounds the call
- * (statement_timeout's timer: the caller must let cancels through); 0: no bound.
+ * (RunWithTimeLimit(): the caller must let cancels through); 0: no bound.
  */
 void
 InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row, Oid row_type,
@@ -107,16 +116,11 @@ InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row, Oi
 		fcinfo->args[0].value = row;
 		fcinfo->args[0].isnull = false;
 		InvokeFunctionExecuteHook(handler);
-		if (timeout_ms > 0)
-			enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
-		(void) FunctionCallInvoke(fcinfo);
-		if (timeout_ms > 0)
-			disable_timeout(STATEMENT_TIMEOUT, false);
+		RunWithTimeLimit(invoke, fcinfo, timeout_ms, "the handler",
+						 "integration.handler_timeout");
 	}
 	PG_CATCH();
 	{
-		if (timeout_ms > 0)
-			disable_timeout(STATEMENT_TIMEOUT, false);
 		SetUserIdAndSecContext(saved.save_userid, saved.save_sec_context);
 		PG_RE_THROW();
 	}

@@ -8,7 +8,8 @@
  *   - the delivery worker: webhook deliveries (delivery_job.c), connectors' queued API
  *     calls (call_job.c), the removal of expired rows (retention.c) and the start of
  *     scheduled sync runs (sync_schedule.c), whose pages are connector calls; every
- *     kind that sends HTTP requests belongs here;
+ *     kind that sends HTTP requests belongs here.  A call's kind adapters are tenants'
+ *     SQL run here too, each cut short after integration.adapter_timeout (time_limit.c);
  *   - the handler worker: the handlers of inbound events (inbound_job.c), which are the
  *     tenants' own SQL and run in this process, up to integration.handler_timeout a
  *     call.  In a process of their own they never stop the deliveries of anyone.

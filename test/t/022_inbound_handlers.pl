@@ -178,7 +178,7 @@ ok($node->poll_query_until('postgres',
 is(q1(q{SELECT string_agg(format('%s %s %s', e.payload #>> '{data,id}', e.attempts, e.last_error), ' | ' ORDER BY e.id)
 		FROM integration.inbound_events e WHERE e.status = 'failed'}),
 	'p1 3 handler poison: cannot digest msg_' . q1("SELECT md5(\$b\$" . body('order.poison', 'p1') . "\$b\$)")
-	  . ' (SQLSTATE 22000) | h1 3 handler poison: canceling statement due to statement timeout (SQLSTATE 57014)',
+	  . ' (SQLSTATE 22000) | h1 3 handler poison: the handler exceeded integration.handler_timeout (1000 ms) (SQLSTATE 57014)',
 	'each after three attempts (the schedule has two retries), with the error');
 is(q1(q{SELECT count(*) FROM public.handled WHERE handler = 'poison'}), '0', 'none of their writes stayed');
 is(tenant_psql($node, q{SELECT string_agg(level || ' ' || event, ', ' ORDER BY id) FROM integration.integration_logs
