@@ -455,6 +455,26 @@ $$;
 COMMENT ON FUNCTION integration.unregister_connector_kind(text) IS
 	'Removes a connector kind no connector uses (superusers only); false when there was none.';
 
+-- A kind keeps its adapter functions: dropping one refuses (2BP01) as dropping a
+-- function a view uses does, and DROP ... CASCADE, or dropping the schema or extension
+-- the function belongs to, unregisters the kinds that name it (none while connectors of
+-- them exist).  An event trigger rather than pg_depend rows: a kind is a row, not a
+-- catalogued object, and the trigger keeps no state a dump or restore could lose
+-- (src/kind_dependencies.c explains the choice).  SECURITY DEFINER: the owner of a
+-- function may drop it with CASCADE and its kinds go along, as a view would.
+CREATE FUNCTION integration._adapter_dropped() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'integration_adapter_dropped'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION integration._adapter_dropped() IS
+	'sql_drop event trigger: refuses to drop a function a connector kind names, unless with CASCADE or along with its schema or extension, which unregister the kind (internal).';
+-- No WHEN TAG filter: functions are also dropped by the cascades of DROP TYPE, DROP
+-- TABLE (a row type argument), DROP LANGUAGE, DROP OWNED and ALTER TABLE DROP COLUMN.
+CREATE EVENT TRIGGER integration_adapter_dropped ON sql_drop
+	EXECUTE FUNCTION integration._adapter_dropped();
+COMMENT ON EVENT TRIGGER integration_adapter_dropped IS
+	'Keeps connector kinds from naming dropped functions (integration._adapter_dropped()).';
+
 ------------------------------------------------------------------------------------------
 -- The generic kind: Standard Webhooks in, JSON REST calls with a bearer token out.
 ------------------------------------------------------------------------------------------
@@ -1205,7 +1225,7 @@ REVOKE ALL ON FUNCTION
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
 	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure),
 	integration._are_stream_names(text[]),
-	integration.unregister_connector_kind(text),
+	integration.unregister_connector_kind(text), integration._adapter_dropped(),
 	integration.generic_normalise(integration.connector_context, jsonb, text),
 	integration.generic_build_request(integration.connector_context, text, jsonb, text),
 	integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text),
