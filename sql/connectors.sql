@@ -460,11 +460,11 @@ COMMENT ON FUNCTION integration.unregister_connector_kind(text) IS
 -- the function belongs to, unregisters the kinds that name it (none while connectors of
 -- them exist).  An event trigger rather than pg_depend rows: a kind is a row, not a
 -- catalogued object, and the trigger keeps no state a dump or restore could lose
--- (src/kind_dependencies.c explains the choice).  SECURITY DEFINER: the owner of a
--- function may drop it with CASCADE and its kinds go along, as a view would.
+-- (src/kind_dependencies.c explains the choice).  Its statements run as its owner: the
+-- owner of a function may drop it with CASCADE and its kinds go along, as a view would.
 CREATE FUNCTION integration._adapter_dropped() RETURNS event_trigger
 	AS 'MODULE_PATHNAME', 'integration_adapter_dropped'
-	LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+	LANGUAGE C VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION integration._adapter_dropped() IS
 	'sql_drop event trigger: refuses to drop a function a connector kind names, unless with CASCADE or along with its schema or extension, which unregister the kind (internal).';

@@ -42,21 +42,29 @@
  * session_replication_role = replica, which is how a restore that drops functions first
  * (pg_restore --clean into a database that has kinds) gets past it (docs/connectors.md).
  *
- * Privileges.  The function is SECURITY DEFINER, owned by the superuser who created the
- * extension: the owner of a function a kind uses may drop it with CASCADE, which
- * unregisters the kind although only superusers write the catalogue otherwise
- * (the connector_kinds_written trigger), as PostgreSQL drops a dependent view whoever
- * owns it.  Nothing else can be done through it: it runs only as an event trigger, and
- * only removes kinds whose functions the current command dropped.
+ * Privileges.  The trigger runs as whoever dropped, but its statements run as the owner
+ * of the function (the superuser who created the extension, who owns the catalogue),
+ * without forced row-level security, as purge_expired() does (retention.c), rather than
+ * the whole function being SECURITY DEFINER (none of the extension's is): whether
+ * connectors of a kind exist is a question about every tenant's, and the owner of a
+ * function a kind uses may drop it with CASCADE, which unregisters the kind although
+ * only superusers write the catalogue otherwise (the connector_kinds_written trigger),
+ * as PostgreSQL drops a dependent view whoever owns it.  Nothing else can be done
+ * through it: it runs only as an event trigger, and only removes kinds whose functions
+ * the current command dropped.
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "utils/syscache.h"
 
 #include "spi_plan.h"
 
@@ -161,6 +169,20 @@ RefuseDrop(KindUse *uses, int n, KindUse *u, bool in_use)
 			 errhint("Unregister the kind first with integration.unregister_connector_kind(), or register it again with other functions (integration.register_connector_kind(..., replace => true)); DROP ... CASCADE unregisters a kind no connector uses.")));
 }
 
+/* The owner of function fn. */
+static Oid
+FunctionOwner(Oid fn)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fn);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 PG_FUNCTION_INFO_V1(integration_adapter_dropped);
 
 /* The sql_drop event trigger integration_adapter_dropped (see the banner). */
@@ -175,6 +197,8 @@ integration_adapter_dropped(PG_FUNCTION_ARGS)
 	Datum		gone;
 	int			ngone = 0;
 	char	  **names;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -185,11 +209,16 @@ integration_adapter_dropped(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* An ERROR on the way restores the user with the transaction's abort. */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(FunctionOwner(fcinfo->flinfo->fn_oid),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	if (SPI_execute(USES_SQL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the connector kinds of dropped functions");
 	n = (int) SPI_processed;
 	if (n == 0)
 	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
 		SPI_finish();
 		PG_RETURN_NULL();
 	}
@@ -233,6 +262,7 @@ integration_adapter_dropped(PG_FUNCTION_ARGS)
 	if (SPI_execute_with_args("DELETE FROM integration.connector_kinds k WHERE k.name = ANY ($1)",
 							  1, &gone_type, &gone, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not unregister the connector kinds of dropped functions");
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
 	PG_RETURN_NULL();
 }
