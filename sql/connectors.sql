@@ -625,6 +625,12 @@ COMMENT ON COLUMN integration.connectors.dedupe_window IS
 CREATE UNIQUE INDEX connectors_name_idx ON integration.connectors (tenant_id, name)
 	WHERE deleted_at IS NULL;
 
+-- The retention pass's walk of deleted connectors, whose synced records it removes
+-- (src/retention_connectors.c).  A delete already changes the predicate's column of
+-- connectors_name_idx, so this costs no HOT update; one entry per deleted connector.
+CREATE INDEX connectors_deleted_idx ON integration.connectors (deleted_at, id)
+	WHERE deleted_at IS NOT NULL;
+
 -- What adapters are told of a connector; SQL the planner inlines into the callers'
 -- lookups (src/connector_inbound.c, src/connector_call.c).
 CREATE FUNCTION integration._connector_context(c integration.connectors)
@@ -1166,7 +1172,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.delete_connector(bigint) IS
-	'Soft-deletes a connector of the current tenant: it receives and calls nothing more (its queued calls fail), its credentials and secrets are erased, its inbound events and calls stay.';
+	'Soft-deletes a connector of the current tenant: it receives, calls and pulls nothing more (its queued calls fail, its sync streams go, which stops a run), its credentials and secrets are erased, its inbound events and calls stay until they expire, and its synced records (external_records) go integration.retention_delivered after the delete.';
 
 CREATE FUNCTION integration.test_connector(id bigint, OUT ok boolean, OUT status integer,
 										   OUT latency interval, OUT error text)
