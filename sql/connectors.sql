@@ -455,6 +455,26 @@ $$;
 COMMENT ON FUNCTION integration.unregister_connector_kind(text) IS
 	'Removes a connector kind no connector uses (superusers only); false when there was none.';
 
+-- A kind keeps its adapter functions: dropping one refuses (2BP01) as dropping a
+-- function a view uses does, and DROP ... CASCADE, or dropping the schema or extension
+-- the function belongs to, unregisters the kinds that name it (none while connectors of
+-- them exist).  An event trigger rather than pg_depend rows: a kind is a row, not a
+-- catalogued object, and the trigger keeps no state a dump or restore could lose
+-- (src/kind_dependencies.c explains the choice).  Its statements run as its owner: the
+-- owner of a function may drop it with CASCADE and its kinds go along, as a view would.
+CREATE FUNCTION integration._adapter_dropped() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'integration_adapter_dropped'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION integration._adapter_dropped() IS
+	'sql_drop event trigger: refuses to drop a function a connector kind names, unless with CASCADE or along with its schema or extension, which unregister the kind (internal).';
+-- No WHEN TAG filter: functions are also dropped by the cascades of DROP TYPE, DROP
+-- TABLE (a row type argument), DROP LANGUAGE, DROP OWNED and ALTER TABLE DROP COLUMN.
+CREATE EVENT TRIGGER integration_adapter_dropped ON sql_drop
+	EXECUTE FUNCTION integration._adapter_dropped();
+COMMENT ON EVENT TRIGGER integration_adapter_dropped IS
+	'Keeps connector kinds from naming dropped functions (integration._adapter_dropped()).';
+
 ------------------------------------------------------------------------------------------
 -- The generic kind: Standard Webhooks in, JSON REST calls with a bearer token out.
 ------------------------------------------------------------------------------------------
@@ -604,6 +624,12 @@ COMMENT ON COLUMN integration.connectors.dedupe_window IS
 -- Names are unique among a tenant's live connectors.
 CREATE UNIQUE INDEX connectors_name_idx ON integration.connectors (tenant_id, name)
 	WHERE deleted_at IS NULL;
+
+-- The retention pass's walk of deleted connectors, whose synced records it removes
+-- (src/retention_connectors.c).  A delete already changes the predicate's column of
+-- connectors_name_idx, so this costs no HOT update; one entry per deleted connector.
+CREATE INDEX connectors_deleted_idx ON integration.connectors (deleted_at, id)
+	WHERE deleted_at IS NOT NULL;
 
 -- What adapters are told of a connector; SQL the planner inlines into the callers'
 -- lookups (src/connector_inbound.c, src/connector_call.c).
@@ -1146,7 +1172,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.delete_connector(bigint) IS
-	'Soft-deletes a connector of the current tenant: it receives and calls nothing more (its queued calls fail), its credentials and secrets are erased, its inbound events and calls stay.';
+	'Soft-deletes a connector of the current tenant: it receives, calls and pulls nothing more (its queued calls fail, its sync streams go, which stops a run), its credentials and secrets are erased, its inbound events and calls stay until they expire, and its synced records (external_records) go integration.retention_delivered after the delete.';
 
 CREATE FUNCTION integration.test_connector(id bigint, OUT ok boolean, OUT status integer,
 										   OUT latency interval, OUT error text)
@@ -1205,7 +1231,7 @@ REVOKE ALL ON FUNCTION
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
 	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure),
 	integration._are_stream_names(text[]),
-	integration.unregister_connector_kind(text),
+	integration.unregister_connector_kind(text), integration._adapter_dropped(),
 	integration.generic_normalise(integration.connector_context, jsonb, text),
 	integration.generic_build_request(integration.connector_context, text, jsonb, text),
 	integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text),

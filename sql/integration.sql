@@ -1757,13 +1757,13 @@ COMMENT ON VIEW integration.workers IS 'The running worker processes, delivery a
 -- What the worker does every integration.retention_interval, on demand (src/retention.c).
 CREATE FUNCTION integration.purge_expired(OUT deliveries bigint, OUT events bigint,
 										  OUT logs bigint, OUT inbound_events bigint,
-										  OUT connector_calls bigint)
+										  OUT connector_calls bigint, OUT external_records bigint)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'integration_purge_expired'
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION integration.purge_expired() IS
-	'Removes, for every tenant, the delivered, failed and skipped deliveries (with their attempts), the events left without deliveries, the log rows, the processed, skipped and failed inbound events and the succeeded and failed connector calls whose retention period has passed (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many of each. Pending and sending deliveries and their events, pending inbound events, pending and sending calls, and inbound events that still count for deduplication (received within their connector''s dedupe window) are never removed. Superuser or the tables'' owner.';
+	'Removes, for every tenant, the delivered, failed and skipped deliveries (with their attempts), the events left without deliveries, the log rows, the processed, skipped and failed inbound events, the succeeded and failed connector calls and the synced records (external_records) of deleted connectors whose retention period has passed (a deleted connector''s records retention_delivered after its delete) (integration.retention_delivered, retention_failed, retention_logs as set in this session), in one pass in the caller''s transaction, as the delivery worker does every integration.retention_interval; returns how many of each. Pending and sending deliveries and their events, pending inbound events, pending and sending calls, and inbound events that still count for deduplication (received within their connector''s dedupe window) are never removed. Superuser or the tables'' owner.';
 
 CREATE FUNCTION integration.redeliver(delivery_id bigint) RETURNS bigint
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

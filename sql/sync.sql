@@ -109,7 +109,7 @@ COMMENT ON COLUMN integration.sync_streams.run_page IS
 COMMENT ON COLUMN integration.sync_streams.queued_by IS
 	'The role whose calls pull the stream: the worker runs the kind''s adapters as this role, with its tenant selected (the connector''s creator, or the last caller of sync_now()).';
 COMMENT ON COLUMN integration.sync_streams.next_run_at IS
-	'When the worker starts the next scheduled run (idle streams only); NULL: none (settings.sync_interval 0, or the connector deleted).';
+	'When the worker starts the next scheduled run (idle streams only); NULL: none (settings.sync_interval 0).';
 COMMENT ON COLUMN integration.sync_streams.pages IS
 	'Pages processed, over all runs; run_pages, run_records_seen and run_records_changed count the current or last run.';
 
@@ -303,9 +303,13 @@ DECLARE
 	iv interval;
 BEGIN
 	IF NEW.deleted_at IS NOT NULL THEN
-		-- Deleted: nothing more is scheduled; a page in flight fails with its call.
-		UPDATE integration.sync_streams s SET next_run_at = NULL
-		 WHERE s.tenant_id = NEW.tenant_id AND s.connector_id = NEW.id AND s.next_run_at IS NOT NULL;
+		-- Deleted: its streams go, and with them any run.  A page in flight when this
+		-- commits finds no stream and is not processed (_sync_page_ended()), so no
+		-- further page is queued; a page queued fails with its call, unsent (a call of a
+		-- deleted connector, src/call_job.c).  A handful of rows, unlike its records,
+		-- which the retention pass removes in batches (src/retention_connectors.c).
+		DELETE FROM integration.sync_streams s
+		 WHERE s.tenant_id = NEW.tenant_id AND s.connector_id = NEW.id;
 		RETURN NULL;
 	END IF;
 	wanted := integration._sync_stream_names(
@@ -332,7 +336,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration._connector_sync_streams() IS
-	'Row trigger on connectors: one sync_streams row per stream the connector pulls, scheduled by settings.sync_interval; none scheduled once it is deleted (internal).';
+	'Row trigger on connectors: one sync_streams row per stream the connector pulls, scheduled by settings.sync_interval; none once it is deleted, which stops a run (internal).';
 CREATE TRIGGER connector_sync_streams AFTER INSERT OR UPDATE OF kind, settings, deleted_at
 	ON integration.connectors
 	FOR EACH ROW EXECUTE FUNCTION integration._connector_sync_streams();
@@ -602,7 +606,9 @@ BEGIN
 	   AND x.stream = NEW.sync_stream
 	   FOR UPDATE;
 	IF NOT FOUND OR s.current_call_id IS DISTINCT FROM NEW.id THEN
-		RETURN NEW;				-- the stream was dropped, or the call is not its run's
+		-- The stream was dropped (its connector deleted, or left out by its settings), or
+		-- the call is not its run's: the page is not processed.
+		RETURN NEW;
 	END IF;
 	SELECT * INTO c FROM integration.connectors x WHERE x.tenant_id = NEW.tenant_id AND x.id = NEW.connector_id;
 
@@ -758,8 +764,12 @@ BEGIN
 		RAISE EXCEPTION 'connector_id must not be null'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	-- FOR SHARE: a delete_connector() committing meanwhile is waited for and seen (its
+	-- streams gone, it is not found), or waits for this transaction and then removes the
+	-- streams started here; either way no stream outlives the connector.
 	SELECT * INTO c FROM integration.connectors x
-	 WHERE x.tenant_id = tenant AND x.id = sync_now.connector_id AND x.deleted_at IS NULL;
+	 WHERE x.tenant_id = tenant AND x.id = sync_now.connector_id AND x.deleted_at IS NULL
+	   FOR SHARE;
 	IF NOT FOUND THEN
 		PERFORM integration._connector_not_found(sync_now.connector_id);
 	END IF;

@@ -2,8 +2,8 @@
  * retention.c
  *		Finished deliveries, their events and attempts, and log rows expire: the worker
  *		removes them in short transactions on a schedule, and integration.purge_expired()
- *		runs one pass on demand.  The connector framework's tables, inbound events and
- *		connector calls, expire in the same passes and batches, by the walks of
+ *		runs one pass on demand.  The connector framework's tables, inbound events,
+ *		connector calls and deleted connectors' synced records, expire in the same passes and batches, by the walks of
  *		retention_connectors.c (which says what of them expires, and when).
  *
  * What expires.  A delivered delivery integration.retention_delivered after it was
@@ -151,6 +151,7 @@ typedef struct RetentionRemoved
 	int64		logs;
 	int64		inbound_events;
 	int64		connector_calls;
+	int64		external_records;
 } RetentionRemoved;
 
 /* Where a pass stands. */
@@ -162,6 +163,7 @@ typedef struct RetentionPass
 	bool		events_done;
 	ExpiryWalk	inbound;		/* retention_connectors.c's walks */
 	ExpiryWalk	calls;
+	ExpiryWalk	records;
 	bool		logs_done;
 	bool		yield;			/* the worker's: end a batch early when its
 								 * latch is set */
@@ -212,7 +214,7 @@ compute_cutoffs(RetentionCutoffs *c, TimestampTz now)
 static void
 start_pass(RetentionPass *p, bool from_oldest)
 {
-	ExpiryWalk *walks[] = {&p->inbound, &p->calls};
+	ExpiryWalk *walks[] = {&p->inbound, &p->calls, &p->records};
 
 	if (from_oldest)
 	{
@@ -390,9 +392,9 @@ walk_connector_table(RetentionPass *p, ExpiryWalk *w,
 /*
  * One batch of pass p, up to BATCH_ROWS rows deleted and rows looked at: windows of
  * events, each the expired deliveries and then the events left without any; when the
- * events are done, windows of inbound events and then of connector calls
- * (retention_connectors.c); and then log rows.  In the worker, a batch ends after the
- * window during which the worker's latch was set.  Must run with SPI connected.
+ * events are done, windows of inbound events, of connector calls and of deleted
+ * connectors' synced records (retention_connectors.c); and then log rows.  In the
+ * worker, a batch ends after the window during which the worker's latch was set.  Must run with SPI connected.
  * Returns true when the pass is complete.
  */
 static bool
@@ -440,9 +442,11 @@ run_batch(RetentionPass *p, const RetentionCutoffs *c)
 	if (!walk_connector_table(p, &p->inbound, RetentionInboundWindow, c, &budget, &looked,
 							  &p->removed.inbound_events) ||
 		!walk_connector_table(p, &p->calls, RetentionCallsWindow, c, &budget, &looked,
-							  &p->removed.connector_calls))
+							  &p->removed.connector_calls) ||
+		!walk_connector_table(p, &p->records, RetentionRecordsWindow, c, &budget, &looked,
+							  &p->removed.external_records))
 		return false;
-	if (p->inbound.done && p->calls.done && !p->logs_done && budget > 0)
+	if (p->inbound.done && p->calls.done && p->records.done && !p->logs_done && budget > 0)
 	{
 		int			deleted = delete_logs(c, budget);
 
@@ -450,7 +454,8 @@ run_batch(RetentionPass *p, const RetentionCutoffs *c)
 		if (deleted < budget)
 			p->logs_done = true;
 	}
-	return p->events_done && p->inbound.done && p->calls.done && p->logs_done;
+	return p->events_done && p->inbound.done && p->calls.done && p->records.done &&
+		p->logs_done;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -478,16 +483,16 @@ PG_FUNCTION_INFO_V1(integration_purge_expired);
 /*
  * purge_expired(): one whole pass from the oldest event, in the caller's transaction,
  * with the periods (and the default dedupe window) in force in the session; returns
- * how many deliveries, events, log rows, inbound events and connector calls it
- * removed.  As the tables' owner, row-level security does not apply.
+ * how many deliveries, events, log rows, inbound events, connector calls and synced
+ * records it removed.  As the tables' owner, row-level security does not apply.
  */
 Datum
 integration_purge_expired(PG_FUNCTION_ARGS)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	TupleDesc	desc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 	Oid			save_userid;
 	int			save_sec_context;
 	RetentionCutoffs c;
@@ -500,6 +505,7 @@ integration_purge_expired(PG_FUNCTION_ARGS)
 	check_owner(nsp, "integration_logs");
 	check_owner(nsp, "inbound_events");
 	check_owner(nsp, "connector_calls");
+	check_owner(nsp, "external_records");
 
 	compute_cutoffs(&c, GetCurrentTransactionStartTimestamp());
 	start_pass(&p, true);
@@ -517,6 +523,7 @@ integration_purge_expired(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(p.removed.logs);
 	values[3] = Int64GetDatum(p.removed.inbound_events);
 	values[4] = Int64GetDatum(p.removed.connector_calls);
+	values[5] = Int64GetDatum(p.removed.external_records);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
@@ -596,8 +603,9 @@ end_pass(RetentionTask *t, TimestampTz now)
 	RetentionRemoved *r = &t->pass.removed;
 
 	ereport(DEBUG1,
-			(errmsg("integration worker: removed " INT64_FORMAT " deliveries, " INT64_FORMAT " events, " INT64_FORMAT " log rows, " INT64_FORMAT " inbound events and " INT64_FORMAT " connector calls past their retention in %d transactions, %ld ms",
-					r->deliveries, r->events, r->logs, r->inbound_events, r->connector_calls, t->batches,
+			(errmsg("integration worker: removed " INT64_FORMAT " deliveries, " INT64_FORMAT " events, " INT64_FORMAT " log rows, " INT64_FORMAT " inbound events, " INT64_FORMAT " connector calls and " INT64_FORMAT " synced records past their retention in %d transactions, %ld ms",
+					r->deliveries, r->events, r->logs, r->inbound_events, r->connector_calls,
+					r->external_records, t->batches,
 					(long) ((now - t->pass_started) / 1000))));
 	t->in_pass = false;
 	t->next_pass_at = Max(TimestampTzPlusMilliseconds(t->pass_started,

@@ -1,7 +1,7 @@
 /*
  * retention_connectors.c
- *		Retention of the connector framework's tables: handled inbound events and
- *		finished connector calls expire.  retention.c schedules the passes and runs
+ *		Retention of the connector framework's tables: handled inbound events,
+ *		finished connector calls and the synced records of deleted connectors expire.  retention.c schedules the passes and runs
  *		these walks after its own, in the same batches (its header explains the
  *		schedule, the batches and why rows are deleted rather than partitions dropped).
  *
@@ -62,6 +62,23 @@
  * inbound_events_dedupe_idx), a call_connector() with an expired call's key (one
  * entry of the key's unique index), and the tenants' list queries and backlog views.
  *
+ * Synced records of deleted connectors.  delete_connector() is a soft delete, and a
+ * connector's integration.external_records (the latest version of every record it
+ * pulled or received, as many as the platform holds) would otherwise stay forever.
+ * They go integration.retention_delivered after the delete, as the events they became
+ * go after being handled, which leaves the tenant that long to read them.  No
+ * deduplication is lost: the records are the gate between pulled pages and webhooks,
+ * and a deleted connector has neither (receive_webhook() does not find it, its streams
+ * went with the delete, sql/sync.sql, and a page in flight then is not processed); the
+ * inbound events' own deduplication is theirs, above.  A live connector's records never
+ * expire here.  The walk goes through the deleted connectors by connectors_deleted_idx
+ * (deleted_at, id), oldest first, removing a window of one connector's records at a
+ * time through their primary key's (tenant_id, connector_id) prefix, and moves past a
+ * connector once a window of its records came back short.  A connector counts as one
+ * row looked at when none of its records is left, so a batch steps past at most its
+ * rows' worth of them.  sync_streams rows are not walked: they go at the delete, in
+ * its transaction (a few rows, and their going is what stops a run).
+ *
  * Locks.  As in retention.c: a window is read without locks, its expired rows are
  * then locked FOR UPDATE SKIP LOCKED with their conditions checked again on the row
  * as it is when locked (a reprocessed event is pending again, and stays), and
@@ -82,11 +99,12 @@
 
 static SPIPlanPtr inbound_plan = NULL;
 static SPIPlanPtr calls_plan = NULL;
+static SPIPlanPtr records_plan = NULL;
 
 void
 RetentionConnectorsForgetPlans(void)
 {
-	SPIPlanPtr *plans[] = {&inbound_plan, &calls_plan};
+	SPIPlanPtr *plans[] = {&inbound_plan, &calls_plan, &records_plan};
 
 	ForgetPlans(plans, lengthof(plans));
 }
@@ -202,4 +220,69 @@ RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *l
 					  "       FOR UPDATE SKIP LOCKED) x),"
 					  WINDOW_RESULT("integration.connector_calls"),
 					  w, c, limit, looked);
+}
+
+int
+RetentionRecordsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *looked)
+{
+	Oid			types[4] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+	Datum		args[4];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	int			locked;
+	int			deleted;
+
+	args[0] = TimestampTzGetDatum(w->after_at);
+	args[1] = Int64GetDatum(w->after_id);
+	args[2] = TimestampTzGetDatum(c->delivered);
+	args[3] = Int64GetDatum(limit);
+
+	/*
+	 * The next connector deleted before the cutoff by connectors_deleted_idx
+	 * (its predicate spelled as in the index); a window of its records by
+	 * their primary key.
+	 */
+	SavedPlan(&records_plan,
+			  "WITH k AS MATERIALIZED ("
+			  "  SELECT c.tenant_id, c.id, c.deleted_at FROM integration.connectors c"
+			  "   WHERE c.deleted_at IS NOT NULL"
+			  "     AND (c.deleted_at, c.id) > ($1, $2) AND c.deleted_at < $3"
+			  "   ORDER BY c.deleted_at, c.id LIMIT 1),"
+			  " doomed AS ("
+			  "  SELECT r.ctid FROM k JOIN integration.external_records r"
+			  "    ON r.tenant_id = k.tenant_id AND r.connector_id = k.id"
+			  "   LIMIT $4 FOR UPDATE OF r SKIP LOCKED),"
+			  " gone AS (DELETE FROM integration.external_records x"
+			  "           WHERE x.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed)) RETURNING 1)"
+			  " SELECT (SELECT count(*) FROM doomed), (SELECT k.deleted_at FROM k),"
+			  "        (SELECT k.id FROM k), (SELECT count(*) FROM gone)",
+			  4, types, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(records_plan, args, false, SPI_OK_SELECT, "deleting the synced records of deleted connectors");
+	if (SPI_processed != 1)
+		elog(ERROR, "a retention window returned " UINT64_FORMAT " rows", SPI_processed);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	locked = (int) DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	deleted = (int) DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+	(void) SPI_getbinval(row, desc, 3, &isnull);
+	if (isnull)
+	{
+		/* No deleted connector left before the cutoff. */
+		*looked = 0;
+		w->done = true;
+		return deleted;
+	}
+	*looked = Max(locked, 1);
+
+	/*
+	 * A short window: this connector is done (rows held by others wait a
+	 * pass).
+	 */
+	if (locked < limit)
+	{
+		w->after_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &isnull));
+		w->after_id = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	}
+	return deleted;
 }

@@ -1,8 +1,8 @@
 /*
  * retention_connectors.h
  *		The connector tables' part of a retention pass (retention_connectors.c):
- *		inbound events and connector calls, walked a window at a time by the pass and
- *		the schedule of retention.c.
+ *		inbound events, connector calls and deleted connectors' synced records,
+ *		walked a window at a time by the pass and the schedule of retention.c.
  */
 #ifndef INTEGRATION_RETENTION_CONNECTORS_H
 #define INTEGRATION_RETENTION_CONNECTORS_H
@@ -43,6 +43,13 @@ extern int	RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int 
 								   int *looked);
 extern int	RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit,
 								 int *looked);
+
+/*
+ * The synced records of connectors deleted before the cutoff of retention_delivered,
+ * a window of one connector's at a time (see retention_connectors.c).
+ */
+extern int	RetentionRecordsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit,
+								   int *looked);
 
 /* After a failed transaction, or the extension dropped: plans are prepared again. */
 extern void RetentionConnectorsForgetPlans(void);

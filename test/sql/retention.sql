@@ -309,7 +309,8 @@ SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) AS predicate
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
  WHERE c.relname IN ('inbound_events_expiry_idx', 'inbound_events_due_idx',
 					 'inbound_events_pending_idx', 'connector_calls_expiry_idx',
-					 'connector_calls_pending_idx', 'connector_calls_sending_idx')
+					 'connector_calls_pending_idx', 'connector_calls_sending_idx',
+					 'connectors_deleted_idx')
  ORDER BY 1;
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
@@ -324,6 +325,10 @@ EXPLAIN (COSTS OFF)
 SELECT k.tenant_id, k.id FROM integration.connector_calls k
  WHERE k.finished_at IS NOT NULL AND (k.finished_at, k.id) > ('-infinity', 0) AND k.finished_at < now()
  ORDER BY k.finished_at, k.id LIMIT 100;
+EXPLAIN (COSTS OFF)
+SELECT c.tenant_id, c.id FROM integration.connectors c
+ WHERE c.deleted_at IS NOT NULL AND (c.deleted_at, c.id) > ('-infinity', 0) AND c.deleted_at < now()
+ ORDER BY c.deleted_at, c.id LIMIT 1;
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 RESET enable_sort;

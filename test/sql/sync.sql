@@ -357,14 +357,49 @@ SELECT name, pull_streams FROM integration.register_connector_kind('sync_kind', 
 SELECT stream, status, queued_by FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
 SET ROLE integration_test_app;
 
--- A deleted connector's streams are no longer scheduled, nor shown.
+-- A deleted connector pulls nothing more: its streams go with the delete, and a run
+-- with them.  A run of items under way, its first page's call queued:
 SET integration.tenant_id = 'sync-a';
 SELECT id FROM integration.update_connector(:items, settings => '{"sync_interval": 60}');
 SELECT stream, next_run_at IS NOT NULL AS scheduled FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
+SELECT stream, status FROM integration.sync_now(:items, 'items');
+SELECT public.sync_call(:items, 'items') AS items_call \gset
 SELECT integration.delete_connector(:items);
-SELECT stream, next_run_at IS NOT NULL AS scheduled FROM integration.sync_streams WHERE connector_id = :items ORDER BY stream;
+SELECT count(*) AS streams_left FROM integration.sync_streams WHERE connector_id = :items;
 SELECT count(*) AS shown FROM integration.sync_state WHERE connector_id = :items;
+SELECT integration.sync_now(:items);
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- The page in flight at the delete comes back with a record and a next page: it is not
+-- processed, and no page is queued after it.
+SELECT public.sync_complete(:items_call, 'succeeded', jsonb_build_object(
+	'records', jsonb_build_array(jsonb_build_object('id', 'z', 'updated_at', '2025-02-01T00:00:00Z',
+													'payload', '{"id": "z"}'::jsonb)),
+	'next_page', '{"page": 2}'::jsonb));
+SELECT id = :items_call AS the_page, status FROM integration.connector_calls WHERE connector_id = :items ORDER BY id;
+SELECT stream, external_id FROM integration.external_records WHERE connector_id = :items ORDER BY 1, 2;
+SELECT count(*) AS events_of_z FROM integration.inbound_events WHERE connector_id = :items AND object_id = 'items:z';
+
+-- Its synced records go in the retention pass, integration.retention_delivered (7 days)
+-- after the delete (src/retention_connectors.c), a window of 100 at a time: 250 more
+-- here.  A live connector's records stay, however old.
+INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,
+										  external_updated_at, payload, content_hash, source)
+SELECT 'sync-a', :items, 'invoices', 'inv-' || n, '2025-01-01', '{}', sha256(''), 'pull'
+  FROM generate_series(1, 250) AS n;
+UPDATE integration.external_records SET synced_at = now() - interval '1 year' WHERE connector_id = :shop;
+SELECT count(*) AS shop_records_before FROM integration.external_records WHERE connector_id = :shop;
+SELECT external_records AS removed_just_deleted FROM integration.purge_expired();
+UPDATE integration.connectors SET deleted_at = now() - interval '6 days' WHERE id = :items;
+SELECT external_records AS removed_6_days_after FROM integration.purge_expired();
+UPDATE integration.connectors SET deleted_at = now() - interval '8 days' WHERE id = :items;
+BEGIN;
+SET LOCAL integration.retention_delivered = 0;
+SELECT external_records AS removed_kept_forever FROM integration.purge_expired();
+ROLLBACK;
+SELECT external_records AS removed_8_days_after FROM integration.purge_expired();
+SELECT count(*) AS items_records FROM integration.external_records WHERE connector_id = :items;
+SELECT count(*) AS shop_records_after FROM integration.external_records WHERE connector_id = :shop;
 
 -- Put back what the files after this expect.
 DROP VIEW public.sync_view;

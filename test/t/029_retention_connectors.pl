@@ -7,7 +7,9 @@
 #   2. an event of a connector whose dedupe window is longer than the period stays
 #      while it counts for deduplication, and the platform's replay of it is still a
 #      duplicate; once the connector's window is shortened, it goes;
-#   3. the worker ran throughout, and no retention transaction failed.
+#   3. a deleted connector's synced records go retention_delivered after the delete, a
+#      live connector's stay;
+#   4. the worker ran throughout, and no retention transaction failed.
 # Nothing here calls integration.purge_expired() (test/sql/retention.sql does).
 
 use strict;
@@ -167,7 +169,32 @@ ok( $node->poll_query_until('postgres', q{
 is(inbound(), 'old-pending:pending', 'the pending event stays');
 
 ########################################################################
-# 3. The worker ran throughout.
+# 3. A deleted connector's synced records go retention_delivered after the delete,
+#    over several batches; a live connector's stay.
+########################################################################
+
+my $gone = app(qq{
+	SELECT id FROM integration.create_connector('generic', 'gone', '$base',
+		'{"token": "t-0123456789"}', '{}', '$secret')});
+q1(qq{
+	INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,
+											  external_updated_at, payload, content_hash, source)
+	SELECT 'acme', c, 'orders', 'o-' || n, now(), '{}', sha256(''), 'pull'
+	  FROM unnest(ARRAY[$gone, $short]) AS c,
+		   generate_series(1, CASE WHEN c = $gone THEN 1200 ELSE 3 END) AS n;
+});
+app(qq{SELECT integration.delete_connector($gone)});
+ok( $node->poll_query_until('postgres', qq{
+		SELECT NOT EXISTS (SELECT FROM integration.external_records WHERE connector_id = $gone)}),
+	'the worker removes the 1,200 synced records of the deleted connector on its own');
+cmp_ok(q1(qq{SELECT extract(epoch FROM clock_timestamp() - deleted_at) FROM integration.connectors
+			  WHERE id = $gone}), '>=', $delivered,
+	'not before retention_delivered after the delete');
+is(q1(qq{SELECT count(*) FROM integration.external_records WHERE connector_id = $short}), '3',
+	'the live connector\'s records stay');
+
+########################################################################
+# 4. The worker ran throughout.
 ########################################################################
 
 is(q1(q{SELECT count(*) FROM integration.workers WHERE role = 'delivery'}), '1',
