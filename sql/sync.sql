@@ -559,26 +559,49 @@ $$;
 COMMENT ON FUNCTION integration._sync_start(text, bigint, text) IS
 	'Starts a run of an idle stream: queues its first page''s pull call (since: the cursor minus the overlap) as the stream''s queued_by role; false when it runs already (internal).';
 
+-- A pull page's entries, in the page's order, whichever form the adapter gave: each
+-- record of "records" ({id, updated_at, payload, topic}), or each element of "items",
+-- the platform's own objects as they came, its id and updated_at at the paths
+-- "item_id" and "item_updated_at" (a key, or an array of keys into nested objects).
+-- updated_at is left as the JSON found there, for the caller to check (internal).
+CREATE FUNCTION integration._sync_page_entries(page jsonb, stream text)
+	RETURNS TABLE (n bigint, id text, updated_at jsonb, payload jsonb, topic text)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT x.n, x.r ->> 'id', x.r -> 'updated_at', x.r -> 'payload',
+		   coalesce(x.r ->> 'topic', stream || '/updated')
+	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
+	UNION ALL
+	SELECT x.n, x.r #>> k.id, x.r #> k.updated_at, x.r,
+		   coalesce(page ->> 'item_topic', stream || '/updated')
+	  FROM (SELECT CASE jsonb_typeof(page -> 'item_id')
+					   WHEN 'string' THEN ARRAY[page ->> 'item_id']
+					   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_id')) END AS id,
+				   CASE jsonb_typeof(page -> 'item_updated_at')
+					   WHEN 'string' THEN ARRAY[page ->> 'item_updated_at']
+					   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_updated_at')) END
+					   AS updated_at) AS k,
+		   jsonb_array_elements(page -> 'items') WITH ORDINALITY AS x(r, n)
+$$;
+COMMENT ON FUNCTION integration._sync_page_entries(jsonb, text) IS
+	'A pull page''s entries in its order, from its records or from its items (the platform''s objects, with the paths of their id and updated_at): n, id, updated_at as found, payload, topic (internal).';
+
+-- One record of a pull page as the page trigger holds it.
+CREATE TYPE integration._sync_page_record AS (
+	n			bigint,
+	id			text,
+	updated_at	timestamptz,
+	payload		jsonb,
+	topic		text,
+	hash		bytea
+);
+COMMENT ON TYPE integration._sync_page_record IS
+	'A record of a pull page, with the SHA-256 of its payload the gate compares (internal).';
+
 -- The page-ended trigger: a pull call that ended, processed in the transaction that
 -- recorded it (see the banner).  A page the trigger cannot read raises, which fails the
 -- call: the worker then records it failed, and the run ends with that error.
--- A pull page's records, one per id (of a record a page repeats, its latest version, the
--- first seen), with the content hash the gate compares (internal).
-CREATE FUNCTION integration._sync_page_records(page jsonb, stream text)
-	RETURNS TABLE (n bigint, id text, updated_at timestamptz, payload jsonb, topic text, hash bytea)
-	LANGUAGE sql STABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT DISTINCT ON (x.r ->> 'id')
-		   x.n, x.r ->> 'id', (x.r ->> 'updated_at')::timestamptz, x.r -> 'payload',
-		   coalesce(x.r ->> 'topic', stream || '/updated'),
-		   sha256(convert_to((x.r -> 'payload')::text, 'UTF8'))
-	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
-	 ORDER BY x.r ->> 'id', (x.r ->> 'updated_at')::timestamptz DESC, x.n
-$$;
-COMMENT ON FUNCTION integration._sync_page_records(jsonb, text) IS
-	'A pull page''s records, one per id, with their content hashes (internal).';
-
 CREATE FUNCTION integration._sync_page_ended() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -590,6 +613,7 @@ DECLARE
 	next_page jsonb;
 	wait numeric;
 	bad bigint;
+	recs integration._sync_page_record[];
 	ids text[];
 	new_ids text[];
 	seen bigint := 0;
@@ -618,26 +642,50 @@ BEGIN
 		RETURN NEW;
 	END IF;
 
-	IF jsonb_typeof(page) IS DISTINCT FROM 'object' OR jsonb_typeof(page -> 'records') IS DISTINCT FROM 'array'
+	IF jsonb_typeof(page) IS DISTINCT FROM 'object'
+	   OR (jsonb_typeof(page -> 'records') IS NOT DISTINCT FROM 'array')
+		  = (jsonb_typeof(page -> 'items') IS NOT DISTINCT FROM 'array')
+	   OR (page ? 'items' AND (coalesce(jsonb_typeof(page -> 'item_id'), '') NOT IN ('string', 'array')
+							   OR coalesce(jsonb_typeof(page -> 'item_updated_at'), '') NOT IN ('string', 'array')
+							   OR jsonb_typeof(page -> 'item_topic') NOT IN ('string', 'null')))
 	   OR (page ? 'next_page' AND jsonb_typeof(page -> 'next_page') NOT IN ('object', 'array', 'string', 'number', 'null'))
 	   OR (page ? 'wait' AND jsonb_typeof(page -> 'wait') NOT IN ('number', 'null')) THEN
 		RAISE EXCEPTION 'the % pull adapter returned no page', c.kind
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A succeeded pull''s result is {"records": [...], "next_page": ... or null, "wait": seconds (optional)}.';
+				  DETAIL = 'A succeeded pull''s result is {"records": [...], "next_page": ... or null, "wait": seconds (optional)}, or {"items": [...], "item_id": key or path, "item_updated_at": key or path, "item_topic": text (optional), "next_page": ..., "wait": ...}.';
 	END IF;
 
-	-- The page's records, checked at once: the first that is not a record names itself.
-	SELECT min(x.n) FILTER (WHERE x.r ->> 'id' IS NULL OR length(x.r ->> 'id') NOT BETWEEN 1 AND 255
-									OR jsonb_typeof(x.r -> 'updated_at') IS DISTINCT FROM 'string'
-									OR x.r -> 'payload' IS NULL),
-		   count(*), array_agg(x.r ->> 'id' ORDER BY x.r ->> 'id')
-	  INTO bad, seen, ids
-	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n);
+	-- The page's records, checked at once (the first that is not a record names
+	-- itself), then held one per id (of a record the page repeats, its latest version,
+	-- the first seen) in key order, with their content hashes.
+	WITH e AS MATERIALIZED (
+		SELECT e.*, e.id IS NULL OR length(e.id) NOT BETWEEN 1 AND 255
+					OR jsonb_typeof(e.updated_at) IS DISTINCT FROM 'string' OR e.payload IS NULL AS bad
+		  FROM integration._sync_page_entries(page, s.stream) e),
+	k AS (
+		SELECT min(e.n) FILTER (WHERE e.bad) AS bad, count(*) AS seen FROM e),
+	r AS (
+		SELECT DISTINCT ON (e.id) e.n, e.id, (e.updated_at #>> '{}')::timestamptz AS updated_at,
+			   e.payload, e.topic
+		  FROM e, k
+		 WHERE k.bad IS NULL
+		 ORDER BY e.id, (e.updated_at #>> '{}')::timestamptz DESC, e.n)
+	SELECT k.bad, k.seen,
+		   (SELECT array_agg(ROW(r.n, r.id, r.updated_at, r.payload, r.topic,
+								 sha256(convert_to(r.payload::text, 'UTF8')))::integration._sync_page_record
+							 ORDER BY r.id) FROM r),
+		   (SELECT array_agg(r.id ORDER BY r.id) FROM r)
+	  INTO bad, seen, recs, ids
+	  FROM k;
 	IF bad IS NOT NULL THEN
 		RAISE EXCEPTION 'record % of the % pull page is not a record', bad, c.kind
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.';
+				  DETAIL = CASE WHEN page ? 'items'
+							   THEN 'An item has an id of 1 to 255 characters at item_id and a timestamp at item_updated_at.'
+							   ELSE 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.' END;
 	END IF;
+	recs := coalesce(recs, '{}');
+	ids := coalesce(ids, '{}');
 
 	-- The gate of _sync_gate(), a page at a time: a statement per step rather than per
 	-- record, as a page is hundreds of them (bench/run sync).  Every statement reaches
@@ -653,7 +701,7 @@ BEGIN
 			(tenant_id, connector_id, stream, external_id, external_updated_at, payload,
 			 content_hash, source)
 		SELECT s.tenant_id, s.connector_id, s.stream, r.id, r.updated_at, r.payload, r.hash, 'pull'
-		  FROM integration._sync_page_records(page, s.stream) r
+		  FROM unnest(recs) r
 		ON CONFLICT ON CONSTRAINT external_records_pkey DO NOTHING
 		RETURNING x.external_id)
 	SELECT coalesce(array_agg(ins.external_id), '{}') INTO new_ids FROM ins;
@@ -680,7 +728,7 @@ BEGIN
 			   nw.id IS NULL
 			   AND integration._sync_rewrites(r.updated_at, r.hash, 'pull', o.external_updated_at,
 											  o.content_hash, o.source) AS write
-		  FROM integration._sync_page_records(page, s.stream) r
+		  FROM unnest(recs) r
 		  LEFT JOIN unnest(new_ids) AS nw(id) ON nw.id = r.id
 		  -- OFFSET 0: a lookup per record, never a join to the whole stream.
 		  LEFT JOIN LATERAL (
@@ -839,7 +887,7 @@ REVOKE ALL ON FUNCTION
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
 	integration._sync_event_id(text, text, timestamptz, bytea),
-	integration._sync_start(text, bigint, text), integration._sync_page_records(jsonb, text),
+	integration._sync_start(text, bigint, text), integration._sync_page_entries(jsonb, text),
 	integration._sync_page_ended(),
 	integration.sync_now(bigint, text)
 	FROM PUBLIC;
