@@ -796,13 +796,15 @@ BEGIN
 	-- The next page is claimed, or the schedule read again.
 	PERFORM integration._wake_calls_at_commit();
 	-- The call keeps what became of its page, not the page: its records are in
-	-- external_records now, and a page of 250 orders is a few hundred kB.
-	NEW.result := jsonb_build_object('records', seen, 'changed', changed, 'next_page', next_page);
+	-- external_records now, and a page of 250 orders is a few hundred kB.  next_call_id
+	-- also tells the worker which call it may begin at once (src/call_job.c).
+	NEW.result := jsonb_build_object('records', seen, 'changed', changed, 'next_page', next_page,
+									 'next_call_id', call_id);
 	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION integration._sync_page_ended() IS
-	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended; the call''s result becomes {records, changed, next_page} (internal).';
+	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended; the call''s result becomes {records, changed, next_page, next_call_id} (internal).';
 -- BEFORE: the trigger replaces the page in the call's result with what became of it.
 CREATE TRIGGER sync_page_ended BEFORE UPDATE OF status ON integration.connector_calls
 	FOR EACH ROW

@@ -27,6 +27,15 @@
  * calls back (SchedulerBackOff()): it speaks for the account, not for one call.  A
  * call's request slot is given back once its outcome is committed.
  *
+ * A sync run's pages.  Recording a page (sql/sync.sql's page trigger) queues the next
+ * page's call in the same transaction; the worker begins that call there too, in the
+ * finished page's request slot (begin_next(), SchedulerMayHandOver()), when the
+ * connector's limits would let it start now and no other work waits for the slot, so
+ * that it goes out at commit: one transaction between two pages, not a record, a claim
+ * and a begin.  Otherwise it is claimed as any call is.  Nothing changes for a crash:
+ * the next page's call is 'sending' once that transaction commits, and is taken back
+ * like any call.
+ *
  * One transaction per step does it all: record, take back, begin, claim.  Each call's
  * adapters run in a subtransaction, so what one raises fails that call (a request
  * adapter's object_not_in_prerequisite_state, a connector not ready yet, is retried on
@@ -145,6 +154,8 @@ typedef struct CallCycle
 	int			nrecord;
 	TimestampTz *back_off;		/* per recorded call: hold its connector
 								 * until; 0: no */
+	CallItem  **next;			/* per recorded call: the next page begun in
+								 * its slot; NULL: none */
 	CallItem  **build;			/* ready calls to begin */
 	int			nbuild;
 	BuildResult *built;
@@ -348,6 +359,7 @@ outcome_failed(CallOutcome *o, int attempts_before, int attempts, const char *er
 typedef struct BuildArg
 {
 	CallItem   *ci;
+	bool		due_only;		/* a call not due yet is passed */
 	BuildResult result;
 	bool		gone;			/* out: its connector was deleted */
 	bool		locked;			/* out: the row is the worker's, pending */
@@ -371,6 +383,11 @@ build_one(void *arg)
 		b->result = BUILD_PASSED;
 		return;
 	}
+	if (b->due_only && p.next_attempt_at > GetCurrentTimestamp())
+	{
+		b->result = BUILD_PASSED;
+		return;
+	}
 	b->locked = true;
 	b->attempts_before = p.attempts;
 	memset(&t, 0, sizeof(t));
@@ -380,7 +397,7 @@ build_one(void *arg)
 	{
 		outcome_failed(&o, p.attempts, p.attempts,
 					   psprintf("connector %lld was deleted", (long long) ci->ref.connector_id));
-		(void) CallStoreRecord(&ci->ref, &o);
+		(void) CallStoreRecord(&ci->ref, &o, NULL);
 		b->result = BUILD_ENDED;
 		b->gone = true;
 		return;
@@ -396,7 +413,7 @@ build_one(void *arg)
 		/* Its last attempt was cut short by a crash, and there is no other. */
 		outcome_failed(&o, p.attempts, p.attempts,
 					   psprintf("no attempt left after attempt %d was cut short", p.attempts));
-		(void) CallStoreRecord(&ci->ref, &o);
+		(void) CallStoreRecord(&ci->ref, &o, NULL);
 		b->result = BUILD_ENDED;
 		return;
 	}
@@ -443,7 +460,7 @@ build_failed(CallItem *ci, const BuildArg *b, ErrorData *edata)
 			o.next_attempt_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
 		}
 	}
-	(void) CallStoreRecord(&ci->ref, &o);
+	(void) CallStoreRecord(&ci->ref, &o, NULL);
 	return o.status == CALL_PENDING ? o.next_attempt_at : 0;
 }
 
@@ -453,6 +470,8 @@ typedef struct RecordArg
 	CallStatus	status;			/* out */
 	TimestampTz retry_at;		/* out: pending again until */
 	TimestampTz back_off;		/* out: the platform asked for a delay until */
+	int64		next_call;		/* out: the next page's call it queued; 0:
+								 * none */
 } RecordArg;
 
 /* Judges a finished request through the kind's response adapter, and records it. */
@@ -503,7 +522,7 @@ record_one(void *arg)
 				r->back_off = o.next_attempt_at;
 		}
 	}
-	(void) CallStoreRecord(&ci->ref, &o);
+	(void) CallStoreRecord(&ci->ref, &o, &r->next_call);
 	r->status = o.status;
 }
 
@@ -517,7 +536,7 @@ record_failed(CallItem *ci, ErrorData *edata)
 				   ConnectorRedact(psprintf("the %s response adapter failed: %s",
 											ci->target.kind, edata->message), ci->creds));
 	o.status_code = (int) ci->req.status_code;
-	(void) CallStoreRecord(&ci->ref, &o);
+	(void) CallStoreRecord(&ci->ref, &o, NULL);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -559,6 +578,57 @@ claim_probes(CallCycle *cy)
 	}
 }
 
+/*
+ * A sync run's next page, which the page just recorded (from) queued: begun in this
+ * transaction, to go out in from's request slot at commit, when the scheduler lets it
+ * (SchedulerMayHandOver()) and it is due.  So a run's pages follow each other with one
+ * transaction between them, not three (record, claim, begin).  NULL when it is left
+ * pending, to be claimed as any call is.
+ */
+static CallItem *
+begin_next(CallCycle *cy, CallItem *from, int64 id, MemoryContext errcxt)
+{
+	CallJob    *j = cy->job;
+	CallItem   *ci;
+	BuildArg	b;
+	ErrorData  *edata;
+
+	if (!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
+		return NULL;
+	ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
+	ci->item.kind = &call_job_kind;
+	ci->ref = from->ref;		/* the same tenant and connector */
+	ci->ref.id = id;
+	ci->state = CALL_READY;
+	ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
+									ALLOCSET_SMALL_SIZES);
+	memset(&b, 0, sizeof(b));
+	b.ci = ci;
+	b.due_only = true;
+	b.result = BUILD_PASSED;
+	if (in_subtransaction(build_one, &b, errcxt, &edata))
+	{
+		if (b.result == BUILD_SENT)
+			return ci;
+		if (b.result == BUILD_ENDED)
+			cy->failed_attempts++;
+	}
+	else if (b.locked)
+	{
+		cy->next_retry = EarliestTime(cy->next_retry, build_failed(ci, &b, edata));
+		cy->failed_attempts++;
+	}
+
+	/*
+	 * Not begun: whatever became of it, a claim finds it or its connector's
+	 * others.
+	 */
+	attempt_release(ci);
+	pfree(ci);
+	j->claim_needed = true;
+	return NULL;
+}
+
 /* The cycle's transaction: record, take back, begin, claim. */
 static void
 cycle_step(void *arg)
@@ -575,17 +645,27 @@ cycle_step(void *arg)
 	WorkerSlotSetActivity(WORKER_CALLING);
 	for (int i = 0; i < cy->nrecord; i++)
 	{
-		RecordArg	r = {cy->record[i], CALL_FAILED, 0, 0};
+		RecordArg	r = {cy->record[i], CALL_FAILED, 0, 0, 0};
 		ErrorData  *edata;
 
 		if (!in_subtransaction(record_one, &r, cxt, &edata))
+		{
 			record_failed(cy->record[i], edata);
+			r.next_call = 0;
+		}
 		cy->back_off[i] = r.back_off;
 		cy->next_retry = EarliestTime(cy->next_retry, r.retry_at);
 		if (r.status == CALL_SUCCEEDED)
 			cy->succeeded++;
 		else
 			cy->failed_attempts++;
+		if (r.next_call != 0 && r.status == CALL_SUCCEEDED)
+		{
+			cy->next[i] = begin_next(cy, cy->record[i], r.next_call, cxt);
+			/* It takes the room a claim would have had for it. */
+			if (cy->next[i] != NULL && cy->claim && cy->req.limit > 0)
+				cy->req.limit--;
+		}
 	}
 	if (cy->reconcile)
 		(void) CallStoreReconcile(cy->reconcile_all, cy->held, cy->nheld);
@@ -601,7 +681,7 @@ cycle_step(void *arg)
 	for (int i = 0; i < cy->nbuild; i++)
 	{
 		CallItem   *ci = cy->build[i];
-		BuildArg	b = {ci, BUILD_PASSED, false, false, 0};
+		BuildArg	b = {ci, false, BUILD_PASSED, false, false, 0};
 		ErrorData  *edata;
 
 		memset(&ci->req, 0, sizeof(ci->req));
@@ -680,12 +760,25 @@ cycle_done(CallJob *j, CallCycle *cy)
 	for (int i = 0; i < cy->nrecord; i++)
 	{
 		CallItem   *ci = cy->record[i];
+		CallItem   *next = cy->next[i];
 
 		if (cy->back_off[i] != 0)
 			SchedulerBackOff(j->svc->scheduler, ci->item.target, cy->back_off[i]);
 		dlist_delete(&ci->node);
 		j->ndone--;
-		item_forget(j, ci);
+		if (next == NULL)
+		{
+			item_forget(j, ci);
+			continue;
+		}
+		/* The next page takes its slot (held: one call out, one in). */
+		SchedulerHandOver(j->svc->scheduler, &ci->item, &next->item, now);
+		attempt_release(ci);
+		pfree(ci);
+		next->state = CALL_IN_FLIGHT;
+		next->req.owner = next;
+		dlist_push_tail(&j->in_flight, &next->node);
+		HttpClientStart(j->svc->client, &next->req);
 	}
 	for (int i = 0; i < cy->nbuild; i++)
 	{
@@ -787,6 +880,7 @@ run_cycle(CallJob *j, bool claim)
 	cy.job = j;
 	cy.record = palloc(sizeof(CallItem *) * Max(j->ndone, 1));
 	cy.back_off = palloc0(sizeof(TimestampTz) * Max(j->ndone, 1));
+	cy.next = palloc0(sizeof(CallItem *) * Max(j->ndone, 1));
 	dlist_foreach(iter, &j->done)
 		cy.record[cy.nrecord++] = dlist_container(CallItem, node, iter.cur);
 	cy.build = palloc(sizeof(CallItem *) * Max(j->nready, 1));
@@ -821,9 +915,18 @@ run_cycle(CallJob *j, bool claim)
 							  j->ndone + j->nready > 0 ? "making connector calls" : "claiming connector calls",
 							  &sqlerrcode, NULL))
 	{
-		/* Nothing it did stays: the calls built go back to ready. */
+		/*
+		 * Nothing it did stays: the calls built go back to ready, the next
+		 * pages begun are forgotten (their rows were not written).
+		 */
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
+		for (int i = 0; i < cy.nrecord; i++)
+			if (cy.next[i] != NULL)
+			{
+				attempt_release(cy.next[i]);
+				pfree(cy.next[i]);
+			}
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{
