@@ -501,21 +501,6 @@ COMMENT ON FUNCTION integration._check_external_record(text, integration.externa
 -- Runs and pages.
 ------------------------------------------------------------------------------------------
 
--- An inbound event's id for a pulled change: a page pulled again finds its events there.
-CREATE FUNCTION integration._sync_event_id(stream text, external_id text, updated_at timestamptz,
-										   revision bytea)
-	RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN length(x) <= 255 THEN x
-				ELSE 'pull:sha256:' || encode(sha256(convert_to(x, 'UTF8')), 'hex') END
-	  FROM (SELECT format('pull:%s:%s:%s', stream, external_id, trim_scale(extract(epoch FROM updated_at)))
-				   || coalesce(':' || encode(substr(revision, 1, 8), 'hex'), '') AS x) AS i
-$$;
-COMMENT ON FUNCTION integration._sync_event_id(text, text, timestamptz, bytea) IS
-	'pull:<stream>:<id>:<epoch of updated_at>, followed by :<content hash prefix> for a revision within the same second; hashed when longer than 255 characters (internal).';
-
 -- Starts a run of an idle stream: the first page's call queued, in the caller's
 -- transaction.  False when the stream is running already or not there.
 CREATE FUNCTION integration._sync_start(tenant_id text, connector_id bigint, stream text)
@@ -756,11 +741,18 @@ BEGIN
 		INSERT INTO integration.inbound_events AS e
 			(tenant_id, connector_id, external_id, object_id, topic, event, payload)
 		SELECT s.tenant_id, s.connector_id,
-			   integration._sync_event_id(s.stream, v.id, v.updated_at,
-										  CASE WHEN v.verdict = 'revised' THEN v.hash END),
+			   CASE WHEN length(v.event_id) <= 255 THEN v.event_id
+					ELSE 'pull:sha256:' || encode(sha256(convert_to(v.event_id, 'UTF8')), 'hex') END,
 			   s.stream || ':' || v.id, v.topic, c.kind || '.' || replace(v.topic, '/', '.'), v.payload
-		  FROM v
-		 WHERE v.verdict IN ('new', 'changed', 'revised')
+		  -- The event's id: a page pulled again finds its events there.
+		  -- pull:<stream>:<id>:<epoch of updated_at>, and :<content hash prefix> for a
+		  -- revision within the same second; hashed when longer than 255 characters.
+		  FROM (SELECT v.*,
+					   format('pull:%s:%s:%s', s.stream, v.id, trim_scale(extract(epoch FROM v.updated_at)))
+					   || CASE WHEN v.verdict = 'revised' THEN ':' || encode(substr(v.hash, 1, 8), 'hex')
+							   ELSE '' END AS event_id
+				  FROM v
+				 WHERE v.verdict IN ('new', 'changed', 'revised')) v
 		 ORDER BY v.n
 		ON CONFLICT (tenant_id, connector_id, external_id) WHERE NOT dedupe_expired DO NOTHING)
 	SELECT count(*) FILTER (WHERE v.verdict IN ('new', 'changed', 'revised')), max(v.updated_at)
@@ -888,7 +880,6 @@ REVOKE ALL ON FUNCTION
 	integration._sync_rewrites(timestamptz, bytea, text, timestamptz, bytea, text),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
-	integration._sync_event_id(text, text, timestamptz, bytea),
 	integration._sync_start(text, bigint, text), integration._sync_page_entries(jsonb, text),
 	integration._sync_page_ended(),
 	integration.sync_now(bigint, text)
