@@ -9,6 +9,10 @@
 #   2. A connector with settings.rate_limit 4 a second and a burst of 1: its ten page
 #      requests still keep to the limit (at most 1 + 4t of them in any t seconds), and
 #      every order is stored once.
+#   3. The next page's request goes out before the page is written (request_ahead()):
+#      with every page's answer 0.5 s late and every page's write made to take 0.5 s,
+#      the ten requests follow each other about 0.5 s apart, not 1 s, and none is sent
+#      twice.
 
 use strict;
 use warnings;
@@ -90,6 +94,30 @@ for my $i (0 .. $#t)
 }
 is($worst, 0, 'at most 1 + 4t page requests in any t seconds');
 cmp_ok($t[-1] - $t[0], '>=', 2.2, 'the ten requests take at least 9 / 4 s');
+
+########################################################################
+# 3. The next page's request on its way while the page is written.
+########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION public.slow_write() RETURNS trigger LANGUAGE plpgsql
+	AS $$ BEGIN PERFORM pg_sleep(0.25); RETURN NULL; END $$;
+	CREATE TRIGGER slow_write AFTER INSERT ON integration.external_records
+		FOR EACH STATEMENT EXECUTE FUNCTION public.slow_write();
+});
+$shop->clear_log;
+$shop->fault('delay', count => 100, ms => 500, match => { path => $orders_path });
+my $slow = run_sync('slow', '{"sync_interval": 0, "sync_streams": ["orders"]}');
+@t = map { epoch($_->{t}) } $shop->requests(path => $orders_path);
+is(scalar @t, 10, 'ten requests: none sent twice');
+my @gaps = map { $t[$_] - $t[ $_ - 1 ] } 1 .. $#t;
+# In turn: 0.5 s for the answer, then 0.5 s to write the page (its two inserts into
+# external_records), the next request sent meanwhile.
+is(scalar(grep { $_ >= 0.8 } @gaps), 0, 'each request went out while the page before was written')
+  or diag("gaps: @gaps");
+is(sql("SELECT count(*) FILTER (WHERE attempts = 1) FROM integration.connector_calls WHERE connector_id = $slow"),
+	'10', 'each page call made one attempt');
+$node->safe_psql('postgres', 'DROP TRIGGER slow_write ON integration.external_records');
 
 $node->stop;
 done_testing();
