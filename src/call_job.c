@@ -557,8 +557,9 @@ build_ahead(void *arg)
  * on its way while the page goes through the gate.  Its call does not exist yet: the
  * page trigger queues it, and begin_next() begins it with this request when it was
  * built from the same payload, else the response is dropped (CALL_ORPHAN).  Only a GET
- * goes ahead: sent again after a crash that lost its call, it changes nothing.  The
- * request holds from's slot, as begin_next() would, and its token is taken now.
+ * goes ahead: sent again after a crash that lost its call, it changes nothing.  It goes
+ * when begin_next() would begin it (SchedulerMayHandOver(), which takes its token), in
+ * from's slot.
  */
 static CallItem *
 request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
@@ -580,8 +581,6 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 		   DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(v.val.numeric),
 											 DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))) <= 0)))
 		return NULL;
-	if (!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
-		return NULL;
 
 	ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
 	ci->item.kind = &call_job_kind;
@@ -596,8 +595,10 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 									 * build_ahead() */
 	a.ci = ci;
 	a.page = next;
+	/* Built first: a token is taken only for a request that goes. */
 	if (!in_subtransaction(build_ahead, &a, CurrentMemoryContext, &edata) ||
-		ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0)
+		ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0 ||
+		!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
 	{
 		/* It goes the ordinary way, built when it is begun. */
 		attempt_release(ci);
