@@ -606,8 +606,8 @@ SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now)
  * token is taken.  As
  * SchedulerMaySend() would say once from's slot is free, but only while nothing else
  * wants that slot: the target has nothing queued (which goes first), and the slot would
- * not otherwise go to another tenant, nor this one hold more than its share while
- * others wait.  A circuit that is not closed has its probes started by
+ * not otherwise go to another tenant or another target of this one, nor this tenant
+ * hold more than its share while others wait.  A circuit that is not closed has its probes started by
  * SchedulerNext() alone.
  */
 bool
@@ -620,6 +620,9 @@ SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now)
 		return false;
 	if (s->queued > 0 &&
 		(s->in_flight >= s->limits.max_concurrency || t->tenant->in_flight > tenant_fair_share(s)))
+		return false;
+	/* The tenant's other targets wait for its slots: the next one's turn. */
+	if (t->tenant->queued > 0 && t->tenant->in_flight >= s->limits.per_tenant)
 		return false;
 	if (t->not_before != 0 && now < t->not_before)
 		return false;
