@@ -280,11 +280,12 @@ $$;
 COMMENT ON FUNCTION integration.shopify_interpret_response(integration.connector_context, text, integer, jsonb, text) IS
 	'The shopify kind''s response interpreter: 2xx succeeded (a pull: the page of records); 429 (Retry-After) and 5xx retry; 401, 403, 404, 422 failed with Shopify''s errors as the message.';
 
--- A page of a pull: the list's records, next_page from the Link header's rel="next"
--- URL, and a wait while the call-limit bucket (X-Shopify-Shop-Api-Call-Limit:
--- used/size, leaking 2 calls a second) has fewer than 4 calls of room, so that a run
--- never empties it for the store's other callers.  Records carry their own topic, the
--- webhook topic of a change of them: orders/updated, customers/update, products/update.
+-- A page of a pull: the list's objects as items (id and updated_at at their own keys),
+-- next_page from the Link header's rel="next" URL, and a wait while the call-limit
+-- bucket (X-Shopify-Shop-Api-Call-Limit: used/size, leaking 2 calls a second) has fewer
+-- than 4 calls of room, so that a run never empties it for the store's other callers.
+-- The items' topic is the webhook topic of a change of them: orders/updated,
+-- customers/update, products/update.
 CREATE FUNCTION integration._shopify_page(headers jsonb, j jsonb) RETURNS jsonb
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -306,12 +307,11 @@ BEGIN
 	IF next_url IS NOT NULL THEN
 		q := integration._query_params(next_url);
 	END IF;
+	-- The list as it came, not a record built per order: a page of 250 orders is 170 kB
+	-- of JSON, and copying it record by record took 17 ms a page (bench/run sync).
 	RETURN jsonb_build_object(
-		'records', coalesce((SELECT jsonb_agg(jsonb_build_object(
-									'id', r ->> 'id', 'updated_at', r ->> 'updated_at',
-									'topic', stream || CASE stream WHEN 'orders' THEN '/updated' ELSE '/update' END,
-									'payload', r) ORDER BY n)
-							   FROM jsonb_array_elements(j -> stream) WITH ORDINALITY AS x(r, n)), '[]'),
+		'items', j -> stream, 'item_id', 'id', 'item_updated_at', 'updated_at',
+		'item_topic', stream || CASE stream WHEN 'orders' THEN '/updated' ELSE '/update' END,
 		'next_page', CASE WHEN q ? 'page_info'
 						  THEN jsonb_strip_nulls(jsonb_build_object('page_info', q ->> 'page_info',
 																	'limit', q ->> 'limit')) END,
@@ -319,7 +319,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration._shopify_page(jsonb, jsonb) IS
-	'A Shopify list response as a pull page: records (id, updated_at, topic, payload), next_page (page_info and limit of the Link rel="next" URL), and wait (seconds) while the call-limit bucket has fewer than 4 calls of room (internal).';
+	'A Shopify list response as a pull page: its objects as items (item_id id, item_updated_at updated_at, item_topic), next_page (page_info and limit of the Link rel="next" URL), and wait (seconds) while the call-limit bucket has fewer than 4 calls of room (internal).';
 
 -- The record a webhook is about: orders/*, customers/* and products/* payloads are the
 -- records themselves, with id and updated_at.  A delete carries only the id: no record.

@@ -505,21 +505,6 @@ COMMENT ON FUNCTION integration._check_external_record(text, integration.externa
 -- Runs and pages.
 ------------------------------------------------------------------------------------------
 
--- An inbound event's id for a pulled change: a page pulled again finds its events there.
-CREATE FUNCTION integration._sync_event_id(stream text, external_id text, updated_at timestamptz,
-										   revision bytea)
-	RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT CASE WHEN length(x) <= 255 THEN x
-				ELSE 'pull:sha256:' || encode(sha256(convert_to(x, 'UTF8')), 'hex') END
-	  FROM (SELECT format('pull:%s:%s:%s', stream, external_id, trim_scale(extract(epoch FROM updated_at)))
-				   || coalesce(':' || encode(substr(revision, 1, 8), 'hex'), '') AS x) AS i
-$$;
-COMMENT ON FUNCTION integration._sync_event_id(text, text, timestamptz, bytea) IS
-	'pull:<stream>:<id>:<epoch of updated_at>, followed by :<content hash prefix> for a revision within the same second; hashed when longer than 255 characters (internal).';
-
 -- Starts a run of an idle stream: the first page's call queued, in the caller's
 -- transaction.  False when the stream is running already or not there.
 CREATE FUNCTION integration._sync_start(tenant_id text, connector_id bigint, stream text)
@@ -563,26 +548,49 @@ $$;
 COMMENT ON FUNCTION integration._sync_start(text, bigint, text) IS
 	'Starts a run of an idle stream: queues its first page''s pull call (since: the cursor minus the overlap) as the stream''s queued_by role; false when it runs already (internal).';
 
+-- A pull page's entries, in the page's order, whichever form the adapter gave: each
+-- record of "records" ({id, updated_at, payload, topic}), or each element of "items",
+-- the platform's own objects as they came, its id and updated_at at the paths
+-- "item_id" and "item_updated_at" (a key, or an array of keys into nested objects).
+-- updated_at is left as the JSON found there, for the caller to check (internal).
+CREATE FUNCTION integration._sync_page_entries(page jsonb, stream text)
+	RETURNS TABLE (n bigint, id text, updated_at jsonb, payload jsonb, topic text)
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT x.n, x.r ->> 'id', x.r -> 'updated_at', x.r -> 'payload',
+		   coalesce(x.r ->> 'topic', stream || '/updated')
+	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
+	UNION ALL
+	SELECT x.n, x.r #>> k.id, x.r #> k.updated_at, x.r,
+		   coalesce(page ->> 'item_topic', stream || '/updated')
+	  FROM (SELECT CASE jsonb_typeof(page -> 'item_id')
+					   WHEN 'string' THEN ARRAY[page ->> 'item_id']
+					   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_id')) END AS id,
+				   CASE jsonb_typeof(page -> 'item_updated_at')
+					   WHEN 'string' THEN ARRAY[page ->> 'item_updated_at']
+					   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_updated_at')) END
+					   AS updated_at) AS k,
+		   jsonb_array_elements(page -> 'items') WITH ORDINALITY AS x(r, n)
+$$;
+COMMENT ON FUNCTION integration._sync_page_entries(jsonb, text) IS
+	'A pull page''s entries in its order, from its records or from its items (the platform''s objects, with the paths of their id and updated_at): n, id, updated_at as found, payload, topic (internal).';
+
+-- One record of a pull page as the page trigger holds it.
+CREATE TYPE integration._sync_page_record AS (
+	n			bigint,
+	id			text,
+	updated_at	timestamptz,
+	payload		jsonb,
+	topic		text,
+	hash		bytea
+);
+COMMENT ON TYPE integration._sync_page_record IS
+	'A record of a pull page, with the SHA-256 of its payload the gate compares (internal).';
+
 -- The page-ended trigger: a pull call that ended, processed in the transaction that
 -- recorded it (see the banner).  A page the trigger cannot read raises, which fails the
 -- call: the worker then records it failed, and the run ends with that error.
--- A pull page's records, one per id (of a record a page repeats, its latest version, the
--- first seen), with the content hash the gate compares (internal).
-CREATE FUNCTION integration._sync_page_records(page jsonb, stream text)
-	RETURNS TABLE (n bigint, id text, updated_at timestamptz, payload jsonb, topic text, hash bytea)
-	LANGUAGE sql STABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT DISTINCT ON (x.r ->> 'id')
-		   x.n, x.r ->> 'id', (x.r ->> 'updated_at')::timestamptz, x.r -> 'payload',
-		   coalesce(x.r ->> 'topic', stream || '/updated'),
-		   sha256(convert_to((x.r -> 'payload')::text, 'UTF8'))
-	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
-	 ORDER BY x.r ->> 'id', (x.r ->> 'updated_at')::timestamptz DESC, x.n
-$$;
-COMMENT ON FUNCTION integration._sync_page_records(jsonb, text) IS
-	'A pull page''s records, one per id, with their content hashes (internal).';
-
 CREATE FUNCTION integration._sync_page_ended() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -594,6 +602,7 @@ DECLARE
 	next_page jsonb;
 	wait numeric;
 	bad bigint;
+	recs integration._sync_page_record[];
 	ids text[];
 	new_ids text[];
 	seen bigint := 0;
@@ -624,77 +633,132 @@ BEGIN
 		RETURN NEW;
 	END IF;
 
-	IF jsonb_typeof(page) IS DISTINCT FROM 'object' OR jsonb_typeof(page -> 'records') IS DISTINCT FROM 'array'
+	IF jsonb_typeof(page) IS DISTINCT FROM 'object'
+	   OR (jsonb_typeof(page -> 'records') IS NOT DISTINCT FROM 'array')
+		  = (jsonb_typeof(page -> 'items') IS NOT DISTINCT FROM 'array')
+	   OR (page ? 'items' AND (coalesce(jsonb_typeof(page -> 'item_id'), '') NOT IN ('string', 'array')
+							   OR coalesce(jsonb_typeof(page -> 'item_updated_at'), '') NOT IN ('string', 'array')
+							   OR jsonb_typeof(page -> 'item_topic') NOT IN ('string', 'null')))
 	   OR (page ? 'next_page' AND jsonb_typeof(page -> 'next_page') NOT IN ('object', 'array', 'string', 'number', 'null'))
 	   OR (page ? 'wait' AND jsonb_typeof(page -> 'wait') NOT IN ('number', 'null')) THEN
 		RAISE EXCEPTION 'the % pull adapter returned no page', c.kind
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A succeeded pull''s result is {"records": [...], "next_page": ... or null, "wait": seconds (optional)}.';
+				  DETAIL = 'A succeeded pull''s result is {"records": [...], "next_page": ... or null, "wait": seconds (optional)}, or {"items": [...], "item_id": key or path, "item_updated_at": key or path, "item_topic": text (optional), "next_page": ..., "wait": ...}.';
 	END IF;
 
-	-- The page's records, checked at once: the first that is not a record names itself.
-	SELECT min(x.n) FILTER (WHERE x.r ->> 'id' IS NULL OR length(x.r ->> 'id') NOT BETWEEN 1 AND 255
-									OR jsonb_typeof(x.r -> 'updated_at') IS DISTINCT FROM 'string'
-									OR x.r -> 'payload' IS NULL),
-		   count(*), array_agg(x.r ->> 'id' ORDER BY x.r ->> 'id')
-	  INTO bad, seen, ids
-	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n);
+	-- The page's records, checked at once (the first that is not a record names
+	-- itself), then held one per id (of a record the page repeats, its latest version,
+	-- the first seen) in key order, with their content hashes.
+	WITH e AS MATERIALIZED (
+		SELECT e.*, e.id IS NULL OR length(e.id) NOT BETWEEN 1 AND 255
+					OR jsonb_typeof(e.updated_at) IS DISTINCT FROM 'string' OR e.payload IS NULL AS bad
+		  FROM integration._sync_page_entries(page, s.stream) e),
+	k AS (
+		SELECT min(e.n) FILTER (WHERE e.bad) AS bad, count(*) AS seen FROM e),
+	r AS (
+		SELECT DISTINCT ON (e.id) e.n, e.id, (e.updated_at #>> '{}')::timestamptz AS updated_at,
+			   e.payload, e.topic
+		  FROM e, k
+		 WHERE k.bad IS NULL
+		 ORDER BY e.id, (e.updated_at #>> '{}')::timestamptz DESC, e.n)
+	SELECT k.bad, k.seen,
+		   (SELECT array_agg(ROW(r.n, r.id, r.updated_at, r.payload, r.topic,
+								 sha256(convert_to(r.payload::text, 'UTF8')))::integration._sync_page_record
+							 ORDER BY r.id) FROM r),
+		   (SELECT array_agg(r.id ORDER BY r.id) FROM r)
+	  INTO bad, seen, recs, ids
+	  FROM k;
 	IF bad IS NOT NULL THEN
 		RAISE EXCEPTION 'record % of the % pull page is not a record', bad, c.kind
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.';
+				  DETAIL = CASE WHEN page ? 'items'
+							   THEN 'An item has an id of 1 to 255 characters at item_id and a timestamp at item_updated_at.'
+							   ELSE 'A record is {"id": text of 1 to 255 characters, "updated_at": a timestamp, "payload": {...}, "topic": text (optional)}.' END;
 	END IF;
+	recs := coalesce(recs, '{}');
+	ids := coalesce(ids, '{}');
 
 	-- The gate of _sync_gate(), a page at a time: a statement per step rather than per
-	-- record, as a page is hundreds of them (bench/run sync).  First the records never
-	-- seen: inserted, or found there (a webhook's, or one this run read on an earlier
-	-- page); a row another session is inserting is waited for.
+	-- record, as a page is hundreds of them (bench/run sync).  Every statement reaches
+	-- external_records by its whole key, a record at a time (the conflict arbiter, or a
+	-- lateral lookup the planner cannot turn into a join), never by scanning the
+	-- stream: a stream's rows grow with every run, and a plan that read them all per
+	-- page made a run's time grow with the square of its records (250 ms a page at
+	-- 10,000 orders, where looking each record up takes about 2 ms a page).
+	-- First the records never seen: inserted, or found there (a webhook's, or one this
+	-- run read on an earlier page); a row another session is inserting is waited for.
 	WITH ins AS (
 		INSERT INTO integration.external_records AS x
 			(tenant_id, connector_id, stream, external_id, external_updated_at, payload,
 			 content_hash, source)
 		SELECT s.tenant_id, s.connector_id, s.stream, r.id, r.updated_at, r.payload, r.hash, 'pull'
-		  FROM integration._sync_page_records(page, s.stream) r
+		  FROM unnest(recs) r
 		ON CONFLICT ON CONSTRAINT external_records_pkey DO NOTHING
 		RETURNING x.external_id)
 	SELECT coalesce(array_agg(ins.external_id), '{}') INTO new_ids FROM ins;
 	-- The others, locked in key order before they are judged: a webhook of the same
-	-- record waits for this page, and the judgement below reads their latest versions.
-	PERFORM FROM integration.external_records x
-	 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id AND x.stream = s.stream
-	   AND x.external_id = ANY (ids) AND x.external_id <> ALL (new_ids)
-	 ORDER BY x.external_id
-	   FOR UPDATE;
+	-- record waits for this page, and the judgement below, a statement later, reads
+	-- their latest versions.
+	IF cardinality(new_ids) < cardinality(ids) THEN
+		PERFORM
+		   FROM (SELECT i.id FROM unnest(ids) AS i(id)
+				  WHERE i.id <> ALL (new_ids) ORDER BY i.id COLLATE "C") r
+		  CROSS JOIN LATERAL (
+				SELECT FROM integration.external_records x
+				 WHERE x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id
+				   AND x.stream = s.stream AND x.external_id = r.id
+				   FOR UPDATE) l;
+	END IF;
 	-- Each record's verdict, as _sync_gate() gives it; the rows that change written, and
 	-- each change an inbound event, in the page's order.
 	WITH v AS (
 		SELECT r.*,
-			   CASE WHEN r.id = ANY (new_ids) THEN 'new'
+			   CASE WHEN nw.id IS NOT NULL THEN 'new'
 					ELSE integration._sync_verdict(r.updated_at, r.hash, 'pull', o.external_updated_at,
 												   o.content_hash, o.source) END AS verdict,
-			   r.id <> ALL (new_ids)
+			   nw.id IS NULL
 			   AND integration._sync_rewrites(r.updated_at, r.hash, 'pull', o.external_updated_at,
 											  o.content_hash, o.source) AS write
-		  FROM integration._sync_page_records(page, s.stream) r
-		  JOIN integration.external_records o
-			ON o.tenant_id = s.tenant_id AND o.connector_id = s.connector_id
-		   AND o.stream = s.stream AND o.external_id = r.id),
+		  FROM unnest(recs) r
+		  LEFT JOIN unnest(new_ids) AS nw(id) ON nw.id = r.id
+		  -- OFFSET 0: a lookup per record, never a join to the whole stream.
+		  LEFT JOIN LATERAL (
+				SELECT x.external_updated_at, x.content_hash, x.source
+				  FROM integration.external_records x
+				 WHERE nw.id IS NULL AND x.tenant_id = s.tenant_id
+				   AND x.connector_id = s.connector_id AND x.stream = s.stream
+				   AND x.external_id = r.id
+				OFFSET 0) o ON true
+		 -- A record gone since the insert above (its connector purged): nothing.
+		 WHERE nw.id IS NOT NULL OR o.external_updated_at IS NOT NULL),
 	u AS (
-		UPDATE integration.external_records x
-		   SET external_updated_at = v.updated_at, payload = v.payload, content_hash = v.hash,
-			   source = 'pull', synced_at = now()
+		-- Rows that exist and are locked: the conflict arbiter finds each by its key.
+		INSERT INTO integration.external_records AS x
+			(tenant_id, connector_id, stream, external_id, external_updated_at, payload,
+			 content_hash, source)
+		SELECT s.tenant_id, s.connector_id, s.stream, v.id, v.updated_at, v.payload, v.hash, 'pull'
 		  FROM v
-		 WHERE v.write AND x.tenant_id = s.tenant_id AND x.connector_id = s.connector_id
-		   AND x.stream = s.stream AND x.external_id = v.id),
+		 WHERE v.write
+		 ORDER BY v.id
+		ON CONFLICT ON CONSTRAINT external_records_pkey DO UPDATE
+		SET external_updated_at = EXCLUDED.external_updated_at, payload = EXCLUDED.payload,
+			content_hash = EXCLUDED.content_hash, source = 'pull', synced_at = now()),
 	e AS (
 		INSERT INTO integration.inbound_events AS e
 			(tenant_id, connector_id, external_id, object_id, topic, event, payload)
 		SELECT s.tenant_id, s.connector_id,
-			   integration._sync_event_id(s.stream, v.id, v.updated_at,
-										  CASE WHEN v.verdict = 'revised' THEN v.hash END),
+			   CASE WHEN length(v.event_id) <= 255 THEN v.event_id
+					ELSE 'pull:sha256:' || encode(sha256(convert_to(v.event_id, 'UTF8')), 'hex') END,
 			   s.stream || ':' || v.id, v.topic, c.kind || '.' || replace(v.topic, '/', '.'), v.payload
-		  FROM v
-		 WHERE v.verdict IN ('new', 'changed', 'revised')
+		  -- The event's id: a page pulled again finds its events there.
+		  -- pull:<stream>:<id>:<epoch of updated_at>, and :<content hash prefix> for a
+		  -- revision within the same second; hashed when longer than 255 characters.
+		  FROM (SELECT v.*,
+					   format('pull:%s:%s:%s', s.stream, v.id, trim_scale(extract(epoch FROM v.updated_at)))
+					   || CASE WHEN v.verdict = 'revised' THEN ':' || encode(substr(v.hash, 1, 8), 'hex')
+							   ELSE '' END AS event_id
+				  FROM v
+				 WHERE v.verdict IN ('new', 'changed', 'revised')) v
 		 ORDER BY v.n
 		ON CONFLICT (tenant_id, connector_id, external_id) WHERE NOT dedupe_expired DO NOTHING)
 	SELECT count(*) FILTER (WHERE v.verdict IN ('new', 'changed', 'revised')), max(v.updated_at)
@@ -730,13 +794,15 @@ BEGIN
 	-- The next page is claimed, or the schedule read again.
 	PERFORM integration._wake_calls_at_commit();
 	-- The call keeps what became of its page, not the page: its records are in
-	-- external_records now, and a page of 250 orders is a few hundred kB.
-	NEW.result := jsonb_build_object('records', seen, 'changed', changed, 'next_page', next_page);
+	-- external_records now, and a page of 250 orders is a few hundred kB.  next_call_id
+	-- also tells the worker which call it may begin at once (src/call_job.c).
+	NEW.result := jsonb_build_object('records', seen, 'changed', changed, 'next_page', next_page,
+									 'next_call_id', call_id);
 	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION integration._sync_page_ended() IS
-	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended; the call''s result becomes {records, changed, next_page} (internal).';
+	'Row trigger on connector_calls: a sync run''s page call that succeeded or failed is processed in the same transaction: records through the gate, changes as inbound events, then the next page queued or the run ended; the call''s result becomes {records, changed, next_page, next_call_id} (internal).';
 -- BEFORE: the trigger replaces the page in the call's result with what became of it.
 CREATE TRIGGER sync_page_ended BEFORE UPDATE OF status ON integration.connector_calls
 	FOR EACH ROW
@@ -824,8 +890,7 @@ REVOKE ALL ON FUNCTION
 	integration._sync_rewrites(timestamptz, bytea, text, timestamptz, bytea, text),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
-	integration._sync_event_id(text, text, timestamptz, bytea),
-	integration._sync_start(text, bigint, text), integration._sync_page_records(jsonb, text),
+	integration._sync_start(text, bigint, text), integration._sync_page_entries(jsonb, text),
 	integration._sync_page_ended(),
 	integration.sync_now(bigint, text)
 	FROM PUBLIC;

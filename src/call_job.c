@@ -27,6 +27,21 @@
  * calls back (SchedulerBackOff()): it speaks for the account, not for one call.  A
  * call's request slot is given back once its outcome is committed.
  *
+ * A sync run's pages.  Recording a page (sql/sync.sql's page trigger) queues the next
+ * page's call in the same transaction; the worker begins that call there too, in the
+ * finished page's request slot (begin_next(), SchedulerMayHandOver()), when the
+ * connector's limits would let it start now and no other work waits for the slot, so
+ * that it goes out at commit: one transaction between two pages, not a record, a claim
+ * and a begin.  Otherwise it is claimed as any call is.  Nothing changes for a crash:
+ * the next page's call is 'sending' once that transaction commits, and is taken back
+ * like any call.  Better still, when the response adapter has named the next page and
+ * it is a GET, its request is built and sent at once, before the page goes through the
+ * gate (request_ahead()): the page is written while the next one is on its way, and
+ * begin_next() gives the call that request if it was built from the same payload.  A
+ * GET sent for a call that a crash or a failed transaction then never wrote is sent
+ * again by the next run or attempt, which a GET allows; its response is dropped
+ * (CALL_ORPHAN).
+ *
  * One transaction per step does it all: record, take back, begin, claim.  Each call's
  * adapters run in a subtransaction, so what one raises fails that call (a request
  * adapter's object_not_in_prerequisite_state, a connector not ready yet, is retried on
@@ -57,6 +72,11 @@
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -83,7 +103,11 @@ typedef enum CallItemState
 	CALL_QUEUED,				/* in the scheduler */
 	CALL_READY,					/* started by the scheduler, to build */
 	CALL_IN_FLIGHT,				/* its request runs */
-	CALL_DONE					/* its request came back, to record */
+	CALL_DONE,					/* its request came back, to record */
+	CALL_AHEAD,					/* a sync run's next page, its request sent
+								 * before its call is begun (request_ahead()) */
+	CALL_ORPHAN					/* such a request whose call was not begun:
+								 * its response is dropped */
 } CallItemState;
 
 /* One claimed call. */
@@ -100,6 +124,7 @@ typedef struct CallItem
 	ConnectorCredentials *creds;	/* for redaction; wiped with the attempt */
 	char	   *operation;
 	Oid			queued_by;
+	Jsonb	   *payload;		/* its call's */
 	int			attempts;		/* this one included */
 	const RetrySchedule *policy;
 	HttpRequest req;
@@ -157,6 +182,8 @@ typedef struct CallCycle
 	int			nrecord;
 	TimestampTz *back_off;		/* per recorded call: hold its connector
 								 * until; 0: no */
+	CallItem  **next;			/* per recorded call: the next page begun in
+								 * its slot; NULL: none */
 	CallItem  **build;			/* ready calls to begin */
 	int			nbuild;
 	BuildResult *built;
@@ -218,6 +245,7 @@ attempt_release(CallItem *ci)
 	memset(&ci->target, 0, sizeof(ci->target));
 	memset(&ci->req, 0, sizeof(ci->req));
 	ci->operation = NULL;
+	ci->payload = NULL;
 	ci->policy = NULL;
 }
 
@@ -278,7 +306,16 @@ call_finished(void *state, SchedItem *item, HttpRequest *req)
 	CallJob    *j = state;
 	CallItem   *ci = (CallItem *) item;
 
-	Assert(ci->state == CALL_IN_FLIGHT && req == &ci->req);
+	Assert(req == &ci->req);
+	if (ci->state == CALL_AHEAD || ci->state == CALL_ORPHAN)
+	{
+		/* Sent ahead for a call that was not begun: nobody's response. */
+		dlist_delete(&ci->node);
+		attempt_release(ci);
+		pfree(ci);
+		return;
+	}
+	Assert(ci->state == CALL_IN_FLIGHT);
 	report_outcome(j, item, req);
 	dlist_delete(&ci->node);
 	ci->state = CALL_DONE;
@@ -405,11 +442,22 @@ outcome_failed(CallOutcome *o, int attempts_before, int attempts, const char *er
 typedef struct BuildArg
 {
 	CallItem   *ci;
+	bool		due_only;		/* a call not due yet is passed */
 	BuildResult result;
 	bool		gone;			/* out: its connector was deleted */
 	bool		locked;			/* out: the row is the worker's, pending */
 	int			attempts_before;	/* out, when locked */
 } BuildArg;
+
+/* Reads a call's connector as it is now into *t; false when it was deleted. */
+static bool
+load_target(const CallItem *ci, ConnectorTarget *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->id = ci->ref.connector_id;
+	t->tenant = ci->ref.tenant_id;
+	return ConnectorTargetLoad(t, true);
+}
 
 /* Begins the attempt of a ready call and builds its request (see the banner). */
 static void
@@ -428,16 +476,27 @@ build_one(void *arg)
 		b->result = BUILD_PASSED;
 		return;
 	}
+	if (b->due_only && p.next_attempt_at > GetCurrentTimestamp())
+	{
+		b->result = BUILD_PASSED;
+		return;
+	}
+	/* A request sent ahead is this call's only if it was built from the same. */
+	if (ci->state == CALL_AHEAD &&
+		(p.queued_by != ci->queued_by || strcmp(p.operation, ci->operation) != 0 ||
+		 !DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(p.payload),
+										   JsonbPGetDatum(ci->payload)))))
+	{
+		b->result = BUILD_PASSED;
+		return;
+	}
 	b->locked = true;
 	b->attempts_before = p.attempts;
-	memset(&t, 0, sizeof(t));
-	t.id = ci->ref.connector_id;
-	t.tenant = ci->ref.tenant_id;
-	if (!ConnectorTargetLoad(&t, true))
+	if (!load_target(ci, &t))
 	{
 		outcome_failed(&o, p.attempts, p.attempts,
 					   psprintf("connector %lld was deleted", (long long) ci->ref.connector_id));
-		(void) CallStoreRecord(&ci->ref, &o);
+		(void) CallStoreRecord(&ci->ref, &o, NULL);
 		b->result = BUILD_ENDED;
 		b->gone = true;
 		return;
@@ -453,16 +512,24 @@ build_one(void *arg)
 		/* Its last attempt was cut short by a crash, and there is no other. */
 		outcome_failed(&o, p.attempts, p.attempts,
 					   psprintf("no attempt left after attempt %d was cut short", p.attempts));
-		(void) CallStoreRecord(&ci->ref, &o);
+		(void) CallStoreRecord(&ci->ref, &o, NULL);
 		b->result = BUILD_ENDED;
 		return;
 	}
 	CallStoreBeginAttempt(&ci->ref, lease_ms());
+	if (ci->state == CALL_AHEAD)
+	{
+		/* Its request is on its way already. */
+		ci->attempts = p.attempts + 1;
+		b->result = BUILD_SENT;
+		return;
+	}
 
 	old = MemoryContextSwitchTo(ci->cxt);
 	ConnectorTargetCopy(&ci->target, &t, ci->cxt);
 	ci->operation = pstrdup(p.operation);
 	ci->queued_by = p.queued_by;
+	ci->payload = DatumGetJsonbPCopy(JsonbPGetDatum(p.payload));
 	ci->attempts = p.attempts + 1;
 	ci->creds = ConnectorCredentialsOpen(&ci->target);
 	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
@@ -493,16 +560,119 @@ build_failed(CallItem *ci, const BuildArg *b, ErrorData *edata)
 	outcome_failed(&o, b->attempts_before, b->attempts_before + 1, error);
 	if (edata->sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE || adapter_retriable(edata))
 		outcome_retry(&o, ci->policy ? ci->policy : DefaultRetrySchedule());
-	(void) CallStoreRecord(&ci->ref, &o);
+	(void) CallStoreRecord(&ci->ref, &o, NULL);
 	return o.status == CALL_PENDING ? o.next_attempt_at : 0;
+}
+
+typedef struct AheadArg
+{
+	CallItem   *ci;
+	Jsonb	   *page;			/* the next page, as the page before named it */
+} AheadArg;
+
+/* Builds a request sent ahead: the kind's request adapter, as the role that pulls. */
+static void
+build_ahead(void *arg)
+{
+	AheadArg   *a = arg;
+	CallItem   *ci = a->ci;
+	ConnectorTarget t;
+	TenantIdentity id;
+	MemoryContext old;
+	Datum		path = CStringGetTextDatum("page");
+
+	if (!load_target(ci, &t) || !t.is_active)
+		elog(ERROR, "connector %lld cannot be called", (long long) t.id);
+	old = MemoryContextSwitchTo(ci->cxt);
+	ConnectorTargetCopy(&ci->target, &t, ci->cxt);
+
+	/*
+	 * The next page's payload, as the page trigger writes it: the page
+	 * replaced.
+	 */
+	ci->payload = DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(ci->payload),
+													 PointerGetDatum(construct_array(&path, 1, TEXTOID, -1, false, TYPALIGN_INT)),
+													 JsonbPGetDatum(a->page),
+													 BoolGetDatum(true)));
+	ci->creds = ConnectorCredentialsOpen(&ci->target);
+	ConnectorActAs(&id, ci->ref.tenant_id, ci->queued_by);
+	/* Cut short, it goes the ordinary way, where the limit fails its attempt. */
+	ConnectorRequestBuild(&ci->target, ci->operation, ci->payload, NULL, ci->creds,
+						  integration_adapter_timeout_ms, &ci->req);
+	TenantActAsEnd(&id);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A sync run's page (from) that succeeded and names a next page, with no wait: that
+ * page's request is built and sent at once, before the page is written, so that it is
+ * on its way while the page goes through the gate.  Its call does not exist yet: the
+ * page trigger queues it, and begin_next() begins it with this request when it was
+ * built from the same payload, else the response is dropped (CALL_ORPHAN).  Only a GET
+ * goes ahead: sent again after a crash that lost its call, it changes nothing.  It goes
+ * when begin_next() would begin it (SchedulerMayHandOver(), which takes its token), in
+ * from's slot.
+ */
+static CallItem *
+request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
+{
+	CallJob    *j = cy->job;
+	JsonbValue	v;
+	Jsonb	   *next;
+	CallItem   *ci;
+	AheadArg	a;
+	ErrorData  *edata;
+
+	if (!JB_ROOT_IS_OBJECT(page) ||
+		getKeyJsonValueFromContainer(&page->root, "next_page", 9, &v) == NULL || v.type == jbvNull)
+		return NULL;
+	next = JsonbValueToJsonb(&v);
+	if (getKeyJsonValueFromContainer(&page->root, "wait", 4, &v) != NULL &&
+		!(v.type == jbvNull ||
+		  (v.type == jbvNumeric &&
+		   DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(v.val.numeric),
+											 DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))) <= 0)))
+		return NULL;
+
+	ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
+	ci->item.kind = &call_job_kind;
+	ci->ref = from->ref;		/* the same tenant and connector; no id yet */
+	ci->ref.id = 0;
+	ci->state = CALL_AHEAD;
+	ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
+									ALLOCSET_SMALL_SIZES);
+	ci->operation = MemoryContextStrdup(ci->cxt, from->operation);
+	ci->queued_by = from->queued_by;
+	ci->payload = from->payload;	/* replaced by the next page's in
+									 * build_ahead() */
+	a.ci = ci;
+	a.page = next;
+	/* Built first: a token is taken only for a request that goes. */
+	if (!in_subtransaction(build_ahead, &a, CurrentMemoryContext, &edata) ||
+		ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0 ||
+		!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
+	{
+		/* It goes the ordinary way, built when it is begun. */
+		attempt_release(ci);
+		pfree(ci);
+		return NULL;
+	}
+	ci->req.owner = ci;
+	dlist_push_tail(&j->in_flight, &ci->node);
+	HttpClientStart(j->svc->client, &ci->req);
+	return ci;
 }
 
 typedef struct RecordArg
 {
+	CallCycle  *cy;
 	CallItem   *ci;
 	CallStatus	status;			/* out */
 	TimestampTz retry_at;		/* out: pending again until */
 	TimestampTz back_off;		/* out: the platform asked for a delay until */
+	int64		next_call;		/* out: the next page's call it queued; 0:
+								 * none */
+	CallItem   *ahead;			/* out: that page's request, sent ahead */
 } RecordArg;
 
 /* Judges a finished request through the kind's response adapter, and records it. */
@@ -520,6 +690,9 @@ record_one(void *arg)
 	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds,
 				   integration_adapter_timeout_ms, &v);
 	TenantActAsEnd(&id);
+	if (v.outcome == CONNECTOR_SUCCEEDED && v.result != NULL && ci->payload != NULL &&
+		strcmp(ci->operation, "pull") == 0)
+		r->ahead = request_ahead(r->cy, ci, v.result);
 
 	memset(&o, 0, sizeof(o));
 	o.attempts_before = o.attempts = ci->attempts;
@@ -563,7 +736,7 @@ record_one(void *arg)
 	 * which a limit would fail for ever, and its row-lock waits end at the
 	 * worker's lock_timeout.
 	 */
-	(void) CallStoreRecord(&ci->ref, &o);
+	(void) CallStoreRecord(&ci->ref, &o, &r->next_call);
 	r->status = o.status;
 }
 
@@ -587,7 +760,7 @@ record_failed(CallItem *ci, ErrorData *edata, RecordArg *r)
 	if (adapter_retriable(edata))
 		outcome_retry(&o, ci->policy);
 	o.status_code = (int) ci->req.status_code;
-	(void) CallStoreRecord(&ci->ref, &o);
+	(void) CallStoreRecord(&ci->ref, &o, NULL);
 	r->status = o.status;
 	r->retry_at = o.status == CALL_PENDING ? o.next_attempt_at : 0;
 }
@@ -631,6 +804,76 @@ claim_probes(CallCycle *cy)
 	}
 }
 
+/* A request sent ahead whose call was not begun: its response will be dropped. */
+static void
+orphan(CallItem *ci)
+{
+	ci->state = CALL_ORPHAN;
+	ci->ref.id = 0;
+}
+
+/*
+ * A sync run's next page, which the page just recorded (from) queued: begun in this
+ * transaction, to go out in from's request slot at commit, when the scheduler lets it
+ * (SchedulerMayHandOver()) and it is due; with the request sent ahead for it, if any
+ * (ahead: request_ahead()).  So a run's pages follow each other with one transaction
+ * between them, not three (record, claim, begin).  NULL when it is left pending, to be
+ * claimed as any call is.
+ */
+static CallItem *
+begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryContext errcxt)
+{
+	CallJob    *j = cy->job;
+	CallItem   *ci = ahead;
+	BuildArg	b;
+	ErrorData  *edata;
+
+	if (ci != NULL)
+		ci->ref.id = id;		/* its token is taken */
+	else
+	{
+		if (!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
+			return NULL;
+		ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
+		ci->item.kind = &call_job_kind;
+		ci->ref = from->ref;	/* the same tenant and connector */
+		ci->ref.id = id;
+		ci->state = CALL_READY;
+		ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
+										ALLOCSET_SMALL_SIZES);
+	}
+	memset(&b, 0, sizeof(b));
+	b.ci = ci;
+	b.due_only = true;
+	b.result = BUILD_PASSED;
+	if (in_subtransaction(build_one, &b, errcxt, &edata))
+	{
+		if (b.result == BUILD_SENT)
+			return ci;
+		if (b.result == BUILD_ENDED)
+			cy->failed_attempts++;
+	}
+	else if (b.locked)
+	{
+		cy->next_retry = EarliestTime(cy->next_retry, build_failed(ci, &b, edata));
+		cy->failed_attempts++;
+	}
+
+	/*
+	 * Not begun: whatever became of it, a claim finds it or its connector's
+	 * others.
+	 */
+	j->claim_needed = true;
+	if (ci == ahead)
+	{
+		orphan(ci);
+		return NULL;
+	}
+	attempt_release(ci);
+	pfree(ci);
+	return NULL;
+}
+
 /* The cycle's transaction: record, take back, begin, claim. */
 static void
 cycle_step(void *arg)
@@ -647,17 +890,32 @@ cycle_step(void *arg)
 	WorkerSlotSetActivity(WORKER_CALLING);
 	for (int i = 0; i < cy->nrecord; i++)
 	{
-		RecordArg	r = {cy->record[i], CALL_FAILED, 0, 0};
+		RecordArg	r = {cy, cy->record[i], CALL_FAILED, 0, 0, 0, NULL};
 		ErrorData  *edata;
 
 		if (!in_subtransaction(record_one, &r, cxt, &edata))
+		{
 			record_failed(cy->record[i], edata, &r);
+			r.next_call = 0;
+		}
+		if (r.ahead != NULL && (r.next_call == 0 || r.status != CALL_SUCCEEDED))
+		{
+			orphan(r.ahead);
+			r.ahead = NULL;
+		}
 		cy->back_off[i] = r.back_off;
 		cy->next_retry = EarliestTime(cy->next_retry, r.retry_at);
 		if (r.status == CALL_SUCCEEDED)
 			cy->succeeded++;
 		else
 			cy->failed_attempts++;
+		if (r.next_call != 0 && r.status == CALL_SUCCEEDED)
+		{
+			cy->next[i] = begin_next(cy, cy->record[i], r.next_call, r.ahead, cxt);
+			/* It takes the room a claim would have had for it. */
+			if (cy->next[i] != NULL && cy->claim && cy->req.limit > 0)
+				cy->req.limit--;
+		}
 	}
 	if (cy->reconcile)
 		(void) CallStoreReconcile(cy->reconcile_all, cy->held, cy->nheld);
@@ -673,7 +931,7 @@ cycle_step(void *arg)
 	for (int i = 0; i < cy->nbuild; i++)
 	{
 		CallItem   *ci = cy->build[i];
-		BuildArg	b = {ci, BUILD_PASSED, false, false, 0};
+		BuildArg	b = {ci, false, BUILD_PASSED, false, false, 0};
 		ErrorData  *edata;
 
 		memset(&ci->req, 0, sizeof(ci->req));
@@ -752,12 +1010,30 @@ cycle_done(CallJob *j, CallCycle *cy)
 	for (int i = 0; i < cy->nrecord; i++)
 	{
 		CallItem   *ci = cy->record[i];
+		CallItem   *next = cy->next[i];
 
 		if (cy->back_off[i] != 0)
 			SchedulerBackOff(j->svc->scheduler, ci->item.target, cy->back_off[i]);
 		dlist_delete(&ci->node);
 		j->ndone--;
-		item_forget(j, ci);
+		if (next == NULL)
+		{
+			item_forget(j, ci);
+			continue;
+		}
+		/* The next page takes its slot (held: one call out, one in). */
+		SchedulerHandOver(j->svc->scheduler, &ci->item, &next->item, now);
+		attempt_release(ci);
+		pfree(ci);
+		if (next->state == CALL_AHEAD)
+		{
+			next->state = CALL_IN_FLIGHT;	/* on its way already */
+			continue;
+		}
+		next->state = CALL_IN_FLIGHT;
+		next->req.owner = next;
+		dlist_push_tail(&j->in_flight, &next->node);
+		HttpClientStart(j->svc->client, &next->req);
 	}
 	for (int i = 0; i < cy->nbuild; i++)
 	{
@@ -859,6 +1135,7 @@ run_cycle(CallJob *j, bool claim)
 	cy.job = j;
 	cy.record = palloc(sizeof(CallItem *) * Max(j->ndone, 1));
 	cy.back_off = palloc0(sizeof(TimestampTz) * Max(j->ndone, 1));
+	cy.next = palloc0(sizeof(CallItem *) * Max(j->ndone, 1));
 	dlist_foreach(iter, &j->done)
 		cy.record[cy.nrecord++] = dlist_container(CallItem, node, iter.cur);
 	cy.build = palloc(sizeof(CallItem *) * Max(j->nready, 1));
@@ -893,9 +1170,20 @@ run_cycle(CallJob *j, bool claim)
 							  j->ndone + j->nready > 0 ? "making connector calls" : "claiming connector calls",
 							  &sqlerrcode, NULL))
 	{
-		/* Nothing it did stays: the calls built go back to ready. */
+		/*
+		 * Nothing it did stays: the calls built go back to ready, the next
+		 * pages begun are forgotten (their rows were not written).
+		 */
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
+		for (int i = 0; i < cy.nrecord; i++)
+			if (cy.next[i] != NULL && cy.next[i]->state == CALL_AHEAD)
+				orphan(cy.next[i]);
+			else if (cy.next[i] != NULL)
+			{
+				attempt_release(cy.next[i]);
+				pfree(cy.next[i]);
+			}
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{

@@ -21,7 +21,8 @@
  * <kind>.call.failed that the inbound handlers take (the table's inbound_events_written
  * trigger wakes the handler worker at commit).  A page of a sync run (sync_stream set)
  * writes none: the sync_page_ended trigger (sql/sync.sql) turns its records into the
- * events, in the same statement.
+ * events, in the same statement, and queues the next page's call, whose id the
+ * statement hands back so that the worker may begin it at once (call_job.c).
  */
 #include "postgres.h"
 
@@ -202,7 +203,7 @@ CallStoreLockPending(const CallRef *ref, CallPending *out)
 	args[1] = Int64GetDatum(ref->id);
 	RunPlan(SavedPlan(&lock_plan,
 					  "SELECT k.operation, k.payload, k.idempotency_key,"
-					  "       k.queued_by::pg_catalog.oid, k.attempts"
+					  "       k.queued_by::pg_catalog.oid, k.attempts, k.next_attempt_at"
 					  "  FROM integration.connector_calls k"
 					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
 					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'"
@@ -218,6 +219,9 @@ CallStoreLockPending(const CallRef *ref, CallPending *out)
 	out->idempotency_key = SPI_getvalue(row, desc, 3);
 	out->queued_by = DatumGetObjectId(SPI_getbinval(row, desc, 4, &isnull));
 	out->attempts = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
+	out->next_attempt_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 6, &isnull));
+	if (isnull)
+		out->next_attempt_at = 0;
 	return true;
 }
 
@@ -263,11 +267,12 @@ status_name(CallStatus st)
 /*
  * Records what an attempt of ref came to, if the row is still at that attempt
  * (pending or sending, with o->attempts_before attempts); a call that ends writes its
- * completion event.  False when the row was not at
- * that attempt (its outcome is stale).
+ * completion event.  False when the row was not at that attempt (its outcome is
+ * stale).  A sync run's page that succeeded and queued the next page's call sets
+ * *next_call (when not NULL) to that call's id, as its result says; else 0.
  */
 bool
-CallStoreRecord(const CallRef *ref, const CallOutcome *o)
+CallStoreRecord(const CallRef *ref, const CallOutcome *o, int64 *next_call)
 {
 	Oid			types[9] = {TEXTOID, INT8OID, TEXTOID, INT4OID, INT4OID, TIMESTAMPTZOID,
 	INT4OID, JSONBOID, TEXTOID};
@@ -326,11 +331,20 @@ CallStoreRecord(const CallRef *ref, const CallOutcome *o)
 								   "  WHERE k.status OPERATOR(pg_catalog.<>) 'pending'"
 								   "    AND k.sync_stream IS NULL"
 								   " RETURNING 1)"
-								   " SELECT pg_catalog.count(*) FROM k",
+								   " SELECT pg_catalog.count(*),"
+								   "        pg_catalog.max((k.result OPERATOR(pg_catalog.->>) 'next_call_id')::pg_catalog.int8)"
+								   "          FILTER (WHERE k.sync_stream IS NOT NULL AND k.status OPERATOR(pg_catalog.=) 'succeeded')"
+								   "   FROM k",
 								   9, types, CURSOR_OPT_GENERIC_PLAN),
 						 args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "recording a connector call failed");
 	recorded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (next_call)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		*next_call = isnull ? 0 : DatumGetInt64(d);
+	}
 	return recorded > 0;
 }
 

@@ -46,6 +46,7 @@ typedef struct CallPending
 	char	   *idempotency_key;
 	Oid			queued_by;
 	int			attempts;		/* before this one */
+	TimestampTz next_attempt_at;	/* when it is due */
 } CallPending;
 
 /* What an attempt came to. */
@@ -73,7 +74,7 @@ extern bool CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const
 								TimestampTz *next_at);
 extern bool CallStoreLockPending(const CallRef *ref, CallPending *out);
 extern void CallStoreBeginAttempt(const CallRef *ref, int lease_ms);
-extern bool CallStoreRecord(const CallRef *ref, const CallOutcome *o);
+extern bool CallStoreRecord(const CallRef *ref, const CallOutcome *o, int64 *next_call);
 extern int	CallStoreReconcile(bool all, const int64 *held, int nheld);
 
 #endif							/* INTEGRATION_CALL_STORE_H */

@@ -600,6 +600,64 @@ SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now)
 	return room;
 }
 
+/*
+ * May a request that follows from's on its target (a sync run's next page) start now
+ * in from's slot, which from, ended and reported, has not given back?  If so, its
+ * token is taken.  As
+ * SchedulerMaySend() would say once from's slot is free, but only while nothing else
+ * wants that slot: the target has nothing queued (which goes first), and the slot would
+ * not otherwise go to another tenant or another target of this one, nor this tenant
+ * hold more than its share while others wait.  A circuit that is not closed has its probes started by
+ * SchedulerNext() alone.
+ */
+bool
+SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now)
+{
+	SchedTarget *t = from->target;
+
+	Assert(t->in_flight > 0);
+	if (t->queued > 0 || t->breaker.state != CIRCUIT_CLOSED)
+		return false;
+	if (s->queued > 0 &&
+		(s->in_flight >= s->limits.max_concurrency || t->tenant->in_flight > tenant_fair_share(s)))
+		return false;
+	/* The tenant's other targets wait for its slots: the next one's turn. */
+	if (t->tenant->queued > 0 && t->tenant->in_flight >= s->limits.per_tenant)
+		return false;
+	if (t->not_before != 0 && now < t->not_before)
+		return false;
+	if (!RateLimiterMaySend(&t->limiter, now, NULL))
+		return false;
+
+	/*
+	 * The token is taken now, not when the request starts: two pages of one
+	 * target judged in one transaction never share one.  A hand-over that
+	 * does not happen (its transaction fails) wastes it, which only errs on
+	 * the side of the limit.
+	 */
+	RateLimiterTake(&t->limiter, now);
+	mark_dirty(s, t);
+	return true;
+}
+
+/*
+ * from gives its slot to to, which SchedulerMayHandOver() allowed: to is in flight on
+ * from's target, as if SchedulerNext() had handed it out; from is done with the
+ * scheduler (no SchedulerFinished() for it).
+ */
+void
+SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now)
+{
+	SchedTarget *t = from->target;
+
+	Assert(t->in_flight > 0);
+	to->target = t;
+	to->queued_at = now;
+	to->started_at = now;
+	to->probe = false;
+	mark_dirty(s, t);
+}
+
 static int
 hold_limit(Scheduler *s)
 {

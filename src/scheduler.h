@@ -124,6 +124,8 @@ extern SchedItem *SchedulerNext(Scheduler *s, TimestampTz now);
 extern SchedReportAction SchedulerReport(Scheduler *s, SchedItem *item, TargetOutcome outcome,
 										 int64 retry_after_ms, TimestampTz now);
 extern bool SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now);
+extern bool SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now);
+extern void SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now);
 
 extern int	SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
 						  int rate, int burst, TimestampTz now);

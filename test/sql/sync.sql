@@ -155,17 +155,19 @@ SELECT integration.shopify_build_request(integration._connector_context(c), 'pul
   FROM integration.connectors c WHERE c.id = :shop;
 \echo :LAST_ERROR_SQLSTATE
 
--- A page as the shopify kind reads it: records with their topic, next_page from the
--- Link header's rel="next" URL (percent-decoded), and a wait when the bucket is nearly full.
+-- A page as the shopify kind reads it: the list's orders as they came (items, their id
+-- and updated_at at those keys, the topic of their webhooks), next_page from the Link
+-- header's rel="next" URL (percent-decoded), and a wait when the bucket is nearly full.
 SELECT o.outcome, o.result -> 'next_page' AS next_page, o.result -> 'wait' AS wait,
-	   jsonb_path_query_array(o.result, '$.records[*].id') AS ids,
-	   o.result #>> '{records,0,topic}' AS topic, o.result #>> '{records,0,updated_at}' AS updated_at
+	   jsonb_path_query_array(o.result, '$.items[*].id') AS ids,
+	   o.result -> 'item_id' AS item_id, o.result -> 'item_updated_at' AS item_updated_at,
+	   o.result ->> 'item_topic' AS topic, o.result #>> '{items,0,updated_at}' AS updated_at
   FROM integration.connectors c,
 	   LATERAL integration.shopify_interpret_response(integration._connector_context(c), 'pull', 200,
 		'{"link": "<https://shop.myshopify.example/admin/api/2025-01/orders.json?limit=250&page_info=abc%2Ddef>; rel=\"previous\", <https://shop.myshopify.example/admin/api/2025-01/orders.json?limit=250&page_info=nExT_1>; rel=\"next\"", "x-shopify-shop-api-call-limit": "39/40"}',
 		'{"orders": [{"id": 5000000000001, "updated_at": "2025-01-01T00:00:00-05:00"}, {"id": 5000000000002, "updated_at": "2025-01-01T00:00:01-05:00"}]}') o
  WHERE c.id = :shop;
-SELECT o.result -> 'next_page' AS next_page, o.result -> 'wait' AS wait, o.result #>> '{records,0,topic}' AS topic
+SELECT o.result -> 'next_page' AS next_page, o.result -> 'wait' AS wait, o.result ->> 'item_topic' AS topic
   FROM integration.connectors c,
 	   LATERAL integration.shopify_interpret_response(integration._connector_context(c), 'pull', 200,
 		'{"x-shopify-shop-api-call-limit": "3/40"}', '{"products": [{"id": 7, "updated_at": "2025-01-01T00:00:00Z"}]}') o
@@ -277,8 +279,22 @@ SELECT public.sync_complete(public.sync_call(:shop, 'products'),
 SELECT public.sync_complete(public.sync_call(:shop, 'products'),
 	'succeeded', '{"records": [{"id": "7", "updated_at": "2025-01-01", "payload": {}, "topic": "products/bad topic"}]}');
 \echo :LAST_ERROR_SQLSTATE
+-- A page of items (the platform's objects as they came): both paths are given, and each
+-- item has a text at each.
 SELECT public.sync_complete(public.sync_call(:shop, 'products'),
-	'succeeded', '{"records": [{"id": "7", "updated_at": "2025-01-01T00:00:00Z", "payload": {"id": 7}, "topic": "products/update"}], "next_page": null}');
+	'succeeded', '{"items": [{"id": 7}], "item_id": "id"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"items": [{"id": 7}], "records": [], "item_id": "id", "item_updated_at": "updated_at"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"items": [{"id": 7, "meta": {"at": 5}}], "item_id": "id", "item_updated_at": ["meta", "at"]}');
+\echo :LAST_ERROR_SQLSTATE
+-- The item is the record's payload; its id and updated_at may be nested.
+SELECT public.sync_complete(public.sync_call(:shop, 'products'),
+	'succeeded', '{"items": [{"id": 7, "meta": {"at": "2025-01-01T00:00:00Z"}}], "item_id": ["id"], "item_updated_at": ["meta", "at"], "item_topic": "products/update", "next_page": null}');
+SELECT external_id, external_updated_at, payload FROM integration.external_records
+ WHERE connector_id = :shop AND stream = 'products';
 SELECT stream, status, cursor_at, runs, records_changed, errors FROM public.sync_view;
 SELECT event FROM integration.inbound_events WHERE connector_id = :shop AND object_id = 'products:7';
 
