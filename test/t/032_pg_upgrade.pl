@@ -73,6 +73,20 @@ is(q_old(q{SELECT verify_function IS NULL, normalise_function, build_request_fun
 is(q_old(q{SELECT handler FROM integration.inbound_handlers}),
 	'public.up_handler(integration.inbound_events)', 'and the handler its function');
 
+# Plain SQL writes are brought to that form; a function that does not exist is refused,
+# also as a bare OID.
+is(q_old(q{UPDATE integration.connector_kinds
+			  SET normalise_function = 'public.up_normalise(integration.connector_context,  pg_catalog.jsonb, text)'
+			WHERE name = 'upkind' RETURNING normalise_function}),
+	'public.up_normalise(integration.connector_context,jsonb,text)', 'a direct write is canonicalised');
+my ($rc, $out, $err) = $old->psql('postgres', q{UPDATE integration.connector_kinds
+	SET normalise_function = 'public.nope(integration.connector_context, jsonb, text)' WHERE name = 'upkind'});
+like($err, qr/ERROR:  function "public\.nope\(integration\.connector_context, jsonb, text\)" does not exist/,
+	'a missing function is refused');
+($rc, $out, $err) = $old->psql('postgres', q{UPDATE integration.connector_kinds
+	SET normalise_function = '123456789' WHERE name = 'upkind'});
+like($err, qr/ERROR:  function with OID 123456789 does not exist/, 'so is an OID of none');
+
 # What pg_upgrade's check refuses: these types, and domains and arrays over them, in a
 # column of a table, an index or a materialised view of any schema but pg_catalog's.
 is(q_old(q{
@@ -132,7 +146,7 @@ ok($new->poll_query_until('postgres', q{SELECT count(*) = 1 FROM public.handled 
 q_new(q{ALTER FUNCTION public.up_build(integration.connector_context, text, jsonb, text) RENAME TO up_build2;
 		ALTER FUNCTION public.up_normalise(integration.connector_context, jsonb, text) RENAME TO up_normalise2;
 		ALTER FUNCTION public.up_handler(integration.inbound_events) RENAME TO up_handler2;});
-my ($rc, $out, $err) = $new->psql('postgres', qq{SET integration.tenant_id = 'acme'; SET ROLE app;
+($rc, $out, $err) = $new->psql('postgres', qq{SET integration.tenant_id = 'acme'; SET ROLE app;
 	SELECT integration.call_connector($conn, 'things', '{"a": 2}')});
 like($err, qr/ERROR:  function public\.up_build\(integration\.connector_context,text,jsonb,text\) of connector kind "upkind" does not exist\nDETAIL:  Column build_request_function of the kind names the function by signature/,
 	'a renamed adapter: call_connector() raises naming the kind, the column and the signature');
