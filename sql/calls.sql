@@ -155,13 +155,21 @@ BEGIN
 	IF NOT FOUND THEN
 		PERFORM integration._connector_not_found(call_connector.connector_id);
 	END IF;
-	SELECT k.build_request_function::oid::regproc::text INTO fn
+	SELECT k.build_request_function INTO fn
 	  FROM integration.connector_kinds k WHERE k.name = c.kind;
 	IF fn IS NULL THEN
 		RAISE EXCEPTION 'connector kind % makes no API calls', c.kind
 			USING ERRCODE = 'feature_not_supported',
 				  DETAIL = 'The kind has no build_request adapter.';
 	END IF;
+	-- The kind names it by signature (sql/connectors.sql), which a rename breaks.
+	IF to_regprocedure(fn) IS NULL THEN
+		RAISE EXCEPTION 'function % of connector kind "%" does not exist', fn, c.kind
+			USING ERRCODE = 'undefined_function',
+				  DETAIL = 'Column build_request_function of the kind names the function by signature: it was renamed, moved or dropped since the kind was registered.',
+				  HINT = 'Register the kind again with integration.register_connector_kind(..., replace => true).';
+	END IF;
+	fn := to_regprocedure(fn)::oid::regproc::text;
 
 	-- The request is built now too, in the caller's transaction, so that an operation or
 	-- payload the kind refuses is the caller's error at once, not a failed call later.

@@ -172,18 +172,26 @@ $$;
 COMMENT ON FUNCTION integration._are_stream_names(text[]) IS
 	'Whether streams are 1 to 100 distinct stream names: lower-case letters, digits and underscores, words joined by dots, starting with a letter, up to 63 characters (internal).';
 
+-- A kind names its adapter functions by signature, in the text a regprocedure has under
+-- search_path pg_catalog, pg_temp: schema-qualified, e.g.
+-- integration.generic_normalise(integration.connector_context,jsonb,text).  Not by
+-- regprocedure, an OID: pg_upgrade keeps no function's OID, so pg_upgrade --check refuses
+-- every table with a regproc or regprocedure column, and kinds stored so would stop each
+-- major-version upgrade of the database.  The connector_kind_signatures trigger brings
+-- every write to that form; whoever calls an adapter resolves the text again (src/
+-- adapter_function.c), so a function renamed or moved since no longer serves the kind.
 CREATE TABLE integration.connector_kinds (
 	name				text COLLATE "C" PRIMARY KEY,
 	description			text NOT NULL DEFAULT '',
 	auth				text NOT NULL,
 	signature_scheme	text NOT NULL,
-	verify_function		regprocedure,
-	normalise_function	regprocedure,
-	build_request_function regprocedure,
-	interpret_response_function regprocedure,
+	verify_function		text,
+	normalise_function	text,
+	build_request_function text,
+	interpret_response_function text,
 	idempotency_header	text,
 	pull_streams		text[],
-	record_function		regprocedure,
+	record_function		text,
 	created_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	-- The first segment of every event name the kind's webhooks become.
@@ -215,7 +223,7 @@ CREATE TABLE integration.connector_kinds (
 			   OR (normalise_function IS NOT NULL AND pull_streams IS NOT NULL))
 );
 COMMENT ON TABLE integration.connector_kinds IS
-	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name>, json:<pointer> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions. Readable by every role; written by superusers through register_connector_kind().';
+	'Connector kinds: how a platform authenticates API calls (auth: none, basic, bearer, header:<name>, json:<pointer> or query), how its webhooks are signed (signature_scheme: a verify() scheme, none, or adapter with verify_function), and its adapter functions, each named by its schema-qualified signature (text, not regprocedure, so that pg_upgrade can carry it over). Readable by every role; written by superusers through register_connector_kind().';
 COMMENT ON COLUMN integration.connector_kinds.auth IS
 	'How API calls are authenticated from the connector''s credentials: none ({}), basic ({"username","password"}), bearer ({"token"}), header:<name> ({"token"} sent as that header), json:<pointer> ({"token"} replacing the value the adapter put at that JSON pointer of its body) or query (every credential a query parameter); all but none and query may name their credentials in parentheses, e.g. basic(consumer_key,consumer_secret) or json:/params/args/2(api_key).';
 COMMENT ON COLUMN integration.connector_kinds.verify_function IS
@@ -259,8 +267,52 @@ CREATE TRIGGER connector_kinds_written BEFORE INSERT OR UPDATE OR DELETE OR TRUN
 	ON integration.connector_kinds
 	FOR EACH STATEMENT EXECUTE FUNCTION integration._connector_kinds_written();
 
+-- The signature of the existing function sig names, in the form connector_kinds keeps
+-- (above); raises undefined_function when there is none.  Under search_path pg_catalog,
+-- pg_temp, so that the text names the same function whatever the reader's search_path.
+CREATE FUNCTION integration._adapter_signature(sig text) RETURNS text
+	LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fn regprocedure := sig::regprocedure;
+BEGIN
+	-- A number is taken as an OID without looking it up.
+	IF NOT EXISTS (SELECT FROM pg_proc p WHERE p.oid = fn) THEN
+		RAISE EXCEPTION 'function with OID % does not exist', fn::oid
+			USING ERRCODE = 'undefined_function';
+	END IF;
+	RETURN fn::text;
+END
+$$;
+COMMENT ON FUNCTION integration._adapter_signature(text) IS
+	'The schema-qualified signature of the function sig names, as connector_kinds stores adapters (internal).';
+
+CREATE FUNCTION integration._connector_kind_signatures() RETURNS trigger
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	NEW.verify_function := integration._adapter_signature(NEW.verify_function);
+	NEW.normalise_function := integration._adapter_signature(NEW.normalise_function);
+	NEW.build_request_function := integration._adapter_signature(NEW.build_request_function);
+	NEW.interpret_response_function := integration._adapter_signature(NEW.interpret_response_function);
+	NEW.record_function := integration._adapter_signature(NEW.record_function);
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION integration._connector_kind_signatures() IS
+	'Row trigger on connector_kinds: stores each adapter function as its schema-qualified signature, refusing one that does not exist (internal).';
+CREATE TRIGGER connector_kind_signatures
+	BEFORE INSERT OR UPDATE OF verify_function, normalise_function, build_request_function,
+		interpret_response_function, record_function
+	ON integration.connector_kinds
+	FOR EACH ROW EXECUTE FUNCTION integration._connector_kind_signatures();
+
 -- Raises unless fn takes exactly the argument types args and returns ret (a set of them
--- when retset).  regprocedure, not a name: the kind follows the function, not its name.
+-- when retset).  Adapters are passed as regprocedure, so that a missing function or a
+-- wrong signature is the caller's error at once; the kind then stores the function's
+-- signature, not its OID, which pg_upgrade would not keep (connector_kinds above).
 CREATE FUNCTION integration._check_adapter(fn regprocedure, role text, args regtype[],
 										   ret regtype, retset boolean)
 	RETURNS void
@@ -410,10 +462,11 @@ BEGIN
 		 pull_streams, record_function)
 	VALUES (register_connector_kind.name, coalesce(register_connector_kind.description, ''),
 			register_connector_kind.auth, register_connector_kind.signature_scheme,
-			register_connector_kind.verify, register_connector_kind.normalise,
-			register_connector_kind.build_request, register_connector_kind.interpret_response,
+			register_connector_kind.verify::text, register_connector_kind.normalise::text,
+			register_connector_kind.build_request::text,
+			register_connector_kind.interpret_response::text,
 			register_connector_kind.idempotency_header, register_connector_kind.pull_streams,
-			register_connector_kind.record)
+			register_connector_kind.record::text)
 	ON CONFLICT ON CONSTRAINT connector_kinds_pkey DO UPDATE
 	   SET description = EXCLUDED.description, auth = EXCLUDED.auth,
 		   signature_scheme = EXCLUDED.signature_scheme, verify_function = EXCLUDED.verify_function,
@@ -1227,7 +1280,8 @@ REVOKE ALL ON FUNCTION
 	integration.header(jsonb, text), integration.try_jsonb(text),
 	integration.is_signature_scheme(text), integration._validate_inbound_secret(text, text),
 	integration._validate_credentials(text), integration._mask_credentials(text, text, bigint),
-	integration._connector_kinds_written(),
+	integration._connector_kinds_written(), integration._adapter_signature(text),
+	integration._connector_kind_signatures(),
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
 	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure),
 	integration._are_stream_names(text[]),

@@ -14,7 +14,8 @@ CREATE TABLE integration.inbound_handlers (
 	id				bigint GENERATED ALWAYS AS IDENTITY,
 	name			text NOT NULL,
 	events			jsonb NOT NULL,
-	handler			regprocedure NOT NULL,
+	-- The function's signature, not a regprocedure: see the trigger below.
+	handler			text NOT NULL,
 	-- Set by the inbound_handler_written trigger: who wrote the row.
 	run_as			regrole NOT NULL,
 	connector_id	bigint,
@@ -31,7 +32,7 @@ CREATE TABLE integration.inbound_handlers (
 COMMENT ON TABLE integration.inbound_handlers IS
 	'Each tenant''s handlers of inbound events: a function handler(integration.inbound_events) called by the worker for every pending event whose name matches events (and of connector_id, when set), as the role run_as with the event''s tenant selected.';
 COMMENT ON COLUMN integration.inbound_handlers.handler IS
-	'The function called: handler(integration.inbound_events), any return type (ignored).';
+	'The function called: handler(integration.inbound_events), any return type (ignored); stored as its schema-qualified signature, so a function renamed since is not found.';
 COMMENT ON COLUMN integration.inbound_handlers.run_as IS
 	'The role the handler runs as: the role that last wrote the row (a superuser may name another); never a superuser or a role that bypasses row-level security.';
 COMMENT ON COLUMN integration.inbound_handlers.connector_id IS
@@ -41,37 +42,42 @@ COMMENT ON COLUMN integration.inbound_handlers.connector_id IS
 -- event row, the role may execute it, and the role is bound by row-level security.
 -- A handler runs as whoever wrote it, so nobody can make it run as someone else; only
 -- a superuser may name another role (an administrator registering for an application
--- role, a restore).
+-- role, a restore).  The handler is stored as its schema-qualified signature (the text
+-- of a regprocedure under search_path pg_catalog, pg_temp), not as a regprocedure: that
+-- is an OID, which pg_upgrade does not keep, so it refuses such columns; the worker
+-- resolves the text when it calls the handler (src/inbound_store.c).
 CREATE FUNCTION integration._inbound_handler_written() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	writer_is_superuser boolean := (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user);
+	fn regprocedure := NEW.handler::regprocedure;
 	p record;
 	role record;
 BEGIN
 	IF NEW.run_as IS NULL OR NOT coalesce(writer_is_superuser, false) THEN
 		NEW.run_as := current_user::regrole;
 	END IF;
+	NEW.handler := fn::text;
 
 	SELECT pr.prokind, pr.proretset, pr.prorettype, pr.provariadic,
 		   ARRAY(SELECT unnest(pr.proargtypes::oid[])) AS argtypes
-	  INTO p FROM pg_proc pr WHERE pr.oid = NEW.handler;
+	  INTO p FROM pg_proc pr WHERE pr.oid = fn;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'function with OID % does not exist', NEW.handler::oid
+		RAISE EXCEPTION 'function with OID % does not exist', fn::oid
 			USING ERRCODE = 'undefined_function';
 	END IF;
 	IF p.prokind <> 'f' OR p.argtypes IS DISTINCT FROM ARRAY['integration.inbound_events'::regtype::oid]
 	   OR p.proretset OR p.provariadic <> 0
 	   OR p.prorettype IN ('trigger'::regtype, 'event_trigger'::regtype) THEN
-		RAISE EXCEPTION '% cannot be an inbound handler', NEW.handler
+		RAISE EXCEPTION '% cannot be an inbound handler', fn
 			USING ERRCODE = 'invalid_function_definition',
 				  DETAIL = format('A handler is a function (integration.inbound_events) returning one value of any type (void, typically); %s is %s(%s) RETURNS %s%s.',
-								  NEW.handler,
+								  fn,
 								  CASE p.prokind WHEN 'f' THEN 'a function ' WHEN 'p' THEN 'a procedure '
 												 WHEN 'a' THEN 'an aggregate ' ELSE 'a window function ' END,
-								  pg_get_function_identity_arguments(NEW.handler),
+								  pg_get_function_identity_arguments(fn),
 								  CASE WHEN p.proretset THEN 'SETOF ' ELSE '' END,
 								  format_type(p.prorettype, NULL)),
 				  HINT = 'Declare it as FUNCTION name(event integration.inbound_events) RETURNS void.';
@@ -89,11 +95,11 @@ BEGIN
 								  role.rolname),
 				  HINT = 'SET ROLE to the application role whose privileges the handler should have, then register it.';
 	END IF;
-	IF NOT has_function_privilege(NEW.run_as, NEW.handler, 'EXECUTE') THEN
-		RAISE EXCEPTION 'role "%" may not execute %', role.rolname, NEW.handler
+	IF NOT has_function_privilege(NEW.run_as, fn, 'EXECUTE') THEN
+		RAISE EXCEPTION 'role "%" may not execute %', role.rolname, fn
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'A handler runs as the role that registered it.',
-				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %I.', NEW.handler, role.rolname);
+				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %I.', fn, role.rolname);
 	END IF;
 	NEW.updated_at := now();
 	RETURN NEW;

@@ -33,6 +33,8 @@ extern void ConnectorDefineGucs(void);
 extern bool CredentialsAreValid(const char *value, int len);
 
 /* The kept plan that calls a kind's adapter function (connector_request.c). */
-extern SPIPlanPtr ConnectorAdapterPlan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes);
+extern SPIPlanPtr ConnectorAdapterPlan(const char *kind, const char *column,
+									   const char *signature, const char *sqlfmt,
+									   int nargs, Oid *argtypes);
 
 #endif							/* INTEGRATION_CONNECTOR_H */

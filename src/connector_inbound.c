@@ -102,10 +102,10 @@ typedef struct Inbound
 	char	   *secrets[2];		/* stored: current, previous (NULL: none) */
 	Datum		window;			/* interval */
 	char	   *scheme;
-	Oid			verify_fn;
-	Oid			normalise_fn;
-	Oid			record_fn;		/* InvalidOid: the kind's events are not
-								 * records */
+	/* The kind's adapters, by signature (function_signature.c). */
+	char	   *verify_fn;
+	char	   *normalise_fn;
+	char	   *record_fn;		/* NULL: the kind's events are not records */
 } Inbound;
 
 /* One event the normaliser found. */
@@ -207,7 +207,6 @@ load_connector(Inbound *in, Rejection *rej)
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
-	Datum		d;
 	MemoryContext old;
 
 	args[0] = CStringGetTextDatum(in->tenant);
@@ -219,8 +218,7 @@ load_connector(Inbound *in, Rejection *rej)
 					  " CASE WHEN c.previous_secret_expires_at OPERATOR(pg_catalog.>) pg_catalog.now()"
 					  "      THEN c.previous_inbound_secret END,"
 					  " COALESCE(c.dedupe_window, $3),"
-					  " k.signature_scheme, k.verify_function::pg_catalog.oid,"
-					  " k.normalise_function::pg_catalog.oid, k.record_function::pg_catalog.oid"
+					  " k.signature_scheme, k.verify_function, k.normalise_function, k.record_function"
 					  " FROM integration.connectors c"
 					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
 					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
@@ -246,13 +244,10 @@ load_connector(Inbound *in, Rejection *rej)
 	in->secrets[0] = column_text(in, 4);
 	in->secrets[1] = column_text(in, 5);
 	in->scheme = column_text(in, 7);
-	d = SPI_getbinval(row, desc, 8, &isnull);
-	in->verify_fn = isnull ? InvalidOid : DatumGetObjectId(d);
-	d = SPI_getbinval(row, desc, 9, &isnull);
-	in->normalise_fn = isnull ? InvalidOid : DatumGetObjectId(d);
-	d = SPI_getbinval(row, desc, 10, &isnull);
-	in->record_fn = isnull ? InvalidOid : DatumGetObjectId(d);
-	if (!OidIsValid(in->normalise_fn))
+	in->verify_fn = column_text(in, 8);
+	in->normalise_fn = column_text(in, 9);
+	in->record_fn = column_text(in, 10);
+	if (in->normalise_fn == NULL)
 		return reject(rej, "no_inbound", "error",
 					  psprintf("Connector kind %s receives no webhooks: it has no normalise adapter.",
 							   in->kind));
@@ -279,7 +274,7 @@ call_verify_adapter(Inbound *in, void *arg)
 	args[2] = JsonbPGetDatum(in->headers);
 	args[3] = PointerGetDatum(in->body);
 	args[4] = seconds_interval(integration_inbound_tolerance_s);
-	RunPlan(ConnectorAdapterPlan(in->verify_fn, "SELECT %s($1, $2, $3, $4, $5)", 5, argtypes),
+	RunPlan(ConnectorAdapterPlan(in->kind, "verify_function", in->verify_fn, "SELECT %s($1, $2, $3, $4, $5)", 5, argtypes),
 			args, false, SPI_OK_SELECT, "verifying an inbound webhook");
 	av->verified = SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
@@ -413,7 +408,7 @@ call_normaliser(Inbound *in, void *arg)
 	args[0] = in->context;
 	args[1] = JsonbPGetDatum(in->headers);
 	args[2] = PointerGetDatum(in->body);
-	RunPlan(ConnectorAdapterPlan(in->normalise_fn,
+	RunPlan(ConnectorAdapterPlan(in->kind, "normalise_function", in->normalise_fn,
 								 "SELECT n.external_id, n.topic, n.object_id, n.payload FROM %s($1, $2, $3) AS n",
 								 3, argtypes),
 			args, false, SPI_OK_SELECT, "normalising an inbound webhook");
@@ -461,7 +456,7 @@ call_record_adapter(Inbound *in, void *arg)
 
 		args[1] = CStringGetTextDatum(ev->topic);
 		args[2] = ev->payload;
-		RunPlan(ConnectorAdapterPlan(in->record_fn,
+		RunPlan(ConnectorAdapterPlan(in->kind, "record_function", in->record_fn,
 									 "SELECT (r.x).stream, (r.x).external_id, (r.x).updated_at, (r.x).payload"
 									 " FROM (SELECT integration._check_external_record($4, %s($1, $2, $3)) AS x) AS r",
 									 4, argtypes),
@@ -522,7 +517,7 @@ normalise_request(Inbound *in, List **events, Rejection *rej)
 		else if (strlen(ev->external_id) > EXTERNAL_ID_MAX_LEN)
 			ev->external_id = hash_id(ev->external_id, strlen(ev->external_id), 0);
 	}
-	if (OidIsValid(in->record_fn) && *events != NIL)
+	if (in->record_fn != NULL && *events != NIL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(in->cxt);
 		bool		ok = run_guarded(in, call_record_adapter, *events, &error);

@@ -42,6 +42,7 @@
 
 #include "connector.h"
 #include "connector_request.h"
+#include "function_signature.h"
 #include "integration.h"
 #include "spi_plan.h"
 #include "time_limit.h"
@@ -645,7 +646,6 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
-	Datum		d;
 
 	args[0] = CStringGetTextDatum(t->tenant);
 	args[1] = Int64GetDatum(t->id);
@@ -654,8 +654,7 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 					  " c.kind, c.base_url, c.credentials, integration._auth_style(k.auth),"
 					  " k.idempotency_header,"
 					  " c.settings OPERATOR(pg_catalog.->>) 'retry_schedule', c.is_active,"
-					  " k.build_request_function::pg_catalog.oid,"
-					  " k.interpret_response_function::pg_catalog.oid,"
+					  " k.build_request_function, k.interpret_response_function,"
 					  " (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2]"
 					  " FROM integration.connectors c"
 					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
@@ -689,10 +688,8 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 	t->idempotency_header = SPI_getvalue(row, desc, 6);
 	t->retry_schedule = SPI_getvalue(row, desc, 7);
 	t->is_active = DatumGetBool(SPI_getbinval(row, desc, 8, &isnull));
-	d = SPI_getbinval(row, desc, 9, &isnull);
-	t->build_fn = isnull ? InvalidOid : DatumGetObjectId(d);
-	d = SPI_getbinval(row, desc, 10, &isnull);
-	t->interpret_fn = isnull ? InvalidOid : DatumGetObjectId(d);
+	t->build_fn = SPI_getvalue(row, desc, 9);
+	t->interpret_fn = SPI_getvalue(row, desc, 10);
 	t->auth_key[0] = SPI_getvalue(row, desc, 11);
 	t->auth_key[1] = SPI_getvalue(row, desc, 12);
 	return true;
@@ -702,7 +699,7 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 void
 ConnectorTargetCheckCalls(const ConnectorTarget *t)
 {
-	if (!OidIsValid(t->build_fn))
+	if (t->build_fn == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("connector kind %s makes no API calls", t->kind),
@@ -739,6 +736,8 @@ ConnectorTargetCopy(ConnectorTarget *dst, const ConnectorTarget *src, MemoryCont
 	dst->auth_key[1] = copy_text(src->auth_key[1], cxt);
 	dst->idempotency_header = copy_text(src->idempotency_header, cxt);
 	dst->retry_schedule = copy_text(src->retry_schedule, cxt);
+	dst->build_fn = copy_text(src->build_fn, cxt);
+	dst->interpret_fn = copy_text(src->interpret_fn, cxt);
 }
 
 /* Adapter plans kept per backend. */
@@ -765,16 +764,27 @@ static bool adapter_raised = false;
  * every inbound webhook, and would otherwise be looked up, parsed and planned each
  * time.  The plan cache plans it again when fn changes.  Kept per role too: the
  * planner checks the right to execute a SQL function it inlines once, when it plans,
- * and the worker calls adapters as the role that queued each call.  Raises when fn
- * no longer exists.
+ * and the worker calls adapters as the role that queued each call.  The kind names fn
+ * in column by signature (function_signature.c): raises, naming the kind, the column
+ * and the signature, when that no longer names a function (renamed, moved, dropped).
  */
 SPIPlanPtr
-ConnectorAdapterPlan(Oid fn, const char *sqlfmt, int nargs, Oid *argtypes)
+ConnectorAdapterPlan(const char *kind, const char *column, const char *signature,
+					 const char *sqlfmt, int nargs, Oid *argtypes)
 {
 	Oid			role = GetUserId();
+	Oid			fn = FunctionBySignature(signature);
 	char	   *name;
 	char	   *nsp;
 	SPIPlanPtr	plan;
+
+	if (!OidIsValid(fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s of connector kind \"%s\" does not exist", signature, kind),
+				 errdetail("Column %s of the kind names the function by signature: it was renamed, moved or dropped since the kind was registered.",
+						   column),
+				 errhint("Register the kind again with integration.register_connector_kind(..., replace => true).")));
 
 	for (int i = 0; i < n_adapter_plans; i++)
 		if (adapter_plans[i].fn == fn && adapter_plans[i].sqlfmt == sqlfmt &&
@@ -895,7 +905,7 @@ build_request(const ConnectorTarget *t, const char *operation, Jsonb *payload,
 	else
 		nulls[3] = 'n';
 	rc = adapter_execute(t, "build_request",
-						 ConnectorAdapterPlan(t->build_fn,
+						 ConnectorAdapterPlan(t->kind, "build_request_function", t->build_fn,
 											  "SELECT r.method, r.path, r.query, r.headers, r.body"
 											  " FROM %s($1, $2, $3, $4) AS r",
 											  4, argtypes),
@@ -1010,7 +1020,7 @@ interpret_response(const ConnectorTarget *t, const char *operation, const HttpRe
 	else
 		nulls[4] = 'n';
 	rc = adapter_execute(t, "interpret_response",
-						 ConnectorAdapterPlan(t->interpret_fn,
+						 ConnectorAdapterPlan(t->kind, "interpret_response_function", t->interpret_fn,
 											  "SELECT o.outcome, o.retry_after, o.result, o.error"
 											  " FROM %s($1, $2, $3, $4, $5) AS o",
 											  5, argtypes),

@@ -41,8 +41,9 @@ typedef struct ConnectorTarget
 	char	   *idempotency_header; /* NULL: the kind takes no idempotency key */
 	char	   *retry_schedule; /* settings.retry_schedule; NULL: the default */
 	bool		is_active;
-	Oid			build_fn;
-	Oid			interpret_fn;
+	/* adapters, by signature (function_signature.c); NULL: none */
+	char	   *build_fn;
+	char	   *interpret_fn;
 } ConnectorTarget;
 
 /* A connector's credentials, opened; ConnectorCredentialsFree() wipes them. */

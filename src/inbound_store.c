@@ -64,6 +64,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "function_signature.h"
 #include "inbound_store.h"
 #include "retry_policy.h"
 #include "spi_plan.h"
@@ -285,7 +286,7 @@ InboundClaim(InboundClaimRequest *req, InboundRef *out)
 typedef struct RunHandler
 {
 	char	   *name;
-	Oid			fn;
+	char	   *fn;				/* by signature (function_signature.c) */
 	Oid			role;
 } RunHandler;
 
@@ -388,7 +389,7 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 	args[1] = TextArrayParam(names, n);
 	args[2] = Int8ArrayParam(connectors, n);
 	RunPlan(SavedPlan(&handlers_plan,
-					  "SELECT r.ord, h.name, h.handler::oid, h.run_as::oid"
+					  "SELECT r.ord, h.name, h.handler, h.run_as::oid"
 					  "  FROM unnest($1, $2, $3) WITH ORDINALITY AS r(tenant_id, event, connector_id, ord)"
 					  "  JOIN integration.inbound_handlers h ON h.tenant_id = r.tenant_id"
 					  " WHERE (h.connector_id IS NULL OR h.connector_id = r.connector_id)"
@@ -418,7 +419,7 @@ find_handlers(const InboundRef *refs, RunEvent *events, int n)
 			bool		isnull;
 
 			ev->handlers[h].name = SPI_getvalue(row, desc, 2);
-			ev->handlers[h].fn = DatumGetObjectId(SPI_getbinval(row, desc, 3, &isnull));
+			ev->handlers[h].fn = SPI_getvalue(row, desc, 3);
 			ev->handlers[h].role = DatumGetObjectId(SPI_getbinval(row, desc, 4, &isnull));
 		}
 	}
@@ -443,11 +444,18 @@ invoke_handlers(void *arg)
 	for (hr->current = 0; hr->current < ev->nhandlers; hr->current++)
 	{
 		RunHandler *h = &ev->handlers[hr->current];
+		Oid			fn = FunctionBySignature(h->fn);
 
+		if (!OidIsValid(fn))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("function %s of inbound handler \"%s\" does not exist", h->fn, h->name),
+					 errdetail("Column handler names the function by signature: it was renamed, moved or dropped since the handler was registered."),
+					 errhint("Register the handler again with integration.on_inbound(..., replace => true).")));
 		/* It sees what the handlers before it wrote. */
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		InboundInvokeHandler(h->fn, h->role, hr->ref->tenant_id, ev->row, hr->row_type,
+		InboundInvokeHandler(fn, h->role, hr->ref->tenant_id, ev->row, hr->row_type,
 							 hr->timeout_ms);
 		PopActiveSnapshot();
 	}

@@ -5,11 +5,15 @@
  *		integration.connector_kinds names, the way PostgreSQL refuses to drop a function
  *		a view uses, and removes the kind along with it where the drop cascades.
  *
- * The rule.  A kind names its adapters by regprocedure (build_request_function,
- * interpret_response_function, normalise_function, verify_function, record_function):
- * by OID, so a renamed or moved function stays the kind's, and a dropped one leaves an
- * OID that every later call of the kind fails on.  So, at the end of every command that
- * dropped functions:
+ * The rule.  A kind names its adapters (build_request_function,
+ * interpret_response_function, normalise_function, verify_function, record_function) by
+ * signature, schema-qualified, as a regprocedure prints under search_path pg_catalog,
+ * pg_temp (not by OID, which pg_upgrade would not keep: sql/connectors.sql), and a
+ * dropped one leaves a signature that every later call of the kind fails on.  A dropped
+ * function is matched by that signature: its identity from
+ * pg_event_trigger_dropped_objects() (schema-qualified name and argument types) without
+ * the pg_catalog. of argument types, which is the same text.  So, at the end of every
+ * command that dropped functions:
  *   - a function the command named (DROP FUNCTION, DROP ROUTINE, DROP OWNED BY) without
  *     CASCADE: ERROR 2BP01 (dependent_objects_still_exist), the detail naming each kind
  *     and column, and nothing is dropped;
@@ -110,19 +114,19 @@ DropCascades(Node *parsetree)
  * owner: every tenant's).
  */
 #define USES_SQL \
-	"SELECT k.name::text, a.col," \
-	"       pg_catalog.regexp_replace(d.object_identity, '([(,])pg_catalog\\.', '\\1', 'g')," \
-	"       d.original," \
+	"SELECT k.name::text, a.col, d.signature, d.original," \
 	"       EXISTS (SELECT FROM integration.connectors c WHERE c.kind = k.name)" \
-	"  FROM pg_catalog.pg_event_trigger_dropped_objects() d" \
+	"  FROM (SELECT pg_catalog.regexp_replace(o.object_identity, '([(,])pg_catalog\\.', '\\1', 'g')," \
+	"               o.original" \
+	"          FROM pg_catalog.pg_event_trigger_dropped_objects() o" \
+	"         WHERE o.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass) d(signature, original)" \
 	"  JOIN (integration.connector_kinds k" \
-	"        CROSS JOIN LATERAL (VALUES ('build_request_function', k.build_request_function::oid)," \
-	"                                   ('interpret_response_function', k.interpret_response_function::oid)," \
-	"                                   ('normalise_function', k.normalise_function::oid)," \
-	"                                   ('record_function', k.record_function::oid)," \
-	"                                   ('verify_function', k.verify_function::oid)) a(col, fn))" \
-	"    ON a.fn = d.objid" \
-	" WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass" \
+	"        CROSS JOIN LATERAL (VALUES ('build_request_function', k.build_request_function)," \
+	"                                   ('interpret_response_function', k.interpret_response_function)," \
+	"                                   ('normalise_function', k.normalise_function)," \
+	"                                   ('record_function', k.record_function)," \
+	"                                   ('verify_function', k.verify_function)) a(col, fn))" \
+	"    ON a.fn = d.signature" \
 	" ORDER BY k.name, a.col"
 
 typedef struct KindUse

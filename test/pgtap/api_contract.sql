@@ -1,7 +1,7 @@
 -- The API contract: every function's exact signature, argument names, return type and
 -- volatility; every table's key columns; every key and foreign key leads with tenant_id.
 BEGIN;
-SELECT plan(134);
+SELECT plan(141);
 
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
@@ -83,6 +83,30 @@ SELECT col_type_is('integration', 'deliveries', c, ty, format('deliveries.%s is 
   FROM (VALUES ('event_id'::name, 'bigint'), ('endpoint_id', 'bigint'), ('status', 'text'),
 			   ('attempts', 'integer'), ('next_attempt_at', 'timestamp with time zone')) v(c, ty);
 SELECT col_type_is('integration', 'integration_logs', 'context', 'jsonb', 'integration_logs.context is jsonb');
+
+-- Functions are kept by signature (text), not regproc/regprocedure: pg_upgrade keeps no
+-- function's OID and refuses such columns (t/032_pg_upgrade.pl).  (7)
+SELECT col_type_is('integration', 'connector_kinds', c, 'text', format('connector_kinds.%s is text', c))
+  FROM unnest(ARRAY['verify_function', 'normalise_function', 'build_request_function',
+					'interpret_response_function', 'record_function']::name[]) c;
+SELECT col_type_is('integration', 'inbound_handlers', 'handler', 'text', 'inbound_handlers.handler is text');
+SELECT is_empty($$
+	WITH RECURSIVE refused(oid) AS (
+		SELECT t.oid FROM pg_type t
+		 WHERE t.typnamespace = 'pg_catalog'::regnamespace
+		   AND t.typname IN ('regproc', 'regprocedure', 'regoper', 'regoperator', 'regconfig',
+							 'regdictionary', 'regnamespace', 'regcollation')
+		UNION
+		SELECT t.oid FROM pg_type t, refused r
+		 WHERE (t.typtype = 'd' AND t.typbasetype = r.oid)
+			OR (t.typelem = r.oid AND t.typlen = -1)
+			OR (t.typtype = 'c' AND t.typrelid IN
+				(SELECT a.attrelid FROM pg_attribute a WHERE a.atttypid = r.oid)))
+	SELECT c.oid::regclass, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+	 WHERE c.relkind IN ('r', 'm', 'i') AND a.attnum > 0 AND NOT a.attisdropped
+	   AND c.relnamespace = 'integration'::regnamespace
+	   AND a.atttypid IN (SELECT oid FROM refused)$$,
+	'no column of the extension''s tables is of a reg* type pg_upgrade refuses');
 
 -- Every primary key, unique constraint and unique index leads with tenant_id, and every
 -- foreign key pairs tenant_id with tenant_id.  The one exception is the catalogue of

@@ -78,7 +78,7 @@ INSERT INTO ids SELECT 'e_b', id FROM integration.inbound_events WHERE external_
 -- As A: B's handlers and events do not exist.
 SET LOCAL integration.tenant_id = 'tap-ha';
 SELECT results_eq($$SELECT name, handler::text FROM integration.list_inbound_handlers()$$,
-				  $$VALUES ('everything', 'tap_handler_a(integration.inbound_events)')$$,
+				  $$VALUES ('everything', 'public.tap_handler_a(integration.inbound_events)')$$,
 				  'A lists only its own handler');
 SELECT is_empty($$SELECT * FROM integration.inbound_handlers WHERE tenant_id <> 'tap-ha'$$,
 				'A reads none of B''s handlers');

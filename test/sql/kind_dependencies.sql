@@ -138,7 +138,8 @@ SELECT normalise_function FROM integration.connector_kinds WHERE name = 'kdep_on
 BEGIN;
 SET LOCAL session_replication_role = replica;
 DROP FUNCTION kdep.normalise(integration.connector_context, jsonb, text);
-SELECT normalise_function::oid <> 0 AS left_dangling FROM integration.connector_kinds WHERE name = 'kdep_one';
+SELECT normalise_function, to_regprocedure(normalise_function) IS NULL AS left_dangling
+  FROM integration.connector_kinds WHERE name = 'kdep_one';
 ROLLBACK;
 
 -- The trigger is the extension's, and only fires as one.

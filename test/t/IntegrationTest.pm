@@ -45,7 +45,8 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
-  new_integration_node tenant_psql create_app_role key_file_path random_key write_key_file
+  new_integration_node integration_conf tenant_psql create_app_role key_file_path random_key
+  write_key_file
   start_receiver stop_receiver receiver_url read_log wait_for_requests
   receiver_connections receiver_plan
   verify_signature expected_signature
@@ -82,18 +83,33 @@ sub new_integration_node
 
 	$node->init;
 	write_key_file(key_file_path($node), random_key());
-	$node->append_conf('postgresql.conf', join("\n",
-		"shared_preload_libraries = 'integration'",
-		'max_worker_processes = 16',
-		'fsync = off',
-		"log_min_messages = 'log'",
-		"integration.encryption_key_file = '" . key_file_path($node) . "'",
-		"integration.allowed_networks = '127.0.0.1/32'",
-		@conf) . "\n");
+	$node->append_conf('postgresql.conf', integration_conf(key_file_path($node), @conf));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
 	push @nodes, $node;
 	return $node;
+}
+
+=pod
+
+=item integration_conf($key_file, @conf_lines)
+
+The postgresql.conf lines new_integration_node appends, with $key_file as the
+encryption key file: for a cluster made otherwise (the new cluster of a pg_upgrade).
+
+=cut
+
+sub integration_conf
+{
+	my ($key_file, @conf) = @_;
+	return join("\n",
+		"shared_preload_libraries = 'integration'",
+		'max_worker_processes = 16',
+		'fsync = off',
+		"log_min_messages = 'log'",
+		"integration.encryption_key_file = '$key_file'",
+		"integration.allowed_networks = '127.0.0.1/32'",
+		@conf) . "\n";
 }
 
 =pod
