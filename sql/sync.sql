@@ -610,6 +610,11 @@ DECLARE
 	high timestamptz;
 	call_id bigint;
 BEGIN
+	-- next_call_id in the result names the call the worker begins next: only this
+	-- trigger says it, never the adapter's page (a page not processed keeps its result).
+	IF jsonb_typeof(NEW.result) = 'object' THEN
+		NEW.result := NEW.result - 'next_call_id';
+	END IF;
 	SELECT * INTO s FROM integration.sync_streams x
 	 WHERE x.tenant_id = NEW.tenant_id AND x.connector_id = NEW.connector_id
 	   AND x.stream = NEW.sync_stream

@@ -344,7 +344,17 @@ collect_list(HeldIds *held, dlist_head *list)
 	dlist_iter	iter;
 
 	dlist_foreach(iter, list)
-		held->ids[held->n++] = dlist_container(CallItem, node, iter.cur)->ref.id;
+	{
+		CallItem   *ci = dlist_container(CallItem, node, iter.cur);
+
+		/*
+		 * A request sent ahead holds no call (nor a place in nheld): begun,
+		 * it is CALL_IN_FLIGHT by the next cycle; not begun, an orphan.
+		 */
+		if (ci->state == CALL_AHEAD || ci->state == CALL_ORPHAN)
+			continue;
+		held->ids[held->n++] = ci->ref.id;
+	}
 }
 
 /* Ids a claim or a take-back must leave out: every call held here, and those passed over. */
@@ -622,6 +632,7 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 	CallItem   *ci;
 	AheadArg	a;
 	ErrorData  *edata;
+	bool		built;
 
 	if (!JB_ROOT_IS_OBJECT(page) ||
 		getKeyJsonValueFromContainer(&page->root, "next_page", 9, &v) == NULL || v.type == jbvNull)
@@ -648,8 +659,14 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 	a.ci = ci;
 	a.page = next;
 	/* Built first: a token is taken only for a request that goes. */
-	if (!in_subtransaction(build_ahead, &a, CurrentMemoryContext, &edata) ||
-		ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0 ||
+	built = in_subtransaction(build_ahead, &a, CurrentMemoryContext, &edata);
+
+	/*
+	 * Whatever its adapter raised is not the page's: a lock wait of the page
+	 * trigger after this must not be blamed on an adapter (adapter_fault()).
+	 */
+	ConnectorAdapterForget();
+	if (!built || ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0 ||
 		!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
 	{
 		/* It goes the ordinary way, built when it is begun. */

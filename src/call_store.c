@@ -193,22 +193,29 @@ CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const int64 *held
 bool
 CallStoreLockPending(const CallRef *ref, CallPending *out)
 {
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		args[2];
+	Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+	Datum		args[3];
 	HeapTuple	row;
 	TupleDesc	desc;
 	bool		isnull;
 
 	args[0] = CStringGetTextDatum(ref->tenant_id);
 	args[1] = Int64GetDatum(ref->id);
+	args[2] = Int64GetDatum(ref->connector_id);
+
+	/*
+	 * Of ref's connector too: a call is sent with its connector's target and
+	 * credentials, which the caller loaded from ref.
+	 */
 	RunPlan(SavedPlan(&lock_plan,
 					  "SELECT k.operation, k.payload, k.idempotency_key,"
 					  "       k.queued_by::pg_catalog.oid, k.attempts, k.next_attempt_at"
 					  "  FROM integration.connector_calls k"
 					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
+					  "   AND k.connector_id OPERATOR(pg_catalog.=) $3"
 					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'"
 					  "   FOR UPDATE SKIP LOCKED",
-					  2, types, CURSOR_OPT_GENERIC_PLAN),
+					  3, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_SELECT, "locking a connector call");
 	if (SPI_processed == 0)
 		return false;

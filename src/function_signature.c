@@ -14,8 +14,8 @@
  * Adapters run for every call and every webhook, handlers for every event: the OID of
  * each signature is kept, and all are forgotten when pg_proc or pg_namespace changes (a
  * function dropped, renamed or moved, a schema renamed), as a syscache callback tells.
- * A signature that no longer names a function gives InvalidOid; the caller, which knows
- * whose column it is, raises.
+ * A signature that no longer names a function, or names a temporary one, gives
+ * InvalidOid; the caller, which knows whose column it is, raises.
  */
 #include "postgres.h"
 
@@ -25,6 +25,7 @@
 #include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "function_signature.h"
@@ -104,7 +105,12 @@ FunctionBySignature(const char *signature)
 		if (strcmp(known[i].signature, signature) == 0)
 			return known[i].fn;
 	fn = LookupSignature(signature);
-	if (!OidIsValid(fn))
+
+	/*
+	 * Never a temporary function: a signature naming one would run whatever a
+	 * session (a handler in this very worker, say) put in a temp schema.
+	 */
+	if (!OidIsValid(fn) || isAnyTempNamespace(get_func_namespace(fn)))
 		return InvalidOid;
 	if (n_known == SIGNATURES_MAX)
 		ForgetSignatures((Datum) 0, PROCOID, 0);

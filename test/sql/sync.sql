@@ -387,12 +387,14 @@ SELECT integration.sync_now(:items);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 -- The page in flight at the delete comes back with a record and a next page: it is not
--- processed, and no page is queued after it.
+-- processed, and no page is queued after it.  Nor does the page name the worker's next
+-- call: next_call_id is the trigger's word alone, never the adapter's.
 SELECT public.sync_complete(:items_call, 'succeeded', jsonb_build_object(
 	'records', jsonb_build_array(jsonb_build_object('id', 'z', 'updated_at', '2025-02-01T00:00:00Z',
 													'payload', '{"id": "z"}'::jsonb)),
-	'next_page', '{"page": 2}'::jsonb));
-SELECT id = :items_call AS the_page, status FROM integration.connector_calls WHERE connector_id = :items ORDER BY id;
+	'next_page', '{"page": 2}'::jsonb, 'next_call_id', 1));
+SELECT id = :items_call AS the_page, status, result ? 'next_call_id' AS names_a_next_call
+  FROM integration.connector_calls WHERE connector_id = :items ORDER BY id;
 SELECT stream, external_id FROM integration.external_records WHERE connector_id = :items ORDER BY 1, 2;
 SELECT count(*) AS events_of_z FROM integration.inbound_events WHERE connector_id = :items AND object_id = 'items:z';
 
