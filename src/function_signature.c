@@ -12,8 +12,9 @@
  * jsonb,text), and is read back under that search_path whatever the caller's.
  *
  * Adapters run for every call and every webhook, handlers for every event: the OID of
- * each signature is kept, and all are forgotten when pg_proc or pg_namespace changes (a
- * function dropped, renamed or moved, a schema renamed), as a syscache callback tells.
+ * each signature is kept, and all are forgotten when pg_proc, pg_namespace or pg_type
+ * changes (a function dropped, renamed or moved, a schema or an argument's type
+ * renamed), as a syscache callback tells.
  * A signature that no longer names a function, or names a temporary one, gives
  * InvalidOid; the caller, which knows whose column it is, raises.
  */
@@ -99,6 +100,8 @@ FunctionBySignature(const char *signature)
 	{
 		CacheRegisterSyscacheCallback(PROCOID, ForgetSignatures, (Datum) 0);
 		CacheRegisterSyscacheCallback(NAMESPACEOID, ForgetSignatures, (Datum) 0);
+		/* An argument's type renamed: the signature names nothing any more. */
+		CacheRegisterSyscacheCallback(TYPEOID, ForgetSignatures, (Datum) 0);
 		callbacks_registered = true;
 	}
 	for (int i = 0; i < n_known; i++)
