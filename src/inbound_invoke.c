@@ -20,9 +20,10 @@
  *   - calls the function through fmgr (its SET clauses and SECURITY DEFINER apply);
  *   - restores the user and pops the nest level, discarding whatever the handler SET.
  * On error the caller's subtransaction abort restores the GUCs; the user is restored
- * here, and the timer by RunWithTimeLimit(), before the error goes on.  Row-level security then shows the
- * handler its tenant's rows only, and current_tenant() answers the event's tenant,
- * under the role's tenant bindings (tenant_binding.c) like any session of that role.
+ * here, and the timer by RunWithTimeLimit(), before the error goes on.  Row-level
+ * security then shows the handler its tenant's rows only, and current_tenant() answers
+ * the event's tenant, under the role's tenant bindings (tenant_binding.c) like any
+ * session of that role.
  */
 #include "postgres.h"
 
