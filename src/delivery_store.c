@@ -61,7 +61,6 @@ static SPIPlanPtr fan_out_lanes_plan = NULL;
 static SPIPlanPtr fan_out_endpoints_plan = NULL;
 static SPIPlanPtr fan_out_insert_plan = NULL;
 static SPIPlanPtr fan_out_insert_safe_plan = NULL;
-static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr record_by_key_plan = NULL;
@@ -258,7 +257,7 @@ StoreReplanIfGrown(void)
 static void
 store_forget_plans_only(void)
 {
-	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &claim_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
+	SPIPlanPtr *plans[] = {&fan_out_plan, &fan_out_endpoints_plan, &fan_out_insert_plan, &fan_out_insert_safe_plan, &next_due_plan, &record_plan, &record_by_key_plan, &read_endpoints_plan, &record_lock_plan, &fan_out_endpoints_skip_plan, &fan_out_put_back_plan,
 		&record_failures_plan, &newest_queued_plan, &fan_out_locked_events_plan,
 		&fan_out_lanes_plan, &claim_head_plan, &claim_others_plan, &claim_tids_plan,
 	&confirm_skipped_plan, &purge_retired_plan};
@@ -1412,13 +1411,24 @@ collect_ctids(ItemPointerData * tids, int n, int max, int col, int64 *excluded, 
  * cache).  Only when that head is all theirs are the other endpoints' due rows found,
  * one probe of deliveries_endpoint_due_idx per endpoint with pending rows, whatever
  * their backlogs.
+ *
+ * The head is planned for its first rows (CURSOR_OPT_FAST_PLAN), which is what it
+ * wants: a bounded number of rows in index order.  Planned for all of them, its plan
+ * depended on statistics.  Where the last ANALYZE saw no pending row (a new table, or
+ * one whose backlog came after it), every plan reads "one row", an ordered scan of
+ * deliveries_due_idx and a sort of what a full scan of deliveries_endpoint_due_idx
+ * returns cost about the same, and the planner took the second: each claim then read
+ * and sorted the whole backlog, 46% of the worker's time while it fanned 200,000
+ * events out to a saturated endpoint (bench/run protection, perf), and the claim grew
+ * with the backlog.  A sort cannot return its first row before it has read every row,
+ * so a plan for the first rows is the ordered scan whatever the estimates say.
  */
 static int
 pick_due_around(int limit, int64 *excluded, int nexcluded, ItemPointerData * tids)
 {
 	Oid			types[2] = {INT8OID, INT8ARRAYOID};
 	Datum		args[2];
-	int			head = limit * CLAIM_HEAD_FACTOR;
+	int			head = nexcluded > 0 ? limit * CLAIM_HEAD_FACTOR : limit;
 	int			n;
 
 	args[0] = Int64GetDatum(head);
@@ -1426,7 +1436,7 @@ pick_due_around(int limit, int64 *excluded, int nexcluded, ItemPointerData * tid
 			  "SELECT d.ctid, d.endpoint_id FROM integration.deliveries d"
 			  " WHERE d.next_attempt_at <= pg_catalog.now()"
 			  " ORDER BY d.next_attempt_at LIMIT $1",
-			  1, types, CURSOR_OPT_GENERIC_PLAN);
+			  1, types, CURSOR_OPT_GENERIC_PLAN | CURSOR_OPT_FAST_PLAN);
 	/* Not read-only: it must see what this transaction fanned out pending. */
 	RunPlan(claim_head_plan, args, false, SPI_OK_SELECT, "finding due deliveries");
 	n = collect_ctids(tids, 0, limit, 1, excluded, nexcluded);
@@ -1464,52 +1474,40 @@ pick_due_around(int limit, int64 *excluded, int nexcluded, ItemPointerData * tid
 /*
  * Claims up to limit (at most STORE_BATCH) due pending deliveries (retries, dispatches,
  * redeliveries), oldest first, skipping endpoints in excluded (sorted), and appends
- * them to list.  Returns how many.
+ * them to list.  Returns how many.  Due rows that someone else holds locked are
+ * skipped, not waited for, and not replaced by later ones: they are claimed once free,
+ * at the worker's next claim.
  */
 int
 StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list)
 {
-	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, INT8ARRAYOID};
+	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, TIDARRAYOID};
 	Datum		args[3];
+	ItemPointerData *tids;
+	Datum	   *d;
+	int			ntids;
 	int			first;
 	int			n;
 
 	limit = Min(limit, STORE_BATCH);
+	tids = palloc(sizeof(ItemPointerData) * limit);
+	ntids = pick_due_around(limit, excluded, nexcluded, tids);
+	if (ntids == 0)
+		return 0;
+	d = palloc(sizeof(Datum) * ntids);
+	for (int i = 0; i < ntids; i++)
+		d[i] = PointerGetDatum(&tids[i]);
 	args[0] = Int64GetDatum(limit);
 	args[1] = TimestampTzGetDatum(lease_expiry(lease_ms));
-	if (nexcluded == 0)
-	{
-		args[2] = Int8ArrayParam(excluded, nexcluded);
-		prepare(&claim_plan,
-				CLAIM_DUE("  SELECT d.ctid FROM integration.deliveries d"
-						  "   WHERE d.next_attempt_at <= pg_catalog.now()"
-						  "     AND NOT (d.endpoint_id = ANY ($3))"
-						  "   ORDER BY d.next_attempt_at LIMIT $1"
-						  "   FOR UPDATE SKIP LOCKED"),
-				3, argtypes);
-		RunPlan(claim_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
-	}
-	else
-	{
-		ItemPointerData *tids = palloc(sizeof(ItemPointerData) * limit);
-		int			ntids = pick_due_around(limit, excluded, nexcluded, tids);
-		Datum	   *d = palloc(sizeof(Datum) * Max(ntids, 1));
-
-		if (ntids == 0)
-			return 0;
-		for (int i = 0; i < ntids; i++)
-			d[i] = PointerGetDatum(&tids[i]);
-		argtypes[2] = TIDARRAYOID;
-		args[2] = PointerGetDatum(construct_array(d, ntids, TIDOID, sizeof(ItemPointerData),
-												  false, TYPALIGN_SHORT));
-		/* Locked by ctid; a row changed since it was read is skipped. */
-		SavedPlan(&claim_tids_plan,
-				  CLAIM_DUE("  SELECT d.ctid FROM integration.deliveries d"
-							"   WHERE d.ctid = ANY ($3) AND d.next_attempt_at <= pg_catalog.now()"
-							"   FOR UPDATE SKIP LOCKED"),
-				  3, argtypes, CURSOR_OPT_GENERIC_PLAN);
-		RunPlan(claim_tids_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
-	}
+	args[2] = PointerGetDatum(construct_array(d, ntids, TIDOID, sizeof(ItemPointerData),
+											  false, TYPALIGN_SHORT));
+	/* Locked by ctid; a row changed since it was read is skipped. */
+	SavedPlan(&claim_tids_plan,
+			  CLAIM_DUE("  SELECT d.ctid FROM integration.deliveries d"
+						"   WHERE d.ctid = ANY ($3) AND d.next_attempt_at <= pg_catalog.now()"
+						"   FOR UPDATE SKIP LOCKED"),
+			  3, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	RunPlan(claim_tids_plan, args, false, SPI_OK_SELECT, "claiming deliveries");
 	first = list->count;
 	n = append_claims(list, DatumGetTimestampTz(args[1]));
 	claims_read_endpoints(list, first);

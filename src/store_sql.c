@@ -20,13 +20,16 @@
 
 #include <limits.h>
 
+#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "delivery_store.h"
+#include "tenant.h"
 
 PG_FUNCTION_INFO_V1(integration_claim_due);
 PG_FUNCTION_INFO_V1(integration_fan_out);
@@ -105,6 +108,12 @@ integration_claim_due(PG_FUNCTION_ARGS)
 	memset(&list, 0, sizeof(list));
 	list.mcxt = CurrentMemoryContext;
 
+	/*
+	 * A claim writes deliveries, whether or not any is due: with no tenant,
+	 * the caller learns so, rather than that none was.
+	 */
+	RequireTenantForWrite(get_relname_relid("deliveries",
+											get_namespace_oid("integration", false)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	while (list.count < max)

@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/rls.h"
 
@@ -200,22 +201,29 @@ integration_require_tenant_for_write(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("require_tenant_for_write() must be called as a trigger")));
 
-	if (resolve_tenant() == NULL &&
-		check_enable_rls(RelationGetRelid(trigdata->tg_relation), InvalidOid, true) == RLS_ENABLED)
+	RequireTenantForWrite(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Raises when the current role is bound by row-level security on relation relid and
+ * no tenant is selected: what every statement that writes to it checks first.
+ */
+void
+RequireTenantForWrite(Oid relid)
+{
+	if (resolve_tenant() == NULL && check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 	{
 		char	   *bound = TenantBindingUnchosenDetail();
 
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("no tenant selected for write to %s",
-						RelationGetRelationName(trigdata->tg_relation)),
+				 errmsg("no tenant selected for write to %s", get_rel_name(relid)),
 				 bound ? errdetail_internal("%s", bound)
 				 : errdetail("The setting integration.tenant_id is empty, and row-level security applies to role \"%s\".",
 							 GetUserNameFromId(GetUserId(), false)),
 				 errhint("Run SET LOCAL integration.tenant_id = '<tenant>' in the transaction first.")));
 	}
-
-	return PointerGetDatum(NULL);
 }
 
 /*

@@ -13,6 +13,7 @@ extern bool TenantIdIsValid(const char *s, size_t len);
 extern void TenantDefineGucs(void);
 extern const char *CurrentTenant(void);
 extern const char *RequireTenant(void);
+extern void RequireTenantForWrite(Oid relid);
 
 /* What TenantActAs() switched from, for TenantActAsEnd(). */
 typedef struct TenantIdentity
