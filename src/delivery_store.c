@@ -632,26 +632,31 @@ open_endpoint_secret(EndpointSettings *ep)
 /*
  * The retired secrets are those not expired at the transaction's start, newest first;
  * the request leaves out any that expires before it starts (delivery_request.c).  An
- * index probe of an empty index for an endpoint never rotated.
+ * index probe of an empty index for an endpoint never rotated.  Each fan-out batch
+ * runs this for its endpoints, so its plan is kept small: two array subqueries (a
+ * Limit over an index scan each), where a LATERAL join to two array_agg()s was
+ * planned as a Memoize over an Aggregate, whose hash table and sorts were set up at
+ * every execution for one endpoint; and it names the columns it reads, where "SELECT *"
+ * built every column of the table into each node's tuple descriptor at every start.
  */
+#define RETIRED(col) \
+	"       ARRAY(SELECT r." col " FROM integration.retired_secrets r" \
+	"              WHERE r.tenant_id = ep.tenant_id AND r.endpoint_id = ep.id" \
+	"                AND r.expires_at > pg_catalog.now()" \
+	"              ORDER BY r.id DESC LIMIT " CppAsString2(RETIRED_SECRETS_MAX) ")"
 #define READ_ENDPOINTS(lock) \
 	"SELECT k.i, ep.url, ep.secret, ep.headers, ep.timeout_ms, ep.retry_schedule," \
 	"       ep.is_active AND ep.deleted_at IS NULL," \
 	"       ep.disabled_at IS NOT NULL AND ep.deleted_at IS NULL," \
-	"       rs.secrets, rs.expires, ep.rate_limit, ep.rate_limit_burst" \
+	RETIRED("secret") "," RETIRED("expires_at") ", ep.rate_limit, ep.rate_limit_burst" \
 	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))" \
 	"       WITH ORDINALITY AS k(tenant_id, id, i)" \
-	"  JOIN LATERAL (SELECT * FROM integration.webhook_endpoints ep" \
+	"  JOIN LATERAL (SELECT ep.tenant_id, ep.id, ep.url, ep.secret, ep.headers, ep.timeout_ms," \
+	"                       ep.retry_schedule, ep.is_active, ep.deleted_at, ep.disabled_at," \
+	"                       ep.rate_limit, ep.rate_limit_burst" \
+	"                  FROM integration.webhook_endpoints ep" \
 	"                 WHERE ep.tenant_id = k.tenant_id AND ep.id = k.id LIMIT 1" \
-	lock ") ep ON true" \
-	"  CROSS JOIN LATERAL (SELECT pg_catalog.array_agg(r.secret ORDER BY r.id DESC)," \
-	"                             pg_catalog.array_agg(r.expires_at ORDER BY r.id DESC)" \
-	"                        FROM (SELECT r.id, r.secret, r.expires_at" \
-	"                                FROM integration.retired_secrets r" \
-	"                               WHERE r.tenant_id = ep.tenant_id AND r.endpoint_id = ep.id" \
-	"                                 AND r.expires_at > pg_catalog.now()" \
-	"                               ORDER BY r.id DESC LIMIT " CppAsString2(RETIRED_SECRETS_MAX) ") r)" \
-	"       AS rs(secrets, expires)"
+	lock ") ep ON true"
 
 /*
  * Fills in the settings of the endpoints keyed in eps (n of them, distinct), copied

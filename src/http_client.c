@@ -210,6 +210,18 @@ HttpClientStart(HttpClient *client, HttpRequest *req)
 	HttpCurlCollect(&client->curl, &client->ready);
 }
 
+/*
+ * Brackets a burst of HttpClientStart() calls (hold, then !hold): in threaded mode the
+ * thread is woken once per few requests rather than once per request
+ * (HttpThreadHold()).  Single-threaded, each request starts at once regardless.
+ */
+void
+HttpClientHoldStarts(HttpClient *client, bool hold)
+{
+	if (client->thread)
+		HttpThreadHold(client->thread, hold);
+}
+
 /* Moves what has finished to the ready list; never blocks. */
 void
 HttpClientDrive(HttpClient *client)

@@ -77,6 +77,7 @@ extern HttpClient *HttpClientCreateInline(int max_connections, const char *proxy
 extern void HttpClientConfigure(HttpClient *client, int max_connections, const char *proxy);
 extern void HttpClientDestroy(HttpClient *client);
 extern void HttpClientStart(HttpClient *client, HttpRequest *req);
+extern void HttpClientHoldStarts(HttpClient *client, bool hold);
 extern int	HttpClientFd(HttpClient *client);
 extern long HttpClientTimeoutMs(HttpClient *client);
 extern void HttpClientDrive(HttpClient *client);

@@ -67,6 +67,10 @@ struct HttpThread
 	/* The main thread's own. */
 	pthread_t	thread;
 	bool		running;
+	bool		holding;		/* HttpThreadHold(): signals put off */
+	bool		signal_owed;	/* submitted went from empty while holding */
+	int			held;			/* submitted while holding, since the last
+								 * signal */
 };
 
 static void
@@ -267,7 +271,11 @@ HttpThreadConfigure(HttpThread *th, long max_connections, const char *proxy)
 	eventfd_signal(th->to_thread_fd);
 }
 
-/* Hands req to the thread; the main thread must not touch it until it comes back. */
+/*
+ * Hands req to the thread; the main thread must not touch it until it comes back.
+ * The thread is signalled when submitted stops being empty; while held
+ * (HttpThreadHold()), once per HTTP_START_BATCH requests and at the release instead.
+ */
 void
 HttpThreadSubmit(HttpThread *th, HttpRequest *req)
 {
@@ -277,8 +285,36 @@ HttpThreadSubmit(HttpThread *th, HttpRequest *req)
 	was_empty = dlist_is_empty(&th->submitted);
 	dlist_push_tail(&th->submitted, &req->node);
 	pthread_mutex_unlock(&th->lock);
-	if (was_empty)
+	if (!th->holding)
+	{
+		if (was_empty)
+			eventfd_signal(th->to_thread_fd);
+		return;
+	}
+	th->signal_owed |= was_empty;
+	if (++th->held >= HTTP_START_BATCH && th->signal_owed)
+	{
 		eventfd_signal(th->to_thread_fd);
+		th->signal_owed = false;
+		th->held = 0;
+	}
+}
+
+/*
+ * Puts off (hold) or gives (!hold) the signals of HttpThreadSubmit(), for a burst of
+ * submissions: one write to the eventfd, and one wake-up of the thread, per
+ * HTTP_START_BATCH requests instead of up to one per request (the thread empties
+ * submitted as soon as it wakes, so each request found it empty again).  A request
+ * waits at most for the next HTTP_START_BATCH - 1 to be built.
+ */
+void
+HttpThreadHold(HttpThread *th, bool hold)
+{
+	if (!hold && th->signal_owed)
+		eventfd_signal(th->to_thread_fd);
+	th->holding = hold;
+	th->signal_owed = false;
+	th->held = 0;
 }
 
 /* Moves the requests the thread has finished to ready; never blocks for long. */

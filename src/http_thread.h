@@ -14,6 +14,7 @@ extern HttpThread *HttpThreadStart(HttpCurl *hc);
 extern void HttpThreadStop(HttpThread *th);
 extern void HttpThreadConfigure(HttpThread *th, long max_connections, const char *proxy);
 extern void HttpThreadSubmit(HttpThread *th, HttpRequest *req);
+extern void HttpThreadHold(HttpThread *th, bool hold);
 extern void HttpThreadTakeDone(HttpThread *th, dlist_head *ready);
 extern int	HttpThreadFd(HttpThread *th);
 

@@ -386,8 +386,13 @@ start_work(WorkerServices *svc, WorkerKind *kinds, int nkinds)
 	for (int i = 0; i < nkinds; i++)
 		if (kinds[i].ops->prepare != NULL && !kinds[i].ops->prepare(kinds[i].state, now))
 			return;
+	/* One wake-up of the HTTP thread per few requests, not one per request. */
+	if (svc->client != NULL)
+		HttpClientHoldStarts(svc->client, true);
 	while ((item = SchedulerNext(svc->scheduler, now)) != NULL)
 		(void) item->kind->start(item, kind_state(kinds, nkinds, item->kind));
+	if (svc->client != NULL)
+		HttpClientHoldStarts(svc->client, false);
 }
 
 /* Hands the requests that finished to their kinds; none without a client. */
