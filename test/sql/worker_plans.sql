@@ -74,5 +74,24 @@ EXPLAIN (COSTS OFF) DECLARE c NO SCROLL CURSOR FOR
 	SELECT d.ctid, d.endpoint_id FROM integration.deliveries d
 	 WHERE d.next_attempt_at <= pg_catalog.now()
 	 ORDER BY d.next_attempt_at LIMIT 256;
+
+-- The claim of the rows the head picked (StoreClaim()), as it was: with the still-due
+-- condition on the table, a scan of a whole partial index filtered by ctid.  Now: the
+-- rows found by ctid alone (a TID scan) in a FOR UPDATE CTE, which is not inlined, and
+-- the condition asked of what it locked.
+PREPARE claim_by_ctid_was(tid[]) AS
+	SELECT d.ctid FROM integration.deliveries d
+	 WHERE d.ctid = ANY ($1) AND d.next_attempt_at <= pg_catalog.now()
+	   FOR UPDATE SKIP LOCKED;
+EXPLAIN (COSTS OFF) EXECUTE claim_by_ctid_was('{"(0,1)"}');
+PREPARE claim_by_ctid(tid[]) AS
+	WITH locked AS (
+	  SELECT d.ctid, d.next_attempt_at FROM integration.deliveries d
+	   WHERE d.ctid = ANY ($1)
+	   FOR UPDATE SKIP LOCKED),
+	 due AS (SELECT l.ctid FROM locked l
+	          WHERE l.next_attempt_at <= pg_catalog.now())
+	SELECT due.ctid FROM due;
+EXPLAIN (COSTS OFF) EXECUTE claim_by_ctid('{"(0,1)"}');
 ROLLBACK;
 
