@@ -44,8 +44,8 @@
  * Finding rows.  Each table has an index of its finished rows by when they finished,
  * inbound_events_expiry_idx (COALESCE(processed_at, received_at), id) WHERE status <>
  * 'pending' and connector_calls_expiry_idx (finished_at, id) WHERE finished_at IS NOT
- * NULL, and the walk goes through it oldest first, a window of rows at a time (the
- * calls' window read by a statement of its own, RetentionCallsWindow()), keeping its
+ * NULL, and the walk goes through it oldest first, a window of rows at a time (each
+ * window read by a statement of its own, RetentionCallsWindow()), keeping its
  * place across passes like the walk of events in retention.c: rows kept back (failed
  * ones, kept longer; events still inside their dedupe window; rows locked) are looked
  * at again when a pass starts over from the oldest.  Neither index
@@ -96,9 +96,9 @@
 #include "retention_connectors.h"
 #include "spi_plan.h"
 
-#define WINDOW_NARGS 8
 
-static SPIPlanPtr inbound_plan = NULL;
+static SPIPlanPtr inbound_window_plan = NULL;
+static SPIPlanPtr inbound_delete_plan = NULL;
 static SPIPlanPtr calls_window_plan = NULL;
 static SPIPlanPtr calls_delete_plan = NULL;
 static SPIPlanPtr records_plan = NULL;
@@ -106,22 +106,10 @@ static SPIPlanPtr records_plan = NULL;
 void
 RetentionConnectorsForgetPlans(void)
 {
-	SPIPlanPtr *plans[] = {&inbound_plan, &calls_window_plan, &calls_delete_plan, &records_plan};
+	SPIPlanPtr *plans[] = {&inbound_window_plan, &inbound_delete_plan, &calls_window_plan, &calls_delete_plan, &records_plan};
 
 	ForgetPlans(plans, lengthof(plans));
 }
-
-/*
- * The inbound window's tail: w is the window (tenant_id, id, t), doomed the
- * ctids of its expired rows, locked; deletes them and returns one row of the
- * window's size, its last position and how many rows went.
- */
-#define WINDOW_RESULT(table) \
-	" gone AS (DELETE FROM " table " x" \
-	"           WHERE x.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed)) RETURNING 1)," \
-	" last AS (SELECT w.t, w.id FROM w ORDER BY w.t DESC, w.id DESC LIMIT 1)" \
-	" SELECT (SELECT count(*) FROM w), (SELECT last.t FROM last), (SELECT last.id FROM last)," \
-	"        (SELECT count(*) FROM gone)"
 
 /*
  * The window parameters both walks by an expiry index share: $1, $2 the walk's place;
@@ -140,72 +128,131 @@ window_args(Datum *args, const ExpiryWalk *w, const RetentionCutoffs *c, int lim
 }
 
 /*
- * Runs the inbound window's statement, whose parameters are window_args()'s, then $7
- * now and $8 the dedupe cutoff of connectors without a window of their own.
+ * Reads a window of finished rows by its statement (window_args()'s parameters; its
+ * columns tenant_id, id, the row's time, whether it has expired) and moves the walk past
+ * it; returns how many of its rows have expired, with their keys in *tenants and *ids
+ * (copies: the window's rows are freed).
  */
 static int
-run_window(SPIPlanPtr *slot, const char *sql, ExpiryWalk *w, const RetentionCutoffs *c,
-		   int limit, int *looked)
+read_window(SPIPlanPtr *slot, const char *sql, ExpiryWalk *w, const RetentionCutoffs *c,
+			int limit, int *looked, Datum *args, Datum **tenants, Datum **ids)
 {
-	Oid			types[WINDOW_NARGS] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		args[WINDOW_NARGS];
-	HeapTuple	row;
+	Oid			types[6] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID};
 	TupleDesc	desc;
 	bool		isnull;
-	int			deleted;
+	int			n;
+	int			ndoomed = 0;
 
 	window_args(args, w, c, limit);
-	args[6] = TimestampTzGetDatum(c->now);
-	args[7] = TimestampTzGetDatum(c->now - (TimestampTz) integration_inbound_dedupe_window_s * USECS_PER_SEC);
-	SavedPlan(slot, sql, WINDOW_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
-	RunPlan(*slot, args, false, SPI_OK_SELECT, "deleting expired connector rows");
-	if (SPI_processed != 1)
-		elog(ERROR, "a retention window returned " UINT64_FORMAT " rows", SPI_processed);
-	row = SPI_tuptable->vals[0];
+	SavedPlan(slot, sql, 6, types, CURSOR_OPT_GENERIC_PLAN | CURSOR_OPT_FAST_PLAN);
+	RunPlan(*slot, args, false, SPI_OK_SELECT, "reading expired connector rows");
+	n = (int) SPI_processed;
 	desc = SPI_tuptable->tupdesc;
-	*looked = (int) DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-	deleted = (int) DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
-	if (*looked > 0)
+	*looked = n;
+	if (n > 0)
 	{
-		w->after_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 2, &isnull));
-		w->after_id = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+		HeapTuple	last = SPI_tuptable->vals[n - 1];
+
+		w->after_at = DatumGetTimestampTz(SPI_getbinval(last, desc, 3, &isnull));
+		w->after_id = DatumGetInt64(SPI_getbinval(last, desc, 2, &isnull));
 	}
-	if (*looked < limit)
+	if (n < limit)
 		w->done = true;
-	return deleted;
+	*tenants = palloc(sizeof(Datum) * Max(n, 1));
+	*ids = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		Datum		expired = SPI_getbinval(row, desc, 4, &isnull);
+
+		if (isnull || !DatumGetBool(expired))
+			continue;
+		(*tenants)[ndoomed] = SPI_getbinval(row, desc, 1, &isnull);
+		(*ids)[ndoomed] = SPI_getbinval(row, desc, 2, &isnull);
+		ndoomed++;
+	}
+	if (ndoomed > 0)
+	{
+		args[0] = ArrayParam(*tenants, NULL, ndoomed, TEXTOID);
+		args[1] = ArrayParam(*ids, NULL, ndoomed, INT8OID);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return ndoomed;
 }
 
+/* The count a delete statement returns. */
+static int
+deleted_count(SPIPlanPtr plan, Datum *args, const char *what)
+{
+	bool		isnull;
+
+	RunPlan(plan, args, false, SPI_OK_SELECT, what);
+	if (SPI_processed != 1)
+		elog(ERROR, "%s returned " UINT64_FORMAT " rows", what, SPI_processed);
+	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											 &isnull));
+}
+
+/*
+ * The inbound events' window, by inbound_events_expiry_idx (its predicate and
+ * expression spelled as in the index), read and deleted as the calls' window is (see
+ * RetentionCallsWindow() for why two statements): the window for its first rows, then
+ * its expired rows each by its primary key, locked, and deleted when, as locked, they
+ * are still expired and past their connector's dedupe window.
+ */
 int
 RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *looked)
 {
-	/*
-	 * The window by inbound_events_expiry_idx (its predicate and expression
-	 * spelled as in the index); each row then by its primary key, with its
-	 * connector's window.
-	 */
-	return run_window(&inbound_plan,
-					  "WITH w AS MATERIALIZED ("
-					  "  SELECT e.tenant_id, e.id, COALESCE(e.processed_at, e.received_at) AS t"
-					  "    FROM integration.inbound_events e"
-					  "   WHERE e.status <> 'pending'"
-					  "     AND (COALESCE(e.processed_at, e.received_at), e.id) > ($1, $2)"
-					  "     AND COALESCE(e.processed_at, e.received_at) < $3"
-					  "   ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT $4),"
-					  " doomed AS ("
-					  "  SELECT x.ctid FROM w CROSS JOIN LATERAL ("
-					  "    SELECT e.ctid FROM integration.inbound_events e"
-					  "      JOIN integration.connectors c ON c.tenant_id = e.tenant_id AND c.id = e.connector_id"
-					  "     WHERE e.tenant_id = w.tenant_id AND e.id = w.id"
-					  "       AND ((e.status IN ('processed', 'skipped')"
-					  "             AND COALESCE(e.processed_at, e.received_at) < $5)"
-					  "            OR (e.status = 'failed' AND COALESCE(e.processed_at, e.received_at) < $6))"
-					  "       AND (e.dedupe_expired"
-					  "            OR e.received_at < CASE WHEN c.dedupe_window IS NULL THEN $8"
-					  "                                    ELSE $7 - c.dedupe_window END)"
-					  "       FOR UPDATE OF e SKIP LOCKED) x),"
-					  WINDOW_RESULT("integration.inbound_events"),
-					  w, c, limit, looked);
+	Oid			types[6] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[6];
+	Datum	   *tenants;
+	Datum	   *ids;
+
+	if (read_window(&inbound_window_plan,
+					"SELECT e.tenant_id, e.id, COALESCE(e.processed_at, e.received_at),"
+					"       (e.status IN ('processed', 'skipped')"
+					"        AND COALESCE(e.processed_at, e.received_at) < $5)"
+					"       OR (e.status = 'failed' AND COALESCE(e.processed_at, e.received_at) < $6)"
+					"  FROM integration.inbound_events e"
+					" WHERE e.status <> 'pending'"
+					"   AND (COALESCE(e.processed_at, e.received_at), e.id) > ($1, $2)"
+					"   AND COALESCE(e.processed_at, e.received_at) < $3"
+					" ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT $4",
+					w, c, limit, looked, args, &tenants, &ids) == 0)
+		return 0;
+	args[2] = TimestampTzGetDatum(c->delivered);
+	args[3] = TimestampTzGetDatum(c->failed);
+	args[4] = TimestampTzGetDatum(c->now);
+	args[5] = TimestampTzGetDatum(c->now - (TimestampTz) integration_inbound_dedupe_window_s * USECS_PER_SEC);
+	SavedPlan(&inbound_delete_plan,
+			  "WITH locked AS MATERIALIZED ("
+			  "  SELECT x.ctid, x.tenant_id, x.connector_id, x.status, x.processed_at,"
+			  "         x.received_at, x.dedupe_expired"
+			  "    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS w(tenant_id, id)"
+			  "   CROSS JOIN LATERAL ("
+			  "     SELECT e.ctid, e.tenant_id, e.connector_id, e.status, e.processed_at,"
+			  "            e.received_at, e.dedupe_expired"
+			  "       FROM integration.inbound_events e"
+			  "      WHERE e.tenant_id = w.tenant_id AND e.id = w.id"
+			  "        FOR UPDATE SKIP LOCKED) x),"
+			  " gone AS (DELETE FROM integration.inbound_events x"
+			  "           WHERE x.ctid = ANY (ARRAY("
+			  "             SELECT l.ctid FROM locked l"
+			  "               JOIN integration.connectors k"
+			  "                 ON k.tenant_id = l.tenant_id AND k.id = l.connector_id"
+			  "              WHERE ((l.status IN ('processed', 'skipped')"
+			  "                      AND COALESCE(l.processed_at, l.received_at) < $3)"
+			  "                     OR (l.status = 'failed'"
+			  "                         AND COALESCE(l.processed_at, l.received_at) < $4))"
+			  "                AND (l.dedupe_expired"
+			  "                     OR l.received_at < CASE WHEN k.dedupe_window IS NULL THEN $6"
+			  "                                             ELSE $5 - k.dedupe_window END)))"
+			  "          RETURNING 1)"
+			  " SELECT count(*) FROM gone",
+			  6, types, CURSOR_OPT_GENERIC_PLAN);
+	return deleted_count(inbound_delete_plan, args, "deleting expired inbound events");
 }
 
 /*
@@ -213,7 +260,7 @@ RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int 
  * of its own with a generic plan for its first rows; then its expired rows, each by
  * its primary key, locked and deleted by a second statement.
  *
- * As a CTE of one statement (the inbound window's form), the window was planned for
+ * As a CTE of one statement (the form both windows had), the window was planned for
  * all its rows, which FAST_PLAN does not change (a CTE's plan is its cheapest in
  * total), and its plan depended on statistics: where the last ANALYZE saw no finished
  * call (a new table, or a backlog finished since), the window, and each row's lookup,
@@ -233,62 +280,21 @@ RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int 
 int
 RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *looked)
 {
-	Oid			window_types[6] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Oid			delete_types[4] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[6];
 	Datum	   *tenants;
 	Datum	   *ids;
-	TupleDesc	desc;
-	bool		isnull;
-	int			n;
-	int			ndoomed = 0;
 
-	window_args(args, w, c, limit);
-	SavedPlan(&calls_window_plan,
-			  "SELECT k.tenant_id, k.id, k.finished_at,"
-			  "       (k.status = 'succeeded' AND k.finished_at < $5)"
-			  "       OR (k.status = 'failed' AND k.finished_at < $6)"
-			  "  FROM integration.connector_calls k"
-			  " WHERE k.finished_at IS NOT NULL"
-			  "   AND (k.finished_at, k.id) > ($1, $2) AND k.finished_at < $3"
-			  " ORDER BY k.finished_at, k.id LIMIT $4",
-			  6, window_types, CURSOR_OPT_GENERIC_PLAN | CURSOR_OPT_FAST_PLAN);
-	RunPlan(calls_window_plan, args, false, SPI_OK_SELECT, "reading expired connector calls");
-	n = (int) SPI_processed;
-	desc = SPI_tuptable->tupdesc;
-	*looked = n;
-	if (n > 0)
-	{
-		HeapTuple	last = SPI_tuptable->vals[n - 1];
-
-		w->after_at = DatumGetTimestampTz(SPI_getbinval(last, desc, 3, &isnull));
-		w->after_id = DatumGetInt64(SPI_getbinval(last, desc, 2, &isnull));
-	}
-	if (n < limit)
-		w->done = true;
-	tenants = palloc(sizeof(Datum) * Max(n, 1));
-	ids = palloc(sizeof(Datum) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		Datum		expired = SPI_getbinval(row, desc, 4, &isnull);
-
-		if (isnull || !DatumGetBool(expired))
-			continue;
-		tenants[ndoomed] = SPI_getbinval(row, desc, 1, &isnull);
-		ids[ndoomed] = SPI_getbinval(row, desc, 2, &isnull);
-		ndoomed++;
-	}
-	if (ndoomed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
+	if (read_window(&calls_window_plan,
+					"SELECT k.tenant_id, k.id, k.finished_at,"
+					"       (k.status = 'succeeded' AND k.finished_at < $5)"
+					"       OR (k.status = 'failed' AND k.finished_at < $6)"
+					"  FROM integration.connector_calls k"
+					" WHERE k.finished_at IS NOT NULL"
+					"   AND (k.finished_at, k.id) > ($1, $2) AND k.finished_at < $3"
+					" ORDER BY k.finished_at, k.id LIMIT $4",
+					w, c, limit, looked, args, &tenants, &ids) == 0)
 		return 0;
-	}
-	/* The arrays are copies: the window's rows can go. */
-	args[0] = ArrayParam(tenants, NULL, ndoomed, TEXTOID);
-	args[1] = ArrayParam(ids, NULL, ndoomed, INT8OID);
-	SPI_freetuptable(SPI_tuptable);
 	args[2] = TimestampTzGetDatum(c->delivered);
 	args[3] = TimestampTzGetDatum(c->failed);
 	SavedPlan(&calls_delete_plan,
@@ -307,12 +313,7 @@ RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *l
 			  "          RETURNING 1)"
 			  " SELECT count(*) FROM gone",
 			  4, delete_types, CURSOR_OPT_GENERIC_PLAN);
-	RunPlan(calls_delete_plan, args, false, SPI_OK_SELECT, "deleting expired connector calls");
-	if (SPI_processed != 1)
-		elog(ERROR, "deleting expired connector calls returned " UINT64_FORMAT " rows",
-			 SPI_processed);
-	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											 &isnull));
+	return deleted_count(calls_delete_plan, args, "deleting expired connector calls");
 }
 
 int

@@ -245,4 +245,95 @@ SELECT :records_id AS connector,
 	   count(*) FILTER (WHERE connector_id = 900001) AS live_left,
 	   count(*) FILTER (WHERE connector_id = 900002) AS deleted_left
   FROM integration.external_records;
+
+-- RetentionInboundWindow(): analyzed while every event is pending (no handled one,
+-- status all 'pending' to the planner), then 20,000 handled 60 days ago.
+DELETE FROM integration.inbound_events;
+INSERT INTO integration.inbound_events (tenant_id, id, connector_id, external_id, topic,
+										event, payload, received_at)
+	OVERRIDING SYSTEM VALUE
+	SELECT 'plans', 900000 + g, 900001, 'e' || g, 'orders/paid', 'generic.orders.paid', '{}',
+		   now() - interval '61 days'
+	  FROM generate_series(1, 20000) g;
+ANALYZE integration.inbound_events;
+UPDATE integration.inbound_events
+   SET status = 'processed', next_attempt_at = NULL,
+	   processed_at = now() - interval '60 days' + (id - 900000) * interval '1 ms';
+
+-- As it was: one statement, the window a CTE planned for all its rows, and each row
+-- looked up by a condition on its handled time that implies inbound_events_expiry_idx's
+-- predicate: the lookup may scan that whole index for each row of the window.
+PREPARE inbound_window_was(timestamptz, int8, timestamptz, int8, timestamptz, timestamptz,
+						   timestamptz, timestamptz) AS
+	WITH w AS MATERIALIZED (
+	  SELECT e.tenant_id, e.id, COALESCE(e.processed_at, e.received_at) AS t
+	    FROM integration.inbound_events e
+	   WHERE e.status <> 'pending'
+	     AND (COALESCE(e.processed_at, e.received_at), e.id) > ($1, $2)
+	     AND COALESCE(e.processed_at, e.received_at) < $3
+	   ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT $4),
+	 doomed AS (
+	  SELECT x.ctid FROM w CROSS JOIN LATERAL (
+	    SELECT e.ctid FROM integration.inbound_events e
+	      JOIN integration.connectors c ON c.tenant_id = e.tenant_id AND c.id = e.connector_id
+	     WHERE e.tenant_id = w.tenant_id AND e.id = w.id
+	       AND ((e.status IN ('processed', 'skipped')
+	             AND COALESCE(e.processed_at, e.received_at) < $5)
+	            OR (e.status = 'failed' AND COALESCE(e.processed_at, e.received_at) < $6))
+	       AND (e.dedupe_expired
+	            OR e.received_at < CASE WHEN c.dedupe_window IS NULL THEN $8
+	                                    ELSE $7 - c.dedupe_window END)
+	       FOR UPDATE OF e SKIP LOCKED) x),
+	 gone AS (DELETE FROM integration.inbound_events x
+	           WHERE x.ctid = ANY (ARRAY(SELECT doomed.ctid FROM doomed)) RETURNING 1)
+	SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM gone);
+EXPLAIN (COSTS OFF) EXECUTE inbound_window_was('-infinity', 0, now(), 100,
+											   now() - interval '7 days', now() - interval '30 days',
+											   now(), now() - interval '7 days');
+
+-- Now, as the calls': the window a statement of its own for its first rows (the ordered
+-- scan of inbound_events_expiry_idx), then its expired rows each probed by its primary
+-- key, locked, and deleted when still expired and past the dedupe window as locked.
+EXPLAIN (COSTS OFF) DECLARE c NO SCROLL CURSOR FOR
+	SELECT e.tenant_id, e.id, COALESCE(e.processed_at, e.received_at),
+	       (e.status IN ('processed', 'skipped')
+	        AND COALESCE(e.processed_at, e.received_at) < now() - interval '7 days')
+	       OR (e.status = 'failed'
+	           AND COALESCE(e.processed_at, e.received_at) < now() - interval '30 days')
+	  FROM integration.inbound_events e
+	 WHERE e.status <> 'pending'
+	   AND (COALESCE(e.processed_at, e.received_at), e.id) > ('-infinity', 0)
+	   AND COALESCE(e.processed_at, e.received_at) < now()
+	 ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT 100;
+PREPARE inbound_delete(text[], int8[], timestamptz, timestamptz, timestamptz, timestamptz) AS
+	WITH locked AS MATERIALIZED (
+	  SELECT x.ctid, x.tenant_id, x.connector_id, x.status, x.processed_at,
+	         x.received_at, x.dedupe_expired
+	    FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS w(tenant_id, id)
+	   CROSS JOIN LATERAL (
+	     SELECT e.ctid, e.tenant_id, e.connector_id, e.status, e.processed_at,
+	            e.received_at, e.dedupe_expired
+	       FROM integration.inbound_events e
+	      WHERE e.tenant_id = w.tenant_id AND e.id = w.id
+	        FOR UPDATE SKIP LOCKED) x),
+	 gone AS (DELETE FROM integration.inbound_events x
+	           WHERE x.ctid = ANY (ARRAY(
+	             SELECT l.ctid FROM locked l
+	               JOIN integration.connectors k
+	                 ON k.tenant_id = l.tenant_id AND k.id = l.connector_id
+	              WHERE ((l.status IN ('processed', 'skipped')
+	                      AND COALESCE(l.processed_at, l.received_at) < $3)
+	                     OR (l.status = 'failed'
+	                         AND COALESCE(l.processed_at, l.received_at) < $4))
+	                AND (l.dedupe_expired
+	                     OR l.received_at < CASE WHEN k.dedupe_window IS NULL THEN $6
+	                                             ELSE $5 - k.dedupe_window END)))
+	          RETURNING 1)
+	SELECT count(*) FROM gone;
+EXPLAIN (COSTS OFF) EXECUTE inbound_delete('{plans}', '{900001}',
+										   now() - interval '7 days', now() - interval '30 days',
+										   now(), now() - interval '7 days');
+EXECUTE inbound_delete('{plans,plans}', '{900001,900002}',
+					   now() - interval '7 days', now() - interval '30 days',
+					   now(), now() - interval '7 days');
 ROLLBACK;
