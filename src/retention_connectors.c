@@ -130,17 +130,19 @@ window_args(Datum *args, const ExpiryWalk *w, const RetentionCutoffs *c, int lim
 /*
  * Reads a window of finished rows by its statement (window_args()'s parameters; its
  * columns tenant_id, id, the row's time, whether it has expired) and moves the walk past
- * it; returns how many of its rows have expired, with their keys in *tenants and *ids
- * (copies: the window's rows are freed).
+ * it; returns how many of its rows have expired, with their keys as arrays in args[0]
+ * and args[1] (copies: the window's rows are freed).
  */
 static int
 read_window(SPIPlanPtr *slot, const char *sql, ExpiryWalk *w, const RetentionCutoffs *c,
-			int limit, int *looked, Datum *args, Datum **tenants, Datum **ids)
+			int limit, int *looked, Datum *args)
 {
 	Oid			types[6] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,
 	TIMESTAMPTZOID, TIMESTAMPTZOID};
 	TupleDesc	desc;
 	bool		isnull;
+	Datum	   *tenants;
+	Datum	   *ids;
 	int			n;
 	int			ndoomed = 0;
 
@@ -159,8 +161,8 @@ read_window(SPIPlanPtr *slot, const char *sql, ExpiryWalk *w, const RetentionCut
 	}
 	if (n < limit)
 		w->done = true;
-	*tenants = palloc(sizeof(Datum) * Max(n, 1));
-	*ids = palloc(sizeof(Datum) * Max(n, 1));
+	tenants = palloc(sizeof(Datum) * Max(n, 1));
+	ids = palloc(sizeof(Datum) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
@@ -168,14 +170,14 @@ read_window(SPIPlanPtr *slot, const char *sql, ExpiryWalk *w, const RetentionCut
 
 		if (isnull || !DatumGetBool(expired))
 			continue;
-		(*tenants)[ndoomed] = SPI_getbinval(row, desc, 1, &isnull);
-		(*ids)[ndoomed] = SPI_getbinval(row, desc, 2, &isnull);
+		tenants[ndoomed] = SPI_getbinval(row, desc, 1, &isnull);
+		ids[ndoomed] = SPI_getbinval(row, desc, 2, &isnull);
 		ndoomed++;
 	}
 	if (ndoomed > 0)
 	{
-		args[0] = ArrayParam(*tenants, NULL, ndoomed, TEXTOID);
-		args[1] = ArrayParam(*ids, NULL, ndoomed, INT8OID);
+		args[0] = ArrayParam(tenants, NULL, ndoomed, TEXTOID);
+		args[1] = ArrayParam(ids, NULL, ndoomed, INT8OID);
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return ndoomed;
@@ -207,8 +209,6 @@ RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int 
 	Oid			types[6] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 	TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[6];
-	Datum	   *tenants;
-	Datum	   *ids;
 
 	if (read_window(&inbound_window_plan,
 					"SELECT e.tenant_id, e.id, COALESCE(e.processed_at, e.received_at),"
@@ -220,7 +220,7 @@ RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int 
 					"   AND (COALESCE(e.processed_at, e.received_at), e.id) > ($1, $2)"
 					"   AND COALESCE(e.processed_at, e.received_at) < $3"
 					" ORDER BY COALESCE(e.processed_at, e.received_at), e.id LIMIT $4",
-					w, c, limit, looked, args, &tenants, &ids) == 0)
+					w, c, limit, looked, args) == 0)
 		return 0;
 	args[2] = TimestampTzGetDatum(c->delivered);
 	args[3] = TimestampTzGetDatum(c->failed);
@@ -282,8 +282,6 @@ RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *l
 {
 	Oid			delete_types[4] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[6];
-	Datum	   *tenants;
-	Datum	   *ids;
 
 	if (read_window(&calls_window_plan,
 					"SELECT k.tenant_id, k.id, k.finished_at,"
@@ -293,7 +291,7 @@ RetentionCallsWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int *l
 					" WHERE k.finished_at IS NOT NULL"
 					"   AND (k.finished_at, k.id) > ($1, $2) AND k.finished_at < $3"
 					" ORDER BY k.finished_at, k.id LIMIT $4",
-					w, c, limit, looked, args, &tenants, &ids) == 0)
+					w, c, limit, looked, args) == 0)
 		return 0;
 	args[2] = TimestampTzGetDatum(c->delivered);
 	args[3] = TimestampTzGetDatum(c->failed);
