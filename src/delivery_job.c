@@ -640,7 +640,7 @@ cycle_step(void *arg)
 		j->extension_gone = true;
 		return;
 	}
-	StoreReplanIfGrown();
+	StoreReplanIfStale();
 	if (cy->record)
 	{
 		EndpointRefs disabled;

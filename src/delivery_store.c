@@ -52,6 +52,7 @@
 #include "secret_box.h"
 #include "spi_plan.h"
 #include "subtransaction.h"
+#include "table_statistics.h"
 #include "wakeup.h"
 #include "worker.h"
 #include "worker_slots.h"
@@ -79,7 +80,7 @@ static SPIPlanPtr purge_retired_plan = NULL;
 
 static void store_forget_plans_only(void);
 
-/* How often StoreReplanIfGrown() looks at the tables' sizes. */
+/* How often StoreReplanIfStale() looks at the tables' sizes. */
 #define REPLAN_CHECK_MS 200
 
 /* The running store transaction: what it is for, and when it and its commit began. */
@@ -171,17 +172,19 @@ typedef struct PlannedTable
 {
 	const char *name;
 	SPIPlanPtr *plans[4];
-	BlockNumber blocks;
+	BlockNumber blocks;			/* its size when its plans were made */
+	BlockNumber analyzed;		/* its size when the worker last analyzed it */
 } PlannedTable;
 
 static PlannedTable planned_tables[] = {
-	{"deliveries", {&record_plan, &claim_head_plan, &claim_others_plan}, InvalidBlockNumber},
+	{"deliveries", {&record_plan, &claim_head_plan, &claim_others_plan},
+	InvalidBlockNumber, InvalidBlockNumber},
 	{"webhook_event_queue", {&fan_out_plan, &fan_out_lanes_plan, &newest_queued_plan},
-	InvalidBlockNumber},
+	InvalidBlockNumber, InvalidBlockNumber},
 	{"webhook_events", {&fan_out_plan, &fan_out_lanes_plan, &fan_out_locked_events_plan},
-	InvalidBlockNumber},
+	InvalidBlockNumber, InvalidBlockNumber},
 	{"webhook_endpoints", {&read_endpoints_plan, &fan_out_endpoints_plan,
-	&fan_out_endpoints_skip_plan}, InvalidBlockNumber},
+	&fan_out_endpoints_skip_plan}, InvalidBlockNumber, InvalidBlockNumber},
 };
 
 /* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
@@ -189,15 +192,29 @@ void
 StoreForgetPlans(void)
 {
 	for (int i = 0; i < lengthof(planned_tables); i++)
-		planned_tables[i].blocks = InvalidBlockNumber;
+		planned_tables[i].blocks = planned_tables[i].analyzed = InvalidBlockNumber;
 	store_forget_plans_only();
 	/* And what the worker knows of endpoint failures: read again when needed. */
 	EndpointFailuresForget();
 }
 
 /*
+ * Whether a table analyzed at size "analyzed" (InvalidBlockNumber: never) may be
+ * analyzed again at size now: once per doubling or halving, so that statistics that
+ * still look stale after an ANALYZE (another large insert in progress) are not
+ * analyzed again at every check.
+ */
+static bool
+may_analyze_again(BlockNumber analyzed, BlockNumber now)
+{
+	return analyzed == InvalidBlockNumber || now > 2 * analyzed || now < analyzed / 2;
+}
+
+/*
  * Drops the saved plans that read a table once it has more than doubled since they
- * were made, so that each is planned again for the size the table has now.
+ * were made, so that each is planned again for the size the table has now; and
+ * analyzes a table whose statistics count fewer rows than it has pages
+ * (table_statistics.c), which no amount of planning again corrects.
  *
  * The worker's statements keep generic plans (spi_plan.c), and PostgreSQL's plan cache
  * re-plans them when ANALYZE changes the tables' statistics.  Between two ANALYZEs a
@@ -210,7 +227,7 @@ StoreForgetPlans(void)
  * statements that read a table each time it doubles.
  */
 void
-StoreReplanIfGrown(void)
+StoreReplanIfStale(void)
 {
 	static TimestampTz checked_at = 0;
 	TimestampTz now_ts = GetCurrentTransactionStartTimestamp();
@@ -229,12 +246,24 @@ StoreReplanIfGrown(void)
 		Oid			relid = get_relname_relid(t->name, nsp);
 		Relation	rel;
 		BlockNumber now;
+		bool		stale;
+		float4		reltuples;
 
 		if (!OidIsValid(relid))
 			return;
 		rel = relation_open(relid, AccessShareLock);
 		now = RelationGetNumberOfBlocks(rel);
+		stale = StatisticsLookStale(rel, now);
+		reltuples = rel->rd_rel->reltuples;
 		relation_close(rel, NoLock);
+		if (stale && may_analyze_again(t->analyzed, now) && AnalyzeWithoutWaiting(relid))
+		{
+			ereport(LOG,
+					(errmsg("%s analyzed table \"%s\": its statistics counted %.0f rows in its %u pages",
+							WorkerName(), t->name, reltuples, now),
+					 errdetail("Statistics taken while a transaction was still inserting count none of its rows, and plans made on them can read the whole table for each row they look up.")));
+			t->analyzed = now;
+		}
 		if (t->blocks == InvalidBlockNumber || now < t->blocks / 2)
 		{
 			/*
@@ -1708,7 +1737,7 @@ record_failed_attempts(DeliveryResult *results, int n)
  * TID lookup.  A plan made while the table looked tiny (just after TRUNCATE, or on a
  * new install) once took a full scan of deliveries_endpoint_idx for every row instead,
  * and kept it until the next ANALYZE, which made the worker deliver a tenth as fast:
- * StoreReplanIfGrown() plans it again as the table grows.
+ * StoreReplanIfStale() plans it again as the table grows.
  */
 static void
 record_outcomes(DeliveryResult *results, int n, bool by_key)

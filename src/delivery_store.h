@@ -107,7 +107,7 @@ extern void StoreBegin(const char *activity);
 extern void StoreCommit(void);
 extern bool StoreExtensionPresent(void);
 extern void StoreForgetPlans(void);
-extern void StoreReplanIfGrown(void);
+extern void StoreReplanIfStale(void);
 extern int	StoreReconcileLeases(bool all, int64 *held, int nheld);
 extern void StoreReadEndpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
 extern void StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep);

@@ -497,7 +497,7 @@ integration_database_worker_main(Datum arg)
 
 	/*
 	 * No planner settings of its own: the store's statements are planned
-	 * again as the tables grow (StoreReplanIfGrown()).
+	 * again as the tables grow (StoreReplanIfStale()).
 	 */
 
 	/*
