@@ -170,7 +170,9 @@ typedef enum BuildResult
 	BUILD_SENT,					/* built and begun: its request starts at
 								 * commit */
 	BUILD_WAITS,				/* its connector is disabled: it stays pending */
-	BUILD_PASSED,				/* locked by another session, or not pending */
+	BUILD_PASSED,				/* locked by another session, or not pending;
+								 * a next page: not due, or not let start in
+								 * the slot of the page before */
 	BUILD_ENDED					/* recorded without a request */
 } BuildResult;
 
@@ -453,6 +455,9 @@ typedef struct BuildArg
 {
 	CallItem   *ci;
 	bool		due_only;		/* a call not due yet is passed */
+	Scheduler  *scheduler;		/* with from */
+	SchedItem  *from;			/* a next page to begin in this request's slot
+								 * (begin_next()); NULL: none */
 	BuildResult result;
 	bool		gone;			/* out: its connector was deleted */
 	bool		locked;			/* out: the row is the worker's, pending */
@@ -525,6 +530,23 @@ build_one(void *arg)
 		(void) CallStoreRecord(&ci->ref, &o, NULL);
 		b->result = BUILD_ENDED;
 		return;
+	}
+
+	/*
+	 * A next page asks for the slot of the page before only now: due (a page
+	 * with a wait takes its token when it goes, not here and again then), and
+	 * judged under its connector's rate limit as it is now, not as it was
+	 * when the run's first page was claimed.
+	 */
+	if (b->from != NULL)
+	{
+		SchedulerConfigureTarget(b->scheduler, b->from->target, t.rate_limit,
+								 t.rate_limit_burst);
+		if (!SchedulerMayHandOver(b->scheduler, b->from, GetCurrentTimestamp()))
+		{
+			b->result = BUILD_PASSED;
+			return;
+		}
 	}
 	CallStoreBeginAttempt(&ci->ref, lease_ms());
 	if (ci->state == CALL_AHEAD)
@@ -620,8 +642,8 @@ build_ahead(void *arg)
  * page trigger queues it, and begin_next() begins it with this request when it was
  * built from the same payload, else the response is dropped (CALL_ORPHAN).  Only a GET
  * goes ahead: sent again after a crash that lost its call, it changes nothing.  It goes
- * when begin_next() would begin it (SchedulerMayHandOver(), which takes its token), in
- * from's slot.
+ * when begin_next() would begin it (SchedulerMayHandOver(), which takes its token, under
+ * the connector's rate limit as build_ahead() read it), in from's slot.
  */
 static CallItem *
 request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
@@ -666,6 +688,9 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 	 * trigger after this must not be blamed on an adapter (adapter_fault()).
 	 */
 	ConnectorAdapterForget();
+	if (built)
+		SchedulerConfigureTarget(j->svc->scheduler, from->item.target, ci->target.rate_limit,
+								 ci->target.rate_limit_burst);
 	if (!built || ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0 ||
 		!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
 	{
@@ -831,11 +856,11 @@ orphan(CallItem *ci)
 
 /*
  * A sync run's next page, which the page just recorded (from) queued: begun in this
- * transaction, to go out in from's request slot at commit, when the scheduler lets it
- * (SchedulerMayHandOver()) and it is due; with the request sent ahead for it, if any
- * (ahead: request_ahead()).  So a run's pages follow each other with one transaction
- * between them, not three (record, claim, begin).  NULL when it is left pending, to be
- * claimed as any call is.
+ * transaction, to go out in from's request slot at commit, when it is due and the
+ * scheduler lets it (SchedulerMayHandOver(), asked in build_one() once the call is
+ * found due); with the request sent ahead for it, if any (ahead: request_ahead()).  So
+ * a run's pages follow each other with one transaction between them, not three
+ * (record, claim, begin).  NULL when it is left pending, to be claimed as any call is.
  */
 static CallItem *
 begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryContext errcxt)
@@ -845,12 +870,13 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 	BuildArg	b;
 	ErrorData  *edata;
 
+	memset(&b, 0, sizeof(b));
 	if (ci != NULL)
 		ci->ref.id = id;		/* its token is taken */
 	else
 	{
-		if (!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
-			return NULL;
+		b.scheduler = j->svc->scheduler;
+		b.from = &from->item;
 		ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
 		ci->item.kind = &call_job_kind;
 		ci->ref = from->ref;	/* the same tenant and connector */
@@ -859,7 +885,6 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 		ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
 										ALLOCSET_SMALL_SIZES);
 	}
-	memset(&b, 0, sizeof(b));
 	b.ci = ci;
 	b.due_only = true;
 	b.result = BUILD_PASSED;
@@ -948,7 +973,7 @@ cycle_step(void *arg)
 	for (int i = 0; i < cy->nbuild; i++)
 	{
 		CallItem   *ci = cy->build[i];
-		BuildArg	b = {ci, false, BUILD_PASSED, false, false, 0};
+		BuildArg	b = {ci, false, NULL, NULL, BUILD_PASSED, false, false, 0};
 		ErrorData  *edata;
 
 		memset(&ci->req, 0, sizeof(ci->req));
