@@ -10,7 +10,9 @@
  * flight, back-off, rate limiter, circuit breaker) lives in SchedTarget and is judged
  * by one function, judge() (SchedulerMaySend(), and SchedulerMayHandOver() for a request
  * that would take over its predecessor's slot): "may I send to this target now, and if
- * not, why, and until when".
+ * not, why, and until when".  Every request on its way holds a slot until its kind
+ * gives it back (SchedulerFinished()), whoever started it: what is not counted cannot
+ * be limited.
  *
  * Order.  SchedulerNext() walks the tenants round-robin and, within a tenant, its
  * targets round-robin, and hands out the first item of the first target that may send.
@@ -667,9 +669,30 @@ SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now)
 	Assert(t->in_flight > 0);
 	to->target = t;
 	to->queued_at = now;
-	to->started_at = now;
+	/* A request sent ahead started when it was sent. */
+	if (to->started_at == 0)
+		to->started_at = now;
 	to->probe = false;
 	mark_dirty(s, t);
+}
+
+/*
+ * to, a request that SchedulerMayHandOver() let go out on from's target (sent ahead of
+ * its call), cannot have from's slot after all: from keeps it, its outcome not recorded
+ * (the transaction that would have handed it over failed).  to is on its way, so it is
+ * counted in flight on its own, beyond the target's limits if need be, until its kind
+ * calls SchedulerFinished() for it: what the scheduler does not count, it cannot limit.
+ */
+void
+SchedulerAddInFlight(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now)
+{
+	SchedTarget *t = from->target;
+
+	Assert(t->in_flight > 0 && t->tenant != NULL);
+	t->in_flight++;
+	t->tenant->in_flight++;
+	s->in_flight++;
+	SchedulerHandOver(s, from, to, now);
 }
 
 static int

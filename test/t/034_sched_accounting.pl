@@ -5,7 +5,16 @@
 #   1. A page whose adapter asks for a wait takes one token of its connector's rate
 #      limit, not two: over ten pages that each wait 0.5 s, a connector limited to 1 a
 #      second with a bucket of 30 has given exactly ten tokens.
-#   2. A limit lowered while a run chains its pages holds at once: three streams of one
+#   2. A request sent ahead for a page whose call is then never begun (the page's
+#      write fails, and the run ends) holds its connector's request slot until it is
+#      back: with integration.max_concurrency_per_endpoint = 1 and that request answered
+#      after 3 s, the connector shows it in flight, and the next run's first request
+#      waits for it.
+#   3. Likewise when the transaction that recorded the page fails (a serialization
+#      failure) with the request on its way: the page is recorded again 1 s later, and
+#      the next page's request waits for the first one's answer instead of going twice
+#      at once.
+#   4. A limit lowered while a run chains its pages holds at once: three streams of one
 #      connector at integration.max_concurrency_per_endpoint 3, then a reload to 1: no
 #      two requests at once after it; a connector without a rate limit given one of 2 a
 #      second mid-run: its remaining pages keep to it.
@@ -111,7 +120,74 @@ cmp_ok(abs($taken - 10), '<', 0.5, 'waits: ten requests took ten tokens')
 $shop->config(bucket_size => 100000);
 
 ########################################################################
-# 2. Limits lowered during a run.
+# 2. A request sent ahead for a call never begun holds its slot until it is back.
+########################################################################
+
+set_per_endpoint(1);
+$node->safe_psql('postgres', q{
+	CREATE TABLE public.fail_write (errcode text NOT NULL, times integer NOT NULL);
+	CREATE SEQUENCE public.fail_count;
+	CREATE FUNCTION public.fail_write() RETURNS trigger LANGUAGE plpgsql
+	AS $$
+	DECLARE
+		code text;
+	BEGIN
+		SELECT w.errcode INTO code FROM public.fail_write w WHERE nextval('public.fail_count') <= w.times;
+		IF FOUND THEN
+			RAISE EXCEPTION 'the page write fails' USING ERRCODE = code;
+		END IF;
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER fail_write AFTER INSERT ON integration.external_records
+		FOR EACH STATEMENT EXECUTE FUNCTION public.fail_write();
+	INSERT INTO public.fail_write VALUES ('P0001', 1000000);
+});
+$shop->clear_log;
+# The second request (the second page, sent ahead) is answered after 3 s.
+$shop->fault('delay', count => 1, after => 1, ms => 3000, match => { path => $orders_path });
+my $orphan = connector('orphan', '{"sync_interval": 0, "sync_streams": ["orders"]}');
+sql("SELECT integration.sync_now($orphan, 'orders')");
+ok($node->poll_query_until('postgres',
+		"SELECT status = 'idle' AND errors = 1 FROM integration.sync_streams WHERE connector_id = $orphan"),
+	'orphan: the first page fails, and the run ends');
+is(poll_for("SELECT in_flight FROM integration._target_health('connector') WHERE target_id = $orphan",
+		'1', 2),
+	'1', 'orphan: the second page\'s request, on its way, is in flight');
+$node->safe_psql('postgres', 'DELETE FROM public.fail_write');
+sql("SELECT integration.sync_now($orphan, 'orders')");
+run_ends($orphan, 'orphan', 1, 1);
+@reqs = $shop->requests(path => $orders_path);
+is(scalar @reqs, 12, 'orphan: twelve requests: one page, one sent ahead, ten pages');
+ok(defined $reqs[1]{params}{page_info} && ($reqs[1]{fault} // '') eq 'delay',
+	'orphan: the second request is the second page, answered late');
+ok(!defined $reqs[2]{params}{page_info}, 'orphan: the third request is the next run\'s first page');
+cmp_ok(epoch($reqs[2]{t}) - epoch($reqs[1]{t}), '>=', 2.98,
+	'orphan: it went once the request sent ahead was back');
+
+########################################################################
+# 3. The same when the page's transaction fails with the request on its way.
+########################################################################
+
+$node->safe_psql('postgres',
+	"ALTER SEQUENCE public.fail_count RESTART; INSERT INTO public.fail_write VALUES ('40001', 1)");
+$shop->clear_log;
+$shop->fault('delay', count => 1, after => 1, ms => 3000, match => { path => $orders_path });
+my $failed = connector('failed', '{"sync_interval": 0, "sync_streams": ["orders"]}');
+sql("SELECT integration.sync_now($failed, 'orders')");
+run_ends($failed, 'failed', 1, 1);
+is($node->safe_psql('postgres', "SELECT concat_ws('|', pages, errors) FROM integration.sync_streams
+		WHERE connector_id = $failed"), '10|0', 'failed: ten pages, no error: the failed write was done again');
+@reqs = $shop->requests(path => $orders_path);
+is(scalar @reqs, 11, 'failed: eleven requests: the second page twice');
+is($reqs[2]{params}{page_info}, $reqs[1]{params}{page_info}, 'failed: the second page asked for again');
+cmp_ok(epoch($reqs[2]{t}) - epoch($reqs[1]{t}), '>=', 2.98,
+	'failed: once the request sent ahead was back, not beside it');
+is(sql("SELECT count(*) FILTER (WHERE attempts = 1) FROM integration.connector_calls WHERE connector_id = $failed"),
+	'10', 'failed: each page call made one attempt');
+$node->safe_psql('postgres', 'DROP TRIGGER fail_write ON integration.external_records');
+
+########################################################################
+# 4. Limits lowered during a run.
 ########################################################################
 
 # Whether any request of @reqs (each answered $ms after it came) that came after $from
