@@ -40,7 +40,10 @@
  * begin_next() gives the call that request if it was built from the same payload.  A
  * GET sent for a call that a crash or a failed transaction then never wrote is sent
  * again by the next run or attempt, which a GET allows; its response is dropped
- * (CALL_ORPHAN).
+ * (CALL_ORPHAN).  Begun or not, a request sent ahead holds a request slot of its
+ * connector from the commit that would have begun its call until it is back: the
+ * finished page's, or one of its own when that transaction failed (the page keeps
+ * its slot to be recorded again); the scheduler's limits count what is on its way.
  *
  * One transaction per step does it all: record, take back, begin, claim.  Each call's
  * adapters run in a subtransaction, so what one raises fails that call (a request
@@ -106,8 +109,10 @@ typedef enum CallItemState
 	CALL_DONE,					/* its request came back, to record */
 	CALL_AHEAD,					/* a sync run's next page, its request sent
 								 * before its call is begun (request_ahead()) */
-	CALL_ORPHAN					/* such a request whose call was not begun:
-								 * its response is dropped */
+	CALL_ORPHAN					/* such a request whose call was not begun: it
+								 * holds a request slot until its response,
+								 * which counts for its connector's rate and
+								 * circuit only, is back */
 } CallItemState;
 
 /* One claimed call. */
@@ -117,6 +122,8 @@ typedef struct CallItem
 	CallRef		ref;
 	CallItemState state;
 	dlist_node	node;			/* in CallJob.ready, in_flight or done */
+	struct CallItem *ahead;		/* during a cycle that records it: the request
+								 * sent ahead for the next page */
 
 	/* Its attempt, from when it is built until it is recorded (cxt != NULL). */
 	MemoryContext cxt;
@@ -170,7 +177,9 @@ typedef enum BuildResult
 	BUILD_SENT,					/* built and begun: its request starts at
 								 * commit */
 	BUILD_WAITS,				/* its connector is disabled: it stays pending */
-	BUILD_PASSED,				/* locked by another session, or not pending */
+	BUILD_PASSED,				/* locked by another session, or not pending;
+								 * a next page: not due, or not let start in
+								 * the slot of the page before */
 	BUILD_ENDED					/* recorded without a request */
 } BuildResult;
 
@@ -249,15 +258,22 @@ attempt_release(CallItem *ci)
 	ci->policy = NULL;
 }
 
-/* Gives a call's request slot back and forgets it; its node is off every list. */
+/* Gives a request's slot back and frees it; its node is off every list. */
 static void
-item_forget(CallJob *j, CallItem *ci)
+request_forget(CallJob *j, CallItem *ci)
 {
 	if (SchedulerFinished(j->svc->scheduler, ci->item.target, GetCurrentTimestamp()))
 		j->claim_needed = true; /* its connector has room again */
 	attempt_release(ci);
-	j->nheld--;
 	pfree(ci);
+}
+
+/* Gives a call's request slot back and forgets it; its node is off every list. */
+static void
+item_forget(CallJob *j, CallItem *ci)
+{
+	j->nheld--;
+	request_forget(j, ci);
 }
 
 /* The scheduler's JobKind.start: the call is built in the next store transaction. */
@@ -307,16 +323,21 @@ call_finished(void *state, SchedItem *item, HttpRequest *req)
 	CallItem   *ci = (CallItem *) item;
 
 	Assert(req == &ci->req);
-	if (ci->state == CALL_AHEAD || ci->state == CALL_ORPHAN)
+	/* The cycle that sent a request ahead makes it a call's or an orphan. */
+	Assert(ci->state != CALL_AHEAD);
+	report_outcome(j, item, req);
+	if (ci->state == CALL_ORPHAN)
 	{
-		/* Sent ahead for a call that was not begun: nobody's response. */
+		/*
+		 * Sent ahead for a call that was not begun: nobody's response, but
+		 * the connector's answer all the same, and its slot goes back only
+		 * now.
+		 */
 		dlist_delete(&ci->node);
-		attempt_release(ci);
-		pfree(ci);
+		request_forget(j, ci);
 		return;
 	}
 	Assert(ci->state == CALL_IN_FLIGHT);
-	report_outcome(j, item, req);
 	dlist_delete(&ci->node);
 	ci->state = CALL_DONE;
 	dlist_push_tail(&j->done, &ci->node);
@@ -453,6 +474,9 @@ typedef struct BuildArg
 {
 	CallItem   *ci;
 	bool		due_only;		/* a call not due yet is passed */
+	Scheduler  *scheduler;		/* with from */
+	SchedItem  *from;			/* a next page to begin in this request's slot
+								 * (begin_next()); NULL: none */
 	BuildResult result;
 	bool		gone;			/* out: its connector was deleted */
 	bool		locked;			/* out: the row is the worker's, pending */
@@ -525,6 +549,23 @@ build_one(void *arg)
 		(void) CallStoreRecord(&ci->ref, &o, NULL);
 		b->result = BUILD_ENDED;
 		return;
+	}
+
+	/*
+	 * A next page asks for the slot of the page before only now: due (a page
+	 * with a wait takes its token when it goes, not here and again then), and
+	 * judged under its connector's rate limit as it is now, not as it was
+	 * when the run's first page was claimed.
+	 */
+	if (b->from != NULL)
+	{
+		SchedulerConfigureTarget(b->scheduler, b->from->target, t.rate_limit,
+								 t.rate_limit_burst);
+		if (!SchedulerMayHandOver(b->scheduler, b->from, GetCurrentTimestamp()))
+		{
+			b->result = BUILD_PASSED;
+			return;
+		}
 	}
 	CallStoreBeginAttempt(&ci->ref, lease_ms());
 	if (ci->state == CALL_AHEAD)
@@ -620,8 +661,9 @@ build_ahead(void *arg)
  * page trigger queues it, and begin_next() begins it with this request when it was
  * built from the same payload, else the response is dropped (CALL_ORPHAN).  Only a GET
  * goes ahead: sent again after a crash that lost its call, it changes nothing.  It goes
- * when begin_next() would begin it (SchedulerMayHandOver(), which takes its token), in
- * from's slot.
+ * when begin_next() would begin it (SchedulerMayHandOver(), which takes its token, under
+ * the connector's rate limit as build_ahead() read it), in from's slot, which it keeps
+ * whether its call is begun or not (cycle_done()): it is on its way either way.
  */
 static CallItem *
 request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
@@ -666,6 +708,9 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 	 * trigger after this must not be blamed on an adapter (adapter_fault()).
 	 */
 	ConnectorAdapterForget();
+	if (built)
+		SchedulerConfigureTarget(j->svc->scheduler, from->item.target, ci->target.rate_limit,
+								 ci->target.rate_limit_burst);
 	if (!built || ci->req.method == NULL || strcmp(ci->req.method, "GET") != 0 ||
 		!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
 	{
@@ -674,6 +719,13 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 		pfree(ci);
 		return NULL;
 	}
+
+	/*
+	 * Known to from from here on, whatever becomes of this transaction: the
+	 * request is on its way, and must hold a slot until it is back.
+	 */
+	from->ahead = ci;
+	ci->item.started_at = GetCurrentTimestamp();
 	ci->req.owner = ci;
 	dlist_push_tail(&j->in_flight, &ci->node);
 	HttpClientStart(j->svc->client, &ci->req);
@@ -831,11 +883,11 @@ orphan(CallItem *ci)
 
 /*
  * A sync run's next page, which the page just recorded (from) queued: begun in this
- * transaction, to go out in from's request slot at commit, when the scheduler lets it
- * (SchedulerMayHandOver()) and it is due; with the request sent ahead for it, if any
- * (ahead: request_ahead()).  So a run's pages follow each other with one transaction
- * between them, not three (record, claim, begin).  NULL when it is left pending, to be
- * claimed as any call is.
+ * transaction, to go out in from's request slot at commit, when it is due and the
+ * scheduler lets it (SchedulerMayHandOver(), asked in build_one() once the call is
+ * found due); with the request sent ahead for it, if any (ahead: request_ahead()).  So
+ * a run's pages follow each other with one transaction between them, not three
+ * (record, claim, begin).  NULL when it is left pending, to be claimed as any call is.
  */
 static CallItem *
 begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryContext errcxt)
@@ -845,12 +897,13 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 	BuildArg	b;
 	ErrorData  *edata;
 
+	memset(&b, 0, sizeof(b));
 	if (ci != NULL)
 		ci->ref.id = id;		/* its token is taken */
 	else
 	{
-		if (!SchedulerMayHandOver(j->svc->scheduler, &from->item, GetCurrentTimestamp()))
-			return NULL;
+		b.scheduler = j->svc->scheduler;
+		b.from = &from->item;
 		ci = MemoryContextAllocZero(j->cxt, sizeof(CallItem));
 		ci->item.kind = &call_job_kind;
 		ci->ref = from->ref;	/* the same tenant and connector */
@@ -859,7 +912,6 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 		ci->cxt = AllocSetContextCreate(j->cxt, "integration connector call",
 										ALLOCSET_SMALL_SIZES);
 	}
-	memset(&b, 0, sizeof(b));
 	b.ci = ci;
 	b.due_only = true;
 	b.result = BUILD_PASSED;
@@ -948,7 +1000,7 @@ cycle_step(void *arg)
 	for (int i = 0; i < cy->nbuild; i++)
 	{
 		CallItem   *ci = cy->build[i];
-		BuildArg	b = {ci, false, BUILD_PASSED, false, false, 0};
+		BuildArg	b = {ci, false, NULL, NULL, BUILD_PASSED, false, false, 0};
 		ErrorData  *edata;
 
 		memset(&ci->req, 0, sizeof(ci->req));
@@ -1029,10 +1081,24 @@ cycle_done(CallJob *j, CallCycle *cy)
 		CallItem   *ci = cy->record[i];
 		CallItem   *next = cy->next[i];
 
+		Assert(next == NULL || ci->ahead == NULL || next == ci->ahead);
 		if (cy->back_off[i] != 0)
 			SchedulerBackOff(j->svc->scheduler, ci->item.target, cy->back_off[i]);
 		dlist_delete(&ci->node);
 		j->ndone--;
+		if (next == NULL && ci->ahead != NULL)
+		{
+			/*
+			 * A request sent ahead that no call took: it takes the slot,
+			 * which goes back when its response is (call_finished()).
+			 */
+			Assert(ci->ahead->state == CALL_ORPHAN);
+			SchedulerHandOver(j->svc->scheduler, &ci->item, &ci->ahead->item, now);
+			j->nheld--;
+			attempt_release(ci);
+			pfree(ci);
+			continue;
+		}
 		if (next == NULL)
 		{
 			item_forget(j, ci);
@@ -1194,13 +1260,26 @@ run_cycle(CallJob *j, bool claim)
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
 		for (int i = 0; i < cy.nrecord; i++)
-			if (cy.next[i] != NULL && cy.next[i]->state == CALL_AHEAD)
-				orphan(cy.next[i]);
+		{
+			CallItem   *from = cy.record[i];
+
+			if (from->ahead != NULL)
+			{
+				/*
+				 * Sent ahead, and on its way still: from keeps its slot (it
+				 * is recorded again), so this request is counted on its own.
+				 */
+				orphan(from->ahead);
+				SchedulerAddInFlight(j->svc->scheduler, &from->item, &from->ahead->item,
+									 GetCurrentTimestamp());
+				from->ahead = NULL;
+			}
 			else if (cy.next[i] != NULL)
 			{
 				attempt_release(cy.next[i]);
 				pfree(cy.next[i]);
 			}
+		}
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{

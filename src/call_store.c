@@ -33,6 +33,7 @@
 #include "utils/timestamp.h"
 
 #include "call_store.h"
+#include "connector_request.h"
 #include "spi_plan.h"
 
 static SPIPlanPtr claim_plan;
@@ -42,18 +43,6 @@ static SPIPlanPtr lock_plan;
 static SPIPlanPtr begin_plan;
 static SPIPlanPtr record_plan;
 static SPIPlanPtr reconcile_plan;
-
-/*
- * A connector's rate limit setting as the worker takes it: a number within the range
- * create_connector() checks, else none, so that settings written by hand can never make
- * a claim fail.
- */
-#define SETTING_RATE(key) \
-	"CASE WHEN pg_catalog.jsonb_typeof(c.settings OPERATOR(pg_catalog.->) '" key "')" \
-	"          OPERATOR(pg_catalog.=) 'number'" \
-	"     THEN LEAST(GREATEST(pg_catalog.round(" \
-	"            (c.settings OPERATOR(pg_catalog.->>) '" key "')::pg_catalog.numeric), 0), 100000)::pg_catalog.int4" \
-	"     ELSE 0 END"
 
 /* Fills *ref from columns (tenant_id, id, connector_id, rate, burst) of row. */
 static void
@@ -91,8 +80,8 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 	args[3] = Int8ArrayParam(req->full, req->nfull);
 	args[4] = Int32GetDatum(req->limit);
 	RunPlan(SavedPlan(&claim_plan,
-					  "SELECT k.tenant_id, k.id, k.connector_id, " SETTING_RATE("rate_limit") ","
-					  "       " SETTING_RATE("rate_limit_burst")
+					  "SELECT k.tenant_id, k.id, k.connector_id, " CONNECTOR_SETTING_RATE("rate_limit") ","
+					  "       " CONNECTOR_SETTING_RATE("rate_limit_burst")
 					  "  FROM integration.connectors c"
 					  " CROSS JOIN LATERAL ("
 					  "   SELECT k.tenant_id, k.id, k.connector_id, k.next_attempt_at"
@@ -160,8 +149,8 @@ CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const int64 *held
 	args[1] = Int64GetDatum(connector_id);
 	args[2] = Int8ArrayParam(held, nheld);
 	RunPlan(SavedPlan(&probe_plan,
-					  "SELECT k.tenant_id, k.id, k.connector_id, " SETTING_RATE("rate_limit") ","
-					  "       " SETTING_RATE("rate_limit_burst") ", k.next_attempt_at"
+					  "SELECT k.tenant_id, k.id, k.connector_id, " CONNECTOR_SETTING_RATE("rate_limit") ","
+					  "       " CONNECTOR_SETTING_RATE("rate_limit_burst") ", k.next_attempt_at"
 					  "  FROM integration.connector_calls k"
 					  "  JOIN integration.connectors c"
 					  "    ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id AND c.id OPERATOR(pg_catalog.=) k.connector_id"

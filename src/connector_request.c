@@ -655,7 +655,8 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 					  " k.idempotency_header,"
 					  " c.settings OPERATOR(pg_catalog.->>) 'retry_schedule', c.is_active,"
 					  " k.build_request_function, k.interpret_response_function,"
-					  " (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2]"
+					  " (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2],"
+					  " " CONNECTOR_SETTING_RATE("rate_limit") ", " CONNECTOR_SETTING_RATE("rate_limit_burst")
 					  " FROM integration.connectors c"
 					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
 					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
@@ -692,6 +693,8 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 	t->interpret_fn = SPI_getvalue(row, desc, 10);
 	t->auth_key[0] = SPI_getvalue(row, desc, 11);
 	t->auth_key[1] = SPI_getvalue(row, desc, 12);
+	t->rate_limit = DatumGetInt32(SPI_getbinval(row, desc, 13, &isnull));
+	t->rate_limit_burst = DatumGetInt32(SPI_getbinval(row, desc, 14, &isnull));
 	return true;
 }
 

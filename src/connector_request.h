@@ -24,6 +24,19 @@
 #include "tenant.h"
 #include "utils/jsonb.h"
 
+/*
+ * A connector's rate limit setting (key: rate_limit, rate_limit_burst) as the worker
+ * takes it, an SQL expression over integration.connectors c: a number within the range
+ * create_connector() checks, else none (0), so that settings written by hand can never
+ * make a worker's statement fail.
+ */
+#define CONNECTOR_SETTING_RATE(key) \
+	"CASE WHEN pg_catalog.jsonb_typeof(c.settings OPERATOR(pg_catalog.->) '" key "')" \
+	"          OPERATOR(pg_catalog.=) 'number'" \
+	"     THEN LEAST(GREATEST(pg_catalog.round(" \
+	"            (c.settings OPERATOR(pg_catalog.->>) '" key "')::pg_catalog.numeric), 0), 100000)::pg_catalog.int4" \
+	"     ELSE 0 END"
+
 /* The connector and kind a call goes to. */
 typedef struct ConnectorTarget
 {
@@ -41,6 +54,8 @@ typedef struct ConnectorTarget
 	char	   *idempotency_header; /* NULL: the kind takes no idempotency key */
 	char	   *retry_schedule; /* settings.retry_schedule; NULL: the default */
 	bool		is_active;
+	int			rate_limit;		/* settings.rate_limit; 0: none */
+	int			rate_limit_burst;	/* settings.rate_limit_burst; 0: the rate */
 	/* adapters, by signature (function_signature.c); NULL: none */
 	char	   *build_fn;
 	char	   *interpret_fn;

@@ -8,8 +8,11 @@
  * own FIFO queue and its own counts; every tenant has a ring of its targets that have
  * queued work, and the scheduler a ring of such tenants.  All per-target state (in
  * flight, back-off, rate limiter, circuit breaker) lives in SchedTarget and is judged
- * by one function, SchedulerMaySend(): "may I send to this target now, and if not,
- * why, and until when".
+ * by one function, judge() (SchedulerMaySend(), and SchedulerMayHandOver() for a request
+ * that would take over its predecessor's slot): "may I send to this target now, and if
+ * not, why, and until when".  Every request on its way holds a slot until its kind
+ * gives it back (SchedulerFinished()), whoever started it: what is not counted cannot
+ * be limited.
  *
  * Order.  SchedulerNext() walks the tenants round-robin and, within a tenant, its
  * targets round-robin, and hands out the first item of the first target that may send.
@@ -432,11 +435,13 @@ half_open_if_due(Scheduler *s, SchedTarget *t, TimestampTz now)
 }
 
 /*
- * May a request to t start now?  SCHED_LATER sets *when to the time it may; the other
- * refusals end when one of the requests that hold the slots (or the probe) finishes.
+ * May a request to t start now, once the asker has given back the slots it holds on t
+ * (held: 0, or 1 for a request that would follow its own on t, SchedulerMayHandOver())?
+ * Every limit as it is now: a lowered one (a reload, a connector's new rate) counts at
+ * once, whoever asks.
  */
-SchedVerdict
-SchedulerMaySend(Scheduler *s, SchedTarget *t, TimestampTz now, TimestampTz *when)
+static SchedVerdict
+judge(Scheduler *s, SchedTarget *t, TimestampTz now, TimestampTz *when, int held)
 {
 	TimestampTz token_at = 0;
 
@@ -461,13 +466,23 @@ SchedulerMaySend(Scheduler *s, SchedTarget *t, TimestampTz now, TimestampTz *whe
 			*when = token_at;
 		return SCHED_LATER;
 	}
-	if (t->in_flight >= s->limits.per_target)
+	if (t->in_flight - held >= s->limits.per_target)
 		return SCHED_TARGET_FULL;
-	if (s->in_flight >= s->limits.max_concurrency)
+	if (s->in_flight - held >= s->limits.max_concurrency)
 		return SCHED_NO_SLOT;
-	if (t->tenant->in_flight >= s->limits.per_tenant)
+	if (t->tenant->in_flight - held >= s->limits.per_tenant)
 		return SCHED_TENANT_FULL;
 	return SCHED_SEND;
+}
+
+/*
+ * May a request to t start now?  SCHED_LATER sets *when to the time it may; the other
+ * refusals end when one of the requests that hold the slots (or the probe) finishes.
+ */
+SchedVerdict
+SchedulerMaySend(Scheduler *s, SchedTarget *t, TimestampTz now, TimestampTz *when)
+{
+	return judge(s, t, now, when, 0);
 }
 
 /* Holds t's requests back until the given time. */
@@ -603,12 +618,15 @@ SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now)
 /*
  * May a request that follows from's on its target (a sync run's next page) start now
  * in from's slot, which from, ended and reported, has not given back?  If so, its
- * token is taken.  As
- * SchedulerMaySend() would say once from's slot is free, but only while nothing else
- * wants that slot: the target has nothing queued (which goes first), and the slot would
- * not otherwise go to another tenant or another target of this one, nor this tenant
- * hold more than its share while others wait.  A circuit that is not closed has its probes started by
- * SchedulerNext() alone.
+ * token is taken, so the caller asks only for a request that is to go now (due, and
+ * built or buildable).  Two things must hold.  Nothing else wants that slot: the target
+ * has nothing queued (which goes first), and the slot would not otherwise go to another
+ * tenant or another target of this one, nor this tenant hold more than its share while
+ * others wait.  And the target may be sent to, as SchedulerMaySend() would say once
+ * from's slot is free, under every limit as it is now: a concurrency cap lowered by a
+ * reload, or a rate lowered since from started (SchedulerConfigureTarget() first),
+ * stops a chain of hand-overs at once instead of when it ends.  A circuit that is not
+ * closed has its probes started by SchedulerNext() alone.
  */
 bool
 SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now)
@@ -624,9 +642,7 @@ SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now)
 	/* The tenant's other targets wait for its slots: the next one's turn. */
 	if (t->tenant->queued > 0 && t->tenant->in_flight >= s->limits.per_tenant)
 		return false;
-	if (t->not_before != 0 && now < t->not_before)
-		return false;
-	if (!RateLimiterMaySend(&t->limiter, now, NULL))
+	if (judge(s, t, now, NULL, 1) != SCHED_SEND)
 		return false;
 
 	/*
@@ -653,9 +669,30 @@ SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now)
 	Assert(t->in_flight > 0);
 	to->target = t;
 	to->queued_at = now;
-	to->started_at = now;
+	/* A request sent ahead started when it was sent. */
+	if (to->started_at == 0)
+		to->started_at = now;
 	to->probe = false;
 	mark_dirty(s, t);
+}
+
+/*
+ * to, a request that SchedulerMayHandOver() let go out on from's target (sent ahead of
+ * its call), cannot have from's slot after all: from keeps it, its outcome not recorded
+ * (the transaction that would have handed it over failed).  to is on its way, so it is
+ * counted in flight on its own, beyond the target's limits if need be, until its kind
+ * calls SchedulerFinished() for it: what the scheduler does not count, it cannot limit.
+ */
+void
+SchedulerAddInFlight(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now)
+{
+	SchedTarget *t = from->target;
+
+	Assert(t->in_flight > 0 && t->tenant != NULL);
+	t->in_flight++;
+	t->tenant->in_flight++;
+	s->in_flight++;
+	SchedulerHandOver(s, from, to, now);
 }
 
 static int

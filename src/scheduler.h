@@ -126,6 +126,7 @@ extern SchedReportAction SchedulerReport(Scheduler *s, SchedItem *item, TargetOu
 extern bool SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now);
 extern bool SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now);
 extern void SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now);
+extern void SchedulerAddInFlight(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now);
 
 extern int	SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
 						  int rate, int burst, TimestampTz now);
