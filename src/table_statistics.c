@@ -7,7 +7,7 @@
  * relpages) times the blocks the table has now.  An ANALYZE that runs while a large
  * transaction is still inserting counts none of its rows, since they are not yet
  * committed, but records the blocks they fill: autovacuum analyzing webhook_events in
- * the middle of a 100,000-event publish left reltuples near 0 over some 2,000 pages.
+ * the middle of a 100,000-event publish left reltuples at 0 over all those pages.
  * Until autovacuum analyzed it again (a minute later), every estimate on the table was
  * "one row", and the worker's probes of an event by its key (tenant_id, id) became
  * scans of webhook_events_created_idx on tenant_id alone, which cost the same as the
@@ -37,7 +37,9 @@
 
 /*
  * Whether rel's statistics describe it as far emptier than its nblocks pages can be:
- * analyzed (reltuples >= 0) with pages, and fewer rows than pages at that density.
+ * analyzed (reltuples >= 0) with pages, and fewer rows than pages, a density the
+ * planner carries over to the table's size now.  The queue is that sparse when it has
+ * drained and not been vacuumed yet; it is then analyzed once, which costs little.
  */
 bool
 StatisticsLookStale(Relation rel, BlockNumber nblocks)
@@ -47,7 +49,7 @@ StatisticsLookStale(Relation rel, BlockNumber nblocks)
 
 	if (nblocks < STALE_MIN_PAGES || reltuples < 0 || relpages <= 0)
 		return false;
-	return reltuples / relpages * nblocks < nblocks;
+	return reltuples < relpages;
 }
 
 /*
