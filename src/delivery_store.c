@@ -40,6 +40,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "common/hashfn.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -1583,10 +1584,20 @@ StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *l
  * (deliveries_endpoint_due_idx or deliveries_pending_idx, whichever costs less)
  * instead of taking the first row of deliveries_due_idx.  With 100,000 pending
  * deliveries among 300,000 analyzed as none, a call read all 100,000: 41 ms, 120 ms
- * with an endpoint left out.  Now it reads one index page, 0.02 ms
- * (test/sql/worker_plans.sql shows both plans).  A generic plan does not estimate
- * "> $1" from the column's statistics, and a plan for the first row cannot take an
- * aggregate or a sort, which return nothing before they have read everything.
+ * with an endpoint left out.  Now it reads the head of the index, 0.02 ms
+ * (test/sql/worker_plans.sql shows the plans).
+ *
+ * Planned for its first row, it still took a sort where the last ANALYZE saw a few
+ * pending rows among many (between two backlogs): "> $1" is then a third of a few
+ * hundred rows, and a full scan of deliveries_pending_idx sorted cost less than the
+ * ordered walk.  Beside a 100,000-event backlog to a saturated endpoint each call read
+ * every pending delivery, 14 to 24 ms at 87,000 (auto_explain), at every claim cycle
+ * of the drain, and those windows drained at 1,550 deliveries/s instead of 4,000
+ * (bench/run backlog, bench/README.md).  So it is planned without a sort, as a SET
+ * clause of a function would plan it: enable_sort off at a GUC nest level of its own
+ * around its execution, hence around each planning of it, for this statement alone.
+ * Without a sort, the only plan that returns rows in next_attempt_at order is the walk
+ * of deliveries_due_idx.
  */
 TimestampTz
 StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
@@ -1595,6 +1606,7 @@ StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 	Datum		args[2];
 	bool		isnull;
 	Datum		d;
+	int			nestlevel;
 
 	args[0] = TimestampTzGetDatum(after);
 	args[1] = Int8ArrayParam(excluded, nexcluded);
@@ -1603,8 +1615,12 @@ StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded)
 			  " WHERE d.next_attempt_at > $1 AND NOT (d.endpoint_id = ANY ($2))"
 			  " ORDER BY d.next_attempt_at LIMIT 1",
 			  2, argtypes, CURSOR_OPT_GENERIC_PLAN | CURSOR_OPT_FAST_PLAN);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_sort", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	/* Not read-only: it must see what this transaction claimed and requeued. */
 	RunPlan(next_due_plan, args, false, SPI_OK_SELECT, "finding the next due delivery");
+	AtEOXact_GUC(true, nestlevel);
 	if (SPI_processed == 0)
 		return 0;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

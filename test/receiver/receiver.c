@@ -200,6 +200,17 @@ struct server {
 	uint64_t stat_open_conns;
 	uint64_t stat_accepted;
 	struct timespec stat_last_at;	/* wall clock of the latest counted request */
+	/*
+	 * Since the last /__reset: the longest interval between two consecutive
+	 * counted requests (a client that stopped sending) and the wall clock of
+	 * the request that ended it, and the longest turn of the event loop (this
+	 * receiver itself busy or blocked, e.g. in a log write), which tells the
+	 * two apart.
+	 */
+	int64_t stat_prev_us;		/* monotonic; 0: no request counted yet */
+	int64_t stat_max_gap_us;
+	struct timespec stat_max_gap_end;
+	int64_t stat_max_turn_us;
 	/* Only their addresses matter: epoll tags for the non-connection fds. */
 	char listen_tag;
 	char signal_tag;
@@ -1439,20 +1450,26 @@ static bool
 handle_control(struct server *srv, struct conn *c, const char *path, size_t path_len)
 {
 	struct reply rep = {0};
-	char body[256];
+	char body[512];
 	int n;
 
 	if (path_len == 8 && memcmp(path, "/__stats", 8) == 0)
 		n = snprintf(body, sizeof body,
 			     "{\"requests\":%" PRIu64 ",\"bytes\":%" PRIu64
 			     ",\"connections\":%" PRIu64 ",\"accepted\":%" PRIu64
-			     ",\"last_at\":%lld.%06ld}\n",
+			     ",\"last_at\":%lld.%06ld,\"max_gap_ms\":%.3f"
+			     ",\"max_gap_end\":%lld.%06ld,\"max_turn_ms\":%.3f}\n",
 			     srv->stat_requests, srv->stat_body_bytes,
 			     srv->stat_open_conns, srv->stat_accepted,
-			     (long long) srv->stat_last_at.tv_sec, srv->stat_last_at.tv_nsec / 1000);
+			     (long long) srv->stat_last_at.tv_sec, srv->stat_last_at.tv_nsec / 1000,
+			     srv->stat_max_gap_us / 1000.0,
+			     (long long) srv->stat_max_gap_end.tv_sec, srv->stat_max_gap_end.tv_nsec / 1000,
+			     srv->stat_max_turn_us / 1000.0);
 	else if (path_len == 8 && memcmp(path, "/__reset", 8) == 0) {
 		counters_clear(&srv->counters);
 		srv->stat_requests = srv->stat_body_bytes = 0;
+		srv->stat_prev_us = srv->stat_max_gap_us = srv->stat_max_turn_us = 0;
+		srv->stat_max_gap_end = (struct timespec) {0};
 		n = snprintf(body, sizeof body, "{\"ok\":true}\n");
 	} else if (path_len == 7 && memcmp(path, "/__plan", 7) == 0) {
 		const char *err = set_path_plan(srv, c->in + c->req.target_off + 7,
@@ -1485,12 +1502,19 @@ handle_request(struct server *srv, struct conn *c)
 	const char *err;
 	const struct path_plan *set;
 	char set_query[MAX_PLAN_BYTES];
+	int64_t now_us;
 
 	if (handle_control(srv, c, target, path_len))
 		return;
 	srv->stat_requests++;
 	srv->stat_body_bytes += r->body_len;
 	clock_gettime(CLOCK_REALTIME, &srv->stat_last_at);
+	now_us = mono_us();
+	if (srv->stat_prev_us != 0 && now_us - srv->stat_prev_us > srv->stat_max_gap_us) {
+		srv->stat_max_gap_us = now_us - srv->stat_prev_us;
+		srv->stat_max_gap_end = srv->stat_last_at;
+	}
+	srv->stat_prev_us = now_us;
 	log_request(srv, c);	/* before the query is decoded in place below */
 
 	plan.status = 200;
@@ -1864,7 +1888,10 @@ usage(FILE *f)
 	"  hang=1           never answer\n"
 	"  garbage=1        answer with a line that is not an HTTP status line, then close\n"
 	"  header_bytes=N   add an X-Padding header of N bytes (max 16 MiB)\n"
-	"GET /__stats returns {\"requests\":N,\"bytes\":M,...,\"last_at\":T}; /__reset clears counters.\n"
+	"GET /__stats returns {\"requests\":N,\"bytes\":M,...,\"last_at\":T,\"max_gap_ms\":G,\n"
+	"  \"max_gap_end\":E,\"max_turn_ms\":B}: the longest interval between two consecutive\n"
+	"  counted requests and when it ended, and the longest the receiver itself was busy or\n"
+	"  blocked between two waits; /__reset clears counters and all three.\n"
 	"GET /__plan?path=/P&q=QUERY (QUERY percent-encoded) answers every later request to /P\n"
 	"  as if its query string were QUERY, whatever it is; q empty forgets the plan of /P.\n"
 	"  So a test can make an endpoint fail, hang or answer 429, then recover.\n"
@@ -2066,6 +2093,8 @@ main(int argc, char **argv)
 
 	while (!srv.stopping) {
 		int n = epoll_wait(srv.epfd, events, MAX_EVENTS, wait_timeout_ms(&srv));
+		int64_t turn_began = mono_us();
+		int64_t turn_us;
 
 		if (n < 0 && errno != EINTR) {
 			perror("receiver: epoll_wait");
@@ -2089,6 +2118,9 @@ main(int argc, char **argv)
 			log_flush(&srv.log);
 		if (srv.stop_at_us > 0 && mono_us() >= srv.stop_at_us)
 			srv.stopping = true;
+		turn_us = mono_us() - turn_began;
+		if (turn_us > srv.stat_max_turn_us)
+			srv.stat_max_turn_us = turn_us;
 	}
 
 	if (srv.log.fd >= 0) {

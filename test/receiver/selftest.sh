@@ -129,6 +129,28 @@ body='{"event":"order.created","data":{"id":"ord_1","note":"caf\u00e9 \"quoted\"
 c -o /dev/null -H 'Content-Type: application/json' -H 'webhook-id: msg_selftest' \
 	--data-binary "$body" "$base/hook?id=7"
 
+echo "== stats"
+# The longest gap between two counted requests: 300 ms between /gap/a and /gap/b, then
+# /gap/c at once.  Control requests (/__stats, /__reset) are not counted.
+c -o /dev/null "$base/__reset"
+check "reset clears the longest gap" \
+	"$(c "$base/__stats" | "$PYTHON" -c 'import json,sys; s = json.load(sys.stdin); print(s["requests"], s["max_gap_ms"], s["max_gap_end"])')" \
+	"0 0.0 0.0"
+c -o /dev/null "$base/gap/a"
+sleep 0.3
+c -o /dev/null "$base/gap/b"
+c -o /dev/null "$base/gap/c"
+if c "$base/__stats" | "$PYTHON" -c '
+import json, sys
+s = json.load(sys.stdin)
+# The gap ended with /gap/b, before /gap/c (last_at); the loop never blocked that long.
+assert s["requests"] == 3, s
+assert 300 <= s["max_gap_ms"] < 2000, s
+assert 0 < s["max_gap_end"] < s["last_at"], s
+assert s["last_at"] - s["max_gap_end"] < 1, s
+assert 0 < s["max_turn_ms"] < 300, s
+'; then pass "max_gap_ms, max_gap_end, max_turn_ms"; else fail "max_gap_ms: $(c "$base/__stats")"; fi
+
 echo "== log"
 sleep 0.2	# flushed within 20 ms; leave slack for a loaded machine
 if "$PYTHON" -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$work/requests.jsonl"; then
