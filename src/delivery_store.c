@@ -132,6 +132,19 @@ StoreCommit(void)
 }
 
 /*
+ * The running store transaction writes nothing whose loss in a crash matters: its
+ * commit does not wait for the WAL flush (synchronous_commit = off for this
+ * transaction alone, as a function's SET clause would).  Its WAL reaches the disk with
+ * the next commit that waits, or the WAL writer's next round.
+ */
+void
+StoreCommitWithoutFlush(void)
+{
+	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
  * Whether the extension this worker started with is still installed.  A DROP and
  * CREATE EXTENSION in one transaction leaves an extension of the same name whose
  * tables reuse the old ids and ctids: results of requests sent from the old tables

@@ -105,6 +105,7 @@ typedef struct EndpointSettings
 
 extern void StoreBegin(const char *activity);
 extern void StoreCommit(void);
+extern void StoreCommitWithoutFlush(void);
 extern bool StoreExtensionPresent(void);
 extern void StoreForgetPlans(void);
 extern void StoreReplanIfStale(void);

@@ -590,8 +590,7 @@ batch_step(void *arg)
 	 * Not worth a WAL flush: a batch lost to a crash is deleted again by the
 	 * next pass.
 	 */
-	(void) set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
+	StoreCommitWithoutFlush();
 	compute_cutoffs(&c, GetCurrentTransactionStartTimestamp());
 	if (run_batch(&t->pass, &c))
 		t->in_pass = false;
