@@ -432,6 +432,33 @@ in_subtransaction(SubtransactionFn fn, void *arg, MemoryContext errcxt, ErrorDat
 }
 
 /*
+ * in_subtransaction() building ci, a call item this cycle made and nothing holds yet
+ * (begin_next(), request_ahead()).  An error that fails the transaction goes on
+ * without it: no failure path (run_cycle()) can find it, so its attempt (the
+ * credentials wiped, the request released, its context deleted) and the item itself
+ * are freed on the way, or the job's long-lived context would keep them.
+ */
+static bool
+build_unheld(CallItem *ci, SubtransactionFn fn, void *arg, MemoryContext errcxt,
+			 ErrorData **error)
+{
+	volatile bool built = false;
+
+	PG_TRY();
+	{
+		built = in_subtransaction(fn, arg, errcxt, error);
+	}
+	PG_CATCH();
+	{
+		attempt_release(ci);
+		pfree(ci);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return built;
+}
+
+/*
  * Whether an adapter's error is worth another attempt on the schedule: its time limit,
  * and the errors that are transient by nature (a lock wait, a deadlock), which
  * in_subtransaction() let through as the call's.
@@ -701,7 +728,7 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 	a.ci = ci;
 	a.page = next;
 	/* Built first: a token is taken only for a request that goes. */
-	built = in_subtransaction(build_ahead, &a, CurrentMemoryContext, &edata);
+	built = build_unheld(ci, build_ahead, &a, CurrentMemoryContext, &edata);
 
 	/*
 	 * Whatever its adapter raised is not the page's: a lock wait of the page
@@ -915,7 +942,13 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 	b.ci = ci;
 	b.due_only = true;
 	b.result = BUILD_PASSED;
-	if (in_subtransaction(build_one, &b, errcxt, &edata))
+
+	/*
+	 * A request sent ahead is from's already (from->ahead), which a failed
+	 * transaction makes an orphan; a new item is no one's yet.
+	 */
+	if (ci == ahead ? in_subtransaction(build_one, &b, errcxt, &edata) :
+		build_unheld(ci, build_one, &b, errcxt, &edata))
 	{
 		if (b.result == BUILD_SENT)
 			return ci;
