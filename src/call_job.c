@@ -769,6 +769,7 @@ typedef struct RecordArg
 	int64		next_call;		/* out: the next page's call it queued; 0:
 								 * none */
 	CallItem   *ahead;			/* out: that page's request, sent ahead */
+	bool		judged;			/* out: the response adapter returned */
 } RecordArg;
 
 /* Judges a finished request through the kind's response adapter, and records it. */
@@ -786,6 +787,7 @@ record_one(void *arg)
 	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds,
 				   integration_adapter_timeout_ms, &v);
 	TenantActAsEnd(&id);
+	r->judged = true;
 	if (v.outcome == CONNECTOR_SUCCEEDED && v.result != NULL && ci->payload != NULL &&
 		strcmp(ci->operation, "pull") == 0)
 		r->ahead = request_ahead(r->cy, ci, v.result);
@@ -840,20 +842,30 @@ record_one(void *arg)
  * A finished request whose response adapter raised: failed, with its error, but for
  * an adapter cut short by integration.adapter_timeout or by a lock wait
  * (adapter_retriable()), which is retried on the schedule (the request goes out
- * again, with the same idempotency key).  Sets *r's status and retry time.
+ * again, with the same idempotency key).  Or whose outcome could not be written once
+ * the adapter had judged it: for a sync run's page, the page trigger refused it (a
+ * page it cannot read, a record a constraint or a trigger on external_records
+ * rejects), which is no adapter's doing and is said as such; failed too, as writing
+ * the same page again would fail the same way.  Sets *r's status and retry time.
  */
 static void
 record_failed(CallItem *ci, ErrorData *edata, RecordArg *r)
 {
 	CallOutcome o;
 
-	if (TimeLimitExceeded(edata))
+	if (r->judged)
+		outcome_failed(&o, ci->attempts, ci->attempts,
+					   ConnectorRedact(psprintf(strcmp(ci->operation, "pull") == 0 ?
+												"the page could not be stored: %s" :
+												"the outcome could not be recorded: %s",
+												edata->message), ci->creds));
+	else if (TimeLimitExceeded(edata))
 		outcome_failed(&o, ci->attempts, ci->attempts, pstrdup(edata->message));
 	else
 		outcome_failed(&o, ci->attempts, ci->attempts,
 					   ConnectorRedact(psprintf("the %s response adapter failed: %s",
 												ci->target.kind, edata->message), ci->creds));
-	if (adapter_retriable(edata))
+	if (!r->judged && adapter_retriable(edata))
 		outcome_retry(&o, ci->policy);
 	o.status_code = (int) ci->req.status_code;
 	(void) CallStoreRecord(&ci->ref, &o, NULL);
@@ -992,7 +1004,7 @@ cycle_step(void *arg)
 	WorkerSlotSetActivity(WORKER_CALLING);
 	for (int i = 0; i < cy->nrecord; i++)
 	{
-		RecordArg	r = {cy, cy->record[i], CALL_FAILED, 0, 0, 0, NULL};
+		RecordArg	r = {cy, cy->record[i], CALL_FAILED, 0, 0, 0, NULL, false};
 		ErrorData  *edata;
 
 		if (!in_subtransaction(record_one, &r, cxt, &edata))

@@ -9,7 +9,8 @@
 #      write fails, and the run ends) holds its connector's request slot until it is
 #      back: with integration.max_concurrency_per_endpoint = 1 and that request answered
 #      after 3 s, the connector shows it in flight, and the next run's first request
-#      waits for it.
+#      waits for it.  The run's error says the page could not be stored, not that the
+#      response adapter failed.
 #   3. Likewise when the transaction that recorded the page fails (a serialization
 #      failure) with the request on its way: the page is recorded again 1 s later, and
 #      the next page's request waits for the first one's answer instead of going twice
@@ -150,6 +151,12 @@ sql("SELECT integration.sync_now($orphan, 'orders')");
 ok($node->poll_query_until('postgres',
 		"SELECT status = 'idle' AND errors = 1 FROM integration.sync_streams WHERE connector_id = $orphan"),
 	'orphan: the first page fails, and the run ends');
+# The response adapter did its part: the error says the page could not be stored.
+is($node->safe_psql('postgres', "SELECT s.last_error || '|' || k.last_error
+		FROM integration.sync_streams s JOIN integration.connector_calls k ON k.connector_id = s.connector_id
+	   WHERE s.connector_id = $orphan AND k.status = 'failed'"),
+	'the page could not be stored: the page write fails|the page could not be stored: the page write fails',
+	'orphan: the stream and its call say the page could not be stored, not that the adapter failed');
 is(poll_for("SELECT in_flight FROM integration._target_health('connector') WHERE target_id = $orphan",
 		'1', 2),
 	'1', 'orphan: the second page\'s request, on its way, is in flight');
