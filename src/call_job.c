@@ -44,6 +44,8 @@
  * connector from the commit that would have begun its call until it is back: the
  * finished page's, or one of its own when that transaction failed (the page keeps
  * its slot to be recorded again); the scheduler's limits count what is on its way.
+ * A token taken for a next page whose request then does not go (not built, or its
+ * transaction failed) goes back (SchedulerHandOverUndone()).
  *
  * One transaction per step does it all: record, take back, begin, claim.  Each call's
  * adapters run in a subtransaction, so what one raises fails that call (a request
@@ -124,6 +126,10 @@ typedef struct CallItem
 	dlist_node	node;			/* in CallJob.ready, in_flight or done */
 	struct CallItem *ahead;		/* during a cycle that records it: the request
 								 * sent ahead for the next page */
+	bool		handed_token;	/* during a cycle that records it: the next
+								 * page begun in its slot took a token
+								 * (build_one()), which goes back if no
+								 * request goes */
 
 	/* Its attempt, from when it is built until it is recorded (cxt != NULL). */
 	MemoryContext cxt;
@@ -593,6 +599,8 @@ build_one(void *arg)
 			b->result = BUILD_PASSED;
 			return;
 		}
+		/* Known to from, whatever becomes of this transaction. */
+		((CallItem *) b->from)->handed_token = true;
 	}
 	CallStoreBeginAttempt(&ci->ref, lease_ms());
 	if (ci->state == CALL_AHEAD)
@@ -921,6 +929,19 @@ orphan(CallItem *ci)
 }
 
 /*
+ * The token a next page took to begin in from's slot (build_one()) goes back when its
+ * request does not go after all: not built, or its transaction failed.
+ */
+static void
+handed_token_back(CallJob *j, CallItem *from)
+{
+	if (!from->handed_token)
+		return;
+	SchedulerHandOverUndone(j->svc->scheduler, &from->item, GetCurrentTimestamp());
+	from->handed_token = false;
+}
+
+/*
  * A sync run's next page, which the page just recorded (from) queued: begun in this
  * transaction, to go out in from's request slot at commit, when it is due and the
  * scheduler lets it (SchedulerMayHandOver(), asked in build_one() once the call is
@@ -975,9 +996,10 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 
 	/*
 	 * Not begun: whatever became of it, a claim finds it or its connector's
-	 * others.
+	 * others.  A token it took (its request failed to build) goes back.
 	 */
 	j->claim_needed = true;
+	handed_token_back(j, from);
 	if (ci == ahead)
 	{
 		orphan(ci);
@@ -1308,6 +1330,8 @@ run_cycle(CallJob *j, bool claim)
 		{
 			CallItem   *from = cy.record[i];
 
+			/* The next page takes one when it is begun again. */
+			handed_token_back(j, from);
 			if (from->ahead != NULL)
 			{
 				/*
