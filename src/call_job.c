@@ -44,6 +44,8 @@
  * connector from the commit that would have begun its call until it is back: the
  * finished page's, or one of its own when that transaction failed (the page keeps
  * its slot to be recorded again); the scheduler's limits count what is on its way.
+ * A token taken for a next page whose request then does not go (not built, or its
+ * transaction failed) goes back (SchedulerHandOverUndone()).
  *
  * One transaction per step does it all: record, take back, begin, claim.  Each call's
  * adapters run in a subtransaction, so what one raises fails that call (a request
@@ -124,6 +126,10 @@ typedef struct CallItem
 	dlist_node	node;			/* in CallJob.ready, in_flight or done */
 	struct CallItem *ahead;		/* during a cycle that records it: the request
 								 * sent ahead for the next page */
+	bool		handed_token;	/* during a cycle that records it: the next
+								 * page begun in its slot took a token
+								 * (build_one()), which goes back if no
+								 * request goes */
 
 	/* Its attempt, from when it is built until it is recorded (cxt != NULL). */
 	MemoryContext cxt;
@@ -432,6 +438,33 @@ in_subtransaction(SubtransactionFn fn, void *arg, MemoryContext errcxt, ErrorDat
 }
 
 /*
+ * in_subtransaction() building ci, a call item this cycle made and nothing holds yet
+ * (begin_next(), request_ahead()).  An error that fails the transaction goes on
+ * without it: no failure path (run_cycle()) can find it, so its attempt (the
+ * credentials wiped, the request released, its context deleted) and the item itself
+ * are freed on the way, or the job's long-lived context would keep them.
+ */
+static bool
+build_unheld(CallItem *ci, SubtransactionFn fn, void *arg, MemoryContext errcxt,
+			 ErrorData **error)
+{
+	volatile bool built = false;
+
+	PG_TRY();
+	{
+		built = in_subtransaction(fn, arg, errcxt, error);
+	}
+	PG_CATCH();
+	{
+		attempt_release(ci);
+		pfree(ci);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return built;
+}
+
+/*
  * Whether an adapter's error is worth another attempt on the schedule: its time limit,
  * and the errors that are transient by nature (a lock wait, a deadlock), which
  * in_subtransaction() let through as the call's.
@@ -566,6 +599,8 @@ build_one(void *arg)
 			b->result = BUILD_PASSED;
 			return;
 		}
+		/* Known to from, whatever becomes of this transaction. */
+		((CallItem *) b->from)->handed_token = true;
 	}
 	CallStoreBeginAttempt(&ci->ref, lease_ms());
 	if (ci->state == CALL_AHEAD)
@@ -701,7 +736,7 @@ request_ahead(CallCycle *cy, CallItem *from, Jsonb *page)
 	a.ci = ci;
 	a.page = next;
 	/* Built first: a token is taken only for a request that goes. */
-	built = in_subtransaction(build_ahead, &a, CurrentMemoryContext, &edata);
+	built = build_unheld(ci, build_ahead, &a, CurrentMemoryContext, &edata);
 
 	/*
 	 * Whatever its adapter raised is not the page's: a lock wait of the page
@@ -742,6 +777,7 @@ typedef struct RecordArg
 	int64		next_call;		/* out: the next page's call it queued; 0:
 								 * none */
 	CallItem   *ahead;			/* out: that page's request, sent ahead */
+	bool		judged;			/* out: the response adapter returned */
 } RecordArg;
 
 /* Judges a finished request through the kind's response adapter, and records it. */
@@ -759,6 +795,7 @@ record_one(void *arg)
 	ConnectorJudge(&ci->target, ci->operation, &ci->req, ci->creds,
 				   integration_adapter_timeout_ms, &v);
 	TenantActAsEnd(&id);
+	r->judged = true;
 	if (v.outcome == CONNECTOR_SUCCEEDED && v.result != NULL && ci->payload != NULL &&
 		strcmp(ci->operation, "pull") == 0)
 		r->ahead = request_ahead(r->cy, ci, v.result);
@@ -813,20 +850,30 @@ record_one(void *arg)
  * A finished request whose response adapter raised: failed, with its error, but for
  * an adapter cut short by integration.adapter_timeout or by a lock wait
  * (adapter_retriable()), which is retried on the schedule (the request goes out
- * again, with the same idempotency key).  Sets *r's status and retry time.
+ * again, with the same idempotency key).  Or whose outcome could not be written once
+ * the adapter had judged it: for a sync run's page, the page trigger refused it (a
+ * page it cannot read, a record a constraint or a trigger on external_records
+ * rejects), which is no adapter's doing and is said as such; failed too, as writing
+ * the same page again would fail the same way.  Sets *r's status and retry time.
  */
 static void
 record_failed(CallItem *ci, ErrorData *edata, RecordArg *r)
 {
 	CallOutcome o;
 
-	if (TimeLimitExceeded(edata))
+	if (r->judged)
+		outcome_failed(&o, ci->attempts, ci->attempts,
+					   ConnectorRedact(psprintf(strcmp(ci->operation, "pull") == 0 ?
+												"the page could not be stored: %s" :
+												"the outcome could not be recorded: %s",
+												edata->message), ci->creds));
+	else if (TimeLimitExceeded(edata))
 		outcome_failed(&o, ci->attempts, ci->attempts, pstrdup(edata->message));
 	else
 		outcome_failed(&o, ci->attempts, ci->attempts,
 					   ConnectorRedact(psprintf("the %s response adapter failed: %s",
 												ci->target.kind, edata->message), ci->creds));
-	if (adapter_retriable(edata))
+	if (!r->judged && adapter_retriable(edata))
 		outcome_retry(&o, ci->policy);
 	o.status_code = (int) ci->req.status_code;
 	(void) CallStoreRecord(&ci->ref, &o, NULL);
@@ -882,6 +929,19 @@ orphan(CallItem *ci)
 }
 
 /*
+ * The token a next page took to begin in from's slot (build_one()) goes back when its
+ * request does not go after all: not built, or its transaction failed.
+ */
+static void
+handed_token_back(CallJob *j, CallItem *from)
+{
+	if (!from->handed_token)
+		return;
+	SchedulerHandOverUndone(j->svc->scheduler, &from->item, GetCurrentTimestamp());
+	from->handed_token = false;
+}
+
+/*
  * A sync run's next page, which the page just recorded (from) queued: begun in this
  * transaction, to go out in from's request slot at commit, when it is due and the
  * scheduler lets it (SchedulerMayHandOver(), asked in build_one() once the call is
@@ -915,7 +975,13 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 	b.ci = ci;
 	b.due_only = true;
 	b.result = BUILD_PASSED;
-	if (in_subtransaction(build_one, &b, errcxt, &edata))
+
+	/*
+	 * A request sent ahead is from's already (from->ahead), which a failed
+	 * transaction makes an orphan; a new item is no one's yet.
+	 */
+	if (ci == ahead ? in_subtransaction(build_one, &b, errcxt, &edata) :
+		build_unheld(ci, build_one, &b, errcxt, &edata))
 	{
 		if (b.result == BUILD_SENT)
 			return ci;
@@ -930,9 +996,10 @@ begin_next(CallCycle *cy, CallItem *from, int64 id, CallItem *ahead, MemoryConte
 
 	/*
 	 * Not begun: whatever became of it, a claim finds it or its connector's
-	 * others.
+	 * others.  A token it took (its request failed to build) goes back.
 	 */
 	j->claim_needed = true;
+	handed_token_back(j, from);
 	if (ci == ahead)
 	{
 		orphan(ci);
@@ -959,7 +1026,7 @@ cycle_step(void *arg)
 	WorkerSlotSetActivity(WORKER_CALLING);
 	for (int i = 0; i < cy->nrecord; i++)
 	{
-		RecordArg	r = {cy, cy->record[i], CALL_FAILED, 0, 0, 0, NULL};
+		RecordArg	r = {cy, cy->record[i], CALL_FAILED, 0, 0, 0, NULL, false};
 		ErrorData  *edata;
 
 		if (!in_subtransaction(record_one, &r, cxt, &edata))
@@ -1263,6 +1330,8 @@ run_cycle(CallJob *j, bool claim)
 		{
 			CallItem   *from = cy.record[i];
 
+			/* The next page takes one when it is begun again. */
+			handed_token_back(j, from);
 			if (from->ahead != NULL)
 			{
 				/*

@@ -184,6 +184,23 @@ RateLimiterTake(RateLimiter *rl, TimestampTz now)
 }
 
 /*
+ * A token RateLimiterTake() took for a request that then did not start goes back, up
+ * to the bucket's size, which the bucket would not have grown past had it not been
+ * taken.
+ */
+void
+RateLimiterGiveBack(RateLimiter *rl, TimestampTz now)
+{
+	if (rl->slot_count > 0)
+		rl->slot_count--;
+	if (RateLimiterEffectiveRate(rl, now) > 0)
+	{
+		refill(rl, now);
+		rl->tokens = Min(rl->tokens + 1.0, RateLimiterBurst(rl, now));
+	}
+}
+
+/*
  * The target answered 429 to a request started at started_at: halve its rate, unless
  * an earlier 429 already did after that request started.  hold_ms (-1: none) is the
  * response's Retry-After, after which recovery begins.

@@ -42,6 +42,7 @@ extern double RateLimiterBurst(RateLimiter *rl, TimestampTz now);
 extern double RateLimiterTokens(RateLimiter *rl, TimestampTz now);
 extern bool RateLimiterMaySend(RateLimiter *rl, TimestampTz now, TimestampTz *when);
 extern void RateLimiterTake(RateLimiter *rl, TimestampTz now);
+extern void RateLimiterGiveBack(RateLimiter *rl, TimestampTz now);
 extern void RateLimiterThrottle(RateLimiter *rl, TimestampTz started_at, TimestampTz now,
 								int64 hold_ms);
 extern bool RateLimiterIsIdle(RateLimiter *rl, TimestampTz now);

@@ -648,12 +648,28 @@ SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now)
 	/*
 	 * The token is taken now, not when the request starts: two pages of one
 	 * target judged in one transaction never share one.  A hand-over that
-	 * does not happen (its transaction fails) wastes it, which only errs on
-	 * the side of the limit.
+	 * does not happen after all (its request is not built, or its transaction
+	 * fails) gives it back (SchedulerHandOverUndone()).
 	 */
 	RateLimiterTake(&t->limiter, now);
 	mark_dirty(s, t);
 	return true;
+}
+
+/*
+ * A hand-over SchedulerMayHandOver() allowed does not happen: no request went out
+ * (it was not built, or the transaction that began it failed), and from keeps its
+ * slot.  The token it took goes back, else a page begun again after a failed
+ * transaction would have taken one for each try.
+ */
+void
+SchedulerHandOverUndone(Scheduler *s, SchedItem *from, TimestampTz now)
+{
+	SchedTarget *t = from->target;
+
+	Assert(t->in_flight > 0);
+	RateLimiterGiveBack(&t->limiter, now);
+	mark_dirty(s, t);
 }
 
 /*

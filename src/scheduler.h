@@ -125,6 +125,7 @@ extern SchedReportAction SchedulerReport(Scheduler *s, SchedItem *item, TargetOu
 										 int64 retry_after_ms, TimestampTz now);
 extern bool SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now);
 extern bool SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now);
+extern void SchedulerHandOverUndone(Scheduler *s, SchedItem *from, TimestampTz now);
 extern void SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now);
 extern void SchedulerAddInFlight(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now);
 

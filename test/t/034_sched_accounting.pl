@@ -5,11 +5,16 @@
 #   1. A page whose adapter asks for a wait takes one token of its connector's rate
 #      limit, not two: over ten pages that each wait 0.5 s, a connector limited to 1 a
 #      second with a bucket of 30 has given exactly ten tokens.
+#   1b. The token a next page took to begin in the slot of the page before goes back
+#      when that transaction fails (a deferred trigger's serialization failure at
+#      commit): the page is begun again a second later, ten pages take ten tokens, and
+#      nothing is left in flight.
 #   2. A request sent ahead for a page whose call is then never begun (the page's
 #      write fails, and the run ends) holds its connector's request slot until it is
 #      back: with integration.max_concurrency_per_endpoint = 1 and that request answered
 #      after 3 s, the connector shows it in flight, and the next run's first request
-#      waits for it.
+#      waits for it.  The run's error says the page could not be stored, not that the
+#      response adapter failed.
 #   3. Likewise when the transaction that recorded the page fails (a serialization
 #      failure) with the request on its way: the page is recorded again 1 s later, and
 #      the next page's request waits for the first one's answer instead of going twice
@@ -120,6 +125,79 @@ cmp_ok(abs($taken - 10), '<', 0.5, 'waits: ten requests took ten tokens')
 $shop->config(bucket_size => 100000);
 
 ########################################################################
+# 1b. A token taken for a page begun in the slot of the page before goes back when
+#     that transaction fails.
+########################################################################
+
+# The seventh page's write takes 0.6 s more, so that the eighth page, queued to wait
+# 0.5 s from when the transaction began, is due by the time it could be begun in the
+# seventh one's slot (a page with a wait has no request sent ahead).  The first
+# transaction that begins it fails at commit (a serialization failure in a deferred
+# trigger), and is done again a second later.  A page every 0.5 s at 1 a second keeps
+# the bucket below its size from the first page on, even over the 2 s or so of those
+# two transactions (a fuller bucket would hide a lost token: it would not grow past
+# its size), so ten pages must have taken ten tokens, not eleven.
+$shop->config(bucket_size => 4);
+$shop->clear_log;
+my $log_at = -s $node->logfile;
+my $retried = connector('retried',
+	'{"sync_interval": 0, "sync_streams": ["orders"], "rate_limit": 1, "rate_limit_burst": 60}');
+$node->safe_psql('postgres', qq{
+	CREATE TABLE public.slow_xact (xid xid8 NOT NULL);
+	CREATE FUNCTION public.slow_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS \$\$
+	BEGIN
+		IF (SELECT run_pages FROM integration.sync_streams WHERE connector_id = $retried) = 6
+		   AND NOT EXISTS (SELECT FROM public.slow_xact WHERE xid = pg_current_xact_id()) THEN
+			PERFORM pg_sleep(0.6);
+			INSERT INTO public.slow_xact VALUES (pg_current_xact_id());
+		END IF;
+		RETURN NULL;
+	END \$\$;
+	CREATE TRIGGER slow_write AFTER INSERT ON integration.external_records
+		FOR EACH STATEMENT EXECUTE FUNCTION public.slow_write();
+	CREATE SEQUENCE public.commit_count;
+	CREATE FUNCTION public.fail_commit() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS \$\$
+	BEGIN
+		IF EXISTS (SELECT FROM public.slow_xact WHERE xid = pg_current_xact_id())
+		   AND nextval('public.commit_count') = 1 THEN
+			RAISE EXCEPTION 'the next page cannot be begun' USING ERRCODE = 'serialization_failure';
+		END IF;
+		RETURN NULL;
+	END \$\$;
+	CREATE CONSTRAINT TRIGGER fail_commit AFTER UPDATE ON integration.connector_calls
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'sending')
+		EXECUTE FUNCTION public.fail_commit();
+});
+sql("SELECT integration.sync_now($retried, 'orders')");
+run_ends($retried, 'retried', 1, 1);
+($now, $tokens) = split /\|/, $node->safe_psql('postgres',
+	"SELECT extract(epoch FROM clock_timestamp()) || '|' || tokens
+	   FROM integration._target_health('connector') WHERE target_id = $retried");
+like(slurp_file($node->logfile, $log_at), qr/making connector calls failed: the next page cannot be begun/,
+	'retried: the transaction that began the eighth page failed once');
+is($node->safe_psql('postgres', "SELECT concat_ws('|', pages, errors) FROM integration.sync_streams
+		WHERE connector_id = $retried"), '10|0', 'retried: ten pages, no error');
+@reqs = $shop->requests(path => $orders_path);
+is(scalar @reqs, 10, 'retried: ten requests');
+$taken = 60 + ($now - epoch($reqs[0]{t})) - $tokens;
+cmp_ok(abs($taken - 10), '<', 0.5, 'retried: ten requests took ten tokens')
+  or diag("tokens taken: $taken");
+is(poll_for("SELECT in_flight FROM integration._target_health('connector') WHERE target_id = $retried",
+		'0', 2),
+	'0', 'retried: nothing in flight');
+is(sql("SELECT count(*) FILTER (WHERE attempts = 1) FROM integration.connector_calls WHERE connector_id = $retried"),
+	'10', 'retried: each page call made one attempt');
+$node->safe_psql('postgres', q{
+	DROP TRIGGER slow_write ON integration.external_records;
+	DROP TRIGGER fail_commit ON integration.connector_calls;
+});
+$shop->config(bucket_size => 100000);
+
+########################################################################
 # 2. A request sent ahead for a call never begun holds its slot until it is back.
 ########################################################################
 
@@ -150,6 +228,12 @@ sql("SELECT integration.sync_now($orphan, 'orders')");
 ok($node->poll_query_until('postgres',
 		"SELECT status = 'idle' AND errors = 1 FROM integration.sync_streams WHERE connector_id = $orphan"),
 	'orphan: the first page fails, and the run ends');
+# The response adapter did its part: the error says the page could not be stored.
+is($node->safe_psql('postgres', "SELECT s.last_error || '|' || k.last_error
+		FROM integration.sync_streams s JOIN integration.connector_calls k ON k.connector_id = s.connector_id
+	   WHERE s.connector_id = $orphan AND k.status = 'failed'"),
+	'the page could not be stored: the page write fails|the page could not be stored: the page write fails',
+	'orphan: the stream and its call say the page could not be stored, not that the adapter failed');
 is(poll_for("SELECT in_flight FROM integration._target_health('connector') WHERE target_id = $orphan",
 		'1', 2),
 	'1', 'orphan: the second page\'s request, on its way, is in flight');
