@@ -69,6 +69,7 @@
 #include "retry_policy.h"
 #include "spi_plan.h"
 #include "subtransaction.h"
+#include "table_statistics.h"
 
 /* Tenants read per fetch of the loose scan. */
 #define TENANT_FETCH 64
@@ -81,13 +82,42 @@ static SPIPlanPtr lock_plan;
 static SPIPlanPtr handlers_plan;
 static SPIPlanPtr record_plan;
 
-/* After DROP/CREATE EXTENSION the kept plans point at dropped relations. */
+/*
+ * The tables that a large transaction fills under these statements (see
+ * table_statistics.c): inbound_events, which a batch of receive_webhook() calls, or
+ * of events inserted, fills in one transaction.  On statistics that count none of its
+ * rows every estimate is one row: the claim stays a walk of inbound_events_due_idx
+ * (see above), but a lookup of an event by its key (tenant_id, id) may as well walk
+ * one of the partial indexes that lead on tenant_id, all of the tenant's pending
+ * events per lookup.  The handler worker checks them (its store transaction), the
+ * delivery worker does not.
+ */
+static WatchedTable watched_tables[] =
+{
+	{
+		"inbound_events", InvalidBlockNumber
+	}
+};
+static TimestampTz watched_at = 0;
+
+/*
+ * After DROP/CREATE EXTENSION the kept plans point at dropped relations; after a
+ * failed transaction its ANALYZE, if it ran one, was rolled back.
+ */
 void
 InboundForgetPlans(void)
 {
 	SPIPlanPtr *plans[] = {&tenants_plan, &claim_plan, &lock_plan, &handlers_plan, &record_plan};
 
 	ForgetPlans(plans, lengthof(plans));
+	ForgetAnalyzed(watched_tables, lengthof(watched_tables));
+}
+
+/* Analyzes the handlers' tables whose statistics look stale (table_statistics.c). */
+void
+InboundAnalyzeIfStale(void)
+{
+	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at);
 }
 
 const char *
