@@ -48,12 +48,13 @@ static SPIPlanPtr reconcile_plan;
 /*
  * The tables that a large transaction fills under the calls' statements (see
  * table_statistics.c): connector_calls, which a bulk call_connector() fills.  On
- * statistics that count none of its rows every estimate is one row, and a lookup of
- * a call by its key (tenant_id, id) may as well walk connector_calls_pending_idx,
- * which leads on tenant_id too: all of the tenant's pending calls per lookup.  A sync
- * run's pages are calls too; its records (external_records) have no index but their
- * primary key, by which every statement reaches them, so no plan of theirs depends
- * on the statistics.
+ * statistics taken while 5,000 calls were being queued in one transaction, the record
+ * of an outcome found its call through connector_calls_idempotency_key on tenant_id
+ * alone, reading every call of the tenant (5,053 buffers, against 4 through the
+ * primary key once analyzed), and the lock and begin of a call walked
+ * connector_calls_pending_idx.  A sync run's pages are calls too; its records
+ * (external_records) have no index but their primary key, by which every statement
+ * reaches them, so no plan of theirs depends on the statistics.
  */
 static WatchedTable watched_tables[] =
 {
