@@ -1023,6 +1023,7 @@ cycle_step(void *arg)
 		j->extension_gone = true;
 		return;
 	}
+	CallStoreAnalyzeIfStale();
 	WorkerSlotSetActivity(WORKER_CALLING);
 	for (int i = 0; i < cy->nrecord; i++)
 	{
@@ -1322,7 +1323,8 @@ run_cycle(CallJob *j, bool claim)
 	{
 		/*
 		 * Nothing it did stays: the calls built go back to ready, the next
-		 * pages begun are forgotten (their rows were not written).
+		 * pages begun are forgotten (their rows were not written), and so is
+		 * an ANALYZE it ran.
 		 */
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
@@ -1349,6 +1351,7 @@ run_cycle(CallJob *j, bool claim)
 				pfree(cy.next[i]);
 			}
 		}
+		CallStoreForgetAnalyzed();
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{

@@ -35,6 +35,7 @@
 #include "call_store.h"
 #include "connector_request.h"
 #include "spi_plan.h"
+#include "table_statistics.h"
 
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr probe_plan;
@@ -43,6 +44,39 @@ static SPIPlanPtr lock_plan;
 static SPIPlanPtr begin_plan;
 static SPIPlanPtr record_plan;
 static SPIPlanPtr reconcile_plan;
+
+/*
+ * The tables that a large transaction fills under the calls' statements (see
+ * table_statistics.c): connector_calls, which a bulk call_connector() fills.  On
+ * statistics taken while 5,000 calls were being queued in one transaction, the record
+ * of an outcome found its call through connector_calls_idempotency_key on tenant_id
+ * alone, reading every call of the tenant (5,053 buffers, against 4 through the
+ * primary key once analyzed), and the lock and begin of a call walked
+ * connector_calls_pending_idx.  A sync run's pages are calls too; its records
+ * (external_records) have no index but their primary key, by which every statement
+ * reaches them, so no plan of theirs depends on the statistics.
+ */
+static WatchedTable watched_tables[] =
+{
+	{
+		"connector_calls", InvalidBlockNumber
+	}
+};
+static TimestampTz watched_at = 0;
+
+/* Analyzes the calls' tables whose statistics look stale (table_statistics.c). */
+void
+CallStoreAnalyzeIfStale(void)
+{
+	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at);
+}
+
+/* After a failed transaction: its ANALYZE, if it ran one, was rolled back. */
+void
+CallStoreForgetAnalyzed(void)
+{
+	ForgetAnalyzed(watched_tables, lengthof(watched_tables));
+}
 
 /* Fills *ref from columns (tenant_id, id, connector_id, rate, burst) of row. */
 static void

@@ -180,48 +180,43 @@ StoreExtensionPresent(void)
 /*
  * The tables whose size decides the worker's generic plans, the plans that read each
  * (the others are planned at every execution, see prepare()), and the table's size
- * in blocks when those plans were last dropped (InvalidBlockNumber: not known).
+ * in blocks when those plans were last dropped (InvalidBlockNumber: not known); each
+ * also has its statistics checked (table_statistics.c).
  */
 typedef struct PlannedTable
 {
-	const char *name;
+	WatchedTable table;			/* its name, and its size when last analyzed */
 	SPIPlanPtr *plans[4];
 	BlockNumber blocks;			/* its size when its plans were made */
-	BlockNumber analyzed;		/* its size when the worker last analyzed it */
 } PlannedTable;
 
 static PlannedTable planned_tables[] = {
-	{"deliveries", {&record_plan, &claim_head_plan, &claim_others_plan},
-	InvalidBlockNumber, InvalidBlockNumber},
-	{"webhook_event_queue", {&fan_out_plan, &fan_out_lanes_plan, &newest_queued_plan},
-	InvalidBlockNumber, InvalidBlockNumber},
-	{"webhook_events", {&fan_out_plan, &fan_out_lanes_plan, &fan_out_locked_events_plan},
-	InvalidBlockNumber, InvalidBlockNumber},
-	{"webhook_endpoints", {&read_endpoints_plan, &fan_out_endpoints_plan,
-	&fan_out_endpoints_skip_plan}, InvalidBlockNumber, InvalidBlockNumber},
+	{{"deliveries", InvalidBlockNumber},
+	{&record_plan, &claim_head_plan, &claim_others_plan}, InvalidBlockNumber},
+	{{"webhook_event_queue", InvalidBlockNumber},
+	{&fan_out_plan, &fan_out_lanes_plan, &newest_queued_plan}, InvalidBlockNumber},
+	{{"webhook_events", InvalidBlockNumber},
+	{&fan_out_plan, &fan_out_lanes_plan, &fan_out_locked_events_plan}, InvalidBlockNumber},
+	{{"webhook_endpoints", InvalidBlockNumber},
+	{&read_endpoints_plan, &fan_out_endpoints_plan, &fan_out_endpoints_skip_plan},
+	InvalidBlockNumber},
 };
 
-/* After DROP/CREATE EXTENSION the saved plans point at dropped relations. */
+/*
+ * After DROP/CREATE EXTENSION the saved plans point at dropped relations; after a
+ * failed transaction its ANALYZEs were rolled back.
+ */
 void
 StoreForgetPlans(void)
 {
 	for (int i = 0; i < lengthof(planned_tables); i++)
-		planned_tables[i].blocks = planned_tables[i].analyzed = InvalidBlockNumber;
+	{
+		planned_tables[i].blocks = InvalidBlockNumber;
+		planned_tables[i].table.analyzed = InvalidBlockNumber;
+	}
 	store_forget_plans_only();
 	/* And what the worker knows of endpoint failures: read again when needed. */
 	EndpointFailuresForget();
-}
-
-/*
- * Whether a table analyzed at size "analyzed" (InvalidBlockNumber: never) may be
- * analyzed again at size now: once per doubling or halving, so that statistics that
- * still look stale after an ANALYZE (another large insert in progress) are not
- * analyzed again at every check.
- */
-static bool
-may_analyze_again(BlockNumber analyzed, BlockNumber now)
-{
-	return analyzed == InvalidBlockNumber || now > 2 * analyzed || now < analyzed / 2;
 }
 
 /*
@@ -257,27 +252,12 @@ StoreReplanIfStale(void)
 	for (int i = 0; i < lengthof(planned_tables); i++)
 	{
 		PlannedTable *t = &planned_tables[i];
-		Oid			relid = get_relname_relid(t->name, nsp);
-		Relation	rel;
+		Oid			relid = get_relname_relid(t->table.name, nsp);
 		BlockNumber now;
-		bool		stale;
-		float4		reltuples;
 
 		if (!OidIsValid(relid))
 			return;
-		rel = relation_open(relid, AccessShareLock);
-		now = RelationGetNumberOfBlocks(rel);
-		stale = StatisticsLookStale(rel, now);
-		reltuples = rel->rd_rel->reltuples;
-		relation_close(rel, NoLock);
-		if (stale && may_analyze_again(t->analyzed, now) && AnalyzeWithoutWaiting(relid))
-		{
-			ereport(LOG,
-					(errmsg("%s analyzed table \"%s\": its statistics counted %.0f rows in its %u pages",
-							WorkerName(), t->name, reltuples, now),
-					 errdetail("Statistics taken while a transaction was still inserting count none of its rows, and plans made on them can read the whole table for each row they look up.")));
-			t->analyzed = now;
-		}
+		now = AnalyzeIfStale(relid, &t->table);
 		if (t->blocks == InvalidBlockNumber || now < t->blocks / 2)
 		{
 			/*

@@ -285,6 +285,7 @@ cycle_step(void *arg)
 		cy->failed_attempts = cy->outcomes[0].status == INBOUND_GONE ? 0 : 1;
 		return;
 	}
+	InboundAnalyzeIfStale();
 	if (cy->nrun > 0)
 	{
 		InboundRef *refs = palloc(sizeof(InboundRef) * cy->nrun);
@@ -449,7 +450,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 
 	/*
 	 * The plans may point at a dropped extension's tables: made again next
-	 * time.
+	 * time.  An ANALYZE the transaction ran was rolled back: run again.
 	 */
 	InboundForgetPlans();
 	if (WorkerErrorIsTransient(sqlerrcode) || nrun == 0)

@@ -69,6 +69,7 @@
 #include "retry_policy.h"
 #include "spi_plan.h"
 #include "subtransaction.h"
+#include "table_statistics.h"
 
 /* Tenants read per fetch of the loose scan. */
 #define TENANT_FETCH 64
@@ -81,13 +82,43 @@ static SPIPlanPtr lock_plan;
 static SPIPlanPtr handlers_plan;
 static SPIPlanPtr record_plan;
 
-/* After DROP/CREATE EXTENSION the kept plans point at dropped relations. */
+/*
+ * The tables that a large transaction fills (see table_statistics.c): inbound_events,
+ * which a batch of receive_webhook() calls, or of events inserted, fills in one
+ * transaction.  The statements here keep their plans on statistics that count none
+ * of its rows: the claim by design (see above), and a run reaches each event by its
+ * primary key (a batch of 32 was still locked through it on such statistics, taken
+ * while 5,000 events were being inserted).  The handlers' own SQL, receive_webhook()'s
+ * deduplication and the backlog views read the table too, on the same statistics;
+ * the handler worker, which every such insert wakes, analyzes it, as the delivery
+ * worker does its own tables.
+ */
+static WatchedTable watched_tables[] =
+{
+	{
+		"inbound_events", InvalidBlockNumber
+	}
+};
+static TimestampTz watched_at = 0;
+
+/*
+ * After DROP/CREATE EXTENSION the kept plans point at dropped relations; after a
+ * failed transaction its ANALYZE, if it ran one, was rolled back.
+ */
 void
 InboundForgetPlans(void)
 {
 	SPIPlanPtr *plans[] = {&tenants_plan, &claim_plan, &lock_plan, &handlers_plan, &record_plan};
 
 	ForgetPlans(plans, lengthof(plans));
+	ForgetAnalyzed(watched_tables, lengthof(watched_tables));
+}
+
+/* Analyzes the handlers' tables whose statistics look stale (table_statistics.c). */
+void
+InboundAnalyzeIfStale(void)
+{
+	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at);
 }
 
 const char *

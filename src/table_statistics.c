@@ -21,19 +21,41 @@
  * extension's is that sparse: a row of the widest, webhook_events, keeps its payload
  * in TOAST past about 2 kB).  It does so without waiting for a lock: a table being
  * vacuumed, analyzed or altered is left for the next check.
+ *
+ * Every kind of work has tables that a large transaction fills: a publish the
+ * delivery tables, a bulk call_connector() connector_calls, a batch of received
+ * webhooks inbound_events.  Each kind names its own in a list of WatchedTable, which
+ * remembers the size at which the worker last analyzed each, and checks them from
+ * its store transaction (AnalyzeStaleTables()); the delivery kind, which also plans
+ * again as its tables grow, checks one table at a time (AnalyzeIfStale()).  The
+ * ANALYZE is the store transaction's: when that fails, it is rolled back with it,
+ * and the kind forgets what it analyzed (ForgetAnalyzed()) so that it runs again.
  */
 #include "postgres.h"
 
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "table_statistics.h"
+#include "worker.h"
 
 /* Smaller tables are read whole by any plan: their statistics do not matter. */
 #define STALE_MIN_PAGES 64
+
+/*
+ * How often AnalyzeStaleTables() looks at a kind's tables: a look costs two syscache
+ * lookups and one smgrnblocks() per table, and statistics gone stale slow the worker
+ * down for no longer than this once their table is free to analyze.
+ */
+#define STATISTICS_CHECK_MS 200
 
 /*
  * Whether rel's statistics describe it as far emptier than its nblocks pages can be:
@@ -41,8 +63,8 @@
  * planner carries over to the table's size now.  The queue is that sparse when it has
  * drained and not been vacuumed yet; it is then analyzed once, which costs little.
  */
-bool
-StatisticsLookStale(Relation rel, BlockNumber nblocks)
+static bool
+statistics_look_stale(Relation rel, BlockNumber nblocks)
 {
 	double		reltuples = rel->rd_rel->reltuples;
 	double		relpages = rel->rd_rel->relpages;
@@ -59,8 +81,8 @@ StatisticsLookStale(Relation rel, BlockNumber nblocks)
  * statistics invalidate the plans that read the table, which the plan cache then
  * makes again.  Must be called while SPI is connected.
  */
-bool
-AnalyzeWithoutWaiting(Oid relid)
+static bool
+analyze_without_waiting(Oid relid)
 {
 	char	   *nspname;
 	char	   *relname;
@@ -82,4 +104,82 @@ AnalyzeWithoutWaiting(Oid relid)
 		elog(ERROR, "ANALYZE of %s failed: %s", relname, SPI_result_code_string(rc));
 	pfree(sql);
 	return true;
+}
+
+/*
+ * Whether a table analyzed at size "analyzed" (InvalidBlockNumber: never) may be
+ * analyzed again at size now: once per doubling or halving, so that statistics that
+ * still look stale after an ANALYZE (another large insert in progress) are not
+ * analyzed again at every check.
+ */
+static bool
+may_analyze_again(BlockNumber analyzed, BlockNumber now)
+{
+	return analyzed == InvalidBlockNumber || now > 2 * analyzed || now < analyzed / 2;
+}
+
+/*
+ * Analyzes t, the table relid, if its statistics look stale and it was not analyzed
+ * here at about its size (t->analyzed, set when it is), and says so in the server log.
+ * Returns the table's size in blocks.  Must be called while SPI is connected.
+ */
+BlockNumber
+AnalyzeIfStale(Oid relid, WatchedTable *t)
+{
+	Relation	rel;
+	BlockNumber now;
+	bool		stale;
+	float4		reltuples;
+
+	rel = relation_open(relid, AccessShareLock);
+	now = RelationGetNumberOfBlocks(rel);
+	stale = statistics_look_stale(rel, now);
+	reltuples = rel->rd_rel->reltuples;
+	relation_close(rel, NoLock);
+	if (stale && may_analyze_again(t->analyzed, now) && analyze_without_waiting(relid))
+	{
+		ereport(LOG,
+				(errmsg("%s analyzed table \"%s\": its statistics counted %.0f rows in its %u pages",
+						WorkerName(), t->name, reltuples, now),
+				 errdetail("Statistics taken while a transaction was still inserting count none of its rows, and plans made on them can read the whole table for each row they look up.")));
+		t->analyzed = now;
+	}
+	return now;
+}
+
+/*
+ * Checks a kind's tables (those of schema integration named in tables), at most every
+ * STATISTICS_CHECK_MS by *checked_at, and analyzes those whose statistics look stale
+ * (AnalyzeIfStale()).  Runs in the kind's store transaction, SPI connected.
+ */
+void
+AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Oid			nsp;
+
+	if (now < TimestampTzPlusMilliseconds(*checked_at, STATISTICS_CHECK_MS))
+		return;
+	*checked_at = now;
+	nsp = get_namespace_oid("integration", true);
+	if (!OidIsValid(nsp))
+		return;
+	for (int i = 0; i < ntables; i++)
+	{
+		Oid			relid = get_relname_relid(tables[i].name, nsp);
+
+		if (OidIsValid(relid))
+			(void) AnalyzeIfStale(relid, &tables[i]);
+	}
+}
+
+/*
+ * Forgets what the worker analyzed, after the transaction that did it failed: its
+ * ANALYZE was rolled back with it, and the next check may run it again.
+ */
+void
+ForgetAnalyzed(WatchedTable *tables, int ntables)
+{
+	for (int i = 0; i < ntables; i++)
+		tables[i].analyzed = InvalidBlockNumber;
 }

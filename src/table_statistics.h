@@ -5,10 +5,19 @@
 #ifndef INTEGRATION_TABLE_STATISTICS_H
 #define INTEGRATION_TABLE_STATISTICS_H
 
+#include "datatype/timestamp.h"
 #include "storage/block.h"
-#include "utils/relcache.h"
 
-extern bool StatisticsLookStale(Relation rel, BlockNumber nblocks);
-extern bool AnalyzeWithoutWaiting(Oid relid);
+/* A table of schema integration whose statistics a kind of work checks. */
+typedef struct WatchedTable
+{
+	const char *name;
+	BlockNumber analyzed;		/* its size when the worker last analyzed it;
+								 * InvalidBlockNumber: not yet */
+} WatchedTable;
+
+extern BlockNumber AnalyzeIfStale(Oid relid, WatchedTable *t);
+extern void AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at);
+extern void ForgetAnalyzed(WatchedTable *tables, int ntables);
 
 #endif							/* INTEGRATION_TABLE_STATISTICS_H */
