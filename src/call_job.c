@@ -1144,6 +1144,15 @@ cycle_done(CallJob *j, CallCycle *cy)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
+	/*
+	 * The claim this cycle ran answered whoever asked for one; a call that
+	 * ends from here on and leaves its connector room asks again
+	 * (request_forget()). The claim ran while those calls still held their
+	 * slots, so it passed over their connector as full, and no timer brings
+	 * it back: a connector's calls then went out a round every few seconds.
+	 */
+	if (cy->claim)
+		j->claim_needed = false;
 	for (int i = 0; i < cy->nrecord; i++)
 	{
 		CallItem   *ci = cy->record[i];
@@ -1235,7 +1244,8 @@ cycle_done(CallJob *j, CallCycle *cy)
 	if (cy->claim)
 	{
 		/* A full claim: more may be due now. */
-		j->claim_needed = cy->nclaimed >= cy->req.limit;
+		if (cy->nclaimed >= cy->req.limit)
+			j->claim_needed = true;
 		j->next_due = cy->req.next_due;
 
 		/*

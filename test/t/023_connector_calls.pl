@@ -22,6 +22,8 @@
 #      limiter, per connector).
 #   9. A failing connector's circuit opens, holds its calls back but for probes, and
 #      closes when it recovers; connector_health and the logs show it.
+#  10. A connector's calls beyond its concurrency go out as its slots free up, not a
+#      round at a time on a timer.
 
 use strict;
 use warnings;
@@ -305,6 +307,29 @@ is_deeply(\@keys, [ 'crash-key-1', 'crash-key-1' ],
 is($row->{attempts}, 2, 'the cut-short attempt counted: two attempts');
 is(sql("SELECT concat_ws('|', event, payload ->> 'attempts') FROM integration.inbound_events WHERE external_id = 'call:$crash'"),
 	'generic.call.succeeded|2', 'its completion event says two attempts');
+
+########################################################################
+# 10. A connector's calls beyond its concurrency (integration.max_concurrency_per_endpoint,
+#     16) go out as its slots free up: each claim that found the connector full was
+#     forgotten when its calls ended, and a round went out a second or more apart.
+########################################################################
+
+my $bulk = sql(
+	"SELECT id FROM integration.create_connector('generic', 'bulk', '$base', '{\"token\": \"calls-token-0006\"}')");
+my $nbulk = 320;
+my $t0 = time;
+sql("SELECT count(integration.call_connector($bulk, 'POST /bulk', pg_catalog.jsonb_build_object('n', g)))
+	   FROM pg_catalog.generate_series(1, $nbulk) g");
+@reqs = requests_for('/bulk', $nbulk, 60);
+my $took = time - $t0;
+is(scalar @reqs, $nbulk, "all $nbulk calls to one connector were made");
+note(sprintf('the %d calls took %.1f s', $nbulk, $took));
+cmp_ok($took, '<', 8,
+	"within 8 s of their commit (20 rounds of 16; a round a second, as before, took 20 s or more)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = $nbulk AND bool_and(status = 'succeeded' AND attempts = 1)
+		   FROM integration.connector_calls WHERE connector_id = $bulk"),
+	'each succeeded at its first attempt');
 
 ########################################################################
 # Every call that ended was handed to the application's handler exactly once, the one
