@@ -21,6 +21,12 @@
  * the condition is false for it.  Constraints and the other triggers (secrets stay
  * sealed as dumped, row-level security, the superuser checks) apply to a restore as to
  * any write.
+ *
+ * CREATE EXTENSION and ALTER EXTENSION UPDATE turn check_function_bodies off while
+ * their script runs, so to an extension script every superuser's write looks like a
+ * restore: a script that writes rows through these triggers must mind it.  The
+ * session's own value is back when the script ends, which is how the start of the
+ * workers at CREATE EXTENSION's commit tells a restore (worker_launcher.c).
  */
 #include "postgres.h"
 

@@ -10,9 +10,12 @@
 #      extension has exactly the rows dumped (no queue row, stream or log row added, no
 #      secret encrypted twice, no reference check failing for the order pg_dump loads
 #      tables in), every identity sequence continues after the restored ids.
-#   3. In the copy: row-level security still isolates the tenants, the secrets decrypt
-#      (a webhook signed with the restored inbound secret is accepted), and the worker,
-#      pointed at the copy, delivers a pending delivery signed with the restored secret.
+#   3. In the copy: row-level security and the tenant bindings still isolate the
+#      tenants, the secrets decrypt (a webhook signed with the restored inbound secret is
+#      accepted).
+#   4. Into a database the workers serve: they do not start during the restore;
+#      start_worker() starts them, and a pending delivery goes out signed with the
+#      restored secret.
 
 use strict;
 use warnings;
@@ -162,14 +165,26 @@ for my $db ('copy_fc', 'copy_plain')
 	is(receive('acme', "again-$db", $db), 'accepted', "$db: a webhook signed with the restored inbound secret is accepted");
 }
 
-# The worker, pointed at the copy, delivers its pending deliveries (made due, at an
-# endpoint that answers now) with the restored secret.
-app(qq{SELECT integration.update_webhook($fail{beta}, url => '@{[receiver_url($recv, "/fixed")]}')}, 'beta', 'copy_fc');
-q1(qq{UPDATE integration.deliveries SET next_attempt_at = now()
-	   WHERE tenant_id = 'beta' AND endpoint_id = $fail{beta} AND status = 'pending'}, 'copy_fc');
-$node->append_conf('postgresql.conf', "integration.database_name = 'copy_fc'");
+# 4. Restored into a database the workers serve: CREATE EXTENSION's commit does not
+# start them while the tables are still to be loaded; start_worker() does, after.  The
+# pending deliveries of beta's failing endpoint, made due at an endpoint that answers
+# now, go out signed with the restored secret.
+$node->append_conf('postgresql.conf', "integration.database_name = ''");
 $node->restart;
-ok($node->poll_query_until('copy_fc', qq{SELECT count(*) = 2 FROM integration.deliveries
+q1('CREATE DATABASE copy_live');
+# pg_restore shows the server's warnings with --verbose only.
+command_checks_all([ 'pg_restore', '--verbose', '--exit-on-error', '-d', $node->connstr('copy_live'), $dump ], 0, [qr/^$/],
+	[qr/WARNING:  the integration workers of database "copy_live" do not start while a dump is restored\nHINT:  When the restore is complete, run SELECT integration.start_worker\(\); in the database, or restart the server\./],
+	'pg_restore into a database the workers serve warns that they do not start');
+app(qq{SELECT integration.update_webhook($fail{beta}, url => '@{[receiver_url($recv, "/fixed")]}')}, 'beta', 'copy_live');
+q1(qq{UPDATE integration.deliveries SET next_attempt_at = now()
+	   WHERE tenant_id = 'beta' AND endpoint_id = $fail{beta} AND status = 'pending'}, 'copy_live');
+is(q1(q{SELECT count(*) FROM pg_stat_activity WHERE datname = 'copy_live' AND backend_type LIKE 'integration%'}),
+	'0', 'no worker runs in the restored database');
+is(q1('SELECT integration.start_worker()', 'copy_live'), 't', 'start_worker() starts them');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM pg_stat_activity
+	WHERE datname = 'copy_live' AND backend_type LIKE 'integration%'}), 'both of them');
+ok($node->poll_query_until('copy_live', qq{SELECT count(*) = 2 FROM integration.deliveries
 	WHERE tenant_id = 'beta' AND endpoint_id = $fail{beta} AND status = 'delivered'}),
 	'the worker delivers the copy\'s pending deliveries');
 my @fixed = grep { $_->{path_only} eq '/fixed' } read_log($recv);
