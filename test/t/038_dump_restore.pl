@@ -131,6 +131,20 @@ my $dump = $node->basedir . '/db.dump';
 my $plain = $node->basedir . '/db.sql';
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump -Fc');
 command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $plain ], 'pg_dump (plain)');
+# A role bound by row-level security: pg_dump's default (row_security off) refuses to
+# dump a table whose policies apply to it; with --enable-row-security it dumps the
+# rows of the tenant its session selects, and of no tenant without one.
+q1(q{CREATE ROLE dumper LOGIN IN ROLE app});
+command_fails_like([ 'pg_dump', '-U', 'dumper', '-d', $node->connstr('postgres'), '-f', '/dev/null' ],
+	qr/query would be affected by row-level security policy for table "\w+"/,
+	'pg_dump as a role bound by row-level security fails');
+{
+	local $ENV{PGOPTIONS} = '-c integration.tenant_id=beta';
+	command_like([ 'pg_dump', '-U', 'dumper', '--enable-row-security', '-a', '-t', 'integration.webhook_endpoints',
+				   '-d', $node->connstr('postgres') ],
+		qr/COPY integration\.webhook_endpoints .*\n(beta\t[^\n]*\n){2}\\\.\n/,
+		'with --enable-row-security, only the selected tenant\'s rows');
+}
 q1('CREATE DATABASE copy_fc');
 q1('CREATE DATABASE copy_plain');
 command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('copy_fc'), $dump ],
