@@ -97,6 +97,12 @@ ok($node->poll_query_until('postgres', q{
 # Quiet from now on: the worker serves no database.
 $node->append_conf('postgresql.conf', "integration.database_name = 'none'");
 $node->restart;
+# With no worker, an event published now stays queued; and a circuit, which opens
+# after more failures than this test makes, is written as the worker writes one.
+app(q{SELECT integration.publish_event('order.shipped', '{"n": 3}')}, 'acme');
+q1(qq{INSERT INTO integration.target_circuits (tenant_id, kind, target_id, state, opened_at,
+		next_probe_at, cooldown_ms, last_failure_at)
+	  VALUES ('acme', 'webhook', $fail{acme}, 'open', now(), now() + interval '1 minute', 60000, now())});
 
 my @tables = split /\n/, q1(q{
 	SELECT c.relname FROM pg_class c JOIN pg_depend d ON d.objid = c.oid
@@ -122,10 +128,8 @@ sub digests
 	} @tables) . "\nORDER BY 1", $db);
 }
 my $source = digests('postgres');
-# Every table holds rows but the queue (fanned out) and target_circuits (no circuit
-# opened), whose rows the copy must not gain either.
 is(join(' ', map { (split /\|/)[0] } grep { (split /\|/)[1] == 0 } split /\n/, $source),
-	'target_circuits webhook_event_queue', 'the source has rows in every other table');
+	'', 'the source has rows in every table');
 
 my $dump = $node->basedir . '/db.dump';
 my $plain = $node->basedir . '/db.sql';
