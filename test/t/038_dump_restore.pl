@@ -16,6 +16,8 @@
 #   4. Into a database the workers serve: they do not start during the restore;
 #      start_worker() starts them, and a pending delivery goes out signed with the
 #      restored secret.
+#   5. Into another cluster, the roles restored first, without the key file: the rows
+#      are the same, the secrets kept as dumped and unavailable there.
 
 use strict;
 use warnings;
@@ -122,10 +124,10 @@ my %row = map { $_ => 't::text' } @tables;
 $row{connector_kinds} = "(to_jsonb(t) - 'created_at' - 'updated_at')::text";
 sub digests
 {
-	my ($db) = @_;
-	return q1(join("\nUNION ALL ", map {
+	my ($db, $on) = @_;
+	return ($on // $node)->safe_psql($db, join("\nUNION ALL ", map {
 		"SELECT '$_', count(*), md5(coalesce(string_agg($row{$_}, '|' ORDER BY $row{$_} COLLATE \"C\"), '')) FROM integration.$_ t"
-	} @tables) . "\nORDER BY 1", $db);
+	} @tables) . "\nORDER BY 1");
 }
 my $source = digests('postgres');
 is(join(' ', map { (split /\|/)[0] } grep { (split /\|/)[1] == 0 } split /\n/, $source),
@@ -208,6 +210,24 @@ ok($node->poll_query_until('copy_live', qq{SELECT count(*) = 2 FROM integration.
 my @fixed = grep { $_->{path_only} eq '/fixed' } read_log($recv);
 is(scalar(grep { verify_signature($secret{beta}, $_->{headers}, $_->{body}) } @fixed), 2,
 	'signed with the restored secret');
+
+# 5. Another cluster, without the key file: the roles first (pg_dumpall --globals-only),
+# then the dump; the secrets are kept as dumped, and do not open there.
+my $other = new_integration_node('nokey', "integration.encryption_key_file = ''",
+	"integration.database_name = 'none'");
+my $globals = $node->basedir . '/globals.sql';
+command_ok([ 'pg_dumpall', '--globals-only', '-d', $node->connstr('postgres'), '-f', $globals ],
+	'pg_dumpall --globals-only');
+# The bootstrap superuser exists on both: that one statement fails, the others run.
+command_ok([ 'psql', '-X', '-q', '-d', $other->connstr('postgres'), '-f', $globals ], 'the roles restored');
+$other->safe_psql('postgres', 'CREATE DATABASE copy');
+command_ok([ 'pg_restore', '--exit-on-error', '-d', $other->connstr('copy'), $dump ],
+	'pg_restore into a cluster without the key');
+is(digests('copy', $other), $source, 'every table has exactly the rows dumped');
+is($other->safe_psql('copy', qq{SELECT integration.mask_stored_secret(secret, 'webhook_endpoints.secret',
+		tenant_id, id::text) FROM integration.webhook_endpoints WHERE tenant_id = 'beta' AND id = $fail{beta}}),
+	'(unavailable)', 'a secret does not open without its key');
+$other->stop;
 
 $node->stop;
 stop_receiver($recv);
