@@ -50,7 +50,8 @@ $(OBJS): $(HEADERS)
 
 # One script from the schema and its parts, in this order.
 EXTENSION_SQL = sql/$(EXTENSION).sql sql/platforms.sql sql/connectors.sql sql/platform_kinds.sql \
-                sql/handlers.sql sql/calls.sql sql/sync.sql sql/openapi.sql sql/tenant_isolation.sql
+                sql/handlers.sql sql/calls.sql sql/sync.sql sql/openapi.sql sql/tenant_isolation.sql \
+                sql/dump.sql
 $(DATA_built): $(EXTENSION_SQL) $(EXTENSION).control
 	cat $(EXTENSION_SQL) > $@
 

@@ -101,7 +101,10 @@ BEGIN
 				  DETAIL = 'A handler runs as the role that registered it.',
 				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %I.', fn, role.rolname);
 	END IF;
-	NEW.updated_at := now();
+	-- A restore keeps the time dumped (sql/dump.sql).
+	IF NOT integration._restoring() THEN
+		NEW.updated_at := now();
+	END IF;
 	RETURN NEW;
 END
 $$;

@@ -302,6 +302,10 @@ DECLARE
 	wanted text[];
 	iv interval;
 BEGIN
+	-- A restore loads the streams as dumped, after their connectors (sql/dump.sql).
+	IF integration._restoring() THEN
+		RETURN NULL;
+	END IF;
 	IF NEW.deleted_at IS NOT NULL THEN
 		-- Deleted: its streams go, and with them any run.  A page in flight when this
 		-- commits finds no stream and is not processed (_sync_page_ended()), so no

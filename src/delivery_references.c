@@ -38,6 +38,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "restore_mode.h"
 #include "spi_plan.h"
 
 
@@ -138,7 +139,9 @@ PG_FUNCTION_INFO_V1(integration_check_delivery_references);
  * new delivery refers to an event and an endpoint of its own tenant.  Each key is
  * looked up and locked once however many of the rows carry it: a batch of the
  * fan-out has one endpoint for many deliveries, and an event for each of its
- * endpoints.
+ * endpoints.  Not in a restore (restore_mode.c): pg_dump orders the tables' data by
+ * foreign keys only, so deliveries load before the events and endpoints they refer
+ * to, all as they were when dumped.
  */
 Datum
 integration_check_delivery_references(PG_FUNCTION_ARGS)
@@ -151,6 +154,8 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("check_delivery_references() must be an AFTER INSERT statement trigger with a transition table")));
+	if (RestoreInProgress())
+		return PointerGetDatum(NULL);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SPI_register_trigger_data(trigdata);

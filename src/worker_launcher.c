@@ -24,6 +24,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/extension.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -37,6 +38,7 @@
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 
+#include "restore_mode.h"
 #include "shared_state.h"
 #include "wakeup.h"
 #include "worker.h"
@@ -179,14 +181,33 @@ integration_launcher_main(Datum arg)
 }
 
 static bool start_at_commit = false;
+static bool start_by_extension_script = false;
 static bool start_callback_registered = false;
 
+/*
+ * At commit, start the workers start_worker() asked for; not those of CREATE EXTENSION
+ * in a restore.  pg_restore and pg_dump's script create the extension in a transaction
+ * of its own, then load each table in the next ones: started then, a worker would act
+ * on half the data (fan out queued events whose rows are not there yet, skip inbound
+ * events whose handlers are not).  The session's own check_function_bodies tells,
+ * before the commit: CREATE EXTENSION turns it off for its script only
+ * (restore_mode.c).
+ */
 static void
 start_worker_xact_callback(XactEvent event, void *arg)
 {
 	if (!start_at_commit)
 		return;
-	if (event == XACT_EVENT_COMMIT)
+	/* Before the commit: catalog lookups, and a warning the client sees. */
+	if (event == XACT_EVENT_PRE_COMMIT && start_by_extension_script && RestoreInProgress())
+	{
+		ereport(WARNING,
+				(errmsg("the integration workers of database \"%s\" do not start while a dump is restored",
+						get_database_name(MyDatabaseId)),
+				 errhint("When the restore is complete, run SELECT integration.start_worker(); in the database, or restart the server.")));
+		start_at_commit = false;
+	}
+	else if (event == XACT_EVENT_COMMIT)
 	{
 		if (!StartDatabaseWorkers(MyDatabaseId))
 			ereport(WARNING,
@@ -227,6 +248,7 @@ integration_start_worker(PG_FUNCTION_ARGS)
 		start_callback_registered = true;
 	}
 	start_at_commit = true;
+	start_by_extension_script = creating_extension;
 	PG_RETURN_BOOL(true);
 }
 
