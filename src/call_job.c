@@ -1198,6 +1198,8 @@ cycle_done(CallJob *j, CallCycle *cy)
 	for (int i = 0; i < cy->nbuild; i++)
 	{
 		CallItem   *ci = cy->build[i];
+		bool		unremembered;
+		bool		claim_was_needed;
 
 		dlist_delete(&ci->node);
 		j->nready--;
@@ -1209,11 +1211,14 @@ cycle_done(CallJob *j, CallCycle *cy)
 			HttpClientStart(j->svc->client, &ci->req);
 			continue;
 		}
+		unremembered = false;
 		if (cy->built[i] == BUILD_PASSED && j->npassed < MAX_PASSED_OVER)
 		{
 			j->passed_over[j->npassed++] = ci->ref.id;
 			j->passed_until = TimestampTzPlusMilliseconds(now, PASSED_OVER_MS);
 		}
+		else if (cy->built[i] == BUILD_PASSED)
+			unremembered = true;
 
 		/*
 		 * No request: nothing for its rate or circuit (a probe not sent frees
@@ -1231,7 +1236,19 @@ cycle_done(CallJob *j, CallCycle *cy)
 								  now);
 			j->claim_needed = true;
 		}
+
+		/*
+		 * A call passed over that the full list could not take must not ask
+		 * for a claim with its slot: being among the oldest due, it would be
+		 * claimed again at once, passed over again, and so on as fast as
+		 * transactions go (70 calls held locked by another session made the
+		 * worker run some 13,000 transactions a second).  The claim that
+		 * passed_until brings takes it again, a second later.
+		 */
+		claim_was_needed = j->claim_needed;
 		item_forget(j, ci);
+		if (unremembered)
+			j->claim_needed = claim_was_needed;
 	}
 	WorkerSlotCountCalls(cy->succeeded, cy->failed_attempts);
 	if (cy->transitions_upto != 0)
