@@ -42,6 +42,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -258,6 +259,16 @@ static void
 insert_rows_spi(EventRow *rows, int nrows)
 {
 	Datum	   *payloads = palloc(sizeof(Datum) * nrows);
+	int			save_nestlevel = NewGUCNestLevel();
+
+	/*
+	 * Published events are queued whatever the session: with
+	 * check_function_bodies off, a superuser's plain INSERT from a trigger of
+	 * a business table's INSERT would otherwise look like a restore to
+	 * events_queued (restore_mode.c).
+	 */
+	(void) set_config_option("check_function_bodies", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 
 	for (int first = 0; first < nrows;)
 	{
@@ -276,6 +287,7 @@ insert_rows_spi(EventRow *rows, int nrows)
 														  false, TYPALIGN_INT)));
 		first += n;
 	}
+	AtEOXact_GUC(true, save_nestlevel);
 	pfree(payloads);
 }
 

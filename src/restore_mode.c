@@ -22,28 +22,51 @@
  * sealed as dumped, row-level security, the superuser checks) apply to a restore as to
  * any write.
  *
+ * And the rows come from the statement the client sent, a COPY FROM (or an INSERT, with
+ * --inserts): a dump loads data with nothing else.  Without this, the session's settings
+ * alone would make every write of a superuser's session with check_function_bodies off
+ * (a migration script made from a dump, another extension's script) store rows as if
+ * dumped: an event published through the plain INSERT left unqueued, a connector
+ * created with no sync streams.  An API function (SELECT integration.create_connector())
+ * and an UPDATE or DELETE get every trigger; a hand-written top-level INSERT into a
+ * table of the extension, in such a session, is taken as a restore
+ * (docs/operations.md#backup-and-restore).
+ *
  * CREATE EXTENSION and ALTER EXTENSION UPDATE turn check_function_bodies off while
- * their script runs, so to an extension script every superuser's write looks like a
- * restore: a script that writes rows through these triggers must mind it.  The
- * session's own value is back when the script ends, which is how the start of the
- * workers at CREATE EXTENSION's commit tells a restore (worker_launcher.c).
+ * their script runs, but a script is no COPY or INSERT statement.  The session's own
+ * value is back when the script ends, which is how the start of the workers at CREATE
+ * EXTENSION's commit tells a restore (RestoreSession(), worker_launcher.c).
  */
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "tcop/pquery.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/portal.h"
 
 #include "restore_mode.h"
 
-/* Whether this session loads a dump (see the top of this file). */
+/* Whether this session's settings and role are those of a restore (see the top). */
 bool
-RestoreInProgress(void)
+RestoreSession(void)
 {
 	Oid			role = GetUserId();
 
 	return !check_function_bodies &&
 		(superuser_arg(role) || has_bypassrls_privilege(role));
+}
+
+/*
+ * Whether the current statement loads a dump: a restore's session, and the client's
+ * statement is a COPY or an INSERT (see the top of this file).
+ */
+bool
+RestoreInProgress(void)
+{
+	return RestoreSession() && ActivePortal != NULL &&
+		(ActivePortal->commandTag == CMDTAG_COPY ||
+		 ActivePortal->commandTag == CMDTAG_INSERT);
 }
 
 PG_FUNCTION_INFO_V1(integration_restoring);

@@ -8,6 +8,7 @@
 
 #include "fmgr.h"
 
+extern bool RestoreSession(void);
 extern bool RestoreInProgress(void);
 
 extern PGDLLEXPORT Datum integration_restoring(PG_FUNCTION_ARGS);

@@ -191,7 +191,7 @@ static bool start_callback_registered = false;
  * on half the data (fan out queued events whose rows are not there yet, skip inbound
  * events whose handlers are not).  The session's own check_function_bodies tells,
  * before the commit: CREATE EXTENSION turns it off for its script only
- * (restore_mode.c).
+ * (RestoreSession(), restore_mode.c).
  */
 static void
 start_worker_xact_callback(XactEvent event, void *arg)
@@ -199,7 +199,7 @@ start_worker_xact_callback(XactEvent event, void *arg)
 	if (!start_at_commit)
 		return;
 	/* Before the commit: catalog lookups, and a warning the client sees. */
-	if (event == XACT_EVENT_PRE_COMMIT && start_by_extension_script && RestoreInProgress())
+	if (event == XACT_EVENT_PRE_COMMIT && start_by_extension_script && RestoreSession())
 	{
 		ereport(WARNING,
 				(errmsg("the integration workers of database \"%s\" do not start while a dump is restored",

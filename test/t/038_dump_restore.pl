@@ -18,6 +18,8 @@
 #      restored secret.
 #   5. Into another cluster, the roles restored first, without the key file: the rows
 #      are the same, the secrets kept as dumped and unavailable there.
+#   6. Not a restore: a superuser's session with check_function_bodies off that calls
+#      the API or writes a tracked table gets every trigger.
 
 use strict;
 use warnings;
@@ -228,6 +230,34 @@ is($other->safe_psql('copy', qq{SELECT integration.mask_stored_secret(secret, 'w
 		tenant_id, id::text) FROM integration.webhook_endpoints WHERE tenant_id = 'beta' AND id = $fail{beta}}),
 	'(unavailable)', 'a secret does not open without its key');
 $other->stop;
+
+# 6. Not a restore: a superuser's session with check_function_bodies off (a migration
+# made from a dump, another extension's script) that calls the API, or writes a business
+# table that publishes, gets every trigger.  The plain INSERT of publishing (a trigger of
+# the DBA's own on webhook_events rules out the fast path) queues the events; a new
+# connector gets its sync streams.  Rolled back: the copy's worker sees none of it.
+is(q1(q{BEGIN;
+	SET LOCAL check_function_bodies = off;
+	SET LOCAL integration.tenant_id = 'acme';
+	CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+	CREATE TRIGGER audit AFTER INSERT ON integration.webhook_events
+		FOR EACH STATEMENT EXECUTE FUNCTION public.audit();
+	CREATE TABLE public.orders (tenant_id text, n int);
+	DO $$ BEGIN
+		PERFORM integration.track_table('public.orders', 'order', 'tenant_id');
+		PERFORM integration.publish_event('order.late', '{"n": 4}');
+		PERFORM integration.create_connector('shopify', 'late', 'https://late.example.invalid',
+			'{"access_token": "shpat_0123456789"}', '{"sync_interval": 0, "sync_streams": ["orders"]}');
+	END $$;
+	INSERT INTO public.orders VALUES ('acme', 5);
+	SELECT string_agg(e.event || '=' || (SELECT count(*) FROM integration.webhook_event_queue q
+										  WHERE q.tenant_id = e.tenant_id AND q.event_id = e.id), ' ' ORDER BY e.id)
+	  FROM integration.webhook_events e WHERE e.created_at = now();
+	SELECT count(*) FROM integration.sync_streams s JOIN integration.connectors c
+		ON c.tenant_id = s.tenant_id AND c.id = s.connector_id WHERE c.name = 'late';
+	ROLLBACK}, 'copy_fc'),
+	"order.late=1 order.created=1\n1",
+	'a superuser\'s session with check_function_bodies off queues its events and makes sync streams');
 
 $node->stop;
 stop_receiver($recv);
