@@ -16,8 +16,9 @@
 #   4. Into a database the workers serve: they do not start during the restore;
 #      start_worker() starts them, and a pending delivery goes out signed with the
 #      restored secret.
-#   5. Into another cluster, the roles restored first, without the key file: the rows
-#      are the same, the secrets kept as dumped and unavailable there.
+#   5. Into another cluster, the roles restored first, without the key file and with a
+#      smaller integration.max_payload_bytes: the rows are the same (an event larger
+#      than that limit included), the secrets kept as dumped and unavailable there.
 #   6. Not a restore: a superuser's session with check_function_bodies off that calls
 #      the API or writes a tracked table gets every trigger.
 
@@ -104,6 +105,8 @@ $node->restart;
 # With no worker, an event published now stays queued; and a circuit, which opens
 # after more failures than this test makes, is written as the worker writes one.
 app(q{SELECT integration.publish_event('order.shipped', '{"n": 3}')}, 'acme');
+# An event larger than the other cluster's integration.max_payload_bytes (section 5).
+app(qq{SELECT integration.publish_event('order.large', '{"s": "@{['x' x 2000]}"}')}, 'acme');
 q1(qq{INSERT INTO integration.target_circuits (tenant_id, kind, target_id, state, opened_at,
 		next_probe_at, cooldown_ms, last_failure_at)
 	  VALUES ('acme', 'webhook', $fail{acme}, 'open', now(), now() + interval '1 minute', 60000, now())});
@@ -214,9 +217,11 @@ is(scalar(grep { verify_signature($secret{beta}, $_->{headers}, $_->{body}) } @f
 	'signed with the restored secret');
 
 # 5. Another cluster, without the key file: the roles first (pg_dumpall --globals-only),
-# then the dump; the secrets are kept as dumped, and do not open there.
+# then the dump; the secrets are kept as dumped, and do not open there.  Its
+# integration.max_payload_bytes is below an event's size: what was published under the
+# source's limit is restored all the same (the limit is the envelope's CHECK).
 my $other = new_integration_node('nokey', "integration.encryption_key_file = ''",
-	"integration.database_name = 'none'");
+	"integration.database_name = 'none'", "integration.max_payload_bytes = '1kB'");
 my $globals = $node->basedir . '/globals.sql';
 command_ok([ 'pg_dumpall', '--globals-only', '-d', $node->connstr('postgres'), '-f', $globals ],
 	'pg_dumpall --globals-only');
