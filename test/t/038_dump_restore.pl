@@ -3,8 +3,9 @@
 #   1. Two tenants' state, made through the API and the worker: endpoints (one with a
 #      rotated secret), events delivered and pending after a failed attempt, attempts,
 #      logs, failing streaks, connectors with a queued call, handlers and inbound events,
-#      a connector's sync streams and a synced record; secrets encrypted under the key
-#      file.  The worker is then pointed at no database, so nothing changes.
+#      a connector's sync streams and a synced record, a kind of the user's own (registered
+#      again without a stream its connector's settings name); secrets encrypted under the
+#      key file.  The worker is then pointed at no database, so nothing changes.
 #   2. pg_dump -Fc | pg_restore, and pg_dump | psql, each into a new database of the
 #      same cluster, as the superuser and with nothing more: every table of the
 #      extension has exactly the rows dumped (no queue row, stream or log row added, no
@@ -68,6 +69,33 @@ q1(q{
 		LANGUAGE sql AS $$ INSERT INTO public.handled VALUES (e.external_id) $$;
 	GRANT EXECUTE ON FUNCTION public.on_order(integration.inbound_events) TO app;
 });
+# A kind of the user's own, and a connector of it that pulls one of its streams; the
+# kind registered again without that stream, the connector's settings still name it.
+q1(q{
+	CREATE FUNCTION public.mine_build(c integration.connector_context, operation text, payload jsonb,
+									  idempotency_key text)
+		RETURNS integration.connector_request LANGUAGE sql STABLE
+		AS $$ SELECT ('GET', '/items', NULL, NULL, NULL)::integration.connector_request $$;
+	CREATE FUNCTION public.mine_normalise(c integration.connector_context, headers jsonb, body text)
+		RETURNS SETOF integration.normalised_event LANGUAGE sql STABLE
+		AS $$ SELECT NULL::text, 'items/updated', NULL::text, body::jsonb $$;
+	CREATE FUNCTION public.mine_record(c integration.connector_context, topic text, payload jsonb)
+		RETURNS integration.external_record LANGUAGE sql STABLE
+		AS $$ SELECT ROW('items', payload ->> 'id', now(), payload)::integration.external_record $$;
+});
+sub register_mine
+{
+	q1(qq{SELECT integration.register_connector_kind('mine', 'none', 'none',
+		normalise => 'public.mine_normalise(integration.connector_context, jsonb, text)',
+		build_request => 'public.mine_build(integration.connector_context, text, jsonb, text)',
+		interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+		record => 'public.mine_record(integration.connector_context, text, jsonb)',
+		pull_streams => '$_[0]', replace => true)});
+}
+register_mine('{items,orders}');
+app(q{SELECT integration.create_connector('mine', 'mine', 'https://mine.example.invalid', NULL,
+	'{"sync_interval": 0, "sync_streams": ["orders", "items"]}')}, 'acme');
+register_mine('{items}');
 app(q{SELECT integration.register_event_type('order.created', '{"type": "object"}', 'an order')}, 'acme');
 app(q{SELECT integration.on_inbound('orders', '["generic.order.*"]', 'public.on_order(integration.inbound_events)')},
 	'beta');
