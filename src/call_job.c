@@ -264,11 +264,15 @@ attempt_release(CallItem *ci)
 	ci->policy = NULL;
 }
 
-/* Gives a request's slot back and frees it; its node is off every list. */
+/*
+ * Gives a request's slot back and frees it; its node is off every list.  A slot that
+ * leaves its connector room asks for a claim, unless ask_claim is false.
+ */
 static void
-request_forget(CallJob *j, CallItem *ci)
+request_forget(CallJob *j, CallItem *ci, bool ask_claim)
 {
-	if (SchedulerFinished(j->svc->scheduler, ci->item.target, GetCurrentTimestamp()))
+	if (SchedulerFinished(j->svc->scheduler, ci->item.target, GetCurrentTimestamp()) &&
+		ask_claim)
 		j->claim_needed = true; /* its connector has room again */
 	attempt_release(ci);
 	pfree(ci);
@@ -276,10 +280,10 @@ request_forget(CallJob *j, CallItem *ci)
 
 /* Gives a call's request slot back and forgets it; its node is off every list. */
 static void
-item_forget(CallJob *j, CallItem *ci)
+item_forget(CallJob *j, CallItem *ci, bool ask_claim)
 {
 	j->nheld--;
-	request_forget(j, ci);
+	request_forget(j, ci, ask_claim);
 }
 
 /* The scheduler's JobKind.start: the call is built in the next store transaction. */
@@ -340,7 +344,7 @@ call_finished(void *state, SchedItem *item, HttpRequest *req)
 		 * now.
 		 */
 		dlist_delete(&ci->node);
-		request_forget(j, ci);
+		request_forget(j, ci, true);
 		return;
 	}
 	Assert(ci->state == CALL_IN_FLIGHT);
@@ -1178,7 +1182,7 @@ cycle_done(CallJob *j, CallCycle *cy)
 		}
 		if (next == NULL)
 		{
-			item_forget(j, ci);
+			item_forget(j, ci, true);
 			continue;
 		}
 		/* The next page takes its slot (held: one call out, one in). */
@@ -1199,7 +1203,6 @@ cycle_done(CallJob *j, CallCycle *cy)
 	{
 		CallItem   *ci = cy->build[i];
 		bool		unremembered;
-		bool		claim_was_needed;
 
 		dlist_delete(&ci->node);
 		j->nready--;
@@ -1245,10 +1248,7 @@ cycle_done(CallJob *j, CallCycle *cy)
 		 * worker run some 13,000 transactions a second).  The claim that
 		 * passed_until brings takes it again, a second later.
 		 */
-		claim_was_needed = j->claim_needed;
-		item_forget(j, ci);
-		if (unremembered)
-			j->claim_needed = claim_was_needed;
+		item_forget(j, ci, !unremembered);
 	}
 	WorkerSlotCountCalls(cy->succeeded, cy->failed_attempts);
 	if (cy->transitions_upto != 0)
@@ -1287,12 +1287,12 @@ drop_held(CallJob *j)
 	dlist_foreach_modify(iter, &j->ready)
 	{
 		dlist_delete(iter.cur);
-		item_forget(j, dlist_container(CallItem, node, iter.cur));
+		item_forget(j, dlist_container(CallItem, node, iter.cur), true);
 	}
 	dlist_foreach_modify(iter, &j->done)
 	{
 		dlist_delete(iter.cur);
-		item_forget(j, dlist_container(CallItem, node, iter.cur));
+		item_forget(j, dlist_container(CallItem, node, iter.cur), true);
 	}
 	j->nready = j->ndone = 0;
 	j->reconcile_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lease_ms() + 1000);
