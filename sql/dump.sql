@@ -12,9 +12,9 @@
 
 CREATE FUNCTION integration._restoring() RETURNS boolean
 	AS 'MODULE_PATHNAME', 'integration_restoring'
-	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+	LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION integration._restoring() IS
-	'Whether this session loads a dump: check_function_bodies is off, as pg_dump''s script and pg_restore set it, and the role is a superuser or bypasses row-level security; triggers then store the rows as dumped (internal).';
+	'Whether this session loads a dump: check_function_bodies is off, as pg_dump''s script and pg_restore set it, the role is a superuser or bypasses row-level security, and the client''s statement is a COPY or INSERT; triggers then store the rows as dumped (internal).';
 -- As every function of the extension: granted by the administrator, with the others.
 REVOKE ALL ON FUNCTION integration._restoring() FROM PUBLIC;
 
