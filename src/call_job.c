@@ -1027,7 +1027,6 @@ cycle_step(void *arg)
 		j->extension_gone = true;
 		return;
 	}
-	CallStoreAnalyzeIfStale();
 	WorkerSlotSetActivity(WORKER_CALLING);
 	for (int i = 0; i < cy->nrecord; i++)
 	{
@@ -1300,6 +1299,27 @@ drop_held(CallJob *j)
 			(errmsg("integration worker: dropping %d connector calls whose transaction keeps failing", n)));
 }
 
+static void
+analyze_step(void *arg)
+{
+	CallStoreAnalyzeIfStale();
+}
+
+/*
+ * The calls' statistics, checked when due in a transaction of their own: the cycle's
+ * runs adapters, which may take long, and an ANALYZE's lock lasts to its commit
+ * (table_statistics.c).
+ */
+static void
+check_statistics(void)
+{
+	int			sqlerrcode;
+
+	if (CallStoreStatisticsDue() &&
+		!WorkerRunTransaction(analyze_step, NULL, "analyzing connector_calls", &sqlerrcode, NULL))
+		CallStoreForgetAnalyzed();
+}
+
 /* Runs one cycle; on failure, a pause, and after several the calls held are dropped. */
 static void
 run_cycle(CallJob *j, bool claim)
@@ -1307,8 +1327,10 @@ run_cycle(CallJob *j, bool claim)
 	CallCycle	cy;
 	dlist_iter	iter;
 	int			sqlerrcode;
-	HeldIds		held = held_ids(j);
+	HeldIds		held;
 
+	check_statistics();
+	held = held_ids(j);
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
 	cy.record = palloc(sizeof(CallItem *) * Max(j->ndone, 1));
@@ -1350,8 +1372,7 @@ run_cycle(CallJob *j, bool claim)
 	{
 		/*
 		 * Nothing it did stays: the calls built go back to ready, the next
-		 * pages begun are forgotten (their rows were not written), and so is
-		 * an ANALYZE it ran.
+		 * pages begun are forgotten (their rows were not written).
 		 */
 		for (int i = 0; i < cy.nbuild; i++)
 			attempt_release(cy.build[i]);
@@ -1378,7 +1399,6 @@ run_cycle(CallJob *j, bool claim)
 				pfree(cy.next[i]);
 			}
 		}
-		CallStoreForgetAnalyzed();
 		j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		if (!WorkerErrorIsTransient(sqlerrcode) && ++j->failures >= RECORD_MAX_FAILURES)
 		{

@@ -71,6 +71,13 @@ CallStoreAnalyzeIfStale(void)
 	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at);
 }
 
+/* Whether a check of the calls' statistics is due (StaleTablesCheckDue()). */
+bool
+CallStoreStatisticsDue(void)
+{
+	return StaleTablesCheckDue(watched_at);
+}
+
 /* After a failed transaction: its ANALYZE, if it ran one, was rolled back. */
 void
 CallStoreForgetAnalyzed(void)

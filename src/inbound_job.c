@@ -285,7 +285,6 @@ cycle_step(void *arg)
 		cy->failed_attempts = cy->outcomes[0].status == INBOUND_GONE ? 0 : 1;
 		return;
 	}
-	InboundAnalyzeIfStale();
 	if (cy->nrun > 0)
 	{
 		InboundRef *refs = palloc(sizeof(InboundRef) * cy->nrun);
@@ -392,6 +391,28 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 	}
 }
 
+static void
+analyze_step(void *arg)
+{
+	InboundAnalyzeIfStale();
+}
+
+/*
+ * The handlers' statistics, checked when due in a transaction of their own: the
+ * cycle's runs handlers, which may take long, and an ANALYZE's lock lasts to its
+ * commit (table_statistics.c).  After a failure, the plans are made again and the
+ * ANALYZE runs again (InboundForgetPlans()).
+ */
+static void
+check_statistics(void)
+{
+	int			sqlerrcode;
+
+	if (InboundStatisticsDue() &&
+		!WorkerRunTransaction(analyze_step, NULL, "analyzing inbound_events", &sqlerrcode, NULL))
+		InboundForgetPlans();
+}
+
 /*
  * Runs one cycle, which runs ready events when run and claims when claim; on failure
  * decides what the next ones do (see the banner).
@@ -412,6 +433,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 	 */
 	if (j->nready == 0)
 		j->solo = 0;
+	check_statistics();
 	nrun = !run ? 0 : j->solo > 0 ? 1 : j->nready;
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;
@@ -450,7 +472,7 @@ run_cycle(InboundJob *j, bool claim, bool run)
 
 	/*
 	 * The plans may point at a dropped extension's tables: made again next
-	 * time.  An ANALYZE the transaction ran was rolled back: run again.
+	 * time.
 	 */
 	InboundForgetPlans();
 	if (WorkerErrorIsTransient(sqlerrcode) || nrun == 0)

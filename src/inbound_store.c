@@ -114,6 +114,13 @@ InboundForgetPlans(void)
 	ForgetAnalyzed(watched_tables, lengthof(watched_tables));
 }
 
+/* Whether a check of the handlers' statistics is due (StaleTablesCheckDue()). */
+bool
+InboundStatisticsDue(void)
+{
+	return StaleTablesCheckDue(watched_at);
+}
+
 /* Analyzes the handlers' tables whose statistics look stale (table_statistics.c). */
 void
 InboundAnalyzeIfStale(void)

@@ -26,10 +26,16 @@
  * delivery tables, a bulk call_connector() connector_calls, a batch of received
  * webhooks inbound_events.  Each kind names its own in a list of WatchedTable, which
  * remembers the size at which the worker last analyzed each, and checks them from
- * its store transaction (AnalyzeStaleTables()); the delivery kind, which also plans
- * again as its tables grow, checks one table at a time (AnalyzeIfStale()).  The
- * ANALYZE is the store transaction's: when that fails, it is rolled back with it,
- * and the kind forgets what it analyzed (ForgetAnalyzed()) so that it runs again.
+ * a transaction (AnalyzeStaleTables()); the delivery kind, which also plans again as
+ * its tables grow, checks one table at a time (AnalyzeIfStale()) from its claim's
+ * transaction, which runs no user code.  The kinds whose transactions run users' code
+ * (a connector's SQL adapters, inbound handlers) check in a transaction of their own
+ * before their cycle's, when a check is due (StaleTablesCheckDue()): an ANALYZE holds
+ * its table's SHARE UPDATE EXCLUSIVE lock until its transaction ends, and a DBA's
+ * VACUUM or ALTER TABLE, with every statement queued behind it, would otherwise wait
+ * for a slow handler.  When the transaction of an ANALYZE fails, the ANALYZE is rolled
+ * back with it, and the kind forgets what it analyzed (ForgetAnalyzed()) so that it
+ * runs again.
  */
 #include "postgres.h"
 
@@ -171,6 +177,16 @@ AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at)
 		if (OidIsValid(relid))
 			(void) AnalyzeIfStale(relid, &tables[i]);
 	}
+}
+
+/*
+ * Whether AnalyzeStaleTables() would look at its tables now, by the *checked_at it
+ * keeps: lets a kind open a transaction for the check only when one is due.
+ */
+bool
+StaleTablesCheckDue(TimestampTz checked_at)
+{
+	return GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(checked_at, STATISTICS_CHECK_MS);
 }
 
 /*

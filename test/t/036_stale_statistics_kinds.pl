@@ -13,6 +13,8 @@
 #   1. inbound_events: 1,000 inbound events inserted in one transaction, analyzed while
 #      it is open (0 rows over 64 pages or more); the handler worker runs handlers while
 #      the lock is held, then analyzes the table, once, and every event is handled once.
+#      No handler runs while the worker holds the lock of its ANALYZE (a transaction of
+#      its own), which a DBA's VACUUM or ALTER TABLE would wait for.
 #   2. connector_calls: the same with 1,000 calls queued by call_connector() in one
 #      transaction; the worker makes calls while the lock is held, then analyzes the
 #      table, once, and every call is sent once.
@@ -59,10 +61,11 @@ sub analyzes
 # Runs $insert (SQL, tenant acme) in a transaction left open, and ANALYZE of
 # integration.$table in another one that holds the table's lock; commits the insert.
 # While the lock is held the work goes on ($progress, SQL, becomes true) and the
-# statistics stay the test's; once it is gone, $who analyzes the table.
+# statistics stay the test's; once it is gone, $who analyzes the table.  Returns the
+# value of $left (SQL) just before the lock goes.
 sub analyzed_after_insert
 {
-	my ($table, $insert, $progress, $work, $who) = @_;
+	my ($table, $insert, $progress, $work, $who, $left) = @_;
 	my $writer = $node->background_psql('postgres');
 	$writer->query_safe(q{BEGIN});
 	$writer->query_safe(q{SET LOCAL integration.tenant_id = 'acme'});
@@ -78,11 +81,12 @@ sub analyzed_after_insert
 	poll_ok($progress, "$work while the lock is held");
 	is(stats($table), '0 rows, true', "$table keeps the test's statistics while the lock is held");
 	is(analyzes($table), '1/0', "only the test analyzed $table so far");
+	my $remaining = defined $left ? q1($left) : undef;
 	$locker->query_safe(q{COMMIT});
 	$locker->quit;
 	poll_ok(qq{SELECT reltuples >= $n FROM pg_catalog.pg_class WHERE oid = 'integration.$table'::regclass},
 		"$who analyzed $table: it counts its rows");
-	return;
+	return $remaining;
 }
 
 ########################################################################
@@ -91,30 +95,40 @@ sub analyzed_after_insert
 
 create_app_role($node, 'app');
 q1(q{
-	CREATE TABLE public.handled (event_id bigint NOT NULL, i integer NOT NULL);
+	CREATE TABLE public.handled (event_id bigint NOT NULL, i integer NOT NULL, analyzing bigint NOT NULL);
 	GRANT ALL ON public.handled TO app;
 });
 tenant_psql($node, q{
 	SET ROLE app;
+	-- Whether the handler's session holds the lock an ANALYZE takes; slow enough that
+	-- events are left when the test's lock goes.
 	CREATE FUNCTION public.on_bulk(e integration.inbound_events) RETURNS void LANGUAGE sql
-		AS $$ INSERT INTO public.handled VALUES (e.id, (e.payload ->> 'i')::integer) $$;
+		AS $$ INSERT INTO public.handled VALUES (e.id, (e.payload ->> 'i')::integer,
+				(SELECT count(*) FROM pg_catalog.pg_locks l
+				  WHERE l.pid = pg_catalog.pg_backend_pid() AND l.mode = 'ShareUpdateExclusiveLock'
+					AND l.relation = 'integration.inbound_events'::regclass));
+			  SELECT pg_catalog.pg_sleep(0.002) $$;
 	SELECT FROM integration.on_inbound('bulk', '["generic.bulk"]', 'public.on_bulk(integration.inbound_events)')});
 my $conn = tenant_psql($node, q{
 	SET ROLE app;
 	SELECT id FROM integration.create_connector('generic', 'shop', 'https://api.example.invalid',
 		'{"token": "t-0123456789"}', '{}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')});
 
-analyzed_after_insert('inbound_events', qq{
+my $left = analyzed_after_insert('inbound_events', qq{
 		INSERT INTO integration.inbound_events (connector_id, external_id, topic, event, payload)
 		SELECT $conn, 'bulk-' || i, 'bulk', 'generic.bulk',
 			   jsonb_build_object('i', i, 'note', repeat('x', 1000))
 		  FROM generate_series(1, $n) i},
-	q{SELECT count(*) >= 100 FROM public.handled}, 'handlers run', 'the handler worker');
+	q{SELECT count(*) >= 100 FROM public.handled}, 'handlers run', 'the handler worker',
+	qq{SELECT $n - count(*) FROM public.handled});
+cmp_ok($left, '>=', 100, 'events were left to handle when the lock went');
 poll_ok(qq{SELECT count(*) = $n FROM integration.inbound_events WHERE event = 'generic.bulk' AND status = 'processed'},
 	'every inbound event is processed');
 is(q1(q{SELECT count(*) || ' ' || count(DISTINCT event_id) || ' ' || count(DISTINCT i) FROM public.handled}),
 	"$n $n $n", 'each handled once');
 is(analyzes('inbound_events'), '2/0', 'the handler worker analyzed inbound_events once');
+is(q1(q{SELECT count(*) FILTER (WHERE analyzing > 0) FROM public.handled}), '0',
+	'no handler ran while the worker held the lock of its ANALYZE');
 
 ########################################################################
 # 2. connector_calls, the worker's calls.
