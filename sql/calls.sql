@@ -226,6 +226,118 @@ $$;
 COMMENT ON FUNCTION integration.list_connector_calls(integer, bigint, text, timestamptz) IS
 	'The current tenant''s newest connector calls, at most "limit", optionally filtered by connector, status and time queued.';
 
+-- An operator's hands on one call: the current tenant's, locked, an ordinary call (a
+-- sync run's page belongs to its run), in status wanted, for what action says (e.g.
+-- 'retried').  Raises what the API raises.
+CREATE FUNCTION integration._lock_connector_call(id bigint, wanted text, action text)
+	RETURNS integration.connector_calls
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k integration.connector_calls;
+BEGIN
+	SELECT * INTO k FROM integration.connector_calls x
+	 WHERE x.tenant_id = integration.require_tenant() AND x.id = _lock_connector_call.id
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'connector call % not found', _lock_connector_call.id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'integration.list_connector_calls() lists the current tenant''s calls.';
+	END IF;
+	IF k.sync_stream IS NOT NULL THEN
+		RAISE EXCEPTION 'connector call % is a page of a sync run', k.id
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A sync run''s pages end with their run; the next run resumes from the stream''s cursor.',
+				  HINT = 'Start a run with integration.sync_now(connector_id, stream).';
+	END IF;
+	IF k.status = 'sending' THEN
+		RAISE EXCEPTION 'connector call % is being sent right now', k.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('An attempt is in flight until %s; its outcome decides what comes next.',
+								  k.lease_expires_at),
+				  HINT = 'Wait for the attempt to end.';
+	END IF;
+	IF k.status <> wanted THEN
+		RAISE EXCEPTION 'connector call % is %', k.id, k.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Only a %s call can be %s.', wanted, action);
+	END IF;
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION integration._lock_connector_call(bigint, text, text) IS
+	'Locks one of the current tenant''s connector calls for retry_connector_call() or cancel_connector_call(); raises when it is not found, is a sync run''s page or is in flight (internal).';
+
+-- Again, as the same call: the idempotency key it was queued with goes with every attempt,
+-- so a platform that took an earlier attempt (a timeout that was a success) answers this
+-- one as a repeat, which a new call_connector() with a new key could not tell it.
+CREATE FUNCTION integration.retry_connector_call(id bigint) RETURNS integration.connector_calls
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k integration.connector_calls :=
+		integration._lock_connector_call(retry_connector_call.id, 'failed', 'retried');
+BEGIN
+	IF NOT EXISTS (SELECT FROM integration.connectors c
+					WHERE c.tenant_id = k.tenant_id AND c.id = k.connector_id AND c.deleted_at IS NULL) THEN
+		PERFORM integration._connector_not_found(k.connector_id);
+	END IF;
+	-- Its completion event (external id call:<id>) no longer counts for deduplication:
+	-- the retry's own is another event for the handlers.
+	UPDATE integration.inbound_events e SET dedupe_expired = true
+	 WHERE e.tenant_id = k.tenant_id AND e.connector_id = k.connector_id
+	   AND e.external_id = 'call:' || k.id AND NOT e.dedupe_expired;
+	UPDATE integration.connector_calls x
+	   SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+	 WHERE x.tenant_id = k.tenant_id AND x.id = k.id
+	RETURNING * INTO k;
+	PERFORM integration.log('info', 'api', 'call.retried',
+							format('connector call %s queued again', k.id),
+							jsonb_build_object('call_id', k.id, 'connector_id', k.connector_id,
+											   'last_error', k.last_error));
+	PERFORM integration._wake_calls_at_commit();
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION integration.retry_connector_call(bigint) IS
+	'Queues one of the current tenant''s failed connector calls again, due now, with attempts cleared and the same idempotency key; returns it. Its completion event is written again when it ends.';
+
+-- A call that waits (its connector disabled, its circuit open, a retry not yet due) ends
+-- as failed, with the completion event the worker would write, so that the
+-- application's handlers learn its end as of any other failed call.
+CREATE FUNCTION integration.cancel_connector_call(id bigint) RETURNS integration.connector_calls
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k integration.connector_calls :=
+		integration._lock_connector_call(cancel_connector_call.id, 'pending', 'cancelled');
+BEGIN
+	UPDATE integration.connector_calls x
+	   SET status = 'failed', next_attempt_at = NULL, finished_at = now(),
+		   last_error = format('cancelled by %s', current_user)
+	 WHERE x.tenant_id = k.tenant_id AND x.id = k.id
+	RETURNING * INTO k;
+	INSERT INTO integration.inbound_events (tenant_id, connector_id, external_id, topic, event, payload)
+	SELECT k.tenant_id, k.connector_id, 'call:' || k.id, 'call.failed', c.kind || '.call.failed',
+		   jsonb_build_object('call_id', k.id, 'operation', k.operation, 'status', k.status,
+							  'status_code', k.last_status_code, 'attempts', k.attempts,
+							  'idempotency_key', k.idempotency_key, 'result', k.result,
+							  'error', k.last_error)
+	  FROM integration.connectors c
+	 WHERE c.tenant_id = k.tenant_id AND c.id = k.connector_id;
+	PERFORM integration.log('info', 'api', 'call.cancelled',
+							format('connector call %s cancelled', k.id),
+							jsonb_build_object('call_id', k.id, 'connector_id', k.connector_id,
+											   'attempts', k.attempts));
+	RETURN k;
+END
+$$;
+COMMENT ON FUNCTION integration.cancel_connector_call(bigint) IS
+	'Ends one of the current tenant''s pending connector calls as failed, without another attempt, and writes its completion event <kind>.call.failed; returns it.';
+
 -- What waits for each connector: with row-level security, each tenant's own.
 CREATE VIEW integration.connector_call_backlog WITH (security_invoker = true) AS
 	SELECT c.tenant_id, c.id AS connector_id, c.name, c.kind, c.is_active,
@@ -291,5 +403,7 @@ REVOKE ALL ON TABLE integration.connector_calls, integration.connector_call_back
 REVOKE ALL ON FUNCTION
 	integration._connector_call_written(), integration._wake_calls_at_commit(),
 	integration.call_connector(bigint, text, jsonb, text),
-	integration.list_connector_calls(integer, bigint, text, timestamptz)
+	integration.list_connector_calls(integer, bigint, text, timestamptz),
+	integration._lock_connector_call(bigint, text, text),
+	integration.retry_connector_call(bigint), integration.cancel_connector_call(bigint)
 	FROM PUBLIC;

@@ -2,7 +2,7 @@
 -- the end: a tenant cannot call another tenant's connector, nor see, change or plant
 -- its calls; the role a call runs its adapters as is whoever queued it.
 BEGIN;
-SELECT plan(17);
+SELECT plan(29);
 
 DO $$
 BEGIN
@@ -70,8 +70,46 @@ SELECT results_eq($$INSERT INTO integration.connector_calls (connector_id, opera
 					SELECT v, 'GET /x', 'postgres' FROM ids WHERE k = 'c_a' RETURNING queued_by::text$$,
 				  $$VALUES ('integration_test_app')$$, 'nor an INSERT');
 
+-- An operator's retry and cancel, of A's own calls only.
+SELECT throws_ok(format('SELECT integration.retry_connector_call(%s)', (SELECT v FROM ids WHERE k = 'call_b')),
+				 'P0002', format('connector call %s not found', (SELECT v FROM ids WHERE k = 'call_b')),
+				 'A cannot retry B''s call');
+SELECT throws_ok(format('SELECT integration.cancel_connector_call(%s)', (SELECT v FROM ids WHERE k = 'call_b')),
+				 'P0002', NULL, 'nor cancel it');
+SELECT throws_ok(format('SELECT integration.retry_connector_call(%s)', (SELECT v FROM ids WHERE k = 'call_a')),
+				 '55000', format('connector call %s is pending', (SELECT v FROM ids WHERE k = 'call_a')),
+				 'a pending call is not retried');
+UPDATE integration.connector_calls SET status = 'sending', next_attempt_at = NULL,
+	   lease_expires_at = now() + interval '1 minute' WHERE id = (SELECT v FROM ids WHERE k = 'call_a');
+SELECT throws_ok(format('SELECT integration.cancel_connector_call(%s)', (SELECT v FROM ids WHERE k = 'call_a')),
+				 '55000', format('connector call %s is being sent right now', (SELECT v FROM ids WHERE k = 'call_a')),
+				 'a call in flight is not cancelled');
+UPDATE integration.connector_calls SET status = 'pending', next_attempt_at = now(), lease_expires_at = NULL
+ WHERE id = (SELECT v FROM ids WHERE k = 'call_a');
+SELECT results_eq(format('SELECT status, attempts, last_error FROM integration.cancel_connector_call(%s)',
+						 (SELECT v FROM ids WHERE k = 'call_a')),
+				  $$VALUES ('failed'::text, 0, 'cancelled by integration_test_app'::text)$$,
+				  'a pending call is cancelled: failed, saying by whom');
+SELECT results_eq($$SELECT event, payload ->> 'error', dedupe_expired FROM integration.inbound_events$$,
+				  $$VALUES ('generic.call.failed'::text, 'cancelled by integration_test_app'::text, false)$$,
+				  'with its completion event, as the worker writes one');
+SELECT throws_ok(format('SELECT integration.cancel_connector_call(%s)', (SELECT v FROM ids WHERE k = 'call_a')),
+				 '55000', format('connector call %s is failed', (SELECT v FROM ids WHERE k = 'call_a')),
+				 'a call that ended is not cancelled');
+SELECT results_eq(format('SELECT status, attempts, next_attempt_at IS NOT NULL, finished_at IS NULL, idempotency_key COLLATE "default" FROM integration.retry_connector_call(%s)',
+						 (SELECT v FROM ids WHERE k = 'call_a')),
+				  $$VALUES ('pending'::text, 0, true, true, 'b-key-1'::text)$$,
+				  'a failed call is retried: pending, due, with its idempotency key');
+SELECT results_eq($$SELECT dedupe_expired FROM integration.inbound_events$$, $$VALUES (true)$$,
+				  'its completion event no longer counts for deduplication');
+SELECT results_eq($$SELECT event FROM integration.integration_logs WHERE event LIKE 'call.%' ORDER BY id$$,
+				  $$VALUES ('call.cancelled'::text), ('call.retried')$$, 'both logged');
+SELECT throws_ok(format('SELECT integration.retry_connector_call(%s)', -1), 'P0002', NULL, 'no such call');
+
 -- No tenant, no calls.
 SET LOCAL integration.tenant_id = '';
+SELECT throws_ok(format('SELECT integration.retry_connector_call(%s)', (SELECT v FROM ids WHERE k = 'call_a')),
+				 '42501', NULL, 'without a tenant, retry_connector_call() refuses');
 SELECT throws_ok(format('SELECT integration.call_connector(%s, %L, %L)', (SELECT v FROM ids WHERE k = 'c_a'), 'GET /x', '{}'),
 				 '42501', NULL, 'without a tenant, call_connector() refuses');
 SELECT is_empty($$SELECT * FROM integration.connector_calls$$, 'and the table shows nothing');

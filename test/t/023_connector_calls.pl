@@ -26,6 +26,9 @@
 #      round at a time on a timer.
 #  11. More due calls than the worker can remember as passed over (64), held locked by
 #      another session, are claimed again once a second, not in a loop.
+#  12. An operator retries a failed call (sent again with its idempotency key, its end
+#      handed to the handlers again) and cancels a waiting one (never sent, its end
+#      handed on as a failure).
 
 use strict;
 use warnings;
@@ -385,6 +388,48 @@ is($node->safe_psql('postgres',
 		   FROM call_results WHERE call_id IN ($gone, $orphan)"),
 	"generic.call.failed:404:HTTP 404, generic.call.failed:connector $short was deleted",
 	'failures too, with their status and error');
+
+########################################################################
+# 12. retry_connector_call() and cancel_connector_call().
+########################################################################
+
+# The 404 of section 2, retried.
+my $gone_key = sql("SELECT idempotency_key FROM integration.connector_calls WHERE id = $gone");
+is(sql("SELECT concat_ws('|', status, attempts, next_attempt_at IS NOT NULL, finished_at IS NULL)
+		  FROM integration.retry_connector_call($gone)"),
+	'pending|0|t|t', 'retry_connector_call() queues a failed call again, due now, attempts cleared');
+@reqs = requests_for('/orders/8', 2);
+is_deeply([ map { $_->{headers}{'idempotency-key'} } @reqs ], [ $gone_key, $gone_key ],
+	'it is sent again with the idempotency key it was queued with');
+$row = wait_call($gone, 'failed');
+is_deeply([ @$row{qw(attempts last_status_code last_error)} ], [ 1, 404, 'HTTP 404' ],
+	'and fails again, after one attempt of its own');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM call_results WHERE call_id = $gone"),
+	'the handler learns of its end again');
+is(sql("SELECT string_agg(concat_ws(':', event, dedupe_expired), ', ' ORDER BY id)
+		  FROM integration.inbound_events WHERE external_id = 'call:$gone'"),
+	'generic.call.failed:t, generic.call.failed:f',
+	'two completion events, the first no longer counting for deduplication');
+
+# A call that waits for its disabled connector, cancelled: never sent.
+my $later = sql("SELECT id FROM integration.create_connector('generic', 'later', '$base',
+		'{\"token\": \"calls-token-0008\"}')");
+sql("SELECT integration.update_connector($later, is_active => false)");
+my $waiting = sql("SELECT integration.call_connector($later, 'POST /cancelled', '{}')");
+is(sql("SELECT concat_ws('|', status, attempts, last_error, next_attempt_at IS NULL, finished_at IS NOT NULL)
+		  FROM integration.cancel_connector_call($waiting)"),
+	'failed|0|cancelled by postgres|t|t', 'cancel_connector_call() ends a pending call as failed, saying who');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM call_results WHERE call_id = $waiting AND event = 'generic.call.failed'
+		    AND error = 'cancelled by postgres'"),
+	'the handler learns of it as of any failed call');
+sql("SELECT integration.update_connector($later, is_active => true)");
+my $sent = sql("SELECT integration.call_connector($later, 'POST /after', '{}')");
+wait_call($sent, 'succeeded');
+is(scalar(requests_for('/cancelled', 1, 0)), 0, 'the cancelled call is never sent, once its connector is enabled');
+is(sql("SELECT string_agg(event, ' ' ORDER BY id) FROM integration.integration_logs
+		 WHERE event IN ('call.retried', 'call.cancelled')"),
+	'call.retried call.cancelled', 'both are logged');
 
 stop_receiver($recv);
 $node->stop;
