@@ -3,6 +3,8 @@
 # timeouts, redirects, response caps, 410 Gone, Retry-After, isolation of a slow
 # endpoint, redelivery, and that a rolled-back transaction sends nothing.
 
+# test/run: alone (its checks bound latencies and the worker's CPU ticks).
+
 use strict;
 use warnings;
 

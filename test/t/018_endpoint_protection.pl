@@ -14,6 +14,8 @@
 #      tenant's events arrive as promptly as when idle (figures printed);
 #   f. what counts as a failure: 408s open a circuit, 404s (the endpoint is up) do not.
 
+# test/run: alone (its checks bound a rate limit's window and span, and latencies).
+
 use strict;
 use warnings;
 

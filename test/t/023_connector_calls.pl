@@ -27,6 +27,8 @@
 #  11. More due calls than the worker can remember as passed over (64), held locked by
 #      another session, are claimed again once a second, not in a loop.
 
+# test/run: alone (its checks bound waits, rates and the worker's transactions in a window).
+
 use strict;
 use warnings;
 
