@@ -13,10 +13,14 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-# 20 requests hang at one endpoint at once: allow that many per endpoint.
+# 20 requests hang at one endpoint at once: allow that many per endpoint.  Circuit
+# breakers off: the 20 timeouts of section 2 would open that endpoint's circuit, and
+# its cooldown (30 s) would hold the redelivery to the fixed URL back for nothing that
+# this test checks (018_endpoint_protection.pl tests circuits).
 my $node = new_integration_node('lifecycle',
 	"integration.retry_schedule = '100ms, 100ms'",
-	'integration.max_concurrency_per_endpoint = 32');
+	'integration.max_concurrency_per_endpoint = 32',
+	'integration.circuit_min_requests = 0');
 my $recv = start_receiver();
 
 sub worker_pid
@@ -224,6 +228,38 @@ isnt(worker_pid('postgres'), '', "postgres' worker is unaffected");
 #    the dropped database every second forever.
 ########################################################################
 
+# When a worker ends for good (exit code 0, or a restart that found its database
+# dropped), the postmaster unregisters it and never starts it again; it says so at
+# DEBUG1.  Waiting for that for both workers of a database replaces waiting several
+# restart delays (1 s each) to see that nothing happens.  A new session shows the
+# level once the postmaster has reloaded, since backends inherit it.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET log_min_messages = debug1; SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', 'SHOW log_min_messages', 'debug1'),
+	'the postmaster logs at DEBUG1 for the teardowns');
+
+sub worker_names
+{
+	my ($oid) = @_;
+	return map { "$_ for database $oid" } ('integration worker', 'integration handler worker');
+}
+
+# Waits until the log from $from on says that the postmaster unregistered both
+# workers of database $oid; returns the log from $from on.
+sub wait_unregistered
+{
+	my ($oid, $from) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	my $log;
+	while (1)
+	{
+		$log = slurp_file($node->logfile, $from);
+		return $log
+		  if !grep { index($log, qq{unregistering background worker "$_"}) < 0 } worker_names($oid);
+		return $log if time() >= $deadline;
+		usleep(50_000);
+	}
+}
+
 sub teardown_case
 {
 	my ($db, $first) = @_;
@@ -232,6 +268,7 @@ sub teardown_case
 	ok($node->poll_query_until('postgres',
 			"SELECT count(*) FROM integration.worker_status() WHERE database = '$db'", '2'),
 		"database $db has its workers");
+	my $oid = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = '$db'");
 	my $log_from = -s $node->logfile;
 	if ($first eq 'drop extension')
 	{
@@ -244,9 +281,8 @@ sub teardown_case
 	}
 	my ($ret, $stdout, $stderr) = $node->psql('postgres', "DROP DATABASE $db");
 	is($ret, 0, "$first, then DROP DATABASE $db at once: it is dropped") or diag($stderr);
-	# Well past the postmaster's 1 s restart delay, several times over.
-	sleep(6);
-	my $log = substr(slurp_file($node->logfile), $log_from);
+	# Until both are unregistered, whatever restarts either would make has been made.
+	my $log = wait_unregistered($oid, $log_from);
 	my @fatal = ($log =~ /FATAL:  database \d+ does not exist/g);
 	is(scalar @fatal, 0, "$first, DROP DATABASE: no worker tries to connect to it");
 	is($node->safe_psql('postgres',
@@ -254,15 +290,25 @@ sub teardown_case
 			  . " WHERE backend_type IN ('integration worker', 'integration handler worker')"
 			  . " AND datname IS DISTINCT FROM 'postgres'"),
 		'0', "$first, DROP DATABASE: no worker of it runs");
-	my $log2_from = -s $node->logfile;
-	sleep(2);
-	$log = substr(slurp_file($node->logfile), $log2_from);
-	unlike($log, qr/integration (handler )?worker for database/,
-		"$first, DROP DATABASE: and none is started again");
+	# Nothing of either worker after it was unregistered (the log read again now) but
+	# the postmaster's note of that process's exit.
+	my @after;
+	for my $name (worker_names($oid))
+	{
+		my $at = index($log, qq{unregistering background worker "$name"});
+		push @after, "$name: never unregistered" if $at < 0;
+		next if $at < 0;
+		my ($rest) = substr(slurp_file($node->logfile, $log_from), $at) =~ /\n(.*)/s;
+		push @after, grep { /\Q$name\E(?!\d)/ && !/"\Q$name\E" \(PID \d+\) exited with exit code 0$/ }
+		  split /\n/, $rest // '';
+	}
+	is(join("\n", @after), '',
+		"$first, DROP DATABASE: and none is started again: the postmaster unregistered both");
 }
 
 teardown_case('teardown1', 'drop extension');
 teardown_case('teardown2', 'terminate');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET log_min_messages; SELECT pg_reload_conf()');
 isnt(worker_pid('postgres'), '', "postgres' worker is unaffected by the teardowns");
 
 stop_receiver($recv);

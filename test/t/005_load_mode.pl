@@ -5,12 +5,13 @@
 use strict;
 use warnings;
 
+use IntegrationTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('no_preload');
-$node->init;
+init_node($node);
 $node->append_conf('postgresql.conf', "fsync = off\n");
 $node->start;
 

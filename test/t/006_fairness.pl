@@ -8,6 +8,8 @@
 # Each latency is measured in the database: the delivery's delivered_at minus its
 # event's created_at (the publishing transaction's start).
 
+# test/run: alone (its checks bound latencies beside other tenants' backlogs).
+
 use strict;
 use warnings;
 

@@ -3,6 +3,8 @@
 # value (libcurl on the worker's main thread, or on a thread of its own): a success, a
 # 500 that is retried, a timeout, and an idle wait with a request in flight.
 
+# test/run: alone (its checks bound a timeout's duration and the worker's CPU ticks).
+
 use strict;
 use warnings;
 

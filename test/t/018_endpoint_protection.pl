@@ -8,10 +8,13 @@
 #      only probes, spaced by the doubling cooldown; its recovery closes the circuit; each
 #      transition is logged for the tenant, and the deliveries held back used no attempt;
 #   d. a restart with an open circuit keeps it open: nothing reaches the endpoint before
-#      its stored probe time;
+#      its stored probe time (run first, the restart before a starts: its waits pass
+#      while the others run);
 #   e. beside a tenant with 20,000 queued deliveries to a slow endpoint, a healthy
 #      tenant's events arrive as promptly as when idle (figures printed);
 #   f. what counts as a failure: 408s open a circuit, 404s (the endpoint is up) do not.
+
+# test/run: alone (its checks bound a rate limit's window and span, and latencies).
 
 use strict;
 use warnings;
@@ -22,8 +25,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+# The cooldown is 5 s for d's circuit, which opens first; d's restart makes it 1 s.
 my $node = new_integration_node('protection',
-	"integration.circuit_cooldown = '1s'",
+	"integration.circuit_cooldown = '5s'",
 	'track_commit_timestamp = on',
 	"integration.retry_schedule = '" . join(', ', ('500ms') x 30) . "'");
 my $recv = start_receiver();
@@ -86,6 +90,45 @@ sub circuit_events
 }
 
 ########################################################################
+# d. A restart with an open circuit: nothing until its probe.  First, so that its
+#    waits (the stored probe time, then twice the cooldown) pass while the others run;
+#    the server restarts with the cooldown of 1 s they expect.
+########################################################################
+
+receiver_plan($recv, '/down2', 'status=503');
+my $down2 = register('restartco', 'down2', receiver_url($recv, '/down2'), '["down2.*"]');
+publish('restartco', 'down2.x', 20);
+ok(wait_until(sub { health('restartco', $down2)->{circuit} eq 'open' }, 10),
+	'd: the circuit opens');
+usleep(300_000);
+my $probe_at = $node->safe_psql('postgres',
+	"SELECT extract(epoch FROM next_probe_at) FROM integration.target_circuits"
+	  . " WHERE tenant_id = 'restartco' AND state = 'open'");
+ok($probe_at ne '', 'd: the open circuit and its next probe are stored');
+$node->safe_psql('postgres', "ALTER SYSTEM SET integration.circuit_cooldown = '1s'");
+$node->restart;
+my $restarted = time();
+is(health('restartco', $down2)->{circuit}, 'open', 'd: after the restart it is open still');
+usleep(int(($probe_at + 1.5 - time()) * 1_000_000)) if $probe_at + 1.5 > time();
+my @after_restart = grep { $_ > $restarted - 0.5 } arrivals('/down2');
+is(scalar @after_restart, 1, 'd: from the restart to just past the stored probe time, one request');
+ok(@after_restart && $after_restart[0] >= $probe_at - 0.05,
+	sprintf('d: and it is the probe, at its time (%.2f s after it was due)',
+		(@after_restart ? $after_restart[0] : 0) - $probe_at));
+ok(slurp_file($node->logfile) =~ /1 endpoint circuits not closed at the last stop restored/,
+	'd: the worker says it restored the circuit');
+ok(wait_until(sub { circuit_events('restartco') =~ /circuit\.half_opened circuit\.opened$/ }, 5),
+	'd: the failed probe opens it again');
+is( $node->safe_psql('postgres',
+		"SELECT state || ' ' || cooldown_ms FROM integration.target_circuits WHERE tenant_id = 'restartco'"),
+	'open 10000', 'd: with twice the cooldown');
+
+# Disabled while open: at its next probe the worker finds it disabled, closes the
+# circuit, and its deliveries fail as sent to a disabled endpoint, not a probe at a time.
+tenant_psql($node, "SELECT integration.update_webhook(id => $down2, is_active => false)", 'restartco');
+# (Checked at the end.)
+
+########################################################################
 # a. Started now, checked at the end: 200 deliveries at 5 per second.
 ########################################################################
 
@@ -143,8 +186,10 @@ is(health('downco', $down)->{circuit}, 'closed', 'c: endpoint_health shows it cl
 is( $node->safe_psql('postgres',
 		"SELECT state || ' ' || (opened_at IS NULL) FROM integration.target_circuits WHERE tenant_id = 'downco'"),
 	'closed true', 'c: the stored circuit is closed');
+# (d's tenant, restartco, has a circuit of its own.)
 is( $node->safe_psql('postgres',
-		"SELECT count(*) FROM integration.integration_logs WHERE tenant_id <> 'downco' AND event LIKE 'circuit.%'"),
+		"SELECT count(*) FROM integration.integration_logs"
+		  . " WHERE tenant_id NOT IN ('downco', 'restartco') AND event LIKE 'circuit.%'"),
 	'0', 'c: no other tenant got a circuit log row');
 
 ########################################################################
@@ -166,7 +211,7 @@ ok( $node->poll_query_until('postgres',
 $h = health('statusco', $nf);
 is("$h->{circuit} $h->{failures} " . ($h->{requests} >= 12 ? 'counted' : "$h->{requests} counted"),
 	'closed 0 counted', 'f: its 404s count as requests, none as a failure: the circuit stays closed');
-# Closed again, so that d's restart finds only its own circuit open.
+# The 408 endpoint recovers.
 receiver_plan($recv, '/t408', '');
 ok(wait_until(sub { health('statusco', $t408)->{circuit} eq 'closed' }, 10),
 	'f: the 408 endpoint\'s circuit closes at the first probe it answers with 200');
@@ -296,41 +341,9 @@ is( $node->safe_psql('postgres',
 	'200', 'a: each took one attempt: waiting for a token uses none');
 
 ########################################################################
-# d. A restart with an open circuit: nothing until its probe.
+# d, checked: the endpoint disabled while open.
 ########################################################################
 
-$node->safe_psql('postgres', "ALTER SYSTEM SET integration.circuit_cooldown = '5s'");
-$node->reload;
-receiver_plan($recv, '/down2', 'status=503');
-my $down2 = register('restartco', 'down2', receiver_url($recv, '/down2'), '["down2.*"]');
-publish('restartco', 'down2.x', 20);
-ok(wait_until(sub { health('restartco', $down2)->{circuit} eq 'open' }, 10),
-	'd: the circuit opens');
-usleep(300_000);
-my $probe_at = $node->safe_psql('postgres',
-	"SELECT extract(epoch FROM next_probe_at) FROM integration.target_circuits"
-	  . " WHERE tenant_id = 'restartco' AND state = 'open'");
-ok($probe_at ne '', 'd: the open circuit and its next probe are stored');
-$node->restart;
-my $restarted = time();
-is(health('restartco', $down2)->{circuit}, 'open', 'd: after the restart it is open still');
-usleep(int(($probe_at + 1.5 - time()) * 1_000_000)) if $probe_at + 1.5 > time();
-my @after_restart = grep { $_ > $restarted - 0.5 } arrivals('/down2');
-is(scalar @after_restart, 1, 'd: from the restart to just past the stored probe time, one request');
-ok(@after_restart && $after_restart[0] >= $probe_at - 0.05,
-	sprintf('d: and it is the probe, at its time (%.2f s after it was due)',
-		(@after_restart ? $after_restart[0] : 0) - $probe_at));
-ok(slurp_file($node->logfile) =~ /1 endpoint circuits not closed at the last stop restored/,
-	'd: the worker says it restored the circuit');
-ok(wait_until(sub { circuit_events('restartco') =~ /circuit\.half_opened circuit\.opened$/ }, 5),
-	'd: the failed probe opens it again');
-is( $node->safe_psql('postgres',
-		"SELECT state || ' ' || cooldown_ms FROM integration.target_circuits WHERE tenant_id = 'restartco'"),
-	'open 10000', 'd: with twice the cooldown');
-
-# Disabled while open: at its next probe the worker finds it disabled, closes the
-# circuit, and its deliveries fail as sent to a disabled endpoint, not a probe at a time.
-tenant_psql($node, "SELECT integration.update_webhook(id => $down2, is_active => false)", 'restartco');
 ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 20 FROM integration.deliveries WHERE tenant_id = 'restartco' AND status = 'failed'"),
 	'd: disabled, its deliveries fail at its next probe time');

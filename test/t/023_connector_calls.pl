@@ -30,6 +30,8 @@
 #      handed to the handlers again) and cancels a waiting one (never sent, its end
 #      handed on as a failure).
 
+# test/run: alone (its checks bound waits, rates and the worker's transactions in a window).
+
 use strict;
 use warnings;
 

@@ -24,6 +24,8 @@
 # Latencies are measured in the database, from the start of the publishing (or
 # receiving) transaction, which comes before its commit.
 
+# test/run: alone (its checks bound latencies beside a hostile tenant's handlers).
+
 use strict;
 use warnings;
 

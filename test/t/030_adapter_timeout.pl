@@ -21,6 +21,8 @@
 #   The delivery worker is the same process throughout, and nothing crashed (the END
 #   block of IntegrationTest checks the log).
 
+# test/run: alone (its checks bound latencies beside adapters that sleep).
+
 use strict;
 use warnings;
 

@@ -14,6 +14,8 @@
 #      the ten requests follow each other about 0.5 s apart, not 1 s, and none is sent
 #      twice.
 
+# test/run: alone (its checks bound the page requests in any window of time).
+
 use strict;
 use warnings;
 

@@ -111,7 +111,7 @@ $old->stop;
 
 # The new cluster: initdb only, configured as the old one (the same key file).
 my $new = PostgreSQL::Test::Cluster->new('new');
-$new->init;
+init_node($new);
 $new->append_conf('postgresql.conf', integration_conf(key_file_path($old), @conf));
 
 my $bindir = $old->config_data('--bindir');

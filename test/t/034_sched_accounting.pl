@@ -24,6 +24,8 @@
 #      two requests at once after it; a connector without a rate limit given one of 2 a
 #      second mid-run: its remaining pages keep to it.
 
+# test/run: alone (its checks count rate-limit tokens against elapsed time).
+
 use strict;
 use warnings;
 

@@ -35,6 +35,8 @@ use warnings;
 
 use Digest::SHA qw(hmac_sha256);
 use Exporter 'import';
+use Fcntl qw(:flock);
+use File::Path ();
 use File::Spec;
 use IO::Socket::IP;
 use JSON::PP;
@@ -45,9 +47,9 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
-  new_integration_node integration_conf tenant_psql create_app_role key_file_path random_key
+  new_integration_node init_node integration_conf tenant_psql create_app_role key_file_path random_key
   write_key_file
-  start_receiver stop_receiver receiver_url read_log wait_for_requests
+  start_receiver stop_receiver receiver_url read_log read_log_settled wait_for_requests
   receiver_connections receiver_plan
   verify_signature expected_signature
 );
@@ -81,13 +83,54 @@ sub new_integration_node
 	my ($name, @conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
-	$node->init;
+	init_node($node);
 	write_key_file(key_file_path($node), random_key());
 	$node->append_conf('postgresql.conf', integration_conf(key_file_path($node), @conf));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
 	push @nodes, $node;
 	return $node;
+}
+
+=pod
+
+=item init_node($node)
+
+$node->init, with initdb run once per test run: when $ENV{INTEGRATION_INITDB_TEMPLATE}
+names a directory (test/run sets it), the first node of the run makes the cluster
+there with the very initdb command PostgreSQL::Test::Cluster runs, and every node
+copies it instead of running initdb again (about 1.5 s each on 2 cores, some 45 nodes
+a run; PostgreSQL 17's Cluster.pm does the same with INITDB_TEMPLATE).  The rest of
+init (pg_regress --config-auth, the settings it appends) runs as before.  Without the
+variable, or for an init with extra initdb options, it is plain $node->init.
+
+=cut
+
+sub init_node
+{
+	my ($node, %params) = @_;
+	my $template = $ENV{INTEGRATION_INITDB_TEMPLATE};
+	return $node->init(%params) if !$template || $params{extra};
+
+	my $pgdata = $node->data_dir;
+	my @initdb = ('initdb', '-D', $pgdata, '-A', 'trust', '-N');
+	my $system_or_bail = \&PostgreSQL::Test::Utils::system_or_bail;
+	no warnings 'redefine';
+	local *PostgreSQL::Test::Utils::system_or_bail = sub {
+		return $system_or_bail->(@_) unless join("\0", @_) eq join("\0", @initdb);
+		# Test scripts running at once make the template once, under a lock.
+		open(my $lock, '>', "$template.lock") or die "$template.lock: $!";
+		flock($lock, LOCK_EX) or die "flock $template.lock: $!";
+		unless (-f "$template/PG_VERSION")
+		{
+			File::Path::rmtree("$template.tmp");
+			$system_or_bail->('initdb', '-D', "$template.tmp", '-A', 'trust', '-N');
+			rename("$template.tmp", $template) or die "rename to $template: $!";
+		}
+		close $lock;
+		return $system_or_bail->('cp', '-RPp', $template, $pgdata);
+	};
+	return $node->init(%params);
 }
 
 =pod
@@ -332,7 +375,9 @@ sub stop_child
 
 The requests logged so far, oldest first: hashes with t, method, path, headers
 (names lowercased by the receiver), body, body_len, conn.  A partly written last
-line is left for the next call.
+line is left for the next call.  Each call decodes only the lines added since the
+last one (JSON::PP takes about a second for the 8,000 requests some scripts make, and
+they read the log often); the hashes are shared between calls, not to be changed.
 
 Strings are decoded without JSON::PP's utf8 flag: the log holds raw UTF-8 bytes
 and \u00XX for bytes that are not UTF-8, so every character of the result is one
@@ -345,19 +390,20 @@ my $json_bytes = JSON::PP->new;
 sub read_log
 {
 	my ($r) = @_;
-	my @reqs;
-	open(my $fh, '<:raw', $r->{log}) or return ();
+	$r->{logged} //= [];
+	$r->{log_read} //= 0;
+	open(my $fh, '<:raw', $r->{log}) or return @{ $r->{logged} };
+	seek($fh, $r->{log_read}, 0) or die "seek $r->{log}: $!";
 	while (my $line = <$fh>)
 	{
 		last unless $line =~ /\n\z/;
-		push @reqs, $json_bytes->decode($line);
+		my $q = $json_bytes->decode($line);
+		($q->{path_only}) = split /\?/, $q->{path}, 2;
+		push @{ $r->{logged} }, $q;
+		$r->{log_read} += length($line);
 	}
 	close $fh;
-	for my $q (@reqs)
-	{
-		($q->{path_only}) = split /\?/, $q->{path}, 2;
-	}
-	return @reqs;
+	return @{ $r->{logged} };
 }
 
 =pod
@@ -395,6 +441,39 @@ queries of its /__stats excepted: a connection that sent no request counts too.
 sub receiver_connections
 {
 	my ($r) = @_;
+	return receiver_stat($r, 'accepted') - $r->{stats_calls};
+}
+
+=pod
+
+=item read_log_settled($recv)
+
+read_log($recv) once the log holds every request the receiver has taken so far (the
+requests counter of its /__stats): for counting what arrived, without sleeping out
+the receiver's log flush (up to 20 ms after a request).
+
+=cut
+
+sub read_log_settled
+{
+	my ($r) = @_;
+	my $taken = receiver_stat($r, 'requests');
+	my $deadline = time() + 10;
+	my @reqs;
+	while (1)
+	{
+		@reqs = read_log($r);
+		return @reqs if @reqs >= $taken;
+		die "the receiver's log holds " . scalar(@reqs) . " of its $taken requests"
+		  if time() >= $deadline;
+		usleep(5_000);
+	}
+}
+
+# A number of the receiver's /__stats; the connection for it is counted in stats_calls.
+sub receiver_stat
+{
+	my ($r, $name) = @_;
 	my $sock = IO::Socket::IP->new(
 		PeerHost => $r->{host},
 		PeerPort => $r->{port},
@@ -404,9 +483,9 @@ sub receiver_connections
 	local $/;
 	my $reply = <$sock>;
 	close $sock;
-	my ($accepted) = ($reply // '') =~ /"accepted":(\d+)/
-	  or die "no stats from the receiver on $r->{host}: " . ($reply // '');
-	return $accepted - $r->{stats_calls};
+	my ($n) = ($reply // '') =~ /"$name":(\d+)/
+	  or die "no $name in the stats of the receiver on $r->{host}: " . ($reply // '');
+	return $n;
 }
 
 =pod
