@@ -1299,27 +1299,6 @@ drop_held(CallJob *j)
 			(errmsg("integration worker: dropping %d connector calls whose transaction keeps failing", n)));
 }
 
-static void
-analyze_step(void *arg)
-{
-	CallStoreAnalyzeIfStale();
-}
-
-/*
- * The calls' statistics, checked when due in a transaction of their own: the cycle's
- * runs adapters, which may take long, and an ANALYZE's lock lasts to its commit
- * (table_statistics.c).
- */
-static void
-check_statistics(void)
-{
-	int			sqlerrcode;
-
-	if (CallStoreStatisticsDue() &&
-		!WorkerRunTransaction(analyze_step, NULL, "analyzing connector_calls", &sqlerrcode, NULL))
-		CallStoreForgetAnalyzed();
-}
-
 /* Runs one cycle; on failure, a pause, and after several the calls held are dropped. */
 static void
 run_cycle(CallJob *j, bool claim)
@@ -1329,7 +1308,11 @@ run_cycle(CallJob *j, bool claim)
 	int			sqlerrcode;
 	HeldIds		held;
 
-	check_statistics();
+	/*
+	 * Not in the cycle's transaction, which runs adapters
+	 * (table_statistics.c).
+	 */
+	CallStoreAnalyzeIfStale();
 	held = held_ids(j);
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;

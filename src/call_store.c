@@ -64,25 +64,15 @@ static WatchedTable watched_tables[] =
 };
 static TimestampTz watched_at = 0;
 
-/* Analyzes the calls' tables whose statistics look stale (table_statistics.c). */
+/*
+ * Analyzes the calls' tables whose statistics look stale, in a transaction of its
+ * own, outside the cycle's (table_statistics.c).
+ */
 void
 CallStoreAnalyzeIfStale(void)
 {
-	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at);
-}
-
-/* Whether a check of the calls' statistics is due (StaleTablesCheckDue()). */
-bool
-CallStoreStatisticsDue(void)
-{
-	return StaleTablesCheckDue(watched_at);
-}
-
-/* After a failed transaction: its ANALYZE, if it ran one, was rolled back. */
-void
-CallStoreForgetAnalyzed(void)
-{
-	ForgetAnalyzed(watched_tables, lengthof(watched_tables));
+	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at,
+					   "analyzing connector_calls");
 }
 
 /* Fills *ref from columns (tenant_id, id, connector_id, rate, burst) of row. */

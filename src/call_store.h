@@ -77,7 +77,5 @@ extern void CallStoreBeginAttempt(const CallRef *ref, int lease_ms);
 extern bool CallStoreRecord(const CallRef *ref, const CallOutcome *o, int64 *next_call);
 extern int	CallStoreReconcile(bool all, const int64 *held, int nheld);
 extern void CallStoreAnalyzeIfStale(void);
-extern bool CallStoreStatisticsDue(void);
-extern void CallStoreForgetAnalyzed(void);
 
 #endif							/* INTEGRATION_CALL_STORE_H */

@@ -391,28 +391,6 @@ cycle_done(InboundJob *j, InboundCycle *cy)
 	}
 }
 
-static void
-analyze_step(void *arg)
-{
-	InboundAnalyzeIfStale();
-}
-
-/*
- * The handlers' statistics, checked when due in a transaction of their own: the
- * cycle's runs handlers, which may take long, and an ANALYZE's lock lasts to its
- * commit (table_statistics.c).  After a failure, the plans are made again and the
- * ANALYZE runs again (InboundForgetPlans()).
- */
-static void
-check_statistics(void)
-{
-	int			sqlerrcode;
-
-	if (InboundStatisticsDue() &&
-		!WorkerRunTransaction(analyze_step, NULL, "analyzing inbound_events", &sqlerrcode, NULL))
-		InboundForgetPlans();
-}
-
 /*
  * Runs one cycle, which runs ready events when run and claims when claim; on failure
  * decides what the next ones do (see the banner).
@@ -433,7 +411,12 @@ run_cycle(InboundJob *j, bool claim, bool run)
 	 */
 	if (j->nready == 0)
 		j->solo = 0;
-	check_statistics();
+
+	/*
+	 * Not in the cycle's transaction, which runs handlers
+	 * (table_statistics.c).
+	 */
+	InboundAnalyzeIfStale();
 	nrun = !run ? 0 : j->solo > 0 ? 1 : j->nready;
 	memset(&cy, 0, sizeof(cy));
 	cy.job = j;

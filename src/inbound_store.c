@@ -101,31 +101,24 @@ static WatchedTable watched_tables[] =
 };
 static TimestampTz watched_at = 0;
 
-/*
- * After DROP/CREATE EXTENSION the kept plans point at dropped relations; after a
- * failed transaction its ANALYZE, if it ran one, was rolled back.
- */
+/* After DROP/CREATE EXTENSION the kept plans point at dropped relations. */
 void
 InboundForgetPlans(void)
 {
 	SPIPlanPtr *plans[] = {&tenants_plan, &claim_plan, &lock_plan, &handlers_plan, &record_plan};
 
 	ForgetPlans(plans, lengthof(plans));
-	ForgetAnalyzed(watched_tables, lengthof(watched_tables));
 }
 
-/* Whether a check of the handlers' statistics is due (StaleTablesCheckDue()). */
-bool
-InboundStatisticsDue(void)
-{
-	return StaleTablesCheckDue(watched_at);
-}
-
-/* Analyzes the handlers' tables whose statistics look stale (table_statistics.c). */
+/*
+ * Analyzes the handlers' tables whose statistics look stale, in a transaction of its
+ * own, outside the cycle's (table_statistics.c).
+ */
 void
 InboundAnalyzeIfStale(void)
 {
-	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at);
+	AnalyzeStaleTables(watched_tables, lengthof(watched_tables), &watched_at,
+					   "analyzing inbound_events");
 }
 
 const char *

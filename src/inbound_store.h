@@ -68,7 +68,6 @@ extern void InboundRecordFailure(const InboundRef *ref, const char *error,
 extern const char *InboundStatusName(InboundStatus status);
 extern void InboundForgetPlans(void);
 extern void InboundAnalyzeIfStale(void);
-extern bool InboundStatisticsDue(void);
 
 /* Calling one handler (inbound_invoke.c). */
 extern void InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row,

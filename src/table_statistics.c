@@ -25,17 +25,16 @@
  * Every kind of work has tables that a large transaction fills: a publish the
  * delivery tables, a bulk call_connector() connector_calls, a batch of received
  * webhooks inbound_events.  Each kind names its own in a list of WatchedTable, which
- * remembers the size at which the worker last analyzed each, and checks them from
- * a transaction (AnalyzeStaleTables()); the delivery kind, which also plans again as
- * its tables grow, checks one table at a time (AnalyzeIfStale()) from its claim's
- * transaction, which runs no user code.  The kinds whose transactions run users' code
- * (a connector's SQL adapters, inbound handlers) check in a transaction of their own
- * before their cycle's, when a check is due (StaleTablesCheckDue()): an ANALYZE holds
- * its table's SHARE UPDATE EXCLUSIVE lock until its transaction ends, and a DBA's
- * VACUUM or ALTER TABLE, with every statement queued behind it, would otherwise wait
- * for a slow handler.  When the transaction of an ANALYZE fails, the ANALYZE is rolled
- * back with it, and the kind forgets what it analyzed (ForgetAnalyzed()) so that it
- * runs again.
+ * remembers the size at which the worker last analyzed each, and checks them before
+ * its cycle, in a transaction of their own (AnalyzeStaleTables()): the cycles of the
+ * calls and the handlers run users' code (a connector's SQL adapters, inbound
+ * handlers), and an ANALYZE holds its table's SHARE UPDATE EXCLUSIVE lock until its
+ * transaction ends, so a DBA's VACUUM or ALTER TABLE, with every statement queued
+ * behind it, would otherwise wait for a slow handler.  When that transaction fails,
+ * the ANALYZE is rolled back with it, and what it analyzed is forgotten so that it
+ * runs again.  The delivery kind, which also plans again as its tables grow, checks
+ * one table at a time (AnalyzeIfStale()) from its claim's transaction, which runs no
+ * user code.
  */
 #include "postgres.h"
 
@@ -153,49 +152,54 @@ AnalyzeIfStale(Oid relid, WatchedTable *t)
 	return now;
 }
 
-/*
- * Checks a kind's tables (those of schema integration named in tables), at most every
- * STATISTICS_CHECK_MS by *checked_at, and analyzes those whose statistics look stale
- * (AnalyzeIfStale()).  Runs in the kind's store transaction, SPI connected.
- */
-void
-AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at)
+/* A kind's tables, for the transaction of AnalyzeStaleTables(). */
+typedef struct WatchedTables
 {
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	Oid			nsp;
+	WatchedTable *tables;
+	int			ntables;
+}			WatchedTables;
 
-	if (now < TimestampTzPlusMilliseconds(*checked_at, STATISTICS_CHECK_MS))
-		return;
-	*checked_at = now;
-	nsp = get_namespace_oid("integration", true);
+static void
+analyze_stale_step(void *arg)
+{
+	WatchedTables *w = arg;
+	Oid			nsp = get_namespace_oid("integration", true);
+
 	if (!OidIsValid(nsp))
 		return;
-	for (int i = 0; i < ntables; i++)
+	for (int i = 0; i < w->ntables; i++)
 	{
-		Oid			relid = get_relname_relid(tables[i].name, nsp);
+		Oid			relid = get_relname_relid(w->tables[i].name, nsp);
 
 		if (OidIsValid(relid))
-			(void) AnalyzeIfStale(relid, &tables[i]);
+			(void) AnalyzeIfStale(relid, &w->tables[i]);
 	}
 }
 
 /*
- * Whether AnalyzeStaleTables() would look at its tables now, by the *checked_at it
- * keeps: lets a kind open a transaction for the check only when one is due.
- */
-bool
-StaleTablesCheckDue(TimestampTz checked_at)
-{
-	return GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(checked_at, STATISTICS_CHECK_MS);
-}
-
-/*
- * Forgets what the worker analyzed, after the transaction that did it failed: its
- * ANALYZE was rolled back with it, and the next check may run it again.
+ * Checks a kind's tables (those of schema integration named in tables), at most every
+ * STATISTICS_CHECK_MS by *checked_at, and analyzes those whose statistics look stale
+ * (AnalyzeIfStale()), in a transaction of its own (see the top); activity names it.
+ * Called by a worker outside any transaction.
  */
 void
-ForgetAnalyzed(WatchedTable *tables, int ntables)
+AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at,
+				   const char *activity)
 {
-	for (int i = 0; i < ntables; i++)
-		tables[i].analyzed = InvalidBlockNumber;
+	TimestampTz now = GetCurrentTimestamp();
+	WatchedTables w = {tables, ntables};
+	int			sqlerrcode;
+
+	if (now < TimestampTzPlusMilliseconds(*checked_at, STATISTICS_CHECK_MS))
+		return;
+	*checked_at = now;
+	if (!WorkerRunTransaction(analyze_stale_step, &w, activity, &sqlerrcode, NULL))
+	{
+		/*
+		 * Its ANALYZE was rolled back with it: the next check may run it
+		 * again.
+		 */
+		for (int i = 0; i < ntables; i++)
+			tables[i].analyzed = InvalidBlockNumber;
+	}
 }

@@ -17,8 +17,7 @@ typedef struct WatchedTable
 } WatchedTable;
 
 extern BlockNumber AnalyzeIfStale(Oid relid, WatchedTable *t);
-extern void AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at);
-extern bool StaleTablesCheckDue(TimestampTz checked_at);
-extern void ForgetAnalyzed(WatchedTable *tables, int ntables);
+extern void AnalyzeStaleTables(WatchedTable *tables, int ntables, TimestampTz *checked_at,
+							   const char *activity);
 
 #endif							/* INTEGRATION_TABLE_STATISTICS_H */
