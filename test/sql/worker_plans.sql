@@ -336,4 +336,53 @@ EXPLAIN (COSTS OFF) EXECUTE inbound_delete('{plans}', '{900001}',
 EXECUTE inbound_delete('{plans,plans}', '{900001,900002}',
 					   now() - interval '7 days', now() - interval '30 days',
 					   now(), now() - interval '7 days');
+
+-- Retention's walk of events (src/retention.c read_window()), on statistics that saw
+-- them: 30 tenants of about 1,000 events, one each 20 minutes over 14 days, the older
+-- half expired; five tenants (plans25 to plans29) only a day old.  The tenants come one
+-- probe each (the recursive CTE), and each tenant's expired events are one range of
+-- webhook_events_created_idx from where the walk stands to the cutoff, so no tenant's
+-- young events are read.
+DELETE FROM integration.webhook_events;
+INSERT INTO integration.webhook_events (tenant_id, id, event, payload, endpoint_ids, created_at)
+	OVERRIDING SYSTEM VALUE
+	SELECT 'plans' || g % 30, 900000 + g, 'order.created',
+		   integration.envelope('order.created', '{}'), '{}',
+		   CASE WHEN g % 30 >= 25 THEN now() - interval '1 day'
+				ELSE now() - interval '14 days' + (g / 30) * interval '20 minutes' END
+	  FROM generate_series(1, 30000) g;
+ANALYZE integration.webhook_events;
+PREPARE events_window(text, timestamptz, int8, timestamptz, timestamptz, int8) AS
+	WITH RECURSIVE t(tenant_id, after_at, after_id) AS (
+	   SELECT $1 COLLATE "C", $2, $3
+	  UNION ALL
+	   SELECT x.tenant_id, $4, '-9223372036854775808'::pg_catalog.int8
+	     FROM t CROSS JOIN LATERAL (
+	     SELECT e.tenant_id FROM integration.webhook_events e
+	      WHERE e.tenant_id > t.tenant_id ORDER BY e.tenant_id LIMIT 1) x)
+	 SELECT t.tenant_id, w.id, w.created_at FROM t LEFT JOIN LATERAL (
+	   SELECT e.id, e.created_at FROM integration.webhook_events e
+	    WHERE e.tenant_id = t.tenant_id
+	      AND (e.created_at, e.id) > (t.after_at, t.after_id) AND e.created_at < $5
+	    ORDER BY e.created_at, e.id LIMIT $6) w ON true
+	 LIMIT $6;
+EXPLAIN (COSTS OFF) EXECUTE events_window('', '-infinity', 0, '-infinity',
+										  now() - interval '7 days', 100);
+-- A pass that stands in plans1 two hours before the cutoff, and whose pass before had
+-- its cutoff an hour earlier: plans1's last six expired events, then three in each
+-- tenant after it, in the walk's order, and one row without an event for each young
+-- tenant; 80 rows, and the walk is through the tenants.
+CREATE TEMP TABLE events_window_rows AS
+	EXECUTE events_window('plans1', now() - interval '7 days 2 hours', 0,
+						  now() - interval '7 days 1 hour', now() - interval '7 days', 100);
+SELECT string_agg(tenant_id || ' ' || n, ', ' ORDER BY tenant_id) AS events_by_tenant
+  FROM (SELECT tenant_id, count(id) AS n FROM events_window_rows GROUP BY tenant_id) x;
+SELECT count(*) AS rows_read, count(id) AS events,
+	   bool_and(created_at >= now() - interval '7 days 2 hours'
+				AND created_at < now() - interval '7 days') AS all_in_range,
+	   bool_and(in_order) AS in_walk_order
+  FROM (SELECT r.*, (r.tenant_id, r.created_at, r.id)
+					 > lag((r.tenant_id, r.created_at, r.id)) OVER (ORDER BY r.ctid)
+					IS NOT FALSE AS in_order
+		  FROM events_window_rows r) x;
 ROLLBACK;
