@@ -536,7 +536,7 @@ CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, 
 -- a pass never reads a tenant's young events.  Events are insert-only, and an index on
 -- when a delivery finished would make the worker's update of every result non-HOT; an
 -- index of its own (created_at, id) across tenants cost publishing another entry per
--- event, about 7% of the bulk rate (bench/README.md).
+-- event, about 12% of the bulk rate (bench/README.md).
 CREATE INDEX webhook_events_created_idx ON integration.webhook_events (tenant_id, created_at, id);
 
 -- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A

@@ -51,7 +51,7 @@
  * and each tenant's expired events are one range of the index, which ends at the
  * cutoff: a pass never reads a tenant's young events, and a tenant with nothing
  * expired costs two probes.  An index of its own, (created_at, id) across tenants, cost
- * publishing one more index entry per event, about 7% of the rate of a bulk INSERT
+ * publishing one more index entry per event, about 12% of the rate of a bulk INSERT
  * into a tracked table (bench/README.md).  Log rows are found by
  * integration_logs_expiry_idx (created_at), partial on created_at < 'infinity', which
  * the statement here states and the tenants' list queries never do, so that the
