@@ -528,8 +528,11 @@ COMMENT ON COLUMN integration.webhook_events.payload IS
 -- joined to its deliveries by the unique key of deliveries; and list_deliveries(since =>
 -- ...) when few events are that recent.  Publishing pays for them, each about 1.3 us of
 -- CPU per event on the bulk path (bench/README.md); they are the only indexes of the
--- list functions on a table that publishing writes.
-CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, event, id);
+-- list functions on a table that publishing writes.  The keys of both are all distinct
+-- (id is in them): deduplication would only scan each full page in vain before
+-- splitting it, as for deliveries_endpoint_idx.
+CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, event, id)
+	WITH (deduplicate_items = off);
 -- Retention (src/retention.c) finds expired events through this index too, tenant by
 -- tenant, each tenant's oldest first, keyset (tenant_id, created_at, id): one index
 -- probe skips to the next tenant and a range of this index holds its expired events, so
@@ -537,7 +540,8 @@ CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, 
 -- when a delivery finished would make the worker's update of every result non-HOT; an
 -- index of its own (created_at, id) across tenants cost publishing another entry per
 -- event, about 12% of the bulk rate (bench/README.md).
-CREATE INDEX webhook_events_created_idx ON integration.webhook_events (tenant_id, created_at, id);
+CREATE INDEX webhook_events_created_idx ON integration.webhook_events (tenant_id, created_at, id)
+	WITH (deduplicate_items = off);
 
 -- The events still to be fanned out, one narrow row each, deleted by the fan-out.  A
 -- flag on webhook_events would cost every fan-out a non-HOT update of the whole event
