@@ -565,20 +565,26 @@ CREATE FUNCTION integration._sync_page_entries(page jsonb, stream text)
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
+	-- What the page says of all its items, read once (MATERIALIZED: a subquery would be
+	-- pulled up, and its expressions evaluated per item).  page is a parameter in the
+	-- page trigger's generic plan, and a page held compressed (an adapter that returns
+	-- stored JSON, say) was decompressed again for each item that read it: 17 ms more a
+	-- page of 250 orders.
+	WITH k AS MATERIALIZED (
+		SELECT coalesce(page ->> 'item_topic', stream || '/updated') AS topic,
+			   CASE jsonb_typeof(page -> 'item_id')
+				   WHEN 'string' THEN ARRAY[page ->> 'item_id']
+				   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_id')) END AS id,
+			   CASE jsonb_typeof(page -> 'item_updated_at')
+				   WHEN 'string' THEN ARRAY[page ->> 'item_updated_at']
+				   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_updated_at')) END
+				   AS updated_at)
 	SELECT x.n, x.r ->> 'id', x.r -> 'updated_at', x.r -> 'payload',
 		   coalesce(x.r ->> 'topic', stream || '/updated')
 	  FROM jsonb_array_elements(page -> 'records') WITH ORDINALITY AS x(r, n)
 	UNION ALL
-	SELECT x.n, x.r #>> k.id, x.r #> k.updated_at, x.r,
-		   coalesce(page ->> 'item_topic', stream || '/updated')
-	  FROM (SELECT CASE jsonb_typeof(page -> 'item_id')
-					   WHEN 'string' THEN ARRAY[page ->> 'item_id']
-					   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_id')) END AS id,
-				   CASE jsonb_typeof(page -> 'item_updated_at')
-					   WHEN 'string' THEN ARRAY[page ->> 'item_updated_at']
-					   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(page -> 'item_updated_at')) END
-					   AS updated_at) AS k,
-		   jsonb_array_elements(page -> 'items') WITH ORDINALITY AS x(r, n)
+	SELECT x.n, x.r #>> k.id, x.r #> k.updated_at, x.r, k.topic
+	  FROM k, jsonb_array_elements(page -> 'items') WITH ORDINALITY AS x(r, n)
 $$;
 COMMENT ON FUNCTION integration._sync_page_entries(jsonb, text) IS
 	'A pull page''s entries in its order, from its records or from its items (the platform''s objects, with the paths of their id and updated_at): n, id, updated_at as found, payload, topic (internal).';
