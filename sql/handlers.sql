@@ -38,28 +38,6 @@ COMMENT ON COLUMN integration.inbound_handlers.run_as IS
 COMMENT ON COLUMN integration.inbound_handlers.connector_id IS
 	'Only events of this connector; NULL: of every connector of the tenant.';
 
--- The lock of a tenant's set of handlers, to the end of the transaction: exclusive for
--- whoever writes a handler of the tenant (the trigger below), shared for whoever decides
--- from the handlers, as it stores events, that no handler wants them (a pull page,
--- integration._sync_page_ended()).  So an event stored after a handler's registration
--- committed is never decided without it.  A transaction-level advisory lock keyed by
--- this table and the tenant, as no row stands for a tenant's set of handlers; another
--- user of the key space that collides with it only waits.
-CREATE FUNCTION integration._lock_tenant_handlers(tenant text, exclusive boolean) RETURNS void
-	LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF exclusive THEN
-		PERFORM pg_advisory_xact_lock('integration.inbound_handlers'::regclass::oid::integer, hashtext(tenant));
-	ELSE
-		PERFORM pg_advisory_xact_lock_shared('integration.inbound_handlers'::regclass::oid::integer, hashtext(tenant));
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION integration._lock_tenant_handlers(text, boolean) IS
-	'Locks the tenant''s set of inbound handlers to the end of the transaction: exclusive to write one, shared to store events decided skipped because none matches (internal).';
-
 -- Every write, by on_inbound() or plain SQL, is checked here: the function takes the
 -- event row, the role may execute it, and the role is bound by row-level security.
 -- A handler runs as whoever wrote it, so nobody can make it run as someone else; only
@@ -78,10 +56,6 @@ DECLARE
 	p record;
 	role record;
 BEGIN
-	-- Taken before the row is written, held to the commit: a pull page that stores its
-	-- events meanwhile either stored them before (they are the handler's no more than
-	-- the events received before it) or waits and sees this handler (see below).
-	PERFORM integration._lock_tenant_handlers(NEW.tenant_id, true);
 	IF NEW.run_as IS NULL OR NOT coalesce(writer_is_superuser, false) THEN
 		NEW.run_as := current_user::regrole;
 	END IF;
@@ -413,7 +387,6 @@ COMMENT ON VIEW integration.inbound_backlog IS
 REVOKE ALL ON TABLE integration.inbound_handlers, integration.inbound_backlog FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	integration._inbound_handler_written(), integration._inbound_events_written(),
-	integration._lock_tenant_handlers(text, boolean),
 	integration._run_inbound(integer), integration._inbound_handler_not_found(text),
 	integration._inbound_pacer_plan(integer, text[], integer[]),
 	integration.on_inbound(text, jsonb, regprocedure, bigint, boolean),

@@ -734,17 +734,17 @@ BEGIN
 	-- patterns of the tenant's handlers of this connector or of all: an event none
 	-- matches is stored skipped, processed_at set, and the handler worker never reads
 	-- it (it took the handler worker 16 to 20 ms of CPU a page of 250 events to lock
-	-- each, find no handler and write it again, bench/README.md).  The shared lock of
-	-- the tenant's handlers, held to the commit, makes that decision exact: a handler
-	-- whose registration (or change) committed before this page's commit is among the
-	-- patterns read below, since whoever writes a handler holds the lock exclusively
-	-- to its commit, and the read waits for it (a statement of its own, whose snapshot
-	-- then sees the handler); one registered after the page's commit is not, as for an
-	-- event the handler worker had run before the registration.  Under REPEATABLE READ
-	-- or SERIALIZABLE the snapshot could predate a registration this page waited for,
-	-- so there the events stay pending and the handler worker decides, as for webhooks.
+	-- each, find no handler and write it again, bench/README.md).  The handlers are
+	-- those this statement's snapshot sees, as for the handler worker, whose statement
+	-- finds an event's handlers a moment before it commits the event's outcome: a
+	-- registration that commits while the page is stored may miss the page's events,
+	-- as one committing while the handler worker runs an event misses that one
+	-- (reprocess_inbound_events(status => 'skipped') hands them over).  Nothing is
+	-- locked or waited for: a page never waits for a tenant's transaction, which would
+	-- hold up the worker's other calls.  Under REPEATABLE READ or SERIALIZABLE, whose
+	-- snapshot may be older than the transaction's latest statement, the events stay
+	-- pending and the handler worker decides, as for webhooks.
 	IF current_setting('transaction_isolation') = 'read committed' THEN
-		PERFORM integration._lock_tenant_handlers(s.tenant_id, false);
 		SELECT coalesce(array_agg(h.events), '{}') INTO patterns
 		  FROM integration.inbound_handlers h
 		 WHERE h.tenant_id = s.tenant_id AND (h.connector_id IS NULL OR h.connector_id = s.connector_id);
