@@ -534,9 +534,11 @@ COMMENT ON COLUMN integration.webhook_events.payload IS
 CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, event, id)
 	WITH (deduplicate_items = off);
 -- Retention (src/retention.c) finds expired events through this index too, tenant by
--- tenant, each tenant's oldest first, keyset (tenant_id, created_at, id): one index
--- probe skips to the next tenant and a range of this index holds its expired events, so
--- a pass never reads a tenant's young events.  Events are insert-only, and an index on
+-- tenant from the greatest tenant_id down, each tenant's oldest first: one index probe
+-- skips to the tenant below and a range of this index holds its expired events, so a
+-- pass never reads a tenant's young events.  The probe goes down so that it lands on a
+-- tenant's newest entries: its oldest are the ones retention deleted, dead until a
+-- vacuum, and a probe up would step over each of them.  Events are insert-only, and an index on
 -- when a delivery finished would make the worker's update of every result non-HOT; an
 -- index of its own (created_at, id) across tenants cost publishing another entry per
 -- event, about 12% of the bulk rate (bench/README.md).

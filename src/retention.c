@@ -11,33 +11,33 @@
  * skipped one (its endpoint disabled by the worker, endpoint_disable.c) as long as a
  * failed one, after it was skipped: both are what enable_webhook(replay_since) sends
  * again, and the longer period keeps a replay possible for as long as failures are
- * kept.  Their attempts go with them (the foreign key's ON DELETE CASCADE).  An event goes once none
- * of its deliveries remains and it is not queued for fan-out.  A log row goes
- * integration.retention_logs after it was written.  A pending or sending delivery
+ * kept.  Their attempts go with them (the foreign key's ON DELETE CASCADE).  An event
+ * goes once none of its deliveries remains and it is not queued for fan-out.  A log row
+ * goes integration.retention_logs after it was written.  A pending or sending delivery
  * (claimed, in flight, or waiting for a retry) never expires, and so neither does its
  * event.  A period of 0 or -1 keeps its rows forever.
  *
  * Why deletes in batches, not partitions.  Dropping time partitions leaves nothing
- * behind, but the worker writes each result back by the claim's ctid (delivery_store.c),
- * and every key and reference here (the attempts' foreign key, the statement triggers
- * of delivery_references.c, the unique key that makes fan-out idempotent) would have to
- * include the partition key: a rewrite of the whole store.  A deleted row instead leaves
- * a dead tuple and dead index entries until autovacuum reclaims them, and what matters
- * is that nothing the worker does per delivery walks them.  Its hot statements find
- * their rows through indexes that never hold a finished delivery: the claim and the
- * next-due lookup walk deliveries_due_idx (partial: pending rows only), the fan-out
- * walks the queue's index and reaches events by key, results are written by ctid, and
- * every insert lands at the right edge of its indexes.  This code removes only finished
- * rows and the events and logs the worker never reads again, so the dead tuples it
- * leaves are never on the worker's way; autovacuum makes their space free for new rows
- * and the tables stop growing.  Measured with EXPLAIN (ANALYZE, BUFFERS) on the worker's
- * own statements (integration._claim_due() and _fan_out() under auto_explain,
- * bench/retention_plans.sql): right after a pass that removed 200,000 deliveries and
- * 100,000 events, before any vacuum, the claim of 256 due deliveries and each statement
- * of the fan-out of 256 events read exactly as many buffers as in a copy of the
- * database that was not purged (bench/README.md#retention).  What does step over the
- * dead entries until a vacuum: this walk when it starts over from the oldest event, and
- * tenants' list queries.
+ * behind, but the worker writes each result back by the claim's ctid
+ * (delivery_store.c), and every key and reference here (the attempts' foreign key, the
+ * statement triggers of delivery_references.c, the unique key that makes fan-out
+ * idempotent) would have to include the partition key: a rewrite of the whole store.  A
+ * deleted row instead leaves a dead tuple and dead index entries until autovacuum
+ * reclaims them, and what matters is that nothing the worker does per delivery walks
+ * them.  Its hot statements find their rows through indexes that never hold a finished
+ * delivery: the claim and the next-due lookup walk deliveries_due_idx (partial: pending
+ * rows only), the fan-out walks the queue's index and reaches events by key, results
+ * are written by ctid, and every insert lands at the right edge of its indexes.  This
+ * code removes only finished rows and the events and logs the worker never reads again,
+ * so the dead tuples it leaves are never on the worker's way; autovacuum makes their
+ * space free for new rows and the tables stop growing.  Measured with EXPLAIN (ANALYZE,
+ * BUFFERS) on the worker's own statements (integration._claim_due() and _fan_out()
+ * under auto_explain, bench/retention_plans.sql): right after a pass that removed
+ * 200,000 deliveries and 100,000 events, before any vacuum, the claim of 256 due
+ * deliveries and each statement of the fan-out of 256 events read exactly as many
+ * buffers as in a copy of the database that was not purged
+ * (bench/README.md#retention).  What does step over the dead entries until a vacuum:
+ * this walk when it starts over from the oldest event, and tenants' list queries.
  *
  * How rows are found.  Deliveries have no index on when they finished, and one would
  * cost the worker dearly: the result's update would change an indexed column and stop
@@ -45,37 +45,39 @@
  * the events, which are never younger than their deliveries, and reaches each event's
  * deliveries through their unique key.  It reads the events through
  * webhook_events_created_idx (tenant_id, created_at, id), which list_deliveries(since
- * => ...) needs anyway: tenant by tenant, each tenant's oldest first, keyset
- * (tenant_id, created_at, id).  One index probe finds the tenant after the last (a
- * loose index scan: a recursive CTE, as StoreClaim()'s claim of other endpoints does),
- * and each tenant's expired events are one range of the index, which ends at the
- * cutoff: a pass never reads a tenant's young events, and a tenant with nothing
- * expired costs two probes.  An index of its own, (created_at, id) across tenants, cost
- * publishing one more index entry per event, about 12% of the rate of a bulk INSERT
- * into a tracked table (bench/README.md).  Log rows are found by
+ * => ...) needs anyway: tenant by tenant, from the greatest tenant_id down, and in each
+ * tenant its oldest first, keyset (created_at, id).  One index probe finds the greatest
+ * tenant below the last (a loose index scan: a recursive CTE, as StoreClaim()'s claim
+ * of other endpoints does), and each tenant's expired events are one range of the
+ * index, which ends at the cutoff: a pass never reads a tenant's young events, and a
+ * tenant with nothing expired costs two probes.  The probe goes down because the entries
+ * it lands on are then a tenant's newest, which retention has not deleted; going up, it
+ * would land on the oldest, the ones the passes before deleted, and step over each of
+ * them until a vacuum (read_window()).  An index of its own, (created_at, id) across
+ * tenants, cost publishing one more index entry per event, about 12% of the rate of a
+ * bulk INSERT into a tracked table (bench/README.md).  Log rows are found by
  * integration_logs_expiry_idx (created_at), partial on created_at < 'infinity', which
- * the statement here states and the tenants' list queries never do, so that the
- * planner keeps to the lists' own per-tenant indexes for those (see
- * sql/integration.sql).
+ * the statement here states and the tenants' list queries never do, so that the planner
+ * keeps to the lists' own per-tenant indexes for those (see sql/integration.sql).
  *
- * A pass keeps its place in the walk from batch to batch, (tenant_id, created_at, id),
- * and a pass hands the next one a time: the events' cutoff of its own first window.  In
- * every tenant, a pass looked at all the events older than that (those visible then),
- * so the next pass looks in each tenant only at the events from that time on, those
- * that became old enough since, and not at those kept before (an event with a delivery
- * still retrying, or only failed deliveries, which are kept longer).  Those are looked
- * at again when the walk starts over from the oldest event: at the first pass after an
- * eighth of the shorter period (and no more often than every pass).  So a delivery
- * that finished long after its event was published can stay up to an eighth of its
- * period longer than the period.
+ * A pass keeps its place in the walk from batch to batch, the tenant it stands in and
+ * (created_at, id) in it, and a pass hands the next one a time: the events' cutoff of
+ * its own first window.  In every tenant, a pass looked at all the events older than
+ * that (those visible then), so the next pass looks in each tenant only at the events
+ * from that time on, those that became old enough since, and not at those kept before
+ * (an event with a delivery still retrying, or only failed deliveries, which are kept
+ * longer).  Those are looked at again when the walk starts over from the oldest event:
+ * at the first pass after an eighth of the shorter period (and no more often than every
+ * pass).  So a delivery that finished long after its event was published can stay up to
+ * an eighth of its period longer than the period.
  *
- * Locks.  Nothing here waits for a row lock: deliveries and events are locked FOR
- * UPDATE SKIP LOCKED before they are deleted, and a row someone holds is left for a
- * later pass.  An event is deleted only after a second look, with a snapshot taken
- * once it is locked, finds no delivery and no queue row: a delivery inserted for it
- * by hand and committed in between would otherwise go with it (delete_event_deliveries()
- * cascades), and one inserted after the lock waits for it and then fails its reference
- * check, as against any deleted event.
+ * Locks.  Nothing here waits for a row lock: deliveries and events are locked FOR UPDATE
+ * SKIP LOCKED before they are deleted, and a row someone holds is left until the walk
+ * starts over from the oldest event (a log row, for the next pass).  An event is deleted
+ * only after a second look, with a snapshot taken once it is locked, finds no delivery
+ * and no queue row: a delivery inserted for it by hand and committed in between would
+ * otherwise go with it (delete_event_deliveries() cascades), and one inserted after the
+ * lock waits for it and then fails its reference check, as against any deleted event.
  *
  * The worker runs a pass every integration.retention_interval as a periodic task of its
  * loop (worker.c): one batch per transaction and per turn of the loop, and a batch ends
@@ -170,11 +172,12 @@ typedef struct RetentionRemoved
 typedef struct RetentionPass
 {
 	MemoryContext cxt;			/* holds after_tenant */
-	char	   *after_tenant;	/* the event walk continues after
-								 * (after_tenant, after_at, after_id) */
+	char	   *after_tenant;	/* the event walk continues in after_tenant
+								 * after (after_at, after_id), then in the
+								 * tenants before it; '': in the greatest */
 	TimestampTz after_at;
 	int64		after_id;
-	TimestampTz since;			/* in the tenants after it, from this time on */
+	TimestampTz since;			/* in the tenants before it, from this time on */
 	TimestampTz first_cutoff;	/* the events' cutoff of the pass's first
 								 * window: the next pass's since */
 	bool		events_done;
@@ -255,13 +258,17 @@ start_pass(RetentionPass *p, bool from_oldest, MemoryContext cxt)
 		p->cxt = cxt;
 		p->after_tenant = NULL;
 	}
-	/* Tenant ids are never empty: '' comes before every tenant. */
-	set_event_place(p, "", DT_NOBEGIN, PG_INT64_MIN);
 	if (from_oldest)
 		TIMESTAMP_NOBEGIN(p->since);
 	else
 		p->since = p->first_cutoff;
 	TIMESTAMP_NOBEGIN(p->first_cutoff);
+
+	/*
+	 * No tenant yet ('': tenant ids are never empty, a CHECK of the table):
+	 * the walk starts in the greatest tenant, from since.
+	 */
+	set_event_place(p, "", p->since, PG_INT64_MIN);
 	if (from_oldest)
 	{
 		for (int i = 0; i < lengthof(walks); i++)
@@ -281,19 +288,34 @@ start_pass(RetentionPass *p, bool from_oldest, MemoryContext cxt)
 }
 
 /*
- * The next window of events old enough to expire, in the order of
- * webhook_events_created_idx (tenant_id, created_at, id), as arrays of their tenants
- * and ids; advances nothing.  Returns how many rows it looked at: the events, and one
- * for each tenant probed that has none (left), at most EVENT_WINDOW; *nevents is how
- * many events, and *last the place after the window.
+ * The next window of events old enough to expire, tenants in descending tenant_id
+ * order and each tenant's events in the order of webhook_events_created_idx
+ * (created_at, id), as arrays of their tenants and ids; advances nothing.  Returns how
+ * many rows it looked at: the events, and one for each tenant probed that has none
+ * (left), at most EVENT_WINDOW; *nevents is how many events, and *last the place after
+ * the window.
  *
- * The tenants come one index probe each, the next after the one before (a loose index
- * scan, as StoreClaim()'s claim of other endpoints does), the first being the one the
- * walk stands in; each tenant's events from where the walk stands in it, or from
- * p->since, to the cutoff, oldest first, in one range of the index.  A tenant's young
- * events are never read, and a tenant with nothing expired costs two probes.  The
- * rows come in the order of the tenants, and each tenant's in the index's order: the
- * nested loop keeps its outer order, and a sort would read every tenant first.
+ * The tenants come one index probe each, the greatest below the one before (a loose
+ * index scan, as StoreClaim()'s claim of other endpoints does), the first being the
+ * one the walk stands in, or the greatest tenant when it stands in none yet ('');
+ * each tenant's events from where the walk stands in it, or from p->since, to the
+ * cutoff, oldest first, in one range of the index.  A tenant's young events are never
+ * read, and a tenant with nothing expired costs two probes.
+ *
+ * Why descending: retention deletes each tenant's oldest events, and until a vacuum
+ * their dead entries are the first of the tenant in both indexes that hold tenant_id
+ * first.  An ascending probe (tenant_id > t ORDER BY tenant_id LIMIT 1) lands on them
+ * and steps over every one, a heap visit each; a descending one lands on a tenant's
+ * newest entries, which retention has not deleted, and the range read in each tenant
+ * starts at p->since, past what the passes before removed.  One window over 30
+ * tenants read about 250 buffers before and after the oldest half of each tenant's
+ * events was deleted, and about 9,000 after it when probing up (the bounds of
+ * test/sql/worker_plans.sql).
+ *
+ * The rows come in the order of the tenants, and each tenant's in the index's order,
+ * with no ORDER BY over the result (a sort would read every tenant first): the order
+ * rests on the executor's nested loop, with the recursive CTE outside it keeping the
+ * order the recursion produced its tenants in, which the test's plan and rows guard.
  */
 static int
 read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *ids, int *nevents,
@@ -314,12 +336,16 @@ read_window(RetentionPass *p, const RetentionCutoffs *c, Datum *tenants, Datum *
 	args[5] = Int64GetDatum(EVENT_WINDOW);
 	SavedPlan(&window_plan,
 			  "WITH RECURSIVE t(tenant_id, after_at, after_id) AS ("
-			  "   SELECT $1 COLLATE \"C\", $2, $3"
+			  "   SELECT $1 COLLATE \"C\", $2, $3 WHERE $1 <> ''"
+			  "  UNION ALL"
+			  "   SELECT g.tenant_id, $2, $3 FROM ("
+			  "     SELECT e.tenant_id FROM integration.webhook_events e"
+			  "      WHERE $1 = '' ORDER BY e.tenant_id DESC LIMIT 1) g"
 			  "  UNION ALL"
 			  "   SELECT x.tenant_id, $4, '-9223372036854775808'::pg_catalog.int8"
 			  "     FROM t CROSS JOIN LATERAL ("
 			  "     SELECT e.tenant_id FROM integration.webhook_events e"
-			  "      WHERE e.tenant_id > t.tenant_id ORDER BY e.tenant_id LIMIT 1) x)"
+			  "      WHERE e.tenant_id < t.tenant_id ORDER BY e.tenant_id DESC LIMIT 1) x)"
 			  " SELECT t.tenant_id, w.id, w.created_at FROM t LEFT JOIN LATERAL ("
 			  "   SELECT e.id, e.created_at FROM integration.webhook_events e"
 			  "    WHERE e.tenant_id = t.tenant_id"

@@ -340,9 +340,9 @@ EXECUTE inbound_delete('{plans,plans}', '{900001,900002}',
 -- Retention's walk of events (src/retention.c read_window()), on statistics that saw
 -- them: 30 tenants of about 1,000 events, one each 20 minutes over 14 days, the older
 -- half expired; five tenants (plans25 to plans29) only a day old.  The tenants come one
--- probe each (the recursive CTE), and each tenant's expired events are one range of
--- webhook_events_created_idx from where the walk stands to the cutoff, so no tenant's
--- young events are read.
+-- probe each (the recursive CTE), from the greatest down, and each tenant's expired
+-- events are one range of webhook_events_created_idx from where the walk stands to the
+-- cutoff, so no tenant's young events are read.
 DELETE FROM integration.webhook_events;
 INSERT INTO integration.webhook_events (tenant_id, id, event, payload, endpoint_ids, created_at)
 	OVERRIDING SYSTEM VALUE
@@ -353,6 +353,75 @@ INSERT INTO integration.webhook_events (tenant_id, id, event, payload, endpoint_
 	  FROM generate_series(1, 30000) g;
 ANALYZE integration.webhook_events;
 PREPARE events_window(text, timestamptz, int8, timestamptz, timestamptz, int8) AS
+	WITH RECURSIVE t(tenant_id, after_at, after_id) AS (
+	   SELECT $1 COLLATE "C", $2, $3 WHERE $1 <> ''
+	  UNION ALL
+	   SELECT g.tenant_id, $2, $3 FROM (
+	     SELECT e.tenant_id FROM integration.webhook_events e
+	      WHERE $1 = '' ORDER BY e.tenant_id DESC LIMIT 1) g
+	  UNION ALL
+	   SELECT x.tenant_id, $4, '-9223372036854775808'::pg_catalog.int8
+	     FROM t CROSS JOIN LATERAL (
+	     SELECT e.tenant_id FROM integration.webhook_events e
+	      WHERE e.tenant_id < t.tenant_id ORDER BY e.tenant_id DESC LIMIT 1) x)
+	 SELECT t.tenant_id, w.id, w.created_at FROM t LEFT JOIN LATERAL (
+	   SELECT e.id, e.created_at FROM integration.webhook_events e
+	    WHERE e.tenant_id = t.tenant_id
+	      AND (e.created_at, e.id) > (t.after_at, t.after_id) AND e.created_at < $5
+	    ORDER BY e.created_at, e.id LIMIT $6) w ON true
+	 LIMIT $6;
+EXPLAIN (COSTS OFF) EXECUTE events_window('', '-infinity', 0, '-infinity',
+										  now() - interval '7 days', 100);
+-- The walk's order: tenants descending, each tenant's events ascending.
+CREATE FUNCTION pg_temp.in_walk_order(t text, at timestamptz, id int8,
+									  prev_t text, prev_at timestamptz, prev_id int8)
+	RETURNS bool LANGUAGE sql IMMUTABLE
+	RETURN prev_t IS NULL OR t < prev_t COLLATE "C" OR (t = prev_t AND (at, id) > (prev_at, prev_id));
+-- A pass that stands in plans3 two hours before the cutoff, and whose pass before had
+-- its cutoff an hour earlier: plans3's last six expired events, then three in each
+-- tenant below it, in the walk's order, and one row without an event for each young
+-- tenant; 65 rows, and the walk is through the tenants below plans3.
+CREATE TEMP TABLE events_window_rows AS
+	EXECUTE events_window('plans3', now() - interval '7 days 2 hours', 0,
+						  now() - interval '7 days 1 hour', now() - interval '7 days', 100);
+SELECT string_agg(tenant_id || ' ' || n, ', ' ORDER BY first_row) AS events_by_tenant
+  FROM (SELECT tenant_id, count(id) AS n, min(ctid) AS first_row
+		  FROM events_window_rows GROUP BY tenant_id) x;
+SELECT count(*) AS rows_read, count(id) AS events,
+	   bool_and(created_at >= now() - interval '7 days 2 hours'
+				AND created_at < now() - interval '7 days') AS all_in_range,
+	   bool_and(in_order) AS in_walk_order
+  FROM (SELECT r.*, pg_temp.in_walk_order(tenant_id, created_at, id,
+		  lag(tenant_id) OVER w, lag(created_at) OVER w, lag(id) OVER w) AS in_order
+		  FROM events_window_rows r WINDOW w AS (ORDER BY r.ctid)) x;
+-- The start of a pass (no tenant yet): from the greatest tenant, plans9, three events
+-- in each tenant from the cutoff of the pass before on.
+CREATE TEMP TABLE events_start_rows AS
+	EXECUTE events_window('', now() - interval '7 days 1 hour', '-9223372036854775808',
+						  now() - interval '7 days 1 hour', now() - interval '7 days', 100);
+SELECT count(*) AS rows_read, count(id) AS events,
+	   (SELECT tenant_id FROM events_start_rows ORDER BY ctid LIMIT 1) AS first_tenant,
+	   bool_and(in_order) AS in_walk_order
+  FROM (SELECT r.*, pg_temp.in_walk_order(tenant_id, created_at, id,
+		  lag(tenant_id) OVER w, lag(created_at) OVER w, lag(id) OVER w) AS in_order
+		  FROM events_start_rows r WINDOW w AS (ORDER BY r.ctid)) x;
+-- No event at all: no row.
+SAVEPOINT empty;
+DELETE FROM integration.webhook_events;
+EXECUTE events_window('', '-infinity', 0, '-infinity', now() - interval '7 days', 100);
+ROLLBACK TO SAVEPOINT empty;
+
+-- The probes do not step over the dead entries the passes before left.  Retention
+-- deleted every tenant's events older than the pass before's cutoff, the oldest half,
+-- and no vacuum has run (the deletes are this transaction's, so no scan can mark their
+-- index entries dead either).  Each tenant's oldest entries are then dead, in both
+-- indexes that hold tenant_id first; a probe upwards (tenant_id > t ORDER BY tenant_id)
+-- lands on them and visits the heap for each, a probe downwards lands on a tenant's
+-- newest entries.  The buffers of one window before and after that delete, of the
+-- statement above and of the same statement probing upwards (about 250 each before;
+-- after, 250 downwards and 9,000 upwards when this was written): bounds, not counts,
+-- for they follow the tables' layout.
+PREPARE events_window_up(text, timestamptz, int8, timestamptz, timestamptz, int8) AS
 	WITH RECURSIVE t(tenant_id, after_at, after_id) AS (
 	   SELECT $1 COLLATE "C", $2, $3
 	  UNION ALL
@@ -366,23 +435,27 @@ PREPARE events_window(text, timestamptz, int8, timestamptz, timestamptz, int8) A
 	      AND (e.created_at, e.id) > (t.after_at, t.after_id) AND e.created_at < $5
 	    ORDER BY e.created_at, e.id LIMIT $6) w ON true
 	 LIMIT $6;
-EXPLAIN (COSTS OFF) EXECUTE events_window('', '-infinity', 0, '-infinity',
-										  now() - interval '7 days', 100);
--- A pass that stands in plans1 two hours before the cutoff, and whose pass before had
--- its cutoff an hour earlier: plans1's last six expired events, then three in each
--- tenant after it, in the walk's order, and one row without an event for each young
--- tenant; 80 rows, and the walk is through the tenants.
-CREATE TEMP TABLE events_window_rows AS
-	EXECUTE events_window('plans1', now() - interval '7 days 2 hours', 0,
-						  now() - interval '7 days 1 hour', now() - interval '7 days', 100);
-SELECT string_agg(tenant_id || ' ' || n, ', ' ORDER BY tenant_id) AS events_by_tenant
-  FROM (SELECT tenant_id, count(id) AS n FROM events_window_rows GROUP BY tenant_id) x;
-SELECT count(*) AS rows_read, count(id) AS events,
-	   bool_and(created_at >= now() - interval '7 days 2 hours'
-				AND created_at < now() - interval '7 days') AS all_in_range,
-	   bool_and(in_order) AS in_walk_order
-  FROM (SELECT r.*, (r.tenant_id, r.created_at, r.id)
-					 > lag((r.tenant_id, r.created_at, r.id)) OVER (ORDER BY r.ctid)
-					IS NOT FALSE AS in_order
-		  FROM events_window_rows r) x;
+CREATE FUNCTION pg_temp.window_buffers(statement text) RETURNS int8 LANGUAGE plpgsql AS $$
+DECLARE
+	plan json;
+BEGIN
+	EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, SUMMARY OFF, FORMAT JSON) EXECUTE '
+		|| statement || $a$('', now() - interval '7 days 1 hour', '-9223372036854775808',
+			now() - interval '7 days 1 hour', now() - interval '7 days', 100)$a$
+		INTO plan;
+	RETURN (plan -> 0 -> 'Plan' ->> 'Shared Hit Blocks')::int8
+		+ (plan -> 0 -> 'Plan' ->> 'Shared Read Blocks')::int8;
+END
+$$;
+CREATE TEMP TABLE window_buffers_before AS
+	SELECT pg_temp.window_buffers('events_window') AS down,
+		   pg_temp.window_buffers('events_window_up') AS up;
+DELETE FROM integration.webhook_events WHERE created_at < now() - interval '7 days 1 hour';
+SELECT count(*) AS events_left FROM integration.webhook_events;
+SELECT b.up BETWEEN b.down - 20 AND b.down + 20 AS same_before,
+	   a.down <= b.down + 20 AS down_reads_no_dead_entry,
+	   a.up > 10 * a.down AS up_steps_over_them
+  FROM window_buffers_before b,
+	   LATERAL (SELECT pg_temp.window_buffers('events_window') AS down,
+					   pg_temp.window_buffers('events_window_up') AS up) a;
 ROLLBACK;
