@@ -536,9 +536,11 @@ CREATE INDEX webhook_events_event_idx ON integration.webhook_events (tenant_id, 
 -- Retention (src/retention.c) finds expired events through this index too, tenant by
 -- tenant from the greatest tenant_id down, each tenant's oldest first: one index probe
 -- skips to the tenant below and a range of this index holds its expired events, so a
--- pass never reads a tenant's young events.  The probe goes down so that it lands on a
--- tenant's newest entries: its oldest are the ones retention deleted, dead until a
--- vacuum, and a probe up would step over each of them.  Events are insert-only, and an index on
+-- pass never reads a tenant's young events.  The probe (the primary key read backward)
+-- goes down so that it lands on a tenant's highest ids, normally its newest events: its
+-- oldest are the ones retention deleted, dead until a vacuum, and a probe up would step
+-- over each of them (as any probe does over a tenant whose events all expired).  Events
+-- are insert-only, and an index on
 -- when a delivery finished would make the worker's update of every result non-HOT; an
 -- index of its own (created_at, id) across tenants cost publishing another entry per
 -- event, about 12% of the bulk rate (bench/README.md).

@@ -50,10 +50,13 @@
  * tenant below the last (a loose index scan: a recursive CTE, as StoreClaim()'s claim
  * of other endpoints does), and each tenant's expired events are one range of the
  * index, which ends at the cutoff: a pass never reads a tenant's young events, and a
- * tenant with nothing expired costs two probes.  The probe goes down because the entries
- * it lands on are then a tenant's newest, which retention has not deleted; going up, it
- * would land on the oldest, the ones the passes before deleted, and step over each of
- * them until a vacuum (read_window()).  An index of its own, (created_at, id) across
+ * tenant with nothing expired costs two probes.  The probe, a backward scan of the
+ * primary key (tenant_id, id), goes down because the entries it lands on are then a
+ * tenant's highest ids, normally its newest events, which retention has not deleted;
+ * going up, it would land on the lowest, the ones the passes before deleted, and step
+ * over each of them (read_window()).  A tenant all of whose events expired is dead
+ * entries from end to end until a vacuum, and a probe steps over them either way.  An
+ * index of its own, (created_at, id) across
  * tenants, cost publishing one more index entry per event, about 12% of the rate of a
  * bulk INSERT into a tracked table (bench/README.md).  Log rows are found by
  * integration_logs_expiry_idx (created_at), partial on created_at < 'infinity', which
@@ -230,7 +233,7 @@ compute_cutoffs(RetentionCutoffs *c, TimestampTz now)
 	c->events = Max(c->delivered, c->failed);
 }
 
-/* Sets where the event walk continues: after (tenant, at, id). */
+/* Sets where the event walk continues: in tenant, after (at, id); tenant '': none yet. */
 static void
 set_event_place(RetentionPass *p, const char *tenant, TimestampTz at, int64 id)
 {
@@ -303,14 +306,19 @@ start_pass(RetentionPass *p, bool from_oldest, MemoryContext cxt)
  * read, and a tenant with nothing expired costs two probes.
  *
  * Why descending: retention deletes each tenant's oldest events, and until a vacuum
- * their dead entries are the first of the tenant in both indexes that hold tenant_id
+ * their dead entries are the first of the tenant in the indexes that hold tenant_id
  * first.  An ascending probe (tenant_id > t ORDER BY tenant_id LIMIT 1) lands on them
- * and steps over every one, a heap visit each; a descending one lands on a tenant's
- * newest entries, which retention has not deleted, and the range read in each tenant
- * starts at p->since, past what the passes before removed.  One window over 30
- * tenants read about 250 buffers before and after the oldest half of each tenant's
- * events was deleted, and about 9,000 after it when probing up (the bounds of
- * test/sql/worker_plans.sql).
+ * and steps over every one, a heap visit each the first time (an index scan that finds
+ * a tuple dead to every snapshot marks its entry, and later scans skip it without the
+ * visit while no old snapshot holds the horizon back); a descending one, the primary
+ * key read backward, lands on a tenant's highest ids, normally its newest events, which
+ * retention has not deleted.  Not so for a tenant whose events all expired (a tenant
+ * that left): its entries are all dead, and the probe steps over them, as it would
+ * going up.  The range read in each tenant starts at p->since, so it rereads only what
+ * the pass before deleted after its first window.  One window over 30 tenants read
+ * about 250 buffers before and after the oldest half of each tenant's events was
+ * deleted in the same transaction (so no entry was marked dead), and about 9,000 after
+ * it when probing up (the bounds of test/sql/worker_plans.sql).
  *
  * The rows come in the order of the tenants, and each tenant's in the index's order,
  * with no ORDER BY over the result (a sort would read every tenant first): the order
