@@ -226,6 +226,23 @@ $$;
 COMMENT ON FUNCTION integration.list_connector_calls(integer, bigint, text, timestamptz) IS
 	'The current tenant''s newest connector calls, at most "limit", optionally filtered by connector, status and time queued.';
 
+-- The payload of a call's completion event, <kind>.call.succeeded or .call.failed (external
+-- id call:<id>), that the inbound handlers take: written by the worker when a call ends
+-- (src/call_store.c) and by cancel_connector_call(), from the call as it ended.  A SQL
+-- function the planner inlines into either statement, which is why it has no SET
+-- search_path (that would keep it from being inlined) and names pg_catalog itself.
+CREATE FUNCTION integration._call_completion_payload(k integration.connector_calls)
+	RETURNS jsonb
+	LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.jsonb_build_object('call_id', k.id, 'operation', k.operation, 'status', k.status,
+							  'status_code', k.last_status_code, 'attempts', k.attempts,
+							  'idempotency_key', k.idempotency_key, 'result', k.result,
+							  'error', k.last_error)
+$$;
+COMMENT ON FUNCTION integration._call_completion_payload(integration.connector_calls) IS
+	'The payload of a finished connector call''s completion event: call_id, operation, status, status_code, attempts, idempotency_key, result, error (internal).';
+
 -- An operator's hands on one call: the current tenant's, locked, an ordinary call (a
 -- sync run's page belongs to its run), in status wanted, for what action says (e.g.
 -- 'retried').  Raises what the API raises.
@@ -322,10 +339,7 @@ BEGIN
 	RETURNING * INTO k;
 	INSERT INTO integration.inbound_events (tenant_id, connector_id, external_id, topic, event, payload)
 	SELECT k.tenant_id, k.connector_id, 'call:' || k.id, 'call.failed', c.kind || '.call.failed',
-		   jsonb_build_object('call_id', k.id, 'operation', k.operation, 'status', k.status,
-							  'status_code', k.last_status_code, 'attempts', k.attempts,
-							  'idempotency_key', k.idempotency_key, 'result', k.result,
-							  'error', k.last_error)
+		   integration._call_completion_payload(k)
 	  FROM integration.connectors c
 	 WHERE c.tenant_id = k.tenant_id AND c.id = k.connector_id;
 	PERFORM integration.log('info', 'api', 'call.cancelled',
@@ -405,5 +419,6 @@ REVOKE ALL ON FUNCTION
 	integration.call_connector(bigint, text, jsonb, text),
 	integration.list_connector_calls(integer, bigint, text, timestamptz),
 	integration._lock_connector_call(bigint, text, text),
+	integration._call_completion_payload(integration.connector_calls),
 	integration.retry_connector_call(bigint), integration.cancel_connector_call(bigint)
 	FROM PUBLIC;

@@ -18,11 +18,13 @@
  * An outcome is recorded only over the attempt it belongs to (the row's attempts
  * still those it began with); a call that ends writes its completion event in the
  * same statement, an integration.inbound_events row <kind>.call.succeeded or
- * <kind>.call.failed that the inbound handlers take (the table's inbound_events_written
- * trigger wakes the handler worker at commit).  A page of a sync run (sync_stream set)
- * writes none: the sync_page_ended trigger (sql/sync.sql) turns its records into the
- * events, in the same statement, and queues the next page's call, whose id the
- * statement hands back so that the worker may begin it at once (call_job.c).
+ * <kind>.call.failed that the inbound handlers take, its payload made by
+ * integration._call_completion_payload() as cancel_connector_call()'s is (the table's
+ * inbound_events_written trigger wakes the handler worker at commit).  A page of a sync
+ * run (sync_stream set) writes none: the sync_page_ended trigger (sql/sync.sql) turns
+ * its records into the events, in the same statement, and queues the next page's call,
+ * whose id the statement hands back so that the worker may begin it at once
+ * (call_job.c).
  */
 #include "postgres.h"
 
@@ -348,10 +350,7 @@ CallStoreRecord(const CallRef *ref, const CallOutcome *o, int64 *next_call)
 								   " SELECT k.tenant_id, k.connector_id, 'call:' OPERATOR(pg_catalog.||) k.id,"
 								   "        'call.' OPERATOR(pg_catalog.||) k.status,"
 								   "        c.kind OPERATOR(pg_catalog.||) '.call.' OPERATOR(pg_catalog.||) k.status,"
-								   "        pg_catalog.jsonb_build_object('call_id', k.id, 'operation', k.operation,"
-								   "          'status', k.status, 'status_code', k.last_status_code,"
-								   "          'attempts', k.attempts, 'idempotency_key', k.idempotency_key,"
-								   "          'result', k.result, 'error', k.last_error)"
+								   "        integration._call_completion_payload(ROW(k.*)::integration.connector_calls)"
 								   "   FROM k JOIN integration.connectors c"
 								   "     ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
 								   "    AND c.id OPERATOR(pg_catalog.=) k.connector_id"
