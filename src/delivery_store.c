@@ -51,6 +51,7 @@
 #include "endpoint_disable.h"
 #include "integration.h"
 #include "secret_box.h"
+#include "secret_object.h"
 #include "spi_plan.h"
 #include "subtransaction.h"
 #include "table_statistics.h"
@@ -622,6 +623,19 @@ open_stored_secret(EndpointSettings *ep, const SecretContext *cxt, char **secret
 	return status == SECRET_OPENED;
 }
 
+/* Wipes ep's decrypted secrets: it has none, and ep->secret_error says why. */
+static void
+forget_secrets(EndpointSettings *ep)
+{
+	if (ep->secret)
+		SecretFree(ep->secret, strlen(ep->secret));
+	for (int i = 0; i < ep->retired.count; i++)
+		if (ep->retired.secrets[i])
+			SecretFree(ep->retired.secrets[i], strlen(ep->retired.secrets[i]));
+	ep->secret = NULL;
+	ep->retired.count = 0;
+}
+
 /*
  * Decrypts ep's secret and its retired secrets.  If one does not decrypt, the endpoint
  * has no secret and the reason is in secret_error, which fails that endpoint's
@@ -641,15 +655,71 @@ open_endpoint_secret(EndpointSettings *ep)
 		opened = open_stored_secret(ep, &cxt, &ep->retired.secrets[i]) && opened;
 	pfree(cxt.data);
 	if (!opened)
+		forget_secrets(ep);
+}
+
+/* What open_header_value() needs: the endpoint and its headers' row context. */
+typedef struct HeaderOpening
+{
+	EndpointSettings *ep;
+	SecretContext row;
+	bool		opened;			/* every value so far opened */
+} HeaderOpening;
+
+/* One custom header's value decrypted, for SecretObjectMap(). */
+static char *
+open_header_value(void *arg, const char *key, int keylen, char *value)
+{
+	HeaderOpening *ho = arg;
+	SecretContext cxt;
+	char	   *plain;
+	int			plainlen;
+	SecretOpenStatus status;
+
+	if (!SecretIsSealed(value))
+		return value;
+	SecretContextForKey(&cxt, &ho->row, key, keylen);
+	status = SecretOpen(value, &cxt, &plain, &plainlen);
+	pfree(cxt.data);
+	if (status == SECRET_OPENED)
+		return plain;
+	if (ho->opened && ho->ep->secret_error == NULL)
+		ho->ep->secret_error = psprintf("custom header \"%.*s\": %s", Min(keylen, 100), key,
+										SecretOpenError(status, value));
+	ho->opened = false;
+	return value;
+}
+
+/*
+ * Decrypts ep's custom headers, each sealed on its own (secret_object.h), once per
+ * read of the endpoint as its secret is.  If one does not decrypt, the endpoint's
+ * deliveries fail with secret_unavailable, as for its secret, rather than go out
+ * without a header (an Authorization, say) that the receiver needs.  Here too, on the
+ * main thread in the store transaction: the HTTP thread gets the values, never a key.
+ */
+static void
+open_endpoint_headers(EndpointSettings *ep)
+{
+	HeaderOpening ho;
+	Jsonb	   *opened;
+
+	if (ep->headers == NULL || JB_ROOT_COUNT(ep->headers) == 0)
+		return;
+	ho.ep = ep;
+	ho.opened = true;
+	SecretContextForRow(&ho.row, ENDPOINT_HEADERS_PURPOSE, ep->tenant_id, ep->id);
+	opened = SecretObjectMap(ep->headers, open_header_value, &ho);
+	pfree(ho.row.data);
+	if (!ho.opened)
 	{
-		if (ep->secret)
-			SecretFree(ep->secret, strlen(ep->secret));
-		for (int i = 0; i < ep->retired.count; i++)
-			if (ep->retired.secrets[i])
-				SecretFree(ep->retired.secrets[i], strlen(ep->retired.secrets[i]));
-		ep->secret = NULL;
-		ep->retired.count = 0;
+		forget_secrets(ep);
+		if (opened != ep->headers)
+			pfree(opened);
+		opened = NULL;
 	}
+	if (opened != ep->headers)
+		pfree(ep->headers);
+	ep->headers = opened;
 }
 
 /*
@@ -731,6 +801,7 @@ read_endpoint_settings(EndpointSettings *eps, int n, MemoryContext mcxt, bool ke
 
 		copy_endpoint_columns(tup, SPI_tuptable->tupdesc, 2, ep);
 		open_endpoint_secret(ep);
+		open_endpoint_headers(ep);
 		MemoryContextSwitchTo(old);
 	}
 }
