@@ -339,7 +339,7 @@ CREATE FUNCTION integration.encrypt_secret() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'integration_encrypt_secret'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.encrypt_secret() IS
-	'BEFORE INSERT OR UPDATE row trigger that validates and encrypts a secret column. Arguments: purpose, column, validator (regprocedure text or empty), identity columns.';
+	'BEFORE INSERT OR UPDATE row trigger that validates and encrypts a secret column: text, or jsonb whose object values are each encrypted with their key added to the identity. Arguments: purpose, column, validator (regprocedure text or empty), identity columns.';
 
 -- SET search_path: it runs statements as the tables' owner, with the caller's settings.
 CREATE FUNCTION integration.reencrypt_secrets() RETURNS bigint
