@@ -32,10 +32,10 @@
  *
  * reencrypt_secrets() runs, for every secret column, one UPDATE that sets the column
  * to itself where the value (for a jsonb column, one of its values) is plain or under a
- * non-current key the server holds; the trigger does the work.  It runs as each table's owner with row-level security off,
- * as PostgreSQL's referential checks do, so it reaches every tenant; a concurrent
- * writer of the same row is waited for and, in READ COMMITTED, the newer row version is
- * the one re-encrypted.
+ * non-current key the server holds; the trigger does the work.  It runs as each
+ * table's owner with row-level security off, as PostgreSQL's referential checks do, so
+ * it reaches every tenant; a concurrent writer of the same row is waited for and, in
+ * READ COMMITTED, the newer row version is the one re-encrypted.
  */
 #include "postgres.h"
 
