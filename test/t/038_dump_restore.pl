@@ -271,7 +271,7 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM pg_stat_activi
 ok($node->poll_query_until('copy_live', qq{SELECT count(*) = 2 FROM integration.deliveries
 	WHERE tenant_id = 'beta' AND endpoint_id = $fail{beta} AND status = 'delivered'}),
 	'the worker delivers the copy\'s pending deliveries');
-my @fixed = grep { $_->{path_only} eq '/fixed' } read_log($recv);
+my @fixed = grep { $_->{path_only} eq '/fixed' } read_log_settled($recv);
 is(scalar(grep { verify_signature($secret{beta}, $_->{headers}, $_->{body}) } @fixed), 2,
 	'signed with the restored secret');
 
