@@ -262,6 +262,16 @@ SELECT 'SELECT pg_sleep(0.05) WHERE current_setting(''integration.https_only'') 
 SHOW integration.allowed_networks;
 SHOW integration.blocked_networks;
 SHOW integration.https_only;
+
+-- integration.proxy may carry the proxy's credentials (http://user:password@proxy:3128):
+-- hidden from the application role, shown to superusers.
+SET ROLE integration_test_app;
+SHOW integration.proxy;
+SELECT current_setting('integration.proxy');
+SELECT count(*) FROM pg_settings WHERE name = 'integration.proxy';
+RESET ROLE;
+SELECT count(*) FROM pg_settings WHERE name = 'integration.proxy';
+
 DELETE FROM integration.integration_logs WHERE tenant_id = 'net';
 DELETE FROM integration.webhook_endpoints WHERE tenant_id = 'net';
 RESET integration.tenant_id;
