@@ -15,6 +15,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
+#include "connector.h"
 #include "secret_box.h"
 
 #define MASK_PREFIX "whsec_"
@@ -104,6 +105,16 @@ integration_mask_stored_secret(PG_FUNCTION_ARGS)
 	int			plainlen;
 	text	   *result;
 
+	/*
+	 * Credentials are a JSON object: masked whole, its last four characters
+	 * would show the end of the last value, which _mask_credentials() shows
+	 * of none shorter than 16 characters.
+	 */
+	if (strcmp(purpose, CONNECTOR_CREDENTIALS_PURPOSE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mask_stored_secret() does not mask connector credentials"),
+				 errhint("Connector listings show them masked value by value.")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	identity = palloc(sizeof(char *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
