@@ -242,6 +242,12 @@ TenantActAs(TenantIdentity *saved, const char *tenant_id, Oid role)
 	saved->save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("integration.tenant_id", tenant_id, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+
+	/*
+	 * role's bindings hold as a session's login role's would
+	 * (tenant_binding.c).
+	 */
+	saved->save_acting_role = TenantBindingActingRole(role);
 	SetUserIdAndSecContext(role, saved->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 }
@@ -251,5 +257,6 @@ void
 TenantActAsEnd(const TenantIdentity *saved)
 {
 	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
+	(void) TenantBindingActingRole(saved->save_acting_role);
 	AtEOXact_GUC(false, saved->save_nestlevel);
 }

@@ -21,6 +21,7 @@ typedef struct TenantIdentity
 	Oid			save_userid;
 	int			save_sec_context;
 	int			save_nestlevel;
+	Oid			save_acting_role;	/* TenantBindingActingRole()'s */
 } TenantIdentity;
 
 extern void TenantActAs(TenantIdentity *saved, const char *tenant_id, Oid role);

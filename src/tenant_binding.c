@@ -37,6 +37,13 @@
  *	  bindings and by every change to pg_authid or pg_auth_members (role attributes,
  *	  memberships, DROP ROLE).  A hit costs three role ids and a string comparison.
  * A backend whose database has no bindings answers from the first cache alone.
+ *
+ * The workers.  A worker runs a tenant's code (an inbound handler, a kind's adapters
+ * for a queued call) as the role that registered or queued it (TenantActAs()), in a
+ * session whose user is the bootstrap superuser, never bound.  There that role stands
+ * in for the session user (TenantBindingActingRole()): without it, the code could call
+ * an unbound owner's SECURITY DEFINER function, where none of the three roles is
+ * bound, and act as any tenant, which a session of the role itself cannot.
  */
 #include "postgres.h"
 
@@ -286,10 +293,56 @@ tenants_intersect(const char **a, int na, const char **b, int nb)
 	return n;
 }
 
+/*
+ * The role a worker acts as (TenantActAs()), in place of its session user; InvalidOid
+ * when none.  acting_level: the transaction nest level it was set at, so that the
+ * abort of that (sub)transaction forgets it, whatever the caller restores.
+ */
+static Oid	acting_role = InvalidOid;
+static int	acting_level = 0;
+static bool acting_callbacks = false;
+
+static void
+acting_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && OidIsValid(acting_role) &&
+		GetCurrentTransactionNestLevel() <= acting_level)
+		acting_role = InvalidOid;
+}
+
+static void
+acting_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		acting_role = InvalidOid;
+}
+
+/*
+ * Makes role stand in for the session user in every binding check (InvalidOid: the
+ * session user again), until this is called again or the (sub)transaction aborts;
+ * returns the role it replaces, for the caller to put back.
+ */
+Oid
+TenantBindingActingRole(Oid role)
+{
+	Oid			previous = acting_role;
+
+	if (!acting_callbacks)
+	{
+		RegisterSubXactCallback(acting_subxact_callback, NULL);
+		RegisterXactCallback(acting_xact_callback, NULL);
+		acting_callbacks = true;
+	}
+	acting_role = role;
+	acting_level = GetCurrentTransactionNestLevel();
+	return previous;
+}
+
 static void
 session_roles(Oid *roles)
 {
-	roles[0] = GetSessionUserId();
+	roles[0] = OidIsValid(acting_role) ? acting_role : GetSessionUserId();
 	roles[1] = GetOuterUserId();
 	roles[2] = GetUserId();
 }
@@ -528,6 +581,25 @@ integration_bound_tenants(PG_FUNCTION_ARGS)
 	for (int i = 0; i < a.nallowed; i++)
 		elems[i] = PointerGetDatum(cstring_to_text(a.allowed[i]));
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, a.nallowed, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+PG_FUNCTION_INFO_V1(integration_role_bound_to);
+
+/*
+ * _role_bound_to(role regrole, tenant text): whether role is bound to tenant, itself
+ * or as a member of a bound role (false for superusers and BYPASSRLS roles).
+ */
+Datum
+integration_role_bound_to(PG_FUNCTION_ARGS)
+{
+	Oid			role = PG_GETARG_OID(0);
+	char	   *tenant = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char **tenants;
+	int			n;
+
+	load_bindings();
+	n = role_tenants(role, &tenants);
+	PG_RETURN_BOOL(tenants_contain(tenants, n, tenant));
 }
 
 /* Superusers and roles with the privileges of the table's owner may change bindings. */
