@@ -124,7 +124,7 @@ InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row, Oi
 	PG_CATCH();
 	{
 		SetUserIdAndSecContext(saved.save_userid, saved.save_sec_context);
-		(void) TenantBindingActingRole(saved.save_acting_role);
+		TenantBindingActing(&saved.save_acting, NULL);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

@@ -3,7 +3,7 @@
 -- cannot read, change, remove or reprocess another's handlers and events.  The worker
 -- is off here: _run_inbound() runs the handlers with the worker's code.
 BEGIN;
-SELECT plan(32);
+SELECT plan(37);
 
 DO $$
 BEGIN
@@ -176,6 +176,34 @@ SELECT is_empty($$SELECT * FROM public.tap_seen WHERE handler_of = 'tap-definer'
 SELECT matches((SELECT last_error FROM integration.inbound_events WHERE external_id = 'z1'),
 			   '^handler via-definer: invalid value for parameter "integration.tenant_id": "tap-hb" \(SQLSTATE 42501\)$',
 			   'its attempt failed: the role it runs as is bound to tap-ha');
+
+
+-- Whoever the role, a handler acts for its event's tenant only: one registered by the
+-- unbound application role, whose function any member of that role could replace,
+-- cannot set another tenant in the worker either.
+CREATE FUNCTION public.tap_switcher(e integration.inbound_events) RETURNS void
+	LANGUAGE plpgsql
+AS $$
+BEGIN
+	PERFORM set_config('integration.tenant_id', 'tap-hb', true);
+	PERFORM public.tap_seen_by('tap-switcher', e);
+END
+$$;
+GRANT EXECUTE ON FUNCTION public.tap_switcher(integration.inbound_events) TO integration_test_app;
+SET LOCAL ROLE integration_test_app;
+SET LOCAL integration.tenant_id = 'tap-ha';
+INSERT INTO ids SELECT 'c_shared', id FROM integration.create_connector('taphook', 'shared', NULL, '{}');
+SELECT lives_ok(format('SELECT integration.on_inbound(%L, %L, %L, connector_id => %s)', 'switcher', '["*"]',
+					   'public.tap_switcher(integration.inbound_events)', (SELECT v FROM ids WHERE k = 'c_shared')),
+				'the unbound application role registers a handler that sets another tenant');
+SELECT is((SELECT count(*) FROM integration.receive_webhook((SELECT v FROM ids WHERE k = 'c_shared'), '{}',
+			'[{"id": "z2", "topic": "order/created"}]') WHERE status = 'accepted'), 1::bigint, 'an event arrives for it');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM integration._run_inbound(100)), 1::bigint, 'a run takes it');
+SELECT matches((SELECT last_error FROM integration.inbound_events WHERE external_id = 'z2'),
+			   '^handler switcher: invalid value for parameter "integration.tenant_id": "tap-hb" \(SQLSTATE 42501\)$',
+			   'the handler could not set tenant tap-hb: it runs for tap-ha''s event');
+SELECT is_empty($$SELECT * FROM public.tap_seen WHERE handler_of = 'tap-switcher'$$, 'and saw nothing of tap-hb');
 
 SELECT * FROM finish();
 ROLLBACK;
