@@ -710,6 +710,47 @@ CREATE TRIGGER previous_inbound_secret_encrypted
 	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
 		'connectors.inbound_secret', 'previous_inbound_secret', '', 'tenant_id', 'id');
 
+-- The origin of a URL, scheme and authority in lower case ("https://api.example.com:8443"):
+-- the server its requests go to.  NULL for NULL.
+CREATE FUNCTION integration._url_origin(url text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN lower(substring(url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'));
+COMMENT ON FUNCTION integration._url_origin(text) IS
+	'The scheme and authority of a URL, in lower case: the server its requests go to (internal).';
+
+-- Credentials go only to the server they were given for.  Stored encrypted, they are
+-- never shown again, but a base_url moved to another server would send them there, to
+-- whoever runs it: so moving it takes the credentials again, in the same write
+-- (update_connector(id, base_url => ..., credentials => ...), or plain DML that sets
+-- both).  Credentials stored unencrypted (no integration.encryption_key_file) are
+-- readable by the tenant anyway, and a kind with auth none sends none.
+CREATE FUNCTION integration._credentials_follow_base_url() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF integration._url_origin(NEW.base_url) IS DISTINCT FROM integration._url_origin(OLD.base_url)
+	   AND NEW.credentials IS NOT DISTINCT FROM OLD.credentials
+	   AND integration.secret_key_id(OLD.credentials) IS NOT NULL
+	   AND NOT EXISTS (SELECT FROM integration.connector_kinds k
+						WHERE k.name = NEW.kind AND k.auth = 'none') THEN
+		RAISE EXCEPTION 'the base_url of connector % cannot move to another server without its credentials', NEW.id
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Its requests would go to %s instead of %s, with the credentials given for %s.',
+								  coalesce(integration._url_origin(NEW.base_url), 'nowhere'),
+								  coalesce(integration._url_origin(OLD.base_url), 'nowhere'),
+								  coalesce(integration._url_origin(OLD.base_url), 'no server')),
+				  HINT = format('Give the credentials again with the new base_url: integration.update_connector(id => %s, base_url => ..., credentials => ...).', NEW.id);
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION integration._credentials_follow_base_url() IS
+	'Trigger on connectors: refuses a base_url moved to another server (scheme, host or port) unless the same write sets the credentials again, so that encrypted credentials never reach a server they were not given for (internal).';
+CREATE TRIGGER credentials_follow_base_url BEFORE UPDATE OF base_url ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration._credentials_follow_base_url();
+
 ------------------------------------------------------------------------------------------
 -- Inbound events: tenant-scoped (sql/tenant_isolation.sql).
 ------------------------------------------------------------------------------------------

@@ -99,6 +99,18 @@ BEGIN
 								  role.rolname),
 				  HINT = 'SET ROLE to the application role whose privileges the handler should have, then register it.';
 	END IF;
+	-- The worker runs the handler as run_as, in a session of its own where no login
+	-- role's binding holds: a bound session's handler must run as a role bound to the
+	-- tenant, or it could act as any tenant there (SET ROLE to an unbound group role,
+	-- then register).
+	IF integration.bound_tenants() IS NOT NULL
+	   AND NOT integration._role_bound_to(NEW.run_as, NEW.tenant_id) THEN
+		RAISE EXCEPTION 'an inbound handler of tenant "%" cannot run as role "%"', NEW.tenant_id, role.rolname
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Role "%s" is not bound to tenant "%s", and this session is bound to tenants: the handler would run in the handler worker with no binding.',
+								  role.rolname, NEW.tenant_id),
+				  HINT = 'Register it as a role bound to the tenant (RESET ROLE, or SET ROLE to that role).';
+	END IF;
 	IF NOT has_function_privilege(NEW.run_as, fn, 'EXECUTE') THEN
 		RAISE EXCEPTION 'role "%" may not execute %', role.rolname, fn
 			USING ERRCODE = 'insufficient_privilege',

@@ -113,6 +113,12 @@ CREATE FUNCTION integration.bound_tenants() RETURNS text[]
 COMMENT ON FUNCTION integration.bound_tenants() IS
 	'The tenants this session may act as, sorted; NULL when none of its roles is bound (it may act as any tenant).';
 
+CREATE FUNCTION integration._role_bound_to(role regrole, tenant text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'integration_role_bound_to'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration._role_bound_to(regrole, text) IS
+	'Whether role is bound to tenant, itself or as a member of a bound role (internal, for the checks of the roles the workers run tenants'' code as).';
+
 CREATE FUNCTION integration.bind_role(role regrole, tenant text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp

@@ -427,6 +427,14 @@ HttpCurlStart(HttpCurl *hc, HttpRequest *req, dlist_head *finished)
 	SETOPT(CURLOPT_PRIVATE, req);
 	SETOPT(CURLOPT_URL, req->url);
 	SETOPT(CURLOPT_PROXY, hc->proxy);	/* "" ignores *_proxy variables */
+
+	/*
+	 * And "" here ignores no_proxy: with a proxy, every request goes through
+	 * it, never straight to a host the server's environment exempts (the
+	 * proxy's own address, opened in allowed_networks for it, or an internal
+	 * domain).
+	 */
+	SETOPT(CURLOPT_NOPROXY, "");
 	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	SETOPT(CURLOPT_POSTFIELDS, req->body);
 	SETOPT(CURLOPT_HTTPHEADER, req->headers);

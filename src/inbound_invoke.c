@@ -39,6 +39,7 @@
 
 #include "inbound_store.h"
 #include "tenant.h"
+#include "tenant_binding.h"
 #include "time_limit.h"
 
 /* Raises unless role may run handler with the event row (see the banner). */
@@ -123,6 +124,7 @@ InboundInvokeHandler(Oid handler, Oid role, const char *tenant_id, Datum row, Oi
 	PG_CATCH();
 	{
 		SetUserIdAndSecContext(saved.save_userid, saved.save_sec_context);
+		TenantBindingActing(&saved.save_acting, NULL);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

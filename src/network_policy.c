@@ -18,7 +18,9 @@
  * An IPv6 address that carries an IPv4 address (IPv4-mapped ::ffff:0:0/96,
  * IPv4-compatible ::/96, NAT64 64:ff9b::/96, 6to4 2002::/16) is judged by each step on
  * the IPv6 address first and on the IPv4 address inside it second, so ::ffff:127.0.0.1
- * is loopback and '127.0.0.1/32' opens it too.
+ * is loopback and '127.0.0.1/32' opens it too.  Teredo 2001::/32 is blocked whole: its
+ * addresses carry a client's IPv4 address too (inverted), and a host with a Teredo
+ * interface sends to them over UDP to that address, but no webhook receiver is on one.
  *
  * Threads.  The settings are parsed once, in their check hooks.  A NetworkPolicy is
  * an immutable snapshot of them and of the built-in list, built on a backend's main
@@ -87,6 +89,8 @@ static const struct
 	{"::1/128", "loopback"},
 	{"100::/64", "discard-only"},
 	{"64:ff9b:1::/48", "NAT64, local use"},
+	{"2001::/32", "Teredo"},
+	{"2001:2::/48", "benchmarking"},
 	{"2001:db8::/32", "documentation"},
 	{"fc00::/7", "unique local"},
 	{"fe80::/10", "link-local"},

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "connector.h"
 #include "secret_box.h"
 #include "secret_object.h"
 
@@ -145,6 +146,16 @@ integration_mask_stored_secret(PG_FUNCTION_ARGS)
 	char	   *stored = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	SecretContext cxt;
 
+	/*
+	 * Credentials are a JSON object: masked whole, its last four characters
+	 * would show the end of the last value, which _mask_credentials() shows
+	 * of none shorter than 16 characters.
+	 */
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), CONNECTOR_CREDENTIALS_PURPOSE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mask_stored_secret() does not mask connector credentials"),
+				 errhint("Connector listings show them masked value by value.")));
 	if (!context_from_args(fcinfo, &cxt))
 		PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
 	PG_RETURN_TEXT_P(mask_stored(stored, &cxt));

@@ -238,10 +238,20 @@ RequireTenantForWrite(Oid relid)
 void
 TenantActAs(TenantIdentity *saved, const char *tenant_id, Oid role)
 {
+	TenantActing acting;
+
 	GetUserIdAndSecContext(&saved->save_userid, &saved->save_sec_context);
 	saved->save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("integration.tenant_id", tenant_id, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+
+	/*
+	 * role's bindings hold as a session's login role's would, and no other
+	 * tenant may be set (tenant_binding.c).
+	 */
+	acting.role = role;
+	strlcpy(acting.tenant, tenant_id, sizeof(acting.tenant));
+	TenantBindingActing(&acting, &saved->save_acting);
 	SetUserIdAndSecContext(role, saved->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 }
@@ -251,5 +261,6 @@ void
 TenantActAsEnd(const TenantIdentity *saved)
 {
 	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
+	TenantBindingActing(&saved->save_acting, NULL);
 	AtEOXact_GUC(false, saved->save_nestlevel);
 }

@@ -37,6 +37,17 @@
  *	  bindings and by every change to pg_authid or pg_auth_members (role attributes,
  *	  memberships, DROP ROLE).  A hit costs three role ids and a string comparison.
  * A backend whose database has no bindings answers from the first cache alone.
+ *
+ * The workers.  A worker runs a tenant's code (an inbound handler, a kind's adapters
+ * for a queued call) as the role that registered or queued it (TenantActAs()), in a
+ * session whose user is the bootstrap superuser, never bound.  There that role stands
+ * in for the session user (TenantBindingActing()): without it, the code could call
+ * an unbound owner's SECURITY DEFINER function, where none of the three roles is
+ * bound, and act as any tenant, which a session of the role itself cannot.  And the
+ * tenant it runs for is the only one it may set or use, whoever the role: a worker
+ * acts for one tenant at a time, and an unbound role's code (a handler registered by
+ * the application's shared role, whose function a tenant that is a member of that
+ * role could replace) must not reach the others through the setting.
  */
 #include "postgres.h"
 
@@ -286,10 +297,81 @@ tenants_intersect(const char **a, int na, const char **b, int nb)
 	return n;
 }
 
+/*
+ * Whom a worker acts for (TenantActAs()): the role in place of its session user, and
+ * the one tenant it may act as ("" and InvalidOid when none).  acting_level: the
+ * transaction nest level it was set at, so that the abort of that (sub)transaction
+ * forgets it, whatever the caller restores.
+ */
+static TenantActing acting =
+{
+	InvalidOid, ""
+};
+static int	acting_level = 0;
+static bool acting_callbacks = false;
+
+static void
+acting_forget(void)
+{
+	acting.role = InvalidOid;
+	acting.tenant[0] = '\0';
+}
+
+static void
+acting_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && GetCurrentTransactionNestLevel() <= acting_level)
+		acting_forget();
+}
+
+static void
+acting_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		acting_forget();
+}
+
+/*
+ * Makes *to (NULL: nobody) whom this backend acts for, until this is called again or
+ * the (sub)transaction aborts: its role stands in for the session user in every
+ * binding check, and no other tenant than its own may be set or used.  *previous gets
+ * what it replaces, for the caller to put back.
+ */
+void
+TenantBindingActing(const TenantActing * to, TenantActing * previous)
+{
+	if (!acting_callbacks)
+	{
+		RegisterSubXactCallback(acting_subxact_callback, NULL);
+		RegisterXactCallback(acting_xact_callback, NULL);
+		acting_callbacks = true;
+	}
+	if (previous)
+		*previous = acting;
+	if (to)
+		acting = *to;
+	else
+		acting_forget();
+	acting_level = GetCurrentTransactionNestLevel();
+}
+
+/* Raises unless requested (NULL: none) is the tenant the worker acts for, if any. */
+static void
+check_acting_tenant(const char *requested)
+{
+	if (acting.tenant[0] != '\0' && requested != NULL && strcmp(requested, acting.tenant) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("code run for tenant \"%s\" cannot act as tenant \"%s\"",
+						acting.tenant, requested),
+				 errdetail("A worker runs an inbound handler or a connector kind's adapter for one tenant, the one whose event or call it is.")));
+}
+
 static void
 session_roles(Oid *roles)
 {
-	roles[0] = GetSessionUserId();
+	roles[0] = OidIsValid(acting.role) ? acting.role : GetSessionUserId();
 	roles[1] = GetOuterUserId();
 	roles[2] = GetUserId();
 }
@@ -437,6 +519,7 @@ TenantBindingResolve(const char *requested)
 {
 	const TenantResolution *r;
 
+	check_acting_tenant(requested);
 	/* A database without bindings, once they are loaded: the setting alone. */
 	if (bindings_valid && nbindings == 0)
 		return requested;
@@ -476,6 +559,13 @@ TenantBindingAllowsSet(const char *requested, char **detail, char **hint)
 {
 	char	   *message;
 
+	if (acting.tenant[0] != '\0' && strcmp(requested, acting.tenant) != 0)
+	{
+		*detail = psprintf("Code run for tenant \"%s\" cannot act as tenant \"%s\".",
+						   acting.tenant, requested);
+		*hint = pstrdup("A worker runs an inbound handler or a connector kind's adapter for one tenant, the one whose event or call it is.");
+		return false;
+	}
 	if (!IsTransactionState() || IsParallelWorker() || InitializingParallelWorker ||
 		!OidIsValid(MyDatabaseId))
 		return true;
@@ -528,6 +618,25 @@ integration_bound_tenants(PG_FUNCTION_ARGS)
 	for (int i = 0; i < a.nallowed; i++)
 		elems[i] = PointerGetDatum(cstring_to_text(a.allowed[i]));
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, a.nallowed, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+PG_FUNCTION_INFO_V1(integration_role_bound_to);
+
+/*
+ * _role_bound_to(role regrole, tenant text): whether role is bound to tenant, itself
+ * or as a member of a bound role (false for superusers and BYPASSRLS roles).
+ */
+Datum
+integration_role_bound_to(PG_FUNCTION_ARGS)
+{
+	Oid			role = PG_GETARG_OID(0);
+	char	   *tenant = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char **tenants;
+	int			n;
+
+	load_bindings();
+	n = role_tenants(role, &tenants);
+	PG_RETURN_BOOL(tenants_contain(tenants, n, tenant));
 }
 
 /* Superusers and roles with the privileges of the table's owner may change bindings. */

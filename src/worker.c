@@ -123,10 +123,16 @@ WorkerDefineGucs(void)
 							"Bytes of each response body read and stored; reading stops there.",
 							NULL, &integration_max_response_bytes, 16 * 1024, 0, 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+
+	/*
+	 * Superusers only (and pg_read_all_settings): the URL may carry the
+	 * proxy's credentials, http://user:password@proxy:3128, which tenants
+	 * must not read.
+	 */
 	DefineCustomStringVariable("integration.proxy",
 							   "Proxy for webhook requests, e.g. http://proxy:3128; empty: none, whatever the environment says.",
 							   NULL, &integration_proxy, "",
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomIntVariable("integration.idle_recheck_interval",
 							"How often an idle worker looks for work nobody woke it for (e.g. prepared transactions).",
 							NULL, &integration_idle_recheck_ms, 60000, 1000, 3600000,

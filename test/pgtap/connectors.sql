@@ -1,7 +1,7 @@
 -- Tenant isolation of connectors and inbound events, and who may write the catalogue of
 -- kinds, in pgTAP form under the app role, rolled back at the end.
 BEGIN;
-SELECT plan(27);
+SELECT plan(34);
 
 DO $$
 BEGIN
@@ -64,6 +64,25 @@ SELECT throws_ok(format($$INSERT INTO integration.inbound_events (connector_id, 
 				 '23503', NULL, 'nor an event of its own on B''s connector');
 SELECT throws_ok(format('UPDATE integration.connectors SET tenant_id = %L WHERE id = %s', 'tap-b', (SELECT v FROM ids WHERE k = 'c_a')),
 				 '42501', NULL, 'A cannot move its connector to B');
+
+-- A's credentials go only to the server they were given for: a base_url moved elsewhere
+-- would send them to whoever runs it, so the move takes them again.
+SELECT throws_ok(format('SELECT integration.update_connector(%s, base_url => %L)', (SELECT v FROM ids WHERE k = 'c_a'), 'https://collector.example.invalid'),
+				 '22023', format('the base_url of connector %s cannot move to another server without its credentials', (SELECT v FROM ids WHERE k = 'c_a')),
+				 'A cannot move its base_url to another host without giving the credentials again');
+SELECT throws_ok(format('UPDATE integration.connectors SET base_url = %L WHERE id = %s', 'https://a.example.invalid:8443', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', NULL, 'nor to another port, with plain DML');
+SELECT throws_ok(format('UPDATE integration.connectors SET base_url = %L, credentials = credentials WHERE id = %s', 'http://a.example.invalid', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', NULL, 'nor to another scheme, the stored credentials copied along');
+SELECT is((SELECT base_url FROM integration.connectors WHERE id = (SELECT v FROM ids WHERE k = 'c_a')), 'https://a.example.invalid',
+		  'the base_url stayed');
+SELECT lives_ok(format('SELECT integration.update_connector(%s, base_url => %L)', (SELECT v FROM ids WHERE k = 'c_a'), 'https://A.example.invalid/v2'),
+				'a new path on the same server keeps the credentials');
+SELECT lives_ok(format('SELECT integration.update_connector(%s, base_url => %L, credentials => %L)', (SELECT v FROM ids WHERE k = 'c_a'),
+					   'https://collector.example.invalid', '{"token": "token-for-the-new-server-03"}'),
+				'with the credentials given again, the base_url moves');
+SELECT is((SELECT base_url FROM integration.connectors WHERE id = (SELECT v FROM ids WHERE k = 'c_a')), 'https://collector.example.invalid',
+		  'to the new server');
 
 -- As tenant B: its event is there, and A's request left nothing.
 SET LOCAL integration.tenant_id = 'tap-b';

@@ -3,7 +3,7 @@
 -- cannot read, change, remove or reprocess another's handlers and events.  The worker
 -- is off here: _run_inbound() runs the handlers with the worker's code.
 BEGIN;
-SELECT plan(25);
+SELECT plan(37);
 
 DO $$
 BEGIN
@@ -134,6 +134,76 @@ SELECT is((SELECT count(*) FROM integration._run_inbound(100)), 1::bigint, 'and 
 SELECT results_eq($$SELECT handler_of, event_tenant, count(*) FROM public.tap_seen GROUP BY 1, 2$$,
 				  $$VALUES ('tap-ha', 'tap-ha', 3::bigint)$$,
 				  'the requeued events run A''s handler again, and B''s handler not at all');
+
+-- A role bound to tap-ha, logged in (SET SESSION AUTHORIZATION), member of the unbound
+-- application role.  Its handlers run without its login, in the handler worker's
+-- session, and must stay bound there: registered under SET ROLE to the unbound role,
+-- a handler could set another tenant; nor may it reach another tenant through an
+-- unbound owner's SECURITY DEFINER function.
+CREATE ROLE tap_bound NOLOGIN IN ROLE integration_test_app;
+SELECT integration.bind_role('tap_bound', 'tap-ha');
+CREATE FUNCTION public.tap_switch(e integration.inbound_events) RETURNS void
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM set_config('integration.tenant_id', 'tap-hb', true);
+	PERFORM public.tap_seen_by('tap-definer', e);
+END
+$$;
+ALTER FUNCTION public.tap_switch(integration.inbound_events) OWNER TO integration_test_app;
+CREATE FUNCTION public.tap_via_definer(e integration.inbound_events) RETURNS void
+	LANGUAGE sql AS $$ SELECT public.tap_switch(e) $$;
+GRANT EXECUTE ON FUNCTION public.tap_via_definer(integration.inbound_events) TO tap_bound;
+DELETE FROM public.tap_seen;
+SET LOCAL SESSION AUTHORIZATION tap_bound;
+INSERT INTO ids SELECT 'c_bound', id FROM integration.create_connector('taphook', 'bound', NULL, '{}');
+SET LOCAL ROLE integration_test_app;
+SELECT is(integration.current_tenant(), 'tap-ha', 'under SET ROLE to the unbound role, the session acts as its login role''s tenant');
+SELECT throws_ok(format('SELECT integration.on_inbound(%L, %L, %L, connector_id => %s)', 'unbound', '["*"]',
+						'public.tap_handler_a(integration.inbound_events)', (SELECT v FROM ids WHERE k = 'c_bound')),
+				 '42501', 'an inbound handler of tenant "tap-ha" cannot run as role "integration_test_app"',
+				 'but it cannot register a handler that would run as the unbound role');
+RESET ROLE;
+SELECT lives_ok(format('SELECT integration.on_inbound(%L, %L, %L, connector_id => %s)', 'via-definer', '["*"]',
+					   'public.tap_via_definer(integration.inbound_events)', (SELECT v FROM ids WHERE k = 'c_bound')),
+				'as itself, it registers a handler that calls the unbound role''s SECURITY DEFINER function');
+SELECT is((SELECT count(*) FROM integration.receive_webhook((SELECT v FROM ids WHERE k = 'c_bound'), '{}',
+			'[{"id": "z1", "topic": "order/created"}]') WHERE status = 'accepted'), 1::bigint, 'an event arrives');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT count(*) FROM integration._run_inbound(100)), 1::bigint, 'a run takes it');
+SELECT is_empty($$SELECT * FROM public.tap_seen WHERE handler_of = 'tap-definer'$$,
+				'run without the login, the handler did not reach tenant tap-hb');
+SELECT matches((SELECT last_error FROM integration.inbound_events WHERE external_id = 'z1'),
+			   '^handler via-definer: invalid value for parameter "integration.tenant_id": "tap-hb" \(SQLSTATE 42501\)$',
+			   'its attempt failed: the role it runs as is bound to tap-ha');
+
+
+-- Whoever the role, a handler acts for its event's tenant only: one registered by the
+-- unbound application role, whose function any member of that role could replace,
+-- cannot set another tenant in the worker either.
+CREATE FUNCTION public.tap_switcher(e integration.inbound_events) RETURNS void
+	LANGUAGE plpgsql
+AS $$
+BEGIN
+	PERFORM set_config('integration.tenant_id', 'tap-hb', true);
+	PERFORM public.tap_seen_by('tap-switcher', e);
+END
+$$;
+GRANT EXECUTE ON FUNCTION public.tap_switcher(integration.inbound_events) TO integration_test_app;
+SET LOCAL ROLE integration_test_app;
+SET LOCAL integration.tenant_id = 'tap-ha';
+INSERT INTO ids SELECT 'c_shared', id FROM integration.create_connector('taphook', 'shared', NULL, '{}');
+SELECT lives_ok(format('SELECT integration.on_inbound(%L, %L, %L, connector_id => %s)', 'switcher', '["*"]',
+					   'public.tap_switcher(integration.inbound_events)', (SELECT v FROM ids WHERE k = 'c_shared')),
+				'the unbound application role registers a handler that sets another tenant');
+SELECT is((SELECT count(*) FROM integration.receive_webhook((SELECT v FROM ids WHERE k = 'c_shared'), '{}',
+			'[{"id": "z2", "topic": "order/created"}]') WHERE status = 'accepted'), 1::bigint, 'an event arrives for it');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM integration._run_inbound(100)), 1::bigint, 'a run takes it');
+SELECT matches((SELECT last_error FROM integration.inbound_events WHERE external_id = 'z2'),
+			   '^handler switcher: invalid value for parameter "integration.tenant_id": "tap-hb" \(SQLSTATE 42501\)$',
+			   'the handler could not set tenant tap-hb: it runs for tap-ha''s event');
+SELECT is_empty($$SELECT * FROM public.tap_seen WHERE handler_of = 'tap-switcher'$$, 'and saw nothing of tap-hb');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -333,6 +333,11 @@ SELECT integration.reencrypt_secrets() AS reencrypted;
 SELECT integration.secret_key_id(credentials) IS NOT NULL AS encrypted_after,
 	   integration._mask_credentials(credentials, tenant_id, id) AS masked
   FROM integration.connectors WHERE id = 1002;
+-- Credentials are masked value by value: mask_stored_secret() would show the end of
+-- the JSON object, the last value's last characters whatever its length.
+SELECT integration.mask_stored_secret(credentials, 'connectors.credentials', tenant_id, id::text)
+  FROM integration.connectors WHERE id = 1002;
+\echo :LAST_ERROR_SQLSTATE
 
 -- A kind no connector uses can go.
 SELECT (integration.register_connector_kind('spare', 'none', 'none', 'public.acme_normalise(integration.connector_context, jsonb, text)')).name AS registered;

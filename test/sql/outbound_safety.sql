@@ -58,7 +58,8 @@ SELECT u AS url, pg_temp.verdict(u) AS verdict
 	'http://[::]/']) u;
 
 -- Cloud metadata, private, shared, multicast, broadcast, reserved and documentation
--- ranges; IPv6 link-local with a zone id, unique local, multicast, documentation.
+-- ranges; IPv6 link-local with a zone id, unique local, multicast, documentation,
+-- Teredo (the first one's client, inverted, is 127.0.0.1) and benchmarking.
 SELECT u AS url, pg_temp.verdict(u) AS verdict
   FROM unnest(ARRAY[
 	'http://169.254.169.254/latest/meta-data/',
@@ -93,6 +94,10 @@ SELECT u AS url, pg_temp.verdict(u) AS verdict
 	'http://[fd12:3456::1]/',
 	'http://[ff02::1]/',
 	'http://[2001:db8::1]/',
+	'http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/',
+	'http://[2001::1]/',
+	'http://[2001:0:ffff:ffff:ffff:ffff:ffff:ffff]/',
+	'http://[2001:2::1]/',
 	'http://[64:ff9b::a00:1]/',
 	'http://[2002:c0a8:101::1]/']) u;
 
@@ -111,6 +116,9 @@ SELECT u AS url, pg_temp.verdict(u) AS verdict
 	'http://169.255.0.1/',
 	'http://223.255.255.255/',
 	'http://[2606:4700:4700::1111]/',
+	'http://[2001:4860:4860::8888]/',
+	'http://[2001:1::1]/',
+	'http://[2001:200::1]/',
 	'http://[::ffff:8.8.8.8]/',
 	'http://[64:ff9b::808:808]/',
 	'http://256.1/',
@@ -254,6 +262,16 @@ SELECT 'SELECT pg_sleep(0.05) WHERE current_setting(''integration.https_only'') 
 SHOW integration.allowed_networks;
 SHOW integration.blocked_networks;
 SHOW integration.https_only;
+
+-- integration.proxy may carry the proxy's credentials (http://user:password@proxy:3128):
+-- hidden from the application role, shown to superusers.
+SET ROLE integration_test_app;
+SHOW integration.proxy;
+SELECT current_setting('integration.proxy');
+SELECT count(*) FROM pg_settings WHERE name = 'integration.proxy';
+RESET ROLE;
+SELECT count(*) FROM pg_settings WHERE name = 'integration.proxy';
+
 DELETE FROM integration.integration_logs WHERE tenant_id = 'net';
 DELETE FROM integration.webhook_endpoints WHERE tenant_id = 'net';
 RESET integration.tenant_id;

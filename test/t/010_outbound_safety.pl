@@ -12,7 +12,9 @@
 #   C. allowed again removed: a connection kept alive from B carries no request;
 #   D. integration.https_only: an http URL fails with blocked_scheme, nothing sent;
 #   E. integration.proxy: the proxy's address is what is checked, and a URL whose
-#      host is a blocked IP literal is refused before it reaches the proxy.
+#      host is a blocked IP literal is refused before it reaches the proxy.  The
+#      server runs with no_proxy naming the proxied endpoint's host, and the request
+#      still goes through the proxy: the environment exempts nothing from it.
 
 use strict;
 use warnings;
@@ -33,6 +35,11 @@ sub run_mode
 	my $r2 = start_receiver(host => '127.0.0.2');
 	my $r6 = eval { start_receiver(host => '::1') };
 	diag("[$mode] no receiver on ::1, the IPv6 cases are skipped: $@") unless $r6;
+
+	# The server's environment exempts the proxied endpoint's host from any proxy (E):
+	# the worker must not heed it.
+	local $ENV{no_proxy} = 'hooks.example.invalid';
+	local $ENV{NO_PROXY} = 'hooks.example.invalid';
 
 	# The last allowed_networks line wins over new_integration_node's own.
 	my $node = new_integration_node("outbound_$mode",
@@ -273,7 +280,8 @@ sub run_mode
 
 	$reload->([ "SET integration.allowed_networks = '127.0.0.2/32'" ]);
 	my $ef = $publish_until->('proxy.f', 'proxied', 'delivered');
-	ok(defined $ef, "[$mode] E: once its address is allowed, requests go through the proxy");
+	ok(defined $ef,
+		"[$mode] E: once its address is allowed, requests go through the proxy, no_proxy notwithstanding");
 	my ($via) = grep { $_->{path_only} eq '/proxied' } read_log($r2);
 	is($via && $via->{headers}{host}, 'hooks.example.invalid',
 		"[$mode] E: the proxy got the request for the name it resolves");
