@@ -23,7 +23,7 @@ typedef struct TenantActing
 {
 	Oid			role;
 	char		tenant[TENANT_ID_MAX_LEN + 1];
-}			TenantActing;
+} TenantActing;
 
 /* What TenantActAs() switched from, for TenantActAsEnd(). */
 typedef struct TenantIdentity

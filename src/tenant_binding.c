@@ -339,7 +339,7 @@ acting_xact_callback(XactEvent event, void *arg)
  * what it replaces, for the caller to put back.
  */
 void
-TenantBindingActing(const TenantActing * to, TenantActing * previous)
+TenantBindingActing(const TenantActing *to, TenantActing *previous)
 {
 	if (!acting_callbacks)
 	{

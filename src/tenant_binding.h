@@ -24,7 +24,7 @@
 extern const char *TenantBindingResolve(const char *requested);
 extern bool TenantBindingAllowsSet(const char *requested, char **detail, char **hint);
 extern char *TenantBindingUnchosenDetail(void);
-extern void TenantBindingActing(const TenantActing * acting, TenantActing * previous);
+extern void TenantBindingActing(const TenantActing *acting, TenantActing *previous);
 
 /* BEFORE ... FOR EACH STATEMENT on integration.tenant_roles. */
 extern PGDLLEXPORT Datum integration_tenant_roles_written(PG_FUNCTION_ARGS);
