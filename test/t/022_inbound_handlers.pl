@@ -231,8 +231,11 @@ sub q1_retry
 	my $deadline = time() + 30;
 	while (1)
 	{
-		my ($ret, $out, $err) = $node->psql('postgres', $sql);
-		return $out if $ret == 0;
+		# A psql that could not connect may exit before it reads the query, which
+		# IPC::Run then dies writing (a broken pipe): one more try too.
+		my ($ret, $out, $err) = eval { $node->psql('postgres', $sql) };
+		return $out if defined $ret && $ret == 0;
+		$err //= $@;
 		die "server did not come back: $err" if time() > $deadline;
 		usleep(100_000);
 	}

@@ -303,7 +303,7 @@ my $pid = $node->safe_psql('postgres', "SELECT pid FROM integration.worker_statu
 is(call_row($crash)->{status}, 'sending', 'and sending');
 kill 'KILL', $pid;
 receiver_plan($recv, '/hang', '');
-ok($node->poll_query_until('postgres',
+ok(poll_across_crash($node, 'postgres',
 		"SELECT count(*) = 1 AND bool_and(pid <> $pid) FROM integration.worker_status() WHERE role = 'delivery'"),
 	'the server restarted after the crash, with a new worker');
 $row = wait_call($crash, 'succeeded');

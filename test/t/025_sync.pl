@@ -109,7 +109,7 @@ is(sql("SELECT count(*) FROM integration.connector_calls WHERE connector_id = $c
 	'1', 'its call is in flight');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM integration.worker_status() WHERE role = 'delivery'");
 kill 'KILL', $pid;
-ok($node->poll_query_until('postgres',
+ok(poll_across_crash($node, 'postgres',
 		"SELECT count(*) = 1 AND bool_and(pid <> $pid) FROM integration.worker_status() WHERE role = 'delivery'"),
 	'the server restarted after the crash, with a new worker');
 

@@ -344,7 +344,7 @@ is_deeply([ map { [ $_->{status}, $_->{fault} ] } @sent ], [ [ 200, 'hang_after'
 is(call_row($charge)->{status}, 'sending', 'the call is sending');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM integration.worker_status() WHERE role = 'delivery'");
 kill 'KILL', $pid;
-ok($node->poll_query_until('postgres',
+ok(poll_across_crash($node, 'postgres',
 		"SELECT count(*) = 1 AND bool_and(pid <> $pid) FROM integration.worker_status() WHERE role = 'delivery'"),
 	'the server restarted after the crash, with a new worker');
 $row = ended($charge);

@@ -39,6 +39,7 @@ use Fcntl qw(:flock);
 use File::Path ();
 use File::Spec;
 use IO::Socket::IP;
+use IPC::Run ();
 use JSON::PP;
 use MIME::Base64 qw(decode_base64 encode_base64);
 use POSIX ();
@@ -51,7 +52,7 @@ our @EXPORT = qw(
   write_key_file
   start_receiver stop_receiver receiver_url read_log read_log_settled wait_for_requests
   receiver_connections receiver_plan
-  verify_signature expected_signature
+  verify_signature expected_signature poll_across_crash
 );
 
 # Every wait in these tests is bounded; poll_query_until's default of 180 s would
@@ -66,6 +67,35 @@ my @nodes;
 =pod
 
 =over
+
+=item poll_across_crash($node, $dbname, $query)
+
+poll_query_until() for the moments after a server process was killed, while the
+postmaster restarts everything: poll_query_until() writes its query to psql's
+standard input, and a psql that could not connect has exited before reading it, so
+IPC::Run dies of a broken pipe (exit status 32) instead of trying again.  Here the
+query goes as an argument (psql -c), and a failed connection is one more try.  True
+once the query returns 't' within the default timeout.
+
+=cut
+
+sub poll_across_crash
+{
+	my ($node, $dbname, $query) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		my ($out, $err) = ('', '');
+		IPC::Run::run([ $node->installed_command('psql'), '-XAtq', '-d', $node->connstr($dbname), '-c', $query ],
+			'<', \undef, '>', \$out, '2>', \$err);
+		chomp $out;
+		return 1 if $out eq 't';
+		usleep(100_000);
+	}
+	return 0;
+}
+
+=pod
 
 =item new_integration_node($name, @conf_lines)
 
