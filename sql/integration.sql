@@ -328,11 +328,18 @@ CREATE FUNCTION integration.mask_stored_secret(stored text, purpose text, VARIAD
 COMMENT ON FUNCTION integration.mask_stored_secret(text, text, text[]) IS
 	'A stored secret, encrypted or not, masked as mask_secret() masks one (its last four characters); (unavailable) when it is encrypted and does not decrypt for that purpose and row identity.';
 
+CREATE FUNCTION integration.mask_stored_secrets(stored jsonb, purpose text, VARIADIC identity text[])
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'integration_mask_stored_secrets'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION integration.mask_stored_secrets(jsonb, text, text[]) IS
+	'A stored JSON object of secrets (webhook_endpoints.headers) with its keys as they are and each value masked as mask_stored_secret() masks one, the key appended to the row identity.';
+
 CREATE FUNCTION integration.encrypt_secret() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'integration_encrypt_secret'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION integration.encrypt_secret() IS
-	'BEFORE INSERT OR UPDATE row trigger that validates and encrypts a secret column. Arguments: purpose, column, validator (regprocedure text or empty), identity columns.';
+	'BEFORE INSERT OR UPDATE row trigger that validates and encrypts a secret column: text, or jsonb whose object values are each encrypted with their key added to the identity. Arguments: purpose, column, validator (regprocedure text or empty), identity columns.';
 
 -- SET search_path: it runs statements as the tables' owner, with the caller's settings.
 CREATE FUNCTION integration.reencrypt_secrets() RETURNS bigint
@@ -434,6 +441,20 @@ CREATE TRIGGER secret_encrypted BEFORE INSERT OR UPDATE OF secret, tenant_id, id
 		'webhook_endpoints.secret', 'secret', 'integration.validate_secret(text)', 'tenant_id', 'id');
 COMMENT ON COLUMN integration.webhook_endpoints.secret IS
 	'The signing secret(s), encrypted at rest (enc:v1:<key id>:<base64>) when integration.encryption_key_file is set. Write the secret itself: the secret_encrypted trigger encrypts it.';
+
+-- Custom headers are credentials as often as not (Authorization, an API key), so each
+-- value is encrypted as the secret is: the same trigger, key and format, bound to the
+-- tenant, the endpoint and the header's name, so a value copied to another header,
+-- endpoint or tenant does not decrypt.  The names stay readable: they are not secret,
+-- the CHECK above validates them for writes that skip triggers (reserved names, token
+-- characters), and listings show which headers an endpoint sends.  Values are masked
+-- there as the secret is (src/secret_sql.c); only the worker decrypts them.
+CREATE TRIGGER headers_encrypted BEFORE INSERT OR UPDATE OF headers, tenant_id, id
+	ON integration.webhook_endpoints
+	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
+		'webhook_endpoints.headers', 'headers', 'integration.validate_headers(jsonb)', 'tenant_id', 'id');
+COMMENT ON COLUMN integration.webhook_endpoints.headers IS
+	'Custom headers sent with every delivery, {"Name": "value"}; each value encrypted at rest (enc:v1:<key id>:<base64>) when integration.encryption_key_file is set, the names as given. Write the values themselves: the headers_encrypted trigger encrypts them.';
 
 -- Secrets that rotate_secret() replaced and that still sign until their grace ends: the
 -- worker signs every delivery with the endpoint's secret and these (at most three, the
@@ -982,15 +1003,16 @@ CREATE FUNCTION integration.register_webhook(name text, url text, events jsonb,
 AS $$
 DECLARE
 	ep integration.webhook_endpoints;
-	-- Kept to return: the row holds it encrypted.
+	-- Kept to return: the row holds them encrypted.
 	plain_secret text := coalesce(register_webhook.secret, integration.generate_secret());
+	plain_headers jsonb := coalesce(register_webhook.headers, '{}');
 BEGIN
 	PERFORM integration.require_tenant();
 	PERFORM integration.validate_destination(register_webhook.url);
 	INSERT INTO integration.webhook_endpoints AS w (name, url, events, secret, headers,
 												   rate_limit, rate_limit_burst)
 	VALUES (register_webhook.name, register_webhook.url, register_webhook.events,
-			plain_secret, coalesce(register_webhook.headers, '{}'),
+			plain_secret, plain_headers,
 			register_webhook.rate_limit, register_webhook.rate_limit_burst)
 	RETURNING w.* INTO ep;
 
@@ -1001,13 +1023,13 @@ BEGIN
 											   'url', ep.url, 'events', ep.events)
 							|| jsonb_strip_nulls(jsonb_build_object('rate_limit', ep.rate_limit,
 																	'rate_limit_burst', ep.rate_limit_burst)));
-	-- The only time the whole secret is shown.
-	RETURN (ep.id, ep.name, ep.url, ep.events, plain_secret, ep.headers, ep.is_active,
+	-- The only time the whole secret and the headers' values are shown.
+	RETURN (ep.id, ep.name, ep.url, ep.events, plain_secret, plain_headers, ep.is_active,
 			ep.disabled_reason, ep.disabled_at, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
 COMMENT ON FUNCTION integration.register_webhook(text, text, jsonb, text, jsonb, integer, integer) IS
-	'Registers an endpoint for the current tenant and returns it with its full secret, shown this once. rate_limit: most requests per second (NULL: none); rate_limit_burst: requests at once after a quiet spell (NULL: rate_limit).';
+	'Registers an endpoint for the current tenant and returns it with its full secret and header values, shown this once. rate_limit: most requests per second (NULL: none); rate_limit_burst: requests at once after a quiet spell (NULL: rate_limit).';
 
 -- The read functions are PL/pgSQL so that require_tenant() runs first, whatever the
 -- tables hold: in a query's WHERE clause it would not run over an empty table.
@@ -1021,7 +1043,7 @@ BEGIN
 	RETURN QUERY
 		SELECT w.id, w.name, w.url, w.events,
 			   integration.mask_stored_secret(w.secret, 'webhook_endpoints.secret', w.tenant_id, w.id::text),
-			   w.headers,
+			   integration.mask_stored_secrets(w.headers, 'webhook_endpoints.headers', w.tenant_id, w.id::text),
 			   w.is_active, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at
 		  FROM integration.webhook_endpoints w
 		 WHERE w.tenant_id = tenant AND w.deleted_at IS NULL
@@ -1029,7 +1051,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.list_webhooks() IS
-	'The current tenant''s endpoints that are not deleted, secrets masked.';
+	'The current tenant''s endpoints that are not deleted, secrets and header values masked.';
 
 CREATE FUNCTION integration.show_webhook(id bigint) RETURNS integration.webhook
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -1041,7 +1063,7 @@ DECLARE
 BEGIN
 	SELECT w.id, w.name, w.url, w.events,
 		   integration.mask_stored_secret(w.secret, 'webhook_endpoints.secret', w.tenant_id, w.id::text),
-		   w.headers,
+		   integration.mask_stored_secrets(w.headers, 'webhook_endpoints.headers', w.tenant_id, w.id::text),
 		   w.is_active, w.disabled_reason, w.disabled_at, w.created_at, w.updated_at
 	  INTO result
 	  FROM integration.webhook_endpoints w
@@ -1056,7 +1078,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION integration.show_webhook(bigint) IS
-	'One endpoint of the current tenant, secret masked; raises no_data_found when there is none.';
+	'One endpoint of the current tenant, secret and header values masked; raises no_data_found when there is none.';
 
 CREATE FUNCTION integration.update_webhook(id bigint, name text DEFAULT NULL,
 										   url text DEFAULT NULL, events jsonb DEFAULT NULL,
@@ -1125,12 +1147,15 @@ BEGIN
 							jsonb_build_object('endpoint_id', ep.id, 'changed', to_jsonb(changed)));
 	RETURN (ep.id, ep.name, ep.url, ep.events,
 			integration.mask_stored_secret(ep.secret, 'webhook_endpoints.secret', ep.tenant_id, ep.id::text),
-			ep.headers,
+			-- Headers just given are shown as given, as register_webhook() shows them.
+			coalesce(update_webhook.headers,
+					 integration.mask_stored_secrets(ep.headers, 'webhook_endpoints.headers',
+													 ep.tenant_id, ep.id::text)),
 			ep.is_active, ep.disabled_reason, ep.disabled_at, ep.created_at, ep.updated_at)::integration.webhook;
 END
 $$;
 COMMENT ON FUNCTION integration.update_webhook(bigint, text, text, jsonb, text, jsonb, boolean, integer, integer) IS
-	'Changes the given fields of an endpoint (NULL leaves a field unchanged; rate_limit => 0 removes the limit, rate_limit_burst => 0 makes the burst the rate); returns it, secret masked.';
+	'Changes the given fields of an endpoint (NULL leaves a field unchanged; rate_limit => 0 removes the limit, rate_limit_burst => 0 makes the burst the rate); returns it, secret masked, and header values masked unless headers were given (then shown as given).';
 
 CREATE FUNCTION integration.delete_webhook(id bigint) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

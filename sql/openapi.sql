@@ -378,14 +378,14 @@ CREATE FUNCTION integration._openapi_routes()
 AS $$
 	VALUES
 	('/webhooks', 'get', 'integration.list_webhooks()'::regprocedure, 'listWebhooks',
-	 'List the tenant''s webhooks (secrets masked)', '200', NULL::text[]),
+	 'List the tenant''s webhooks (secrets and header values masked)', '200', NULL::text[]),
 	('/webhooks', 'post', 'integration.register_webhook(text,text,jsonb,text,jsonb,integer,integer)'::regprocedure,
-	 'registerWebhook', 'Register a webhook; the response shows its secret, once', '201',
+	 'registerWebhook', 'Register a webhook; the response shows its secret and header values, once', '201',
 	 '{name,url,events,secret,headers,rate_limit,rate_limit_burst}'),
 	('/webhooks/{id}', 'get', 'integration.show_webhook(bigint)'::regprocedure, 'showWebhook',
-	 'Show one webhook (secret masked)', '200', NULL),
+	 'Show one webhook (secret and header values masked)', '200', NULL),
 	('/webhooks/{id}', 'put', 'integration.update_webhook(bigint,text,text,jsonb,text,jsonb,boolean,integer,integer)'::regprocedure,
-	 'updateWebhook', 'Change a webhook; omitted fields keep their values', '200',
+	 'updateWebhook', 'Change a webhook; omitted fields keep their values; the response masks the secret, and the header values unless it sets them', '200',
 	 '{name,url,events,secret,headers,is_active,rate_limit,rate_limit_burst}'),
 	('/webhooks/{id}', 'delete', 'integration.delete_webhook(bigint)'::regprocedure, 'deleteWebhook',
 	 'Delete a webhook (its deliveries stay listed)', '200', NULL),

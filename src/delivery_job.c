@@ -57,8 +57,12 @@
 
 #include "circuit_store.h"
 #include "delivery_job.h"
+#include "delivery_claim.h"
+#include "delivery_fan_out.h"
+#include "delivery_outcome.h"
 #include "delivery_request.h"
 #include "delivery_store.h"
+#include "endpoint_settings.h"
 #include "integration.h"
 #include "retry_policy.h"
 #include "shared_state.h"

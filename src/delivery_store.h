@@ -1,25 +1,18 @@
 /*
  * delivery_store.h
- *		The worker's SQL: fan-out, claiming, recording results.
+ *		The worker's store transactions, the plans of their statements, and what the
+ *		fan-out, the claims and the outcomes of deliveries hand each other.
  */
 #ifndef INTEGRATION_DELIVERY_STORE_H
 #define INTEGRATION_DELIVERY_STORE_H
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "storage/itemptr.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
-/*
- * Secrets that rotate_secret() retired and that still sign until their expiry: at most
- * RETIRED_SECRETS_MAX, newest first, decrypted.
- */
-#define RETIRED_SECRETS_MAX 3
-typedef struct RetiredSecrets
-{
-	int			count;
-	char	   *secrets[RETIRED_SECRETS_MAX];
-	TimestampTz expires[RETIRED_SECRETS_MAX];
-} RetiredSecrets;
+#include "endpoint_settings.h"
 
 /* A delivery claimed for sending, with what the request needs. */
 typedef struct ClaimedDelivery
@@ -84,38 +77,6 @@ typedef struct DeliveryResult
 								 * NULL: none */
 } DeliveryResult;
 
-/* An endpoint's request settings now, as StoreReadEndpoints() finds them. */
-typedef struct EndpointSettings
-{
-	const char *tenant_id;		/* the key, filled in by the caller */
-	int64		id;
-	char	   *url;			/* NULL: no such endpoint any more */
-	char	   *secret;			/* decrypted (secret_box.h) */
-	char	   *secret_error;	/* why secret is NULL: it, or a retired one,
-								 * does not decrypt */
-	RetiredSecrets retired;
-	Jsonb	   *headers;
-	int			timeout_ms;
-	char	   *retry_schedule;
-	int			rate_limit;		/* 0: unlimited */
-	int			rate_limit_burst;	/* 0: rate_limit */
-	bool		usable;
-	bool		suspended;		/* disabled by the worker, not deleted */
-} EndpointSettings;
-
-extern void StoreBegin(const char *activity);
-extern void StoreCommit(void);
-extern void StoreCommitWithoutFlush(void);
-extern bool StoreExtensionPresent(void);
-extern void StoreForgetPlans(void);
-extern void StoreReplanIfStale(void);
-extern int	StoreReconcileLeases(bool all, int64 *held, int nheld);
-extern void StoreReadEndpoints(EndpointSettings *eps, int n, MemoryContext mcxt);
-extern void StoreClaimTakeSettings(ClaimedDelivery *c, const EndpointSettings *ep);
-extern void EndpointSettingsCopy(EndpointSettings *dst, const EndpointSettings *src,
-								 MemoryContext mcxt);
-extern int	StorePurgeRetiredSecrets(void);
-
 /*
  * The last_error of a delivery skipped because the worker disabled its endpoint (status
  * 'skipped': no request, no attempt used); enable_webhook() can replay it.
@@ -125,32 +86,6 @@ extern int	StorePurgeRetiredSecrets(void);
 /* Most events fanned out, or deliveries claimed, by one statement. */
 #define STORE_BATCH 256
 
-/* The two lanes of one fan-out (StoreFanOutAndClaim()). */
-typedef struct FanOutLanes
-{
-	int64		after;			/* in/out: the backlog lane takes events above
-								 * this */
-	int			limit;			/* its batch; 0: it takes none */
-	int64		fresh_after;	/* in/out: the fresh lane takes events above
-								 * this */
-	int			fresh_limit;	/* its batch; 0: no fresh lane */
-	int			taken;			/* out: events the backlog lane took */
-	int			fresh_taken;	/* out: events the fresh lane took */
-	bool		put_back;		/* out: events were queued again (an endpoint
-								 * was locked) */
-	bool		overflowed;		/* out: deliveries went in pending, for want
-								 * of room */
-} FanOutLanes;
-
-/* How many more claims the worker takes for an endpoint (asked once per batch). */
-typedef int (*FanOutRoom) (void *arg, const EndpointSettings *endpoint);
-
-extern int	StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room,
-								void *room_arg, ClaimList *list);
-extern int64 StoreNewestQueued(void);
-extern int	StoreClaim(int lease_ms, int limit, int64 *excluded, int nexcluded, ClaimList *list);
-extern TimestampTz StoreNextDue(TimestampTz after, int64 *excluded, int nexcluded);
-
 /* Endpoints named by tenant and id, in the memory context of whoever filled them in. */
 typedef struct EndpointRefs
 {
@@ -159,29 +94,33 @@ typedef struct EndpointRefs
 	int64	   *ids;
 } EndpointRefs;
 
-extern int	StoreRecord(DeliveryResult *results, int n, EndpointRefs *disabled);
+/*
+ * The tables whose size the worker's generic plans depend on, as bits: a module's
+ * ForgetPlans function drops the plans that read any table in its argument, and with
+ * STORE_ALL_TABLES every plan it keeps.
+ */
+#define STORE_DELIVERIES	0x01
+#define STORE_EVENT_QUEUE	0x02
+#define STORE_EVENTS		0x04
+#define STORE_ENDPOINTS		0x08
+#define STORE_ALL_TABLES	0xFF
 
-/* A claim given back unsent, without using an attempt (its endpoint's circuit opened). */
-typedef struct ReturnedClaim
+/* A kept plan and the tables its plan's shape depends on (0: none). */
+typedef struct StorePlanSlot
 {
-	ItemPointerData tid;		/* ClaimedDelivery.tid */
-	int64		id;
-	TimestampTz lease;			/* ClaimedDelivery.lease */
-	TimestampTz due;			/* next_attempt_at it goes back with */
-} ReturnedClaim;
+	SPIPlanPtr *plan;
+	int			reads;
+} StorePlanSlot;
 
-extern int	StoreReturnClaims(const ReturnedClaim *claims, int n);
-
-/* An endpoint whose half-open circuit needs one delivery to probe with. */
-typedef struct ProbeRequest
-{
-	const char *tenant_id;
-	int64		endpoint_id;
-	bool		found;			/* out: one was claimed */
-	TimestampTz next_at;		/* out, when not found: when one comes due; 0:
-								 * none pending */
-} ProbeRequest;
-
-extern void StoreClaimProbes(int lease_ms, ProbeRequest *probes, int n, ClaimList *list);
+extern void StoreBegin(const char *activity);
+extern void StoreCommit(void);
+extern void StoreCommitWithoutFlush(void);
+extern bool StoreExtensionPresent(void);
+extern void StoreForgetPlans(void);
+extern void StoreReplanIfStale(void);
+extern void StoreForgetPlansOf(const StorePlanSlot *slots, int n, int tables);
+extern TimestampTz StoreLeaseExpiry(int lease_ms);
+extern HTAB *StoreBatchHash(const char *name, long nelem, Size keysize, Size entrysize,
+							HashValueFunc hash, HashCompareFunc match);
 
 #endif

@@ -24,7 +24,7 @@
  * receiver.  A skipped delivery is neither a success nor a failure.
  *
  * An endpoint the worker disabled (disabled_at set) keeps its subscriptions: its
- * deliveries are recorded as skipped, without a request (delivery_store.c), until
+ * deliveries are recorded as skipped, without a request (delivery_fan_out.c), until
  * enable_webhook() enables it again, ends its streak, and can replay them.
  *
  * Locks: the worker skips rows others hold locked, except in endpoint_failures, where

@@ -19,7 +19,7 @@
  *
  * Why deletes in batches, not partitions.  Dropping time partitions leaves nothing
  * behind, but the worker writes each result back by the claim's ctid
- * (delivery_store.c), and every key and reference here (the attempts' foreign key, the
+ * (delivery_outcome.c), and every key and reference here (the attempts' foreign key, the
  * statement triggers of delivery_references.c, the unique key that makes fan-out
  * idempotent) would have to include the partition key: a rewrite of the whole store.  A
  * deleted row instead leaves a dead tuple and dead index entries until autovacuum

@@ -272,7 +272,7 @@ RetentionInboundWindow(ExpiryWalk *w, const RetentionCutoffs *c, int limit, int 
  * the two statements (auto_explain; test/sql/worker_plans.sql shows both plans).  For its
  * first rows the sort costs all of its input before its first row, the ordered scan
  * almost nothing: on those statistics the sort's plan costs 2.8 times more.  That is
- * a comparison of costs, as for the claim's head in delivery_store.c, not a guarantee.
+ * a comparison of costs, as for the claim's head in delivery_claim.c, not a guarantee.
  * The lookup names no finished_at, so no index of finished rows is implied: a LATERAL
  * probe by the primary key, or a read of the whole table at its whole cost.  Whether
  * a row is deleted is asked of it as locked (the CTE is not inlined).

@@ -5,7 +5,7 @@
  *		expect of it.
  *
  * The worker records an outcome only into a delivery row that nobody holds locked, so
- * that it never waits for another session (delivery_store.c, record_outcomes()): the
+ * that it never waits for another session (delivery_outcome.c, record_outcomes()): the
  * row version its claim wrote has no xmax until someone locks it.  Written as
  * "d.xmax = 0", that test took the default selectivity of an equality on a column
  * without statistics (a system column never has any), 0.5%, so a batch's rows looked

@@ -71,6 +71,22 @@ SecretContextForEndpoint(SecretContext *cxt, const char *tenant_id, int64 id)
 	SecretContextForRow(cxt, ENDPOINT_SECRET_PURPOSE, tenant_id, id);
 }
 
+/*
+ * The context of one value of a JSON object of secrets (secret_object.h): its row's
+ * context with the value's key appended, separated as the identity's parts are.  Keys
+ * come last, so no key can make one value's context another's.
+ */
+void
+SecretContextForKey(SecretContext *cxt, const SecretContext *row, const char *key, int keylen)
+{
+	cxt->len = row->len + 1 + keylen;
+	cxt->data = palloc(cxt->len + 1);
+	memcpy(cxt->data, row->data, row->len);
+	cxt->data[row->len] = '\0';
+	memcpy(cxt->data + row->len + 1, key, keylen);
+	cxt->data[cxt->len] = '\0';
+}
+
 /* Whether a stored value is in the sealed format (well formed or not). */
 bool
 SecretIsSealed(const char *stored)

@@ -25,6 +25,8 @@
 
 /* The purpose of webhook_endpoints.secret, as its trigger and the worker name it. */
 #define ENDPOINT_SECRET_PURPOSE "webhook_endpoints.secret"
+/* The purpose of each value of webhook_endpoints.headers (secret_object.h). */
+#define ENDPOINT_HEADERS_PURPOSE "webhook_endpoints.headers"
 
 /* The additional authenticated data of one value (SecretContextInit()). */
 typedef struct SecretContext
@@ -51,6 +53,8 @@ extern void SecretContextInit(SecretContext *cxt, const char *purpose,
 extern void SecretContextForRow(SecretContext *cxt, const char *purpose, const char *tenant_id,
 								int64 id);
 extern void SecretContextForEndpoint(SecretContext *cxt, const char *tenant_id, int64 id);
+extern void SecretContextForKey(SecretContext *cxt, const SecretContext *row, const char *key,
+								int keylen);
 
 extern bool SecretIsSealed(const char *stored);
 extern bool SecretSealedKeyId(const char *stored, char *id);

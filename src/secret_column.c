@@ -25,12 +25,17 @@
  * The column's CHECK constraint accepts a well-formed sealed value or a valid plain
  * one, for writes that skip triggers (session_replication_role = replica).
  *
+ * A jsonb column holds a JSON object whose string values are each such a value
+ * (secret_object.h: an endpoint's custom headers), sealed with the value's key
+ * appended to the row's context; "unchanged" is then per key: the old object's value
+ * under the same key.  The validator sees the whole object, when a value is plain.
+ *
  * reencrypt_secrets() runs, for every secret column, one UPDATE that sets the column
- * to itself where the value is plain or under a non-current key the server holds; the
- * trigger does the work.  It runs as each table's owner with row-level security off,
- * as PostgreSQL's referential checks do, so it reaches every tenant; a concurrent
- * writer of the same row is waited for and, in READ COMMITTED, the newer row version is
- * the one re-encrypted.
+ * to itself where the value (for a jsonb column, one of its values) is plain or under a
+ * non-current key the server holds; the trigger does the work.  It runs as each
+ * table's owner with row-level security off, as PostgreSQL's referential checks do, so
+ * it reaches every tenant; a concurrent writer of the same row is waited for and, in
+ * READ COMMITTED, the newer row version is the one re-encrypted.
  */
 #include "postgres.h"
 
@@ -46,11 +51,13 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/regproc.h"
 
 #include "secret_box.h"
+#include "secret_object.h"
 
 /* The trigger's arguments before the identity columns. */
 #define ARG_PURPOSE 0
@@ -59,16 +66,16 @@
 #define ARG_FIRST_IDENTITY 3
 
 /*
- * The context of tup's value: the trigger's purpose and tup's identity columns.
- * False when an identity column is NULL in a NOT NULL column (the constraint refuses
- * the row after the trigger).
+ * tup's identity columns as text, into *identity (the trigger's count of them).  False
+ * when one is NULL in a NOT NULL column (the constraint refuses the row after the
+ * trigger).
  */
 static bool
-row_context(Trigger *trig, Relation rel, HeapTuple tup, SecretContext *cxt)
+row_identity(Trigger *trig, Relation rel, HeapTuple tup, const char ***identity)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			n = trig->tgnargs - ARG_FIRST_IDENTITY;
-	const char **identity = palloc(sizeof(char *) * n);
+	const char **parts = palloc(sizeof(char *) * n);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -80,8 +87,8 @@ row_context(Trigger *trig, Relation rel, HeapTuple tup, SecretContext *cxt)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("table \"%s\" has no column \"%s\"", RelationGetRelationName(rel), col),
 					 errhint("Check the arguments of trigger \"%s\".", trig->tgname)));
-		identity[i] = SPI_getvalue(tup, desc, attnum);
-		if (identity[i] == NULL)
+		parts[i] = SPI_getvalue(tup, desc, attnum);
+		if (parts[i] == NULL)
 		{
 			if (TupleDescAttr(desc, attnum - 1)->attnotnull)
 				return false;
@@ -91,7 +98,7 @@ row_context(Trigger *trig, Relation rel, HeapTuple tup, SecretContext *cxt)
 					 errdetail("The row's identity columns authenticate its encrypted secret.")));
 		}
 	}
-	SecretContextInit(cxt, trig->tgargs[ARG_PURPOSE], identity, n);
+	*identity = parts;
 	return true;
 }
 
@@ -101,14 +108,130 @@ same_context(const SecretContext *a, const SecretContext *b)
 	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
 }
 
-/* tup with its secret column set to value. */
-static HeapTuple
-with_value(Relation rel, HeapTuple tup, int attnum, char *value)
+/*
+ * What to store for stored, a value written to a row whose context is cxt_new (see the
+ * banner); old: the value the row held before an UPDATE, whose context is cxt_old
+ * (NULL: none).  Returns stored itself when it is stored as it is.  what names the
+ * value in errors ("column \"secret\"").
+ */
+static char *
+seal_value(char *stored, const char *old, const SecretContext *cxt_old,
+		   const SecretContext *cxt_new, const char *what)
 {
-	Datum		d = CStringGetTextDatum(value);
+	const SecretKey *current = SecretKeyCurrent();
+	char		id[SECRET_KEY_ID_LEN + 1];
+	bool		use_old;
+	char	   *plain;
+	int			plainlen;
+	SecretOpenStatus status;
+	char	   *sealed;
+
+	if (!SecretIsSealed(stored))
+	{
+		if (current == NULL)
+			return stored;
+		sealed = SecretSeal(stored, strlen(stored), cxt_new);
+		explicit_bzero(stored, strlen(stored));
+		return sealed;
+	}
+
+	if (!SecretSealedKeyId(stored, id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed encrypted secret in %s", what),
+				 errdetail("A value that starts with \"%s\" must be one that integration encrypted.",
+						   SECRET_SEALED_PREFIX),
+				 errhint("Store the secret itself; it is encrypted when written.")));
+
+	/* An UPDATE that keeps the value keeps the old row's context. */
+	use_old = old != NULL && strcmp(old, stored) == 0;
+	if (SecretKeyFind(id) == NULL)
+	{
+		if (use_old && !same_context(cxt_old, cxt_new))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot change the identity of a row whose secret is encrypted under key %s", id),
+					 errdetail("The key is not in integration.encryption_key_file, so the secret cannot be encrypted again for the row's new identity."),
+					 errhint("Add the key to the key file and restart the server first.")));
+		return stored;
+	}
+	if (use_old && same_context(cxt_old, cxt_new) && strcmp(id, current->id) == 0)
+		return stored;
+
+	status = SecretOpen(stored, use_old ? cxt_old : cxt_new, &plain, &plainlen);
+	if (status != SECRET_OPENED)
+	{
+		char	   *why = SecretOpenError(status, stored);
+
+		why[0] = pg_toupper((unsigned char) why[0]);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("encrypted secret in %s does not decrypt for this row", what),
+				 errdetail("%s.", why),
+				 errhint("An encrypted value can be stored only in the row it was encrypted for; store the secret itself instead.")));
+	}
+	if (strcmp(id, current->id) == 0 && (!use_old || same_context(cxt_old, cxt_new)))
+	{
+		SecretFree(plain, plainlen);
+		return stored;
+	}
+	sealed = SecretSeal(plain, plainlen, cxt_new);
+	SecretFree(plain, plainlen);
+	return sealed;
+}
+
+/* What seal_key_value() needs besides the value: the row's contexts and old object. */
+typedef struct ObjectSealing
+{
+	const SecretContext *row_new;
+	const SecretContext *row_old;	/* NULL: no old row */
+	Jsonb	   *old;			/* the old row's object (NULL: none) */
+	const char *column;
+} ObjectSealing;
+
+/* seal_value() for one value of a JSON object of secrets, as SecretObjectMap() calls it. */
+static char *
+seal_key_value(void *arg, const char *key, int keylen, char *value)
+{
+	ObjectSealing *os = arg;
+	SecretContext cxt_new;
+	SecretContext cxt_old;
+	char	   *old = NULL;
+
+	SecretContextForKey(&cxt_new, os->row_new, key, keylen);
+	if (os->old != NULL && JB_ROOT_IS_OBJECT(os->old) && !JB_ROOT_IS_SCALAR(os->old))
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(&os->old->root, key, keylen, NULL);
+
+		if (v != NULL && v->type == jbvString)
+		{
+			old = pnstrdup(v->val.string.val, v->val.string.len);
+			SecretContextForKey(&cxt_old, os->row_old, key, keylen);
+		}
+	}
+	return seal_value(value, old, &cxt_old, &cxt_new,
+					  psprintf("the value of \"%.*s\" in column \"%s\"", keylen, key, os->column));
+}
+
+/* tup with column attnum set to d. */
+static HeapTuple
+with_value(Relation rel, HeapTuple tup, int attnum, Datum d)
+{
 	bool		isnull = false;
 
 	return heap_modify_tuple_by_cols(tup, RelationGetDescr(rel), 1, &attnum, &d, &isnull);
+}
+
+/* Calls the trigger's validator, if it names one, on d as written. */
+static void
+validate(Trigger *trig, Datum d)
+{
+	const char *validator = trig->tgargs[ARG_VALIDATOR];
+
+	if (validator[0] != '\0')
+		OidFunctionCall1(DatumGetObjectId(DirectFunctionCall1(regprocedurein,
+															  CStringGetDatum(validator))),
+						 d);
 }
 
 PG_FUNCTION_INFO_V1(integration_encrypt_secret);
@@ -122,20 +245,17 @@ integration_encrypt_secret(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	newtup;
-	bool		is_update;
 	int			attnum;
+	Oid			type;
+	int			nidentity;
+	const char **identity_new;
+	const char **identity_old;
 	bool		isnull;
 	Datum		d;
-	char	   *stored;
-	char		id[SECRET_KEY_ID_LEN + 1];
-	const SecretKey *current = SecretKeyCurrent();
+	Datum		old = (Datum) 0;
+	bool		has_old = false;
 	SecretContext cxt_new;
 	SecretContext cxt_old;
-	bool		use_old = false;
-	char	   *plain;
-	int			plainlen;
-	SecretOpenStatus status;
-	char	   *sealed;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
@@ -153,86 +273,63 @@ integration_encrypt_secret(PG_FUNCTION_ARGS)
 						trig->tgname),
 				 errhint("Pass encrypt_secret('<purpose>', '<column>', '<validator or empty>', '<identity column>', ...).")));
 	attnum = SPI_fnumber(desc, trig->tgargs[ARG_COLUMN]);
-	if (attnum <= 0 || TupleDescAttr(desc, attnum - 1)->atttypid != TEXTOID)
+	type = attnum > 0 ? TupleDescAttr(desc, attnum - 1)->atttypid : InvalidOid;
+	if (type != TEXTOID && type != JSONBOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("table \"%s\" has no text column \"%s\"", RelationGetRelationName(rel),
+				 errmsg("table \"%s\" has no text or jsonb column \"%s\"", RelationGetRelationName(rel),
 						trig->tgargs[ARG_COLUMN]),
 				 errhint("Check the arguments of trigger \"%s\".", trig->tgname)));
+	nidentity = trig->tgnargs - ARG_FIRST_IDENTITY;
 
-	is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
-	newtup = is_update ? td->tg_newtuple : td->tg_trigtuple;
+	newtup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	d = heap_getattr(newtup, attnum, desc, &isnull);
-	if (isnull || !row_context(trig, rel, newtup, &cxt_new))
+	if (isnull || !row_identity(trig, rel, newtup, &identity_new))
 		return PointerGetDatum(newtup);
-	stored = TextDatumGetCString(d);
-
-	if (!SecretIsSealed(stored))
+	SecretContextInit(&cxt_new, trig->tgargs[ARG_PURPOSE], identity_new, nidentity);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		const char *validator = trig->tgargs[ARG_VALIDATOR];
+		old = heap_getattr(td->tg_trigtuple, attnum, desc, &isnull);
+		has_old = !isnull && row_identity(trig, rel, td->tg_trigtuple, &identity_old);
+		if (has_old)
+			SecretContextInit(&cxt_old, trig->tgargs[ARG_PURPOSE], identity_old, nidentity);
+	}
+
+	if (type == TEXTOID)
+	{
+		char	   *stored = TextDatumGetCString(d);
+		char	   *result;
 
 		/* Checked as written, before anything is encrypted. */
-		if (validator[0] != '\0')
-			OidFunctionCall1(DatumGetObjectId(DirectFunctionCall1(regprocedurein,
-																  CStringGetDatum(validator))),
-							 d);
-		if (current == NULL)
+		if (!SecretIsSealed(stored))
+			validate(trig, d);
+		result = seal_value(stored, has_old ? TextDatumGetCString(old) : NULL, &cxt_old,
+							&cxt_new, psprintf("column \"%s\"", trig->tgargs[ARG_COLUMN]));
+		if (result == stored)
 			return PointerGetDatum(newtup);
-		sealed = SecretSeal(stored, strlen(stored), &cxt_new);
-		explicit_bzero(stored, strlen(stored));
-		return PointerGetDatum(with_value(rel, newtup, attnum, sealed));
+		return PointerGetDatum(with_value(rel, newtup, attnum, CStringGetTextDatum(result)));
 	}
-
-	if (!SecretSealedKeyId(stored, id))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("malformed encrypted secret in column \"%s\"", trig->tgargs[ARG_COLUMN]),
-				 errdetail("A value that starts with \"%s\" must be one that integration encrypted.",
-						   SECRET_SEALED_PREFIX),
-				 errhint("Store the secret itself; it is encrypted when written.")));
-
-	/* An UPDATE that keeps the value keeps the old row's context. */
-	if (is_update)
+	else
 	{
-		Datum		old = heap_getattr(td->tg_trigtuple, attnum, desc, &isnull);
+		/*
+		 * A JSON object of secrets: each string value on its own
+		 * (secret_object.h).
+		 */
+		Jsonb	   *obj = DatumGetJsonbP(d);
+		Jsonb	   *result;
+		ObjectSealing os;
 
-		use_old = !isnull && strcmp(TextDatumGetCString(old), stored) == 0 &&
-			row_context(trig, rel, td->tg_trigtuple, &cxt_old);
+		if (SecretObjectHasPlainValue(obj))
+			validate(trig, d);
+		os.row_new = &cxt_new;
+		os.row_old = has_old ? &cxt_old : NULL;
+		os.old = has_old ? DatumGetJsonbP(old) : NULL;
+		os.column = trig->tgargs[ARG_COLUMN];
+		result = SecretObjectMap(obj, seal_key_value, &os);
+		if (result == obj)
+			return PointerGetDatum(newtup);
+		return PointerGetDatum(with_value(rel, newtup, attnum, JsonbPGetDatum(result)));
 	}
-	if (SecretKeyFind(id) == NULL)
-	{
-		if (use_old && !same_context(&cxt_old, &cxt_new))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot change the identity of a row whose secret is encrypted under key %s", id),
-					 errdetail("The key is not in integration.encryption_key_file, so the secret cannot be encrypted again for the row's new identity."),
-					 errhint("Add the key to the key file and restart the server first.")));
-		return PointerGetDatum(newtup);
-	}
-	if (use_old && same_context(&cxt_old, &cxt_new) && strcmp(id, current->id) == 0)
-		return PointerGetDatum(newtup);
-
-	status = SecretOpen(stored, use_old ? &cxt_old : &cxt_new, &plain, &plainlen);
-	if (status != SECRET_OPENED)
-	{
-		char	   *why = SecretOpenError(status, stored);
-
-		why[0] = pg_toupper((unsigned char) why[0]);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("encrypted secret in column \"%s\" does not decrypt for this row",
-						trig->tgargs[ARG_COLUMN]),
-				 errdetail("%s.", why),
-				 errhint("An encrypted value can be stored only in the row it was encrypted for; store the secret itself instead.")));
-	}
-	if (strcmp(id, current->id) == 0 && (!use_old || same_context(&cxt_old, &cxt_new)))
-	{
-		SecretFree(plain, plainlen);
-		return PointerGetDatum(newtup);
-	}
-	sealed = SecretSeal(plain, plainlen, &cxt_new);
-	SecretFree(plain, plainlen);
-	return PointerGetDatum(with_value(rel, newtup, attnum, sealed));
 }
 
 /* A secret column: a table and the column its encrypt_secret() trigger names. */
@@ -241,6 +338,7 @@ typedef struct SecretColumn
 	Oid			relid;
 	Oid			owner;
 	char	   *column;
+	bool		object;			/* jsonb: a JSON object of secrets */
 } SecretColumn;
 
 /*
@@ -289,6 +387,7 @@ secret_columns(Oid trigger_fn)
 			sc->relid = RelationGetRelid(rel);
 			sc->owner = rel->rd_rel->relowner;
 			sc->column = pstrdup(trig->tgargs[ARG_COLUMN]);
+			sc->object = get_atttype(sc->relid, get_attnum(sc->relid, sc->column)) == JSONBOID;
 			columns = lappend(columns, sc);
 		}
 		/* Locked until the transaction ends. */
@@ -363,20 +462,28 @@ integration_reencrypt_secrets(PG_FUNCTION_ARGS)
 		const char *rel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(sc->relid)),
 													 get_rel_name(sc->relid));
 		const char *col = quote_identifier(sc->column);
+		const char *values;
 
-		/* Plain, or under a key held that is not the current one (NULL: no secret). */
+		/* Each value: the column's, or those of its object (NULL: no secret). */
+		values = sc->object ?
+			psprintf("pg_catalog.jsonb_each_text(CASE WHEN pg_catalog.jsonb_typeof(t.%s)"
+					 " OPERATOR(pg_catalog.=) 'object' THEN t.%s END) AS v(k, value)", col, col) :
+			psprintf("(SELECT t.%s) AS v(value)", col);
+
+		/* Plain, or under a key held that is not the current one. */
 		changed += run_as_owner(sc->owner,
 								psprintf("UPDATE %s AS t SET %s = t.%s"
-										 " WHERE t.%s IS NOT NULL"
-										 "   AND %s.secret_key_id(t.%s) IS DISTINCT FROM $1"
-										 "   AND (%s.secret_key_id(t.%s) IS NULL"
-										 "        OR %s.secret_key_id(t.%s) OPERATOR(pg_catalog.=) ANY ($2))",
-										 rel, col, col, col, nspname, col, nspname, col, nspname, col),
+										 " WHERE EXISTS (SELECT FROM %s"
+										 "   WHERE v.value IS NOT NULL"
+										 "     AND %s.secret_key_id(v.value) IS DISTINCT FROM $1"
+										 "     AND (%s.secret_key_id(v.value) IS NULL"
+										 "          OR %s.secret_key_id(v.value) OPERATOR(pg_catalog.=) ANY ($2)))",
+										 rel, col, col, values, nspname, nspname, nspname),
 								SPI_OK_UPDATE, args);
 		run_as_owner(sc->owner,
-					 psprintf("SELECT pg_catalog.count(*) FROM %s AS t"
-							  " WHERE %s.secret_key_id(t.%s) OPERATOR(pg_catalog.<>) ALL ($2)",
-							  rel, nspname, col),
+					 psprintf("SELECT pg_catalog.count(*) FROM %s AS t, LATERAL %s"
+							  " WHERE %s.secret_key_id(v.value) OPERATOR(pg_catalog.<>) ALL ($2)",
+							  rel, values, nspname),
 					 SPI_OK_SELECT, args);
 		unknown += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											   &isnull));

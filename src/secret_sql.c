@@ -1,10 +1,12 @@
 /*
  * secret_sql.c
  *		SQL functions over secrets encrypted at rest: which key a stored value needs,
- *		which keys the server holds, and a stored value masked for listings.
+ *		which keys the server holds, and a stored value, or each value of a stored JSON
+ *		object of secrets, masked for listings.
  *
- * None of them returns a plaintext secret: that is shown once, by register_webhook(),
- * from the value it was given or generated, and otherwise only the worker decrypts.
+ * None of them returns a plaintext secret: that is shown once, by register_webhook()
+ * (and update_webhook() for the headers it is given), from the value it was given or
+ * generated, and otherwise only the worker decrypts.
  */
 #include "postgres.h"
 
@@ -14,8 +16,10 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 
 #include "secret_box.h"
+#include "secret_object.h"
 
 #define MASK_PREFIX "whsec_"
 #define MASK_UNAVAILABLE "(unavailable)"
@@ -82,6 +86,52 @@ mask(const char *plain, int len)
 	return cstring_to_text_with_len(buf.data, buf.len);
 }
 
+/*
+ * The context of a stored value from the arguments (purpose, VARIADIC identity) of the
+ * mask functions; false when a part of the identity is NULL (nothing decrypts then).
+ */
+static bool
+context_from_args(FunctionCallInfo fcinfo, SecretContext *cxt)
+{
+	char	   *purpose = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(2);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	const char **identity;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	identity = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			return false;
+		identity[i] = TextDatumGetCString(elems[i]);
+	}
+	SecretContextInit(cxt, purpose, identity, n);
+	return true;
+}
+
+/* A stored value masked (mask()), or "(unavailable)" when it does not open for cxt. */
+static text *
+mask_stored(const char *stored, const SecretContext *cxt)
+{
+	char	   *plain;
+	int			plainlen;
+	text	   *result;
+
+	switch (SecretOpen(stored, cxt, &plain, &plainlen))
+	{
+		case SECRET_PLAIN:
+		case SECRET_OPENED:
+			result = mask(plain, plainlen);
+			SecretFree(plain, plainlen);
+			return result;
+		default:
+			return cstring_to_text(MASK_UNAVAILABLE);
+	}
+}
+
 PG_FUNCTION_INFO_V1(integration_mask_stored_secret);
 
 /*
@@ -93,34 +143,39 @@ Datum
 integration_mask_stored_secret(PG_FUNCTION_ARGS)
 {
 	char	   *stored = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *purpose = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(2);
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	const char **identity;
 	SecretContext cxt;
-	char	   *plain;
-	int			plainlen;
-	text	   *result;
 
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	identity = palloc(sizeof(char *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
-		identity[i] = TextDatumGetCString(elems[i]);
-	}
-	SecretContextInit(&cxt, purpose, identity, n);
-	switch (SecretOpen(stored, &cxt, &plain, &plainlen))
-	{
-		case SECRET_PLAIN:
-		case SECRET_OPENED:
-			result = mask(plain, plainlen);
-			SecretFree(plain, plainlen);
-			PG_RETURN_TEXT_P(result);
-		default:
-			PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
-	}
+	if (!context_from_args(fcinfo, &cxt))
+		PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
+	PG_RETURN_TEXT_P(mask_stored(stored, &cxt));
+}
+
+/* mask_stored() for one value of a JSON object of secrets, for SecretObjectMap(). */
+static char *
+mask_key_value(void *arg, const char *key, int keylen, char *value)
+{
+	const SecretContext *row = arg;
+	SecretContext cxt;
+
+	if (row == NULL)
+		return MASK_UNAVAILABLE;
+	SecretContextForKey(&cxt, row, key, keylen);
+	return text_to_cstring(mask_stored(value, &cxt));
+}
+
+PG_FUNCTION_INFO_V1(integration_mask_stored_secrets);
+
+/*
+ * mask_stored_secrets(stored jsonb, purpose, VARIADIC identity): a stored JSON object
+ * of secrets (secret_object.h) with each value masked as mask_stored_secret() masks
+ * one, and its keys as they are.
+ */
+Datum
+integration_mask_stored_secrets(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *stored = PG_GETARG_JSONB_P(0);
+	SecretContext cxt;
+	bool		ok = context_from_args(fcinfo, &cxt);
+
+	PG_RETURN_JSONB_P(SecretObjectMap(stored, mask_key_value, ok ? &cxt : NULL));
 }

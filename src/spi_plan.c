@@ -91,6 +91,33 @@ ResultTids(int col)
 }
 
 /*
+ * The text in column col of an SPI result row, as a C string in the current memory
+ * context (NULL for NULL), and its length in *len when len is given.
+ */
+char *
+ResultText(HeapTuple tup, TupleDesc desc, int col, int *len)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	text	   *t;
+	char	   *s;
+
+	if (isnull)
+	{
+		if (len)
+			*len = 0;
+		return NULL;
+	}
+	t = DatumGetTextPP(d);
+	s = palloc(VARSIZE_ANY_EXHDR(t) + 1);
+	memcpy(s, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	s[VARSIZE_ANY_EXHDR(t)] = '\0';
+	if (len)
+		*len = VARSIZE_ANY_EXHDR(t);
+	return s;
+}
+
+/*
  * A one-dimensional array of n values of type elemtype (nulls[i]: NULL; nulls may be
  * NULL for none).  The types the worker's statements take are known here, so batches
  * cost no catalog lookup; another type is looked up.

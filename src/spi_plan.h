@@ -13,6 +13,7 @@ extern void ForgetPlans(SPIPlanPtr *const *slots, int n);
 extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
 					const char *what);
 extern Datum ResultTids(int col);
+extern char *ResultText(HeapTuple tup, TupleDesc desc, int col, int *len);
 
 /* Array parameters of statements, built in the current memory context. */
 extern Datum ArrayParam(Datum *values, bool *nulls, int n, Oid elemtype);

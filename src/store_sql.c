@@ -1,6 +1,6 @@
 /*
  * store_sql.c
- *		SQL-callable entry points into the delivery store (delivery_store.c), for tests
+ *		SQL-callable entry points into the delivery store (delivery_*.c), for tests
  *		and operators: integration._claim_due(), _fan_out() and _reconcile_leases().
  *
  * Each runs the worker's own statement, through the worker's own code, in the caller's
@@ -28,6 +28,8 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "delivery_claim.h"
+#include "delivery_fan_out.h"
 #include "delivery_store.h"
 #include "tenant.h"
 

@@ -23,6 +23,7 @@
 #include "integration.h"
 #include "network_policy.h"
 #include "restore_mode.h"
+#include "secret_box.h"
 #include "validate.h"
 
 int			integration_max_payload_bytes = 256 * 1024;
@@ -291,7 +292,10 @@ header_error(const char *name, int namelen, const char *detail)
 			 errdetail("%s", detail)));
 }
 
-/* Raises unless headers is a JSON object of valid header names to safe string values. */
+/*
+ * Raises unless headers is a JSON object of valid header names to safe string values,
+ * each of which may be encrypted at rest (well formed, then).
+ */
 static void
 validate_headers(Jsonb *headers)
 {
@@ -339,6 +343,20 @@ validate_headers(Jsonb *headers)
 		{
 			if (v.type != jbvString)
 				header_error(name, namelen, "A header value must be a JSON string.");
+			if (v.val.string.len >= (int) strlen(SECRET_SEALED_PREFIX) &&
+				strncmp(v.val.string.val, SECRET_SEALED_PREFIX, strlen(SECRET_SEALED_PREFIX)) == 0)
+			{
+				/*
+				 * Encrypted at rest (the column's encrypt_secret() trigger):
+				 * the plain value was checked before it was sealed.
+				 */
+				char		id[SECRET_KEY_ID_LEN + 1];
+
+				if (!SecretSealedKeyId(pnstrdup(v.val.string.val, v.val.string.len), id))
+					header_error(name, namelen,
+								 "A header value that starts with \"" SECRET_SEALED_PREFIX "\" must be one that integration encrypted.");
+				continue;
+			}
 			if (v.val.string.len > HEADER_VALUE_MAX_LEN)
 				header_error(name, namelen, psprintf("A header value has at most %d bytes.",
 													 HEADER_VALUE_MAX_LEN));

@@ -9,7 +9,7 @@
 -- deliveries are hidden by a DELETE of this transaction (ANALYZE does not sample rows
 -- its own transaction deleted), and the statistics ANALYZE writes go with the rollback.
 -- The ANALYZE holds off autovacuum's until then.  The statements are those of
--- src/delivery_store.c, text for text.
+-- src/delivery_claim.c, text for text.
 \set SHOW_CONTEXT never
 BEGIN;
 -- Loaded without the triggers that check tenants and references: only plans are shown.

@@ -4,7 +4,8 @@
 # the WAL hold; deliveries that verify with the original secrets; key rotation with
 # reencrypt_secrets(), under a concurrent update; a secret that does not decrypt
 # (wrong key, a ciphertext copied to another tenant) failing its own deliveries with
-# secret_unavailable while the worker goes on.
+# secret_unavailable while the worker goes on; custom header values, encrypted the same
+# way, sent as registered, and rotated with the secrets.
 
 use strict;
 use warnings;
@@ -320,6 +321,95 @@ ok($node->poll_query_until('postgres', "SELECT status = 'delivered' FROM integra
 my $msg = $node->safe_psql('postgres', "SELECT message_id FROM integration.webhook_deliveries WHERE id = $dw");
 my ($req) = wait_for_requests($recv, 1, 10, sub { $_[0]{headers}{'webhook-id'} eq $msg });
 ok($req && verify_signature($secret{c}, $req->{headers}, $req->{body}), 'signed with the original secret');
+
+########################################################################
+# 6. Custom header values: stored encrypted like the secret (nothing of them in the
+#    dump, the table's rows, its data file or the WAL), sent as registered, re-encrypted
+#    by reencrypt_secrets(), and failing the endpoint's deliveries when one does not
+#    decrypt.
+########################################################################
+
+my %header = ('Authorization' => 'Bearer hdr-7c1e5a9b-token', 'X-Api-Key' => 'apikey-3d8f0b62e4');
+my $hjson = '{"Authorization": "' . $header{Authorization} . '", "X-Api-Key": "' . $header{'X-Api-Key'} . '"}';
+my $hurl = receiver_url($recv, '/enc/eh');
+my ($eh, $shown) = split /\|/, tenant_psql($node, qq{
+	SELECT id, headers FROM integration.register_webhook(name => 'eh', url => '$hurl',
+		events => '["*"]', secret => '$secret{a}', headers => '$hjson')}, 'acme');
+# (jsonb orders the keys: shorter first.)
+is($shown, '{"X-Api-Key": "' . $header{'X-Api-Key'} . '", "Authorization": "' . $header{Authorization} . '"}',
+	'register_webhook() shows the header values as given');
+is(tenant_psql($node, "SELECT headers FROM integration.show_webhook(id => $eh)", 'acme'),
+	'{"X-Api-Key": "********62e4", "Authorization": "********oken"}', 'show_webhook() masks each value');
+
+# Every value of %header, found in $text.
+sub header_leaks
+{
+	my ($text) = @_;
+	return join(',', grep { index($text, $header{$_}) >= 0 } sort keys %header);
+}
+sub header_keys
+{
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT coalesce(integration.secret_key_id(v), 'plain'), ',')"
+		  . " FROM integration.webhook_endpoints, jsonb_each_text(headers) AS e(k, v) WHERE id = $eh");
+}
+is(header_keys(), $id3, "the header values are stored encrypted under key $id3");
+$node->command_ok([ 'pg_dump', '--no-sync', '-f', $dump, '-d', 'postgres' ], 'pg_dump runs');
+is(header_leaks(slurp_file($dump)), '', 'pg_dump: no header value in plain text');
+is(header_leaks($node->safe_psql('postgres', 'COPY integration.webhook_endpoints TO STDOUT')), '',
+	"the table's rows: no header value in plain text");
+$node->safe_psql('postgres', 'CHECKPOINT');
+is(header_leaks(slurp_file($relfile)), '', "the table's data file: no header value in plain text");
+is(header_leaks(join('', map { slurp_file($_) } glob($node->data_dir . '/pg_wal/0*'))), '',
+	'the WAL: no header value in plain text');
+
+# Dispatches one event to eh and returns the request the receiver got.
+sub eh_request
+{
+	my ($what) = @_;
+	my $d = tenant_psql($node,
+		"SELECT integration.dispatch_webhook(id => $eh, event => 'test.ping', payload => '{}')", 'acme');
+	ok($node->poll_query_until('postgres',
+			"SELECT status = 'delivered' FROM integration.deliveries WHERE id = $d"),
+		"$what: delivered");
+	my $m = $node->safe_psql('postgres', "SELECT message_id FROM integration.webhook_deliveries WHERE id = $d");
+	my ($r) = wait_for_requests($recv, 1, 10,
+		sub { $_[0]{path_only} eq '/enc/eh' && $_[0]{headers}{'webhook-id'} eq $m });
+	return $r;
+}
+$req = eh_request('with custom headers');
+is($req && $req->{headers}{authorization}, $header{Authorization}, 'the Authorization value on the wire is the one registered');
+is($req && $req->{headers}{'x-api-key'}, $header{'X-Api-Key'}, 'and so is the X-Api-Key value');
+
+# Rotation: the new key first, reencrypt_secrets(), the old ones removed.  The copy in
+# beta's row above is set back to a secret of its own first: it would not re-encrypt.
+$node->safe_psql('postgres', "UPDATE integration.webhook_endpoints SET secret = '$secret{b}' WHERE tenant_id = 'beta' AND id = $eb");
+my $k4 = random_key();
+my $id4 = key_id($k4);
+write_key_file(key_file_path($node), $k4, $k3, $k2);
+$node->restart;
+ok($node->safe_psql('postgres', 'SELECT integration.reencrypt_secrets()') > 0, 'reencrypt_secrets() runs');
+is(header_keys(), $id4, "the header values are under the new key $id4");
+write_key_file(key_file_path($node), $k4);
+$node->restart;
+$req = eh_request('after the rotation');
+is($req && $req->{headers}{authorization}, $header{Authorization}, 'after the rotation: the value on the wire is the one registered');
+
+# A header value that does not decrypt (copied under another name, triggers skipped)
+# fails the endpoint's deliveries, and sends nothing.
+$before = scalar(grep { $_->{path_only} eq '/enc/eh' } read_log($recv));
+$node->safe_psql('postgres', qq{
+	SET session_replication_role = replica;
+	UPDATE integration.webhook_endpoints
+	   SET headers = jsonb_build_object('X-Moved', headers->'Authorization') WHERE id = $eh});
+(undef, $why) = fails_attempts('acme', $eh, 1, 'a header value that does not decrypt: the delivery fails');
+is($why,
+	"secret_unavailable: custom header \"X-Moved\": the secret encrypted under key $id4 does not decrypt for this row: it was altered, or copied from another row",
+	'error class secret_unavailable, naming the header');
+usleep(200_000);
+is(scalar(grep { $_->{path_only} eq '/enc/eh' } read_log($recv)), $before, 'no request was sent');
+is(tenant_psql($node, "SELECT headers FROM integration.show_webhook(id => $eh)", 'acme'),
+	'{"X-Moved": "(unavailable)"}', 'show_webhook() says the value is unavailable');
 
 stop_receiver($recv);
 $node->stop;

@@ -1,5 +1,5 @@
-# No secret and no key in the server log, integration_logs, the attempt history or an
-# error message (issue #14, item 9), with every statement logged (log_statement =
+# No secret, no custom header value and no key in the server log, integration_logs, the
+# attempt history or an error message (issue #14, item 9), with every statement logged (log_statement =
 # 'all') and every message (log_min_messages = debug5).  Secrets reach the server the
 # two ways docs/tenancy-and-security.md recommends: as bind parameters of a role with
 # log_parameter_max_length = 0 (pgbench -M extended sends :variables as parameters),
@@ -82,10 +82,13 @@ SET integration.tenant_id = 'acme';
 SELECT id FROM integration.register_webhook(name => 'bound', url => :url, events => '["*"]', secret => :secret);
 SQL
 my $ep = tenant_psql($node, "SELECT id FROM integration.webhook_endpoints WHERE name = 'bound'");
-ok(run_with_parameters('app', <<"SQL", secret => $secret{update}), 'update_webhook() with a bound secret');
+# A custom header's value, bound as the secret is, and encrypted like it.
+my $header_value = 'Bearer header-token-6b1f0d2c9e';
+ok(run_with_parameters('app', <<"SQL", secret => $secret{update}, headers => qq({"Authorization": "$header_value"})),
 SET integration.tenant_id = 'acme';
-SELECT secret FROM integration.update_webhook(id => $ep, secret => :secret);
+SELECT secret FROM integration.update_webhook(id => $ep, secret => :secret, headers => :headers);
 SQL
+	'update_webhook() with a bound secret and bound headers');
 ok(run_with_parameters('app', <<'SQL', url => $url, secret => $secret{insert}), 'a plain INSERT with a bound secret');
 SET integration.tenant_id = 'acme';
 INSERT INTO integration.webhook_endpoints (name, url, events, secret) VALUES ('inserted', :url, '["*"]', :secret);
@@ -132,6 +135,8 @@ ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 3 FROM integration.deliveries WHERE status = 'delivered'"),
 	'three deliveries');
 my @reqs = wait_for_requests($recv, 3, 10);
+is(scalar(grep { ($_->{headers}{authorization} // '') eq $header_value } @reqs), 1,
+	'the bound header value is sent, as given');
 is(scalar(grep {
 			verify_signature("$secret{rotation} $secret{update} $secret{generated} $secret{insert}",
 				$_->{headers}, $_->{body}) } @reqs),
@@ -195,10 +200,11 @@ for my $n (sort keys %secret)
 	(my $b64 = $secret{$n}) =~ s/^whsec_//;
 	$needles{"secret $n"} = $b64;
 }
+$needles{'header value'} = $header_value;
 for my $place (sort keys %places)
 {
 	my @hits = grep { index($places{$place}, $needles{$_}) >= 0 } sort keys %needles;
-	is(join(', ', @hits), '', "$place: no secret and no key");
+	is(join(', ', @hits), '', "$place: no secret, no header value and no key");
 }
 (my $literal_b64 = $literal) =~ s/^whsec_//;
 ok(index($server_log, $literal_b64) >= 0,

@@ -69,6 +69,9 @@ sub verify_phase
 {
 	my ($phase, @secrets) = @_;
 	my $log = "$tmp/$phase.jsonl";
+	# The receiver writes its log up to 20 ms after it answered: wait until the log
+	# holds every request it counted.
+	read_log_settled($recv);
 	open(my $in, '<:raw', $recv->{log}) or die "$recv->{log}: $!";
 	open(my $out, '>:raw', $log) or die "$log: $!";
 	my ($n, %signatures) = (0);

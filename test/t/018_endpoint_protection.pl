@@ -53,7 +53,9 @@ sub publish
 sub arrivals
 {
 	my ($path) = @_;
-	return sort { $a <=> $b } map { $_->{t} } grep { $_->{path_only} eq $path } read_log($recv);
+	# Settled: the receiver writes its log up to 20 ms after it answers, and the worker
+	# may have recorded the delivery before then.
+	return sort { $a <=> $b } map { $_->{t} } grep { $_->{path_only} eq $path } read_log_settled($recv);
 }
 
 # One row of endpoint_health as the tenant sees it, as a hash.

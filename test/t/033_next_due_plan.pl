@@ -1,4 +1,4 @@
-# The worker's lookup of the next due delivery (StoreNextDue() in src/delivery_store.c)
+# The worker's lookup of the next due delivery (StoreNextDue() in src/delivery_claim.c)
 # is planned without a sort.  Planned for its first row on statistics that saw a few
 # hundred pending deliveries among many, a full scan of deliveries_pending_idx and a sort
 # once looked cheaper than the walk of deliveries_due_idx, and beside a 100,000-event

@@ -4,22 +4,23 @@
 #      rotated secret), events delivered and pending after a failed attempt, attempts,
 #      logs, failing streaks, connectors with a queued call, handlers and inbound events,
 #      a connector's sync streams and a synced record, a kind of the user's own (registered
-#      again without a stream its connector's settings name); secrets encrypted under the
-#      key file.  The worker is then pointed at no database, so nothing changes.
+#      again without a stream its connector's settings name); secrets and custom header
+#      values encrypted under the key file.  The worker is then pointed at no database, so nothing changes.
 #   2. pg_dump -Fc | pg_restore (also in parallel, as docs/operations.md says), and
 #      pg_dump | psql, each into a new database of the same cluster, as the superuser and with nothing more: every table of the
 #      extension has exactly the rows dumped (no queue row, stream or log row added, no
 #      secret encrypted twice, no reference check failing for the order pg_dump loads
 #      tables in), every identity sequence continues after the restored ids.
 #   3. In the copy: row-level security and the tenant bindings still isolate the
-#      tenants, the secrets decrypt (a webhook signed with the restored inbound secret is
-#      accepted).
+#      tenants, the secrets and header values decrypt (a webhook signed with the restored
+#      inbound secret is accepted); the plain dump holds no header value.
 #   4. Into a database the workers serve: they do not start during the restore;
 #      start_worker() starts them, and a pending delivery goes out signed with the
-#      restored secret.
+#      restored secret, with the restored header's value.
 #   5. Into another cluster, the roles restored first, without the key file and with a
 #      smaller integration.max_payload_bytes: the rows are the same (an event larger
-#      than that limit included), the secrets kept as dumped and unavailable there.
+#      than that limit included), the secrets and header values kept as dumped and
+#      unavailable there.
 #   6. Not a restore: a superuser's session with check_function_bodies off that calls
 #      the API or writes a tracked table gets every trigger.
 
@@ -47,13 +48,15 @@ q1(q{
 });
 
 # 1. Both tenants, the same way; acme's failing endpoint's secret is rotated.
-my (%ok, %fail, %secret, %conn);
+my (%ok, %fail, %secret, %conn, %header);
 for my $t ('acme', 'beta')
 {
 	($ok{$t}) = split /\|/, app(qq{SELECT id, secret FROM integration.register_webhook('ok',
 		'@{[receiver_url($recv, "/ok-$t")]}', '["order.*"]')}, $t);
+	$header{$t} = "Bearer hdr-$t-5e2d9c71";
 	($fail{$t}, $secret{$t}) = split /\|/, app(qq{SELECT id, secret FROM integration.register_webhook('fail',
-		'@{[receiver_url($recv, "/fail-$t", status => 500)]}', '["order.*"]')}, $t);
+		'@{[receiver_url($recv, "/fail-$t", status => 500)]}', '["order.*"]',
+		headers => '{"Authorization": "$header{$t}"}')}, $t);
 	app(q{SELECT integration.publish_event('order.created', '{"n": 1}');
 		  SELECT integration.publish_event('order.paid', '{"n": 2}');
 		  SELECT integration.log('info', 'test', 'test.note', 'a note')}, $t);
@@ -221,6 +224,10 @@ command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('copy_fc'), $
 }
 command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('copy_plain'), '-f', $plain ],
 	'psql of the plain dump into another');
+my $plain_text = slurp_file($plain);
+ok(index($plain_text, '"Authorization": "enc:v1:') >= 0
+	  && !(grep { index($plain_text, "hdr-$_-") >= 0 } 'acme', 'beta'),
+	'the plain dump holds the header values encrypted, and not as given');
 
 for my $db ('copy_fc', 'copy_plain', 'copy_jobs')
 {
@@ -246,6 +253,10 @@ for my $db ('copy_fc', 'copy_plain', 'copy_jobs')
 	is(q1(q{SELECT integration.mask_stored_secret(secret, 'webhook_endpoints.secret', tenant_id, endpoint_id::text)
 			  FROM integration.retired_secrets}, $db),
 		'whsec_********' . substr($retired, -4), "$db: so does the retired secret");
+	is(q1(q{SELECT string_agg(integration.mask_stored_secrets(headers, 'webhook_endpoints.headers', tenant_id, id::text)::text,
+							  ' ' ORDER BY tenant_id, id) FROM integration.webhook_endpoints WHERE name = 'fail'}, $db),
+		join(' ', map { '{"Authorization": "********' . substr($header{$_}, -4) . '"}' } 'acme', 'beta'),
+		"$db: and so do the header values");
 	is(receive('acme', "again-$db", $db), 'accepted', "$db: a webhook signed with the restored inbound secret is accepted");
 }
 
@@ -271,9 +282,11 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM pg_stat_activi
 ok($node->poll_query_until('copy_live', qq{SELECT count(*) = 2 FROM integration.deliveries
 	WHERE tenant_id = 'beta' AND endpoint_id = $fail{beta} AND status = 'delivered'}),
 	'the worker delivers the copy\'s pending deliveries');
-my @fixed = grep { $_->{path_only} eq '/fixed' } read_log($recv);
+my @fixed = grep { $_->{path_only} eq '/fixed' } read_log_settled($recv);
 is(scalar(grep { verify_signature($secret{beta}, $_->{headers}, $_->{body}) } @fixed), 2,
 	'signed with the restored secret');
+is(join(' ', map { $_->{headers}{authorization} // 'none' } @fixed), "$header{beta} $header{beta}",
+	'with the restored header value, as registered');
 
 # 5. Another cluster, without the key file: the roles first (pg_dumpall --globals-only),
 # then the dump; the secrets are kept as dumped, and do not open there.  Its
@@ -293,6 +306,9 @@ is(digests('copy', $other), $source, 'every table has exactly the rows dumped');
 is($other->safe_psql('copy', qq{SELECT integration.mask_stored_secret(secret, 'webhook_endpoints.secret',
 		tenant_id, id::text) FROM integration.webhook_endpoints WHERE tenant_id = 'beta' AND id = $fail{beta}}),
 	'(unavailable)', 'a secret does not open without its key');
+is($other->safe_psql('copy', qq{SELECT integration.mask_stored_secrets(headers, 'webhook_endpoints.headers',
+		tenant_id, id::text) FROM integration.webhook_endpoints WHERE tenant_id = 'beta' AND id = $fail{beta}}),
+	'{"Authorization": "(unavailable)"}', 'nor does a header value');
 $other->stop;
 
 # 6. Not a restore: a superuser's session with check_function_bodies off (a migration
