@@ -40,8 +40,13 @@
 #include "worker.h"
 #include "worker_slots.h"
 
-/* How often StoreReplanIfStale() looks at the tables' sizes. */
+/*
+ * How often StoreReplanIfStale() looks at the tables' sizes, except while one grows
+ * from a small size (REPLAN_YOUNG_BLOCKS), when it looks before every store
+ * transaction.
+ */
 #define REPLAN_CHECK_MS 200
+#define REPLAN_YOUNG_BLOCKS 1024
 
 /* The running store transaction: what it is for, and when it and its commit began. */
 static const char *store_activity = NULL;
@@ -148,6 +153,9 @@ typedef struct PlannedTable
 	WatchedTable table;			/* its name, and its size when last analyzed */
 	int			bit;			/* STORE_DELIVERIES etc. */
 	BlockNumber blocks;			/* its size when its plans were made */
+	BlockNumber looked;			/* its size at the last look */
+	TimestampTz changed_at;		/* the look that found it changed */
+	bool		young;			/* small, and changed lately */
 } PlannedTable;
 
 static PlannedTable planned_tables[] = {
@@ -189,6 +197,8 @@ StoreForgetPlans(void)
 	for (int i = 0; i < lengthof(planned_tables); i++)
 	{
 		planned_tables[i].blocks = InvalidBlockNumber;
+		planned_tables[i].looked = 0;
+		planned_tables[i].young = false;
 		planned_tables[i].table.analyzed = InvalidBlockNumber;
 	}
 	forget_plans(STORE_ALL_TABLES);
@@ -209,19 +219,32 @@ StoreForgetPlans(void)
  * batch then read the whole of a 100,000-event backlog.  The planner estimates a
  * table's rows from its current number of blocks, so a plan made again now is the
  * right one; this asks for that, instead of switching plan types off for the session.
- * Cost: one smgrnblocks() per table and store transaction, and a new plan of the
- * statements that read a table each time it doubles.
+ * Cost: one smgrnblocks() per table and look, and a new plan of the statements that
+ * read a table each time it doubles.
+ *
+ * It looks every REPLAN_CHECK_MS, and before every store transaction while a table
+ * under REPLAN_YOUNG_BLOCKS is changing: a small table doubles within a few batches.
+ * The outcome statement planned on a just-created or just-truncated deliveries table
+ * joins each batch to a sequential scan of it.  Looked at every 200 ms only,
+ * deliveries grew to about 3,600 rows (130 to 150 pages) before that plan was made
+ * again, and every batch until then read the whole table: the first third of a
+ * 10,000-delivery round after bench/run's TRUNCATE, which cost the outcome statement
+ * 10.1 us per delivery against 5.7 us (bench/profile; bench/README.md).  Planned again
+ * at about 10 and 30 pages, it reads the batch's rows by ctid from there on.
  */
 void
 StoreReplanIfStale(void)
 {
 	static TimestampTz checked_at = 0;
 	TimestampTz now_ts = GetCurrentTransactionStartTimestamp();
+	bool		young = false;
 	Oid			nsp;
 	int			doubled = 0;
 
-	/* A table doubles in no less than that while the worker writes it. */
-	if (now_ts < TimestampTzPlusMilliseconds(checked_at, REPLAN_CHECK_MS))
+	for (int i = 0; i < lengthof(planned_tables); i++)
+		young = young || planned_tables[i].young;
+	/* A large table doubles in no less than that while the worker writes it. */
+	if (!young && now_ts < TimestampTzPlusMilliseconds(checked_at, REPLAN_CHECK_MS))
 		return;
 	checked_at = now_ts;
 	nsp = get_namespace_oid("integration", true);
@@ -236,6 +259,18 @@ StoreReplanIfStale(void)
 		if (!OidIsValid(relid))
 			return;
 		now = AnalyzeIfStale(relid, &t->table);
+
+		/*
+		 * Shrunk counts: a truncated table grows again from nothing.  It
+		 * grows in steps (a fan-out batch, then cycles that only record
+		 * outcomes), so it stays young while it changed in the last
+		 * REPLAN_CHECK_MS.
+		 */
+		if (now != t->looked)
+			t->changed_at = now_ts;
+		t->looked = now;
+		t->young = now < REPLAN_YOUNG_BLOCKS &&
+			now_ts < TimestampTzPlusMilliseconds(t->changed_at, REPLAN_CHECK_MS);
 		if (t->blocks == InvalidBlockNumber || now < t->blocks / 2)
 		{
 			/*
