@@ -720,36 +720,59 @@ COMMENT ON FUNCTION integration._url_origin(text) IS
 	'The scheme and authority of a URL, in lower case: the server its requests go to (internal).';
 
 -- Credentials go only to the server they were given for.  Stored encrypted, they are
--- never shown again, but a base_url moved to another server would send them there, to
--- whoever runs it: so moving it takes the credentials again, in the same write
+-- never shown again, but a connector moved to another server (base_url's scheme, host
+-- or port), to another kind (which may send them another way, or to another base_url
+-- later without this check: one with auth none), or to another id (which encrypts
+-- them again for it) would send them where they were not given: so each of those
+-- takes the credentials again, in the same write, as the JSON itself
 -- (update_connector(id, base_url => ..., credentials => ...), or plain DML that sets
--- both).  Credentials stored unencrypted (no integration.encryption_key_file) are
--- readable by the tenant anyway, and a kind with auth none sends none.
-CREATE FUNCTION integration._credentials_follow_base_url() RETURNS trigger
+-- both).  "Again" is decided before credentials_encrypted runs (BEFORE triggers fire
+-- in name order): a stored ciphertext, the old one or any other spelling of it, is not
+-- the credentials given again.  An INSERT of a ciphertext (a row deleted and inserted
+-- again with the same id, to move it) is a restore's alone: refused for roles that are
+-- neither superuser nor BYPASSRLS, which tenants' roles never are.  Credentials stored
+-- unencrypted (no integration.encryption_key_file) are readable by the tenant anyway,
+-- and a move between two kinds with auth none sends none.  Another tenant is row-level
+-- security's to refuse (a superuser moving a connector can read its credentials anyway).
+CREATE FUNCTION integration._credentials_follow_server() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF integration._url_origin(NEW.base_url) IS DISTINCT FROM integration._url_origin(OLD.base_url)
-	   AND NEW.credentials IS NOT DISTINCT FROM OLD.credentials
-	   AND integration.secret_key_id(OLD.credentials) IS NOT NULL
-	   AND NOT EXISTS (SELECT FROM integration.connector_kinds k
-						WHERE k.name = NEW.kind AND k.auth = 'none') THEN
-		RAISE EXCEPTION 'the base_url of connector % cannot move to another server without its credentials', NEW.id
+	IF TG_OP = 'INSERT' THEN
+		IF starts_with(NEW.credentials, 'enc:')
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+							WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
+			RAISE EXCEPTION 'the credentials of a new connector cannot be an encrypted value'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'An encrypted value is stored as it is only when a dump is restored.',
+					  HINT = 'Write the JSON object of credentials itself; it is encrypted when written.';
+		END IF;
+		RETURN NEW;
+	END IF;
+	IF (integration._url_origin(NEW.base_url) IS DISTINCT FROM integration._url_origin(OLD.base_url)
+		OR NEW.kind IS DISTINCT FROM OLD.kind
+		OR NEW.id IS DISTINCT FROM OLD.id)
+	   AND starts_with(OLD.credentials, 'enc:')
+	   AND (NEW.credentials IS NOT DISTINCT FROM OLD.credentials OR starts_with(NEW.credentials, 'enc:'))
+	   AND NOT (EXISTS (SELECT FROM integration.connector_kinds k WHERE k.name = OLD.kind AND k.auth = 'none')
+				AND EXISTS (SELECT FROM integration.connector_kinds k WHERE k.name = NEW.kind AND k.auth = 'none')) THEN
+		RAISE EXCEPTION 'connector % cannot move to another server, kind or identity without its credentials', OLD.id
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('Its requests would go to %s instead of %s, with the credentials given for %s.',
-								  coalesce(integration._url_origin(NEW.base_url), 'nowhere'),
-								  coalesce(integration._url_origin(OLD.base_url), 'nowhere'),
-								  coalesce(integration._url_origin(OLD.base_url), 'no server')),
-				  HINT = format('Give the credentials again with the new base_url: integration.update_connector(id => %s, base_url => ..., credentials => ...).', NEW.id);
+				  DETAIL = format('Its requests would go to %s (kind %s) instead of %s (kind %s), with the credentials given for the latter.',
+								  coalesce(integration._url_origin(NEW.base_url), 'nowhere'), NEW.kind,
+								  coalesce(integration._url_origin(OLD.base_url), 'nowhere'), OLD.kind),
+				  HINT = format('Give the credentials again, as the JSON object itself, in the same write: integration.update_connector(id => %s, base_url => ..., credentials => ...).', OLD.id);
 	END IF;
 	RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION integration._credentials_follow_base_url() IS
-	'Trigger on connectors: refuses a base_url moved to another server (scheme, host or port) unless the same write sets the credentials again, so that encrypted credentials never reach a server they were not given for (internal).';
-CREATE TRIGGER credentials_follow_base_url BEFORE UPDATE OF base_url ON integration.connectors
-	FOR EACH ROW EXECUTE FUNCTION integration._credentials_follow_base_url();
+COMMENT ON FUNCTION integration._credentials_follow_server() IS
+	'Trigger on connectors: refuses a connector moved to another server (scheme, host or port of base_url), kind or identity unless the same write gives the credentials again, and an encrypted value inserted by a role that could not be restoring a dump, so that encrypted credentials never reach a server they were not given for (internal).';
+-- Named to fire before credentials_encrypted, which turns what was given into ciphertext.
+CREATE TRIGGER a_credentials_follow_server
+	BEFORE INSERT OR UPDATE OF base_url, kind, id ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION integration._credentials_follow_server();
 
 ------------------------------------------------------------------------------------------
 -- Inbound events: tenant-scoped (sql/tenant_isolation.sql).

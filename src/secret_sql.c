@@ -87,6 +87,17 @@ mask(const char *plain, int len)
 	return cstring_to_text_with_len(buf.data, buf.len);
 }
 
+/* Raises if the purpose argument names connector credentials. */
+static void
+refuse_credentials(FunctionCallInfo fcinfo, const char *function)
+{
+	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), CONNECTOR_CREDENTIALS_PURPOSE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s does not mask connector credentials", function),
+				 errhint("Connector listings show them masked value by value.")));
+}
+
 /*
  * The context of a stored value from the arguments (purpose, VARIADIC identity) of the
  * mask functions; false when a part of the identity is NULL (nothing decrypts then).
@@ -151,11 +162,7 @@ integration_mask_stored_secret(PG_FUNCTION_ARGS)
 	 * would show the end of the last value, which _mask_credentials() shows
 	 * of none shorter than 16 characters.
 	 */
-	if (strcmp(text_to_cstring(PG_GETARG_TEXT_PP(1)), CONNECTOR_CREDENTIALS_PURPOSE) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("mask_stored_secret() does not mask connector credentials"),
-				 errhint("Connector listings show them masked value by value.")));
+	refuse_credentials(fcinfo, "mask_stored_secret()");
 	if (!context_from_args(fcinfo, &cxt))
 		PG_RETURN_TEXT_P(cstring_to_text(MASK_UNAVAILABLE));
 	PG_RETURN_TEXT_P(mask_stored(stored, &cxt));
@@ -186,7 +193,15 @@ integration_mask_stored_secrets(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *stored = PG_GETARG_JSONB_P(0);
 	SecretContext cxt;
-	bool		ok = context_from_args(fcinfo, &cxt);
+	bool		ok;
+
+	/*
+	 * Connector credentials are one value, not an object of them: masked as
+	 * one, a key taken for the last part of the row's identity would show the
+	 * end of the credentials (see mask_stored_secret()).
+	 */
+	refuse_credentials(fcinfo, "mask_stored_secrets()");
+	ok = context_from_args(fcinfo, &cxt);
 
 	PG_RETURN_JSONB_P(SecretObjectMap(stored, mask_key_value, ok ? &cxt : NULL));
 }

@@ -520,6 +520,14 @@ TenantBindingResolve(const char *requested)
 	const TenantResolution *r;
 
 	check_acting_tenant(requested);
+
+	/*
+	 * Code run for a tenant that RESETs the setting (which no check hook
+	 * sees) still acts for that tenant, not for whatever its role's bindings
+	 * would choose.
+	 */
+	if (requested == NULL && acting.tenant[0] != '\0')
+		requested = acting.tenant;
 	/* A database without bindings, once they are loaded: the setting alone. */
 	if (bindings_valid && nbindings == 0)
 		return requested;

@@ -1,7 +1,7 @@
 -- Tenant isolation of connectors and inbound events, and who may write the catalogue of
 -- kinds, in pgTAP form under the app role, rolled back at the end.
 BEGIN;
-SELECT plan(34);
+SELECT plan(38);
 
 DO $$
 BEGIN
@@ -68,7 +68,7 @@ SELECT throws_ok(format('UPDATE integration.connectors SET tenant_id = %L WHERE 
 -- A's credentials go only to the server they were given for: a base_url moved elsewhere
 -- would send them to whoever runs it, so the move takes them again.
 SELECT throws_ok(format('SELECT integration.update_connector(%s, base_url => %L)', (SELECT v FROM ids WHERE k = 'c_a'), 'https://collector.example.invalid'),
-				 '22023', format('the base_url of connector %s cannot move to another server without its credentials', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', format('connector %s cannot move to another server, kind or identity without its credentials', (SELECT v FROM ids WHERE k = 'c_a')),
 				 'A cannot move its base_url to another host without giving the credentials again');
 SELECT throws_ok(format('UPDATE integration.connectors SET base_url = %L WHERE id = %s', 'https://a.example.invalid:8443', (SELECT v FROM ids WHERE k = 'c_a')),
 				 '22023', NULL, 'nor to another port, with plain DML');
@@ -76,6 +76,19 @@ SELECT throws_ok(format('UPDATE integration.connectors SET base_url = %L, creden
 				 '22023', NULL, 'nor to another scheme, the stored credentials copied along');
 SELECT is((SELECT base_url FROM integration.connectors WHERE id = (SELECT v FROM ids WHERE k = 'c_a')), 'https://a.example.invalid',
 		  'the base_url stayed');
+-- Nor around the rule: "given again" is decided before the credentials are encrypted.
+SELECT throws_ok(format('UPDATE integration.connectors SET id = DEFAULT WHERE id = %s', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', NULL, 'nor under a new id, which would encrypt the stored credentials again for it');
+SELECT throws_ok(format('UPDATE integration.connectors SET base_url = %L, credentials = %L WHERE id = %s',
+						'https://collector.example.invalid', 'enc:v1:another-spelling', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', NULL, 'nor with a ciphertext written back in another spelling');
+SELECT throws_ok(format('UPDATE integration.connectors SET kind = %L WHERE id = %s', 'shopify', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', NULL, 'nor to another kind');
+SELECT throws_ok(format($$INSERT INTO integration.connectors (kind, name, base_url, credentials)
+						  SELECT kind, 'copy', %L, credentials FROM integration.connectors WHERE id = %s$$,
+						'https://collector.example.invalid', (SELECT v FROM ids WHERE k = 'c_a')),
+				 '22023', 'the credentials of a new connector cannot be an encrypted value',
+				 'nor inserted again elsewhere with the stored ciphertext');
 SELECT lives_ok(format('SELECT integration.update_connector(%s, base_url => %L)', (SELECT v FROM ids WHERE k = 'c_a'), 'https://A.example.invalid/v2'),
 				'a new path on the same server keeps the credentials');
 SELECT lives_ok(format('SELECT integration.update_connector(%s, base_url => %L, credentials => %L)', (SELECT v FROM ids WHERE k = 'c_a'),

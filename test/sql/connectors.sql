@@ -338,6 +338,10 @@ SELECT integration.secret_key_id(credentials) IS NOT NULL AS encrypted_after,
 SELECT integration.mask_stored_secret(credentials, 'connectors.credentials', tenant_id, id::text)
   FROM integration.connectors WHERE id = 1002;
 \echo :LAST_ERROR_SQLSTATE
+-- Nor mask_stored_secrets(), whose key would stand for the last part of the identity.
+SELECT integration.mask_stored_secrets(jsonb_build_object(id::text, credentials), 'connectors.credentials', tenant_id)
+  FROM integration.connectors WHERE id = 1002;
+\echo :LAST_ERROR_SQLSTATE
 
 -- A kind no connector uses can go.
 SELECT (integration.register_connector_kind('spare', 'none', 'none', 'public.acme_normalise(integration.connector_context, jsonb, text)')).name AS registered;
