@@ -462,6 +462,66 @@ CREATE TRIGGER headers_encrypted BEFORE INSERT OR UPDATE OF headers, tenant_id, 
 COMMENT ON COLUMN integration.webhook_endpoints.headers IS
 	'Custom headers sent with every delivery, {"Name": "value"}; each value encrypted at rest (enc:v1:<key id>:<base64>) when integration.encryption_key_file is set, the names as given. Write the values themselves: the headers_encrypted trigger encrypts them.';
 
+-- Header values go only to the server they were given for.  Shown once and masked
+-- after, they are sent to whatever server url names, so moving url to another server
+-- (scheme, host or port; a new path is the same server), or the endpoint to another
+-- id (which encrypts them again for it), takes them again in the same write, as the
+-- values themselves (update_webhook(id, url => ..., headers => ...)): a stored
+-- ciphertext, the old one or another spelling of it, is not the values given again.
+-- Decided before headers_encrypted runs (BEFORE triggers fire in name order).  An
+-- INSERT of ciphertexts (an endpoint deleted and inserted again under its id, to move
+-- it) is a restore's alone: refused for roles that are neither superuser nor
+-- BYPASSRLS, which tenants' roles never are.  Values stored unencrypted (no
+-- integration.encryption_key_file) are readable by the tenant anyway.  The same rule
+-- as a connector's credentials (sql/connectors.sql, a_credentials_follow_server).
+CREATE FUNCTION integration._has_sealed_value(obj jsonb) RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN pg_catalog.jsonb_typeof(obj) = 'object'
+				THEN EXISTS (SELECT FROM pg_catalog.jsonb_each_text(obj) h
+							  WHERE pg_catalog.starts_with(h.value, 'enc:'))
+				ELSE false END
+$$;
+COMMENT ON FUNCTION integration._has_sealed_value(jsonb) IS
+	'Whether a JSON object of custom headers holds an encrypted value (internal).';
+CREATE FUNCTION integration._headers_follow_url() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		IF integration._has_sealed_value(NEW.headers)
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+							WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
+			RAISE EXCEPTION 'the header values of a new webhook cannot be encrypted values'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'An encrypted value is stored as it is only when a dump is restored.',
+					  HINT = 'Write the header values themselves; they are encrypted when written.';
+		END IF;
+		RETURN NEW;
+	END IF;
+	IF (integration._url_origin(NEW.url) IS DISTINCT FROM integration._url_origin(OLD.url)
+		OR NEW.id IS DISTINCT FROM OLD.id)
+	   AND integration._has_sealed_value(OLD.headers)
+	   AND integration._has_sealed_value(NEW.headers) THEN
+		RAISE EXCEPTION 'webhook % cannot move to another server or id without its header values', OLD.id
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Its deliveries would go to %s instead of %s, with the header values given for the latter.',
+								  coalesce(integration._url_origin(NEW.url), 'nowhere'),
+								  coalesce(integration._url_origin(OLD.url), 'nowhere')),
+				  HINT = format('Give the headers again, with their values, in the same write: integration.update_webhook(id => %s, url => ..., headers => ...).', OLD.id);
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION integration._headers_follow_url() IS
+	'Trigger on webhook_endpoints: refuses a url moved to another server (scheme, host or port), or another id, unless the same write gives the header values again, and encrypted header values inserted by a role that could not be restoring a dump, so that they never reach a server they were not given for (internal).';
+-- Named to fire before headers_encrypted, which turns what was given into ciphertext.
+CREATE TRIGGER a_headers_follow_url BEFORE INSERT OR UPDATE OF url, id
+	ON integration.webhook_endpoints
+	FOR EACH ROW EXECUTE FUNCTION integration._headers_follow_url();
+
+
 -- Secrets that rotate_secret() replaced and that still sign until their grace ends: the
 -- worker signs every delivery with the endpoint's secret and these (at most three, the
 -- newest), and purges them once expired.  A retired

@@ -219,6 +219,25 @@ UPDATE integration.webhook_endpoints SET headers = jsonb_build_object('X-Plain',
 UPDATE integration.webhook_endpoints SET headers = jsonb_build_object('X-Plain', :'xplain_stored')
  WHERE id = :eph
 RETURNING headers->>'X-Plain' = :'xplain_stored' AS kept_as_is;
+-- Header values go only to the server they were given for: url moved to another
+-- server, or the endpoint to another id, takes them again, and a ciphertext is not
+-- the values given again; a new path on the same server keeps them.
+\set VERBOSITY terse
+SELECT integration.update_webhook(id => :eph, url => 'https://elsewhere.example.invalid/h1');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE integration.webhook_endpoints SET url = 'http://a.example.invalid/h1', headers = headers WHERE id = :eph;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE integration.webhook_endpoints SET id = DEFAULT WHERE id = :eph;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO integration.webhook_endpoints (name, url, events, headers)
+SELECT 'copy', 'https://elsewhere.example.invalid/h1', '["*"]', headers FROM integration.webhook_endpoints WHERE id = :eph;
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT url AS same_server_new_path FROM integration.update_webhook(id => :eph, url => 'https://A.example.invalid/h1/v2');
+SELECT url AS moved, headers AS with_its_values_again
+  FROM integration.update_webhook(id => :eph, url => 'https://elsewhere.example.invalid/h1',
+								  headers => '{"X-Plain": "plain-sql-Pl41"}');
+SELECT headers->>'X-Plain' AS xplain_stored FROM integration.webhook_endpoints WHERE id = :eph \gset
 SELECT integration.mask_stored_secrets(headers, 'webhook_endpoints.headers', 'sec-a', id::text) AS right_row,
 	   integration.mask_stored_secrets(headers, 'webhook_endpoints.headers', 'sec-b', id::text) AS other_tenant,
 	   integration.mask_stored_secrets(headers, 'webhook_endpoints.secret', 'sec-a', id::text) AS other_purpose
