@@ -710,15 +710,6 @@ CREATE TRIGGER previous_inbound_secret_encrypted
 	FOR EACH ROW EXECUTE FUNCTION integration.encrypt_secret(
 		'connectors.inbound_secret', 'previous_inbound_secret', '', 'tenant_id', 'id');
 
--- The origin of a URL, scheme and authority in lower case ("https://api.example.com:8443"):
--- the server its requests go to.  NULL for NULL.
-CREATE FUNCTION integration._url_origin(url text) RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-	RETURN lower(substring(url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'));
-COMMENT ON FUNCTION integration._url_origin(text) IS
-	'The scheme and authority of a URL, in lower case: the server its requests go to (internal).';
-
 -- Credentials go only to the server they were given for.  Stored encrypted, they are
 -- never shown again, but a connector moved to another server (base_url's scheme, host
 -- or port), to another kind (which may send them another way, or to another base_url
@@ -729,8 +720,8 @@ COMMENT ON FUNCTION integration._url_origin(text) IS
 -- both).  "Again" is decided before credentials_encrypted runs (BEFORE triggers fire
 -- in name order): a stored ciphertext, the old one or any other spelling of it, is not
 -- the credentials given again.  An INSERT of a ciphertext (a row deleted and inserted
--- again with the same id, to move it) is a restore's alone: refused for roles that are
--- neither superuser nor BYPASSRLS, which tenants' roles never are.  Credentials stored
+-- again with the same id, to move it) is a restore's alone (_may_write_ciphertext()).
+-- Credentials stored
 -- unencrypted (no integration.encryption_key_file) are readable by the tenant anyway,
 -- and a move between two kinds with auth none sends none.  Another tenant is row-level
 -- security's to refuse (a superuser moving a connector can read its credentials anyway).
@@ -740,9 +731,7 @@ CREATE FUNCTION integration._credentials_follow_server() RETURNS trigger
 AS $$
 BEGIN
 	IF TG_OP = 'INSERT' THEN
-		IF starts_with(NEW.credentials, 'enc:')
-		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-							WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
+		IF starts_with(NEW.credentials, 'enc:') AND NOT integration._may_write_ciphertext() THEN
 			RAISE EXCEPTION 'the credentials of a new connector cannot be an encrypted value'
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = 'An encrypted value is stored as it is only when a dump is restored.',

@@ -462,6 +462,28 @@ CREATE TRIGGER headers_encrypted BEFORE INSERT OR UPDATE OF headers, tenant_id, 
 COMMENT ON COLUMN integration.webhook_endpoints.headers IS
 	'Custom headers sent with every delivery, {"Name": "value"}; each value encrypted at rest (enc:v1:<key id>:<base64>) when integration.encryption_key_file is set, the names as given. Write the values themselves: the headers_encrypted trigger encrypts them.';
 
+-- The origin of a URL, scheme and authority in lower case ("https://api.example.com:8443"):
+-- the server its requests go to.  NULL for NULL.
+CREATE FUNCTION integration._url_origin(url text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN lower(substring(url FROM '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'));
+COMMENT ON FUNCTION integration._url_origin(text) IS
+	'The scheme and authority of a URL, in lower case: the server its requests go to (internal).';
+
+-- Whether the current role may write an encrypted value as it is into a new row: a
+-- restore's role (a superuser, or one that bypasses row-level security, as
+-- integration._restoring() requires), which tenants' roles never are.  Anyone else
+-- writes the secret itself, so that a ciphertext copied from a row deleted meanwhile
+-- cannot move it elsewhere.
+CREATE FUNCTION integration._may_write_ciphertext() RETURNS boolean
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN EXISTS (SELECT FROM pg_catalog.pg_roles r
+					WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls));
+COMMENT ON FUNCTION integration._may_write_ciphertext() IS
+	'Whether the current role may insert an encrypted secret as it is, as a restore does: superuser or BYPASSRLS (internal).';
+
 -- Header values go only to the server they were given for.  Shown once and masked
 -- after, they are sent to whatever server url names, so moving url to another server
 -- (scheme, host or port; a new path is the same server), or the endpoint to another
@@ -470,8 +492,7 @@ COMMENT ON COLUMN integration.webhook_endpoints.headers IS
 -- ciphertext, the old one or another spelling of it, is not the values given again.
 -- Decided before headers_encrypted runs (BEFORE triggers fire in name order).  An
 -- INSERT of ciphertexts (an endpoint deleted and inserted again under its id, to move
--- it) is a restore's alone: refused for roles that are neither superuser nor
--- BYPASSRLS, which tenants' roles never are.  Values stored unencrypted (no
+-- it) is a restore's alone (_may_write_ciphertext()).  Values stored unencrypted (no
 -- integration.encryption_key_file) are readable by the tenant anyway.  The same rule
 -- as a connector's credentials (sql/connectors.sql, a_credentials_follow_server).
 CREATE FUNCTION integration._has_sealed_value(obj jsonb) RETURNS boolean
@@ -490,9 +511,7 @@ CREATE FUNCTION integration._headers_follow_url() RETURNS trigger
 AS $$
 BEGIN
 	IF TG_OP = 'INSERT' THEN
-		IF integration._has_sealed_value(NEW.headers)
-		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-							WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
+		IF integration._has_sealed_value(NEW.headers) AND NOT integration._may_write_ciphertext() THEN
 			RAISE EXCEPTION 'the header values of a new webhook cannot be encrypted values'
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = 'An encrypted value is stored as it is only when a dump is restored.',
