@@ -332,7 +332,7 @@ CREATE FUNCTION integration.mask_stored_secret(stored text, purpose text, VARIAD
 	AS 'MODULE_PATHNAME', 'integration_mask_stored_secret'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.mask_stored_secret(text, text, text[]) IS
-	'A stored secret, encrypted or not, masked as mask_secret() masks one (its last four characters); (unavailable) when it is encrypted and does not decrypt for that purpose and row identity.';
+	'A stored secret, encrypted or not, masked as mask_secret() masks one (its last four characters only when it has 16 or more); (unavailable) when it is encrypted and does not decrypt for that purpose and row identity.';
 
 CREATE FUNCTION integration.mask_stored_secrets(stored jsonb, purpose text, VARIADIC identity text[])
 	RETURNS jsonb
@@ -1036,11 +1036,10 @@ CREATE TYPE integration.webhook AS (
 COMMENT ON TYPE integration.webhook IS 'An endpoint as the API shows it.';
 
 CREATE FUNCTION integration.mask_secret(secret text) RETURNS text
-	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-	RETURN CASE WHEN secret LIKE 'whsec\_%' THEN 'whsec_' ELSE '' END
-		   || '********' || pg_catalog.right(secret, 4);
+	AS 'MODULE_PATHNAME', 'integration_mask_secret'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.mask_secret(text) IS
-	'A secret as listings show it: only its last four characters.';
+	'A secret as listings show it: ******** (after its whsec_ prefix, if any), then its last four characters when it has 16 or more.';
 
 CREATE FUNCTION integration.log(level text, source text, event text, message text,
 								context jsonb DEFAULT '{}') RETURNS bigint

@@ -18,12 +18,10 @@
 #include "utils/jsonb.h"
 
 #include "connector.h"
+#include "secret_mask.h"
 #include "signature.h"
 
-#define MASK_STARS "********"
 #define MASK_UNAVAILABLE "(unavailable)"
-/* A credential shows its last four characters only when it has this many or more. */
-#define MASK_MIN_CHARS_FOR_TAIL 16
 
 PG_FUNCTION_INFO_V1(integration_header);
 
@@ -225,20 +223,6 @@ integration_validate_credentials(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(t);
 }
 
-/* One credential as a listing shows it. */
-static char *
-mask_value(const char *s, int len)
-{
-	int			nchars = pg_mbstrlen_with_len(s, len);
-	const char *tail = s;
-
-	if (nchars < MASK_MIN_CHARS_FOR_TAIL)
-		return pstrdup(MASK_STARS);
-	for (int i = 0; i < nchars - 4; i++)
-		tail += pg_mblen(tail);
-	return psprintf("%s%.*s", MASK_STARS, (int) (len - (tail - s)), tail);
-}
-
 PG_FUNCTION_INFO_V1(integration_mask_credentials);
 
 /*
@@ -278,7 +262,7 @@ integration_mask_credentials(PG_FUNCTION_ARGS)
 	{
 		if (tok == WJB_VALUE && v.type == jbvString)
 		{
-			char	   *masked = mask_value(v.val.string.val, v.val.string.len);
+			char	   *masked = SecretMasked(v.val.string.val, v.val.string.len);
 
 			/* The copy jsonb_in made is wiped before it goes. */
 			explicit_bzero(v.val.string.val, v.val.string.len);

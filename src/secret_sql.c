@@ -13,16 +13,15 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "connector.h"
 #include "secret_box.h"
+#include "secret_mask.h"
 #include "secret_object.h"
 
-#define MASK_PREFIX "whsec_"
 #define MASK_UNAVAILABLE "(unavailable)"
 
 PG_FUNCTION_INFO_V1(integration_secret_key_id);
@@ -66,27 +65,6 @@ integration_encryption_keys(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/*
- * A secret as listings show it, as mask_secret() in SQL: "whsec_" when it has that
- * prefix, eight stars, then its last four characters.
- */
-static text *
-mask(const char *plain, int len)
-{
-	StringInfoData buf;
-	int			nchars = pg_mbstrlen_with_len(plain, len);
-	const char *tail = plain;
-
-	initStringInfo(&buf);
-	if (strncmp(plain, MASK_PREFIX, strlen(MASK_PREFIX)) == 0)
-		appendStringInfoString(&buf, MASK_PREFIX);
-	appendStringInfoString(&buf, "********");
-	for (int i = 0; i < nchars - 4; i++)
-		tail += pg_mblen(tail);
-	appendBinaryStringInfo(&buf, tail, len - (tail - plain));
-	return cstring_to_text_with_len(buf.data, buf.len);
-}
-
 /* Raises if the purpose argument names connector credentials. */
 static void
 refuse_credentials(FunctionCallInfo fcinfo, const char *function)
@@ -124,7 +102,7 @@ context_from_args(FunctionCallInfo fcinfo, SecretContext *cxt)
 	return true;
 }
 
-/* A stored value masked (mask()), or "(unavailable)" when it does not open for cxt. */
+/* A stored value masked (SecretMasked()), or "(unavailable)" when it does not open for cxt. */
 static text *
 mask_stored(const char *stored, const SecretContext *cxt)
 {
@@ -136,7 +114,7 @@ mask_stored(const char *stored, const SecretContext *cxt)
 	{
 		case SECRET_PLAIN:
 		case SECRET_OPENED:
-			result = mask(plain, plainlen);
+			result = cstring_to_text(SecretMasked(plain, plainlen));
 			SecretFree(plain, plainlen);
 			return result;
 		default:

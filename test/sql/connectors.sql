@@ -277,19 +277,19 @@ SELECT id, external_id, object_id, event, payload ->> 'n' AS n
 SELECT '{"k": 1}' AS tb \gset
 SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-current", "X-Acme-Topic": "t"}', :'tb');
 SELECT inbound_secret, previous_secret_expires_at > now() + interval '59 minutes' AS grace_ends_in_an_hour
-  FROM integration.rotate_inbound_secret(1003, 'tok-next', grace => '1 hour');
+  FROM integration.rotate_inbound_secret(1003, 'tok-next-value-0001', grace => '1 hour');
 SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-current", "X-Acme-Topic": "t"}', '{"k": 2}');
-SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-next", "X-Acme-Topic": "t"}', '{"k": 3}');
+SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-next-value-0001", "X-Acme-Topic": "t"}', '{"k": 3}');
 SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-wrong", "X-Acme-Topic": "t"}', '{"k": 4}');
 SELECT integration.secret_key_id(previous_inbound_secret) IS NOT NULL AS previous_encrypted
   FROM integration.connectors WHERE id = 1003;
 -- The grace period over, only the new one.
 UPDATE integration.connectors SET previous_secret_expires_at = now() - interval '1 second' WHERE id = 1003;
 SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-current", "X-Acme-Topic": "t"}', '{"k": 5}');
-SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-next", "X-Acme-Topic": "t"}', '{"k": 6}');
+SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-next-value-0001", "X-Acme-Topic": "t"}', '{"k": 6}');
 -- Without grace, the old secret stops at once.
 SELECT previous_secret_expires_at FROM integration.rotate_inbound_secret(1003, 'tok-third', grace => '0');
-SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-next", "X-Acme-Topic": "t"}', '{"k": 7}');
+SELECT status FROM integration.receive_webhook(1003, '{"X-Token": "tok-next-value-0001", "X-Acme-Topic": "t"}', '{"k": 7}');
 SELECT integration.rotate_inbound_secret(1001, 'whsec_short');
 \echo :LAST_ERROR_SQLSTATE
 SELECT integration.rotate_inbound_secret(1003, 'x', grace => '-1 hour');

@@ -181,7 +181,8 @@ SELECT array(SELECT jsonb_object_keys(headers) ORDER BY 1) AS stored_names,
 	   strpos(w::text, 'tok-4f9a2c7e') = 0 AND strpos(w::text, 'billing') = 0 AS no_plaintext_in_row
   FROM integration.webhook_endpoints w WHERE id = :eph;
 SELECT headers AS eph_stored FROM integration.webhook_endpoints WHERE id = :eph \gset
--- Listings show each name with its value masked as a secret is.
+-- Listings show each name with its value masked as a secret is: a value of 16
+-- characters or more with its last four, a shorter one (billing) with none.
 SELECT headers AS shown FROM integration.show_webhook(id => :eph);
 SELECT headers AS listed FROM integration.list_webhooks() WHERE id = :eph;
 -- Changing another field keeps the stored headers as they are, and shows them masked.
@@ -195,7 +196,7 @@ SELECT strpos(headers::text, 'key-77aa') = 0 AS no_plaintext_inside,
   FROM integration.webhook_endpoints WHERE id = :eph;
 SELECT headers AS masked_after_update FROM integration.show_webhook(id => :eph);
 -- Plain SQL stores ciphertext too.
-UPDATE integration.webhook_endpoints SET headers = '{"X-Plain": "plain-sql-Pl41"}' WHERE id = :eph
+UPDATE integration.webhook_endpoints SET headers = '{"X-Plain": "plain-sql-value-Pl41"}' WHERE id = :eph
 RETURNING strpos(headers::text, 'plain-sql') = 0 AS plain_update_encrypted;
 SELECT headers AS masked_after_plain_update FROM integration.show_webhook(id => :eph);
 -- The values are validated before they are encrypted, with errors that name the header
@@ -236,7 +237,7 @@ SELECT 'copy', 'https://elsewhere.example.invalid/h1', '["*"]', headers FROM int
 SELECT url AS same_server_new_path FROM integration.update_webhook(id => :eph, url => 'https://A.example.invalid/h1/v2');
 SELECT url AS moved, headers AS with_its_values_again
   FROM integration.update_webhook(id => :eph, url => 'https://elsewhere.example.invalid/h1',
-								  headers => '{"X-Plain": "plain-sql-Pl41"}');
+								  headers => '{"X-Plain": "plain-sql-value-Pl41"}');
 SELECT headers->>'X-Plain' AS xplain_stored FROM integration.webhook_endpoints WHERE id = :eph \gset
 SELECT integration.mask_stored_secrets(headers, 'webhook_endpoints.headers', 'sec-a', id::text) AS right_row,
 	   integration.mask_stored_secrets(headers, 'webhook_endpoints.headers', 'sec-b', id::text) AS other_tenant,
@@ -254,7 +255,7 @@ UPDATE integration.webhook_endpoints SET headers = '{"X-Plain": "enc:v1:0000"}' 
 \echo :LAST_ERROR_SQLSTATE
 -- A value left in plain text, as a server without a key file leaves it.
 UPDATE integration.webhook_endpoints
-   SET headers = jsonb_build_object('X-Plain', :'xplain_stored', 'X-Left', 'left-plain-L3ft')
+   SET headers = jsonb_build_object('X-Plain', :'xplain_stored', 'X-Left', 'left-plain-value-L3ft')
  WHERE id = :eph;
 RESET session_replication_role;
 SELECT headers AS masked_mixed FROM integration.show_webhook(id => :eph);
