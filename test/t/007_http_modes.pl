@@ -37,8 +37,7 @@ sub poll_ok
 sub requests_to
 {
 	my ($path) = @_;
-	usleep(100_000);    # the receiver writes its log up to 20 ms after a request
-	return grep { $_->{path_only} eq $path } read_log($recv);
+	return grep { $_->{path_only} eq $path } read_log_settled($recv);
 }
 
 sub register
