@@ -13,6 +13,12 @@ SELECT integration.header('{"Webhook-ID": "a", "other": 1}', 'webhook-id') AS an
 	   integration.header('[]', 'a') IS NULL AS not_an_object;
 SELECT integration.try_jsonb('{"a": [1, 2]}') AS json, integration.try_jsonb('{"a": ') IS NULL AS broken,
 	   integration.try_jsonb('"\u0000"') IS NULL AS nul_escape, integration.try_jsonb('"\\u0000"') AS escaped_backslash;
+-- One parse, the cast's result: scalars alone, nesting, duplicate keys; not JSON: NULL.
+SELECT count(*) AS valid, count(*) FILTER (WHERE integration.try_jsonb(t) = t::jsonb) AS as_cast
+  FROM unnest(ARRAY['3', '"x"', 'null', 'true', ' [1, {"b": [false, null, "\u00e9\n"]}, -1.5e3] ',
+					'{"k": {}, "a": [], "a": 2}', '-0.50']) AS t;
+SELECT t, integration.try_jsonb(t) IS NULL AS is_null
+  FROM unnest(ARRAY['', ' ', '[1,', '{"a" 1}', 'nul', '[1] 2', '{"a": "\u0000"}']) AS t;
 
 ------------------------------------------------------------------------------------------
 -- The catalogue: the generic kind ships (the platform kinds: platform_kinds.sql);

@@ -179,6 +179,18 @@ SELECT o.outcome, o.retry_after
  WHERE c.id = :shop;
 RESET ROLE;
 
+-- A record's content hash is SHA-256 of its payload's text, byte for byte: every
+-- escape, numbers as numeric prints them, nesting, a scalar alone, UTF-8.
+SELECT count(*) AS payloads,
+	   count(*) FILTER (WHERE integration._content_hash(p) = sha256(convert_to(p::text, 'UTF8'))) AS same_hash
+  FROM unnest(ARRAY[
+	'{}', '[]', '3', '"x"', 'null', 'true', 'false', '-0.50', '1e3', '123456789012345678901234567890.000',
+	'{"a": [1, {"b": [false, null, "é ü 中"]}, -1.5e3], "": {}, "k": []}',
+	'["\b\f\n\r\t\"\\/", "\u0001\u001f\u007f", "\ud83d\ude00", "tail\\"]',
+	'{"z": 1, "a": {"y": [[], [[]], {}], "x": "x"}, "aa": null}',
+	'[{"id": 5000000000001, "total_price": "10.00", "line_items": [{"quantity": 1, "price": 1.10}]}]'
+	]::jsonb[]) AS p;
+
 ------------------------------------------------------------------------------------------
 -- Pages, as the worker records them: each record through the gate, each change an
 -- inbound event, the next page queued, the cursor moved at the end.
