@@ -786,7 +786,9 @@ CREATE TABLE integration.inbound_events (
 	-- event is stored, and this one no longer counts for deduplication.
 	dedupe_expired	boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (tenant_id, id),
-	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
+	-- No foreign key to connectors: its per-row checks were 13% of the pulling
+	-- worker's time a page (bench/README.md).  The triggers below enforce what it would,
+	-- a statement at a time (src/connector_references.c).
 	CONSTRAINT inbound_events_tenant_check CHECK (tenant_id <> ''),
 	CONSTRAINT inbound_events_external_id_check CHECK (length(external_id) BETWEEN 1 AND 255),
 	CONSTRAINT inbound_events_event_check CHECK (integration.validate_event_name(event) IS NOT NULL),
@@ -816,6 +818,40 @@ EXCEPTION WHEN feature_not_supported THEN
 	NULL;
 END
 $$;
+
+-- What foreign keys to connectors would check, once per statement instead of once per
+-- row: a sync run's page inserts a record and an event for each of its records
+-- (src/connector_references.c).  external_records (sql/sync.sql) has the same.
+CREATE FUNCTION integration.check_connector_references() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_check_connector_references'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.check_connector_references() IS
+	'Trigger on inbound_events and external_records: every row refers to a connector of its own tenant (what a foreign key would check, a statement at a time).';
+CREATE TRIGGER inbound_events_references_checked AFTER INSERT ON integration.inbound_events
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_references();
+CREATE TRIGGER inbound_events_rekeyed_checked AFTER UPDATE OF tenant_id, connector_id
+	ON integration.inbound_events
+	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
+					   OR OLD.connector_id IS DISTINCT FROM NEW.connector_id)
+	EXECUTE FUNCTION integration.check_connector_references();
+
+-- ON DELETE NO ACTION for connectors: a connector that events or records refer to
+-- keeps its key and cannot be deleted or truncated (delete_connector() soft-deletes).
+CREATE FUNCTION integration.check_connector_unreferenced() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_check_connector_unreferenced'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.check_connector_unreferenced() IS
+	'Trigger on connectors: no inbound event or external record refers to a connector key that was deleted, changed or truncated.';
+CREATE TRIGGER connectors_deleted_unreferenced AFTER DELETE ON integration.connectors
+	REFERENCING OLD TABLE AS gone
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_unreferenced();
+CREATE TRIGGER connectors_rekeyed_unreferenced AFTER UPDATE OF tenant_id, id
+	ON integration.connectors
+	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id OR OLD.id IS DISTINCT FROM NEW.id)
+	EXECUTE FUNCTION integration.check_connector_unreferenced();
+CREATE TRIGGER connectors_truncated_unreferenced AFTER TRUNCATE ON integration.connectors
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_unreferenced();
 
 -- Deduplication: one live row per delivery id and connector, whatever races.
 CREATE UNIQUE INDEX inbound_events_dedupe_idx
@@ -1335,6 +1371,7 @@ REVOKE ALL ON FUNCTION
 	integration._validate_credentials(text), integration._mask_credentials(text, text, bigint),
 	integration._connector_kinds_written(), integration._adapter_signature(text),
 	integration._connector_kind_signatures(),
+	integration.check_connector_references(), integration.check_connector_unreferenced(),
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
 	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure),
 	integration._are_stream_names(text[]),

@@ -39,7 +39,8 @@ CREATE TABLE integration.external_records (
 	source			text NOT NULL,
 	synced_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (tenant_id, connector_id, stream, external_id),
-	FOREIGN KEY (tenant_id, connector_id) REFERENCES integration.connectors (tenant_id, id),
+	-- No foreign key to connectors: the triggers below check what it would, a
+	-- statement at a time (src/connector_references.c, as for inbound_events).
 	CONSTRAINT external_records_tenant_check CHECK (tenant_id <> ''),
 	CONSTRAINT external_records_external_id_check CHECK (length(external_id) BETWEEN 1 AND 255),
 	CONSTRAINT external_records_content_hash_check CHECK (length(content_hash) = 32),
@@ -53,6 +54,14 @@ COMMENT ON COLUMN integration.external_records.content_hash IS
 	'SHA-256 of payload::text: a version pulled again with another content but the same moment (two changes in one second) is a change.';
 COMMENT ON COLUMN integration.external_records.source IS
 	'Where the stored version came from: pull or webhook.';
+CREATE TRIGGER external_records_references_checked AFTER INSERT ON integration.external_records
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_references();
+CREATE TRIGGER external_records_rekeyed_checked AFTER UPDATE OF tenant_id, connector_id
+	ON integration.external_records
+	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
+					   OR OLD.connector_id IS DISTINCT FROM NEW.connector_id)
+	EXECUTE FUNCTION integration.check_connector_references();
 DO $$
 BEGIN
 	ALTER TABLE integration.external_records ALTER COLUMN payload SET COMPRESSION lz4;
