@@ -24,6 +24,8 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "content_hash.h"
+
 /* Appends a JSON string as escape_json() writes it. */
 static void
 append_escaped(StringInfo out, const char *s, int len)
@@ -171,16 +173,10 @@ append_jsonb_text(StringInfo out, JsonbContainer *in)
 	}
 }
 
-PG_FUNCTION_INFO_V1(integration_content_hash);
-
-/*
- * _content_hash(payload jsonb): sha256(convert_to(payload::text, 'UTF8')), the same
- * 32 bytes.
- */
-Datum
-integration_content_hash(PG_FUNCTION_ARGS)
+/* sha256(convert_to(payload::text, 'UTF8')), the same 32 bytes, as bytea. */
+bytea *
+ContentHash(Jsonb *payload)
 {
-	Jsonb	   *payload = PG_GETARG_JSONB_P(0);
 	StringInfoData buf;
 	const char *utf8;
 	pg_cryptohash_ctx *ctx;
@@ -198,5 +194,17 @@ integration_content_hash(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	PG_RETURN_BYTEA_P(result);
+	if (utf8 != buf.data)
+		pfree((char *) utf8);
+	pfree(buf.data);
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(integration_content_hash);
+
+/* _content_hash(payload jsonb): ContentHash(). */
+Datum
+integration_content_hash(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(ContentHash(PG_GETARG_JSONB_P(0)));
 }
