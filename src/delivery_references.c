@@ -38,6 +38,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "references.h"
 #include "restore_mode.h"
 #include "spi_plan.h"
 
@@ -49,7 +50,7 @@
  * fans out: parsed and planned each time, its two statements cost more than the
  * checking.  Keyed by the statement's text, which is a literal of this file.
  */
-#define KEPT_PLANS 8
+#define KEPT_PLANS 24
 static struct
 {
 	const char *sql;
@@ -108,7 +109,7 @@ execute_as_owner(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum 
 	}
 	rc = SPI_execute_snapshot(plan, args, NULL, snapshot, crosscheck, false, false, limit);
 	if (rc != expected)
-		elog(ERROR, "enforcing the references of deliveries failed: %s", SPI_result_code_string(rc));
+		elog(ERROR, "enforcing a reference failed: %s", SPI_result_code_string(rc));
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
@@ -116,11 +117,12 @@ execute_as_owner(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum 
  * Runs sql (reading the trigger's transition tables, with up to two parameters) as
  * rel's owner without row-level security, and returns the first row's two columns
  * as text in *a and *b; false when it finds no row.  latest: read with a fresh
- * snapshot rather than the transaction's.
+ * snapshot rather than the transaction's.  sql is a literal: its plan is kept by its
+ * address.  The checks of connector_references.c run through it too.
  */
-static bool
-first_row(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
-		  bool latest, char **a, char **b)
+bool
+ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
+				  bool latest, char **a, char **b)
 {
 	execute_as_owner(rel, sql, nargs, argtypes, args,
 					 latest ? GetLatestSnapshot() : InvalidSnapshot, InvalidSnapshot,
@@ -159,27 +161,27 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SPI_register_trigger_data(trigdata);
-	if (first_row(trigdata->tg_relation,
-				  "SELECT a.tenant_id, a.event_id"
-				  "  FROM (SELECT DISTINCT tenant_id, event_id FROM added) a"
-				  " WHERE NOT EXISTS (SELECT FROM integration.webhook_events e"
-				  "                    WHERE e.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
-				  "                      AND e.id OPERATOR(pg_catalog.=) a.event_id"
-				  "                      FOR KEY SHARE OF e)",
-				  0, NULL, NULL, false, &tenant, &key))
+	if (ReferenceFirstRow(trigdata->tg_relation,
+						  "SELECT a.tenant_id, a.event_id"
+						  "  FROM (SELECT DISTINCT tenant_id, event_id FROM added) a"
+						  " WHERE NOT EXISTS (SELECT FROM integration.webhook_events e"
+						  "                    WHERE e.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
+						  "                      AND e.id OPERATOR(pg_catalog.=) a.event_id"
+						  "                      FOR KEY SHARE OF e)",
+						  0, NULL, NULL, false, &tenant, &key))
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
 				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_events"),
 				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
 						   tenant, key)));
-	if (first_row(trigdata->tg_relation,
-				  "SELECT a.tenant_id, a.endpoint_id"
-				  "  FROM (SELECT DISTINCT tenant_id, endpoint_id FROM added) a"
-				  " WHERE NOT EXISTS (SELECT FROM integration.webhook_endpoints w"
-				  "                    WHERE w.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
-				  "                      AND w.id OPERATOR(pg_catalog.=) a.endpoint_id"
-				  "                      FOR KEY SHARE OF w)",
-				  0, NULL, NULL, false, &tenant, &key))
+	if (ReferenceFirstRow(trigdata->tg_relation,
+						  "SELECT a.tenant_id, a.endpoint_id"
+						  "  FROM (SELECT DISTINCT tenant_id, endpoint_id FROM added) a"
+						  " WHERE NOT EXISTS (SELECT FROM integration.webhook_endpoints w"
+						  "                    WHERE w.tenant_id OPERATOR(pg_catalog.=) a.tenant_id"
+						  "                      AND w.id OPERATOR(pg_catalog.=) a.endpoint_id"
+						  "                      FOR KEY SHARE OF w)",
+						  0, NULL, NULL, false, &tenant, &key))
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
 				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_endpoints"),
@@ -215,8 +217,8 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 	{
-		if (first_row(rel, "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d LIMIT 1",
-					  0, NULL, NULL, true, &tenant, &key))
+		if (ReferenceFirstRow(rel, "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d LIMIT 1",
+							  0, NULL, NULL, true, &tenant, &key))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("cannot truncate table \"webhook_endpoints\": table \"deliveries\" refers to it"),
@@ -235,21 +237,21 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 
 		args[0] = heap_getattr(old, SPI_fnumber(desc, "tenant_id"), desc, &isnull);
 		args[1] = heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull);
-		found = first_row(rel,
-						  "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
-						  " WHERE d.tenant_id OPERATOR(pg_catalog.=) $1"
-						  "   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1",
-						  2, types, args, true, &tenant, &key);
+		found = ReferenceFirstRow(rel,
+								  "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
+								  " WHERE d.tenant_id OPERATOR(pg_catalog.=) $1"
+								  "   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1",
+								  2, types, args, true, &tenant, &key);
 	}
 	else if (trigdata->tg_oldtable != NULL)
 	{
 		SPI_register_trigger_data(trigdata);
-		found = first_row(rel,
-						  "SELECT g.tenant_id, g.id FROM gone g"
-						  " WHERE EXISTS (SELECT FROM integration.deliveries d"
-						  "                WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
-						  "                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id)",
-						  0, NULL, NULL, true, &tenant, &key);
+		found = ReferenceFirstRow(rel,
+								  "SELECT g.tenant_id, g.id FROM gone g"
+								  " WHERE EXISTS (SELECT FROM integration.deliveries d"
+								  "                WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+								  "                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id)",
+								  0, NULL, NULL, true, &tenant, &key);
 	}
 	else
 		ereport(ERROR,

@@ -140,13 +140,11 @@ SELECT results_eq($$
 	 WHERE c.connamespace = 'integration'::regnamespace AND c.contype = 'f' ORDER BY 2, 1$$,
 	$$VALUES ('integration.connectors', 'integration.connector_kinds', ARRAY['kind']),
 			 ('integration.connector_calls', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
-			 ('integration.external_records', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
-			 ('integration.inbound_events', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
 			 ('integration.inbound_handlers', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
 			 ('integration.sync_streams', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
 			 ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
 			 ('integration.retired_secrets', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
-	'the foreign keys are connectors (kind), connector_calls, external_records, inbound_events, inbound_handlers and sync_streams (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints are checked per statement by triggers');
+	'the foreign keys are connectors (kind), connector_calls, inbound_handlers and sync_streams (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints, and external_records and inbound_events -> connectors, are checked per statement by triggers (test/sql/sync.sql)');
 
 -- What those triggers enforce, as foreign keys would, whoever asks.  (6)
 SET LOCAL integration.tenant_id = 'tap-ref';

@@ -179,6 +179,18 @@ SELECT o.outcome, o.retry_after
  WHERE c.id = :shop;
 RESET ROLE;
 
+-- A record's content hash is SHA-256 of its payload's text, byte for byte: every
+-- escape, numbers as numeric prints them, nesting, a scalar alone, UTF-8.
+SELECT count(*) AS payloads,
+	   count(*) FILTER (WHERE integration._content_hash(p) = sha256(convert_to(p::text, 'UTF8'))) AS same_hash
+  FROM unnest(ARRAY[
+	'{}', '[]', '3', '"x"', 'null', 'true', 'false', '-0.50', '1e3', '123456789012345678901234567890.000',
+	'{"a": [1, {"b": [false, null, "é ü 中"]}, -1.5e3], "": {}, "k": []}',
+	'["\b\f\n\r\t\"\\/", "\u0001\u001f\u007f", "\ud83d\ude00", "tail\\"]',
+	'{"z": 1, "a": {"y": [[], [[]], {}], "x": "x"}, "aa": null}',
+	'[{"id": 5000000000001, "total_price": "10.00", "line_items": [{"quantity": 1, "price": 1.10}]}]'
+	]::jsonb[]) AS p;
+
 ------------------------------------------------------------------------------------------
 -- Pages, as the worker records them: each record through the gate, each change an
 -- inbound event, the next page queued, the cursor moved at the end.
@@ -418,6 +430,55 @@ ROLLBACK;
 SELECT external_records AS removed_8_days_after FROM integration.purge_expired();
 SELECT count(*) AS items_records FROM integration.external_records WHERE connector_id = :items;
 SELECT count(*) AS shop_records_after FROM integration.external_records WHERE connector_id = :shop;
+
+-- Records and events refer to a connector of their own tenant, as foreign keys would
+-- have them (checked a statement at a time, src/connector_references.c): not to one
+-- that does not exist or is another tenant's, and a connector they refer to keeps its
+-- key and is neither deleted nor truncated.
+\set VERBOSITY terse
+INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,
+										  external_updated_at, payload, content_hash, source)
+VALUES ('sync-a', :shop, 'orders', 'ref-1', '2025-01-01', '{}', sha256(''), 'pull'),
+	   ('sync-a', 999999, 'orders', 'ref-2', '2025-01-01', '{}', sha256(''), 'pull');
+INSERT INTO integration.inbound_events (tenant_id, connector_id, external_id, topic, event, payload)
+VALUES ('sync-b', :shop, 'ref-3', 'orders/updated', 'shopify.orders.updated', '{}');
+UPDATE integration.external_records SET connector_id = 999999
+ WHERE connector_id = :shop AND external_id = (SELECT min(external_id) FROM integration.external_records
+												WHERE connector_id = :shop);
+UPDATE integration.inbound_events SET connector_id = 999999
+ WHERE id = (SELECT min(id) FROM integration.inbound_events WHERE connector_id = :shop);
+BEGIN;
+TRUNCATE integration.connectors CASCADE;
+ROLLBACK;
+-- (The foreign keys of its calls, streams and handlers are real ones.)
+BEGIN;
+DELETE FROM integration.connector_calls WHERE connector_id = :shop;
+DELETE FROM integration.sync_streams WHERE connector_id = :shop;
+DELETE FROM integration.inbound_handlers WHERE connector_id = :shop;
+SAVEPOINT s;
+DELETE FROM integration.connectors WHERE id = :shop;
+ROLLBACK TO s;
+SAVEPOINT s;
+UPDATE integration.connectors SET tenant_id = 'sync-b' WHERE id = :shop;
+ROLLBACK TO s;
+DELETE FROM integration.external_records WHERE connector_id = :shop;
+SAVEPOINT s;
+DELETE FROM integration.connectors WHERE id = :shop;
+ROLLBACK TO s;
+DELETE FROM integration.inbound_events WHERE connector_id = :shop;
+DELETE FROM integration.connectors WHERE id = :shop RETURNING id = :shop AS deleted_once_unreferenced;
+ROLLBACK;
+-- Rows of an existing connector go in, in one statement or one by one.
+BEGIN;
+INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,
+										  external_updated_at, payload, content_hash, source)
+SELECT 'sync-a', :shop, 'orders', 'ref-' || n, '2025-01-01', '{}', sha256(''), 'pull'
+  FROM generate_series(1, 3) AS n RETURNING external_id;
+UPDATE integration.inbound_events SET connector_id = :shop
+ WHERE id = (SELECT min(id) FROM integration.inbound_events WHERE connector_id = :shop)
+RETURNING connector_id = :shop AS same_connector;
+ROLLBACK;
+\set VERBOSITY default
 
 -- Put back what the files after this expect.
 DROP VIEW public.sync_view;
