@@ -83,16 +83,6 @@ CREATE FUNCTION integration.try_jsonb(value text) RETURNS jsonb
 COMMENT ON FUNCTION integration.try_jsonb(text) IS
 	'value as jsonb, or NULL when it is not JSON (where a cast would raise).';
 
--- What jsonb_build_object(k1, v1, ...) makes of jsonb values, each value's bytes
--- copied as they are rather than taken apart and written again: an adapter that
--- returns a page built around the response's list of 250 orders saves 0.4 ms a page
--- (src/jsonb_object.c).
-CREATE FUNCTION integration._jsonb_object_of(keys text[], vals jsonb[]) RETURNS jsonb
-	AS 'MODULE_PATHNAME', 'integration_jsonb_object_of'
-	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION integration._jsonb_object_of(text[], jsonb[]) IS
-	'The jsonb object of keys[i]: vals[i] (a NULL value: JSON null; of equal keys the last), as jsonb_build_object() makes it, the values copied whole (internal).';
-
 CREATE FUNCTION integration.is_signature_scheme(scheme text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'integration_is_signature_scheme'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -1377,7 +1367,6 @@ REVOKE ALL ON TABLE integration.connector_kinds, integration.connectors,
 GRANT SELECT ON TABLE integration.connector_kinds TO PUBLIC;
 REVOKE ALL ON FUNCTION
 	integration.header(jsonb, text), integration.try_jsonb(text),
-	integration._jsonb_object_of(text[], jsonb[]),
 	integration.is_signature_scheme(text), integration._validate_inbound_secret(text, text),
 	integration._validate_credentials(text), integration._mask_credentials(text, text, bigint),
 	integration._connector_kinds_written(), integration._adapter_signature(text),

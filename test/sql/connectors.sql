@@ -19,31 +19,6 @@ SELECT count(*) AS valid, count(*) FILTER (WHERE integration.try_jsonb(t) = t::j
 					'{"k": {}, "a": [], "a": 2}', '-0.50']) AS t;
 SELECT t, integration.try_jsonb(t) IS NULL AS is_null
   FROM unnest(ARRAY['', ' ', '[1,', '{"a" 1}', 'nul', '[1] 2', '{"a": "\u0000"}']) AS t;
--- _jsonb_object_of() makes what jsonb_build_object() makes (the same size, unpacked in
--- an array; the same text and value; every key found): numbers after keys of every length (padding),
--- strings, true, false, null and SQL NULL, nested and empty containers, equal keys (the
--- last kept), and more pairs than one offset stride (32).
-WITH cases(keys, vals) AS (VALUES
-	(ARRAY['a', 'bb', 'ccc', 'dddd', 'e'], ARRAY['1.5', '"x"', 'true', '-2', '{"n": [1, {"m": 2.25}]}']::jsonb[]),
-	(ARRAY['x', 'y', 'x', 'zz'], ARRAY['false', 'null', '[]', '{}']::jsonb[]),
-	(ARRAY['k'], ARRAY[NULL]::jsonb[]),
-	(ARRAY[]::text[], ARRAY[]::jsonb[]),
-	(ARRAY(SELECT 'key' || n FROM generate_series(1, 40) n),
-	 ARRAY(SELECT CASE n % 4 WHEN 0 THEN to_jsonb(n * 1.25) WHEN 1 THEN to_jsonb('s' || n)
-						  WHEN 2 THEN jsonb_build_array(n, 'v') ELSE to_jsonb(n % 3 = 0) END
-			 FROM generate_series(1, 40) n))),
-built AS (
-	SELECT integration._jsonb_object_of(keys, vals) AS o,
-		   (SELECT jsonb_object_agg(k, coalesce(v, 'null')) FROM unnest(keys, vals) AS u(k, v)) AS b,
-		   keys
-	  FROM cases)
-SELECT count(*) AS objects,
-	   count(*) FILTER (WHERE pg_column_size(ARRAY[o]) = pg_column_size(ARRAY[coalesce(b, '{}')]) AND o::text = coalesce(b, '{}')::text
-						AND o = coalesce(b, '{}')
-						AND NOT EXISTS (SELECT FROM unnest(keys) k WHERE o -> k IS DISTINCT FROM b -> k))
-		   AS as_built
-  FROM built;
-SELECT integration._jsonb_object_of(ARRAY['a'], ARRAY['1', '2']::jsonb[]);
 
 ------------------------------------------------------------------------------------------
 -- The catalogue: the generic kind ships (the platform kinds: platform_kinds.sql);
