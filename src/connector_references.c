@@ -88,7 +88,7 @@ PG_FUNCTION_INFO_V1(integration_check_connector_references);
 
 /*
  * On external_records and inbound_events: AFTER INSERT ... FOR EACH STATEMENT
- * (transition table "added"), and AFTER UPDATE OF tenant_id, connector_id ... FOR
+ * (transition table "added"), and AFTER UPDATE ... FOR
  * EACH ROW when the key changed: every row refers to a connector of its own tenant.
  */
 Datum
@@ -154,7 +154,7 @@ PG_FUNCTION_INFO_V1(integration_check_connector_unreferenced);
 
 /*
  * On connectors: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone"), AFTER
- * UPDATE OF tenant_id, id ... FOR EACH ROW (when the key changed) and AFTER TRUNCATE:
+ * UPDATE ... FOR EACH ROW (when the key changed) and AFTER TRUNCATE:
  * no record or event refers to a connector key that is gone.
  */
 Datum
