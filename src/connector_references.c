@@ -19,7 +19,11 @@
  * referenced side a connector that records or events refer to cannot be deleted, get
  * another key or be truncated (ON DELETE NO ACTION; delete_connector() soft-deletes,
  * and the retention pass removes its rows first), read with a fresh snapshot so that a
- * serializable caller also sees rows committed after its snapshot.  Not in a restore
+ * serializable caller also sees rows committed after its snapshot.  The rows found
+ * there are locked FOR KEY SHARE, as ri_triggers.c's NO ACTION check locks them: a
+ * record or event that another transaction is deleting (or moving to another
+ * connector) is waited for, and counts only if that transaction rolls back, where
+ * reading it unlocked counted it still and failed the delete.  Not in a restore
  * (restore_mode.c), whose data loads in no particular order of tables.
  */
 #include "postgres.h"
@@ -59,13 +63,14 @@ typedef struct ConnectorReferrer
 	"SELECT g.tenant_id, g.id FROM gone g" \
 	" WHERE EXISTS (SELECT FROM integration." t " r" \
 	"                WHERE r.tenant_id OPERATOR(pg_catalog.=) g.tenant_id" \
-	"                  AND r.connector_id OPERATOR(pg_catalog.=) g.id)"
+	"                  AND r.connector_id OPERATOR(pg_catalog.=) g.id" \
+	"                  FOR KEY SHARE OF r)"
 #define ANY_SQL(t) \
 	"SELECT r.tenant_id, r.connector_id FROM integration." t " r LIMIT 1"
 #define KEY_SQL(t) \
 	"SELECT r.tenant_id, r.connector_id FROM integration." t " r" \
 	" WHERE r.tenant_id OPERATOR(pg_catalog.=) $1" \
-	"   AND r.connector_id OPERATOR(pg_catalog.=) $2 LIMIT 1"
+	"   AND r.connector_id OPERATOR(pg_catalog.=) $2 LIMIT 1 FOR KEY SHARE OF r"
 
 static ConnectorReferrer referrers[] = {
 	{"external_records", ADDED_SQL("external_records"), GONE_SQL("external_records"),
