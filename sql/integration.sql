@@ -774,7 +774,10 @@ COMMENT ON FUNCTION integration.check_endpoint_unreferenced() IS
 CREATE TRIGGER endpoints_deleted_unreferenced AFTER DELETE ON integration.webhook_endpoints
 	REFERENCING OLD TABLE AS gone
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_endpoint_unreferenced();
-CREATE TRIGGER endpoints_rekeyed_unreferenced AFTER UPDATE OF tenant_id, id
+-- Every UPDATE, not UPDATE OF the key: a column-specific trigger misses a key that a
+-- BEFORE trigger changes without the statement naming it, which a foreign key's check
+-- would catch.  The WHEN clause keeps the others cheap.
+CREATE TRIGGER endpoints_rekeyed_unreferenced AFTER UPDATE
 	ON integration.webhook_endpoints
 	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id OR OLD.id IS DISTINCT FROM NEW.id)
 	EXECUTE FUNCTION integration.check_endpoint_unreferenced();
@@ -784,7 +787,9 @@ CREATE TRIGGER endpoints_truncated_unreferenced AFTER TRUNCATE ON integration.we
 -- A delivery's keys never change: that keeps the check above to inserts.  An AFTER
 -- trigger, not BEFORE: a BEFORE row trigger on UPDATE locks each old row before it
 -- looks at the columns being set, so every outcome the worker records would pay for
--- a tuple lock; an AFTER trigger of columns the worker never sets costs a fetch.
+-- a tuple lock; an AFTER row trigger costs a fetch.  On every UPDATE, not UPDATE OF
+-- the keys, which misses a key a BEFORE trigger changes; the WHEN clause keeps the
+-- function to the rows whose key did change.
 CREATE FUNCTION integration.forbid_key_change() RETURNS trigger
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -802,9 +807,11 @@ $$;
 COMMENT ON FUNCTION integration.forbid_key_change() IS
 	'Row trigger: deliveries keep their tenant, event and endpoint.';
 
-CREATE TRIGGER deliveries_keys_fixed AFTER UPDATE OF tenant_id, event_id, endpoint_id
+CREATE TRIGGER deliveries_keys_fixed AFTER UPDATE
 	ON integration.deliveries
-	FOR EACH ROW EXECUTE FUNCTION integration.forbid_key_change();
+	FOR EACH ROW WHEN ((NEW.tenant_id, NEW.event_id, NEW.endpoint_id) IS DISTINCT FROM
+					   (OLD.tenant_id, OLD.event_id, OLD.endpoint_id))
+	EXECUTE FUNCTION integration.forbid_key_change();
 
 CREATE TRIGGER events_deleted AFTER DELETE ON integration.webhook_events
 	REFERENCING OLD TABLE AS gone
