@@ -148,6 +148,7 @@ integration_check_connector_references(PG_FUNCTION_ARGS)
 	if (missing)
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 				 errmsg("insert or update on table \"%s\" violates the reference to connectors", r->table),
 				 errdetail("Key (tenant_id, connector_id)=(%s, %s) is not present in table \"connectors\".",
 						   tenant, key)));
@@ -216,6 +217,7 @@ integration_check_connector_unreferenced(PG_FUNCTION_ARGS)
 		if (found)
 			ereport(ERROR,
 					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 					 errmsg("update or delete on table \"connectors\" violates the reference from table \"%s\"",
 							r->table),
 					 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"%s\".",

@@ -440,6 +440,22 @@ INSERT INTO integration.external_records (tenant_id, connector_id, stream, exter
 										  external_updated_at, payload, content_hash, source)
 VALUES ('sync-a', :shop, 'orders', 'ref-1', '2025-01-01', '{}', sha256(''), 'pull'),
 	   ('sync-a', 999999, 'orders', 'ref-2', '2025-01-01', '{}', sha256(''), 'pull');
+-- The error names the table and the check, as a foreign key's names its constraint
+-- (what client libraries read).
+DO $$
+DECLARE
+	t text;
+	c text;
+	n text;
+BEGIN
+	INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,
+											  external_updated_at, payload, content_hash, source)
+	VALUES ('sync-a', 999999, 'orders', 'ref-2', '2025-01-01', '{}', sha256(''), 'pull');
+EXCEPTION WHEN foreign_key_violation THEN
+	GET STACKED DIAGNOSTICS n = SCHEMA_NAME, t = TABLE_NAME, c = CONSTRAINT_NAME;
+	RAISE NOTICE 'schema %, table %, constraint %', n, t, c;
+END
+$$;
 INSERT INTO integration.inbound_events (tenant_id, connector_id, external_id, topic, event, payload)
 VALUES ('sync-b', :shop, 'ref-3', 'orders/updated', 'shopify.orders.updated', '{}');
 UPDATE integration.external_records SET connector_id = 999999
