@@ -830,7 +830,11 @@ COMMENT ON FUNCTION integration.check_connector_references() IS
 CREATE TRIGGER inbound_events_references_checked AFTER INSERT ON integration.inbound_events
 	REFERENCING NEW TABLE AS added
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_references();
-CREATE TRIGGER inbound_events_rekeyed_checked AFTER UPDATE OF tenant_id, connector_id
+-- Every UPDATE, not UPDATE OF the key: a column-specific trigger misses a key that a
+-- BEFORE trigger changes without the statement naming it, which a foreign key's check
+-- (it compares the old and the new key of every updated row) would catch.  The WHEN
+-- clause keeps the others cheap.
+CREATE TRIGGER inbound_events_rekeyed_checked AFTER UPDATE
 	ON integration.inbound_events
 	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
 					   OR OLD.connector_id IS DISTINCT FROM NEW.connector_id)
@@ -846,7 +850,9 @@ COMMENT ON FUNCTION integration.check_connector_unreferenced() IS
 CREATE TRIGGER connectors_deleted_unreferenced AFTER DELETE ON integration.connectors
 	REFERENCING OLD TABLE AS gone
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_unreferenced();
-CREATE TRIGGER connectors_rekeyed_unreferenced AFTER UPDATE OF tenant_id, id
+-- Every UPDATE, as for inbound_events_rekeyed_checked: a key a BEFORE trigger changes
+-- is a changed key too.
+CREATE TRIGGER connectors_rekeyed_unreferenced AFTER UPDATE
 	ON integration.connectors
 	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id OR OLD.id IS DISTINCT FROM NEW.id)
 	EXECUTE FUNCTION integration.check_connector_unreferenced();

@@ -57,7 +57,8 @@ COMMENT ON COLUMN integration.external_records.source IS
 CREATE TRIGGER external_records_references_checked AFTER INSERT ON integration.external_records
 	REFERENCING NEW TABLE AS added
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_connector_references();
-CREATE TRIGGER external_records_rekeyed_checked AFTER UPDATE OF tenant_id, connector_id
+-- Every UPDATE, not UPDATE OF the key (see inbound_events_rekeyed_checked).
+CREATE TRIGGER external_records_rekeyed_checked AFTER UPDATE
 	ON integration.external_records
 	FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id
 					   OR OLD.connector_id IS DISTINCT FROM NEW.connector_id)

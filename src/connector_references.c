@@ -19,7 +19,11 @@
  * referenced side a connector that records or events refer to cannot be deleted, get
  * another key or be truncated (ON DELETE NO ACTION; delete_connector() soft-deletes,
  * and the retention pass removes its rows first), read with a fresh snapshot so that a
- * serializable caller also sees rows committed after its snapshot.  Not in a restore
+ * serializable caller also sees rows committed after its snapshot.  The rows found
+ * there are locked FOR KEY SHARE, as ri_triggers.c's NO ACTION check locks them: a
+ * record or event that another transaction is deleting (or moving to another
+ * connector) is waited for, and counts only if that transaction rolls back, where
+ * reading it unlocked counted it still and failed the delete.  Not in a restore
  * (restore_mode.c), whose data loads in no particular order of tables.
  */
 #include "postgres.h"
@@ -59,13 +63,14 @@ typedef struct ConnectorReferrer
 	"SELECT g.tenant_id, g.id FROM gone g" \
 	" WHERE EXISTS (SELECT FROM integration." t " r" \
 	"                WHERE r.tenant_id OPERATOR(pg_catalog.=) g.tenant_id" \
-	"                  AND r.connector_id OPERATOR(pg_catalog.=) g.id)"
+	"                  AND r.connector_id OPERATOR(pg_catalog.=) g.id" \
+	"                  FOR KEY SHARE OF r)"
 #define ANY_SQL(t) \
 	"SELECT r.tenant_id, r.connector_id FROM integration." t " r LIMIT 1"
 #define KEY_SQL(t) \
 	"SELECT r.tenant_id, r.connector_id FROM integration." t " r" \
 	" WHERE r.tenant_id OPERATOR(pg_catalog.=) $1" \
-	"   AND r.connector_id OPERATOR(pg_catalog.=) $2 LIMIT 1"
+	"   AND r.connector_id OPERATOR(pg_catalog.=) $2 LIMIT 1 FOR KEY SHARE OF r"
 
 static ConnectorReferrer referrers[] = {
 	{"external_records", ADDED_SQL("external_records"), GONE_SQL("external_records"),
@@ -88,7 +93,7 @@ PG_FUNCTION_INFO_V1(integration_check_connector_references);
 
 /*
  * On external_records and inbound_events: AFTER INSERT ... FOR EACH STATEMENT
- * (transition table "added"), and AFTER UPDATE OF tenant_id, connector_id ... FOR
+ * (transition table "added"), and AFTER UPDATE ... FOR
  * EACH ROW when the key changed: every row refers to a connector of its own tenant.
  */
 Datum
@@ -143,6 +148,7 @@ integration_check_connector_references(PG_FUNCTION_ARGS)
 	if (missing)
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 				 errmsg("insert or update on table \"%s\" violates the reference to connectors", r->table),
 				 errdetail("Key (tenant_id, connector_id)=(%s, %s) is not present in table \"connectors\".",
 						   tenant, key)));
@@ -154,7 +160,7 @@ PG_FUNCTION_INFO_V1(integration_check_connector_unreferenced);
 
 /*
  * On connectors: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone"), AFTER
- * UPDATE OF tenant_id, id ... FOR EACH ROW (when the key changed) and AFTER TRUNCATE:
+ * UPDATE ... FOR EACH ROW (when the key changed) and AFTER TRUNCATE:
  * no record or event refers to a connector key that is gone.
  */
 Datum
@@ -211,6 +217,7 @@ integration_check_connector_unreferenced(PG_FUNCTION_ARGS)
 		if (found)
 			ereport(ERROR,
 					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 					 errmsg("update or delete on table \"connectors\" violates the reference from table \"%s\"",
 							r->table),
 					 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"%s\".",

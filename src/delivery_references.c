@@ -171,6 +171,7 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 						  0, NULL, NULL, false, &tenant, &key))
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_events"),
 				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
 						   tenant, key)));
@@ -184,6 +185,7 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 						  0, NULL, NULL, false, &tenant, &key))
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_endpoints"),
 				 errdetail("Key (tenant_id, endpoint_id)=(%s, %s) is not present in table \"webhook_endpoints\".",
 						   tenant, key)));
@@ -261,6 +263,7 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 	if (found)
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
 				 errmsg("update or delete on table \"webhook_endpoints\" violates the reference from table \"deliveries\""),
 				 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"deliveries\".",
 						   tenant, key),

@@ -1,7 +1,7 @@
 -- The API contract: every function's exact signature, argument names, return type and
 -- volatility; every table's key columns; every key and foreign key leads with tenant_id.
 BEGIN;
-SELECT plan(141);
+SELECT plan(142);
 
 CREATE TEMP TABLE api (name name, args name[], argnames text[], returns text, volatility text)
 	ON COMMIT DROP;
@@ -146,7 +146,7 @@ SELECT results_eq($$
 			 ('integration.retired_secrets', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
 	'the foreign keys are connectors (kind), connector_calls, inbound_handlers and sync_streams (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints, and external_records and inbound_events -> connectors, are checked per statement by triggers (test/sql/sync.sql)');
 
--- What those triggers enforce, as foreign keys would, whoever asks.  (6)
+-- What those triggers enforce, as foreign keys would, whoever asks.  (7)
 SET LOCAL integration.tenant_id = 'tap-ref';
 CREATE TEMP TABLE ref_ids ON COMMIT DROP AS
 	SELECT w.id AS ep, integration.dispatch_webhook(w.id, 'ref.x', '{}') AS d
@@ -164,6 +164,19 @@ SELECT throws_ok(format('UPDATE integration.webhook_endpoints SET id = DEFAULT W
 SELECT throws_ok(format('UPDATE integration.deliveries SET endpoint_id = endpoint_id + 1000 WHERE id = %s', (SELECT d FROM ref_ids)),
 				 '0A000', 'the tenant, event and endpoint of a delivery cannot change',
 				 'a delivery keeps its endpoint: checking inserts is enough');
+-- A key a BEFORE trigger changes, the UPDATE naming other columns only.
+CREATE FUNCTION pg_temp.rekey() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.tenant_id := 'tap-ref-2';
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER rekey BEFORE UPDATE ON integration.webhook_endpoints
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.rekey();
+SELECT throws_ok(format('UPDATE integration.webhook_endpoints SET name = name WHERE id = %s', (SELECT ep FROM ref_ids)),
+				 '23503', 'update or delete on table "webhook_endpoints" violates the reference from table "deliveries"',
+				 'an endpoint keeps its key when a BEFORE trigger changes it');
+DROP TRIGGER rekey ON integration.webhook_endpoints;
 SELECT throws_ok('TRUNCATE integration.webhook_endpoints', '0A000', NULL,
 				 'webhook_endpoints cannot be truncated while deliveries refer to it');
 SELECT ok(integration.delete_webhook((SELECT ep FROM ref_ids)),

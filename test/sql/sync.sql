@@ -440,6 +440,22 @@ INSERT INTO integration.external_records (tenant_id, connector_id, stream, exter
 										  external_updated_at, payload, content_hash, source)
 VALUES ('sync-a', :shop, 'orders', 'ref-1', '2025-01-01', '{}', sha256(''), 'pull'),
 	   ('sync-a', 999999, 'orders', 'ref-2', '2025-01-01', '{}', sha256(''), 'pull');
+-- The error names the table and the check, as a foreign key's names its constraint
+-- (what client libraries read).
+DO $$
+DECLARE
+	t text;
+	c text;
+	n text;
+BEGIN
+	INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,
+											  external_updated_at, payload, content_hash, source)
+	VALUES ('sync-a', 999999, 'orders', 'ref-2', '2025-01-01', '{}', sha256(''), 'pull');
+EXCEPTION WHEN foreign_key_violation THEN
+	GET STACKED DIAGNOSTICS n = SCHEMA_NAME, t = TABLE_NAME, c = CONSTRAINT_NAME;
+	RAISE NOTICE 'schema %, table %, constraint %', n, t, c;
+END
+$$;
 INSERT INTO integration.inbound_events (tenant_id, connector_id, external_id, topic, event, payload)
 VALUES ('sync-b', :shop, 'ref-3', 'orders/updated', 'shopify.orders.updated', '{}');
 UPDATE integration.external_records SET connector_id = 999999
@@ -468,6 +484,37 @@ ROLLBACK TO s;
 DELETE FROM integration.inbound_events WHERE connector_id = :shop;
 DELETE FROM integration.connectors WHERE id = :shop RETURNING id = :shop AS deleted_once_unreferenced;
 ROLLBACK;
+-- A key that a BEFORE trigger changes, the statement naming other columns only, is
+-- checked too, as a foreign key compares every updated row's old and new key.
+CREATE FUNCTION public.sync_rekey() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_TABLE_NAME = 'connectors' THEN
+		NEW.tenant_id := 'sync-b';
+	ELSE
+		NEW.connector_id := 999999;
+	END IF;
+	RETURN NEW;
+END
+$$;
+BEGIN;
+CREATE TRIGGER rekey BEFORE UPDATE ON integration.external_records
+	FOR EACH ROW EXECUTE FUNCTION public.sync_rekey();
+CREATE TRIGGER rekey BEFORE UPDATE ON integration.inbound_events
+	FOR EACH ROW EXECUTE FUNCTION public.sync_rekey();
+CREATE TRIGGER rekey BEFORE UPDATE ON integration.connectors
+	FOR EACH ROW EXECUTE FUNCTION public.sync_rekey();
+SAVEPOINT s;
+UPDATE integration.external_records SET synced_at = now() WHERE connector_id = :shop;
+ROLLBACK TO s;
+UPDATE integration.inbound_events SET attempts = attempts WHERE connector_id = :shop;
+ROLLBACK TO s;
+-- (The foreign keys of its calls, streams and handlers are real ones.)
+DELETE FROM integration.connector_calls WHERE connector_id = :shop;
+DELETE FROM integration.sync_streams WHERE connector_id = :shop;
+DELETE FROM integration.inbound_handlers WHERE connector_id = :shop;
+UPDATE integration.connectors SET name = name WHERE id = :shop;
+ROLLBACK;
+DROP FUNCTION public.sync_rekey();
 -- Rows of an existing connector go in, in one statement or one by one.
 BEGIN;
 INSERT INTO integration.external_records (tenant_id, connector_id, stream, external_id,

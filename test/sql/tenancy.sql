@@ -81,6 +81,21 @@ SELECT count(*) AS b_endpoints_deleted FROM w;
 SELECT event_id AS ev_a FROM integration.deliveries WHERE id = :d_a \gset
 INSERT INTO integration.deliveries (event_id, endpoint_id) VALUES (:ev_a, :ep_b);
 \echo :LAST_ERROR_SQLSTATE
+-- Named as a foreign key's constraint would be (the check, on its table).
+SET integration_test.ep_b = :'ep_b';
+SET integration_test.ev_a = :'ev_a';
+DO $$
+DECLARE
+	t text;
+	c text;
+BEGIN
+	INSERT INTO integration.deliveries (event_id, endpoint_id)
+	VALUES (current_setting('integration_test.ev_a')::bigint, current_setting('integration_test.ep_b')::bigint);
+EXCEPTION WHEN foreign_key_violation THEN
+	GET STACKED DIAGNOSTICS t = TABLE_NAME, c = CONSTRAINT_NAME;
+	RAISE NOTICE 'table %, constraint %', t, c;
+END
+$$;
 INSERT INTO integration.deliveries (event_id, endpoint_id) VALUES (:ev_b, :ep_a);
 \echo :LAST_ERROR_SQLSTATE
 -- Keys include tenant_id, so reusing B's ids collides with nothing and reveals nothing.
