@@ -105,7 +105,7 @@ CREATE FUNCTION integration._mask_credentials(stored text, tenant_id text, id bi
 	AS 'MODULE_PATHNAME', 'integration_mask_credentials'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration._mask_credentials(text, text, bigint) IS
-	'A connector''s stored credentials as listings show them: each value masked to ******** and, when it has 16 characters or more, its last four; "(unavailable)" when they do not decrypt (internal).';
+	'A connector''s stored credentials as listings show them: each value masked as mask_secret() masks one (******** after its whsec_ prefix, if any, and its last four characters only when it has 16 or more); "(unavailable)" when they do not decrypt (internal).';
 
 ------------------------------------------------------------------------------------------
 -- Authentication styles.  auth is a style, optionally followed by the names of the

@@ -7,9 +7,9 @@
  * a foreign key checks each of those rows with a query of its own: 500 queries a
  * page, 1.7 ms of the pulling worker's 12.5 ms (13%; bench/run sync with and without
  * the two keys, bench/README.md), for what is one connector.  So, as for deliveries
- * (delivery_references.c, whose rules and helper these follow), each insert statement is checked
- * once over its transition table, every distinct connector key looked up and locked
- * once.
+ * (delivery_references.c, whose rules these follow; both run their statements through
+ * references.c), each insert statement is checked once over its transition table,
+ * every distinct connector key looked up and locked once.
  *
  * The checks behave like PostgreSQL's own (ri_triggers.c): they run as the table's
  * owner with row-level security off, since a reference is a fact about keys and not
@@ -79,6 +79,7 @@ static ConnectorReferrer referrers[] = {
 	KEY_SQL("inbound_events"), ANY_SQL("inbound_events")},
 };
 
+/* The referencing table a trigger fired on. */
 static ConnectorReferrer *
 referrer_of(Relation rel)
 {

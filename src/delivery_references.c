@@ -42,98 +42,6 @@
 #include "restore_mode.h"
 #include "spi_plan.h"
 
-
-/*
- * The checks' statements, prepared once per backend and kept, as PL/pgSQL keeps the
- * plans of a trigger function (a plan may read the transition tables the trigger
- * registers anew each time).  The worker runs the insert check for every batch it
- * fans out: parsed and planned each time, its two statements cost more than the
- * checking.  Keyed by the statement's text, which is a literal of this file.
- */
-#define KEPT_PLANS 24
-static struct
-{
-	const char *sql;
-	SPIPlanPtr	plan;
-}			kept_plans[KEPT_PLANS];
-
-static SPIPlanPtr
-find_kept_plan(const char *sql)
-{
-	for (int i = 0; i < KEPT_PLANS; i++)
-		if (kept_plans[i].sql == sql)
-			return kept_plans[i].plan;
-	return NULL;
-}
-
-static void
-keep_plan(const char *sql, SPIPlanPtr plan)
-{
-	for (int i = 0; i < KEPT_PLANS; i++)
-	{
-		if (kept_plans[i].sql == NULL)
-		{
-			SPI_keepplan(plan);
-			kept_plans[i].sql = sql;
-			kept_plans[i].plan = plan;
-			return;
-		}
-	}
-}
-
-/*
- * Runs sql (reading the trigger's transition tables, with up to nargs parameters) as
- * rel's owner without row-level security, as ri_triggers.c does: a reference is a fact
- * about keys, not about what the caller may see.  snapshot and crosscheck as for
- * SPI_execute_snapshot(); the result must be expected.
- */
-static void
-execute_as_owner(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
-				 Snapshot snapshot, Snapshot crosscheck, long limit, int expected)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	SPIPlanPtr	plan;
-	int			rc;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(rel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	plan = find_kept_plan(sql);
-	if (plan == NULL)
-	{
-		plan = SPI_prepare(sql, nargs, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		keep_plan(sql, plan);
-	}
-	rc = SPI_execute_snapshot(plan, args, NULL, snapshot, crosscheck, false, false, limit);
-	if (rc != expected)
-		elog(ERROR, "enforcing a reference failed: %s", SPI_result_code_string(rc));
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-}
-
-/*
- * Runs sql (reading the trigger's transition tables, with up to two parameters) as
- * rel's owner without row-level security, and returns the first row's two columns
- * as text in *a and *b; false when it finds no row.  latest: read with a fresh
- * snapshot rather than the transaction's.  sql is a literal: its plan is kept by its
- * address.  The checks of connector_references.c run through it too.
- */
-bool
-ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
-				  bool latest, char **a, char **b)
-{
-	execute_as_owner(rel, sql, nargs, argtypes, args,
-					 latest ? GetLatestSnapshot() : InvalidSnapshot, InvalidSnapshot,
-					 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-	*a = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	*b = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	return true;
-}
-
 PG_FUNCTION_INFO_V1(integration_check_delivery_references);
 
 /*
@@ -197,8 +105,8 @@ PG_FUNCTION_INFO_V1(integration_check_endpoint_unreferenced);
 
 /*
  * On webhook_endpoints: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone"),
- * AFTER UPDATE OF tenant_id, id ... FOR EACH ROW (when the key changed) and AFTER
- * TRUNCATE: no delivery refers to an endpoint key that is gone.
+ * AFTER UPDATE ... FOR EACH ROW (when the key changed, whatever the statement names)
+ * and AFTER TRUNCATE: no delivery refers to an endpoint key that is gone.
  */
 Datum
 integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
@@ -299,19 +207,19 @@ delete_locked(Relation rel, const char *lock_sql, const char *delete_sql, bool l
 	if (latest)
 		CommandCounterIncrement();	/* the latest snapshot sees this
 									 * statement's own deletes */
-	execute_as_owner(rel, lock_sql, 0, NULL, NULL,
-					 latest ? GetLatestSnapshot() : InvalidSnapshot, InvalidSnapshot,
-					 0, SPI_OK_SELECT);
+	ReferenceExecuteAsOwner(rel, lock_sql, 0, NULL, NULL,
+							latest ? GetLatestSnapshot() : InvalidSnapshot, InvalidSnapshot,
+							0, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return;
 	args[0] = ResultTids(1);
 	if (latest)
 		CommandCounterIncrement();	/* the latest snapshot sees what was
 									 * locked */
-	execute_as_owner(rel, delete_sql, 1, argtypes, args,
-					 latest ? GetLatestSnapshot() : InvalidSnapshot,
-					 latest ? GetTransactionSnapshot() : InvalidSnapshot,
-					 0, SPI_OK_DELETE);
+	ReferenceExecuteAsOwner(rel, delete_sql, 1, argtypes, args,
+							latest ? GetLatestSnapshot() : InvalidSnapshot,
+							latest ? GetTransactionSnapshot() : InvalidSnapshot,
+							0, SPI_OK_DELETE);
 }
 
 PG_FUNCTION_INFO_V1(integration_delete_event_deliveries);

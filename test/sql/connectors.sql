@@ -19,6 +19,15 @@ SELECT count(*) AS valid, count(*) FILTER (WHERE integration.try_jsonb(t) = t::j
 					'{"k": {}, "a": [], "a": 2}', '-0.50']) AS t;
 SELECT t, integration.try_jsonb(t) IS NULL AS is_null
   FROM unnest(ARRAY['', ' ', '[1,', '{"a" 1}', 'nul', '[1] 2', '{"a": "\u0000"}']) AS t;
+-- The one masking rule (src/secret_mask.c): eight stars, after a whsec_ prefix, then
+-- the last four characters only of a value of 16 characters (not bytes) or more; the
+-- credentials' listing masks each value by the same rule, prefix included.
+SELECT s, integration.mask_secret(s) AS masked
+  FROM unnest(ARRAY['', 'abc', 'whsec', 'whsec_', 'whsec_short', '123456789012345',
+					'1234567890123456', 'whsec_0123456789abcdef', 'ééééééééééééééé',
+					'éééééééééééééé€1']) AS s;
+SELECT integration._mask_credentials('{"a": "whsec_0123456789abcdef", "b": "short"}', 'nobody', 0)
+	   AS credentials_masked;
 
 ------------------------------------------------------------------------------------------
 -- The catalogue: the generic kind ships (the platform kinds: platform_kinds.sql);

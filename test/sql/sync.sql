@@ -191,6 +191,50 @@ SELECT count(*) AS payloads,
 	'[{"id": 5000000000001, "total_price": "10.00", "line_items": [{"quantity": 1, "price": 1.10}]}]'
 	]::jsonb[]) AS p;
 
+-- A page's records as the page trigger holds them (src/sync_page.c): one per id, the
+-- latest version and of two as late the first seen, in the order of the ids' bytes
+-- (COLLATE "C", the keys' order), a number as id read as its text, the default topic
+-- unless the record has its own, with the payload's content hash.
+SELECT p.bad, p.seen, p.ids, r.n, r.id, r.updated_at AT TIME ZONE 'UTC' AS updated_at_utc,
+	   r.payload, r.topic, r.hash = sha256(convert_to(r.payload::text, 'UTF8')) AS hashed
+  FROM integration._sync_page_records('{"records": [
+			{"id": "b", "updated_at": "2025-01-01T00:00:01Z", "payload": {"v": 1}},
+			{"id": "a", "updated_at": "2025-01-01T00:00:00Z", "payload": {"v": 2}, "topic": "t/own"},
+			{"id": "b", "updated_at": "2025-01-01T00:00:02Z", "payload": {"v": 3}},
+			{"id": "B", "updated_at": "2025-01-01T00:00:00Z", "payload": {"v": 4}},
+			{"id": "b", "updated_at": "2025-01-01T01:00:02+01:00", "payload": {"v": 5}},
+			{"id": "é", "updated_at": "2025-01-01T00:00:00Z", "payload": {"v": 6}},
+			{"id": "ab", "updated_at": "2025-01-01T00:00:00Z", "payload": {"v": 7}},
+			{"id": 7, "updated_at": "2025-01-01T00:00:00Z", "payload": null}]}',
+		 'orders/updated', 'unused', NULL, NULL) p, unnest(p.recs) r
+ ORDER BY r.id COLLATE "C";
+-- The first entry that is not a record names itself, and nothing is held; an id has 1
+-- to 255 characters (not bytes), updated_at is a string, a payload is there.
+SELECT c.what, p.bad, p.seen, p.recs IS NULL AS no_recs, p.ids IS NULL AS no_ids
+  FROM (VALUES
+		('none', '{"records": []}'::jsonb),
+		('255 two-byte characters', jsonb_build_object('records', jsonb_build_array(
+			jsonb_build_object('id', repeat('é', 255), 'updated_at', '2025-01-01', 'payload', '{}')))),
+		('256 characters', jsonb_build_object('records', jsonb_build_array(
+			jsonb_build_object('id', 'x', 'updated_at', '2025-01-01', 'payload', '{}'),
+			jsonb_build_object('id', repeat('x', 256), 'updated_at', '2025-01-01', 'payload', '{}')))),
+		('empty id third', '{"records": [{"id": "x", "updated_at": "2025-01-01", "payload": {}},
+			{"id": "x", "updated_at": "2025-01-01", "payload": {}}, {"id": "", "updated_at": "2025-01-01", "payload": {}},
+			{"id": null, "updated_at": "2025-01-01", "payload": {}}]}'),
+		('updated_at a number', '{"records": [{"id": "x", "updated_at": 5, "payload": {}}]}'),
+		('no payload', '{"records": [{"id": "x", "updated_at": "2025-01-01"}]}'),
+		('not an object', '{"records": [3]}')) AS c(what, page),
+	   integration._sync_page_records(c.page, 'orders/updated', 'unused', NULL, NULL) p;
+-- Items, the platform's objects: the id and updated_at at their paths, the item itself
+-- the payload, the page's item topic; without a path, no item is a record.
+SELECT p.bad, p.seen, p.ids, r.n, r.payload, r.topic
+  FROM integration._sync_page_records('{"items": [{"x": {"id": 5}, "at": "2025-01-01"},
+										{"x": {"id": "5"}, "at": "2025-01-02"}, {"x": {"id": 4}, "at": "2025-01-01"}]}',
+									  'orders/updated', 'products/update', '{x,id}', '{at}') p,
+	   unnest(p.recs) r;
+SELECT p.bad, p.seen FROM integration._sync_page_records('{"items": [{"id": 5, "at": "2025-01-01"}]}',
+														 'orders/updated', 'products/update', NULL, '{at}') p;
+
 ------------------------------------------------------------------------------------------
 -- Pages, as the worker records them: each record through the gate, each change an
 -- inbound event, the next page queued, the cursor moved at the end.

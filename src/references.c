@@ -1,0 +1,110 @@
+/*
+ * references.c
+ *		Running the statements of the reference checks that stand in for foreign keys
+ *		(delivery_references.c, connector_references.c): as the checked table's owner,
+ *		without row-level security, with plans kept for the life of the backend.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "references.h"
+
+/*
+ * The checks' statements, prepared once per backend and kept, as PL/pgSQL keeps the
+ * plans of a trigger function (a plan may read the transition tables the trigger
+ * registers anew each time).  The worker runs the insert check for every batch it
+ * fans out: parsed and planned each time, its two statements cost more than the
+ * checking.  Keyed by the address of the statement's text, which is always a string
+ * literal of the caller (delivery_references.c, connector_references.c: 18 in all).
+ * A statement past the last slot is prepared each time it runs.
+ */
+#define KEPT_PLANS 24
+static struct
+{
+	const char *sql;
+	SPIPlanPtr	plan;
+}			kept_plans[KEPT_PLANS];
+
+/* The kept plan of sql, or NULL. */
+static SPIPlanPtr
+find_kept_plan(const char *sql)
+{
+	for (int i = 0; i < KEPT_PLANS; i++)
+		if (kept_plans[i].sql == sql)
+			return kept_plans[i].plan;
+	return NULL;
+}
+
+/* Keeps plan for sql while a slot is free. */
+static void
+keep_plan(const char *sql, SPIPlanPtr plan)
+{
+	for (int i = 0; i < KEPT_PLANS; i++)
+	{
+		if (kept_plans[i].sql == NULL)
+		{
+			SPI_keepplan(plan);
+			kept_plans[i].sql = sql;
+			kept_plans[i].plan = plan;
+			return;
+		}
+	}
+}
+
+/*
+ * Runs sql (reading the trigger's transition tables, with up to nargs parameters) as
+ * rel's owner without row-level security, as ri_triggers.c does: a reference is a fact
+ * about keys, not about what the caller may see.  snapshot and crosscheck as for
+ * SPI_execute_snapshot(); the result must be expected.  sql is a literal: its plan
+ * is kept by its address.
+ */
+void
+ReferenceExecuteAsOwner(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
+						Snapshot snapshot, Snapshot crosscheck, long limit, int expected)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	SPIPlanPtr	plan;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	plan = find_kept_plan(sql);
+	if (plan == NULL)
+	{
+		plan = SPI_prepare(sql, nargs, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		keep_plan(sql, plan);
+	}
+	rc = SPI_execute_snapshot(plan, args, NULL, snapshot, crosscheck, false, false, limit);
+	if (rc != expected)
+		elog(ERROR, "enforcing a reference failed: %s", SPI_result_code_string(rc));
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
+ * Runs sql (reading the trigger's transition tables, with up to two parameters) as
+ * rel's owner without row-level security, and returns the first row's two columns
+ * as text in *a and *b; false when it finds no row.  latest: read with a fresh
+ * snapshot rather than the transaction's.  sql is a literal, as for
+ * ReferenceExecuteAsOwner().
+ */
+bool
+ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum *args,
+				  bool latest, char **a, char **b)
+{
+	ReferenceExecuteAsOwner(rel, sql, nargs, argtypes, args,
+							latest ? GetLatestSnapshot() : InvalidSnapshot, InvalidSnapshot,
+							1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*a = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*b = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return true;
+}
