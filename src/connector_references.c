@@ -147,12 +147,7 @@ integration_check_connector_references(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("check_connector_references() on INSERT needs the transition table \"added\"")));
 	if (missing)
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
-				 errmsg("insert or update on table \"%s\" violates the reference to connectors", r->table),
-				 errdetail("Key (tenant_id, connector_id)=(%s, %s) is not present in table \"connectors\".",
-						   tenant, key)));
+		ReferenceMissing(trigdata, "connectors", "connector_id", tenant, key);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -216,14 +211,8 @@ integration_check_connector_unreferenced(PG_FUNCTION_ARGS)
 		else
 			found = ReferenceFirstRow(rel, r->gone_sql, 0, NULL, NULL, true, &tenant, &key);
 		if (found)
-			ereport(ERROR,
-					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-					 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
-					 errmsg("update or delete on table \"connectors\" violates the reference from table \"%s\"",
-							r->table),
-					 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"%s\".",
-							   tenant, key, r->table),
-					 errhint("integration.delete_connector() soft-deletes a connector; retention removes its records and events.")));
+			ReferenceStillUsed(trigdata, r->table, tenant, key,
+							   "integration.delete_connector() soft-deletes a connector; retention removes its records and events.");
 	}
 	SPI_finish();
 	return PointerGetDatum(NULL);

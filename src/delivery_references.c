@@ -77,12 +77,7 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 						  "                      AND e.id OPERATOR(pg_catalog.=) a.event_id"
 						  "                      FOR KEY SHARE OF e)",
 						  0, NULL, NULL, false, &tenant, &key))
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
-				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_events"),
-				 errdetail("Key (tenant_id, event_id)=(%s, %s) is not present in table \"webhook_events\".",
-						   tenant, key)));
+		ReferenceMissing(trigdata, "webhook_events", "event_id", tenant, key);
 	if (ReferenceFirstRow(trigdata->tg_relation,
 						  "SELECT a.tenant_id, a.endpoint_id"
 						  "  FROM (SELECT DISTINCT tenant_id, endpoint_id FROM added) a"
@@ -91,12 +86,7 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 						  "                      AND w.id OPERATOR(pg_catalog.=) a.endpoint_id"
 						  "                      FOR KEY SHARE OF w)",
 						  0, NULL, NULL, false, &tenant, &key))
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
-				 errmsg("insert or update on table \"deliveries\" violates the reference to webhook_endpoints"),
-				 errdetail("Key (tenant_id, endpoint_id)=(%s, %s) is not present in table \"webhook_endpoints\".",
-						   tenant, key)));
+		ReferenceMissing(trigdata, "webhook_endpoints", "endpoint_id", tenant, key);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
@@ -169,13 +159,8 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 				 errmsg("check_endpoint_unreferenced() on DELETE needs the transition table \"gone\"")));
 
 	if (found)
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
-				 errmsg("update or delete on table \"webhook_endpoints\" violates the reference from table \"deliveries\""),
-				 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"deliveries\".",
-						   tenant, key),
-				 errhint("integration.delete_webhook() soft-deletes an endpoint and keeps its deliveries.")));
+		ReferenceStillUsed(trigdata, "deliveries", tenant, key,
+						   "integration.delete_webhook() soft-deletes an endpoint and keeps its deliveries.");
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -2,7 +2,8 @@
  * references.c
  *		Running the statements of the reference checks that stand in for foreign keys
  *		(delivery_references.c, connector_references.c): as the checked table's owner,
- *		without row-level security, with plans kept for the life of the backend.
+ *		without row-level security, with plans kept for the life of the backend; and
+ *		their errors, worded and filled in as a foreign key's.
  */
 #include "postgres.h"
 
@@ -107,4 +108,42 @@ ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum
 	*a = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*b = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	return true;
+}
+
+/*
+ * The error of a row the trigger's table added whose key (tenant_id, column) is not in
+ * table referenced, as a foreign key raises it, the check's trigger standing for the
+ * constraint.
+ */
+void
+ReferenceMissing(TriggerData *trigdata, const char *referenced, const char *column,
+				 const char *tenant, const char *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
+			 errmsg("insert or update on table \"%s\" violates the reference to %s",
+					RelationGetRelationName(trigdata->tg_relation), referenced),
+			 errdetail("Key (tenant_id, %s)=(%s, %s) is not present in table \"%s\".",
+					   column, tenant, key, referenced)));
+	pg_unreachable();
+}
+
+/*
+ * The error of a key (tenant_id, id) of the trigger's table that went while rows of
+ * table referrer refer to it, as a foreign key raises it.
+ */
+void
+ReferenceStillUsed(TriggerData *trigdata, const char *referrer, const char *tenant,
+				   const char *key, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errtableconstraint(trigdata->tg_relation, trigdata->tg_trigger->tgname),
+			 errmsg("update or delete on table \"%s\" violates the reference from table \"%s\"",
+					RelationGetRelationName(trigdata->tg_relation), referrer),
+			 errdetail("Key (tenant_id, id)=(%s, %s) is still referenced from table \"%s\".",
+					   tenant, key, referrer),
+			 errhint("%s", hint)));
+	pg_unreachable();
 }

@@ -6,6 +6,7 @@
 #ifndef INTEGRATION_REFERENCES_H
 #define INTEGRATION_REFERENCES_H
 
+#include "commands/trigger.h"
 #include "utils/rel.h"
 #include "utils/snapshot.h"
 
@@ -14,5 +15,12 @@ extern void ReferenceExecuteAsOwner(Relation rel, const char *sql, int nargs, Oi
 									long limit, int expected);
 extern bool ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes,
 							  Datum *args, bool latest, char **a, char **b);
+
+extern void ReferenceMissing(TriggerData *trigdata, const char *referenced,
+							 const char *column, const char *tenant,
+							 const char *key) pg_attribute_noreturn();
+extern void ReferenceStillUsed(TriggerData *trigdata, const char *referrer,
+							   const char *tenant, const char *key,
+							   const char *hint) pg_attribute_noreturn();
 
 #endif
