@@ -1874,7 +1874,7 @@ CREATE FUNCTION integration.worker_status(OUT pid integer, OUT database text, OU
 	AS 'MODULE_PATHNAME', 'integration_worker_status'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.worker_status() IS
-	'One row per running worker process: pid, database, role (delivery: sends webhooks and connector calls; handler: runs inbound handlers), state, requests in flight, delivery counters since start, the last error, whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers, connector calls succeeded, call attempts that did not succeed and calls held, and the scheduled sync runs it started.';
+	'One row per running worker process: pid, database, role (delivery: sends webhooks and connector calls; handler: runs inbound handlers), state, requests in flight, delivery counters since start, the last error (NULL unless the caller has the privileges of pg_read_all_stats), whether stored secrets are encrypted (with the id of the key that encrypts), what its main thread waits on now (as in pg_stat_activity) and since when it has been in its state, and inbound events handled, failed handler attempts and events held for their handlers, connector calls succeeded, call attempts that did not succeed and calls held, and the scheduled sync runs it started.';
 
 CREATE VIEW integration.workers AS SELECT * FROM integration.worker_status();
 COMMENT ON VIEW integration.workers IS 'The running worker processes, delivery and handler workers (integration.worker_status()).';

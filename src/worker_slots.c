@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -21,6 +22,7 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "commands/dbcommands.h"
@@ -382,11 +384,20 @@ WorkerSlotSetCallsHeld(int n)
 
 PG_FUNCTION_INFO_V1(integration_worker_status);
 
-/* worker_status(): one row per running worker process. */
+/*
+ * worker_status(): one row per running worker process.
+ *
+ * A worker transaction's error can come from any tenant's work (a handler's own
+ * message, a row's values in a constraint's detail), so last_error is shown only to
+ * roles that may read every session's statistics, as pg_stat_activity shows other
+ * roles' queries only to them; anyone else sees NULL.  The counters, states and wait
+ * events say nothing about a tenant's data.
+ */
 Datum
 integration_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		sees_errors = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (integration_shared == NULL)
@@ -441,7 +452,7 @@ integration_worker_status(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->delivered));
 		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->failed_attempts));
 		values[8] = TimestampTzGetDatum(started_at);
-		if (last_error[0])
+		if (last_error[0] && sees_errors)
 		{
 			values[9] = CStringGetTextDatum(last_error);
 			values[10] = TimestampTzGetDatum(last_error_at);

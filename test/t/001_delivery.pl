@@ -667,6 +667,19 @@ poll_ok("SELECT count(*) = 40 FROM integration.deliveries WHERE endpoint_id = $r
 is(scalar(requests_to('/url2-old')) . ' old, ' . scalar(requests_to('/url2-new')) . ' new',
 	'16 old, 24 new', 'none of those waiting went out with the old URL');
 
+# The worker's last error (the lock timeout above) can come from any tenant's work: it
+# is shown to roles with the privileges of pg_read_all_stats, as pg_stat_activity shows
+# other roles' queries, and to no one else.
+like($node->safe_psql('postgres', "SELECT last_error FROM integration.worker_status() WHERE role = 'delivery'"),
+	qr/^canceling statement due to lock timeout$/, 'a superuser sees the worker\'s last error');
+create_app_role($node, 'status_reader');
+my $status_as_app = q{SET ROLE status_reader; SELECT concat_ws('|', state IS NOT NULL, last_error IS NULL, last_error_at IS NULL)
+	FROM integration.workers WHERE role = 'delivery'};
+is($node->safe_psql('postgres', $status_as_app), 't|t|t',
+	'an application role sees the worker\'s state but not its last error');
+$node->safe_psql('postgres', 'GRANT pg_read_all_stats TO status_reader');
+is($node->safe_psql('postgres', $status_as_app), 't|f|f', 'a member of pg_read_all_stats sees it');
+
 ########################################################################
 # 19. A row lock another session holds for long stalls nobody else: one on a
 #     delivery whose request is out, one FOR UPDATE on an endpoint.  The worker
