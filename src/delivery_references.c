@@ -16,9 +16,10 @@
  * about what the caller may see; the insert check locks the rows it finds FOR KEY
  * SHARE, so a concurrent delete waits for the inserting transaction; and the
  * checks on the referenced side read with a fresh snapshot, so a serializable caller
- * also sees deliveries committed after its snapshot was taken (unlike ri_triggers.c
- * they lock nothing there: a delete racing the deletion of an endpoint's last
- * deliveries fails rather than waits).  On the referenced
+ * also sees deliveries committed after its snapshot was taken, and lock the
+ * deliveries they find FOR KEY SHARE, as ri_triggers.c's NO ACTION check does: a
+ * delivery that another transaction is deleting is waited for, and counts only if
+ * that transaction rolls back.  On the referenced
  * side, an endpoint that deliveries refer to cannot be deleted, get another key or be
  * truncated (ON DELETE NO ACTION); deleting events deletes their queue rows and
  * deliveries (ON DELETE CASCADE), and in a REPEATABLE READ or SERIALIZABLE transaction
@@ -140,7 +141,8 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 		found = ReferenceFirstRow(rel,
 								  "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
 								  " WHERE d.tenant_id OPERATOR(pg_catalog.=) $1"
-								  "   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1",
+								  "   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1"
+								  " FOR KEY SHARE OF d",
 								  2, types, args, true, &tenant, &key);
 	}
 	else if (trigdata->tg_oldtable != NULL)
@@ -150,7 +152,8 @@ integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 								  "SELECT g.tenant_id, g.id FROM gone g"
 								  " WHERE EXISTS (SELECT FROM integration.deliveries d"
 								  "                WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
-								  "                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id)",
+								  "                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id"
+								  "                FOR KEY SHARE OF d)",
 								  0, NULL, NULL, true, &tenant, &key);
 	}
 	else
