@@ -57,6 +57,7 @@ for (1 .. 500)
 	usleep(20_000);
 }
 die 'the independent store did not start' unless $port;
+END { kill 'TERM', $store_pid if $store_pid; }
 my $base = "http://127.0.0.1:$port";
 my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
 
@@ -359,5 +360,6 @@ is(call($wc_bad, 'product.update', { id => $prod, stock_quantity => 1 }),
 
 kill 'TERM', $store_pid;
 waitpid($store_pid, 0);
+$store_pid = undef;
 $node->stop;
 done_testing();

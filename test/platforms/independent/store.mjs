@@ -20,7 +20,7 @@
 //            PUT orders/<id>, POST products.
 //
 // Control (no auth, for the test): POST /__ctl/{seed,update,fault,log,clear,get,bucket}.
-// Listens on 127.0.0.1; prints the port on stdout.
+// Listens on 127.0.0.1; prints the port on stdout; exits after argv[2] seconds (900).
 import http from 'node:http';
 import crypto from 'node:crypto';
 
@@ -373,3 +373,5 @@ const server = http.createServer((req, res) =>
 	});
 });
 server.listen(0, '127.0.0.1', () => { port = server.address().port; console.log(port); });
+// Never outlive a test that died without stopping it.
+setTimeout(() => process.exit(0), Number(process.argv[2] ?? 900) * 1000).unref();
