@@ -294,6 +294,38 @@ sleep 1;
 is($node->safe_psql('postgres', "SELECT string_agg(rec_id || ':' || note, ',' ORDER BY n) FROM public.handled WHERE n > $mark"),
 	"$w[10]:E webhook first,$w[20]:F pull first", 'woocommerce: each change handed on once, whichever came first');
 
+# A store whose modified_after and modified_before include their bound (WooCommerce's
+# do not): pages that a run would otherwise ask for again and again, 60 products in
+# each of two seconds and 150 in one second, then 5 more.
+ctl('config', { inclusive => JSON::PP::true });
+ctl('seed', { platform => 'woo', resource => 'products', %$_ })
+  for { count => 60, per_second => 100, start => '2025-04-01T10:00:00Z' },
+  { count => 60, per_second => 100, start => '2025-04-01T10:00:01Z' },
+  { count => 150, per_second => 1000, start => '2025-04-01T11:00:00Z' },
+  { count => 5, per_second => 1, start => '2025-04-01T11:00:05Z' };
+my $incl = sql("SELECT id FROM integration.create_connector('woocommerce', 'indep-wc-incl', '$base',
+	'{\"consumer_key\": \"ck_independent\", \"consumer_secret\": \"cs_independent\"}',
+	'{\"sync_interval\": 0, \"sync_streams\": [\"products\"], \"retry_schedule\": \"200ms\"}')");
+ctl('clear');
+for my $run (1, 2)
+{
+	sql("SELECT integration.sync_now($incl, 'products')");
+	my $ended = 0;
+	for (1 .. 300)
+	{
+		last if $ended = sql("SELECT status = 'idle' AND runs = $run FROM integration.sync_state
+			WHERE connector_id = $incl AND stream = 'products'") eq 't';
+		usleep(100_000);
+	}
+	ok($ended, "woocommerce, bounds included: run $run ends");
+}
+cmp_ok(scalar(grep { $_->{path} eq '/wp-json/wc/v3/products' } @{ ctl('log') }), '<=', 20,
+	'woocommerce, bounds included: in a few requests, not the same page again and again');
+is(sql("SELECT count(*) || '|' || count(DISTINCT external_id) FROM integration.external_records WHERE connector_id = $incl"),
+	'275|275', 'woocommerce, bounds included: the first run stores every product once');
+is(state_of($incl, 'products', 'records_changed, errors'), '275|0', 'woocommerce, bounds included: the second run finds no change');
+ctl('config', { inclusive => JSON::PP::false });
+
 ########################################################################
 # 4. Updates out
 ########################################################################
