@@ -430,6 +430,14 @@ COMMENT ON FUNCTION integration.woocommerce_record(integration.connector_context
 -- header, which repeats the request's query, tells the response adapter which it was.
 -- X-WP-TotalPages of 1 ends the run.
 --
+-- A store whose modified_after and modified_before include their bound (WooCommerce's
+-- do not: WP_Date_Query's after and before are exclusive) would give the same page back
+-- for ever: after the newest second minus one is that second minus one again, and a
+-- second's listing would take in its neighbours.  Such a store shows itself by a record
+-- at the request's modified_after; the next page is then after the newest second itself,
+-- and a second's listing is {"second", "page", "inclusive": true}: modified_after and
+-- modified_before both that second, then after the second past it.
+--
 -- Customers are WordPress users: modified_after does not apply to them, nor orderby
 -- modified.  Every run reads them all by id (page=N, stable while they change); the
 -- sync gate hands on only those whose date_modified_gmt moved.
@@ -451,8 +459,10 @@ BEGIN
 	ELSIF pg ? 'second' THEN
 		second := date_trunc('second', (pg ->> 'second')::timestamp);
 		q := q || jsonb_build_object('orderby', 'modified', 'dates_are_gmt', 'true',
-									 'modified_after', to_char(second - interval '1 second', fmt),
-									 'modified_before', to_char(second + interval '1 second', fmt),
+									 'modified_after', to_char(second - CASE WHEN (pg ->> 'inclusive')::boolean
+																		   THEN interval '0' ELSE interval '1 second' END, fmt),
+									 'modified_before', to_char(second + CASE WHEN (pg ->> 'inclusive')::boolean
+																			THEN interval '0' ELSE interval '1 second' END, fmt),
 									 'page', (pg ->> 'page')::integer::text);
 	ELSE
 		after := coalesce((pg ->> 'after')::timestamp, (payload ->> 'since')::timestamptz AT TIME ZONE 'UTC');
@@ -482,6 +492,7 @@ DECLARE
 							 (integration._query_params(prev_url) ->> 'page')::integer + 1, 1);
 	pages integer;
 	before timestamp := (integration._query_params(link) ->> 'modified_before')::timestamp;
+	bound timestamp := (integration._query_params(link) ->> 'modified_after')::timestamp;
 	fmt constant text := 'YYYY-MM-DD"T"HH24:MI:SS';
 	resource text;
 	records jsonb;
@@ -509,7 +520,12 @@ BEGIN
 		   LATERAL (SELECT coalesce(r ->> 'date_modified_gmt', r ->> 'date_created_gmt')::timestamp AS m,
 						   substring(r #>> '{_links,self,0,href}' FROM '/wc/v[0-9]+/([a-z_]+)/') AS res) AS y;
 	resource := coalesce(substring(link FROM '/wc/v[0-9]+/([a-z_]+)'), resource);
-	IF before IS NOT NULL THEN
+	IF before IS NOT NULL AND before = bound THEN
+		-- A page of one second's listing from a store that includes the bounds.
+		next := CASE WHEN page < pages
+					 THEN jsonb_build_object('second', to_char(before, fmt), 'page', page + 1, 'inclusive', true)
+					 ELSE jsonb_build_object('after', to_char(before + interval '1 second', fmt)) END;
+	ELSIF before IS NOT NULL THEN
 		-- A page of one second's listing: its next page, else the seconds after it.
 		next := CASE WHEN page < pages
 					 THEN jsonb_build_object('second', to_char(before - interval '1 second', fmt), 'page', page + 1)
@@ -519,9 +535,11 @@ BEGIN
 	ELSIF resource = 'customers' THEN
 		next := jsonb_build_object('page', page + 1);
 	ELSIF seconds[1] = seconds[n] THEN
-		next := jsonb_build_object('second', to_char(seconds[n], fmt), 'page', 2);
+		next := jsonb_build_object('second', to_char(seconds[n], fmt), 'page', 2)
+				|| CASE WHEN seconds[1] <= bound THEN '{"inclusive": true}'::jsonb ELSE '{}' END;
 	ELSE
-		next := jsonb_build_object('after', to_char(seconds[n] - interval '1 second', fmt));
+		next := jsonb_build_object('after', to_char(seconds[n] - CASE WHEN seconds[1] <= bound
+																	  THEN interval '0' ELSE interval '1 second' END, fmt));
 	END IF;
 	RETURN jsonb_build_object('records', records, 'next_page', next);
 END

@@ -90,6 +90,23 @@ SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ct
 SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ctx('woocommerce'), 'pull', 200,
 	'{"x-wp-total": "250", "x-wp-totalpages": "3", "link": "<https://x.example/wp-json/wc/v3/customers?orderby=id&page=2>; rel=\"prev\""}',
 	pg_temp.woo_rows('customers', 201, 2, '2025-03-01 12:00:31', 1)::text));
+-- A store whose date bounds are inclusive (not WooCommerce's) shows itself by a record
+-- at the request's modified_after: a page spanning seconds goes on after its newest
+-- second itself; a page in one second goes on with that second's listing, both bounds
+-- at it, whose pages go on likewise and whose last goes on after the second past it.
+SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ctx('woocommerce'), 'pull', 200,
+	'{"x-wp-total": "250", "x-wp-totalpages": "3", "link": "<https://x.example/wp-json/wc/v3/orders?page=2&modified_after=2025-03-01T12%3A00%3A30>; rel=\"next\""}',
+	pg_temp.woo_rows('orders', 1, 100, '2025-03-01 12:00:30', 60)::text));
+SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ctx('woocommerce'), 'pull', 200,
+	'{"x-wp-total": "250", "x-wp-totalpages": "3", "link": "<https://x.example/wp-json/wc/v3/orders?page=2&modified_after=2025-03-01T12%3A00%3A30>; rel=\"next\""}',
+	pg_temp.woo_rows('orders', 1, 100, '2025-03-01 12:00:30', 1000)::text));
+SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ctx('woocommerce'), 'pull', 200,
+	'{"x-wp-total": "250", "x-wp-totalpages": "3", "link": "<https://x.example/wp-json/wc/v3/orders?page=1&modified_after=2025-03-01T12%3A00%3A30&modified_before=2025-03-01T12%3A00%3A30>; rel=\"prev\", <https://x.example/wp-json/wc/v3/orders?page=3&modified_after=2025-03-01T12%3A00%3A30&modified_before=2025-03-01T12%3A00%3A30>; rel=\"next\""}',
+	pg_temp.woo_rows('orders', 101, 100, '2025-03-01 12:00:30', 1000)::text));
+SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ctx('woocommerce'), 'pull', 200,
+	'{"x-wp-total": "250", "x-wp-totalpages": "3", "link": "<https://x.example/wp-json/wc/v3/orders?page=2&modified_after=2025-03-01T12%3A00%3A30&modified_before=2025-03-01T12%3A00%3A30>; rel=\"prev\""}',
+	pg_temp.woo_rows('orders', 201, 50, '2025-03-01 12:00:30', 1000)::text));
+SELECT * FROM pg_temp.req('woocommerce', 'pull', '{"stream": "orders", "since": null, "page": {"second": "2025-03-01T12:00:30", "page": 2, "inclusive": true}}');
 -- Nothing new; a 429 (Retry-After); a 401; a body that is not a listing.
 SELECT * FROM pg_temp.page(integration.woocommerce_interpret_response(pg_temp.ctx('woocommerce'), 'pull', 200,
 	'{"x-wp-total": "0", "x-wp-totalpages": "0"}', '[]'));
