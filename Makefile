@@ -21,7 +21,10 @@ EXTRA_CLEAN = $(DATA_built) test/receiver/receiver bench/curl_ceiling test/regre
 #   pg_isolation_regress  test/specs/*.spec  against expected/*.out
 # Both look for a test's expected output under the output directory first (here the
 # project, hence top-level expected/), then under --inputdir (test/).  A spec and a SQL
-# file must therefore not share a name.  The library must be preloaded, which an existing
+# file must therefore not share a name.  pg_regress looks for the test itself the same
+# way, <outputdir>/sql/<name>.sql first: a test named like one of the extension's
+# script parts in sql/ would run that part instead, so make installcheck refuses such a
+# name (installcheck-names).  The library must be preloaded, which an existing
 # server cannot be assumed to do, so each suite starts its own server (--temp-instance)
 # with test/regress.conf, as pg_cron does; run it as a user initdb accepts (not root).
 # The database is UTF8 with the C locale whatever the caller's environment.
@@ -62,7 +65,17 @@ test-lists:
 	@echo "ISOLATION='$(ISOLATION)'"
 
 # PostgreSQL refuses to run as root, and so does initdb for --temp-instance.
-installcheck: installcheck-not-root test/regress.key
+installcheck: installcheck-not-root installcheck-names test/regress.key
+
+# Tests that pg_regress would take from the extension's sql/ (see above).
+REGRESS_SHADOWED = $(filter $(REGRESS),$(patsubst sql/%.sql,%,$(wildcard sql/*.sql)))
+.PHONY: installcheck-names
+installcheck-names:
+	@if [ -n "$(strip $(REGRESS_SHADOWED))" ]; then \
+		echo "make installcheck: test/sql/ has tests named like the extension's scripts in sql/" \
+			"($(strip $(REGRESS_SHADOWED))), which pg_regress would run instead; rename the tests" >&2; \
+		exit 1; \
+	fi
 
 # The key the servers of pg_regress and the isolation specs encrypt endpoint secrets
 # with (test/regress.conf): made on first use by the user who runs the suites, readable

@@ -28,9 +28,15 @@
  * Caps.  No target holds more than per_target requests in flight; no tenant more than
  * per_tenant, which is below max_concurrency by default so that a tenant whose
  * endpoints hang (and keep their slots until the request timeout) always leaves slots
- * for the others.  Claims held ahead in memory are bounded per target (hold_rounds
- * rounds of per_target, SchedulerRoom()) and overall (QUEUE_LIMIT_ROUNDS rounds of
- * max_concurrency): what does not fit stays in the database, pending.
+ * for the others.  Those slots alone would not do: a second such tenant took them all
+ * (48 and 16 of 64 slots hanging), and a third tenant's fresh event waited 18.8 s, for
+ * the request timeout of 20 s (test/t/039_fair_reserve.pl).  So the last few free
+ * slots (reserve: a sixteenth of max_concurrency, at most what per_tenant leaves) go
+ * only to tenants that hold none: each of that many more tenants can still start a
+ * request at once, however many tenants' requests hang.  Claims held ahead in memory
+ * are bounded per target (hold_rounds rounds of per_target, SchedulerRoom()) and
+ * overall (QUEUE_LIMIT_ROUNDS rounds of max_concurrency): what does not fit stays in
+ * the database, pending.
  *
  * Rate limits and circuits (rate_limiter.c, circuit_breaker.c).  A target without a
  * token, held back by a Retry-After, or whose circuit is open, is "later": its work
@@ -126,6 +132,8 @@ struct Scheduler
 	int			in_flight;
 	int			queued;
 	int			active_tenants; /* with work queued or in flight */
+	int			reserve;		/* the last free slots, for tenants that hold
+								 * none */
 
 	dlist_head	circuits;		/* targets whose circuit is not closed */
 	dlist_head	idle;			/* targets without work, kept for their state */
@@ -175,6 +183,9 @@ SchedulerConfigure(Scheduler *s, const SchedLimits *limits)
 	s->limits.per_target = Max(s->limits.per_target, 1);
 	s->limits.per_tenant = Min(Max(s->limits.per_tenant, 1), s->limits.max_concurrency);
 	s->limits.hold_rounds = Max(s->limits.hold_rounds, 1);
+	/* None when a tenant may hold every slot (one tenant's deployment, say). */
+	s->reserve = Min(Max(s->limits.max_concurrency / 16, 1),
+					 s->limits.max_concurrency - s->limits.per_tenant);
 }
 
 static SchedTenant *
@@ -471,6 +482,10 @@ judge(Scheduler *s, SchedTarget *t, TimestampTz now, TimestampTz *when, int held
 	if (s->in_flight - held >= s->limits.max_concurrency)
 		return SCHED_NO_SLOT;
 	if (t->tenant->in_flight - held >= s->limits.per_tenant)
+		return SCHED_TENANT_FULL;
+	/* The last free slots are for tenants that hold none (see the top). */
+	if (t->tenant->in_flight - held > 0 &&
+		s->limits.max_concurrency - (s->in_flight - held) <= s->reserve)
 		return SCHED_TENANT_FULL;
 	return SCHED_SEND;
 }

@@ -62,7 +62,9 @@ typedef enum SchedVerdict
 {
 	SCHED_SEND,					/* yes */
 	SCHED_TARGET_FULL,			/* its own requests in flight are at its limit */
-	SCHED_TENANT_FULL,			/* its tenant holds its share of the slots */
+	SCHED_TENANT_FULL,			/* its tenant holds its share of the slots, or
+								 * the slots left are kept for tenants that
+								 * hold none */
 	SCHED_NO_SLOT,				/* every request slot is taken */
 	SCHED_LATER,				/* not before *when: back-off, rate limit or
 								 * open circuit */

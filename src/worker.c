@@ -436,28 +436,25 @@ check_extension(void *arg)
 	*(bool *) arg = StoreExtensionPresent();
 }
 
-void
-integration_database_worker_main(Datum arg)
+/* The most kinds of work one role runs. */
+#define MAX_KINDS 8
+
+/*
+ * Everything before the loop: signals, the connection to dboid, this process's slot,
+ * the extension's presence, the scheduler, the kinds' state and the HTTP client.
+ * Exits the process when there is nothing for it to do (the database or the extension
+ * is gone, or another process holds its slot).  Fills svc and kinds (my_role's).
+ */
+static void
+worker_start(Oid dboid, WorkerRole role, WorkerServices *svc, WorkerKind *kinds)
 {
-	Oid			dboid = DatumGetObjectId(arg);
-	WorkerRole	role;
-	WorkerServices svc;
 	SchedLimits limits;
-	WorkerKind	kinds[8];
-	int			nkinds;
+	int			nkinds = my_role->nkinds;
 	uint32		wake_mask = 0;
 	bool		sends = false;
 	bool		present = false;
 	int			sqlerrcode;
-	WaitEventSet *set;
-	MemoryContext loop_cxt;
 
-	memcpy(&role, MyBgworkerEntry->bgw_extra, sizeof(role));
-	if (role < 0 || role >= WORKER_NUM_ROLES)
-		elog(ERROR, "unknown integration worker role %d", (int) role);
-	my_role = &WorkerRoles[role];
-	nkinds = my_role->nkinds;
-	Assert(nkinds <= lengthof(kinds));
 	for (int i = 0; i < nkinds; i++)
 	{
 		wake_mask |= my_role->kinds[i]->wakes;
@@ -527,9 +524,9 @@ integration_database_worker_main(Datum arg)
 		proc_exit(0);			/* this database has its worker of this role */
 	}
 
-	memset(&svc, 0, sizeof(svc));
+	memset(svc, 0, sizeof(*svc));
 	StartTransactionCommand();
-	svc.dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	svc->dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
 	CommitTransactionCommand();
 
 	/* Without the extension, exit code 0 unregisters the worker. */
@@ -539,27 +536,93 @@ integration_database_worker_main(Datum arg)
 	{
 		ereport(LOG,
 				(errmsg("%s: extension not installed in database \"%s\", exiting",
-						WorkerName(), svc.dbname)));
+						WorkerName(), svc->dbname)));
 		proc_exit(0);
 	}
 
 	my_role->limits(&limits);
-	svc.scheduler = SchedulerCreate(TopMemoryContext, &limits);
+	svc->scheduler = SchedulerCreate(TopMemoryContext, &limits);
 	before_shmem_exit(release_health, (Datum) 0);
 	for (int i = 0; i < nkinds; i++)
 	{
 		kinds[i].ops = my_role->kinds[i];
-		kinds[i].state = kinds[i].ops->create(&svc);
+		kinds[i].state = kinds[i].ops->create(svc);
 	}
 	for (int i = 0; i < nkinds; i++)
 		if (kinds[i].ops->startup != NULL && !kinds[i].ops->startup(kinds[i].state))
 			proc_exit(1);
 	ereport(LOG,
-			(errmsg("%s started for database \"%s\"", WorkerName(), svc.dbname)));
+			(errmsg("%s started for database \"%s\"", WorkerName(), svc->dbname)));
 
 	/* Only a worker whose kinds send has a client (and its thread). */
 	if (sends)
-		svc.client = HttpClientCreate(integration_max_concurrency, integration_proxy);
+		svc->client = HttpClientCreate(integration_max_concurrency, integration_proxy);
+}
+
+/*
+ * How long the loop may sleep, in ms (-1: until woken): until the earliest time a
+ * kind, the scheduler (a token, a back-off, a circuit's probe) or libcurl needs it.
+ */
+static long
+loop_timeout(WorkerServices *svc, WorkerKind *kinds, int nkinds)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz wake = SchedulerNextWake(svc->scheduler, now);
+	long		timeout;
+
+	for (int i = 0; i < nkinds; i++)
+	{
+		TimestampTz w = kinds[i].ops->next_wake(kinds[i].state, now);
+
+		if (w != 0 && (wake == 0 || w < wake))
+			wake = w;
+	}
+	timeout = wake == 0 ? -1 : ms_until(wake, now);
+	if (svc->client != NULL)
+	{
+		long		t = HttpClientTimeoutMs(svc->client);
+
+		if (t >= 0)
+			timeout = timeout < 0 ? t : Min(timeout, t);
+	}
+	return timeout;
+}
+
+/* SIGHUP: the settings again, for the client, the scheduler and each kind. */
+static void
+reload_settings(WorkerServices *svc, WorkerKind *kinds, int nkinds)
+{
+	SchedLimits limits;
+
+	ProcessConfigFile(PGC_SIGHUP);
+	if (svc->client != NULL)
+		HttpClientConfigure(svc->client, integration_max_concurrency, integration_proxy);
+	my_role->limits(&limits);
+	SchedulerConfigure(svc->scheduler, &limits);
+	for (int i = 0; i < nkinds; i++)
+		if (kinds[i].ops->reload != NULL)
+			kinds[i].ops->reload(kinds[i].state);
+}
+
+void
+integration_database_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	WorkerRole	role;
+	WorkerServices svc;
+	WorkerKind	kinds[MAX_KINDS];
+	int			nkinds;
+	WaitEventSet *set;
+	MemoryContext loop_cxt;
+
+	memcpy(&role, MyBgworkerEntry->bgw_extra, sizeof(role));
+	if (role < 0 || role >= WORKER_NUM_ROLES)
+		elog(ERROR, "unknown integration worker role %d", (int) role);
+	my_role = &WorkerRoles[role];
+	nkinds = my_role->nkinds;
+	Assert(nkinds <= lengthof(kinds));
+	worker_start(dboid, role, &svc, kinds);
+
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "integration worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	set = CreateWaitEventSet(TopMemoryContext, 3);
@@ -572,7 +635,6 @@ integration_database_worker_main(Datum arg)
 	{
 		WaitEvent	event;
 		TimestampTz now;
-		TimestampTz wake;
 		long		timeout;
 		int			in_flight;
 		bool		latched;
@@ -593,14 +655,7 @@ integration_database_worker_main(Datum arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			if (svc.client != NULL)
-				HttpClientConfigure(svc.client, integration_max_concurrency, integration_proxy);
-			my_role->limits(&limits);
-			SchedulerConfigure(svc.scheduler, &limits);
-			for (int i = 0; i < nkinds; i++)
-				if (kinds[i].ops->reload != NULL)
-					kinds[i].ops->reload(kinds[i].state);
+			reload_settings(&svc, kinds, nkinds);
 		}
 
 		/* Open circuits whose wait is over go half open. */
@@ -626,23 +681,7 @@ integration_database_worker_main(Datum arg)
 		WorkerSlotSetActivity(in_flight > 0 ? WORKER_SENDING : WORKER_IDLE);
 
 		/* 4. Sleep until a kind, the scheduler or libcurl needs the loop. */
-		now = GetCurrentTimestamp();
-		wake = SchedulerNextWake(svc.scheduler, now);
-		for (int i = 0; i < nkinds; i++)
-		{
-			TimestampTz w = kinds[i].ops->next_wake(kinds[i].state, now);
-
-			if (w != 0 && (wake == 0 || w < wake))
-				wake = w;
-		}
-		timeout = wake == 0 ? -1 : ms_until(wake, now);
-		if (svc.client != NULL)
-		{
-			long		t = HttpClientTimeoutMs(svc.client);
-
-			if (t >= 0)
-				timeout = timeout < 0 ? t : Min(timeout, t);
-		}
+		timeout = loop_timeout(&svc, kinds, nkinds);
 
 		/*
 		 * Whatever waited on this process's latch during the turn (a

@@ -144,7 +144,7 @@ SELECT results_eq($$
 			 ('integration.sync_streams', 'integration.connectors', ARRAY['tenant_id', 'connector_id']),
 			 ('integration.delivery_attempts', 'integration.deliveries', ARRAY['tenant_id', 'delivery_id']),
 			 ('integration.retired_secrets', 'integration.webhook_endpoints', ARRAY['tenant_id', 'endpoint_id'])$$,
-	'the foreign keys are connectors (kind), connector_calls, inbound_handlers and sync_streams (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints, and external_records and inbound_events -> connectors, are checked per statement by triggers (test/sql/sync.sql)');
+	'the foreign keys are connectors (kind), connector_calls, inbound_handlers and sync_streams (tenant_id, connector_id), delivery_attempts (tenant_id, delivery_id) and retired_secrets (tenant_id, endpoint_id); deliveries -> events and endpoints, and external_records and inbound_events -> connectors, are checked per statement by triggers (test/sql/sync_pull.sql)');
 
 -- What those triggers enforce, as foreign keys would, whoever asks.  (7)
 SET LOCAL integration.tenant_id = 'tap-ref';

@@ -1,6 +1,7 @@
 # The library refuses to work unless it comes from shared_preload_libraries, with an
 # ERROR and a hint, and the session survives: for CREATE EXTENSION, for LOAD, and for a
-# call to a function of an extension created while the library was preloaded.
+# call to a function of an extension created while the library was preloaded, and for
+# any DROP in a database that has the extension (its sql_drop event trigger).
 
 use strict;
 use warnings;
@@ -64,6 +65,22 @@ is($out, 'alive', 'a function of an existing extension without the preload: the 
 	"SELECT * FROM integration.register_webhook(name => 'x', url => 'https://example.com/', events => '[\"a.*\"]')");
 like($err, $message, 'the API without the preload: the ERROR');
 is($out, 'alive', 'the API without the preload: the session goes on');
+
+# Any DROP fires the extension's sql_drop event trigger, whose function is in the
+# library: the same ERROR, and nothing dropped (docs/operations.md, Troubleshooting).
+$node->safe_psql('postgres', 'CREATE TABLE unrelated (a int)');
+($ret, $out, $err) = try_then_alive('DROP TABLE unrelated');
+like($err, $message, 'a DROP without the preload: the ERROR');
+like($err, $hint, 'a DROP without the preload: the hint');
+is($out, 'alive', 'a DROP without the preload: the session goes on');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_class WHERE relname = 'unrelated'"),
+	'1', 'and the table is still there');
+
+# DROP EXTENSION needs no library: the trigger goes with it.
+$node->safe_psql('postgres', 'DROP EXTENSION integration CASCADE');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_extension WHERE extname = 'integration'"),
+	'0', 'DROP EXTENSION without the preload works');
+$node->safe_psql('postgres', 'DROP TABLE unrelated');
 
 $node->stop;
 done_testing();
