@@ -42,16 +42,6 @@
 #include "references.h"
 #include "restore_mode.h"
 
-/* A referencing table: its name and the statements of its checks. */
-typedef struct ConnectorReferrer
-{
-	const char *table;
-	const char *added_sql;		/* keys of "added" not in connectors, locked */
-	const char *gone_sql;		/* keys of "gone" it still refers to */
-	const char *key_sql;		/* a row of its with the key $1, $2 */
-	const char *any_sql;		/* any row of its */
-} ConnectorReferrer;
-
 #define ADDED_SQL(t) \
 	"SELECT a.tenant_id, a.connector_id" \
 	"  FROM (SELECT DISTINCT tenant_id, connector_id FROM added) a /* " t " */" \
@@ -72,20 +62,29 @@ typedef struct ConnectorReferrer
 	" WHERE r.tenant_id OPERATOR(pg_catalog.=) $1" \
 	"   AND r.connector_id OPERATOR(pg_catalog.=) $2 LIMIT 1 FOR KEY SHARE OF r"
 
-static ConnectorReferrer referrers[] = {
-	{"external_records", ADDED_SQL("external_records"), GONE_SQL("external_records"),
-	KEY_SQL("external_records"), ANY_SQL("external_records")},
-	{"inbound_events", ADDED_SQL("inbound_events"), GONE_SQL("inbound_events"),
-	KEY_SQL("inbound_events"), ANY_SQL("inbound_events")},
+#define TRUNCATE_HINT(t) "Truncate integration." t " too, in the same command."
+
+/* What refers to connectors, as the referenced side's checks read it. */
+static const ReferringTable referrers[] = {
+	{"external_records", GONE_SQL("external_records"), KEY_SQL("external_records"),
+	ANY_SQL("external_records"), TRUNCATE_HINT("external_records")},
+	{"inbound_events", GONE_SQL("inbound_events"), KEY_SQL("inbound_events"),
+	ANY_SQL("inbound_events"), TRUNCATE_HINT("inbound_events")},
 };
 
-/* The referencing table a trigger fired on. */
-static ConnectorReferrer *
-referrer_of(Relation rel)
+/* The check of an insert into each of them: keys of "added" not in connectors, locked. */
+static const char *const added_sql[] = {
+	ADDED_SQL("external_records"),
+	ADDED_SQL("inbound_events"),
+};
+
+/* The statement that checks an insert into the table a trigger fired on. */
+static const char *
+added_sql_of(Relation rel)
 {
 	for (int i = 0; i < lengthof(referrers); i++)
 		if (strcmp(RelationGetRelationName(rel), referrers[i].table) == 0)
-			return &referrers[i];
+			return added_sql[i];
 	elog(ERROR, "table \"%s\" does not refer to connectors", RelationGetRelationName(rel));
 	return NULL;				/* keep the compiler quiet */
 }
@@ -101,7 +100,7 @@ Datum
 integration_check_connector_references(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	ConnectorReferrer *r;
+	const char *sql;
 	char	   *tenant;
 	char	   *key;
 	bool		missing;
@@ -112,7 +111,7 @@ integration_check_connector_references(PG_FUNCTION_ARGS)
 				 errmsg("check_connector_references() must be an AFTER trigger")));
 	if (RestoreInProgress())
 		return PointerGetDatum(NULL);
-	r = referrer_of(trigdata->tg_relation);
+	sql = added_sql_of(trigdata->tg_relation);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -139,7 +138,7 @@ integration_check_connector_references(PG_FUNCTION_ARGS)
 	else if (trigdata->tg_newtable != NULL)
 	{
 		SPI_register_trigger_data(trigdata);
-		missing = ReferenceFirstRow(trigdata->tg_relation, r->added_sql,
+		missing = ReferenceFirstRow(trigdata->tg_relation, sql,
 									0, NULL, NULL, false, &tenant, &key);
 	}
 	else
@@ -162,58 +161,8 @@ PG_FUNCTION_INFO_V1(integration_check_connector_unreferenced);
 Datum
 integration_check_connector_unreferenced(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	char	   *tenant;
-	char	   *key;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("check_connector_unreferenced() must be an AFTER trigger")));
-	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) && trigdata->tg_oldtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("check_connector_unreferenced() on DELETE needs the transition table \"gone\"")));
-	rel = trigdata->tg_relation;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) && !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		SPI_register_trigger_data(trigdata);
-
-	for (int i = 0; i < lengthof(referrers); i++)
-	{
-		ConnectorReferrer *r = &referrers[i];
-		bool		found;
-
-		if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		{
-			if (ReferenceFirstRow(rel, r->any_sql, 0, NULL, NULL, true, &tenant, &key))
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot truncate table \"connectors\": table \"%s\" refers to it", r->table),
-						 errhint("Truncate integration.%s too, in the same command.", r->table)));
-			continue;
-		}
-		if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		{
-			HeapTuple	old = trigdata->tg_trigtuple;
-			TupleDesc	desc = RelationGetDescr(rel);
-			Oid			types[2] = {TEXTOID, INT8OID};
-			Datum		args[2];
-			bool		isnull;
-
-			args[0] = heap_getattr(old, SPI_fnumber(desc, "tenant_id"), desc, &isnull);
-			args[1] = heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull);
-			found = ReferenceFirstRow(rel, r->key_sql, 2, types, args, true, &tenant, &key);
-		}
-		else
-			found = ReferenceFirstRow(rel, r->gone_sql, 0, NULL, NULL, true, &tenant, &key);
-		if (found)
-			ReferenceStillUsed(trigdata, r->table, tenant, key,
-							   "integration.delete_connector() soft-deletes a connector; retention removes its records and events.");
-	}
-	SPI_finish();
+	ReferencesCheckUnreferenced(fcinfo, "check_connector_unreferenced()",
+								referrers, lengthof(referrers),
+								"integration.delete_connector() soft-deletes a connector; retention removes its records and events.");
 	return PointerGetDatum(NULL);
 }

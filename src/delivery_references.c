@@ -94,6 +94,22 @@ integration_check_delivery_references(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(integration_check_endpoint_unreferenced);
 
+/* What refers to webhook_endpoints: the deliveries. */
+static const ReferringTable endpoint_referrers[] = {
+	{"deliveries",
+		"SELECT g.tenant_id, g.id FROM gone g"
+		" WHERE EXISTS (SELECT FROM integration.deliveries d"
+		"                WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
+		"                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id"
+		"                FOR KEY SHARE OF d)",
+		"SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
+		" WHERE d.tenant_id OPERATOR(pg_catalog.=) $1"
+		"   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1"
+		" FOR KEY SHARE OF d",
+		"SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d LIMIT 1",
+	"Truncate integration.webhook_events first, which truncates the deliveries too, or name it before webhook_endpoints in the same command."},
+};
+
 /*
  * On webhook_endpoints: AFTER DELETE ... FOR EACH STATEMENT (transition table "gone"),
  * AFTER UPDATE ... FOR EACH ROW (when the key changed, whatever the statement names)
@@ -102,69 +118,9 @@ PG_FUNCTION_INFO_V1(integration_check_endpoint_unreferenced);
 Datum
 integration_check_endpoint_unreferenced(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	char	   *tenant;
-	char	   *key;
-	bool		found;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("check_endpoint_unreferenced() must be an AFTER trigger")));
-	rel = trigdata->tg_relation;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-	{
-		if (ReferenceFirstRow(rel, "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d LIMIT 1",
-							  0, NULL, NULL, true, &tenant, &key))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot truncate table \"webhook_endpoints\": table \"deliveries\" refers to it"),
-					 errhint("Truncate integration.webhook_events first, which truncates the deliveries too, or name it before webhook_endpoints in the same command.")));
-		SPI_finish();
-		return PointerGetDatum(NULL);
-	}
-
-	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-	{
-		HeapTuple	old = trigdata->tg_trigtuple;
-		TupleDesc	desc = RelationGetDescr(rel);
-		Oid			types[2] = {TEXTOID, INT8OID};
-		Datum		args[2];
-		bool		isnull;
-
-		args[0] = heap_getattr(old, SPI_fnumber(desc, "tenant_id"), desc, &isnull);
-		args[1] = heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull);
-		found = ReferenceFirstRow(rel,
-								  "SELECT d.tenant_id, d.endpoint_id FROM integration.deliveries d"
-								  " WHERE d.tenant_id OPERATOR(pg_catalog.=) $1"
-								  "   AND d.endpoint_id OPERATOR(pg_catalog.=) $2 LIMIT 1"
-								  " FOR KEY SHARE OF d",
-								  2, types, args, true, &tenant, &key);
-	}
-	else if (trigdata->tg_oldtable != NULL)
-	{
-		SPI_register_trigger_data(trigdata);
-		found = ReferenceFirstRow(rel,
-								  "SELECT g.tenant_id, g.id FROM gone g"
-								  " WHERE EXISTS (SELECT FROM integration.deliveries d"
-								  "                WHERE d.tenant_id OPERATOR(pg_catalog.=) g.tenant_id"
-								  "                  AND d.endpoint_id OPERATOR(pg_catalog.=) g.id"
-								  "                FOR KEY SHARE OF d)",
-								  0, NULL, NULL, true, &tenant, &key);
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("check_endpoint_unreferenced() on DELETE needs the transition table \"gone\"")));
-
-	if (found)
-		ReferenceStillUsed(trigdata, "deliveries", tenant, key,
-						   "integration.delete_webhook() soft-deletes an endpoint and keeps its deliveries.");
-	SPI_finish();
+	ReferencesCheckUnreferenced(fcinfo, "check_endpoint_unreferenced()",
+								endpoint_referrers, lengthof(endpoint_referrers),
+								"integration.delete_webhook() soft-deletes an endpoint and keeps its deliveries.");
 	return PointerGetDatum(NULL);
 }
 

@@ -7,12 +7,17 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "references.h"
+
+static void ReferenceStillUsed(TriggerData *trigdata, const char *referrer, const char *tenant,
+							   const char *key, const char *hint) pg_attribute_noreturn();
 
 /*
  * The checks' statements, prepared once per backend and kept, as PL/pgSQL keeps the
@@ -111,6 +116,76 @@ ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes, Datum
 }
 
 /*
+ * The check of a referenced table, by the trigger function called with fcinfo (named
+ * function in its errors), for its AFTER DELETE ... FOR EACH STATEMENT (transition
+ * table "gone"), AFTER UPDATE ... FOR EACH ROW (when its key changed, whatever the
+ * statement names) and AFTER TRUNCATE triggers: no row of any of the referrers refers
+ * to a key (tenant_id, id) that is gone.  The rows found are read with a fresh snapshot,
+ * so that a serializable caller also sees rows committed after its snapshot, and locked
+ * FOR KEY SHARE, as ri_triggers.c's NO ACTION check locks them: a row that another
+ * transaction is deleting (or moving to another key) is waited for, and counts only if
+ * that transaction rolls back.  delete_hint says what to do instead.
+ */
+void
+ReferencesCheckUnreferenced(FunctionCallInfo fcinfo, const char *function,
+							const ReferringTable *referrers, int nreferrers,
+							const char *delete_hint)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	bool		truncated;
+	bool		row;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be an AFTER trigger", function)));
+	truncated = TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event);
+	row = TRIGGER_FIRED_FOR_ROW(trigdata->tg_event);
+	if (!truncated && !row && trigdata->tg_oldtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s on DELETE needs the transition table \"gone\"", function)));
+	rel = trigdata->tg_relation;
+	if (row)
+	{
+		HeapTuple	old = trigdata->tg_trigtuple;
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+
+		args[0] = heap_getattr(old, SPI_fnumber(desc, "tenant_id"), desc, &isnull);
+		args[1] = heap_getattr(old, SPI_fnumber(desc, "id"), desc, &isnull);
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!truncated && !row)
+		SPI_register_trigger_data(trigdata);
+
+	for (int i = 0; i < nreferrers; i++)
+	{
+		const ReferringTable *r = &referrers[i];
+		char	   *tenant;
+		char	   *key;
+
+		if (truncated)
+		{
+			if (ReferenceFirstRow(rel, r->any_sql, 0, NULL, NULL, true, &tenant, &key))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot truncate table \"%s\": table \"%s\" refers to it",
+								RelationGetRelationName(rel), r->table),
+						 errhint("%s", r->truncate_hint)));
+		}
+		else if (row ? ReferenceFirstRow(rel, r->key_sql, 2, types, args, true, &tenant, &key)
+				 : ReferenceFirstRow(rel, r->gone_sql, 0, NULL, NULL, true, &tenant, &key))
+			ReferenceStillUsed(trigdata, r->table, tenant, key, delete_hint);
+	}
+	SPI_finish();
+}
+
+/*
  * The error of a row the trigger's table added whose key (tenant_id, column) is not in
  * table referenced, as a foreign key raises it, the check's trigger standing for the
  * constraint.
@@ -133,7 +208,7 @@ ReferenceMissing(TriggerData *trigdata, const char *referenced, const char *colu
  * The error of a key (tenant_id, id) of the trigger's table that went while rows of
  * table referrer refer to it, as a foreign key raises it.
  */
-void
+static void
 ReferenceStillUsed(TriggerData *trigdata, const char *referrer, const char *tenant,
 				   const char *key, const char *hint)
 {

@@ -7,6 +7,7 @@
 #define INTEGRATION_REFERENCES_H
 
 #include "commands/trigger.h"
+#include "fmgr.h"
 #include "utils/rel.h"
 #include "utils/snapshot.h"
 
@@ -16,11 +17,26 @@ extern void ReferenceExecuteAsOwner(Relation rel, const char *sql, int nargs, Oi
 extern bool ReferenceFirstRow(Relation rel, const char *sql, int nargs, Oid *argtypes,
 							  Datum *args, bool latest, char **a, char **b);
 
+/*
+ * A table that refers to another's key (tenant_id, id) through a column, as the
+ * statements that check it from the referenced side read it.
+ */
+typedef struct ReferringTable
+{
+	const char *table;
+	const char *gone_sql;		/* keys of "gone" it still refers to, its rows
+								 * locked */
+	const char *key_sql;		/* a row of its with the key $1, $2, locked */
+	const char *any_sql;		/* any row of its */
+	const char *truncate_hint;	/* how to truncate the referenced table */
+} ReferringTable;
+
+extern void ReferencesCheckUnreferenced(FunctionCallInfo fcinfo, const char *function,
+										const ReferringTable *referrers, int nreferrers,
+										const char *delete_hint);
+
 extern void ReferenceMissing(TriggerData *trigdata, const char *referenced,
 							 const char *column, const char *tenant,
 							 const char *key) pg_attribute_noreturn();
-extern void ReferenceStillUsed(TriggerData *trigdata, const char *referrer,
-							   const char *tenant, const char *key,
-							   const char *hint) pg_attribute_noreturn();
 
 #endif
