@@ -5,38 +5,56 @@
  *
  * Publishing sits on every tracked business write, so it must not query
  * webhook_endpoints for every row, nor try every endpoint's patterns: a tenant may have
- * thousands of endpoints.  This cache holds, per tenant, the endpoints that receive
- * events: the active ones, and those the worker disabled (disabled_at set), whose
- * deliveries the fan-out records as skipped so that enable_webhook() can replay exactly
- * what they missed; an index of their event patterns (pattern_index.c); and the answer
- * for each event name already asked about: the endpoints it goes to, as the int8[] an
- * event row stores, active ones first.  So a publish costs a hash lookup once the event name has
- * been seen, and the first time a walk of the pattern index, whatever the number of
- * endpoints (issue #20; bench/README.md has the figures).
+ * thousands of endpoints.  This cache holds, per tenant, the answer for each event name
+ * already asked about: the endpoints it goes to, as the int8[] an event row stores,
+ * active ones first.  Those are the active endpoints whose patterns match, and the
+ * matching ones the worker disabled (disabled_at set), whose deliveries the fan-out
+ * records as skipped so that enable_webhook() can replay exactly what they missed.  So
+ * a publish costs a hash lookup once the event name has been seen.
+ *
+ * The first time, the answer comes one of two ways, so that it costs the same whatever
+ * the number of the tenant's endpoints (issue #20; bench/README.md has the figures).  A
+ * tenant's first event reads at most ENDPOINT_CACHE_WHOLE_MAX + 1 of its receiving
+ * endpoints.  If that is all of them, they are kept with an index of their patterns
+ * (pattern_index.c), and a new event name costs a walk of it.  Otherwise none is kept,
+ * and each new event name is one lookup in webhook_endpoints_pattern_keys_idx, a GIN
+ * index of every pattern's key (pattern_keys.c): the candidates, endpoints whose
+ * patterns share the name's length and first segments, are read and matched with
+ * EventPatternsMatch().  Endpoints of other event names are never read; a new backend,
+ * or every backend after an endpoint change, pays for what the event matches, not for
+ * the tenant's size.
  *
  * Validity rule: a commit that changed webhook_endpoints bumps a generation counter in
  * shared memory (wakeup.c) after it became visible; a backend that sees a new
  * generation drops the whole cache.  The counter is read first and the endpoints then
  * under a fresh snapshot, so a change committed in between only causes one extra
  * rebuild, never a stale entry.  Routing therefore uses the endpoints committed when
- * the event is published, whatever the publishing transaction's isolation level.  A
- * transaction that itself changed endpoints bypasses the cache, since only it can see
- * its uncommitted changes.
+ * the event is published, whatever the publishing transaction's isolation level.  An
+ * answer looked up later for a large tenant is read under a snapshot taken after its own
+ * publish read the counter, so the same holds for it.  A transaction that itself
+ * changed endpoints bypasses the cache, since only it can see its uncommitted changes:
+ * it looks each event up in the index under its own snapshot.
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "endpoint_cache.h"
 #include "event_pattern.h"
 #include "pattern_index.h"
+#include "pattern_keys.h"
 #include "shared_state.h"
 #include "spi_plan.h"
 #include "tenant.h"
@@ -46,6 +64,12 @@
 #define ENDPOINT_CACHE_MAX_TENANTS 4096
 /* Event names remembered per tenant; past that the tenant's answers start over. */
 #define ENDPOINT_CACHE_MAX_EVENTS 1024
+
+/*
+ * Receiving endpoints a tenant may have and still be read whole; a tenant with more is
+ * asked about each event name through the index of patterns (see the banner).
+ */
+#define ENDPOINT_CACHE_WHOLE_MAX 100
 
 typedef struct CachedEndpoint
 {
@@ -67,8 +91,10 @@ typedef struct EventTargets
 typedef struct TenantEndpoints
 {
 	char		tenant[TENANT_ID_MAX_LEN + 1];	/* hash key */
+	bool		whole;			/* false: more than ENDPOINT_CACHE_WHOLE_MAX,
+								 * not read; each event name looked up */
 	int			count;
-	CachedEndpoint *endpoints;	/* by ascending id */
+	CachedEndpoint *endpoints;	/* by ascending id; whole only */
 	PatternIndex *patterns;		/* values: positions in endpoints */
 	MemoryContext targets_cxt;	/* targets and their arrays */
 	HTAB	   *targets;		/* EventTargets by event name */
@@ -78,6 +104,7 @@ static MemoryContext cache_context = NULL;
 static HTAB *cache = NULL;
 static uint64 cache_generation = 0;
 static SPIPlanPtr load_plan = NULL;
+static SPIPlanPtr candidates_plan = NULL;
 
 static void
 reset_cache(void)
@@ -98,36 +125,32 @@ reset_cache(void)
 }
 
 /*
- * Reads the endpoints a tenant's events go to into te, allocating in mcxt.  For the cache
- * (latest = true) they are read under a snapshot taken after the caller read the
- * generation counter: every change whose commit bumped the counter before that is
- * visible, even in a REPEATABLE READ transaction with an older snapshot.
+ * Runs plan with args under the latest snapshot (latest) or the transaction's.  The
+ * latest snapshot is taken after the caller read the generation counter: every change
+ * whose commit bumped the counter before that is visible, even in a REPEATABLE READ
+ * transaction with an older snapshot.  The caller has connected to SPI.
  */
 static void
-load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool latest)
+run_plan(SPIPlanPtr plan, Datum *args, bool latest)
 {
-	Datum		arg = CStringGetTextDatum(tenant);
 	int			rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		SavedPlan(&load_plan,
-				  "SELECT id, events, is_active FROM integration.webhook_endpoints"
-				  " WHERE tenant_id = $1 AND deleted_at IS NULL"
-				  "   AND (is_active OR disabled_at IS NOT NULL)"
-				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	}
 	if (latest)
-		rc = SPI_execute_snapshot(load_plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
+		rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
 								  true, false, 0);
 	else
-		rc = SPI_execute_plan(load_plan, &arg, NULL, true, 0);
+		rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
 
+/*
+ * Copies the rows of the last SPI query, (id, events, is_active, ...), into te's
+ * endpoints, allocated in mcxt.
+ */
+static void
+copy_endpoints(TenantEndpoints *te, MemoryContext mcxt)
+{
 	te->count = (int) SPI_processed;
 	te->endpoints = MemoryContextAlloc(mcxt, sizeof(CachedEndpoint) * Max(te->count, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -146,6 +169,125 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool la
 		memcpy(te->endpoints[i].events, events, VARSIZE(events));
 		MemoryContextSwitchTo(old);
 	}
+}
+
+/*
+ * Reads the endpoints a tenant's events go to into te, allocating in mcxt, if there are
+ * at most ENDPOINT_CACHE_WHOLE_MAX of them; else leaves te->whole false and reads no
+ * more than one past that, so a tenant's first event costs the same whatever the
+ * number of its endpoints.  Under the latest snapshot for the cache (latest = true),
+ * see run_plan().
+ */
+static void
+load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool latest)
+{
+	Datum		arg = CStringGetTextDatum(tenant);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		/*
+		 * In primary key order: a limited walk of the tenant's entries, no
+		 * sort.
+		 */
+		SavedPlan(&load_plan,
+				  psprintf("SELECT id, events, is_active FROM integration.webhook_endpoints"
+						   " WHERE tenant_id = $1 AND deleted_at IS NULL"
+						   "   AND (is_active OR disabled_at IS NOT NULL)"
+						   " ORDER BY tenant_id, id LIMIT %d", ENDPOINT_CACHE_WHOLE_MAX + 1),
+				  1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	run_plan(load_plan, &arg, latest);
+	te->whole = SPI_processed <= ENDPOINT_CACHE_WHOLE_MAX;
+	if (te->whole)
+		copy_endpoints(te, mcxt);
+	else
+	{
+		te->endpoints = NULL;
+		te->count = 0;
+	}
+	SPI_finish();
+}
+
+/* The owner of integration.webhook_endpoints. */
+static Oid
+endpoints_owner(void)
+{
+	Oid			relid = get_relname_relid("webhook_endpoints",
+										  get_namespace_oid("integration", false));
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "integration.webhook_endpoints does not exist");
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Reads into te, allocating in CurrentMemoryContext, the endpoints of tenant that
+ * receive event, found through webhook_endpoints_pattern_keys_idx: the candidates its
+ * keys select (pattern_keys.c), then each tried with EventPatternsMatch().  Costs what
+ * the candidates cost, whatever the number of the tenant's other endpoints.  Under the
+ * latest snapshot for the cache (latest = true), see run_plan().
+ *
+ * The lookup runs as the table's owner without row-level security, as event_queue.c
+ * checks an event's endpoints: the policy would keep the index from being used (the
+ * array operator is not leakproof), and the keys hold the tenant, which is compared
+ * again below.  Callers publish only for a tenant whose rows they may see
+ * (publish.c), so the rows are the ones the policy would show.
+ */
+static void
+load_candidates(const char *tenant, const char *event, int eventlen, TenantEndpoints *te,
+				bool latest)
+{
+	Datum		arg = PointerGetDatum(EventNameKeys(tenant, strlen(tenant), event, eventlen));
+	MemoryContext mcxt = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			n = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtypes[1] = {TEXTARRAYOID};
+
+		/*
+		 * Only the keys: a condition on tenant_id beside them could lead the
+		 * planner to read the tenant's whole primary key range instead.
+		 */
+		SavedPlan(&candidates_plan,
+				  "SELECT id, events, is_active, tenant_id FROM integration.webhook_endpoints"
+				  " WHERE integration._event_pattern_keys(tenant_id, events)"
+				  "       OPERATOR(pg_catalog.&&) $1"
+				  "   AND deleted_at IS NULL AND (is_active OR disabled_at IS NOT NULL)"
+				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(endpoints_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	run_plan(candidates_plan, &arg, latest);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	copy_endpoints(te, mcxt);
+
+	for (int i = 0; i < te->count; i++)
+	{
+		bool		isnull;
+		char	   *row_tenant = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[i],
+																   SPI_tuptable->tupdesc, 4,
+																   &isnull));
+
+		if (strcmp(row_tenant, tenant) == 0 &&
+			EventPatternsMatch(te->endpoints[i].events, event, eventlen))
+			te->endpoints[n++] = te->endpoints[i];
+	}
+	te->count = n;
 	SPI_finish();
 }
 
@@ -219,19 +361,35 @@ cached_targets(TenantEndpoints *te, const char *event, int eventlen)
 	if (found)
 		return t;
 
-	if (te->patterns == NULL)
-	{
-		te->patterns = PatternIndexCreate(cache_context);
-		for (int i = 0; i < te->count; i++)
-			PatternIndexAddArray(te->patterns, te->endpoints[i].events, i);
-	}
-	n = PatternIndexMatch(te->patterns, event, eventlen, &positions);
-
 	if (hash_get_num_entries(te->targets) >= ENDPOINT_CACHE_MAX_EVENTS)
 		reset_targets(te);
-	t = hash_search(te->targets, key, HASH_ENTER, &found);
-	t->count = n;
-	t->ids = ids_array(te, positions, n, te->targets_cxt, &t->nactive);
+	if (te->whole)
+	{
+		if (te->patterns == NULL)
+		{
+			te->patterns = PatternIndexCreate(cache_context);
+			for (int i = 0; i < te->count; i++)
+				PatternIndexAddArray(te->patterns, te->endpoints[i].events, i);
+		}
+		n = PatternIndexMatch(te->patterns, event, eventlen, &positions);
+		t = hash_search(te->targets, key, HASH_ENTER, &found);
+		t->count = n;
+		t->ids = ids_array(te, positions, n, te->targets_cxt, &t->nactive);
+	}
+	else
+	{
+		/* Looked up before the entry is made: an error leaves no half entry. */
+		TenantEndpoints matched;
+
+		load_candidates(te->tenant, event, eventlen, &matched, true);
+		n = matched.count;
+		positions = palloc(sizeof(int) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			positions[i] = i;
+		t = hash_search(te->targets, key, HASH_ENTER, &found);
+		t->count = n;
+		t->ids = ids_array(&matched, positions, n, te->targets_cxt, &t->nactive);
+	}
 	if (positions)
 		pfree(positions);
 	return t;
@@ -260,15 +418,22 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 
 	if (EndpointsChangedInThisXact())
 	{
-		/* Read afresh each time, and matched one endpoint after another. */
+		/*
+		 * Read afresh each time under the transaction's snapshot, which alone
+		 * sees its changes: the candidates the index of patterns selects,
+		 * each matched.
+		 */
 		int		   *positions;
-		int			n = 0;
+		int			n;
 
-		load_tenant(tenant, &local, CurrentMemoryContext, false);
-		positions = palloc(sizeof(int) * Max(local.count, 1));
-		for (int i = 0; i < local.count; i++)
-			if (EventPatternsMatch(local.endpoints[i].events, event, eventlen))
-				positions[n++] = i;
+		if (eventlen > EVENT_NAME_MAX_LEN)
+			local.count = 0;
+		else
+			load_candidates(tenant, event, eventlen, &local, false);
+		n = local.count;
+		positions = palloc(sizeof(int) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			positions[i] = i;
 		*ids = ids_array(&local, positions, n, CurrentMemoryContext, nactive);
 		return n;
 	}
@@ -295,6 +460,7 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 			local.targets_cxt = NULL;
 			reset_targets(&local);
 			te = hash_search(cache, tenant, HASH_ENTER, &found);
+			te->whole = local.whole;
 			te->count = local.count;
 			te->endpoints = local.endpoints;
 			te->patterns = local.patterns;
@@ -307,4 +473,28 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 	*ids = t->ids;
 	*nactive = t->nactive;
 	return t->count;
+}
+
+PG_FUNCTION_INFO_V1(integration_endpoint_cache_state);
+
+/*
+ * integration._endpoint_cache_state(tenant text) RETURNS text: what this backend's cache
+ * holds for tenant, NULL when nothing (for tests).
+ */
+Datum
+integration_endpoint_cache_state(PG_FUNCTION_ARGS)
+{
+	char	   *tenant = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TenantEndpoints *te = NULL;
+	bool		found = false;
+
+	if (cache != NULL && strlen(tenant) <= TENANT_ID_MAX_LEN)
+		te = hash_search(cache, tenant, HASH_FIND, &found);
+	if (!found)
+		PG_RETURN_NULL();
+	if (te->whole)
+		PG_RETURN_TEXT_P(cstring_to_text(psprintf("read whole: %d endpoints, %ld event names",
+												  te->count, hash_get_num_entries(te->targets))));
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("looked up by event name: %ld event names",
+											  hash_get_num_entries(te->targets))));
 }
