@@ -33,6 +33,9 @@
  * be read as another's.  Invalid patterns, elements that are not strings and
  * anything but an array get no key: they never match.
  *
+ * The keys are stored in webhook_endpoints_pattern_keys_idx: a change of this
+ * scheme (KEY_SEGMENTS, the format) needs an upgrade script that rebuilds it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
