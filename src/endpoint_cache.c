@@ -37,6 +37,10 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -44,10 +48,12 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -103,7 +109,6 @@ typedef struct TenantEndpoints
 static MemoryContext cache_context = NULL;
 static HTAB *cache = NULL;
 static uint64 cache_generation = 0;
-static SPIPlanPtr load_plan = NULL;
 static SPIPlanPtr candidates_plan = NULL;
 
 static void
@@ -171,57 +176,128 @@ copy_endpoints(TenantEndpoints *te, MemoryContext mcxt)
 	}
 }
 
+/* The oid of integration.webhook_endpoints. */
+static Oid
+endpoints_relid(void)
+{
+	Oid			relid = get_relname_relid("webhook_endpoints",
+										  get_namespace_oid("integration", false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "integration.webhook_endpoints does not exist");
+	return relid;
+}
+
+/* The number of the column name of desc. */
+static AttrNumber
+attnum_of(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+			return i + 1;
+	elog(ERROR, "integration.webhook_endpoints has no column %s", name);
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
 /*
- * Reads the endpoints a tenant's events go to into te, allocating in mcxt, if there are
- * at most ENDPOINT_CACHE_WHOLE_MAX of them; else leaves te->whole false and reads no
- * more than one past that, so a tenant's first event costs the same whatever the
- * number of its endpoints.  Under the latest snapshot for the cache (latest = true),
- * see run_plan().
+ * Reads the endpoints a tenant's events go to into te, by ascending id, allocating in
+ * mcxt, if there are at most ENDPOINT_CACHE_WHOLE_MAX of them; else leaves te->whole
+ * false and reads no more than one past that, so a tenant's first event costs the same
+ * whatever the number of its endpoints.  They are read under a snapshot taken after
+ * the caller read the generation counter: every change whose commit bumped the counter
+ * before that is visible, even in a REPEATABLE READ transaction with an older snapshot.
+ *
+ * A walk of the primary key (tenant_id, id) that stops there, not a query: with or
+ * without statistics the planner found plans that read all of the tenant's rows, or
+ * other tenants' (a sort before the limit, a sequential scan).  Like the lookup of
+ * load_candidates(), it reads the rows of the tenant it is given, without row-level
+ * security.
  */
 static void
-load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt, bool latest)
+load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
 {
-	Datum		arg = CStringGetTextDatum(tenant);
+	Relation	rel = table_open(endpoints_relid(), AccessShareLock);
+	Relation	pk;
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	att_id = attnum_of(desc, "id");
+	AttrNumber	att_events = attnum_of(desc, "events");
+	AttrNumber	att_active = attnum_of(desc, "is_active");
+	AttrNumber	att_disabled = attnum_of(desc, "disabled_at");
+	AttrNumber	att_deleted = attnum_of(desc, "deleted_at");
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	MemoryContext probe_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													"integration endpoint probe",
+													ALLOCSET_SMALL_SIZES);
+	CachedEndpoint *found = MemoryContextAlloc(probe_cxt, sizeof(CachedEndpoint) *
+											   (ENDPOINT_CACHE_WHOLE_MAX + 1));
+	int			n = 0;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		elog(ERROR, "integration.webhook_endpoints has no primary key");
+	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(tenant));
+	scan = index_beginscan(rel, pk, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	while (n <= ENDPOINT_CACHE_WHOLE_MAX && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		Oid			argtypes[1] = {TEXTOID};
+		bool		isnull;
+		bool		active;
+		Jsonb	   *events;
+		MemoryContext old;
 
-		/*
-		 * In primary key order: a limited walk of the tenant's entries, no
-		 * sort.
-		 */
-		SavedPlan(&load_plan,
-				  psprintf("SELECT id, events, is_active FROM integration.webhook_endpoints"
-						   " WHERE tenant_id = $1 AND deleted_at IS NULL"
-						   "   AND (is_active OR disabled_at IS NOT NULL)"
-						   " ORDER BY tenant_id, id LIMIT %d", ENDPOINT_CACHE_WHOLE_MAX + 1),
-				  1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		CHECK_FOR_INTERRUPTS();
+		(void) slot_getattr(slot, att_deleted, &isnull);
+		if (!isnull)
+			continue;
+		active = DatumGetBool(slot_getattr(slot, att_active, &isnull));
+		(void) slot_getattr(slot, att_disabled, &isnull);
+		if (!active && isnull)
+			continue;			/* disabled through the API: receives nothing */
+		found[n].id = DatumGetInt64(slot_getattr(slot, att_id, &isnull));
+		found[n].active = active;
+		old = MemoryContextSwitchTo(probe_cxt);
+		events = DatumGetJsonbP(slot_getattr(slot, att_events, &isnull));
+		found[n].events = (Jsonb *) palloc(VARSIZE(events));
+		memcpy(found[n].events, events, VARSIZE(events));
+		MemoryContextSwitchTo(old);
+		n++;
 	}
-	run_plan(load_plan, &arg, latest);
-	te->whole = SPI_processed <= ENDPOINT_CACHE_WHOLE_MAX;
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(pk, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+
+	te->whole = n <= ENDPOINT_CACHE_WHOLE_MAX;
+	te->count = 0;
+	te->endpoints = NULL;
 	if (te->whole)
-		copy_endpoints(te, mcxt);
-	else
 	{
-		te->endpoints = NULL;
-		te->count = 0;
+		te->count = n;
+		te->endpoints = MemoryContextAlloc(mcxt, sizeof(CachedEndpoint) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+		{
+			te->endpoints[i] = found[i];
+			te->endpoints[i].events = MemoryContextAlloc(mcxt, VARSIZE(found[i].events));
+			memcpy(te->endpoints[i].events, found[i].events, VARSIZE(found[i].events));
+		}
 	}
-	SPI_finish();
+	MemoryContextDelete(probe_cxt);
 }
 
 /* The owner of integration.webhook_endpoints. */
 static Oid
 endpoints_owner(void)
 {
-	Oid			relid = get_relname_relid("webhook_endpoints",
-										  get_namespace_oid("integration", false));
+	Oid			relid = endpoints_relid();
 	HeapTuple	tuple;
 	Oid			owner;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "integration.webhook_endpoints does not exist");
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
@@ -455,7 +531,7 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 			 * Load first, then enter: an error while loading leaves no half
 			 * entry.  The pattern index is built when first needed.
 			 */
-			load_tenant(tenant, &local, cache_context, true);
+			load_tenant(tenant, &local, cache_context);
 			local.patterns = NULL;
 			local.targets_cxt = NULL;
 			reset_targets(&local);
