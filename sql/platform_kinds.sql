@@ -426,6 +426,10 @@ COMMENT ON FUNCTION integration.woocommerce_record(integration.connector_context
 -- second is read again: repeats, which the sync gate drops).  A page that lies in one
 -- second is followed by that second's own listing, page=2, 3, ... (modified_after and
 -- modified_before around it, X-WP-TotalPages ending it), then by the seconds after it.
+-- That listing is 99 a page: its page 2 then begins with the page before's last record
+-- (a repeat), so it is never past the end, even for a second of exactly 100 records,
+-- where a store may answer a page past the end with 400 (WordPress's posts controller
+-- does: rest_post_invalid_page_number), and has a Link rel="prev" that names it.
 -- page is {"after": <GMT second>} or {"second": <GMT second>, "page": N}; the Link
 -- header, which repeats the request's query, tells the response adapter which it was.
 -- X-WP-TotalPages of 1 ends the run.
@@ -458,7 +462,7 @@ BEGIN
 		q := q || jsonb_build_object('orderby', 'id', 'page', coalesce((pg ->> 'page')::integer, 1)::text);
 	ELSIF pg ? 'second' THEN
 		second := date_trunc('second', (pg ->> 'second')::timestamp);
-		q := q || jsonb_build_object('orderby', 'modified', 'dates_are_gmt', 'true',
+		q := q || jsonb_build_object('per_page', '99', 'orderby', 'modified', 'dates_are_gmt', 'true',
 									 'modified_after', to_char(second - CASE WHEN (pg ->> 'inclusive')::boolean
 																		   THEN interval '0' ELSE interval '1 second' END, fmt),
 									 'modified_before', to_char(second + CASE WHEN (pg ->> 'inclusive')::boolean

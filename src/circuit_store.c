@@ -8,8 +8,9 @@
  *
  * Transitions are rare (at most a few per endpoint and cooldown), so the statements are
  * planned at each run rather than kept.  Each kind stores its own with
- * CircuitStoreTransitions(), in a subtransaction of its store transaction.  Every function here runs inside the caller's
- * StoreBegin() / StoreCommit() (delivery_store.c).
+ * CircuitStoreTransitions(), in a subtransaction of its store transaction.  Every
+ * function here runs inside the caller's StoreBegin() / StoreCommit()
+ * (delivery_store.c).
  */
 #include "postgres.h"
 

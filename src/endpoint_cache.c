@@ -24,16 +24,19 @@
  * or every backend after an endpoint change, pays for what the event matches, not for
  * the tenant's size.
  *
- * Validity rule: a commit that changed webhook_endpoints bumps a generation counter in
- * shared memory (wakeup.c) after it became visible; a backend that sees a new
- * generation drops the whole cache.  The counter is read first and the endpoints then
- * under a fresh snapshot, so a change committed in between only causes one extra
- * rebuild, never a stale entry.  Routing therefore uses the endpoints committed when
- * the event is published, whatever the publishing transaction's isolation level.  An
- * answer looked up later for a large tenant is read under a snapshot taken after its own
- * publish read the counter, so the same holds for it.  A transaction that itself
- * changed endpoints bypasses the cache, since only it can see its uncommitted changes:
- * it looks each event up in the index under its own snapshot.
+ * Validity rule: a commit that changed a tenant's webhook_endpoints bumps that tenant's
+ * generation counter in shared memory (wakeup.c, shared_state.h) after it became
+ * visible; a backend that sees a new generation for a tenant it cached drops that
+ * tenant's entry, and only that one, so one tenant changing its endpoints in a loop
+ * costs the others' publishes nothing.  A TRUNCATE bumps a counter that drops the
+ * whole cache.  The counters are read first and the endpoints then under a fresh
+ * snapshot, so a change committed in between only causes one extra rebuild, never a
+ * stale entry.  Routing therefore uses the endpoints committed when the event is
+ * published, whatever the publishing transaction's isolation level.  An answer looked
+ * up later for a large tenant is read under a snapshot taken after its own publish
+ * read the counters, so the same holds for it.  A transaction that itself changed
+ * endpoints bypasses the cache, since only it can see its uncommitted changes: it
+ * looks each event up in the index under its own snapshot.
  */
 #include "postgres.h"
 
@@ -97,6 +100,8 @@ typedef struct EventTargets
 typedef struct TenantEndpoints
 {
 	char		tenant[TENANT_ID_MAX_LEN + 1];	/* hash key */
+	uint64		generation;		/* the tenant's generation when loaded */
+	MemoryContext cxt;			/* everything below */
 	bool		whole;			/* false: more than ENDPOINT_CACHE_WHOLE_MAX,
 								 * not read; each event name looked up */
 	int			count;
@@ -108,7 +113,7 @@ typedef struct TenantEndpoints
 
 static MemoryContext cache_context = NULL;
 static HTAB *cache = NULL;
-static uint64 cache_generation = 0;
+static uint64 cache_truncated = 0;	/* endpoints_truncated when started */
 static SPIPlanPtr candidates_plan = NULL;
 
 static void
@@ -374,7 +379,7 @@ reset_targets(TenantEndpoints *te)
 	HASHCTL		ctl;
 
 	if (te->targets_cxt == NULL)
-		te->targets_cxt = AllocSetContextCreate(cache_context, "integration event targets",
+		te->targets_cxt = AllocSetContextCreate(te->cxt, "integration event targets",
 												ALLOCSET_SMALL_SIZES);
 	else
 		MemoryContextReset(te->targets_cxt);
@@ -443,7 +448,7 @@ cached_targets(TenantEndpoints *te, const char *event, int eventlen)
 	{
 		if (te->patterns == NULL)
 		{
-			te->patterns = PatternIndexCreate(cache_context);
+			te->patterns = PatternIndexCreate(te->cxt);
 			for (int i = 0; i < te->count; i++)
 				PatternIndexAddArray(te->patterns, te->endpoints[i].events, i);
 		}
@@ -515,28 +520,52 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 	}
 
 	{
-		uint64		gen = pg_atomic_read_u64(&integration_shared->endpoints_generation);
+		uint64		truncated = pg_atomic_read_u64(&integration_shared->endpoints_truncated);
+		pg_atomic_uint64 *slot =
+		&integration_shared->tenant_endpoints_generation[EndpointGenerationSlot(tenant)];
+		uint64		gen;
 		bool		found;
 
-		if (cache == NULL || gen != cache_generation ||
+		if (cache == NULL || truncated != cache_truncated ||
 			hash_get_num_entries(cache) >= ENDPOINT_CACHE_MAX_TENANTS)
 		{
 			reset_cache();
-			cache_generation = gen;
+			cache_truncated = truncated;
 		}
+		gen = pg_atomic_read_u64(slot);
 		te = hash_search(cache, tenant, HASH_FIND, &found);
+		if (found && te->generation != gen)
+		{
+			MemoryContextDelete(te->cxt);
+			hash_search(cache, tenant, HASH_REMOVE, NULL);
+			found = false;
+		}
 		if (!found)
 		{
 			/*
 			 * Load first, then enter: an error while loading leaves no half
-			 * entry.  The pattern index is built when first needed.
+			 * entry, and its memory goes with the transaction's.  The pattern
+			 * index is built when first needed.
 			 */
-			load_tenant(tenant, &local, cache_context);
+			local.cxt = AllocSetContextCreate(CurrentMemoryContext, "integration tenant endpoints",
+											  ALLOCSET_SMALL_SIZES);
+			load_tenant(tenant, &local, local.cxt);
 			local.patterns = NULL;
 			local.targets_cxt = NULL;
 			reset_targets(&local);
+			MemoryContextSetParent(local.cxt, cache_context);
+			if (local.whole)
+				ereport(DEBUG1,
+						(errmsg_internal("endpoint cache: read %d endpoints of tenant \"%s\"",
+										 local.count, tenant)));
+			else
+				ereport(DEBUG1,
+						(errmsg_internal("endpoint cache: tenant \"%s\" has more than %d endpoints, each event name looked up",
+										 tenant, ENDPOINT_CACHE_WHOLE_MAX)));
 			te = hash_search(cache, tenant, HASH_ENTER, &found);
 			te->whole = local.whole;
+			te->generation = gen;
+			te->cxt = local.cxt;
 			te->count = local.count;
 			te->endpoints = local.endpoints;
 			te->patterns = local.patterns;

@@ -13,8 +13,9 @@
  * The thread's contract.  It calls libcurl, epoll, eventfd, pthread and libc, and
  * nothing of PostgreSQL: no palloc, no elog, no latches, no shared memory, no
  * CHECK_FOR_INTERRUPTS.  Of this project's code it runs only http_thread_main() below,
- * http_curl.c and the pure functions of network_policy.c, which keep the same rule.  It starts with every signal blocked, so
- * PostgreSQL's handlers (die, reload, latch wake-ups) always run on the main thread.
+ * http_curl.c and the pure functions of network_policy.c, which keep the same rule.  It
+ * starts with every signal blocked, so PostgreSQL's handlers (die, reload, latch
+ * wake-ups) always run on the main thread.
  * Everything it touches besides its own HttpCurl is an HttpRequest that the main
  * thread filled in completely and does not touch again until the thread hands it
  * back (with the NetworkPolicy it points to, which the main thread keeps alive and

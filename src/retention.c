@@ -3,8 +3,9 @@
  *		Finished deliveries, their events and attempts, and log rows expire: the worker
  *		removes them in short transactions on a schedule, and integration.purge_expired()
  *		runs one pass on demand.  The connector framework's tables, inbound events,
- *		connector calls and deleted connectors' synced records, expire in the same passes and batches, by the walks of
- *		retention_connectors.c (which says what of them expires, and when).
+ *		connector calls and deleted connectors' synced records, expire in the same
+ *		passes and batches, by the walks of retention_connectors.c (which says what of
+ *		them expires, and when).
  *
  * What expires.  A delivered delivery integration.retention_delivered after it was
  * delivered; a failed one integration.retention_failed after its last attempt; a

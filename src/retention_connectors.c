@@ -1,8 +1,9 @@
 /*
  * retention_connectors.c
  *		Retention of the connector framework's tables: handled inbound events,
- *		finished connector calls and the synced records of deleted connectors expire.  retention.c schedules the passes and runs
- *		these walks after its own, in the same batches (its header explains the
+ *		finished connector calls and the synced records of deleted connectors expire.
+ *		retention.c schedules the passes and runs these walks after its own, in the
+ *		same batches (its header explains the
  *		schedule, the batches and why rows are deleted rather than partitions dropped).
  *
  * What expires.  An inbound event that is processed or skipped, integration.

@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -45,6 +46,9 @@ integration_shmem_startup(void)
 		pg_atomic_init_u64(&integration_shared->commits_signalled, 0);
 		pg_atomic_init_u64(&integration_shared->workers_woken, 0);
 		pg_atomic_init_u64(&integration_shared->endpoints_generation, 1);
+		pg_atomic_init_u64(&integration_shared->endpoints_truncated, 1);
+		for (int i = 0; i < ENDPOINT_GENERATION_SLOTS; i++)
+			pg_atomic_init_u64(&integration_shared->tenant_endpoints_generation[i], 1);
 		integration_shared->slots_lock = &(GetNamedLWLockTranche("integration"))->lock;
 		ConditionVariableInit(&integration_shared->slot_released);
 		for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
@@ -78,4 +82,12 @@ SharedStateRequest(void)
 	shmem_request_hook = integration_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = integration_shmem_startup;
+}
+
+/* The slot of tenant_id's endpoint-cache generation (tenant_endpoints_generation). */
+int
+EndpointGenerationSlot(const char *tenant_id)
+{
+	return (int) (hash_bytes((const unsigned char *) tenant_id, (int) strlen(tenant_id)) %
+				  ENDPOINT_GENERATION_SLOTS);
 }

@@ -1,7 +1,7 @@
 /*
  * shared_state.h
- *		The extension's shared memory: wake-up counters, the endpoint-cache generation and
- *		one slot per worker process (worker_slots.c owns the slots).
+ *		The extension's shared memory: wake-up counters, the endpoint caches' generations
+ *		and one slot per worker process (worker_slots.c owns the slots).
  */
 #ifndef INTEGRATION_SHARED_STATE_H
 #define INTEGRATION_SHARED_STATE_H
@@ -15,6 +15,12 @@
 #define INTEGRATION_MAX_WORKERS 64
 #define INTEGRATION_DROPPED_DBS 32
 #define WORKER_ERROR_LEN 256
+
+/*
+ * Endpoint-cache generations per tenant, by a hash of the tenant id: two tenants that
+ * share a slot only cause each other an extra reload.  8 kB of shared memory.
+ */
+#define ENDPOINT_GENERATION_SLOTS 1024
 
 /*
  * One running worker process: a database's delivery worker or its handler worker.  The
@@ -60,10 +66,20 @@ typedef struct IntegrationSharedState
 	pg_atomic_uint64 workers_woken;
 
 	/*
-	 * Bumped by every commit that changed webhook_endpoints: backends drop
-	 * their caches.
+	 * Bumped by every commit that changed webhook_endpoints: the worker
+	 * refreshes the endpoint settings of the claims it holds.
 	 */
 	pg_atomic_uint64 endpoints_generation;
+
+	/*
+	 * The publishing backends' endpoint caches (endpoint_cache.c): a commit
+	 * that changed a tenant's endpoints bumps that tenant's slot, and one
+	 * that truncated webhook_endpoints bumps endpoints_truncated, which drops
+	 * every cache.  So one tenant's endpoint changes never make the others'
+	 * publishes reload.
+	 */
+	pg_atomic_uint64 endpoints_truncated;
+	pg_atomic_uint64 tenant_endpoints_generation[ENDPOINT_GENERATION_SLOTS];
 	/* Protects the slots' assignment; taking a slot holds it exclusively. */
 	LWLock	   *slots_lock;
 
@@ -88,5 +104,6 @@ typedef struct IntegrationSharedState
 extern IntegrationSharedState *integration_shared;
 
 extern void SharedStateRequest(void);
+extern int	EndpointGenerationSlot(const char *tenant_id);
 
 #endif

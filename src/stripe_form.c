@@ -14,8 +14,9 @@
  *	   unset a value, or to clear a list or metadata); null sends "key=" too;
  *	   true and false are sent as their names;
  *	 - a number is sent as JavaScript writes it (String(n)): 1.50 as 1.5,
- *	   1e21 as 1e+21 (encoded, like any value: 1e%2B21), 0.0000001 as 1e-7.  A number JavaScript cannot hold
- *	   exactly (more than 17 significant digits, beyond 2^53 for an integer)
+ *	   1e21 as 1e+21 (encoded, like any value: 1e%2B21), 0.0000001 as 1e-7.  A
+ *	   number JavaScript cannot hold exactly (more than 17 significant digits,
+ *	   beyond 2^53 for an integer)
  *	   would reach Stripe changed, so it is refused: send it as a string;
  *	 - names and values are percent-encoded as encodeURIComponent() does,
  *	   then !'()* are encoded too and [ ] decoded again: only A-Z a-z 0-9

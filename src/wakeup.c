@@ -5,8 +5,10 @@
  * The first publish in a transaction arms a flag; the transaction callback, registered
  * once per backend (RegisterXactCallback keeps registrations for the life of the
  * backend), sets the workers' latches at COMMIT and does nothing on ABORT.  The same
- * callback publishes "webhook_endpoints changed" to other backends by bumping a shared
- * generation counter, so their endpoint caches are rebuilt on next use.
+ * callback publishes "these tenants' webhook_endpoints changed" to other backends by
+ * bumping the shared generation of each such tenant (shared_state.h), so their cached
+ * endpoints of those tenants, and only those, are read again on next use; a TRUNCATE
+ * drops every cache.
  *
  * Each wake-up says what the transaction made to do (WorkerWakeRequest bits, which the
  * workers' kinds of work read), and goes only to the worker of the database whose kinds
@@ -25,11 +27,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 
 #include "shared_state.h"
@@ -40,6 +44,35 @@ static bool callback_registered = false;
 static uint32 wake_armed = 0;	/* WorkerWakeRequest bits */
 static bool endpoints_dirty = false;
 
+/* The tenants whose endpoints this transaction changed, by generation slot. */
+static uint64 dirty_slots[ENDPOINT_GENERATION_SLOTS / 64];
+static bool dirty_all = false;	/* webhook_endpoints truncated */
+
+/* Tells the other backends which tenants' endpoints this transaction changed. */
+static void
+bump_endpoint_generations(void)
+{
+	if (dirty_all)
+		pg_atomic_fetch_add_u64(&integration_shared->endpoints_truncated, 1);
+	else
+	{
+		for (int w = 0; w < lengthof(dirty_slots); w++)
+			for (int b = 0; dirty_slots[w] != 0 && b < 64; b++)
+				if (dirty_slots[w] & (UINT64CONST(1) << b))
+					pg_atomic_fetch_add_u64(&integration_shared->tenant_endpoints_generation[w * 64 + b], 1);
+	}
+	pg_atomic_fetch_add_u64(&integration_shared->endpoints_generation, 1);
+}
+
+static void
+forget_endpoint_changes(void)
+{
+	if (endpoints_dirty)
+		memset(dirty_slots, 0, sizeof(dirty_slots));
+	endpoints_dirty = false;
+	dirty_all = false;
+}
+
 static void
 wakeup_xact_callback(XactEvent event, void *arg)
 {
@@ -48,11 +81,11 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (endpoints_dirty && integration_shared != NULL)
-				pg_atomic_fetch_add_u64(&integration_shared->endpoints_generation, 1);
+				bump_endpoint_generations();
 			if (wake_armed != 0)
 				WakeDatabaseWorker(MyDatabaseId, wake_armed);
 			wake_armed = 0;
-			endpoints_dirty = false;
+			forget_endpoint_changes();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 
@@ -69,7 +102,7 @@ wakeup_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_armed = 0;
-			endpoints_dirty = false;
+			forget_endpoint_changes();
 			break;
 		default:
 			break;
@@ -129,12 +162,39 @@ WakeAllWorkersAtCommit(void)
 	arm(WORKER_WAKE_ALL);
 }
 
-/* Called when this transaction writes webhook_endpoints. */
+/*
+ * Called when this transaction writes webhook_endpoints of tenant_id, or with NULL
+ * when it truncates the table.
+ */
 void
-EndpointsChangedInXact(void)
+EndpointsChangedInXact(const char *tenant_id)
 {
 	ensure_callback();
 	endpoints_dirty = true;
+	if (tenant_id == NULL)
+		dirty_all = true;
+	else
+	{
+		int			slot = EndpointGenerationSlot(tenant_id);
+
+		dirty_slots[slot / 64] |= UINT64CONST(1) << (slot % 64);
+	}
+}
+
+/* Marks the tenant of tuple (a row of webhook_endpoints) changed. */
+static void
+tuple_changed(TriggerData *trigdata, HeapTuple tuple)
+{
+	TupleDesc	desc = trigdata->tg_relation->rd_att;
+	int			attno = SPI_fnumber(desc, "tenant_id");
+	bool		isnull;
+	Datum		tenant;
+
+	if (attno <= 0)
+		elog(ERROR, "webhook_endpoints has no column tenant_id");
+	tenant = heap_getattr(tuple, attno, desc, &isnull);
+	if (!isnull)
+		EndpointsChangedInXact(TextDatumGetCString(tenant));
 }
 
 bool
@@ -145,15 +205,28 @@ EndpointsChangedInThisXact(void)
 
 PG_FUNCTION_INFO_V1(integration_endpoints_changed);
 
-/* Statement trigger on webhook_endpoints: invalidate every backend's cache at commit. */
+/*
+ * Row trigger on webhook_endpoints (and statement trigger for TRUNCATE): at commit, the
+ * cached endpoints of the rows' tenants (of every tenant after a TRUNCATE) are dropped
+ * in every backend.
+ */
 Datum
 integration_endpoints_changed(PG_FUNCTION_ARGS)
 {
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("endpoints_changed() must be called as a trigger")));
-	EndpointsChangedInXact();
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		EndpointsChangedInXact(NULL);
+	else
+	{
+		tuple_changed(trigdata, trigdata->tg_trigtuple);
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			tuple_changed(trigdata, trigdata->tg_newtuple);
+	}
 	return PointerGetDatum(NULL);
 }
 

@@ -10,7 +10,7 @@ extern void WakeWorkerForDueAtCommit(void);
 extern void WakeWorkerForInboundAtCommit(void);
 extern void WakeAllWorkersAtCommit(void);
 extern void WakeWorkerForCallsAtCommit(void);
-extern void EndpointsChangedInXact(void);
+extern void EndpointsChangedInXact(const char *tenant_id);
 extern bool EndpointsChangedInThisXact(void);
 
 #endif

@@ -5,8 +5,9 @@
  *
  * Locking.  slots_lock guards which slot belongs to which database and role (in_use,
  * dboid, role, wake_mask, pid, latch, stop_requested) and the last error; taking a slot
- * holds it exclusively, so a database never gets two processes of one role.  Everything a worker updates on every turn of its
- * loop (its activity, requests in flight, counters) is an atomic that only that worker
+ * holds it exclusively, so a database never gets two processes of one role.  Everything
+ * a worker updates on every turn of its loop (its activity, requests in flight,
+ * counters) is an atomic that only that worker
  * writes, so neither its loop nor the committing backends that wake it contend for the
  * lock beyond a shared acquisition.  A released slot is announced on the
  * slot_released condition variable, which DROP DATABASE sleeps on while the database's

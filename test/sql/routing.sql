@@ -125,3 +125,30 @@ SELECT bool_and(ordered) AS in_row_order FROM (
  WHERE ordered IS NOT NULL;
 SELECT integration.untrack_table('public.route_rows');
 DROP TABLE public.route_rows;
+
+-- One tenant's endpoint changes leave the other tenants' cached endpoints alone: a
+-- commit that changed tenant cache-a's endpoints makes this session read cache-a's
+-- again (DEBUG1 names each read), and not cache-b's.  The two tenants have different
+-- generation slots (a shared slot would only cost cache-b an extra read).
+SET ROLE integration_test_app;
+SET integration.tenant_id = 'cache-a';
+SELECT id AS cache_a FROM integration.register_webhook('a', 'https://route.example.invalid/ca', '["c.*"]') \gset
+SET integration.tenant_id = 'cache-b';
+SELECT id AS cache_b FROM integration.register_webhook('b', 'https://route.example.invalid/cb', '["c.*"]') \gset
+SET client_min_messages = debug1;
+SET integration.tenant_id = 'cache-a';
+SELECT integration.publish_event('c.one', '{}') AS a_first;
+SELECT integration.publish_event('c.one', '{}') AS a_cached;
+SET integration.tenant_id = 'cache-b';
+SELECT integration.publish_event('c.one', '{}') AS b_first;
+SELECT integration.publish_event('c.one', '{}') AS b_cached;
+SET integration.tenant_id = 'cache-a';
+SET client_min_messages = warning;
+SELECT id AS cache_a2 FROM integration.register_webhook('a2', 'https://route.example.invalid/ca2', '["c.one"]') \gset
+SET client_min_messages = debug1;
+SET integration.tenant_id = 'cache-b';
+SELECT integration.publish_event('c.one', '{}') AS b_after_a_changed;
+SET integration.tenant_id = 'cache-a';
+SELECT integration.publish_event('c.one', '{}') AS a_after_a_changed;
+SET client_min_messages = warning;
+RESET ROLE;

@@ -326,6 +326,25 @@ is(sql("SELECT count(*) || '|' || count(DISTINCT external_id) FROM integration.e
 is(state_of($incl, 'products', 'records_changed, errors'), '275|0', 'woocommerce, bounds included: the second run finds no change');
 ctl('config', { inclusive => JSON::PP::false });
 
+# A store that answers a page past the end with 400, as WordPress's posts controller
+# does (WooCommerce's own controllers answer an empty page): a second with exactly 100
+# changed products, one full page, must not lead the pull to ask for a page past its end.
+ctl('config', { past_end_400 => JSON::PP::true });
+ctl('seed', { platform => 'woo', resource => 'products', %$_ })
+  for { count => 100, per_second => 1000, start => '2025-05-01T10:00:00Z' },
+  { count => 3, per_second => 1, start => '2025-05-01T10:00:05Z' };
+my $pastend = sql("SELECT id FROM integration.create_connector('woocommerce', 'indep-wc-pastend', '$base',
+	'{\"consumer_key\": \"ck_independent\", \"consumer_secret\": \"cs_independent\"}',
+	'{\"sync_interval\": 0, \"sync_streams\": [\"products\"], \"retry_schedule\": \"200ms\"}')");
+ctl('clear');
+run_sync($pastend, 'products', 1);
+is(join(',', map { $_->{status} } grep { $_->{path} eq '/wp-json/wc/v3/products' && $_->{status} != 200 } @{ ctl('log') }),
+	'', 'woocommerce, 400 past the end: no page past the end asked for');
+is(sql("SELECT count(*) || '|' || count(DISTINCT external_id) FROM integration.external_records WHERE connector_id = $pastend"),
+	'378|378', 'woocommerce, 400 past the end: every product stored once (275 before, 103 new)');
+is(state_of($pastend, 'products', 'errors'), '0', 'woocommerce, 400 past the end: no error');
+ctl('config', { past_end_400 => JSON::PP::false });
+
 ########################################################################
 # 4. Updates out
 ########################################################################

@@ -16,7 +16,9 @@
 //            dates_are_gmt=true, else with the site's local date_modified (site zone
 //            +02:00); a value with a zone is converted to the site's zone first, as
 //            WP_Date_Query does.  X-WP-Total, X-WP-TotalPages, Link rel="prev"/"next"
-//            built from the request's own parameters plus page.  PUT products/<id>,
+//            built from the request's own parameters plus page; a page past the end
+//            empty, or (config past_end_400) 400 rest_post_invalid_page_number as
+//            WordPress's posts controller answers it.  PUT products/<id>,
 //            PUT orders/<id>, POST products.
 //
 // Control (no auth, for the test): POST /__ctl/{seed,update,fault,log,clear,get,bucket}.
@@ -33,7 +35,7 @@ const shop = { orders: new Map(), customers: new Map(), products: new Map(),
 			   levels: new Map(), items: new Set([808950810]), locations: new Set([655441491]) };
 const woo = { orders: new Map(), products: new Map(), customers: new Map() };
 let log = [], faults = [], once = [], listCount = 0, nextId = 5000000000001, wooId = 100;
-let config = { inclusive: false, link_minimal: false };
+let config = { inclusive: false, link_minimal: false, past_end_400: false };
 let bucket = { used: 0, at: Date.now(), size: 40, leak: 2 };
 
 const iso = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -243,6 +245,10 @@ function woocommerce(req, res, url, body)
 		const key = orderby === 'modified' ? (o) => [col(o), o.id] : orderby === 'id' ? (o) => [o.id, 0] : (o) => [o.created, o.id];
 		rows.sort((a, b) => { const x = key(a), y = key(b); return (x[0] - y[0] || x[1] - y[1]) * (order === 'asc' ? 1 : -1); });
 		const total = rows.length, pages = Math.ceil(total / per);
+		// WordPress's posts controller refuses a page past the end; WooCommerce's own
+		// controllers answer it with an empty page.  past_end_400 plays the former.
+		if (config.past_end_400 && page > pages && total > 0)
+			return wpErr(res, 400, 'rest_post_invalid_page_number', 'The page number requested is larger than the number of pages available.');
 		const out = rows.slice((page - 1) * per, page * per).map((o) => wooRecord(mm[1], o));
 		// add_query_arg over the request's own parameters (rest_url base), page replaced.
 		const mk = (n) => { const s = new URLSearchParams(config.link_minimal ? {} : q); s.set('page', n); return `http://127.0.0.1:${port}/wp-json/wc/v3/${mm[1]}?${s}`; };
