@@ -41,14 +41,14 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/tidbitmap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -58,14 +58,12 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "endpoint_cache.h"
 #include "event_pattern.h"
 #include "pattern_index.h"
 #include "pattern_keys.h"
 #include "shared_state.h"
-#include "spi_plan.h"
 #include "tenant.h"
 #include "wakeup.h"
 
@@ -114,7 +112,6 @@ typedef struct TenantEndpoints
 static MemoryContext cache_context = NULL;
 static HTAB *cache = NULL;
 static uint64 cache_truncated = 0;	/* endpoints_truncated when started */
-static SPIPlanPtr candidates_plan = NULL;
 
 static void
 reset_cache(void)
@@ -134,64 +131,27 @@ reset_cache(void)
 						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
-/*
- * Runs plan with args under the latest snapshot (latest) or the transaction's.  The
- * latest snapshot is taken after the caller read the generation counter: every change
- * whose commit bumped the counter before that is visible, even in a REPEATABLE READ
- * transaction with an older snapshot.  The caller has connected to SPI.
- */
-static void
-run_plan(SPIPlanPtr plan, Datum *args, bool latest)
-{
-	int			rc;
-
-	if (latest)
-		rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(), InvalidSnapshot,
-								  true, false, 0);
-	else
-		rc = SPI_execute_plan(plan, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-}
-
-/*
- * Copies the rows of the last SPI query, (id, events, is_active, ...), into te's
- * endpoints, allocated in mcxt.
- */
-static void
-copy_endpoints(TenantEndpoints *te, MemoryContext mcxt)
-{
-	te->count = (int) SPI_processed;
-	te->endpoints = MemoryContextAlloc(mcxt, sizeof(CachedEndpoint) * Max(te->count, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Jsonb	   *events;
-		MemoryContext old;
-
-		te->endpoints[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		te->endpoints[i].active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		events = DatumGetJsonbP(SPI_getbinval(tup, desc, 2, &isnull));
-		old = MemoryContextSwitchTo(mcxt);
-		te->endpoints[i].events = (Jsonb *) palloc(VARSIZE(events));
-		memcpy(te->endpoints[i].events, events, VARSIZE(events));
-		MemoryContextSwitchTo(old);
-	}
-}
-
-/* The oid of integration.webhook_endpoints. */
+/* The oid of relation name of the integration schema. */
 static Oid
-endpoints_relid(void)
+integration_relid(const char *name)
 {
-	Oid			relid = get_relname_relid("webhook_endpoints",
-										  get_namespace_oid("integration", false));
+	Oid			relid = get_relname_relid(name, get_namespace_oid("integration", false));
 
 	if (!OidIsValid(relid))
-		elog(ERROR, "integration.webhook_endpoints does not exist");
+		elog(ERROR, "integration.%s does not exist", name);
 	return relid;
 }
+
+/* The columns of webhook_endpoints that routing reads. */
+typedef struct EndpointColumns
+{
+	AttrNumber	tenant_id;
+	AttrNumber	id;
+	AttrNumber	events;
+	AttrNumber	is_active;
+	AttrNumber	disabled_at;
+	AttrNumber	deleted_at;
+}			EndpointColumns;
 
 /* The number of the column name of desc. */
 static AttrNumber
@@ -205,6 +165,50 @@ attnum_of(TupleDesc desc, const char *name)
 	return InvalidAttrNumber;	/* keep the compiler quiet */
 }
 
+static void
+endpoint_columns(Relation rel, EndpointColumns * cols)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	cols->tenant_id = attnum_of(desc, "tenant_id");
+	cols->id = attnum_of(desc, "id");
+	cols->events = attnum_of(desc, "events");
+	cols->is_active = attnum_of(desc, "is_active");
+	cols->disabled_at = attnum_of(desc, "disabled_at");
+	cols->deleted_at = attnum_of(desc, "deleted_at");
+}
+
+/*
+ * If the row in slot is an endpoint that receives events, active or disabled by the
+ * worker (not deleted, not disabled through the API), fills *e with its events copied
+ * into mcxt, and returns true.
+ */
+static bool
+receiving_endpoint(TupleTableSlot *slot, const EndpointColumns * cols, CachedEndpoint *e,
+				   MemoryContext mcxt)
+{
+	bool		isnull;
+	bool		active;
+	Jsonb	   *events;
+	MemoryContext old;
+
+	(void) slot_getattr(slot, cols->deleted_at, &isnull);
+	if (!isnull)
+		return false;
+	active = DatumGetBool(slot_getattr(slot, cols->is_active, &isnull));
+	(void) slot_getattr(slot, cols->disabled_at, &isnull);
+	if (!active && isnull)
+		return false;
+	e->id = DatumGetInt64(slot_getattr(slot, cols->id, &isnull));
+	e->active = active;
+	old = MemoryContextSwitchTo(mcxt);
+	events = DatumGetJsonbP(slot_getattr(slot, cols->events, &isnull));
+	e->events = (Jsonb *) palloc(VARSIZE(events));
+	memcpy(e->events, events, VARSIZE(events));
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
 /*
  * Reads the endpoints a tenant's events go to into te, by ascending id, allocating in
  * mcxt, if there are at most ENDPOINT_CACHE_WHOLE_MAX of them; else leaves te->whole
@@ -215,21 +219,17 @@ attnum_of(TupleDesc desc, const char *name)
  *
  * A walk of the primary key (tenant_id, id) that stops there, not a query: with or
  * without statistics the planner found plans that read all of the tenant's rows, or
- * other tenants' (a sort before the limit, a sequential scan).  Like the lookup of
- * load_candidates(), it reads the rows of the tenant it is given, without row-level
- * security.
+ * other tenants' (a sort before the limit, a sequential scan).  It reads the rows of
+ * the tenant it is given whoever the caller is, without row-level security: callers
+ * publish only for a tenant whose rows they may see (publish.c), so they are the rows
+ * the policy would show.
  */
 static void
 load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
 {
-	Relation	rel = table_open(endpoints_relid(), AccessShareLock);
+	Relation	rel = table_open(integration_relid("webhook_endpoints"), AccessShareLock);
 	Relation	pk;
-	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	att_id = attnum_of(desc, "id");
-	AttrNumber	att_events = attnum_of(desc, "events");
-	AttrNumber	att_active = attnum_of(desc, "is_active");
-	AttrNumber	att_disabled = attnum_of(desc, "disabled_at");
-	AttrNumber	att_deleted = attnum_of(desc, "deleted_at");
+	EndpointColumns cols;
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	MemoryContext probe_cxt = AllocSetContextCreate(CurrentMemoryContext,
 													"integration endpoint probe",
@@ -241,6 +241,7 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 
+	endpoint_columns(rel, &cols);
 	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
 		elog(ERROR, "integration.webhook_endpoints has no primary key");
 	pk = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
@@ -250,27 +251,9 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
 	slot = table_slot_create(rel, NULL);
 	while (n <= ENDPOINT_CACHE_WHOLE_MAX && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		bool		isnull;
-		bool		active;
-		Jsonb	   *events;
-		MemoryContext old;
-
 		CHECK_FOR_INTERRUPTS();
-		(void) slot_getattr(slot, att_deleted, &isnull);
-		if (!isnull)
-			continue;
-		active = DatumGetBool(slot_getattr(slot, att_active, &isnull));
-		(void) slot_getattr(slot, att_disabled, &isnull);
-		if (!active && isnull)
-			continue;			/* disabled through the API: receives nothing */
-		found[n].id = DatumGetInt64(slot_getattr(slot, att_id, &isnull));
-		found[n].active = active;
-		old = MemoryContextSwitchTo(probe_cxt);
-		events = DatumGetJsonbP(slot_getattr(slot, att_events, &isnull));
-		found[n].events = (Jsonb *) palloc(VARSIZE(events));
-		memcpy(found[n].events, events, VARSIZE(events));
-		MemoryContextSwitchTo(old);
-		n++;
+		if (receiving_endpoint(slot, &cols, &found[n], probe_cxt))
+			n++;
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
@@ -295,81 +278,109 @@ load_tenant(const char *tenant, TenantEndpoints *te, MemoryContext mcxt)
 	MemoryContextDelete(probe_cxt);
 }
 
-/* The owner of integration.webhook_endpoints. */
-static Oid
-endpoints_owner(void)
+static int
+compare_endpoint_ids(const void *a, const void *b)
 {
-	Oid			relid = endpoints_relid();
-	HeapTuple	tuple;
-	Oid			owner;
+	int64		x = ((const CachedEndpoint *) a)->id;
+	int64		y = ((const CachedEndpoint *) b)->id;
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
+	return (x > y) - (x < y);
 }
 
 /*
- * Reads into te, allocating in CurrentMemoryContext, the endpoints of tenant that
- * receive event, found through webhook_endpoints_pattern_keys_idx: the candidates its
- * keys select (pattern_keys.c), then each tried with EventPatternsMatch().  Costs what
- * the candidates cost, whatever the number of the tenant's other endpoints.  Under the
- * latest snapshot for the cache (latest = true), see run_plan().
+ * Reads into te, by ascending id, allocating in CurrentMemoryContext, the endpoints of
+ * tenant that receive event, found through webhook_endpoints_pattern_keys_idx: the
+ * candidates its keys select (pattern_keys.c), each tried with EventPatternsMatch().
+ * Costs what the candidates cost, whatever the number of the tenant's other endpoints.
+ * Under the latest snapshot for the cache (latest = true; see load_tenant()), else
+ * under the active one, which sees the transaction's own changes.
  *
- * The lookup runs as the table's owner without row-level security, as event_queue.c
- * checks an event's endpoints: the policy would keep the index from being used (the
- * array operator is not leakproof), and the keys hold the tenant, which is compared
- * again below.  Callers publish only for a tenant whose rows they may see
- * (publish.c), so the rows are the ones the policy would show.
+ * A bitmap scan of the index done here rather than a query, as load_tenant() walks
+ * the primary key: a new backend would otherwise plan the query first, which costs
+ * more than the lookup (opening every index of the table).  The rows are those of the
+ * tenant it is given (compared again here, though the keys hold it), without
+ * row-level security, as in load_tenant().
  */
 static void
 load_candidates(const char *tenant, const char *event, int eventlen, TenantEndpoints *te,
 				bool latest)
 {
-	Datum		arg = PointerGetDatum(EventNameKeys(tenant, strlen(tenant), event, eventlen));
-	MemoryContext mcxt = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			n = 0;
+	Relation	rel = table_open(integration_relid("webhook_endpoints"), AccessShareLock);
+	Relation	gin = index_open(integration_relid("webhook_endpoints_pattern_keys_idx"),
+								 AccessShareLock);
+	EndpointColumns cols;
+	Snapshot	snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() :
+											ActiveSnapshotSet() ? GetActiveSnapshot() :
+											GetTransactionSnapshot());
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TIDBitmap  *tbm = tbm_create(work_mem * 1024L, NULL);
+	TBMIterator *iterator;
+	TBMIterateResult *page;
+	struct IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	int			max = 8;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	endpoint_columns(rel, &cols);
+	te->count = 0;
+	te->endpoints = palloc(sizeof(CachedEndpoint) * max);
+
+	/* The array operator && of array_ops, strategy 1 (GinOverlapStrategy). */
+	ScanKeyEntryInitialize(&key, 0, 1, 1, InvalidOid, gin->rd_indcollation[0],
+						   F_ARRAYOVERLAP,
+						   PointerGetDatum(EventNameKeys(tenant, strlen(tenant), event,
+														 eventlen)));
+	scan = index_beginscan_bitmap(gin, snapshot, 1);
+	index_rescan(scan, &key, 1, NULL, 0);
+	(void) index_getbitmap(scan, tbm);
+	index_endscan(scan);
+
+	fetch = table_index_fetch_begin(rel);
+	slot = table_slot_create(rel, NULL);
+	iterator = tbm_begin_iterate(tbm);
+	while ((page = tbm_iterate(iterator)) != NULL)
 	{
-		Oid			argtypes[1] = {TEXTARRAYOID};
-
 		/*
-		 * Only the keys: a condition on tenant_id beside them could lead the
-		 * planner to read the tenant's whole primary key range instead.
+		 * A lossy page: every line pointer, each a HOT chain's start or
+		 * nothing.
 		 */
-		SavedPlan(&candidates_plan,
-				  "SELECT id, events, is_active, tenant_id FROM integration.webhook_endpoints"
-				  " WHERE integration._event_pattern_keys(tenant_id, events)"
-				  "       OPERATOR(pg_catalog.&&) $1"
-				  "   AND deleted_at IS NULL AND (is_active OR disabled_at IS NOT NULL)"
-				  " ORDER BY id", 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	}
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(endpoints_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	run_plan(candidates_plan, &arg, latest);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	copy_endpoints(te, mcxt);
+		int			n = page->ntuples >= 0 ? page->ntuples : MaxHeapTuplesPerPage;
 
-	for (int i = 0; i < te->count; i++)
-	{
-		bool		isnull;
-		char	   *row_tenant = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[i],
-																   SPI_tuptable->tupdesc, 4,
-																   &isnull));
+		for (int i = 0; i < n; i++)
+		{
+			ItemPointerData tid;
+			bool		call_again = false;
+			bool		isnull;
+			text	   *row_tenant;
 
-		if (strcmp(row_tenant, tenant) == 0 &&
-			EventPatternsMatch(te->endpoints[i].events, event, eventlen))
-			te->endpoints[n++] = te->endpoints[i];
+			CHECK_FOR_INTERRUPTS();
+			ItemPointerSet(&tid, page->blockno,
+						   page->ntuples >= 0 ? page->offsets[i] : FirstOffsetNumber + i);
+			if (!table_index_fetch_tuple(fetch, &tid, snapshot, slot, &call_again, NULL))
+				continue;
+			row_tenant = DatumGetTextPP(slot_getattr(slot, cols.tenant_id, &isnull));
+			if (VARSIZE_ANY_EXHDR(row_tenant) != strlen(tenant) ||
+				memcmp(VARDATA_ANY(row_tenant), tenant, strlen(tenant)) != 0)
+				continue;
+			if (te->count == max)
+			{
+				max *= 2;
+				te->endpoints = repalloc(te->endpoints, sizeof(CachedEndpoint) * max);
+			}
+			if (receiving_endpoint(slot, &cols, &te->endpoints[te->count], CurrentMemoryContext) &&
+				EventPatternsMatch(te->endpoints[te->count].events, event, eventlen))
+				te->count++;
+		}
 	}
-	te->count = n;
-	SPI_finish();
+	tbm_end_iterate(iterator);
+	tbm_free(tbm);
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+	index_close(gin, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	if (te->count > 1)
+		qsort(te->endpoints, te->count, sizeof(CachedEndpoint), compare_endpoint_ids);
 }
 
 /* Empties te's remembered answers (a new tenant entry's, or a full one's). */
