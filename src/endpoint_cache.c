@@ -151,7 +151,7 @@ typedef struct EndpointColumns
 	AttrNumber	is_active;
 	AttrNumber	disabled_at;
 	AttrNumber	deleted_at;
-}			EndpointColumns;
+} EndpointColumns;
 
 /* The number of the column name of desc. */
 static AttrNumber
@@ -166,7 +166,7 @@ attnum_of(TupleDesc desc, const char *name)
 }
 
 static void
-endpoint_columns(Relation rel, EndpointColumns * cols)
+endpoint_columns(Relation rel, EndpointColumns *cols)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -184,7 +184,7 @@ endpoint_columns(Relation rel, EndpointColumns * cols)
  * into mcxt, and returns true.
  */
 static bool
-receiving_endpoint(TupleTableSlot *slot, const EndpointColumns * cols, CachedEndpoint *e,
+receiving_endpoint(TupleTableSlot *slot, const EndpointColumns *cols, CachedEndpoint *e,
 				   MemoryContext mcxt)
 {
 	bool		isnull;
