@@ -185,6 +185,55 @@ SET ROLE integration_test_app;
 SELECT public.route_check('route-twin') AS route_twin_100,
 	   integration._endpoint_cache_state('route-twin') AS cached;
 
+-- A lookup whose candidates outgrow work_mem gets a lossy bitmap: whole heap pages,
+-- each read line pointer by line pointer, HOT chains followed.  4,800 endpoints about
+-- two a page (fillfactor 15: some 2,400 pages, twice what 64kB holds exactly), most
+-- of them matching, a fifth of them updated in place, under the smallest work_mem.
+RESET ROLE;
+ALTER TABLE integration.webhook_endpoints SET (fillfactor = 15);
+SET integration.tenant_id = 'route-lossy';
+INSERT INTO integration.webhook_endpoints (name, url, events, is_active, disabled_at, deleted_at)
+SELECT 'lossy ' || i, 'https://route.example.invalid/l' || i,
+	   jsonb_build_array(CASE i % 4 WHEN 0 THEN '*' WHEN 1 THEN 'a.**' WHEN 2 THEN 'a.*.x' ELSE '*.b' END),
+	   i % 7 <> 0, CASE WHEN i % 14 = 0 THEN now() END, CASE WHEN i % 13 = 0 THEN now() END
+  FROM generate_series(1, 4800) i;
+BEGIN;
+UPDATE integration.webhook_endpoints SET is_active = NOT is_active, updated_at = now()
+ WHERE tenant_id = 'route-lossy' AND id % 5 = 0 AND disabled_at IS NULL;
+SELECT pg_stat_get_xact_tuples_hot_updated('integration.webhook_endpoints'::regclass) > 0 AS hot_updates;
+COMMIT;
+ALTER TABLE integration.webhook_endpoints RESET (fillfactor);
+\c
+SET client_min_messages = warning;
+SET work_mem = '64kB';
+-- The same lookup as a query, planned as a bitmap scan, shows its pages lossy.
+SET enable_seqscan = off;
+CREATE FUNCTION pg_temp.lossy_pages() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+	line text;
+BEGIN
+	FOR line IN EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)
+		SELECT count(*) FROM integration.webhook_endpoints
+		 WHERE integration._event_pattern_keys(tenant_id, events) && integration._event_name_keys('route-lossy', 'a.b')
+		   AND deleted_at IS NULL
+	LOOP
+		IF line ~ 'lossy=[1-9]' THEN
+			RETURN true;
+		END IF;
+	END LOOP;
+	RETURN false;
+END
+$$;
+SELECT pg_temp.lossy_pages() AS lossy_pages;
+RESET enable_seqscan;
+SET ROLE integration_test_app;
+SELECT public.route_check('route-lossy') AS route_lossy,
+	   integration._endpoint_cache_state('route-lossy') AS cached;
+RESET ROLE;
+SELECT cardinality(endpoint_ids) AS endpoints FROM integration.webhook_events
+ WHERE tenant_id = 'route-lossy' AND event = 'a.b';
+RESET work_mem;
+
 RESET ROLE;
 DROP FUNCTION public.route_check(text);
 DROP VIEW public.route_expected;
