@@ -238,4 +238,15 @@ RESET ROLE;
 DROP FUNCTION public.route_check(text);
 DROP VIEW public.route_expected;
 DROP TABLE public.key_patterns, public.key_events;
+-- Nothing left for the tests after this one to fan out or list.
+CREATE FUNCTION pg_temp.forget(tenant text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('integration.tenant_id', tenant, true);
+	DELETE FROM integration.webhook_event_queue q WHERE q.tenant_id = tenant;
+	DELETE FROM integration.webhook_events e WHERE e.tenant_id = tenant;
+	DELETE FROM integration.webhook_endpoints w WHERE w.tenant_id = tenant;
+END
+$$;
+SELECT count(pg_temp.forget(t)) AS tenants_removed
+  FROM unnest(ARRAY['route-big', 'route-twin', 'route-lossy']) t;
 RESET integration.tenant_id;
