@@ -239,10 +239,20 @@ BEGIN
 				 WHERE k.tenant_id = tenant AND k.created_at >= since
 				 ORDER BY k.created_at LIMIT 1001) r;
 		IF coalesce(pg_catalog.cardinality(recent), 0) <= 1000 THEN
-			w := w || format(' AND k.id = ANY (%L::bigint[])', coalesce(recent, '{}'));
+			recent := coalesce(recent, '{}');
 		ELSE
+			recent := NULL;
 			w := w || format(' AND k.created_at - %L::timestamptz >= interval ''0''', since);
 		END IF;
+	END IF;
+	IF recent IS NOT NULL THEN
+		-- At most a thousand rows, each looked up by key, then sorted: tested in id
+		-- order instead, the planner may walk the tenant's rows newest first for them.
+		RETURN format('SELECT k.* FROM pg_catalog.unnest(%L::bigint[]) AS r(id)'
+					  ' CROSS JOIN LATERAL (SELECT * FROM integration.connector_calls k'
+					  ' WHERE k.tenant_id = %L AND k.id = r.id OFFSET 0) AS k'
+					  ' WHERE %s ORDER BY k.id DESC LIMIT %s',
+					  recent, tenant, w, greatest(coalesce("limit", 0), 0));
 	END IF;
 	RETURN format('SELECT k.* FROM integration.connector_calls k WHERE %s ORDER BY k.id DESC LIMIT %s',
 				  w, greatest(coalesce("limit", 0), 0));

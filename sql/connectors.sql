@@ -1387,10 +1387,20 @@ BEGIN
 				 WHERE e.tenant_id = tenant AND e.received_at >= since
 				 ORDER BY e.received_at LIMIT 1001) r;
 		IF coalesce(pg_catalog.cardinality(recent), 0) <= 1000 THEN
-			w := w || format(' AND e.id = ANY (%L::bigint[])', coalesce(recent, '{}'));
+			recent := coalesce(recent, '{}');
 		ELSE
+			recent := NULL;
 			w := w || format(' AND e.received_at - %L::timestamptz >= interval ''0''', since);
 		END IF;
+	END IF;
+	IF recent IS NOT NULL THEN
+		-- At most a thousand rows, each looked up by key, then sorted: tested in id
+		-- order instead, the planner may walk the tenant's rows newest first for them.
+		RETURN format('SELECT e.* FROM pg_catalog.unnest(%L::bigint[]) AS r(id)'
+					  ' CROSS JOIN LATERAL (SELECT * FROM integration.inbound_events e'
+					  ' WHERE e.tenant_id = %L AND e.id = r.id OFFSET 0) AS e'
+					  ' WHERE %s ORDER BY e.id DESC LIMIT %s',
+					  recent, tenant, w, greatest(coalesce("limit", 0), 0));
 	END IF;
 	RETURN format('SELECT e.* FROM integration.inbound_events e WHERE %s ORDER BY e.id DESC LIMIT %s',
 				  w, greatest(coalesce("limit", 0), 0));
