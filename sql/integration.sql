@@ -1674,6 +1674,13 @@ BEGIN
 						   ' AND d.last_error IS NOT NULL', status);
 		kw := kw || ' AND k.last_error IS NOT NULL';
 		st := format(' AND CASE WHEN d.status = %L THEN true ELSE false END', status);
+	ELSIF status = 'sending' THEN
+		-- No index shows it (see docs/sql-api.md): the tenant's deliveries are read in
+		-- order until "limit" are found.  Tested plainly, the status has statistics
+		-- that say it is rare, and the planner scanned the whole table, every tenant's
+		-- deliveries (76 ms beside 400,000 of other tenants, against 28 ms).
+		dw := dw || ' AND CASE WHEN d.status = ''sending'' THEN true ELSE false END';
+		st := ' AND CASE WHEN d.status = ''sending'' THEN true ELSE false END';
 	ELSIF status IS NOT NULL THEN
 		dw := dw || format(' AND d.status = %L', status);
 		st := format(' AND d.status = %L', status);
