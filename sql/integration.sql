@@ -1650,6 +1650,7 @@ DECLARE
 	ecols text;					-- the same, keyed by the event e
 	delivered text;
 	kw text := '';				-- on the key k of a delivery, from an index alone
+	kew text := '';				-- ew and be on the event ke of such a key
 	st text := '';				-- the status test on d that no index answers
 BEGIN
 	ecols := replace(replace(cols, 'd.tenant_id', 'e.tenant_id'), 'd.event_id', 'e.id AS event_id');
@@ -1687,6 +1688,7 @@ BEGIN
 	END IF;
 	IF event IS NOT NULL THEN
 		ew := ew || format(' AND e.event = %L', event);
+		kew := kew || format(' AND ke.event = %L', event);
 	END IF;
 	IF since IS NOT NULL THEN
 		SELECT pg_catalog.array_agg(r.id) INTO recent
@@ -1699,17 +1701,20 @@ BEGIN
 		ELSE
 			recent := NULL;
 			ew := ew || format(' AND e.created_at - %L::timestamptz >= interval ''0''', since);
+			kew := kew || format(' AND ke.created_at - %L::timestamptz >= interval ''0''', since);
 		END IF;
 	END IF;
 	IF before_event_id IS NOT NULL AND before_endpoint_id IS NULL THEN
 		dw := dw || format(' AND d.event_id < %L', before_event_id);
 		kw := kw || format(' AND k.event_id < %L', before_event_id);
 		be := format(' AND e.id < %L', before_event_id);
+		kew := kew || format(' AND ke.id < %L', before_event_id);
 		qw := qw || format(' AND q.event_id < %L', before_event_id);
 	ELSIF before_event_id IS NOT NULL THEN
 		dw := dw || format(' AND (d.event_id, d.endpoint_id) < (%L, %L)', before_event_id, before_endpoint_id);
 		kw := kw || format(' AND (k.event_id, k.endpoint_id) < (%L, %L)', before_event_id, before_endpoint_id);
 		be := format(' AND e.id <= %L', before_event_id);
+		kew := kew || format(' AND ke.id <= %L', before_event_id);
 		qw := qw || format(' AND q.event_id <= %L AND (q.event_id, u.endpoint_id) < (%L, %L)',
 						   before_event_id, before_event_id, before_endpoint_id);
 	END IF;
@@ -1767,7 +1772,7 @@ BEGIN
 		delivered := format(
 			'SELECT %s FROM (SELECT k.event_id, k.endpoint_id FROM integration.deliveries k'
 			' JOIN integration.webhook_events ke ON ke.tenant_id = k.tenant_id AND ke.id = k.event_id'
-			' WHERE k.tenant_id = %L AND ke.tenant_id = %L%s%s%s'
+			' WHERE k.tenant_id = %L AND ke.tenant_id = %L%s%s'
 			' ORDER BY k.event_id DESC, k.endpoint_id DESC) AS k'
 			' CROSS JOIN LATERAL (SELECT d.* FROM integration.deliveries d'
 			' WHERE d.tenant_id = %L AND d.event_id = k.event_id AND d.endpoint_id = k.endpoint_id%s'
@@ -1775,8 +1780,7 @@ BEGIN
 			' CROSS JOIN LATERAL (SELECT e.* FROM integration.webhook_events e'
 			' WHERE e.tenant_id = %L AND e.id = k.event_id OFFSET 0) AS e'
 			' ORDER BY k.event_id DESC, k.endpoint_id DESC LIMIT %s',
-			cols, tenant, tenant, kw, replace(ew, 'e.', 'ke.'), replace(be, 'e.', 'ke.'),
-			tenant, st, tenant, n);
+			cols, tenant, tenant, kw, kew, tenant, st, tenant, n);
 	END IF;
 	IF status IS NOT NULL AND status <> 'pending' THEN
 		RETURN delivered;

@@ -200,6 +200,8 @@ SELECT * FROM pg_temp.delivery_pages(status => 'failed', event => 'order.paid');
 SELECT * FROM pg_temp.delivery_pages(status => 'skipped', event => 'order.created');
 SELECT * FROM pg_temp.delivery_pages(status => 'pending', event => 'order.updated');
 SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep5, event => 'order.paid');
+-- A name with "e." in it, which the statement must quote as it is.
+SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep20, event => 'rare.event');
 SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep5, status => 'failed', event => 'order.updated');
 SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep5, status => 'delivered', event => 'order.updated');
 SELECT * FROM pg_temp.delivery_pages(status => 'sending', event => 'order.created');
