@@ -88,6 +88,17 @@ CREATE INDEX connector_calls_failed_idx
 -- by a write that was never a HOT update.
 CREATE INDEX connector_calls_expiry_idx ON integration.connector_calls (finished_at, id)
 	WHERE finished_at IS NOT NULL;
+-- list_connector_calls() lists newest first, by id: one index per filter, each ending in
+-- id, so that every filter reads its first rows in order and stops at the limit however
+-- rare its value (_list_connector_calls_sql()).  The claim and the outcome of a call
+-- change status, a column of the partial indexes above, and were never HOT updates:
+-- each costs these an entry, as the insert does.  Keys all distinct: no deduplication.
+CREATE INDEX connector_calls_connector_idx ON integration.connector_calls (tenant_id, connector_id, id)
+	WITH (deduplicate_items = off);
+CREATE INDEX connector_calls_status_idx ON integration.connector_calls (tenant_id, status, id)
+	WITH (deduplicate_items = off);
+CREATE INDEX connector_calls_created_idx ON integration.connector_calls (tenant_id, created_at, id)
+	WITH (deduplicate_items = off);
 
 -- A call runs its kind's adapters as whoever queued it: nobody else may name that role
 -- (a superuser may, e.g. in a restore).
@@ -201,6 +212,55 @@ $$;
 COMMENT ON FUNCTION integration.call_connector(bigint, text, jsonb, text) IS
 	'Queues a call of operation with payload to one of the current tenant''s connectors, in the caller''s transaction, for the worker to make; returns its id. The idempotency key (generated when NULL) is sent with every attempt; the same key, operation and payload again return the first call.';
 
+-- The statement list_connector_calls() runs, written for the filters given and planned
+-- for their values by EXECUTE, as _list_inbound_events_sql() does (sql/connectors.sql):
+-- each filter has an index ending in id, and since counts the calls queued that
+-- recently through connector_calls_created_idx first, up to a thousand.
+CREATE FUNCTION integration._list_connector_calls_sql(tenant text, "limit" integer,
+													  connector_id bigint, status text,
+													  since timestamptz)
+	RETURNS text
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	w text := format('k.tenant_id = %L', tenant);
+	recent bigint[];
+BEGIN
+	IF connector_id IS NOT NULL THEN
+		w := w || format(' AND k.connector_id = %L', connector_id);
+	END IF;
+	IF status IS NOT NULL THEN
+		w := w || format(' AND k.status = %L', status);
+	END IF;
+	IF since IS NOT NULL THEN
+		SELECT pg_catalog.array_agg(r.id) INTO recent
+		  FROM (SELECT k.id FROM integration.connector_calls k
+				 WHERE k.tenant_id = tenant AND k.created_at >= since
+				 ORDER BY k.created_at LIMIT 1001) r;
+		IF coalesce(pg_catalog.cardinality(recent), 0) <= 1000 THEN
+			recent := coalesce(recent, '{}');
+		ELSE
+			recent := NULL;
+			w := w || format(' AND k.created_at - %L::timestamptz >= interval ''0''', since);
+		END IF;
+	END IF;
+	IF recent IS NOT NULL THEN
+		-- At most a thousand rows, each looked up by key, then sorted: tested in id
+		-- order instead, the planner may walk the tenant's rows newest first for them.
+		RETURN format('SELECT k.* FROM pg_catalog.unnest(%L::bigint[]) AS r(id)'
+					  ' CROSS JOIN LATERAL (SELECT * FROM integration.connector_calls k'
+					  ' WHERE k.tenant_id = %L AND k.id = r.id OFFSET 0) AS k'
+					  ' WHERE %s ORDER BY k.id DESC LIMIT %s',
+					  recent, tenant, w, greatest(coalesce("limit", 0), 0));
+	END IF;
+	RETURN format('SELECT k.* FROM integration.connector_calls k WHERE %s ORDER BY k.id DESC LIMIT %s',
+				  w, greatest(coalesce("limit", 0), 0));
+END
+$$;
+COMMENT ON FUNCTION integration._list_connector_calls_sql(text, integer, bigint, text, timestamptz) IS
+	'The statement list_connector_calls() runs for a tenant and its arguments (internal; the tests EXPLAIN it).';
+
 CREATE FUNCTION integration.list_connector_calls("limit" integer DEFAULT 100,
 												 connector_id bigint DEFAULT NULL,
 												 status text DEFAULT NULL,
@@ -209,18 +269,10 @@ CREATE FUNCTION integration.list_connector_calls("limit" integer DEFAULT 100,
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	tenant text := integration.require_tenant();
 BEGIN
-	RETURN QUERY
-		SELECT k.*
-		  FROM integration.connector_calls k
-		 WHERE k.tenant_id = tenant
-		   AND (list_connector_calls.connector_id IS NULL OR k.connector_id = list_connector_calls.connector_id)
-		   AND (list_connector_calls.status IS NULL OR k.status = list_connector_calls.status)
-		   AND (list_connector_calls.since IS NULL OR k.created_at >= list_connector_calls.since)
-		 ORDER BY k.id DESC
-		 LIMIT greatest(list_connector_calls."limit", 0);
+	RETURN QUERY EXECUTE integration._list_connector_calls_sql(
+		integration.require_tenant(), list_connector_calls."limit", list_connector_calls.connector_id,
+		list_connector_calls.status, list_connector_calls.since);
 END
 $$;
 COMMENT ON FUNCTION integration.list_connector_calls(integer, bigint, text, timestamptz) IS
@@ -417,6 +469,7 @@ REVOKE ALL ON TABLE integration.connector_calls, integration.connector_call_back
 REVOKE ALL ON FUNCTION
 	integration._connector_call_written(), integration._wake_calls_at_commit(),
 	integration.call_connector(bigint, text, jsonb, text),
+	integration._list_connector_calls_sql(text, integer, bigint, text, timestamptz),
 	integration.list_connector_calls(integer, bigint, text, timestamptz),
 	integration._lock_connector_call(bigint, text, text),
 	integration._call_completion_payload(integration.connector_calls),

@@ -80,7 +80,7 @@ SELECT CASE WHEN g % 13 = 0 THEN 'lp-other' ELSE 'lp' END,
 	   CASE WHEN g % 1000 = 1 THEN 'webhook.updated' ELSE 'delivery.retrying' END,
 	   'line ' || g, timestamptz '2026-03-01 12:00:00+00' + (g / 300) * interval '1 second'
   FROM generate_series(1, 13000) g;
-ANALYZE integration.webhook_endpoints, integration.webhook_events, integration.webhook_event_queue,
+VACUUM ANALYZE integration.webhook_endpoints, integration.webhook_events, integration.webhook_event_queue,
 	integration.deliveries, integration.integration_logs;
 SELECT status, count(*) FROM integration.webhook_deliveries WHERE tenant_id = 'lp' GROUP BY 1 ORDER BY 1;
 SELECT min(id) + 4 AS lp_ep5, max(id) AS lp_ep20 FROM lp_eps \gset
@@ -121,6 +121,14 @@ SELECT pg_temp.plan(integration._list_deliveries_sql('lp', 50, NULL, 'delivered'
 -- An event name: its events newest first (webhook_events_event_idx), each joined to
 -- its deliveries.
 SELECT pg_temp.plan(integration._list_deliveries_sql('lp', 50, NULL, NULL, 'rare.event', NULL, NULL, NULL));
+-- An event name with a status that has its index, or with an endpoint: the keys of
+-- both indexes, read from the indexes alone and merged, each key in both looked up.
+-- Read through one and tested on the other, a combination rare in both read every row.
+-- list_deliveries() runs its statements with enable_hashjoin off.
+SET enable_hashjoin = off;
+SELECT pg_temp.plan(integration._list_deliveries_sql('lp', 50, NULL, 'failed', 'order.paid', NULL, NULL, NULL));
+SELECT pg_temp.plan(integration._list_deliveries_sql('lp', 50, :lp_ep5, NULL, 'order.paid', NULL, 703000, 700005));
+RESET enable_hashjoin;
 -- Since a time: the events that recent are counted first (webhook_events_created_idx).
 -- A few: those events, by id.  More than a thousand: the newest events, filtered.
 SELECT pg_temp.plan(integration._list_deliveries_sql('lp', 50, NULL, NULL, NULL, '2026-03-01 12:03:20+00', NULL, NULL));
@@ -188,6 +196,16 @@ SELECT * FROM pg_temp.delivery_pages(event => 'rare.event');
 SELECT * FROM pg_temp.delivery_pages(since => '2026-03-01 12:03:20+00');
 SELECT * FROM pg_temp.delivery_pages(since => '2026-03-01 12:02:30+00');
 SELECT * FROM pg_temp.delivery_pages(status => 'failed', since => '2026-03-01 12:02:30+00');
+SELECT * FROM pg_temp.delivery_pages(status => 'failed', event => 'order.paid');
+SELECT * FROM pg_temp.delivery_pages(status => 'skipped', event => 'order.created');
+SELECT * FROM pg_temp.delivery_pages(status => 'pending', event => 'order.updated');
+SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep5, event => 'order.paid');
+-- A name with "e." in it, which the statement must quote as it is.
+SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep20, event => 'rare.event');
+SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep5, status => 'failed', event => 'order.updated');
+SELECT * FROM pg_temp.delivery_pages(endpoint_id => :lp_ep5, status => 'delivered', event => 'order.updated');
+SELECT * FROM pg_temp.delivery_pages(status => 'sending', event => 'order.created');
+SELECT * FROM pg_temp.delivery_pages(status => 'failed', event => 'order.paid', since => '2026-03-01 12:02:30+00');
 -- Every delivery of lp, some 2,300 pages.
 SELECT * FROM pg_temp.delivery_pages();
 
