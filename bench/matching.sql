@@ -4,7 +4,8 @@
 -- Tenant m-small has 10 endpoints, 3 of them subscribed to order.*; tenant m-big has
 -- the same 3 and 10,000 that do not match order.created: exact names, patterns with
 -- "*" and "**", a third of them under order.* itself (order.<n>.created,
--- order.<n>.**) and some starting with "*" (*.<n>.updated).  Tenants bulk-1 to
+-- order.<n>.**) and some starting with "*" (*.<n>.updated); tenant m-5k the same 3
+-- and the first 5,000 of those (bench/run's one-row transactions).  Tenants bulk-1 to
 -- bulk-1000 have 3 matching endpoints each.  Printed: the cost of one publish_event()
 -- call in each of the first two tenants (20,000 calls in one statement, after one to
 -- fill the endpoint cache; best of 3), and one INSERT of 100,000 rows into a tracked
@@ -23,19 +24,25 @@ SELECT integration.register_webhook('order ' || i, 'https://bench.invalid/' || i
 SELECT integration.register_webhook('other ' || i, 'https://bench.invalid/o' || i,
 									jsonb_build_array('customer.' || i || '.created'))
   FROM generate_series(1, 7) i;
-SET integration.tenant_id = 'm-big';
-SELECT integration.register_webhook('order ' || i, 'https://bench.invalid/' || i, '["order.*"]')
-  FROM generate_series(1, 3) i;
-INSERT INTO integration.webhook_endpoints (name, url, events)
-SELECT 'other ' || i, 'https://bench.invalid/o' || i,
-	   jsonb_build_array(CASE i % 6
-						 WHEN 0 THEN 'customer.' || i || '.created'
-						 WHEN 1 THEN 'customer.' || i || '.*'
-						 WHEN 2 THEN 'invoice.' || i || '.**'
-						 WHEN 3 THEN 'order.' || i || '.created'
-						 WHEN 4 THEN 'order.' || i || '.**'
-						 ELSE '*.' || i || '.updated' END)
-  FROM generate_series(1, 10000) i;
+CREATE FUNCTION pg_temp.big_tenant(tenant text, n int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('integration.tenant_id', tenant, true);
+	PERFORM integration.register_webhook('order ' || i, 'https://bench.invalid/' || i, '["order.*"]')
+	   FROM generate_series(1, 3) i;
+	INSERT INTO integration.webhook_endpoints (name, url, events)
+	SELECT 'other ' || i, 'https://bench.invalid/o' || i,
+		   jsonb_build_array(CASE i % 6
+							 WHEN 0 THEN 'customer.' || i || '.created'
+							 WHEN 1 THEN 'customer.' || i || '.*'
+							 WHEN 2 THEN 'invoice.' || i || '.**'
+							 WHEN 3 THEN 'order.' || i || '.created'
+							 WHEN 4 THEN 'order.' || i || '.**'
+							 ELSE '*.' || i || '.updated' END)
+	  FROM generate_series(1, n) i;
+END
+$$;
+SELECT pg_temp.big_tenant('m-big', 10000);
+SELECT pg_temp.big_tenant('m-5k', 5000);
 DO $$
 BEGIN
 	FOR t IN 1..1000 LOOP

@@ -292,6 +292,33 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.validate_event_name(text) IS
 'Returns its input if it is a valid event name (dot-separated segments of [A-Za-z0-9_-]), raises invalid_parameter_value otherwise';
 
+-- The index keys of an endpoint's patterns and of the event names they may match
+-- (src/pattern_keys.c): publishing finds a large tenant's candidate endpoints for an
+-- event name with the GIN index webhook_endpoints_pattern_keys_idx below.
+CREATE FUNCTION integration._event_pattern_keys(tenant_id text, events jsonb)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'integration_event_pattern_keys'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION integration._event_pattern_keys(text, jsonb) IS
+'The index key of each valid pattern of a JSON array, qualified by the tenant: a pattern that matches an event name has one of _event_name_keys() of that name (internal, for the index publishing looks endpoints up in)';
+
+CREATE FUNCTION integration._event_name_keys(tenant_id text, event text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'integration_event_name_keys'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION integration._event_name_keys(text, text) IS
+'The index keys under which the patterns of a tenant that may match an event name are filed by _event_pattern_keys(); at most 24, empty for an invalid name (internal, for tests)';
+
+CREATE FUNCTION integration._endpoint_cache_state(tenant_id text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'integration_endpoint_cache_state'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION integration._endpoint_cache_state(text) IS
+'What this session''s endpoint cache holds for a tenant: its endpoints read whole, or its event names looked up one by one through the index of patterns; NULL when nothing (internal, for tests)';
+
 CREATE FUNCTION integration.validate_name(name text) RETURNS text
 	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -436,6 +463,15 @@ COMMENT ON COLUMN integration.webhook_endpoints.disabled_at IS
 
 -- The per-tenant listing; the primary key already serves lookups by id.
 CREATE INDEX webhook_endpoints_live_idx ON integration.webhook_endpoints (tenant_id, created_at)
+	WHERE deleted_at IS NULL;
+
+-- Publishing's lookup of the endpoints an event name may go to, in a tenant with more
+-- endpoints than it reads whole (src/endpoint_cache.c): each pattern filed under its
+-- tenant, length and first segments (src/pattern_keys.c).  No pending list: a lookup
+-- must not read every endpoint added since the last vacuum.
+CREATE INDEX webhook_endpoints_pattern_keys_idx ON integration.webhook_endpoints
+	USING gin (integration._event_pattern_keys(tenant_id, events))
+	WITH (fastupdate = off)
 	WHERE deleted_at IS NULL;
 
 -- Every write of a secret, by the API, plain SQL, COPY or a restore, is validated and
