@@ -886,21 +886,13 @@ CREATE INDEX inbound_events_failed_idx
 CREATE INDEX inbound_events_expiry_idx
 	ON integration.inbound_events ((COALESCE(processed_at, received_at)), id)
 	WHERE status <> 'pending';
--- list_inbound_events() lists newest first, by id: one index per filter, each ending in
--- id, so that every filter reads its first rows in order and stops at the limit however
--- rare its value; since reads the events that recent through inbound_events_received_idx
--- when they are few (_list_inbound_events_sql()).  Each costs receive_webhook() an entry
--- per event, and the handler worker's outcome another: that update changes status, a
--- column of the partial indexes above, so it was never HOT.  Their keys are all
--- distinct (id is in them): deduplication would only scan full pages in vain.
-CREATE INDEX inbound_events_connector_idx ON integration.inbound_events (tenant_id, connector_id, id)
-	WITH (deduplicate_items = off);
-CREATE INDEX inbound_events_status_idx ON integration.inbound_events (tenant_id, status, id)
-	WITH (deduplicate_items = off);
-CREATE INDEX inbound_events_event_idx ON integration.inbound_events (tenant_id, event, id)
-	WITH (deduplicate_items = off);
-CREATE INDEX inbound_events_received_idx ON integration.inbound_events (tenant_id, received_at, id)
-	WITH (deduplicate_items = off);
+-- list_inbound_events() has no index per filter: each would cost every stored event an
+-- entry, a sync page 250 of them.  The four that made
+-- every filter read in index order (by connector, status, event and received_at, each
+-- ending in id) took a sync from 22,384 and 22,392 records/s to 18,680 and 17,764
+-- (bench/run sync, two interleaved pairs, 2026-12-07) and the handler worker 8% (its
+-- outcome UPDATE, never HOT, adds an entry to each): more than a listing of a rare value
+-- saves (22-33 ms at 200,000 events of a tenant, which retention bounds).
 
 ------------------------------------------------------------------------------------------
 -- The connector API.  SECURITY INVOKER throughout: row-level security scopes every call
@@ -1351,64 +1343,6 @@ CREATE FUNCTION integration.receive_webhook(connector_id bigint, headers jsonb, 
 COMMENT ON FUNCTION integration.receive_webhook(bigint, jsonb, text) IS
 	'Verifies an inbound webhook of one of the current tenant''s connectors on its raw body, deduplicates it and stores its events; one row per event: accepted or duplicate with the inbound event id and name; rejected (with a log row saying why) for a request that does not verify or cannot be read. Never raises for a bad request.';
 
--- The statement list_inbound_events() runs, written for the filters given and planned
--- for their values by EXECUTE, as _list_deliveries_sql() does: one fixed statement with
--- "filter IS NULL OR ..." had one plan for every filter, which walked the tenant's
--- events newest first and tested each, all of them for a rare value (27-31 ms at
--- 200,000).  Each filter has an index ending in id; with two, the planner reads through
--- the one it judges rarer.  since: the events received that recently are counted
--- first, up to a thousand, through inbound_events_received_idx; if there are no more
--- they are looked up by key and sorted, else the time is no rare one and the newest
--- events are read in id order and tested, the condition written so that no index
--- serves it.
-CREATE FUNCTION integration._list_inbound_events_sql(tenant text, "limit" integer,
-													 connector_id bigint, status text,
-													 event text, since timestamptz)
-	RETURNS text
-	LANGUAGE plpgsql STABLE PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	w text := format('e.tenant_id = %L', tenant);
-	recent bigint[];
-BEGIN
-	IF connector_id IS NOT NULL THEN
-		w := w || format(' AND e.connector_id = %L', connector_id);
-	END IF;
-	IF status IS NOT NULL THEN
-		w := w || format(' AND e.status = %L', status);
-	END IF;
-	IF event IS NOT NULL THEN
-		w := w || format(' AND e.event = %L', event);
-	END IF;
-	IF since IS NOT NULL THEN
-		SELECT pg_catalog.array_agg(r.id) INTO recent
-		  FROM (SELECT e.id FROM integration.inbound_events e
-				 WHERE e.tenant_id = tenant AND e.received_at >= since
-				 ORDER BY e.received_at LIMIT 1001) r;
-		IF coalesce(pg_catalog.cardinality(recent), 0) <= 1000 THEN
-			recent := coalesce(recent, '{}');
-		ELSE
-			recent := NULL;
-			w := w || format(' AND e.received_at - %L::timestamptz >= interval ''0''', since);
-		END IF;
-	END IF;
-	IF recent IS NOT NULL THEN
-		-- At most a thousand rows, each looked up by key, then sorted: tested in id
-		-- order instead, the planner may walk the tenant's rows newest first for them.
-		RETURN format('SELECT e.* FROM pg_catalog.unnest(%L::bigint[]) AS r(id)'
-					  ' CROSS JOIN LATERAL (SELECT * FROM integration.inbound_events e'
-					  ' WHERE e.tenant_id = %L AND e.id = r.id OFFSET 0) AS e'
-					  ' WHERE %s ORDER BY e.id DESC LIMIT %s',
-					  recent, tenant, w, greatest(coalesce("limit", 0), 0));
-	END IF;
-	RETURN format('SELECT e.* FROM integration.inbound_events e WHERE %s ORDER BY e.id DESC LIMIT %s',
-				  w, greatest(coalesce("limit", 0), 0));
-END
-$$;
-COMMENT ON FUNCTION integration._list_inbound_events_sql(text, integer, bigint, text, text, timestamptz) IS
-	'The statement list_inbound_events() runs for a tenant and its arguments (internal; the tests EXPLAIN it).';
-
 CREATE FUNCTION integration.list_inbound_events("limit" integer DEFAULT 100,
 												connector_id bigint DEFAULT NULL,
 												status text DEFAULT NULL,
@@ -1418,10 +1352,21 @@ CREATE FUNCTION integration.list_inbound_events("limit" integer DEFAULT 100,
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	tenant text := integration.require_tenant();
 BEGIN
-	RETURN QUERY EXECUTE integration._list_inbound_events_sql(
-		integration.require_tenant(), list_inbound_events."limit", list_inbound_events.connector_id,
-		list_inbound_events.status, list_inbound_events.event, list_inbound_events.since);
+	-- One statement for every filter, which walks the tenant's events newest first:
+	-- see inbound_events' indexes for why no filter has one of its own.
+	RETURN QUERY
+		SELECT e.*
+		  FROM integration.inbound_events e
+		 WHERE e.tenant_id = tenant
+		   AND (list_inbound_events.connector_id IS NULL OR e.connector_id = list_inbound_events.connector_id)
+		   AND (list_inbound_events.status IS NULL OR e.status = list_inbound_events.status)
+		   AND (list_inbound_events.event IS NULL OR e.event = list_inbound_events.event)
+		   AND (list_inbound_events.since IS NULL OR e.received_at >= list_inbound_events.since)
+		 ORDER BY e.id DESC
+		 LIMIT greatest(list_inbound_events."limit", 0);
 END
 $$;
 COMMENT ON FUNCTION integration.list_inbound_events(integer, bigint, text, text, timestamptz) IS
@@ -1458,6 +1403,5 @@ REVOKE ALL ON FUNCTION
 	integration.rotate_inbound_secret(bigint, text, interval),
 	integration.delete_connector(bigint), integration.test_connector(bigint),
 	integration.receive_webhook(bigint, jsonb, text),
-	integration._list_inbound_events_sql(text, integer, bigint, text, text, timestamptz),
 	integration.list_inbound_events(integer, bigint, text, text, timestamptz)
 	FROM PUBLIC;
