@@ -25,34 +25,10 @@ my $node = new_integration_node('fairness',
 	"integration.retry_schedule = '1h'");
 my $recv = start_receiver();
 
-sub register
-{
-	my ($tenant, $name, $url, $events) = @_;
-	return tenant_psql($node, qq{
-		SELECT id FROM integration.register_webhook(name => '$name', url => '$url',
-			events => '$events')}, $tenant);
-}
+sub register { return register_for($node, @_); }
 
-# Publishes one event for A and returns its seconds from commit to delivery, or undef.
-sub fresh_latency
-{
-	my ($ep, $i) = @_;
-	my $event = tenant_psql($node,
-		"SELECT integration.publish_event('fresh.x', '{\"i\": $i}')", 'acme');
-	my $sql = "SELECT extract(epoch FROM d.delivered_at - e.created_at)"
-	  . " FROM integration.deliveries d JOIN integration.webhook_events e"
-	  . " ON e.tenant_id = d.tenant_id AND e.id = d.event_id"
-	  . " WHERE d.tenant_id = 'acme' AND d.endpoint_id = $ep AND d.status = 'delivered'"
-	  . " AND e.payload::jsonb -> 'data' ->> 'i' = '$i'";
-	my $deadline = time() + 20;
-	while (time() < $deadline)
-	{
-		my $s = $node->safe_psql('postgres', $sql);
-		return $s if $s ne '';
-		usleep(20_000);
-	}
-	return undef;
-}
+# Publishes one event for acme and returns its seconds from commit to delivery, or undef.
+sub fresh_latency { return fresh_delivery_seconds($node, 'acme', $_[0], $_[1], 20); }
 
 my $a_ep = register('acme', 'healthy', receiver_url($recv, '/healthy'), '["fresh.*"]');
 

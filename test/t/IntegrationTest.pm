@@ -53,6 +53,7 @@ our @EXPORT = qw(
   start_receiver stop_receiver receiver_url read_log read_log_settled wait_for_requests
   receiver_connections receiver_plan
   verify_signature expected_signature poll_across_crash
+  register_for fresh_delivery_seconds
 );
 
 # Every wait in these tests is bounded; poll_query_until's default of 180 s would
@@ -242,6 +243,49 @@ sub tenant_psql
 	$tenant //= 'acme';
 	$db     //= 'postgres';
 	return $node->safe_psql($db, "SET integration.tenant_id = '$tenant';\n$sql");
+}
+
+=pod
+
+=item register_for($node, $tenant, $name, $url, $events)
+
+Registers a webhook of $tenant (events: a JSON array of patterns) and returns its id.
+
+=cut
+sub register_for
+{
+	my ($node, $tenant, $name, $url, $events) = @_;
+	return tenant_psql($node, qq{
+		SELECT id FROM integration.register_webhook(name => '$name', url => '$url',
+			events => '$events')}, $tenant);
+}
+
+=pod
+
+=item fresh_delivery_seconds($node, $tenant, $ep, $i, $timeout)
+
+Publishes one event fresh.x with payload {"i": $i} for $tenant and returns its seconds
+from commit to delivery at endpoint $ep, or undef if it is not delivered within
+$timeout seconds (the fairness tests' measure of a fresh event beside a backlog).
+
+=cut
+sub fresh_delivery_seconds
+{
+	my ($node, $tenant, $ep, $i, $timeout) = @_;
+	tenant_psql($node, "SELECT integration.publish_event('fresh.x', '{\"i\": $i}')", $tenant);
+	my $sql = "SELECT extract(epoch FROM d.delivered_at - e.created_at)"
+	  . " FROM integration.deliveries d JOIN integration.webhook_events e"
+	  . " ON e.tenant_id = d.tenant_id AND e.id = d.event_id"
+	  . " WHERE d.tenant_id = '$tenant' AND d.endpoint_id = $ep AND d.status = 'delivered'"
+	  . " AND e.payload::jsonb -> 'data' ->> 'i' = '$i'";
+	my $deadline = time() + $timeout;
+	while (time() < $deadline)
+	{
+		my $s = $node->safe_psql('postgres', $sql);
+		return $s if $s ne '';
+		usleep(20_000);
+	}
+	return undef;
 }
 
 =pod
