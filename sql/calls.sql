@@ -221,7 +221,7 @@ COMMENT ON FUNCTION integration.call_connector(bigint, text, jsonb, text) IS
 -- connector_calls_created_idx first, up to a thousand.
 CREATE FUNCTION integration._list_connector_calls_sql(tenant text, "limit" integer,
 													  connector_id bigint, status text,
-													  since timestamptz)
+													  since timestamptz, before_id bigint)
 	RETURNS text
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -235,6 +235,10 @@ BEGIN
 	END IF;
 	IF status IS NOT NULL THEN
 		w := w || format(' AND k.status = %L', status);
+	END IF;
+	IF before_id IS NOT NULL THEN
+		-- A keyset page: the calls after the last one listed, through the same index.
+		w := w || format(' AND k.id < %L', before_id);
 	END IF;
 	IF since IS NOT NULL THEN
 		SELECT pg_catalog.array_agg(r.id) INTO recent
@@ -261,13 +265,14 @@ BEGIN
 				  w, greatest(coalesce("limit", 0), 0));
 END
 $$;
-COMMENT ON FUNCTION integration._list_connector_calls_sql(text, integer, bigint, text, timestamptz) IS
+COMMENT ON FUNCTION integration._list_connector_calls_sql(text, integer, bigint, text, timestamptz, bigint) IS
 	'The statement list_connector_calls() runs for a tenant and its arguments (internal; the tests EXPLAIN it).';
 
 CREATE FUNCTION integration.list_connector_calls("limit" integer DEFAULT 100,
 												 connector_id bigint DEFAULT NULL,
 												 status text DEFAULT NULL,
-												 since timestamptz DEFAULT NULL)
+												 since timestamptz DEFAULT NULL,
+												 before_id bigint DEFAULT NULL)
 	RETURNS SETOF integration.connector_calls
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -275,11 +280,11 @@ AS $$
 BEGIN
 	RETURN QUERY EXECUTE integration._list_connector_calls_sql(
 		integration.require_tenant(), list_connector_calls."limit", list_connector_calls.connector_id,
-		list_connector_calls.status, list_connector_calls.since);
+		list_connector_calls.status, list_connector_calls.since, list_connector_calls.before_id);
 END
 $$;
-COMMENT ON FUNCTION integration.list_connector_calls(integer, bigint, text, timestamptz) IS
-	'The current tenant''s newest connector calls, at most "limit", optionally filtered by connector, status and time queued.';
+COMMENT ON FUNCTION integration.list_connector_calls(integer, bigint, text, timestamptz, bigint) IS
+	'The current tenant''s newest connector calls, at most "limit", optionally filtered by connector, status and time queued; before_id, the id of the last call of a page, gives the next page.';
 
 -- The payload of a call's completion event, <kind>.call.succeeded or .call.failed (external
 -- id call:<id>), that the inbound handlers take: written by the worker when a call ends
@@ -472,8 +477,8 @@ REVOKE ALL ON TABLE integration.connector_calls, integration.connector_call_back
 REVOKE ALL ON FUNCTION
 	integration._connector_call_written(), integration._wake_calls_at_commit(),
 	integration.call_connector(bigint, text, jsonb, text),
-	integration._list_connector_calls_sql(text, integer, bigint, text, timestamptz),
-	integration.list_connector_calls(integer, bigint, text, timestamptz),
+	integration._list_connector_calls_sql(text, integer, bigint, text, timestamptz, bigint),
+	integration.list_connector_calls(integer, bigint, text, timestamptz, bigint),
 	integration._lock_connector_call(bigint, text, text),
 	integration._call_completion_payload(integration.connector_calls),
 	integration.retry_connector_call(bigint), integration.cancel_connector_call(bigint)

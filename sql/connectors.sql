@@ -1347,7 +1347,8 @@ CREATE FUNCTION integration.list_inbound_events("limit" integer DEFAULT 100,
 												connector_id bigint DEFAULT NULL,
 												status text DEFAULT NULL,
 												event text DEFAULT NULL,
-												since timestamptz DEFAULT NULL)
+												since timestamptz DEFAULT NULL,
+												before_id bigint DEFAULT NULL)
 	RETURNS SETOF integration.inbound_events
 	LANGUAGE plpgsql STABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -1356,11 +1357,14 @@ DECLARE
 	tenant text := integration.require_tenant();
 BEGIN
 	-- One statement for every filter, which walks the tenant's events newest first:
-	-- see inbound_events' indexes for why no filter has one of its own.
+	-- see inbound_events' indexes for why no filter has one of its own.  A keyset
+	-- page (before_id, the id of the last event of the page before) starts its walk
+	-- there in the primary key.
 	RETURN QUERY
 		SELECT e.*
 		  FROM integration.inbound_events e
 		 WHERE e.tenant_id = tenant
+		   AND e.id < coalesce(list_inbound_events.before_id, 9223372036854775807)
 		   AND (list_inbound_events.connector_id IS NULL OR e.connector_id = list_inbound_events.connector_id)
 		   AND (list_inbound_events.status IS NULL OR e.status = list_inbound_events.status)
 		   AND (list_inbound_events.event IS NULL OR e.event = list_inbound_events.event)
@@ -1369,8 +1373,8 @@ BEGIN
 		 LIMIT greatest(list_inbound_events."limit", 0);
 END
 $$;
-COMMENT ON FUNCTION integration.list_inbound_events(integer, bigint, text, text, timestamptz) IS
-	'The current tenant''s newest inbound events, at most "limit", optionally filtered by connector, status, event and time.';
+COMMENT ON FUNCTION integration.list_inbound_events(integer, bigint, text, text, timestamptz, bigint) IS
+	'The current tenant''s newest inbound events, at most "limit", optionally filtered by connector, status, event and time; before_id, the id of the last event of a page, gives the next page.';
 
 ------------------------------------------------------------------------------------------
 -- Privileges: the catalogue of kinds is readable by every role; nothing else is granted
@@ -1403,5 +1407,5 @@ REVOKE ALL ON FUNCTION
 	integration.rotate_inbound_secret(bigint, text, interval),
 	integration.delete_connector(bigint), integration.test_connector(bigint),
 	integration.receive_webhook(bigint, jsonb, text),
-	integration.list_inbound_events(integer, bigint, text, text, timestamptz)
+	integration.list_inbound_events(integer, bigint, text, text, timestamptz, bigint)
 	FROM PUBLIC;

@@ -65,11 +65,13 @@ SET ROLE integration_test_app;
 SET integration.tenant_id = 'lpc';
 -- Calls.  Unfiltered: the primary key.  A rare connector, status or recent time: its own
 -- index, backward.
-SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, NULL, NULL));
-SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, :lpc_rare, NULL, NULL));
-SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, 'failed', NULL));
-SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, NULL, '2026-03-01 12:09:50+00'));
-SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, NULL, '2026-03-01 12:00:00+00'));
+SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, NULL, NULL, NULL));
+SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, :lpc_rare, NULL, NULL, NULL));
+-- A keyset page: the same index, from the last id listed.
+SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, :lpc_rare, NULL, NULL, 5000));
+SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, 'failed', NULL, NULL));
+SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, NULL, '2026-03-01 12:09:50+00', NULL));
+SELECT pg_temp.plan(integration._list_connector_calls_sql('lpc', 50, NULL, NULL, '2026-03-01 12:00:00+00', NULL));
 
 -- Results: every filter and pair of filters lists what the table holds, newest first,
 -- up to the limit (here 50, and all of them), and only lpc's rows.
@@ -115,6 +117,42 @@ SELECT count(*) AS combinations,
 				   AND (a.status IS NULL OR x.status = a.status)
 				   AND (a.since IS NULL OR x.created_at >= a.since)) w,
 	   LATERAL (SELECT wantall[1:50] AS want50) w50;
+-- Keyset pages (before_id, the last id of the page before) of 50 concatenate to the
+-- whole list, for each combination above: no row twice, none missing, in order.
+CREATE FUNCTION pg_temp.paged(kind text, a lpc_args) RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+	got bigint[] := '{}';
+	page bigint[];
+	last bigint;
+BEGIN
+	LOOP
+		IF kind = 'inbound' THEN
+			SELECT coalesce(array_agg(l.id), '{}') INTO page
+			  FROM integration.list_inbound_events(50, a.connector_id, a.status, a.event, a.since, last) l;
+		ELSE
+			SELECT coalesce(array_agg(l.id), '{}') INTO page
+			  FROM integration.list_connector_calls(50, a.connector_id,
+					CASE WHEN a.status = 'processed' THEN 'succeeded' ELSE a.status END, a.since, last) l;
+		END IF;
+		got := got || page;
+		EXIT WHEN cardinality(page) < 50;
+		last := page[50];
+	END LOOP;
+	RETURN got;
+END
+$$;
+SELECT count(*) AS combinations,
+	   count(*) FILTER (WHERE pg_temp.paged('inbound', a) = ARRAY(
+		   SELECT l.id FROM integration.list_inbound_events(100000, a.connector_id, a.status, a.event, a.since) l))
+		   AS inbound_pages_right,
+	   count(*) FILTER (WHERE a.event IS NULL AND a.status IS DISTINCT FROM 'skipped')
+		   AS call_combinations,
+	   count(*) FILTER (WHERE a.event IS NULL AND a.status IS DISTINCT FROM 'skipped'
+						  AND pg_temp.paged('calls', a) = ARRAY(
+		   SELECT l.id FROM integration.list_connector_calls(100000, a.connector_id,
+				CASE WHEN a.status = 'processed' THEN 'succeeded' ELSE a.status END, a.since) l))
+		   AS call_pages_right
+  FROM lpc_args a;
 RESET ROLE;
 RESET integration.tenant_id;
 
