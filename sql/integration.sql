@@ -1474,7 +1474,7 @@ CREATE FUNCTION integration.wakeup_stats(OUT commits_signalled bigint, OUT worke
 	AS 'MODULE_PATHNAME', 'integration_wakeup_stats'
 	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.wakeup_stats() IS
-	'Commits that published events, how many of them woke a worker, and the endpoint-cache generation.';
+	'Commits that published events, how many of them woke a worker, and how many commits changed webhook endpoints (plus one).';
 
 CREATE FUNCTION integration.envelope(event text, payload jsonb) RETURNS text
 	AS 'MODULE_PATHNAME', 'integration_envelope'
