@@ -402,8 +402,9 @@ reset_targets(TenantEndpoints *te)
 }
 
 /*
- * The ids at positions[0..n) (ascending) of te's endpoints, as an int8[] allocated in
- * mcxt: the active endpoints' first, *nactive of them, then the disabled ones'.
+ * The ids at positions[0..n) (ascending) of te's endpoints, or of its first n endpoints
+ * when positions is NULL, as an int8[] allocated in mcxt: the active endpoints' first,
+ * *nactive of them, then the disabled ones'.
  */
 static ArrayType *
 ids_array(TenantEndpoints *te, int *positions, int n, MemoryContext mcxt, int *nactive)
@@ -416,8 +417,12 @@ ids_array(TenantEndpoints *te, int *positions, int n, MemoryContext mcxt, int *n
 	for (int pass = 0; pass < 2; pass++)
 	{
 		for (int i = 0; i < n; i++)
-			if (te->endpoints[positions[i]].active == (pass == 0))
-				ids[k++] = Int64GetDatum(te->endpoints[positions[i]].id);
+		{
+			CachedEndpoint *e = &te->endpoints[positions ? positions[i] : i];
+
+			if (e->active == (pass == 0))
+				ids[k++] = Int64GetDatum(e->id);
+		}
 		if (pass == 0)
 			*nactive = k;
 	}
@@ -437,7 +442,7 @@ cached_targets(TenantEndpoints *te, const char *event, int eventlen)
 	char		key[EVENT_NAME_MAX_LEN + 1];
 	EventTargets *t;
 	bool		found;
-	int		   *positions;
+	int		   *positions = NULL;
 	int			n;
 
 	if (eventlen > EVENT_NAME_MAX_LEN)
@@ -475,12 +480,9 @@ cached_targets(TenantEndpoints *te, const char *event, int eventlen)
 
 		load_candidates(te->tenant, event, eventlen, &matched, true);
 		n = matched.count;
-		positions = palloc(sizeof(int) * Max(n, 1));
-		for (int i = 0; i < n; i++)
-			positions[i] = i;
 		t = hash_search(te->targets, key, HASH_ENTER, &found);
 		t->count = n;
-		t->ids = ids_array(&matched, positions, n, te->targets_cxt, &t->nactive);
+		t->ids = ids_array(&matched, NULL, n, te->targets_cxt, &t->nactive);
 	}
 	if (positions)
 		pfree(positions);
@@ -515,19 +517,12 @@ EndpointsMatching(const char *tenant, const char *event, int eventlen, ArrayType
 		 * sees its changes: the candidates the index of patterns selects,
 		 * each matched.
 		 */
-		int		   *positions;
-		int			n;
-
 		if (eventlen > EVENT_NAME_MAX_LEN)
 			local.count = 0;
 		else
 			load_candidates(tenant, event, eventlen, &local, false);
-		n = local.count;
-		positions = palloc(sizeof(int) * Max(n, 1));
-		for (int i = 0; i < n; i++)
-			positions[i] = i;
-		*ids = ids_array(&local, positions, n, CurrentMemoryContext, nactive);
-		return n;
+		*ids = ids_array(&local, NULL, local.count, CurrentMemoryContext, nactive);
+		return local.count;
 	}
 
 	{
