@@ -208,33 +208,6 @@ INSERT INTO q (label, sql)
 SELECT '  a page in the middle (logs)', 'SELECT * FROM integration.list_integration_logs(50, before_id => (SELECT mid_log FROM marks))'
  WHERE EXISTS (SELECT FROM pg_proc WHERE proname = 'list_integration_logs' AND 'before_id' = ANY (proargnames));
 
-CREATE TEMP TABLE timings (n int, label text, rows bigint, median_ms numeric, max_ms numeric);
-DO $$
-DECLARE
-	r record;
-	t timestamptz;
-	ms float8[];
-	c bigint;
-BEGIN
-	FOR r IN SELECT * FROM q ORDER BY n LOOP
-		PERFORM set_config('integration.tenant_id', r.tenant, false);
-		ms := '{}';
-		FOR i IN 1..7 LOOP
-			t := clock_timestamp();
-			EXECUTE 'SELECT count(*) FROM (' || r.sql || ') s' INTO c;
-			ms := ms || extract(epoch FROM clock_timestamp() - t) * 1000;
-		END LOOP;
-		INSERT INTO timings
-		SELECT r.n, r.label, c, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY x)::numeric, 2),
-			   round(max(x)::numeric, 2)
-		  FROM unnest(ms) x;
-	END LOOP;
-END
-$$;
-
 \echo
 \echo 'lists:' :deliveries 'deliveries and' :deliveries 'log rows in the tenant, 50 rows a call, median (max) of 7 calls'
-SELECT format('%-46s %5s %10s %10s', 'call', 'rows', 'median ms', 'max ms')
-UNION ALL
-SELECT format('%-46s %5s %10s %10s', label, rows, median_ms, max_ms) FROM (SELECT * FROM timings ORDER BY n) t
-\g (tuples_only=on format=unaligned)
+\ir time_calls.sql

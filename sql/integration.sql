@@ -1839,6 +1839,15 @@ $$;
 COMMENT ON FUNCTION integration._list_deliveries_sql(text, integer, bigint, text, text, timestamptz, bigint, bigint) IS
 	'The statement list_deliveries() runs for a tenant and its arguments (internal; the tests EXPLAIN it).';
 
+-- What lets list_deliveries(status => 'sending') stop early: no index can tell 'sending'
+-- from 'delivered' without making the worker's outcome UPDATE non-HOT (see the indexes
+-- of deliveries), but the worker counts its claims (src/sending_counts.c).
+CREATE FUNCTION integration._sending_bound() RETURNS integer
+	AS 'MODULE_PATHNAME', 'integration_sending_bound'
+	LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION integration._sending_bound() IS
+	'At most how many of the current tenant''s deliveries the current snapshot sees sending, as the database''s delivery worker counts them; NULL when no worker can tell (none running, or its start not yet visible). Internal, for list_deliveries().';
+
 -- "limit" first: list_deliveries(10) means the ten newest, not endpoint 10.
 CREATE FUNCTION integration.list_deliveries("limit" integer DEFAULT 100,
 											endpoint_id bigint DEFAULT NULL,
@@ -1858,6 +1867,8 @@ CREATE FUNCTION integration.list_deliveries("limit" integer DEFAULT 100,
 AS $$
 DECLARE
 	tenant text := integration.require_tenant();
+	n integer := list_deliveries."limit";
+	bound integer;
 BEGIN
 	IF list_deliveries.status NOT IN ('pending', 'sending', 'delivered', 'failed', 'skipped') THEN
 		RAISE EXCEPTION 'invalid delivery status "%"', list_deliveries.status
@@ -1869,8 +1880,17 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass the event_id and endpoint_id of the last row of the previous page.';
 	END IF;
+	IF list_deliveries.status = 'sending' THEN
+		-- No more rows to find than the worker has claims: a walk of the tenant's
+		-- deliveries that stops at the last of them, or none at all.  Read with this
+		-- statement's snapshot, which the walk below shares (a STABLE function's).
+		bound := integration._sending_bound();
+		IF bound < n THEN
+			n := bound;
+		END IF;
+	END IF;
 	RETURN QUERY EXECUTE integration._list_deliveries_sql(
-		tenant, list_deliveries."limit", list_deliveries.endpoint_id, list_deliveries.status,
+		tenant, n, list_deliveries.endpoint_id, list_deliveries.status,
 		list_deliveries.event, list_deliveries.since, list_deliveries.before_event_id,
 		list_deliveries.before_endpoint_id);
 END

@@ -65,6 +65,7 @@
 #include "endpoint_settings.h"
 #include "integration.h"
 #include "retry_policy.h"
+#include "sending_counts.h"
 #include "shared_state.h"
 #include "worker_slots.h"
 
@@ -138,6 +139,7 @@ typedef struct DeliveryJob
 	bool		scan_needed;	/* claim or fan out: something may be waiting */
 	bool		due_needed;		/* pending deliveries may be due */
 	bool		reconcile_needed;	/* look for expired leases */
+	TransactionId startup_xid;	/* the first transaction's (sending_counts.c) */
 	TimestampTz reconcile_at;	/* when to, after results were dropped; 0:
 								 * never */
 	TimestampTz next_due;		/* 0: nothing pending */
@@ -627,11 +629,10 @@ claim_probes(Cycle *cy)
 		SchedulerProbeLookedFor(s, targets[i], probes[i].found, probes[i].next_at);
 }
 
-/* The cycle's transaction: record results, then fan out and claim. */
+/* The cycle's work: record results, then fan out and claim. */
 static void
-cycle_step(void *arg)
+cycle_work(Cycle *cy)
 {
-	Cycle	   *cy = arg;
 	DeliveryJob *j = cy->job;
 	int			batch = cycle_batch();
 	bool		durable;
@@ -651,6 +652,9 @@ cycle_step(void *arg)
 		EndpointRefs disabled;
 
 		cy->deferred = StoreRecord(j->results, j->nresults, &disabled);
+		/* Written, or their rows gone: no longer 'sending' once this commits. */
+		for (int i = cy->deferred; i < j->nresults; i++)
+			SendingCountsEnded(j->results[i].tenant_id);
 		if (disabled.n > 0)
 		{
 			cy->disabled = MemoryContextAlloc(TopMemoryContext, sizeof(SchedTarget *) * disabled.n);
@@ -752,6 +756,20 @@ cycle_step(void *arg)
 		j->next_due = StoreNextDue(j->claimed_at, j->skipped, j->nskipped);
 		j->next_due_stale = false;
 	}
+}
+
+/*
+ * The cycle's transaction.  Its claims are counted as 'sending' before it commits
+ * (sending_counts.c).
+ */
+static void
+cycle_step(void *arg)
+{
+	Cycle	   *cy = arg;
+
+	cycle_work(cy);
+	for (int i = 0; i < cy->claims.count; i++)
+		SendingCountsClaimed(cy->claims.items[i].tenant_id);
 }
 
 /*
@@ -874,6 +892,7 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 											   ALLOCSET_DEFAULT_SIZES);
 	if (!run_transaction(j, cycle_step, &cy, claim ? "claiming deliveries" : "recording delivery results"))
 	{
+		SendingCountsRolledBack();
 		if (cy.claims.mcxt)
 			MemoryContextDelete(cy.claims.mcxt);
 		if (cy.disabled)
@@ -912,6 +931,7 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 		}
 		return false;
 	}
+	SendingCountsCommitted();
 	if (record)
 	{
 		/*
@@ -1274,6 +1294,7 @@ delivery_step(void *state, TimestampTz now)
 	bool		fresh_lane;
 
 	fire_timers(j, now);
+	SendingCountsRelease(now);
 	if (now < j->pause_until)
 		return false;
 	record = (fresh > 0 &&
@@ -1323,6 +1344,7 @@ delivery_next_wake(void *state, TimestampTz now)
 	wake = EarliestTime(wake, j->fanout.retry_at);
 	wake = EarliestTime(wake, j->next_due);
 	wake = EarliestTime(wake, j->reconcile_at);
+	wake = EarliestTime(wake, SendingCountsNextRelease());
 	/* Asked again: the cycle just run may have been a retry of results alone. */
 	if (claim_wanted(j) || fresh_wanted(j) || circuit_work(j))
 		wake = now;
@@ -1389,6 +1411,8 @@ startup_step(void *arg)
 	 * one.
 	 */
 	(void) StoreReconcileLeases(true, NULL, 0);
+	/* An id even when there was nothing to return (sending_counts.c). */
+	j->startup_xid = GetTopTransactionId();
 
 	/* Before any claim: an endpoint whose circuit was open gets none. */
 	n = CircuitStoreLoad(delivery_job_kind.target, restore_circuit, j);
@@ -1415,5 +1439,6 @@ delivery_startup(void *state)
 						j->svc->dbname)));
 		proc_exit(0);
 	}
+	SendingCountsUsableFrom(j->startup_xid);
 	return true;
 }

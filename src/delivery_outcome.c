@@ -21,6 +21,7 @@
 #include "delivery_outcome.h"
 #include "delivery_store.h"
 #include "endpoint_disable.h"
+#include "sending_counts.h"
 #include "spi_plan.h"
 #include "wakeup.h"
 
@@ -569,9 +570,17 @@ StoreReturnClaims(const ReturnedClaim *claims, int n)
 							   "                  pg_catalog.unnest($3), pg_catalog.unnest($4))"
 							   "       AS r(tid, id, lease, due)"
 							   " WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at = r.lease"
-							   "   AND d.ctid = ANY ($1) AND integration.row_unlocked(d.xmax)",
+							   "   AND d.ctid = ANY ($1) AND integration.row_unlocked(d.xmax)"
+							   " RETURNING d.tenant_id",
 							   4, types, args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "giving claims back failed: %s", SPI_result_code_string(rc));
+
+	/*
+	 * Pending again once this commits; those left stay counted
+	 * (sending_counts.c).
+	 */
+	for (uint64 i = 0; i < SPI_processed; i++)
+		SendingCountsEnded(ResultText(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, NULL));
 	return (int) SPI_processed;
 }

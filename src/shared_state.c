@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -68,6 +69,9 @@ integration_shmem_startup(void)
 			pg_atomic_init_u64(&slot->calls_failed_attempts, 0);
 			pg_atomic_init_u32(&slot->calls_held, 0);
 			pg_atomic_init_u64(&slot->sync_runs_started, 0);
+			pg_atomic_init_u32(&slot->sending_since, InvalidTransactionId);
+			for (int b = 0; b < SENDING_COUNT_BUCKETS; b++)
+				pg_atomic_init_u32(&slot->sending[b], 0);
 		}
 	}
 	TargetHealthShmemInit();

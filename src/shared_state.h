@@ -23,6 +23,13 @@
 #define ENDPOINT_GENERATION_SLOTS 1024
 
 /*
+ * The delivery worker's counts of 'sending' deliveries (sending_counts.c), by a hash of
+ * the tenant id: as many buckets as the endpoint caches have, so that tenants seldom
+ * share one.  4 kB per slot.
+ */
+#define SENDING_COUNT_BUCKETS 1024
+
+/*
  * One running worker process: a database's delivery worker or its handler worker.  The
  * fields above the counters are written under slots_lock (exclusive) and read under it
  * (shared); the counters and flags below are atomics that only their slot's worker
@@ -57,6 +64,15 @@ typedef struct IntegrationWorkerSlot
 	pg_atomic_uint64 calls_failed_attempts;
 	pg_atomic_uint32 calls_held;
 	pg_atomic_uint64 sync_runs_started;
+
+	/*
+	 * A delivery worker's upper bound of its database's 'sending' deliveries
+	 * per bucket of tenants (int32 values), usable by a snapshot that sees
+	 * transaction sending_since committed (InvalidTransactionId: not yet).
+	 * Reset when the slot is taken.
+	 */
+	pg_atomic_uint32 sending_since;
+	pg_atomic_uint32 sending[SENDING_COUNT_BUCKETS];
 } IntegrationWorkerSlot;
 
 typedef struct IntegrationSharedState

@@ -31,6 +31,7 @@
 #include "delivery_claim.h"
 #include "delivery_fan_out.h"
 #include "delivery_store.h"
+#include "sending_counts.h"
 #include "tenant.h"
 
 PG_FUNCTION_INFO_V1(integration_claim_due);
@@ -70,12 +71,17 @@ CheckMax(int32 max)
 				 errhint("Pass how many rows to take at most, or 0 for none.")));
 }
 
-/* Returns the claims in list as the rows (id, usable) of the function's result set. */
+/*
+ * Returns the claims in list as the rows (id, usable) of the function's result set,
+ * counted as 'sending' in the database's worker (sending_counts.c).
+ */
 static void
 EmitClaims(FunctionCallInfo fcinfo, ClaimList *list)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
+	for (int i = 0; i < list->count; i++)
+		SendingCountsClaimedElsewhere(list->items[i].tenant_id, 1);
 	for (int i = 0; i < list->count; i++)
 	{
 		Datum		values[2];

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/pg_authid.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -251,6 +252,9 @@ WorkerSlotTake(Oid dboid, WorkerRole role, uint32 wake_mask)
 		pg_atomic_write_u64(&free_slot->calls_failed_attempts, 0);
 		pg_atomic_write_u32(&free_slot->calls_held, 0);
 		pg_atomic_write_u64(&free_slot->sync_runs_started, 0);
+		pg_atomic_write_u32(&free_slot->sending_since, InvalidTransactionId);
+		for (int b = 0; b < SENDING_COUNT_BUCKETS; b++)
+			pg_atomic_write_u32(&free_slot->sending[b], 0);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	if (free_slot == NULL)
@@ -367,6 +371,13 @@ WorkerSlotCountCalls(int succeeded, int failed_attempts)
 		pg_atomic_fetch_add_u64(&my_slot->calls_succeeded, succeeded);
 	if (failed_attempts > 0)
 		pg_atomic_fetch_add_u64(&my_slot->calls_failed_attempts, failed_attempts);
+}
+
+/* This process's slot; NULL in a process that is not a worker. */
+IntegrationWorkerSlot *
+WorkerSlotOwn(void)
+{
+	return my_slot;
 }
 
 /* Scheduled sync runs started (sync_schedule.c). */

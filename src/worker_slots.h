@@ -76,5 +76,6 @@ extern void WorkerSlotSetInboundHeld(int n);
 extern void WorkerSlotCountCalls(int succeeded, int failed_attempts);
 extern void WorkerSlotSetCallsHeld(int n);
 extern void WorkerSlotCountSyncRuns(int started);
+extern struct IntegrationWorkerSlot *WorkerSlotOwn(void);
 
 #endif

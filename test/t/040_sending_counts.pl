@@ -1,0 +1,109 @@
+# list_deliveries(status => 'sending') with the delivery worker's counts of its claims
+# (src/sending_counts.c): the deliveries in flight are listed, exactly, for the tenant
+# whose they are and for no other; a snapshot taken while they were sending still
+# lists them after their outcomes are written (the worker uncounts a claim only once
+# no snapshot can see it 'sending'); the counts drop to 0 once nothing is in flight,
+# so the listing reads nothing; a new worker counts afresh; and without a worker there
+# is no count, and the listing reads the tenant's deliveries.
+
+use strict;
+use warnings;
+
+use IntegrationTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+# A retry far away: a delivery whose request timed out stays pending, not claimed again.
+my $node = new_integration_node('sending_counts',
+	"integration.retry_schedule = '1h'",
+	'integration.circuit_min_requests = 0');
+my $recv = start_receiver();
+
+my $bound = q{SELECT coalesce(integration._sending_bound()::text, 'null')};
+my $listed = q{SELECT count(*) || ':' || count(*) FILTER (WHERE status = 'sending')
+				 FROM integration.list_deliveries(50, status => 'sending')};
+
+# Runs $sql as $tenant until it returns $expected (30 s at most); true if it did.
+sub poll_tenant
+{
+	my ($sql, $tenant, $expected) = @_;
+	for (1 .. 300)
+	{
+		return 1 if tenant_psql($node, $sql, $tenant) eq $expected;
+		usleep(100_000);
+	}
+	return 0;
+}
+
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'"),
+	'the delivery worker runs');
+ok(poll_tenant($bound, 'acme', '0'), 'with nothing claimed, the bound of acme is 0');
+is(tenant_psql($node, $listed), '0:0', 'and nothing is listed sending');
+
+# Three requests hang until their endpoint's timeout.
+my $hang = register_for($node, 'acme', 'hang', receiver_url($recv, '/hang', hang => 1), '["hang.*"]');
+tenant_psql($node, "UPDATE integration.webhook_endpoints SET timeout_ms = 5000 WHERE id = $hang");
+my $other = register_for($node, 'globex', 'fine', receiver_url($recv, '/fine'), '["fine.*"]');
+tenant_psql($node, q{SELECT integration.publish_event('fine.x', '{}')}, 'globex');
+tenant_psql($node, q{SELECT integration.publish_event('hang.x', jsonb_build_object('i', i))
+					  FROM generate_series(1, 3) i});
+my @r = wait_for_requests($recv, 3, 10, sub { $_[0]{path_only} eq '/hang' });
+is(scalar @r, 3, '3 requests hang at the receiver');
+
+# A snapshot taken while the 3 are sending must keep seeing them so after their
+# outcomes are written: the counts must not drop under it.
+my $s = $node->background_psql('postgres', on_error_stop => 1);
+$s->query_safe(q{SET integration.tenant_id = 'acme'});
+$s->query_safe(q{BEGIN ISOLATION LEVEL REPEATABLE READ});
+is($s->query_safe($listed), '3:3', 'a REPEATABLE READ transaction lists the 3 sending');
+
+is(tenant_psql($node, $bound), '3', 'the bound of acme is 3');
+is(tenant_psql($node, $listed), '3:3', 'the 3 are listed sending');
+is(tenant_psql($node, "SELECT count(*) FROM integration.list_deliveries(2, status => 'sending')"),
+	'2', 'a limit below them still applies');
+ok(poll_tenant(q{SELECT count(*) FROM integration.list_deliveries(status => 'delivered')}, 'globex', '1'),
+	"globex's delivery arrived");
+ok(poll_tenant($bound, 'globex', '0'), 'the bound of globex drops to 0');
+is(tenant_psql($node, $listed, 'globex'), '0:0', 'globex lists none of acme\'s as its own');
+
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 3 FROM integration.deliveries WHERE endpoint_id = $hang AND status = 'pending'"
+		  . " AND last_error IS NOT NULL"),
+	'their requests timed out and the outcomes are written (pending, the retry an hour away)');
+is($s->query_safe($listed), '3:3', 'the transaction, whose snapshot predates them, still lists the 3');
+is($s->query_safe($bound), '3', 'its bound stays 3 while it runs');
+$s->query_safe(q{COMMIT});
+ok(poll_tenant($bound, 'acme', '0'), 'once it has ended, the bound drops to 0');
+is(tenant_psql($node, $listed), '0:0', 'and none is listed sending');
+$s->quit;
+
+# A new worker counts from its first transaction, which returned the claims of the
+# one before it to pending.
+my $pid = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'");
+tenant_psql($node, q{SELECT integration.publish_event('hang.x', '{"i": 4}')});
+@r = wait_for_requests($recv, 4, 10, sub { $_[0]{path_only} eq '/hang' });
+is(scalar @r, 4, 'a fourth request hangs');
+is(tenant_psql($node, $bound), '1', 'the bound of acme is 1');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres'"
+		  . " AND role = 'delivery' AND pid <> $pid"),
+	'a new delivery worker took over');
+# The new worker returned the claim to pending and claims it again: it hangs once more.
+@r = wait_for_requests($recv, 5, 15, sub { $_[0]{path_only} eq '/hang' });
+is(scalar @r, 5, 'the fourth is sent again by the new worker');
+is(tenant_psql($node, $bound), '1', 'the new worker counts its claim');
+is(tenant_psql($node, $listed), '1:1', 'and it is listed sending');
+
+# Without a worker nothing counts: the bound is NULL, and the claim the stopped worker
+# left 'sending' is found by reading the tenant's deliveries.
+$node->append_conf('postgresql.conf', 'integration.worker_enabled = off');
+$node->restart;
+is(tenant_psql($node, $bound), 'null', 'with the workers off, no bound');
+is(tenant_psql($node, $listed), '1:1', 'and the claim left sending is listed');
+
+done_testing();
