@@ -799,6 +799,20 @@ CREATE TRIGGER deliveries_references_checked AFTER INSERT ON integration.deliver
 	REFERENCING NEW TABLE AS added
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.check_delivery_references();
 
+-- Rows inserted 'sending' (the worker's fan-out, or anyone's INSERT) are counted in the
+-- database's delivery worker, which list_deliveries(status => 'sending') asks how many
+-- there can be (src/sending_counts.c, _sending_bound() below).  The same transition
+-- table as the reference check: PostgreSQL captures it once for both.
+CREATE FUNCTION integration.count_inserted_sending() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'integration_count_inserted_sending'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION integration.count_inserted_sending() IS
+	'Statement trigger: the deliveries inserted sending are counted in the database''s delivery worker, for list_deliveries(status => ''sending'').';
+
+CREATE TRIGGER deliveries_sending_counted AFTER INSERT ON integration.deliveries
+	REFERENCING NEW TABLE AS added
+	FOR EACH STATEMENT EXECUTE FUNCTION integration.count_inserted_sending();
+
 -- ON DELETE NO ACTION for webhook_endpoints: an endpoint that deliveries refer to keeps
 -- its key and cannot be deleted or truncated (delete_webhook() soft-deletes).
 CREATE FUNCTION integration.check_endpoint_unreferenced() RETURNS trigger

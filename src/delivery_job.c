@@ -181,6 +181,7 @@ typedef struct Cycle
 	int			deferred;		/* out: results left for later */
 	bool		put_back;		/* out: events queued again */
 	ClaimList	claims;			/* out */
+	int			inserted;		/* out: claims[0..inserted) the fan-out made */
 	int			returned;		/* out: claims given back */
 	uint64		transitions_upto;	/* out: circuit transitions stored */
 	SchedTarget **disabled;		/* out: the endpoints the worker disabled (in
@@ -709,6 +710,7 @@ cycle_work(Cycle *cy)
 	if (!cy->fresh_only)
 		j->scan_needed = false;
 	fan_out(cy);
+	cy->inserted = cy->claims.count;
 	if (cy->fresh_only)
 		return;
 
@@ -759,8 +761,9 @@ cycle_work(Cycle *cy)
 }
 
 /*
- * The cycle's transaction.  Its claims are counted as 'sending' before it commits
- * (sending_counts.c).
+ * The cycle's transaction.  Its claims of pending deliveries are counted as 'sending'
+ * before it commits (sending_counts.c); the rows its fan-out inserted 'sending' were
+ * counted by the trigger that counts every such insert.
  */
 static void
 cycle_step(void *arg)
@@ -768,7 +771,7 @@ cycle_step(void *arg)
 	Cycle	   *cy = arg;
 
 	cycle_work(cy);
-	for (int i = 0; i < cy->claims.count; i++)
+	for (int i = cy->inserted; i < cy->claims.count; i++)
 		SendingCountsClaimed(cy->claims.items[i].tenant_id);
 }
 

@@ -8,15 +8,18 @@
  * sets, and an index that told them apart would make that UPDATE non-HOT (every
  * outcome writing every index of the table).  Without one, the listing read the
  * tenant's deliveries newest first until it had found "limit" of them: all of them
- * when fewer are in flight, 25 to 28 ms at 200,000 deliveries.  But a delivery is
- * 'sending' only because this database's worker claimed it (a database has one, and
- * it returns a dead one's claims to 'pending' when it starts), so the worker can say
- * how many there are.
+ * when fewer are in flight, 25 to 28 ms at 200,000 deliveries.  But a delivery becomes
+ * 'sending' by a claim of this database's worker (a database has one, and it returns a
+ * dead one's claims to 'pending' when it starts) or by an INSERT, and both can be
+ * counted as they happen.
  *
  * The counts are an upper bound of what any snapshot that may use them sees:
- *  - a claim is counted before the transaction that makes it commits, so a snapshot
- *    that sees the claim sees it counted; if that transaction rolls back, at once
- *    uncounted;
+ *  - a delivery is counted before the transaction that makes it 'sending' commits, so
+ *    a snapshot that sees it 'sending' sees it counted; if that transaction (or the
+ *    subtransaction that counted it) rolls back, at once uncounted.  Every row
+ *    inserted 'sending' is counted by a statement trigger on deliveries (the worker's
+ *    fan-out, integration._fan_out(), a hand-written INSERT or COPY alike), and each
+ *    claim of a pending delivery (an UPDATE) by the worker, or by _claim_due();
  *  - a delivery that stops being 'sending' (its outcome written, its claim given back,
  *    or its row found gone) is uncounted only after every snapshot that may still see
  *    it 'sending' has ended: once the oldest xmin of the cluster has reached the next
@@ -32,20 +35,26 @@
  * lease reconcile later returns stay counted until the worker restarts.  Tenants share
  * a bucket when their ids hash alike, which only makes a bound larger.
  *
- * Not counted: a delivery set to 'sending' by hand (an UPDATE of the table, not a
- * worker's claim); docs/limitations.md.  integration._claim_due() and _fan_out(), the
- * worker's statements for tests and operators, count their claims and never uncount
- * them.
+ * Not counted: a delivery set to 'sending' by a hand-written UPDATE (docs/limitations.md):
+ * a trigger on every UPDATE would cost the worker's outcome UPDATE, its hottest
+ * statement, about 3% (see deliveries_keys_fixed).  Claims of integration._claim_due()
+ * and rows inserted 'sending' by anyone but the worker are counted and never uncounted.
  */
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -63,17 +72,34 @@ typedef struct EndedSending
 	TransactionId after;		/* uncounted once every xmin has reached it */
 	int			bucket;
 	int32		n;
-}			EndedSending;
+} EndedSending;
 
 /*
- * The worker's side: the store transaction under way (the buckets it touched, its
- * claims and its endings) and the endings waiting for old snapshots to end.
+ * Counts this backend added in its transaction, to take back if it rolls back: the
+ * worker's slot they went to (the slot's pid tells whether that worker still runs).
  */
-static int32 cycle_claimed[SENDING_COUNT_BUCKETS];
+typedef struct CountedSending
+{
+	IntegrationWorkerSlot *slot;
+	pid_t		pid;
+	int			bucket;
+	int32		n;
+	SubTransactionId subxid;
+}			CountedSending;
+
+static CountedSending * counted = NULL;
+static int	ncounted = 0;
+static int	maxcounted = 0;
+static bool callbacks_registered = false;
+
+/*
+ * The worker's side: the store transaction under way (the buckets whose endings it
+ * wrote, and how many) and the endings waiting for old snapshots to end.
+ */
 static int32 cycle_ended[SENDING_COUNT_BUCKETS];
 static int	cycle_buckets[SENDING_COUNT_BUCKETS];
 static int	ncycle_buckets = 0;
-static EndedSending * waiting = NULL;
+static EndedSending *waiting = NULL;
 static int	nwaiting = 0;
 static int	maxwaiting = 0;
 static TimestampTz release_at = 0;
@@ -86,31 +112,111 @@ bucket_of(const char *tenant_id)
 				  SENDING_COUNT_BUCKETS);
 }
 
+/* Takes back the counts this backend added since subtransaction subxid began. */
 static void
-touch(int b)
+uncount(SubTransactionId subxid)
 {
-	if (cycle_claimed[b] == 0 && cycle_ended[b] == 0)
-		cycle_buckets[ncycle_buckets++] = b;
+	int			kept = 0;
+
+	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+	for (int i = 0; i < ncounted; i++)
+	{
+		CountedSending *c = &counted[i];
+
+		if (subxid != InvalidSubTransactionId && c->subxid < subxid)
+		{
+			counted[kept++] = *c;
+			continue;
+		}
+
+		/*
+		 * A worker started since has counts of its own, which hold none of
+		 * these.
+		 */
+		if (c->slot->in_use && c->slot->pid == c->pid)
+			pg_atomic_fetch_sub_u32(&c->slot->sending[c->bucket], (uint32) c->n);
+	}
+	LWLockRelease(integration_shared->slots_lock);
+	ncounted = kept;
 }
 
 static void
-cycle_reset(void)
+sending_xact_callback(XactEvent event, void *arg)
 {
-	for (int i = 0; i < ncycle_buckets; i++)
-		cycle_claimed[cycle_buckets[i]] = cycle_ended[cycle_buckets[i]] = 0;
-	ncycle_buckets = 0;
+	if (ncounted == 0)
+		return;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		uncount(InvalidSubTransactionId);
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+			 event == XACT_EVENT_PREPARE)
+		ncounted = 0;
 }
 
-/* A claim of the store transaction under way: counted now, before it commits. */
+static void
+sending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		uncount(mySubid);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (int i = 0; i < ncounted; i++)
+			if (counted[i].subxid == mySubid)
+				counted[i].subxid = parentSubid;
+	}
+}
+
+/*
+ * Adds n to bucket b of the delivery worker's slot, until the end of the transaction:
+ * taken back if it rolls back.  The caller holds slots_lock or is the slot's worker.
+ */
+static void
+count(IntegrationWorkerSlot *slot, int b, int n)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(sending_xact_callback, NULL);
+		RegisterSubXactCallback(sending_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (ncounted == maxcounted)
+	{
+		maxcounted = Max(16, maxcounted * 2);
+		counted = counted ? repalloc(counted, sizeof(CountedSending) * maxcounted) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(CountedSending) * maxcounted);
+	}
+	counted[ncounted].slot = slot;
+	counted[ncounted].pid = slot->pid;
+	counted[ncounted].bucket = b;
+	counted[ncounted].n = n;
+	counted[ncounted].subxid = GetCurrentSubTransactionId();
+	ncounted++;
+	pg_atomic_fetch_add_u32(&slot->sending[b], (uint32) n);
+}
+
+/* The running delivery worker's slot of this database; the caller holds slots_lock. */
+static IntegrationWorkerSlot *
+database_worker(void)
+{
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		if (slot->in_use && slot->dboid == MyDatabaseId && slot->role == WORKER_ROLE_DELIVERY)
+			return slot;
+	}
+	return NULL;
+}
+
+/*
+ * A pending delivery the worker's transaction under way claims (an UPDATE): counted
+ * now, before it commits.  Rows the fan-out inserts 'sending' are counted by the
+ * trigger (integration_count_inserted_sending()).
+ */
 void
 SendingCountsClaimed(const char *tenant_id)
 {
-	IntegrationWorkerSlot *slot = WorkerSlotOwn();
-	int			b = bucket_of(tenant_id);
-
-	touch(b);
-	cycle_claimed[b]++;
-	pg_atomic_fetch_add_u32(&slot->sending[b], 1);
+	count(WorkerSlotOwn(), bucket_of(tenant_id), 1);
 }
 
 /* A claim that the store transaction under way ends: uncounted after it commits. */
@@ -119,8 +225,17 @@ SendingCountsEnded(const char *tenant_id)
 {
 	int			b = bucket_of(tenant_id);
 
-	touch(b);
+	if (cycle_ended[b] == 0)
+		cycle_buckets[ncycle_buckets++] = b;
 	cycle_ended[b]++;
+}
+
+static void
+cycle_reset(void)
+{
+	for (int i = 0; i < ncycle_buckets; i++)
+		cycle_ended[cycle_buckets[i]] = 0;
+	ncycle_buckets = 0;
 }
 
 /* The store transaction committed: its endings wait for the snapshots before it. */
@@ -136,8 +251,6 @@ SendingCountsCommitted(void)
 	{
 		int			b = cycle_buckets[i];
 
-		if (cycle_ended[b] == 0)
-			continue;
 		if (nwaiting == maxwaiting)
 		{
 			maxwaiting = Max(64, maxwaiting * 2);
@@ -157,19 +270,13 @@ SendingCountsCommitted(void)
 	}
 }
 
-/* The store transaction rolled back: its claims never were, its endings never happened. */
+/*
+ * The store transaction rolled back: its endings never happened (its claims were
+ * taken back with it).
+ */
 void
 SendingCountsRolledBack(void)
 {
-	IntegrationWorkerSlot *slot = WorkerSlotOwn();
-
-	for (int i = 0; i < ncycle_buckets; i++)
-	{
-		int			b = cycle_buckets[i];
-
-		if (cycle_claimed[b] > 0)
-			pg_atomic_fetch_sub_u32(&slot->sending[b], (uint32) cycle_claimed[b]);
-	}
 	cycle_reset();
 }
 
@@ -219,23 +326,89 @@ SendingCountsNextRelease(void)
 	return release_at;
 }
 
-/* n claims of tenant_id made by this session: counted in the database's worker, if any. */
+/*
+ * n pending deliveries of tenant_id claimed by this session (integration._claim_due()):
+ * counted in the database's worker, if one runs.
+ */
 void
 SendingCountsClaimedElsewhere(const char *tenant_id, int n)
 {
-	int			b = bucket_of(tenant_id);
+	IntegrationWorkerSlot *slot;
 
 	if (integration_shared == NULL || n <= 0)
 		return;
 	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
-	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
-	{
-		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-
-		if (slot->in_use && slot->dboid == MyDatabaseId && slot->role == WORKER_ROLE_DELIVERY)
-			pg_atomic_fetch_add_u32(&slot->sending[b], (uint32) n);
-	}
+	slot = database_worker();
+	if (slot)
+		count(slot, bucket_of(tenant_id), n);
 	LWLockRelease(integration_shared->slots_lock);
+}
+
+PG_FUNCTION_INFO_V1(integration_count_inserted_sending);
+
+/*
+ * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): the
+ * rows inserted 'sending' are counted in the database's delivery worker, if one runs,
+ * by tenant, before the transaction commits.  Read from the transition table in C: for
+ * the fan-out's batches this costs a pass over rows the reference check reads anyway.
+ */
+Datum
+integration_count_inserted_sending(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Tuplestorestate *added;
+	TupleDesc	desc;
+	TupleTableSlot *row;
+	IntegrationWorkerSlot *slot;
+	int			tenant_att;
+	int			status_att;
+	int			readptr;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("count_inserted_sending() must be an AFTER INSERT statement trigger with a transition table")));
+	if (integration_shared == NULL)
+		return PointerGetDatum(NULL);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tenant_att = SPI_fnumber(desc, "tenant_id");
+	status_att = SPI_fnumber(desc, "status");
+	if (tenant_att <= 0 || status_att <= 0)
+		elog(ERROR, "count_inserted_sending() needs columns tenant_id and status");
+
+	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+	slot = database_worker();
+	if (slot == NULL)
+	{
+		LWLockRelease(integration_shared->slots_lock);
+		return PointerGetDatum(NULL);
+	}
+	added = trigdata->tg_newtable;
+	row = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+
+	/*
+	 * A read pointer of its own: the other triggers' scans of "added" keep
+	 * theirs.
+	 */
+	readptr = tuplestore_alloc_read_pointer(added, 0);
+	tuplestore_select_read_pointer(added, readptr);
+	tuplestore_rescan(added);
+	while (tuplestore_gettupleslot(added, true, false, row))
+	{
+		bool		isnull;
+		Datum		status = slot_getattr(row, status_att, &isnull);
+		text	   *t;
+
+		if (isnull)
+			continue;
+		t = DatumGetTextPP(status);
+		if (VARSIZE_ANY_EXHDR(t) == 7 && memcmp(VARDATA_ANY(t), "sending", 7) == 0)
+			count(slot, bucket_of(TextDatumGetCString(slot_getattr(row, tenant_att, &isnull))), 1);
+	}
+	tuplestore_select_read_pointer(added, 0);
+	LWLockRelease(integration_shared->slots_lock);
+	ExecDropSingleTupleTableSlot(row);
+	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(integration_sending_bound);

@@ -71,17 +71,12 @@ CheckMax(int32 max)
 				 errhint("Pass how many rows to take at most, or 0 for none.")));
 }
 
-/*
- * Returns the claims in list as the rows (id, usable) of the function's result set,
- * counted as 'sending' in the database's worker (sending_counts.c).
- */
+/* Returns the claims in list as the rows (id, usable) of the function's result set. */
 static void
 EmitClaims(FunctionCallInfo fcinfo, ClaimList *list)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	for (int i = 0; i < list->count; i++)
-		SendingCountsClaimedElsewhere(list->items[i].tenant_id, 1);
 	for (int i = 0; i < list->count; i++)
 	{
 		Datum		values[2];
@@ -132,6 +127,9 @@ integration_claim_due(PG_FUNCTION_ARGS)
 			break;
 	}
 	SPI_finish();
+	/* 'sending' now: counted in the database's worker (sending_counts.c). */
+	for (int i = 0; i < list.count; i++)
+		SendingCountsClaimedElsewhere(list.items[i].tenant_id, 1);
 
 	EmitClaims(fcinfo, &list);
 	return (Datum) 0;

@@ -3,8 +3,9 @@
 # whose they are and for no other; a snapshot taken while they were sending still
 # lists them after their outcomes are written (the worker uncounts a claim only once
 # no snapshot can see it 'sending'); the counts drop to 0 once nothing is in flight,
-# so the listing reads nothing; a new worker counts afresh; and without a worker there
-# is no count, and the listing reads the tenant's deliveries.
+# so the listing reads nothing; rows inserted 'sending' by hand count too, unless
+# rolled back; a new worker counts afresh; and without a worker there is no count, and
+# the listing reads the tenant's deliveries.
 
 use strict;
 use warnings;
@@ -47,6 +48,8 @@ is(tenant_psql($node, $listed), '0:0', 'and nothing is listed sending');
 my $hang = register_for($node, 'acme', 'hang', receiver_url($recv, '/hang', hang => 1), '["hang.*"]');
 tenant_psql($node, "UPDATE integration.webhook_endpoints SET timeout_ms = 5000 WHERE id = $hang");
 my $other = register_for($node, 'globex', 'fine', receiver_url($recv, '/fine'), '["fine.*"]');
+# An endpoint of acme that nothing is published to: the hand-written deliveries below.
+my $other_acme = register_for($node, 'acme', 'idle', receiver_url($recv, '/idle'), '["idle.*"]');
 tenant_psql($node, q{SELECT integration.publish_event('fine.x', '{}')}, 'globex');
 tenant_psql($node, q{SELECT integration.publish_event('hang.x', jsonb_build_object('i', i))
 					  FROM generate_series(1, 3) i});
@@ -80,6 +83,21 @@ ok(poll_tenant($bound, 'acme', '0'), 'once it has ended, the bound drops to 0');
 is(tenant_psql($node, $listed), '0:0', 'and none is listed sending');
 $s->quit;
 
+# Rows inserted 'sending' by hand are counted too (the statement trigger), and taken
+# back with a transaction or subtransaction that rolls back.
+my $ev = tenant_psql($node, q{SELECT max(event_id) FROM integration.deliveries WHERE status = 'pending'});
+my $insert = "INSERT INTO integration.deliveries (event_id, endpoint_id, status, next_attempt_at, lease_expires_at)"
+  . " VALUES ($ev, $other_acme, 'sending', NULL, now() + interval '1 hour')";
+tenant_psql($node, "BEGIN; $insert; ROLLBACK;");
+tenant_psql($node, "BEGIN; SAVEPOINT a; $insert; ROLLBACK TO SAVEPOINT a; COMMIT;");
+is(tenant_psql($node, $bound), '0', 'an insert rolled back, or its savepoint, leaves the bound at 0');
+tenant_psql($node, "BEGIN; SAVEPOINT a; $insert; RELEASE SAVEPOINT a; COMMIT;");
+is(tenant_psql($node, $bound), '1', 'a committed insert of a sending row counts');
+is(tenant_psql($node, $listed), '1:1', 'and the row is listed sending');
+tenant_psql($node, "DELETE FROM integration.deliveries WHERE endpoint_id = $other_acme");
+is(tenant_psql($node, $bound), '1', 'deleted, it stays counted: the bound errs high, never low');
+is(tenant_psql($node, $listed), '0:0', 'and the listing finds none');
+
 # A new worker counts from its first transaction, which returned the claims of the
 # one before it to pending.
 my $pid = $node->safe_psql('postgres',
@@ -87,7 +105,7 @@ my $pid = $node->safe_psql('postgres',
 tenant_psql($node, q{SELECT integration.publish_event('hang.x', '{"i": 4}')});
 @r = wait_for_requests($recv, 4, 10, sub { $_[0]{path_only} eq '/hang' });
 is(scalar @r, 4, 'a fourth request hangs');
-is(tenant_psql($node, $bound), '1', 'the bound of acme is 1');
+is(tenant_psql($node, $bound), '2', 'the bound of acme is 2, the deleted row still counted');
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres'"
