@@ -363,6 +363,8 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	int			tenant_att;
 	int			status_att;
 	int			readptr;
+	char	   *run_tenant = NULL;
+	int			run = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
 		ereport(ERROR,
@@ -393,18 +395,31 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	readptr = tuplestore_alloc_read_pointer(added, 0);
 	tuplestore_select_read_pointer(added, readptr);
 	tuplestore_rescan(added);
+	/* A statement's rows come in runs of one tenant: one count per run. */
 	while (tuplestore_gettupleslot(added, true, false, row))
 	{
 		bool		isnull;
 		Datum		status = slot_getattr(row, status_att, &isnull);
 		text	   *t;
+		char	   *tenant_id;
 
 		if (isnull)
 			continue;
 		t = DatumGetTextPP(status);
-		if (VARSIZE_ANY_EXHDR(t) == 7 && memcmp(VARDATA_ANY(t), "sending", 7) == 0)
-			count(slot, bucket_of(TextDatumGetCString(slot_getattr(row, tenant_att, &isnull))), 1);
+		if (VARSIZE_ANY_EXHDR(t) != 7 || memcmp(VARDATA_ANY(t), "sending", 7) != 0)
+			continue;
+		tenant_id = TextDatumGetCString(slot_getattr(row, tenant_att, &isnull));
+		if (run_tenant == NULL || strcmp(tenant_id, run_tenant) != 0)
+		{
+			if (run > 0)
+				count(slot, bucket_of(run_tenant), run);
+			run_tenant = tenant_id;
+			run = 0;
+		}
+		run++;
 	}
+	if (run > 0)
+		count(slot, bucket_of(run_tenant), run);
 	tuplestore_select_read_pointer(added, 0);
 	LWLockRelease(integration_shared->slots_lock);
 	ExecDropSingleTupleTableSlot(row);
