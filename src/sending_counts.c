@@ -85,9 +85,9 @@ typedef struct CountedSending
 	int			bucket;
 	int32		n;
 	SubTransactionId subxid;
-}			CountedSending;
+} CountedSending;
 
-static CountedSending * counted = NULL;
+static CountedSending *counted = NULL;
 static int	ncounted = 0;
 static int	maxcounted = 0;
 static bool callbacks_registered = false;
