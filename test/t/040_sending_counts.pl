@@ -124,4 +124,38 @@ $node->restart;
 is(tenant_psql($node, $bound), 'null', 'with the workers off, no bound');
 is(tenant_psql($node, $listed), '1:1', 'and the claim left sending is listed');
 
+# A row inserted 'sending' by a transaction that is still open when a new worker
+# starts, and that commits after that worker's first transaction: the worker before
+# counted it (or none did), and the first transaction could not return it to
+# 'pending' (not committed yet).  It must be listed all the same.
+$node->append_conf('postgresql.conf', 'integration.worker_enabled = on');
+$node->restart;
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'with the workers on again, there is a bound');
+$pid = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'");
+my $open = $node->background_psql('postgres', on_error_stop => 1);
+$open->query_safe(q{SET integration.tenant_id = 'acme'});
+$open->query_safe(q{BEGIN});
+$open->query_safe($insert);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres'"
+		  . " AND role = 'delivery' AND pid <> $pid"),
+	'a new delivery worker took over while the insert was open');
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'and its first transaction is visible: there is a bound');
+$open->query_safe(q{COMMIT});
+$open->quit;
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'the row inserted sending before the new worker started is listed');
+is( tenant_psql($node,
+		q{SELECT (SELECT count(*) FROM integration.list_deliveries(50, status => 'sending'))
+			   = (SELECT count(*) FROM integration.deliveries WHERE status = 'sending')}),
+	't',
+	'the listing finds every row its snapshot sees sending');
+
 done_testing();
