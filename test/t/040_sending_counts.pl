@@ -138,13 +138,12 @@ my $open = $node->background_psql('postgres', on_error_stop => 1);
 $open->query_safe(q{SET integration.tenant_id = 'acme'});
 $open->query_safe(q{BEGIN});
 $open->query_safe($insert);
+my $log_at = -s $node->logfile;
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres'"
-		  . " AND role = 'delivery' AND pid <> $pid"),
-	'a new delivery worker took over while the insert was open');
-ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
-	'and its first transaction is visible: there is a bound');
+ok($node->wait_for_log(qr/integration worker started for database "postgres"/, $log_at),
+	'a new delivery worker started while the insert was open');
+is(tenant_psql($node, $bound), 'null',
+	'while a transaction that was writing deliveries at its start is open, it has no bound');
 $open->query_safe(q{COMMIT});
 $open->quit;
 is( tenant_psql($node,
@@ -152,6 +151,13 @@ is( tenant_psql($node,
 		  . " WHERE endpoint_id = $other_acme"),
 	'1',
 	'the row inserted sending before the new worker started is listed');
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'once that transaction has ended, the worker counts again');
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'and the row is still listed: the worker counted it');
 is( tenant_psql($node,
 		q{SELECT (SELECT count(*) FROM integration.list_deliveries(50, status => 'sending'))
 			   = (SELECT count(*) FROM integration.deliveries WHERE status = 'sending')}),
