@@ -28,7 +28,14 @@
  *    REPEATABLE READ transaction, a replication slot's xmin) keeps the counts high,
  *    never low;
  *  - they may be used by a snapshot that sees the worker's first transaction committed
- *    (sending_since), which returned every claim left 'sending' to 'pending'.
+ *    (sending_since), which returned every claim left 'sending' to 'pending'.  That
+ *    holds only if no transaction that made rows 'sending' before the worker took its
+ *    slot (counted by the worker before, or by none) commits after the first
+ *    transaction: such rows are counted by nobody and were not returned.  So the first
+ *    transaction notes who is writing deliveries (their locks) once the slot is taken;
+ *    if anyone is, the counts wait until all of them have ended, and then one
+ *    transaction counts every row 'sending' as well (SendingCountsAdopt()), and
+ *    becomes sending_since.  Those counts are never taken back: high, never low.
  * So a bound is never too small for the snapshot reading it: the listing asks for at
  * most that many rows and stops there, and for none when it is 0.  Where the worker
  * cannot tell it stays high: claims whose outcome could not be written and that a
@@ -44,15 +51,18 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -60,11 +70,13 @@
 
 #include "sending_counts.h"
 #include "shared_state.h"
+#include "spi_plan.h"
 #include "tenant.h"
 #include "worker_slots.h"
 
 #define RELEASE_FIRST_MS 10
 #define RELEASE_MAX_MS 1000
+#define WRITERS_CHECK_MS 100
 
 /* Deliveries that stopped being 'sending' in a committed transaction. */
 typedef struct EndedSending
@@ -104,6 +116,14 @@ static int	nwaiting = 0;
 static int	maxwaiting = 0;
 static TimestampTz release_at = 0;
 static int	release_ms = RELEASE_FIRST_MS;
+
+/*
+ * The transactions that held deliveries locked for writing when the worker started,
+ * not known to have ended; writers_check_at: when to look again (0: none).
+ */
+static VirtualTransactionId *writers = NULL;
+static int	nwriters = 0;
+static TimestampTz writers_check_at = 0;
 
 static int
 bucket_of(const char *tenant_id)
@@ -281,12 +301,85 @@ SendingCountsRolledBack(void)
 }
 
 /*
- * The worker's first transaction, xid, committed: no claim of a worker before it is
- * left 'sending' for snapshots that see it.
+ * In the worker's first transaction, its slot taken, before it returns the claims left
+ * 'sending': the transactions writing deliveries now (holding a lock that a SHARE lock
+ * waits for).  One of them may have made rows 'sending' before the slot was taken, and
+ * commit after this transaction; any that comes later counts in this worker's slot.
+ */
+void
+SendingCountsStartup(void)
+{
+	Oid			nsp = get_namespace_oid("integration", false);
+	Oid			deliveries = get_relname_relid("deliveries", nsp);
+	LOCKTAG		tag;
+	VirtualTransactionId *vxids;
+	int			n;
+
+	if (!OidIsValid(deliveries))
+		elog(ERROR, "integration.deliveries not found");
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, deliveries);
+	vxids = GetLockConflicts(&tag, ShareLock, &n);
+	if (writers)
+		pfree(writers);
+	writers = MemoryContextAlloc(TopMemoryContext, sizeof(VirtualTransactionId) * Max(n, 1));
+	memcpy(writers, vxids, sizeof(VirtualTransactionId) * n);
+	nwriters = n;
+	writers_check_at = 0;
+}
+
+/*
+ * Whether a transaction that SendingCountsStartup() found writing may still run; looked
+ * at every WRITERS_CHECK_MS, never waiting.
+ */
+bool
+SendingCountsWritersOpen(TimestampTz now)
+{
+	if (nwriters == 0)
+		return false;
+	if (now < writers_check_at)
+		return true;
+	while (nwriters > 0 && VirtualXactLock(writers[nwriters - 1], false))
+		nwriters--;
+	writers_check_at = nwriters > 0 ? TimestampTzPlusMilliseconds(now, WRITERS_CHECK_MS) : 0;
+	return nwriters > 0;
+}
+
+/*
+ * In a transaction that began after every writer SendingCountsStartup() found had
+ * ended: counts every delivery 'sending' now, the ones those made included, never to be
+ * uncounted (the worker's own claims are counted twice: high, never low).  One read of
+ * the whole table, once, and only when someone was writing as the worker started.
+ */
+void
+SendingCountsAdopt(void)
+{
+	IntegrationWorkerSlot *slot = WorkerSlotOwn();
+	int			rc;
+
+	rc = SPI_execute("SELECT tenant_id, pg_catalog.count(*)::integer FROM integration.deliveries"
+					 " WHERE status = 'sending' GROUP BY tenant_id", false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "counting sending deliveries failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *tenant_id = ResultText(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, NULL);
+		int32		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													2, &isnull));
+
+		count(slot, bucket_of(tenant_id), n);
+	}
+}
+
+/*
+ * The worker's first transaction, or the one that adopted the rows of the writers it
+ * waited for, xid, committed: no row is left 'sending' uncounted for snapshots that see
+ * it.
  */
 void
 SendingCountsUsableFrom(TransactionId xid)
 {
+	Assert(nwriters == 0);
 	pg_atomic_write_u32(&WorkerSlotOwn()->sending_since, xid);
 }
 
@@ -319,10 +412,15 @@ SendingCountsRelease(TimestampTz now)
 	}
 }
 
-/* When SendingCountsRelease() wants to look again; 0: nothing waits. */
+/*
+ * When SendingCountsRelease() or SendingCountsWritersOpen() wants to look again; 0:
+ * nothing waits.
+ */
 TimestampTz
 SendingCountsNextRelease(void)
 {
+	if (writers_check_at != 0 && (release_at == 0 || writers_check_at < release_at))
+		return writers_check_at;
 	return release_at;
 }
 
