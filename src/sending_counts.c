@@ -54,6 +54,7 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -488,9 +489,11 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 
 	/*
 	 * A read pointer of its own: the other triggers' scans of "added" keep
-	 * theirs.
+	 * theirs.  Rewindable, as a scan of a transition table in a query asks
+	 * (nodeNamedtuplestorescan.c): tuplestore_rescan() asserts it, and the
+	 * store has the flag already, so asking costs nothing.
 	 */
-	readptr = tuplestore_alloc_read_pointer(added, 0);
+	readptr = tuplestore_alloc_read_pointer(added, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(added, readptr);
 	tuplestore_rescan(added);
 	/* A statement's rows come in runs of one tenant: one count per run. */
