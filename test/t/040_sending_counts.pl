@@ -5,7 +5,8 @@
 # no snapshot can see it 'sending'); the counts drop to 0 once nothing is in flight,
 # so the listing reads nothing; rows inserted 'sending' by hand count too, unless
 # rolled back; a new worker counts afresh; and without a worker there is no count, and
-# the listing reads the tenant's deliveries.
+# the listing reads the tenant's deliveries.  An idle logical replication slot is
+# there throughout.
 
 use strict;
 use warnings;
@@ -17,9 +18,10 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 # A retry far away: a delivery whose request timed out stays pending, not claimed again.
+# wal_level logical: for the idle replication slot below.
 my $node = new_integration_node('sending_counts',
 	"integration.retry_schedule = '1h'",
-	'integration.circuit_min_requests = 0');
+	'integration.circuit_min_requests = 0', 'wal_level = logical');
 my $recv = start_receiver();
 
 my $bound = q{SELECT coalesce(integration._sending_bound()::text, 'null')};
@@ -41,6 +43,11 @@ sub poll_tenant
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'"),
 	'the delivery worker runs');
+# A logical replication slot that nobody reads keeps its catalog_xmin for good: it
+# guards catalog rows for decoding, never a snapshot that lists deliveries, so every
+# "drops to 0" below must hold with it there.
+$node->safe_psql('postgres',
+	q{SELECT pg_create_logical_replication_slot('idle_slot', 'test_decoding')});
 ok(poll_tenant($bound, 'acme', '0'), 'with nothing claimed, the bound of acme is 0');
 is(tenant_psql($node, $listed), '0:0', 'and nothing is listed sending');
 
