@@ -25,8 +25,8 @@
  *    it 'sending' has ended: once the oldest xmin of the cluster has reached the next
  *    transaction id as read after the commit that ended it.  Until then the worker
  *    looks again, 10 ms later and then less often (up to 1 s); an old snapshot (a long
- *    REPEATABLE READ transaction, a replication slot's xmin) keeps the counts high,
- *    never low;
+ *    REPEATABLE READ transaction, a replication slot's xmin, though not a logical
+ *    slot's catalog_xmin) keeps the counts high, never low;
  *  - they may be used by a snapshot that sees the worker's first transaction committed
  *    (sending_since), which returned every claim left 'sending' to 'pending'.  That
  *    holds only if no transaction that made rows 'sending' before the worker took its
@@ -390,11 +390,21 @@ SendingCountsRelease(TimestampTz now)
 {
 	IntegrationWorkerSlot *slot = WorkerSlotOwn();
 	TransactionId horizon;
+	TransactionId catalog_xmin;
 	int			done = 0;
 
 	if (nwaiting == 0 || now < release_at)
 		return;
-	horizon = GetOldestNonRemovableTransactionId(NULL);
+
+	/*
+	 * The oldest xid or xmin of every backend of every database, and the xmin
+	 * of replication slots, which a snapshot exported while a slot was made
+	 * or a standby's feedback may stand for.  Without the catalog_xmin of
+	 * logical slots (GetOldestNonRemovableTransactionId(NULL) has it): it
+	 * guards catalog rows for decoding, never a snapshot that reads
+	 * deliveries, and a slot that nobody reads keeps it for good.
+	 */
+	GetReplicationHorizons(&horizon, &catalog_xmin);
 	/* In commit order, so in order of after. */
 	while (done < nwaiting && !TransactionIdPrecedes(horizon, waiting[done].after))
 	{
