@@ -18,10 +18,12 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 # A retry far away: a delivery whose request timed out stays pending, not claimed again.
-# wal_level logical: for the idle replication slot below.
+# wal_level logical: for the idle replication slot below; prepared transactions for
+# the last case.
 my $node = new_integration_node('sending_counts',
 	"integration.retry_schedule = '1h'",
-	'integration.circuit_min_requests = 0', 'wal_level = logical');
+	'integration.circuit_min_requests = 0', 'wal_level = logical',
+	'max_prepared_transactions = 2');
 my $recv = start_receiver();
 
 my $bound = q{SELECT coalesce(integration._sending_bound()::text, 'null')};
@@ -170,5 +172,30 @@ is( tenant_psql($node,
 			   = (SELECT count(*) FROM integration.deliveries WHERE status = 'sending')}),
 	't',
 	'the listing finds every row its snapshot sees sending');
+
+# The same with the insert prepared (two-phase) when the worker starts: its locks
+# outlive its session, and it commits later.
+tenant_psql($node, "DELETE FROM integration.deliveries WHERE endpoint_id = $other_acme");
+tenant_psql($node, "BEGIN; $insert; PREPARE TRANSACTION 'sending_insert';");
+$pid = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'");
+$log_at = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->wait_for_log(qr/integration worker started for database "postgres"/, $log_at),
+	'a new delivery worker started while the insert was prepared');
+is(tenant_psql($node, $bound), 'null', 'while it is prepared, no bound');
+$node->safe_psql('postgres', "COMMIT PREPARED 'sending_insert'");
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'committed, the prepared row is listed');
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'and the worker counts again');
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'with the prepared row counted');
 
 done_testing();
