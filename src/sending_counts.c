@@ -458,8 +458,9 @@ PG_FUNCTION_INFO_V1(integration_count_inserted_sending);
 /*
  * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): the
  * rows inserted 'sending' are counted in the database's delivery worker, if one runs,
- * by tenant, before the transaction commits.  Read from the transition table in C: for
- * the fan-out's batches this costs a pass over rows the reference check reads anyway.
+ * by bucket of tenants, before the transaction commits.  Read from the transition
+ * table in C: for the fan-out's batches this costs a pass over rows the reference
+ * check reads anyway.
  */
 Datum
 integration_count_inserted_sending(PG_FUNCTION_ARGS)
@@ -473,7 +474,10 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	int			status_att;
 	int			readptr;
 	char	   *run_tenant = NULL;
-	int			run = 0;
+	int			run_bucket = 0;
+	int32	   *sums;
+	int		   *touched;
+	int			ntouched = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
 		ereport(ERROR,
@@ -487,15 +491,24 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	if (tenant_att <= 0 || status_att <= 0)
 		elog(ERROR, "count_inserted_sending() needs columns tenant_id and status");
 
+	/* Without a worker, nothing to count in: no pass over the rows. */
 	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
 	slot = database_worker();
+	LWLockRelease(integration_shared->slots_lock);
 	if (slot == NULL)
-	{
-		LWLockRelease(integration_shared->slots_lock);
 		return PointerGetDatum(NULL);
-	}
+
+	/*
+	 * The rows are read without slots_lock: an LWLock holds off interrupts
+	 * and every worker's start and exit, and a COPY's rows may be millions,
+	 * spilled to disk.  A worker that starts meanwhile waits for this
+	 * transaction, which holds deliveries locked, before it trusts its counts
+	 * (SendingCountsStartup()).
+	 */
 	added = trigdata->tg_newtable;
 	row = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	sums = palloc0(sizeof(int32) * SENDING_COUNT_BUCKETS);
+	touched = palloc(sizeof(int) * SENDING_COUNT_BUCKETS);
 
 	/*
 	 * A read pointer of its own: the other triggers' scans of "added" keep
@@ -506,7 +519,7 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	readptr = tuplestore_alloc_read_pointer(added, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(added, readptr);
 	tuplestore_rescan(added);
-	/* A statement's rows come in runs of one tenant: one count per run. */
+	/* A statement's rows come in runs of one tenant: one hash per run. */
 	while (tuplestore_gettupleslot(added, true, false, row))
 	{
 		bool		isnull;
@@ -522,18 +535,27 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 		tenant_id = TextDatumGetCString(slot_getattr(row, tenant_att, &isnull));
 		if (run_tenant == NULL || strcmp(tenant_id, run_tenant) != 0)
 		{
-			if (run > 0)
-				count(slot, bucket_of(run_tenant), run);
 			run_tenant = tenant_id;
-			run = 0;
+			run_bucket = bucket_of(tenant_id);
 		}
-		run++;
+		if (sums[run_bucket]++ == 0)
+			touched[ntouched++] = run_bucket;
 	}
-	if (run > 0)
-		count(slot, bucket_of(run_tenant), run);
 	tuplestore_select_read_pointer(added, 0);
-	LWLockRelease(integration_shared->slots_lock);
 	ExecDropSingleTupleTableSlot(row);
+
+	/* One count per bucket, in the worker running now. */
+	if (ntouched > 0)
+	{
+		LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+		slot = database_worker();
+		if (slot != NULL)
+			for (int i = 0; i < ntouched; i++)
+				count(slot, touched[i], sums[touched[i]]);
+		LWLockRelease(integration_shared->slots_lock);
+	}
+	pfree(sums);
+	pfree(touched);
 	return PointerGetDatum(NULL);
 }
 
