@@ -78,6 +78,7 @@
 #define RELEASE_FIRST_MS 10
 #define RELEASE_MAX_MS 1000
 #define WRITERS_CHECK_MS 100
+#define WAITING_FOLD_AT 16384	/* 256 kB of endings waiting */
 
 /* Deliveries that stopped being 'sending' in a committed transaction. */
 typedef struct EndedSending
@@ -259,6 +260,34 @@ cycle_reset(void)
 	ncycle_buckets = 0;
 }
 
+/*
+ * Folds the endings waiting into one per bucket, all released with the newest of them:
+ * later, never earlier.  While an old snapshot holds the horizon back (a transaction
+ * open for hours, a physical slot whose standby is gone) every commit adds endings,
+ * which must not pile up without end.
+ */
+static void
+fold_waiting(void)
+{
+	TransactionId newest = waiting[nwaiting - 1].after;
+	int32	   *sums = palloc0(sizeof(int32) * SENDING_COUNT_BUCKETS);
+	int			n = 0;
+
+	for (int i = 0; i < nwaiting; i++)
+		sums[waiting[i].bucket] += waiting[i].n;
+	for (int b = 0; b < SENDING_COUNT_BUCKETS; b++)
+	{
+		if (sums[b] == 0)
+			continue;
+		waiting[n].after = newest;
+		waiting[n].bucket = b;
+		waiting[n].n = sums[b];
+		n++;
+	}
+	nwaiting = n;
+	pfree(sums);
+}
+
 /* The store transaction committed: its endings wait for the snapshots before it. */
 void
 SendingCountsCommitted(void)
@@ -268,6 +297,8 @@ SendingCountsCommitted(void)
 	if (ncycle_buckets == 0)
 		return;
 	after = ReadNextTransactionId();
+	if (nwaiting >= WAITING_FOLD_AT)
+		fold_waiting();
 	for (int i = 0; i < ncycle_buckets; i++)
 	{
 		int			b = cycle_buckets[i];
