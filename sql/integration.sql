@@ -1860,7 +1860,7 @@ CREATE FUNCTION integration._sending_bound() RETURNS integer
 	AS 'MODULE_PATHNAME', 'integration_sending_bound'
 	LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION integration._sending_bound() IS
-	'At most how many of the current tenant''s deliveries the current snapshot sees sending, as the database''s delivery worker counts them; NULL when no worker can tell (none running, or its start not yet visible). Internal, for list_deliveries().';
+	'At most how many of the current tenant''s deliveries the current snapshot sees sending, as the database''s delivery worker counts them; NULL when no worker can tell (none running, or its start not yet visible, or transactions writing deliveries as it started not yet ended and counted). Internal, for list_deliveries().';
 
 -- "limit" first: list_deliveries(10) means the ten newest, not endpoint 10.
 CREATE FUNCTION integration.list_deliveries("limit" integer DEFAULT 100,

@@ -139,7 +139,9 @@ typedef struct DeliveryJob
 	bool		scan_needed;	/* claim or fan out: something may be waiting */
 	bool		due_needed;		/* pending deliveries may be due */
 	bool		reconcile_needed;	/* look for expired leases */
-	TransactionId startup_xid;	/* the first transaction's (sending_counts.c) */
+	TransactionId startup_xid;	/* the first transaction's, or the adopting
+								 * one's (sending_counts.c) */
+	bool		adopt_needed;	/* the counts wait for writers to end */
 	TimestampTz reconcile_at;	/* when to, after results were dropped; 0:
 								 * never */
 	TimestampTz next_due;		/* 0: nothing pending */
@@ -1280,6 +1282,24 @@ fire_timers(DeliveryJob *j, TimestampTz now)
 }
 
 /*
+ * Counts the rows left 'sending' by transactions that were writing deliveries when the
+ * worker started, once they have all ended (sending_counts.c).
+ */
+static void
+adopt_step(void *arg)
+{
+	DeliveryJob *j = arg;
+
+	if (!StoreExtensionPresent())
+	{
+		j->extension_gone = true;
+		return;
+	}
+	SendingCountsAdopt();
+	j->startup_xid = GetTopTransactionId();
+}
+
+/*
  * WorkerKindOps.step: at most one store transaction.  Results are written when a batch
  * is full, nothing else is in flight, or the oldest has waited RESULT_FLUSH_MS; claims
  * are made when the scheduler wants work, and the fresh lane runs when a commit woke
@@ -1300,6 +1320,19 @@ delivery_step(void *state, TimestampTz now)
 	SendingCountsRelease(now);
 	if (now < j->pause_until)
 		return false;
+	if (j->adopt_needed && !SendingCountsWritersOpen(now))
+	{
+		/* The writers open at the start have ended: their rows are counted. */
+		if (!run_transaction(j, adopt_step, j, "counting sending deliveries"))
+		{
+			j->pause_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
+			return true;
+		}
+		if (j->extension_gone)
+			WorkerExitExtensionGone(j->svc);
+		SendingCountsUsableFrom(j->startup_xid);
+		j->adopt_needed = false;
+	}
 	record = (fresh > 0 &&
 			  (dlist_is_empty(&j->in_flight) || fresh >= RESULT_BATCH ||
 			   in_flight >= integration_max_concurrency ||
@@ -1410,6 +1443,12 @@ startup_step(void *arg)
 	}
 
 	/*
+	 * Who is writing deliveries now, the slot taken, before their rows are
+	 * looked at (sending_counts.c).
+	 */
+	SendingCountsStartup();
+
+	/*
 	 * A database has one worker: every claim left 'sending' belongs to a dead
 	 * one.
 	 */
@@ -1442,6 +1481,15 @@ delivery_startup(void *state)
 						j->svc->dbname)));
 		proc_exit(0);
 	}
-	SendingCountsUsableFrom(j->startup_xid);
+
+	/*
+	 * A transaction that was writing deliveries may yet commit rows 'sending'
+	 * that no count holds: the counts wait until it has ended, and then
+	 * delivery_step() counts those rows too.
+	 */
+	if (SendingCountsWritersOpen(GetCurrentTimestamp()))
+		j->adopt_needed = true;
+	else
+		SendingCountsUsableFrom(j->startup_xid);
 	return true;
 }

@@ -25,10 +25,17 @@
  *    it 'sending' has ended: once the oldest xmin of the cluster has reached the next
  *    transaction id as read after the commit that ended it.  Until then the worker
  *    looks again, 10 ms later and then less often (up to 1 s); an old snapshot (a long
- *    REPEATABLE READ transaction, a replication slot's xmin) keeps the counts high,
- *    never low;
+ *    REPEATABLE READ transaction, a replication slot's xmin, though not a logical
+ *    slot's catalog_xmin) keeps the counts high, never low;
  *  - they may be used by a snapshot that sees the worker's first transaction committed
- *    (sending_since), which returned every claim left 'sending' to 'pending'.
+ *    (sending_since), which returned every claim left 'sending' to 'pending'.  That
+ *    holds only if no transaction that made rows 'sending' before the worker took its
+ *    slot (counted by the worker before, or by none) commits after the first
+ *    transaction: such rows are counted by nobody and were not returned.  So the first
+ *    transaction notes who is writing deliveries (their locks) once the slot is taken;
+ *    if anyone is, the counts wait until all of them have ended, and then one
+ *    transaction counts every row 'sending' as well (SendingCountsAdopt()), and
+ *    becomes sending_since.  Those counts are never taken back: high, never low.
  * So a bound is never too small for the snapshot reading it: the listing asks for at
  * most that many rows and stops there, and for none when it is 0.  Where the worker
  * cannot tell it stays high: claims whose outcome could not be written and that a
@@ -44,15 +51,19 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -60,11 +71,14 @@
 
 #include "sending_counts.h"
 #include "shared_state.h"
+#include "spi_plan.h"
 #include "tenant.h"
 #include "worker_slots.h"
 
 #define RELEASE_FIRST_MS 10
 #define RELEASE_MAX_MS 1000
+#define WRITERS_CHECK_MS 100
+#define WAITING_FOLD_AT 16384	/* 256 kB of endings waiting */
 
 /* Deliveries that stopped being 'sending' in a committed transaction. */
 typedef struct EndedSending
@@ -104,6 +118,14 @@ static int	nwaiting = 0;
 static int	maxwaiting = 0;
 static TimestampTz release_at = 0;
 static int	release_ms = RELEASE_FIRST_MS;
+
+/*
+ * The transactions that held deliveries locked for writing when the worker started,
+ * not known to have ended; writers_check_at: when to look again (0: none).
+ */
+static VirtualTransactionId *writers = NULL;
+static int	nwriters = 0;
+static TimestampTz writers_check_at = 0;
 
 static int
 bucket_of(const char *tenant_id)
@@ -238,6 +260,34 @@ cycle_reset(void)
 	ncycle_buckets = 0;
 }
 
+/*
+ * Folds the endings waiting into one per bucket, all released with the newest of them:
+ * later, never earlier.  While an old snapshot holds the horizon back (a transaction
+ * open for hours, a physical slot whose standby is gone) every commit adds endings,
+ * which must not pile up without end.
+ */
+static void
+fold_waiting(void)
+{
+	TransactionId newest = waiting[nwaiting - 1].after;
+	int32	   *sums = palloc0(sizeof(int32) * SENDING_COUNT_BUCKETS);
+	int			n = 0;
+
+	for (int i = 0; i < nwaiting; i++)
+		sums[waiting[i].bucket] += waiting[i].n;
+	for (int b = 0; b < SENDING_COUNT_BUCKETS; b++)
+	{
+		if (sums[b] == 0)
+			continue;
+		waiting[n].after = newest;
+		waiting[n].bucket = b;
+		waiting[n].n = sums[b];
+		n++;
+	}
+	nwaiting = n;
+	pfree(sums);
+}
+
 /* The store transaction committed: its endings wait for the snapshots before it. */
 void
 SendingCountsCommitted(void)
@@ -247,6 +297,8 @@ SendingCountsCommitted(void)
 	if (ncycle_buckets == 0)
 		return;
 	after = ReadNextTransactionId();
+	if (nwaiting >= WAITING_FOLD_AT)
+		fold_waiting();
 	for (int i = 0; i < ncycle_buckets; i++)
 	{
 		int			b = cycle_buckets[i];
@@ -281,12 +333,85 @@ SendingCountsRolledBack(void)
 }
 
 /*
- * The worker's first transaction, xid, committed: no claim of a worker before it is
- * left 'sending' for snapshots that see it.
+ * In the worker's first transaction, its slot taken, before it returns the claims left
+ * 'sending': the transactions writing deliveries now (holding a lock that a SHARE lock
+ * waits for).  One of them may have made rows 'sending' before the slot was taken, and
+ * commit after this transaction; any that comes later counts in this worker's slot.
+ */
+void
+SendingCountsStartup(void)
+{
+	Oid			nsp = get_namespace_oid("integration", false);
+	Oid			deliveries = get_relname_relid("deliveries", nsp);
+	LOCKTAG		tag;
+	VirtualTransactionId *vxids;
+	int			n;
+
+	if (!OidIsValid(deliveries))
+		elog(ERROR, "integration.deliveries not found");
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, deliveries);
+	vxids = GetLockConflicts(&tag, ShareLock, &n);
+	if (writers)
+		pfree(writers);
+	writers = MemoryContextAlloc(TopMemoryContext, sizeof(VirtualTransactionId) * Max(n, 1));
+	memcpy(writers, vxids, sizeof(VirtualTransactionId) * n);
+	nwriters = n;
+	writers_check_at = 0;
+}
+
+/*
+ * Whether a transaction that SendingCountsStartup() found writing may still run; looked
+ * at every WRITERS_CHECK_MS, never waiting.
+ */
+bool
+SendingCountsWritersOpen(TimestampTz now)
+{
+	if (nwriters == 0)
+		return false;
+	if (now < writers_check_at)
+		return true;
+	while (nwriters > 0 && VirtualXactLock(writers[nwriters - 1], false))
+		nwriters--;
+	writers_check_at = nwriters > 0 ? TimestampTzPlusMilliseconds(now, WRITERS_CHECK_MS) : 0;
+	return nwriters > 0;
+}
+
+/*
+ * In a transaction that began after every writer SendingCountsStartup() found had
+ * ended: counts every delivery 'sending' now, the ones those made included, never to be
+ * uncounted (the worker's own claims are counted twice: high, never low).  One read of
+ * the whole table, once, and only when someone was writing as the worker started.
+ */
+void
+SendingCountsAdopt(void)
+{
+	IntegrationWorkerSlot *slot = WorkerSlotOwn();
+	int			rc;
+
+	rc = SPI_execute("SELECT tenant_id, pg_catalog.count(*)::integer FROM integration.deliveries"
+					 " WHERE status = 'sending' GROUP BY tenant_id", false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "counting sending deliveries failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *tenant_id = ResultText(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, NULL);
+		int32		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													2, &isnull));
+
+		count(slot, bucket_of(tenant_id), n);
+	}
+}
+
+/*
+ * The worker's first transaction, or the one that adopted the rows of the writers it
+ * waited for, xid, committed: no row is left 'sending' uncounted for snapshots that see
+ * it.
  */
 void
 SendingCountsUsableFrom(TransactionId xid)
 {
+	Assert(nwriters == 0);
 	pg_atomic_write_u32(&WorkerSlotOwn()->sending_since, xid);
 }
 
@@ -296,11 +421,21 @@ SendingCountsRelease(TimestampTz now)
 {
 	IntegrationWorkerSlot *slot = WorkerSlotOwn();
 	TransactionId horizon;
+	TransactionId catalog_xmin;
 	int			done = 0;
 
 	if (nwaiting == 0 || now < release_at)
 		return;
-	horizon = GetOldestNonRemovableTransactionId(NULL);
+
+	/*
+	 * The oldest xid or xmin of every backend of every database, and the xmin
+	 * of replication slots, which a snapshot exported while a slot was made
+	 * or a standby's feedback may stand for.  Without the catalog_xmin of
+	 * logical slots (GetOldestNonRemovableTransactionId(NULL) has it): it
+	 * guards catalog rows for decoding, never a snapshot that reads
+	 * deliveries, and a slot that nobody reads keeps it for good.
+	 */
+	GetReplicationHorizons(&horizon, &catalog_xmin);
 	/* In commit order, so in order of after. */
 	while (done < nwaiting && !TransactionIdPrecedes(horizon, waiting[done].after))
 	{
@@ -319,10 +454,15 @@ SendingCountsRelease(TimestampTz now)
 	}
 }
 
-/* When SendingCountsRelease() wants to look again; 0: nothing waits. */
+/*
+ * When SendingCountsRelease() or SendingCountsWritersOpen() wants to look again; 0:
+ * nothing waits.
+ */
 TimestampTz
 SendingCountsNextRelease(void)
 {
+	if (writers_check_at != 0 && (release_at == 0 || writers_check_at < release_at))
+		return writers_check_at;
 	return release_at;
 }
 
@@ -349,8 +489,9 @@ PG_FUNCTION_INFO_V1(integration_count_inserted_sending);
 /*
  * AFTER INSERT ... FOR EACH STATEMENT on deliveries (transition table "added"): the
  * rows inserted 'sending' are counted in the database's delivery worker, if one runs,
- * by tenant, before the transaction commits.  Read from the transition table in C: for
- * the fan-out's batches this costs a pass over rows the reference check reads anyway.
+ * by bucket of tenants, before the transaction commits.  Read from the transition
+ * table in C: for the fan-out's batches this costs a pass over rows the reference
+ * check reads anyway.
  */
 Datum
 integration_count_inserted_sending(PG_FUNCTION_ARGS)
@@ -364,7 +505,10 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	int			status_att;
 	int			readptr;
 	char	   *run_tenant = NULL;
-	int			run = 0;
+	int			run_bucket = 0;
+	int32	   *sums;
+	int		   *touched;
+	int			ntouched = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_newtable == NULL)
 		ereport(ERROR,
@@ -378,24 +522,35 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	if (tenant_att <= 0 || status_att <= 0)
 		elog(ERROR, "count_inserted_sending() needs columns tenant_id and status");
 
+	/* Without a worker, nothing to count in: no pass over the rows. */
 	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
 	slot = database_worker();
+	LWLockRelease(integration_shared->slots_lock);
 	if (slot == NULL)
-	{
-		LWLockRelease(integration_shared->slots_lock);
 		return PointerGetDatum(NULL);
-	}
+
+	/*
+	 * The rows are read without slots_lock: an LWLock holds off interrupts
+	 * and every worker's start and exit, and a COPY's rows may be millions,
+	 * spilled to disk.  A worker that starts meanwhile waits for this
+	 * transaction, which holds deliveries locked, before it trusts its counts
+	 * (SendingCountsStartup()).
+	 */
 	added = trigdata->tg_newtable;
 	row = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	sums = palloc0(sizeof(int32) * SENDING_COUNT_BUCKETS);
+	touched = palloc(sizeof(int) * SENDING_COUNT_BUCKETS);
 
 	/*
 	 * A read pointer of its own: the other triggers' scans of "added" keep
-	 * theirs.
+	 * theirs.  Rewindable, as a scan of a transition table in a query asks
+	 * (nodeNamedtuplestorescan.c): tuplestore_rescan() asserts it, and the
+	 * store has the flag already, so asking costs nothing.
 	 */
-	readptr = tuplestore_alloc_read_pointer(added, 0);
+	readptr = tuplestore_alloc_read_pointer(added, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(added, readptr);
 	tuplestore_rescan(added);
-	/* A statement's rows come in runs of one tenant: one count per run. */
+	/* A statement's rows come in runs of one tenant: one hash per run. */
 	while (tuplestore_gettupleslot(added, true, false, row))
 	{
 		bool		isnull;
@@ -411,18 +566,27 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 		tenant_id = TextDatumGetCString(slot_getattr(row, tenant_att, &isnull));
 		if (run_tenant == NULL || strcmp(tenant_id, run_tenant) != 0)
 		{
-			if (run > 0)
-				count(slot, bucket_of(run_tenant), run);
 			run_tenant = tenant_id;
-			run = 0;
+			run_bucket = bucket_of(tenant_id);
 		}
-		run++;
+		if (sums[run_bucket]++ == 0)
+			touched[ntouched++] = run_bucket;
 	}
-	if (run > 0)
-		count(slot, bucket_of(run_tenant), run);
 	tuplestore_select_read_pointer(added, 0);
-	LWLockRelease(integration_shared->slots_lock);
 	ExecDropSingleTupleTableSlot(row);
+
+	/* One count per bucket, in the worker running now. */
+	if (ntouched > 0)
+	{
+		LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
+		slot = database_worker();
+		if (slot != NULL)
+			for (int i = 0; i < ntouched; i++)
+				count(slot, touched[i], sums[touched[i]]);
+		LWLockRelease(integration_shared->slots_lock);
+	}
+	pfree(sums);
+	pfree(touched);
 	return PointerGetDatum(NULL);
 }
 

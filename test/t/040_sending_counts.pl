@@ -5,7 +5,8 @@
 # no snapshot can see it 'sending'); the counts drop to 0 once nothing is in flight,
 # so the listing reads nothing; rows inserted 'sending' by hand count too, unless
 # rolled back; a new worker counts afresh; and without a worker there is no count, and
-# the listing reads the tenant's deliveries.
+# the listing reads the tenant's deliveries.  An idle logical replication slot is
+# there throughout.
 
 use strict;
 use warnings;
@@ -17,9 +18,12 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 # A retry far away: a delivery whose request timed out stays pending, not claimed again.
+# wal_level logical: for the idle replication slot below; prepared transactions for
+# the last case.
 my $node = new_integration_node('sending_counts',
 	"integration.retry_schedule = '1h'",
-	'integration.circuit_min_requests = 0');
+	'integration.circuit_min_requests = 0', 'wal_level = logical',
+	'max_prepared_transactions = 2');
 my $recv = start_receiver();
 
 my $bound = q{SELECT coalesce(integration._sending_bound()::text, 'null')};
@@ -41,6 +45,11 @@ sub poll_tenant
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'"),
 	'the delivery worker runs');
+# A logical replication slot that nobody reads keeps its catalog_xmin for good: it
+# guards catalog rows for decoding, never a snapshot that lists deliveries, so every
+# "drops to 0" below must hold with it there.
+$node->safe_psql('postgres',
+	q{SELECT pg_create_logical_replication_slot('idle_slot', 'test_decoding')});
 ok(poll_tenant($bound, 'acme', '0'), 'with nothing claimed, the bound of acme is 0');
 is(tenant_psql($node, $listed), '0:0', 'and nothing is listed sending');
 
@@ -126,5 +135,70 @@ $node->append_conf('postgresql.conf', 'integration.worker_enabled = off');
 $node->restart;
 is(tenant_psql($node, $bound), 'null', 'with the workers off, no bound');
 is(tenant_psql($node, $listed), '1:1', 'and the claim left sending is listed');
+
+# A row inserted 'sending' by a transaction that is still open when a new worker
+# starts, and that commits after that worker's first transaction: the worker before
+# counted it (or none did), and the first transaction could not return it to
+# 'pending' (not committed yet).  It must be listed all the same.
+$node->append_conf('postgresql.conf', 'integration.worker_enabled = on');
+$node->restart;
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'with the workers on again, there is a bound');
+$pid = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'");
+my $open = $node->background_psql('postgres', on_error_stop => 1);
+$open->query_safe(q{SET integration.tenant_id = 'acme'});
+$open->query_safe(q{BEGIN});
+$open->query_safe($insert);
+my $log_at = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->wait_for_log(qr/integration worker started for database "postgres"/, $log_at),
+	'a new delivery worker started while the insert was open');
+is(tenant_psql($node, $bound), 'null',
+	'while a transaction that was writing deliveries at its start is open, it has no bound');
+$open->query_safe(q{COMMIT});
+$open->quit;
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'the row inserted sending before the new worker started is listed');
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'once that transaction has ended, the worker counts again');
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'and the row is still listed: the worker counted it');
+is( tenant_psql($node,
+		q{SELECT (SELECT count(*) FROM integration.list_deliveries(50, status => 'sending'))
+			   = (SELECT count(*) FROM integration.deliveries WHERE status = 'sending')}),
+	't',
+	'the listing finds every row its snapshot sees sending');
+
+# The same with the insert prepared (two-phase) when the worker starts: its locks
+# outlive its session, and it commits later.
+tenant_psql($node, "DELETE FROM integration.deliveries WHERE endpoint_id = $other_acme");
+tenant_psql($node, "BEGIN; $insert; PREPARE TRANSACTION 'sending_insert';");
+$pid = $node->safe_psql('postgres',
+	"SELECT pid FROM integration.worker_status() WHERE database = 'postgres' AND role = 'delivery'");
+$log_at = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->wait_for_log(qr/integration worker started for database "postgres"/, $log_at),
+	'a new delivery worker started while the insert was prepared');
+is(tenant_psql($node, $bound), 'null', 'while it is prepared, no bound');
+$node->safe_psql('postgres', "COMMIT PREPARED 'sending_insert'");
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'committed, the prepared row is listed');
+ok(poll_tenant(q{SELECT integration._sending_bound() IS NOT NULL}, 'acme', 't'),
+	'and the worker counts again');
+is( tenant_psql($node,
+		"SELECT count(*) FROM integration.list_deliveries(50, status => 'sending')"
+		  . " WHERE endpoint_id = $other_acme"),
+	'1',
+	'with the prepared row counted');
 
 done_testing();
