@@ -40,7 +40,8 @@
  * most that many rows and stops there, and for none when it is 0.  Where the worker
  * cannot tell it stays high: claims whose outcome could not be written and that a
  * lease reconcile later returns stay counted until the worker restarts.  Tenants share
- * a bucket when their ids hash alike, which only makes a bound larger.
+ * a bucket when their ids hash alike: while two have rows counted in one, neither gets
+ * a bound (tenant_key()), so that no tenant reads another's count.
  *
  * Not counted: a delivery set to 'sending' by a hand-written UPDATE (docs/limitations.md):
  * a trigger on every UPDATE would cost the worker's outcome UPDATE, its hottest
@@ -127,11 +128,77 @@ static VirtualTransactionId *writers = NULL;
 static int	nwriters = 0;
 static TimestampTz writers_check_at = 0;
 
-static int
-bucket_of(const char *tenant_id)
+/*
+ * Where a tenant is counted: its bucket, and the tag that tells it from the other
+ * tenants of that bucket.  A bucket counts for one tenant at a time: a second tenant's
+ * count makes it TAG_SHARED until it is back at 0, and a shared bucket gives no bound
+ * (the listing reads the deliveries), so that one tenant never reads the number of
+ * another's deliveries in flight.
+ */
+#define TAG_NONE 0
+#define TAG_SHARED PG_UINT32_MAX
+
+typedef struct TenantKey
 {
-	return (int) (hash_bytes((const unsigned char *) tenant_id, (int) strlen(tenant_id)) %
-				  SENDING_COUNT_BUCKETS);
+	int			bucket;
+	uint32		tag;
+}			TenantKey;
+
+static TenantKey
+tenant_key(const char *tenant_id)
+{
+	int			len = (int) strlen(tenant_id);
+	TenantKey	k;
+
+	k.bucket = (int) (hash_bytes((const unsigned char *) tenant_id, len) % SENDING_COUNT_BUCKETS);
+	k.tag = (uint32) hash_bytes_extended((const unsigned char *) tenant_id, len, 0x73656e64);
+	if (k.tag == TAG_NONE || k.tag == TAG_SHARED)
+		k.tag = 1;
+	return k;
+}
+
+static inline uint64
+bucket_word(uint32 tag, uint32 n)
+{
+	return ((uint64) tag << 32) | n;
+}
+
+/* Adds n for tag (TAG_SHARED: several tenants) to bucket b of slot. */
+static void
+bucket_add(IntegrationWorkerSlot *slot, int b, uint32 tag, uint32 n)
+{
+	pg_atomic_uint64 *w = &slot->sending[b];
+	uint64		old = pg_atomic_read_u64(w);
+
+	for (;;)
+	{
+		uint32		count = (uint32) old;
+		uint32		owner = (uint32) (old >> 32);
+
+		if (count == 0)
+			owner = tag;
+		else if (owner != tag)
+			owner = TAG_SHARED;
+		if (pg_atomic_compare_exchange_u64(w, &old, bucket_word(owner, count + n)))
+			return;
+	}
+}
+
+/* Takes n off bucket b of slot; at 0 the bucket belongs to no tenant. */
+static void
+bucket_sub(IntegrationWorkerSlot *slot, int b, uint32 n)
+{
+	pg_atomic_uint64 *w = &slot->sending[b];
+	uint64		old = pg_atomic_read_u64(w);
+
+	for (;;)
+	{
+		uint32		count = (uint32) old - n;
+
+		if (pg_atomic_compare_exchange_u64(w, &old,
+										   bucket_word(count == 0 ? TAG_NONE : (uint32) (old >> 32), count)))
+			return;
+	}
 }
 
 /* Takes back the counts this backend added since subtransaction subxid began. */
@@ -156,7 +223,7 @@ uncount(SubTransactionId subxid)
 		 * these.
 		 */
 		if (c->slot->in_use && c->slot->pid == c->pid)
-			pg_atomic_fetch_sub_u32(&c->slot->sending[c->bucket], (uint32) c->n);
+			bucket_sub(c->slot, c->bucket, (uint32) c->n);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	ncounted = kept;
@@ -189,11 +256,12 @@ sending_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * Adds n to bucket b of the delivery worker's slot, until the end of the transaction:
- * taken back if it rolls back.  The caller holds slots_lock or is the slot's worker.
+ * Adds n for the tenant of key to the delivery worker's slot, until the end of the
+ * transaction: taken back if it rolls back.  The caller holds slots_lock or is the
+ * slot's worker.
  */
 static void
-count(IntegrationWorkerSlot *slot, int b, int n)
+count(IntegrationWorkerSlot *slot, TenantKey key, int n)
 {
 	if (!callbacks_registered)
 	{
@@ -209,11 +277,11 @@ count(IntegrationWorkerSlot *slot, int b, int n)
 	}
 	counted[ncounted].slot = slot;
 	counted[ncounted].pid = slot->pid;
-	counted[ncounted].bucket = b;
+	counted[ncounted].bucket = key.bucket;
 	counted[ncounted].n = n;
 	counted[ncounted].subxid = GetCurrentSubTransactionId();
 	ncounted++;
-	pg_atomic_fetch_add_u32(&slot->sending[b], (uint32) n);
+	bucket_add(slot, key.bucket, key.tag, (uint32) n);
 }
 
 /* The running delivery worker's slot of this database; the caller holds slots_lock. */
@@ -238,14 +306,14 @@ database_worker(void)
 void
 SendingCountsClaimed(const char *tenant_id)
 {
-	count(WorkerSlotOwn(), bucket_of(tenant_id), 1);
+	count(WorkerSlotOwn(), tenant_key(tenant_id), 1);
 }
 
 /* A claim that the store transaction under way ends: uncounted after it commits. */
 void
 SendingCountsEnded(const char *tenant_id)
 {
-	int			b = bucket_of(tenant_id);
+	int			b = tenant_key(tenant_id).bucket;
 
 	if (cycle_ended[b] == 0)
 		cycle_buckets[ncycle_buckets++] = b;
@@ -399,7 +467,7 @@ SendingCountsAdopt(void)
 		int32		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 													2, &isnull));
 
-		count(slot, bucket_of(tenant_id), n);
+		count(slot, tenant_key(tenant_id), n);
 	}
 }
 
@@ -439,7 +507,7 @@ SendingCountsRelease(TimestampTz now)
 	/* In commit order, so in order of after. */
 	while (done < nwaiting && !TransactionIdPrecedes(horizon, waiting[done].after))
 	{
-		pg_atomic_fetch_sub_u32(&slot->sending[waiting[done].bucket], (uint32) waiting[done].n);
+		bucket_sub(slot, waiting[done].bucket, (uint32) waiting[done].n);
 		done++;
 	}
 	if (done > 0)
@@ -480,7 +548,7 @@ SendingCountsClaimedElsewhere(const char *tenant_id, int n)
 	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
 	slot = database_worker();
 	if (slot)
-		count(slot, bucket_of(tenant_id), n);
+		count(slot, tenant_key(tenant_id), n);
 	LWLockRelease(integration_shared->slots_lock);
 }
 
@@ -505,8 +573,9 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	int			status_att;
 	int			readptr;
 	char	   *run_tenant = NULL;
-	int			run_bucket = 0;
+	TenantKey	run_key = {0, TAG_NONE};
 	int32	   *sums;
+	uint32	   *tags;
 	int		   *touched;
 	int			ntouched = 0;
 
@@ -539,6 +608,7 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 	added = trigdata->tg_newtable;
 	row = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	sums = palloc0(sizeof(int32) * SENDING_COUNT_BUCKETS);
+	tags = palloc(sizeof(uint32) * SENDING_COUNT_BUCKETS);
 	touched = palloc(sizeof(int) * SENDING_COUNT_BUCKETS);
 
 	/*
@@ -567,10 +637,15 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 		if (run_tenant == NULL || strcmp(tenant_id, run_tenant) != 0)
 		{
 			run_tenant = tenant_id;
-			run_bucket = bucket_of(tenant_id);
+			run_key = tenant_key(tenant_id);
 		}
-		if (sums[run_bucket]++ == 0)
-			touched[ntouched++] = run_bucket;
+		if (sums[run_key.bucket]++ == 0)
+		{
+			touched[ntouched++] = run_key.bucket;
+			tags[run_key.bucket] = run_key.tag;
+		}
+		else if (tags[run_key.bucket] != run_key.tag)
+			tags[run_key.bucket] = TAG_SHARED;
 	}
 	tuplestore_select_read_pointer(added, 0);
 	ExecDropSingleTupleTableSlot(row);
@@ -582,10 +657,15 @@ integration_count_inserted_sending(PG_FUNCTION_ARGS)
 		slot = database_worker();
 		if (slot != NULL)
 			for (int i = 0; i < ntouched; i++)
-				count(slot, touched[i], sums[touched[i]]);
+			{
+				TenantKey	key = {touched[i], tags[touched[i]]};
+
+				count(slot, key, sums[touched[i]]);
+			}
 		LWLockRelease(integration_shared->slots_lock);
 	}
 	pfree(sums);
+	pfree(tags);
 	pfree(touched);
 	return PointerGetDatum(NULL);
 }
@@ -600,10 +680,9 @@ PG_FUNCTION_INFO_V1(integration_sending_bound);
 Datum
 integration_sending_bound(PG_FUNCTION_ARGS)
 {
-	const char *tenant_id = RequireTenant();
-	int			b = bucket_of(tenant_id);
+	TenantKey	key = tenant_key(RequireTenant());
 	Snapshot	snapshot;
-	int32		bound = -1;
+	int64		bound = -1;
 
 	if (integration_shared == NULL || !ActiveSnapshotSet())
 		PG_RETURN_NULL();
@@ -618,10 +697,19 @@ integration_sending_bound(PG_FUNCTION_ARGS)
 			continue;
 		since = pg_atomic_read_u32(&slot->sending_since);
 		if (TransactionIdIsNormal(since) && !XidInMVCCSnapshot(since, snapshot))
-			bound = (int32) pg_atomic_read_u32(&slot->sending[b]);
+		{
+			uint64		w = pg_atomic_read_u64(&slot->sending[key.bucket]);
+			uint32		count = (uint32) w;
+
+			/* Another tenant's count, or several tenants': none to give. */
+			if (count == 0)
+				bound = 0;
+			else if ((uint32) (w >> 32) == key.tag && count <= PG_INT32_MAX)
+				bound = count;
+		}
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	if (bound < 0)
 		PG_RETURN_NULL();
-	PG_RETURN_INT32(bound);
+	PG_RETURN_INT32((int32) bound);
 }

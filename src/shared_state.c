@@ -71,7 +71,7 @@ integration_shmem_startup(void)
 			pg_atomic_init_u64(&slot->sync_runs_started, 0);
 			pg_atomic_init_u32(&slot->sending_since, InvalidTransactionId);
 			for (int b = 0; b < SENDING_COUNT_BUCKETS; b++)
-				pg_atomic_init_u32(&slot->sending[b], 0);
+				pg_atomic_init_u64(&slot->sending[b], 0);
 		}
 	}
 	TargetHealthShmemInit();

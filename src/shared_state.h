@@ -25,7 +25,8 @@
 /*
  * The delivery worker's counts of 'sending' deliveries (sending_counts.c), by a hash of
  * the tenant id: as many buckets as the endpoint caches have, so that tenants seldom
- * share one.  4 kB per slot.
+ * share one.  Each bucket a count and the tag of the one tenant it counts for.  8 kB
+ * per slot.
  */
 #define SENDING_COUNT_BUCKETS 1024
 
@@ -67,12 +68,13 @@ typedef struct IntegrationWorkerSlot
 
 	/*
 	 * A delivery worker's upper bound of its database's 'sending' deliveries
-	 * per bucket of tenants (int32 values), usable by a snapshot that sees
-	 * transaction sending_since committed (InvalidTransactionId: not yet).
-	 * Reset when the slot is taken.
+	 * per bucket of tenants (a tenant's tag in the high 32 bits, the count in
+	 * the low ones), usable by a snapshot that sees transaction sending_since
+	 * committed (InvalidTransactionId: not yet).  Reset when the slot is
+	 * taken.
 	 */
 	pg_atomic_uint32 sending_since;
-	pg_atomic_uint32 sending[SENDING_COUNT_BUCKETS];
+	pg_atomic_uint64 sending[SENDING_COUNT_BUCKETS];
 } IntegrationWorkerSlot;
 
 typedef struct IntegrationSharedState

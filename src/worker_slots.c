@@ -254,7 +254,7 @@ WorkerSlotTake(Oid dboid, WorkerRole role, uint32 wake_mask)
 		pg_atomic_write_u64(&free_slot->sync_runs_started, 0);
 		pg_atomic_write_u32(&free_slot->sending_since, InvalidTransactionId);
 		for (int b = 0; b < SENDING_COUNT_BUCKETS; b++)
-			pg_atomic_write_u32(&free_slot->sending[b], 0);
+			pg_atomic_write_u64(&free_slot->sending[b], 0);
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	if (free_slot == NULL)

@@ -4,9 +4,9 @@
 # lists them after their outcomes are written (the worker uncounts a claim only once
 # no snapshot can see it 'sending'); the counts drop to 0 once nothing is in flight,
 # so the listing reads nothing; rows inserted 'sending' by hand count too, unless
-# rolled back; a new worker counts afresh; and without a worker there is no count, and
-# the listing reads the tenant's deliveries.  An idle logical replication slot is
-# there throughout.
+# rolled back; a new worker counts afresh; two tenants counted in one bucket get no
+# bound; and without a worker there is no count, and the listing reads the tenant's
+# deliveries.  An idle logical replication slot is there throughout.
 
 use strict;
 use warnings;
@@ -128,6 +128,28 @@ ok($node->poll_query_until('postgres',
 is(scalar @r, 2, 'the fourth is sent again by the new worker');
 is(tenant_psql($node, $bound), '1', 'the new worker counts its claim');
 is(tenant_psql($node, $listed), '1:1', 'and it is listed sending');
+
+# A tenant whose id falls in acme's bucket: once both have deliveries counted there,
+# neither gets a bound (it would hold the other's count), and both list by reading.
+my $twin = $node->safe_psql('postgres', q{
+	SELECT 'twin' || i FROM generate_series(1, 1000000) i
+	 WHERE hashtext('twin' || i) & 1023 = hashtext('acme') & 1023 LIMIT 1});
+my $twin_ep = register_for($node, $twin, 'never', receiver_url($recv, '/never'), '["never.*"]');
+my $twin_ep2 = register_for($node, $twin, 'none', receiver_url($recv, '/none'), '["none.*"]');
+tenant_psql($node, q{SELECT integration.publish_event('never.x', '{}')}, $twin);
+ok(poll_tenant(q{SELECT count(*) FROM integration.list_deliveries(status => 'delivered')}, $twin, '1'),
+	"$twin, in acme's bucket, has a delivery delivered");
+is(tenant_psql($node, $bound, $twin), 'null', "$twin gets no bound while acme's claim is counted in their bucket, not acme's count");
+is(tenant_psql($node, $listed, $twin), '0:0', 'and lists none');
+tenant_psql($node, "INSERT INTO integration.deliveries (event_id, endpoint_id, status, next_attempt_at, lease_expires_at)"
+	  . " SELECT max(event_id), $twin_ep2, 'sending', NULL, now() + interval '1 hour' FROM integration.deliveries"
+	  . " WHERE tenant_id = '$twin'", $twin);
+is(tenant_psql($node, $bound) . '|' . tenant_psql($node, $bound, $twin), 'null|null',
+	"with a sending delivery of each counted in it, the bucket gives neither a bound");
+is(tenant_psql($node, $listed) . '|' . tenant_psql($node, $listed, $twin), '1:1|1:1',
+	'and each lists its own one');
+# Gone before the workers start again, so that acme alone is counted in that bucket then.
+tenant_psql($node, "DELETE FROM integration.deliveries WHERE endpoint_id = $twin_ep2", $twin);
 
 # Without a worker nothing counts: the bound is NULL, and the claim the stopped worker
 # left 'sending' is found by reading the tenant's deliveries.
