@@ -1318,6 +1318,7 @@ delivery_step(void *state, TimestampTz now)
 
 	fire_timers(j, now);
 	SendingCountsRelease(now);
+	SendingCountsKeepSince(now);
 	if (now < j->pause_until)
 		return false;
 	if (j->adopt_needed && !SendingCountsWritersOpen(now))

@@ -80,6 +80,8 @@
 #define RELEASE_MAX_MS 1000
 #define WRITERS_CHECK_MS 100
 #define WAITING_FOLD_AT 16384	/* 256 kB of endings waiting */
+#define SINCE_CHECK_MS 60000
+#define SINCE_MAX_AGE (1 << 30)
 
 /* Deliveries that stopped being 'sending' in a committed transaction. */
 typedef struct EndedSending
@@ -97,6 +99,7 @@ typedef struct CountedSending
 {
 	IntegrationWorkerSlot *slot;
 	pid_t		pid;
+	TimestampTz started_at;
 	int			bucket;
 	int32		n;
 	SubTransactionId subxid;
@@ -118,6 +121,7 @@ static EndedSending *waiting = NULL;
 static int	nwaiting = 0;
 static int	maxwaiting = 0;
 static TimestampTz release_at = 0;
+static TimestampTz since_checked_at = 0;
 static int	release_ms = RELEASE_FIRST_MS;
 
 /*
@@ -222,7 +226,7 @@ uncount(SubTransactionId subxid)
 		 * A worker started since has counts of its own, which hold none of
 		 * these.
 		 */
-		if (c->slot->in_use && c->slot->pid == c->pid)
+		if (c->slot->in_use && c->slot->pid == c->pid && c->slot->started_at == c->started_at)
 			bucket_sub(c->slot, c->bucket, (uint32) c->n);
 	}
 	LWLockRelease(integration_shared->slots_lock);
@@ -277,6 +281,7 @@ count(IntegrationWorkerSlot *slot, TenantKey key, int n)
 	}
 	counted[ncounted].slot = slot;
 	counted[ncounted].pid = slot->pid;
+	counted[ncounted].started_at = slot->started_at;
 	counted[ncounted].bucket = key.bucket;
 	counted[ncounted].n = n;
 	counted[ncounted].subxid = GetCurrentSubTransactionId();
@@ -481,6 +486,31 @@ SendingCountsUsableFrom(TransactionId xid)
 {
 	Assert(nwriters == 0);
 	pg_atomic_write_u32(&WorkerSlotOwn()->sending_since, xid);
+	since_checked_at = 0;
+}
+
+/*
+ * Keeps sending_since within reach of the snapshots' xid arithmetic, which is modulo
+ * 2^32: past 2^31 transactions a committed xid reads as one in the future, and the
+ * counts would go unused until the worker restarted (about 2.5 days at 10,000
+ * transactions a second).  So once it is 2^30 transactions old it is replaced by the
+ * next xid as read now: a snapshot that sees that one finished was taken after this
+ * read, so after the first transaction committed, which is all sending_since stands
+ * for.  Looked at once a minute.
+ */
+void
+SendingCountsKeepSince(TimestampTz now)
+{
+	IntegrationWorkerSlot *slot = WorkerSlotOwn();
+	TransactionId since = pg_atomic_read_u32(&slot->sending_since);
+	TransactionId next;
+
+	if (!TransactionIdIsNormal(since) || now < since_checked_at)
+		return;
+	since_checked_at = TimestampTzPlusMilliseconds(now, SINCE_CHECK_MS);
+	next = ReadNextTransactionId();
+	if ((int32) (next - since) > SINCE_MAX_AGE)
+		pg_atomic_write_u32(&slot->sending_since, next);
 }
 
 /* Uncounts the endings that no running snapshot can miss any more. */

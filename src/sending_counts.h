@@ -17,6 +17,7 @@ extern void SendingCountsStartup(void);
 extern bool SendingCountsWritersOpen(TimestampTz now);
 extern void SendingCountsAdopt(void);
 extern void SendingCountsUsableFrom(TransactionId xid);
+extern void SendingCountsKeepSince(TimestampTz now);
 extern void SendingCountsRelease(TimestampTz now);
 extern TimestampTz SendingCountsNextRelease(void);
 
