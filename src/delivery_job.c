@@ -184,6 +184,7 @@ typedef struct Cycle
 	bool		put_back;		/* out: events queued again */
 	ClaimList	claims;			/* out */
 	int			inserted;		/* out: claims[0..inserted) the fan-out made */
+	TransactionId xid;			/* out: the transaction's, if it wrote */
 	int			returned;		/* out: claims given back */
 	uint64		transitions_upto;	/* out: circuit transitions stored */
 	SchedTarget **disabled;		/* out: the endpoints the worker disabled (in
@@ -775,6 +776,7 @@ cycle_step(void *arg)
 	cycle_work(cy);
 	for (int i = cy->inserted; i < cy->claims.count; i++)
 		SendingCountsClaimed(cy->claims.items[i].tenant_id);
+	cy->xid = GetTopTransactionIdIfAny();
 }
 
 /*
@@ -936,7 +938,7 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
 		}
 		return false;
 	}
-	SendingCountsCommitted();
+	SendingCountsCommitted(cy.xid);
 	if (record)
 	{
 		/*

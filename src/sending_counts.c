@@ -122,6 +122,7 @@ static int	nwaiting = 0;
 static int	maxwaiting = 0;
 static TimestampTz release_at = 0;
 static TimestampTz since_checked_at = 0;
+static TransactionId last_committed = InvalidTransactionId; /* since sending_since */
 static int	release_ms = RELEASE_FIRST_MS;
 
 /*
@@ -363,9 +364,12 @@ fold_waiting(void)
 
 /* The store transaction committed: its endings wait for the snapshots before it. */
 void
-SendingCountsCommitted(void)
+SendingCountsCommitted(TransactionId xid)
 {
 	TransactionId after;
+
+	if (TransactionIdIsNormal(xid))
+		last_committed = xid;
 
 	if (ncycle_buckets == 0)
 		return;
@@ -487,16 +491,19 @@ SendingCountsUsableFrom(TransactionId xid)
 	Assert(nwriters == 0);
 	pg_atomic_write_u32(&WorkerSlotOwn()->sending_since, xid);
 	since_checked_at = 0;
+	last_committed = InvalidTransactionId;
 }
 
 /*
  * Keeps sending_since within reach of the snapshots' xid arithmetic, which is modulo
  * 2^32: past 2^31 transactions a committed xid reads as one in the future, and the
  * counts would go unused until the worker restarted (about 2.5 days at 10,000
- * transactions a second).  So once it is 2^30 transactions old it is replaced by the
- * next xid as read now: a snapshot that sees that one finished was taken after this
- * read, so after the first transaction committed, which is all sending_since stands
- * for.  Looked at once a minute.
+ * transactions a second).  So once it is 2^30 transactions old it is replaced by a
+ * later one that every snapshot seeing it finished also sees the first transaction
+ * committed: this worker's last committed store transaction (after the first one), or
+ * else the next xid as read now (a snapshot that sees that one finished was taken
+ * after this read; until whoever gets it ends, the counts go unused).  Looked at once
+ * a minute.
  */
 void
 SendingCountsKeepSince(TimestampTz now)
@@ -509,7 +516,12 @@ SendingCountsKeepSince(TimestampTz now)
 		return;
 	since_checked_at = TimestampTzPlusMilliseconds(now, SINCE_CHECK_MS);
 	next = ReadNextTransactionId();
-	if ((int32) (next - since) > SINCE_MAX_AGE)
+	/* Unsigned: sending_since is always in the past, however long ago. */
+	if ((uint32) (next - since) <= SINCE_MAX_AGE)
+		return;
+	if (TransactionIdIsNormal(last_committed) && (uint32) (next - last_committed) <= SINCE_MAX_AGE / 2)
+		pg_atomic_write_u32(&slot->sending_since, last_committed);
+	else
 		pg_atomic_write_u32(&slot->sending_since, next);
 }
 

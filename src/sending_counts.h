@@ -11,7 +11,7 @@
 /* In the delivery worker, around each store transaction. */
 extern void SendingCountsClaimed(const char *tenant_id);
 extern void SendingCountsEnded(const char *tenant_id);
-extern void SendingCountsCommitted(void);
+extern void SendingCountsCommitted(TransactionId xid);
 extern void SendingCountsRolledBack(void);
 extern void SendingCountsStartup(void);
 extern bool SendingCountsWritersOpen(TimestampTz now);
