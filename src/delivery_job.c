@@ -14,9 +14,11 @@
  *
  * Where they go.  Each claim becomes a DeliveryItem queued in the scheduler under its
  * endpoint (the target); the scheduler decides when it starts.  A finished request's
- * outcome keeps its request slot until it is committed, so at most
+ * outcome keeps its slot of the worker until it is committed, so at most
  * integration.max_concurrency deliveries are ever sent but not recorded, which bounds
- * the duplicates a crash can cause.  Results whose rows someone else holds locked are
+ * the duplicates a crash can cause; a delivered request's endpoint and tenant slots go
+ * back when it ends (SchedulerEnded()), so a healthy endpoint's next requests do not
+ * wait for that commit.  Results whose rows someone else holds locked are
  * kept for later and give their slots up, so those locks stall nobody else.
  *
  * Locks.  No store statement waits for a row lock that others hold: they skip such
@@ -193,6 +195,7 @@ typedef struct Cycle
 } Cycle;
 
 static bool delivery_start(SchedItem *item, void *arg);
+static void request_ended(DeliveryJob *j, SchedTarget *target, int64 endpoint_id);
 
 const JobKind delivery_job_kind = {
 	.name = "delivery",
@@ -257,8 +260,17 @@ add_result(DeliveryJob *j, DeliveryItem *di, const char *outcome, TimestampTz st
 	r->next_attempt_at = next_at;
 	ItemPointerCopy(&c->tid, &r->tid);
 	r->lease = c->lease;
-	r->slot = di->item.target;	/* its request slot, given back once recorded */
+	r->slot = di->item.target;	/* the worker's slot, given back once recorded */
 	MemoryContextSwitchTo(old);
+
+	/*
+	 * A delivered request frees its endpoint's slot now; one that failed
+	 * keeps it until recorded, so a failing endpoint gets no more requests at
+	 * once than its concurrency before its circuit opens (t/018).
+	 */
+	r->slot_ended = strcmp(outcome, "delivered") == 0;
+	if (r->slot_ended)
+		request_ended(j, di->item.target, c->endpoint_id);
 
 	if (strcmp(outcome, "skipped") != 0)
 		WorkerSlotCountOutcome(strcmp(outcome, "delivered") == 0);
@@ -286,24 +298,38 @@ batch_unref(ClaimBatch *batch)
 }
 
 /*
- * Gives a result's request slot back to the scheduler.  If the last claim left its
- * endpoint out for being at its limit and it is below it now, its due deliveries can be claimed:
- * this, not a timer, brings them in, so a full endpoint with a backlog never makes the
- * worker spin.
+ * A request is over: its endpoint's and tenant's slots go back to the scheduler (the
+ * worker's slot stays with the result until it is recorded: release_slot()).  If the
+ * last claim left its endpoint out for being at its limit and it is below it now, its
+ * due deliveries can be claimed: this, not a timer, brings them in, so a full endpoint
+ * with a backlog never makes the worker spin.
+ */
+static void
+request_ended(DeliveryJob *j, SchedTarget *target, int64 endpoint_id)
+{
+	if (SchedulerEnded(j->svc->scheduler, target, GetCurrentTimestamp()) &&
+		j->nskipped > 0 &&
+		bsearch(&endpoint_id, j->skipped, j->nskipped, sizeof(int64), int64_cmp))
+	{
+		j->nskipped = 0;
+		j->due_needed = true;
+		j->scan_needed = true;
+	}
+}
+
+/*
+ * Gives a result's slot of the worker back to the scheduler once the result is
+ * recorded (or dropped): at most integration.max_concurrency deliveries are sent and
+ * not recorded.
  */
 static void
 release_slot(DeliveryJob *j, DeliveryResult *r)
 {
 	if (r->slot == NULL)
 		return;
-	if (SchedulerFinished(j->svc->scheduler, (SchedTarget *) r->slot, GetCurrentTimestamp()) &&
-		j->nskipped > 0 &&
-		bsearch(&r->endpoint_id, j->skipped, j->nskipped, sizeof(int64), int64_cmp))
-	{
-		j->nskipped = 0;
-		j->due_needed = true;
-		j->scan_needed = true;
-	}
+	if (!r->slot_ended)
+		request_ended(j, (SchedTarget *) r->slot, r->endpoint_id);
+	SchedulerRecorded(j->svc->scheduler);
 	r->slot = NULL;
 }
 

@@ -75,6 +75,8 @@ typedef struct DeliveryResult
 	TimestampTz lease;			/* ClaimedDelivery.lease */
 	void	   *slot;			/* the worker's: the request slot it holds;
 								 * NULL: none */
+	bool		slot_ended;		/* its endpoint's and tenant's share given
+								 * back already (SchedulerEnded()) */
 } DeliveryResult;
 
 /*

@@ -126,6 +126,8 @@ extern SchedItem *SchedulerNext(Scheduler *s, TimestampTz now);
 extern SchedReportAction SchedulerReport(Scheduler *s, SchedItem *item, TargetOutcome outcome,
 										 int64 retry_after_ms, TimestampTz now);
 extern bool SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now);
+extern bool SchedulerEnded(Scheduler *s, SchedTarget *t, TimestampTz now);
+extern void SchedulerRecorded(Scheduler *s);
 extern bool SchedulerMayHandOver(Scheduler *s, SchedItem *from, TimestampTz now);
 extern void SchedulerHandOverUndone(Scheduler *s, SchedItem *from, TimestampTz now);
 extern void SchedulerHandOver(Scheduler *s, SchedItem *from, SchedItem *to, TimestampTz now);
