@@ -619,16 +619,8 @@ SchedulerReport(Scheduler *s, SchedItem *item, TargetOutcome outcome, int64 retr
 bool
 SchedulerFinished(Scheduler *s, SchedTarget *t, TimestampTz now)
 {
-	bool		room;
-
-	Assert(t->in_flight > 0);
-	t->in_flight--;
-	t->tenant->in_flight--;
-	s->in_flight--;
-	room = !SchedulerTargetSaturated(s, t, now);
-	mark_dirty(s, t);
-	target_went_idle(s, t, now);
-	return room;
+	SchedulerRecorded(s);
+	return SchedulerEnded(s, t, now);
 }
 
 /*
