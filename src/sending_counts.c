@@ -147,16 +147,23 @@ typedef struct TenantKey
 {
 	int			bucket;
 	uint32		tag;
-}			TenantKey;
+} TenantKey;
+
+static int
+tenant_bucket(const char *tenant_id)
+{
+	return (int) (hash_bytes((const unsigned char *) tenant_id, (int) strlen(tenant_id)) %
+				  SENDING_COUNT_BUCKETS);
+}
 
 static TenantKey
 tenant_key(const char *tenant_id)
 {
-	int			len = (int) strlen(tenant_id);
 	TenantKey	k;
 
-	k.bucket = (int) (hash_bytes((const unsigned char *) tenant_id, len) % SENDING_COUNT_BUCKETS);
-	k.tag = (uint32) hash_bytes_extended((const unsigned char *) tenant_id, len, 0x73656e64);
+	k.bucket = tenant_bucket(tenant_id);
+	k.tag = (uint32) hash_bytes_extended((const unsigned char *) tenant_id, (int) strlen(tenant_id),
+										 0x73656e64);
 	if (k.tag == TAG_NONE || k.tag == TAG_SHARED)
 		k.tag = 1;
 	return k;
@@ -294,14 +301,7 @@ count(IntegrationWorkerSlot *slot, TenantKey key, int n)
 static IntegrationWorkerSlot *
 database_worker(void)
 {
-	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
-	{
-		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-
-		if (slot->in_use && slot->dboid == MyDatabaseId && slot->role == WORKER_ROLE_DELIVERY)
-			return slot;
-	}
-	return NULL;
+	return WorkerSlotOf(MyDatabaseId, WORKER_ROLE_DELIVERY);
 }
 
 /*
@@ -319,7 +319,7 @@ SendingCountsClaimed(const char *tenant_id)
 void
 SendingCountsEnded(const char *tenant_id)
 {
-	int			b = tenant_key(tenant_id).bucket;
+	int			b = tenant_bucket(tenant_id);
 
 	if (cycle_ended[b] == 0)
 		cycle_buckets[ncycle_buckets++] = b;
@@ -724,31 +724,26 @@ integration_sending_bound(PG_FUNCTION_ARGS)
 {
 	TenantKey	key = tenant_key(RequireTenant());
 	Snapshot	snapshot;
+	IntegrationWorkerSlot *slot;
+	TransactionId since;
 	int64		bound = -1;
 
 	if (integration_shared == NULL || !ActiveSnapshotSet())
 		PG_RETURN_NULL();
 	snapshot = GetActiveSnapshot();
 	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
-	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	slot = database_worker();
+	since = slot ? pg_atomic_read_u32(&slot->sending_since) : InvalidTransactionId;
+	if (TransactionIdIsNormal(since) && !XidInMVCCSnapshot(since, snapshot))
 	{
-		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-		TransactionId since;
+		uint64		w = pg_atomic_read_u64(&slot->sending[key.bucket]);
+		uint32		count = (uint32) w;
 
-		if (!slot->in_use || slot->dboid != MyDatabaseId || slot->role != WORKER_ROLE_DELIVERY)
-			continue;
-		since = pg_atomic_read_u32(&slot->sending_since);
-		if (TransactionIdIsNormal(since) && !XidInMVCCSnapshot(since, snapshot))
-		{
-			uint64		w = pg_atomic_read_u64(&slot->sending[key.bucket]);
-			uint32		count = (uint32) w;
-
-			/* Another tenant's count, or several tenants': none to give. */
-			if (count == 0)
-				bound = 0;
-			else if ((uint32) (w >> 32) == key.tag && count <= PG_INT32_MAX)
-				bound = count;
-		}
+		/* Another tenant's count, or several tenants': none to give. */
+		if (count == 0)
+			bound = 0;
+		else if ((uint32) (w >> 32) == key.tag && count <= PG_INT32_MAX)
+			bound = count;
 	}
 	LWLockRelease(integration_shared->slots_lock);
 	if (bound < 0)

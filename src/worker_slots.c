@@ -49,22 +49,34 @@ static const char *const activity_names[] = {
 	[WORKER_CALLING] = "calling",
 };
 
+/*
+ * The slot of dboid's worker of role (WORKER_ROLE_ANY: the first of any), or NULL.  The
+ * caller holds slots_lock, for as long as it uses the slot.
+ */
+IntegrationWorkerSlot *
+WorkerSlotOf(Oid dboid, WorkerRole role)
+{
+	for (int i = 0; i < INTEGRATION_MAX_WORKERS; i++)
+	{
+		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
+
+		if (slot->in_use && slot->dboid == dboid &&
+			(role == WORKER_ROLE_ANY || slot->role == (int) role))
+			return slot;
+	}
+	return NULL;
+}
+
 /* Whether a worker of role (WORKER_ROLE_ANY: of any) holds a slot for dboid. */
 bool
 WorkerSlotExists(Oid dboid, WorkerRole role)
 {
-	bool		found = false;
+	bool		found;
 
 	if (integration_shared == NULL)
 		return false;
 	LWLockAcquire(integration_shared->slots_lock, LW_SHARED);
-	for (int i = 0; i < INTEGRATION_MAX_WORKERS && !found; i++)
-	{
-		IntegrationWorkerSlot *slot = &integration_shared->workers[i];
-
-		found = slot->in_use && slot->dboid == dboid &&
-			(role == WORKER_ROLE_ANY || slot->role == (int) role);
-	}
+	found = WorkerSlotOf(dboid, role) != NULL;
 	LWLockRelease(integration_shared->slots_lock);
 	return found;
 }

@@ -54,6 +54,7 @@ typedef enum WorkerWakeRequest
 										 * gone */
 
 /* Any backend. */
+extern struct IntegrationWorkerSlot *WorkerSlotOf(Oid dboid, WorkerRole role);
 extern bool WorkerSlotExists(Oid dboid, WorkerRole role);
 extern void WakeDatabaseWorker(Oid dboid, uint32 requests);
 extern bool StopDatabaseWorker(Oid dboid, int timeout_ms);
