@@ -870,20 +870,20 @@ CREATE TRIGGER events_deleted AFTER DELETE ON integration.webhook_events
 CREATE TRIGGER events_truncated AFTER TRUNCATE ON integration.webhook_events
 	FOR EACH STATEMENT EXECUTE FUNCTION integration.delete_event_deliveries();
 
--- The worker writes an outcome only into a delivery row that nobody holds locked
--- (src/row_unlocked.c): this test, with the planner told that it holds for almost every
--- row, which "xmax = 0" could not tell it.
+-- The worker writes an outcome only into a delivery row that nobody but its own claim
+-- has locked (src/row_unlocked.c): this test, with the planner told that it holds for
+-- almost every row, which "xmax = 0" could not tell it.
 CREATE FUNCTION integration.row_unlocked_support(internal) RETURNS internal
 	AS 'MODULE_PATHNAME', 'integration_row_unlocked_support'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION integration.row_unlocked_support(internal) IS
 	'Planner support of row_unlocked(): estimates that it is true for every row.';
-CREATE FUNCTION integration.row_unlocked(xmax xid) RETURNS boolean
+CREATE FUNCTION integration.row_unlocked(xmax xid, claim_xmax xid) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'integration_row_unlocked'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 	SUPPORT integration.row_unlocked_support;
-COMMENT ON FUNCTION integration.row_unlocked(xid) IS
-	'Whether a row version with this xmax has been neither locked, updated nor deleted since it was written (internal, for the worker).';
+COMMENT ON FUNCTION integration.row_unlocked(xid, xid) IS
+	'Whether a row version with this xmax has been neither locked, updated nor deleted since the claim that left claim_xmax in it wrote it (internal, for the worker).';
 
 -- The worker's due scan touches only pending rows, however many delivered rows pile up;
 -- a delivery leaves the index when claimed and a delivered one never enters it.

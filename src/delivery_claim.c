@@ -90,8 +90,9 @@ StoreReconcileLeases(bool all, int64 *held, int nheld)
 
 /*
  * Appends SPI's result rows (tenant_id, id, event_id, endpoint_id, attempts, event,
- * payload, ctid, message_id), claimed with lease, to list, copied into its context; their
- * endpoints' settings come later (claims_read_endpoints()).
+ * payload, ctid, message_id, xmax), claimed with lease, to list, copied into its context;
+ * their endpoints' settings come later (claims_read_endpoints()).  The xmax is the
+ * claim's own lock, which its update kept in the row version (row_unlocked.c).
  */
 static int
 append_claims(ClaimList *list, TimestampTz lease)
@@ -128,6 +129,7 @@ append_claims(ClaimList *list, TimestampTz lease)
 		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &c->tid);
 		c->message_id = ResultText(tup, desc, 9, NULL);
 		c->lease = lease;
+		c->claim_xmax = DatumGetTransactionId(SPI_getbinval(tup, desc, 10, &isnull));
 	}
 	MemoryContextSwitchTo(old);
 	return n;
@@ -207,9 +209,9 @@ claims_read_endpoints(ClaimList *list, int first)
 	"     SET status = 'sending', next_attempt_at = NULL," \
 	"         lease_expires_at = $2" \
 	"   WHERE d.ctid = ANY (ARRAY(SELECT due.ctid FROM due))" \
-	"  RETURNING d.ctid, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)" \
+	"  RETURNING d.ctid, d.xmax, d.tenant_id, d.id, d.event_id, d.endpoint_id, d.attempts)" \
 	" SELECT c.tenant_id, c.id, c.event_id, c.endpoint_id, c.attempts, e.event, e.payload," \
-	"        c.ctid, e.message_id" \
+	"        c.ctid, e.message_id, c.xmax" \
 	"   FROM claimed c" \
 	"   LEFT JOIN LATERAL (SELECT e.event, e.payload, e.message_id FROM integration.webhook_events e" \
 	"                       WHERE e.tenant_id = c.tenant_id AND e.id = c.event_id) e ON true"

@@ -599,6 +599,7 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
 		StoreClaimTakeSettings(c, cand->ep->settings);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &c->tid);
 		c->lease = lease;
+		c->claim_xmax = InvalidTransactionId;	/* inserted: no lock */
 	}
 }
 

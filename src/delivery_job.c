@@ -260,6 +260,7 @@ add_result(DeliveryJob *j, DeliveryItem *di, const char *outcome, TimestampTz st
 	r->next_attempt_at = next_at;
 	ItemPointerCopy(&c->tid, &r->tid);
 	r->lease = c->lease;
+	r->claim_xmax = c->claim_xmax;
 	r->slot = di->item.target;	/* the worker's slot, given back once recorded */
 	MemoryContextSwitchTo(old);
 
@@ -414,6 +415,7 @@ give_back(SchedItem *item, void *arg)
 	ItemPointerCopy(&di->claim->tid, &r->tid);
 	r->id = di->claim->id;
 	r->lease = di->claim->lease;
+	r->claim_xmax = di->claim->claim_xmax;
 	/* Due since it was queued, as it was then. */
 	r->due = item->queued_at;
 	batch_unref(di->batch);

@@ -51,6 +51,8 @@ OutcomeForgetPlans(int tables)
 }
 
 #define RECORD_COLUMNS 12
+/* The arrays of the outcome statements: RECORD_SET's. */
+#define RECORD_ARRAYS 13
 
 /* An outcome that goes to the attempts history: not delivered, and a request tried. */
 static bool
@@ -161,10 +163,11 @@ record_failed_attempts(DeliveryResult *results, int n)
 	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)," \
 	"                  pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6)," \
 	"                  pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)," \
-	"                  pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12))"
+	"                  pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12)," \
+	"                  pg_catalog.unnest($13))"
 #define RECORD_COLUMNS_OUT \
 	"status, attempt, started_at, duration_ms, status_code, error, response," \
-	" next_attempt_at, delivered_at, lease)"
+	" next_attempt_at, delivered_at, lease, claim_xmax)"
 
 /*
  * Writes outcomes into their deliveries, reached by the claim's ctid, or with by_key by
@@ -181,19 +184,19 @@ record_failed_attempts(DeliveryResult *results, int n)
 static void
 record_outcomes(DeliveryResult *results, int n, bool by_key)
 {
-	Oid			types[12] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	Oid			types[RECORD_ARRAYS] = {TIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		v[12];
-	Datum	   *col[12];
-	bool	   *isnull[12];
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, XIDARRAYOID};
+	Datum		v[RECORD_ARRAYS];
+	Datum	   *col[RECORD_ARRAYS];
+	bool	   *isnull[RECORD_ARRAYS];
 	struct
 	{
 		Oid			type;
 		int			len;
 		bool		byval;
 		char		align;
-	}			elem[12] = {
+	}			elem[RECORD_ARRAYS] = {
 		{TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT},
 		{INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 		{TEXTOID, -1, false, TYPALIGN_INT},
@@ -206,6 +209,7 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
 		{TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE},
+		{XIDOID, sizeof(TransactionId), true, TYPALIGN_INT},
 	};
 
 	/* By key, the first array holds the tenants instead of the ctids. */
@@ -217,7 +221,7 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		elem[0].byval = false;
 		elem[0].align = TYPALIGN_INT;
 	}
-	for (int c = 0; c < 12; c++)
+	for (int c = 0; c < RECORD_ARRAYS; c++)
 	{
 		col[c] = palloc(sizeof(Datum) * n);
 		isnull[c] = palloc0(sizeof(bool) * n);
@@ -243,8 +247,9 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		col[10][i] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(r->started_at, r->duration_ms));
 		isnull[10][i] = (strcmp(r->outcome, "delivered") != 0);
 		col[11][i] = TimestampTzGetDatum(r->lease);
+		col[12][i] = TransactionIdGetDatum(r->claim_xmax);
 	}
-	for (int c = 0; c < 12; c++)
+	for (int c = 0; c < RECORD_ARRAYS; c++)
 	{
 		int			dims[1] = {n};
 		int			lbs[1] = {1};
@@ -272,16 +277,17 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 		 * And only rows that nobody has locked since the claim wrote them: a
 		 * row version that a SELECT ... FOR UPDATE locks gets that locker's
 		 * xmax, and the worker must not wait for it (StoreRecord()).  The
-		 * claim's own version has none, so this costs nothing where there is
-		 * no lock, unlike a locking subquery (FOR NO KEY UPDATE SKIP LOCKED),
-		 * which wrote a WAL record per row more.  A row whose xmax a finished
-		 * locker left behind goes the slower way.  Through row_unlocked(),
-		 * which the planner expects to hold for every row: estimated as "xmax
-		 * = 0", a batch looked like one row (row_unlocked.c).
+		 * claim's own version has none, or the claim's own lock (claim_xmax),
+		 * so this costs nothing where there is no lock, unlike a locking
+		 * subquery (FOR NO KEY UPDATE SKIP LOCKED), which wrote a WAL record
+		 * per row more.  A row whose xmax another finished locker left behind
+		 * goes the slower way.  Through row_unlocked(), which the planner
+		 * expects to hold for every row: estimated as "xmax = 0", a batch
+		 * looked like one row (row_unlocked.c).
 		 */
-				  "   AND integration.row_unlocked(d.xmax)"
+				  "   AND integration.row_unlocked(d.xmax, r.claim_xmax)"
 				  " RETURNING d.tenant_id, d.id",
-				  12, types, CURSOR_OPT_GENERIC_PLAN);
+				  RECORD_ARRAYS, types, CURSOR_OPT_GENERIC_PLAN);
 		RunPlan(record_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording delivery results");
 	}
 	else
@@ -293,7 +299,7 @@ record_outcomes(DeliveryResult *results, int n, bool by_key)
 				" WHERE d.tenant_id = r.tenant_id AND d.id = r.id"
 				"   AND d.lease_expires_at = r.lease"
 				" RETURNING d.tenant_id, d.id",
-				12, types);
+				RECORD_ARRAYS, types);
 		RunPlan(record_by_key_plan, v, false, SPI_OK_UPDATE_RETURNING, "recording moved delivery results");
 	}
 }
@@ -542,12 +548,14 @@ StoreRecord(DeliveryResult *results, int n, EndpointRefs *disabled)
 int
 StoreReturnClaims(const ReturnedClaim *claims, int n)
 {
-	Oid			types[4] = {TIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		args[4];
+	Oid			types[5] = {TIDARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+	XIDARRAYOID};
+	Datum		args[5];
 	Datum	   *tids = palloc(sizeof(Datum) * Max(n, 1));
 	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
 	Datum	   *leases = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *dues = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *xmaxes = palloc(sizeof(Datum) * Max(n, 1));
 	int			rc;
 
 	if (n == 0)
@@ -558,21 +566,24 @@ StoreReturnClaims(const ReturnedClaim *claims, int n)
 		ids[i] = claims[i].id;
 		leases[i] = TimestampTzGetDatum(claims[i].lease);
 		dues[i] = TimestampTzGetDatum(claims[i].due);
+		xmaxes[i] = TransactionIdGetDatum(claims[i].claim_xmax);
 	}
 	args[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData), false,
 											  TYPALIGN_SHORT));
 	args[1] = Int8ArrayParam(ids, n);
 	args[2] = ArrayParam(leases, NULL, n, TIMESTAMPTZOID);
 	args[3] = ArrayParam(dues, NULL, n, TIMESTAMPTZOID);
+	args[4] = ArrayParam(xmaxes, NULL, n, XIDOID);
 	rc = SPI_execute_with_args("UPDATE integration.deliveries d"
 							   "   SET status = 'pending', next_attempt_at = r.due, lease_expires_at = NULL"
 							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-							   "                  pg_catalog.unnest($3), pg_catalog.unnest($4))"
-							   "       AS r(tid, id, lease, due)"
+							   "                  pg_catalog.unnest($3), pg_catalog.unnest($4),"
+							   "                  pg_catalog.unnest($5))"
+							   "       AS r(tid, id, lease, due, claim_xmax)"
 							   " WHERE d.ctid = r.tid AND d.id = r.id AND d.lease_expires_at = r.lease"
-							   "   AND d.ctid = ANY ($1) AND integration.row_unlocked(d.xmax)"
+							   "   AND d.ctid = ANY ($1) AND integration.row_unlocked(d.xmax, r.claim_xmax)"
 							   " RETURNING d.tenant_id",
-							   4, types, args, NULL, false, 0);
+							   5, types, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "giving claims back failed: %s", SPI_result_code_string(rc));
 

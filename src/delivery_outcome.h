@@ -15,6 +15,7 @@ typedef struct ReturnedClaim
 	ItemPointerData tid;		/* ClaimedDelivery.tid */
 	int64		id;
 	TimestampTz lease;			/* ClaimedDelivery.lease */
+	TransactionId claim_xmax;	/* ClaimedDelivery.claim_xmax */
 	TimestampTz due;			/* next_attempt_at it goes back with */
 } ReturnedClaim;
 

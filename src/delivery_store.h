@@ -44,6 +44,9 @@ typedef struct ClaimedDelivery
 								 * update */
 	TimestampTz lease;			/* lease_expires_at the claim set: identifies
 								 * the claim */
+	TransactionId claim_xmax;	/* xmax of that row version: the claim's own
+								 * lock, kept by its update; none for a row
+								 * inserted claimed (row_unlocked.c) */
 } ClaimedDelivery;
 
 /* Claimed deliveries, growing in mcxt. */
@@ -73,6 +76,7 @@ typedef struct DeliveryResult
 	TimestampTz next_attempt_at;	/* for pending */
 	ItemPointerData tid;		/* ClaimedDelivery.tid */
 	TimestampTz lease;			/* ClaimedDelivery.lease */
+	TransactionId claim_xmax;	/* ClaimedDelivery.claim_xmax */
 	void	   *slot;			/* the worker's: the request slot it holds;
 								 * NULL: none */
 	bool		slot_ended;		/* its endpoint's and tenant's share given

@@ -99,17 +99,30 @@ SELECT count(*) AS still_due FROM integration.deliveries WHERE status = 'pending
 RESET ROLE;
 RESET integration.tenant_id;
 
--- row_unlocked(xmax): whether nobody has locked, updated or deleted a row version since
--- it was written.  The worker writes an outcome only into such a row, so that it never
--- waits for another session; the planner takes it to hold for every row, where
--- "xmax = 0" looked like 0.5% of them (src/row_unlocked.c).
-CREATE TABLE unlocked_demo (i int);
+-- row_unlocked(xmax, claim_xmax): whether nobody has locked, updated or deleted a row
+-- version since its claim wrote it.  The worker writes an outcome only into such a row,
+-- so that it never waits for another session; the planner takes it to hold for every
+-- row, where "xmax = 0" looked like 0.5% of them (src/row_unlocked.c).
+CREATE TABLE unlocked_demo (i int, claimed bool NOT NULL DEFAULT false);
 INSERT INTO unlocked_demo SELECT generate_series(1, 1000);
 ANALYZE unlocked_demo;
-SELECT count(*) FILTER (WHERE integration.row_unlocked(xmax)) AS unlocked FROM unlocked_demo;
+SELECT count(*) FILTER (WHERE integration.row_unlocked(xmax, '0')) AS unlocked FROM unlocked_demo;
+-- A claim locks its rows, then updates them, as the worker's claim of pending
+-- deliveries does: the new versions keep the claim's lock, its xid in xmax, after it
+-- commits.  Unlocked for that claim, not for another.
 BEGIN;
-SELECT i FROM unlocked_demo WHERE i <= 3 FOR UPDATE;
-SELECT count(*) FILTER (WHERE integration.row_unlocked(xmax)) AS unlocked FROM unlocked_demo;
+WITH locked AS (SELECT ctid FROM unlocked_demo WHERE i <= 3 FOR UPDATE SKIP LOCKED)
+UPDATE unlocked_demo SET claimed = true WHERE ctid = ANY (ARRAY(SELECT ctid FROM locked));
+SELECT pg_current_xact_id()::xid AS claim_xmax \gset
+COMMIT;
+SELECT count(*) FILTER (WHERE xmax = :'claim_xmax') AS carrying_the_claim,
+	   count(*) FILTER (WHERE integration.row_unlocked(xmax, :'claim_xmax')) AS unlocked,
+	   count(*) FILTER (WHERE integration.row_unlocked(xmax, '0')) AS unlocked_without_claim
+  FROM unlocked_demo WHERE claimed;
+-- Anyone else's lock, on claimed rows too.
+BEGIN;
+SELECT i FROM unlocked_demo WHERE i <= 5 FOR UPDATE;
+SELECT count(*) FILTER (WHERE integration.row_unlocked(xmax, :'claim_xmax')) AS unlocked FROM unlocked_demo;
 ROLLBACK;
 CREATE FUNCTION pg_temp.estimated_rows(q text) RETURNS float8 LANGUAGE plpgsql AS $$
 DECLARE
@@ -119,6 +132,6 @@ BEGIN
 	RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::float8;
 END
 $$;
-SELECT pg_temp.estimated_rows('SELECT * FROM unlocked_demo WHERE integration.row_unlocked(xmax)') AS row_unlocked,
+SELECT pg_temp.estimated_rows('SELECT * FROM unlocked_demo WHERE integration.row_unlocked(xmax, ''0'')') AS row_unlocked,
 	   pg_temp.estimated_rows('SELECT * FROM unlocked_demo WHERE xmax = 0') AS xmax_0;
 DROP TABLE unlocked_demo;

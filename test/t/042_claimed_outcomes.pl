@@ -1,0 +1,74 @@
+# The outcome of a delivery claimed from 'pending' is written where its claim left it,
+# in the worker's one outcome statement, like the outcome of a delivery fanned out
+# claimed.  A claim of pending deliveries locks them (FOR UPDATE SKIP LOCKED) and then
+# updates them, and PostgreSQL keeps that lock in the new row version's xmax; the
+# outcome statement, which writes only row versions that nobody has locked since their
+# claim, once took that lock for someone else's and sent every such outcome the slow
+# way: a second statement that looks for locks and a third that writes by key, both
+# planned at each cycle (src/row_unlocked.c).  Retries and every backlog beyond an
+# endpoint's room go through such claims.
+#
+#   1. An endpoint limited to one request at a time gets 30 events: the fan-out claims
+#      what the worker may hold for it and leaves the rest pending, claimed later.
+#   2. pg_stat_statements (track = all sees the worker's statements): deliveries were
+#      claimed from pending, all 30 outcomes were written by the outcome statement, and
+#      neither slow-way statement ever ran.
+
+use strict;
+use warnings;
+
+use IntegrationTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = new_integration_node('claimed_outcomes',
+	"shared_preload_libraries = 'integration, pg_stat_statements'",
+	'pg_stat_statements.track = all',
+	'integration.max_concurrency_per_endpoint = 1');
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements');
+my $recv = start_receiver();
+
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery' AND pid IS NOT NULL"),
+	'the delivery worker runs');
+
+########################################################################
+# 1. More deliveries than the worker holds for a one-at-a-time endpoint.
+########################################################################
+
+my $url = receiver_url($recv, '/one', delay_ms => 20);
+tenant_psql($node, "SELECT integration.register_webhook('one', '$url', '[\"one.*\"]')", 'tenant_a');
+$node->safe_psql('postgres', 'SELECT pg_stat_statements_reset()');
+tenant_psql($node,
+	"SELECT count(integration.publish_event('one.x', jsonb_build_object('n', g))) FROM generate_series(1, 30) g",
+	'tenant_a');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 30 FROM integration.deliveries WHERE status = 'delivered'"),
+	'all 30 deliveries are delivered');
+is(wait_for_requests($recv, 30), 30, 'the receiver got 30 requests');
+
+########################################################################
+# 2. Which statements wrote the outcomes.
+########################################################################
+
+# Rows a statement of the worker touched in all, by a fragment of its text.
+sub statement_rows
+{
+	my ($fragment) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(sum(rows), 0) || ' ' || coalesce(sum(calls), 0) FROM pg_stat_statements"
+		  . " WHERE query LIKE '%' || \$f\$$fragment\$f\$ || '%'");
+}
+
+my ($claimed) = split / /, statement_rows('FROM locked l');
+cmp_ok($claimed, '>', 0, "deliveries were claimed from pending ($claimed)");
+my ($by_ctid) = split / /, statement_rows('AND integration.row_unlocked(d.xmax, r.claim_xmax)');
+is($by_ctid, 30, 'the outcome statement wrote all 30 outcomes where their claims left them');
+is(statement_rows('FOR NO KEY UPDATE OF d SKIP LOCKED'), '0 0',
+	'no outcome needed the look for rows locked by others');
+is(statement_rows('AS r(tenant_id, id, status, attempt'), '0 0', 'nor the write by key');
+
+stop_receiver($recv);
+$node->stop;
+done_testing();
