@@ -430,6 +430,30 @@ lock_endpoints(FanOutBatch *b)
 }
 
 /*
+ * Names the endpoints of the batch left with room for less than another batch
+ * (lanes->short_of_room): the next batch could not claim all it holds for them.
+ */
+static void
+note_short_of_room(FanOutBatch *b, FanOutLanes *lanes)
+{
+	int			batch = Max(lanes->limit, lanes->fresh_limit);
+	HASH_SEQ_STATUS seq;
+	FanOutEndpoint *ep;
+
+	hash_seq_init(&seq, b->endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+	{
+		/* Not asked: no delivery to make, or skipped (disabled). */
+		if (ep->room < 0 || ep->room >= batch)
+			continue;
+		if (lanes->nshort < FANOUT_SHORT_MAX)
+			lanes->short_of_room[lanes->nshort++] = ep->key;
+		else
+			lanes->short_more = true;
+	}
+}
+
+/*
  * Phase 3: one delivery per event and endpoint of the same tenant (an id listed twice
  * counts once), claimed while its endpoint has room (room(), asked once per endpoint),
  * else pending.  An event with an endpoint someone holds locked (it may be on its way
@@ -615,7 +639,9 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
  * A delivery is created already claimed ('sending' with a lease) while its endpoint has
  * room in the worker (room(), asked once per endpoint and batch), since fresh
  * deliveries are due at once; the rest go in 'pending' and due now
- * (lanes->overflowed), to be claimed when their endpoint has room.  Claims are appended
+ * (lanes->overflowed), to be claimed when their endpoint has room; the endpoints left
+ * with room for less than another batch are named in lanes->short_of_room.  Claims are
+ * appended
  * to list.  An event with an endpoint someone else holds locked is queued again, not
  * waited for, and lanes->put_back set.  Returns how many events it took.
  *
@@ -646,7 +672,8 @@ StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *roo
 	int			taken;
 
 	lanes->taken = lanes->fresh_taken = 0;
-	lanes->put_back = lanes->overflowed = false;
+	lanes->put_back = lanes->overflowed = lanes->short_more = false;
+	lanes->nshort = 0;
 	memset(&b, 0, sizeof(b));
 	b.list = list;
 
@@ -657,6 +684,7 @@ StoreFanOutAndClaim(int lease_ms, FanOutLanes *lanes, FanOutRoom room, void *roo
 	read_taken_events(&b, taken);
 	lock_endpoints(&b);
 	plan_deliveries(&b, lanes, room, room_arg);
+	note_short_of_room(&b, lanes);
 	put_back(&b, lanes);
 
 	/*

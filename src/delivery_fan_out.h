@@ -9,6 +9,9 @@
 #include "delivery_store.h"
 
 /* The two lanes of one fan-out (StoreFanOutAndClaim()). */
+/* Endpoints short of room that a fan-out names (FanOutLanes.short_of_room). */
+#define FANOUT_SHORT_MAX 4
+
 typedef struct FanOutLanes
 {
 	int64		after;			/* in/out: the backlog lane takes events above
@@ -23,6 +26,10 @@ typedef struct FanOutLanes
 								 * was locked) */
 	bool		overflowed;		/* out: deliveries went in pending, for want
 								 * of room */
+	/* out: the endpoints left with room for less than a batch, if few */
+	EndpointSettingsKey short_of_room[FANOUT_SHORT_MAX];
+	int			nshort;
+	bool		short_more;		/* out: more than FANOUT_SHORT_MAX */
 } FanOutLanes;
 
 /* How many more claims the worker takes for an endpoint (asked once per batch). */

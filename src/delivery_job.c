@@ -103,6 +103,13 @@ typedef struct DeliveryItem
 } DeliveryItem;
 
 /* The fan-out's two lanes and their cursors (StoreFanOutAndClaim()). */
+/* An endpoint the backlog lane waits for, briefly (paced_until()). */
+typedef struct PacedEndpoint
+{
+	int64		id;
+	char		tenant_id[TENANT_ID_MAX_LEN + 1];
+} PacedEndpoint;
+
 typedef struct FanOut
 {
 	bool		needed;			/* the backlog lane has events to take */
@@ -120,6 +127,9 @@ typedef struct FanOut
 								 * LOCKED_RETRY_MS */
 	TimestampTz retry_at;		/* events were queued again for a locked
 								 * endpoint */
+	/* The endpoints the last backlog batch left short of room (paced_until()) */
+	PacedEndpoint short_of_room[FANOUT_SHORT_MAX];
+	int			nshort;
 } FanOut;
 
 typedef struct DeliveryJob
@@ -533,8 +543,57 @@ endpoint_room(void *arg, const EndpointSettings *ep)
 }
 
 /*
- * The fan-out of one cycle: the backlog lane when the scheduler wants work, the fresh
- * lane while a backlog drains.  A full backlog batch continues after its last event,
+ * Until when the backlog lane waits for room, 0 when it need not: its last batch left
+ * each of its few endpoints with room for less than another batch
+ * (FanOutLanes.short_of_room), and each will have that room within moments, as it
+ * answers fast (SchedulerRoomSoon()).  Taken at once, the next batch's deliveries
+ * beyond the room would go in pending, each row written twice (inserted, then claimed:
+ * a second heap version and its index entries): one endpoint at the default cap
+ * draining a backlog had three of four deliveries made that way (bench/README.md).
+ * The fresh lane and the claims of due deliveries never wait.
+ */
+static TimestampTz
+paced_until(DeliveryJob *j, TimestampTz now)
+{
+	FanOut	   *f = &j->fanout;
+	TimestampTz until = 0;
+
+	for (int i = 0; i < f->nshort; i++)
+	{
+		TimestampTz at = SchedulerRoomSoon(j->svc->scheduler, &delivery_job_kind,
+										   f->short_of_room[i].tenant_id, f->short_of_room[i].id,
+										   cycle_batch(), now);
+
+		/* Room now, or not soon: the lane goes on, and notes afresh. */
+		if (at == 0 || at <= now)
+		{
+			f->nshort = 0;
+			return 0;
+		}
+		until = until == 0 ? at : Min(until, at);
+	}
+	return until;
+}
+
+/* Notes the endpoints a backlog batch left short of room, if few. */
+static void
+note_short_of_room(FanOut *f, const FanOutLanes *lanes)
+{
+	f->nshort = 0;
+	if (lanes->short_more)
+		return;
+	for (int i = 0; i < lanes->nshort; i++)
+	{
+		f->short_of_room[i].id = lanes->short_of_room[i].id;
+		strlcpy(f->short_of_room[i].tenant_id, lanes->short_of_room[i].tenant_id,
+				sizeof(f->short_of_room[i].tenant_id));
+	}
+	f->nshort = lanes->nshort;
+}
+
+/*
+ * The fan-out of one cycle: the backlog lane when the scheduler wants work and it
+ * need not wait for room (paced_until()), the fresh lane while a backlog drains.  A full backlog batch continues after its last event,
  * from the start every FANOUT_RESTART_ROUNDS; a batch that was not full ends the
  * sweep, after one more from the start if this one was continued, unless this sweep
  * queued events again: those would fill that pass again and again, so the next pass
@@ -546,7 +605,8 @@ fan_out(Cycle *cy)
 	DeliveryJob *j = cy->job;
 	FanOut	   *f = &j->fanout;
 	int			batch = cycle_batch();
-	bool		backlog = f->needed && !cy->fresh_only;
+	bool		backlog = f->needed && !cy->fresh_only &&
+	paced_until(j, GetCurrentTimestamp()) == 0;
 	bool		from_start = (f->after == PG_INT64_MIN);
 	FanOutLanes lanes;
 
@@ -566,6 +626,8 @@ fan_out(Cycle *cy)
 		return;
 	(void) StoreFanOutAndClaim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
 	cy->put_back = lanes.put_back;
+	if (backlog)
+		note_short_of_room(f, &lanes);
 	if (lanes.overflowed)
 		j->due_needed = true;	/* what went in pending is claimed as room
 								 * frees up */
@@ -1215,8 +1277,13 @@ claim_wanted(DeliveryJob *j)
 
 	if (j->record_failures != 0 || (j->record_alone && j->nresults > j->ndeferred))
 		return false;
-	return (j->scan_needed && SchedulerWantsWork(j->svc->scheduler, now)) ||
-		SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, NULL) > 0;
+	if (SchedulerProbesWanted(j->svc->scheduler, &delivery_job_kind, now, NULL) > 0)
+		return true;
+	if (!j->scan_needed || !SchedulerWantsWork(j->svc->scheduler, now))
+		return false;
+	/* Only the backlog lane, which waits for room: not yet. */
+	return j->due_needed || j->reconcile_needed || !j->fanout.needed ||
+		paced_until(j, now) == 0;
 }
 
 /* Whether the next cycle has claims to give back or circuit transitions to store. */
@@ -1412,6 +1479,13 @@ delivery_next_wake(void *state, TimestampTz now)
 	wake = EarliestTime(wake, j->next_due);
 	wake = EarliestTime(wake, j->reconcile_at);
 	wake = EarliestTime(wake, SendingCountsNextRelease());
+
+	/*
+	 * The backlog lane's wait for room; an end of a request wakes the loop
+	 * too.
+	 */
+	if (j->fanout.needed)
+		wake = EarliestTime(wake, paced_until(j, now));
 	/* Asked again: the cycle just run may have been a retry of results alone. */
 	if (claim_wanted(j) || fresh_wanted(j) || circuit_work(j))
 		wake = now;

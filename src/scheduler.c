@@ -77,6 +77,8 @@
 #define RATE_HOLD_AHEAD_S 2
 /* How often targets kept only for their state are looked at again. */
 #define SWEEP_INTERVAL_MS 10000
+/* The longest the fan-out waits for a target to give room back (SchedulerRoomSoon()). */
+#define ROOM_SOON_MS 10
 /* Transitions kept while they cannot be recorded; past that the oldest go. */
 #define MAX_TRANSITIONS 10000
 
@@ -121,6 +123,8 @@ struct SchedTarget
 	dlist_node	dirty_node;		/* in Scheduler.dirty: to publish */
 	bool		dirty;
 	int			health_slot;	/* in shared memory (target_health.c) */
+	TimestampTz last_ended;		/* its last request's end; 0: none yet */
+	int64		ending_gap_us;	/* between two ends, a moving average */
 };
 
 struct Scheduler
@@ -243,6 +247,8 @@ target_lookup(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id
 		t->probe_claim_at = 0;
 		t->in_circuits = t->in_idle = t->dirty = false;
 		t->health_slot = NO_HEALTH_SLOT;
+		t->last_ended = 0;
+		t->ending_gap_us = 0;
 		mark_dirty(s, t);
 	}
 	return t;
@@ -643,6 +649,11 @@ SchedulerEnded(Scheduler *s, SchedTarget *t, TimestampTz now)
 	Assert(t->in_flight > 0);
 	t->in_flight--;
 	t->tenant->in_flight--;
+	/* Ends that come together count as such: the average is of ends per time. */
+	if (t->last_ended != 0)
+		t->ending_gap_us = t->ending_gap_us == 0 ? now - t->last_ended :
+			(7 * t->ending_gap_us + (now - t->last_ended)) / 8;
+	t->last_ended = Max(t->last_ended, now);
 	room = !SchedulerTargetSaturated(s, t, now);
 	mark_dirty(s, t);
 	target_went_idle(s, t, now);
@@ -809,6 +820,45 @@ SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id
 		limit = Min(limit, RateLimiterHoldAhead(&rl, now, RATE_HOLD_AHEAD_S));
 	}
 	return Max(limit - held, 0);
+}
+
+/*
+ * When the target of kind, tenant and id will have room for want more claims (at most
+ * half of what it may hold), if that is within ROOM_SOON_MS: now when it has it
+ * already or is not known (it holds nothing); 0 when not that soon.  Told from the
+ * gaps between its requests' ends: a target that answers fast gives want slots back
+ * within moments, and work fanned out for it meanwhile would go to the database
+ * pending, to be claimed again (a second write of every row, with its index entries),
+ * while work held in memory is sent without one.  A target that gives back nothing or
+ * little (slow, hanging, rate-limited, its circuit not closed) is never waited for, so
+ * that the work behind its backlog, other targets' included, reaches its own queues
+ * as before; waiting at most ROOM_SOON_MS a batch, the fan-out goes on at a batch per
+ * ROOM_SOON_MS or faster whatever a backlog holds.
+ */
+TimestampTz
+SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
+				  int want, TimestampTz now)
+{
+	SchedTarget *t = target_lookup(s, kind, tenant_id, id, false);
+	int			limit;
+	int			room;
+	TimestampTz at;
+
+	if (t == NULL)
+		return now;
+	limit = claim_limit(s, t, now, hold_limit(s));
+	room = limit - (t->in_flight + t->queued);
+	want = Max(Min(want, limit / 2), 1);
+	if (room >= want)
+		return now;
+	if (t->breaker.state != CIRCUIT_CLOSED || t->last_ended == 0 || t->ending_gap_us <= 0 ||
+		now - t->last_ended > ROOM_SOON_MS * INT64CONST(1000))
+		return 0;
+	at = t->last_ended + (int64) (want - room) * t->ending_gap_us;
+	if (at - now > ROOM_SOON_MS * INT64CONST(1000))
+		return 0;
+	/* Due already by the average: the next end, in a moment. */
+	return Max(at, now + 1);
 }
 
 bool

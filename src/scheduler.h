@@ -135,6 +135,8 @@ extern void SchedulerAddInFlight(Scheduler *s, SchedItem *from, SchedItem *to, T
 
 extern int	SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
 						  int rate, int burst, TimestampTz now);
+extern TimestampTz SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id,
+									 int64 id, int want, TimestampTz now);
 extern bool SchedulerWantsWork(Scheduler *s, TimestampTz now);
 extern int	SchedulerSaturatedTargets(Scheduler *s, const JobKind *kind, TimestampTz now,
 									  int64 **ids);
