@@ -17,6 +17,12 @@
 #      waits for its room batch by batch rather than writing what it cannot hold
 #      pending (paced_until() in src/delivery_job.c).  Each of 3,000 events arrives
 #      exactly once, at the first attempt, and the worker never stalls on the wait.
+#   4. Claims given back unsent when a circuit opens go back to 'pending' at once, those
+#      taken from 'pending' too (StoreReturnClaims() tests the row the same way): an
+#      endpoint that fails, one request at a time, opens its circuit on its tenth
+#      request, the first eight fanned out claimed and the rest claimed from pending;
+#      what the worker held for it is pending again within seconds, not when its lease
+#      runs out (the request timeout and a margin, 30 s and more).
 
 use strict;
 use warnings;
@@ -25,6 +31,7 @@ use IntegrationTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 my $node = new_integration_node('claimed_outcomes',
 	"shared_preload_libraries = 'integration, pg_stat_statements'",
@@ -95,6 +102,35 @@ ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 3000 FROM integration.deliveries WHERE tenant_id = 'tenant_b'"
 		  . " AND status = 'delivered' AND attempts = 1"),
 	'all 3,000 delivered at their first attempt');
+
+########################################################################
+# 4. A failing endpoint's circuit opens: what the worker held goes back.
+########################################################################
+
+$node->safe_psql('postgres', 'ALTER SYSTEM SET integration.max_concurrency_per_endpoint = 1');
+$node->reload;
+ok($node->poll_query_until('postgres',
+		"SELECT setting = '1' FROM pg_settings WHERE name = 'integration.max_concurrency_per_endpoint'"),
+	'the per-endpoint cap is 1 again');
+receiver_plan($recv, '/down', 'status=500');
+my $down_url = receiver_url($recv, '/down');
+my $down = tenant_psql($node,
+	"SELECT id FROM integration.register_webhook('down', '$down_url', '[\"down.*\"]')", 'tenant_c');
+tenant_psql($node,
+	"SELECT count(integration.publish_event('down.x', jsonb_build_object('n', g))) FROM generate_series(1, 40) g",
+	'tenant_c');
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'open' FROM integration.target_circuits WHERE tenant_id = 'tenant_c' AND target_id = $down"),
+	'the failing endpoint\'s circuit opens');
+my $opened = time();
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) FILTER (WHERE status = 'pending') = 40 AND count(*) = 40"
+		  . " FROM integration.deliveries WHERE tenant_id = 'tenant_c'"),
+	'all 40 deliveries are pending again');
+my $waited = time() - $opened;
+cmp_ok($waited, '<', 10, sprintf('within %.1f s of the opening, long before a lease runs out', $waited));
+my ($given_back) = split / /, statement_rows('AS r(tid, id, lease, due, claim_xmax)');
+cmp_ok($given_back, '>', 0, "claims were given back unsent ($given_back)");
 
 stop_receiver($recv);
 $node->stop;
