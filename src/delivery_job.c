@@ -102,7 +102,6 @@ typedef struct DeliveryItem
 								 * runs */
 } DeliveryItem;
 
-/* The fan-out's two lanes and their cursors (StoreFanOutAndClaim()). */
 /* An endpoint the backlog lane waits for, briefly (paced_until()). */
 typedef struct PacedEndpoint
 {
@@ -110,6 +109,7 @@ typedef struct PacedEndpoint
 	char		tenant_id[TENANT_ID_MAX_LEN + 1];
 } PacedEndpoint;
 
+/* The fan-out's two lanes and their cursors (StoreFanOutAndClaim()). */
 typedef struct FanOut
 {
 	bool		needed;			/* the backlog lane has events to take */
@@ -546,7 +546,8 @@ endpoint_room(void *arg, const EndpointSettings *ep)
  * Until when the backlog lane waits for room, 0 when it need not: its last batch left
  * each of its few endpoints with room for less than another batch
  * (FanOutLanes.short_of_room), and each will have that room within moments, as it
- * answers fast (SchedulerRoomSoon()).  Taken at once, the next batch's deliveries
+ * answers fast (SchedulerRoomSoon(); the ends of their requests wake the loop before
+ * that time, and each wake asks again).  Taken at once, the next batch's deliveries
  * beyond the room would go in pending, each row written twice (inserted, then claimed:
  * a second heap version and its index entries): one endpoint at the default cap
  * draining a backlog had three of four deliveries made that way (bench/README.md).
@@ -593,11 +594,12 @@ note_short_of_room(FanOut *f, const FanOutLanes *lanes)
 
 /*
  * The fan-out of one cycle: the backlog lane when the scheduler wants work and it
- * need not wait for room (paced_until()), the fresh lane while a backlog drains.  A full backlog batch continues after its last event,
- * from the start every FANOUT_RESTART_ROUNDS; a batch that was not full ends the
- * sweep, after one more from the start if this one was continued, unless this sweep
- * queued events again: those would fill that pass again and again, so the next pass
- * from the start waits for fanout.retry_at.
+ * need not wait for room (paced_until()), the fresh lane while a backlog drains.  A
+ * full backlog batch continues after its last event, from the start every
+ * FANOUT_RESTART_ROUNDS; a batch that was not full ends the sweep, after one more
+ * from the start if this one was continued, unless this sweep queued events again:
+ * those would fill that pass again and again, so the next pass from the start waits
+ * for fanout.retry_at.
  */
 static void
 fan_out(Cycle *cy)

@@ -823,9 +823,10 @@ SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id
 }
 
 /*
- * When the target of kind, tenant and id will have room for want more claims (at most
- * half of what it may hold), if that is within ROOM_SOON_MS: now when it has it
- * already or is not known (it holds nothing); 0 when not that soon.  Told from the
+ * Whether the target of kind, tenant and id will have room for want more claims (at
+ * most half of what it may hold) within ROOM_SOON_MS: now when it has it already or is
+ * not known (it holds nothing); else until when to wait for it, each end of one of its
+ * requests waking the worker's loop before then; 0 when not that soon.  Told from the
  * gaps between its requests' ends: a target that answers fast gives want slots back
  * within moments, and work fanned out for it meanwhile would go to the database
  * pending, to be claimed again (a second write of every row, with its index entries),
@@ -842,7 +843,6 @@ SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id, int6
 	SchedTarget *t = target_lookup(s, kind, tenant_id, id, false);
 	int			limit;
 	int			room;
-	TimestampTz at;
 
 	if (t == NULL)
 		return now;
@@ -851,14 +851,17 @@ SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id, int6
 	want = Max(Min(want, limit / 2), 1);
 	if (room >= want)
 		return now;
-	if (t->breaker.state != CIRCUIT_CLOSED || t->last_ended == 0 || t->ending_gap_us <= 0 ||
-		now - t->last_ended > ROOM_SOON_MS * INT64CONST(1000))
+	if (t->breaker.state != CIRCUIT_CLOSED || t->last_ended == 0 || t->ending_gap_us <= 0)
 		return 0;
-	at = t->last_ended + (int64) (want - room) * t->ending_gap_us;
-	if (at - now > ROOM_SOON_MS * INT64CONST(1000))
+
+	/*
+	 * The ends still to come, at the average gap; or it has stopped giving
+	 * back.
+	 */
+	if ((int64) (want - room) * t->ending_gap_us > ROOM_SOON_MS * INT64CONST(1000) ||
+		now - t->last_ended >= ROOM_SOON_MS * INT64CONST(1000))
 		return 0;
-	/* Due already by the average: the next end, in a moment. */
-	return Max(at, now + 1);
+	return t->last_ended + ROOM_SOON_MS * INT64CONST(1000);
 }
 
 bool
