@@ -130,6 +130,7 @@ typedef struct FanOut
 	/* The endpoints the last backlog batch left short of room (paced_until()) */
 	PacedEndpoint short_of_room[FANOUT_SHORT_MAX];
 	int			nshort;
+	TimestampTz short_since;	/* when that batch noted them */
 } FanOut;
 
 typedef struct DeliveryJob
@@ -551,14 +552,27 @@ endpoint_room(void *arg, const EndpointSettings *ep)
  * beyond the room would go in pending, each row written twice (inserted, then claimed:
  * a second heap version and its index entries): one endpoint at the default cap
  * draining a backlog had three of four deliveries made that way (bench/README.md).
- * The fresh lane and the claims of due deliveries never wait.
+ * The fresh lane and the claims of due deliveries never wait, and take that room as it
+ * frees: while the endpoint's tenant keeps publishing, the room the wait expects may
+ * never come, though ends keep saying it is moments away.  So a batch waits at most
+ * SCHED_ROOM_SOON_MS from when it noted its endpoints, whoever takes their room; else
+ * the backlog lane, and every tenant's events behind it, stopped for as long as that
+ * tenant published (t/043_paced_backlog.pl).
  */
 static TimestampTz
 paced_until(DeliveryJob *j, TimestampTz now)
 {
 	FanOut	   *f = &j->fanout;
-	TimestampTz until = 0;
+	TimestampTz until;
 
+	if (f->nshort == 0)
+		return 0;
+	until = TimestampTzPlusMilliseconds(f->short_since, SCHED_ROOM_SOON_MS);
+	if (now >= until)
+	{
+		f->nshort = 0;
+		return 0;
+	}
 	for (int i = 0; i < f->nshort; i++)
 	{
 		TimestampTz at = SchedulerRoomSoon(j->svc->scheduler, &delivery_job_kind,
@@ -571,16 +585,17 @@ paced_until(DeliveryJob *j, TimestampTz now)
 			f->nshort = 0;
 			return 0;
 		}
-		until = until == 0 ? at : Min(until, at);
+		until = Min(until, at);
 	}
 	return until;
 }
 
-/* Notes the endpoints a backlog batch left short of room, if few. */
+/* Notes the endpoints a backlog batch left short of room, if few, at now. */
 static void
-note_short_of_room(FanOut *f, const FanOutLanes *lanes)
+note_short_of_room(FanOut *f, const FanOutLanes *lanes, TimestampTz now)
 {
 	f->nshort = 0;
+	f->short_since = now;
 	if (lanes->short_more)
 		return;
 	for (int i = 0; i < lanes->nshort; i++)
@@ -629,7 +644,7 @@ fan_out(Cycle *cy)
 	(void) StoreFanOutAndClaim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
 	cy->put_back = lanes.put_back;
 	if (backlog)
-		note_short_of_room(f, &lanes);
+		note_short_of_room(f, &lanes, GetCurrentTimestamp());
 	if (lanes.overflowed)
 		j->due_needed = true;	/* what went in pending is claimed as room
 								 * frees up */

@@ -77,8 +77,6 @@
 #define RATE_HOLD_AHEAD_S 2
 /* How often targets kept only for their state are looked at again. */
 #define SWEEP_INTERVAL_MS 10000
-/* The longest the fan-out waits for a target to give room back (SchedulerRoomSoon()). */
-#define ROOM_SOON_MS 10
 /* Transitions kept while they cannot be recorded; past that the oldest go. */
 #define MAX_TRANSITIONS 10000
 
@@ -824,17 +822,19 @@ SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id
 
 /*
  * Whether the target of kind, tenant and id will have room for want more claims (at
- * most half of what it may hold) within ROOM_SOON_MS: now when it has it already or is
- * not known (it holds nothing); else until when to wait for it, each end of one of its
- * requests waking the worker's loop before then; 0 when not that soon.  Told from the
- * gaps between its requests' ends: a target that answers fast gives want slots back
- * within moments, and work fanned out for it meanwhile would go to the database
- * pending, to be claimed again (a second write of every row, with its index entries),
- * while work held in memory is sent without one.  A target that gives back nothing or
- * little (slow, hanging, rate-limited, its circuit not closed) is never waited for, so
- * that the work behind its backlog, other targets' included, reaches its own queues
- * as before; waiting at most ROOM_SOON_MS a batch, the fan-out goes on at a batch per
- * ROOM_SOON_MS or faster whatever a backlog holds.
+ * most half of what it may hold) within SCHED_ROOM_SOON_MS: now when it has it already
+ * or is not known (it holds nothing); else until when to wait for it, each end of one
+ * of its requests waking the worker's loop before then; 0 when not that soon.  Told
+ * from the gaps between its requests' ends: a target that answers fast gives want
+ * slots back within moments, and work fanned out for it meanwhile would go to the
+ * database pending, to be claimed again (a second write of every row, with its index
+ * entries), while work held in memory is sent without one.  A target that gives back
+ * nothing or little (slow, hanging, rate-limited, its circuit not closed) is never
+ * waited for, so that the work behind its backlog, other targets' included, reaches
+ * its own queues as before; waiting at most SCHED_ROOM_SOON_MS a batch (the caller's
+ * bound: others may take the room as it frees, paced_until() in delivery_job.c), the
+ * fan-out goes on at a batch per SCHED_ROOM_SOON_MS or faster whatever a backlog
+ * holds.
  */
 TimestampTz
 SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
@@ -858,10 +858,10 @@ SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id, int6
 	 * The ends still to come, at the average gap; or it has stopped giving
 	 * back.
 	 */
-	if ((int64) (want - room) * t->ending_gap_us > ROOM_SOON_MS * INT64CONST(1000) ||
-		now - t->last_ended >= ROOM_SOON_MS * INT64CONST(1000))
+	if ((int64) (want - room) * t->ending_gap_us > SCHED_ROOM_SOON_MS * INT64CONST(1000) ||
+		now - t->last_ended >= SCHED_ROOM_SOON_MS * INT64CONST(1000))
 		return 0;
-	return t->last_ended + ROOM_SOON_MS * INT64CONST(1000);
+	return t->last_ended + SCHED_ROOM_SOON_MS * INT64CONST(1000);
 }
 
 bool

@@ -135,6 +135,10 @@ extern void SchedulerAddInFlight(Scheduler *s, SchedItem *from, SchedItem *to, T
 
 extern int	SchedulerRoom(Scheduler *s, const JobKind *kind, const char *tenant_id, int64 id,
 						  int rate, int burst, TimestampTz now);
+
+/* The longest the fan-out waits for a target's room, a batch (SchedulerRoomSoon()). */
+#define SCHED_ROOM_SOON_MS 10
+
 extern TimestampTz SchedulerRoomSoon(Scheduler *s, const JobKind *kind, const char *tenant_id,
 									 int64 id, int want, TimestampTz now);
 extern bool SchedulerWantsWork(Scheduler *s, TimestampTz now);
