@@ -124,6 +124,29 @@ BEGIN;
 SELECT i FROM unlocked_demo WHERE i <= 5 FOR UPDATE;
 SELECT count(*) FILTER (WHERE integration.row_unlocked(xmax, :'claim_xmax')) AS unlocked FROM unlocked_demo;
 ROLLBACK;
+-- The worker learns that xmax from the claim's own RETURNING (CLAIM_DUE in
+-- src/delivery_claim.c), which reads the row version the update made: the claiming
+-- transaction's xid, or its subtransaction's where the claim runs in one, which the row
+-- still carries once all has committed.
+BEGIN;
+SELECT pg_current_xact_id()::xid AS top_xid \gset
+WITH locked AS (SELECT ctid FROM unlocked_demo WHERE i BETWEEN 11 AND 13 FOR UPDATE SKIP LOCKED),
+	 claimed AS (UPDATE unlocked_demo SET claimed = true
+				  WHERE ctid = ANY (ARRAY(SELECT ctid FROM locked)) RETURNING xmax)
+SELECT count(*) FILTER (WHERE xmax = :'top_xid') AS returned_the_xid FROM claimed;
+SAVEPOINT claim;
+WITH locked AS (SELECT ctid FROM unlocked_demo WHERE i BETWEEN 21 AND 23 FOR UPDATE SKIP LOCKED),
+	 claimed AS (UPDATE unlocked_demo SET claimed = true
+				  WHERE ctid = ANY (ARRAY(SELECT ctid FROM locked)) RETURNING xmax)
+SELECT (array_agg(xmax))[1] AS sub_xmax, count(DISTINCT xmax::text) AS sub_xmaxes FROM claimed \gset
+RELEASE SAVEPOINT claim;
+COMMIT;
+SELECT :sub_xmaxes AS sub_xmaxes, :'sub_xmax'::xid = :'top_xid'::xid AS sub_is_top,
+	   count(*) FILTER (WHERE i <= 13 AND integration.row_unlocked(xmax, :'top_xid')) AS top_unlocked,
+	   count(*) FILTER (WHERE i >= 21 AND xmax = :'sub_xmax') AS sub_carrying,
+	   count(*) FILTER (WHERE i >= 21 AND integration.row_unlocked(xmax, :'sub_xmax')) AS sub_unlocked,
+	   count(*) FILTER (WHERE i >= 21 AND integration.row_unlocked(xmax, :'top_xid')) AS sub_unlocked_for_top
+  FROM unlocked_demo WHERE i BETWEEN 11 AND 13 OR i BETWEEN 21 AND 23;
 CREATE FUNCTION pg_temp.estimated_rows(q text) RETURNS float8 LANGUAGE plpgsql AS $$
 DECLARE
 	plan json;
