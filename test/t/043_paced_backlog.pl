@@ -12,9 +12,11 @@
 #      time: it stays full, its requests ending a millisecond or two apart.
 #   2. Meanwhile one transaction queues 3,000 events of tenant A and then 5 of tenant B
 #      (to an endpoint of B's that answers at once): a backlog, drained batch by batch.
-#   3. B's 5 events are delivered within 6 s of that commit, while A still publishes
+#   3. B's 5 events are delivered within 8 s of that commit, while A still publishes
 #      (at SCHED_ROOM_SOON_MS, 10 ms, a batch, the backlog's 47 batches wait half a
 #      second in all).  Before the bound, they waited until A's stream ended.
+
+# test/run: alone (its stream takes a core for 20 s, and its check bounds a latency).
 
 use strict;
 use warnings;
@@ -96,8 +98,8 @@ while (time - $committed < 15)
 	usleep(50_000);
 }
 my $streaming = defined $b_seconds && $committed + $b_seconds - $stream_started < 20;
-ok(defined $b_seconds && $b_seconds < 6,
-	sprintf("tenant B's 5 events behind the backlog were delivered within 6 s (%s)",
+ok(defined $b_seconds && $b_seconds < 8,
+	sprintf("tenant B's 5 events behind the backlog were delivered within 8 s (%s)",
 		defined $b_seconds ? sprintf('%.1f s', $b_seconds) : 'not within 15 s'))
   or diag('events still queued: '
 	  . $node->safe_psql('postgres', 'SELECT count(*) FROM integration.webhook_event_queue'));
