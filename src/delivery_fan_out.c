@@ -641,9 +641,8 @@ insert_and_claim(FanOutBatch *b, int lease_ms)
  * deliveries are due at once; the rest go in 'pending' and due now
  * (lanes->overflowed), to be claimed when their endpoint has room; the endpoints left
  * with room for less than another batch are named in lanes->short_of_room.  Claims are
- * appended
- * to list.  An event with an endpoint someone else holds locked is queued again, not
- * waited for, and lanes->put_back set.  Returns how many events it took.
+ * appended to list.  An event with an endpoint someone else holds locked is queued
+ * again, not waited for, and lanes->put_back set.  Returns how many events it took.
  *
  * Why cursors: every event taken leaves a dead entry in the queue's index until
  * VACUUM.  While a large backlog drains, a scan from the start walks all the entries

@@ -8,10 +8,10 @@
 
 #include "delivery_store.h"
 
-/* The two lanes of one fan-out (StoreFanOutAndClaim()). */
 /* Endpoints short of room that a fan-out names (FanOutLanes.short_of_room). */
 #define FANOUT_SHORT_MAX 4
 
+/* The two lanes of one fan-out (StoreFanOutAndClaim()). */
 typedef struct FanOutLanes
 {
 	int64		after;			/* in/out: the backlog lane takes events above
