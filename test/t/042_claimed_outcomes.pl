@@ -33,16 +33,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = new_integration_node('claimed_outcomes',
-	"shared_preload_libraries = 'integration, pg_stat_statements'",
-	'pg_stat_statements.track = all',
-	'integration.max_concurrency_per_endpoint = 1');
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements');
+my $node = new_statements_node('claimed_outcomes', 'integration.max_concurrency_per_endpoint = 1');
 my $recv = start_receiver();
-
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery' AND pid IS NOT NULL"),
-	'the delivery worker runs');
 
 ########################################################################
 # 1. More deliveries than the worker holds for a one-at-a-time endpoint.
@@ -63,22 +55,13 @@ is(wait_for_requests($recv, 30), 30, 'the receiver got 30 requests');
 # 2. Which statements wrote the outcomes.
 ########################################################################
 
-# Rows a statement of the worker touched in all, by a fragment of its text.
-sub statement_rows
-{
-	my ($fragment) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT coalesce(sum(rows), 0) || ' ' || coalesce(sum(calls), 0) FROM pg_stat_statements"
-		  . " WHERE query LIKE '%' || \$f\$$fragment\$f\$ || '%'");
-}
-
-my ($claimed) = split / /, statement_rows('FROM locked l');
+my (undef, $claimed) = statement_totals($node, 'FROM locked l');
 cmp_ok($claimed, '>', 0, "deliveries were claimed from pending ($claimed)");
-my ($by_ctid) = split / /, statement_rows('AND integration.row_unlocked(d.xmax, r.claim_xmax)');
+my (undef, $by_ctid) = statement_totals($node, 'AND integration.row_unlocked(d.xmax, r.claim_xmax)');
 is($by_ctid, 30, 'the outcome statement wrote all 30 outcomes where their claims left them');
-is(statement_rows('FOR NO KEY UPDATE OF d SKIP LOCKED'), '0 0',
+is((statement_totals($node, 'FOR NO KEY UPDATE OF d SKIP LOCKED'))[0], 0,
 	'no outcome needed the look for rows locked by others');
-is(statement_rows('AS r(tenant_id, id, status, attempt'), '0 0', 'nor the write by key');
+is((statement_totals($node, 'AS r(tenant_id, id, status, attempt'))[0], 0, 'nor the write by key');
 
 ########################################################################
 # 3. A fast endpoint's backlog at the default cap.
@@ -129,7 +112,7 @@ ok($node->poll_query_until('postgres',
 	'all 40 deliveries are pending again');
 my $waited = time() - $opened;
 cmp_ok($waited, '<', 10, sprintf('within %.1f s of the opening, long before a lease runs out', $waited));
-my ($given_back) = split / /, statement_rows('AS r(tid, id, lease, due, claim_xmax)');
+my (undef, $given_back) = statement_totals($node, 'AS r(tid, id, lease, due, claim_xmax)');
 cmp_ok($given_back, '>', 0, "claims were given back unsent ($given_back)");
 
 stop_receiver($recv);

@@ -21,16 +21,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = new_integration_node('reference_plans',
-	"shared_preload_libraries = 'integration, pg_stat_statements'",
-	'pg_stat_statements.track = all',
-	'autovacuum = off');
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements');
+my $node = new_statements_node('reference_plans', 'autovacuum = off');
 my $recv = start_receiver();
-
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery' AND pid IS NOT NULL"),
-	'the delivery worker runs');
 
 ########################################################################
 # 1. A first fan-out on a small table.
@@ -66,10 +58,8 @@ ok($node->poll_query_until('postgres',
 		  . " AND (SELECT count(*) FROM integration.deliveries) = 20010"),
 	'all 20,000 are fanned out');
 
-my ($calls, $rows, $pages) = split /\|/, $node->safe_psql('postgres', q{
-	SELECT sum(calls), sum(rows), sum(shared_blks_hit + shared_blks_read) FROM pg_stat_statements
-	 WHERE regexp_replace(query, '\s+', ' ', 'g')
-	       LIKE 'SELECT a.tenant_id, a.event_id FROM (SELECT DISTINCT tenant_id, event_id FROM added)%'});
+my ($calls, $rows, $pages) = statement_totals($node,
+	'SELECT a.tenant_id, a.event_id FROM (SELECT DISTINCT tenant_id, event_id FROM added)');
 cmp_ok($calls, '>=', 20000 / 256, "the event check ran for each batch ($calls calls)");
 is($rows, 0, 'and found every event');
 my $per_delivery = $pages / 20000;

@@ -54,6 +54,7 @@ our @EXPORT = qw(
   receiver_connections receiver_plan
   verify_signature expected_signature poll_across_crash
   register_for fresh_delivery_seconds
+  new_statements_node statement_totals
 );
 
 # Every wait in these tests is bounded; poll_query_until's default of 180 s would
@@ -121,6 +122,50 @@ sub new_integration_node
 	$node->safe_psql('postgres', 'CREATE EXTENSION integration');
 	push @nodes, $node;
 	return $node;
+}
+
+=pod
+
+=item new_statements_node($name, @conf_lines)
+
+new_integration_node() with pg_stat_statements preloaded, counting nested statements
+too (track = all: the worker's SPI statements and those of the triggers they fire),
+created in database postgres; returns once the delivery worker runs.
+
+=cut
+
+sub new_statements_node
+{
+	my ($name, @conf) = @_;
+	my $node = new_integration_node($name,
+		"shared_preload_libraries = 'integration, pg_stat_statements'",
+		'pg_stat_statements.track = all', @conf);
+
+	$node->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements');
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery' AND pid IS NOT NULL")
+	  or die "the delivery worker of $name did not start";
+	return $node;
+}
+
+=pod
+
+=item statement_totals($node, $fragment)
+
+The calls, rows and pages (shared buffers hit or read) of the statements whose text,
+with runs of white space made one space, contains $fragment, summed over
+pg_stat_statements: a list of three numbers, each 0 when none ran.
+
+=cut
+
+sub statement_totals
+{
+	my ($node, $fragment) = @_;
+	$fragment =~ s/'/''/g;
+	return split /\|/, $node->safe_psql('postgres',
+		'SELECT coalesce(sum(calls), 0) || \'|\' || coalesce(sum(rows), 0) || \'|\''
+		  . ' || coalesce(sum(shared_blks_hit + shared_blks_read), 0) FROM pg_stat_statements'
+		  . " WHERE strpos(regexp_replace(query, '\\s+', ' ', 'g'), '$fragment') > 0");
 }
 
 =pod
