@@ -88,7 +88,12 @@ note_plan_tables(int i)
 		foreach(rc, ps->relationOids)
 		{
 			int			n = kept_plans[i].ntables;
+			bool		noted = false;
 
+			for (int t = 0; t < n; t++)
+				noted = noted || kept_plans[i].tables[t] == lfirst_oid(rc);
+			if (noted)
+				continue;
 			if (n == KEPT_PLAN_TABLES)
 				return;
 			kept_plans[i].tables[n] = lfirst_oid(rc);
