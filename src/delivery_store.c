@@ -271,16 +271,12 @@ StoreReplanIfStale(void)
 		t->looked = now;
 		t->young = now < REPLAN_YOUNG_BLOCKS &&
 			now_ts < TimestampTzPlusMilliseconds(t->changed_at, REPLAN_CHECK_MS);
-		if (t->blocks == InvalidBlockNumber || now < t->blocks / 2)
-		{
-			/*
-			 * Not known yet, or shrunk (TRUNCATE; VACUUM giving pages back):
-			 * the plan cache plans again for the small table by itself, so
-			 * growth counts from here.
-			 */
-			t->blocks = now;
-		}
-		else if (now > 2 * t->blocks + 8)
+
+		/*
+		 * After a TRUNCATE the plan cache plans again for the small table by
+		 * itself; growth counts from there (PlanOutgrown()).
+		 */
+		if (PlanOutgrown(&t->blocks, now))
 		{
 			doubled |= t->bit;
 			t->blocks = now;

@@ -18,6 +18,7 @@
 #include "utils/snapmgr.h"
 
 #include "references.h"
+#include "spi_plan.h"
 
 static void ReferenceStillUsed(TriggerData *trigdata, const char *referrer, const char *tenant,
 							   const char *key, const char *hint) pg_attribute_noreturn();
@@ -32,16 +33,15 @@ static void ReferenceStillUsed(TriggerData *trigdata, const char *referrer, cons
  * A statement past the last slot is prepared each time it runs.
  *
  * A kept plan is made again once a table it reads has more than doubled since it was
- * made, as the worker's own plans are (StoreReplanIfStale() in delivery_store.c).
- * PostgreSQL's plan cache plans again when ANALYZE changes a table's statistics, and
- * until then keeps a plan made for the size the table had: the worker's first
- * fan-out, while webhook_events held a few hundred events, planned the event check as
- * a walk of the whole table per probe, and after 20,000 events were published at
- * once, each batch's check read 2,100 pages and took 9 ms, then 30 ms as the probes
- * reached further in, with every other tenant's events waiting behind those cycles
- * (bench/run protection: p99 30 ms; bench/README.md).  The planner sizes a table by
- * its blocks now, so a plan made again is the right one.  Cost: an smgrnblocks() per
- * table a statement reads, at each run.
+ * made, by the rule the worker's own plans follow (PlanOutgrown(), as
+ * StoreReplanIfStale() in delivery_store.c uses it).  PostgreSQL's plan cache plans
+ * again when ANALYZE changes a table's statistics, and until then keeps a plan made
+ * for the size the table had: the worker's first fan-out, while webhook_events held a
+ * few hundred events, planned the event check as a walk of the whole table per probe,
+ * and after 20,000 events were published at once, each batch's check read 2,100
+ * pages and took 9 ms, then 30 ms as the probes reached further in, with every other
+ * tenant's events waiting behind those cycles (bench/run protection: p99 30 ms;
+ * bench/README.md).  Cost: an smgrnblocks() per table a statement reads, at each run.
  */
 #define KEPT_PLANS 24
 #define KEPT_PLAN_TABLES 4
@@ -118,17 +118,13 @@ find_kept_plan(const char *sql)
 		{
 			BlockNumber now = table_blocks(kept_plans[i].tables[t]);
 
-			if (now == InvalidBlockNumber || kept_plans[i].blocks[t] == InvalidBlockNumber ||
-				now > 2 * kept_plans[i].blocks[t] + 8)
+			if (now == InvalidBlockNumber || PlanOutgrown(&kept_plans[i].blocks[t], now))
 			{
 				SPI_freeplan(kept_plans[i].plan);
 				kept_plans[i].sql = NULL;
 				kept_plans[i].plan = NULL;
 				return NULL;
 			}
-			/* Shrunk (TRUNCATE, VACUUM): growth counts from here. */
-			if (now < kept_plans[i].blocks[t] / 2)
-				kept_plans[i].blocks[t] = now;
 		}
 		return kept_plans[i].plan;
 	}

@@ -39,6 +39,25 @@ SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes, int curso
 }
 
 /*
+ * Whether a plan made while a table had *planned blocks should be made again now that
+ * it has now: once the table has more than doubled (the planner sizes a table by its
+ * blocks, so a plan made again fits it; PostgreSQL's plan cache waits for the next
+ * ANALYZE).  A size not known yet, or a table that has shrunk to less than half
+ * (TRUNCATE, VACUUM giving pages back), sets *planned to now: growth counts from
+ * there.  A plan made again is made at now, which the caller records.
+ */
+bool
+PlanOutgrown(BlockNumber *planned, BlockNumber now)
+{
+	if (*planned == InvalidBlockNumber || now < *planned / 2)
+	{
+		*planned = now;
+		return false;
+	}
+	return now > 2 * *planned + 8;
+}
+
+/*
  * Frees the plans in the n slots and empties them, to be prepared again on their next
  * use (after the extension was dropped and created again, say).
  */

@@ -6,10 +6,12 @@
 #define INTEGRATION_SPI_PLAN_H
 
 #include "executor/spi.h"
+#include "storage/block.h"
 
 extern SPIPlanPtr SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 							int cursor_options);
 extern void ForgetPlans(SPIPlanPtr *const *slots, int n);
+extern bool PlanOutgrown(BlockNumber *planned, BlockNumber now);
 extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
 					const char *what);
 extern Datum ResultTids(int col);

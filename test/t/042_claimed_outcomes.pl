@@ -43,9 +43,7 @@ my $recv = start_receiver();
 my $url = receiver_url($recv, '/one', delay_ms => 20);
 tenant_psql($node, "SELECT integration.register_webhook('one', '$url', '[\"one.*\"]')", 'tenant_a');
 $node->safe_psql('postgres', 'SELECT pg_stat_statements_reset()');
-tenant_psql($node,
-	"SELECT count(integration.publish_event('one.x', jsonb_build_object('n', g))) FROM generate_series(1, 30) g",
-	'tenant_a');
+publish_events($node, 'tenant_a', 'one.x', 30);
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 30 FROM integration.deliveries WHERE status = 'delivered'"),
 	'all 30 deliveries are delivered');
@@ -63,20 +61,24 @@ is((statement_totals($node, 'FOR NO KEY UPDATE OF d SKIP LOCKED'))[0], 0,
 	'no outcome needed the look for rows locked by others');
 is((statement_totals($node, 'AS r(tenant_id, id, status, attempt'))[0], 0, 'nor the write by key');
 
+# Sets integration.max_concurrency_per_endpoint, reloads; true once the server has it.
+sub set_endpoint_cap
+{
+	my ($cap) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET integration.max_concurrency_per_endpoint = $cap");
+	$node->reload;
+	return $node->poll_query_until('postgres',
+		"SELECT setting = '$cap' FROM pg_settings WHERE name = 'integration.max_concurrency_per_endpoint'");
+}
+
 ########################################################################
 # 3. A fast endpoint's backlog at the default cap.
 ########################################################################
 
-$node->safe_psql('postgres', 'ALTER SYSTEM SET integration.max_concurrency_per_endpoint = 16');
-$node->reload;
-ok($node->poll_query_until('postgres',
-		"SELECT setting = '16' FROM pg_settings WHERE name = 'integration.max_concurrency_per_endpoint'"),
-	'the per-endpoint cap is at its default, 16');
+ok(set_endpoint_cap(16), 'the per-endpoint cap is at its default, 16');
 my $fast = receiver_url($recv, '/fast');
 tenant_psql($node, "SELECT integration.register_webhook('fast', '$fast', '[\"fast.*\"]')", 'tenant_b');
-tenant_psql($node,
-	"SELECT count(integration.publish_event('fast.x', jsonb_build_object('n', g))) FROM generate_series(1, 3000) g",
-	'tenant_b');
+publish_events($node, 'tenant_b', 'fast.x', 3000);
 my @fast = wait_for_requests($recv, 3000, 60, sub { $_[0]->{path_only} eq '/fast' });
 is(scalar(@fast), 3000, 'the fast endpoint got 3,000 requests');
 my %ids = map { ($_->{headers}{'webhook-id'} // '') => 1 } @fast;
@@ -90,18 +92,12 @@ ok($node->poll_query_until('postgres',
 # 4. A failing endpoint's circuit opens: what the worker held goes back.
 ########################################################################
 
-$node->safe_psql('postgres', 'ALTER SYSTEM SET integration.max_concurrency_per_endpoint = 1');
-$node->reload;
-ok($node->poll_query_until('postgres',
-		"SELECT setting = '1' FROM pg_settings WHERE name = 'integration.max_concurrency_per_endpoint'"),
-	'the per-endpoint cap is 1 again');
+ok(set_endpoint_cap(1), 'the per-endpoint cap is 1 again');
 receiver_plan($recv, '/down', 'status=500');
 my $down_url = receiver_url($recv, '/down');
 my $down = tenant_psql($node,
 	"SELECT id FROM integration.register_webhook('down', '$down_url', '[\"down.*\"]')", 'tenant_c');
-tenant_psql($node,
-	"SELECT count(integration.publish_event('down.x', jsonb_build_object('n', g))) FROM generate_series(1, 40) g",
-	'tenant_c');
+publish_events($node, 'tenant_c', 'down.x', 40);
 ok($node->poll_query_until('postgres',
 		"SELECT state = 'open' FROM integration.target_circuits WHERE tenant_id = 'tenant_c' AND target_id = $down"),
 	'the failing endpoint\'s circuit opens');

@@ -30,17 +30,13 @@ my $recv = start_receiver();
 
 my $url = receiver_url($recv, '/fast');
 tenant_psql($node, "SELECT integration.register_webhook('fast', '$url', '[\"r.*\"]')", 'tenant_a');
-tenant_psql($node,
-	"SELECT count(integration.publish_event('r.x', jsonb_build_object('n', g))) FROM generate_series(1, 5) g",
-	'tenant_a');
+publish_events($node, 'tenant_a', 'r.x', 5);
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 5 FROM integration.deliveries WHERE status = 'delivered'"),
 	'the first 5 are delivered');
 # Statistics of the small table, as autovacuum takes them, and a fan-out planned on them.
 $node->safe_psql('postgres', 'ANALYZE integration.webhook_events');
-tenant_psql($node,
-	"SELECT count(integration.publish_event('r.x', jsonb_build_object('n', g))) FROM generate_series(1, 5) g",
-	'tenant_a');
+publish_events($node, 'tenant_a', 'r.x', 5);
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 10 FROM integration.deliveries WHERE status = 'delivered'"),
 	'5 more are delivered');
@@ -50,9 +46,7 @@ ok($node->poll_query_until('postgres',
 ########################################################################
 
 $node->safe_psql('postgres', 'SELECT pg_stat_statements_reset()');
-tenant_psql($node,
-	"SELECT count(integration.publish_event('r.x', jsonb_build_object('n', g))) FROM generate_series(1, 20000) g",
-	'tenant_a');
+publish_events($node, 'tenant_a', 'r.x', 20000);
 ok($node->poll_query_until('postgres',
 		"SELECT NOT EXISTS (SELECT FROM integration.webhook_event_queue)"
 		  . " AND (SELECT count(*) FROM integration.deliveries) = 20010"),

@@ -54,7 +54,7 @@ our @EXPORT = qw(
   receiver_connections receiver_plan
   verify_signature expected_signature poll_across_crash
   register_for fresh_delivery_seconds
-  new_statements_node statement_totals
+  new_statements_node statement_totals publish_events
 );
 
 # Every wait in these tests is bounded; poll_query_until's default of 180 s would
@@ -146,6 +146,23 @@ sub new_statements_node
 		"SELECT count(*) = 1 FROM integration.worker_status() WHERE role = 'delivery' AND pid IS NOT NULL")
 	  or die "the delivery worker of $name did not start";
 	return $node;
+}
+
+=pod
+
+=item publish_events($node, $tenant, $event, $n)
+
+Publishes $n events named $event for $tenant in one transaction, with payloads
+C<{"n": 1}> to C<{"n": $n}>; returns how many.
+
+=cut
+
+sub publish_events
+{
+	my ($node, $tenant, $event, $n) = @_;
+	return tenant_psql($node,
+		"SELECT count(integration.publish_event('$event', jsonb_build_object('n', g)))"
+		  . " FROM generate_series(1, $n) g", $tenant);
 }
 
 =pod
