@@ -436,6 +436,38 @@ check_extension(void *arg)
 	*(bool *) arg = StoreExtensionPresent();
 }
 
+/*
+ * A worker whose kinds send keeps two settings its design rests on, whatever the
+ * server, the database or its role default to (postgresql.conf, ALTER DATABASE/ROLE
+ * ... SET); session values, which a reload leaves alone.
+ *
+ * READ COMMITTED: its statements lock rows that tenants change meanwhile (an endpoint,
+ * FOR KEY SHARE, at every fan-out; claims under FOR UPDATE SKIP LOCKED) and, at this
+ * level, a lock follows the row's newer version.  Under REPEATABLE READ or
+ * SERIALIZABLE the same lock fails the whole cycle ("could not serialize access"),
+ * and the worker pauses a second before trying again: with the server's default at
+ * serializable, one tenant changing its endpoint while publishing paused everyone's
+ * deliveries five times in six seconds (test/t/046_session_defaults.pl).
+ *
+ * Commits that wait for their WAL flush: a request's outcome holds its slot of the
+ * worker until a commit records it (delivery_job.c), which bounds what a crash sends
+ * twice to integration.max_concurrency only if that commit is on disk when it returns.
+ * synchronous_commit = off would let an operating-system crash lose the last 200 ms or
+ * so of outcomes, and send all those requests again; the worker commits as 'on'
+ * instead (a level above off is kept: remote_apply waits for standbys too).  Its
+ * cycles that only claim still skip the wait, where nothing is lost
+ * (StoreCommitWithoutFlush()).  The handler worker keeps the database's defaults: its
+ * handlers are the application's SQL, and their effects commit with the event's
+ * outcome, all or nothing.
+ */
+static void
+pin_sending_session(void)
+{
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+	if (synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+		SetConfigOption("synchronous_commit", "on", PGC_USERSET, PGC_S_SESSION);
+}
+
 /* The most kinds of work one role runs. */
 #define MAX_KINDS 8
 
@@ -513,6 +545,8 @@ worker_start(Oid dboid, WorkerRole role, WorkerServices *svc, WorkerKind *kinds)
 	 * own.
 	 */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
+	if (sends)
+		pin_sending_session();
 
 	if (!WorkerSlotTake(dboid, role, wake_mask))
 	{
