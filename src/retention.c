@@ -194,7 +194,12 @@ typedef struct RetentionPass
 	RetentionRemoved removed;
 } RetentionPass;
 
-/* Kept, and made again as the tables grow (KeptPlanGet(), spi_plan.c). */
+/*
+ * Kept, and made again as the tables grow (KeptPlanGet(), spi_plan.c): planned on empty
+ * tables, the deletes found their rows by ctid with a sequential scan of the whole
+ * table (at 200,000 rows, 4,486 pages for 100 log rows, against 306 by TID planned
+ * again; 6,954 for 100 deliveries).
+ */
 static KeptPlan window_plan;
 static KeptPlan deliveries_plan;
 static KeptPlan lock_events_plan;
