@@ -606,7 +606,7 @@ build_one(void *arg)
 		/* Known to from, whatever becomes of this transaction. */
 		((CallItem *) b->from)->handed_token = true;
 	}
-	CallStoreBeginAttempt(&ci->ref, lease_ms());
+	CallStoreBeginAttempt(&ci->ref, &p, lease_ms());
 	if (ci->state == CALL_AHEAD)
 	{
 		/* Its request is on its way already. */

@@ -39,13 +39,22 @@
 #include "spi_plan.h"
 #include "table_statistics.h"
 
-static SPIPlanPtr claim_plan;
-static SPIPlanPtr probe_plan;
-static SPIPlanPtr next_due_plan;
-static SPIPlanPtr lock_plan;
-static SPIPlanPtr begin_plan;
-static SPIPlanPtr record_plan;
-static SPIPlanPtr reconcile_plan;
+/*
+ * The statements' plans, kept and made again once a table they read has more than
+ * doubled (KeptPlanGet(), spi_plan.c).  Made while connector_calls was nearly empty and
+ * never analyzed, as a new worker makes them, and kept until an ANALYZE, they read
+ * every call of the tenant for each call at 200,000 calls: the record of an outcome
+ * walked connector_calls_created_idx (1,019 pages a call, against 37 planned again),
+ * the take-back of a dead worker's attempts the same for each of them (10,076 pages
+ * for 10 calls, against 224); test/t/045_connector_plans.pl.
+ */
+static KeptPlan claim_plan;
+static KeptPlan probe_plan;
+static KeptPlan next_due_plan;
+static KeptPlan lock_plan;
+static KeptPlan begin_plan;
+static KeptPlan record_plan;
+static KeptPlan reconcile_plan;
 
 /*
  * The tables that a large transaction fills under the calls' statements (see
@@ -112,25 +121,25 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 	args[2] = Int32GetDatum(req->per_connector);
 	args[3] = Int8ArrayParam(req->full, req->nfull);
 	args[4] = Int32GetDatum(req->limit);
-	RunPlan(SavedPlan(&claim_plan,
-					  "SELECT k.tenant_id, k.id, k.connector_id, " CONNECTOR_SETTING_RATE("rate_limit") ","
-					  "       " CONNECTOR_SETTING_RATE("rate_limit_burst")
-					  "  FROM integration.connectors c"
-					  " CROSS JOIN LATERAL ("
-					  "   SELECT k.tenant_id, k.id, k.connector_id, k.next_attempt_at"
-					  "     FROM integration.connector_calls k"
-					  "    WHERE k.tenant_id OPERATOR(pg_catalog.=) c.tenant_id"
-					  "      AND k.connector_id OPERATOR(pg_catalog.=) c.id"
-					  "      AND k.status OPERATOR(pg_catalog.=) 'pending'"
-					  "      AND k.next_attempt_at OPERATOR(pg_catalog.<=) $1"
-					  "      AND k.id OPERATOR(pg_catalog.<>) ALL ($2)"
-					  "    ORDER BY k.next_attempt_at, k.id"
-					  "    LIMIT $3) k"
-					  " WHERE (c.is_active OR c.deleted_at IS NOT NULL)"
-					  "   AND c.id OPERATOR(pg_catalog.<>) ALL ($4)"
-					  " ORDER BY k.next_attempt_at, k.id"
-					  " LIMIT $5",
-					  5, types, CURSOR_OPT_GENERIC_PLAN),
+	RunPlan(KeptPlanGet(&claim_plan,
+						"SELECT k.tenant_id, k.id, k.connector_id, " CONNECTOR_SETTING_RATE("rate_limit") ","
+						"       " CONNECTOR_SETTING_RATE("rate_limit_burst")
+						"  FROM integration.connectors c"
+						" CROSS JOIN LATERAL ("
+						"   SELECT k.tenant_id, k.id, k.connector_id, k.next_attempt_at"
+						"     FROM integration.connector_calls k"
+						"    WHERE k.tenant_id OPERATOR(pg_catalog.=) c.tenant_id"
+						"      AND k.connector_id OPERATOR(pg_catalog.=) c.id"
+						"      AND k.status OPERATOR(pg_catalog.=) 'pending'"
+						"      AND k.next_attempt_at OPERATOR(pg_catalog.<=) $1"
+						"      AND k.id OPERATOR(pg_catalog.<>) ALL ($2)"
+						"    ORDER BY k.next_attempt_at, k.id"
+						"    LIMIT $3) k"
+						" WHERE (c.is_active OR c.deleted_at IS NOT NULL)"
+						"   AND c.id OPERATOR(pg_catalog.<>) ALL ($4)"
+						" ORDER BY k.next_attempt_at, k.id"
+						" LIMIT $5",
+						5, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_SELECT, "claiming connector calls");
 	n = (int) SPI_processed;
 	for (int i = 0; i < n; i++)
@@ -143,19 +152,19 @@ CallStoreClaim(CallClaimRequest *req, CallRef *out)
 		left_out[req->nheld + i] = out[i].id;
 	args[0] = Int8ArrayParam(left_out, req->nheld + n);
 	args[1] = args[3];
-	RunPlan(SavedPlan(&next_due_plan,
-					  "SELECT pg_catalog.min(n.next_attempt_at)"
-					  "  FROM integration.connectors c"
-					  " CROSS JOIN LATERAL ("
-					  "   SELECT k.next_attempt_at FROM integration.connector_calls k"
-					  "    WHERE k.tenant_id OPERATOR(pg_catalog.=) c.tenant_id"
-					  "      AND k.connector_id OPERATOR(pg_catalog.=) c.id"
-					  "      AND k.status OPERATOR(pg_catalog.=) 'pending'"
-					  "      AND k.id OPERATOR(pg_catalog.<>) ALL ($1)"
-					  "    ORDER BY k.next_attempt_at LIMIT 1) n"
-					  " WHERE (c.is_active OR c.deleted_at IS NOT NULL)"
-					  "   AND c.id OPERATOR(pg_catalog.<>) ALL ($2)",
-					  2, next_due_types, CURSOR_OPT_GENERIC_PLAN),
+	RunPlan(KeptPlanGet(&next_due_plan,
+						"SELECT pg_catalog.min(n.next_attempt_at)"
+						"  FROM integration.connectors c"
+						" CROSS JOIN LATERAL ("
+						"   SELECT k.next_attempt_at FROM integration.connector_calls k"
+						"    WHERE k.tenant_id OPERATOR(pg_catalog.=) c.tenant_id"
+						"      AND k.connector_id OPERATOR(pg_catalog.=) c.id"
+						"      AND k.status OPERATOR(pg_catalog.=) 'pending'"
+						"      AND k.id OPERATOR(pg_catalog.<>) ALL ($1)"
+						"    ORDER BY k.next_attempt_at LIMIT 1) n"
+						" WHERE (c.is_active OR c.deleted_at IS NOT NULL)"
+						"   AND c.id OPERATOR(pg_catalog.<>) ALL ($2)",
+						2, next_due_types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_SELECT, "looking for the next due connector call");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	req->next_due = isnull ? 0 : DatumGetTimestampTz(d);
@@ -181,17 +190,17 @@ CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const int64 *held
 	args[0] = CStringGetTextDatum(tenant_id);
 	args[1] = Int64GetDatum(connector_id);
 	args[2] = Int8ArrayParam(held, nheld);
-	RunPlan(SavedPlan(&probe_plan,
-					  "SELECT k.tenant_id, k.id, k.connector_id, " CONNECTOR_SETTING_RATE("rate_limit") ","
-					  "       " CONNECTOR_SETTING_RATE("rate_limit_burst") ", k.next_attempt_at"
-					  "  FROM integration.connector_calls k"
-					  "  JOIN integration.connectors c"
-					  "    ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id AND c.id OPERATOR(pg_catalog.=) k.connector_id"
-					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.connector_id OPERATOR(pg_catalog.=) $2"
-					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'"
-					  "   AND k.id OPERATOR(pg_catalog.<>) ALL ($3)"
-					  " ORDER BY k.next_attempt_at, k.id LIMIT 1",
-					  3, types, CURSOR_OPT_GENERIC_PLAN),
+	RunPlan(KeptPlanGet(&probe_plan,
+						"SELECT k.tenant_id, k.id, k.connector_id, " CONNECTOR_SETTING_RATE("rate_limit") ","
+						"       " CONNECTOR_SETTING_RATE("rate_limit_burst") ", k.next_attempt_at"
+						"  FROM integration.connector_calls k"
+						"  JOIN integration.connectors c"
+						"    ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id AND c.id OPERATOR(pg_catalog.=) k.connector_id"
+						" WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.connector_id OPERATOR(pg_catalog.=) $2"
+						"   AND k.status OPERATOR(pg_catalog.=) 'pending'"
+						"   AND k.id OPERATOR(pg_catalog.<>) ALL ($3)"
+						" ORDER BY k.next_attempt_at, k.id LIMIT 1",
+						3, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_SELECT, "looking for a connector call to probe with");
 	*next_at = 0;
 	if (SPI_processed == 0)
@@ -227,22 +236,30 @@ CallStoreLockPending(const CallRef *ref, CallPending *out)
 
 	/*
 	 * Of ref's connector too: a call is sent with its connector's target and
-	 * credentials, which the caller loaded from ref.
+	 * credentials, which the caller loaded from ref.  By its key alone, the
+	 * status checked on the locked row, as the handlers lock their events
+	 * (inbound_store.c): "status = 'pending'" here lets the planner pick
+	 * connector_calls_pending_idx, and walk all of the connector's pending
+	 * calls for the one it wants, on statistics that count none of them (a
+	 * table not analyzed yet: 306 pages a call with 50,000 pending, against 5
+	 * by connector_calls_connector_idx).
 	 */
-	RunPlan(SavedPlan(&lock_plan,
-					  "SELECT k.operation, k.payload, k.idempotency_key,"
-					  "       k.queued_by::pg_catalog.oid, k.attempts, k.next_attempt_at"
-					  "  FROM integration.connector_calls k"
-					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
-					  "   AND k.connector_id OPERATOR(pg_catalog.=) $3"
-					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'"
-					  "   FOR UPDATE SKIP LOCKED",
-					  3, types, CURSOR_OPT_GENERIC_PLAN),
+	RunPlan(KeptPlanGet(&lock_plan,
+						"SELECT k.operation, k.payload, k.idempotency_key,"
+						"       k.queued_by::pg_catalog.oid, k.attempts, k.next_attempt_at,"
+						"       k.status OPERATOR(pg_catalog.=) 'pending', k.ctid"
+						"  FROM integration.connector_calls k"
+						" WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
+						"   AND k.connector_id OPERATOR(pg_catalog.=) $3"
+						"   FOR UPDATE SKIP LOCKED",
+						3, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_SELECT, "locking a connector call");
 	if (SPI_processed == 0)
 		return false;
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+	if (!DatumGetBool(SPI_getbinval(row, desc, 7, &isnull)))
+		return false;			/* no longer pending */
 	out->operation = SPI_getvalue(row, desc, 1);
 	out->payload = DatumGetJsonbPCopy(SPI_getbinval(row, desc, 2, &isnull));
 	out->idempotency_key = SPI_getvalue(row, desc, 3);
@@ -251,28 +268,35 @@ CallStoreLockPending(const CallRef *ref, CallPending *out)
 	out->next_attempt_at = DatumGetTimestampTz(SPI_getbinval(row, desc, 6, &isnull));
 	if (isnull)
 		out->next_attempt_at = 0;
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(row, desc, 8, &isnull)), &out->tid);
 	return true;
 }
 
-/* Marks a call locked by CallStoreLockPending() 'sending', its attempt counted. */
+/*
+ * Marks a call locked by CallStoreLockPending() (locked, in this transaction)
+ * 'sending', its attempt counted.  By the locked row's ctid, which stays its own while
+ * it is locked: by its key and "status = 'pending'", on statistics that count none of
+ * the table's rows, the planner walked connector_calls_pending_idx over all of the
+ * tenant's pending calls (62 pages at 6,400 calls, 100 at 25,600), however often it
+ * planned again.
+ */
 void
-CallStoreBeginAttempt(const CallRef *ref, int lease_ms)
+CallStoreBeginAttempt(const CallRef *ref, const CallPending *locked, int lease_ms)
 {
-	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
-	Datum		args[3];
+	Oid			types[2] = {TIDOID, INT4OID};
+	Datum		args[2];
 
-	args[0] = CStringGetTextDatum(ref->tenant_id);
-	args[1] = Int64GetDatum(ref->id);
-	args[2] = Int32GetDatum(lease_ms);
-	RunPlan(SavedPlan(&begin_plan,
-					  "UPDATE integration.connector_calls k"
-					  "   SET status = 'sending', attempts = k.attempts OPERATOR(pg_catalog.+) 1,"
-					  "       next_attempt_at = NULL, last_attempt_at = pg_catalog.now(),"
-					  "       lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
-					  "         ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
-					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
-					  "   AND k.status OPERATOR(pg_catalog.=) 'pending'",
-					  3, types, CURSOR_OPT_GENERIC_PLAN),
+	args[0] = PointerGetDatum(&locked->tid);
+	args[1] = Int32GetDatum(lease_ms);
+	RunPlan(KeptPlanGet(&begin_plan,
+						"UPDATE integration.connector_calls k"
+						"   SET status = 'sending', attempts = k.attempts OPERATOR(pg_catalog.+) 1,"
+						"       next_attempt_at = NULL, last_attempt_at = pg_catalog.now(),"
+						"       lease_expires_at = pg_catalog.now() OPERATOR(pg_catalog.+)"
+						"         ($2 OPERATOR(pg_catalog.*) interval '1 ms')"
+						" WHERE k.ctid OPERATOR(pg_catalog.=) $1"
+						"   AND k.status OPERATOR(pg_catalog.=) 'pending'",
+						2, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_UPDATE, "beginning a connector call");
 	if (SPI_processed != 1)
 		elog(ERROR, "connector call %lld is no longer pending", (long long) ref->id);
@@ -332,36 +356,36 @@ CallStoreRecord(const CallRef *ref, const CallOutcome *o, int64 *next_call)
 	else
 		nulls[8] = 'n';
 
-	if (SPI_execute_plan(SavedPlan(&record_plan,
-								   "WITH k AS ("
-								   " UPDATE integration.connector_calls k"
-								   "    SET status = $3, attempts = $5, next_attempt_at = $6,"
-								   "        lease_expires_at = NULL, last_status_code = $7,"
-								   "        result = $8, last_error = $9,"
-								   "        finished_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'pending' THEN NULL"
-								   "                           ELSE pg_catalog.now() END"
-								   "  WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
-								   "    AND k.attempts OPERATOR(pg_catalog.=) $4"
-								   "    AND k.status OPERATOR(pg_catalog.=) ANY ('{pending,sending}'::pg_catalog.text[])"
-								   " RETURNING k.*),"
-								   " e AS ("
-								   " INSERT INTO integration.inbound_events"
-								   "        (tenant_id, connector_id, external_id, topic, event, payload)"
-								   " SELECT k.tenant_id, k.connector_id, 'call:' OPERATOR(pg_catalog.||) k.id,"
-								   "        'call.' OPERATOR(pg_catalog.||) k.status,"
-								   "        c.kind OPERATOR(pg_catalog.||) '.call.' OPERATOR(pg_catalog.||) k.status,"
-								   "        integration._call_completion_payload(ROW(k.*)::integration.connector_calls)"
-								   "   FROM k JOIN integration.connectors c"
-								   "     ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
-								   "    AND c.id OPERATOR(pg_catalog.=) k.connector_id"
-								   "  WHERE k.status OPERATOR(pg_catalog.<>) 'pending'"
-								   "    AND k.sync_stream IS NULL"
-								   " RETURNING 1)"
-								   " SELECT pg_catalog.count(*),"
-								   "        pg_catalog.max((k.result OPERATOR(pg_catalog.->>) 'next_call_id')::pg_catalog.int8)"
-								   "          FILTER (WHERE k.sync_stream IS NOT NULL AND k.status OPERATOR(pg_catalog.=) 'succeeded')"
-								   "   FROM k",
-								   9, types, CURSOR_OPT_GENERIC_PLAN),
+	if (SPI_execute_plan(KeptPlanGet(&record_plan,
+									 "WITH k AS ("
+									 " UPDATE integration.connector_calls k"
+									 "    SET status = $3, attempts = $5, next_attempt_at = $6,"
+									 "        lease_expires_at = NULL, last_status_code = $7,"
+									 "        result = $8, last_error = $9,"
+									 "        finished_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'pending' THEN NULL"
+									 "                           ELSE pg_catalog.now() END"
+									 "  WHERE k.tenant_id OPERATOR(pg_catalog.=) $1 AND k.id OPERATOR(pg_catalog.=) $2"
+									 "    AND k.attempts OPERATOR(pg_catalog.=) $4"
+									 "    AND k.status OPERATOR(pg_catalog.=) ANY ('{pending,sending}'::pg_catalog.text[])"
+									 " RETURNING k.*),"
+									 " e AS ("
+									 " INSERT INTO integration.inbound_events"
+									 "        (tenant_id, connector_id, external_id, topic, event, payload)"
+									 " SELECT k.tenant_id, k.connector_id, 'call:' OPERATOR(pg_catalog.||) k.id,"
+									 "        'call.' OPERATOR(pg_catalog.||) k.status,"
+									 "        c.kind OPERATOR(pg_catalog.||) '.call.' OPERATOR(pg_catalog.||) k.status,"
+									 "        integration._call_completion_payload(ROW(k.*)::integration.connector_calls)"
+									 "   FROM k JOIN integration.connectors c"
+									 "     ON c.tenant_id OPERATOR(pg_catalog.=) k.tenant_id"
+									 "    AND c.id OPERATOR(pg_catalog.=) k.connector_id"
+									 "  WHERE k.status OPERATOR(pg_catalog.<>) 'pending'"
+									 "    AND k.sync_stream IS NULL"
+									 " RETURNING 1)"
+									 " SELECT pg_catalog.count(*),"
+									 "        pg_catalog.max((k.result OPERATOR(pg_catalog.->>) 'next_call_id')::pg_catalog.int8)"
+									 "          FILTER (WHERE k.sync_stream IS NOT NULL AND k.status OPERATOR(pg_catalog.=) 'succeeded')"
+									 "   FROM k",
+									 9, types, CURSOR_OPT_GENERIC_PLAN),
 						 args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "recording a connector call failed");
 	recorded = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -388,18 +412,18 @@ CallStoreReconcile(bool all, const int64 *held, int nheld)
 
 	args[0] = BoolGetDatum(all);
 	args[1] = Int8ArrayParam(held, nheld);
-	RunPlan(SavedPlan(&reconcile_plan,
-					  "UPDATE integration.connector_calls k"
-					  "   SET status = 'pending', next_attempt_at = pg_catalog.now(),"
-					  "       lease_expires_at = NULL,"
-					  "       last_error = pg_catalog.format('attempt %s was cut short: the worker stopped', k.attempts)"
-					  "  FROM (SELECT s.tenant_id, s.id FROM integration.connector_calls s"
-					  "         WHERE s.status OPERATOR(pg_catalog.=) 'sending'"
-					  "           AND ($1 OR (s.lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
-					  "                       AND s.id OPERATOR(pg_catalog.<>) ALL ($2)))"
-					  "           FOR UPDATE SKIP LOCKED) s"
-					  " WHERE k.tenant_id OPERATOR(pg_catalog.=) s.tenant_id AND k.id OPERATOR(pg_catalog.=) s.id",
-					  2, types, CURSOR_OPT_GENERIC_PLAN),
+	RunPlan(KeptPlanGet(&reconcile_plan,
+						"UPDATE integration.connector_calls k"
+						"   SET status = 'pending', next_attempt_at = pg_catalog.now(),"
+						"       lease_expires_at = NULL,"
+						"       last_error = pg_catalog.format('attempt %s was cut short: the worker stopped', k.attempts)"
+						"  FROM (SELECT s.tenant_id, s.id FROM integration.connector_calls s"
+						"         WHERE s.status OPERATOR(pg_catalog.=) 'sending'"
+						"           AND ($1 OR (s.lease_expires_at OPERATOR(pg_catalog.<) pg_catalog.now()"
+						"                       AND s.id OPERATOR(pg_catalog.<>) ALL ($2)))"
+						"           FOR UPDATE SKIP LOCKED) s"
+						" WHERE k.tenant_id OPERATOR(pg_catalog.=) s.tenant_id AND k.id OPERATOR(pg_catalog.=) s.id",
+						2, types, CURSOR_OPT_GENERIC_PLAN),
 			args, false, SPI_OK_UPDATE, "taking back connector calls");
 	return (int) SPI_processed;
 }

@@ -9,6 +9,7 @@
 #define INTEGRATION_CALL_STORE_H
 
 #include "datatype/timestamp.h"
+#include "storage/itemptr.h"
 #include "utils/jsonb.h"
 
 #include "tenant.h"
@@ -47,6 +48,7 @@ typedef struct CallPending
 	Oid			queued_by;
 	int			attempts;		/* before this one */
 	TimestampTz next_attempt_at;	/* when it is due */
+	ItemPointerData tid;		/* of the locked row, for its begin */
 } CallPending;
 
 /* What an attempt came to. */
@@ -73,7 +75,7 @@ extern bool CallStoreClaimProbe(const char *tenant_id, int64 connector_id, const
 								int nheld, TimestampTz now, CallRef *out,
 								TimestampTz *next_at);
 extern bool CallStoreLockPending(const CallRef *ref, CallPending *out);
-extern void CallStoreBeginAttempt(const CallRef *ref, int lease_ms);
+extern void CallStoreBeginAttempt(const CallRef *ref, const CallPending *locked, int lease_ms);
 extern bool CallStoreRecord(const CallRef *ref, const CallOutcome *o, int64 *next_call);
 extern int	CallStoreReconcile(bool all, const int64 *held, int nheld);
 extern void CallStoreAnalyzeIfStale(void);

@@ -54,7 +54,8 @@ extern Datum integration_validate_url(PG_FUNCTION_ARGS);
 int			integration_connector_max_response_bytes = 1024 * 1024;
 int			integration_adapter_timeout_ms = 5000;
 
-static SPIPlanPtr connector_plan;
+/* Kept, and made again as connectors grows (KeptPlanGet(), spi_plan.c). */
+static KeptPlan connector_plan;
 
 void
 ConnectorRequestDefineGucs(void)
@@ -649,19 +650,19 @@ ConnectorTargetLoad(ConnectorTarget *t, bool missing_ok)
 
 	args[0] = CStringGetTextDatum(t->tenant);
 	args[1] = Int64GetDatum(t->id);
-	RunPlan(SavedPlan(&connector_plan,
-					  "SELECT integration._connector_context(c),"
-					  " c.kind, c.base_url, c.credentials, integration._auth_style(k.auth),"
-					  " k.idempotency_header,"
-					  " c.settings OPERATOR(pg_catalog.->>) 'retry_schedule', c.is_active,"
-					  " k.build_request_function, k.interpret_response_function,"
-					  " (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2],"
-					  " " CONNECTOR_SETTING_RATE("rate_limit") ", " CONNECTOR_SETTING_RATE("rate_limit_burst")
-					  " FROM integration.connectors c"
-					  " JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
-					  " WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
-					  "   AND c.deleted_at IS NULL",
-					  2, argtypes, CURSOR_OPT_GENERIC_PLAN),
+	RunPlan(KeptPlanGet(&connector_plan,
+						"SELECT integration._connector_context(c),"
+						" c.kind, c.base_url, c.credentials, integration._auth_style(k.auth),"
+						" k.idempotency_header,"
+						" c.settings OPERATOR(pg_catalog.->>) 'retry_schedule', c.is_active,"
+						" k.build_request_function, k.interpret_response_function,"
+						" (integration._auth_keys(k.auth))[1], (integration._auth_keys(k.auth))[2],"
+						" " CONNECTOR_SETTING_RATE("rate_limit") ", " CONNECTOR_SETTING_RATE("rate_limit_burst")
+						" FROM integration.connectors c"
+						" JOIN integration.connector_kinds k ON k.name OPERATOR(pg_catalog.=) c.kind"
+						" WHERE c.tenant_id OPERATOR(pg_catalog.=) $1 AND c.id OPERATOR(pg_catalog.=) $2"
+						"   AND c.deleted_at IS NULL",
+						2, argtypes, CURSOR_OPT_GENERIC_PLAN),
 			args, true, SPI_OK_SELECT, "looking up the connector");
 
 	/*

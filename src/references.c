@@ -8,12 +8,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/relation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "storage/bufmgr.h"
-#include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -33,119 +30,40 @@ static void ReferenceStillUsed(TriggerData *trigdata, const char *referrer, cons
  * A statement past the last slot is prepared each time it runs.
  *
  * A kept plan is made again once a table it reads has more than doubled since it was
- * made, by the rule the worker's own plans follow (PlanOutgrown(), as
- * StoreReplanIfStale() in delivery_store.c uses it).  PostgreSQL's plan cache plans
- * again when ANALYZE changes a table's statistics, and until then keeps a plan made
- * for the size the table had: the worker's first fan-out, while webhook_events held a
- * few hundred events, planned the event check as a walk of the whole table per probe,
- * and after 20,000 events were published at once, each batch's check read 2,100
- * pages and took 9 ms, then 30 ms as the probes reached further in, with every other
- * tenant's events waiting behind those cycles (bench/run protection: p99 30 ms;
- * bench/README.md).  Cost: an smgrnblocks() per table a statement reads, at each run.
+ * made (KeptPlanGet(), spi_plan.c), by the rule the worker's own plans follow
+ * (PlanOutgrown()).  PostgreSQL's plan cache plans again when ANALYZE changes a
+ * table's statistics, and until then keeps a plan made for the size the table had:
+ * the worker's first fan-out, while webhook_events held a few hundred events, planned
+ * the event check as a walk of the whole table per probe, and after 20,000 events
+ * were published at once, each batch's check read 2,100 pages and took 9 ms, then
+ * 30 ms as the probes reached further in, with every other tenant's events waiting
+ * behind those cycles (bench/run protection: p99 30 ms; bench/README.md).  Cost: an
+ * smgrnblocks() per table a statement reads, at each run.
  */
 #define KEPT_PLANS 24
-#define KEPT_PLAN_TABLES 4
 static struct
 {
 	const char *sql;
-	SPIPlanPtr	plan;
-	int			ntables;		/* the tables it reads, as planned */
-	Oid			tables[KEPT_PLAN_TABLES];
-	BlockNumber blocks[KEPT_PLAN_TABLES];	/* their sizes then */
+	KeptPlan	kept;			/* its plan, and the tables it reads, as
+								 * planned */
 }			kept_plans[KEPT_PLANS];
 
-/*
- * The size of relid now, locked as the statement that reads it will lock it;
- * InvalidBlockNumber when it is gone (the extension dropped and created again: the plan
- * cache would plan such a statement again by its text).
- */
-static BlockNumber
-table_blocks(Oid relid)
-{
-	Relation	r = try_relation_open(relid, AccessShareLock);
-	BlockNumber n;
-
-	if (r == NULL)
-		return InvalidBlockNumber;
-	/* A view or a partitioned table has no size of its own. */
-	n = RELKIND_HAS_STORAGE(r->rd_rel->relkind) ? RelationGetNumberOfBlocks(r) : 0;
-	relation_close(r, NoLock);
-	return n;
-}
-
-/* Notes the tables the plan of slot i reads, and their sizes now. */
-static void
-note_plan_tables(int i)
-{
-	ListCell   *lc;
-
-	kept_plans[i].ntables = 0;
-	foreach(lc, SPI_plan_get_plan_sources(kept_plans[i].plan))
-	{
-		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
-		ListCell   *rc;
-
-		foreach(rc, ps->relationOids)
-		{
-			int			n = kept_plans[i].ntables;
-			bool		noted = false;
-
-			for (int t = 0; t < n; t++)
-				noted = noted || kept_plans[i].tables[t] == lfirst_oid(rc);
-			if (noted)
-				continue;
-			if (n == KEPT_PLAN_TABLES)
-				return;
-			kept_plans[i].tables[n] = lfirst_oid(rc);
-			kept_plans[i].blocks[n] = table_blocks(lfirst_oid(rc));
-			kept_plans[i].ntables++;
-		}
-	}
-}
-
-/*
- * The kept plan of sql, or NULL: also when a table it reads has more than doubled
- * since it was planned, whose plan is then let go, to be made again.
- */
-static SPIPlanPtr
-find_kept_plan(const char *sql)
+/* The slot of sql's plan, or a free one taken for it; NULL when none is left. */
+static KeptPlan *
+plan_slot(const char *sql)
 {
 	for (int i = 0; i < KEPT_PLANS; i++)
-	{
-		if (kept_plans[i].sql != sql)
-			continue;
-		for (int t = 0; t < kept_plans[i].ntables; t++)
-		{
-			BlockNumber now = table_blocks(kept_plans[i].tables[t]);
-
-			if (now == InvalidBlockNumber || PlanOutgrown(&kept_plans[i].blocks[t], now))
-			{
-				SPI_freeplan(kept_plans[i].plan);
-				kept_plans[i].sql = NULL;
-				kept_plans[i].plan = NULL;
-				return NULL;
-			}
-		}
-		return kept_plans[i].plan;
-	}
-	return NULL;
-}
-
-/* Keeps plan for sql while a slot is free. */
-static void
-keep_plan(const char *sql, SPIPlanPtr plan)
-{
+		if (kept_plans[i].sql == sql)
+			return &kept_plans[i].kept;
 	for (int i = 0; i < KEPT_PLANS; i++)
 	{
 		if (kept_plans[i].sql == NULL)
 		{
-			SPI_keepplan(plan);
 			kept_plans[i].sql = sql;
-			kept_plans[i].plan = plan;
-			note_plan_tables(i);
-			return;
+			return &kept_plans[i].kept;
 		}
 	}
+	return NULL;
 }
 
 /*
@@ -161,19 +79,21 @@ ReferenceExecuteAsOwner(Relation rel, const char *sql, int nargs, Oid *argtypes,
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	KeptPlan   *slot;
 	SPIPlanPtr	plan;
 	int			rc;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	plan = find_kept_plan(sql);
-	if (plan == NULL)
+	slot = plan_slot(sql);
+	if (slot != NULL)
+		plan = KeptPlanGet(slot, sql, nargs, argtypes, 0);
+	else
 	{
 		plan = SPI_prepare(sql, nargs, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-		keep_plan(sql, plan);
 	}
 	rc = SPI_execute_snapshot(plan, args, NULL, snapshot, crosscheck, false, false, limit);
 	if (rc != expected)

@@ -9,15 +9,29 @@
  * (rows reached by key or ctid) and CURSOR_OPT_CUSTOM_PLAN for the others.
  * RunPlan() executes one and turns an unexpected result code into an error.
  *
+ * A generic plan still depends on the sizes the tables had when it was made, and the
+ * plan cache makes it again only when ANALYZE changes their statistics (autovacuum's,
+ * a minute or more after a burst).  So a kept plan is made again once a table it reads
+ * has more than doubled (PlanOutgrown()).  The delivery kind checks its four tables
+ * every 200 ms and drops the plans that read one that doubled (StorePlanSlot,
+ * delivery_store.c), which costs its statements nothing.  Everywhere else a kept plan
+ * notes the tables it reads and checks their sizes at each use (KeptPlanGet(), the
+ * reference checks' plans in references.c): that works in any backend, with no loop
+ * to check from, at an smgrnblocks() per table and use.
+ *
  * Batches go to a statement as arrays, one per column, unnested there: ArrayParam()
  * and its shorthands build them.
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "catalog/pg_type.h"
+#include "storage/bufmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
 
 #include "spi_plan.h"
 
@@ -55,6 +69,93 @@ PlanOutgrown(BlockNumber *planned, BlockNumber now)
 		return false;
 	}
 	return now > 2 * *planned + 8;
+}
+
+/*
+ * The size of relid now, locked as the statement that reads it will lock it;
+ * InvalidBlockNumber when it is gone (the extension dropped and created again: the plan
+ * cache would plan such a statement again by its text).
+ */
+static BlockNumber
+table_blocks(Oid relid)
+{
+	Relation	r = try_relation_open(relid, AccessShareLock);
+	BlockNumber n;
+
+	if (r == NULL)
+		return InvalidBlockNumber;
+	/* A view or a partitioned table has no size of its own. */
+	n = RELKIND_HAS_STORAGE(r->rd_rel->relkind) ? RelationGetNumberOfBlocks(r) : 0;
+	relation_close(r, NoLock);
+	return n;
+}
+
+/*
+ * Notes the tables slot's plan reads (the first KEPT_PLAN_TABLES; a table read twice
+ * counts once), and their sizes now.
+ */
+static void
+note_plan_tables(KeptPlan * slot)
+{
+	ListCell   *lc;
+
+	slot->ntables = 0;
+	foreach(lc, SPI_plan_get_plan_sources(slot->plan))
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+		ListCell   *rc;
+
+		foreach(rc, ps->relationOids)
+		{
+			int			n = slot->ntables;
+			bool		noted = false;
+
+			for (int t = 0; t < n; t++)
+				noted = noted || slot->tables[t] == lfirst_oid(rc);
+			if (noted)
+				continue;
+			if (n == KEPT_PLAN_TABLES)
+				return;
+			slot->tables[n] = lfirst_oid(rc);
+			slot->blocks[n] = table_blocks(lfirst_oid(rc));
+			slot->ntables++;
+		}
+	}
+}
+
+/* Whether a table slot's plan reads has more than doubled since it was made, or is gone. */
+static bool
+kept_plan_outgrown(KeptPlan * slot)
+{
+	for (int t = 0; t < slot->ntables; t++)
+	{
+		BlockNumber now = table_blocks(slot->tables[t]);
+
+		if (now == InvalidBlockNumber || PlanOutgrown(&slot->blocks[t], now))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * slot's plan, prepared from sql as SavedPlan() does on first use, and made again
+ * once a table it reads has more than doubled since it was made (see the top).  Must
+ * be called while SPI is connected.
+ */
+SPIPlanPtr
+KeptPlanGet(KeptPlan * slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
+{
+	if (slot->plan != NULL && kept_plan_outgrown(slot))
+	{
+		SPI_freeplan(slot->plan);
+		slot->plan = NULL;
+	}
+	if (slot->plan == NULL)
+	{
+		SavedPlan(&slot->plan, sql, nargs, argtypes, cursor_options);
+		note_plan_tables(slot);
+	}
+	return slot->plan;
 }
 
 /*

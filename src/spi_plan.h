@@ -10,6 +10,23 @@
 
 extern SPIPlanPtr SavedPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 							int cursor_options);
+
+/*
+ * A kept plan made again once a table it reads has more than doubled (spi_plan.c):
+ * the plan, and the tables it reads with their sizes when it was made.  Zeroed: none
+ * yet; ForgetPlans(&slot.plan) drops it.
+ */
+#define KEPT_PLAN_TABLES 4
+typedef struct KeptPlan
+{
+	SPIPlanPtr	plan;
+	int			ntables;
+	Oid			tables[KEPT_PLAN_TABLES];
+	BlockNumber blocks[KEPT_PLAN_TABLES];
+}			KeptPlan;
+
+extern SPIPlanPtr KeptPlanGet(KeptPlan * slot, const char *sql, int nargs, Oid *argtypes,
+							  int cursor_options);
 extern void ForgetPlans(SPIPlanPtr *const *slots, int n);
 extern bool PlanOutgrown(BlockNumber *planned, BlockNumber now);
 extern void RunPlan(SPIPlanPtr plan, Datum *args, bool read_only, int expected,
