@@ -142,7 +142,7 @@ window_args(Datum *args, const ExpiryWalk *w, const RetentionCutoffs *c, int lim
  * and args[1] (copies: the window's rows are freed).
  */
 static int
-read_window(KeptPlan * slot, const char *sql, ExpiryWalk *w, const RetentionCutoffs *c,
+read_window(KeptPlan *slot, const char *sql, ExpiryWalk *w, const RetentionCutoffs *c,
 			int limit, int *looked, Datum *args)
 {
 	Oid			types[6] = {TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID,

@@ -95,7 +95,7 @@ table_blocks(Oid relid)
  * counts once), and their sizes now.
  */
 static void
-note_plan_tables(KeptPlan * slot)
+note_plan_tables(KeptPlan *slot)
 {
 	ListCell   *lc;
 
@@ -125,7 +125,7 @@ note_plan_tables(KeptPlan * slot)
 
 /* Whether a table slot's plan reads has more than doubled since it was made, or is gone. */
 static bool
-kept_plan_outgrown(KeptPlan * slot)
+kept_plan_outgrown(KeptPlan *slot)
 {
 	for (int t = 0; t < slot->ntables; t++)
 	{
@@ -143,7 +143,7 @@ kept_plan_outgrown(KeptPlan * slot)
  * be called while SPI is connected.
  */
 SPIPlanPtr
-KeptPlanGet(KeptPlan * slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
+KeptPlanGet(KeptPlan *slot, const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
 	if (slot->plan != NULL && kept_plan_outgrown(slot))
 	{

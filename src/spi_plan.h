@@ -23,9 +23,9 @@ typedef struct KeptPlan
 	int			ntables;
 	Oid			tables[KEPT_PLAN_TABLES];
 	BlockNumber blocks[KEPT_PLAN_TABLES];
-}			KeptPlan;
+} KeptPlan;
 
-extern SPIPlanPtr KeptPlanGet(KeptPlan * slot, const char *sql, int nargs, Oid *argtypes,
+extern SPIPlanPtr KeptPlanGet(KeptPlan *slot, const char *sql, int nargs, Oid *argtypes,
 							  int cursor_options);
 extern void ForgetPlans(SPIPlanPtr *const *slots, int n);
 extern bool PlanOutgrown(BlockNumber *planned, BlockNumber now);
