@@ -923,9 +923,11 @@ AppendHubspotUri(StringInfo buf, const char *uri, size_t len)
 		{
 			int			hi = HexValue((unsigned char) uri[i + 1]);
 			int			lo = HexValue((unsigned char) uri[i + 2]);
-			char		c = (char) ((hi << 4) | lo);
 
-			if (hi >= 0 && lo >= 0 && c != '\0' &&
+			/* Only a valid escape is decoded: -1 << 4 is undefined in C. */
+			char		c = (hi >= 0 && lo >= 0) ? (char) ((hi << 4) | lo) : '\0';
+
+			if (c != '\0' &&
 				strchr(hubspot_decoded_chars, c) != NULL)
 			{
 				appendStringInfoChar(buf, c);
