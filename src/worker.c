@@ -441,11 +441,13 @@ check_extension(void *arg)
  * server, the database or its role default to (postgresql.conf, ALTER DATABASE/ROLE
  * ... SET); session values, which a reload leaves alone.
  *
- * READ COMMITTED: its statements lock rows that tenants change meanwhile (an endpoint,
- * FOR KEY SHARE, at every fan-out; claims under FOR UPDATE SKIP LOCKED) and, at this
- * level, a lock follows the row's newer version.  Under REPEATABLE READ or
- * SERIALIZABLE the same lock fails the whole cycle ("could not serialize access"),
- * and the worker pauses a second before trying again: with the server's default at
+ * READ COMMITTED: its statements read and lock rows that tenants and publishers
+ * write meanwhile (events, an endpoint FOR KEY SHARE at every fan-out, claims under
+ * FOR UPDATE SKIP LOCKED), and at this level a lock follows the row's newer version.
+ * Under REPEATABLE READ such a lock fails ("could not serialize access due to
+ * concurrent update"), and under SERIALIZABLE those reads make the worker the victim of
+ * others' writes ("... due to read/write dependencies"): the whole cycle fails, and
+ * the worker pauses a second before trying again.  With the server's default at
  * serializable, one tenant changing its endpoint while publishing paused everyone's
  * deliveries five times in six seconds (test/t/046_session_defaults.pl).
  *
