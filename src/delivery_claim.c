@@ -246,7 +246,8 @@ collect_ctids(ItemPointerData * tids, int n, int max, int col, int64 *excluded, 
 														   &isnull));
 		bool		seen = false;
 
-		if (bsearch(&endpoint, excluded, nexcluded, sizeof(int64), int64_cmp))
+		/* bsearch() of no array at all is undefined, even of nothing in it. */
+		if (nexcluded > 0 && bsearch(&endpoint, excluded, nexcluded, sizeof(int64), int64_cmp))
 			continue;
 		for (int i = 0; i < n && !seen; i++)
 			seen = ItemPointerEquals(&tids[i], tid);
