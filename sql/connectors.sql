@@ -192,6 +192,8 @@ CREATE TABLE integration.connector_kinds (
 	idempotency_header	text,
 	pull_streams		text[],
 	record_function		text,
+	-- Set for the shipped kinds whose webhook bodies are the REST representation.
+	records_as_pulled	boolean NOT NULL DEFAULT false,
 	created_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	-- The first segment of every event name the kind's webhooks become.
@@ -238,6 +240,8 @@ COMMENT ON COLUMN integration.connector_kinds.pull_streams IS
 	'The streams the kind pulls incrementally (e.g. {orders,customers,products}); each page is a call of operation pull to its build_request and interpret_response (docs/connectors.md#sync-incremental-pull). NULL: the kind pulls nothing.';
 COMMENT ON COLUMN integration.connector_kinds.record_function IS
 	'record(connector_context, topic text, payload jsonb) RETURNS external_record: the synced record a webhook event is about, or NULL when it is about none; receive_webhook() then hands a version of a record that was already pulled or received as a duplicate. NULL: no such dedupe.';
+COMMENT ON COLUMN integration.connector_kinds.records_as_pulled IS
+	'Whether the record function''s payload is the record as the pull renders it (shopify and woocommerce: their webhook bodies are the REST representation): a pulled version with a webhook''s updated_at, the same top-level keys and another content is then a second change within that moment, handed on. false: a pulled version of a webhook''s moment is that version.';
 COMMENT ON COLUMN integration.connector_kinds.idempotency_header IS
 	'The header a call''s idempotency key is sent in (e.g. Idempotency-Key), the same key on every attempt of the call; NULL: the platform takes none, and adapters may put the key elsewhere.';
 -- Kinds that users register are configuration: pg_dump keeps them (the shipped ones are

@@ -1380,11 +1380,13 @@ VALUES
 -- The kinds that pull, and tell which pulled record a webhook is about (sql/sync.sql).
 UPDATE integration.connector_kinds
    SET pull_streams = '{orders,customers,products}',
-	   record_function = 'integration.shopify_record(integration.connector_context, text, jsonb)'
+	   record_function = 'integration.shopify_record(integration.connector_context, text, jsonb)',
+	   records_as_pulled = true
  WHERE name = 'shopify';
 UPDATE integration.connector_kinds
    SET pull_streams = '{orders,customers,products,coupons}',
-	   record_function = 'integration.woocommerce_record(integration.connector_context, text, jsonb)'
+	   record_function = 'integration.woocommerce_record(integration.connector_context, text, jsonb)',
+	   records_as_pulled = true
  WHERE name = 'woocommerce';
 UPDATE integration.connector_kinds
    SET pull_streams = '{events}',

@@ -396,10 +396,15 @@ CREATE TRIGGER connector_kind_streams AFTER UPDATE OF pull_streams ON integratio
 -- of a record stored as (stored_at, stored_hash, stored_source): a later updated_at
 -- changed it, an earlier one is stale; the same one with another content is a revision
 -- when both are pulled (two updates within the platform's second), else the same
--- change seen twice.  The one rule of _sync_gate() and of a pulled page (internal).
+-- change seen twice.  A pulled version over a webhook's of the same moment is a
+-- revision too when same_form says the webhook's payload is the record as the pull
+-- renders it (the kind's records_as_pulled, and the same top-level keys): else the
+-- first change of a second, received by webhook, would hide a second change of that
+-- second from the pull for good.  The one rule of _sync_gate() and of a pulled page
+-- (internal).
 CREATE FUNCTION integration._sync_verdict(updated_at timestamptz, hash bytea, source text,
 										  stored_at timestamptz, stored_hash bytea,
-										  stored_source text)
+										  stored_source text, same_form boolean)
 	RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -408,10 +413,26 @@ AS $$
 				WHEN updated_at < stored_at THEN 'stale'
 				WHEN hash = stored_hash THEN 'unchanged'
 				WHEN source = 'pull' AND stored_source = 'pull' THEN 'revised'
+				WHEN source = 'pull' AND stored_source = 'webhook' AND same_form THEN 'revised'
 				ELSE 'unchanged' END
 $$;
-COMMENT ON FUNCTION integration._sync_verdict(timestamptz, bytea, text, timestamptz, bytea, text) IS
-	'changed, stale, unchanged or revised: a version of a record against the one stored (internal).';
+COMMENT ON FUNCTION integration._sync_verdict(timestamptz, bytea, text, timestamptz, bytea, text, boolean) IS
+	'changed, stale, unchanged or revised: a version of a record against the one stored; same_form: a stored webhook payload is rendered as the pull renders the record (internal).';
+
+-- Whether a webhook's stored payload and a pulled one are one rendering of the record:
+-- the same top-level keys.  A payload with other keys (another API version, or a
+-- record function that keeps the webhook's own event, as hubspot's does) is another
+-- rendering, whose content tells nothing about a second change.
+CREATE FUNCTION integration._sync_same_form(pulled jsonb, stored jsonb) RETURNS boolean
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_typeof(pulled) = 'object' AND jsonb_typeof(stored) = 'object'
+		   AND (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(pulled) AS k)
+			   = (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(stored) AS k)
+$$;
+COMMENT ON FUNCTION integration._sync_same_form(jsonb, jsonb) IS
+	'Whether two payloads of a record have the same top-level keys: one rendering of it (internal).';
 
 -- Whether that version is written over the stored one: a change or a revision, and a
 -- pulled copy of a version a webhook brought (the platform's own rendering is kept).
@@ -482,8 +503,10 @@ BEGIN
 			USING ERRCODE = 'serialization_failure';
 	END IF;
 
+	-- A webhook never revises (several events of one version differ, as hubspot's
+	-- propertyChange events do): a second change within a second comes by pull.
 	verdict := integration._sync_verdict(_sync_gate.updated_at, h, _sync_gate.source,
-										 r.external_updated_at, r.content_hash, r.source);
+										 r.external_updated_at, r.content_hash, r.source, false);
 	IF NOT integration._sync_rewrites(_sync_gate.updated_at, h, _sync_gate.source,
 									  r.external_updated_at, r.content_hash, r.source) THEN
 		RETURN verdict;			-- nothing to write
@@ -625,6 +648,7 @@ DECLARE
 	high timestamptz;
 	call_id bigint;
 	patterns jsonb[];
+	as_pulled boolean;
 BEGIN
 	-- next_call_id in the result names the call the worker begins next: only this
 	-- trigger says it, never the adapter's page (a page not processed keeps its result).
@@ -643,6 +667,8 @@ BEGIN
 		RETURN NEW;
 	END IF;
 	SELECT * INTO c FROM integration.connectors x WHERE x.tenant_id = NEW.tenant_id AND x.id = NEW.connector_id;
+	SELECT k.records_as_pulled INTO as_pulled FROM integration.connector_kinds k WHERE k.name = c.kind;
+	as_pulled := coalesce(as_pulled, false);
 
 	IF NEW.status = 'failed' THEN
 		-- The cursor stays: the next run reads the pages stored so far again, and the
@@ -748,7 +774,15 @@ BEGIN
 		SELECT r.*,
 			   CASE WHEN nw.id IS NOT NULL THEN 'new'
 					ELSE integration._sync_verdict(r.updated_at, r.hash, 'pull', o.external_updated_at,
-												   o.content_hash, o.source) END AS verdict,
+												   o.content_hash, o.source,
+												   -- In this order: the keys are compared
+												   -- only for a webhook's version of the
+												   -- same moment with another content.
+												   as_pulled AND o.source = 'webhook'
+												   AND r.updated_at = o.external_updated_at
+												   AND r.hash <> o.content_hash
+												   AND integration._sync_same_form(r.payload, o.payload))
+			   END AS verdict,
 			   nw.id IS NULL
 			   AND integration._sync_rewrites(r.updated_at, r.hash, 'pull', o.external_updated_at,
 											  o.content_hash, o.source) AS write
@@ -756,7 +790,7 @@ BEGIN
 		  LEFT JOIN unnest(new_ids) AS nw(id) ON nw.id = r.id
 		  -- OFFSET 0: a lookup per record, never a join to the whole stream.
 		  LEFT JOIN LATERAL (
-				SELECT x.external_updated_at, x.content_hash, x.source
+				SELECT x.external_updated_at, x.content_hash, x.source, x.payload
 				  FROM integration.external_records x
 				 WHERE nw.id IS NULL AND x.tenant_id = s.tenant_id
 				   AND x.connector_id = s.connector_id AND x.stream = s.stream
@@ -928,7 +962,8 @@ REVOKE ALL ON FUNCTION
 	integration._sync_iso(timestamptz), integration._connector_sync_checked(),
 	integration._content_hash(jsonb),
 	integration._connector_sync_streams(), integration._connector_kind_streams(),
-	integration._sync_verdict(timestamptz, bytea, text, timestamptz, bytea, text),
+	integration._sync_verdict(timestamptz, bytea, text, timestamptz, bytea, text, boolean),
+	integration._sync_same_form(jsonb, jsonb),
 	integration._sync_rewrites(timestamptz, bytea, text, timestamptz, bytea, text),
 	integration._sync_gate(text, bigint, text, text, timestamptz, jsonb, text),
 	integration._check_external_record(text, integration.external_record),
