@@ -371,7 +371,8 @@ CREATE FUNCTION integration.register_connector_kind(name text, auth text, signat
 													replace boolean DEFAULT false,
 													idempotency_header text DEFAULT NULL,
 													pull_streams text[] DEFAULT NULL,
-													record regprocedure DEFAULT NULL)
+													record regprocedure DEFAULT NULL,
+													records_as_pulled boolean DEFAULT false)
 	RETURNS integration.connector_kinds
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -448,6 +449,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'It tells which pulled record a webhook event is about, so that one change is handed to handlers once.';
 	END IF;
+	IF register_connector_kind.records_as_pulled AND register_connector_kind.record IS NULL THEN
+		RAISE EXCEPTION 'records_as_pulled goes with a record function'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'It says that the record function''s payload is the record as the pull renders it.';
+	END IF;
 
 	PERFORM integration._check_adapter(register_connector_kind.normalise, 'normalise',
 		ARRAY[ctx, 'jsonb', 'text']::regtype[], 'integration.normalised_event', true);
@@ -463,14 +469,15 @@ BEGIN
 	INSERT INTO integration.connector_kinds AS c
 		(name, description, auth, signature_scheme, verify_function, normalise_function,
 		 build_request_function, interpret_response_function, idempotency_header,
-		 pull_streams, record_function)
+		 pull_streams, record_function, records_as_pulled)
 	VALUES (register_connector_kind.name, coalesce(register_connector_kind.description, ''),
 			register_connector_kind.auth, register_connector_kind.signature_scheme,
 			register_connector_kind.verify::text, register_connector_kind.normalise::text,
 			register_connector_kind.build_request::text,
 			register_connector_kind.interpret_response::text,
 			register_connector_kind.idempotency_header, register_connector_kind.pull_streams,
-			register_connector_kind.record::text)
+			register_connector_kind.record::text,
+			coalesce(register_connector_kind.records_as_pulled, false))
 	ON CONFLICT ON CONSTRAINT connector_kinds_pkey DO UPDATE
 	   SET description = EXCLUDED.description, auth = EXCLUDED.auth,
 		   signature_scheme = EXCLUDED.signature_scheme, verify_function = EXCLUDED.verify_function,
@@ -480,6 +487,7 @@ BEGIN
 		   idempotency_header = EXCLUDED.idempotency_header,
 		   pull_streams = EXCLUDED.pull_streams,
 		   record_function = EXCLUDED.record_function,
+		   records_as_pulled = EXCLUDED.records_as_pulled,
 		   updated_at = now()
 	 WHERE register_connector_kind.replace
 	RETURNING c.* INTO k;
@@ -491,8 +499,8 @@ BEGIN
 	RETURN k;
 END
 $$;
-COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure) IS
-	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one; idempotency_header names the header calls send their idempotency key in; pull_streams the streams it pulls (operation pull), record the function that tells which pulled record a webhook event is about.';
+COMMENT ON FUNCTION integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure, boolean) IS
+	'Registers a connector kind (superusers only), checking each adapter''s argument and return types; replace => true changes an existing one; idempotency_header names the header calls send their idempotency key in; pull_streams the streams it pulls (operation pull), record the function that tells which pulled record a webhook event is about; records_as_pulled that its payload is the record as the pull renders it (a pulled version of a webhook''s moment with the same top-level keys and another content is then a second change).';
 
 CREATE FUNCTION integration.unregister_connector_kind(name text) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -1396,7 +1404,7 @@ REVOKE ALL ON FUNCTION
 	integration._connector_kind_signatures(),
 	integration.check_connector_references(), integration.check_connector_unreferenced(),
 	integration._check_adapter(regprocedure, text, regtype[], regtype, boolean),
-	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure),
+	integration.register_connector_kind(text, text, text, regprocedure, regprocedure, regprocedure, regprocedure, text, boolean, text, text[], regprocedure, boolean),
 	integration._are_stream_names(text[]),
 	integration.unregister_connector_kind(text), integration._adapter_dropped(),
 	integration.generic_normalise(integration.connector_context, jsonb, text),

@@ -62,6 +62,27 @@ SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
 	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
 	pull_streams => '{items}', record => 'public.sync_record_bad(integration.connector_context, text, jsonb)');
 \echo :LAST_ERROR_SQLSTATE
+-- records_as_pulled: with a record function only; replace => true sets it, and back.
+SELECT integration.register_connector_kind('sync_bad', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items}', records_as_pulled => true);
+\echo :LAST_ERROR_SQLSTATE
+SELECT name, records_as_pulled FROM integration.register_connector_kind('sync_kind', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items,sale.order}',
+	record => 'public.sync_record(integration.connector_context, text, jsonb)',
+	replace => true, records_as_pulled => true);
+SELECT name, records_as_pulled FROM integration.register_connector_kind('sync_kind', 'none', 'none',
+	normalise => 'public.sync_normalise(integration.connector_context, jsonb, text)',
+	build_request => 'public.sync_build(integration.connector_context, text, jsonb, text)',
+	interpret_response => 'integration.generic_interpret_response(integration.connector_context, text, integer, jsonb, text)',
+	pull_streams => '{items,sale.order}',
+	record => 'public.sync_record(integration.connector_context, text, jsonb)',
+	replace => true);
 \set VERBOSITY terse
 UPDATE integration.connector_kinds SET pull_streams = '{}' WHERE name = 'sync_kind';
 UPDATE integration.connector_kinds SET build_request_function = NULL, interpret_response_function = NULL
