@@ -102,12 +102,16 @@ typedef struct DeliveryItem
 								 * runs */
 } DeliveryItem;
 
-/* An endpoint the backlog lane waits for, briefly (paced_until()). */
-typedef struct PacedEndpoint
+/*
+ * An endpoint by its key, with its own copy of the tenant id, as it outlives the
+ * transaction that read it: an endpoint the backlog lane waits for (paced_until()),
+ * the key of refresh_step()'s table.
+ */
+typedef struct EndpointId
 {
 	int64		id;
 	char		tenant_id[TENANT_ID_MAX_LEN + 1];
-} PacedEndpoint;
+} EndpointId;
 
 /* The fan-out's two lanes and their cursors (StoreFanOutAndClaim()). */
 typedef struct FanOut
@@ -128,7 +132,7 @@ typedef struct FanOut
 	TimestampTz retry_at;		/* events were queued again for a locked
 								 * endpoint */
 	/* The endpoints the last backlog batch left short of room (paced_until()) */
-	PacedEndpoint short_of_room[FANOUT_SHORT_MAX];
+	EndpointId	short_of_room[FANOUT_SHORT_MAX];
 	int			nshort;
 	TimestampTz short_since;	/* when that batch noted them */
 } FanOut;
@@ -592,7 +596,7 @@ paced_until(DeliveryJob *j, TimestampTz now)
 
 /* Notes the endpoints a backlog batch left short of room, if few, at now. */
 static void
-note_short_of_room(FanOut *f, const FanOutLanes *lanes, TimestampTz now)
+keep_short_of_room(FanOut *f, const FanOutLanes *lanes, TimestampTz now)
 {
 	f->nshort = 0;
 	f->short_since = now;
@@ -644,7 +648,7 @@ fan_out(Cycle *cy)
 	(void) StoreFanOutAndClaim(lease_ms(), &lanes, endpoint_room, j, &cy->claims);
 	cy->put_back = lanes.put_back;
 	if (backlog)
-		note_short_of_room(f, &lanes, GetCurrentTimestamp());
+		keep_short_of_room(f, &lanes, GetCurrentTimestamp());
 	if (lanes.overflowed)
 		j->due_needed = true;	/* what went in pending is claimed as room
 								 * frees up */
@@ -1113,15 +1117,9 @@ run_cycle(DeliveryJob *j, bool record, bool claim, bool fresh_only)
  * Refreshing queued claims
  * ------------------------------------------------------------------------------------ */
 
-typedef struct QueuedEndpointKey
-{
-	int64		id;
-	char		tenant_id[TENANT_ID_MAX_LEN + 1];
-} QueuedEndpointKey;
-
 typedef struct QueuedEndpoint
 {
-	QueuedEndpointKey key;
+	EndpointId	key;
 	int			index;			/* into the settings read */
 } QueuedEndpoint;
 
@@ -1154,7 +1152,7 @@ collect_queued_item(SchedItem *item, void *arg)
 }
 
 static void
-endpoint_key(QueuedEndpointKey *key, ClaimedDelivery *c)
+endpoint_key(EndpointId *key, ClaimedDelivery *c)
 {
 	memset(key, 0, sizeof(*key));
 	key->id = c->endpoint_id;
@@ -1187,7 +1185,7 @@ refresh_step(void *arg)
 	SchedulerForEachQueued(j->svc->scheduler, collect_queued_item, &q);
 	eps = palloc(sizeof(EndpointSettings) * Max(q.n, 1));
 
-	ctl.keysize = sizeof(QueuedEndpointKey);
+	ctl.keysize = sizeof(EndpointId);
 	ctl.entrysize = sizeof(QueuedEndpoint);
 	ctl.hcxt = CurrentMemoryContext;
 	endpoints = hash_create("integration queued endpoints", 64, &ctl,
@@ -1199,7 +1197,7 @@ refresh_step(void *arg)
 	for (int i = 0; i < q.n; i++)
 	{
 		ClaimedDelivery *c = q.items[i]->claim;
-		QueuedEndpointKey key;
+		EndpointId	key;
 		bool		found;
 		QueuedEndpoint *ep;
 
@@ -1218,7 +1216,7 @@ refresh_step(void *arg)
 	{
 		DeliveryItem *di = q.items[i];
 		ClaimedDelivery *c = di->claim;
-		QueuedEndpointKey key;
+		EndpointId	key;
 		BatchCopyKey copy_key;
 		BatchCopy  *copy;
 		bool		found;
